@@ -1,0 +1,136 @@
+"""Typed settings: one object, env prefix ATELIER_, `.env` support, every path derived from the data dir."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Profile(StrEnum):
+    """Which default models and devices to use."""
+
+    AUTO = "auto"
+    GPU = "gpu"
+    CPU = "cpu"
+    TINY = "tiny"
+
+
+MemoryMode = Literal["none", "model-offload", "sequential-offload"]
+
+# The defaults each profile brings; an explicit --image-model / --text-model always wins.
+PROFILE_IMAGE_MODELS: dict[Profile, str] = {
+    Profile.GPU: "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    Profile.CPU: "stabilityai/sd-turbo",
+    Profile.TINY: "tiny",
+}
+PROFILE_IMAGE_DEFAULTS: dict[Profile, dict[str, float | int | str]] = {
+    # SD 1.5: the usual A1111 defaults.
+    Profile.GPU: {"steps": 25, "cfg_scale": 7.0, "width": 512, "height": 512, "sampler": "Euler a"},
+    # sd-turbo is distilled for 1-4 steps without guidance.
+    Profile.CPU: {"steps": 2, "cfg_scale": 0.0, "width": 512, "height": 512, "sampler": "Euler a"},
+    Profile.TINY: {"steps": 8, "cfg_scale": 7.0, "width": 256, "height": 256, "sampler": "Euler a"},
+}
+PROFILE_TEXT_MODELS: dict[Profile, str] = {
+    Profile.GPU: "avoroshilov/DeepSeek-R1-Distill-Qwen-14B-GPTQ_4bit-128g",
+    Profile.CPU: "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+    Profile.TINY: "tiny-gptq",
+}
+
+
+def cuda_available() -> bool:
+    """True when torch is importable and sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard requirement, but settings must not crash
+        return False
+    return bool(torch.cuda.is_available())
+
+
+class Settings(BaseSettings):
+    """Everything Atelier can be told, from flags, `ATELIER_*` variables or `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ATELIER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    profile: Profile = Profile.AUTO
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    share: bool = False
+
+    # Images
+    image_backend: str = "diffusers"
+    image_model: str | None = None
+    memory_mode: MemoryMode = "none"
+    attention_slicing: bool = False
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    min_size: int = Field(default=64, ge=8)
+    max_size: int = Field(default=2048, ge=8)
+    max_steps: int = Field(default=500, ge=1)
+    max_batch_count: int = Field(default=8, ge=1)
+    max_prompt_chars: int = Field(default=4000, ge=1)
+    preview_every: int = Field(default=2, ge=1, description="a live preview every N steps")
+
+    # Serving
+    warmup: bool = Field(default=True, description="load models in the background at start")
+    queue_max_size: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Settings:
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
+        return self
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def resolved_profile(self) -> Profile:
+        """`auto` becomes gpu when CUDA is available, else cpu."""
+        if self.profile is Profile.AUTO:
+            return Profile.GPU if cuda_available() else Profile.CPU
+        return self.profile
+
+    @property
+    def resolved_image_model(self) -> str:
+        """The image model to load: the flag, else the profile's default."""
+        return self.image_model or PROFILE_IMAGE_MODELS[self.resolved_profile]
+
+    @property
+    def image_defaults(self) -> dict[str, float | int | str]:
+        """UI/API defaults that suit the profile's image model."""
+        return dict(PROFILE_IMAGE_DEFAULTS[self.resolved_profile])
+
+    @property
+    def data_path(self) -> Path:
+        """The data dir as an absolute path."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.data_path / "atelier.db"
+
+    @property
+    def images_dir(self) -> Path:
+        """Where finished images are written."""
+        return self.data_path / "images"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where the tiny models are built."""
+        return self.data_path / "models"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space (Gradio's file cache lives here)."""
+        return self.data_path / "tmp"
+
+    def ensure_dirs(self) -> None:
+        """Create the data dir and everything under it."""
+        for path in (self.data_path, self.images_dir, self.models_dir, self.tmp_dir):
+            path.mkdir(parents=True, exist_ok=True)
