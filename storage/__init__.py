@@ -1,0 +1,1 @@
+"""Persistence: Peewee models on SQLite, migrations, and atomic image files. Never imports torch."""

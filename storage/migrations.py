@@ -1,0 +1,94 @@
+"""Ordered, named, idempotent migrations, recorded in the `migrations` table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from peewee import SqliteDatabase
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[SqliteDatabase], None]
+
+
+def m001_image_jobs(db: SqliteDatabase) -> None:
+    """Image jobs and their files."""
+    db.execute_sql(
+        """
+        CREATE TABLE IF NOT EXISTS imagejob (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user VARCHAR(255) NOT NULL DEFAULT '',
+            created_at DATETIME NOT NULL,
+            finished_at DATETIME,
+            backend VARCHAR(255) NOT NULL,
+            model VARCHAR(255) NOT NULL,
+            prompt TEXT NOT NULL,
+            negative_prompt TEXT NOT NULL DEFAULT '',
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            steps INTEGER NOT NULL,
+            cfg_scale REAL NOT NULL,
+            seed INTEGER NOT NULL,
+            seed_used INTEGER,
+            sampler VARCHAR(255) NOT NULL,
+            batch_count INTEGER NOT NULL DEFAULT 1,
+            status VARCHAR(255) NOT NULL DEFAULT 'running',
+            error TEXT NOT NULL DEFAULT '',
+            duration_s REAL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            extra TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_user ON imagejob (user)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_created_at ON imagejob (created_at)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_status ON imagejob (status)")
+    db.execute_sql(
+        """
+        CREATE TABLE IF NOT EXISTS imagefile (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL REFERENCES imagejob (id) ON DELETE CASCADE,
+            "index" INTEGER NOT NULL,
+            path VARCHAR(255) NOT NULL,
+            seed INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS imagefile_job_id ON imagefile (job_id)")
+
+
+# Append only: never reorder or rename an entry that has shipped.
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("001_image_jobs", m001_image_jobs),
+]
+
+
+def applied(db: SqliteDatabase) -> list[str]:
+    """Names of the migrations already applied, in order."""
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS migrations (name VARCHAR(255) PRIMARY KEY, applied_at DATETIME NOT NULL)"
+    )
+    return [row[0] for row in db.execute_sql("SELECT name FROM migrations ORDER BY rowid")]
+
+
+def migrate(db: SqliteDatabase, migrations: list[tuple[str, Migration]] | None = None) -> list[str]:
+    """Apply every migration not yet applied, each in its own transaction; return the names applied now."""
+    todo = MIGRATIONS if migrations is None else migrations
+    done = set(applied(db))
+    ran: list[str] = []
+    for name, step in todo:
+        if name in done:
+            continue
+        with db.atomic():
+            step(db)
+            db.execute_sql(
+                "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
+                (name, dt.datetime.now(dt.UTC).isoformat()),
+            )
+        log.info("applied migration %s", name)
+        ran.append(name)
+    return ran

@@ -1,0 +1,79 @@
+"""Peewee models. The schema itself is created by migrations, never by create_tables at run time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from storage.db import database
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now, stored as UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class BaseModel(Model):
+    """Binds every model to the one database."""
+
+    class Meta:
+        database = database
+
+
+class ImageJob(BaseModel):
+    """One text-to-image request and what became of it."""
+
+    id = AutoField()
+    user = CharField(default="", index=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+    finished_at = DateTimeField(null=True)
+    backend = CharField()
+    model = CharField()
+    prompt = TextField()
+    negative_prompt = TextField(default="")
+    width = IntegerField()
+    height = IntegerField()
+    steps = IntegerField()
+    cfg_scale = FloatField()
+    seed = IntegerField()  # as requested: -1 means random
+    seed_used = IntegerField(null=True)
+    sampler = CharField()
+    batch_count = IntegerField(default=1)
+    # running | done | cancelled | failed
+    status = CharField(default="running", index=True)
+    error = TextField(default="")
+    duration_s = FloatField(null=True)
+    cached = BooleanField(default=False)
+    extra = TextField(default="{}")  # JSON: anything a backend wants to keep (device, notes)
+
+    def extra_dict(self) -> dict[str, Any]:
+        """The `extra` column decoded."""
+        return json.loads(self.extra or "{}")
+
+
+class ImageFile(BaseModel):
+    """One image of a job, stored under the images dir."""
+
+    id = AutoField()
+    job = ForeignKeyField(ImageJob, backref="files", on_delete="CASCADE")
+    index = IntegerField()
+    path = CharField()  # relative to the images dir
+    seed = IntegerField()
+    width = IntegerField()
+    height = IntegerField()
+
+
+ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile]
