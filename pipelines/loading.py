@@ -1,0 +1,78 @@
+"""What every in-process backend shares when it loads a model: the unavailable-model error and its
+explanation, and download progress from the Hugging Face cache."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ModelUnavailable(RuntimeError):
+    """The model cannot be loaded; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """How error messages name one kind of model: its noun, its CLI flag, and what a valid folder holds."""
+
+    noun: str
+    flag: str
+    folder: str
+
+
+IMAGE_MODEL = ModelKind("image", "--image-model", "a diffusers folder (one with model_index.json)")
+TEXT_MODEL = ModelKind(
+    "text", "--text-model", "a transformers folder (one with config.json, tokenizer files and *.safetensors)"
+)
+
+
+def explain_load_error(model: str, err: BaseException, kind: ModelKind = IMAGE_MODEL) -> str:
+    """Turn a from_pretrained failure into a reason and a fix a user can act on."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    looks_local = model.startswith((".", "/", "~")) or Path(model).exists()
+    if looks_local:
+        return (
+            f"The {kind.noun} model folder {model!r} could not be loaded ({text}). "
+            f"Point {kind.flag} at {kind.folder}, "
+            "or start with --profile tiny to try Atelier with a tiny offline model."
+        )
+    return (
+        f"The {kind.noun} model {model!r} is not in the local Hugging Face cache and could not be downloaded "
+        f"({type(err).__name__}: {text}). Connect this machine to the internet once, or download the model "
+        f"elsewhere and pass its folder with {kind.flag} /path/to/model, or start with --profile tiny "
+        "to try Atelier with a tiny offline model."
+    )
+
+
+def hub_cache_bytes(repo_id: str) -> int:
+    """Bytes of a hub repo in the local cache so far (finished and partial files), for download progress."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--")) / "blobs"
+    if not folder.is_dir():
+        return 0
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+@contextlib.contextmanager
+def download_progress(repo_id: str, report: Callable[[str], None], every_s: float = 1.0) -> Iterator[None]:
+    """Report the growing cache size of ``repo_id`` every ``every_s`` seconds while the block runs."""
+    done = threading.Event()
+
+    def watch() -> None:
+        # from_pretrained and snapshot_download give no progress callback; the growing cache folder is
+        # an honest gauge.
+        while not done.wait(every_s):
+            report(f"downloading {repo_id}: {hub_cache_bytes(repo_id) / 1e6:.0f} MB so far")
+
+    report(f"downloading {repo_id} (or finding it in the Hugging Face cache)")
+    watcher = threading.Thread(target=watch, name=f"download-progress-{repo_id}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()

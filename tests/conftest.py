@@ -1,0 +1,66 @@
+"""Test-wide setup: offline environment, a guard against outside connections, the tiny models."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before anything imports gradio or huggingface_hub: no analytics, no hub, temp files in a temp dir.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GPTQMODEL_CPU_WORKERS"] = "2"
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="atelier-gradio-"))
+# Settings read ATELIER_* and .env; a developer's own values must not leak into tests.
+for _key in [k for k in os.environ if k.startswith("ATELIER_")]:
+    del os.environ[_key]
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+class OutsideConnectionError(AssertionError):
+    """A test tried to reach a host other than this machine."""
+
+
+def _check_address(sock: socket.socket, address: object) -> None:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # unix sockets and the like stay on this machine
+    host = address[0] if isinstance(address, tuple) else address
+    try:
+        if ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
+            return
+    except ValueError:
+        if host == "localhost":
+            return
+    raise OutsideConnectionError(f"test opened a non-loopback connection to {address!r}")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    _check_address(self, address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    _check_address(self, address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def no_outside_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that opens a connection to anything but loopback."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Stable Diffusion, built once per test session."""
+    from pipelines.tiny import ensure_tiny_sd
+
+    return ensure_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")

@@ -1,0 +1,119 @@
+"""The diffusers backend on the tiny model: determinism, progress, previews, Stop, load errors."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipelines.diffusers_backend import DiffusersBackend, ModelUnavailable
+from pipelines.image_base import ImageRequest, JobCancelled, StepUpdate
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_sd_dir: Path) -> DiffusersBackend:
+    b = DiffusersBackend(str(tiny_sd_dir), display_name="tiny", preview_every=2)
+    phases: list[str] = []
+    b.load(phases.append)
+    assert any("loading" in p for p in phases)
+    return b
+
+
+def run(backend: DiffusersBackend, req: ImageRequest, seeds: list[int],
+        stop: threading.Event | None = None) -> tuple[list[Any], list[StepUpdate]]:
+    updates: list[StepUpdate] = []
+    images = backend.generate(req, seeds, updates.append, stop or threading.Event())
+    return images, updates
+
+
+def test_same_seed_gives_identical_pixels(backend: DiffusersBackend) -> None:
+    req = ImageRequest(prompt="a red fox", width=64, height=64, steps=3, sampler="Euler a")
+    (first,), _ = run(backend, req, [42])
+    (second,), _ = run(backend, req, [42])
+    (other,), _ = run(backend, req, [43])
+    assert first.seed == 42
+    assert first.image.size == (64, 64)
+    assert np.array_equal(np.asarray(first.image), np.asarray(second.image))
+    assert not np.array_equal(np.asarray(first.image), np.asarray(other.image))
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "DDIM"])
+def test_samplers_run(backend: DiffusersBackend, sampler: str) -> None:
+    (image,), updates = run(backend, ImageRequest(prompt="p", width=64, height=64, steps=2, sampler=sampler), [1])
+    assert image.image.size == (64, 64)
+    assert updates[-1].step == updates[-1].total == 2
+
+
+def test_progress_every_step_and_a_cheap_preview_every_few(backend: DiffusersBackend) -> None:
+    req = ImageRequest(prompt="p", width=64, height=96, steps=5, batch_count=2)
+    images, updates = run(backend, req, [7, 8])
+    assert [i.seed for i in images] == [7, 8]
+    assert [u.step for u in updates] == list(range(1, 11))
+    assert {u.total for u in updates} == {10}
+    with_preview = [u.step for u in updates if u.preview is not None]
+    # preview_every=2 and always at the last step of each image
+    assert with_preview == [2, 4, 5, 7, 9, 10]
+    assert updates[1].preview.size == (64, 96)
+
+
+def test_stop_ends_the_job_within_one_step(backend: DiffusersBackend) -> None:
+    unet_calls = 0
+    unet = backend.pipe.unet
+    real_forward = unet.forward
+
+    def counting_forward(*args: Any, **kwargs: Any) -> Any:
+        nonlocal unet_calls
+        unet_calls += 1
+        return real_forward(*args, **kwargs)
+
+    stop = threading.Event()
+    calls_at_stop = -1
+
+    def on_step(update: StepUpdate) -> None:
+        nonlocal calls_at_stop
+        if update.step == 3:
+            calls_at_stop = unet_calls
+            stop.set()
+
+    unet.forward = counting_forward
+    try:
+        with pytest.raises(JobCancelled):
+            backend.generate(ImageRequest(prompt="p", width=64, height=64, steps=400, sampler="Euler"), [1],
+                             on_step, stop)
+    finally:
+        unet.forward = real_forward
+    assert calls_at_stop == 3
+    assert unet_calls - calls_at_stop <= 1  # within one step of the Stop, out of 400
+
+
+def test_a_stop_set_before_the_job_stops_it_before_any_step(backend: DiffusersBackend) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(JobCancelled):
+        run(backend, ImageRequest(prompt="p", width=64, height=64, steps=2), [1], stop)
+
+
+def test_describe_reports_device_and_attention(backend: DiffusersBackend) -> None:
+    info = backend.describe()
+    assert info["device"] == "cpu"
+    assert info["dtype"] == "float32"
+    assert "attention: PyTorch SDPA" in info["notes"]
+
+
+def test_a_bad_folder_says_how_to_fix_it(tmp_path: Path) -> None:
+    (tmp_path / "model_index.json").write_text("{not json")
+    with pytest.raises(ModelUnavailable, match="--image-model.*--profile tiny"):
+        DiffusersBackend(str(tmp_path)).load(lambda _: None)
+
+
+def test_an_uncached_hub_model_offline_says_how_to_fix_it() -> None:
+    with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache.*--profile tiny"):
+        DiffusersBackend("atelier-test/does-not-exist").load(lambda _: None)
+
+
+def test_memory_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="model-offload"):
+        DiffusersBackend("x", memory_mode="lowvram")
