@@ -1,0 +1,88 @@
+"""History queries: list, fetch and delete image jobs, always scoped to a user."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from storage.db import database
+from storage.models import ImageFile, ImageJob
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 200
+
+
+def job_to_dict(job: ImageJob) -> dict[str, Any]:
+    """A job and its files as JSON-ready data."""
+    files = sorted(job.files, key=lambda f: f.index)
+    return {
+        "job_id": job.id,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "status": job.status,
+        "error": job.error or None,
+        "prompt": job.prompt,
+        "negative_prompt": job.negative_prompt,
+        "width": job.width,
+        "height": job.height,
+        "steps": job.steps,
+        "cfg_scale": job.cfg_scale,
+        "seed": job.seed,
+        "seed_used": job.seed_used,
+        "sampler": job.sampler,
+        "batch_count": job.batch_count,
+        "model": job.model,
+        "backend": job.backend,
+        "duration_s": job.duration_s,
+        "cached": bool(job.cached),
+        "files": [{"path": f.path, "seed": f.seed, "width": f.width, "height": f.height} for f in files],
+    }
+
+
+class HistoryService:
+    """Reads and deletes a user's image jobs."""
+
+    def __init__(self, images_dir: Path) -> None:
+        self.images_dir = images_dir
+
+    def list_jobs(self, user: str = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
+        """Newest first; `before` is a job id from the previous page's `next_before`."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        query = ImageJob.select().where(ImageJob.user == user)
+        if before is not None:
+            query = query.where(ImageJob.id < before)
+        jobs = list(query.order_by(ImageJob.id.desc()).limit(limit + 1))
+        page, more = jobs[:limit], len(jobs) > limit
+        return {
+            "jobs": [job_to_dict(j) for j in page],
+            "next_before": page[-1].id if more and page else None,
+        }
+
+    def get_job(self, job_id: int, user: str = "") -> dict[str, Any] | None:
+        """One job of this user, or None."""
+        job = ImageJob.get_or_none((ImageJob.id == job_id) & (ImageJob.user == user))
+        return job_to_dict(job) if job else None
+
+    def file_path(self, relative: str) -> Path:
+        """Absolute path of a stored image."""
+        return self.images_dir / relative
+
+    def delete_job(self, job_id: int, user: str = "") -> bool:
+        """Delete the job and its files; False when there is no such job for this user."""
+        job = ImageJob.get_or_none((ImageJob.id == job_id) & (ImageJob.user == user))
+        if job is None:
+            return False
+        paths = [self.images_dir / f.path for f in job.files]
+        with database.atomic():
+            ImageFile.delete().where(ImageFile.job == job).execute()
+            job.delete_instance()
+        # Rows go first: a listed job never points at a missing file.
+        for path in paths:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                log.warning("could not delete %s", path, exc_info=True)
+        return True

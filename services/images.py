@@ -1,0 +1,294 @@
+"""Generate images: validate, run on the backend in a worker thread, store files and history."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.image_base import (
+    ImageBackend,
+    ImageLimits,
+    ImageRequest,
+    InvalidRequest,
+    JobCancelled,
+    StepUpdate,
+    check_inputs,
+    resolve_seed,
+)
+from services.models import ModelSlot, ModelUnavailableError
+from storage.db import database
+from storage.files import Parameters, write_png_atomic
+from storage.models import ImageFile, ImageJob, utcnow
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = ("done", "cancelled", "failed")
+
+
+@dataclass
+class JobSnapshot:
+    """What a watcher sees of a job at one moment."""
+
+    version: int
+    status: str  # waiting | loading | running | done | cancelled | failed
+    message: str
+    step: int = 0
+    total: int = 0
+    preview: Image | None = None
+    job_id: int | None = None
+    files: list[Path] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def finished(self) -> bool:
+        """True once the job reached a final state."""
+        return self.status in FINAL_STATES
+
+
+class ImageJobHandle:
+    """A running job: the worker updates it, watchers read snapshots, anyone can stop it."""
+
+    def __init__(self) -> None:
+        self.stop_event = threading.Event()
+        self._cond = threading.Condition()
+        self._snap = JobSnapshot(version=0, status="waiting", message="Waiting for the image model…")
+        self.thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Ask the worker to stop; it ends within one step."""
+        self.stop_event.set()
+
+    def update(self, **changes: Any) -> None:
+        """Replace fields of the snapshot and wake watchers."""
+        with self._cond:
+            values = {**self._snap.__dict__, **changes, "version": self._snap.version + 1}
+            self._snap = JobSnapshot(**values)
+            self._cond.notify_all()
+
+    def snapshot(self) -> JobSnapshot:
+        """The latest snapshot."""
+        with self._cond:
+            return self._snap
+
+    def wait(self, after_version: int, timeout: float) -> JobSnapshot:
+        """Block until the snapshot is newer than `after_version` or the timeout passes."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._snap.version > after_version, timeout=timeout)
+            return self._snap
+
+    async def watch(self, poll_s: float = 0.05) -> AsyncIterator[JobSnapshot]:
+        """Yield each new snapshot until the job ends; if the watcher goes away, stop the job."""
+        seen = -1
+        finished = False
+        try:
+            while True:
+                snap = self.snapshot()
+                if snap.version != seen:
+                    seen = snap.version
+                    finished = snap.finished
+                    yield snap
+                    if finished:
+                        return
+                await asyncio.sleep(poll_s)
+        finally:
+            # Cancelled by Stop, by the API's cancel, or by a closed tab: the model must stop too.
+            if not finished:
+                self.stop()
+
+
+class ImageService:
+    """The image use cases: validate, generate (one job at a time), record everything."""
+
+    def __init__(self, slot: ModelSlot[ImageBackend], images_dir: Path, limits: ImageLimits,
+                 defaults: dict[str, Any] | None = None) -> None:
+        self.slot = slot
+        self.images_dir = images_dir
+        self.limits = limits
+        self.defaults = defaults or {}
+        # One job at a time per loaded pipeline, whatever path (UI, API, bench) it came from.
+        self._run_lock = threading.Lock()
+
+    # 1. Validation -------------------------------------------------------------------------------
+    def field_errors(self, **params: Any) -> dict[str, str]:
+        """{field: message} for bad values, including values of the wrong type."""
+        try:
+            req = ImageRequest(**params)
+        except Exception as err:  # pydantic's ValidationError: wrong types
+            from pydantic import ValidationError
+
+            if not isinstance(err, ValidationError):
+                raise
+            return {str(e["loc"][0]): f"{e['loc'][0]}: {e['msg']}" for e in err.errors()}
+        return check_inputs(req, self.limits)
+
+    def validate(self, **params: Any) -> ImageRequest:
+        """Build a request or raise InvalidRequest with one message per bad field."""
+        errors = self.field_errors(**params)
+        if errors:
+            raise InvalidRequest(errors)
+        return ImageRequest(**params)
+
+    # 2. Running ----------------------------------------------------------------------------------
+    def start(self, req: ImageRequest, user: str = "") -> ImageJobHandle:
+        """Run the job in a worker thread and return its handle at once."""
+        handle = ImageJobHandle()
+        thread = threading.Thread(target=self.run, args=(req, user, handle), name="image-job", daemon=True)
+        handle.thread = thread
+        thread.start()
+        return handle
+
+    def run(self, req: ImageRequest, user: str = "", handle: ImageJobHandle | None = None) -> JobSnapshot:
+        """Run the job in this thread; the returned snapshot is final."""
+        handle = handle or ImageJobHandle()
+        try:
+            with self._run_lock:
+                self._run_locked(req, user, handle)
+        except Exception as err:  # never leave a watcher hanging, whatever went wrong
+            log.exception("image job crashed")
+            handle.update(status="failed", message=f"Failed: {err}", error=str(err))
+        return handle.snapshot()
+
+    def _run_locked(self, req: ImageRequest, user: str, handle: ImageJobHandle) -> None:
+        started = time.perf_counter()
+        handle.update(status="loading", message=self.slot.status().message())
+        try:
+            backend = self.slot.ensure_loaded()
+        except ModelUnavailableError as err:
+            job = self._create_job(req, user, self.slot.status().model, seed_used=None)
+            self._finish(job, "failed", started, error=str(err))
+            handle.update(status="failed", message=f"❌ {err}", error=str(err), job_id=job.id)
+            return
+        seeds = req.seeds(resolve_seed(req.seed))
+        job = self._create_job(req, user, backend.model_name, seed_used=seeds[0])
+        handle.update(status="running", job_id=job.id, message=f"Job {job.id}: starting (seed {seeds[0]})",
+                      info=self._info(job, seeds, []))
+
+        def on_step(update: StepUpdate) -> None:
+            elapsed = time.perf_counter() - started
+            changes: dict[str, Any] = {
+                "step": update.step,
+                "total": update.total,
+                "message": f"Job {job.id}: step {update.step}/{update.total} · {elapsed:.1f} s",
+            }
+            if update.preview is not None:
+                changes["preview"] = update.preview
+            handle.update(**changes)
+
+        try:
+            if handle.stop_event.is_set():
+                raise JobCancelled()
+            images = backend.generate(req, seeds, on_step, handle.stop_event)
+        except JobCancelled:
+            self._finish(job, "cancelled", started)
+            handle.update(status="cancelled", message=f"Job {job.id}: stopped.", info=self._info(job, seeds, []))
+            return
+        except Exception as err:
+            log.exception("image job %s failed", job.id)
+            reason = f"{type(err).__name__}: {err}"
+            self._finish(job, "failed", started, error=reason)
+            handle.update(status="failed", message=f"Job {job.id} failed: {reason}", error=reason)
+            return
+        written = self._write_files(job, req, backend.model_name, images)
+        files = self._finish(job, "done", started, written=written)
+        info = self._info(job, seeds, files)
+        handle.update(status="done", files=[self.images_dir / f.path for f in files], info=info,
+                      message=f"Job {job.id}: done in {info['duration_s']:.1f} s (seed {seeds[0]})")
+
+    def _create_job(self, req: ImageRequest, user: str, model: str, seed_used: int | None) -> ImageJob:
+        with database.atomic():
+            return ImageJob.create(
+                user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
+                extra=json.dumps(self.slot.status().details, default=str),
+                **req.model_dump(),
+            )
+
+    def _write_files(self, job: ImageJob, req: ImageRequest, model: str,
+                     images: list[Any]) -> list[tuple[int, Path, Any]]:
+        day = dt.date.today().isoformat()
+        written: list[tuple[int, Path, Any]] = []
+        for index, generated in enumerate(images):
+            rel = Path(day) / f"{job.id:06d}-{index}-{generated.seed}.png"
+            params = Parameters(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
+                                sampler=req.sampler, cfg_scale=req.cfg_scale, seed=generated.seed,
+                                width=generated.image.width, height=generated.image.height, model=model)
+            write_png_atomic(generated.image, self.images_dir / rel, params)
+            written.append((index, rel, generated))
+        return written
+
+    @staticmethod
+    def _finish(job: ImageJob, status: str, started: float, error: str = "",
+                written: list[tuple[int, Path, Any]] | None = None) -> list[ImageFile]:
+        """Record the outcome; file rows and the final status commit together, after the files exist."""
+        job.status = status
+        job.error = error
+        job.finished_at = utcnow()
+        job.duration_s = round(time.perf_counter() - started, 3)
+        with database.atomic():
+            job.save()
+            return [
+                ImageFile.create(job=job, index=index, path=rel.as_posix(), seed=g.seed,
+                                 width=g.image.width, height=g.image.height)
+                for index, rel, g in written or []
+            ]
+
+    def _info(self, job: ImageJob, seeds: list[int], files: list[ImageFile]) -> dict[str, Any]:
+        return {
+            "job_id": job.id,
+            "status": job.status,
+            "seed": seeds[0] if seeds else None,
+            "seeds": seeds,
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt,
+            "width": job.width,
+            "height": job.height,
+            "steps": job.steps,
+            "cfg_scale": job.cfg_scale,
+            "sampler": job.sampler,
+            "batch_count": job.batch_count,
+            "model": job.model,
+            "duration_s": job.duration_s,
+            "cached": job.cached,
+            "files": [f.path for f in files],
+        }
+
+    # 3. Start-up housekeeping -------------------------------------------------------------------
+    def recover(self) -> int:
+        """Mark jobs left 'running' by a crash as failed, and drop half-written temp files."""
+        for tmp in self.images_dir.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        with database.atomic():
+            return (
+                ImageJob.update(status="failed", error="interrupted: the server stopped while this job ran",
+                                finished_at=utcnow())
+                .where(ImageJob.status == "running")
+                .execute()
+            )
+
+
+def run_and_collect(service: ImageService, req: ImageRequest,
+                    on_snapshot: Callable[[JobSnapshot], None] | None = None) -> JobSnapshot:
+    """Run a job synchronously, calling `on_snapshot` for each update (scripts, tests, benchmarks)."""
+    handle = service.start(req)
+    version = -1
+    while True:
+        snap = handle.wait(version, timeout=0.5)
+        if snap.version != version:
+            version = snap.version
+            if on_snapshot:
+                on_snapshot(snap)
+        if snap.finished:
+            if handle.thread:
+                handle.thread.join()
+            return snap

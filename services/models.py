@@ -1,0 +1,133 @@
+"""Model lifecycle: lazy, thread-safe loading with a state that the UI and /api/health can show."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ModelState(StrEnum):
+    """Where a model is in its life."""
+
+    NOT_LOADED = "not loaded"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """A snapshot of a slot, safe to serialise."""
+
+    kind: str
+    model: str
+    backend: str
+    state: ModelState
+    phase: str
+    reason: str
+    since: float
+    details: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form for /api/health."""
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "state": self.state.value,
+            "phase": self.phase,
+            "reason": self.reason or None,
+            "seconds_in_state": round(time.time() - self.since, 1),
+            **self.details,
+        }
+
+    def message(self) -> str:
+        """One line for the UI."""
+        if self.state is ModelState.READY:
+            return f"✅ {self.model} is ready."
+        if self.state is ModelState.LOADING:
+            elapsed = time.time() - self.since
+            return f"⏳ {self.phase or 'loading ' + self.model} ({elapsed:.0f} s)"
+        if self.state is ModelState.FAILED:
+            return f"❌ {self.reason}"
+        return f"💤 {self.model} loads on the first request."
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model failed to load; the message is the user-facing reason."""
+
+
+class ModelSlot(Generic[T]):
+    """Holds one backend: loads it once (first use or warm-up), remembers why it failed."""
+
+    def __init__(self, kind: str, backend: T, load: Callable[[T, Callable[[str], None]], None],
+                 model: str, backend_name: str, describe: Callable[[T], dict[str, Any]] | None = None) -> None:
+        self.kind = kind
+        self.backend = backend
+        self._load = load
+        self._model = model
+        self._backend_name = backend_name
+        self._describe = describe
+        self._lock = threading.Lock()
+        self._state = ModelState.NOT_LOADED
+        self._phase = ""
+        self._reason = ""
+        self._since = time.time()
+
+    def status(self) -> SlotStatus:
+        """The current state, phase and failure reason."""
+        details = self._describe(self.backend) if self._describe and self._state is ModelState.READY else {}
+        return SlotStatus(self.kind, self._model, self._backend_name, self._state, self._phase, self._reason,
+                          self._since, details)
+
+    def _set(self, state: ModelState, phase: str = "", reason: str = "") -> None:
+        self._state, self._phase, self._reason, self._since = state, phase, reason, time.time()
+
+    def _report(self, phase: str) -> None:
+        self._phase = phase
+        log.info("%s model: %s", self.kind, phase)
+
+    def ensure_loaded(self) -> T:
+        """Return the backend, loading it first if needed; raise ModelUnavailableError if it cannot load."""
+        if self._state is ModelState.READY:
+            return self.backend
+        with self._lock:
+            if self._state is ModelState.READY:
+                return self.backend
+            self._set(ModelState.LOADING, f"loading {self._model}")
+            try:
+                self._load(self.backend, self._report)
+            except Exception as err:
+                reason = str(err) or type(err).__name__
+                log.warning("%s model failed to load: %s", self.kind, reason, exc_info=True)
+                self._set(ModelState.FAILED, reason=reason)
+                raise ModelUnavailableError(reason) from err
+            self._set(ModelState.READY)
+            return self.backend
+
+    def warm_up(self) -> threading.Thread:
+        """Start loading in the background; failures only change the state."""
+
+        def run() -> None:
+            with contextlib.suppress(ModelUnavailableError):  # already recorded in the state
+                self.ensure_loaded()
+
+        thread = threading.Thread(target=run, name=f"warmup-{self.kind}", daemon=True)
+        thread.start()
+        return thread
+
+    def unload(self, unload: Callable[[T], None]) -> None:
+        """Free the model; the next request loads it again."""
+        with self._lock:
+            if self._state is ModelState.READY:
+                unload(self.backend)
+            self._set(ModelState.NOT_LOADED)

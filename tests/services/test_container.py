@@ -1,0 +1,40 @@
+"""Start-up wiring: a model that cannot load leaves the server up and says why; crashes are recovered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.container import build_services
+from services.images import run_and_collect
+from storage.models import ImageJob
+from tests.services.conftest import tiny_settings
+
+
+def test_an_unavailable_model_fails_the_job_with_the_reason(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{}")
+    services = build_services(tiny_settings(tmp_path / "data", tiny_sd_dir, image_model=str(broken)))
+    snap = run_and_collect(services.images, services.images.validate(prompt="x", width=64, height=64, steps=1))
+    assert snap.status == "failed"
+    assert "--profile tiny" in snap.error
+    job = ImageJob.get_by_id(snap.job_id)
+    assert job.status == "failed"
+    assert "--profile tiny" in job.error
+    health = services.health()["models"]["image"]
+    assert health["state"] == "failed"
+    assert "--image-model" in health["reason"]
+
+
+def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    settings = tiny_settings(tmp_path / "data", tiny_sd_dir)
+    services = build_services(settings)
+    job = ImageJob.create(user="", backend="diffusers", model="m", prompt="p", width=64, height=64, steps=1,
+                          cfg_scale=7, seed=1, sampler="Euler", status="running")
+    stale = settings.images_dir / "2026-01-01" / ".000001-0-1-abc.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    assert services.images.recover() == 1
+    assert ImageJob.get_by_id(job.id).status == "failed"
+    assert "interrupted" in ImageJob.get_by_id(job.id).error
+    assert not stale.exists()

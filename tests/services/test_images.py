@@ -1,0 +1,82 @@
+"""Image jobs end to end below the UI: stored files, history rows, Stop, failures, recovery."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.image_base import InvalidRequest
+from services.container import Services
+from services.images import run_and_collect
+from storage.files import parse_parameters, read_parameters
+from storage.models import ImageFile, ImageJob
+
+
+def test_a_job_stores_pngs_with_parameters_and_a_history_row(services: Services) -> None:
+    req = services.images.validate(prompt="a fox", width=64, height=64, steps=3, seed=42, batch_count=2)
+    seen: list[str] = []
+    snap = run_and_collect(services.images, req, lambda s: seen.append(s.status))
+    assert snap.status == "done", snap.message
+    assert seen[-1] == "done"
+    assert "running" in seen
+    info = snap.info
+    assert {"job_id", "seed", "width", "height", "steps", "sampler", "model", "duration_s"} <= set(info)
+    assert info["seed"] == 42
+    assert info["seeds"] == [42, 43]
+    assert len(snap.files) == 2
+    assert all(p.is_file() for p in snap.files)
+    assert parse_parameters(read_parameters(snap.files[1]))["Seed"] == "43"
+    job = ImageJob.get_by_id(info["job_id"])
+    assert (job.status, job.seed_used, job.steps) == ("done", 42, 3)
+    assert job.duration_s > 0
+    assert [f.seed for f in job.files.order_by(ImageFile.index)] == [42, 43]
+
+
+def test_same_seed_twice_gives_identical_files(services: Services) -> None:
+    req = services.images.validate(prompt="same", width=64, height=64, steps=2, seed=7)
+    a = run_and_collect(services.images, req)
+    b = run_and_collect(services.images, req)
+    assert a.files[0] != b.files[0]
+    assert np.array_equal(np.asarray(Image.open(a.files[0])), np.asarray(Image.open(b.files[0])))
+
+
+def test_random_seed_is_reported_and_reproduces(services: Services) -> None:
+    a = run_and_collect(services.images, services.images.validate(prompt="r", width=64, height=64, steps=2))
+    assert 0 <= a.info["seed"] <= 2**32 - 1
+    again = services.images.validate(prompt="r", width=64, height=64, steps=2, seed=a.info["seed"])
+    b = run_and_collect(services.images, again)
+    assert np.array_equal(np.asarray(Image.open(a.files[0])), np.asarray(Image.open(b.files[0])))
+
+
+def test_bad_input_is_refused_with_messages_and_records_nothing(services: Services) -> None:
+    before = ImageJob.select().count()
+    with pytest.raises(InvalidRequest) as caught:
+        services.images.validate(prompt="", width=65, steps="many")
+    assert set(caught.value.errors) == {"steps"}  # wrong type is reported first, per field
+    errors = services.images.field_errors(prompt="", width=65, steps=5)
+    assert set(errors) == {"prompt", "width"}
+    assert "multiple of 8" in errors["width"]
+    assert ImageJob.select().count() == before
+
+
+def test_stop_records_a_cancelled_job_with_no_files(services: Services) -> None:
+    req = services.images.validate(prompt="long", width=64, height=64, steps=400, seed=1)
+    handle = services.images.start(req)
+    snap = handle.wait(-1, timeout=30)
+    while snap.step < 2:
+        assert not snap.finished, snap.message
+        snap = handle.wait(snap.version, timeout=30)
+    handle.stop()
+    while not snap.finished:
+        snap = handle.wait(snap.version, timeout=30)
+    handle.thread.join(timeout=30)
+    assert snap.status == "cancelled"
+    assert snap.step < 10  # of 400
+    job = ImageJob.get_by_id(snap.job_id)
+    assert job.status == "cancelled"
+    assert job.files.count() == 0
+    # The pipeline is free again at once.
+    done = run_and_collect(services.images, services.images.validate(prompt="next", width=64, height=64, steps=1))
+    assert done.status == "done"
