@@ -1,0 +1,125 @@
+"""Atelier's entry point: CLI flags → Settings → FastAPI app with Gradio at / and REST under /api."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from settings import Profile, Settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from fastapi import FastAPI
+
+log = logging.getLogger("atelier")
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Environment that must be set before gradio / huggingface_hub are imported."""
+    # Gradio's usage analytics phone home; Atelier makes no outside request it was not asked for.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    settings.ensure_dirs()
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.tmp_dir / "gradio"))
+    if settings.resolved_profile is Profile.TINY:
+        # The tiny profile is fully offline by contract.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the whole app: services, Gradio UI at /, REST at /api."""
+    settings = settings or Settings()
+    prepare_environment(settings)
+
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from api.rest import build_router
+    from services.container import build_services
+    from ui.app_ui import THEME, build_ui
+
+    services = build_services(settings)
+    blocks = build_ui(services)
+    # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
+    blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.warmup:
+            services.warm_up()
+        yield
+
+    app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+                  lifespan=lifespan)
+    app.state.services = services
+    app.include_router(build_router(services), prefix="/api")
+    return gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False,
+                               allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
+
+
+def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
+    """CLI flags as Settings overrides; anything not given falls back to ATELIER_* and .env."""
+    parser = argparse.ArgumentParser(prog="atelier", description="Atelier: Stable Diffusion and DeepSeek-R1 studio")
+    parser.add_argument("--profile", choices=[p.value for p in Profile])
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--share", action="store_true", default=None, help="create a public Gradio share link")
+    parser.add_argument("--image-model", help="hub id or local diffusers folder")
+    parser.add_argument("--memory-mode", choices=["none", "model-offload", "sequential-offload"])
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
+                        help="load models on the first request instead of at start")
+    args = vars(parser.parse_args(argv))
+    return {key: value for key, value in args.items() if value is not None}
+
+
+def open_share_link(settings: Settings) -> str | None:
+    """Ask Gradio's share server for a public link to the local port; print one clear line either way."""
+    import secrets
+
+    from gradio import networking
+
+    try:
+        url = networking.setup_tunnel(settings.host if settings.host != "0.0.0.0" else "127.0.0.1",  # noqa: S104
+                                      settings.port, secrets.token_urlsafe(32), None, None)
+    except Exception as err:  # offline, blocked, or the frpc binary missing: keep serving locally
+        print(f"Share link unavailable ({type(err).__name__}: {err}); Atelier keeps running locally.",
+              file=sys.stderr)
+        return None
+    print(f"Public share link: {url}")
+    return url
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse flags, build the app and serve it with uvicorn."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings(**parse_args(argv))
+    except Exception as err:
+        raise SystemExit(f"Invalid settings: {err}") from None
+    import uvicorn
+
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
+    server = uvicorn.Server(config)
+    if settings.share:
+        import threading
+        import time
+
+        def share_when_up() -> None:
+            while not server.started:
+                time.sleep(0.2)
+            open_share_link(settings)
+
+        threading.Thread(target=share_when_up, daemon=True).start()
+    print(f"Atelier on http://{settings.host}:{settings.port} (profile {settings.resolved_profile.value})")
+    server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The whole app through its public surfaces: gradio_client against a live server, and REST."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from app import create_app, parse_args
+from settings import Settings
+from storage.files import parse_parameters, read_parameters
+from tests.server import serve
+from tests.services.conftest import tiny_settings
+
+PARAMS: dict[str, Any] = {"prompt": "a lighthouse at dusk", "negative_prompt": "blurry", "width": 64, "height": 64,
+                          "steps": 4, "cfg_scale": 7.0, "seed": 42, "sampler": "Euler a", "batch_count": 1}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Iterator[str]:
+    settings = tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, preview_every=1)
+    with serve(settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Client:
+    return Client(server, verbose=False, download_files=False)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def generate(client: Client, **overrides: Any) -> tuple[list[Any], Any]:
+    job = client.submit(**{**PARAMS, **overrides}, api_name="/generate_image")
+    result = job.result(timeout=120)
+    return job.outputs(), result
+
+
+def test_health_reports_each_model(server: str) -> None:
+    health = get_json(server + "api/health")
+    assert health["status"] == "ok"
+    assert health["profile"] == "tiny"
+    assert health["models"]["image"]["state"] in {"not loaded", "loading", "ready"}
+
+
+def test_generate_streams_previews_and_returns_the_stored_png(client: Client, server: str) -> None:
+    outputs, (_, progress, gallery, info) = generate(client)
+    previews = [o[0] for o in outputs if o[0]]
+    assert len(previews) >= 3  # preview_every=1 over 4 steps: the stream carries the previews
+    assert info["seed"] == 42
+    assert {"job_id", "seed", "width", "height", "steps", "sampler", "model", "duration_s"} <= set(info)
+    assert (info["width"], info["height"], info["steps"], info["sampler"]) == (64, 64, 4, "Euler a")
+    assert "done" in progress
+    (item,) = gallery
+    path = Path(item["image"]["path"])
+    # The file handed back is the stored PNG itself, metadata intact (not a re-encoded copy).
+    assert path.name == Path(info["files"][0]).name
+    parameters = parse_parameters(read_parameters(path))
+    assert parameters["Seed"] == "42"
+    assert parameters["Prompt"] == PARAMS["prompt"]
+    assert parameters["Negative prompt"] == "blurry"
+    # The UI's health line now says ready.
+    assert get_json(server + "api/health")["models"]["image"]["state"] == "ready"
+
+
+def test_same_seed_twice_gives_identical_pixels(client: Client) -> None:
+    _, (*_, gallery_a, _) = generate(client, width=128, height=64, seed=1234)
+    _, (*_, gallery_b, _) = generate(client, width=128, height=64, seed=1234)
+    a = np.asarray(Image.open(gallery_a[0]["image"]["path"]))
+    b = np.asarray(Image.open(gallery_b[0]["image"]["path"]))
+    assert a.shape == (64, 128, 3)
+    assert np.array_equal(a, b)
+
+
+def test_bad_input_is_refused_before_queueing_with_the_allowed_range(client: Client, server: str) -> None:
+    before = get_json(server + "api/health")
+    with pytest.raises(Exception, match="multiple of 8 between"):
+        client.predict(**{**PARAMS, "width": 100}, api_name="/generate_image")
+    with pytest.raises(Exception, match="sampler 'Nope' is unknown"):
+        client.predict(**{**PARAMS, "sampler": "Nope"}, api_name="/generate_image")
+    assert get_json(server + "api/health")["status"] == before["status"]
+
+
+def test_history_lists_jobs_newest_first_with_paging(client: Client) -> None:
+    _, (*_, info) = generate(client, prompt="for history", seed=5)
+    page = client.predict(limit=1, api_name="/history")
+    assert [j["job_id"] for j in page["jobs"]] == [info["job_id"]]
+    assert page["jobs"][0]["prompt"] == "for history"
+    assert page["jobs"][0]["seed_used"] == 5
+    assert page["jobs"][0]["status"] == "done"
+    older = client.predict(limit=50, before=page["next_before"], api_name="/history")
+    assert all(j["job_id"] < info["job_id"] for j in older["jobs"])
+
+
+def test_cancel_stops_the_job_frees_the_queue_and_records_it_cancelled(client: Client) -> None:
+    job = client.submit(**{**PARAMS, "prompt": "very long", "steps": 400, "seed": 9}, api_name="/generate_image")
+    deadline = time.monotonic() + 60
+    while len(job.outputs()) < 3:  # a few steps in
+        assert time.monotonic() < deadline, "the long job never started"
+        time.sleep(0.05)
+    job.cancel()
+    started = time.monotonic()
+    _, (*_, info) = generate(client, prompt="right after", steps=1)
+    assert info["steps"] == 1
+    assert time.monotonic() - started < 60  # did not wait for 400 steps (a sanity bound, not a benchmark)
+    jobs = client.predict(limit=5, api_name="/history")["jobs"]
+    cancelled = next(j for j in jobs if j["prompt"] == "very long")
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["files"] == []
+
+
+def test_nothing_bypasses_the_queue(server: str) -> None:
+    request = urllib.request.Request(server + "gradio_api/run/generate_image", method="POST",
+                                     data=json.dumps({"data": list(PARAMS.values())}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code in {403, 404, 405}
+
+
+def test_default_profile_offline_stays_up_and_says_how_to_fix(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    settings = Settings(profile="cpu", data_dir=tmp_path, warmup=True)
+    with TestClient(create_app(settings)) as http:
+        deadline = time.monotonic() + 60
+        while (image := http.get("/api/health").json()["models"]["image"])["state"] != "failed":
+            assert time.monotonic() < deadline, image
+            time.sleep(0.1)
+        assert image["model"] == "stabilityai/sd-turbo"
+        assert "--profile tiny" in image["reason"]
+        assert "--image-model" in image["reason"]
+        page = http.get("/")
+        assert page.status_code == 200
+
+
+def test_flags_override_settings() -> None:
+    assert parse_args(["--profile", "tiny", "--port", "9000", "--memory-mode", "model-offload"]) == {
+        "profile": "tiny", "port": 9000, "memory_mode": "model-offload"}
+    with pytest.raises(SystemExit):
+        parse_args(["--profile", "huge"])

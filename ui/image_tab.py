@@ -1,0 +1,168 @@
+"""The Image tab: prompt, settings, Generate/Stop, live preview, results; the `/generate_image` API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from pipelines.image_base import MAX_SEED, SAMPLERS, InvalidRequest
+from services.container import Services
+from ui.common import PRIVATE, user_of
+
+PARAM_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
+               "batch_count")
+
+
+@dataclass
+class ImageTab:
+    """The components other tabs need: the settings inputs (for "reuse") and the generate event."""
+
+    prompt: gr.Textbox
+    negative_prompt: gr.Textbox
+    width: gr.Slider
+    height: gr.Slider
+    steps: gr.Slider
+    cfg_scale: gr.Slider
+    seed: gr.Number
+    sampler: gr.Dropdown
+    batch_count: gr.Slider
+    model_status: gr.Markdown
+    generate_event: Any
+
+    def inputs(self) -> list[gr.components.Component]:
+        """The settings components, in PARAM_NAMES order."""
+        return [getattr(self, name) for name in PARAM_NAMES]
+
+
+def settings_values(job: dict[str, Any]) -> list[Any]:
+    """Values for the settings components from a job or info dict (seed: the one actually used)."""
+    seed = job.get("seed_used", job.get("seed", -1))
+    values = {**job, "seed": -1 if seed is None else seed}
+    return [values[name] for name in PARAM_NAMES]
+
+
+def render(services: Services) -> ImageTab:
+    """Build the tab inside the current Blocks and wire its events."""
+    defaults = services.images.defaults
+    limits = services.images.limits
+    with gr.Tab("Image", id="image"):
+        model_status = gr.Markdown(services.image_slot.status().message(), elem_id="image-model-status")
+        with gr.Row():
+            with gr.Column(scale=5):
+                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a watercolor fox in a misty forest",
+                                    elem_id="image-prompt")
+                negative_prompt = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, low quality")
+                with gr.Row():
+                    generate_btn = gr.Button("Generate", variant="primary", elem_id="image-generate")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="image-stop")
+                with gr.Accordion("Settings", open=True):
+                    with gr.Row():
+                        width = gr.Slider(limits.min_size, limits.max_size, value=defaults.get("width", 512),
+                                          step=8, label="Width")
+                        height = gr.Slider(limits.min_size, limits.max_size, value=defaults.get("height", 512),
+                                           step=8, label="Height")
+                    with gr.Row():
+                        steps = gr.Slider(1, limits.max_steps, value=defaults.get("steps", 20), step=1,
+                                          label="Steps")
+                        cfg_scale = gr.Slider(0, limits.max_cfg_scale, value=defaults.get("cfg_scale", 7.0),
+                                              step=0.5, label="CFG scale")
+                    with gr.Row():
+                        # allow_custom_value: the validator, not Dropdown's bare 400, explains a bad name.
+                        sampler = gr.Dropdown(list(SAMPLERS), value=defaults.get("sampler", "Euler a"),
+                                              label="Sampler", allow_custom_value=True)
+                        seed = gr.Number(-1, precision=0, minimum=-1, maximum=MAX_SEED,
+                                         label="Seed (-1 = random)")
+                        batch_count = gr.Slider(1, limits.max_batch_count, value=1, step=1, label="Batch count")
+            with gr.Column(scale=6):
+                preview = gr.Image(label="Live preview", type="pil", format="jpeg", interactive=False,
+                                   elem_id="image-preview", height=320)
+                progress_md = gr.Markdown(elem_id="image-progress")
+                gallery = gr.Gallery(label="Result", columns=2, height="auto", elem_id="image-result",
+                                     format="png")
+                info = gr.JSON(label="Info", elem_id="image-info")
+                with gr.Row():
+                    reuse_btn = gr.Button("Reuse settings", size="sm")
+                    reuse_seed_btn = gr.Button("Reuse seed", size="sm")
+        timer = gr.Timer(1.0, active=True)
+
+    inputs = [prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler, batch_count]
+
+    def validate_image_request(prompt: str, negative_prompt: str, width: float, height: float, steps: float,
+                               cfg_scale: float, seed: float, sampler: str, batch_count: float) -> list[Any]:
+        """Runs before the job is queued: one gr.validate per input, naming the allowed range."""
+        values = dict(zip(PARAM_NAMES, (prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler,
+                                        batch_count), strict=True))
+        errors = services.images.field_errors(**_coerce(values))
+        return [gr.validate(name not in errors, errors.get(name, "")) for name in PARAM_NAMES]
+
+    async def generate_image(prompt: str, negative_prompt: str, width: float, height: float, steps: float,
+                             cfg_scale: float, seed: float, sampler: str, batch_count: float,
+                             request: gr.Request, progress: gr.Progress = gr.Progress()
+                             ) -> AsyncIterator[tuple[Any, str, Any, dict[str, Any]]]:
+        """Generate images; stream the preview and progress, end with the stored PNG files and info."""
+        values = dict(zip(PARAM_NAMES, (prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler,
+                                        batch_count), strict=True))
+        try:
+            req = services.images.validate(**_coerce(values))
+        except InvalidRequest as err:
+            raise gr.Error(str(err)) from None
+        handle = services.images.start(req, user=user_of(request))
+        shown_preview = None
+        async for snap in handle.watch():
+            if snap.total:
+                progress((snap.step, snap.total), desc=snap.message)
+            new_preview = snap.preview if snap.preview is not shown_preview else gr.skip()
+            shown_preview = snap.preview
+            if snap.status == "failed":
+                raise gr.Error(snap.error or snap.message)
+            gallery_value = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []),
+                                                                   strict=False)]
+            yield new_preview, snap.message, gallery_value if snap.finished else gr.skip(), snap.info
+
+    event = generate_btn.click(
+        generate_image, inputs=inputs, outputs=[preview, progress_md, gallery, info],
+        api_name="generate_image", validator=validate_image_request, concurrency_limit=1,
+        concurrency_id="image", show_progress="minimal",
+    )
+    stop_btn.click(None, cancels=[event], **PRIVATE)
+
+    def reuse_settings(info_value: dict[str, Any] | None) -> list[Any]:
+        if not info_value or "prompt" not in info_value:
+            raise gr.Error("Nothing to reuse yet: generate an image first.")
+        return settings_values(info_value)
+
+    def reuse_seed(info_value: dict[str, Any] | None) -> int:
+        if not info_value or info_value.get("seed") is None:
+            raise gr.Error("No seed to reuse yet: generate an image first.")
+        return int(info_value["seed"])
+
+    reuse_btn.click(reuse_settings, inputs=[info], outputs=inputs, **PRIVATE)
+    reuse_seed_btn.click(reuse_seed, inputs=[info], outputs=[seed], **PRIVATE)
+
+    def refresh_status() -> tuple[str, gr.Timer]:
+        status = services.image_slot.status()
+        # Poll only while there is something to watch.
+        return status.message(), gr.Timer(active=status.state.value in ("loading", "not loaded"))
+
+    timer.tick(refresh_status, outputs=[model_status, timer], concurrency_limit=None, show_progress="hidden",
+               **PRIVATE)
+    # A job started from another client (the API) may load the model: look again after each job.
+    event.then(refresh_status, outputs=[model_status, timer], **PRIVATE)
+    return ImageTab(prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler, batch_count,
+                    model_status, event)
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    """Sliders and numbers arrive as floats; whole-number fields become ints when they are whole."""
+    out = dict(values)
+    for name in ("width", "height", "steps", "seed", "batch_count"):
+        value = out.get(name)
+        if isinstance(value, float) and value.is_integer():
+            out[name] = int(value)
+    for name in ("prompt", "negative_prompt"):
+        if out.get(name) is None:
+            out[name] = ""
+    return out
