@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")
+    # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever.
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     if settings.share:
         import threading
