@@ -16,6 +16,8 @@ MAX_PAGE = 200
 
 def job_to_dict(job: ImageJob) -> dict[str, Any]:
     """A job and its files as JSON-ready data."""
+    # Files are named "file" (relative to the images dir), not "path": gradio_client downloads every
+    # dict with a "path" key as if it were a file it was sent.
     files = sorted(job.files, key=lambda f: f.index)
     return {
         "job_id": job.id,
@@ -37,7 +39,7 @@ def job_to_dict(job: ImageJob) -> dict[str, Any]:
         "backend": job.backend,
         "duration_s": job.duration_s,
         "cached": bool(job.cached),
-        "files": [{"path": f.path, "seed": f.seed, "width": f.width, "height": f.height} for f in files],
+        "files": [{"file": f.path, "seed": f.seed, "width": f.width, "height": f.height} for f in files],
     }
 
 

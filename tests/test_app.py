@@ -93,13 +93,16 @@ def test_bad_input_is_refused_before_queueing_with_the_allowed_range(client: Cli
     assert get_json(server + "api/health")["status"] == before["status"]
 
 
-def test_history_lists_jobs_newest_first_with_paging(client: Client) -> None:
+def test_history_lists_jobs_newest_first_with_paging(client: Client, server: str) -> None:
     _, (*_, info) = generate(client, prompt="for history", seed=5)
     page = client.predict(limit=1, api_name="/history")
     assert [j["job_id"] for j in page["jobs"]] == [info["job_id"]]
     assert page["jobs"][0]["prompt"] == "for history"
     assert page["jobs"][0]["seed_used"] == 5
     assert page["jobs"][0]["status"] == "done"
+    assert page["jobs"][0]["files"][0]["file"] == info["files"][0]
+    # A default client (download_files=True) must not mistake history entries for files to fetch.
+    assert Client(server, verbose=False).predict(limit=1, api_name="/history") == page
     older = client.predict(limit=50, before=page["next_before"], api_name="/history")
     assert all(j["job_id"] < info["job_id"] for j in older["jobs"])
 

@@ -48,7 +48,7 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
         images, ids = [], []
         for job in jobs:
             if job["files"]:
-                images.append((str(history.file_path(job["files"][0]["path"])), f"#{job['job_id']}"))
+                images.append((str(history.file_path(job["files"][0]["file"])), f"#{job['job_id']}"))
                 ids.append(job["job_id"])
         return images, _rows(jobs), ids
 
@@ -56,7 +56,7 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
         job = history.get_job(job_id, user_of(request)) if job_id is not None else None
         if job is None:
             return None, [], None
-        paths = [(str(history.file_path(f["path"])), f"seed {f['seed']}") for f in job["files"]]
+        paths = [(str(history.file_path(f["file"])), f"seed {f['seed']}") for f in job["files"]]
         return job, paths, job_id
 
     def pick_thumb(ids: list[int], evt: gr.SelectData) -> int | None:

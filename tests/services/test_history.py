@@ -28,7 +28,7 @@ def test_newest_first_and_paged(services: Services, three_jobs: list[int]) -> No
     assert job["prompt"] == "job 2"
     assert job["seed_used"] == 2
     assert job["status"] == "done"
-    assert job["files"][0]["path"].endswith(".png")
+    assert job["files"][0]["file"].endswith(".png")
 
 
 def test_jobs_belong_to_their_user(services: Services, three_jobs: list[int]) -> None:
@@ -43,7 +43,7 @@ def test_bad_limit_is_refused(services: Services) -> None:
 
 def test_delete_removes_the_row_and_its_files(services: Services, three_jobs: list[int]) -> None:
     job = services.history.get_job(three_jobs[0])
-    path = services.history.file_path(job["files"][0]["path"])
+    path = services.history.file_path(job["files"][0]["file"])
     assert path.is_file()
     assert services.history.delete_job(three_jobs[0]) is True
     assert services.history.get_job(three_jobs[0]) is None
