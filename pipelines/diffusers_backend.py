@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MEMORY_MODES = ("none", "model-offload", "sequential-offload")
 
 # Defined in pipelines.loading (shared with the text backend); still importable from here.
-__all__ = ["DiffusersBackend", "ModelUnavailable", "explain_load_error", "hub_cache_bytes", "MEMORY_MODES"]
+__all__ = ["MEMORY_MODES", "DiffusersBackend", "ModelUnavailable", "explain_load_error", "hub_cache_bytes"]
 
 
 @register_image_backend("diffusers")
@@ -58,6 +58,7 @@ class DiffusersBackend:
         self.vae_tiling = vae_tiling
         self.preview_every = max(1, preview_every)
         self.pipe: Any = None
+        self._offloaded = False
         self._base_scheduler_config: Any = None
         self.notes: list[str] = []
 
@@ -71,6 +72,12 @@ class DiffusersBackend:
         """Download if needed, then load onto the chosen device with the memory mode applied."""
         from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
+        if self.pipe is not None:
+            if self._offloaded:  # parked in CPU RAM by offload(): move back instead of reloading
+                report(f"moving {self.model_name} back to {self.placement.device}")
+                self.pipe.to(self.placement.device)
+                self._offloaded = False
+            return
         source = self.model
         if not Path(source).expanduser().is_dir():
             source = self._download(DiffusionPipeline, report)
@@ -190,9 +197,18 @@ class DiffusersBackend:
         return callback
 
     # 3. Unload ------------------------------------------------------------------------------------
+    def offload(self) -> None:
+        """Park the weights in CPU RAM to free GPU memory while idle (no-op on CPU or with an offload mode)."""
+        if self.pipe is None or not self.placement.device.startswith("cuda") or self.memory_mode != "none":
+            return  # on CPU there is nothing to free; offload modes already keep weights on the CPU
+        self.pipe.to("cpu")
+        self._offloaded = True
+        release_memory()
+
     def unload(self) -> None:
         """Drop the pipeline and give its memory back."""
         self.pipe = None
+        self._offloaded = False
         release_memory()
 
     def describe(self) -> dict[str, Any]:

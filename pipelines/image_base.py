@@ -153,6 +153,10 @@ class ImageBackend(Protocol):
         """Run the job; raise JobCancelled within one step once stop is set."""
         ...
 
+    def offload(self) -> None:
+        """Move the weights to CPU RAM while idle; the next load() moves them back."""
+        ...
+
     def unload(self) -> None:
         """Free the model's memory."""
         ...

@@ -65,7 +65,8 @@ R1_CHAT_TEMPLATE = (
     "{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}{%- if ns.is_output_first %}"
     "{{'<\uff5ctool\u2581outputs\u2581begin\uff5c><\uff5ctool\u2581output\u2581begin\uff5c>' + message['content']"
     " + '<\uff5ctool\u2581output\u2581end\uff5c>'}}{%- set ns.is_output_first = false %}{%- else %}"
-    "{{'\\n<\uff5ctool\u2581output\u2581begin\uff5c>' + message['content'] + '<\uff5ctool\u2581output\u2581end\uff5c>'}}"
+    "{{'\\n<\uff5ctool\u2581output\u2581begin\uff5c>' + message['content']"
+    " + '<\uff5ctool\u2581output\u2581end\uff5c>'}}"
     "{%- endif %}{%- endif %}{%- endfor -%}"
     "{% if ns.is_tool %}{{'<\uff5ctool\u2581outputs\u2581end\uff5c>'}}{% endif %}"
     "{% if add_generation_prompt and not ns.is_tool %}{{'<\uff5cAssistant\uff5c><think>\\n'}}{% endif %}"
@@ -73,7 +74,7 @@ R1_CHAT_TEMPLATE = (
 
 # Words that get whole-word merges in the tiny CLIP vocabulary, so typical prompts tokenize into a few
 # real ids instead of single letters; anything else still tokenizes (every byte is in the vocabulary).
-_CLIP_WORDS = (
+_CLIP_WORDS = (  # noqa: SIM905 - a word list reads better as prose than as 150 literals
     "a an the of in on at with and or by for to from is are this that it its photo picture image "
     "painting drawing sketch portrait landscape cat dog horse bird fish astronaut riding mars moon sun "
     "sky cloud clouds sea ocean river lake mountain mountains forest tree trees flower flowers city "
@@ -176,10 +177,8 @@ def _ensure(dest: Path, kind: str, build: Callable[[Path], None]) -> Path:
 def _discard(path: Path) -> None:
     """Remove a stale build: rename it away first, so ``path`` never shows a half-deleted model."""
     trash = Path(tempfile.mkdtemp(prefix=f"{path.name}.old-{os.getpid()}-", dir=path.parent))
-    try:
+    with contextlib.suppress(FileNotFoundError):  # someone else removed or replaced it meanwhile
         os.replace(path, trash / path.name)
-    except FileNotFoundError:
-        pass  # someone else removed or replaced it meanwhile
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -210,7 +209,7 @@ def _clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
     known = set(tokens)
     for word in _CLIP_WORDS:
         # Merge left to right: "c a" -> "ca", then "ca t</w>" -> "cat</w>"; each result is a new token.
-        symbols = list(word[:-1]) + [word[-1] + "</w>"]
+        symbols = [*word[:-1], word[-1] + "</w>"]
         piece = symbols[0]
         for symbol in symbols[1:]:
             merged = piece + symbol
@@ -471,10 +470,10 @@ def _build_r1_gptq(source: Path, out: Path) -> None:
     # and a compiler); for layers this small its pure-PyTorch packer is instant and needs neither.
     with _env(GPTQMODEL_DISABLE_PACK_EXT="1"):
         torch.manual_seed(SEED)
-        # fp16 like real GPTQ checkpoints; quantizing from fp32 would record fp32 as the model dtype.
-        model = AutoModelForCausalLM.from_pretrained(
-            source, quantization_config=config, dtype=torch.float16, device_map={"": "cpu"}
-        )
+        # fp16 like real GPTQ checkpoints; quantizing from fp32 would record fp32 as the model dtype. No
+        # device_map: the quantizer then places everything on the CPU itself, and save_pretrained does not
+        # mistake an explicit {"": "cpu"} map for offloaded weights (a spurious warning and code path).
+        model = AutoModelForCausalLM.from_pretrained(source, quantization_config=config, dtype=torch.float16)
     # gptqmodel quantizes into its internal gptq_v2 layout and transformers saves that as is; published
     # checkpoints (and the real R1 GPTQ default) are v1 ("gptq"), so convert like optimum's own save()
     # does, and loading the tiny model takes the same v1 -> v2 conversion path as loading the real one.

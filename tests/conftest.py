@@ -64,3 +64,25 @@ def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipelines.tiny import ensure_tiny_sd
 
     return ensure_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the session's tiny text models."""
+    return tmp_path_factory.mktemp("text-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_r1_dir(tiny_models_dir: Path) -> Path:
+    """The tiny random-weight DeepSeek-R1 (full precision), built once per test session."""
+    from pipelines.tiny import ensure_tiny_r1
+
+    return ensure_tiny_r1(tiny_models_dir / "tiny-r1")
+
+
+@pytest.fixture(scope="session")
+def tiny_r1_gptq_dir(tiny_models_dir: Path, tiny_r1_dir: Path) -> Path:
+    """The tiny R1 quantized to 4-bit GPTQ on the CPU, built once per test session."""
+    from pipelines.tiny import ensure_tiny_r1_gptq
+
+    return ensure_tiny_r1_gptq(tiny_models_dir / "tiny-r1-gptq", source=tiny_r1_dir)
