@@ -61,9 +61,50 @@ def m001_image_jobs(db: SqliteDatabase) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS imagefile_job_id ON imagefile (job_id)")
 
 
+def m002_conversations(db: SqliteDatabase) -> None:
+    """Chat conversations and their messages (an assistant's reasoning kept apart from its answer)."""
+    db.execute_sql(
+        """
+        CREATE TABLE IF NOT EXISTS conversation (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user VARCHAR(255) NOT NULL DEFAULT '',
+            title VARCHAR(255) NOT NULL DEFAULT '',
+            created_at DATETIME NOT NULL,
+            updated_at DATETIME NOT NULL
+        )
+        """
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS conversation_user_updated ON conversation (user, updated_at)")
+    db.execute_sql(
+        """
+        CREATE TABLE IF NOT EXISTS message (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversation (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            role VARCHAR(16) NOT NULL,
+            content TEXT NOT NULL DEFAULT '',
+            reasoning TEXT NOT NULL DEFAULT '',
+            status VARCHAR(16) NOT NULL DEFAULT 'done',
+            error TEXT NOT NULL DEFAULT '',
+            finish_reason VARCHAR(16) NOT NULL DEFAULT '',
+            model VARCHAR(255) NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_s REAL,
+            duration_s REAL,
+            created_at DATETIME NOT NULL,
+            UNIQUE (conversation_id, position)
+        )
+        """
+    )
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
+    ("002_conversations", m002_conversations),
 ]
 
 

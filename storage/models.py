@@ -76,4 +76,44 @@ class ImageFile(BaseModel):
     height = IntegerField()
 
 
-ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile]
+class Conversation(BaseModel):
+    """One chat: its messages in order, owned by a user."""
+
+    id = AutoField()
+    user = CharField(default="")
+    title = CharField(default="")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class Message(BaseModel):
+    """One turn. For the assistant, `content` is the answer and `reasoning` the thinking, kept apart."""
+
+    id = AutoField()
+    conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
+    position = IntegerField()
+    role = CharField()  # user | assistant
+    content = TextField(default="")
+    reasoning = TextField(default="")
+    # done | cancelled (stopped: the partial reply is kept) | failed
+    status = CharField(default="done")
+    error = TextField(default="")
+    finish_reason = CharField(default="")  # stop | length | cancelled
+    model = CharField(default="")
+    params = TextField(default="{}")  # JSON: temperature, top_p, max_new_tokens, thinking_budget, seed
+    prompt_tokens = IntegerField(default=0)
+    completion_tokens = IntegerField(default=0)
+    reasoning_tokens = IntegerField(default=0)
+    reasoning_s = FloatField(null=True)
+    duration_s = FloatField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("conversation", "position"), True),)
+
+    def params_dict(self) -> dict[str, Any]:
+        """The `params` column decoded."""
+        return json.loads(self.params or "{}")
+
+
+ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message]
