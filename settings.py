@@ -20,6 +20,7 @@ class Profile(StrEnum):
 
 
 MemoryMode = Literal["none", "model-offload", "sequential-offload"]
+IdlePolicy = Literal["resident", "offload", "unload"]
 
 # The defaults each profile brings; an explicit --image-model / --text-model always wins.
 PROFILE_IMAGE_MODELS: dict[Profile, str] = {
@@ -39,6 +40,18 @@ PROFILE_TEXT_MODELS: dict[Profile, str] = {
     Profile.CPU: "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
     Profile.TINY: "tiny-gptq",
 }
+
+# An idle model after keep_alive_s: a GPU box parks it in CPU RAM so the other model has the VRAM
+# (14B GPTQ ~9 GB + SD 1.5 fp16 ~3 GB is tight on 12 GB cards); on a CPU both stay where they are.
+PROFILE_IDLE_POLICY: dict[Profile, IdlePolicy] = {
+    Profile.GPU: "offload",
+    Profile.CPU: "resident",
+    Profile.TINY: "resident",
+}
+# R1 thinks at length; the tiny model only needs to show the path works.
+PROFILE_MAX_NEW_TOKENS: dict[Profile, int] = {Profile.GPU: 4096, Profile.CPU: 2048, Profile.TINY: 128}
+# The tiny model's random weights rarely close </think> on their own: a budget makes it answer too.
+PROFILE_THINKING_BUDGET: dict[Profile, int | None] = {Profile.GPU: None, Profile.CPU: None, Profile.TINY: 32}
 
 
 def cuda_available() -> bool:
@@ -77,6 +90,20 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=4000, ge=1)
     preview_every: int = Field(default=2, ge=1, description="a live preview every N steps")
 
+    # Text
+    text_backend: str = "transformers"
+    text_model: str | None = None
+    temperature: float = Field(default=0.6, ge=0, le=2, description="default sampling temperature (R1: 0.6)")
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_new_tokens: int | None = Field(default=None, ge=1, description="default reply length; None: the profile's")
+    max_new_tokens_limit: int = Field(default=8192, ge=1)
+    thinking_budget: int | None = Field(default=None, ge=1, description="reasoning tokens before </think> is forced")
+    max_message_chars: int = Field(default=20000, ge=1)
+
+    # One GPU, two models
+    idle_policy: IdlePolicy | None = Field(default=None, description="resident | offload | unload; None: profile's")
+    keep_alive_s: float = Field(default=300, ge=0, description="idle seconds before the idle policy applies")
+
     # Serving
     warmup: bool = Field(default=True, description="load models in the background at start")
     queue_max_size: int = Field(default=64, ge=1)
@@ -85,6 +112,9 @@ class Settings(BaseSettings):
     def _check_sizes(self) -> Settings:
         if self.min_size > self.max_size:
             raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
+        if self.max_new_tokens is not None and self.max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError(f"max_new_tokens ({self.max_new_tokens}) must not exceed max_new_tokens_limit "
+                             f"({self.max_new_tokens_limit})")
         return self
 
     # --- derived -------------------------------------------------------------------------------
@@ -99,6 +129,26 @@ class Settings(BaseSettings):
     def resolved_image_model(self) -> str:
         """The image model to load: the flag, else the profile's default."""
         return self.image_model or PROFILE_IMAGE_MODELS[self.resolved_profile]
+
+    @property
+    def resolved_text_model(self) -> str:
+        """The text model to load: the flag, else the profile's default."""
+        return self.text_model or PROFILE_TEXT_MODELS[self.resolved_profile]
+
+    @property
+    def resolved_idle_policy(self) -> IdlePolicy:
+        """What happens to an idle model after keep_alive_s: the setting, else the profile's default."""
+        return self.idle_policy or PROFILE_IDLE_POLICY[self.resolved_profile]
+
+    @property
+    def resolved_max_new_tokens(self) -> int:
+        """Default reply length: the setting, else the profile's."""
+        return self.max_new_tokens or PROFILE_MAX_NEW_TOKENS[self.resolved_profile]
+
+    @property
+    def resolved_thinking_budget(self) -> int | None:
+        """Default thinking budget: the setting, else the profile's (none on real models)."""
+        return self.thinking_budget or PROFILE_THINKING_BUDGET[self.resolved_profile]
 
     @property
     def image_defaults(self) -> dict[str, float | int | str]:

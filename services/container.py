@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.image_base import ImageBackend, ImageLimits, create_image_backend
+from pipelines.text_base import TextBackend, TextLimits, TextOptions, create_text_backend
+from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
 from services.models import ModelSlot
+from services.residency import Residency
 from settings import Profile, Settings
 from storage.db import open_database
 
 log = logging.getLogger(__name__)
 
 TINY_SD_NAME = "atelier-tiny-sd (random weights, makes noise)"
+TINY_R1_NAME = "atelier-tiny-r1-gptq-4bit (random weights, writes gibberish)"
 
 
 @dataclass
@@ -26,51 +30,83 @@ class Services:
     settings: Settings
     images: ImageService
     history: HistoryService
+    chat: ChatService
     image_slot: ModelSlot[ImageBackend]
+    text_slot: ModelSlot[TextBackend]
+    residency: Residency
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
         return {
             "status": "ok",
             "profile": self.settings.resolved_profile.value,
-            "models": {"image": self.image_slot.status().as_dict()},
+            "models": {"image": self.image_slot.status().as_dict(), "text": self.text_slot.status().as_dict()},
+            "memory": self.residency.describe(),
         }
 
     def warm_up(self) -> None:
         """Start loading models in the background."""
         self.image_slot.warm_up()
+        self.text_slot.warm_up()
+
+    def shut_down(self) -> None:
+        """Stop background work."""
+        self.residency.stop()
+
+
+def _slot(kind: str, backend_name: str, backend: Any, label: str,
+          prepare: Callable[[Callable[[str], None]], None] | None) -> ModelSlot[Any]:
+    """A slot whose load first runs `prepare` (building a tiny model on first use), then the backend's load."""
+
+    def load(b: Any, report: Callable[[str], None]) -> None:
+        if prepare is not None:
+            prepare(report)
+        b.load(report)
+
+    return ModelSlot(kind, backend, load, model=label, backend_name=backend_name,
+                     describe=lambda b: dict(b.describe()))
 
 
 def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
-    tiny = model == "tiny"
-    tiny_dir = settings.models_dir / "tiny-sd"
+    tiny_dir = settings.models_dir / "tiny-sd" if model == "tiny" else None
     options: dict[str, Any] = {}
     if settings.image_backend == "diffusers":
         options = {
-            "model": str(tiny_dir) if tiny else model,
-            "display_name": TINY_SD_NAME if tiny else None,
+            "model": str(tiny_dir or model),
+            "display_name": TINY_SD_NAME if tiny_dir else None,
             "memory_mode": settings.memory_mode,
             "attention_slicing": settings.attention_slicing,
             "vae_slicing": settings.vae_slicing,
             "vae_tiling": settings.vae_tiling,
             "preview_every": settings.preview_every,
         }
-    backend = create_image_backend(settings.image_backend, **options)
 
-    def load(b: ImageBackend, report: Callable[[str], None]) -> None:
-        if tiny:
-            from pipelines.tiny import ensure_tiny_sd
+    def build_tiny(report: Callable[[str], None]) -> None:
+        from pipelines.tiny import ensure_tiny_sd
 
-            report("building the tiny Stable Diffusion model (first use only)")
-            ensure_tiny_sd(tiny_dir)
-        b.load(report)
+        report("building the tiny Stable Diffusion model (first use only)")
+        ensure_tiny_sd(tiny_dir)
 
-    def describe(b: ImageBackend) -> dict[str, Any]:
-        return dict(getattr(b, "describe", dict)())
+    return _slot("image", settings.image_backend, create_image_backend(settings.image_backend, **options),
+                 TINY_SD_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
 
-    return ModelSlot("image", backend, load, model=TINY_SD_NAME if tiny else model,
-                     backend_name=settings.image_backend, describe=describe)
+
+def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
+    model = settings.resolved_text_model
+    tiny_dir = settings.models_dir / "tiny-r1-gptq" if model == "tiny-gptq" else None
+    options: dict[str, Any] = {}
+    if settings.text_backend == "transformers":
+        options = {"model": str(tiny_dir or model), "display_name": TINY_R1_NAME if tiny_dir else None}
+
+    def build_tiny(report: Callable[[str], None]) -> None:
+        from pipelines.tiny import ensure_tiny_r1_gptq
+
+        report("building the tiny DeepSeek-R1 and its 4-bit GPTQ copy (first use only)")
+        ensure_tiny_r1_gptq(tiny_dir, source=settings.models_dir / "tiny-r1")
+
+    return _slot("text", settings.text_backend, create_text_backend(settings.text_backend, **options),
+                 TINY_R1_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
 
 
 def build_services(settings: Settings) -> Services:
@@ -84,7 +120,14 @@ def build_services(settings: Settings) -> Services:
     recovered = images.recover()
     if recovered:
         log.warning("marked %d interrupted image job(s) as failed", recovered)
+    text_slot = _text_slot(settings)
+    defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
+                           max_new_tokens=settings.resolved_max_new_tokens,
+                           thinking_budget=settings.resolved_thinking_budget)
+    chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
+                                             max_message_chars=settings.max_message_chars), defaults)
+    residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
-    return Services(settings=settings, images=images, history=HistoryService(settings.images_dir),
-                    image_slot=image_slot)
+    return Services(settings=settings, images=images, history=HistoryService(settings.images_dir), chat=chat,
+                    image_slot=image_slot, text_slot=text_slot, residency=residency)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from pipelines.image_base import (
     check_inputs,
     resolve_seed,
 )
+from services.jobs import FINAL_STATES, JobHandle
 from services.models import ModelSlot, ModelUnavailableError
 from storage.db import database
 from storage.files import Parameters, write_png_atomic
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 log = logging.getLogger(__name__)
-
-FINAL_STATES = ("done", "cancelled", "failed")
-
 
 @dataclass
 class JobSnapshot:
@@ -57,55 +54,11 @@ class JobSnapshot:
         return self.status in FINAL_STATES
 
 
-class ImageJobHandle:
-    """A running job: the worker updates it, watchers read snapshots, anyone can stop it."""
+class ImageJobHandle(JobHandle[JobSnapshot]):
+    """A running image job."""
 
     def __init__(self) -> None:
-        self.stop_event = threading.Event()
-        self._cond = threading.Condition()
-        self._snap = JobSnapshot(version=0, status="waiting", message="Waiting for the image model…")
-        self.thread: threading.Thread | None = None
-
-    def stop(self) -> None:
-        """Ask the worker to stop; it ends within one step."""
-        self.stop_event.set()
-
-    def update(self, **changes: Any) -> None:
-        """Replace fields of the snapshot and wake watchers."""
-        with self._cond:
-            values = {**self._snap.__dict__, **changes, "version": self._snap.version + 1}
-            self._snap = JobSnapshot(**values)
-            self._cond.notify_all()
-
-    def snapshot(self) -> JobSnapshot:
-        """The latest snapshot."""
-        with self._cond:
-            return self._snap
-
-    def wait(self, after_version: int, timeout: float) -> JobSnapshot:
-        """Block until the snapshot is newer than `after_version` or the timeout passes."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._snap.version > after_version, timeout=timeout)
-            return self._snap
-
-    async def watch(self, poll_s: float = 0.05) -> AsyncIterator[JobSnapshot]:
-        """Yield each new snapshot until the job ends; if the watcher goes away, stop the job."""
-        seen = -1
-        finished = False
-        try:
-            while True:
-                snap = self.snapshot()
-                if snap.version != seen:
-                    seen = snap.version
-                    finished = snap.finished
-                    yield snap
-                    if finished:
-                        return
-                await asyncio.sleep(poll_s)
-        finally:
-            # Cancelled by Stop, by the API's cancel, or by a closed tab: the model must stop too.
-            if not finished:
-                self.stop()
+        super().__init__(JobSnapshot(version=0, status="waiting", message="Waiting for the image model…"))
 
 
 class ImageService:
@@ -144,9 +97,7 @@ class ImageService:
     def start(self, req: ImageRequest, user: str = "") -> ImageJobHandle:
         """Run the job in a worker thread and return its handle at once."""
         handle = ImageJobHandle()
-        thread = threading.Thread(target=self.run, args=(req, user, handle), name="image-job", daemon=True)
-        handle.thread = thread
-        thread.start()
+        handle.start(self.run, req, user, handle, name="image-job")
         return handle
 
     def run(self, req: ImageRequest, user: str = "", handle: ImageJobHandle | None = None) -> JobSnapshot:
@@ -154,22 +105,24 @@ class ImageService:
         handle = handle or ImageJobHandle()
         try:
             with self._run_lock:
-                self._run_locked(req, user, handle)
+                self._run_locked(req, user, handle, time.perf_counter())
         except Exception as err:  # never leave a watcher hanging, whatever went wrong
             log.exception("image job crashed")
             handle.update(status="failed", message=f"Failed: {err}", error=str(err))
         return handle.snapshot()
 
-    def _run_locked(self, req: ImageRequest, user: str, handle: ImageJobHandle) -> None:
-        started = time.perf_counter()
+    def _run_locked(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
         handle.update(status="loading", message=self.slot.status().message())
         try:
-            backend = self.slot.ensure_loaded()
+            with self.slot.use() as backend:
+                self._generate(req, user, handle, backend, started)
         except ModelUnavailableError as err:
             job = self._create_job(req, user, self.slot.status().model, seed_used=None)
             self._finish(job, "failed", started, error=str(err))
             handle.update(status="failed", message=f"❌ {err}", error=str(err), job_id=job.id)
-            return
+
+    def _generate(self, req: ImageRequest, user: str, handle: ImageJobHandle, backend: ImageBackend,
+                  started: float) -> None:
         seeds = req.seeds(resolve_seed(req.seed))
         job = self._create_job(req, user, backend.model_name, seed_used=seeds[0])
         handle.update(status="running", job_id=job.id, message=f"Job {job.id}: starting (seed {seeds[0]})",

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -22,6 +22,7 @@ class ModelState(StrEnum):
     NOT_LOADED = "not loaded"
     LOADING = "loading"
     READY = "ready"
+    OFFLOADED = "offloaded"  # weights parked in CPU RAM while idle; moved back on the next request
     FAILED = "failed"
 
 
@@ -59,6 +60,8 @@ class SlotStatus:
             return f"⏳ {self.phase or 'loading ' + self.model} ({elapsed:.0f} s)"
         if self.state is ModelState.FAILED:
             return f"❌ {self.reason}"
+        if self.state is ModelState.OFFLOADED:
+            return f"💤 {self.model} is parked in CPU memory while idle; it moves back on the next request."
         return f"💤 {self.model} loads on the first request."
 
 
@@ -77,7 +80,9 @@ class ModelSlot(Generic[T]):
         self._model = model
         self._backend_name = backend_name
         self._describe = describe
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._in_use = 0
+        self.last_used = time.monotonic()
         self._state = ModelState.NOT_LOADED
         self._phase = ""
         self._reason = ""
@@ -103,6 +108,7 @@ class ModelSlot(Generic[T]):
         with self._lock:
             if self._state is ModelState.READY:
                 return self.backend
+            # From OFFLOADED too: the backend's load() moves parked weights back instead of reloading.
             self._set(ModelState.LOADING, f"loading {self._model}")
             try:
                 self._load(self.backend, self._report)
@@ -125,9 +131,37 @@ class ModelSlot(Generic[T]):
         thread.start()
         return thread
 
-    def unload(self, unload: Callable[[T], None]) -> None:
-        """Free the model; the next request loads it again."""
+    @contextlib.contextmanager
+    def use(self) -> Iterator[T]:
+        """Load if needed and hold the model for one job; an idle policy never releases a model in use."""
         with self._lock:
-            if self._state is ModelState.READY:
-                unload(self.backend)
-            self._set(ModelState.NOT_LOADED)
+            backend = self.ensure_loaded()
+            self._in_use += 1
+        try:
+            yield backend
+        finally:
+            with self._lock:
+                self._in_use -= 1
+                self.last_used = time.monotonic()
+
+    def idle_seconds(self) -> float | None:
+        """Seconds since the last job ended, or None when the model is busy or not resident."""
+        if self._in_use or self._state is not ModelState.READY:
+            return None
+        return time.monotonic() - self.last_used
+
+    def release(self, how: str) -> bool:
+        """Offload ("offload": weights to CPU RAM) or unload ("unload") an idle model; False if busy or absent."""
+        with self._lock:
+            if self._in_use or self._state is not ModelState.READY:
+                return False
+            if how == "offload":
+                self.backend.offload()  # type: ignore[attr-defined]
+                self._set(ModelState.OFFLOADED, "offloaded to CPU memory while idle")
+            elif how == "unload":
+                self.backend.unload()  # type: ignore[attr-defined]
+                self._set(ModelState.NOT_LOADED, "unloaded while idle")
+            else:
+                raise ValueError(f"how must be 'offload' or 'unload', got {how!r}")
+            log.info("%s model %s: %s", self.kind, self._model, self._phase)
+            return True

@@ -11,13 +11,15 @@ from services.container import Services, build_services
 from settings import Settings
 
 
-def tiny_settings(data_dir: Path, tiny_sd_dir: Path, **overrides: Any) -> Settings:
-    """Tiny-profile settings whose models folder already holds the tiny Stable Diffusion."""
+def tiny_settings(data_dir: Path, tiny_sd_dir: Path, tiny_r1_gptq_dir: Path | None = None,
+                  **overrides: Any) -> Settings:
+    """Tiny-profile settings whose models folder already holds the tiny models built for the session."""
     models = data_dir / "models"
     models.mkdir(parents=True, exist_ok=True)
-    link = models / "tiny-sd"
-    if not link.exists():
-        link.symlink_to(tiny_sd_dir, target_is_directory=True)
+    for name, built in (("tiny-sd", tiny_sd_dir), ("tiny-r1-gptq", tiny_r1_gptq_dir)):
+        link = models / name
+        if built is not None and not link.exists():
+            link.symlink_to(built, target_is_directory=True)
     return Settings(profile="tiny", data_dir=data_dir, warmup=False, **overrides)
 
 

@@ -1,0 +1,333 @@
+"""Chat with the text model: conversations that persist, streaming with the reasoning apart, a real Stop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from pipelines.image_base import InvalidRequest
+from pipelines.text_base import TextBackend, TextLimits, TextOptions, TextUsage, check_text_options
+from services.jobs import JobHandle
+from services.models import ModelSlot, ModelUnavailableError
+from storage.db import database
+from storage.models import Conversation, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["send", "regenerate", "edit"]
+MAX_PAGE = 200
+TITLE_CHARS = 60
+MAX_IDEA_CHARS = 1000
+_STATUS_TEXT = {"done": "Done in {duration:.1f} s", "cancelled": "Stopped: the partial reply is kept.",
+                "failed": "❌ {error}"}
+# R1 takes no system prompt (DeepSeek's advice): the instructions go into the user turn.
+ASSIST_INSTRUCTION = (
+    "Turn this idea into a Stable Diffusion prompt: {idea}\n\n"
+    "Answer with exactly two lines and nothing else:\n"
+    "Prompt: <comma-separated phrases: subject, details, style, lighting, composition, quality>\n"
+    "Negative prompt: <comma-separated things to avoid>"
+)
+
+
+@dataclass
+class ChatSnapshot:
+    """What a watcher sees of a reply at one moment."""
+
+    version: int
+    status: str  # waiting | loading | thinking | answering | done | cancelled | failed
+    message: str
+    conversation_id: int | None = None
+    reasoning: str = ""
+    answer: str = ""
+    reasoning_s: float | None = None  # how long the thinking took, once it ended
+    thinking_since: float | None = None  # perf_counter when the thinking began, while it runs
+    message_id: int | None = None  # the stored assistant message, once stored
+    usage: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+class ChatHandle(JobHandle[ChatSnapshot]):
+    """A reply being generated."""
+
+    def __init__(self, conversation_id: int | None) -> None:
+        super().__init__(ChatSnapshot(version=0, status="waiting", message="Waiting for the text model…",
+                                      conversation_id=conversation_id))
+
+
+@dataclass
+class _Plan:
+    """What one reply will do to its conversation, decided before the model runs."""
+
+    history: list[dict[str, str]]  # what the model sees
+    options: TextOptions
+    # None for a reply that is not part of a conversation (prompt assist): nothing is stored.
+    conversation: Conversation | None = None
+    mode: Mode = "send"
+    user_message: Message | None = None  # the turn being answered
+    new_user_text: str | None = None  # edit: the new text of that turn, written when the reply is stored
+
+
+def message_to_dict(m: Message) -> dict[str, Any]:
+    """A stored message as JSON-ready data."""
+    return {
+        "id": m.id, "position": m.position, "role": m.role, "content": m.content, "reasoning": m.reasoning,
+        "status": m.status, "error": m.error or None, "finish_reason": m.finish_reason or None,
+        "model": m.model or None, "params": m.params_dict(), "prompt_tokens": m.prompt_tokens,
+        "completion_tokens": m.completion_tokens, "reasoning_tokens": m.reasoning_tokens,
+        "reasoning_s": m.reasoning_s, "duration_s": m.duration_s,
+        "created_at": m.created_at.isoformat() if m.created_at else None,
+    }
+
+
+class ChatService:
+    """The chat use cases: validate, reply (one at a time), keep every conversation."""
+
+    def __init__(self, slot: ModelSlot[TextBackend], limits: TextLimits, defaults: TextOptions) -> None:
+        self.slot = slot
+        self.limits = limits
+        self.defaults = defaults
+        self._run_lock = threading.Lock()  # one reply at a time per loaded model
+
+    # 1. Validation -------------------------------------------------------------------------------
+    def field_errors(self, message: str | None = None, require_message: bool = True,
+                     **options: Any) -> dict[str, str]:
+        """{field: message} for a bad message or bad sampling options."""
+        errors: dict[str, str] = {}
+        if require_message:
+            if message is None or not str(message).strip():
+                errors["message"] = "message must not be empty: ask the model something."
+            elif len(message) > self.limits.max_message_chars:
+                errors["message"] = (f"message is {len(message)} characters; at most "
+                                     f"{self.limits.max_message_chars} are allowed.")
+        try:
+            opts = self.defaults.model_copy(update={k: v for k, v in options.items() if v is not None})
+            opts = TextOptions.model_validate(opts.model_dump())
+        except Exception as err:
+            from pydantic import ValidationError
+
+            if not isinstance(err, ValidationError):
+                raise
+            errors.update({str(e["loc"][0]): f"{e['loc'][0]}: {e['msg']}" for e in err.errors()})
+            return errors
+        errors.update(check_text_options(opts, self.limits))
+        return errors
+
+    def options(self, **overrides: Any) -> TextOptions:
+        """The defaults with `overrides` applied (None keeps a default); InvalidRequest when out of range."""
+        errors = self.field_errors(require_message=False, **overrides)
+        if errors:
+            raise InvalidRequest(errors)
+        opts = self.defaults.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        return TextOptions.model_validate(opts.model_dump())
+
+    # 2. Replying ---------------------------------------------------------------------------------
+    def start(self, message: str | None, conversation_id: int | None = None, user: str = "",
+              options: TextOptions | None = None, mode: Mode = "send") -> ChatHandle:
+        """Plan the turn (checks the conversation), then generate in a worker thread; return at once."""
+        plan = self._plan(message, conversation_id, user, options or self.defaults, mode)
+        handle = ChatHandle(plan.conversation.id)
+        handle.start(self._run, plan, handle, name="chat-reply")
+        return handle
+
+    def _plan(self, message: str | None, conversation_id: int | None, user: str, options: TextOptions,
+              mode: Mode) -> _Plan:
+        if mode == "send" or mode == "edit":
+            errors = self.field_errors(message)
+            if errors:
+                raise InvalidRequest(errors)
+        with database.atomic():
+            if conversation_id is None:
+                if mode != "send":
+                    raise InvalidRequest({"conversation_id": f"{mode} needs a conversation_id."})
+                conversation = Conversation.create(user=user, title=_title(message or ""))
+            else:
+                conversation = Conversation.get_or_none((Conversation.id == conversation_id)
+                                                        & (Conversation.user == user))
+                if conversation is None:
+                    raise InvalidRequest({"conversation_id": f"conversation {conversation_id} does not exist."})
+            turns = list(conversation.messages.order_by(Message.position))
+            last_user = next((m for m in reversed(turns) if m.role == "user"), None)
+            new_user_text = None
+            if mode == "send":
+                # The user's words are finished the moment they are sent: store them now.
+                position = turns[-1].position + 1 if turns else 0
+                last_user = Message.create(conversation=conversation, position=position, role="user",
+                                           content=message)
+                conversation.updated_at = utcnow()
+                conversation.save()
+                turns.append(last_user)
+            elif last_user is None:
+                raise InvalidRequest({"conversation_id": f"conversation {conversation.id} has no message to "
+                                                         f"{'regenerate' if mode == 'regenerate' else 'edit'}."})
+            else:
+                new_user_text = message if mode == "edit" else None
+        history = [_for_model(m) for m in turns if m.position < last_user.position]
+        history = [h for h in history if h is not None]
+        history.append({"role": "user", "content": new_user_text if new_user_text is not None else last_user.content})
+        return _Plan(history, options, conversation, mode, last_user, new_user_text)
+
+    def _run(self, plan: _Plan, handle: ChatHandle) -> None:
+        started = time.perf_counter()
+        try:
+            with self._run_lock:
+                handle.update(status="loading", message=self.slot.status().message())
+                with self.slot.use() as backend:
+                    self._generate(plan, handle, backend, started)
+        except ModelUnavailableError as err:
+            self._store(plan, handle, started, status="failed", error=str(err), model=self.slot.status().model)
+        except Exception as err:  # never leave a watcher hanging, whatever went wrong
+            log.exception("chat reply failed")
+            self._store(plan, handle, started, status="failed", error=f"{type(err).__name__}: {err}",
+                        model=self.slot.status().model)
+
+    def _generate(self, plan: _Plan, handle: ChatHandle, backend: TextBackend, started: float) -> None:
+        handle.update(status="thinking", message="Thinking…", thinking_since=time.perf_counter())
+        stream = backend.stream(plan.history, plan.options, handle.stop_event)
+        thinking_since = time.perf_counter()
+        reasoning_s: float | None = None
+        try:
+            for chunk in stream:
+                snap = handle.snapshot()
+                if chunk.kind == "reasoning":
+                    handle.update(reasoning=snap.reasoning + chunk.text)
+                else:
+                    if reasoning_s is None:
+                        reasoning_s = round(time.perf_counter() - thinking_since, 2)
+                    handle.update(status="answering", message="Answering…", answer=snap.answer + chunk.text,
+                                  reasoning_s=reasoning_s, thinking_since=None)
+        finally:
+            stream.close()  # joins the generation thread even if this loop was interrupted
+        if reasoning_s is None:
+            reasoning_s = round(time.perf_counter() - thinking_since, 2)
+        usage = stream.usage
+        cancelled = usage.finish_reason == "cancelled" or handle.stop_event.is_set()
+        handle.update(reasoning_s=reasoning_s, thinking_since=None)
+        self._store(plan, handle, started, status="cancelled" if cancelled else "done",
+                    model=backend.model_name, usage=usage)
+
+    def _store(self, plan: _Plan, handle: ChatHandle, started: float, status: str, model: str,
+               error: str = "", usage: TextUsage | None = None) -> None:
+        """Write the reply, and the edit or replacement it stands for, in one transaction."""
+        snap = handle.snapshot()
+        duration = round(time.perf_counter() - started, 3)
+        usage_dict = asdict(usage) if usage else {}
+        if plan.conversation is None or plan.user_message is None or (status == "failed" and plan.mode != "send"):
+            # Prompt assist keeps nothing; a failed regenerate or edit changes nothing (the earlier reply stays).
+            handle.update(status=status, message=_STATUS_TEXT[status].format(duration=duration, error=error),
+                          usage=usage_dict, error=error)
+            return
+        with database.atomic():
+            user_message = plan.user_message
+            if plan.new_user_text is not None:
+                user_message.content = plan.new_user_text
+                user_message.save()
+            # Replies after the answered turn are replaced by this one (regenerate, edit).
+            Message.delete().where((Message.conversation == plan.conversation)
+                                   & (Message.position > user_message.position)).execute()
+            reply = Message.create(
+                conversation=plan.conversation, position=user_message.position + 1, role="assistant",
+                content=snap.answer, reasoning=snap.reasoning, status=status, error=error,
+                model=model, params=json.dumps(plan.options.model_dump()), reasoning_s=snap.reasoning_s,
+                duration_s=duration, **(asdict(usage) if usage else {}),
+            )
+            Conversation.update(updated_at=utcnow()).where(Conversation.id == plan.conversation.id).execute()
+        handle.update(status=status, message=_STATUS_TEXT[status].format(duration=duration, error=error),
+                      message_id=reply.id, usage=usage_dict, error=error)
+
+    def start_prompt_assist(self, idea: str, options: TextOptions | None = None) -> ChatHandle:
+        """Ask the model for an image prompt and negative prompt for `idea`; nothing is stored."""
+        errors = self.idea_errors(idea)
+        if errors:
+            raise InvalidRequest(errors)
+        plan = _Plan([{"role": "user", "content": ASSIST_INSTRUCTION.format(idea=idea.strip())}],
+                     options or self.defaults)
+        handle = ChatHandle(None)
+        handle.start(self._run, plan, handle, name="prompt-assist")
+        return handle
+
+    def idea_errors(self, idea: str | None) -> dict[str, str]:
+        """{field: message} for a bad prompt-assist idea."""
+        if idea is None or not idea.strip():
+            return {"idea": "idea must not be empty: describe the picture in a few words."}
+        if len(idea) > MAX_IDEA_CHARS:
+            return {"idea": f"idea is {len(idea)} characters; at most {MAX_IDEA_CHARS} are allowed."}
+        return {}
+
+    # 3. Conversations ----------------------------------------------------------------------------
+    def list_conversations(self, user: str = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
+        """Most recently active first; `before` is a conversation id from the previous page's `next_before`."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+        query = Conversation.select().where(Conversation.user == user)
+        if before is not None:
+            anchor = Conversation.get_or_none((Conversation.id == before) & (Conversation.user == user))
+            if anchor is None:
+                raise ValueError(f"before: conversation {before} does not exist")
+            query = query.where((Conversation.updated_at < anchor.updated_at)
+                                | ((Conversation.updated_at == anchor.updated_at) & (Conversation.id < anchor.id)))
+        rows = list(query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1))
+        page, more = rows[:limit], len(rows) > limit
+        return {
+            "conversations": [
+                {"conversation_id": c.id, "title": c.title, "created_at": c.created_at.isoformat(),
+                 "updated_at": c.updated_at.isoformat(), "messages": c.messages.count()}
+                for c in page
+            ],
+            "next_before": page[-1].id if more and page else None,
+        }
+
+    def get_conversation(self, conversation_id: int, user: str = "") -> dict[str, Any] | None:
+        """One conversation with its messages in order, or None."""
+        c = Conversation.get_or_none((Conversation.id == conversation_id) & (Conversation.user == user))
+        if c is None:
+            return None
+        return {
+            "conversation_id": c.id, "title": c.title, "created_at": c.created_at.isoformat(),
+            "updated_at": c.updated_at.isoformat(),
+            "messages": [message_to_dict(m) for m in c.messages.order_by(Message.position)],
+        }
+
+    def delete_conversation(self, conversation_id: int, user: str = "") -> bool:
+        """Delete a conversation and its messages; False when there is no such conversation for this user."""
+        with database.atomic():
+            c = Conversation.get_or_none((Conversation.id == conversation_id) & (Conversation.user == user))
+            if c is None:
+                return False
+            Message.delete().where(Message.conversation == c).execute()
+            c.delete_instance()
+        return True
+
+
+def _title(message: str) -> str:
+    first_line = " ".join(message.split())
+    return first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1] + "…"
+
+
+def _for_model(m: Message) -> dict[str, str] | None:
+    """A stored turn as the model should see it: answers only; failed or empty replies are left out."""
+    if m.role == "assistant" and (m.status == "failed" or not m.content.strip()):
+        return None
+    # Reasoning lives in its own column and is never sent back (DeepSeek's guidance for R1).
+    return {"role": m.role, "content": m.content}
+
+
+def split_prompt_answer(answer: str) -> tuple[str, str]:
+    """(prompt, negative prompt) from a prompt-assist answer, tolerant of what a model really writes."""
+    label = r"\s*(?:\*\*)?\s*:\s*(?:\*\*)?"  # "Prompt:", "**Prompt:**", "**Prompt**:"
+    text = answer.strip()
+    marker = re.search(r"(?im)^[\s*#>-]*negative prompt" + label, text)
+    prompt, negative = (text[: marker.start()], text[marker.end():]) if marker else (text, "")
+    prompt = re.sub(r"(?is)^[\s*#>-]*prompt" + label, "", prompt.strip())
+    return _unquote(prompt), _unquote(negative)
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text

@@ -1,0 +1,84 @@
+"""A running job seen from outside: the worker thread updates a snapshot, watchers stream it, anyone stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, Generic, Protocol, TypeVar
+
+FINAL_STATES = ("done", "cancelled", "failed")
+
+
+class Snapshot(Protocol):
+    """What a job handle holds: a dataclass with a version and a status."""
+
+    version: int
+    status: str
+
+
+S = TypeVar("S", bound=Snapshot)
+
+
+class JobHandle(Generic[S]):
+    """A job's latest snapshot, a condition to wait on it, and its stop signal."""
+
+    def __init__(self, initial: S) -> None:
+        self.stop_event = threading.Event()
+        self._cond = threading.Condition()
+        self._snap = initial
+        self.thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Ask the worker to stop; backends check this between steps or tokens."""
+        self.stop_event.set()
+
+    def update(self, **changes: Any) -> None:
+        """Replace fields of the snapshot and wake watchers."""
+        with self._cond:
+            self._snap = dataclasses.replace(self._snap, **changes, version=self._snap.version + 1)
+            self._cond.notify_all()
+
+    def snapshot(self) -> S:
+        """The latest snapshot."""
+        with self._cond:
+            return self._snap
+
+    def wait(self, after_version: int, timeout: float) -> S:
+        """Block until the snapshot is newer than `after_version` or the timeout passes."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._snap.version > after_version, timeout=timeout)
+            return self._snap
+
+    def wait_finished(self, timeout: float | None = None) -> S:
+        """Block until the job reached a final state (and its worker thread ended)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._snap.status in FINAL_STATES, timeout=timeout)
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.snapshot()
+
+    async def watch(self, poll_s: float = 0.02) -> AsyncIterator[S]:
+        """Yield each new snapshot until the job ends; if the watcher goes away, stop the job."""
+        seen = -1
+        finished = False
+        try:
+            while True:
+                snap = self.snapshot()
+                if snap.version != seen:
+                    seen = snap.version
+                    finished = snap.status in FINAL_STATES
+                    yield snap
+                    if finished:
+                        return
+                await asyncio.sleep(poll_s)
+        finally:
+            # Cancelled by Stop, by the API's cancel, or by a closed tab: the model must stop too.
+            if not finished:
+                self.stop()
+
+    def start(self, target: Any, *args: Any, name: str) -> None:
+        """Run `target(*args)` in a daemon worker thread owned by this handle."""
+        self.thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self.thread.start()

@@ -1,0 +1,64 @@
+"""One GPU, two models: what happens to a model that sits idle (kept, offloaded to CPU RAM, or unloaded)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from services.models import ModelSlot
+
+log = logging.getLogger(__name__)
+
+
+class Residency:
+    """Applies the idle policy to every slot once it has been idle for `keep_alive_s`."""
+
+    def __init__(self, slots: Sequence[ModelSlot[Any]], policy: str, keep_alive_s: float,
+                 interval_s: float = 5.0) -> None:
+        if policy not in ("resident", "offload", "unload"):
+            raise ValueError(f"idle policy must be resident, offload or unload, got {policy!r}")
+        self.slots = list(slots)
+        self.policy = policy
+        self.keep_alive_s = keep_alive_s
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> list[str]:
+        """Release every slot idle past the keep-alive; return the kinds released."""
+        if self.policy == "resident":
+            return []
+        released = []
+        for slot in self.slots:
+            idle = slot.idle_seconds()
+            if idle is not None and idle >= self.keep_alive_s and slot.release(self.policy):
+                released.append(slot.kind)
+        return released
+
+    def start(self) -> None:
+        """Sweep in a background thread until stop()."""
+        if self.policy == "resident" or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    self.sweep()
+                except Exception:  # a failed offload must not end the sweeper
+                    log.exception("idle sweep failed")
+
+        self._thread = threading.Thread(target=loop, name="residency", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the background sweeper."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 1)
+            self._thread = None
+
+    def describe(self) -> dict[str, Any]:
+        """The policy for /api/health."""
+        return {"idle_policy": self.policy, "keep_alive_s": self.keep_alive_s}

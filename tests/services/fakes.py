@@ -1,0 +1,79 @@
+"""A scripted text backend: replies are known in advance, so service logic can be checked exactly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pipelines.reasoning import Chunk
+from pipelines.text_base import TextOptions, TextUsage
+
+
+class FakeStream:
+    """Yields the scripted chunks one by one; ends early, as "cancelled", once stop is set."""
+
+    def __init__(self, chunks: list[Chunk], stop: threading.Event, delay: float) -> None:
+        self.usage = TextUsage(prompt_tokens=3)
+        self._chunks = chunks
+        self._stop = stop
+        self._delay = delay
+        self.closed = False
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for chunk in self._chunks:
+            if self._stop.is_set():
+                self.usage.finish_reason = "cancelled"
+                return
+            time.sleep(self._delay)
+            self.usage.completion_tokens += 1
+            if chunk.kind == "reasoning":
+                self.usage.reasoning_tokens += 1
+            yield chunk
+        if self._stop.is_set():
+            self.usage.finish_reason = "cancelled"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeTextBackend:
+    """Replies "thinking N" then "answer N" for the N-th call; remembers what it was sent."""
+
+    name = "fake"
+
+    def __init__(self, delay: float = 0.0, chunks_per_part: int = 2) -> None:
+        self.delay = delay
+        self.chunks_per_part = chunks_per_part
+        self.calls: list[list[dict[str, str]]] = []
+        self.loaded = 0
+        self.offloaded = 0
+        self.unloaded = 0
+        self.fail_with: Exception | None = None
+        self.on_stream: Callable[[], None] | None = None
+
+    @property
+    def model_name(self) -> str:
+        return "fake-r1"
+
+    def load(self, report: Callable[[str], None]) -> None:
+        self.loaded += 1
+
+    def stream(self, messages: list[dict[str, str]], options: TextOptions, stop: threading.Event) -> FakeStream:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.calls.append(messages)
+        n = len(self.calls)
+        chunks = [Chunk("reasoning", f"thinking {n}. ") for _ in range(self.chunks_per_part)]
+        chunks += [Chunk("answer", f"answer {n}. ") for _ in range(self.chunks_per_part)]
+        return FakeStream(chunks, stop, self.delay)
+
+    def offload(self) -> None:
+        self.offloaded += 1
+
+    def unload(self) -> None:
+        self.unloaded += 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": "cpu"}

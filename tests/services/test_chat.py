@@ -1,0 +1,188 @@
+"""Chat below the UI: conversations persist, reasoning stays apart and is never sent back, Stop keeps the
+partial reply, regenerate and edit replace a reply only once the new one exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.image_base import InvalidRequest
+from pipelines.text_base import TextLimits, TextOptions
+from services.chat import ChatService, split_prompt_answer
+from services.models import ModelSlot
+from storage.db import open_database
+from storage.models import Conversation, Message
+from tests.services.fakes import FakeTextBackend
+
+
+@pytest.fixture
+def backend() -> FakeTextBackend:
+    return FakeTextBackend()
+
+
+@pytest.fixture
+def chat(tmp_path: Path, backend: FakeTextBackend) -> ChatService:
+    open_database(tmp_path / "chat.db")
+    slot = ModelSlot("text", backend, lambda b, report: b.load(report), model="fake-r1", backend_name="fake")
+    return ChatService(slot, TextLimits(max_new_tokens=512, max_message_chars=100), TextOptions(max_new_tokens=256))
+
+
+def reply(chat: ChatService, message: str | None, cid: int | None = None, **kw: object):
+    return chat.start(message, cid, **kw).wait_finished(30)
+
+
+def test_a_reply_is_stored_with_its_reasoning_apart(chat: ChatService) -> None:
+    snap = reply(chat, "What is 2+2?")
+    assert snap.status == "done"
+    assert snap.reasoning == "thinking 1. thinking 1. "
+    assert snap.answer == "answer 1. answer 1. "
+    assert snap.reasoning_s is not None
+    conv = chat.get_conversation(snap.conversation_id)
+    assert conv["title"] == "What is 2+2?"
+    user, assistant = conv["messages"]
+    assert (user["role"], user["content"]) == ("user", "What is 2+2?")
+    assert assistant["content"] == "answer 1. answer 1. "
+    assert assistant["reasoning"] == "thinking 1. thinking 1. "
+    assert assistant["status"] == "done"
+    assert assistant["model"] == "fake-r1"
+    assert assistant["params"]["temperature"] == 0.6
+    assert (assistant["completion_tokens"], assistant["reasoning_tokens"], assistant["prompt_tokens"]) == (4, 2, 3)
+    assert snap.message_id == assistant["id"]
+
+
+def test_reasoning_is_never_sent_back(chat: ChatService, backend: FakeTextBackend) -> None:
+    first = reply(chat, "one")
+    reply(chat, "two", first.conversation_id)
+    assert backend.calls[1] == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "answer 1. answer 1. "},
+        {"role": "user", "content": "two"},
+    ]
+
+
+def test_stop_ends_the_reply_and_keeps_the_partial_text(chat: ChatService, backend: FakeTextBackend) -> None:
+    backend.delay = 0.05
+    backend.chunks_per_part = 50
+    handle = chat.start("long one")
+    snap = handle.wait(-1, 30)
+    while not snap.reasoning:
+        snap = handle.wait(snap.version, 30)
+    handle.stop()
+    final = handle.wait_finished(30)
+    assert final.status == "cancelled"
+    assert final.usage["finish_reason"] == "cancelled"
+    assert final.usage["completion_tokens"] < 10  # of 100
+    stored = chat.get_conversation(final.conversation_id)["messages"][-1]
+    assert stored["status"] == "cancelled"
+    assert stored["reasoning"] == final.reasoning
+    assert stored["reasoning"].startswith("thinking 1.")
+
+
+def test_regenerate_replaces_the_last_reply(chat: ChatService, backend: FakeTextBackend) -> None:
+    first = reply(chat, "q")
+    again = reply(chat, None, first.conversation_id, mode="regenerate")
+    assert again.answer == "answer 2. answer 2. "
+    messages = chat.get_conversation(first.conversation_id)["messages"]
+    assert [(m["role"], m["content"]) for m in messages] == [("user", "q"), ("assistant", "answer 2. answer 2. ")]
+    assert backend.calls[1] == [{"role": "user", "content": "q"}]
+
+
+def test_edit_rewrites_the_last_message_and_its_reply(chat: ChatService, backend: FakeTextBackend) -> None:
+    first = reply(chat, "first question")
+    second = reply(chat, "typo'd question", first.conversation_id)
+    reply(chat, "fixed question", second.conversation_id, mode="edit")
+    messages = chat.get_conversation(first.conversation_id)["messages"]
+    assert [m["content"] for m in messages] == ["first question", "answer 1. answer 1. ", "fixed question",
+                                                "answer 3. answer 3. "]
+    assert backend.calls[2][-1] == {"role": "user", "content": "fixed question"}
+
+
+def test_a_failed_regenerate_keeps_the_earlier_reply(chat: ChatService, backend: FakeTextBackend) -> None:
+    first = reply(chat, "q")
+    backend.fail_with = RuntimeError("GPU on fire")
+    failed = reply(chat, None, first.conversation_id, mode="regenerate")
+    assert failed.status == "failed"
+    assert "GPU on fire" in failed.error
+    messages = chat.get_conversation(first.conversation_id)["messages"]
+    assert [m["content"] for m in messages] == ["q", "answer 1. answer 1. "]
+
+
+def test_a_failed_send_is_recorded_and_not_sent_back_later(chat: ChatService, backend: FakeTextBackend) -> None:
+    backend.fail_with = RuntimeError("boom")
+    failed = reply(chat, "q1")
+    assert failed.status == "failed"
+    assert chat.get_conversation(failed.conversation_id)["messages"][-1]["status"] == "failed"
+    backend.fail_with = None
+    reply(chat, "q2", failed.conversation_id)
+    assert backend.calls[-1] == [{"role": "user", "content": "q1"}, {"role": "user", "content": "q2"}]
+
+
+def test_bad_requests_are_refused_and_change_nothing(chat: ChatService) -> None:
+    with pytest.raises(InvalidRequest, match="must not be empty"):
+        chat.start("   ")
+    with pytest.raises(InvalidRequest, match="at most 100"):
+        chat.start("x" * 101)
+    with pytest.raises(InvalidRequest, match="conversation 999 does not exist"):
+        chat.start("hi", 999)
+    with pytest.raises(InvalidRequest, match="temperature must be between 0"):
+        chat.options(temperature=3)
+    with pytest.raises(InvalidRequest, match="max_new_tokens must be between 1 and 512"):
+        chat.options(max_new_tokens=1000)
+    with pytest.raises(InvalidRequest, match="regenerate needs a conversation_id"):
+        chat.start(None, None, mode="regenerate")
+    assert Conversation.select().count() == 0
+    assert Message.select().count() == 0
+
+
+def test_conversations_are_per_user_paged_and_deletable(chat: ChatService) -> None:
+    ids = [reply(chat, f"c{i}").conversation_id for i in range(3)]
+    reply(chat, "later", ids[0])  # the first conversation becomes the most recent
+    page = chat.list_conversations(limit=2)
+    assert [c["conversation_id"] for c in page["conversations"]] == [ids[0], ids[2]]
+    rest = chat.list_conversations(limit=2, before=page["next_before"])
+    assert [c["conversation_id"] for c in rest["conversations"]] == [ids[1]]
+    assert rest["next_before"] is None
+    assert chat.list_conversations(user="other")["conversations"] == []
+    assert chat.get_conversation(ids[0], user="other") is None
+    with pytest.raises(InvalidRequest):
+        chat.start("sneaky", ids[0], user="other")
+    assert chat.delete_conversation(ids[1]) is True
+    assert chat.get_conversation(ids[1]) is None
+    assert chat.delete_conversation(ids[1]) is False
+
+
+def test_conversations_survive_a_restart(tmp_path: Path, backend: FakeTextBackend) -> None:
+    db = open_database(tmp_path / "restart.db")
+    slot = ModelSlot("text", backend, lambda b, report: None, model="fake-r1", backend_name="fake")
+    first = ChatService(slot, TextLimits(), TextOptions())
+    snap = reply(first, "remember me")
+    db.close()
+    open_database(tmp_path / "restart.db")
+    second = ChatService(slot, TextLimits(), TextOptions())
+    messages = second.get_conversation(snap.conversation_id)["messages"]
+    assert [m["content"] for m in messages] == ["remember me", "answer 1. answer 1. "]
+
+
+def test_prompt_assist_stores_nothing(chat: ChatService, backend: FakeTextBackend) -> None:
+    snap = chat.start_prompt_assist("a fox in the snow").wait_finished(30)
+    assert snap.status == "done"
+    assert snap.answer == "answer 1. answer 1. "
+    assert "a fox in the snow" in backend.calls[0][0]["content"]
+    assert Conversation.select().count() == 0
+    with pytest.raises(InvalidRequest, match="idea must not be empty"):
+        chat.start_prompt_assist(" ")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Prompt: a fox, watercolor\nNegative prompt: blurry", ("a fox, watercolor", "blurry")),
+        ("**Prompt:** a fox\n**Negative prompt:** ugly, \"bad\"", ("a fox", 'ugly, "bad"')),
+        ('**Prompt**: "a fox"\n\n**Negative Prompt**: x', ("a fox", "x")),
+        ("just some words", ("just some words", "")),
+        ("", ("", "")),
+    ],
+)
+def test_prompt_answer_is_split_into_prompt_and_negative(answer: str, expected: tuple[str, str]) -> None:
+    assert split_prompt_answer(answer) == expected

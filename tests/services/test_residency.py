@@ -1,0 +1,67 @@
+"""One GPU, two models: an idle model is offloaded or unloaded after the keep-alive, never while in use."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.models import ModelSlot, ModelState
+from services.residency import Residency
+from tests.services.fakes import FakeTextBackend
+
+
+def slot(backend: FakeTextBackend, kind: str = "text") -> ModelSlot[FakeTextBackend]:
+    return ModelSlot(kind, backend, lambda b, report: b.load(report), model="fake", backend_name="fake")
+
+
+def test_resident_policy_keeps_everything() -> None:
+    b = FakeTextBackend()
+    s = slot(b)
+    s.ensure_loaded()
+    assert Residency([s], "resident", keep_alive_s=0).sweep() == []
+    assert s.status().state is ModelState.READY
+
+
+def test_offload_after_keep_alive_and_back_on_next_use() -> None:
+    b = FakeTextBackend()
+    s = slot(b)
+    with s.use():
+        pass
+    residency = Residency([s], "offload", keep_alive_s=3600)
+    assert residency.sweep() == []  # not idle long enough
+    residency.keep_alive_s = 0
+    assert residency.sweep() == ["text"]
+    assert b.offloaded == 1
+    assert s.status().state is ModelState.OFFLOADED
+    assert "parked in CPU memory" in s.status().message()
+    with s.use():  # the next request brings it back through load()
+        assert s.status().state is ModelState.READY
+    assert b.loaded == 2
+
+
+def test_unload_frees_the_model() -> None:
+    b = FakeTextBackend()
+    s = slot(b)
+    s.ensure_loaded()
+    assert Residency([s], "unload", keep_alive_s=0).sweep() == ["text"]
+    assert b.unloaded == 1
+    assert s.status().state is ModelState.NOT_LOADED
+
+
+def test_a_model_in_use_is_never_released() -> None:
+    b = FakeTextBackend()
+    s = slot(b)
+    with s.use():
+        assert Residency([s], "unload", keep_alive_s=0).sweep() == []
+        assert s.status().state is ModelState.READY
+    assert b.unloaded == 0
+
+
+def test_models_never_loaded_are_left_alone() -> None:
+    b = FakeTextBackend()
+    assert Residency([slot(b)], "offload", keep_alive_s=0).sweep() == []
+    assert b.offloaded == 0
+
+
+def test_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="resident, offload or unload"):
+        Residency([], "evict", keep_alive_s=0)
