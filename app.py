@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger("atelier")
+QUEUE_IDLE_POLL_S = 0.02
 
 
 def prepare_environment(settings: Settings) -> None:
@@ -47,12 +48,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     blocks = build_ui(services)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
+    # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
+    # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
+    # pickup latency is nothing next to a model call.
+    blocks._queue.sleep_when_free = QUEUE_IDLE_POLL_S
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.warmup:
             services.warm_up()
+        services.residency.start()
         yield
+        services.shut_down()
 
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
                   lifespan=lifespan)
@@ -72,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--share", action="store_true", default=None, help="create a public Gradio share link")
     parser.add_argument("--image-model", help="hub id or local diffusers folder")
     parser.add_argument("--memory-mode", choices=["none", "model-offload", "sequential-offload"])
+    parser.add_argument("--text-model", help="hub id or local transformers folder (GPTQ checkpoints included)")
+    parser.add_argument("--idle-policy", choices=["resident", "offload", "unload"],
+                        help="what happens to a model idle for --keep-alive seconds")
+    parser.add_argument("--keep-alive", dest="keep_alive_s", type=float, help="seconds before --idle-policy applies")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
                         help="load models on the first request instead of at start")
     args = vars(parser.parse_args(argv))

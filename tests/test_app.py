@@ -152,5 +152,7 @@ def test_default_profile_offline_stays_up_and_says_how_to_fix(tmp_path: Path) ->
 def test_flags_override_settings() -> None:
     assert parse_args(["--profile", "tiny", "--port", "9000", "--memory-mode", "model-offload"]) == {
         "profile": "tiny", "port": 9000, "memory_mode": "model-offload"}
+    assert parse_args(["--text-model", "/models/r1", "--idle-policy", "unload", "--keep-alive", "60"]) == {
+        "text_model": "/models/r1", "idle_policy": "unload", "keep_alive_s": 60.0}
     with pytest.raises(SystemExit):
         parse_args(["--profile", "huge"])

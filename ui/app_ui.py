@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from services.container import Services
-from ui import history_tab, image_tab
+from ui import chat_tab, history_tab, image_tab
 
 # System fonts only: the default theme would fetch Google Fonts, and Atelier makes no outside requests.
 THEME = gr.themes.Default(
@@ -20,6 +20,8 @@ def build_ui(services: Services) -> gr.Blocks:
         gr.Markdown("## Atelier")
         with gr.Tabs() as tabs:
             image = image_tab.render(services)
+            chat_tab.render(services)
             history_tab.render(services, image, tabs)
         history_tab.register_api(services)
+        chat_tab.register_api(services)
     return blocks

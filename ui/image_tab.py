@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from pipelines.image_base import MAX_SEED, SAMPLERS, InvalidRequest
+from services.chat import split_prompt_answer
 from services.container import Services
 from ui.common import PRIVATE, user_of
 
@@ -52,6 +53,9 @@ def render(services: Services) -> ImageTab:
         model_status = gr.Markdown(services.image_slot.status().message(), elem_id="image-model-status")
         with gr.Row():
             with gr.Column(scale=5):
+                with gr.Row():
+                    idea = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4, elem_id="image-idea")
+                    assist_btn = gr.Button("✨ Write prompt", scale=1, elem_id="image-assist")
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a watercolor fox in a misty forest",
                                     elem_id="image-prompt")
                 negative_prompt = gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, low quality")
@@ -127,7 +131,28 @@ def render(services: Services) -> ImageTab:
         api_name="generate_image", validator=validate_image_request, concurrency_limit=1,
         concurrency_id="image", show_progress="minimal",
     )
-    stop_btn.click(None, cancels=[event], **PRIVATE)
+
+    def validate_idea(idea: str) -> list[Any]:
+        """Runs before prompt assist is queued."""
+        errors = services.chat.idea_errors(idea)
+        return [gr.validate(not errors, errors.get("idea", ""))]
+
+    async def assist_prompt(idea: str) -> AsyncIterator[tuple[str, str]]:
+        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
+        try:
+            handle = services.chat.start_prompt_assist(idea)
+        except InvalidRequest as err:
+            raise gr.Error(str(err)) from None
+        async for snap in handle.watch():
+            if snap.status == "failed":
+                raise gr.Error(snap.error or snap.message)
+            if snap.answer or snap.status in ("done", "cancelled"):
+                yield split_prompt_answer(snap.answer)
+
+    assist_event = assist_btn.click(assist_prompt, inputs=[idea], outputs=[prompt, negative_prompt],
+                                    api_name="assist_prompt", validator=validate_idea, concurrency_limit=1,
+                                    concurrency_id="text", show_progress="minimal")
+    stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)
 
     def reuse_settings(info_value: dict[str, Any] | None) -> list[Any]:
         if not info_value or "prompt" not in info_value:

@@ -1,0 +1,103 @@
+"""Chat and prompt assist through the public API, against a live server with the tiny 4-bit GPTQ R1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gradio_client import Client
+
+from tests.server import serve
+from tests.services.conftest import tiny_settings
+
+CHAT: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 48}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path, tiny_r1_gptq_dir: Path) -> Iterator[str]:
+    with serve(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, tiny_r1_gptq_dir)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Client:
+    return Client(server, verbose=False, download_files=False)
+
+
+def test_chat_streams_reasoning_and_answer_apart_and_keeps_the_conversation(client: Client) -> None:
+    job = client.submit(message="Hello, who are you?", conversation_id=None, **CHAT, api_name="/chat")
+    result = job.result(timeout=120)
+    updates = job.outputs()
+    assert len(updates) >= 2  # streamed, not one final blob
+    assert {"reasoning", "answer", "conversation_id"} <= set(updates[0])
+    assert result["status"] == "done"
+    assert result["reasoning"]  # the tiny profile's thinking budget forces </think>, so both parts exist
+    assert result["answer"]
+    assert result["usage"]["reasoning_tokens"] <= 32
+    cid = result["conversation_id"]
+    second = client.predict(message="And then?", conversation_id=cid, **CHAT, api_name="/chat")
+    assert second["conversation_id"] == cid
+    conv = client.predict(conversation_id=cid, api_name="/conversation")
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert conv["messages"][1]["reasoning"] == result["reasoning"]
+    assert conv["messages"][1]["content"] == result["answer"]
+    assert conv["messages"][1]["model"].startswith("atelier-tiny-r1-gptq-4bit")
+    listed = client.predict(limit=10, api_name="/conversations")["conversations"]
+    assert listed[0]["conversation_id"] == cid
+    assert listed[0]["title"] == "Hello, who are you?"
+
+
+def test_bad_chat_input_is_refused_before_queueing(client: Client) -> None:
+    with pytest.raises(Exception, match="message must not be empty"):
+        client.predict(message="  ", conversation_id=None, **CHAT, api_name="/chat")
+    with pytest.raises(Exception, match="top_p must be greater than 0"):
+        client.predict(message="hi", conversation_id=None, **{**CHAT, "top_p": 0}, api_name="/chat")
+    with pytest.raises(Exception, match="conversation 424242 does not exist"):
+        client.predict(message="hi", conversation_id=424242, **CHAT, api_name="/chat")
+
+
+def test_cancelling_a_chat_stops_it_and_keeps_the_partial_reply(client: Client) -> None:
+    job = client.submit(message="Think long", conversation_id=None, **{**CHAT, "max_new_tokens": 4000},
+                        api_name="/chat")
+    deadline = time.monotonic() + 60
+    while not any(o.get("reasoning") for o in job.outputs()):
+        assert time.monotonic() < deadline, "the reply never started"
+        time.sleep(0.05)
+    cid = job.outputs()[-1]["conversation_id"]
+    job.cancel()
+    deadline = time.monotonic() + 60
+    while True:  # the reply is recorded as soon as the model has stopped
+        conv = client.predict(conversation_id=cid, api_name="/conversation")
+        if len(conv["messages"]) == 2:
+            break
+        assert time.monotonic() < deadline, "the stopped reply was never recorded"
+        time.sleep(0.1)
+    reply = conv["messages"][1]
+    assert reply["status"] == "cancelled"
+    assert reply["completion_tokens"] < 4000
+    # The text queue is free again.
+    assert client.predict(message="next", conversation_id=None, **CHAT, api_name="/chat")["status"] == "done"
+
+
+def test_assist_prompt_fills_prompt_and_negative_prompt(client: Client) -> None:
+    prompt, negative = client.predict(idea="a fox in the snow", api_name="/assist_prompt")
+    assert isinstance(prompt, str)
+    assert isinstance(negative, str)
+    assert prompt  # the tiny model writes gibberish, but its answer lands in the prompt box
+    with pytest.raises(Exception, match="idea must not be empty"):
+        client.predict(idea="", api_name="/assist_prompt")
+
+
+def test_health_reports_the_text_model(server: str) -> None:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server + "api/health", timeout=10) as response:
+        health = json.loads(response.read())
+    text = health["models"]["text"]
+    assert text["state"] == "ready"
+    assert text["quantization"].startswith("GPTQ 4-bit")
+    assert health["memory"] == {"idle_policy": "resident", "keep_alive_s": 300.0}
