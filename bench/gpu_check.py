@@ -1,0 +1,185 @@
+"""GPU-only checks of the diffusers backend on a full-size Stable Diffusion 1.5 architecture (random weights).
+
+Runs Atelier's DiffusersBackend (the same from_pretrained code as a real checkpoint) in fp16 with SDPA on
+CUDA, then the memory modes, idle offload and Stop; reports it/s next to the raw diffusers call and peak
+VRAM of each. Needs a CUDA GPU; `--tiny` runs the same script on the tiny model on any device.
+
+    python bench/gpu_check.py [--tiny] [--steps 20] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+
+from pipelines.diffusers_backend import DiffusersBackend
+from pipelines.image_base import ImageRequest, JobCancelled, StepUpdate
+from pipelines.tiny import _tiny_clip_tokenizer, ensure_tiny_sd
+
+
+def build_sd15_random(out: Path) -> None:
+    """Stable Diffusion 1.5's architecture (UNet 860M, VAE, 12-layer CLIP-L) with random fp16 weights."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _tiny_clip_tokenizer(out / "tokenizer")
+    with torch.device("cuda"):
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            sample_size=512, scaling_factor=0.18215)
+        text = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                            num_attention_heads=12, projection_dim=768, vocab_size=49408,
+                                            max_position_embeddings=77, hidden_act="quick_gelu"))
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False)
+    pipe = StableDiffusionPipeline(vae=vae.half(), text_encoder=text.half(), tokenizer=tokenizer, unet=unet.half(),
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(out, safe_serialization=True)
+    del pipe, unet, vae, text
+    torch.cuda.empty_cache()
+
+
+def vram() -> dict[str, float]:
+    """Peak and current allocated GPU memory in MiB since the last reset."""
+    if not torch.cuda.is_available():
+        return {}
+    torch.cuda.synchronize()
+    return {"peak_mib": round(torch.cuda.max_memory_allocated() / 2**20),
+            "now_mib": round(torch.cuda.memory_allocated() / 2**20)}
+
+
+def reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def timed_generate(backend: DiffusersBackend, req: ImageRequest, seed: int = 42) -> tuple[float, Any]:
+    updates: list[StepUpdate] = []
+    t0 = time.perf_counter()
+    (image,) = backend.generate(req, [seed], updates.append, threading.Event())
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, (image, updates)
+
+
+def main() -> None:
+    """Run every check and print one table; write the numbers as JSON too."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"torch": torch.__version__,
+                               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none"}
+    work = Path(tempfile.mkdtemp(prefix="atelier-gpu-"))
+    model = work / "sd"
+    t0 = time.perf_counter()
+    if args.tiny:
+        ensure_tiny_sd(model)
+    else:
+        build_sd15_random(model)
+    results["build_s"] = round(time.perf_counter() - t0, 1)
+    req = ImageRequest(prompt="a lighthouse at dusk", negative_prompt="blurry", width=args.size, height=args.size,
+                       steps=args.steps, cfg_scale=7.0, sampler="Euler a")
+
+    # 1. fp16 + SDPA, everything on the GPU (memory mode none).
+    reset_peak()
+    backend = DiffusersBackend(str(model))
+    t0 = time.perf_counter()
+    backend.load(lambda phase: None)
+    results["load_s"] = round(time.perf_counter() - t0, 1)
+    results["placement"] = backend.describe()
+    results["unet_attention"] = sorted({type(p).__name__ for p in backend.pipe.unet.attn_processors.values()})
+    timed_generate(backend, req)  # warm-up
+    seconds, (first, updates) = timed_generate(backend, req)
+    _, (second, _) = timed_generate(backend, req)
+    results["none"] = {"s": round(seconds, 3), "it_s": round(args.steps / seconds, 2), **vram(),
+                       "previews": sum(u.preview is not None for u in updates),
+                       "same_seed_same_pixels": bool(np.array_equal(np.asarray(first.image),
+                                                                    np.asarray(second.image)))}
+
+    # 2. The raw diffusers call on the very same pipeline object, for the ratio.
+    pipe = backend.pipe
+    gen = torch.Generator("cpu")
+    pipe(prompt=req.prompt, negative_prompt=req.negative_prompt, width=args.size, height=args.size,
+         num_inference_steps=args.steps, guidance_scale=7.0, generator=gen.manual_seed(42))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    pipe(prompt=req.prompt, negative_prompt=req.negative_prompt, width=args.size, height=args.size,
+         num_inference_steps=args.steps, guidance_scale=7.0, generator=gen.manual_seed(42))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    raw = time.perf_counter() - t0
+    results["raw"] = {"s": round(raw, 3), "it_s": round(args.steps / raw, 2),
+                      "backend_over_raw": round(seconds / raw, 3)}
+
+    # 3. Stop within one step, on the GPU.
+    stop = threading.Event()
+    steps_seen: list[int] = []
+
+    def on_step(update: StepUpdate) -> None:
+        steps_seen.append(update.step)
+        if update.step == 3:
+            stop.set()
+
+    try:
+        backend.generate(req.model_copy(update={"steps": 400}), [1], on_step, stop)
+        results["stop"] = "not stopped"
+    except JobCancelled:
+        results["stop"] = {"stopped_after_steps": max(steps_seen), "of": 400}
+
+    # 4. Idle offload: weights to CPU RAM, then back on the next load().
+    reset_peak()
+    backend.offload()
+    results["offload"] = {"after_offload": vram()}
+    t0 = time.perf_counter()
+    backend.load(lambda phase: None)
+    results["offload"]["restore_s"] = round(time.perf_counter() - t0, 2)
+    seconds, _ = timed_generate(backend, req)
+    results["offload"]["after_restore_s"] = round(seconds, 3)
+    backend.unload()
+    del pipe
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+
+    # 5. The memory modes (A1111's medvram / lowvram).
+    for mode, steps in (("model-offload", args.steps), ("sequential-offload", 4)):
+        reset_peak()
+        b = DiffusersBackend(str(model), memory_mode=mode)
+        b.load(lambda phase: None)
+        r = req.model_copy(update={"steps": steps})
+        timed_generate(b, r)
+        seconds, _ = timed_generate(b, r)
+        results[mode] = {"steps": steps, "s": round(seconds, 3), "it_s": round(steps / seconds, 2), **vram(),
+                         "notes": b.describe()["notes"]}
+        b.unload()
+        del b
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    shutil.rmtree(work, ignore_errors=True)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
