@@ -1,0 +1,27 @@
+"""The REST surface: /api/health answers 200 with every model's state, whatever the models are doing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.rest import build_router
+from services.container import build_services
+from tests.services.conftest import tiny_settings
+
+
+def test_health_lists_both_models_before_anything_loads(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    services = build_services(tiny_settings(tmp_path, tiny_sd_dir))
+    app = FastAPI()
+    app.include_router(build_router(services), prefix="/api")
+    response = TestClient(app).get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["profile"] == "tiny"
+    assert body["models"]["image"]["state"] == "not loaded"
+    assert body["models"]["text"]["state"] == "not loaded"
+    assert body["models"]["text"]["model"].startswith("atelier-tiny-r1-gptq-4bit")
+    assert body["memory"] == {"idle_policy": "resident", "keep_alive_s": 300.0}
