@@ -101,3 +101,31 @@ def test_health_reports_the_text_model(server: str) -> None:
     assert text["state"] == "ready"
     assert text["quantization"].startswith("GPTQ 4-bit")
     assert health["memory"] == {"idle_policy": "resident", "keep_alive_s": 300.0}
+
+
+def test_closing_the_tab_stops_the_reply(client: Client, server: str) -> None:
+    import httpx
+
+    config = httpx.get(server + "config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
+    session = "closing-tab-test"
+    joined = httpx.post(server + "gradio_api/queue/join", timeout=10, json={
+        "data": ["Think for a very long time", None, 0.6, 0.95, 4000], "fn_index": fn_index,
+        "session_hash": session, "event_data": None, "trigger_id": None})
+    assert joined.status_code == 200
+    with httpx.stream("GET", server + f"gradio_api/queue/data?session_hash={session}", timeout=60) as stream:
+        streamed = 0
+        for line in stream.iter_lines():  # read a few streamed updates, then go away like a closed tab
+            streamed += "process_generating" in line
+            if streamed >= 3:
+                break
+    deadline = time.monotonic() + 30
+    while True:
+        newest = client.predict(limit=1, api_name="/conversations")["conversations"][0]
+        conv = client.predict(conversation_id=newest["conversation_id"], api_name="/conversation")
+        if conv["title"] == "Think for a very long time" and len(conv["messages"]) == 2:
+            break
+        assert time.monotonic() < deadline, "the reply went on after its client left"
+        time.sleep(0.1)
+    assert conv["messages"][1]["status"] == "cancelled"
+    assert conv["messages"][1]["completion_tokens"] < 4000
