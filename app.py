@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from settings import Profile, Settings
@@ -39,8 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     import gradio as gr
     from fastapi import FastAPI
+    from slowapi import Limiter
+    from slowapi.errors import RateLimitExceeded
+    from starlette.routing import Mount
 
-    from api.rest import build_router
+    from api.auth import Authenticator
+    from api.gateway import Gateway
+    from api.rest import build_router, rate_limit_exceeded
+    from services.accounts import exposure_problem
     from services.container import build_services
     from ui.app_ui import THEME, build_ui
 
@@ -61,12 +68,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         services.shut_down()
 
+    has_users = services.accounts.any()
+    if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
+        raise SystemExit(problem)
+    auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies)
+    limiter = Limiter(key_func=auth.rate_key, storage_uri=settings.ratelimit_storage)
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
                   lifespan=lifespan)
     app.state.services = services
-    app.include_router(build_router(services), prefix="/api")
-    return gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False,
-                               allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
+    app.state.limiter = limiter
+    app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
+    app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
+    # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to
+    # the log. Messages we raise on purpose (gr.Error) are always shown.
+    gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False, show_error=False,
+                        auth=services.accounts.verify if has_users else None,
+                        auth_message="Log in with your Atelier account." if has_users else None,
+                        allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
+    auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
+    app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
+                       file_roots=[Path(os.environ["GRADIO_TEMP_DIR"])],
+                       limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
+                               "upload": settings.limit_uploads, "login": settings.limit_logins,
+                               "read": settings.limit_reads})
+    return app
 
 
 def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
@@ -85,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--keep-alive", dest="keep_alive_s", type=float, help="seconds before --idle-policy applies")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
                         help="load models on the first request instead of at start")
+    parser.add_argument("--insecure-no-auth", action="store_true", default=None,
+                        help="serve a network host or a share link without accounts (not recommended)")
     args = vars(parser.parse_args(argv))
     return {key: value for key, value in args.items() if value is not None}
 
@@ -97,7 +125,7 @@ def open_share_link(settings: Settings) -> str | None:
 
     try:
         url = networking.setup_tunnel(settings.host if settings.host != "0.0.0.0" else "127.0.0.1",  # noqa: S104
-                                      settings.port, secrets.token_urlsafe(32), None, None)
+                                      settings.port, secrets.token_urlsafe(32), settings.share_server_address, None)
     except Exception as err:  # offline, blocked, or the frpc binary missing: keep serving locally
         print(f"Share link unavailable ({type(err).__name__}: {err}); Atelier keeps running locally.",
               file=sys.stderr)
@@ -106,9 +134,61 @@ def open_share_link(settings: Settings) -> str | None:
     return url
 
 
+def read_password(prompt: str = "Password: ") -> str:
+    """A new password, typed twice: from the terminal without echo, or two lines of stdin when piped."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first, second = getpass.getpass(prompt), getpass.getpass("Again: ")
+    else:
+        first, second = sys.stdin.readline().rstrip("\n"), sys.stdin.readline().rstrip("\n")
+    if first != second:
+        raise SystemExit("The two passwords differ; nothing was changed.")
+    return first
+
+
+def users_main(argv: list[str]) -> None:
+    """`python app.py users add|list|remove|passwd [NAME] [--admin] [--data-dir DIR]`."""
+    from services.accounts import AccountError, AccountService
+    from storage.db import open_database
+
+    parser = argparse.ArgumentParser(prog="atelier users", description="Manage Atelier accounts")
+    parser.add_argument("action", choices=["add", "list", "remove", "passwd"])
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--admin", action="store_true", help="with add: this user sees everyone's work")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args(argv)
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    settings.ensure_dirs()
+    open_database(settings.db_path)
+    accounts = AccountService()
+    if args.action == "list":
+        for user in accounts.list():
+            print(f"{user['name']}{' (admin)' if user['admin'] else ''}  since {user['created_at'][:10]}")
+        return
+    if not args.name:
+        raise SystemExit(f"users {args.action} needs a NAME.")
+    try:
+        if args.action == "add":
+            accounts.add(args.name, read_password(), admin=args.admin)
+            print(f"Added {args.name}{' (admin)' if args.admin else ''}. Restart Atelier if it runs without login.")
+        elif args.action == "passwd":
+            accounts.set_password(args.name, read_password("New password: "))
+            print(f"Changed the password of {args.name}.")
+        else:
+            accounts.remove(args.name)
+            print(f"Removed {args.name}; their jobs and conversations stay in the database.")
+    except AccountError as err:
+        raise SystemExit(f"Error: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Parse flags, build the app and serve it with uvicorn."""
+    """Parse flags, build the app and serve it with uvicorn (or manage accounts with `users`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["users"]:
+        users_main(argv[1:])
+        return
     try:
         settings = Settings(**parse_args(argv))
     except Exception as err:

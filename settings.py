@@ -104,6 +104,21 @@ class Settings(BaseSettings):
     idle_policy: IdlePolicy | None = Field(default=None, description="resident | offload | unload; None: profile's")
     keep_alive_s: float = Field(default=300, ge=0, description="idle seconds before the idle policy applies")
 
+    # Gateway: accounts, limits, quotas, cache
+    insecure_no_auth: bool = Field(default=False, description="serve a network host or share link without accounts")
+    ratelimit_storage: str = Field(default="memory://", description="limits storage URI, e.g. redis://host:6379")
+    trusted_proxies: list[str] = Field(default_factory=list, description="proxy IPs whose X-Forwarded-For is used")
+    limit_image_jobs: str = "10/minute"
+    limit_chat_messages: str = "30/minute"
+    limit_uploads: str = "30/minute"
+    limit_logins: str = "5/minute"
+    limit_reads: str = Field(default="240/minute", description="history, conversations, REST reads")
+    user_queue_quota: int = Field(default=4, ge=1, description="queued plus running jobs per user")
+    cache_enabled: bool = True
+    cache_max_age_s: float = Field(default=7 * 86400, ge=0)
+    cache_max_entries: int = Field(default=1000, ge=0, description="cacheable results kept per user")
+    share_server_address: str | None = Field(default=None, description="self-hosted FRP share server host:port")
+
     # Serving
     warmup: bool = Field(default=True, description="load models in the background at start")
     queue_max_size: int = Field(default=64, ge=1)

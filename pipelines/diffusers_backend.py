@@ -19,7 +19,14 @@ from pipelines.image_base import (
     StepUpdate,
     register_image_backend,
 )
-from pipelines.loading import IMAGE_MODEL, ModelUnavailable, download_progress, explain_load_error, hub_cache_bytes
+from pipelines.loading import (
+    IMAGE_MODEL,
+    ModelUnavailable,
+    download_progress,
+    explain_load_error,
+    hub_cache_bytes,
+    model_revision,
+)
 from pipelines.preview import latents_to_preview
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,7 @@ class DiffusersBackend:
         self.preview_every = max(1, preview_every)
         self.pipe: Any = None
         self._offloaded = False
+        self.revision = ""  # which files were loaded: a hub snapshot hash or a local folder's fingerprint
         self._base_scheduler_config: Any = None
         self.notes: list[str] = []
 
@@ -81,6 +89,7 @@ class DiffusersBackend:
         source = self.model
         if not Path(source).expanduser().is_dir():
             source = self._download(DiffusionPipeline, report)
+        self.revision = model_revision(source)
         report(f"loading {self.model_name} ({self.placement.dtype_name} on {self.placement.device})")
         try:
             kwargs: dict[str, Any] = {"dtype": self.placement.dtype}

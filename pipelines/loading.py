@@ -76,3 +76,16 @@ def download_progress(repo_id: str, report: Callable[[str], None], every_s: floa
     finally:
         done.set()
         watcher.join()
+
+
+def model_revision(folder: str | Path) -> str:
+    """Which files a model folder holds: a hub snapshot's commit hash, or a local folder's fingerprint."""
+    import hashlib
+
+    path = Path(folder).expanduser().resolve()
+    if path.parent.name == "snapshots":
+        return path.name  # the hub cache names snapshot folders by commit
+    # A local folder: names, sizes and times of its files change whenever its weights are replaced.
+    stats = [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime))
+             for p in sorted(path.rglob("*")) if p.is_file()]
+    return "local:" + hashlib.sha256(repr(stats).encode()).hexdigest()[:16]

@@ -20,7 +20,7 @@ import torch
 from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
 
 from pipelines.devices import release_memory
-from pipelines.loading import TEXT_MODEL, ModelUnavailable, download_progress, explain_load_error
+from pipelines.loading import TEXT_MODEL, ModelUnavailable, download_progress, explain_load_error, model_revision
 from pipelines.reasoning import Chunk, ReasoningSplitter
 from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
 
@@ -308,6 +308,7 @@ class TransformersTextBackend:
         self.notes: list[str] = []
         self._think_ids: tuple[int | None, int | None] = (None, None)
         self._suppress: list[int] = []
+        self.revision = ""  # which files were loaded: a hub snapshot hash or a local folder's fingerprint
 
     @property
     def model_name(self) -> str:
@@ -331,6 +332,7 @@ class TransformersTextBackend:
                 "Install a CUDA build of PyTorch, or start with --profile cpu (or --profile tiny)."
             )
         source = self._local_source(report)
+        self.revision = model_revision(source)
         try:
             config = AutoConfig.from_pretrained(source)
             gptq = _is_gptq(config)

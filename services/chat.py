@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 from pipelines.image_base import InvalidRequest
 from pipelines.text_base import TextBackend, TextLimits, TextOptions, TextUsage, check_text_options
+from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.models import ModelSlot, ModelUnavailableError
 from storage.db import database
-from storage.models import Conversation, Message, utcnow
+from storage.models import Conversation, Message, owned_by, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class ChatSnapshot:
     message_id: int | None = None  # the stored assistant message, once stored
     usage: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    cached: bool = False  # answered from an identical earlier request (temperature 0)
 
 
 class ChatHandle(JobHandle[ChatSnapshot]):
@@ -79,7 +81,7 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         "status": m.status, "error": m.error or None, "finish_reason": m.finish_reason or None,
         "model": m.model or None, "params": m.params_dict(), "prompt_tokens": m.prompt_tokens,
         "completion_tokens": m.completion_tokens, "reasoning_tokens": m.reasoning_tokens,
-        "reasoning_s": m.reasoning_s, "duration_s": m.duration_s,
+        "reasoning_s": m.reasoning_s, "duration_s": m.duration_s, "cached": bool(m.cached),
         "created_at": m.created_at.isoformat() if m.created_at else None,
     }
 
@@ -87,8 +89,10 @@ def message_to_dict(m: Message) -> dict[str, Any]:
 class ChatService:
     """The chat use cases: validate, reply (one at a time), keep every conversation."""
 
-    def __init__(self, slot: ModelSlot[TextBackend], limits: TextLimits, defaults: TextOptions) -> None:
+    def __init__(self, slot: ModelSlot[TextBackend], limits: TextLimits, defaults: TextOptions,
+                 cache: ResultCache | None = None) -> None:
         self.slot = slot
+        self.cache = cache or ResultCache(enabled=False)
         self.limits = limits
         self.defaults = defaults
         self._run_lock = threading.Lock()  # one reply at a time per loaded model
@@ -186,6 +190,15 @@ class ChatService:
                         model=self.slot.status().model)
 
     def _generate(self, plan: _Plan, handle: ChatHandle, backend: TextBackend, started: float) -> None:
+        key = None
+        if plan.conversation is not None and plan.options.temperature == 0:  # only greedy replies repeat
+            key = cache_key("chat", backend.model_name, getattr(backend, "revision", ""), plan.history,
+                            plan.options.model_dump(exclude={"seed"}))
+            if (hit := self.cache.find_reply(plan.conversation.user, key)) is not None:
+                handle.update(reasoning=hit.reasoning, answer=hit.content, reasoning_s=hit.reasoning_s, cached=True)
+                usage = TextUsage(hit.prompt_tokens, hit.completion_tokens, hit.reasoning_tokens, "stop")
+                self._store(plan, handle, started, status="done", model=hit.model, usage=usage)
+                return
         handle.update(status="thinking", message="Thinking…", thinking_since=time.perf_counter())
         stream = backend.stream(plan.history, plan.options, handle.stop_event)
         thinking_since = time.perf_counter()
@@ -208,10 +221,12 @@ class ChatService:
         cancelled = usage.finish_reason == "cancelled" or handle.stop_event.is_set()
         handle.update(reasoning_s=reasoning_s, thinking_since=None)
         self._store(plan, handle, started, status="cancelled" if cancelled else "done",
-                    model=backend.model_name, usage=usage)
+                    model=backend.model_name, usage=usage, key=None if cancelled else key)
+        if key is not None and plan.conversation is not None:
+            self.cache.trim(plan.conversation.user)
 
     def _store(self, plan: _Plan, handle: ChatHandle, started: float, status: str, model: str,
-               error: str = "", usage: TextUsage | None = None) -> None:
+               error: str = "", usage: TextUsage | None = None, key: str | None = None) -> None:
         """Write the reply, and the edit or replacement it stands for, in one transaction."""
         snap = handle.snapshot()
         duration = round(time.perf_counter() - started, 3)
@@ -233,7 +248,7 @@ class ChatService:
                 conversation=plan.conversation, position=user_message.position + 1, role="assistant",
                 content=snap.answer, reasoning=snap.reasoning, status=status, error=error,
                 model=model, params=json.dumps(plan.options.model_dump()), reasoning_s=snap.reasoning_s,
-                duration_s=duration, **(asdict(usage) if usage else {}),
+                duration_s=duration, cache_key=key, cached=snap.cached, **(asdict(usage) if usage else {}),
             )
             Conversation.update(updated_at=utcnow()).where(Conversation.id == plan.conversation.id).execute()
         handle.update(status=status, message=_STATUS_TEXT[status].format(duration=duration, error=error),
@@ -259,13 +274,13 @@ class ChatService:
         return {}
 
     # 3. Conversations ----------------------------------------------------------------------------
-    def list_conversations(self, user: str = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
+    def list_conversations(self, user: str | None = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
         """Most recently active first; `before` is a conversation id from the previous page's `next_before`."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-        query = Conversation.select().where(Conversation.user == user)
+        query = Conversation.select().where(owned_by(Conversation.user, user))
         if before is not None:
-            anchor = Conversation.get_or_none((Conversation.id == before) & (Conversation.user == user))
+            anchor = Conversation.get_or_none((Conversation.id == before) & owned_by(Conversation.user, user))
             if anchor is None:
                 raise ValueError(f"before: conversation {before} does not exist")
             query = query.where((Conversation.updated_at < anchor.updated_at)
@@ -281,9 +296,9 @@ class ChatService:
             "next_before": page[-1].id if more and page else None,
         }
 
-    def get_conversation(self, conversation_id: int, user: str = "") -> dict[str, Any] | None:
+    def get_conversation(self, conversation_id: int, user: str | None = "") -> dict[str, Any] | None:
         """One conversation with its messages in order, or None."""
-        c = Conversation.get_or_none((Conversation.id == conversation_id) & (Conversation.user == user))
+        c = Conversation.get_or_none((Conversation.id == conversation_id) & owned_by(Conversation.user, user))
         if c is None:
             return None
         return {
@@ -292,10 +307,10 @@ class ChatService:
             "messages": [message_to_dict(m) for m in c.messages.order_by(Message.position)],
         }
 
-    def delete_conversation(self, conversation_id: int, user: str = "") -> bool:
+    def delete_conversation(self, conversation_id: int, user: str | None = "") -> bool:
         """Delete a conversation and its messages; False when there is no such conversation for this user."""
         with database.atomic():
-            c = Conversation.get_or_none((Conversation.id == conversation_id) & (Conversation.user == user))
+            c = Conversation.get_or_none((Conversation.id == conversation_id) & owned_by(Conversation.user, user))
             if c is None:
                 return False
             Message.delete().where(Message.conversation == c).execute()

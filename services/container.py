@@ -9,6 +9,8 @@ from typing import Any
 
 from pipelines.image_base import ImageBackend, ImageLimits, create_image_backend
 from pipelines.text_base import TextBackend, TextLimits, TextOptions, create_text_backend
+from services.accounts import AccountService
+from services.cache import ResultCache
 from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
@@ -28,6 +30,7 @@ class Services:
     """Everything the UI and the API call."""
 
     settings: Settings
+    accounts: AccountService
     images: ImageService
     history: HistoryService
     chat: ChatService
@@ -116,7 +119,8 @@ def build_services(settings: Settings) -> Services:
     limits = ImageLimits(min_size=settings.min_size, max_size=settings.max_size, max_steps=settings.max_steps,
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
     image_slot = _image_slot(settings)
-    images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults)
+    cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
+    images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache)
     recovered = images.recover()
     if recovered:
         log.warning("marked %d interrupted image job(s) as failed", recovered)
@@ -125,9 +129,10 @@ def build_services(settings: Settings) -> Services:
                            max_new_tokens=settings.resolved_max_new_tokens,
                            thinking_budget=settings.resolved_thinking_budget)
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
-                                             max_message_chars=settings.max_message_chars), defaults)
+                                             max_message_chars=settings.max_message_chars), defaults, cache)
     residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
-    return Services(settings=settings, images=images, history=HistoryService(settings.images_dir), chat=chat,
-                    image_slot=image_slot, text_slot=text_slot, residency=residency)
+    return Services(settings=settings, accounts=AccountService(), images=images,
+                    history=HistoryService(settings.images_dir), chat=chat, image_slot=image_slot,
+                    text_slot=text_slot, residency=residency)

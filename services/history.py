@@ -1,4 +1,4 @@
-"""History queries: list, fetch and delete image jobs, always scoped to a user."""
+"""History queries: list, fetch and delete image jobs, always scoped to a user (None: an admin, every user)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.db import database
-from storage.models import ImageFile, ImageJob
+from storage.models import ImageFile, ImageJob, owned_by
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def job_to_dict(job: ImageJob) -> dict[str, Any]:
         "backend": job.backend,
         "duration_s": job.duration_s,
         "cached": bool(job.cached),
-        "files": [{"file": f.path, "seed": f.seed, "width": f.width, "height": f.height} for f in files],
+        "files": [{"id": f.id, "file": f.path, "seed": f.seed, "width": f.width, "height": f.height} for f in files],
     }
 
 
@@ -49,11 +49,11 @@ class HistoryService:
     def __init__(self, images_dir: Path) -> None:
         self.images_dir = images_dir
 
-    def list_jobs(self, user: str = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
+    def list_jobs(self, user: str | None = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
         """Newest first; `before` is a job id from the previous page's `next_before`."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-        query = ImageJob.select().where(ImageJob.user == user)
+        query = ImageJob.select().where(owned_by(ImageJob.user, user))
         if before is not None:
             query = query.where(ImageJob.id < before)
         jobs = list(query.order_by(ImageJob.id.desc()).limit(limit + 1))
@@ -63,18 +63,18 @@ class HistoryService:
             "next_before": page[-1].id if more and page else None,
         }
 
-    def get_job(self, job_id: int, user: str = "") -> dict[str, Any] | None:
+    def get_job(self, job_id: int, user: str | None = "") -> dict[str, Any] | None:
         """One job of this user, or None."""
-        job = ImageJob.get_or_none((ImageJob.id == job_id) & (ImageJob.user == user))
+        job = ImageJob.get_or_none((ImageJob.id == job_id) & owned_by(ImageJob.user, user))
         return job_to_dict(job) if job else None
 
     def file_path(self, relative: str) -> Path:
         """Absolute path of a stored image."""
         return self.images_dir / relative
 
-    def delete_job(self, job_id: int, user: str = "") -> bool:
+    def delete_job(self, job_id: int, user: str | None = "") -> bool:
         """Delete the job and its files; False when there is no such job for this user."""
-        job = ImageJob.get_or_none((ImageJob.id == job_id) & (ImageJob.user == user))
+        job = ImageJob.get_or_none((ImageJob.id == job_id) & owned_by(ImageJob.user, user))
         if job is None:
             return False
         paths = [self.images_dir / f.path for f in job.files]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from pipelines.image_base import (
     check_inputs,
     resolve_seed,
 )
+from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.models import ModelSlot, ModelUnavailableError
 from storage.db import database
@@ -65,11 +68,12 @@ class ImageService:
     """The image use cases: validate, generate (one job at a time), record everything."""
 
     def __init__(self, slot: ModelSlot[ImageBackend], images_dir: Path, limits: ImageLimits,
-                 defaults: dict[str, Any] | None = None) -> None:
+                 defaults: dict[str, Any] | None = None, cache: ResultCache | None = None) -> None:
         self.slot = slot
         self.images_dir = images_dir
         self.limits = limits
         self.defaults = defaults or {}
+        self.cache = cache or ResultCache(enabled=False)
         # One job at a time per loaded pipeline, whatever path (UI, API, bench) it came from.
         self._run_lock = threading.Lock()
 
@@ -123,8 +127,14 @@ class ImageService:
 
     def _generate(self, req: ImageRequest, user: str, handle: ImageJobHandle, backend: ImageBackend,
                   started: float) -> None:
+        key = None
+        if req.seed != -1:  # only a fixed seed makes a result repeatable, hence reusable
+            key = cache_key("image", backend.model_name, getattr(backend, "revision", ""), req.model_dump())
+            if (hit := self.cache.find_image_job(user, key)) is not None and self._reuse(hit, req, user, handle,
+                                                                                        started):
+                return
         seeds = req.seeds(resolve_seed(req.seed))
-        job = self._create_job(req, user, backend.model_name, seed_used=seeds[0])
+        job = self._create_job(req, user, backend.model_name, seed_used=seeds[0], cache_key=key)
         handle.update(status="running", job_id=job.id, message=f"Job {job.id}: starting (seed {seeds[0]})",
                       info=self._info(job, seeds, []))
 
@@ -155,34 +165,56 @@ class ImageService:
             return
         written = self._write_files(job, req, backend.model_name, images)
         files = self._finish(job, "done", started, written=written)
+        if key is not None:
+            self.cache.trim(user)
         info = self._info(job, seeds, files)
         handle.update(status="done", files=[self.images_dir / f.path for f in files], info=info,
                       message=f"Job {job.id}: done in {info['duration_s']:.1f} s (seed {seeds[0]})")
 
-    def _create_job(self, req: ImageRequest, user: str, model: str, seed_used: int | None) -> ImageJob:
+    def _reuse(self, hit: ImageJob, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> bool:
+        """Answer from an identical earlier job: new history row, same bytes, no pipeline call."""
+        sources = [(f, self.images_dir / f.path) for f in hit.files.order_by(ImageFile.index)]
+        if not sources or not all(path.is_file() for _, path in sources):
+            return False  # its files were deleted: compute again
+        job = self._create_job(req, user, hit.model, seed_used=hit.seed_used, cached=True)
+        written = []
+        for f, src in sources:
+            rel = Path(dt.date.today().isoformat()) / f"{job.id:06d}-{f.index}-{f.seed}.png"
+            _link_or_copy(src, self.images_dir / rel)
+            written.append({"index": f.index, "path": rel.as_posix(), "seed": f.seed, "width": f.width,
+                            "height": f.height})
+        files = self._finish(job, "done", started, written=written)
+        seeds = [f.seed for f, _ in sources]
+        info = self._info(job, seeds, files)
+        handle.update(status="done", job_id=job.id, files=[self.images_dir / f.path for f in files], info=info,
+                      message=f"Job {job.id}: from cache (same settings as job {hit.id}), seed {seeds[0]}")
+        return True
+
+    def _create_job(self, req: ImageRequest, user: str, model: str, seed_used: int | None,
+                    cache_key: str | None = None, cached: bool = False) -> ImageJob:
         with database.atomic():
             return ImageJob.create(
                 user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
-                extra=json.dumps(self.slot.status().details, default=str),
+                extra=json.dumps(self.slot.status().details, default=str), cache_key=cache_key, cached=cached,
                 **req.model_dump(),
             )
 
-    def _write_files(self, job: ImageJob, req: ImageRequest, model: str,
-                     images: list[Any]) -> list[tuple[int, Path, Any]]:
+    def _write_files(self, job: ImageJob, req: ImageRequest, model: str, images: list[Any]) -> list[dict[str, Any]]:
         day = dt.date.today().isoformat()
-        written: list[tuple[int, Path, Any]] = []
+        written: list[dict[str, Any]] = []
         for index, generated in enumerate(images):
             rel = Path(day) / f"{job.id:06d}-{index}-{generated.seed}.png"
             params = Parameters(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
                                 sampler=req.sampler, cfg_scale=req.cfg_scale, seed=generated.seed,
                                 width=generated.image.width, height=generated.image.height, model=model)
             write_png_atomic(generated.image, self.images_dir / rel, params)
-            written.append((index, rel, generated))
+            written.append({"index": index, "path": rel.as_posix(), "seed": generated.seed,
+                            "width": generated.image.width, "height": generated.image.height})
         return written
 
     @staticmethod
     def _finish(job: ImageJob, status: str, started: float, error: str = "",
-                written: list[tuple[int, Path, Any]] | None = None) -> list[ImageFile]:
+                written: list[dict[str, Any]] | None = None) -> list[ImageFile]:
         """Record the outcome; file rows and the final status commit together, after the files exist."""
         job.status = status
         job.error = error
@@ -190,11 +222,7 @@ class ImageService:
         job.duration_s = round(time.perf_counter() - started, 3)
         with database.atomic():
             job.save()
-            return [
-                ImageFile.create(job=job, index=index, path=rel.as_posix(), seed=g.seed,
-                                 width=g.image.width, height=g.image.height)
-                for index, rel, g in written or []
-            ]
+            return [ImageFile.create(job=job, **row) for row in written or []]
 
     def _info(self, job: ImageJob, seeds: list[int], files: list[ImageFile]) -> dict[str, Any]:
         return {
@@ -245,3 +273,14 @@ def run_and_collect(service: ImageService, req: ImageRequest,
             if handle.thread:
                 handle.thread.join()
             return snap
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """Give `dest` the bytes of `src`: a hard link where the filesystem allows, else an atomic copy."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)

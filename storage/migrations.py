@@ -101,10 +101,31 @@ def m002_conversations(db: SqliteDatabase) -> None:
     )
 
 
+def m003_accounts_and_cache(db: SqliteDatabase) -> None:
+    """User accounts, and cache keys on image jobs and replies (identical requests reuse stored results)."""
+    db.execute_sql(
+        """
+        CREATE TABLE IF NOT EXISTS account (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name VARCHAR(64) NOT NULL UNIQUE,
+            password_hash VARCHAR(255) NOT NULL,
+            is_admin INTEGER NOT NULL DEFAULT 0,
+            created_at DATETIME NOT NULL
+        )
+        """
+    )
+    db.execute_sql("ALTER TABLE imagejob ADD COLUMN cache_key VARCHAR(64)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_cache_key ON imagejob (user, cache_key)")
+    db.execute_sql("ALTER TABLE message ADD COLUMN cache_key VARCHAR(64)")
+    db.execute_sql("ALTER TABLE message ADD COLUMN cached INTEGER NOT NULL DEFAULT 0")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS message_cache_key ON message (cache_key)")
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
     ("002_conversations", m002_conversations),
+    ("003_accounts_and_cache", m003_accounts_and_cache),
 ]
 
 

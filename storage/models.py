@@ -26,6 +26,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def owned_by(field: Any, user: str | None) -> Any:
+    """A where-clause for rows owned by `user`; None (an admin) matches every row."""
+    return field == field if user is None else field == user
+
+
 class BaseModel(Model):
     """Binds every model to the one database."""
 
@@ -57,6 +62,8 @@ class ImageJob(BaseModel):
     error = TextField(default="")
     duration_s = FloatField(null=True)
     cached = BooleanField(default=False)
+    # Set on jobs whose result may be reused for an identical request (a fixed seed); see services/cache.py.
+    cache_key = CharField(null=True)
     extra = TextField(default="{}")  # JSON: anything a backend wants to keep (device, notes)
 
     def extra_dict(self) -> dict[str, Any]:
@@ -107,6 +114,8 @@ class Message(BaseModel):
     reasoning_s = FloatField(null=True)
     duration_s = FloatField(null=True)
     created_at = DateTimeField(default=utcnow)
+    cache_key = CharField(null=True)
+    cached = BooleanField(default=False)
 
     class Meta:
         indexes = ((("conversation", "position"), True),)
@@ -116,4 +125,14 @@ class Message(BaseModel):
         return json.loads(self.params or "{}")
 
 
-ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message]
+class Account(BaseModel):
+    """A person who may log in; the name is what jobs and conversations are owned by."""
+
+    id = AutoField()
+    name = CharField(unique=True)
+    password_hash = CharField()
+    is_admin = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+
+ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, Account]

@@ -14,7 +14,7 @@ import gradio as gr
 from pipelines.image_base import InvalidRequest
 from services.chat import ChatSnapshot
 from services.container import Services
-from ui.common import PRIVATE, user_of
+from ui.common import PRIVATE, QueueQuota, scope_of, user_of
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")
 THINKING = "💭 Thinking"
@@ -67,7 +67,7 @@ def live_to_chatbot(before: list[dict[str, Any]], user_text: str, snap: ChatSnap
     return out
 
 
-def render(services: Services) -> None:
+def render(services: Services, quota: QueueQuota) -> None:
     """Build the tab inside the current Blocks and wire its events."""
     chat = services.chat
     defaults = chat.defaults
@@ -104,28 +104,33 @@ def render(services: Services) -> None:
     options = [temperature, top_p, max_new_tokens, thinking_budget]
 
     def conversation_choices(request: gr.Request) -> gr.Radio:
-        page = chat.list_conversations(user_of(request), limit=50)["conversations"]
+        page = chat.list_conversations(scope_of(services, request), limit=50)["conversations"]
         return gr.Radio(choices=[(c["title"] or f"#{c['conversation_id']}", c["conversation_id"]) for c in page])
 
     def open_conversation(cid: int | None, request: gr.Request) -> tuple[Any, Any, str, str]:
         if cid is None:
             return [], None, "send", ""
-        conv = chat.get_conversation(int(cid), user_of(request))
+        conv = chat.get_conversation(int(cid), scope_of(services, request))
         if conv is None:
             raise gr.Error(f"Conversation {cid} does not exist (or was deleted).")
         return stored_to_chatbot(conv["messages"]), conv["conversation_id"], "send", ""
 
     def validate_turn(text: str, cid: int | None, current_mode: str, t: float, p: float, n: float,
-                      budget: float | None) -> list[Any]:
+                      budget: float | None, request: gr.Request) -> list[Any]:
         """Runs before the reply is queued."""
         errors = chat.field_errors(text, **_option_values(t, p, n, budget))
+        if problem := quota.problem(request):
+            errors["message"] = problem
         return [gr.validate("message" not in errors, errors.get("message", "")),
                 gr.validate(True, ""), gr.validate(True, ""),
                 *[gr.validate(name not in errors, errors.get(name, "")) for name in OPTION_NAMES]]
 
-    def validate_regenerate(cid: int | None, t: float, p: float, n: float, budget: float | None) -> list[Any]:
+    def validate_regenerate(cid: int | None, t: float, p: float, n: float, budget: float | None,
+                            request: gr.Request) -> list[Any]:
         """Runs before a regenerate is queued."""
         errors = chat.field_errors(require_message=False, **_option_values(t, p, n, budget))
+        if problem := quota.problem(request):
+            errors["conversation_id"] = problem
         if cid is None:
             errors["conversation_id"] = "Nothing to regenerate yet: send a message first."
         return [gr.validate("conversation_id" not in errors, errors.get("conversation_id", "")),
@@ -169,7 +174,7 @@ def render(services: Services) -> None:
         return [], None, "send", "", ""
 
     def delete(cid: int | None, request: gr.Request) -> None:
-        if cid is None or not chat.delete_conversation(int(cid), user_of(request)):
+        if cid is None or not chat.delete_conversation(int(cid), scope_of(services, request)):
             raise gr.Error("Open a conversation first.")
         gr.Info("Conversation deleted.")
 
@@ -205,7 +210,7 @@ def render(services: Services) -> None:
     tab.select(conversation_choices, outputs=[conversations], **PRIVATE)
 
 
-def register_api(services: Services) -> None:
+def register_api(services: Services, quota: QueueQuota) -> None:
     """`/chat`, `/conversations`, `/conversation`: outside gr.Tabs, with hidden inputs for /chat's validator."""
     chat = services.chat
     defaults = chat.defaults
@@ -220,9 +225,11 @@ def register_api(services: Services) -> None:
         trigger = gr.Button()
 
     def validate_chat(message: str, conversation_id: float | None, temperature: float | None,
-                      top_p: float | None, max_new_tokens: float | None) -> list[Any]:
+                      top_p: float | None, max_new_tokens: float | None, request: gr.Request) -> list[Any]:
         """Runs before the reply is queued."""
         errors = chat.field_errors(message, **_option_values(temperature, top_p, max_new_tokens, None))
+        if problem := quota.problem(request):
+            errors["message"] = problem
         return [gr.validate("message" not in errors, errors.get("message", "")), gr.validate(True, ""),
                 *[gr.validate(n not in errors, errors.get(n, "")) for n in ("temperature", "top_p", "max_new_tokens")]]
 
@@ -241,7 +248,7 @@ def register_api(services: Services) -> None:
                 raise gr.Error(snap.error or snap.message)
             yield {"conversation_id": snap.conversation_id, "status": snap.status, "reasoning": snap.reasoning,
                    "answer": snap.answer, "reasoning_s": snap.reasoning_s, "message_id": snap.message_id,
-                   "usage": snap.usage}
+                   "usage": snap.usage, "cached": snap.cached}
 
     trigger.click(chat_api, inputs=[message, conversation_id, temperature, top_p, max_new_tokens],
                   outputs=[result], api_name="chat", validator=validate_chat, concurrency_limit=1,
@@ -251,13 +258,13 @@ def register_api(services: Services) -> None:
                           request: gr.Request = None) -> dict[str, Any]:
         """Your conversations, most recently active first; pass `next_before` as `before` for the next page."""
         try:
-            return chat.list_conversations(user_of(request), limit=limit, before=before)
+            return chat.list_conversations(scope_of(services, request), limit=limit, before=before)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
     def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
         """One conversation with its messages (each reply's reasoning apart from its answer)."""
-        conv = chat.get_conversation(int(conversation_id), user_of(request))
+        conv = chat.get_conversation(int(conversation_id), scope_of(services, request))
         if conv is None:
             raise gr.Error(f"conversation {conversation_id} does not exist.")
         return conv

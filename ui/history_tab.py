@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from services.container import Services
-from ui.common import PRIVATE, user_of
+from ui.common import PRIVATE, scope_of
 from ui.image_tab import ImageTab, settings_values
 
 PAGE = 48
@@ -44,7 +44,7 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
                     delete_btn = gr.Button("Delete", variant="stop", size="sm")
 
     def load(request: gr.Request) -> tuple[list[Any], list[list[Any]], list[int]]:
-        jobs = history.list_jobs(user_of(request), limit=PAGE)["jobs"]
+        jobs = history.list_jobs(scope_of(services, request), limit=PAGE)["jobs"]
         images, ids = [], []
         for job in jobs:
             if job["files"]:
@@ -53,7 +53,7 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
         return images, _rows(jobs), ids
 
     def show(job_id: int | None, request: gr.Request) -> tuple[Any, Any, Any]:
-        job = history.get_job(job_id, user_of(request)) if job_id is not None else None
+        job = history.get_job(job_id, scope_of(services, request)) if job_id is not None else None
         if job is None:
             return None, [], None
         paths = [(str(history.file_path(f["file"])), f"seed {f['seed']}") for f in job["files"]]
@@ -74,7 +74,7 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
     def delete(job_id: int | None, request: gr.Request) -> None:
         if job_id is None:
             raise gr.Error("Select a job first.")
-        if not history.delete_job(job_id, user_of(request)):
+        if not history.delete_job(job_id, scope_of(services, request)):
             raise gr.Error(f"Job {job_id} does not exist (or was already deleted).")
         gr.Info(f"Deleted job {job_id} and its files.")
 
@@ -101,7 +101,7 @@ def register_api(services: Services) -> None:
     def history_api(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
         """Recent image jobs, newest first; pass `next_before` from one page as `before` for the next."""
         try:
-            return history.list_jobs(user_of(request), limit=limit, before=before)
+            return history.list_jobs(scope_of(services, request), limit=limit, before=before)
         except ValueError as err:
             raise gr.Error(str(err)) from None
 

@@ -11,7 +11,7 @@ import gradio as gr
 from pipelines.image_base import MAX_SEED, SAMPLERS, InvalidRequest
 from services.chat import split_prompt_answer
 from services.container import Services
-from ui.common import PRIVATE, user_of
+from ui.common import PRIVATE, QueueQuota, user_of
 
 PARAM_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                "batch_count")
@@ -45,7 +45,7 @@ def settings_values(job: dict[str, Any]) -> list[Any]:
     return [values[name] for name in PARAM_NAMES]
 
 
-def render(services: Services) -> ImageTab:
+def render(services: Services, quota: QueueQuota) -> ImageTab:
     """Build the tab inside the current Blocks and wire its events."""
     defaults = services.images.defaults
     limits = services.images.limits
@@ -95,11 +95,14 @@ def render(services: Services) -> ImageTab:
     inputs = [prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler, batch_count]
 
     def validate_image_request(prompt: str, negative_prompt: str, width: float, height: float, steps: float,
-                               cfg_scale: float, seed: float, sampler: str, batch_count: float) -> list[Any]:
+                               cfg_scale: float, seed: float, sampler: str, batch_count: float,
+                               request: gr.Request) -> list[Any]:
         """Runs before the job is queued: one gr.validate per input, naming the allowed range."""
         values = dict(zip(PARAM_NAMES, (prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler,
                                         batch_count), strict=True))
         errors = services.images.field_errors(**_coerce(values))
+        if problem := quota.problem(request):
+            errors["prompt"] = problem
         return [gr.validate(name not in errors, errors.get(name, "")) for name in PARAM_NAMES]
 
     async def generate_image(prompt: str, negative_prompt: str, width: float, height: float, steps: float,
@@ -132,9 +135,11 @@ def render(services: Services) -> ImageTab:
         concurrency_id="image", show_progress="minimal",
     )
 
-    def validate_idea(idea: str) -> list[Any]:
+    def validate_idea(idea: str, request: gr.Request) -> list[Any]:
         """Runs before prompt assist is queued."""
         errors = services.chat.idea_errors(idea)
+        if problem := quota.problem(request):
+            errors["idea"] = problem
         return [gr.validate(not errors, errors.get("idea", ""))]
 
     async def assist_prompt(idea: str) -> AsyncIterator[tuple[str, str]]:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.rest import build_router
-from services.container import build_services
+from app import create_app
 from tests.services.conftest import tiny_settings
 
 
 def test_health_lists_both_models_before_anything_loads(tmp_path: Path, tiny_sd_dir: Path) -> None:
-    services = build_services(tiny_settings(tmp_path, tiny_sd_dir))
-    app = FastAPI()
-    app.include_router(build_router(services), prefix="/api")
-    response = TestClient(app).get("/api/health")
+    response = TestClient(create_app(tiny_settings(tmp_path, tiny_sd_dir))).get("/api/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"

@@ -1,0 +1,113 @@
+"""User accounts: argon2 password hashes in the database, and who may see what."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from storage.db import database
+from storage.models import Account
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MIN_PASSWORD = 8
+# A hash to verify against when the name is unknown, so a wrong name takes as long as a wrong password.
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("atelier-no-such-user")
+
+
+class AccountError(ValueError):
+    """A bad account request; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: their name (owner of what they create) and whether they may see everyone's work."""
+
+    name: str
+    admin: bool = False
+
+    @property
+    def scope(self) -> str | None:
+        """The owner to filter reads by, or None (everything) for an admin."""
+        return None if self.admin else self.name
+
+
+class AccountService:
+    """Create, list, remove and verify accounts."""
+
+    def add(self, name: str, password: str, admin: bool = False) -> None:
+        """Create an account; AccountError for a bad or taken name or a short password."""
+        if not NAME_PATTERN.match(name):
+            raise AccountError("name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
+        _check_password(password)
+        with database.atomic():
+            if Account.get_or_none(Account.name == name) is not None:
+                raise AccountError(f"user {name!r} already exists.")
+            Account.create(name=name, password_hash=_hasher.hash(password), is_admin=admin)
+
+    def remove(self, name: str) -> None:
+        """Delete an account (its jobs and conversations stay, owned by the name)."""
+        if Account.delete().where(Account.name == name).execute() == 0:
+            raise AccountError(f"no user {name!r}.")
+
+    def set_password(self, name: str, password: str) -> None:
+        """Replace an account's password."""
+        _check_password(password)
+        if Account.update(password_hash=_hasher.hash(password)).where(Account.name == name).execute() == 0:
+            raise AccountError(f"no user {name!r}.")
+
+    def list(self) -> list[dict[str, object]]:
+        """Every account, without its hash."""
+        return [{"name": a.name, "admin": bool(a.is_admin), "created_at": a.created_at.isoformat()}
+                for a in Account.select().order_by(Account.name)]
+
+    def any(self) -> bool:
+        """Whether any account exists (if none, a loopback server runs in single-user mode)."""
+        return Account.select().exists()
+
+    def verify(self, name: str, password: str) -> bool:
+        """True when the password is right; as slow for an unknown name as for a wrong password."""
+        account = Account.get_or_none(Account.name == name)
+        try:
+            _hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return account is not None
+
+    def viewer(self, name: str) -> Viewer:
+        """The Viewer for a logged-in name ('' in single-user mode, who owns everything there is)."""
+        account = Account.get_or_none(Account.name == name) if name else None
+        return Viewer(name, admin=bool(account and account.is_admin))
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password must have at least {MIN_PASSWORD} characters.")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only listens on this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_problem(host: str, share: bool, has_users: bool, insecure_no_auth: bool) -> str | None:
+    """Why serving this way without accounts would be unsafe, or None when it is fine."""
+    if has_users or insecure_no_auth:
+        return None
+    if share:
+        return ("--share puts Atelier on a public link, and there are no accounts yet. Add one first with "
+                "`python app.py users add NAME`, or pass --insecure-no-auth if you really mean to share it open.")
+    if not is_loopback(host):
+        return (f"--host {host} serves the network, and there are no accounts yet. Add one first with "
+                "`python app.py users add NAME`, serve on 127.0.0.1, or pass --insecure-no-auth.")
+    return None
