@@ -60,16 +60,16 @@ class Gateway:
             return
         body: bytes | None = None
         data: dict[str, Any] = {}
-        if method == "POST" and path.rstrip("/") in (f"{GRADIO}/queue/join", f"{GRADIO}/cancel"):
+        if method == "POST" and path.rstrip("/") in (f"{GRADIO}/queue/join", f"{GRADIO}/cancel", "/login"):
             body = await _read_body(receive)
-            try:
-                data = json.loads(body or b"{}")
-            except ValueError:
-                data = {}
+            data = _parse(body, headers.get("content-type", ""))
         user = self.auth.user_from_headers(headers)
         kind = self._kind(path, method, data)
         if kind is not None:
             key = f"user:{user}" if user else f"ip:{self.auth.client_ip(scope, headers)}"
+            if kind == "login":
+                # Per address and account: guessing one password is throttled, a shared address is not locked.
+                key = f"ip:{self.auth.client_ip(scope, headers)}:login:{data.get('username', '')}"
             item = self.limits[kind]
             if not self.limiter.limiter.hit(item, kind, key):
                 reset, _ = self.limiter.limiter.get_window_stats(item, kind, key)
@@ -135,6 +135,19 @@ class Gateway:
 
 _NOUNS = {"image": "image jobs", "chat": "chat messages", "upload": "uploads", "login": "login attempts",
           "read": "requests"}
+
+
+def _parse(body: bytes, content_type: str) -> dict[str, Any]:
+    """A JSON or form body as a dict ({} when it is neither)."""
+    if "application/x-www-form-urlencoded" in content_type:
+        from urllib.parse import parse_qs
+
+        return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -40,7 +40,8 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
                                 headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
         return auth.viewer(name)
 
-    Who = Annotated[Viewer, Depends(viewer)]
+    # A default, not an Annotated alias: with postponed annotations FastAPI cannot see a local alias.
+    who_is_asking = Depends(viewer)
 
     @router.get("/health", summary="Server and model states")
     def health() -> dict[str, Any]:
@@ -49,7 +50,7 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
 
     @router.get("/history", summary="Your image jobs, newest first")
     @limiter.limit(read_limit)
-    def history(request: Request, who: Who, limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    def history(request: Request, who: Viewer = who_is_asking, limit: Annotated[int, Query(ge=1, le=200)] = 20,
                 before: int | None = None) -> dict[str, Any]:
         """Paged like /history in the Gradio API: pass `next_before` as `before` for the next page."""
         return services.history.list_jobs(who.scope, limit=limit, before=before)
@@ -57,7 +58,7 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
     @router.get("/images/{file_id}", summary="One stored PNG (with its parameters chunk)",
                 response_class=FileResponse)
     @limiter.limit(read_limit)
-    def image(request: Request, who: Who, file_id: int) -> FileResponse:
+    def image(request: Request, file_id: int, who: Viewer = who_is_asking) -> FileResponse:
         """The PNG as stored; 404 for an id that is not yours."""
         row = (ImageFile.select().join(ImageJob)
                .where((ImageFile.id == file_id) & owned_by(ImageJob.user, who.scope)).first())
@@ -70,7 +71,7 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
 
     @router.get("/conversations/{conversation_id}", summary="One conversation with its messages")
     @limiter.limit(read_limit)
-    def conversation(request: Request, who: Who, conversation_id: int) -> dict[str, Any]:
+    def conversation(request: Request, conversation_id: int, who: Viewer = who_is_asking) -> dict[str, Any]:
         """Reasoning apart from each answer; 404 for an id that is not yours."""
         found = services.chat.get_conversation(conversation_id, who.scope)
         if found is None:
