@@ -179,7 +179,8 @@ def render(services: Services, quota: QueueQuota) -> None:
         gr.Info("Conversation deleted.")
 
     turn_outputs = [chatbot, conversation_id, message, mode, status]
-    common = {"concurrency_limit": 1, "concurrency_id": "text", "show_progress": "hidden"}
+    # Queue position and ETA show on the status line while the chat itself streams untouched.
+    common = {"concurrency_limit": 1, "concurrency_id": "text", "show_progress": "full", "show_progress_on": [status]}
     send_inputs = [message, conversation_id, mode, *options]
     send_event = send_btn.click(send, inputs=send_inputs, outputs=turn_outputs, validator=validate_turn,
                                 **common, **PRIVATE)

@@ -132,7 +132,8 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
     event = generate_btn.click(
         generate_image, inputs=inputs, outputs=[preview, progress_md, gallery, info],
         api_name="generate_image", validator=validate_image_request, concurrency_limit=1,
-        concurrency_id="image", show_progress="minimal",
+        # The queue position and ETA show over the result, while the preview above keeps streaming.
+        concurrency_id="image", show_progress="full", show_progress_on=[gallery],
     )
 
     def validate_idea(idea: str, request: gr.Request) -> list[Any]:

@@ -1,0 +1,81 @@
+"""32 clients at once on the tiny profile: errors, throughput against the same jobs run serially, and
+fairness between users (each user's mean latency).
+
+    python bench/concurrency.py [--clients 32] [--users 4] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from _server import ROOT, start_server, wait_ready
+from gradio_client import Client
+
+PASSWORD = "bench-password-1"
+
+
+def main() -> None:
+    """Serial baseline from one client, then all clients at once, each user with several clients."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--size", type=int, default=128)
+    args = parser.parse_args()
+    params = {"prompt": "a crowd", "negative_prompt": "", "width": args.size, "height": args.size,
+              "steps": args.steps, "cfg_scale": 7.0, "sampler": "Euler a", "batch_count": 1}
+    per_user = -(-args.clients // args.users)
+    # Enough quota and rate for this load: the point is throughput and order, not refusals.
+    os.environ.update(ATELIER_USER_QUEUE_QUOTA=str(per_user), ATELIER_LIMIT_IMAGE_JOBS="1000/minute",
+                      ATELIER_LIMIT_LOGINS="1000/minute")
+    with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
+        for u in range(args.users):
+            subprocess.run([sys.executable, str(ROOT / "app.py"), "users", "add", f"user{u}", "--data-dir", tmp],
+                           input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True)
+        proc, url, _ = start_server(Path(tmp), "--no-warmup")
+        try:
+            clients = [Client(url, auth=(f"user{i % args.users}", PASSWORD), verbose=False, download_files=False)
+                       for i in range(args.clients)]
+            clients[0].predict(**params, seed=-1, api_name="/generate_image")  # build and load the model
+            wait_ready(url, "image")
+            t0 = time.perf_counter()
+            for _i in range(args.clients):
+                clients[0].predict(**params, seed=-1, api_name="/generate_image")
+            serial = time.perf_counter() - t0
+
+            def one(i: int) -> tuple[int, float, str | None]:
+                start = time.perf_counter()
+                try:
+                    clients[i].predict(**params, seed=-1, api_name="/generate_image")
+                    return i % args.users, time.perf_counter() - start, None
+                except Exception as err:  # counted, not hidden
+                    return i % args.users, time.perf_counter() - start, f"{type(err).__name__}: {err}"
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                results = list(pool.map(one, range(args.clients)))
+            concurrent = time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    errors = [e for _, _, e in results if e]
+    by_user = {u: statistics.mean(t for uu, t, e in results if uu == u and not e) for u in range(args.users)}
+    print(f"{args.clients} clients ({args.users} users), tiny SD {args.size}x{args.size}, {args.steps} steps")
+    print(f"  errors                 : {len(errors)}" + (f"  e.g. {errors[0]}" if errors else ""))
+    print(f"  serial, one client     : {serial:7.2f} s  ({args.clients / serial:5.2f} jobs/s)")
+    print(f"  all at once            : {concurrent:7.2f} s  ({args.clients / concurrent:5.2f} jobs/s, "
+          f"{serial / concurrent:4.2f}x serial)")
+    print("  mean latency per user  : " + ", ".join(f"user{u} {t:5.2f} s" for u, t in by_user.items()))
+    print(f"  fairness (max/min)     : {max(by_user.values()) / min(by_user.values()):5.2f}")
+
+
+if __name__ == "__main__":
+    main()
