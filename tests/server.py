@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from settings import Settings
 
@@ -19,15 +20,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """Serve create_app(settings) in a thread; yield its base URL; shut it down after."""
+def serve(settings: Settings, apps: list[Any] | None = None) -> Iterator[str]:
+    """Serve create_app(settings) in a thread; yield its base URL; shut it down after.
+
+    `apps`, when given, receives the app, so a test can reach its services (app.state.services).
+    """
     import uvicorn
 
     from app import create_app
 
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                                           log_level="warning"))
+    app = create_app(settings)
+    if apps is not None:
+        apps.append(app)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

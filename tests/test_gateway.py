@@ -3,6 +3,7 @@ route, rate limits (burst, login guessing), the queue quota, and which files may
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.server import serve
 from tests.services.conftest import tiny_settings
 
 PASSWORD = "correct horse battery"
+APPS: list[Any] = []  # the app under test, to hold its text model still in the quota test
 IMAGE: dict[str, Any] = {"prompt": "a private fox", "negative_prompt": "", "width": 64, "height": 64, "steps": 2,
                          "cfg_scale": 7.0, "seed": 42, "sampler": "Euler a", "batch_count": 1}
 CHAT: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 16}
@@ -31,10 +33,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path, tiny_r1_
     settings.ensure_dirs()
     open_database(settings.db_path)
     accounts = AccountService()
-    for name in ("alice", "bob", "dave", "erin", "mallory"):
+    for name in ("alice", "bob", "dave", "erin", "frank", "mallory"):
         accounts.add(name, PASSWORD)
     accounts.add("carol", PASSWORD, admin=True)
-    with serve(settings) as url:
+    with serve(settings, APPS) as url:
         yield url
 
 
@@ -48,9 +50,14 @@ def logged_in(server: str, name: str) -> httpx.Client:
     return http
 
 
+@functools.cache
+def config_of(server: str) -> dict[str, Any]:
+    # One login for the config: logins are rate limited per account like everything else.
+    return logged_in(server, "mallory").get("/config").json()
+
+
 def fn_index(server: str, api_name: str) -> int:
-    config = logged_in(server, "alice").get("/config").json()
-    return next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
+    return next(d["id"] for d in config_of(server)["dependencies"] if d.get("api_name") == api_name)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +120,9 @@ def test_neither_user_can_reach_the_others_work(server: str, alice: Client, bob:
     assert conv.json()["messages"][0]["content"] == "my secret plan"
     assert [j["job_id"] for j in httpx.get(server + "api/history", auth=as_alice, timeout=10).json()["jobs"]] == [
         alice_work["job_id"]]
+    # The Gradio login cookie works for REST too.
+    assert logged_in(server, "bob").get("/api/history").json()["jobs"] == []
+    assert logged_in(server, "alice").get(f"/api/images/{alice_work['file_id']}").status_code == 200
 
 
 def test_an_admin_sees_everyones_work(server: str, alice_work: dict[str, Any]) -> None:
@@ -177,16 +187,16 @@ def test_guessing_a_password_is_throttled(server: str) -> None:
 
 
 def test_the_queue_quota_is_enforced_before_queueing(server: str) -> None:
-    erin = client(server, "erin")
-    jobs = [erin.submit(message=f"long {i}", conversation_id=None, **{**CHAT, "max_new_tokens": 4000},
-                        api_name="/chat") for i in range(3)]
-    deadline = time.monotonic() + 30
-    while not all(j.status().code.name in ("PROCESSING", "IN_QUEUE", "ITERATING") for j in jobs):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    try:
+    frank = client(server, "frank")  # nobody else's jobs, and none of his own from other tests
+    busy = APPS[0].state.services.chat._run_lock  # held: Frank's replies wait, so his jobs stay in flight
+    with busy:
+        jobs = [frank.submit(message=f"long {i}", conversation_id=None, **CHAT, api_name="/chat") for i in range(3)]
+        deadline = time.monotonic() + 30
+        while sum(j.status().code.name in ("PROCESSING", "IN_QUEUE", "ITERATING") for j in jobs) < 3:
+            assert time.monotonic() < deadline, [j.status().code.name for j in jobs]
+            time.sleep(0.05)
         with pytest.raises(Exception, match="You already have 3 jobs queued or running"):
-            erin.predict(message="one more", conversation_id=None, **CHAT, api_name="/chat")
-    finally:
-        for job in jobs:
-            job.cancel()
+            frank.predict(message="one more", conversation_id=None, **CHAT, api_name="/chat")
+        assert client(server, "carol").predict(limit=1, api_name="/conversations") is not None  # others unaffected
+    for job in jobs:
+        job.result(timeout=120)  # and once the model is free, his jobs run
