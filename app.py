@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from starlette.routing import Mount
 
     from api.auth import Authenticator
+    from api.frontend import mount_frontend
     from api.gateway import Gateway
     from api.rest import build_router, rate_limit_exceeded
     from services.accounts import exposure_problem
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
     app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
+    mount_frontend(app)  # before Gradio's catch-all mount at /
     # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to
     # the log. Messages we raise on purpose (gr.Error) are always shown.
     gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False, show_error=False,
