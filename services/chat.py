@@ -90,12 +90,14 @@ class ChatService:
     """The chat use cases: validate, reply (one at a time), keep every conversation."""
 
     def __init__(self, slot: ModelSlot[TextBackend], limits: TextLimits, defaults: TextOptions,
-                 cache: ResultCache | None = None) -> None:
+                 cache: ResultCache | None = None, concurrency: int = 1) -> None:
         self.slot = slot
         self.cache = cache or ResultCache(enabled=False)
         self.limits = limits
         self.defaults = defaults
-        self._run_lock = threading.Lock()  # one reply at a time per loaded model
+        # In process, one reply at a time per loaded model; a remote server (vLLM) batches several at once.
+        self.concurrency = concurrency
+        self._run_lock = threading.BoundedSemaphore(concurrency)
 
     # 1. Validation -------------------------------------------------------------------------------
     def field_errors(self, message: str | None = None, require_message: bool = True,

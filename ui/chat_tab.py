@@ -180,7 +180,8 @@ def render(services: Services, quota: QueueQuota) -> None:
 
     turn_outputs = [chatbot, conversation_id, message, mode, status]
     # Queue position and ETA show on the status line while the chat itself streams untouched.
-    common = {"concurrency_limit": 1, "concurrency_id": "text", "show_progress": "full", "show_progress_on": [status]}
+    common = {"concurrency_limit": chat.concurrency, "concurrency_id": "text", "show_progress": "full",
+              "show_progress_on": [status]}
     send_inputs = [message, conversation_id, mode, *options]
     send_event = send_btn.click(send, inputs=send_inputs, outputs=turn_outputs, validator=validate_turn,
                                 **common, **PRIVATE)
@@ -252,7 +253,7 @@ def register_api(services: Services, quota: QueueQuota) -> None:
                    "usage": snap.usage, "cached": snap.cached}
 
     trigger.click(chat_api, inputs=[message, conversation_id, temperature, top_p, max_new_tokens],
-                  outputs=[result], api_name="chat", validator=validate_chat, concurrency_limit=1,
+                  outputs=[result], api_name="chat", validator=validate_chat, concurrency_limit=chat.concurrency,
                   concurrency_id="text")
 
     def conversations_api(limit: int = 20, before: int | None = None,

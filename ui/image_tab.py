@@ -156,7 +156,8 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
                 yield split_prompt_answer(snap.answer)
 
     assist_event = assist_btn.click(assist_prompt, inputs=[idea], outputs=[prompt, negative_prompt],
-                                    api_name="assist_prompt", validator=validate_idea, concurrency_limit=1,
+                                    api_name="assist_prompt", validator=validate_idea,
+                                    concurrency_limit=services.chat.concurrency,
                                     concurrency_id="text", show_progress="minimal")
     stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)
 

@@ -186,3 +186,37 @@ def test_prompt_assist_stores_nothing(chat: ChatService, backend: FakeTextBacken
 )
 def test_prompt_answer_is_split_into_prompt_and_negative(answer: str, expected: tuple[str, str]) -> None:
     assert split_prompt_answer(answer) == expected
+
+
+def test_a_remote_backend_may_run_several_replies_at_once(tmp_path: Path) -> None:
+    open_database(tmp_path / "concurrent.db")
+    backend = FakeTextBackend(delay=0.05, chunks_per_part=4)
+    in_flight, peak = 0, 0
+    real_stream = backend.stream
+
+    def counting_stream(*args: object, **kwargs: object):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        stream = real_stream(*args, **kwargs)
+        real_close = stream.close
+
+        def close() -> None:
+            nonlocal in_flight
+            in_flight -= 1
+            real_close()
+
+        stream.close = close
+        return stream
+
+    backend.stream = counting_stream
+    slot = ModelSlot("text", backend, lambda b, report: None, model="fake", backend_name="fake")
+    serial = ChatService(slot, TextLimits(), TextOptions(max_new_tokens=64))
+    handles = [serial.start(f"q{i}") for i in range(3)]
+    assert all(h.wait_finished(30).status == "done" for h in handles)
+    assert peak == 1
+    peak = 0
+    parallel = ChatService(slot, TextLimits(), TextOptions(max_new_tokens=64), concurrency=3)
+    handles = [parallel.start(f"q{i}") for i in range(3)]
+    assert all(h.wait_finished(30).status == "done" for h in handles)
+    assert peak == 3
