@@ -230,17 +230,7 @@ class ImageService:
             "status": job.status,
             "seed": seeds[0] if seeds else None,
             "seeds": seeds,
-            "prompt": job.prompt,
-            "negative_prompt": job.negative_prompt,
-            "width": job.width,
-            "height": job.height,
-            "steps": job.steps,
-            "cfg_scale": job.cfg_scale,
-            "sampler": job.sampler,
-            "batch_count": job.batch_count,
-            "model": job.model,
-            "duration_s": job.duration_s,
-            "cached": job.cached,
+            **job.settings_dict(),
             "files": [f.path for f in files],
         }
 

@@ -66,6 +66,15 @@ class ImageJob(BaseModel):
     cache_key = CharField(null=True)
     extra = TextField(default="{}")  # JSON: anything a backend wants to keep (device, notes)
 
+    def settings_dict(self) -> dict[str, Any]:
+        """The request's settings and the job's model, time and cache flag, as JSON-ready data."""
+        return {
+            "prompt": self.prompt, "negative_prompt": self.negative_prompt, "width": self.width,
+            "height": self.height, "steps": self.steps, "cfg_scale": self.cfg_scale, "sampler": self.sampler,
+            "batch_count": self.batch_count, "model": self.model, "duration_s": self.duration_s,
+            "cached": bool(self.cached),
+        }
+
     def extra_dict(self) -> dict[str, Any]:
         """The `extra` column decoded."""
         return json.loads(self.extra or "{}")
