@@ -156,3 +156,29 @@ def test_flags_override_settings() -> None:
         "text_model": "/models/r1", "idle_policy": "unload", "keep_alive_s": 60.0}
     with pytest.raises(SystemExit):
         parse_args(["--profile", "huge"])
+
+
+def test_an_unreachable_share_server_leaves_one_clear_line(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from gradio import networking
+
+    from app import open_share_link
+
+    seen: list[Any] = []
+
+    def refuse(*args: Any) -> str:
+        seen.append(args)
+        raise RuntimeError("Could not get share link from Gradio API Server.")
+
+    monkeypatch.setattr(networking, "setup_tunnel", refuse)
+    settings = Settings(profile="tiny", share=True, share_server_address="share.example.com:7000")
+    assert open_share_link(settings) is None
+    assert seen[0][3] == "share.example.com:7000"  # a self-hosted share server is passed through
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["Share link unavailable (RuntimeError: Could not get share link from Gradio API Server.); "
+                   "Atelier keeps running locally."]
+
+
+def test_exposing_the_server_without_accounts_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="users add"):
+        create_app(Settings(profile="tiny", data_dir=tmp_path, host="0.0.0.0", warmup=False))
