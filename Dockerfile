@@ -3,6 +3,15 @@
 #   docker run --gpus all -p 7860:7860 -v atelier-data:/data -v atelier-hf:/hf-cache atelier
 # The torch wheel pinned in requirements.txt ships its own CUDA libraries; the CUDA runtime base
 # supplies the driver hooks of the NVIDIA container toolkit and a matching userland.
+# Stage 1: the React client, built with Node; only its static files go into the image.
+FROM node:20-bookworm-slim AS client
+WORKDIR /client
+COPY react_frontend/package.json react_frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY react_frontend/ ./
+RUN npm run build
+
+# Stage 2: the app.
 FROM nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -23,6 +32,7 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
+COPY --from=client /client/dist /app/react_frontend/dist
 
 # A non-root user owns the data dir and the Hugging Face cache; both are volumes so that images,
 # history and downloaded weights survive a new container.

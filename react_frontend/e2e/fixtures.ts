@@ -1,0 +1,31 @@
+import { test as base, expect, type Page } from "@playwright/test";
+
+/**
+ * Every test's page records each request it makes; at the end, none may have left the app's host
+ * (no fonts, CDNs, analytics or telemetry from the React client or from the Gradio UI).
+ */
+export const test = base.extend<{ page: Page }>({
+  page: async ({ page }, use) => {
+    const outside: string[] = [];
+    page.on("request", (request) => {
+      const url = new URL(request.url());
+      if (url.protocol === "data:" || url.protocol === "blob:" || url.protocol === "about:") return;
+      if (url.hostname !== "127.0.0.1") outside.push(request.url());
+    });
+    await use(page);
+    expect(outside, "requests that left the app's origin").toEqual([]);
+  },
+});
+
+export { expect };
+export type { Page };
+
+/** A full-page screenshot kept with the test's results (test-results/…). */
+export async function keepScreenshot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: test.info().outputPath(`${name}.png`), fullPage: true });
+}
+
+/** Set a number box (our NumberInput) to a value. */
+export async function setNumber(page: Page, selector: string, value: number): Promise<void> {
+  await page.locator(selector).fill(String(value));
+}

@@ -1,0 +1,34 @@
+import { expect, keepScreenshot, test, type Page } from "./fixtures";
+
+async function setSlider(page: Page, name: string, value: number) {
+  const box = page.getByRole("spinbutton", { name: `number input for ${name}` });
+  await box.fill(String(value));
+  await box.press("Enter");
+}
+
+test("the Gradio UI at / generates an image and chats", async ({ page }) => {
+  await page.goto("/");
+  // Gradio renders a tab's components when the tab is first shown.
+  for (const id of ["#image-prompt textarea", "#image-generate", "#image-progress"]) {
+    await expect(page.locator(id), id).toHaveCount(1);
+  }
+  await page.locator("#image-prompt textarea").fill("a fox in the snow");
+  await setSlider(page, "Width", 64);
+  await setSlider(page, "Height", 64);
+  await setSlider(page, "Steps", 4);
+  await page.locator("#image-generate").click();
+  await expect(page.locator("#image-progress")).toContainText(/done in [\d.]+ s/, { timeout: 60_000 });
+  await expect(page.locator("#image-result img").first()).toBeVisible();
+  await keepScreenshot(page, "gradio-image");
+
+  await page.getByRole("tab", { name: "Chat" }).click();
+  for (const id of ["#chat-message textarea", "#chat-send", "#chat-status", "#chatbot"]) {
+    await expect(page.locator(id), id).toHaveCount(1);
+  }
+  await page.locator("#chat-message textarea").fill("hello");
+  await page.locator("#chat-send").click();
+  await expect(page.locator("#chat-status")).toContainText(/Done in [\d.]+ s/, { timeout: 60_000 });
+  await expect(page.locator("#chatbot")).toContainText("hello");
+  await expect(page.locator("#chatbot")).toContainText("Thinking");
+  await keepScreenshot(page, "gradio-chat");
+});

@@ -1,0 +1,153 @@
+import { useCallback, useEffect, useState } from "react";
+import { History, Image as ImageIcon, Loader2, LogOut, MessageSquare, RefreshCw } from "lucide-react";
+import { Button } from "@/components/ui/button";
+import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
+import { ChatScreen } from "@/components/ChatScreen";
+import { ErrorAlert } from "@/components/ErrorAlert";
+import { HistoryScreen } from "@/components/HistoryScreen";
+import { ImageScreen } from "@/components/ImageScreen";
+import { LoginScreen } from "@/components/LoginScreen";
+import { ThemeToggle } from "@/components/ThemeToggle";
+import { errorFromException, type AppError } from "@/lib/errors";
+import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
+import { useTheme } from "@/lib/theme";
+import { DEFAULT_IMAGE_SETTINGS, type ImageSettings } from "@/lib/types";
+
+type State =
+  | { step: "checking" }
+  | { step: "login"; message: string | null }
+  | { step: "ready"; conn: AtelierConnection; username: string | null }
+  | { step: "error"; error: AppError };
+
+type Screen = "image" | "chat" | "history";
+
+const root = resolveServerUrl();
+
+export default function App() {
+  const { theme, toggle } = useTheme();
+  const [state, setState] = useState<State>({ step: "checking" });
+  const [screen, setScreen] = useState<Screen>("image");
+  const [settings, setSettings] = useState<ImageSettings>(DEFAULT_IMAGE_SETTINGS);
+  const [historyKey, setHistoryKey] = useState(0);
+  const [openRequest, setOpenRequest] = useState<{ id: number; nonce: number } | null>(null);
+
+  const start = useCallback(async () => {
+    setState({ step: "checking" });
+    try {
+      const access = await checkAccess(root);
+      if (access.loginRequired) {
+        setState({ step: "login", message: access.message });
+        return;
+      }
+      const conn = await connect(root);
+      setState({ step: "ready", conn, username: access.username });
+    } catch (err) {
+      const error = errorFromException(err);
+      if (error.kind === "auth") setState({ step: "login", message: null });
+      else setState({ step: "error", error });
+    }
+  }, []);
+
+  useEffect(() => {
+    void start();
+  }, [start]);
+
+  const bumpHistory = useCallback(() => setHistoryKey((k) => k + 1), []);
+  const updateSettings = useCallback((update: (previous: ImageSettings) => ImageSettings) => setSettings(update), []);
+
+  return (
+    <Tabs value={screen} onValueChange={(v) => setScreen(v as Screen)} className="min-h-screen gap-0">
+      <header className="sticky top-0 z-10 w-full border-b bg-background/90 backdrop-blur">
+        <div className="mx-auto flex max-w-7xl flex-wrap items-center gap-x-4 gap-y-2 px-4 py-2">
+          <a href={`${import.meta.env.BASE_URL}`} className="mr-2 text-lg font-semibold tracking-tight">
+            Atelier
+          </a>
+          {state.step === "ready" ? (
+            <div className="order-3 w-full sm:order-none sm:w-auto">
+              <TabsList className="w-full sm:w-auto">
+                <TabsTrigger value="image" data-testid="nav-image">
+                  <ImageIcon /> Image
+                </TabsTrigger>
+                <TabsTrigger value="chat" data-testid="nav-chat">
+                  <MessageSquare /> Chat
+                </TabsTrigger>
+                <TabsTrigger value="history" data-testid="nav-history">
+                  <History /> History
+                </TabsTrigger>
+              </TabsList>
+            </div>
+          ) : null}
+          <div className="ml-auto flex items-center gap-1">
+            <Button variant="link" size="sm" asChild className="text-muted-foreground">
+              <a href={root}>Gradio UI</a>
+            </Button>
+            {state.step === "ready" && state.username ? (
+              <span className="hidden text-sm text-muted-foreground sm:inline" data-testid="username">
+                {state.username}
+              </span>
+            ) : null}
+            {state.step === "ready" && state.username ? (
+              <Button
+                variant="ghost"
+                size="icon"
+                aria-label="Log out"
+                title="Log out"
+                onClick={() => void logout(root).then(() => setState({ step: "login", message: null }))}
+              >
+                <LogOut />
+              </Button>
+            ) : null}
+            <ThemeToggle theme={theme} onToggle={toggle} />
+          </div>
+        </div>
+      </header>
+
+      <main className="mx-auto w-full max-w-7xl px-4 py-4">
+        {state.step === "checking" ? (
+          <div className="flex items-center justify-center gap-2 py-24 text-muted-foreground" data-testid="connecting">
+            <Loader2 className="animate-spin" /> Connecting to Atelier…
+          </div>
+        ) : null}
+        {state.step === "login" ? <LoginScreen root={root} message={state.message} onLoggedIn={() => void start()} /> : null}
+        {state.step === "error" ? (
+          <div className="mx-auto grid max-w-lg gap-3 py-16">
+            <ErrorAlert error={state.error} />
+            <Button
+              onClick={() => {
+                resetConnection();
+                void start();
+              }}
+            >
+              <RefreshCw /> Try again
+            </Button>
+          </div>
+        ) : null}
+        {state.step === "ready" ? (
+          // Every screen stays mounted, so a job keeps streaming while you look at another one.
+          <>
+            <TabsContent value="image" forceMount className="data-[state=inactive]:hidden">
+              <ImageScreen conn={state.conn} settings={settings} onSettings={updateSettings} onJobFinished={bumpHistory} />
+            </TabsContent>
+            <TabsContent value="chat" forceMount className="data-[state=inactive]:hidden">
+              <ChatScreen conn={state.conn} openRequest={openRequest} onReplyFinished={bumpHistory} />
+            </TabsContent>
+            <TabsContent value="history" forceMount className="data-[state=inactive]:hidden">
+              <HistoryScreen
+                conn={state.conn}
+                refreshKey={historyKey}
+                onReuse={(reused) => {
+                  setSettings(reused);
+                  setScreen("image");
+                }}
+                onOpenConversation={(id) => {
+                  setOpenRequest({ id, nonce: Date.now() });
+                  setScreen("chat");
+                }}
+              />
+            </TabsContent>
+          </>
+        ) : null}
+      </main>
+    </Tabs>
+  );
+}
