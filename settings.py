@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(default=1000, ge=0, description="cacheable results kept per user")
     share_server_address: str | None = Field(default=None, description="self-hosted FRP share server host:port")
 
+    # Remote backends
+    # AUTOMATIC1111 WebUI started with --api (--nowebui serves the API alone, on port 7861 by default).
+    a1111_url: str = Field(default="http://127.0.0.1:7861", description="AUTOMATIC1111 WebUI API address")
+    a1111_auth: SecretStr | None = Field(default=None, description="user:pass, as given to A1111's --api-auth")
+    a1111_job_timeout_s: float = Field(default=1800, gt=0, description="longest wait for one txt2img job")
+    a1111_poll_s: float = Field(default=0.5, gt=0, description="how often progress and previews are fetched")
+    # OpenAI-compatible chat server (vLLM, llama.cpp's llama-server, SGLang, Ollama): the base URL includes /v1.
+    openai_base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible API base URL")
+    openai_api_key: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer KEY'")
+    openai_model: str | None = Field(default=None, description="served model name; None: the first in /v1/models")
+    remote_timeout_s: float = Field(default=60, gt=0, description="connect/read timeout for remote servers")
+    text_concurrency: int | None = Field(default=None, ge=1, description="replies at once; None: 1 local, 4 remote")
+
     # Serving
     warmup: bool = Field(default=True, description="load models in the background at start")
     queue_max_size: int = Field(default=64, ge=1)
@@ -164,6 +177,14 @@ class Settings(BaseSettings):
     def resolved_thinking_budget(self) -> int | None:
         """Default thinking budget: the setting, else the profile's (none on real models)."""
         return self.thinking_budget or PROFILE_THINKING_BUDGET[self.resolved_profile]
+
+    # Remote backends
+    @property
+    def resolved_text_concurrency(self) -> int:
+        """Replies generated at once: the setting, else 4 for a remote server (it batches) and 1 in process."""
+        if self.text_concurrency is not None:
+            return self.text_concurrency
+        return 4 if self.text_backend == "openai" else 1
 
     @property
     def image_defaults(self) -> dict[str, float | int | str]:

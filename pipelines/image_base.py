@@ -162,7 +162,7 @@ class ImageBackend(Protocol):
         ...
 
 
-IMAGE_BACKENDS: Registry[ImageBackend] = Registry("image", ("pipelines.diffusers_backend",))
+IMAGE_BACKENDS: Registry[ImageBackend] = Registry("image", ("pipelines.diffusers_backend", "pipelines.a1111_backend"))
 register_image_backend = IMAGE_BACKENDS.register
 create_image_backend = IMAGE_BACKENDS.create
 image_backend_names = IMAGE_BACKENDS.names

@@ -160,7 +160,7 @@ class TextBackend(Protocol):
         ...
 
 
-TEXT_BACKENDS: Registry[TextBackend] = Registry("text", ("pipelines.transformers_backend",))
+TEXT_BACKENDS: Registry[TextBackend] = Registry("text", ("pipelines.transformers_backend", "pipelines.openai_backend"))
 register_text_backend = TEXT_BACKENDS.register
 create_text_backend = TEXT_BACKENDS.create
 text_backend_names = TEXT_BACKENDS.names

@@ -72,9 +72,21 @@ def _slot(kind: str, backend_name: str, backend: Any, label: str,
 
 def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
-    tiny_dir = settings.models_dir / "tiny-sd" if model == "tiny" else None
+    local = settings.image_backend == "diffusers"
+    tiny_dir = settings.models_dir / "tiny-sd" if local and model == "tiny" else None
     options: dict[str, Any] = {}
-    if settings.image_backend == "diffusers":
+    if settings.image_backend == "a1111":
+        # A remote WebUI loads no local weights; an explicit image model is only checked against its checkpoint.
+        model = settings.image_model or f"AUTOMATIC1111 at {settings.a1111_url}"
+        options = {
+            "url": settings.a1111_url,
+            "auth": settings.a1111_auth.get_secret_value() if settings.a1111_auth else None,
+            "model": settings.image_model,
+            "timeout_s": settings.remote_timeout_s,
+            "job_timeout_s": settings.a1111_job_timeout_s,
+            "poll_s": settings.a1111_poll_s,
+        }
+    elif local:
         options = {
             "model": str(tiny_dir or model),
             "display_name": TINY_SD_NAME if tiny_dir else None,
@@ -97,9 +109,20 @@ def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
 
 def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
     model = settings.resolved_text_model
-    tiny_dir = settings.models_dir / "tiny-r1-gptq" if model == "tiny-gptq" else None
+    local = settings.text_backend == "transformers"
+    tiny_dir = settings.models_dir / "tiny-r1-gptq" if local and model == "tiny-gptq" else None
     options: dict[str, Any] = {}
-    if settings.text_backend == "transformers":
+    if settings.text_backend == "openai":
+        # A remote server loads no local weights; the model is the setting, else the server's first one.
+        model = settings.openai_model or f"model served at {settings.openai_base_url}"
+        options = {
+            "base_url": settings.openai_base_url,
+            "api_key": settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            "model": settings.openai_model,
+            "timeout_s": settings.remote_timeout_s,
+            "max_connections": max(16, settings.resolved_text_concurrency * 2),
+        }
+    elif local:
         options = {"model": str(tiny_dir or model), "display_name": TINY_R1_NAME if tiny_dir else None}
 
     def build_tiny(report: Callable[[str], None]) -> None:
@@ -129,7 +152,8 @@ def build_services(settings: Settings) -> Services:
                            max_new_tokens=settings.resolved_max_new_tokens,
                            thinking_budget=settings.resolved_thinking_budget)
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
-                                             max_message_chars=settings.max_message_chars), defaults, cache)
+                                             max_message_chars=settings.max_message_chars), defaults, cache,
+                       concurrency=settings.resolved_text_concurrency)
     residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")

@@ -32,6 +32,8 @@ class Residency:
             return []
         released = []
         for slot in self.slots:
+            if getattr(slot.backend, "remote", False):
+                continue  # a remote server holds its own memory: nothing here to offload or free
             idle = slot.idle_seconds()
             if idle is not None and idle >= self.keep_alive_s and slot.release(self.policy):
                 released.append(slot.kind)

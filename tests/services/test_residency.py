@@ -65,3 +65,13 @@ def test_models_never_loaded_are_left_alone() -> None:
 def test_unknown_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="resident, offload or unload"):
         Residency([], "evict", keep_alive_s=0)
+
+
+def test_remote_backends_are_left_alone() -> None:
+    b = FakeTextBackend()
+    b.remote = True  # type: ignore[attr-defined]
+    s = slot(b)
+    s.ensure_loaded()
+    assert Residency([s], "offload", keep_alive_s=0).sweep() == []
+    assert b.offloaded == 0
+    assert s.status().state is ModelState.READY

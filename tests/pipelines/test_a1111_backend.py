@@ -1,0 +1,363 @@
+"""The AUTOMATIC1111 backend against a stand-in A1111 API served over HTTP on loopback: request fields,
+images and seeds, progress and previews, a Stop that interrupts only our own job, and every failure."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.a1111_backend import A1111Backend, RemoteImageError
+from pipelines.image_base import (
+    GeneratedImage,
+    ImageRequest,
+    JobCancelled,
+    StepUpdate,
+    create_image_backend,
+    image_backend_names,
+)
+from pipelines.loading import ModelUnavailable
+from tests.server import free_port
+from tests.standins.a1111_server import TXT2IMG_FIELDS, Behaviour, StandinA1111, seed_color
+from tests.standins.serving import serve_asgi
+
+AUTH = ("atelier", "s3cret")
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[tuple[StandinA1111, str]]:
+    """One stand-in server per module; each test resets its behaviour."""
+    server = StandinA1111(auth=AUTH)
+    with serve_asgi(server.app()) as url:
+        yield server, url
+
+
+@pytest.fixture
+def server(standin: tuple[StandinA1111, str]) -> StandinA1111:
+    """The stand-in, with default behaviour and nothing recorded."""
+    srv = standin[0]
+    assert srv.wait_for(lambda: not srv.busy), "a previous test left a job running"
+    srv.behaviour = Behaviour()
+    srv.auth = AUTH
+    srv.requests.clear()
+    srv.interrupts.clear()
+    return srv
+
+
+@pytest.fixture
+def url(standin: tuple[StandinA1111, str]) -> str:
+    return standin[1]
+
+
+@pytest.fixture
+def backend(server: StandinA1111, url: str) -> Iterator[A1111Backend]:
+    """A loaded backend that polls progress often, so short test jobs show their steps."""
+    b = A1111Backend(url, auth=":".join(AUTH), timeout_s=5, poll_s=0.02)
+    b.load(lambda phase: None)
+    yield b
+    b.unload()
+
+
+def request(**overrides: object) -> ImageRequest:
+    values: dict[str, object] = {"prompt": "a lighthouse at dusk", "width": 64, "height": 64, "steps": 6, "seed": 7}
+    values.update(overrides)
+    return ImageRequest(**values)  # type: ignore[arg-type]
+
+
+def run(backend: A1111Backend, req: ImageRequest, stop: threading.Event | None = None,
+        updates: list[StepUpdate] | None = None) -> list[GeneratedImage]:
+    seeds = req.seeds(req.seed)
+    return backend.generate(req, seeds, (updates if updates is not None else []).append, stop or threading.Event())
+
+
+def in_thread(fn: object, *args: object) -> tuple[threading.Thread, dict[str, object]]:
+    """Run fn(*args) in a thread; the result or the exception lands in the returned dict."""
+    out: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            out["result"] = fn(*args)  # type: ignore[operator]
+        except BaseException as err:
+            out["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+# --- registry, settings and load --------------------------------------------------------------------------------
+
+
+def test_the_backend_is_registered_and_built_from_settings(url: str) -> None:
+    assert "a1111" in image_backend_names()
+    backend = create_image_backend("a1111", url=url + "/", auth="a:b")
+    assert isinstance(backend, A1111Backend)
+    assert backend.url == url
+    with pytest.raises(ValueError, match="user:pass"):
+        create_image_backend("a1111", url=url, auth="no-colon")
+
+
+def test_load_reads_the_checkpoint_and_describe_tells_url_model_notes(backend: A1111Backend, url: str) -> None:
+    assert backend.model_name == "v1-5-pruned-emaonly.safetensors [6ce0161689]"
+    assert backend.revision.startswith("6ce0161689")
+    info = backend.describe()
+    assert info["url"] == url
+    assert info["model"] == backend.model_name
+    assert any("interrupt is global" in note for note in info["notes"])
+    backend.offload()  # nothing to free: the WebUI owns the model
+    assert backend.model_name.startswith("v1-5")
+
+
+def test_load_checks_an_expected_checkpoint(server: StandinA1111, url: str) -> None:
+    A1111Backend(url, auth=":".join(AUTH), model="v1-5-pruned-emaonly").load(lambda p: None)
+    with pytest.raises(ModelUnavailable, match="not 'sdxl_base'.*Switch the checkpoint"):
+        A1111Backend(url, auth=":".join(AUTH), model="sdxl_base").load(lambda p: None)
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [(None, "ATELIER_A1111_AUTH"), ("atelier:wrong", "refused the credentials")],
+)
+def test_load_without_the_right_credentials_says_so(server: StandinA1111, url: str, auth: str | None,
+                                                    expected: str) -> None:
+    with pytest.raises(ModelUnavailable, match=expected):
+        A1111Backend(url, auth=auth).load(lambda p: None)
+
+
+def test_load_against_a_server_that_is_down_says_how_to_start_one() -> None:
+    backend = A1111Backend(f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    with pytest.raises(ModelUnavailable, match=r"Cannot reach.*--api --nowebui"):
+        backend.load(lambda p: None)
+
+
+def test_load_against_a_server_without_the_api_says_to_start_it_with_api() -> None:
+    from starlette.applications import Starlette
+
+    with serve_asgi(Starlette()) as bare, pytest.raises(ModelUnavailable, match="start the WebUI with --api"):
+        A1111Backend(bare).load(lambda p: None)
+
+
+def test_load_against_a_slow_server_times_out_clearly(server: StandinA1111, url: str) -> None:
+    server.behaviour.slow_s = 1.0
+    with pytest.raises(ModelUnavailable, match=r"did not answer within 0.3 s"):
+        A1111Backend(url, auth=":".join(AUTH), timeout_s=0.3).load(lambda p: None)
+
+
+def test_load_against_a_failing_server_reports_its_error(server: StandinA1111, url: str) -> None:
+    server.behaviour.options_status = 500
+    with pytest.raises(ModelUnavailable, match=r"failed during the check \(500\).*options broke"):
+        A1111Backend(url, auth=":".join(AUTH)).load(lambda p: None)
+
+
+# --- generate ---------------------------------------------------------------------------------------------------
+
+
+def test_txt2img_is_sent_with_a1111_field_names(backend: A1111Backend, server: StandinA1111) -> None:
+    req = request(negative_prompt="fog", cfg_scale=5.5, sampler="DPM++ 2M Karras", batch_count=3, seed=100)
+    run(backend, req)
+    sent = server.requests[-1]
+    assert set(sent) <= TXT2IMG_FIELDS
+    assert {k: sent[k] for k in ("prompt", "negative_prompt", "steps", "cfg_scale", "width", "height", "seed",
+                                 "sampler_name", "batch_size", "n_iter")} == {
+        "prompt": "a lighthouse at dusk", "negative_prompt": "fog", "steps": 6, "cfg_scale": 5.5, "width": 64,
+        "height": 64, "seed": 100, "sampler_name": "DPM++ 2M Karras", "batch_size": 1, "n_iter": 3}
+    assert sent["save_images"] is False  # Atelier writes the files itself
+    assert sent["force_task_id"].startswith("task(atelier-")
+
+
+def test_images_are_decoded_with_the_seeds_from_info(backend: A1111Backend) -> None:
+    images = run(backend, request(batch_count=3, seed=1000, width=72, height=48))
+    assert [g.seed for g in images] == [1000, 1001, 1002]
+    for generated in images:
+        assert generated.image.size == (72, 48)
+        assert generated.image.mode == "RGB"
+        assert generated.image.getpixel((0, 0)) == seed_color(generated.seed)
+
+
+def test_the_seeds_a1111_reports_win_over_the_ones_asked_for(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.own_seeds = True
+    images = run(backend, request(batch_count=2, seed=5))
+    assert [g.seed for g in images] != [5, 6]
+    assert images[1].seed == images[0].seed + 1
+    assert all(g.image.getpixel((0, 0)) == seed_color(g.seed) for g in images)
+
+
+def test_a_grid_sent_anyway_is_dropped(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.force_grid = True
+    images = run(backend, request(batch_count=2, seed=20))
+    assert [g.seed for g in images] == [20, 21]
+    assert all(g.image.getpixel((0, 0)) == seed_color(g.seed) for g in images)
+
+
+def test_progress_and_live_previews_come_from_polling(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.step_delay_s = 0.03
+    updates: list[StepUpdate] = []
+    run(backend, request(steps=8, batch_count=2), updates=updates)
+    assert server.progress_calls > 0
+    steps = [u.step for u in updates]
+    assert steps == sorted(steps)
+    assert all(u.total == 16 for u in updates)
+    assert updates[-1].step == 16
+    assert {u.image_index for u in updates} == {0, 1}
+    previews = [u.preview for u in updates if u.preview is not None]
+    assert previews
+    assert previews[0].size == (8, 8)
+
+
+def test_steps_are_reported_without_live_previews(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.step_delay_s = 0.03
+    server.behaviour.preview_every = 0
+    updates: list[StepUpdate] = []
+    run(backend, request(steps=6), updates=updates)
+    assert len(updates) >= 2
+    assert all(u.preview is None for u in updates)
+
+
+def test_stop_interrupts_our_running_job(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.step_delay_s = 0.05
+    stop = threading.Event()
+    updates: list[StepUpdate] = []
+
+    def on_step(update: StepUpdate) -> None:
+        updates.append(update)
+        if update.step >= 2:
+            stop.set()
+
+    req = request(steps=200)
+    with pytest.raises(JobCancelled):
+        backend.generate(req, req.seeds(7), on_step, stop)
+    assert len(server.interrupts) == 1
+    assert server.interrupts[0] == server.requests[-1]["force_task_id"]
+    assert server.wait_for(lambda: not server.busy)  # the job ended long before its 200 steps
+
+
+def test_stop_before_the_job_starts_sends_nothing(backend: A1111Backend, server: StandinA1111) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(JobCancelled):
+        run(backend, request(), stop)
+    assert server.requests == []
+    assert server.interrupts == []
+
+
+def test_stop_never_interrupts_another_clients_job(backend: A1111Backend, server: StandinA1111, url: str) -> None:
+    server.behaviour.step_delay_s = 0.02
+    foreign_body = {"prompt": "someone else's", "steps": 40, "width": 64, "height": 64, "force_task_id": "task(other)"}
+    foreign, foreign_out = in_thread(
+        lambda: httpx.post(f"{url}/sdapi/v1/txt2img", json=foreign_body, auth=AUTH, timeout=30))
+    assert server.wait_for(lambda: server.busy)
+    stop = threading.Event()
+    ours, ours_out = in_thread(run, backend, request(steps=400), stop)
+    assert server.wait_for(lambda: len(server.requests) == 2)
+    stop.set()  # ours is queued behind the other client's job
+    ours.join(10)
+    assert isinstance(ours_out.get("error"), JobCancelled)
+    foreign.join(30)
+    response = foreign_out["result"]
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    assert len(response.json()["images"]) == 1  # type: ignore[attr-defined]
+    assert "task(other)" not in server.interrupts
+    # Our job is interrupted as soon as it starts, so it does not run its 400 steps for nobody.
+    ours_id = server.requests[-1]["force_task_id"]
+    assert server.wait_for(lambda: ours_id in server.interrupts, timeout=10)
+    assert server.wait_for(lambda: not server.busy, timeout=10)
+
+
+def test_an_a1111_without_task_ids_still_reports_progress_and_stops(backend: A1111Backend,
+                                                                    server: StandinA1111) -> None:
+    server.behaviour.report_task_id = False  # before A1111 1.6
+    server.behaviour.step_delay_s = 0.05
+    stop = threading.Event()
+    updates: list[StepUpdate] = []
+
+    def on_step(update: StepUpdate) -> None:
+        updates.append(update)
+        stop.set()
+
+    req = request(steps=200)
+    with pytest.raises(JobCancelled):
+        backend.generate(req, req.seeds(7), on_step, stop)
+    assert updates
+    assert server.wait_for(lambda: len(server.interrupts) == 1)
+
+
+# --- failures during a job --------------------------------------------------------------------------------------
+
+
+def test_a_server_error_becomes_a_clear_runtime_error(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.txt2img_status = 500
+    with pytest.raises(RemoteImageError, match=r"failed during the job \(500\).*CUDA out of memory") as caught:
+        run(backend, request())
+    assert isinstance(caught.value, RuntimeError)
+
+
+def test_a_malformed_answer_is_reported(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.txt2img_malformed = True
+    with pytest.raises(RemoteImageError, match="not TextToImageResponse"):
+        run(backend, request())
+
+
+def test_an_unknown_sampler_is_reported(backend: A1111Backend, server: StandinA1111) -> None:
+    req = request().model_copy(update={"sampler": "Made Up"})
+    with pytest.raises(RemoteImageError, match=r"\(404\).*Sampler not found"):
+        run(backend, req)
+
+
+def test_credentials_revoked_after_load_are_reported(backend: A1111Backend, server: StandinA1111) -> None:
+    server.auth = ("atelier", "rotated")
+    with pytest.raises(RemoteImageError, match=r"refused the credentials during the job \(401\)"):
+        run(backend, request())
+
+
+def test_a_job_slower_than_its_timeout_is_reported(server: StandinA1111, url: str) -> None:
+    server.behaviour.step_delay_s = 0.1
+    backend = A1111Backend(url, auth=":".join(AUTH), timeout_s=2, job_timeout_s=0.3, poll_s=0.05)
+    backend.load(lambda p: None)
+    with pytest.raises(RemoteImageError, match="did not finish the job within 0.3 s"):
+        run(backend, request(steps=30))
+    httpx.post(f"{url}/sdapi/v1/interrupt", auth=AUTH)  # end the abandoned job now rather than in 3 s
+
+
+def test_a_server_that_went_away_is_reported(server: StandinA1111, url: str) -> None:
+    backend = A1111Backend(url, auth=":".join(AUTH), timeout_s=2)
+    backend.load(lambda p: None)
+    backend.url = f"http://127.0.0.1:{free_port()}"
+    backend.unload()  # the next client is built for the new, dead address
+    backend.model = "v1-5"
+    with pytest.raises(RemoteImageError, match="cannot reach the AUTOMATIC1111 server"):
+        run(backend, request())
+
+
+# --- through the image service ----------------------------------------------------------------------------------
+
+
+def test_the_service_writes_files_and_history_for_remote_jobs(server: StandinA1111, url: str,
+                                                               tmp_path: Path) -> None:
+    from services.container import build_services
+    from services.images import run_and_collect
+    from settings import Settings
+    from storage.files import parse_parameters, read_parameters
+    from storage.models import ImageJob
+
+    settings = Settings(profile="tiny", data_dir=tmp_path / "data", warmup=False, image_backend="a1111",
+                        a1111_url=url, a1111_auth=":".join(AUTH), a1111_poll_s=0.02)
+    services = build_services(settings)
+    assert not (settings.models_dir / "tiny-sd").exists()  # a remote backend builds no local model
+    snap = run_and_collect(services.images, services.images.validate(prompt="a fox", width=64, height=64,
+                                                                     steps=3, seed=42, batch_count=2))
+    assert snap.status == "done", snap.message
+    params = parse_parameters(read_parameters(snap.files[1]))
+    assert params["Seed"] == "43"
+    assert params["Model"].startswith("v1-5-pruned-emaonly")
+    assert ImageJob.get_by_id(snap.info["job_id"]).status == "done"
+    assert services.health()["models"]["image"]["url"] == url
+
+    server.behaviour.txt2img_status = 500
+    failed = run_and_collect(services.images, services.images.validate(prompt="oom", width=64, height=64, steps=2,
+                                                                       seed=1))
+    assert failed.status == "failed"
+    assert "CUDA out of memory" in failed.error
+    assert ImageJob.get_by_id(failed.job_id).status == "failed"

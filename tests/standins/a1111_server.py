@@ -1,0 +1,310 @@
+"""A stand-in AUTOMATIC1111 WebUI API, written from A1111's published request/response models.
+
+Field names follow ``modules/api/models.py``: ``StableDiffusionTxt2ImgProcessingAPI`` for ``POST
+/sdapi/v1/txt2img``, ``TextToImageResponse`` ``{images, parameters, info}`` (``info`` is a JSON string with
+``seed`` and ``all_seeds``), ``ProgressResponse`` ``{progress, eta_relative, state, current_image, textinfo,
+current_task}`` for ``GET /sdapi/v1/progress``, ``POST /sdapi/v1/interrupt`` and ``GET /sdapi/v1/options``
+(``sd_model_checkpoint``). Like A1111 it runs one job at a time (its queue lock), counts steps in
+``shared.state`` (``job_no``/``job_count``, ``sampling_step``/``sampling_steps``), shows a live preview, honours
+``force_task_id``, stops at the next step on interrupt (returning what it has), prepends a grid to a
+multi-image result unless ``do_not_save_grid``, and guards every route with HTTP Basic when ``--api-auth`` is
+set. It is stricter than A1111 in one way: unknown request fields are rejected (422), to catch typos.
+
+Run it alone with ``python -m tests.standins.a1111_server --port 7861`` to point Atelier at it by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+# StableDiffusionTxt2ImgProcessingAPI's fields (A1111 1.10), so that a misspelt field is caught.
+TXT2IMG_FIELDS = frozenset({
+    "prompt", "negative_prompt", "styles", "seed", "subseed", "subseed_strength", "seed_resize_from_h",
+    "seed_resize_from_w", "sampler_name", "scheduler", "batch_size", "n_iter", "steps", "cfg_scale",
+    "distilled_cfg_scale", "width", "height", "restore_faces", "tiling", "do_not_save_samples",
+    "do_not_save_grid", "eta", "denoising_strength", "s_min_uncond", "s_churn", "s_tmax", "s_tmin", "s_noise",
+    "override_settings", "override_settings_restore_afterwards", "refiner_checkpoint", "refiner_switch_at",
+    "disable_extra_networks", "firstpass_image", "comments", "enable_hr", "firstphase_width",
+    "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
+    "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt",
+    "force_task_id", "sampler_index", "script_name", "script_args", "send_images", "save_images",
+    "alwayson_scripts", "infotext",
+})
+SAMPLERS = ("Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM++ 2S a", "DPM++ 2M", "DPM++ SDE",
+            "DPM++ 2M SDE", "DDIM", "PLMS", "UniPC", "LCM")
+SCHEDULERS = ("Automatic", "Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform")
+
+
+def png_base64(width: int, height: int, color: tuple[int, int, int]) -> str:
+    """A solid-colour PNG, base64-encoded as A1111 sends images."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def seed_color(seed: int) -> tuple[int, int, int]:
+    """The colour an image of `seed` has, so a test can tell which seed made which image."""
+    return (seed % 251, (seed // 251) % 251, (seed // 63001) % 251)
+
+
+@dataclass
+class Behaviour:
+    """How the next requests go: timing, previews and failures."""
+
+    step_delay_s: float = 0.01
+    preview_every: int = 1  # 0: live previews off (A1111's "Show live previews" unticked)
+    txt2img_status: int | None = None  # answer txt2img with this error status instead of running the job
+    txt2img_malformed: bool = False  # answer 200 with a body that is not a TextToImageResponse
+    report_task_id: bool = True  # False: an A1111 older than 1.6, whose progress has no current_task
+    slow_s: float = 0.0  # delay before answering options and progress
+    own_seeds: bool = False  # pick fresh seeds whatever was asked (as for seed -1): the info JSON tells which
+    force_grid: bool = False  # prepend the grid even with do_not_save_grid (as A1111 versions before 1.0 did)
+    options_status: int = 200
+
+
+@dataclass
+class StandinA1111:
+    """The server's state: A1111's shared.state, plus what it has seen."""
+
+    checkpoint: str = "v1-5-pruned-emaonly.safetensors [6ce0161689]"
+    checkpoint_hash: str = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"
+    auth: tuple[str, str] | None = None
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    interrupts: list[str | None] = field(default_factory=list)  # current_task at each interrupt call
+    progress_calls: int = 0
+    _queue_lock: threading.Lock = field(default_factory=threading.Lock)
+    _state_lock: threading.Lock = field(default_factory=threading.Lock)
+    _state: dict[str, Any] = field(default_factory=dict)
+    _current_task: str | None = None
+    _current_image: str | None = None
+    _interrupted: bool = False
+    _started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._reset_state()
+
+    def app(self) -> Starlette:
+        """The ASGI app."""
+        # Plain (sync) endpoints run in Starlette's thread pool, so a running job never blocks progress calls.
+        return Starlette(routes=[
+            Route("/sdapi/v1/txt2img", self.txt2img, methods=["POST"]),
+            Route("/sdapi/v1/progress", self.progress, methods=["GET"]),
+            Route("/sdapi/v1/interrupt", self.interrupt, methods=["POST"]),
+            Route("/sdapi/v1/options", self.options, methods=["GET"]),
+        ])
+
+    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
+        """Poll `predicate()` until true or `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return bool(predicate())
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running now."""
+        return self._current_task is not None
+
+    def _reset_state(self) -> None:
+        self._state = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "",
+                       "job_count": 0, "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
+
+    def _denied(self, request: Request) -> Response | None:
+        """HTTP Basic, as A1111's --api-auth checks it on every API route."""
+        if self.auth is None:
+            return None
+        header = request.headers.get("authorization", "")
+        try:
+            user, _, password = base64.b64decode(header.removeprefix("Basic "), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            user = password = ""
+        if header.startswith("Basic ") and (user, password) == self.auth:
+            return None
+        return JSONResponse({"detail": "Incorrect username or password"}, status_code=401,
+                            headers={"WWW-Authenticate": "Basic"})
+
+    def options(self, request: Request) -> Response:
+        """GET /sdapi/v1/options: a few of A1111's options."""
+        if self.behaviour.slow_s:
+            time.sleep(self.behaviour.slow_s)
+        if (denied := self._denied(request)) is not None:
+            return denied
+        if self.behaviour.options_status != 200:
+            return JSONResponse({"error": "RuntimeError", "detail": "", "body": "", "errors": "options broke"},
+                                status_code=self.behaviour.options_status)
+        return JSONResponse({"sd_model_checkpoint": self.checkpoint, "sd_checkpoint_hash": self.checkpoint_hash,
+                             "samples_format": "png", "live_previews_enable": self.behaviour.preview_every > 0,
+                             "show_progress_every_n_steps": self.behaviour.preview_every})
+
+    def progress(self, request: Request) -> Response:
+        """GET /sdapi/v1/progress: ProgressResponse, computed as A1111's progressapi does."""
+        self.progress_calls += 1
+        if self.behaviour.slow_s:
+            time.sleep(self.behaviour.slow_s)
+        if (denied := self._denied(request)) is not None:
+            return denied
+        skip_image = request.query_params.get("skip_current_image", "false").lower() == "true"
+        with self._state_lock:
+            state = dict(self._state)
+            image = None if skip_image else self._current_image
+            task = self._current_task
+        progress = 0.0
+        if state["job_count"] > 0:
+            progress += state["job_no"] / state["job_count"]
+            if state["sampling_steps"] > 0:
+                progress += state["sampling_step"] / state["sampling_steps"] / state["job_count"]
+        progress = min(progress, 1.0)
+        elapsed = time.time() - self._started if task else 0.0
+        eta_relative = (elapsed / progress - elapsed) if progress > 0 else 0.0
+        body: dict[str, Any] = {"progress": progress, "eta_relative": eta_relative, "state": state,
+                                "current_image": image, "textinfo": None}
+        if self.behaviour.report_task_id:
+            body["current_task"] = task
+        return JSONResponse(body)
+
+    def interrupt(self, request: Request) -> Response:
+        """POST /sdapi/v1/interrupt: stop whatever job is running (A1111's interrupt is global)."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        with self._state_lock:
+            self.interrupts.append(self._current_task)
+            if self._current_task is not None:
+                self._interrupted = True
+                self._state["interrupted"] = True
+        return JSONResponse({})
+
+    async def txt2img(self, request: Request) -> Response:
+        """POST /sdapi/v1/txt2img: check the request, then run it in a worker thread."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"detail": "JSON decode error"}, status_code=422)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._txt2img, body)
+
+    def _txt2img(self, body: dict[str, Any]) -> Response:
+        self.requests.append(body)
+        unknown = sorted(set(body) - TXT2IMG_FIELDS)
+        if unknown:
+            return JSONResponse({"detail": [{"loc": ["body", k], "msg": "extra fields not permitted"}
+                                            for k in unknown]}, status_code=422)
+        problem = self._check(body)
+        if problem is not None:
+            return problem
+        behaviour = self.behaviour
+        if behaviour.txt2img_status is not None:
+            # A1111's api_error handler body.
+            return JSONResponse({"error": "OutOfMemoryError", "detail": "", "body": "",
+                                 "errors": "CUDA out of memory. Tried to allocate 2.00 GiB"},
+                                status_code=behaviour.txt2img_status)
+        if behaviour.txt2img_malformed:
+            return Response("<html>Internal Server Error</html>", status_code=200, media_type="text/html")
+        with self._queue_lock:  # A1111's queue_lock: one job at a time, the others wait their turn
+            return self._run(body)
+
+    def _check(self, body: dict[str, Any]) -> Response | None:
+        ints = ("seed", "steps", "width", "height", "batch_size", "n_iter")
+        for name in ints:
+            if name in body and not isinstance(body[name], int):
+                return JSONResponse({"detail": [{"loc": ["body", name], "msg": "value is not a valid integer"}]},
+                                    status_code=422)
+        sampler = body.get("sampler_name") or body.get("sampler_index") or "Euler"
+        # A1111 >= 1.9 still takes the old "DPM++ 2M Karras" names and splits off the scheduler.
+        base = next((sampler.removesuffix(" " + s) for s in SCHEDULERS if sampler.endswith(" " + s)), sampler)
+        if base not in SAMPLERS:
+            return JSONResponse({"detail": "Sampler not found"}, status_code=404)
+        return None
+
+    def _run(self, body: dict[str, Any]) -> Response:
+        behaviour = self.behaviour
+        steps, n_iter, batch = body.get("steps", 50), body.get("n_iter", 1), body.get("batch_size", 1)
+        width, height = body.get("width", 512), body.get("height", 512)
+        seed = body.get("seed", -1)
+        if seed == -1 or behaviour.own_seeds:
+            seed = random.randint(0, 2**31)
+        all_seeds = [seed + i for i in range(n_iter * batch)]
+        task = body.get("force_task_id") or f"task({random.getrandbits(40):x})"
+        with self._state_lock:
+            self._current_task = task
+            self._interrupted = False
+            self._started = time.time()
+            self._state.update(job="txt2img", job_count=n_iter, job_no=0, sampling_step=0, sampling_steps=steps,
+                               interrupted=False, job_timestamp=time.strftime("%Y%m%d%H%M%S"))
+        images: list[str] = []
+        try:
+            for job_no in range(n_iter):
+                if self._interrupted:
+                    break  # A1111 checks state.interrupted before each batch
+                with self._state_lock:
+                    self._state.update(job_no=job_no, sampling_step=0)
+                for step in range(steps):
+                    if self._interrupted:
+                        break  # the sampler's callback raises at the next step
+                    time.sleep(behaviour.step_delay_s)
+                    with self._state_lock:
+                        self._state["sampling_step"] = step + 1
+                        if behaviour.preview_every and (step + 1) % behaviour.preview_every == 0:
+                            shade = 40 + 200 * (step + 1) // steps
+                            self._current_image = png_base64(8, 8, (shade, shade, shade))
+                # The images of a batch are decoded and kept even when interrupted mid-way, as in A1111.
+                for index in range(batch):
+                    image_seed = all_seeds[job_no * batch + index]
+                    images.append(png_base64(width, height, seed_color(image_seed)))
+        finally:
+            with self._state_lock:
+                self._current_task = None
+                self._current_image = None
+                self._reset_state()
+        done_seeds = all_seeds[: len(images)]
+        if len(images) > 1 and (behaviour.force_grid or not body.get("do_not_save_grid", False)):
+            images.insert(0, png_base64(width, height, (255, 255, 255)))  # opts.return_grid: the grid first
+        info = {"prompt": body.get("prompt", ""), "all_prompts": [body.get("prompt", "")] * len(done_seeds),
+                "negative_prompt": body.get("negative_prompt", ""), "seed": seed, "all_seeds": done_seeds,
+                "subseed": -1, "all_subseeds": [-1] * len(done_seeds), "width": width, "height": height,
+                "sampler_name": body.get("sampler_name"), "cfg_scale": body.get("cfg_scale", 7.0),
+                "steps": steps, "batch_size": batch, "sd_model_name": self.checkpoint.split(".")[0],
+                "sd_model_hash": self.checkpoint_hash[:10], "job_timestamp": self._state["job_timestamp"],
+                "infotexts": [f"{body.get('prompt', '')}\nSteps: {steps}, Seed: {s}" for s in done_seeds]}
+        return JSONResponse({"images": images, "parameters": body, "info": json.dumps(info)})
+
+
+def main() -> None:
+    """Serve the stand-in on a port, for trying Atelier's a1111 backend by hand."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7861)
+    parser.add_argument("--api-auth", default=None, help="user:pass")
+    parser.add_argument("--step-delay", type=float, default=0.1)
+    args = parser.parse_args()
+    auth = tuple(args.api_auth.split(":", 1)) if args.api_auth else None
+    server = StandinA1111(auth=auth, behaviour=Behaviour(step_delay_s=args.step_delay))  # type: ignore[arg-type]
+    uvicorn.run(server.app(), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

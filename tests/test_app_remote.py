@@ -1,0 +1,101 @@
+"""Both remote backends through the app's public API: an A1111 stand-in for images, an OpenAI-compatible
+stand-in for text, each a real HTTP server on loopback; previews, Stop, history and reasoning apart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gradio_client import Client
+
+from settings import Settings
+from storage.files import parse_parameters, read_parameters
+from tests.server import serve
+from tests.standins.a1111_server import Behaviour, StandinA1111
+from tests.standins.openai_server import Script, StandinOpenAI
+from tests.standins.serving import serve_asgi
+
+IMAGE: dict[str, Any] = {"prompt": "a remote fox", "negative_prompt": "", "width": 64, "height": 64, "steps": 6,
+                         "cfg_scale": 7.0, "seed": 42, "sampler": "Euler a", "batch_count": 1}
+CHAT: dict[str, Any] = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 64}
+
+
+@pytest.fixture(scope="module")
+def stand_ins() -> Iterator[tuple[StandinA1111, StandinOpenAI, str, str]]:
+    a1111, openai = StandinA1111(), StandinOpenAI(models=["r1-remote"])
+    with serve_asgi(a1111.app()) as a1111_url, serve_asgi(openai.app()) as openai_url:
+        yield a1111, openai, a1111_url, openai_url + "/v1"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory,
+           stand_ins: tuple[StandinA1111, StandinOpenAI, str, str]) -> Iterator[Client]:
+    _, _, a1111_url, openai_url = stand_ins
+    settings = Settings(profile="tiny", data_dir=tmp_path_factory.mktemp("data"), warmup=False,
+                        image_backend="a1111", a1111_url=a1111_url, text_backend="openai",
+                        openai_base_url=openai_url, openai_model="r1-remote", limit_image_jobs="100/minute")
+    with serve(settings) as url:
+        yield Client(url, verbose=False, download_files=False)
+
+
+def test_images_come_from_the_webui_with_previews_metadata_and_history(client: Client) -> None:
+    job = client.submit(**IMAGE, api_name="/generate_image")
+    *_, gallery, info = job.result(timeout=60)
+    assert sum(1 for o in job.outputs() if o[0]) >= 1  # live previews polled from /sdapi/v1/progress
+    assert info["seed"] == 42
+    assert info["status"] == "done"
+    path = Path(gallery[0]["image"]["path"])
+    assert parse_parameters(read_parameters(path))["Seed"] == "42"  # our PNG metadata, as for local jobs
+    history = client.predict(limit=1, api_name="/history")["jobs"][0]
+    assert history["job_id"] == info["job_id"]
+    assert history["backend"] == "a1111"
+
+
+def test_stop_interrupts_our_webui_job(client: Client, stand_ins: tuple[StandinA1111, StandinOpenAI, str, str]
+                                       ) -> None:
+    a1111 = stand_ins[0]
+    a1111.behaviour = Behaviour(step_delay_s=0.1)
+    try:
+        job = client.submit(**{**IMAGE, "steps": 200, "seed": 7}, api_name="/generate_image")
+        deadline = time.monotonic() + 30
+        while len(job.outputs()) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        job.cancel()
+        deadline = time.monotonic() + 30
+        while (jobs := client.predict(limit=1, api_name="/history")["jobs"])[0]["status"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert jobs[0]["status"] == "cancelled"
+        assert a1111.interrupts  # the WebUI was told to stop
+    finally:
+        a1111.behaviour = Behaviour()
+
+
+def test_chat_streams_reasoning_apart_and_keeps_the_conversation(
+        client: Client, stand_ins: tuple[StandinA1111, StandinOpenAI, str, str]) -> None:
+    stand_ins[1].script = Script(reasoning="They say hello.", answer="Hello from the server!")
+    job = client.submit(message="hi", conversation_id=None, **CHAT, api_name="/chat")
+    result = job.result(timeout=60)
+    assert len(job.outputs()) >= 2
+    assert result["reasoning"] == "They say hello."
+    assert result["answer"] == "Hello from the server!"
+    conv = client.predict(conversation_id=result["conversation_id"], api_name="/conversation")
+    assert conv["messages"][1]["model"] == "r1-remote"
+    assert conv["messages"][1]["reasoning"] == "They say hello."
+
+
+def test_a_server_that_is_down_fails_the_reply_clearly(
+        client: Client, stand_ins: tuple[StandinA1111, StandinOpenAI, str, str]) -> None:
+    stand_ins[1].script = Script(fail="status", fail_status=500)
+    try:
+        with pytest.raises(Exception, match=r"500|server"):
+            client.predict(message="are you there?", conversation_id=None, **CHAT, api_name="/chat")
+    finally:
+        stand_ins[1].script = Script()
+    newest = client.predict(limit=1, api_name="/conversations")["conversations"][0]
+    reply = client.predict(conversation_id=newest["conversation_id"], api_name="/conversation")["messages"][-1]
+    assert reply["status"] == "failed"
