@@ -24,12 +24,15 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--thinking-budget", type=int, default=None,
+                        help="reasoning tokens before the answer is forced (0: no limit; default: the server's)")
     args = parser.parse_args()
     color = sys.stdout.isatty()
 
     client = Client(args.url, verbose=False)
     job = client.submit(message=args.message, conversation_id=args.conversation_id, temperature=args.temperature,
-                        top_p=args.top_p, max_new_tokens=args.max_new_tokens, api_name="/chat")
+                        top_p=args.top_p, max_new_tokens=args.max_new_tokens, thinking_budget=args.thinking_budget,
+                        api_name="/chat")
     shown_reasoning = shown_answer = 0
     result: dict = {}
     # Each update carries the whole reasoning and answer so far; print only what is new.

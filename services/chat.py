@@ -111,8 +111,7 @@ class ChatService:
                 errors["message"] = (f"message is {len(message)} characters; at most "
                                      f"{self.limits.max_message_chars} are allowed.")
         try:
-            opts = self.defaults.model_copy(update={k: v for k, v in options.items() if v is not None})
-            opts = TextOptions.model_validate(opts.model_dump())
+            opts = self._with_overrides(options)
         except Exception as err:
             from pydantic import ValidationError
 
@@ -124,12 +123,19 @@ class ChatService:
         return errors
 
     def options(self, **overrides: Any) -> TextOptions:
-        """The defaults with `overrides` applied (None keeps a default); InvalidRequest when out of range."""
+        """The defaults with `overrides` applied (None keeps a default, a thinking budget of 0 lifts the limit);
+        InvalidRequest when out of range."""
         errors = self.field_errors(require_message=False, **overrides)
         if errors:
             raise InvalidRequest(errors)
-        opts = self.defaults.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-        return TextOptions.model_validate(opts.model_dump())
+        return self._with_overrides(overrides)
+
+    def _with_overrides(self, overrides: dict[str, Any]) -> TextOptions:
+        update = {k: v for k, v in overrides.items() if v is not None}
+        # 0 is the UI's and the API's "no limit"; None would keep a default budget (the tiny profile has one).
+        if update.get("thinking_budget") == 0:
+            update["thinking_budget"] = None
+        return TextOptions.model_validate(self.defaults.model_copy(update=update).model_dump())
 
     # 2. Replying ---------------------------------------------------------------------------------
     def start(self, message: str | None, conversation_id: int | None = None, user: str = "",

@@ -59,6 +59,17 @@ def test_bad_chat_input_is_refused_before_queueing(client: Client) -> None:
         client.predict(message="hi", conversation_id=424242, **CHAT, api_name="/chat")
 
 
+def test_the_thinking_budget_is_an_api_option(client: Client) -> None:
+    short = client.predict(message="Hi", conversation_id=None, **CHAT, thinking_budget=3, api_name="/chat")
+    assert short["status"] == "done"
+    assert 1 <= short["usage"]["reasoning_tokens"] <= 3  # not the profile's 32
+    assert short["answer"]
+    with pytest.raises(Exception, match="thinking_budget must be empty"):
+        client.predict(message="Hi", conversation_id=None, **CHAT, thinking_budget=-2, api_name="/chat")
+    # Everything but the message is optional: a new conversation with the server's defaults.
+    assert client.predict(message="Only a message", api_name="/chat")["status"] == "done"
+
+
 def test_cancelling_a_chat_stops_it_and_keeps_the_partial_reply(client: Client) -> None:
     job = client.submit(message="Think long", conversation_id=None, **{**CHAT, "max_new_tokens": 4000},
                         api_name="/chat")
@@ -110,7 +121,7 @@ def test_closing_the_tab_stops_the_reply(client: Client, server: str) -> None:
     fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
     session = "closing-tab-test"
     joined = httpx.post(server + "gradio_api/queue/join", timeout=10, json={
-        "data": ["Think for a very long time", None, 0.6, 0.95, 4000], "fn_index": fn_index,
+        "data": ["Think for a very long time", None, 0.6, 0.95, 4000, None], "fn_index": fn_index,
         "session_hash": session, "event_data": None, "trigger_id": None})
     assert joined.status_code == 200
     with httpx.stream("GET", server + f"gradio_api/queue/data?session_hash={session}", timeout=60) as stream:
@@ -129,3 +140,16 @@ def test_closing_the_tab_stops_the_reply(client: Client, server: str) -> None:
         time.sleep(0.1)
     assert conv["messages"][1]["status"] == "cancelled"
     assert conv["messages"][1]["completion_tokens"] < 4000
+
+
+def test_the_chat_example_prints_reasoning_then_answer(server: str) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "examples" / "chat.py"), "Hello there", "--url", server,
+                           "--max-new-tokens", "24", "--thinking-budget", "4"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    out = done.stdout
+    assert out.index("── Thinking ──") < out.index("── Answer ──")
+    assert " · done · thought " in out

@@ -223,25 +223,30 @@ def register_api(services: Services, quota: QueueQuota) -> None:
         temperature = gr.Number(defaults.temperature)
         top_p = gr.Number(defaults.top_p)
         max_new_tokens = gr.Number(defaults.max_new_tokens, precision=0)
+        # Empty keeps the server's default budget; 0 lifts it.
+        thinking_budget = gr.Number(None, precision=0)
         result = gr.JSON()
         trigger = gr.Button()
 
     def validate_chat(message: str, conversation_id: float | None, temperature: float | None,
-                      top_p: float | None, max_new_tokens: float | None, request: gr.Request) -> list[Any]:
+                      top_p: float | None, max_new_tokens: float | None, thinking_budget: float | None,
+                      request: gr.Request) -> list[Any]:
         """Runs before the reply is queued."""
-        errors = chat.field_errors(message, **_option_values(temperature, top_p, max_new_tokens, None))
+        errors = chat.field_errors(message, **_option_values(temperature, top_p, max_new_tokens, thinking_budget))
         if problem := quota.problem(request):
             errors["message"] = problem
         return [gr.validate("message" not in errors, errors.get("message", "")), gr.validate(True, ""),
-                *[gr.validate(n not in errors, errors.get(n, "")) for n in ("temperature", "top_p", "max_new_tokens")]]
+                *[gr.validate(n not in errors, errors.get(n, "")) for n in OPTION_NAMES]]
 
-    async def chat_api(message: str, conversation_id: float | None, temperature: float | None,
-                       top_p: float | None, max_new_tokens: float | None,
-                       request: gr.Request) -> AsyncIterator[dict[str, Any]]:
+    # The None defaults make conversation_id and thinking_budget optional for API clients (Gradio reads them).
+    async def chat_api(message: str, conversation_id: float | None = None, temperature: float | None = None,
+                       top_p: float | None = None, max_new_tokens: float | None = None,
+                       thinking_budget: float | None = None,
+                       request: gr.Request = None) -> AsyncIterator[dict[str, Any]]:
         """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart."""
         cid = int(conversation_id) if conversation_id is not None else None
         try:
-            opts = chat.options(**_option_values(temperature, top_p, max_new_tokens, None))
+            opts = chat.options(**_option_values(temperature, top_p, max_new_tokens, thinking_budget))
             handle = chat.start(message, cid, user=user_of(request), options=opts)
         except InvalidRequest as err:
             raise gr.Error(str(err)) from None
@@ -252,7 +257,7 @@ def register_api(services: Services, quota: QueueQuota) -> None:
                    "answer": snap.answer, "reasoning_s": snap.reasoning_s, "message_id": snap.message_id,
                    "usage": snap.usage, "cached": snap.cached}
 
-    trigger.click(chat_api, inputs=[message, conversation_id, temperature, top_p, max_new_tokens],
+    trigger.click(chat_api, inputs=[message, conversation_id, temperature, top_p, max_new_tokens, thinking_budget],
                   outputs=[result], api_name="chat", validator=validate_chat, concurrency_limit=chat.concurrency,
                   concurrency_id="text")
 
@@ -276,9 +281,14 @@ def register_api(services: Services, quota: QueueQuota) -> None:
 
 
 def _option_values(t: float | None, p: float | None, n: float | None, budget: float | None) -> dict[str, Any]:
-    """UI numbers as TextOptions overrides (a thinking budget of 0 means no limit)."""
+    """UI numbers as TextOptions overrides (None keeps a default; a thinking budget of 0 means no limit)."""
     return {
         "temperature": t, "top_p": p,
-        "max_new_tokens": int(n) if n is not None and float(n).is_integer() else n,
-        "thinking_budget": int(budget) if budget else None,
+        "max_new_tokens": _whole(n),
+        "thinking_budget": _whole(budget),
     }
+
+
+def _whole(value: float | None) -> int | float | None:
+    """A whole number as int; anything else as it came, for the validator to name."""
+    return int(value) if value is not None and float(value).is_integer() else value

@@ -132,6 +132,14 @@ test("chat streams the answer with the Thinking panel live, then folded with its
   // Stop a reply: the partial answer stays, marked as stopped. The tiny model's random weights may end a
   // reply before Stop lands, so this asks again (a few times at most) until one is stopped mid-way.
   await page.getByText("Sampling").click();
+  // A bad thinking budget is refused under its field before anything is sent, and the message comes back.
+  await setNumber(page, "#thinking-budget", -5);
+  await page.locator("#chat-input").fill("Is this refused?");
+  await page.getByTestId("chat-send").click();
+  await expect(page.getByTestId("thinking-budget-error")).toContainText("thinking_budget must be");
+  await expect(page.locator("#chat-input")).toHaveValue("Is this refused?");
+  await expect(page.getByTestId("chat-user-message")).toHaveCount(userTurns);
+  await page.locator("#thinking-budget").fill(""); // the server's default again
   await setNumber(page, "#max-new-tokens", 8192);
   let stopped = page.getByTestId("chat-assistant-message").last();
   for (let attempt = 0; attempt < 5; attempt++) {

@@ -135,6 +135,19 @@ def test_bad_requests_are_refused_and_change_nothing(chat: ChatService) -> None:
     assert Message.select().count() == 0
 
 
+def test_a_thinking_budget_of_zero_lifts_a_default_budget(tmp_path: Path, backend: FakeTextBackend) -> None:
+    open_database(tmp_path / "chat.db")
+    slot = ModelSlot("text", backend, lambda b, report: b.load(report), model="fake-r1", backend_name="fake")
+    chat = ChatService(slot, TextLimits(max_new_tokens=512), TextOptions(max_new_tokens=256, thinking_budget=32))
+    assert chat.options().thinking_budget == 32  # nothing given keeps the default
+    assert chat.options(thinking_budget=None).thinking_budget == 32
+    assert chat.options(thinking_budget=8).thinking_budget == 8
+    assert chat.options(thinking_budget=0).thinking_budget is None  # the UI's and the API's "no limit"
+    assert chat.field_errors("hi", thinking_budget=0) == {}
+    with pytest.raises(InvalidRequest, match="thinking_budget must be empty"):
+        chat.options(thinking_budget=-1)
+
+
 def test_conversations_are_per_user_paged_and_deletable(chat: ChatService) -> None:
     ids = [reply(chat, f"c{i}").conversation_id for i in range(3)]
     reply(chat, "later", ids[0])  # the first conversation becomes the most recent

@@ -3,12 +3,12 @@ import { ChevronDown, Loader2, MessageSquarePlus, Send, SlidersHorizontal, Squar
 import { Button } from "@/components/ui/button";
 import { Card, CardContent } from "@/components/ui/card";
 import { Collapsible, CollapsibleContent, CollapsibleTrigger } from "@/components/ui/collapsible";
-import { Input } from "@/components/ui/input";
 import { Slider } from "@/components/ui/slider";
 import { Textarea } from "@/components/ui/textarea";
 import { ChatMessage, type ChatTurnView } from "@/components/ChatMessage";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { Field } from "@/components/Field";
+import { OptionalNumberInput } from "@/components/NumberInput";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatWhen } from "@/lib/format";
 import type { AtelierConnection, RunningJob } from "@/lib/gradio";
@@ -28,6 +28,8 @@ export interface ChatOptions {
   temperature: number | null;
   top_p: number | null;
   max_new_tokens: number | null;
+  /** Reasoning tokens before the server closes the thinking; 0 lifts the server's default budget. */
+  thinking_budget: number | null;
 }
 
 /** DeepSeek's advice for R1, which is also the server's default. */
@@ -73,7 +75,12 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
   const [lastNote, setLastNote] = useState("");
   const [error, setError] = useState<AppError | null>(null);
   const [text, setText] = useState("");
-  const [options, setOptions] = useState<ChatOptions>({ temperature: null, top_p: null, max_new_tokens: null });
+  const [options, setOptions] = useState<ChatOptions>({
+    temperature: null,
+    top_p: null,
+    max_new_tokens: null,
+    thinking_budget: null,
+  });
   const [list, setList] = useState<ConversationSummary[]>([]);
   const [nextBefore, setNextBefore] = useState<number | null>(null);
   const [listError, setListError] = useState<AppError | null>(null);
@@ -327,7 +334,7 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
               <SlidersHorizontal className="size-3.5" /> Sampling <ChevronDown className="size-3.5" />
             </CollapsibleTrigger>
             <CollapsibleContent>
-              <div className="grid gap-4 pt-3 sm:grid-cols-3">
+              <div className="grid gap-4 pt-3 sm:grid-cols-4">
                 <Field id="temperature" label="Temperature" hint={(options.temperature ?? RECOMMENDED.temperature).toFixed(2)} error={error?.fields.temperature}>
                   <Slider aria-label="Temperature" min={0} max={2} step={0.05} value={[options.temperature ?? RECOMMENDED.temperature]} onValueChange={([v]) => setOptions((o) => ({ ...o, temperature: v }))} />
                 </Field>
@@ -335,17 +342,21 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
                   <Slider aria-label="Top p" min={0.05} max={1} step={0.01} value={[options.top_p ?? RECOMMENDED.top_p]} onValueChange={([v]) => setOptions((o) => ({ ...o, top_p: v }))} />
                 </Field>
                 <Field id="max-new-tokens" label="Max new tokens" hint={options.max_new_tokens == null ? "server default" : undefined} error={error?.fields.max_new_tokens}>
-                  <Input
+                  <OptionalNumberInput
                     id="max-new-tokens"
-                    type="number"
                     min={16}
                     step={16}
-                    placeholder="server default"
-                    value={options.max_new_tokens ?? ""}
-                    onChange={(e) => {
-                      const value = e.target.value.trim() === "" ? null : Number(e.target.value);
-                      setOptions((o) => ({ ...o, max_new_tokens: value != null && Number.isFinite(value) ? value : null }));
-                    }}
+                    value={options.max_new_tokens}
+                    onValue={(value) => setOptions((o) => ({ ...o, max_new_tokens: value }))}
+                  />
+                </Field>
+                <Field id="thinking-budget" label="Thinking budget" hint={options.thinking_budget === 0 ? "no limit" : undefined} error={error?.fields.thinking_budget}>
+                  <OptionalNumberInput
+                    id="thinking-budget"
+                    min={0}
+                    step={64}
+                    value={options.thinking_budget}
+                    onValue={(value) => setOptions((o) => ({ ...o, thinking_budget: value }))}
                   />
                 </Field>
               </div>

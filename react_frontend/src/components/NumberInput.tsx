@@ -33,3 +33,26 @@ export function NumberInput({
     />
   );
 }
+
+/** A number box that may be left empty: null, so that the server uses its own default. */
+export function OptionalNumberInput({
+  value,
+  onValue,
+  ...props
+}: Omit<ComponentProps<typeof Input>, "value" | "onChange" | "type" | "placeholder"> & {
+  value: number | null;
+  onValue: (value: number | null) => void;
+}) {
+  return (
+    <Input
+      {...props}
+      type="number"
+      placeholder="server default"
+      value={value ?? ""}
+      onChange={(event) => {
+        const parsed = event.target.value.trim() === "" ? null : Number(event.target.value);
+        onValue(parsed != null && Number.isFinite(parsed) ? parsed : null);
+      }}
+    />
+  );
+}
