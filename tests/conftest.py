@@ -86,3 +86,37 @@ def tiny_r1_gptq_dir(tiny_models_dir: Path, tiny_r1_dir: Path) -> Path:
     from pipelines.tiny import ensure_tiny_r1_gptq
 
     return ensure_tiny_r1_gptq(tiny_models_dir / "tiny-r1-gptq", source=tiny_r1_dir)
+
+
+# Real llama.cpp servers (.ci/llama-cpp builds both): the skip fixtures come first in a test's arguments, so a
+# missing server skips before the GGUF is written.
+@pytest.fixture(scope="session")
+def llama_cpp_python_ready() -> None:
+    """Skip unless llama-cpp-python[server] is installed (checked before the GGUF is built); fail when CI's
+    build of it is broken."""
+    from tests.standins.llama_cpp import check_llama_cpp_python, required_or_skip
+
+    required_or_skip(check_llama_cpp_python)
+
+
+@pytest.fixture(scope="session")
+def llama_server_ready() -> str:
+    """llama.cpp's llama-server binary; skip when there is none, fail when $LLAMA_SERVER names a missing one."""
+    from tests.standins.llama_cpp import llama_server_binary, required_or_skip
+
+    return required_or_skip(llama_server_binary)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_r1_dir: Path) -> Path:
+    """The tiny R1 written as GGUF, once per session (beside, not inside, the shared tiny models folder)."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        reason = "the gguf package writes the tiny model for llama.cpp: pip install -r requirements-llama.txt"
+        if os.environ.get("LLAMA_CPP_LIB_PATH") or os.environ.get("LLAMA_SERVER"):
+            pytest.fail(reason)  # the environment asked for the real servers
+        pytest.skip(reason)
+    from tests.standins.tiny_gguf import write_tiny_r1_gguf
+
+    return write_tiny_r1_gguf(tiny_r1_dir, tmp_path_factory.mktemp("gguf") / "tiny-r1-f32.gguf")

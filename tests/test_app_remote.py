@@ -99,3 +99,57 @@ def test_a_server_that_is_down_fails_the_reply_clearly(
     newest = client.predict(limit=1, api_name="/conversations")["conversations"][0]
     reply = client.predict(conversation_id=newest["conversation_id"], api_name="/conversation")["messages"][-1]
     assert reply["status"] == "failed"
+
+
+# --- the same app in front of llama.cpp's own llama-server --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_client(llama_server_ready: str, tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Client]:
+    from tests.standins.llama_cpp import MODEL_ALIAS, llama_server
+
+    folder = tmp_path_factory.mktemp("llama-app")
+    with llama_server(llama_server_ready, tiny_gguf, folder / "llama-server.log") as base_url:
+        settings = Settings(profile="tiny", data_dir=folder / "data", warmup=False, text_backend="openai",
+                            openai_base_url=base_url, openai_model=MODEL_ALIAS)
+        with serve(settings) as url:
+            yield Client(url, verbose=False, download_files=False)
+
+
+def test_chat_through_a_real_llama_server_keeps_reasoning_apart_and_stops(llama_client: Client) -> None:
+    from tests.standins.llama_cpp import MODEL_ALIAS
+
+    # llama-server sends reasoning_content (--reasoning-format deepseek) and forces </think> after the budget,
+    # so the tiny model, which never closes its thinking by itself, gives both parts.
+    job = llama_client.submit(message="hi", conversation_id=None, temperature=0.6, top_p=0.95, max_new_tokens=12,
+                              thinking_budget=3, api_name="/chat")
+    result = job.result(timeout=120)
+    assert len(job.outputs()) >= 2
+    assert result["status"] == "done"
+    assert result["reasoning"]
+    assert result["answer"]
+    assert 1 <= result["usage"]["completion_tokens"] <= 12
+    cid = result["conversation_id"]
+    stored = llama_client.predict(conversation_id=cid, api_name="/conversation")["messages"][1]
+    assert (stored["reasoning"], stored["content"]) == (result["reasoning"], result["answer"])
+    assert MODEL_ALIAS in stored["model"]
+
+    # Stop mid-reply. The tiny model's random weights may end a reply by themselves before Stop lands (the
+    # API takes no seed), so this asks again, a few times at most, until one is stopped mid-way.
+    for attempt in range(5):
+        long = llama_client.submit(message=f"think on, part {attempt + 1}", conversation_id=cid, temperature=0.6,
+                                   top_p=0.95, max_new_tokens=4000, thinking_budget=0, api_name="/chat")
+        deadline = time.monotonic() + 60
+        while not long.done() and not any(o.get("reasoning") for o in long.outputs()):
+            assert time.monotonic() < deadline, "the reply never started"
+            time.sleep(0.02)
+        long.cancel()
+        deadline = time.monotonic() + 60
+        while len(messages := llama_client.predict(conversation_id=cid, api_name="/conversation")["messages"]
+                  ) < 4 + 2 * attempt:
+            assert time.monotonic() < deadline, "the stopped reply was never recorded"
+            time.sleep(0.1)
+        if messages[-1]["status"] == "cancelled":
+            break
+    assert (messages[-1]["status"], messages[-1]["completion_tokens"] < 4000) == ("cancelled", True), messages[-1]

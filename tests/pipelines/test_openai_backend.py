@@ -388,35 +388,6 @@ def test_the_chat_service_stores_remote_replies_and_failures(server: StandinOpen
 # --- real llama.cpp servers -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def llama_cpp_python_ready() -> None:
-    """Skip unless llama-cpp-python[server] is installed (checked before the GGUF is built)."""
-    from tests.standins.llama_cpp import llama_cpp_python_available
-
-    if not llama_cpp_python_available():
-        pytest.skip("llama-cpp-python[server] is not installed (pip install 'llama-cpp-python[server]')")
-
-
-@pytest.fixture(scope="module")
-def llama_server_ready() -> str:
-    """llama.cpp's llama-server binary; skip when there is none."""
-    from tests.standins.llama_cpp import llama_server_binary
-
-    binary = llama_server_binary()
-    if binary is None:
-        pytest.skip("llama.cpp's llama-server is not installed (set LLAMA_SERVER or put it on PATH)")
-    return binary
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_r1_dir: Path) -> Path:
-    """The tiny R1 written as GGUF, once per module (beside, not inside, the shared tiny models folder)."""
-    pytest.importorskip("gguf", reason="the gguf package writes the tiny model for llama.cpp")
-    from tests.standins.tiny_gguf import write_tiny_r1_gguf
-
-    return write_tiny_r1_gguf(tiny_r1_dir, tmp_path_factory.mktemp("gguf") / "tiny-r1-f32.gguf")
-
-
 def _check_real_server(base_url: str) -> TextUsage:
     """What every real server must do for Atelier: list the model, stream a reply, stop one mid-way."""
     from tests.standins.llama_cpp import MODEL_ALIAS
