@@ -2,12 +2,13 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defineConfig, devices } from "@playwright/test";
-import { AUTH_PORT, E2E_PASSWORD, E2E_USER, PORT } from "./e2e/constants";
+import { A1111_PORT, AUTH_PORT, E2E_PASSWORD, E2E_USER, OPENAI_PORT, PORT, REMOTE_PORT } from "./e2e/constants";
 
 /**
  * End-to-end tests against the real app (tiny random-weight models, fully offline), started by Playwright:
- * one server in single-user mode for the screens, one with an account for the login screen.
- * Both get fresh data dirs; the config is evaluated again in each worker, so the dirs travel by env.
+ * one server in single-user mode for the screens, one with an account for the login screen, and one with
+ * both remote backends, driving the AUTOMATIC1111 and OpenAI-compatible stand-ins from tests/standins/.
+ * Each app gets a fresh data dir; the config is evaluated again in each worker, so the dirs travel by env.
  */
 function dataDir(name: string): string {
   if (!process.env[name]) {
@@ -30,6 +31,7 @@ const serverEnv = {
 };
 const data = dataDir("ATELIER_E2E_DATA");
 const authData = dataDir("ATELIER_E2E_AUTH_DATA");
+const remoteData = dataDir("ATELIER_E2E_REMOTE_DATA");
 
 export default defineConfig({
   testDir: "./e2e",
@@ -79,6 +81,43 @@ export default defineConfig({
         ` && exec ${python} ../app.py --profile tiny --port ${AUTH_PORT} --data-dir ${authData} --no-warmup`,
       url: `http://127.0.0.1:${AUTH_PORT}/api/health`,
       env: { ...serverEnv, ATELIER_LIMIT_IMAGE_JOBS: "2/minute" },
+      timeout: 120_000,
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+    {
+      // 50 ms a step: a 20-step job takes a second (several polled previews), a 400-step one long enough to stop.
+      command: `${python} -m tests.standins.a1111_server --port ${A1111_PORT} --step-delay 0.05`,
+      cwd: "..",
+      url: `http://127.0.0.1:${A1111_PORT}/sdapi/v1/options`,
+      env: serverEnv,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+    {
+      command: `${python} -m tests.standins.openai_server --port ${OPENAI_PORT} --token-delay 0.05`,
+      cwd: "..",
+      url: `http://127.0.0.1:${OPENAI_PORT}/v1/models`,
+      env: serverEnv,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+    {
+      command: `${python} ../app.py --profile tiny --port ${REMOTE_PORT} --data-dir ${remoteData} --no-warmup`,
+      url: `http://127.0.0.1:${REMOTE_PORT}/api/health`,
+      env: {
+        ...serverEnv,
+        ATELIER_IMAGE_BACKEND: "a1111",
+        ATELIER_A1111_URL: `http://127.0.0.1:${A1111_PORT}`,
+        ATELIER_A1111_POLL_S: "0.1",
+        ATELIER_TEXT_BACKEND: "openai",
+        ATELIER_OPENAI_BASE_URL: `http://127.0.0.1:${OPENAI_PORT}/v1`,
+      },
       timeout: 120_000,
       reuseExistingServer: false,
       stdout: "ignore",

@@ -29,3 +29,14 @@ export async function keepScreenshot(page: Page, name: string): Promise<void> {
 export async function setNumber(page: Page, selector: string, value: number): Promise<void> {
   await page.locator(selector).fill(String(value));
 }
+
+/** Fill the React client's image form: the prompt and a small size and step count. */
+export async function fillImageForm(
+  page: Page,
+  { prompt, width = 64, height = 64, steps }: { prompt: string; width?: number; height?: number; steps: number },
+): Promise<void> {
+  await page.locator("#prompt").fill(prompt);
+  await setNumber(page, "#width", width);
+  await setNumber(page, "#height", height);
+  await setNumber(page, "#steps", steps);
+}

@@ -1,4 +1,4 @@
-import { expect, keepScreenshot, setNumber, test } from "./fixtures";
+import { expect, fillImageForm, keepScreenshot, setNumber, test } from "./fixtures";
 
 // The tests build on one another (the history test looks for the jobs and the chat made before it).
 test.describe.configure({ mode: "serial" });
@@ -53,20 +53,14 @@ test("shows the server's validation message next to the field", async ({ page })
 });
 
 test("stops a long job: the server cancels it, history records it; a job behind it shows its queue place", async ({ page, context }) => {
-  await page.locator("#prompt").fill("a very long job");
-  await setNumber(page, "#width", 64);
-  await setNumber(page, "#height", 64);
-  await setNumber(page, "#steps", 400);
+  await fillImageForm(page, { prompt: "a very long job", steps: 400 });
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("progress-text")).toContainText(/step \d+\/400/);
 
   // A second tab asks for an image meanwhile: one image job runs at a time, so it waits, and says where.
   const other = await context.newPage();
   await other.goto("/app/");
-  await other.locator("#prompt").fill("waiting in line");
-  await setNumber(other, "#width", 64);
-  await setNumber(other, "#height", 64);
-  await setNumber(other, "#steps", 2);
+  await fillImageForm(other, { prompt: "waiting in line", steps: 2 });
   await other.getByTestId("generate").click();
   await expect(other.getByTestId("job-status")).toHaveText("Queued");
   await expect(other.getByTestId("queue-position")).toHaveText(/In queue: next in line/);
@@ -173,10 +167,7 @@ test("prompt assist writes the prompt from an idea, streaming into the box", asy
 test("history shows the image jobs and the conversation, paged, and reuses them", async ({ page }) => {
   // Ten more jobs for a second page: the same settings with a fixed seed, so the server computes the first
   // and answers the rest from its cache (each a new history row).
-  await page.locator("#prompt").fill("paging test");
-  await setNumber(page, "#width", 64);
-  await setNumber(page, "#height", 64);
-  await setNumber(page, "#steps", 2);
+  await fillImageForm(page, { prompt: "paging test", steps: 2 });
   await setNumber(page, "#seed", 7);
   let previous: string | null = null;
   for (let i = 0; i < 10; i++) {
