@@ -22,7 +22,7 @@ from pipelines.image_base import (
 from pipelines.loading import ModelUnavailable
 from tests.server import free_port
 from tests.standins.a1111_server import TXT2IMG_FIELDS, Behaviour, StandinA1111, seed_color
-from tests.standins.serving import serve_asgi
+from tests.standins.serving import serve_asgi, wait_for
 
 AUTH = ("atelier", "s3cret")
 
@@ -39,7 +39,7 @@ def standin() -> Iterator[tuple[StandinA1111, str]]:
 def server(standin: tuple[StandinA1111, str]) -> StandinA1111:
     """The stand-in, with default behaviour and nothing recorded."""
     srv = standin[0]
-    assert srv.wait_for(lambda: not srv.busy), "a previous test left a job running"
+    assert wait_for(lambda: not srv.busy), "a previous test left a job running"
     srv.behaviour = Behaviour()
     srv.auth = AUTH
     srv.requests.clear()
@@ -231,7 +231,7 @@ def test_stop_interrupts_our_running_job(backend: A1111Backend, server: StandinA
         backend.generate(req, req.seeds(7), on_step, stop)
     assert len(server.interrupts) == 1
     assert server.interrupts[0] == server.requests[-1]["force_task_id"]
-    assert server.wait_for(lambda: not server.busy)  # the job ended long before its 200 steps
+    assert wait_for(lambda: not server.busy)  # the job ended long before its 200 steps
 
 
 def test_stop_before_the_job_starts_sends_nothing(backend: A1111Backend, server: StandinA1111) -> None:
@@ -248,10 +248,10 @@ def test_stop_never_interrupts_another_clients_job(backend: A1111Backend, server
     foreign_body = {"prompt": "someone else's", "steps": 40, "width": 64, "height": 64, "force_task_id": "task(other)"}
     foreign, foreign_out = in_thread(
         lambda: httpx.post(f"{url}/sdapi/v1/txt2img", json=foreign_body, auth=AUTH, timeout=30))
-    assert server.wait_for(lambda: server.busy)
+    assert wait_for(lambda: server.busy)
     stop = threading.Event()
     ours, ours_out = in_thread(run, backend, request(steps=400), stop)
-    assert server.wait_for(lambda: len(server.requests) == 2)
+    assert wait_for(lambda: len(server.requests) == 2)
     stop.set()  # ours is queued behind the other client's job
     ours.join(10)
     assert isinstance(ours_out.get("error"), JobCancelled)
@@ -262,8 +262,8 @@ def test_stop_never_interrupts_another_clients_job(backend: A1111Backend, server
     assert "task(other)" not in server.interrupts
     # Our job is interrupted as soon as it starts, so it does not run its 400 steps for nobody.
     ours_id = server.requests[-1]["force_task_id"]
-    assert server.wait_for(lambda: ours_id in server.interrupts, timeout=10)
-    assert server.wait_for(lambda: not server.busy, timeout=10)
+    assert wait_for(lambda: ours_id in server.interrupts, timeout=10)
+    assert wait_for(lambda: not server.busy, timeout=10)
 
 
 def test_an_a1111_without_task_ids_still_reports_progress_and_stops(backend: A1111Backend,
@@ -281,7 +281,7 @@ def test_an_a1111_without_task_ids_still_reports_progress_and_stops(backend: A11
     with pytest.raises(JobCancelled):
         backend.generate(req, req.seeds(7), on_step, stop)
     assert updates
-    assert server.wait_for(lambda: len(server.interrupts) == 1)
+    assert wait_for(lambda: len(server.interrupts) == 1)
 
 
 # --- failures during a job --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pipelines.reasoning import Chunk
 from pipelines.text_base import TextOptions, TextUsage, create_text_backend, text_backend_names
 from tests.server import free_port
 from tests.standins.openai_server import Script, StandinOpenAI
-from tests.standins.serving import serve_asgi
+from tests.standins.serving import serve_asgi, wait_for
 
 KEY = "sk-atelier-test"
 MODEL = "deepseek-r1-standin"
@@ -252,7 +252,7 @@ def test_stop_closes_the_stream_and_keeps_the_partial_reply(backend: OpenAITextB
     assert stream.usage.finish_reason == "cancelled"
     assert "".join(c.text for c in seen).startswith("w0 w1 w2")
     record = server.records[-1]
-    assert server.wait_for(lambda: record.disconnected)  # the server saw the client go and stopped generating
+    assert wait_for(lambda: record.disconnected)  # the server saw the client go and stopped generating
     assert not record.finished
     assert record.tokens_sent < 400
 
@@ -266,7 +266,7 @@ def test_stop_while_waiting_for_a_slow_token_ends_the_reply(backend: OpenAITextB
     threading.Timer(0.2, stop.set).start()
     assert list(stream) == []
     assert stream.usage.finish_reason == "cancelled"
-    assert server.wait_for(lambda: server.records[-1].disconnected)
+    assert wait_for(lambda: server.records[-1].disconnected)
 
 
 def test_stop_while_waiting_for_the_response_headers_ends_the_reply(backend: OpenAITextBackend,
@@ -296,7 +296,7 @@ def test_closing_the_stream_mid_way_aborts_the_generation(backend: OpenAITextBac
     stream.close()
     stream.close()  # twice is fine
     assert stream.usage.finish_reason == "cancelled"
-    assert server.wait_for(lambda: server.records[-1].disconnected)
+    assert wait_for(lambda: server.records[-1].disconnected)
 
 
 def test_a_stream_never_started_can_be_closed(backend: OpenAITextBackend, server: StandinOpenAI) -> None:

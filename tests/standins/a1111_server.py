@@ -109,15 +109,6 @@ class StandinA1111:
             Route("/sdapi/v1/options", self.options, methods=["GET"]),
         ])
 
-    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
-        """Poll `predicate()` until true or `timeout`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return bool(predicate())
-
     @property
     def busy(self) -> bool:
         """Whether a job is running now."""

@@ -97,15 +97,6 @@ class StandinOpenAI:
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
         ])
 
-    def wait_for(self, predicate: Any, timeout: float = 5.0) -> bool:
-        """Poll `predicate()` until true or `timeout`; for asserting on what the server saw."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return bool(predicate())
-
     def _auth_error(self, request: Request) -> JSONResponse | None:
         if self.api_key is None:
             return None
