@@ -110,13 +110,9 @@ def llama_server_ready() -> str:
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_r1_dir: Path) -> Path:
     """The tiny R1 written as GGUF, once per session (beside, not inside, the shared tiny models folder)."""
-    try:
-        import gguf  # noqa: F401
-    except ImportError:
-        reason = "the gguf package writes the tiny model for llama.cpp: pip install -r requirements-llama.txt"
-        if os.environ.get("LLAMA_CPP_LIB_PATH") or os.environ.get("LLAMA_SERVER"):
-            pytest.fail(reason)  # the environment asked for the real servers
-        pytest.skip(reason)
+    from tests.standins.llama_cpp import check_gguf, required_or_skip
     from tests.standins.tiny_gguf import write_tiny_r1_gguf
+
+    required_or_skip(check_gguf)  # fails where the environment asked for the real servers
 
     return write_tiny_r1_gguf(tiny_r1_dir, tmp_path_factory.mktemp("gguf") / "tiny-r1-f32.gguf")

@@ -61,6 +61,17 @@ def llama_server_binary() -> str:
     return found
 
 
+def check_gguf() -> None:
+    """Raise LlamaCppMissing unless the gguf package, which writes the tiny model for llama.cpp, is installed."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError as err:
+        raise LlamaCppMissing("the gguf package writes the tiny model for llama.cpp: pip install -r "
+                              "requirements-llama.txt",
+                              required=bool(os.environ.get("LLAMA_CPP_LIB_PATH") or os.environ.get("LLAMA_SERVER"))
+                              ) from err
+
+
 def required_or_skip(check: Callable[[], T]) -> T:
     """`check()`; a missing server skips the test, or fails it where the environment asked for that server."""
     try:
