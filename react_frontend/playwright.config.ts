@@ -29,6 +29,8 @@ const serverEnv = {
   HF_HUB_DISABLE_TELEMETRY: "1",
   PYTHONUNBUFFERED: "1",
 };
+/** Every server is started fresh for the run; only its errors reach the test output. */
+const quiet = { reuseExistingServer: false, stdout: "ignore", stderr: "pipe" } as const;
 const data = dataDir("ATELIER_E2E_DATA");
 const authData = dataDir("ATELIER_E2E_AUTH_DATA");
 const remoteData = dataDir("ATELIER_E2E_REMOTE_DATA");
@@ -70,9 +72,7 @@ export default defineConfig({
       // The history test makes a dozen quick (cached) jobs: more than the default 10 a minute.
       env: { ...serverEnv, ATELIER_LIMIT_IMAGE_JOBS: "120/minute" },
       timeout: 120_000,
-      reuseExistingServer: false,
-      stdout: "ignore",
-      stderr: "pipe",
+      ...quiet,
     },
     {
       // An account makes the server ask for a login; a low image-job limit shows the 429 answer.
@@ -82,9 +82,7 @@ export default defineConfig({
       url: `http://127.0.0.1:${AUTH_PORT}/api/health`,
       env: { ...serverEnv, ATELIER_LIMIT_IMAGE_JOBS: "2/minute" },
       timeout: 120_000,
-      reuseExistingServer: false,
-      stdout: "ignore",
-      stderr: "pipe",
+      ...quiet,
     },
     {
       // 50 ms a step: a 20-step job takes a second (several polled previews), a 400-step one long enough to stop.
@@ -93,9 +91,7 @@ export default defineConfig({
       url: `http://127.0.0.1:${A1111_PORT}/sdapi/v1/options`,
       env: serverEnv,
       timeout: 60_000,
-      reuseExistingServer: false,
-      stdout: "ignore",
-      stderr: "pipe",
+      ...quiet,
     },
     {
       command: `${python} -m tests.standins.openai_server --port ${OPENAI_PORT} --token-delay 0.05`,
@@ -103,9 +99,7 @@ export default defineConfig({
       url: `http://127.0.0.1:${OPENAI_PORT}/v1/models`,
       env: serverEnv,
       timeout: 60_000,
-      reuseExistingServer: false,
-      stdout: "ignore",
-      stderr: "pipe",
+      ...quiet,
     },
     {
       command: `${python} ../app.py --profile tiny --port ${REMOTE_PORT} --data-dir ${remoteData} --no-warmup`,
@@ -119,9 +113,7 @@ export default defineConfig({
         ATELIER_OPENAI_BASE_URL: `http://127.0.0.1:${OPENAI_PORT}/v1`,
       },
       timeout: 120_000,
-      reuseExistingServer: false,
-      stdout: "ignore",
-      stderr: "pipe",
+      ...quiet,
     },
   ],
 });
