@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from storage.db import database
+from storage.db import database, open_database
 from storage.models import Account
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -81,6 +82,12 @@ class AccountService:
         """The Viewer for a logged-in name ('' in single-user mode, who owns everything there is)."""
         account = Account.get_or_none(Account.name == name) if name else None
         return Viewer(name, admin=bool(account and account.is_admin))
+
+
+def open_accounts(db_path: Path) -> AccountService:
+    """The accounts in the database at db_path, without the models (for the `users` command)."""
+    open_database(db_path)
+    return AccountService()
 
 
 def _check_password(password: str) -> None:

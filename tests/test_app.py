@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -182,3 +184,18 @@ def test_an_unreachable_share_server_leaves_one_clear_line(monkeypatch: pytest.M
 def test_exposing_the_server_without_accounts_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="users add"):
         create_app(Settings(profile="tiny", data_dir=tmp_path, host="0.0.0.0", warmup=False))
+
+
+def test_python_app_py_users_dispatches_to_the_users_command(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    data = ["--data-dir", str(tmp_path)]
+    added = subprocess.run([sys.executable, "app.py", "users", "add", "erin", "--admin", *data], cwd=root,
+                           input="s3cret-pass\ns3cret-pass\n", capture_output=True, text=True, check=True)
+    assert added.stdout.startswith("Added erin (admin).")
+    listed = subprocess.run([sys.executable, "app.py", "users", "list", *data], cwd=root, capture_output=True,
+                            text=True, check=True)
+    assert listed.stdout.startswith("erin (admin)  since ")
+    missing = subprocess.run([sys.executable, "app.py", "users", "passwd", *data], cwd=root, capture_output=True,
+                             text=True)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "users passwd needs a NAME."

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import sys
 from pathlib import Path
 
 import pytest
 
-from app import users_main
 from services.accounts import AccountError, AccountService, exposure_problem
 from storage.db import open_database
 from storage.models import Account
@@ -75,19 +72,3 @@ def test_serving_without_accounts_is_refused_off_loopback(host: str, share: bool
     if refused:
         assert "users add" in problem
         assert "--insecure-no-auth" in problem
-
-
-def test_the_users_command_reads_the_password_twice_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass\ns3cret-pass\n"))
-    users_main(["add", "alice", "--admin", "--data-dir", str(tmp_path)])
-    monkeypatch.setattr(sys, "stdin", io.StringIO("one-password\nanother-one\n"))
-    with pytest.raises(SystemExit, match="differ"):
-        users_main(["add", "bob", "--data-dir", str(tmp_path)])
-    users_main(["list", "--data-dir", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert "alice (admin)" in out
-    assert "bob" not in out.split("Added")[-1]
-    assert AccountService().verify("alice", "s3cret-pass")
-    with pytest.raises(SystemExit, match="no user 'bob'"):
-        users_main(["remove", "bob", "--data-dir", str(tmp_path)])

@@ -1,0 +1,77 @@
+"""The `users` command: accounts added, listed, changed and removed from the command line, through the services."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+
+from api.users_cli import read_password, users_main
+from services.accounts import AccountService
+
+
+def test_the_users_command_reads_the_password_twice_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass\ns3cret-pass\n"))
+    users_main(["add", "alice", "--admin", "--data-dir", str(tmp_path)])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("one-password\nanother-one\n"))
+    with pytest.raises(SystemExit, match="differ"):
+        users_main(["add", "bob", "--data-dir", str(tmp_path)])
+    users_main(["list", "--data-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "alice (admin)" in out
+    assert "bob" not in out.split("Added")[-1]
+    assert AccountService().verify("alice", "s3cret-pass")
+    with pytest.raises(SystemExit, match="no user 'bob'"):
+        users_main(["remove", "bob", "--data-dir", str(tmp_path)])
+
+
+def test_passwd_and_remove_change_the_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("first-pass\nfirst-pass\n"))
+    users_main(["add", "carol", *data])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("second-pass\nsecond-pass\n"))
+    users_main(["passwd", "carol", *data])
+    assert AccountService().verify("carol", "second-pass")
+    assert not AccountService().verify("carol", "first-pass")
+    users_main(["remove", "carol", *data])
+    assert not AccountService().any()
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["Added carol. Restart Atelier if it runs without login.",
+                   "Changed the password of carol.",
+                   "Removed carol; their jobs and conversations stay in the database."]
+
+
+def test_bad_commands_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match="users remove needs a NAME"):
+        users_main(["remove", *data])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\nshort\n"))
+    with pytest.raises(SystemExit, match="Error: password must have at least 8"):
+        users_main(["add", "dave", *data])
+    with pytest.raises(SystemExit):  # argparse refuses an unknown action
+        users_main(["rename", "dave", *data])
+    assert not AccountService().any()
+
+
+def test_read_password_asks_the_terminal_twice_without_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    prompts: list[str] = []
+    answers = iter(["typed-pass", "typed-pass", "typed-pass", "typo-pass"])
+
+    def getpass(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr("getpass.getpass", getpass)
+    assert read_password("New password: ") == "typed-pass"
+    with pytest.raises(SystemExit, match="differ"):
+        read_password()
+    assert prompts == ["New password: ", "Again: ", "Password: ", "Again: "]
