@@ -31,6 +31,7 @@ from pipelines.image_base import (
     register_image_backend,
 )
 from pipelines.loading import ModelUnavailable
+from pipelines.remote_http import RemoteBackend, RemoteHTTP, error_detail, explain_status
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +40,22 @@ DEFAULT_URL = "http://127.0.0.1:7861"
 STOP_POLL_S = 0.05
 # The longest one progress poll may take: a hung poll must not hold up a Stop for the full timeout.
 PROGRESS_TIMEOUT_S = 5.0
+# A1111's api_error body is {error: the exception's type, detail, body, errors: the exception's text}.
+DETAIL_KEYS = ("errors", "detail", "error")
+# How A1111's HTTP error statuses are worded (see remote_http.explain_status); {during} names the call.
+STATUS_WORDS: dict[int | str, str] = {
+    401: "{where} refused the credentials during {during} (401){said}; set ATELIER_A1111_AUTH to the user:pass it "
+         "was started with (--api-auth).",
+    404: "{where} has no such API route or value during {during} (404){said}; start it with --api, and check the "
+         "sampler name.",
+    422: "{where} rejected the request during {during} (422){said}.",
+    "5xx": "{where} failed during {during} ({status}){said}; see the WebUI's console.",
+    "other": "{where} answered {status} during {during}{said}.",
+}
 
 
 class RemoteImageError(RuntimeError):
     """The A1111 server failed during a job; the message says what went wrong and how to fix it."""
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """A1111's own words: its api_error body {error, detail, body, errors}, FastAPI's {detail}, or text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:300]
-    if isinstance(body, dict):
-        for key in ("errors", "detail", "error"):
-            if body.get(key):
-                value = body[key]
-                return (value if isinstance(value, str) else json.dumps(value))[:300]
-    return str(body)[:300]
 
 
 def decode_image(data: str) -> Any:
@@ -103,12 +102,10 @@ class _Job:
 
 
 @register_image_backend("a1111")
-class A1111Backend:
+class A1111Backend(RemoteBackend):
     """Stable Diffusion on an AUTOMATIC1111 WebUI (``--api``), another process or machine."""
 
     name = "a1111"
-    # A server owns the model: offload() and unload() free nothing here (for the health page and residency).
-    remote = True
 
     def __init__(
         self,
@@ -119,75 +116,44 @@ class A1111Backend:
         job_timeout_s: float = 1800.0,
         poll_s: float = 0.5,
     ) -> None:
-        self.url = url.rstrip("/")
-        self._auth = _parse_auth(auth)
+        self.http = RemoteHTTP(url, "the AUTOMATIC1111 server", timeout_s, auth=_parse_auth(auth))
         self._expected_model = model or None
         self.model = ""
         self.revision = ""  # the checkpoint's hash, when A1111 reports it
         self.timeout_s = timeout_s
-        self.job_timeout = httpx.Timeout(job_timeout_s, connect=min(timeout_s, 10.0))
+        self.job_timeout = self.http.timeout(job_timeout_s)
         self.poll_s = poll_s
         self.notes: list[str] = []
-        self._client: httpx.Client | None = None
-        self._client_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The WebUI's address, without a trailing slash."""
+        return self.http.url
 
     @property
     def model_name(self) -> str:
         """The checkpoint A1111 has loaded, as written into PNG metadata and history."""
         return self.model or self._expected_model or f"AUTOMATIC1111 at {self.url}"
 
-    def client(self) -> httpx.Client:
-        """The shared HTTP client (thread-safe: the job and the progress polls use separate connections)."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = httpx.Client(
-                    base_url=self.url + "/",
-                    auth=self._auth,
-                    timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
-                    # The server is named by settings, never found through proxy variables of the environment.
-                    trust_env=False,
-                )
-            return self._client
-
-    def explain_status(self, status: int, detail: str, during: str) -> str:
-        """A clear message for an HTTP error status from A1111."""
-        where = f"the AUTOMATIC1111 server at {self.url}"
-        said = f" (server said: {detail})" if detail else ""
-        if status == 401:
-            return (f"{where} refused the credentials during {during} (401){said}; set ATELIER_A1111_AUTH to the "
-                    "user:pass it was started with (--api-auth).")
-        if status == 404:
-            return (f"{where} has no such API route or value during {during} (404){said}; start it with --api, "
-                    "and check the sampler name.")
-        if status == 422:
-            return f"{where} rejected the request during {during} (422){said}."
-        if status >= 500:
-            return f"{where} failed during {during} ({status}){said}; see the WebUI's console."
-        return f"{where} answered {status} during {during}{said}."
+    def explain_status(self, response: httpx.Response, during: str) -> str:
+        """A clear message for an HTTP error status from A1111, with its own words on the error."""
+        return explain_status(STATUS_WORDS, response.status_code, error_detail(response, DETAIL_KEYS),
+                              where=self.http.where, during=during)
 
     # 1. Load --------------------------------------------------------------------------------------
     def load(self, report: Callable[[str], None]) -> None:
         """Check that the server answers with its API, and read the checkpoint it has loaded."""
         report(f"connecting to AUTOMATIC1111 at {self.url}")
-        try:
-            response = self.client().get("sdapi/v1/options")
-        except httpx.TimeoutException as err:
-            raise ModelUnavailable(
-                f"The AUTOMATIC1111 server at {self.url} did not answer within {self.timeout_s:g} s "
-                f"({type(err).__name__}). It may still be starting: wait and retry, or raise ATELIER_REMOTE_TIMEOUT_S."
-            ) from err
-        except httpx.HTTPError as err:
-            raise ModelUnavailable(
-                f"Cannot reach the AUTOMATIC1111 server at {self.url} ({type(err).__name__}: {err}). Start it with "
-                "`./webui.sh --api --nowebui` (add --listen to reach it from another machine), or point "
-                "ATELIER_A1111_URL at it."
-            ) from err
+        response = self.http.check(
+            "sdapi/v1/options", still="starting",
+            how_to_start="Start it with `./webui.sh --api --nowebui` (add --listen to reach it from another machine), "
+                         "or point ATELIER_A1111_URL at it.")
         if response.status_code == 404:
             raise ModelUnavailable(
                 f"The server at {self.url} has no A1111 API (404 on /sdapi/v1/options): start the WebUI with --api."
             )
         if response.status_code != 200:
-            raise ModelUnavailable(self.explain_status(response.status_code, _error_detail(response), "the check"))
+            raise ModelUnavailable(self.explain_status(response, "the check"))
         try:
             options = response.json()
             checkpoint = str(options["sd_model_checkpoint"] or "")
@@ -345,15 +311,12 @@ class A1111Backend:
                     f"{self.job_timeout.read:g} s; raise ATELIER_A1111_JOB_TIMEOUT_S or check the WebUI's console."
                 ) from err
             if isinstance(err, httpx.HTTPError):
-                raise RemoteImageError(
-                    f"cannot reach the AUTOMATIC1111 server at {self.url} ({type(err).__name__}: {err}); is it "
-                    "running?"
-                ) from err
+                raise RemoteImageError(self.http.unreachable(err)) from err
             raise err
         response = job.response
         assert response is not None  # set whenever error is not
         if response.status_code != 200:
-            raise RemoteImageError(self.explain_status(response.status_code, _error_detail(response), "the job"))
+            raise RemoteImageError(self.explain_status(response, "the job"))
         try:
             body = response.json()
             encoded = list(body["images"])
@@ -382,18 +345,7 @@ class A1111Backend:
             self.model = name
             self.revision = ""
 
-    # 3. Memory ------------------------------------------------------------------------------------
-    def offload(self) -> None:
-        """Nothing to free here: the WebUI owns the model (a no-op)."""
-
-    def unload(self) -> None:
-        """Close the HTTP connections; the next load() checks the server again."""
-        with self._client_lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
-        self.model = ""
-
+    # 3. Memory (offload and unload: RemoteBackend) and health -------------------------------------
     def describe(self) -> dict[str, Any]:
         """Server, checkpoint and notes for the health page."""
         notes = [*self.notes,

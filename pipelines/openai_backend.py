@@ -20,6 +20,7 @@ import httpx
 
 from pipelines.loading import ModelUnavailable
 from pipelines.reasoning import Chunk, ReasoningSplitter
+from pipelines.remote_http import RemoteBackend, RemoteHTTP, error_detail, explain_status
 from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
 
 log = logging.getLogger(__name__)
@@ -33,29 +34,22 @@ CHARS_PER_TOKEN = 4
 # Request fields that carry a thinking budget: vLLM's (with a reasoning config) and llama.cpp's llama-server.
 BUDGET_FIELDS = ("thinking_token_budget", "thinking_budget_tokens")
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "cancelled", "cancelled": "cancelled"}
+# How the server's HTTP error statuses are worded (see remote_http.explain_status).
+_REFUSED_KEY = ("{where} refused the API key ({status}){said}; set ATELIER_OPENAI_API_KEY to the key it was started "
+                "with (vLLM and llama-server: --api-key).")
+STATUS_WORDS: dict[int | str, str] = {
+    401: _REFUSED_KEY,
+    403: _REFUSED_KEY,
+    404: "{where} does not serve the model {model!r} (404){said}; set ATELIER_OPENAI_MODEL to a name listed at "
+         "{url}/models, or leave it empty to use the first one.",
+    429: "{where} is rate-limiting or full (429){said}; try again in a moment, or lower ATELIER_TEXT_CONCURRENCY.",
+    "5xx": "{where} failed with an internal error ({status}){said}; see the server's log.",
+    "other": "{where} rejected the request ({status}){said}.",
+}
 
 
 class RemoteTextError(RuntimeError):
     """A remote text server failed during a reply; the message says what went wrong and how to fix it."""
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """The server's own words from an error response: OpenAI's {"error": {"message"}}, FastAPI's detail, or text."""
-    try:
-        raw = response.read()
-    except httpx.HTTPError:
-        return ""
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError:
-        return raw.decode("utf-8", errors="replace").strip()[:300]
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            return str(error.get("message") or error)[:300]
-        detail = error if error is not None else body.get("detail", body)
-        return str(detail)[:300]
-    return str(body)[:300]
 
 
 class _Reply:
@@ -152,9 +146,7 @@ class _Reply:
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             if self._stopped():
                 return
-            raise RemoteTextError(
-                f"cannot reach the text server at {backend.base_url} ({type(err).__name__}: {err}); is it running?"
-            ) from err
+            raise RemoteTextError(backend.http.unreachable(err)) from err
         except httpx.TimeoutException as err:
             if self._stopped():
                 return
@@ -175,7 +167,7 @@ class _Reply:
         if self._stopped():  # a Stop while the request was being sent
             return
         if response.status_code != 200:
-            raise RemoteTextError(backend.explain_status(response.status_code, _error_detail(response)))
+            raise RemoteTextError(backend.explain_status(response))
         saw_done = False
         for line in response.iter_lines():
             if self._stopped():
@@ -207,7 +199,7 @@ class _Reply:
                 f"the server at {self.backend.base_url} sent a malformed stream (not JSON: {data[:80]!r})."
             ) from err
         if not isinstance(event, dict):
-            raise RemoteTextError(f"the server at {self.backend.base_url} sent a malformed stream event: {data[:80]!r}")
+            raise self._malformed(data)
         if "error" in event:  # vLLM and others report a failure mid-stream as an event
             error = event["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
@@ -219,18 +211,19 @@ class _Reply:
         if choices is None:
             if isinstance(usage, dict):
                 return  # the include_usage chunk: usage only, empty choices
-            raise RemoteTextError(f"the server at {self.backend.base_url} sent a malformed stream event: {data[:80]!r}")
+            raise self._malformed(data)
         if not isinstance(choices, list):
-            raise RemoteTextError(f"the server at {self.backend.base_url} sent a malformed stream event: {data[:80]!r}")
+            raise self._malformed(data)
         for choice in choices:
             delta = (choice.get("delta") or {}) if isinstance(choice, dict) else None
             if not isinstance(delta, dict):
-                raise RemoteTextError(
-                    f"the server at {self.backend.base_url} sent a malformed stream event: {data[:80]!r}"
-                )
+                raise self._malformed(data)
             yield from self._delta(delta)
             if choice.get("finish_reason"):
                 self.server_finish = str(choice["finish_reason"])
+
+    def _malformed(self, data: str) -> RemoteTextError:
+        return RemoteTextError(f"the server at {self.backend.base_url} sent a malformed stream event: {data[:80]!r}")
 
     def _delta(self, delta: dict[str, Any]) -> Iterator[Chunk]:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
@@ -349,12 +342,10 @@ class OpenAITextStream:
 
 
 @register_text_backend("openai")
-class OpenAITextBackend:
+class OpenAITextBackend(RemoteBackend):
     """DeepSeek-R1 (or any chat model) served by an OpenAI-compatible server; nothing is loaded here."""
 
     name = "openai"
-    # A server owns the model: offload() and unload() free nothing here (for the health page and residency).
-    remote = True
 
     def __init__(
         self,
@@ -366,8 +357,14 @@ class OpenAITextBackend:
         starts_in_reasoning: bool = True,
         max_connections: int = 16,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key or None
+        headers = {"Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        # A fresh connection per reply: Stop shuts that reply's socket down, and a pooled connection would be
+        # connected before the trace hook could see it. Each timeout (connect, read, ...) applies on its own: a
+        # read waits at most timeout_s for the next token.
+        self.http = RemoteHTTP(base_url, "the text server", timeout_s, headers=headers,
+                               limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=0))
         self._configured_model = model or None
         self.model = model or ""
         self.timeout_s = timeout_s
@@ -378,69 +375,31 @@ class OpenAITextBackend:
         self.revision = ""  # the served model's id and creation time, when the server tells them
         self.served_models: list[str] = []
         self.notes: list[str] = []
-        self._client: httpx.Client | None = None
-        self._client_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        """The server's OpenAI API root (ending in /v1 as a rule), without a trailing slash."""
+        return self.http.url
 
     @property
     def model_name(self) -> str:
         """The served model's name, as shown in the UI and stored in history."""
         return self.model or self._configured_model or f"model at {self.base_url}"
 
-    def client(self) -> httpx.Client:
-        """The shared HTTP client (thread-safe: concurrent replies use separate pooled connections)."""
-        with self._client_lock:
-            if self._client is None:
-                headers = {"Accept": "application/json"}
-                if self._api_key:
-                    headers["Authorization"] = f"Bearer {self._api_key}"
-                # connect/read/write/pool timeouts each: a read waits at most timeout_s for the next token.
-                self._client = httpx.Client(
-                    base_url=self.base_url + "/",
-                    headers=headers,
-                    timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
-                    # A fresh connection per reply: Stop shuts that reply's socket down, and a pooled connection
-                    # would be connected before the trace hook could see it.
-                    limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=0),
-                    # The server is named by settings, never found through proxy variables of the environment.
-                    trust_env=False,
-                )
-            return self._client
-
-    def explain_status(self, status: int, detail: str) -> str:
-        """A clear message for an HTTP error status from the server."""
-        where = f"the text server at {self.base_url}"
-        said = f" (server said: {detail})" if detail else ""
-        if status in (401, 403):
-            return (f"{where} refused the API key ({status}){said}; set ATELIER_OPENAI_API_KEY to the key it was "
-                    "started with (vLLM and llama-server: --api-key).")
-        if status == 404:
-            return (f"{where} does not serve the model {self.model_name!r} (404){said}; set ATELIER_OPENAI_MODEL "
-                    f"to a name listed at {self.base_url}/models, or leave it empty to use the first one.")
-        if status == 429:
-            return (f"{where} is rate-limiting or full (429){said}; try again in a moment, or lower "
-                    "ATELIER_TEXT_CONCURRENCY.")
-        if status >= 500:
-            return f"{where} failed with an internal error ({status}){said}; see the server's log."
-        return f"{where} rejected the request ({status}){said}."
+    def explain_status(self, response: httpx.Response) -> str:
+        """A clear message for an HTTP error status from the server, with its own words on the error."""
+        return explain_status(STATUS_WORDS, response.status_code, error_detail(response), where=self.http.where,
+                              model=self.model_name, url=self.base_url)
 
     # 1. Load --------------------------------------------------------------------------------------
     def load(self, report: Callable[[str], None]) -> None:
         """Check that the server answers and serves the model (from settings, else its first model)."""
         report(f"connecting to the text server at {self.base_url}")
-        try:
-            response = self.client().get("models")
-        except httpx.TimeoutException as err:
-            raise ModelUnavailable(
-                f"The text server at {self.base_url} did not answer within {self.timeout_s:g} s "
-                f"({type(err).__name__}). It may still be loading its model: wait and retry, or raise "
-                "ATELIER_REMOTE_TIMEOUT_S."
-            ) from err
-        except httpx.HTTPError as err:
-            raise ModelUnavailable(
-                f"Cannot reach the text server at {self.base_url} ({type(err).__name__}: {err}). Start it (for "
-                "example `vllm serve MODEL --reasoning-parser deepseek_r1` or `llama-server -m model.gguf "
-                "--reasoning-format deepseek --jinja`), or point ATELIER_OPENAI_BASE_URL at it (with /v1)."
-            ) from err
+        response = self.http.check(
+            "models", still="loading its model",
+            how_to_start="Start it (for example `vllm serve MODEL --reasoning-parser deepseek_r1` or `llama-server -m "
+                         "model.gguf --reasoning-format deepseek --jinja`), or point ATELIER_OPENAI_BASE_URL at it "
+                         "(with /v1).")
         if response.status_code == 404 and self._configured_model:
             # A server without a model list (some proxies): trust the configured name; a wrong one fails later.
             self.notes.append("the server has no /models list: the configured model name was not checked")
@@ -452,7 +411,7 @@ class OpenAITextBackend:
                 "ATELIER_OPENAI_BASE_URL ends with /v1, or set ATELIER_OPENAI_MODEL."
             )
         if response.status_code != 200:
-            raise ModelUnavailable(self.explain_status(response.status_code, _error_detail(response)))
+            raise ModelUnavailable(self.explain_status(response))
         try:
             entries = response.json().get("data") or []
             models = {str(m["id"]): m for m in entries}
@@ -507,18 +466,7 @@ class OpenAITextBackend:
         prompt_chars = sum(len(m["content"]) for m in body["messages"])
         return OpenAITextStream(_Reply(self, body, stop, prompt_chars))
 
-    # 3. Memory ------------------------------------------------------------------------------------
-    def offload(self) -> None:
-        """Nothing to free here: the server owns the model (a no-op)."""
-
-    def unload(self) -> None:
-        """Close the HTTP connections; the next load() checks the server again."""
-        with self._client_lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
-        self.model = ""
-
+    # 3. Memory (offload and unload: RemoteBackend) and health -------------------------------------
     def describe(self) -> dict[str, Any]:
         """Server, model and notes for the health page."""
         notes = [*self.notes,

@@ -324,7 +324,7 @@ def test_a_job_slower_than_its_timeout_is_reported(server: StandinA1111, url: st
 def test_a_server_that_went_away_is_reported(server: StandinA1111, url: str) -> None:
     backend = A1111Backend(url, auth=":".join(AUTH), timeout_s=2)
     backend.load(lambda p: None)
-    backend.url = f"http://127.0.0.1:{free_port()}"
+    backend.http.url = f"http://127.0.0.1:{free_port()}"
     backend.unload()  # the next client is built for the new, dead address
     backend.model = "v1-5"
     with pytest.raises(RemoteImageError, match="cannot reach the AUTOMATIC1111 server"):
