@@ -10,7 +10,7 @@ from peewee import OperationalError
 
 from pipelines.image_base import InvalidRequest
 from pipelines.text_base import TextLimits, TextOptions
-from services.chat import ChatService, split_prompt_answer
+from services.chat import ChatHandle, ChatService, ChatSnapshot, split_prompt_answer
 from services.models import ModelSlot
 from storage.db import open_database
 from storage.models import Conversation, Message, ReplyDraft
@@ -31,6 +31,18 @@ def chat(tmp_path: Path, backend: FakeTextBackend) -> ChatService:
 
 def reply(chat: ChatService, message: str | None, cid: int | None = None, **kw: object):
     return chat.start(message, cid, **kw).wait_finished(30)
+
+
+def start_long(chat: ChatService, backend: FakeTextBackend, message: str, chunks_seen: int = 1,
+               delay: float = 0.05) -> tuple[ChatHandle, ChatSnapshot]:
+    """Start a 100-chunk reply and wait until `chunks_seen` chunks of its reasoning streamed."""
+    backend.delay = delay
+    backend.chunks_per_part = 50
+    handle = chat.start(message)
+    snap = handle.wait(-1, 30)
+    while snap.reasoning.count("thinking") < chunks_seen:
+        snap = handle.wait(snap.version, 30)
+    return handle, snap
 
 
 def test_a_reply_is_stored_with_its_reasoning_apart(chat: ChatService) -> None:
@@ -63,12 +75,7 @@ def test_reasoning_is_never_sent_back(chat: ChatService, backend: FakeTextBacken
 
 
 def test_stop_ends_the_reply_and_keeps_the_partial_text(chat: ChatService, backend: FakeTextBackend) -> None:
-    backend.delay = 0.05
-    backend.chunks_per_part = 50
-    handle = chat.start("long one")
-    snap = handle.wait(-1, 30)
-    while not snap.reasoning:
-        snap = handle.wait(snap.version, 30)
+    handle, _ = start_long(chat, backend, "long one")
     handle.stop()
     final = handle.wait_finished(30)
     assert final.status == "cancelled"
@@ -238,12 +245,7 @@ def test_a_remote_backend_may_run_several_replies_at_once(tmp_path: Path) -> Non
 
 def test_a_reply_is_saved_as_it_streams_so_a_crash_keeps_it_as_failed(chat: ChatService,
                                                                         backend: FakeTextBackend) -> None:
-    backend.delay = 0.02
-    backend.chunks_per_part = 20
-    handle = chat.start("long one")
-    snap = handle.wait(-1, 30)
-    while snap.reasoning.count("thinking") < 2:  # the first chunk was saved before the second came
-        snap = handle.wait(snap.version, 30)
+    handle, _ = start_long(chat, backend, "long one", chunks_seen=2, delay=0.01)  # the 1st was saved before the 2nd
     # Mid-stream, the text so far is in the database, not only in this process's memory.
     draft = ReplyDraft.get()
     assert draft.reasoning.startswith("thinking 1.")
@@ -287,12 +289,7 @@ def test_a_failed_database_write_fails_the_reply_clearly_and_the_next_start_keep
 
 def test_deleting_a_conversation_while_its_reply_streams_ends_the_reply_clearly(
         chat: ChatService, backend: FakeTextBackend) -> None:
-    backend.delay = 0.02
-    backend.chunks_per_part = 20
-    handle = chat.start("soon gone")
-    snap = handle.wait(-1, 30)
-    while not snap.reasoning:
-        snap = handle.wait(snap.version, 30)
+    handle, snap = start_long(chat, backend, "soon gone", delay=0.01)
     assert chat.delete_conversation(snap.conversation_id)
     final = handle.wait_finished(30)
     assert final.status == "failed"
