@@ -44,10 +44,12 @@ class AccountService:
         if not NAME_PATTERN.match(name):
             raise AccountError("name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
         _check_password(password)
+        # Hashed before the transaction: argon2 takes a while, and the transaction holds the database's write lock.
+        password_hash = _hasher.hash(password)
         with database.atomic():
             if Account.get_or_none(Account.name == name) is not None:
                 raise AccountError(f"user {name!r} already exists.")
-            Account.create(name=name, password_hash=_hasher.hash(password), is_admin=admin)
+            Account.create(name=name, password_hash=password_hash, is_admin=admin)
 
     def remove(self, name: str) -> None:
         """Delete an account (its jobs and conversations stay, owned by the name)."""

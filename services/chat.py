@@ -16,7 +16,7 @@ from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.models import ModelSlot, ModelUnavailableError
 from storage.db import database
-from storage.models import Conversation, Message, owned_by, utcnow
+from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,9 @@ Mode = Literal["send", "regenerate", "edit"]
 MAX_PAGE = 200
 TITLE_CHARS = 60
 MAX_IDEA_CHARS = 1000
+# How often a streaming reply's text so far is saved: what a crash (kill -9, power loss) can lose at most.
+DRAFT_EVERY_S = 1.0
+INTERRUPTED = "interrupted: the server stopped while this reply was being written; the partial reply is kept."
 _STATUS_TEXT = {"done": "Done in {duration:.1f} s", "cancelled": "Stopped: the partial reply is kept.",
                 "failed": "❌ {error}"}
 # R1 takes no system prompt (DeepSeek's advice): the instructions go into the user turn.
@@ -72,6 +75,7 @@ class _Plan:
     mode: Mode = "send"
     user_message: Message | None = None  # the turn being answered
     new_user_text: str | None = None  # edit: the new text of that turn, written when the reply is stored
+    draft_id: int | None = None  # the ReplyDraft saved while the reply streams
 
 
 def message_to_dict(m: Message) -> dict[str, Any]:
@@ -178,10 +182,13 @@ class ChatService:
                                                          f"{'regenerate' if mode == 'regenerate' else 'edit'}."})
             else:
                 new_user_text = message if mode == "edit" else None
+            # Recorded with the turn it answers, so that a crash from here on leaves a trace (see recover()).
+            draft = ReplyDraft.create(conversation=conversation, answers=last_user, mode=mode,
+                                      params=json.dumps(options.model_dump()))
         history = [_for_model(m) for m in turns if m.position < last_user.position]
         history = [h for h in history if h is not None]
         history.append({"role": "user", "content": new_user_text if new_user_text is not None else last_user.content})
-        return _Plan(history, options, conversation, mode, last_user, new_user_text)
+        return _Plan(history, options, conversation, mode, last_user, new_user_text, draft.id)
 
     def _run(self, plan: _Plan, handle: ChatHandle) -> None:
         started = time.perf_counter()
@@ -191,11 +198,20 @@ class ChatService:
                 with self.slot.use() as backend:
                     self._generate(plan, handle, backend, started)
         except ModelUnavailableError as err:
-            self._store(plan, handle, started, status="failed", error=str(err), model=self.slot.status().model)
+            self._fail(plan, handle, started, str(err))
         except Exception as err:  # never leave a watcher hanging, whatever went wrong
             log.exception("chat reply failed")
-            self._store(plan, handle, started, status="failed", error=f"{type(err).__name__}: {err}",
-                        model=self.slot.status().model)
+            self._fail(plan, handle, started, f"{type(err).__name__}: {err}")
+
+    def _fail(self, plan: _Plan, handle: ChatHandle, started: float, error: str) -> None:
+        """Record a failed reply; when even that cannot be written (disk full), still end the watcher's wait."""
+        try:
+            self._store(plan, handle, started, status="failed", error=error, model=self.slot.status().model)
+        except Exception as err:
+            # The draft stays behind: the next start-up turns it into a failed reply (recover()).
+            log.exception("could not record a failed chat reply")
+            error = f"{error} (and the reply could not be saved: {type(err).__name__}: {err})"
+            handle.update(status="failed", message=f"❌ {error}", error=error)
 
     def _generate(self, plan: _Plan, handle: ChatHandle, backend: TextBackend, started: float) -> None:
         key = None
@@ -211,6 +227,7 @@ class ChatService:
         stream = backend.stream(plan.history, plan.options, handle.stop_event)
         thinking_since = time.perf_counter()
         reasoning_s: float | None = None
+        saved_at: float | None = None  # the first chunk is saved at once, then one save per DRAFT_EVERY_S
         try:
             for chunk in stream:
                 snap = handle.snapshot()
@@ -221,6 +238,10 @@ class ChatService:
                         reasoning_s = round(time.perf_counter() - thinking_since, 2)
                     handle.update(status="answering", message="Answering…", answer=snap.answer + chunk.text,
                                   reasoning_s=reasoning_s, thinking_since=None)
+                if plan.draft_id is not None and (saved_at is None
+                                                  or time.perf_counter() - saved_at >= DRAFT_EVERY_S):
+                    saved_at = time.perf_counter()
+                    _save_draft(plan.draft_id, handle.snapshot(), backend.model_name)
         finally:
             stream.close()  # joins the generation thread even if this loop was interrupted
         if reasoning_s is None:
@@ -241,10 +262,19 @@ class ChatService:
         usage_dict = asdict(usage) if usage else {}
         if plan.conversation is None or plan.user_message is None or (status == "failed" and plan.mode != "send"):
             # Prompt assist keeps nothing; a failed regenerate or edit changes nothing (the earlier reply stays).
+            if plan.draft_id is not None:
+                ReplyDraft.delete().where(ReplyDraft.id == plan.draft_id).execute()
             handle.update(status=status, message=_STATUS_TEXT[status].format(duration=duration, error=error),
                           usage=usage_dict, error=error)
             return
         with database.atomic():
+            ReplyDraft.delete().where(ReplyDraft.id == plan.draft_id).execute()
+            if not Conversation.select().where(Conversation.id == plan.conversation.id).exists():
+                # Deleted while the reply ran: there is nothing left to add the reply to.
+                error = (f"conversation {plan.conversation.id} was deleted while this reply was written; "
+                         "the reply was not kept.")
+                handle.update(status="failed", message=f"❌ {error}", usage=usage_dict, error=error)
+                return
             user_message = plan.user_message
             if plan.new_user_text is not None:
                 user_message.content = plan.new_user_text
@@ -261,6 +291,24 @@ class ChatService:
             Conversation.update(updated_at=utcnow()).where(Conversation.id == plan.conversation.id).execute()
         handle.update(status=status, message=_STATUS_TEXT[status].format(duration=duration, error=error),
                       message_id=reply.id, usage=usage_dict, error=error)
+
+    # 3. Start-up housekeeping -------------------------------------------------------------------
+    def recover(self) -> int:
+        """Turn replies left unfinished by a crash into failed replies that keep their partial text; return how
+        many. A regenerate or edit cut short changes nothing, like one that failed (the earlier reply stays)."""
+        recovered = 0
+        with database.atomic():
+            for draft in ReplyDraft.select().order_by(ReplyDraft.id):
+                answered = Message.get_or_none(Message.id == draft.answers_id)
+                position = answered.position + 1 if answered else None
+                if draft.mode == "send" and answered is not None and not Message.select().where(
+                        (Message.conversation == draft.conversation_id) & (Message.position == position)).exists():
+                    Message.create(conversation=draft.conversation_id, position=position, role="assistant",
+                                   content=draft.content, reasoning=draft.reasoning, status="failed",
+                                   error=INTERRUPTED, model=draft.model, params=draft.params)
+                    recovered += 1
+            ReplyDraft.delete().execute()
+        return recovered
 
     def start_prompt_assist(self, idea: str, options: TextOptions | None = None) -> ChatHandle:
         """Ask the model for an image prompt and negative prompt for `idea`; nothing is stored."""
@@ -281,7 +329,7 @@ class ChatService:
             return {"idea": f"idea is {len(idea)} characters; at most {MAX_IDEA_CHARS} are allowed."}
         return {}
 
-    # 3. Conversations ----------------------------------------------------------------------------
+    # 4. Conversations ----------------------------------------------------------------------------
     def list_conversations(self, user: str | None = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
         """Most recently active first; `before` is a conversation id from the previous page's `next_before`."""
         if not 1 <= limit <= MAX_PAGE:
@@ -324,6 +372,12 @@ class ChatService:
             Message.delete().where(Message.conversation == c).execute()
             c.delete_instance()
         return True
+
+
+def _save_draft(draft_id: int, snap: ChatSnapshot, model: str) -> None:
+    """Save a streaming reply's text so far (a no-op once its conversation was deleted)."""
+    ReplyDraft.update(content=snap.answer, reasoning=snap.reasoning, model=model, updated_at=utcnow()).where(
+        ReplyDraft.id == draft_id).execute()
 
 
 def _title(message: str) -> str:

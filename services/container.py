@@ -154,6 +154,8 @@ def build_services(settings: Settings) -> Services:
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
                                              max_message_chars=settings.max_message_chars), defaults, cache,
                        concurrency=settings.resolved_text_concurrency)
+    if interrupted := chat.recover():
+        log.warning("kept %d interrupted chat reply(ies) as failed, with their partial text", interrupted)
     residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")

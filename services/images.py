@@ -159,12 +159,15 @@ class ImageService:
             return
         except Exception as err:
             log.exception("image job %s failed", job.id)
-            reason = f"{type(err).__name__}: {err}"
-            self._finish(job, "failed", started, error=reason)
-            handle.update(status="failed", message=f"Job {job.id} failed: {reason}", error=reason)
+            self._fail(job, handle, started, f"{type(err).__name__}: {err}")
             return
-        written = self._write_files(job, req, backend.model_name, images)
-        files = self._finish(job, "done", started, written=written)
+        try:
+            files = self._store(job, started, lambda out: self._write_files(job, req, backend.model_name, images,
+                                                                            out))
+        except Exception as err:  # disk full, an unwritable images folder, a failed database write
+            log.exception("image job %s could not be saved", job.id)
+            self._fail(job, handle, started, f"could not save the images ({type(err).__name__}: {err})")
+            return
         if key is not None:
             self.cache.trim(user)
         info = self._info(job, seeds, files)
@@ -177,13 +180,20 @@ class ImageService:
         if not sources or not all(path.is_file() for _, path in sources):
             return False  # its files were deleted: compute again
         job = self._create_job(req, user, hit.model, seed_used=hit.seed_used, cached=True)
-        written = []
-        for f, src in sources:
-            rel = Path(dt.date.today().isoformat()) / f"{job.id:06d}-{f.index}-{f.seed}.png"
-            _link_or_copy(src, self.images_dir / rel)
-            written.append({"index": f.index, "path": rel.as_posix(), "seed": f.seed, "width": f.width,
-                            "height": f.height})
-        files = self._finish(job, "done", started, written=written)
+
+        def link(written: list[dict[str, Any]]) -> None:
+            for f, src in sources:
+                rel = Path(dt.date.today().isoformat()) / f"{job.id:06d}-{f.index}-{f.seed}.png"
+                _link_or_copy(src, self.images_dir / rel)
+                written.append({"index": f.index, "path": rel.as_posix(), "seed": f.seed, "width": f.width,
+                                "height": f.height})
+
+        try:
+            files = self._store(job, started, link)
+        except Exception as err:
+            log.exception("image job %s could not be saved", job.id)
+            self._fail(job, handle, started, f"could not save the images ({type(err).__name__}: {err})")
+            return True  # answered (with the failure): computing again would hit the same disk
         seeds = [f.seed for f, _ in sources]
         info = self._info(job, seeds, files)
         handle.update(status="done", job_id=job.id, files=[self.images_dir / f.path for f in files], info=info,
@@ -199,9 +209,10 @@ class ImageService:
                 **req.model_dump(),
             )
 
-    def _write_files(self, job: ImageJob, req: ImageRequest, model: str, images: list[Any]) -> list[dict[str, Any]]:
+    def _write_files(self, job: ImageJob, req: ImageRequest, model: str, images: list[Any],
+                     written: list[dict[str, Any]]) -> None:
+        """Write each image as a PNG, adding its file row to `written` once the file exists."""
         day = dt.date.today().isoformat()
-        written: list[dict[str, Any]] = []
         for index, generated in enumerate(images):
             rel = Path(day) / f"{job.id:06d}-{index}-{generated.seed}.png"
             params = Parameters(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
@@ -210,7 +221,25 @@ class ImageService:
             write_png_atomic(generated.image, self.images_dir / rel, params)
             written.append({"index": index, "path": rel.as_posix(), "seed": generated.seed,
                             "width": generated.image.width, "height": generated.image.height})
-        return written
+
+    def _store(self, job: ImageJob, started: float,
+               write: Callable[[list[dict[str, Any]]], None]) -> list[ImageFile]:
+        """Write the files, then commit their rows with the 'done' status; if any step fails, remove the files
+        written so far and raise, so that no file outlives its job and history never lists a partial job."""
+        written: list[dict[str, Any]] = []
+        try:
+            write(written)
+            return self._finish(job, "done", started, written=written)
+        except BaseException:
+            for row in written:
+                (self.images_dir / row["path"]).unlink(missing_ok=True)
+            raise
+
+    def _fail(self, job: ImageJob, handle: ImageJobHandle, started: float, reason: str) -> None:
+        """Record the job as failed and tell its watcher why."""
+        self._finish(job, "failed", started, error=reason)
+        handle.update(status="failed", message=f"Job {job.id} failed: {reason}", error=reason, job_id=job.id,
+                      files=[])
 
     @staticmethod
     def _finish(job: ImageJob, status: str, started: float, error: str = "",
@@ -272,5 +301,9 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         os.link(src, dest)
     except OSError:
         tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

@@ -14,7 +14,8 @@ PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     "synchronous": "normal",
-    "busy_timeout": 5000,
+    # A writer waits this long (ms) for another's transaction to end rather than fail with "database is locked".
+    "busy_timeout": 30000,
 }
 
 
@@ -23,7 +24,11 @@ def open_database(path: Path) -> SqliteDatabase:
     from storage.migrations import migrate
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False)
+    # BEGIN IMMEDIATE for every transaction: each one here reads, then writes (plan a turn, add an account,
+    # delete a conversation). A deferred BEGIN takes the write lock only at the first write, and if another
+    # connection wrote in between, SQLite answers "database is locked" at once, without waiting (a stale read
+    # snapshot cannot be upgraded). Taking the lock up front makes concurrent writers queue on busy_timeout.
+    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, lock_type="IMMEDIATE")
     database.initialize(db)
     db.connect(reuse_if_open=True)
     migrate(db)

@@ -121,11 +121,34 @@ def m003_accounts_and_cache(db: SqliteDatabase) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS message_cache_key ON message (cache_key)")
 
 
+def m004_reply_drafts(db: SqliteDatabase) -> None:
+    """Replies being written, saved as they stream, so that a crash cannot lose them without a trace."""
+    db.execute_sql(
+        """
+        CREATE TABLE IF NOT EXISTS replydraft (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversation (id) ON DELETE CASCADE,
+            answers_id INTEGER NOT NULL REFERENCES message (id) ON DELETE CASCADE,
+            mode VARCHAR(16) NOT NULL,
+            content TEXT NOT NULL DEFAULT '',
+            reasoning TEXT NOT NULL DEFAULT '',
+            model VARCHAR(255) NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            started_at DATETIME NOT NULL,
+            updated_at DATETIME NOT NULL
+        )
+        """
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS replydraft_conversation_id ON replydraft (conversation_id)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS replydraft_answers_id ON replydraft (answers_id)")
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
     ("002_conversations", m002_conversations),
     ("003_accounts_and_cache", m003_accounts_and_cache),
+    ("004_reply_drafts", m004_reply_drafts),
 ]
 
 

@@ -134,6 +134,22 @@ class Message(BaseModel):
         return json.loads(self.params or "{}")
 
 
+class ReplyDraft(BaseModel):
+    """A reply while it streams, its text so far saved now and then: after a crash it becomes a failed reply
+    that keeps that text (services/chat.py, recover), instead of vanishing or staying unfinished forever."""
+
+    id = AutoField()
+    conversation = ForeignKeyField(Conversation, on_delete="CASCADE")
+    answers = ForeignKeyField(Message, on_delete="CASCADE")  # the user's turn this reply answers
+    mode = CharField()  # send | regenerate | edit
+    content = TextField(default="")
+    reasoning = TextField(default="")
+    model = CharField(default="")
+    params = TextField(default="{}")
+    started_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
 class Account(BaseModel):
     """A person who may log in; the name is what jobs and conversations are owned by."""
 
@@ -144,4 +160,4 @@ class Account(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
-ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, Account]
+ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account]

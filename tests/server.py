@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,24 +23,12 @@ def serve(settings: Settings, apps: list[Any] | None = None) -> Iterator[str]:
 
     `apps`, when given, receives the app, so a test can reach its services (app.state.services).
     """
-    import uvicorn
-
     from app import create_app
+    from tests.standins.serving import serve_asgi
 
-    settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
-    app = create_app(settings)
+    app = create_app(settings.model_copy(update={"host": "127.0.0.1"}))
     if apps is not None:
         apps.append(app)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://{settings.host}:{settings.port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    # Bound to port 0, the OS's free port at bind time: a port picked first and bound later may be taken between.
+    with serve_asgi(app, lifespan="on", start_timeout=60) as url:
+        yield url + "/"

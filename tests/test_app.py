@@ -28,7 +28,8 @@ PARAMS: dict[str, Any] = {"prompt": "a lighthouse at dusk", "negative_prompt": "
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Iterator[str]:
-    settings = tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, preview_every=1)
+    # No result cache: the same-seed test must compute twice (tests/services/test_cache.py covers the cache).
+    settings = tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, preview_every=1, cache_enabled=False)
     with serve(settings) as url:
         yield url
 
@@ -78,8 +79,9 @@ def test_generate_streams_previews_and_returns_the_stored_png(client: Client, se
 
 
 def test_same_seed_twice_gives_identical_pixels(client: Client) -> None:
-    _, (*_, gallery_a, _) = generate(client, width=128, height=64, seed=1234)
-    _, (*_, gallery_b, _) = generate(client, width=128, height=64, seed=1234)
+    _, (*_, gallery_a, info_a) = generate(client, width=128, height=64, seed=1234)
+    _, (*_, gallery_b, info_b) = generate(client, width=128, height=64, seed=1234)
+    assert (info_a["cached"], info_b["cached"]) == (False, False)  # computed twice, not one file linked twice
     a = np.asarray(Image.open(gallery_a[0]["image"]["path"]))
     b = np.asarray(Image.open(gallery_b[0]["image"]["path"]))
     assert a.shape == (64, 128, 3)
@@ -135,10 +137,19 @@ def test_nothing_bypasses_the_queue(server: str) -> None:
     assert caught.value.code in {403, 404, 405}
 
 
-def test_default_profile_offline_stays_up_and_says_how_to_fix(tmp_path: Path) -> None:
+def test_default_profile_offline_stays_up_and_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
+    from huggingface_hub import constants
 
-    settings = Settings(profile="cpu", data_dir=tmp_path, warmup=True)
+    # An empty Hugging Face cache, whatever this machine's own cache holds (huggingface_hub read the variables
+    # at import, so its constants are set too).
+    hf_home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+
+    settings = Settings(profile="cpu", data_dir=tmp_path / "data", warmup=True)
     with TestClient(create_app(settings)) as http:
         deadline = time.monotonic() + 60
         while (image := http.get("/api/health").json()["models"]["image"])["state"] != "failed":

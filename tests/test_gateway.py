@@ -137,7 +137,6 @@ def test_only_gradio_cache_files_can_be_fetched(server: str, alice_work: dict[st
     http = logged_in(server, "alice")
     own = alice_work["gallery"][0]["image"]["url"]
     assert http.get(own).status_code == 200  # what the app sent her, from Gradio's cache
-    stored = http.get("api/history").json()["jobs"][0]["files"][0]["file"] if False else None  # noqa: F841
     data_dir = Path(alice_work["gallery"][0]["image"]["path"]).parents[3]
     for path in (data_dir / "images", data_dir / "atelier.db", Path("/etc/passwd"),
                  Path(alice_work["gallery"][0]["image"]["path"]).parent / ".." / ".." / ".." / "atelier.db"):
@@ -152,12 +151,19 @@ def test_nobody_stops_another_users_job(server: str, alice: Client) -> None:
     while not job.outputs():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    event_id = job.communicator.event_id  # Alice's real, running event
+    assert event_id
     mallory = logged_in(server, "mallory")
-    refused = mallory.post("/gradio_api/cancel", json={"session_hash": alice.session_hash, "event_id": "x",
-                                                       "fn_index": fn_index(server, "generate_image")})
-    assert refused.status_code == 403
+    index = fn_index(server, "generate_image")
+    # Neither naming Alice's session nor his own session with her event lets Mallory stop it.
+    for session in (alice.session_hash, "mallory-session"):
+        refused = mallory.post("/gradio_api/cancel", json={"session_hash": session, "event_id": event_id,
+                                                           "fn_index": index})
+        assert refused.status_code == 403, session
     *_, info = job.result(timeout=120)
     assert info["status"] == "done"
+    assert info["steps"] == 40
+    assert alice.predict(limit=1, api_name="/history")["jobs"][0]["status"] == "done"
 
 
 def test_a_burst_is_cut_at_the_limit_with_retry_after(server: str) -> None:

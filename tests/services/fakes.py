@@ -1,4 +1,4 @@
-"""A scripted text backend: replies are known in advance, so service logic can be checked exactly."""
+"""Scripted backends: replies and images are known in advance, so service logic can be checked exactly."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from PIL import Image
+
+from pipelines.image_base import GeneratedImage, ImageRequest
 from pipelines.reasoning import Chunk
 from pipelines.text_base import TextOptions, TextUsage
 
@@ -74,6 +77,32 @@ class FakeTextBackend:
 
     def unload(self) -> None:
         self.unloaded += 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": "cpu"}
+
+
+class FakeImageBackend:
+    """Returns flat-coloured images at once (the colour follows the seed): storage logic without a model."""
+
+    name = "fake"
+
+    @property
+    def model_name(self) -> str:
+        return "fake-sd"
+
+    def load(self, report: Callable[[str], None]) -> None:
+        pass
+
+    def generate(self, req: ImageRequest, seeds: list[int], on_step: Callable[[Any], None],
+                 stop: threading.Event) -> list[GeneratedImage]:
+        return [GeneratedImage(Image.new("RGB", (req.width, req.height), (seed % 256, 0, 0)), seed) for seed in seeds]
+
+    def offload(self) -> None:
+        pass
+
+    def unload(self) -> None:
+        pass
 
     def describe(self) -> dict[str, Any]:
         return {"device": "cpu"}

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from peewee import OperationalError
 
 from pipelines.image_base import InvalidRequest
 from pipelines.text_base import TextLimits, TextOptions
-from services.chat import ChatService, split_prompt_answer
+from services.chat import ChatHandle, ChatService, ChatSnapshot, split_prompt_answer
 from services.models import ModelSlot
 from storage.db import open_database
-from storage.models import Conversation, Message
+from storage.models import Conversation, Message, ReplyDraft
 from tests.services.fakes import FakeTextBackend
 
 
@@ -30,6 +31,18 @@ def chat(tmp_path: Path, backend: FakeTextBackend) -> ChatService:
 
 def reply(chat: ChatService, message: str | None, cid: int | None = None, **kw: object):
     return chat.start(message, cid, **kw).wait_finished(30)
+
+
+def start_long(chat: ChatService, backend: FakeTextBackend, message: str, chunks_seen: int = 1,
+               delay: float = 0.05) -> tuple[ChatHandle, ChatSnapshot]:
+    """Start a 100-chunk reply and wait until `chunks_seen` chunks of its reasoning streamed."""
+    backend.delay = delay
+    backend.chunks_per_part = 50
+    handle = chat.start(message)
+    snap = handle.wait(-1, 30)
+    while snap.reasoning.count("thinking") < chunks_seen:
+        snap = handle.wait(snap.version, 30)
+    return handle, snap
 
 
 def test_a_reply_is_stored_with_its_reasoning_apart(chat: ChatService) -> None:
@@ -62,12 +75,7 @@ def test_reasoning_is_never_sent_back(chat: ChatService, backend: FakeTextBacken
 
 
 def test_stop_ends_the_reply_and_keeps_the_partial_text(chat: ChatService, backend: FakeTextBackend) -> None:
-    backend.delay = 0.05
-    backend.chunks_per_part = 50
-    handle = chat.start("long one")
-    snap = handle.wait(-1, 30)
-    while not snap.reasoning:
-        snap = handle.wait(snap.version, 30)
+    handle, _ = start_long(chat, backend, "long one")
     handle.stop()
     final = handle.wait_finished(30)
     assert final.status == "cancelled"
@@ -233,3 +241,74 @@ def test_a_remote_backend_may_run_several_replies_at_once(tmp_path: Path) -> Non
     handles = [parallel.start(f"q{i}") for i in range(3)]
     assert all(h.wait_finished(30).status == "done" for h in handles)
     assert peak == 3
+
+
+def test_a_reply_is_saved_as_it_streams_so_a_crash_keeps_it_as_failed(chat: ChatService,
+                                                                        backend: FakeTextBackend) -> None:
+    handle, _ = start_long(chat, backend, "long one", chunks_seen=2, delay=0.01)  # the 1st was saved before the 2nd
+    # Mid-stream, the text so far is in the database, not only in this process's memory.
+    draft = ReplyDraft.get()
+    assert draft.reasoning.startswith("thinking 1.")
+    assert draft.model == "fake-r1"
+    assert handle.wait_finished(30).status == "done"
+    assert ReplyDraft.select().count() == 0  # the finished reply replaced its draft, in one transaction
+
+
+def test_a_failed_database_write_fails_the_reply_clearly_and_the_next_start_keeps_its_text(
+        chat: ChatService, monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = reply(chat, "earlier")
+    real_create = Message.create
+
+    def disk_full_for_replies(**fields: object) -> Message:
+        if fields["role"] == "assistant":
+            raise OperationalError("database or disk is full")
+        return real_create(**fields)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Message, "create", disk_full_for_replies)
+        broken = reply(chat, "then the disk filled up", kept.conversation_id)
+        regenerated = reply(chat, None, kept.conversation_id, mode="regenerate")
+    # The watcher is told, instead of waiting forever.
+    assert broken.status == "failed"
+    assert broken.error.endswith("(and the reply could not be saved: OperationalError: database or disk is full)")
+    # A failed regenerate changes nothing, so there was nothing more to save.
+    assert (regenerated.status, regenerated.error) == ("failed", "OperationalError: database or disk is full")
+    messages = chat.get_conversation(kept.conversation_id)["messages"]
+    assert [m["content"] for m in messages] == ["earlier", "answer 1. answer 1. ", "then the disk filled up"]
+    # What a restart does: the unsaved reply becomes a failed reply with its text so far.
+    assert chat.recover() == 1
+    assert ReplyDraft.select().count() == 0
+    *_, recovered = chat.get_conversation(kept.conversation_id)["messages"]
+    assert (recovered["role"], recovered["status"]) == ("assistant", "failed")
+    assert recovered["error"].startswith("interrupted: the server stopped")
+    assert recovered["reasoning"].startswith("thinking 2.")
+    assert broken.reasoning.startswith(recovered["reasoning"])
+    assert recovered["model"] == "fake-r1"
+    assert chat.recover() == 0
+
+
+def test_deleting_a_conversation_while_its_reply_streams_ends_the_reply_clearly(
+        chat: ChatService, backend: FakeTextBackend) -> None:
+    handle, snap = start_long(chat, backend, "soon gone", delay=0.01)
+    assert chat.delete_conversation(snap.conversation_id)
+    final = handle.wait_finished(30)
+    assert final.status == "failed"
+    assert "was deleted while this reply was written" in final.error
+    assert (Conversation.select().count(), Message.select().count(), ReplyDraft.select().count()) == (0, 0, 0)
+
+
+def test_recovery_after_a_crash_before_the_model_ran(chat: ChatService) -> None:
+    first = reply(chat, "q")
+    # Turns planned (the user's words stored) whose replies never ran: the server died right after.
+    chat._plan("and then?", first.conversation_id, "", chat.defaults, "send")
+    other = reply(chat, "another")
+    chat._plan(None, other.conversation_id, "", chat.defaults, "regenerate")
+    assert ReplyDraft.select().count() == 2
+    assert chat.recover() == 1
+    *_, cut = chat.get_conversation(first.conversation_id)["messages"]
+    assert (cut["role"], cut["status"], cut["content"], cut["position"]) == ("assistant", "failed", "", 3)
+    assert cut["error"].startswith("interrupted")
+    # The regenerate that never ran changed nothing: the earlier reply stays.
+    assert [m["content"] for m in chat.get_conversation(other.conversation_id)["messages"]] == [
+        "another", "answer 2. answer 2. "]
+    assert ReplyDraft.select().count() == 0

@@ -1,14 +1,22 @@
-"""Image jobs end to end below the UI: stored files, history rows, Stop, failures, recovery."""
+"""Image jobs end to end below the UI: stored files, history rows, Stop, failures (a full disk too), recovery."""
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
+import os
+import shutil
+
 import numpy as np
 import pytest
+from peewee import OperationalError
 from PIL import Image
 
 from pipelines.image_base import InvalidRequest
+from services import images as images_service
 from services.container import Services
-from services.images import run_and_collect
+from services.images import JobSnapshot, run_and_collect
+from storage import files
 from storage.files import parse_parameters, read_parameters
 from storage.models import ImageFile, ImageJob
 
@@ -33,11 +41,14 @@ def test_a_job_stores_pngs_with_parameters_and_a_history_row(services: Services)
     assert [f.seed for f in job.files.order_by(ImageFile.index)] == [42, 43]
 
 
-def test_same_seed_twice_gives_identical_files(services: Services) -> None:
+def test_same_seed_twice_gives_identical_files(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the cache on, the second job would hard-link the first one's file and prove nothing.
+    monkeypatch.setattr(services.images.cache, "enabled", False)
     req = services.images.validate(prompt="same", width=64, height=64, steps=2, seed=7)
     a = run_and_collect(services.images, req)
     b = run_and_collect(services.images, req)
-    assert a.files[0] != b.files[0]
+    assert (a.info["cached"], b.info["cached"]) == (False, False)
+    assert not a.files[0].samefile(b.files[0])
     assert np.array_equal(np.asarray(Image.open(a.files[0])), np.asarray(Image.open(b.files[0])))
 
 
@@ -46,6 +57,7 @@ def test_random_seed_is_reported_and_reproduces(services: Services) -> None:
     assert 0 <= a.info["seed"] <= 2**32 - 1
     again = services.images.validate(prompt="r", width=64, height=64, steps=2, seed=a.info["seed"])
     b = run_and_collect(services.images, again)
+    assert (a.info["cached"], b.info["cached"]) == (False, False)
     assert np.array_equal(np.asarray(Image.open(a.files[0])), np.asarray(Image.open(b.files[0])))
 
 
@@ -79,3 +91,73 @@ def test_stop_records_a_cancelled_job_with_no_files(services: Services) -> None:
     # The pipeline is free again at once.
     done = run_and_collect(services.images, services.images.validate(prompt="next", width=64, height=64, steps=1))
     assert done.status == "done"
+
+
+def no_space(*args: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def assert_failed_and_left_nothing(services: Services, snap: JobSnapshot, reason: str) -> None:
+    """The job failed with `reason` in its message; its history row says so, with no file; no file is on disk."""
+    assert snap.status == "failed"
+    assert reason in snap.message
+    assert snap.message.startswith(f"Job {snap.job_id} failed: could not save the images")
+    job = services.history.get_job(snap.job_id)
+    assert (job["status"], job["files"]) == ("failed", [])
+    assert reason in job["error"]
+    images = services.settings.images_dir
+    assert list(images.rglob(f"{snap.job_id:06d}-*")) == []
+    assert list(images.rglob("*.tmp")) == []
+
+
+def test_a_full_disk_fails_the_job_clearly_and_leaves_no_file(services: Services,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def second_fails(fd: int) -> None:  # the first image is written, the second finds the disk full mid-write
+        calls.append(fd)
+        if len(calls) == 2:
+            no_space()
+        real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", second_fails)
+    req = services.images.validate(prompt="too big", width=64, height=64, steps=1, seed=3, batch_count=2)
+    snap = run_and_collect(services.images, req)
+    assert len(calls) == 2
+    assert_failed_and_left_nothing(services, snap, "No space left on device")
+
+
+def test_a_file_where_the_day_folder_belongs_fails_the_job_clearly(services: Services) -> None:
+    blocker = services.settings.images_dir / dt.date.today().isoformat()
+    if blocker.is_dir():
+        shutil.rmtree(blocker)
+    blocker.write_text("not a folder")
+    try:
+        snap = run_and_collect(services.images, services.images.validate(prompt="nowhere", width=64, height=64,
+                                                                         steps=1))
+    finally:
+        blocker.unlink()
+    assert_failed_and_left_nothing(services, snap, "FileExistsError")
+
+
+def test_a_failed_database_write_fails_the_job_and_removes_its_files(services: Services,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(**row: object) -> None:
+        raise OperationalError("database or disk is full")
+
+    monkeypatch.setattr(ImageFile, "create", disk_full)
+    snap = run_and_collect(services.images, services.images.validate(prompt="unrecorded", width=64, height=64,
+                                                                     steps=1))
+    assert_failed_and_left_nothing(services, snap, "OperationalError: database or disk is full")
+
+
+def test_a_cached_answer_that_cannot_be_saved_fails_clearly(services: Services,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    req = services.images.validate(prompt="cached", width=64, height=64, steps=1, seed=11)
+    assert run_and_collect(services.images, req).status == "done"
+    monkeypatch.setattr(images_service.os, "link", no_space)
+    monkeypatch.setattr(images_service.shutil, "copyfile", no_space)
+    snap = run_and_collect(services.images, req)
+    assert ImageJob.get_by_id(snap.job_id).cached  # the failure came from the cache path
+    assert_failed_and_left_nothing(services, snap, "No space left on device")

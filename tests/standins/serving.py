@@ -10,17 +10,17 @@ from typing import Any
 
 
 @contextmanager
-def serve_asgi(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+def serve_asgi(app: Any, host: str = "127.0.0.1", lifespan: str = "off", start_timeout: float = 30) -> Iterator[str]:
     """Run `app` on `host` and a free port; yield its base URL (no trailing slash); stop it after."""
     import uvicorn
 
     # Port 0: the OS picks a free port at bind time, so parallel test runs never collide.
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off",
+    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan=lifespan,
                             timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="standin-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + start_timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the stand-in server did not start")

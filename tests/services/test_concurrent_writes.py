@@ -1,0 +1,66 @@
+"""Replies, image jobs, deletes and new accounts at the same time: each waits its turn for the database's write
+lock, and none fails with "database is locked"."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from pipelines.image_base import ImageLimits
+from pipelines.text_base import TextLimits, TextOptions
+from services.accounts import AccountService
+from services.chat import ChatService
+from services.history import HistoryService
+from services.images import ImageService
+from services.models import ModelSlot
+from storage.db import open_database
+from storage.models import Conversation, ImageJob, Message, ReplyDraft
+from tests.services.fakes import FakeImageBackend, FakeTextBackend
+
+THREADS = 8
+ROUNDS = 4
+
+
+def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_path: Path) -> None:
+    db = open_database(tmp_path / "busy.db")
+    text = ModelSlot("text", FakeTextBackend(chunks_per_part=3), lambda b, report: None, model="fake-r1",
+                     backend_name="fake")
+    # A remote text backend runs replies side by side; every reply reads, then writes, its conversation.
+    chat = ChatService(text, TextLimits(), TextOptions(max_new_tokens=64), concurrency=THREADS)
+    image_slot = ModelSlot("image", FakeImageBackend(), lambda b, report: None, model="fake-sd", backend_name="fake")
+    images = ImageService(image_slot, tmp_path / "images", ImageLimits())
+    history = HistoryService(tmp_path / "images")
+    accounts = AccountService()
+    start = threading.Barrier(THREADS)
+    failures: list[str] = []
+
+    def worker(n: int) -> None:
+        try:
+            start.wait()
+            for r in range(ROUNDS):
+                first = chat.start(f"question {n}.{r}", user=f"u{n}").wait_finished(60)
+                again = chat.start("and then?", first.conversation_id, user=f"u{n}").wait_finished(60)
+                regenerated = chat.start(None, first.conversation_id, user=f"u{n}",
+                                         mode="regenerate").wait_finished(60)
+                job = images.run(images.validate(prompt=f"p{n}.{r}", width=64, height=64, steps=1), user=f"u{n}")
+                failures.extend(f"{s.status}: {s.error}" for s in (first, again, regenerated, job)
+                                if s.status != "done")
+                assert history.delete_job(job.job_id, f"u{n}")
+                assert chat.delete_conversation(first.conversation_id, f"u{n}")
+            accounts.add(f"user{n}", "a long enough password")
+        except Exception as err:  # collected: an exception in a thread would not fail the test by itself
+            failures.append(f"{type(err).__name__}: {err}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert failures == []
+    assert not any(thread.is_alive() for thread in threads)
+    # Everything was deleted again, and nothing was left half-done.
+    assert (Conversation.select().count(), Message.select().count(), ReplyDraft.select().count()) == (0, 0, 0)
+    assert ImageJob.select().count() == 0
+    assert len(accounts.list()) == THREADS
+    assert list((tmp_path / "images").rglob("*.png")) == []
+    db.close()
