@@ -1,5 +1,5 @@
 """What every in-process backend shares when it loads a model: the unavailable-model error and its
-explanation, and download progress from the Hugging Face cache."""
+explanation, download progress from the Hugging Face cache, and one load at a time in the process."""
 
 from __future__ import annotations
 
@@ -89,3 +89,34 @@ def model_revision(folder: str | Path) -> str:
     stats = [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime))
              for p in sorted(path.rglob("*")) if p.is_file()]
     return "local:" + hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
+
+
+# diffusers, transformers and accelerate build a model's skeleton by patching process-wide state for the length
+# of the construction, not per thread: accelerate's init_empty_weights (used by diffusers) swaps
+# nn.Module.register_parameter so that every parameter registered anywhere lands on the meta device;
+# transformers swaps PreTrainedModel.tie_weights/init_weights and torch.linspace, and both set torch's default
+# dtype. A text model whose weights were assigned while the image pipeline was inside init_empty_weights kept
+# them on the meta device, and its generate() failed with "Tensor.item() cannot be called on meta tensors"; two
+# loads that save and restore the same patch out of order can even leave it in place for good. Running a
+# job touches none of these entry points (no parameter is registered, no model class is built), so only
+# loads have to exclude each other. The lock covers from_pretrained alone: downloads happen before it, and no
+# job ever takes it, so a load waits at most for the other model's load, never for its running job.
+_LOAD_LOCK = threading.Lock()
+_loading = ""  # the model holding the lock, for the waiting message (read without the lock: display only)
+
+
+@contextlib.contextmanager
+def exclusive_load(model: str, report: Callable[[str], None], phase: str) -> Iterator[None]:
+    """Hold the process-wide load lock while the block builds ``model``; say so while waiting for it,
+    then report ``phase``."""
+    global _loading
+    if not _LOAD_LOCK.acquire(blocking=False):
+        report(f"waiting for {_loading or 'another model'} to finish loading before loading {model}")
+        _LOAD_LOCK.acquire()
+    _loading = model
+    try:
+        report(phase)
+        yield
+    finally:
+        _loading = ""
+        _LOAD_LOCK.release()
