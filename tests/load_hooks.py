@@ -49,10 +49,14 @@ class Meanwhile:
             self.finished.set()
             self.settled.set()
 
-    def start_and_settle(self) -> None:
-        """Start the action; return once it finished or waits for the other load."""
+    def start(self) -> None:
+        """Start the action in its thread."""
         self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.thread.start()
+
+    def start_and_settle(self) -> None:
+        """Start the action; return once it finished or waits for the other load."""
+        self.start()
         assert self.settled.wait(WAIT_S), f"{self.name} neither finished nor waited for the other load"
 
     def join(self) -> Any:
@@ -109,3 +113,47 @@ def meta_parameters(module: Any) -> list[str]:
     """Names of the parameters and buffers of a torch module that sit on the meta device."""
     tensors = [*module.named_parameters(), *module.named_buffers()]
     return [name for name, tensor in tensors if tensor.device.type == "meta"]
+
+
+def settled_when(slot: Any, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set once ``slot``'s load waits for the other model's load or has ended (ready or failed)."""
+    from services.models import ModelState
+
+    event = threading.Event()
+    report, set_state = slot._report, slot._set
+
+    def watched_report(phase: str) -> None:
+        report(phase)
+        if phase.startswith(WAITING):
+            event.set()
+
+    def watched_set(state: ModelState, *args: Any, **kwargs: Any) -> None:
+        set_state(state, *args, **kwargs)
+        if state in (ModelState.READY, ModelState.FAILED):
+            event.set()
+
+    # ModelSlot looks both up on the instance at each load, so instance attributes take effect.
+    monkeypatch.setattr(slot, "_report", watched_report)
+    monkeypatch.setattr(slot, "_set", watched_set)
+    return event
+
+
+def overlap_slot_loads(monkeypatch: pytest.MonkeyPatch, image_slot: Any, text_slot: Any) -> None:
+    """Make the next loads of both slots overlap at the point where the bug bit, whichever starts first.
+
+    The text build waits until the image loader is inside its meta-device window (or waits for the text
+    load); the image loader, inside that window, waits until the text load ended (or waits for the image
+    load). Without one-load-at-a-time the text weights are assigned inside the image window every time.
+    """
+    image_settled = settled_when(image_slot, monkeypatch)
+    text_settled = settled_when(text_slot, monkeypatch)
+
+    def hold_image_build() -> None:
+        image_settled.set()
+        assert text_settled.wait(WAIT_S), "the text load neither ended nor waited for the image load"
+
+    def hold_text_build() -> None:
+        assert image_settled.wait(WAIT_S), "the image load neither reached its build nor waited"
+
+    during_image_build(monkeypatch, hold_image_build)
+    during_text_build(monkeypatch, hold_text_build)
