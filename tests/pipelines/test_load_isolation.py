@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,3 +93,71 @@ def test_an_image_pipeline_loaded_while_the_text_model_loads_leaves_both_intact(
     assert meta_parameters(text_model.lm) == []
     assert chat(text_model) == expected[0]
     assert np.array_equal(picture(image_model), expected[1])
+
+
+def test_a_chat_runs_to_its_end_while_the_image_pipeline_is_built(
+    monkeypatch: pytest.MonkeyPatch, text_model: TransformersTextBackend, image_model: DiffusersBackend,
+    expected: tuple[list[int], np.ndarray],
+) -> None:
+    # Jobs never take the load lock: the reply is complete while the image loader is still in its window.
+    text_model.load(lambda p: None)
+    reply = Meanwhile(lambda report: chat(text_model), name="chat")
+    during_image_build(monkeypatch, reply.start_and_settle)
+    image_model.load(lambda p: None)
+    assert reply.phases == []  # settled by finishing, not by waiting
+    assert reply.join() == expected[0]
+
+
+def test_an_image_job_runs_to_its_end_while_the_text_model_is_built(
+    monkeypatch: pytest.MonkeyPatch, text_model: TransformersTextBackend, image_model: DiffusersBackend,
+    expected: tuple[list[int], np.ndarray],
+) -> None:
+    image_model.load(lambda p: None)
+    job = Meanwhile(lambda report: picture(image_model), name="image-job")
+    during_text_build(monkeypatch, job.start_and_settle)
+    text_model.load(lambda p: None)
+    assert job.phases == []
+    assert np.array_equal(job.join(), expected[1])
+    assert chat(text_model) == expected[0]
+
+
+def run_cycle(model: Any, run: Callable[[Any], Any], report: Callable[[str], None]) -> list[Any]:
+    """Load, offload, reload, unload and load ``model`` again; ``run`` a job after each (re)load."""
+    results = []
+    for step in ("load", "offload", "load", "unload", "load"):
+        if step == "load":
+            model.load(report)
+            results.append(run(model))
+        else:
+            getattr(model, step)()
+    return results
+
+
+def test_the_text_model_loads_offloads_unloads_and_reloads_in_the_middle_of_an_image_job(
+    text_model: TransformersTextBackend, image_model: DiffusersBackend, expected: tuple[list[int], np.ndarray],
+) -> None:
+    image_model.load(lambda p: None)
+    cycle = Meanwhile(lambda report: run_cycle(text_model, chat, report), name="text-cycle")
+
+    def on_step(update: StepUpdate) -> None:  # between two denoising steps of the running job
+        if update.step == 1:
+            cycle.start_and_settle()
+
+    assert np.array_equal(picture(image_model, on_step), expected[1])
+    assert [p for p in cycle.phases if p.startswith(WAITING)] == []  # it never waited for the job
+    assert cycle.join() == [expected[0]] * 3
+
+
+def test_the_image_model_loads_offloads_unloads_and_reloads_in_the_middle_of_a_chat(
+    text_model: TransformersTextBackend, image_model: DiffusersBackend, expected: tuple[list[int], np.ndarray],
+) -> None:
+    text_model.load(lambda p: None)
+
+    cycle = Meanwhile(lambda report: run_cycle(image_model, picture, report), name="image-cycle")
+    stream = text_model.stream(QUESTION, TextOptions(temperature=0.0, max_new_tokens=4), threading.Event())
+    next(stream)  # the reply is under way: its worker thread is generating
+    cycle.start_and_settle()
+    list(stream)
+    assert stream.token_ids == expected[0]
+    assert [p for p in cycle.phases if p.startswith(WAITING)] == []  # it never waited for the job
+    assert all(np.array_equal(p, expected[1]) for p in cycle.join())
