@@ -95,30 +95,22 @@ def test_an_image_pipeline_loaded_while_the_text_model_loads_leaves_both_intact(
     assert np.array_equal(picture(image_model), expected[1])
 
 
-def test_a_chat_runs_to_its_end_while_the_image_pipeline_is_built(
-    monkeypatch: pytest.MonkeyPatch, text_model: TransformersTextBackend, image_model: DiffusersBackend,
-    expected: tuple[list[int], np.ndarray],
+@pytest.mark.parametrize("running", ["chat", "image job"])
+def test_a_job_runs_to_its_end_while_the_other_model_is_built(
+    running: str, monkeypatch: pytest.MonkeyPatch, text_model: TransformersTextBackend,
+    image_model: DiffusersBackend, expected: tuple[list[int], np.ndarray],
 ) -> None:
-    # Jobs never take the load lock: the reply is complete while the image loader is still in its window.
-    text_model.load(lambda p: None)
-    reply = Meanwhile(lambda report: chat(text_model), name="chat")
-    during_image_build(monkeypatch, reply.start_and_settle)
-    image_model.load(lambda p: None)
-    assert reply.phases == []  # settled by finishing, not by waiting
-    assert reply.join() == expected[0]
-
-
-def test_an_image_job_runs_to_its_end_while_the_text_model_is_built(
-    monkeypatch: pytest.MonkeyPatch, text_model: TransformersTextBackend, image_model: DiffusersBackend,
-    expected: tuple[list[int], np.ndarray],
-) -> None:
-    image_model.load(lambda p: None)
-    job = Meanwhile(lambda report: picture(image_model), name="image-job")
-    during_text_build(monkeypatch, job.start_and_settle)
-    text_model.load(lambda p: None)
-    assert job.phases == []
-    assert np.array_equal(job.join(), expected[1])
-    assert chat(text_model) == expected[0]
+    # Jobs never take the load lock: the job is complete while the other loader is still inside its build.
+    if running == "chat":
+        ready, building, job, build_hook, want = text_model, image_model, chat, during_image_build, expected[0]
+    else:
+        ready, building, job, build_hook, want = image_model, text_model, picture, during_text_build, expected[1]
+    ready.load(lambda p: None)
+    meanwhile = Meanwhile(lambda report: job(ready), name=running)
+    build_hook(monkeypatch, meanwhile.start_and_settle)
+    building.load(lambda p: None)
+    assert meanwhile.phases == []  # settled by finishing, not by waiting
+    assert np.array_equal(meanwhile.join(), want)
 
 
 def run_cycle(model: Any, run: Callable[[Any], Any], report: Callable[[str], None]) -> list[Any]:
