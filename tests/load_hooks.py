@@ -115,38 +115,38 @@ def meta_parameters(module: Any) -> list[str]:
     return [name for name, tensor in tensors if tensor.device.type == "meta"]
 
 
-def settled_when(slot: Any, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """An event set once ``slot``'s load waits for the other model's load or has ended (ready or failed)."""
-    from services.models import ModelState
-
+def settled_when(backend_cls: type, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """An event set once a load of ``backend_cls`` waits for the other model's load or has ended."""
     event = threading.Event()
-    report, set_state = slot._report, slot._set
+    original = backend_cls.load  # type: ignore[attr-defined]
 
-    def watched_report(phase: str) -> None:
-        report(phase)
-        if phase.startswith(WAITING):
+    def load(self: Any, report: Callable[[str], None]) -> None:
+        def watched(phase: str) -> None:
+            report(phase)
+            if phase.startswith(WAITING):
+                event.set()
+
+        try:
+            original(self, watched)
+        finally:
             event.set()
 
-    def watched_set(state: ModelState, *args: Any, **kwargs: Any) -> None:
-        set_state(state, *args, **kwargs)
-        if state in (ModelState.READY, ModelState.FAILED):
-            event.set()
-
-    # ModelSlot looks both up on the instance at each load, so instance attributes take effect.
-    monkeypatch.setattr(slot, "_report", watched_report)
-    monkeypatch.setattr(slot, "_set", watched_set)
+    monkeypatch.setattr(backend_cls, "load", load)
     return event
 
 
-def overlap_slot_loads(monkeypatch: pytest.MonkeyPatch, image_slot: Any, text_slot: Any) -> None:
-    """Make the next loads of both slots overlap at the point where the bug bit, whichever starts first.
+def overlap_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next loads of the image and the text model overlap where the bug bit, whichever starts first.
 
     The text build waits until the image loader is inside its meta-device window (or waits for the text
     load); the image loader, inside that window, waits until the text load ended (or waits for the image
-    load). Without one-load-at-a-time the text weights are assigned inside the image window every time.
+    load). Without one load at a time, the text weights are assigned inside the image window every time.
     """
-    image_settled = settled_when(image_slot, monkeypatch)
-    text_settled = settled_when(text_slot, monkeypatch)
+    from pipelines.diffusers_backend import DiffusersBackend
+    from pipelines.transformers_backend import TransformersTextBackend
+
+    image_settled = settled_when(DiffusersBackend, monkeypatch)
+    text_settled = settled_when(TransformersTextBackend, monkeypatch)
 
     def hold_image_build() -> None:
         image_settled.set()

@@ -14,7 +14,7 @@ import pytest
 from services.container import Services, build_services
 from services.models import ModelSlot, ModelState
 from services.residency import Residency
-from tests.load_hooks import WAIT_S, Meanwhile, overlap_slot_loads
+from tests.load_hooks import WAIT_S, Meanwhile, overlap_loads
 from tests.services.conftest import tiny_settings
 from tests.services.fakes import FakeTextBackend
 
@@ -45,7 +45,7 @@ def assert_both_done(chat: Any, image: Any) -> None:
 def test_a_chat_and_an_image_job_sent_during_warm_up_both_finish(
     monkeypatch: pytest.MonkeyPatch, both: Services
 ) -> None:
-    overlap_slot_loads(monkeypatch, both.image_slot, both.text_slot)
+    overlap_loads(monkeypatch)
     both.warm_up()
     assert_both_done(*chat_and_picture_at_once(both))
     assert both.text_slot.status().state is both.image_slot.status().state is ModelState.READY
@@ -57,7 +57,7 @@ def test_a_chat_and_an_image_job_after_an_idle_unload_both_finish(
     assert_both_done(*chat_and_picture_at_once(both))
     both.residency.policy, both.residency.keep_alive_s = "unload", 0
     assert sorted(both.residency.sweep()) == ["image", "text"]
-    overlap_slot_loads(monkeypatch, both.image_slot, both.text_slot)  # the two reloads overlap
+    overlap_loads(monkeypatch)  # the two reloads overlap
     assert_both_done(*chat_and_picture_at_once(both))
 
 
