@@ -67,7 +67,7 @@ def test_a_text_model_loaded_while_the_image_pipeline_is_built_gets_real_weights
     assert meta_parameters(text_model.lm) == []
     assert chat(text_model) == expected[0]
     assert np.array_equal(picture(image_model), expected[1])
-    assert loader.phases[0] == f"{WAITING}tiny-sd to finish loading before loading {text_model.model_name}"
+    assert loader.phases[0] == f"{WAITING}tiny-sd to finish before loading {text_model.model_name}"
 
 
 def test_an_image_pipeline_loaded_while_the_text_model_loads_leaves_both_intact(
@@ -153,3 +153,35 @@ def test_the_image_model_loads_offloads_unloads_and_reloads_in_the_middle_of_a_c
     assert stream.token_ids == expected[0]
     assert [p for p in cycle.phases if p.startswith(WAITING)] == []  # it never waited for the job
     assert all(np.array_equal(p, expected[1]) for p in cycle.join())
+
+
+def test_a_tiny_model_built_while_the_image_pipeline_is_built_is_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, image_model: DiffusersBackend,
+) -> None:
+    # The tiny profile builds its text model on first use, in the warm-up that loads the image model too.
+    from pipelines.tiny import ensure_tiny_r1
+
+    builder = Meanwhile(lambda report: ensure_tiny_r1(tmp_path / "tiny-r1", report), name="tiny-build")
+    during_image_build(monkeypatch, builder.start_and_settle)
+    image_model.load(lambda p: None)
+    built = TransformersTextBackend(str(builder.join()), device="cpu")
+    built.load(lambda p: None)
+    assert meta_parameters(built.lm) == []
+    assert chat(built)
+
+
+def test_jobs_give_the_same_output_whatever_torch_default_dtype_a_load_has_set(
+    text_model: TransformersTextBackend, image_model: DiffusersBackend, expected: tuple[list[int], np.ndarray],
+) -> None:
+    # The one patched global a job may read: a half-precision load sets it process-wide while it builds.
+    import torch
+
+    text_model.load(lambda p: None)
+    image_model.load(lambda p: None)
+    for dtype in (torch.float16, torch.bfloat16):
+        torch.set_default_dtype(dtype)
+        try:
+            assert chat(text_model) == expected[0]
+            assert np.array_equal(picture(image_model), expected[1])
+        finally:
+            torch.set_default_dtype(torch.float32)
