@@ -23,6 +23,7 @@ from pipelines.loading import (
     IMAGE_MODEL,
     ModelUnavailable,
     download_progress,
+    exclusive_load,
     explain_load_error,
     hub_cache_bytes,
     model_revision,
@@ -90,14 +91,17 @@ class DiffusersBackend:
         if not Path(source).expanduser().is_dir():
             source = self._download(DiffusionPipeline, report)
         self.revision = model_revision(source)
-        report(f"loading {self.model_name} ({self.placement.dtype_name} on {self.placement.device})")
+        phase = f"loading {self.model_name} ({self.placement.dtype_name} on {self.placement.device})"
         try:
             kwargs: dict[str, Any] = {"dtype": self.placement.dtype}
             config = DiffusionPipeline.load_config(source)
             if "safety_checker" in config:
                 # Like AUTOMATIC1111: no NSFW classifier (it costs ~1 GB and blacks out images).
                 kwargs.update(safety_checker=None, requires_safety_checker=False)
-            pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+            # One load at a time in the process: diffusers patches torch process-wide while it builds the
+            # pipeline (see pipelines.loading.exclusive_load); jobs of the other model keep running.
+            with exclusive_load(self.model_name, report, phase):
+                pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
         except Exception as err:  # every loader error becomes one actionable message
             raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
         self._configure(pipe)

@@ -1,5 +1,5 @@
 """What every in-process backend shares when it loads a model: the unavailable-model error and its
-explanation, and download progress from the Hugging Face cache."""
+explanation, download progress from the Hugging Face cache, and one load at a time in the process."""
 
 from __future__ import annotations
 
@@ -89,3 +89,42 @@ def model_revision(folder: str | Path) -> str:
     stats = [(str(p.relative_to(path)), p.stat().st_size, int(p.stat().st_mtime))
              for p in sorted(path.rglob("*")) if p.is_file()]
     return "local:" + hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
+
+
+# diffusers, transformers and accelerate build a model's skeleton by patching process-wide state for the length
+# of the construction, not per thread: accelerate's init_empty_weights (used by diffusers) swaps
+# nn.Module.register_parameter so that every parameter registered anywhere lands on the meta device;
+# transformers swaps PreTrainedModel.tie_weights/init_weights and torch.linspace, and both set torch's default
+# dtype. A text model whose weights were assigned while the image pipeline was inside init_empty_weights kept
+# them on the meta device, and its generate() failed with "Tensor.item() cannot be called on meta tensors"; a
+# tiny model built meanwhile could not even be saved; two loads that save and restore the same patch out of
+# order can leave it in place for good. A running job registers no parameter and builds no model; the one
+# patched global it may read, the default dtype, changes only while a half-precision model is built, and the
+# jobs give the same output under any default (tests/pipelines/test_load_isolation.py). So only loads and
+# builds exclude each other. The lock covers the from_pretrained calls (downloads happen before them) and the
+# tiny builds; no job ever takes it, so a load waits at most for the other model's load, never for its job.
+# Reentrant, so a build that loads a model (the tiny GPTQ step) cannot deadlock on itself.
+_LOAD_LOCK = threading.RLock()
+_loading = ""  # the model holding the lock, for the waiting message (read without the lock: display only)
+
+
+def no_report(phase: str) -> None:
+    """A report callback that reports nowhere."""
+
+
+@contextlib.contextmanager
+def exclusive_load(model: str, report: Callable[[str], None] = no_report, phase: str = "") -> Iterator[None]:
+    """Hold the process-wide load lock while the block builds ``model``; say so while waiting for it,
+    then report ``phase`` (if given)."""
+    global _loading
+    if not _LOAD_LOCK.acquire(blocking=False):
+        report(f"waiting for {_loading or 'another model'} to finish before loading {model}")
+        _LOAD_LOCK.acquire()
+    outer, _loading = _loading, model
+    try:
+        if phase:
+            report(phase)
+        yield
+    finally:
+        _loading = outer
+        _LOAD_LOCK.release()

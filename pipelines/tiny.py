@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pipelines.loading import exclusive_load, no_report
+
 # Torch, diffusers and transformers are imported inside the builders: importing this module must stay
 # cheap, because settings and the backend registry import it even when a tiny model is already on disk.
 
@@ -116,23 +118,23 @@ August September October November December. Spring, summer, autumn and winter ar
 """
 
 
-def ensure_tiny_sd(dest: Path) -> Path:
+def ensure_tiny_sd(dest: Path, report: Callable[[str], None] = no_report) -> Path:
     """Build (once) a tiny random-weight Stable Diffusion pipeline at ``dest`` and return ``dest``."""
-    return _ensure(Path(dest), "sd", _build_sd)
+    return _ensure(Path(dest), "sd", _build_sd, report)
 
 
-def ensure_tiny_r1(dest: Path) -> Path:
+def ensure_tiny_r1(dest: Path, report: Callable[[str], None] = no_report) -> Path:
     """Build (once) a tiny random-weight DeepSeek-R1-like causal LM with its tokenizer at ``dest``."""
-    return _ensure(Path(dest), "r1", _build_r1)
+    return _ensure(Path(dest), "r1", _build_r1, report)
 
 
-def ensure_tiny_r1_gptq(dest: Path, source: Path | None = None) -> Path:
+def ensure_tiny_r1_gptq(dest: Path, source: Path | None = None, report: Callable[[str], None] = no_report) -> Path:
     """Build (once) a 4-bit GPTQ copy of the tiny R1 (``source``, built if not given) at ``dest``."""
     dest = Path(dest)
     if _is_built(dest, "r1-gptq"):
         return dest
-    src = ensure_tiny_r1(Path(source) if source is not None else dest.parent / "tiny-r1")
-    return _ensure(dest, "r1-gptq", lambda out: _build_r1_gptq(src, out))
+    src = ensure_tiny_r1(Path(source) if source is not None else dest.parent / "tiny-r1", report)
+    return _ensure(dest, "r1-gptq", lambda out: _build_r1_gptq(src, out), report)
 
 
 # --- atomic, idempotent builds ----------------------------------------------------------------------
@@ -147,9 +149,18 @@ def _is_built(dest: Path, kind: str) -> bool:
     return isinstance(marker, dict) and marker.get("kind") == kind and marker.get("version") == RECIPE_VERSION
 
 
-def _ensure(dest: Path, kind: str, build: Callable[[Path], None]) -> Path:
+def _ensure(dest: Path, kind: str, build: Callable[[Path], None], report: Callable[[str], None] = no_report) -> Path:
     """Run ``build`` into a temporary sibling folder and move it to ``dest`` in one step, unless built."""
     if _is_built(dest, kind):
+        return dest
+    # Building constructs models, which must not overlap another model's load (see exclusive_load): a tiny
+    # R1 built while the image pipeline loaded got meta-device weights and could not be saved.
+    with exclusive_load(f"the tiny {kind} model", report):
+        return _build_once(dest, kind, build)
+
+
+def _build_once(dest: Path, kind: str, build: Callable[[Path], None]) -> Path:
+    if _is_built(dest, kind):  # built by another thread while this one waited for the lock
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     # A unique sibling (same file system, so os.replace is a rename) that never collides with another

@@ -20,7 +20,14 @@ import torch
 from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
 
 from pipelines.devices import release_memory
-from pipelines.loading import TEXT_MODEL, ModelUnavailable, download_progress, explain_load_error, model_revision
+from pipelines.loading import (
+    TEXT_MODEL,
+    ModelUnavailable,
+    download_progress,
+    exclusive_load,
+    explain_load_error,
+    model_revision,
+)
 from pipelines.reasoning import Chunk, ReasoningSplitter
 from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
 
@@ -338,13 +345,16 @@ class TransformersTextBackend:
             gptq = _is_gptq(config)
             dtype = _pick_dtype(self.device, gptq)
             what = "GPTQ 4-bit" if gptq else "weights"
-            report(f"loading {self.model_name} ({what}, {str(dtype).removeprefix('torch.')} on {self.device})")
+            phase = f"loading {self.model_name} ({what}, {str(dtype).removeprefix('torch.')} on {self.device})"
             tokenizer = AutoTokenizer.from_pretrained(source)
-            # An explicit device_map: without one a GPTQ model lands on the CPU whatever the device, and
-            # accelerate places the weights directly instead of loading to CPU first and copying.
-            lm = AutoModelForCausalLM.from_pretrained(
-                source, dtype=dtype, device_map={"": _device_map_target(self.device)}
-            )
+            # One load at a time in the process: a model built while another loader patches torch
+            # process-wide gets broken weights (see pipelines.loading.exclusive_load). An explicit device_map:
+            # without one a GPTQ model lands on the CPU whatever the device, and accelerate places the weights
+            # directly instead of loading to CPU first and copying.
+            with exclusive_load(self.model_name, report, phase):
+                lm = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=dtype, device_map={"": _device_map_target(self.device)}
+                )
         except Exception as err:  # every loader error becomes one actionable message
             raise ModelUnavailable(explain_load_error(self.model, err, TEXT_MODEL)) from err
         lm.eval()
