@@ -101,7 +101,7 @@ def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
         from pipelines.tiny import ensure_tiny_sd
 
         report("building the tiny Stable Diffusion model (first use only)")
-        ensure_tiny_sd(tiny_dir)
+        ensure_tiny_sd(tiny_dir, report=report)
 
     return _slot("image", settings.image_backend, create_image_backend(settings.image_backend, **options),
                  TINY_SD_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
@@ -129,7 +129,7 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
         from pipelines.tiny import ensure_tiny_r1_gptq
 
         report("building the tiny DeepSeek-R1 and its 4-bit GPTQ copy (first use only)")
-        ensure_tiny_r1_gptq(tiny_dir, source=settings.models_dir / "tiny-r1")
+        ensure_tiny_r1_gptq(tiny_dir, source=settings.models_dir / "tiny-r1", report=report)
 
     return _slot("text", settings.text_backend, create_text_backend(settings.text_backend, **options),
                  TINY_R1_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
