@@ -3,7 +3,8 @@
 argon2 is slow on purpose (a large fraction of a second of CPU and 64 MiB per check), so basic credentials
 are verified once per request, by the gateway, in worker threads of their own (a burst of guesses can
 neither block the event loop nor take FastAPI's thread pool), and only *successful* verifications are
-remembered, for VERIFIED_TTL_S, under a keyed hash of the credentials (never the password itself).
+remembered, for VERIFIED_TTL_S, under a keyed hash of the credentials (never the password itself). When that
+lapses, credentials that were right before are checked again in a lane of their own, ahead of any guesses.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import os
 import secrets
 import threading
 import time
@@ -30,8 +32,12 @@ from settings import RateLimitMode
 # A password change or a removed account stops working through remembered credentials after this long.
 VERIFIED_TTL_S = 30.0
 VERIFIED_MAX_ENTRIES = 1024
-# argon2 checks at once: each takes 64 MiB and a core; more would only queue the CPU, not answer faster.
-VERIFY_THREADS = 2
+# Credentials that verified before are checked in a lane of their own when their entry lapses, so that a
+# user's next request never waits behind a burst of guesses; being known grants no access, only the lane.
+KNOWN_TTL_S = 86400.0
+# argon2 checks of new credentials at once: each takes 64 MiB and a core; half the cores leave the rest to the
+# event loop and the models (more would only queue the CPU, not answer faster).
+VERIFY_THREADS = max(1, (os.cpu_count() or 2) // 2)
 # Where the gateway leaves the resolved user for the REST routes (Starlette's request.state reads it).
 USER_STATE_KEY = "atelier_user"
 
@@ -73,13 +79,16 @@ class Authenticator:
         self._verified: TTLCache[bytes, bool] = TTLCache(self.max_entries, self.ttl_s, timer=self.clock)
         self._lock = threading.Lock()
         self._in_flight: dict[bytes, asyncio.Future[bool]] = {}
-        self._threads = anyio.CapacityLimiter(VERIFY_THREADS)
+        self._known: TTLCache[bytes, bool] = TTLCache(self.max_entries, KNOWN_TTL_S, timer=self.clock)
+        self._new = anyio.CapacityLimiter(VERIFY_THREADS)
+        self._returning = anyio.CapacityLimiter(1)
 
     async def authenticate(self, headers: dict[str, str], attempt: Callable[[str], None]) -> str | None:
         """The user of a request ('' in single-user mode), or None when it has no valid login.
 
-        `attempt(name)` is called before each new argon2 verification (not for remembered credentials, nor
-        for the same credentials already being checked) and may raise to refuse it before any work.
+        `attempt(name)` is called before each argon2 check of credentials not proven right before (not for
+        remembered ones, nor for the same credentials already being checked) and may raise to refuse it
+        before any work.
         """
         if not self.required:
             return ""  # single-user mode: everything belongs to ''
@@ -92,10 +101,12 @@ class Authenticator:
         with self._lock:
             if key in self._verified:  # TTLCache: an expired entry is not in it
                 return credentials.name
+            known = key in self._known
         pending = self._in_flight.get(key)
         if pending is None:
-            attempt(credentials.name)
-            pending = asyncio.ensure_future(self._verify(key, credentials))
+            if not known:  # proven right before: not a guess, so neither counted nor refused
+                attempt(credentials.name)
+            pending = asyncio.ensure_future(self._verify(key, credentials, self._returning if known else self._new))
             self._in_flight[key] = pending
             pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
         # shield: one waiting client going away must not cancel the check the others wait on.
@@ -117,12 +128,14 @@ class Authenticator:
                 return user
         return None
 
-    async def _verify(self, key: bytes, credentials: Credentials) -> bool:
+    async def _verify(self, key: bytes, credentials: Credentials, lane: anyio.CapacityLimiter) -> bool:
         ok = await anyio.to_thread.run_sync(self.accounts.verify, credentials.name, credentials.password,
-                                            limiter=self._threads)
-        if ok:  # failures are never remembered: each guess costs a full check and a login attempt
-            with self._lock:
-                self._verified[key] = True
+                                            limiter=lane)
+        with self._lock:
+            if ok:  # failures are never remembered: each guess costs a full check and a login attempt
+                self._verified[key] = self._known[key] = True
+            else:
+                self._known.pop(key, None)
         return ok
 
     def _fingerprint(self, credentials: Credentials) -> bytes:

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.auth import VERIFIED_TTL_S, Authenticator
+from api.auth import VERIFIED_TTL_S, VERIFY_THREADS, Authenticator
 from app import create_app
 from services.accounts import AccountService
 from storage.db import open_database
@@ -147,7 +147,9 @@ async def test_a_changed_password_or_removed_account_stops_working_after_the_ttl
     accounts.remove("alice")
     now[0] = 2 * VERIFIED_TTL_S + 2
     assert await auth.authenticate(basic("alice", "a brand new password"), attempts.append) is None
-    assert attempts == ["alice"] * 4
+    assert await auth.authenticate(basic("alice", "a brand new password"), attempts.append) is None
+    # Credentials proven right before are re-checked without counting as guesses; once wrong, they count.
+    assert attempts == ["alice", "alice", "alice"]
 
 
 @pytest.mark.anyio
@@ -177,3 +179,28 @@ async def test_the_same_credentials_at_once_share_one_check(accounts: AccountSer
     assert await asyncio.gather(*waiting) == ["alice"] * 8
     assert calls.names == ["alice"]
     assert attempts == ["alice"]
+
+
+@pytest.mark.anyio
+async def test_a_returning_user_is_not_queued_behind_a_burst_of_guesses(accounts: AccountService) -> None:
+    real, gate, started = accounts.verify, threading.Event(), []
+
+    def verify(name: str, password: str) -> bool:
+        started.append(name)
+        if name != "alice":
+            gate.wait(timeout=30)  # the guesses hold every thread for new credentials
+        return real(name, password)
+
+    accounts.verify = verify  # type: ignore[method-assign]
+    now = [0.0]
+    auth = Authenticator(accounts, required=True, clock=lambda: now[0])
+    assert await auth.authenticate(basic("alice", PASSWORD), [].append) == "alice"
+    guesses = [asyncio.ensure_future(auth.authenticate(basic(f"guess{i}", "wrong"), [].append))
+               for i in range(VERIFY_THREADS + 4)]
+    while len(started) < 1 + VERIFY_THREADS:
+        await asyncio.sleep(0.01)
+    now[0] = VERIFIED_TTL_S + 1  # her remembered check lapses in the middle of the burst
+    assert await auth.authenticate(basic("alice", PASSWORD), never) == "alice"
+    assert not any(g.done() for g in guesses)  # she did not wait for them
+    gate.set()
+    assert await asyncio.gather(*guesses) == [None] * len(guesses)
