@@ -106,3 +106,15 @@ def test_the_queue_quota_follows_the_setting_without_accounts() -> None:
     assert quota_with(enforced=True, anonymous_jobs=2).problem(anonymous) == ""
     assert "You already have 3 jobs queued or running" in quota_with(enforced=True, anonymous_jobs=3).problem(
         anonymous)
+
+
+def test_off_lifts_the_limits_but_not_login_throttling(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    settings = tiny_settings(tmp_path, tiny_sd_dir, limit_reads="10/minute", limit_logins="5/minute",
+                             rate_limits="off")
+    settings.ensure_dirs()
+    open_database(settings.db_path)
+    AccountService().add("alice", PASSWORD)
+    http = TestClient(create_app(settings))
+    assert [http.get("/api/history", auth=("alice", PASSWORD)).status_code for _ in range(20)] == [200] * 20
+    guesses = [http.get("/api/history", auth=("bob", f"guess {i}")).status_code for i in range(7)]
+    assert guesses == [401] * 5 + [429] * 2
