@@ -35,9 +35,9 @@ VERIFIED_MAX_ENTRIES = 1024
 # Credentials that verified before are checked in a lane of their own when their entry lapses, so that a
 # user's next request never waits behind a burst of guesses; being known grants no access, only the lane.
 KNOWN_TTL_S = 86400.0
-# argon2 checks of new credentials at once: each takes 64 MiB and a core; half the cores leave the rest to the
-# event loop and the models (more would only queue the CPU, not answer faster).
-VERIFY_THREADS = max(1, (os.cpu_count() or 2) // 2)
+# argon2 checks of new credentials at once: each takes 64 MiB and a core; half the cores (at most 4, so a
+# burst holds at most 256 MiB) leave the rest to the event loop and the models.
+VERIFY_THREADS = min(4, max(1, (os.cpu_count() or 2) // 2))
 # Where the gateway leaves the resolved user for the REST routes (Starlette's request.state reads it).
 USER_STATE_KEY = "atelier_user"
 
