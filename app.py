@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from slowapi.errors import RateLimitExceeded
     from starlette.routing import Mount
 
-    from api.auth import Authenticator
+    from api.auth import Authenticator, limits_apply
     from api.frontend import mount_frontend
     from api.gateway import Gateway
     from api.rest import build_router, rate_limit_exceeded
@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from ui.app_ui import THEME, build_ui
 
     services = build_services(settings)
-    blocks = build_ui(services)
+    has_users = services.accounts.any()
+    enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
+    blocks = build_ui(services, enforce_quota=enforce)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
     # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
@@ -69,11 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         services.shut_down()
 
-    has_users = services.accounts.any()
     if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
         raise SystemExit(problem)
     auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies)
-    limiter = Limiter(key_func=auth.rate_key, storage_uri=settings.ratelimit_storage)
+    limiter = Limiter(key_func=auth.rate_key, storage_uri=settings.ratelimit_storage, enabled=enforce)
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
                   lifespan=lifespan)
     app.state.services = services
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
+                       enforce=enforce,
                        file_roots=[Path(os.environ["GRADIO_TEMP_DIR"])],
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,

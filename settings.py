@@ -21,6 +21,7 @@ class Profile(StrEnum):
 
 MemoryMode = Literal["none", "model-offload", "sequential-offload"]
 IdlePolicy = Literal["resident", "offload", "unload"]
+RateLimitMode = Literal["auto", "on", "off"]
 
 # The defaults each profile brings; an explicit --image-model / --text-model always wins.
 PROFILE_IMAGE_MODELS: dict[Profile, str] = {
@@ -106,6 +107,9 @@ class Settings(BaseSettings):
 
     # Gateway: accounts, limits, quotas, cache
     insecure_no_auth: bool = Field(default=False, description="serve a network host or share link without accounts")
+    rate_limits: RateLimitMode = Field(
+        default="auto", description="auto: rate limits and queue quota on a shared server (accounts, a network "
+                                    "host or --share), not for the one user of a loopback server; on; off")
     ratelimit_storage: str = Field(default="memory://", description="limits storage URI, e.g. redis://host:6379")
     trusted_proxies: list[str] = Field(default_factory=list, description="proxy IPs whose X-Forwarded-For is used")
     limit_image_jobs: str = "10/minute"

@@ -18,7 +18,7 @@ from typing import Any
 from limits import RateLimitItem, parse
 from slowapi import Limiter
 
-from api.auth import Authenticator, header_dict
+from api.auth import USER_STATE_KEY, Authenticator, header_dict
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -35,7 +35,7 @@ class Gateway:
     """ASGI middleware: limits per kind of request, per-session ownership, and which files may be served."""
 
     def __init__(self, app: ASGIApp, *, auth: Authenticator, limiter: Limiter, limits: dict[str, str],
-                 blocks: Any, file_roots: list[Path], max_queue: int) -> None:
+                 blocks: Any, file_roots: list[Path], max_queue: int, enforce: bool = True) -> None:
         self.app = app
         self.auth = auth
         self.limiter = limiter
@@ -43,6 +43,7 @@ class Gateway:
         self.blocks = blocks
         self.file_roots = [p.resolve() for p in file_roots]
         self.max_queue = max_queue
+        self.enforce = enforce  # rate limits apply (api.auth.limits_apply); login throttling always does
         self.session_owner: OrderedDict[str, str] = OrderedDict()  # Gradio session hash -> who joined with it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,20 +64,13 @@ class Gateway:
         if method == "POST" and path.rstrip("/") in (f"{GRADIO}/queue/join", f"{GRADIO}/cancel", "/login"):
             body = await _read_body(receive)
             data = _parse(body, headers.get("content-type", ""))
-        user = self.auth.user_from_headers(headers)
         kind = self._kind(path, method, data)
-        if kind is not None:
-            key = f"user:{user}" if user else f"ip:{self.auth.client_ip(scope, headers)}"
-            if kind == "login":
-                # Per address and account: guessing one password is throttled, a shared address is not locked.
-                key = f"ip:{self.auth.client_ip(scope, headers)}:login:{data.get('username', '')}"
-            item = self.limits[kind]
-            if not self.limiter.limiter.hit(item, kind, key):
-                reset, _ = self.limiter.limiter.get_window_stats(item, kind, key)
-                retry = max(1, math.ceil(reset - time.time()))
-                await _reply(send, 429, f"Too many {_NOUNS[kind]}: the limit is {item}. Try again in {retry} s.",
-                             {"retry-after": str(retry)})
-                return
+        try:
+            user = await self._admit(scope, headers, kind, data)
+        except TooMany as refused:
+            await _reply(send, 429, f"Too many {_NOUNS[refused.kind]}: the limit is {refused.item}. "
+                                    f"Try again in {refused.retry} s.", {"retry-after": str(refused.retry)})
+            return
         if path.rstrip("/") == f"{GRADIO}/queue/join" and body is not None:
             if len(self.blocks._queue) >= self.max_queue:
                 await _reply(send, 503, f"Atelier is busy: {self.max_queue} jobs are already waiting. "
@@ -88,6 +82,37 @@ class Gateway:
             await _reply(send, 403, "You can only stop your own jobs.")
             return
         await self.app(scope, _replay(body, receive) if body is not None else receive, send)
+
+    async def _admit(self, scope: Scope, headers: dict[str, str], kind: str | None,
+                     data: dict[str, Any]) -> str | None:
+        """Who is asking (None: nobody valid), with the request counted against its limit; TooMany when over."""
+        user: str | None = None
+        path = scope["path"].rstrip("/")
+        # Only routes that act on a user resolve one: pages and assets never cost an argon2 check.
+        if path.startswith("/api/") or kind not in (None, "login") or path == f"{GRADIO}/cancel":
+            user = await self.auth.authenticate(
+                headers, lambda name: self._count("login", self._login_key(scope, headers, name)))
+            scope.setdefault("state", {})[USER_STATE_KEY] = user  # the REST routes read it: verified once
+        # Login attempts are throttled whatever the setting: that guards passwords, not the GPU.
+        if kind is not None and (self.enforce or kind == "login"):
+            if kind == "login":
+                key = self._login_key(scope, headers, data.get("username", ""))
+            else:
+                key = f"user:{user}" if user else f"ip:{self.auth.client_ip(scope, headers)}"
+            self._count(kind, key)
+        return user
+
+    def _login_key(self, scope: Scope, headers: dict[str, str], name: str) -> str:
+        """Login attempts count per address and account: guessing one password is throttled, a shared address
+        is not locked out, and the login form and Basic credentials share the count."""
+        return f"ip:{self.auth.client_ip(scope, headers)}:login:{name}"
+
+    def _count(self, kind: str, key: str) -> None:
+        """Count one hit against `kind`'s limit for `key`; TooMany when it is over."""
+        item = self.limits[kind]
+        if not self.limiter.limiter.hit(item, kind, key):
+            reset, _ = self.limiter.limiter.get_window_stats(item, kind, key)
+            raise TooMany(kind, item, max(1, math.ceil(reset - time.time())))
 
     def _kind(self, path: str, method: str, data: dict[str, Any]) -> str | None:
         """Which limit a Gradio request counts against, or None for free ones (pages, assets, reads by GET)."""
@@ -131,6 +156,14 @@ class Gateway:
             return False
         event = self.blocks._queue.event_ids_to_events.get(data.get("event_id"))
         return event is None or event.session_hash == session
+
+
+class TooMany(Exception):
+    """A hit over a limit: which one, and the seconds until it frees up."""
+
+    def __init__(self, kind: str, item: RateLimitItem, retry: int) -> None:
+        super().__init__(kind)
+        self.kind, self.item, self.retry = kind, item, retry
 
 
 _NOUNS = {"image": "image jobs", "chat": "chat messages", "upload": "uploads", "login": "login attempts",

@@ -1,6 +1,7 @@
 """The REST surface under /api: health, and per-user history, images and conversations for scripts.
 
-Reads authenticate with the Gradio login cookie or HTTP basic; each route is rate limited with slowapi.
+Reads authenticate with the Gradio login cookie or HTTP basic (checked by the gateway, which leaves the user
+in the request state); each route is rate limited with slowapi.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
     router = APIRouter()
 
     def viewer(request: Request) -> Viewer:
-        name = auth.user_from_headers({k.lower(): v for k, v in request.headers.items()})
+        name = auth.user_of(request)  # resolved by the gateway: argon2 runs at most once per request
         if name is None:
             raise HTTPException(401, "Log in (the Gradio login cookie) or send HTTP basic credentials.",
                                 headers={"WWW-Authenticate": 'Basic realm="Atelier"'})

@@ -15,9 +15,9 @@ THEME = gr.themes.Default(
 )
 
 
-def build_ui(services: Services) -> gr.Blocks:
+def build_ui(services: Services, enforce_quota: bool) -> gr.Blocks:
     """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state)."""
-    quota = QueueQuota(services.settings.user_queue_quota)
+    quota = QueueQuota(services.settings.user_queue_quota, enforced=enforce_quota)
     with gr.Blocks(title="Atelier", analytics_enabled=False) as blocks:
         gr.Markdown("## Atelier")
         with gr.Tabs() as tabs:

@@ -26,8 +26,9 @@ def scope_of(services: Services, request: gr.Request | None) -> str | None:
 class QueueQuota:
     """At most `limit` queued plus running jobs per user, checked in validators before anything is queued."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, enforced: bool = True) -> None:
         self.limit = limit
+        self.enforced = enforced  # off for the one user of a loopback server (ATELIER_RATE_LIMITS)
         self.blocks: gr.Blocks | None = None
 
     def jobs_of(self, user: str) -> int:
@@ -37,13 +38,13 @@ class QueueQuota:
             return 0
         waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
         running = [e for job in queue.active_jobs if job for e in job]
-        return sum(1 for e in waiting + running if e.username == user)
+        return sum(1 for e in waiting + running if (e.username or "") == user)
 
     def problem(self, request: gr.Request | None) -> str:
         """A message when this request would exceed its user's quota, else ''."""
-        user = getattr(request, "username", None)
-        if not user:
-            return ""  # single-user mode: nobody to share the GPU with
+        if not self.enforced:
+            return ""
+        user = getattr(request, "username", None) or ""  # without accounts everyone is the one user ''
         count = self.jobs_of(user)
         if count >= self.limit:
             return (f"You already have {count} jobs queued or running (the limit is {self.limit}). "
