@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.image_base import InvalidRequest
 from services.chat import ChatSnapshot
 from services.container import Services
+from services.limits import InvalidRequest
 from ui.common import PRIVATE, QueueQuota, scope_of, user_of
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")

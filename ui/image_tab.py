@@ -8,9 +8,9 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.image_base import MAX_SEED, SAMPLERS, InvalidRequest
 from services.chat import split_prompt_answer
 from services.container import Services
+from services.limits import MAX_SEED, SAMPLERS, InvalidRequest
 from ui.common import PRIVATE, QueueQuota, user_of
 
 PARAM_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
