@@ -92,8 +92,10 @@ def render(services: Services, quota: QueueQuota) -> None:
             with gr.Column(scale=4):
                 chatbot = gr.Chatbot(label="DeepSeek-R1", height=520, elem_id="chatbot", feedback_options=None,
                                      group_consecutive_messages=False, buttons=["copy"])
+                # lines=1 with max_lines > 1: Gradio's box sends on Enter and breaks the line on Shift+Enter (with
+                # lines > 1 it does the opposite), and still grows to max_lines as the text does.
                 message = gr.Textbox(placeholder="Ask anything… (Enter sends, Shift+Enter: new line)",
-                                     show_label=False, lines=2, elem_id="chat-message")
+                                     show_label=False, lines=1, max_lines=8, elem_id="chat-message")
                 with gr.Row():
                     send_btn = gr.Button("Send", variant="primary", elem_id="chat-send")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="chat-stop")
