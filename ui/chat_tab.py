@@ -230,8 +230,9 @@ def register_api(services: Services, quota: QueueQuota) -> None:
     defaults = chat.defaults
     top = chat.limits.max_new_tokens
     with gr.Row(visible=False):
-        # Events on hidden components (not gr.api) so that their validators run before queueing. The ranges only
-        # describe a field in the message for a value of the wrong type; the service checks the numbers.
+        # Events on hidden components (not gr.api) so that their validators run before queueing. /chat's ranges
+        # only describe a field in the message for a value of the wrong type (the service checks its numbers);
+        # read_api checks /conversations' and /conversation's ranges from their components.
         fields = {
             "message": gr.Textbox(),
             "conversation_id": gr.Number(None, precision=0, minimum=1),
