@@ -11,10 +11,20 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.image_base import InvalidRequest
-from services.chat import ChatSnapshot
+from services.chat import MAX_PAGE, ChatSnapshot
 from services.container import Services
-from ui.common import PRIVATE, QueueQuota, scope_of, user_of
+from services.limits import InvalidRequest
+from ui.common import (
+    PRIVATE,
+    RAW_INPUTS,
+    QueueQuota,
+    read_api,
+    scope_of,
+    type_errors,
+    user_of,
+    verdicts,
+    whole,
+)
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")
 THINKING = "💭 Thinking"
@@ -82,8 +92,10 @@ def render(services: Services, quota: QueueQuota) -> None:
             with gr.Column(scale=4):
                 chatbot = gr.Chatbot(label="DeepSeek-R1", height=520, elem_id="chatbot", feedback_options=None,
                                      group_consecutive_messages=False, buttons=["copy"])
+                # lines=1 with max_lines > 1: Gradio's box sends on Enter and breaks the line on Shift+Enter (with
+                # lines > 1 it does the opposite), and still grows to max_lines as the text does.
                 message = gr.Textbox(placeholder="Ask anything… (Enter sends, Shift+Enter: new line)",
-                                     show_label=False, lines=2, elem_id="chat-message")
+                                     show_label=False, lines=1, max_lines=8, elem_id="chat-message")
                 with gr.Row():
                     send_btn = gr.Button("Send", variant="primary", elem_id="chat-send")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="chat-stop")
@@ -213,30 +225,45 @@ def render(services: Services, quota: QueueQuota) -> None:
 
 
 def register_api(services: Services, quota: QueueQuota) -> None:
-    """`/chat`, `/conversations`, `/conversation`: outside gr.Tabs, with hidden inputs for /chat's validator."""
+    """`/chat`, `/conversations`, `/conversation`: outside gr.Tabs, on hidden inputs so that validators run first."""
     chat = services.chat
     defaults = chat.defaults
+    top = chat.limits.max_new_tokens
     with gr.Row(visible=False):
-        # /chat is an event on hidden components (not gr.api) so that its validator runs before queueing.
-        message = gr.Textbox()
-        conversation_id = gr.Number(None, precision=0)
-        temperature = gr.Number(defaults.temperature)
-        top_p = gr.Number(defaults.top_p)
-        max_new_tokens = gr.Number(defaults.max_new_tokens, precision=0)
-        # Empty keeps the server's default budget; 0 lifts it.
-        thinking_budget = gr.Number(None, precision=0)
+        # Events on hidden components (not gr.api) so that their validators run before queueing. /chat's ranges
+        # only describe a field in the message for a value of the wrong type (the service checks its numbers);
+        # read_api checks /conversations' and /conversation's ranges from their components.
+        fields = {
+            "message": gr.Textbox(),
+            "conversation_id": gr.Number(None, precision=0, minimum=1),
+            "temperature": gr.Number(defaults.temperature, minimum=0, maximum=2),
+            "top_p": gr.Number(defaults.top_p, minimum=0, maximum=1),
+            "max_new_tokens": gr.Number(defaults.max_new_tokens, precision=0, minimum=1, maximum=top),
+            # Empty keeps the server's default budget; 0 lifts it.
+            "thinking_budget": gr.Number(None, precision=0, minimum=0, maximum=top),
+        }
         result = gr.JSON()
         trigger = gr.Button()
+        pages = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_PAGE),
+                 "before": gr.Number(None, precision=0, minimum=1)}
+        one = {"conversation_id": gr.Number(None, precision=0, minimum=1)}
 
     def validate_chat(message: str, conversation_id: float | None, temperature: float | None,
                       top_p: float | None, max_new_tokens: float | None, thinking_budget: float | None,
                       request: gr.Request) -> list[Any]:
-        """Runs before the reply is queued."""
-        errors = chat.field_errors(message, **_option_values(temperature, top_p, max_new_tokens, thinking_budget))
+        """Runs before the reply is queued: types, then the service's ranges, then the conversation's owner."""
+        values = dict(zip(fields, (message, conversation_id, temperature, top_p, max_new_tokens, thinking_budget),
+                          strict=True))
+        wrong = type_errors(fields, values, optional=["conversation_id", *OPTION_NAMES])
+        options = [None if name in wrong else values[name] for name in OPTION_NAMES]
+        errors = {**chat.field_errors(None if "message" in wrong else message, **_option_values(*options)), **wrong}
+        cid = whole(conversation_id)
+        if "conversation_id" not in errors and cid is not None and chat.get_conversation(cid, user_of(request)) is None:
+            errors["conversation_id"] = (f"conversation {cid} does not exist; conversation_id must be one of yours, "
+                                         "or empty for a new one.")
         if problem := quota.problem(request):
             errors["message"] = problem
-        return [gr.validate("message" not in errors, errors.get("message", "")), gr.validate(True, ""),
-                *[gr.validate(n not in errors, errors.get(n, "")) for n in OPTION_NAMES]]
+        return verdicts(list(fields), errors)
 
     # The None defaults make conversation_id and thinking_budget optional for API clients (Gradio reads them).
     async def chat_api(message: str, conversation_id: float | None = None, temperature: float | None = None,
@@ -257,38 +284,33 @@ def register_api(services: Services, quota: QueueQuota) -> None:
                    "answer": snap.answer, "reasoning_s": snap.reasoning_s, "message_id": snap.message_id,
                    "usage": snap.usage, "cached": snap.cached}
 
-    trigger.click(chat_api, inputs=[message, conversation_id, temperature, top_p, max_new_tokens, thinking_budget],
-                  outputs=[result], api_name="chat", validator=validate_chat, concurrency_limit=chat.concurrency,
-                  concurrency_id="text")
+    trigger.click(chat_api, inputs=list(fields.values()), outputs=[result], api_name="chat", validator=validate_chat,
+                  concurrency_limit=chat.concurrency, concurrency_id="text", **RAW_INPUTS)
 
     def conversations_api(limit: int = 20, before: int | None = None,
                           request: gr.Request = None) -> dict[str, Any]:
         """Your conversations, most recently active first; pass `next_before` as `before` for the next page."""
         try:
-            return chat.list_conversations(scope_of(services, request), limit=limit, before=before)
+            return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
     def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
         """One conversation with its messages (each reply's reasoning apart from its answer)."""
-        conv = chat.get_conversation(int(conversation_id), scope_of(services, request))
+        conv = chat.get_conversation(whole(conversation_id), scope_of(services, request))
         if conv is None:
             raise gr.Error(f"conversation {conversation_id} does not exist.")
         return conv
 
-    gr.api(conversations_api, api_name="conversations", concurrency_limit=None)
-    gr.api(conversation_api, api_name="conversation", concurrency_limit=None)
+    read_api(conversations_api, "conversations", pages, optional=["before"])
+    read_api(conversation_api, "conversation", one)
 
 
 def _option_values(t: float | None, p: float | None, n: float | None, budget: float | None) -> dict[str, Any]:
     """UI numbers as TextOptions overrides (None keeps a default; a thinking budget of 0 means no limit)."""
     return {
         "temperature": t, "top_p": p,
-        "max_new_tokens": _whole(n),
-        "thinking_budget": _whole(budget),
+        "max_new_tokens": whole(n),
+        "thinking_budget": whole(budget),
     }
 
-
-def _whole(value: float | None) -> int | float | None:
-    """A whole number as int; anything else as it came, for the validator to name."""
-    return int(value) if value is not None and float(value).is_integer() else value

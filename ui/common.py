@@ -1,7 +1,10 @@
-"""Small helpers shared by the tabs: who is asking, and the per-user queue quota."""
+"""Small helpers shared by the tabs: who is asking, the per-user queue quota, and the checks that tell a script
+which field is wrong and what it allows."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -11,6 +14,113 @@ if TYPE_CHECKING:
 
 # Internal UI events: not part of the public API and not callable by client libraries.
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (a bool is not a number here, though Python says it is)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# Gradio checks a Slider's or Number's minimum and maximum in preprocess, which runs before an event's validator:
+# an out-of-range or non-numeric value then ends as a bare "400 Bad Request" in gradio_client and @gradio/client.
+# The public events skip preprocess (the values of these simple components arrive as sent), so that the validator
+# sees every value and names the field and what it allows. The widgets keep their ranges. Component subclasses with
+# their own preprocess would do as well, but Gradio writes a .pyi file beside any module that subclasses one.
+RAW_INPUTS: dict[str, Any] = {"preprocess": False}
+
+
+def whole(value: Any) -> Any:
+    """A whole number as int (JSON may send 5.0); anything else as it came, for a validator to name."""
+    return int(value) if is_number(value) and float(value).is_integer() else value
+
+
+def _whole_only(component: gr.Slider | gr.Number) -> bool:
+    """Does the component hold whole numbers only (precision 0, or a slider stepping by whole numbers)?"""
+    if component.precision == 0:
+        return True
+    return isinstance(component, gr.Slider) and all(float(x).is_integer() for x in (component.step, component.minimum))
+
+
+def allowed(component: gr.components.Component) -> str:
+    """What a field allows, in words, from its component: "a whole number between 1 and 500", "text"."""
+    if isinstance(component, gr.Slider | gr.Number):
+        kind = "a whole number" if _whole_only(component) else "a number"
+        low, high = (_plain(x) for x in (component.minimum, component.maximum))
+        if low and high:
+            return f"{kind} between {low} and {high}"
+        if low:
+            return f"{kind} of at least {low}"
+        return f"{kind} of at most {high}" if high else kind
+    if isinstance(component, gr.Dropdown):
+        return "one of: " + ", ".join(str(value) for _, value in component.choices)
+    return "text"
+
+
+def _plain(bound: float | None) -> str:
+    """A bound as people write it: 2048, not 2048.0; 4294967295, not 4.29497e+09; '' for none."""
+    if bound is None:
+        return ""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def type_errors(fields: Mapping[str, gr.components.Component], values: Mapping[str, Any],
+                optional: Collection[str] = ()) -> dict[str, str]:
+    """{field: message} for each value of the wrong type (None only where `optional`), saying what it allows."""
+    errors: dict[str, str] = {}
+    for name, component in fields.items():
+        value = values.get(name)
+        if value is None and name in optional:
+            continue
+        if isinstance(component, gr.Slider | gr.Number):
+            if is_number(value) and (not _whole_only(component) or float(value).is_integer()):
+                continue
+        elif isinstance(value, str):
+            continue
+        empty = ", or empty" if name in optional else ""
+        errors[name] = f"{name} must be {allowed(component)}{empty}, got {_shown(value)}."
+    return errors
+
+
+def range_errors(fields: Mapping[str, gr.components.Component], values: Mapping[str, Any]) -> dict[str, str]:
+    """{field: message} for each number outside its component's minimum and maximum."""
+    errors: dict[str, str] = {}
+    for name, component in fields.items():
+        value = values.get(name)
+        if not isinstance(component, gr.Slider | gr.Number) or not is_number(value):
+            continue
+        low, high = component.minimum, component.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            errors[name] = f"{name} must be {allowed(component)}, got {_shown(value)}."
+    return errors
+
+
+def verdicts(names: Collection[str], errors: Mapping[str, str]) -> Any:
+    """What a validator returns: one gr.validate per input, in order; for one input, that one alone (Gradio reads
+    a list of one as a single value, and a list is no verdict: the request would pass)."""
+    found = [gr.validate(name not in errors, errors.get(name, "")) for name in names]
+    return found[0] if len(found) == 1 else found
+
+
+def read_api(fn: Callable[..., Any], api_name: str, fields: Mapping[str, gr.components.Component],
+             optional: Collection[str] = ()) -> None:
+    """A public read-only endpoint on hidden `fields` (made by the caller inside a hidden Row), refused with a
+    message per field before it is queued when a value has the wrong type or lies outside its component's range.
+
+    An event rather than gr.api, whose endpoints take no validator.
+    """
+    names = list(fields)
+
+    def validate(*values: Any) -> Any:
+        given = dict(zip(names, values, strict=False))
+        return verdicts(names, {**range_errors(fields, given), **type_errors(fields, given, optional)})
+
+    gr.Button(visible=False).click(fn, inputs=list(fields.values()), outputs=[gr.JSON(visible=False)],
+                                   api_name=api_name, validator=validate, concurrency_limit=None, **RAW_INPUTS)
 
 
 def user_of(request: gr.Request | None) -> str:

@@ -7,7 +7,8 @@ from typing import Any
 import gradio as gr
 
 from services.container import Services
-from ui.common import PRIVATE, scope_of
+from services.history import MAX_PAGE
+from ui.common import PRIVATE, read_api, scope_of, whole
 from ui.image_tab import ImageTab, settings_values
 
 PAGE = 48
@@ -101,8 +102,11 @@ def register_api(services: Services) -> None:
     def history_api(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
         """Recent image jobs, newest first; pass `next_before` from one page as `before` for the next."""
         try:
-            return history.list_jobs(scope_of(services, request), limit=limit, before=before)
+            return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
-    gr.api(history_api, api_name="history", concurrency_limit=None)
+    with gr.Row(visible=False):
+        fields = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_PAGE),
+                  "before": gr.Number(None, precision=0, minimum=1)}
+    read_api(history_api, "history", fields, optional=["before"])

@@ -8,10 +8,10 @@ from typing import Any
 
 import gradio as gr
 
-from pipelines.image_base import MAX_SEED, SAMPLERS, InvalidRequest
 from services.chat import split_prompt_answer
 from services.container import Services
-from ui.common import PRIVATE, QueueQuota, user_of
+from services.limits import MAX_SEED, SAMPLERS, InvalidRequest
+from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, user_of, verdicts
 
 PARAM_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                "batch_count")
@@ -54,7 +54,8 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
         with gr.Row():
             with gr.Column(scale=5):
                 with gr.Row():
-                    idea = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4, elem_id="image-idea")
+                    idea_box = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4,
+                                          elem_id="image-idea")
                     assist_btn = gr.Button("✨ Write prompt", scale=1, elem_id="image-assist")
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a watercolor fox in a misty forest",
                                     elem_id="image-prompt")
@@ -64,6 +65,7 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="image-stop")
                 with gr.Accordion("Settings", open=True):
                     with gr.Row():
+                        # The ranges bound the widgets; what scripts send, the validators check (RAW_INPUTS).
                         width = gr.Slider(limits.min_size, limits.max_size, value=defaults.get("width", 512),
                                           step=8, label="Width")
                         height = gr.Slider(limits.min_size, limits.max_size, value=defaults.get("height", 512),
@@ -74,7 +76,6 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
                         cfg_scale = gr.Slider(0, limits.max_cfg_scale, value=defaults.get("cfg_scale", 7.0),
                                               step=0.5, label="CFG scale")
                     with gr.Row():
-                        # allow_custom_value: the validator, not Dropdown's bare 400, explains a bad name.
                         sampler = gr.Dropdown(list(SAMPLERS), value=defaults.get("sampler", "Euler a"),
                                               label="Sampler", allow_custom_value=True)
                         seed = gr.Number(-1, precision=0, minimum=-1, maximum=MAX_SEED,
@@ -93,17 +94,20 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
         timer = gr.Timer(1.0, active=True)
 
     inputs = [prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler, batch_count]
+    fields = dict(zip(PARAM_NAMES, inputs, strict=True))
 
     def validate_image_request(prompt: str, negative_prompt: str, width: float, height: float, steps: float,
                                cfg_scale: float, seed: float, sampler: str, batch_count: float,
                                request: gr.Request) -> list[Any]:
         """Runs before the job is queued: one gr.validate per input, naming the allowed range."""
-        values = dict(zip(PARAM_NAMES, (prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler,
-                                        batch_count), strict=True))
-        errors = services.images.field_errors(**_coerce(values))
+        values = _coerce(dict(zip(PARAM_NAMES, (prompt, negative_prompt, width, height, steps, cfg_scale, seed,
+                                                sampler, batch_count), strict=True)))
+        wrong = type_errors(fields, values)
+        # Values of the right type go to the service's checks, which say what each field allows.
+        errors = {**services.images.field_errors(**{k: v for k, v in values.items() if k not in wrong}), **wrong}
         if problem := quota.problem(request):
             errors["prompt"] = problem
-        return [gr.validate(name not in errors, errors.get(name, "")) for name in PARAM_NAMES]
+        return verdicts(PARAM_NAMES, errors)
 
     async def generate_image(prompt: str, negative_prompt: str, width: float, height: float, steps: float,
                              cfg_scale: float, seed: float, sampler: str, batch_count: float,
@@ -131,17 +135,17 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
 
     event = generate_btn.click(
         generate_image, inputs=inputs, outputs=[preview, progress_md, gallery, info],
-        api_name="generate_image", validator=validate_image_request, concurrency_limit=1,
+        api_name="generate_image", validator=validate_image_request, concurrency_limit=1, **RAW_INPUTS,
         # The queue position and ETA show over the result, while the preview above keeps streaming.
         concurrency_id="image", show_progress="full", show_progress_on=[gallery],
     )
 
-    def validate_idea(idea: str, request: gr.Request) -> list[Any]:
+    def validate_idea(idea: str, request: gr.Request) -> Any:
         """Runs before prompt assist is queued."""
-        errors = services.chat.idea_errors(idea)
+        errors = type_errors({"idea": idea_box}, {"idea": idea}) or services.chat.idea_errors(idea)
         if problem := quota.problem(request):
             errors["idea"] = problem
-        return [gr.validate(not errors, errors.get("idea", ""))]
+        return verdicts(["idea"], errors)
 
     async def assist_prompt(idea: str) -> AsyncIterator[tuple[str, str]]:
         """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
@@ -155,8 +159,8 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
             if snap.answer or snap.status in ("done", "cancelled"):
                 yield split_prompt_answer(snap.answer)
 
-    assist_event = assist_btn.click(assist_prompt, inputs=[idea], outputs=[prompt, negative_prompt],
-                                    api_name="assist_prompt", validator=validate_idea,
+    assist_event = assist_btn.click(assist_prompt, inputs=[idea_box], outputs=[prompt, negative_prompt],
+                                    api_name="assist_prompt", validator=validate_idea, **RAW_INPUTS,
                                     concurrency_limit=services.chat.concurrency,
                                     concurrency_id="text", show_progress="minimal")
     stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)

@@ -32,3 +32,26 @@ test("the Gradio UI at / generates an image and chats", async ({ page }) => {
   await expect(page.locator("#chatbot")).toContainText("Thinking");
   await keepScreenshot(page, "gradio-chat");
 });
+
+test("in the Gradio chat, typed text is sent with Enter, and Shift+Enter breaks the line", async ({ page }) => {
+  await page.goto("/");
+  await page.getByRole("tab", { name: "Chat" }).click();
+  const box = page.locator("#chat-message textarea");
+  await expect(box).toHaveCount(1);
+  // Typed key by key, as a person would: focus the box, type, Shift+Enter, type on, Enter.
+  await box.click();
+  await page.keyboard.type("first line");
+  await page.keyboard.press("Shift+Enter");
+  await page.keyboard.type("second line");
+  await expect(box).toHaveValue("first line\nsecond line");
+  await expect(page.locator("#chat-status")).toHaveText("");  // Shift+Enter sent nothing
+  await page.keyboard.press("Enter");
+  await expect(page.locator("#chat-status")).toContainText(/Done in [\d.]+ s/, { timeout: 60_000 });
+  // One turn, with both lines; the box is empty again (Enter added no line break to it).
+  const sent = page.locator('#chatbot [data-testid="user"]');
+  await expect(sent).toHaveCount(1);
+  await expect(sent).toContainText("first line");
+  await expect(sent).toContainText("second line");
+  await expect(box).toHaveValue("");
+  await keepScreenshot(page, "gradio-chat-enter");
+});

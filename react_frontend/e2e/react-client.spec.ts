@@ -45,10 +45,13 @@ test("generates an image: live preview, progress, result with seed and download"
 test("shows the server's validation message next to the field", async ({ page }) => {
   await page.locator("#prompt").fill("a fox");
   await setNumber(page, "#width", 65);
+  // Outside the range of the Gradio UI's slider: the server's validator, not a bare 400, answers it.
+  await setNumber(page, "#steps", 0);
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("error-alert")).toHaveAttribute("data-kind", "validation");
   await expect(page.getByTestId("width-error")).toContainText("multiple of 8 between 64 and 2048");
   await expect(page.locator("#width")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.getByTestId("steps-error")).toContainText("steps must be between 1 and 500, got 0.");
   await keepScreenshot(page, "validation-error");
 });
 
