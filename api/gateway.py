@@ -18,6 +18,7 @@ from typing import Any
 from limits import RateLimitItem, parse
 from slowapi import Limiter
 
+from api import gradio_internals
 from api.auth import Authenticator, header_dict
 
 Scope = dict[str, Any]
@@ -78,7 +79,7 @@ class Gateway:
                              {"retry-after": str(retry)})
                 return
         if path.rstrip("/") == f"{GRADIO}/queue/join" and body is not None:
-            if len(self.blocks._queue) >= self.max_queue:
+            if gradio_internals.queue_size(self.blocks) >= self.max_queue:
                 await _reply(send, 503, f"Atelier is busy: {self.max_queue} jobs are already waiting. "
                                         "Try again shortly.", {"retry-after": "10"})
                 return
@@ -129,8 +130,8 @@ class Gateway:
         owner = self.session_owner.get(session) if session else None
         if owner is not None and owner != user:
             return False
-        event = self.blocks._queue.event_ids_to_events.get(data.get("event_id"))
-        return event is None or event.session_hash == session
+        owner_session = gradio_internals.session_of_event(self.blocks, data.get("event_id"))
+        return owner_session is None or owner_session == session
 
 
 _NOUNS = {"image": "image jobs", "chat": "chat messages", "upload": "uploads", "login": "login attempts",
