@@ -30,6 +30,18 @@ GRADIO = "/gradio_api"
 # A Gradio event's concurrency group says what it costs.
 KIND_BY_CONCURRENCY = {"image": "image", "text": "chat"}
 MAX_SESSIONS = 50_000
+# queue/join, cancel and login bodies hold prompts and settings, never files (those go to /upload): a prompt at
+# its longest is tens of KB, so 1 MiB is roomy, and no one holds the server's memory with a huge body.
+MAX_BODY_BYTES = 1024 * 1024
+# Gradio's session hashes and event ids are 10 to 36 characters; each session hash is remembered (MAX_SESSIONS).
+MAX_ID_CHARS = 256
+MAX_LOGIN_FIELDS = 8
+# The fields of the JSON bodies the gateway reads, by route: (type, required). Others pass on to Gradio.
+JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    f"{GRADIO}/queue/join": {"data": (list, True), "fn_index": (int, True), "session_hash": (str, True),
+                             "event_id": (str, False), "trigger_id": (int, False)},
+    f"{GRADIO}/cancel": {"session_hash": (str, True), "fn_index": (int, True), "event_id": (str, True)},
+}
 
 
 class Gateway:
@@ -61,9 +73,15 @@ class Gateway:
             return
         body: bytes | None = None
         data: dict[str, Any] = {}
-        if method == "POST" and path.rstrip("/") in (f"{GRADIO}/queue/join", f"{GRADIO}/cancel", "/login"):
-            body = await _read_body(receive)
-            data = _parse(body, headers.get("content-type", ""))
+        if method == "POST" and path.rstrip("/") in (*JSON_FIELDS, "/login"):
+            # Read, capped and checked here: Gradio's own routes answer a 500 to some malformed bodies.
+            try:
+                body = await _read_body(receive, headers)
+                data = await self._checked_body(path.rstrip("/"), body, headers.get("content-type", ""), scope,
+                                                receive)
+            except Refused as refused:
+                await _reply(send, refused.status, refused.message)
+                return
         user = self.auth.user_from_headers(headers)
         kind = self._kind(path, method, data)
         if kind is not None:
@@ -89,6 +107,27 @@ class Gateway:
             await _reply(send, 403, "You can only stop your own jobs.")
             return
         await self.app(scope, _replay(body, receive) if body is not None else receive, send)
+
+    async def _checked_body(self, path: str, body: bytes, content_type: str, scope: Scope,
+                            receive: Receive) -> dict[str, Any]:
+        """The fields of a queue/join, cancel or login body, or Refused with what is wrong with it."""
+        if path == "/login":
+            return await _login_form(body, content_type, scope, receive)
+        data = _json_object(body, content_type)
+        for name, (expected, required) in JSON_FIELDS[path].items():
+            value = data.get(name)
+            if value is None:
+                if required:
+                    raise Refused(422, f"The request body needs {name} ({_TYPE_NAMES[expected]}).")
+                continue
+            # bool is an int to Python, not to JSON: `true` is no fn_index.
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise Refused(422, f"{name} must be {_TYPE_NAMES[expected]}, not {_json_type(value)}.")
+            if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+                raise Refused(422, f"{name} is too long: at most {MAX_ID_CHARS} characters.")
+        if path == f"{GRADIO}/queue/join" and data["fn_index"] not in self.blocks.fns:
+            raise Refused(422, "fn_index is not an event of this app (see /config for the events).")
+        return data
 
     def _kind(self, path: str, method: str, data: dict[str, Any]) -> str | None:
         """Which limit a Gradio request counts against, or None for free ones (pages, assets, reads by GET)."""
@@ -136,26 +175,84 @@ class Gateway:
 
 _NOUNS = {"image": "image jobs", "chat": "chat messages", "upload": "uploads", "login": "login attempts",
           "read": "requests"}
+_TYPE_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "an object"}
 
 
-def _parse(body: bytes, content_type: str) -> dict[str, Any]:
-    """A JSON or form body as a dict ({} when it is neither)."""
-    if "application/x-www-form-urlencoded" in content_type:
-        from urllib.parse import parse_qs
+class Refused(Exception):
+    """A request the gateway answers itself: an HTTP status and the message that says why."""
 
-        return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json_type(value: Any) -> str:
+    """How JSON calls the type of a decoded value, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return _TYPE_NAMES.get(type(value), "null")
+
+
+def _json_object(body: bytes, content_type: str) -> dict[str, Any]:
+    """The body as a JSON object (parsed when FastAPI would parse it: no content type, or a JSON one)."""
+    media = content_type.split(";")[0].strip().lower()
+    if media and not (media == "application/json" or media.endswith("+json")):
+        raise Refused(415, f"This route takes a JSON body (Content-Type: application/json), not {media}.")
     try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise Refused(400, "The request body is not valid JSON: it is not UTF-8 text.") from None
+    except ValueError as err:
+        raise Refused(400, f"The request body is not valid JSON: {err}.") from None
+    if not isinstance(data, dict):
+        raise Refused(422, f"The request body must be a JSON object, not {_json_type(data)}.")
+    return data
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _login_form(body: bytes, content_type: str, scope: Scope, receive: Receive) -> dict[str, Any]:
+    """The username of a login form with exactly one username and one password (both text)."""
+    from python_multipart.exceptions import MultipartParseError
+    from starlette.exceptions import HTTPException
+    from starlette.formparsers import MultiPartException
+    from starlette.requests import Request
+
+    media = content_type.split(";")[0].strip().lower()
+    if media not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise Refused(415, "Log in with a form (application/x-www-form-urlencoded or multipart/form-data) "
+                           "holding a username and a password.")
+    try:
+        form = await Request(scope, _replay(body, receive)).form(max_files=0, max_fields=MAX_LOGIN_FIELDS)
+    except HTTPException as err:  # Starlette's form parser inside an app turns its MultiPartException into this
+        raise Refused(400, f"The login form could not be read: {err.detail}") from None
+    except (MultiPartException, MultipartParseError) as err:
+        raise Refused(400, f"The login form could not be read: {err}") from None
+    for name in ("username", "password"):
+        values = form.getlist(name)
+        if len(values) != 1 or not isinstance(values[0], str):
+            raise Refused(422, f"The login form needs exactly one {name}, as text.")
+    return {"username": form["username"]}
+
+
+async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
+    """The whole request body, or Refused (413) as soon as it is known to be over MAX_BODY_BYTES."""
+    too_large = Refused(413, f"The request body is too large: the limit for this route is "
+                             f"{MAX_BODY_BYTES / 2**20:g} MiB ({MAX_BODY_BYTES} bytes).")
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks, size = [], 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "The client went away before its request body arrived.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
 

@@ -56,7 +56,7 @@ def test_a_full_queue_answers_busy_before_gradio(tmp_path: Path) -> None:
 
 def test_image_joins_count_against_the_image_limit_and_reads_are_free(tmp_path: Path) -> None:
     http, reached = app_with(queue_size=0, tmp_path=tmp_path)
-    codes = [http.post("/gradio_api/queue/join", json={"fn_index": 7, "session_hash": f"s{i}"}).status_code
+    codes = [http.post("/gradio_api/queue/join", json={"fn_index": 7, "session_hash": f"s{i}", "data": []}).status_code
              for i in range(3)]
     assert codes == [200, 200, 429]
     assert [http.get("/gradio_api/queue/data").status_code for _ in range(5)] == [200] * 5
