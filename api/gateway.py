@@ -27,6 +27,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRADIO = "/gradio_api"
+CALL = f"{GRADIO}/call/"
 # A Gradio event's concurrency group says what it costs.
 KIND_BY_CONCURRENCY = {"image": "image", "text": "chat"}
 MAX_SESSIONS = 50_000
@@ -57,6 +58,7 @@ class Gateway:
         self.file_roots = [p.resolve() for p in file_roots]
         self.max_queue = max_queue
         self.session_owner: OrderedDict[str, str] = OrderedDict()  # Gradio session hash -> who joined with it
+        self._endpoints: dict[str, list[dict[str, Any]]] | None = None  # api_name -> parameters, read once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the request, then hand it (with its body replayed) to the app."""
@@ -73,7 +75,7 @@ class Gateway:
             return
         body: bytes | None = None
         data: dict[str, Any] = {}
-        if method == "POST" and path.rstrip("/") in (*JSON_FIELDS, "/login"):
+        if method == "POST" and (path.rstrip("/") in (*JSON_FIELDS, "/login") or path.startswith(CALL)):
             # Read, capped and checked here: Gradio's own routes answer a 500 to some malformed bodies.
             try:
                 body = await _read_body(receive, headers)
@@ -113,6 +115,9 @@ class Gateway:
         """The fields of a queue/join, cancel or login body, or Refused with what is wrong with it."""
         if path == "/login":
             return await _login_form(body, content_type, scope, receive)
+        if path.startswith(CALL):
+            self._check_call(path, body, content_type)
+            return {}
         data = _json_object(body, content_type)
         for name, (expected, required) in JSON_FIELDS[path].items():
             value = data.get(name)
@@ -129,6 +134,25 @@ class Gateway:
             raise Refused(422, "fn_index is not an event of this app (see /config for the events).")
         return data
 
+    def _check_call(self, path: str, body: bytes, content_type: str) -> None:
+        """A /call to an endpoint of the public API, and for /call/v2 keyword arguments it takes (Refused
+        otherwise: Gradio answers both with a 500)."""
+        if self._endpoints is None:  # the Blocks are complete before the first request
+            info = self.blocks.get_api_info()
+            self._endpoints = {name.lstrip("/"): e["parameters"] for name, e in info["named_endpoints"].items()}
+        name = _api_name(path)
+        if name not in self._endpoints:
+            raise Refused(404, f"There is no API endpoint /{name}; the endpoints are listed at {GRADIO}/info.")
+        if path.startswith(f"{CALL}v2/"):
+            from gradio_client.utils import construct_args
+
+            # Gradio's own route maps keywords to arguments with this function, and lets its errors be a 500.
+            arguments = {k: v for k, v in _json_object(body, content_type).items() if k != "oauth_token"}
+            try:
+                construct_args(self._endpoints[name], (), arguments)
+            except (TypeError, ValueError) as err:
+                raise Refused(422, str(err).split(" Please click")[0]) from None
+
     def _kind(self, path: str, method: str, data: dict[str, Any]) -> str | None:
         """Which limit a Gradio request counts against, or None for free ones (pages, assets, reads by GET)."""
         if method != "POST":
@@ -141,8 +165,8 @@ class Gateway:
         if clean == f"{GRADIO}/queue/join":
             fn = self.blocks.fns.get(data.get("fn_index"))
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
-        if clean.startswith(f"{GRADIO}/call/"):
-            api_name = clean.removeprefix(f"{GRADIO}/call/").split("/")[0]
+        if clean.startswith(CALL):
+            api_name = _api_name(clean)
             fn = next((f for f in self.blocks.fns.values() if f.api_name == api_name), None)
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
         return None  # REST routes under /api carry slowapi's decorator instead
@@ -176,6 +200,11 @@ class Gateway:
 _NOUNS = {"image": "image jobs", "chat": "chat messages", "upload": "uploads", "login": "login attempts",
           "read": "requests"}
 _TYPE_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "an object"}
+
+
+def _api_name(path: str) -> str:
+    """The endpoint of a /call/{api_name} or /call/v2/{api_name} path."""
+    return path.removeprefix(CALL).removeprefix("v2/").split("/")[0]
 
 
 class Refused(Exception):

@@ -159,3 +159,15 @@ def test_the_gateway_checks_only_fields_gradio_reads_with_the_same_types() -> No
         for name, (kind, _) in JSON_FIELDS[f"/{route}"].items():
             assert name in fields, (route, name)
             assert kind.__name__ in str(fields[name].annotation), (route, name, fields[name].annotation)
+
+
+def test_calls_reach_only_public_endpoints_with_their_own_keywords(alice: httpx.Client) -> None:
+    private = next(d["api_name"] for d in alice.get("/config").json()["dependencies"]
+                   if d.get("api_visibility") == "private" and d.get("api_name"))
+    for name in ("nope", private):
+        for path in (f"gradio_api/call/{name}", f"gradio_api/call/v2/{name}"):
+            refused(alice.post(path, json={"data": []}), 404, f"no API endpoint /{name}", "/gradio_api/info")
+    refused(alice.post("gradio_api/call/v2/history", json={"limit": 3, "nope": 1}), 422, "`nope`")
+    refused(alice.post("gradio_api/call/v2/history", json=[3]), 422, "JSON object")
+    assert alice.post("gradio_api/call/v2/history", json={"limit": 3}).status_code == 200
+    assert alice.post("gradio_api/call/history", json={"data": [3, None]}).status_code == 200
