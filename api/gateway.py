@@ -1,4 +1,5 @@
-"""The gateway in front of Gradio's routes: rate limits, the busy answer, file and cancel guards.
+"""The gateway in front of Gradio's routes: rate limits, the busy answer, file and cancel guards, and the
+size and shape of the bodies it reads (Gradio's own routes answer some malformed ones with a 500).
 
 slowapi's own middleware never sees the routes of a mounted Gradio app, so this ASGI middleware on the parent
 app applies slowapi's Limiter (its `limits` storage: memory, or redis for several replicas) to Gradio's costly
@@ -31,8 +32,8 @@ CALL = f"{GRADIO}/call/"
 # A Gradio event's concurrency group says what it costs.
 KIND_BY_CONCURRENCY = {"image": "image", "text": "chat"}
 MAX_SESSIONS = 50_000
-# queue/join, cancel and login bodies hold prompts and settings, never files (those go to /upload): a prompt at
-# its longest is tens of KB, so 1 MiB is roomy, and no one holds the server's memory with a huge body.
+# queue/join, call, cancel and login bodies hold prompts and settings, never files (those go to /upload): a
+# prompt at its longest is tens of KB, so 1 MiB is roomy, and no one holds the server's memory with a huge body.
 MAX_BODY_BYTES = 1024 * 1024
 # Gradio's session hashes and event ids are 10 to 36 characters; each session hash is remembered (MAX_SESSIONS).
 MAX_ID_CHARS = 256
@@ -76,7 +77,7 @@ class Gateway:
         body: bytes | None = None
         data: dict[str, Any] = {}
         if method == "POST" and (path.rstrip("/") in (*JSON_FIELDS, "/login") or path.startswith(CALL)):
-            # Read, capped and checked here: Gradio's own routes answer a 500 to some malformed bodies.
+            # Read, capped and checked before anything else: a malformed request changes nothing, costs nothing.
             try:
                 body = await _read_body(receive, headers)
                 data = await self._checked_body(path.rstrip("/"), body, headers.get("content-type", ""), scope,
@@ -112,7 +113,8 @@ class Gateway:
 
     async def _checked_body(self, path: str, body: bytes, content_type: str, scope: Scope,
                             receive: Receive) -> dict[str, Any]:
-        """The fields of a queue/join, cancel or login body, or Refused with what is wrong with it."""
+        """The fields of a queue/join, cancel or login body (a call's are checked, not returned), or Refused
+        with what is wrong with it."""
         if path == "/login":
             return await _login_form(body, content_type, scope, receive)
         if path.startswith(CALL):
