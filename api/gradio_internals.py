@@ -30,24 +30,33 @@ def check(blocks: Any, gradio_app: Any) -> None:
         _require(gradio_app, name, "App")
     # Events exist only while requests wait, so a throw-away one shows what this Gradio's events carry.
     for name in EVENT_QUEUE_ATTRIBUTES:
-        _require(EventQueue("atelier-check", 1), name, "EventQueue")
+        _require(_sample(EventQueue, "atelier-check", 1), name, "EventQueue")
     fn = next(iter(blocks.fns.values()), None)
     if fn is not None:
-        event = Event(None, fn, None, "atelier-check")  # type: ignore[arg-type]
+        event = _sample(Event, None, fn, None, "atelier-check")
         for name in EVENT_ATTRIBUTES:
             _require(event, name, "Event")
+
+
+def _refuse(what: str) -> SystemExit:
+    import gradio
+
+    return SystemExit(f"Atelier cannot run on Gradio {gradio.__version__}: it relies on Gradio's private {what}, "
+                      "which this version does not have. Install the Gradio version pinned in requirements.txt.")
 
 
 def _require(owner: Any, name: str, kind: str) -> Any:
     try:
         return getattr(owner, name)
     except AttributeError:
-        import gradio
+        raise _refuse(f"attribute {kind}.{name}") from None
 
-        raise SystemExit(
-            f"Atelier cannot run on Gradio {gradio.__version__}: it relies on Gradio's private attribute "
-            f"{kind}.{name}, which this version does not have. Install the Gradio version pinned in "
-            "requirements.txt.") from None
+
+def _sample(cls: type, *args: Any) -> Any:
+    try:
+        return cls(*args)
+    except TypeError as err:
+        raise _refuse(f"class {cls.__name__} as Atelier builds it ({err})") from None
 
 
 def set_idle_poll(blocks: Any, seconds: float) -> None:

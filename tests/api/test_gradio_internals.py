@@ -61,6 +61,17 @@ def test_what_queued_events_carry_is_checked_too(monkeypatch: pytest.MonkeyPatch
         gradio_internals.check(*built)
 
 
+def test_a_changed_event_constructor_is_refused_too(monkeypatch: pytest.MonkeyPatch, built: tuple[Any, Any]) -> None:
+    original = Event.__init__
+
+    def with_a_new_argument(self: Any, *args: Any, priority: int) -> None:
+        original(self, *args)
+
+    monkeypatch.setattr(Event, "__init__", with_a_new_argument)
+    with pytest.raises(SystemExit, match=r"private class Event as Atelier builds it \(.*priority"):
+        gradio_internals.check(*built)
+
+
 def test_create_app_refuses_a_gradio_whose_queue_lost_an_attribute(monkeypatch: pytest.MonkeyPatch,
                                                                    tmp_path: Path) -> None:
     original = Queue.__init__
