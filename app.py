@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from slowapi.errors import RateLimitExceeded
     from starlette.routing import Mount
 
+    from api import gradio_internals
     from api.auth import Authenticator, limits_apply
     from api.frontend import mount_frontend
     from api.gateway import Gateway
@@ -55,13 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     services = build_services(settings)
     has_users = services.accounts.any()
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
-    blocks = build_ui(services, enforce_quota=enforce)
+    blocks = build_ui(services, enforce_quota=enforce, count_jobs=gradio_internals.jobs_of)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
-    # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
-    # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
-    # pickup latency is nothing next to a model call.
-    blocks._queue.sleep_when_free = QUEUE_IDLE_POLL_S
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +86,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         auth_message="Log in with your Atelier account." if has_users else None,
                         allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    gradio_internals.check(blocks, auth.gradio_app)  # before serving: refuse a Gradio without what we use
+    # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
+    # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
+    # pickup latency is nothing next to a model call.
+    gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
                        enforce=enforce,

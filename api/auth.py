@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 from cachetools import TTLCache
 
+from api import gradio_internals
 from services.accounts import AccountService, Viewer, is_loopback
 from settings import RateLimitMode
 
@@ -121,10 +122,9 @@ class Authenticator:
             cookies.load(cookie_header)
         except Exception:  # a malformed cookie header is no login
             return None
-        cookie_id = self.gradio_app.cookie_id
-        for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        for name in gradio_internals.cookie_names(self.gradio_app):
             morsel = cookies.get(name)
-            if morsel is not None and (user := self.gradio_app.tokens.get(morsel.value)):
+            if morsel is not None and (user := gradio_internals.user_of_token(self.gradio_app, morsel.value)):
                 return user
         return None
 

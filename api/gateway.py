@@ -1,4 +1,5 @@
-"""The gateway in front of Gradio's routes: rate limits, the busy answer, file and cancel guards.
+"""The gateway in front of Gradio's routes: rate limits, the busy answer, file and cancel guards, and the
+size and shape of the bodies it reads (Gradio's own routes answer some malformed ones with a 500).
 
 slowapi's own middleware never sees the routes of a mounted Gradio app, so this ASGI middleware on the parent
 app applies slowapi's Limiter (its `limits` storage: memory, or redis for several replicas) to Gradio's costly
@@ -18,6 +19,7 @@ from typing import Any
 from limits import RateLimitItem, parse
 from slowapi import Limiter
 
+from api import gradio_internals
 from api.auth import USER_STATE_KEY, Authenticator, header_dict
 
 Scope = dict[str, Any]
@@ -26,9 +28,22 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRADIO = "/gradio_api"
+CALL = f"{GRADIO}/call/"
 # A Gradio event's concurrency group says what it costs.
 KIND_BY_CONCURRENCY = {"image": "image", "text": "chat"}
 MAX_SESSIONS = 50_000
+# queue/join, call, cancel and login bodies hold prompts and settings, never files (those go to /upload): a
+# prompt at its longest is tens of KB, so 1 MiB is roomy, and no one holds the server's memory with a huge body.
+MAX_BODY_BYTES = 1024 * 1024
+# Gradio's session hashes and event ids are 10 to 36 characters; each session hash is remembered (MAX_SESSIONS).
+MAX_ID_CHARS = 256
+MAX_LOGIN_FIELDS = 8
+# The fields of the JSON bodies the gateway reads, by route: (type, required). Others pass on to Gradio.
+JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    f"{GRADIO}/queue/join": {"data": (list, True), "fn_index": (int, True), "session_hash": (str, True),
+                             "event_id": (str, False), "trigger_id": (int, False)},
+    f"{GRADIO}/cancel": {"session_hash": (str, True), "fn_index": (int, True), "event_id": (str, True)},
+}
 
 
 class Gateway:
@@ -45,6 +60,7 @@ class Gateway:
         self.max_queue = max_queue
         self.enforce = enforce  # rate limits apply (api.auth.limits_apply); login throttling always does
         self.session_owner: OrderedDict[str, str] = OrderedDict()  # Gradio session hash -> who joined with it
+        self._endpoints: dict[str, list[dict[str, Any]]] | None = None  # api_name -> parameters, read once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the request, then hand it (with its body replayed) to the app."""
@@ -61,9 +77,15 @@ class Gateway:
             return
         body: bytes | None = None
         data: dict[str, Any] = {}
-        if method == "POST" and path.rstrip("/") in (f"{GRADIO}/queue/join", f"{GRADIO}/cancel", "/login"):
-            body = await _read_body(receive)
-            data = _parse(body, headers.get("content-type", ""))
+        if method == "POST" and (path.rstrip("/") in (*JSON_FIELDS, "/login") or path.startswith(CALL)):
+            # Read, capped and checked before anything else: a malformed request changes nothing, costs nothing.
+            try:
+                body = await _read_body(receive, headers)
+                data = await self._checked_body(path.rstrip("/"), body, headers.get("content-type", ""), scope,
+                                                receive)
+            except Refused as refused:
+                await _reply(send, refused.status, refused.message)
+                return
         kind = self._kind(path, method, data)
         try:
             user = await self._admit(scope, headers, kind, data)
@@ -72,7 +94,7 @@ class Gateway:
                                     f"Try again in {refused.retry} s.", {"retry-after": str(refused.retry)})
             return
         if path.rstrip("/") == f"{GRADIO}/queue/join" and body is not None:
-            if len(self.blocks._queue) >= self.max_queue:
+            if gradio_internals.queue_size(self.blocks) >= self.max_queue:
                 await _reply(send, 503, f"Atelier is busy: {self.max_queue} jobs are already waiting. "
                                         "Try again shortly.", {"retry-after": "10"})
                 return
@@ -114,6 +136,50 @@ class Gateway:
             reset, _ = self.limiter.limiter.get_window_stats(item, kind, key)
             raise TooMany(kind, item, max(1, math.ceil(reset - time.time())))
 
+    async def _checked_body(self, path: str, body: bytes, content_type: str, scope: Scope,
+                            receive: Receive) -> dict[str, Any]:
+        """The fields of a queue/join, cancel or login body (a call's are checked, not returned), or Refused
+        with what is wrong with it."""
+        if path == "/login":
+            return await _login_form(body, content_type, scope, receive)
+        if path.startswith(CALL):
+            self._check_call(path, body, content_type)
+            return {}
+        data = _json_object(body, content_type)
+        for name, (expected, required) in JSON_FIELDS[path].items():
+            value = data.get(name)
+            if value is None:
+                if required:
+                    raise Refused(422, f"The request body needs {name} ({_TYPE_NAMES[expected]}).")
+                continue
+            # bool is an int to Python, not to JSON: `true` is no fn_index.
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise Refused(422, f"{name} must be {_TYPE_NAMES[expected]}, not {_json_type(value)}.")
+            if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+                raise Refused(422, f"{name} is too long: at most {MAX_ID_CHARS} characters.")
+        if path == f"{GRADIO}/queue/join" and data["fn_index"] not in self.blocks.fns:
+            raise Refused(422, "fn_index is not an event of this app (see /config for the events).")
+        return data
+
+    def _check_call(self, path: str, body: bytes, content_type: str) -> None:
+        """A /call to an endpoint of the public API, and for /call/v2 keyword arguments it takes (Refused
+        otherwise: Gradio answers both with a 500)."""
+        if self._endpoints is None:  # the Blocks are complete before the first request
+            info = self.blocks.get_api_info()
+            self._endpoints = {name.lstrip("/"): e["parameters"] for name, e in info["named_endpoints"].items()}
+        name = _api_name(path)
+        if name not in self._endpoints:
+            raise Refused(404, f"There is no API endpoint /{name}; the endpoints are listed at {GRADIO}/info.")
+        if path.startswith(f"{CALL}v2/"):
+            from gradio_client.utils import construct_args
+
+            # Gradio's own route maps keywords to arguments with this function, and lets its errors be a 500.
+            arguments = {k: v for k, v in _json_object(body, content_type).items() if k != "oauth_token"}
+            try:
+                construct_args(self._endpoints[name], (), arguments)
+            except (TypeError, ValueError) as err:
+                raise Refused(422, str(err).split(" Please click")[0]) from None
+
     def _kind(self, path: str, method: str, data: dict[str, Any]) -> str | None:
         """Which limit a Gradio request counts against, or None for free ones (pages, assets, reads by GET)."""
         if method != "POST":
@@ -126,8 +192,8 @@ class Gateway:
         if clean == f"{GRADIO}/queue/join":
             fn = self.blocks.fns.get(data.get("fn_index"))
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
-        if clean.startswith(f"{GRADIO}/call/"):
-            api_name = clean.removeprefix(f"{GRADIO}/call/").split("/")[0]
+        if clean.startswith(CALL):
+            api_name = _api_name(clean)
             fn = next((f for f in self.blocks.fns.values() if f.api_name == api_name), None)
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
         return None  # REST routes under /api carry slowapi's decorator instead
@@ -154,8 +220,8 @@ class Gateway:
         owner = self.session_owner.get(session) if session else None
         if owner is not None and owner != user:
             return False
-        event = self.blocks._queue.event_ids_to_events.get(data.get("event_id"))
-        return event is None or event.session_hash == session
+        owner_session = gradio_internals.session_of_event(self.blocks, data.get("event_id"))
+        return owner_session is None or owner_session == session
 
 
 class TooMany(Exception):
@@ -168,26 +234,89 @@ class TooMany(Exception):
 
 _NOUNS = {"image": "image jobs", "chat": "chat messages", "upload": "uploads", "login": "login attempts",
           "read": "requests"}
+_TYPE_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "an object"}
 
 
-def _parse(body: bytes, content_type: str) -> dict[str, Any]:
-    """A JSON or form body as a dict ({} when it is neither)."""
-    if "application/x-www-form-urlencoded" in content_type:
-        from urllib.parse import parse_qs
+def _api_name(path: str) -> str:
+    """The endpoint of a /call/{api_name} or /call/v2/{api_name} path."""
+    return path.removeprefix(CALL).removeprefix("v2/").split("/")[0]
 
-        return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+class Refused(Exception):
+    """A request the gateway answers itself: an HTTP status and the message that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json_type(value: Any) -> str:
+    """How JSON calls the type of a decoded value, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return _TYPE_NAMES.get(type(value), "null")
+
+
+def _json_object(body: bytes, content_type: str) -> dict[str, Any]:
+    """The body as a JSON object (parsed when FastAPI would parse it: no content type, or a JSON one)."""
+    media = content_type.split(";")[0].strip().lower()
+    if media and not (media == "application/json" or media.endswith("+json")):
+        raise Refused(415, f"This route takes a JSON body (Content-Type: application/json), not {media}.")
     try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise Refused(400, "The request body is not valid JSON: it is not UTF-8 text.") from None
+    except ValueError as err:
+        raise Refused(400, f"The request body is not valid JSON: {err}.") from None
+    if not isinstance(data, dict):
+        raise Refused(422, f"The request body must be a JSON object, not {_json_type(data)}.")
+    return data
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _login_form(body: bytes, content_type: str, scope: Scope, receive: Receive) -> dict[str, Any]:
+    """The username of a login form with exactly one username and one password (both text)."""
+    from python_multipart.exceptions import MultipartParseError
+    from starlette.exceptions import HTTPException
+    from starlette.formparsers import MultiPartException
+    from starlette.requests import Request
+
+    media = content_type.split(";")[0].strip().lower()
+    if media not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise Refused(415, "Log in with a form (application/x-www-form-urlencoded or multipart/form-data) "
+                           "holding a username and a password.")
+    try:
+        form = await Request(scope, _replay(body, receive)).form(max_files=0, max_fields=MAX_LOGIN_FIELDS)
+    except HTTPException as err:  # Starlette's form parser inside an app turns its MultiPartException into this
+        raise Refused(400, f"The login form could not be read: {err.detail}") from None
+    except (MultiPartException, MultipartParseError) as err:
+        raise Refused(400, f"The login form could not be read: {err}") from None
+    for name in ("username", "password"):
+        values = form.getlist(name)
+        if len(values) != 1 or not isinstance(values[0], str):
+            raise Refused(422, f"The login form needs exactly one {name}, as text.")
+    return {"username": form["username"]}
+
+
+async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
+    """The whole request body, or Refused (413) as soon as it is known to be over MAX_BODY_BYTES."""
+    too_large = Refused(413, f"The request body is too large: the limit for this route is "
+                             f"{MAX_BODY_BYTES / 2**20:g} MiB ({MAX_BODY_BYTES} bytes).")
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks, size = [], 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "The client went away before its request body arrived.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
 

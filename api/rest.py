@@ -10,14 +10,34 @@ import math
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
 from slowapi import Limiter
 
 from api.auth import Authenticator
 from services.accounts import Viewer
 from services.container import Services
-from storage.models import ImageFile, ImageJob, owned_by
+
+# Ids are SQLite rowids: 1 up to int64's maximum. A bigger number would overflow the query (a 500), so it is
+# refused as a 422 before any route runs.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="an id from /api/history or the Gradio API")]
+
+
+class Problem(BaseModel):
+    """Why a request was refused."""
+
+    detail: str
+
+
+# Every refusal a route may answer, so the OpenAPI schema (and the fuzz test that checks answers against it)
+# knows them.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No valid login cookie or HTTP basic credentials"},
+    429: {"model": Problem, "description": "Over the rate limit; Retry-After says when to try again"},
+}
+NOT_YOURS: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such id of yours"}}
 
 
 def rate_limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
@@ -49,30 +69,30 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
         """Always 200 while the server runs; each model reports not loaded / loading / ready / failed."""
         return services.health()
 
-    @router.get("/history", summary="Your image jobs, newest first")
+    @router.get("/history", summary="Your image jobs, newest first", responses=REFUSALS)
     @limiter.limit(read_limit)
     def history(request: Request, who: Viewer = who_is_asking, limit: Annotated[int, Query(ge=1, le=200)] = 20,
-                before: int | None = None) -> dict[str, Any]:
+                before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> dict[str, Any]:
         """Paged like /history in the Gradio API: pass `next_before` as `before` for the next page."""
         return services.history.list_jobs(who.scope, limit=limit, before=before)
 
     @router.get("/images/{file_id}", summary="One stored PNG (with its parameters chunk)",
-                response_class=FileResponse)
+                response_class=FileResponse,
+                responses={200: {"content": {"image/png": {}}, "description": "The PNG"}, **REFUSALS, **NOT_YOURS})
     @limiter.limit(read_limit)
-    def image(request: Request, file_id: int, who: Viewer = who_is_asking) -> FileResponse:
+    def image(request: Request, file_id: Id, who: Viewer = who_is_asking) -> FileResponse:
         """The PNG as stored; 404 for an id that is not yours."""
-        row = (ImageFile.select().join(ImageJob)
-               .where((ImageFile.id == file_id) & owned_by(ImageJob.user, who.scope)).first())
-        path = services.history.file_path(row.path) if row else None
-        if path is None or not path.is_file():
+        path = services.history.image_file(file_id, who.scope)
+        if path is None:
             raise HTTPException(404, f"image {file_id} does not exist.")
         # Stored images never change: browsers may keep them, but only for this user (private).
         return FileResponse(path, media_type="image/png",
                             headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
-    @router.get("/conversations/{conversation_id}", summary="One conversation with its messages")
+    @router.get("/conversations/{conversation_id}", summary="One conversation with its messages",
+                responses={**REFUSALS, **NOT_YOURS})
     @limiter.limit(read_limit)
-    def conversation(request: Request, conversation_id: int, who: Viewer = who_is_asking) -> dict[str, Any]:
+    def conversation(request: Request, conversation_id: Id, who: Viewer = who_is_asking) -> dict[str, Any]:
         """Reasoning apart from each answer; 404 for an id that is not yours."""
         found = services.chat.get_conversation(conversation_id, who.scope)
         if found is None:

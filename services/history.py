@@ -62,6 +62,13 @@ class HistoryService:
         """Absolute path of a stored image."""
         return self.images_dir / relative
 
+    def image_file(self, file_id: int, user: str | None = "") -> Path | None:
+        """The stored PNG of one image of this user's jobs; None when there is no such image or file."""
+        row = (ImageFile.select().join(ImageJob)
+               .where((ImageFile.id == file_id) & owned_by(ImageJob.user, user)).first())
+        path = self.file_path(row.path) if row else None
+        return path if path is not None and path.is_file() else None
+
     def delete_job(self, job_id: int, user: str | None = "") -> bool:
         """Delete the job and its files; False when there is no such job for this user."""
         job = ImageJob.get_or_none((ImageJob.id == job_id) & owned_by(ImageJob.user, user))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gradio as gr
 
 from services.container import Services
@@ -15,9 +17,10 @@ THEME = gr.themes.Default(
 )
 
 
-def build_ui(services: Services, enforce_quota: bool) -> gr.Blocks:
-    """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state)."""
-    quota = QueueQuota(services.settings.user_queue_quota, enforced=enforce_quota)
+def build_ui(services: Services, enforce_quota: bool, count_jobs: Callable[[gr.Blocks, str], int]) -> gr.Blocks:
+    """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state); `count_jobs(blocks, user)`
+    counts a user's queued and running jobs, for the per-user quota."""
+    quota = QueueQuota(services.settings.user_queue_quota, count_jobs, enforced=enforce_quota)
     with gr.Blocks(title="Atelier", analytics_enabled=False) as blocks:
         gr.Markdown("## Atelier")
         with gr.Tabs() as tabs:

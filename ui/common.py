@@ -134,21 +134,23 @@ def scope_of(services: Services, request: gr.Request | None) -> str | None:
 
 
 class QueueQuota:
-    """At most `limit` queued plus running jobs per user, checked in validators before anything is queued."""
+    """At most `limit` queued plus running jobs per user, checked in validators before anything is queued.
 
-    def __init__(self, limit: int, enforced: bool = True) -> None:
+    `count_jobs(blocks, user)` reads Gradio's queue; app.py hands in its adapter of Gradio's private
+    attributes, which it checked at start-up, so the quota cannot silently turn off after a Gradio upgrade.
+    """
+
+    def __init__(self, limit: int, count_jobs: Callable[[gr.Blocks, str], int], enforced: bool = True) -> None:
         self.limit = limit
+        self.count_jobs = count_jobs
         self.enforced = enforced  # off for the one user of a loopback server (ATELIER_RATE_LIMITS)
         self.blocks: gr.Blocks | None = None
 
     def jobs_of(self, user: str) -> int:
         """The user's events waiting in Gradio's queue or running now."""
-        queue = getattr(self.blocks, "_queue", None)
-        if queue is None:
-            return 0
-        waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
-        running = [e for job in queue.active_jobs if job for e in job]
-        return sum(1 for e in waiting + running if (e.username or "") == user)
+        if self.blocks is None:
+            raise RuntimeError("QueueQuota.blocks is not set: build_ui sets it once the Blocks exist.")
+        return self.count_jobs(self.blocks, user)
 
     def problem(self, request: gr.Request | None) -> str:
         """A message when this request would exceed its user's quota, else ''."""

@@ -36,7 +36,9 @@ def app_with(queue_size: int, tmp_path: Path, proxies: list[str] | None = None) 
 
     inner = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
     blocks = SimpleNamespace(_queue=FakeQueue(queue_size),
-                             fns={7: SimpleNamespace(concurrency_id="image", api_name="generate_image")})
+                             fns={7: SimpleNamespace(concurrency_id="image", api_name="generate_image")},
+                             get_api_info=lambda: {"named_endpoints": {"/generate_image": {"parameters": [
+                                 {"parameter_name": "prompt", "parameter_has_default": False}]}}})
     auth = Authenticator(AccountService(), required=False, trusted_proxies=proxies or [])
     gateway = Gateway(inner, auth=auth, limiter=Limiter(key_func=get_remote_address), blocks=blocks,
                       file_roots=[tmp_path], max_queue=2,
@@ -56,11 +58,20 @@ def test_a_full_queue_answers_busy_before_gradio(tmp_path: Path) -> None:
 
 def test_image_joins_count_against_the_image_limit_and_reads_are_free(tmp_path: Path) -> None:
     http, reached = app_with(queue_size=0, tmp_path=tmp_path)
-    codes = [http.post("/gradio_api/queue/join", json={"fn_index": 7, "session_hash": f"s{i}"}).status_code
+    codes = [http.post("/gradio_api/queue/join", json={"fn_index": 7, "session_hash": f"s{i}", "data": []}).status_code
              for i in range(3)]
     assert codes == [200, 200, 429]
     assert [http.get("/gradio_api/queue/data").status_code for _ in range(5)] == [200] * 5
     assert reached.count("/gradio_api/queue/join") == 2
+
+
+def test_image_calls_count_against_the_image_limit_in_both_call_forms(tmp_path: Path) -> None:
+    http, reached = app_with(queue_size=0, tmp_path=tmp_path)
+    codes = [http.post("/gradio_api/call/generate_image", json={"data": ["a fox"]}).status_code,
+             http.post("/gradio_api/call/v2/generate_image", json={"prompt": "a fox"}).status_code,
+             http.post("/gradio_api/call/v2/generate_image", json={"prompt": "a fox"}).status_code]
+    assert codes == [200, 200, 429]
+    assert len(reached) == 2
 
 
 def test_forwarded_addresses_count_only_behind_trusted_proxies(tmp_path: Path) -> None:

@@ -20,3 +20,13 @@ def test_health_lists_both_models_before_anything_loads(tmp_path: Path, tiny_sd_
     assert body["models"]["text"]["state"] == "not loaded"
     assert body["models"]["text"]["model"].startswith("atelier-tiny-r1-gptq-4bit")
     assert body["memory"] == {"idle_policy": "resident", "keep_alive_s": 300.0}
+
+
+def test_api_reaches_storage_only_through_services() -> None:
+    import ast
+
+    for module in (Path(__file__).resolve().parents[2] / "api").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "storage" or n.startswith("storage.") for n in names), module.name
