@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from api import gradio_internals
 from api.auth import Authenticator, limits_apply
 from api.gateway import Gateway
 from app import create_app
@@ -82,7 +83,7 @@ def gateway(enforce: bool) -> TestClient:
 @pytest.mark.parametrize(("enforce", "expected"), [(False, [200] * 20), (True, [200] * 10 + [429] * 10)])
 def test_a_script_of_twenty_prompts(enforce: bool, expected: list[int]) -> None:
     http = gateway(enforce)
-    assert [http.post("/gradio_api/queue/join", json={"fn_index": 7, "session_hash": f"s{i}"}).status_code
+    assert [http.post("/gradio_api/queue/join", json={"data": [], "fn_index": 7, "session_hash": f"s{i}"}).status_code
             for i in range(20)] == expected
 
 
@@ -93,7 +94,7 @@ def test_login_attempts_are_throttled_even_with_limits_off() -> None:
 
 
 def quota_with(enforced: bool, anonymous_jobs: int) -> QueueQuota:
-    quota = QueueQuota(3, enforced=enforced)
+    quota = QueueQuota(3, gradio_internals.jobs_of, enforced=enforced)
     events = [SimpleNamespace(username=None) for _ in range(anonymous_jobs)]
     quota.blocks = SimpleNamespace(_queue=SimpleNamespace(
         event_queue_per_concurrency_id={"image": SimpleNamespace(queue=events)}, active_jobs=[]))
