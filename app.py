@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.frontend import mount_frontend
     from api.gateway import Gateway
     from api.rest import build_router, rate_limit_exceeded
+    from api.sessions import HeartbeatWatch, SessionJanitor
     from services.accounts import exposure_problem
     from services.container import build_services
     from ui.app_ui import THEME, build_ui
@@ -60,13 +62,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
     # pickup latency is nothing next to a model call.
     blocks._queue.sleep_when_free = QUEUE_IDLE_POLL_S
+    janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
+                             temp_max_age_s=settings.temp_max_age_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.warmup:
             services.warm_up()
         services.residency.start()
+        sweeper = asyncio.create_task(janitor.run(settings.temp_sweep_every_s))
         yield
+        sweeper.cancel()
         services.shut_down()
 
     has_users = services.accounts.any()
@@ -88,8 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         auth_message="Log in with your Atelier account." if has_users else None,
                         allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    app.add_middleware(HeartbeatWatch, janitor=janitor)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
+                       session_owner=janitor.owner,
                        file_roots=[Path(os.environ["GRADIO_TEMP_DIR"])],
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
