@@ -95,6 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         auth_message="Log in with your Atelier account." if has_users else None,
                         allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    # mount_gradio_app leaves blocks.app on the App that blocks.queue() made, and Gradio runs validators through
+    # it: each job then left a second SessionState in that App's holder, which nothing ever frees.
+    blocks.app = auth.gradio_app
     app.add_middleware(HeartbeatWatch, janitor=janitor)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
