@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.frontend import mount_frontend
     from api.gateway import Gateway
     from api.rest import build_router, rate_limit_exceeded
+    from api.sessions import HeartbeatWatch, SessionJanitor
     from services.accounts import exposure_problem
     from services.container import build_services
     from ui.app_ui import THEME, build_ui
@@ -59,13 +61,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     blocks = build_ui(services, enforce_quota=enforce, count_jobs=gradio_internals.jobs_of)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
+    janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
+                             temp_max_age_s=settings.temp_max_age_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.warmup:
             services.warm_up()
         services.residency.start()
+        sweeper = asyncio.create_task(janitor.run(settings.temp_sweep_every_s))
         yield
+        sweeper.cancel()
         services.shut_down()
 
     if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
@@ -75,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
                   lifespan=lifespan)
     app.state.services = services
+    app.state.janitor = janitor
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
     app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
@@ -91,9 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
     # pickup latency is nothing next to a model call.
     gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
+    gradio_internals.validate_through(blocks, auth.gradio_app)  # else each job leaves a SessionState behind
+    app.add_middleware(HeartbeatWatch, janitor=janitor)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
-                       enforce=enforce,
+                       enforce=enforce, session_owner=janitor.owner,
                        file_roots=[Path(os.environ["GRADIO_TEMP_DIR"])],
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,

@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     # Serving
     warmup: bool = Field(default=True, description="load models in the background at start")
     queue_max_size: int = Field(default=64, ge=1)
+    session_grace_s: float = Field(default=600, ge=0, description="seconds a closed or idle session keeps its state")
+    temp_max_age_s: float = Field(default=86400, ge=0,
+                                  description="seconds cached previews and results live unless a session shows them")
+    temp_sweep_every_s: float = Field(default=300, gt=0, description="how often quiet sessions and old files go")
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Settings:

@@ -50,7 +50,8 @@ class Gateway:
     """ASGI middleware: limits per kind of request, per-session ownership, and which files may be served."""
 
     def __init__(self, app: ASGIApp, *, auth: Authenticator, limiter: Limiter, limits: dict[str, str],
-                 blocks: Any, file_roots: list[Path], max_queue: int, enforce: bool = True) -> None:
+                 blocks: Any, file_roots: list[Path], max_queue: int, enforce: bool = True,
+                 session_owner: OrderedDict[str, str] | None = None) -> None:
         self.app = app
         self.auth = auth
         self.limiter = limiter
@@ -59,7 +60,8 @@ class Gateway:
         self.file_roots = [p.resolve() for p in file_roots]
         self.max_queue = max_queue
         self.enforce = enforce  # rate limits apply (api.auth.limits_apply); login throttling always does
-        self.session_owner: OrderedDict[str, str] = OrderedDict()  # Gradio session hash -> who joined with it
+        # Gradio session hash -> who joined with it; shared with the SessionJanitor, which drops ended sessions.
+        self.session_owner: OrderedDict[str, str] = OrderedDict() if session_owner is None else session_owner
         self._endpoints: dict[str, list[dict[str, Any]]] | None = None  # api_name -> parameters, read once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

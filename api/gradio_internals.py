@@ -1,18 +1,22 @@
-"""The one door to Gradio's private attributes (its queue and its login sessions), checked at start-up.
+"""The one door to Gradio's private attributes (its queue, its sessions, its file lists), checked at start-up.
 
-Gradio has no public API for the queue's contents or for who owns a login cookie, yet the busy answer, the
-Stop guard, the per-user quota and cookie logins need them. Every such access lives here, and `check` runs
-before the server starts: a Gradio upgrade that renames one of them stops Atelier with a message naming it,
-instead of a quota that silently turns off or a 500 on the first request.
+Gradio has no public API for the queue's contents, for who owns a login cookie, or for forgetting a session, yet
+the busy answer, the Stop guard, the per-user quota, cookie logins and the session janitor need them. Every such
+access lives here, and `check` runs before the server starts: a Gradio upgrade that renames one of them stops
+Atelier with a message naming it, instead of a quota that silently turns off or a 500 on the first request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
 QUEUE_ATTRIBUTES = ("sleep_when_free", "event_ids_to_events", "event_queue_per_concurrency_id", "active_jobs",
-                    "__len__")
+                    "__len__", "pending_event_ids_session", "pending_messages_per_session")
+BLOCKS_ATTRIBUTES = ("state_holder", "temp_file_sets", "app", "blocks")
+HOLDER_ATTRIBUTES = ("session_data", "time_last_used", "lock", "delete_state")
+SESSION_ATTRIBUTES = ("config_values",)
 EVENT_QUEUE_ATTRIBUTES = ("queue",)
 EVENT_ATTRIBUTES = ("session_hash", "username")
 APP_ATTRIBUTES = ("tokens", "cookie_id")
@@ -26,6 +30,14 @@ def check(blocks: Any, gradio_app: Any) -> None:
     queue = _require(blocks, "_queue", "Blocks")
     for name in QUEUE_ATTRIBUTES:
         _require(queue, name, "Queue")
+    for name in BLOCKS_ATTRIBUTES:
+        _require(blocks, name, "Blocks")
+    for name in HOLDER_ATTRIBUTES:
+        _require(blocks.state_holder, name, "StateHolder")
+    from gradio.state_holder import SessionState
+
+    for name in SESSION_ATTRIBUTES:
+        _require(_sample(SessionState, blocks), name, "SessionState")
     for name in APP_ATTRIBUTES:
         _require(gradio_app, name, "App")
     # Events exist only while requests wait, so a throw-away one shows what this Gradio's events carry.
@@ -92,3 +104,52 @@ def cookie_names(gradio_app: Any) -> tuple[str, str]:
 def user_of_token(gradio_app: Any, token: str) -> str | None:
     """Who logged in with this session token, or None for an unknown one."""
     return gradio_app.tokens.get(token)
+
+
+def validate_through(blocks: Any, gradio_app: Any) -> None:
+    """Run validators through the mounted App: mount_gradio_app leaves `blocks.app` on the App that
+    `blocks.queue()` made, and each job then left a SessionState in that unserved App, which nothing freed."""
+    blocks.app = gradio_app
+
+
+def session_has_jobs(blocks: Any, session: str) -> bool:
+    """Whether an event of the session waits or runs."""
+    return bool(blocks._queue.pending_event_ids_session.get(session))
+
+
+def known_sessions(blocks: Any) -> set[str]:
+    """The sessions Gradio holds state for."""
+    return set(blocks.state_holder.session_data)
+
+
+def session_last_used(blocks: Any, session: str) -> float | None:
+    """When the session last ran an event (a Unix time), or None when Gradio has no record of it."""
+    used = blocks.state_holder.time_last_used.get(session)
+    return used.timestamp() if used else None
+
+
+def forget_session(blocks: Any, session: str) -> None:
+    """Drop what Gradio keeps for a session: its state (running gr.State delete callbacks, as Gradio's own
+    expiry does), its message queue, and the empty set of event ids it leaves behind every session."""
+    holder = blocks.state_holder
+    holder.delete_state(session)
+    with holder.lock:
+        holder.session_data.pop(session, None)
+        holder.time_last_used.pop(session, None)
+    blocks._queue.pending_messages_per_session.pop(session, None)
+    blocks._queue.pending_event_ids_session.pop(session, None)
+
+
+def held_values(blocks: Any) -> Iterator[Any]:
+    """Everything the held sessions show (each component's last value or config), and the paths Gradio keeps
+    in its cache for good (components' default files)."""
+    for block in blocks.blocks.values():
+        yield from ({"path": str(p)} for p in getattr(block, "keep_in_cache", ()))
+    for state in list(blocks.state_holder.session_data.values()):
+        yield from list(state.config_values.values())
+
+
+def forget_files(blocks: Any, removed: set[str]) -> None:
+    """Drop deleted files from Gradio's own lists of the files it made, which otherwise only grow."""
+    for temp_set in blocks.temp_file_sets:
+        temp_set -= removed

@@ -31,13 +31,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     ("Blocks", "blocks", "_queue"),
     *[("Queue", "queue", name) for name in ("sleep_when_free", "event_ids_to_events",
                                              "event_queue_per_concurrency_id", "active_jobs")],
+    *[("Queue", "queue", name) for name in ("pending_event_ids_session", "pending_messages_per_session")],
+    *[("Blocks", "blocks", name) for name in ("state_holder", "temp_file_sets")],
+    *[("StateHolder", "holder", name) for name in ("session_data", "time_last_used")],
     *[("App", "app", name) for name in ("tokens", "cookie_id")],
 ])
 def test_a_missing_private_attribute_stops_the_start_naming_it(monkeypatch: pytest.MonkeyPatch, built: tuple[Any, Any],
                                                                 kind: str, owner: str, name: str) -> None:
     blocks, gradio_app = built
     gradio_internals.check(blocks, gradio_app)  # this Gradio has them all
-    target = {"blocks": blocks, "queue": blocks._queue, "app": gradio_app}[owner]
+    target = {"blocks": blocks, "queue": blocks._queue, "app": gradio_app, "holder": blocks.state_holder}[owner]
     monkeypatch.delattr(target, name)
     with pytest.raises(SystemExit, match=rf"Gradio {gradio.__version__}: .*private attribute {kind}\.{name},"):
         gradio_internals.check(blocks, gradio_app)
@@ -110,8 +113,9 @@ def test_the_adapter_reads_sessions_and_queue(built: tuple[Any, Any]) -> None:
 
 def test_app_and_ui_reach_gradio_internals_only_through_the_adapter() -> None:
     root = Path(__file__).resolve().parents[2]
-    private = ("._queue", "sleep_when_free", "event_ids_to_events", "event_queue_per_concurrency_id",
-               "active_jobs", ".tokens", ".cookie_id")
+    private = ("._queue", "_queue\"", "sleep_when_free", "event_ids_to_events", "event_queue_per_concurrency_id",
+               "active_jobs", ".tokens", ".cookie_id", "state_holder", "temp_file_sets", "pending_event_ids",
+               "pending_messages", "blocks.app =", "config_values")
     offenders = [f"{path.relative_to(root)}: {word}"
                  for folder in ("api", "ui", "services") for path in (root / folder).rglob("*.py")
                  if path.name != "gradio_internals.py"
