@@ -52,10 +52,11 @@ def stored_to_chatbot(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _answer_bubbles(answer: str, status: str, error: str | None) -> list[dict[str, Any]]:
-    if status == "failed":
-        return [{"role": "assistant", "content": f"❌ {error}"}]
+    # A failed or stopped reply keeps what was written before it ended (a crash keeps its saved draft): show it.
     bubbles = [{"role": "assistant", "content": answer}] if answer else []
-    if status == "cancelled":
+    if status == "failed":
+        bubbles.append({"role": "assistant", "content": f"❌ {error}"})
+    elif status == "cancelled":
         bubbles.append({"role": "assistant", "content": "⏹ _Stopped._"})
     return bubbles
 

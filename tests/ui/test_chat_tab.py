@@ -30,6 +30,13 @@ def test_stopped_and_failed_replies_say_so() -> None:
     assert [m["content"] for m in out] == ["partial", "⏹ _Stopped._", "❌ no model"]
 
 
+def test_a_reply_cut_by_a_crash_shows_its_kept_text_and_why_it_ended() -> None:
+    out = stored_to_chatbot([stored("assistant", "half an answer", status="failed",
+                                    error="interrupted: the server stopped while this reply was written")])
+    assert [m["content"] for m in out] == ["half an answer",
+                                           "❌ interrupted: the server stopped while this reply was written"]
+
+
 def test_while_thinking_the_bubble_is_pending_and_no_answer_shows() -> None:
     snap = ChatSnapshot(version=3, status="thinking", message="Thinking…", reasoning="hmm",
                         thinking_since=time.perf_counter() - 2)
