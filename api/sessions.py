@@ -100,6 +100,7 @@ class SessionJanitor:
         keep = self.files_in_use()
         result = await anyio.to_thread.run_sync(sweep, self.temp_dir, self.temp_max_age_s, keep)
         self.forget_files(result.removed)
+        trim_heap()
         if dropped or result.removed:
             log.info("forgot %d quiet sessions (%d held); removed %d cached files, kept %d in use",
                      len(dropped), len(gradio_internals.known_sessions(self.blocks)), len(result.removed),
@@ -114,6 +115,28 @@ class SessionJanitor:
                 await self.sweep_once()
             except Exception:
                 log.exception("session and temp-file sweep failed; retrying in %.0f s", every_s)
+
+
+def trim_heap() -> bool:
+    """Hand free heap memory back to the OS (glibc's malloc_trim); False where the C library has none.
+
+    Each job runs in a thread of its own, and glibc gives threads their own malloc arenas; memory freed there
+    stays mapped, fragmented, so RSS crept up by about 0.05 MiB a job in bench/soak.py although Python freed
+    everything. Trimming after each sweep returns those pages.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = libc.malloc_trim if libc is not None else None
+    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
+        return False
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def _file_paths(value: Any) -> Iterator[str]:

@@ -163,3 +163,29 @@ def test_heartbeat_watch_counts_a_heartbeat_while_it_streams(clock: Clock, tmp_p
     assert seen == [True, False]
     assert not janitor.live("s1")
     assert janitor.quiet_since["s1"] == clock.now
+
+
+def test_each_sweep_hands_free_heap_back_to_the_os(blocks: gr.Blocks, clock: Clock, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    import api.sessions
+
+    trims: list[int] = []
+    real_cdll = ctypes.CDLL
+
+    class CountingLibc:
+        """glibc with malloc_trim counted (and still called)."""
+
+        def __init__(self, name: str) -> None:
+            self._libc = real_cdll(name)
+
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return self._libc.malloc_trim(pad)
+
+    monkeypatch.setattr(ctypes, "CDLL", CountingLibc)
+    asyncio.run(janitor_for(blocks, clock, tmp_path).sweep_once())
+    asyncio.run(janitor_for(blocks, clock, tmp_path).sweep_once())
+    assert trims == [0, 0]
+    assert api.sessions.trim_heap() is True  # this Linux has glibc's malloc_trim
