@@ -47,6 +47,21 @@ def _timed(owner: Any, attr: str, name: str) -> None:
     setattr(owner, attr, staticmethod(wrapper) if static else wrapper)
 
 
+def _timed_async(owner: Any, attr: str, name: str) -> None:
+    """As _timed, for a coroutine function."""
+    original = getattr(owner, attr)
+
+    @functools.wraps(original)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            _record(name, t0, time.perf_counter())
+
+    setattr(owner, attr, wrapper)
+
+
 def _capture(cls: Any, kind: str) -> None:
     """Remember the backend object of `kind` once it has loaded."""
     load = cls.load
@@ -64,6 +79,7 @@ def install_probes(path: str) -> None:
     global _path
     _path = path
     from gradio import processing_utils
+    from gradio.queueing import Queue
 
     import pipelines.diffusers_backend as backend
     import services.images as images
@@ -77,6 +93,17 @@ def install_probes(path: str) -> None:
     _timed(images.ImageService, "run", "job thread (lock, load check, pipeline, files, db)")
     _timed(processing_utils, "save_pil_to_cache", "gradio: encode preview into its cache")
     _timed(processing_utils, "save_file_to_cache", "gradio: copy result file into its cache")
+
+    _timed_async(Queue, "push", "gradio: queue/join (validator, enqueue)")
+    send_message = Queue.send_message
+
+    def send_probe(self: Any, event: Any, message: Any) -> None:
+        send_message(self, event, message)
+        now = time.perf_counter()
+        kind = getattr(message, "msg", "?")
+        _record(f"message sent: {getattr(kind, 'value', kind)}", now, now)
+
+    Queue.send_message = send_probe  # type: ignore[method-assign]
 
     update = JobHandle.update
 

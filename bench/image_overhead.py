@@ -41,6 +41,9 @@ def raw_call(backends: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
             "interop": torch.get_num_interop_threads()}
 
 
+COUNTS = ("preview count", "messages sent")
+
+
 def read_probes(path: Path, t0: float, t1: float) -> list[dict[str, Any]]:
     """The probe timings recorded between t0 and t1."""
     if not path.exists():
@@ -55,12 +58,18 @@ def phases_of(client_t0: float, client_t1: float, probes: list[dict[str, Any]]) 
     for row in probes:
         out[row["name"]] = out.get(row["name"], 0.0) + row["t1"] - row["t0"]
     out["preview count"] = float(sum(1 for r in probes if r["name"] == "preview: latents to RGB"))
+    out["messages sent"] = float(sum(1 for r in probes if r["name"].startswith("message sent")))
+    marks = {r["name"]: r for r in probes}
+    join = marks.get("gradio: queue/join (validator, enqueue)")
     job = next((r for r in probes if r["name"].startswith("job thread")), None)
-    finished = next((r for r in probes if r["name"] == "job finished (handle updated)"), None)
-    if job is not None:
-        out["submit → job thread starts (join, queue pick-up, validator, handler)"] = job["t0"] - client_t0
-    if finished is not None:
-        out["job finished → client has the result (watch, postprocess, SSE, client)"] = client_t1 - finished["t0"]
+    finished = marks.get("job finished (handle updated)")
+    completed = marks.get("message sent: process_completed")
+    if join is not None and job is not None:
+        out["gap: submit → queue/join arrives (client, HTTP, gateway)"] = join["t0"] - client_t0
+        out["gap: queue/join done → job thread starts (queue pick-up, handler)"] = job["t0"] - join["t1"]
+    if finished is not None and completed is not None:
+        out["gap: job finished → result message sent (watch poll, postprocess)"] = completed["t0"] - finished["t0"]
+        out["gap: result message sent → client returns (SSE, gradio_client's 50 ms poll)"] = client_t1 - completed["t0"]
     return out
 
 
@@ -173,8 +182,8 @@ def main() -> None:
     }
     if args.phases:
         names = sorted({k for p in job_phases for k in p})
-        result["phases_ms"] = {k: stats([p.get(k, 0.0) for p in job_phases], 1 if k == "preview count" else 1000)
-                               for k in names}
+        result["phases_ms"] = {k: stats([p.get(k, 0.0) for p in job_phases], 1 if k in COUNTS else 1000)
+                               for k in names if not k.startswith("message sent")}
         keys = ["queue_wait_ms", "preprocess_ms", "fn_call_ms", "postprocess_ms", "streaming_diff_ms", "total_ms",
                 "n_iterations", "postprocess_save_pil_to_cache_ms", "save_file_to_cache_ms",
                 "postprocess_move_to_cache_ms"]
