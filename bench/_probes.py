@@ -78,7 +78,9 @@ def install_probes(path: str) -> None:
     """Wrap the app's phases; timings go to `path`."""
     global _path
     _path = path
+    import gradio as gr
     from gradio import processing_utils
+    from gradio.blocks import Blocks
     from gradio.queueing import Queue
 
     import pipelines.diffusers_backend as backend
@@ -95,6 +97,9 @@ def install_probes(path: str) -> None:
     _timed(processing_utils, "save_file_to_cache", "gradio: copy result file into its cache")
 
     _timed_async(Queue, "push", "gradio: queue/join (validator, enqueue)")
+    _timed_async(Blocks, "postprocess_data", "gradio: postprocess (all messages)")
+    for component in (gr.Image, gr.Markdown, gr.Gallery, gr.JSON):
+        _timed(component, "postprocess", f"gradio: {component.__name__}.postprocess (all messages)")
     send_message = Queue.send_message
 
     def send_probe(self: Any, event: Any, message: Any) -> None:
