@@ -82,7 +82,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "ttft_ms": stats([r["ttft_s"] for r in runs], 1000),
         "ms_per_token": stats([r["total_s"] / max(r["tokens"], 1) for r in runs], 1000, 2),
-        "decode_tokens_per_s": stats([(r["tokens"] - 1) / max(r["decode_s"], 1e-9) for r in runs]),
+        # A reply that ended after a few tokens (the tiny model drew eos) has no decode phase worth a rate.
+        "decode_tokens_per_s": stats([(r["tokens"] - 1) / max(r["decode_s"], 1e-9) for r in runs
+                                      if r["tokens"] >= 16] or [0.0]),
         "tokens": stats([r["tokens"] for r in runs], 1, 0),
         "total_ms": stats([r["total_s"] for r in runs], 1000),
     }
