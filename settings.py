@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     max_batch_count: int = Field(default=8, ge=1)
     max_prompt_chars: int = Field(default=4000, ge=1)
     preview_every: int = Field(default=2, ge=1, description="a live preview every N steps")
+    # Each streamed update costs the event loop a Gradio postprocess and an SSE message, on the CPU the pipeline
+    # needs (bench/image_overhead.py --phases): steps faster than this are coalesced into the next update.
+    stream_interval_s: float = Field(default=0.25, ge=0,
+                                     description="at most one progress/preview update per this many seconds")
 
     # Text
     text_backend: str = "transformers"

@@ -27,8 +27,14 @@ SDXL_FACTORS = torch.tensor(
 SDXL_BIAS = torch.tensor([0.1084, -0.0175, -0.0011])
 
 
-def latents_to_preview(latents: torch.Tensor, family: str = "sd15", scale: int = 8) -> Image.Image:
-    """Turn the first latent of a batch (C×h×w) into a small RGB image, upscaled by `scale`."""
+# Previews are shown in a box about 320 px high: a bigger one costs JPEG encoding and bytes on every message.
+MAX_PREVIEW_SIDE = 384
+
+
+def latents_to_preview(latents: torch.Tensor, family: str = "sd15", scale: int = 8,
+                       max_side: int = MAX_PREVIEW_SIDE) -> Image.Image:
+    """Turn the first latent of a batch (C×h×w) into a small RGB image, upscaled by `scale` but no further than
+    `max_side` pixels on its long side (never below the latent's own size)."""
     latent = latents[0].detach().float().cpu()
     if latent.shape[0] != 4:
         # Unknown latent space (e.g. 16-channel SD3): show the first three channels as a hint.
@@ -39,6 +45,7 @@ def latents_to_preview(latents: torch.Tensor, family: str = "sd15", scale: int =
         rgb = torch.einsum("chw,cr->hwr", latent, SD15_FACTORS)
     array = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
     image = Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+    scale = max(1, min(scale, max_side // max(image.width, image.height)))
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.BILINEAR)
     return image

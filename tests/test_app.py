@@ -29,7 +29,9 @@ PARAMS: dict[str, Any] = {"prompt": "a lighthouse at dusk", "negative_prompt": "
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Iterator[str]:
     # No result cache: the same-seed test must compute twice (tests/services/test_cache.py covers the cache).
-    settings = tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, preview_every=1, cache_enabled=False)
+    # Every step streamed (stream_interval_s=0): the preview test counts them; tests/ui covers the coalescing.
+    settings = tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, preview_every=1, cache_enabled=False,
+                             stream_interval_s=0)
     with serve(settings) as url:
         yield url
 

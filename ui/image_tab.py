@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +15,9 @@ from services.container import Services
 from services.limits import MAX_SEED, SAMPLERS, InvalidRequest
 from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, user_of, verdicts
 
+# How often the handler looks at its job: the result reaches the client up to this much after the job ends. A wake
+# costs microseconds; messages, the real cost, are paced by ATELIER_STREAM_INTERVAL_S.
+WATCH_POLL_S = 0.005
 PARAM_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                "batch_count")
 
@@ -121,17 +126,18 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
         except InvalidRequest as err:
             raise gr.Error(str(err)) from None
         handle = services.images.start(req, user=user_of(request))
-        shown_preview = None
-        async for snap in handle.watch():
-            if snap.total:
-                progress((snap.step, snap.total), desc=snap.message)
-            new_preview = snap.preview if snap.preview is not shown_preview else gr.skip()
-            shown_preview = snap.preview
+        shown = StreamGate(services.settings.stream_interval_s)
+        async for snap in handle.watch(poll_s=WATCH_POLL_S):
             if snap.status == "failed":
                 raise gr.Error(snap.error or snap.message)
+            if not shown.due(snap):
+                continue  # coalesced: the next update carries the latest preview and step
+            if snap.total and not snap.finished:
+                progress((snap.step, snap.total), desc=snap.message)
             gallery_value = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []),
                                                                    strict=False)]
-            yield new_preview, snap.message, gallery_value if snap.finished else gr.skip(), snap.info
+            yield (shown.changed("preview", snap.preview), snap.message,
+                   gallery_value if snap.finished else gr.skip(), shown.changed("info", snap.info))
 
     event = generate_btn.click(
         generate_image, inputs=inputs, outputs=[preview, progress_md, gallery, info],
@@ -189,6 +195,33 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
     event.then(refresh_status, outputs=[model_status, timer], **PRIVATE)
     return ImageTab(prompt, negative_prompt, width, height, steps, cfg_scale, seed, sampler, batch_count,
                     model_status, event)
+
+
+class StreamGate:
+    """Which of a job's snapshots become messages: every change of status and the final one at once, step
+    progress at most once per `interval_s` (a message costs a Gradio postprocess and an SSE event on the CPU the
+    pipeline needs); and of the outputs, only those that changed since the last message."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.status = ""
+        self.last = -math.inf
+        self.sent: dict[str, Any] = {"preview": None}  # a new job keeps the last preview until it has one
+
+    def due(self, snap: Any) -> bool:
+        """True when `snap` should be sent now."""
+        now = time.monotonic()
+        if snap.finished or snap.status != self.status or now - self.last >= self.interval_s:
+            self.status, self.last = snap.status, now
+            return True
+        return False
+
+    def changed(self, name: str, value: Any) -> Any:
+        """`value` if it is not the object sent last time under `name`, else gr.skip() (nothing to re-encode)."""
+        if name in self.sent and self.sent[name] is value:
+            return gr.skip()
+        self.sent[name] = value
+        return value
 
 
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
