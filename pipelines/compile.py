@@ -170,6 +170,9 @@ def warm_up(pipe: Any, status: CompileStatus, runs: list[dict[str, Any]], report
             report(f"compiling the UNet and VAE decoder (first run {index} of {len(runs)}; jobs wait for it)")
             pipe(prompt="warm-up", num_inference_steps=2, generator=torch.Generator("cpu").manual_seed(0),
                  output_type="pil", **run)
+    except Exception as err:  # e.g. out of memory at the warm-up's batch: the model itself still loads
+        status.state, status.reason = "failed", f"warm-up: {type(err).__name__}: {err}"[:500]
+        log.warning("the compile warm-up failed; running eager from now on: %s", err, exc_info=True)
     finally:
         status.seconds = round(time.perf_counter() - start, 2)
     if status.state == "compiling":  # a failure inside already switched to eager and said why

@@ -113,10 +113,7 @@ class DiffusersBackend:
             raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
         self._configure(pipe)
         self._base_scheduler_config = pipe.scheduler.config
-        try:
-            warm_up(pipe, self.compile_status, warmup_runs(*self.compile_warmup), report)
-        except Exception as err:
-            raise ModelUnavailable(f"the warm-up run of {self.model_name} failed: {err}") from err
+        warm_up(pipe, self.compile_status, warmup_runs(*self.compile_warmup), report)
         self.pipe = pipe
 
     def _download(self, pipeline_cls: Any, report: Callable[[str], None]) -> str:

@@ -172,3 +172,17 @@ def test_a_compiled_graph_failing_in_a_job_falls_back_without_failing_it(
     assert status["state"] == "failed"
     assert "a kernel failed at run time" in status["reason"]
     assert sum("running eager from now on" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_failed_warm_up_still_loads_the_model_eager(tiny_sd_dir: Path, caplog: pytest.LogCaptureFixture,
+                                                     eager: DiffusersBackend) -> None:
+    # A warm-up that cannot run (here a size the pipeline refuses; on a GPU, say, out of memory at batch 2).
+    backend = _compiled(tiny_sd_dir)
+    backend.compile_warmup = (60, 64, 7.0)
+    with caplog.at_level(logging.WARNING, logger="pipelines.compile"):
+        backend.load(lambda phase: None)
+    status = backend.describe()["compile"]
+    assert status["state"] == "failed"
+    assert status["reason"].startswith("warm-up: ValueError")
+    assert any("compile warm-up failed" in r.getMessage() for r in caplog.records)
+    assert np.abs(_pixels(backend) - _pixels(eager)).max() <= PIXEL_TOLERANCE
