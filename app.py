@@ -120,6 +120,8 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--share", action="store_true", default=None, help="create a public Gradio share link")
     parser.add_argument("--image-model", help="hub id or local diffusers folder")
     parser.add_argument("--memory-mode", choices=["none", "model-offload", "sequential-offload"])
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the UNet and VAE decoder (warmed up at load; off by default)")
     parser.add_argument("--text-model", help="hub id or local transformers folder (GPTQ checkpoints included)")
     parser.add_argument("--idle-policy", choices=["resident", "offload", "unload"],
                         help="what happens to a model idle for --keep-alive seconds")

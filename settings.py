@@ -22,6 +22,8 @@ class Profile(StrEnum):
 MemoryMode = Literal["none", "model-offload", "sequential-offload"]
 IdlePolicy = Literal["resident", "offload", "unload"]
 RateLimitMode = Literal["auto", "on", "off"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+CompileScope = Literal["regional", "full"]
 
 # The defaults each profile brings; an explicit --image-model / --text-model always wins.
 PROFILE_IMAGE_MODELS: dict[Profile, str] = {
@@ -94,6 +96,13 @@ class Settings(BaseSettings):
     # needs (bench/image_overhead.py --phases): steps faster than this are coalesced into the next update.
     stream_interval_s: float = Field(default=0.25, ge=0,
                                      description="at most one progress/preview update per this many seconds")
+    # Off on every profile until bench/gpu_check.py measures it faster on a GPU; then the gpu profile flips.
+    compile: bool = Field(default=False, description="torch.compile the UNet and VAE decoder, warmed up at load")
+    compile_mode: CompileMode = Field(default="default", description="torch.compile mode")
+    compile_scope: CompileScope = Field(default="regional", description="regional: the repeated transformer "
+                                        "blocks (fast to compile); full: the whole UNet")
+    compile_backend: str = Field(default="inductor", description="torch.compile backend (eager/aot_eager test it)")
+    compile_dynamic: bool = Field(default=True, description="one graph for every size and batch (no recompile)")
 
     # Text
     text_backend: str = "transformers"

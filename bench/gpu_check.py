@@ -2,9 +2,12 @@
 
 Runs Atelier's DiffusersBackend (the same from_pretrained code as a real checkpoint) in fp16 with SDPA on
 CUDA, then the memory modes, idle offload and Stop; reports it/s next to the raw diffusers call and peak
-VRAM of each. Needs a CUDA GPU; `--tiny` runs the same script on the tiny model on any device.
+VRAM of each. Then compile off against on (Atelier's --compile) at batch 1/2/4/8, the pipeline called
+directly with one generator per image, interleaved run by run: it/s, images/s and peak VRAM as
+min/median/max, the compile warm-up time, the first job after it and the first job at a new size.
+Needs a CUDA GPU; `--tiny` runs the same script on the tiny model on any device.
 
-    python bench/gpu_check.py [--tiny] [--steps 20] [--out results.json]
+    python bench/gpu_check.py [--tiny] [--only backend|compile] [--steps 20] [--runs 5] [--out results.json]
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -24,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
+from pipelines.compile import CompileOptions
 from pipelines.diffusers_backend import DiffusersBackend
 from pipelines.image_base import ImageRequest, JobCancelled, StepUpdate
 from pipelines.tiny import _tiny_clip_tokenizer, ensure_tiny_sd
@@ -78,27 +83,91 @@ def timed_generate(backend: DiffusersBackend, req: ImageRequest, seed: int = 42)
     return time.perf_counter() - t0, (image, updates)
 
 
-def main() -> None:
-    """Run every check and print one table; write the numbers as JSON too."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    results: dict[str, Any] = {"torch": torch.__version__,
-                               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none"}
-    work = Path(tempfile.mkdtemp(prefix="atelier-gpu-"))
-    model = work / "sd"
-    t0 = time.perf_counter()
-    if args.tiny:
-        ensure_tiny_sd(model)
-    else:
-        build_sd15_random(model)
-    results["build_s"] = round(time.perf_counter() - t0, 1)
-    req = ImageRequest(prompt="a lighthouse at dusk", negative_prompt="blurry", width=args.size, height=args.size,
-                       steps=args.steps, cfg_scale=7.0, sampler="Euler a")
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
+
+def pipe_call(pipe: Any, req: ImageRequest, batch: int, width: int, height: int) -> tuple[float, Any]:
+    """One pipeline call for `batch` images, one CPU generator per image (as the batcher gives each job its seed)."""
+    generators = [torch.Generator("cpu").manual_seed(42 + i) for i in range(batch)]
+    sync()
+    t0 = time.perf_counter()
+    out = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt, width=width, height=height,
+               num_inference_steps=req.steps, guidance_scale=req.cfg_scale, generator=generators,
+               num_images_per_prompt=batch, output_type="np")
+    sync()
+    return time.perf_counter() - t0, out.images
+
+
+def spread(values: list[float], digits: int = 3) -> dict[str, float]:
+    """min/median/max of a list."""
+    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
+            "max": round(max(values), digits)}
+
+
+def compile_and_batch(model: Path, req: ImageRequest, args: argparse.Namespace) -> dict[str, Any]:
+    """Compile off against on, batch 1/2/4/8, interleaved run by run (both pipelines resident at once)."""
+    size = args.size
+    options = CompileOptions(enabled=True, mode=args.compile_mode, scope=args.compile_scope,
+                             backend=args.compile_backend)
+    variants = {"eager": DiffusersBackend(str(model)),
+                "compiled": DiffusersBackend(str(model), compile=options, compile_warmup=(size, size, req.cfg_scale))}
+    out: dict[str, Any] = {"batches": args.batches, "runs": args.runs, "size": size, "steps": req.steps}
+    for name, backend in variants.items():
+        t0 = time.perf_counter()
+        backend.load(lambda phase: None)
+        out[name] = {"load_s": round(time.perf_counter() - t0, 2), "compile": backend.describe()["compile"],
+                     "notes": backend.describe()["notes"]}
+    for name, backend in variants.items():
+        # After the warm-up: the first job at the warm-up's size, then at a size it never saw.
+        out[name]["first_job_s"] = round(pipe_call(backend.pipe, req, 1, size, size)[0], 3)
+        out[name]["new_size_first_job_s"] = round(pipe_call(backend.pipe, req, 1, size + 256, size)[0], 3)
+        out[name]["new_size_second_job_s"] = round(pipe_call(backend.pipe, req, 1, size + 256, size)[0], 3)
+    _, eager_images = pipe_call(variants["eager"].pipe, req, 1, size, size)
+    _, compiled_images = pipe_call(variants["compiled"].pipe, req, 1, size, size)
+    diff = np.abs(eager_images.astype(np.float64) - compiled_images.astype(np.float64)).max() * 255
+    out["max_pixel_difference_compiled_vs_eager"] = round(float(diff), 2)
+    samples: dict[tuple[str, int], list[float]] = {(n, b): [] for n in variants for b in args.batches}
+    peaks: dict[tuple[str, int], list[float]] = {key: [] for key in samples}
+    for batch in args.batches:  # the first call at each batch size: a recompile would show here
+        for name, backend in variants.items():
+            seconds, _ = pipe_call(backend.pipe, req, batch, size, size)
+            out[name].setdefault("first_call_s", {})[batch] = round(seconds, 3)
+    names = list(variants)
+    for run in range(args.runs):
+        for batch in args.batches:
+            for name in names if run % 2 == 0 else names[::-1]:  # alternate who goes first
+                reset_peak()
+                seconds, _ = pipe_call(variants[name].pipe, req, batch, size, size)
+                samples[(name, batch)].append(seconds)
+                peaks[(name, batch)].append(vram().get("peak_mib", 0))
+        print(f"run {run + 1}/{args.runs} done", flush=True)
+    table: dict[str, Any] = {}
+    for (name, batch), values in samples.items():
+        median = statistics.median(values)
+        table.setdefault(name, {})[batch] = {
+            "s": spread(values), "it_s": spread([req.steps / v for v in values], 2),
+            "images_s": spread([batch / v for v in values], 2), "peak_mib": max(peaks[(name, batch)]),
+            "median_images_s": round(batch / median, 2)}
+    out["table"] = table
+    out["compiled_over_eager_images_s"] = {
+        b: round(table["compiled"][b]["median_images_s"] / table["eager"][b]["median_images_s"], 3)
+        for b in args.batches}
+    out["batch_over_batch1_images_s"] = {
+        name: {b: round(table[name][b]["median_images_s"] / table[name][args.batches[0]]["median_images_s"], 3)
+               for b in args.batches} for name in variants}
+    for name, backend in variants.items():
+        print(f"{name:9s} " + "  ".join(
+            f"b{b}: {table[name][b]['it_s']['median']:.2f} it/s {table[name][b]['images_s']['median']:.2f} img/s "
+            f"[{table[name][b]['s']['min']:.3f}/{table[name][b]['s']['median']:.3f}/{table[name][b]['s']['max']:.3f} s]"
+            for b in args.batches))
+        backend.unload()
+    return out
+
+
+def backend_checks(model: Path, req: ImageRequest, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The backend against the raw call, Stop, idle offload and the memory modes."""
     # 1. fp16 + SDPA, everything on the GPU (memory mode none).
     reset_peak()
     backend = DiffusersBackend(str(model))
@@ -174,11 +243,51 @@ def main() -> None:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+
+def main() -> None:
+    """Run every check and print one table; write the numbers as JSON too."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/gpu_check[_tiny].json")
+    parser.add_argument("--only", choices=["all", "backend", "compile"], default="all")
+    parser.add_argument("--batches", type=lambda text: [int(b) for b in text.split(",")], default=[1, 2, 4, 8])
+    parser.add_argument("--runs", type=int, default=5, help="interleaved timed runs per compile/batch pair")
+    parser.add_argument("--compile-mode", default="default")
+    parser.add_argument("--compile-scope", choices=["regional", "full"], default="regional")
+    parser.add_argument("--compile-backend", default="inductor", help="eager/aot_eager: a quick smoke run on CPU")
+    args = parser.parse_args()
+    if not args.tiny and not torch.cuda.is_available():
+        # The full-size model in fp16 is built on the GPU: on a CPU it would take many minutes and mean nothing.
+        sys.exit("bench/gpu_check.py needs a CUDA GPU and torch found none; "
+                 "run `python bench/gpu_check.py --tiny` to try the script on the tiny model on this machine.")
+    name = "gpu_check_tiny.json" if args.tiny else "gpu_check.json"
+    out_path = args.out or Path(__file__).parent / "results" / name
+    results: dict[str, Any] = {"torch": torch.__version__,
+                               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none"}
+    work = Path(tempfile.mkdtemp(prefix="atelier-gpu-"))
+    model = work / "sd"
+    t0 = time.perf_counter()
+    if args.tiny:
+        ensure_tiny_sd(model)
+    else:
+        build_sd15_random(model)
+    results["build_s"] = round(time.perf_counter() - t0, 1)
+    req = ImageRequest(prompt="a lighthouse at dusk", negative_prompt="blurry", width=args.size, height=args.size,
+                       steps=args.steps, cfg_scale=7.0, sampler="Euler a")
+
+    if args.only in ("all", "backend"):
+        backend_checks(model, req, args, results)
+    if args.only in ("all", "compile"):
+        results["compile_batch"] = compile_and_batch(model, req, args)
+
     shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(results, indent=1)
-    if args.out:
-        args.out.write_text(text)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text)
     print(text)
+    print(f"written to {out_path}")
 
 
 if __name__ == "__main__":

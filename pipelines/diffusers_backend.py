@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from pipelines.compile import CompileOptions, CompileStatus, apply_compile, compile_blocker, warm_up, warmup_runs
 from pipelines.devices import Placement, pick_placement, release_memory, xformers_usable
 from pipelines.image_base import (
     GeneratedImage,
@@ -54,6 +55,8 @@ class DiffusersBackend:
         vae_slicing: bool = False,
         vae_tiling: bool = False,
         preview_every: int = 2,
+        compile: CompileOptions | None = None,
+        compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
     ) -> None:
         if memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
@@ -70,6 +73,10 @@ class DiffusersBackend:
         self.revision = ""  # which files were loaded: a hub snapshot hash or a local folder's fingerprint
         self._base_scheduler_config: Any = None
         self.notes: list[str] = []
+        self.compile_options = compile or CompileOptions()
+        # Width, height and guidance of the warm-up runs: the profile's defaults, so jobs find their graphs.
+        self.compile_warmup = compile_warmup
+        self.compile_status = CompileStatus(self.compile_options)
 
     @property
     def model_name(self) -> str:
@@ -105,8 +112,9 @@ class DiffusersBackend:
         except Exception as err:  # every loader error becomes one actionable message
             raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
         self._configure(pipe)
-        self.pipe = pipe
         self._base_scheduler_config = pipe.scheduler.config
+        warm_up(pipe, self.compile_status, warmup_runs(*self.compile_warmup), report)
+        self.pipe = pipe
 
     def _download(self, pipeline_cls: Any, report: Callable[[str], None]) -> str:
         try:
@@ -122,20 +130,29 @@ class DiffusersBackend:
         except Exception as err:
             raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
 
-    def _configure(self, pipe: Any) -> None:
-        device = self.placement.device
-        on_cuda = device.startswith("cuda")
-        if self.memory_mode != "none" and not on_cuda:
-            # Offloading moves weights between CPU and GPU; without a GPU there is nothing to save.
-            self.notes.append(f"memory mode {self.memory_mode!r} ignored: it only applies on a CUDA GPU")
-            pipe.to(device)
-        elif self.memory_mode == "model-offload":
+    def _memory_mode_in_effect(self) -> str:
+        """The memory mode as applied: offloading only exists on a CUDA GPU."""
+        return self.memory_mode if self.placement.device.startswith("cuda") else "none"
+
+    def _apply_memory_mode(self, pipe: Any, mode: str) -> None:
+        if mode == "model-offload":
             pipe.enable_model_cpu_offload()
-        elif self.memory_mode == "sequential-offload":
+        elif mode == "sequential-offload":
             pipe.enable_sequential_cpu_offload()
         else:
-            pipe.to(device)
-        if xformers_usable(device):
+            pipe.to(self.placement.device)
+
+    def _configure(self, pipe: Any) -> None:
+        device = self.placement.device
+        mode = self._memory_mode_in_effect()
+        if self.memory_mode != mode:
+            # Offloading moves weights between CPU and GPU; without a GPU there is nothing to save.
+            self.notes.append(f"memory mode {self.memory_mode!r} ignored: it only applies on a CUDA GPU")
+        compiling = self._prepare_compile(pipe, mode)
+        # Compile wrappers go on first: the offload hooks then wrap the compiled forward from the outside.
+        self._apply_memory_mode(pipe, mode)
+        if xformers_usable(device) and not compiling:
+            # With compile, SDPA stays: dynamo traces it, while xformers' kernels would break the graph.
             pipe.enable_xformers_memory_efficient_attention()
             self.notes.append("attention: xformers")
         else:
@@ -148,6 +165,26 @@ class DiffusersBackend:
         if vae is not None and self.vae_tiling:
             vae.enable_tiling()
         pipe.set_progress_bar_config(disable=True)
+
+    def _prepare_compile(self, pipe: Any, mode: str) -> bool:
+        """Wrap the UNet and VAE decoder for torch.compile unless it is off or the memory mode rules it out."""
+        status = self.compile_status = CompileStatus(self.compile_options)
+        if not self.compile_options.enabled:
+            return False
+        blocker = compile_blocker(mode)
+        if blocker:
+            status.state, status.reason = "skipped", blocker
+            log.warning("torch.compile is off for %s: %s; running eager", self.model_name, blocker)
+            self.notes.append(f"compile skipped: {blocker}")
+            return False
+        try:
+            # Attention slicing replaces the attention processors, so fused QKV would go unused.
+            apply_compile(pipe, self.compile_options, status, self.notes, fuse_qkv=not self.attention_slicing)
+        except Exception as err:  # a torch without dynamo support, a bad backend name: eager still works
+            status.state, status.reason = "failed", f"{type(err).__name__}: {err}"
+            log.warning("torch.compile could not be set up for %s; running eager: %s", self.model_name, err)
+            return False
+        return True
 
     # 2. Generate ----------------------------------------------------------------------------------
     def generate(
@@ -222,6 +259,7 @@ class DiffusersBackend:
         """Drop the pipeline and give its memory back."""
         self.pipe = None
         self._offloaded = False
+        self.compile_status = CompileStatus(self.compile_options)
         release_memory()
 
     def describe(self) -> dict[str, Any]:
@@ -231,4 +269,5 @@ class DiffusersBackend:
             "dtype": self.placement.dtype_name,
             "memory_mode": self.memory_mode,
             "notes": list(self.notes),
+            "compile": self.compile_status.as_dict(),
         }

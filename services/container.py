@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.compile import CompileOptions
 from pipelines.image_base import ImageBackend, ImageLimits, create_image_backend
 from pipelines.text_base import TextBackend, TextLimits, TextOptions, create_text_backend
 from services.accounts import AccountService
@@ -70,6 +71,11 @@ def _slot(kind: str, backend_name: str, backend: Any, label: str,
                      describe=lambda b: dict(b.describe()))
 
 
+def _compile_options(settings: Settings) -> CompileOptions:
+    return CompileOptions(enabled=settings.compile, mode=settings.compile_mode, scope=settings.compile_scope,
+                          backend=settings.compile_backend, dynamic=settings.compile_dynamic)
+
+
 def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
     local = settings.image_backend == "diffusers"
@@ -87,6 +93,7 @@ def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
             "poll_s": settings.a1111_poll_s,
         }
     elif local:
+        defaults = settings.image_defaults
         options = {
             "model": str(tiny_dir or model),
             "display_name": TINY_SD_NAME if tiny_dir else None,
@@ -95,6 +102,9 @@ def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
             "vae_slicing": settings.vae_slicing,
             "vae_tiling": settings.vae_tiling,
             "preview_every": settings.preview_every,
+            "compile": _compile_options(settings),
+            # The warm-up compiles at the profile's default size and guidance, the shape most jobs have.
+            "compile_warmup": (int(defaults["width"]), int(defaults["height"]), float(defaults["cfg_scale"])),
         }
 
     def build_tiny(report: Callable[[str], None]) -> None:
