@@ -165,7 +165,8 @@ def test_a_stop_inside_a_batch_removes_that_job_and_spares_the_others(backend: D
     for got, want in zip(outcomes[1] or [], alone(backend, other, [2, 3]), strict=True):
         assert np.array_equal(np.asarray(got.image), want)
     # CFG doubles the rows: 3 images are 6 rows for the 2 steps before the Stop, then the 2 left are 4 rows.
-    assert batch_rows[:2] == [6, 6] and set(batch_rows[2:]) == {4}
+    assert batch_rows[:2] == [6, 6]
+    assert set(batch_rows[2:]) == {4}
     assert stopped_updates[-1].step == 2
 
 
