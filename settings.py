@@ -51,8 +51,10 @@ PROFILE_IDLE_POLICY: dict[Profile, IdlePolicy] = {
 }
 # R1 thinks at length; the tiny model only needs to show the path works.
 PROFILE_MAX_NEW_TOKENS: dict[Profile, int] = {Profile.GPU: 4096, Profile.CPU: 2048, Profile.TINY: 128}
-# Images of waiting jobs that share one pipeline call (see services/batcher.py and bench/image_throughput.py).
-PROFILE_MAX_BATCH_IMAGES: dict[Profile, int] = {Profile.GPU: 4, Profile.CPU: 2, Profile.TINY: 4}
+# Images of waiting jobs that share one pipeline call (see services/batcher.py). On CPU a batch runs its UNet row by
+# row to keep pixels exact, so it saves little, and bench/image_throughput.py measured batches of 4 at 0.89x the
+# images/s of unbatched concurrent jobs (tiny, quiet machine): CPU profiles do not batch. GPU: batch 4 (A100 ~2x).
+PROFILE_MAX_BATCH_IMAGES: dict[Profile, int] = {Profile.GPU: 4, Profile.CPU: 1, Profile.TINY: 1}
 # Sequential offload is for cards with too little memory for the whole model: keep its activations small too.
 SEQUENTIAL_OFFLOAD_MAX_BATCH_IMAGES = 2
 

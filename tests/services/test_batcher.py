@@ -13,8 +13,9 @@ from PIL import Image
 
 from pipelines.image_base import BatchItem, GeneratedImage, ImageRequest, JobCancelled, StepUpdate
 from services.batcher import ImageBatcher
-from services.container import Services
+from services.container import Services, build_services
 from services.images import ImageJobHandle, JobSnapshot
+from tests.services.conftest import tiny_settings
 
 WAIT_S = 60  # a deadline against hanging, never a speed assertion
 
@@ -110,6 +111,12 @@ def test_a_lone_job_runs_at_once_without_waiting_for_partners() -> None:
 
 
 # With the tiny model, through the service -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Services:
+    """Services that batch (the tiny profile's default is 1 image per call)."""
+    return build_services(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, max_batch_images=4))
+
+
 def start(services: Services, prompt: str, seed: int, steps: int = 4, user: str = "") -> ImageJobHandle:
     req = services.images.validate(prompt=prompt, width=64, height=64, steps=steps, seed=seed, sampler="DPM++ 2M")
     return services.images.start(req, user=user)

@@ -42,7 +42,7 @@ def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Pa
 
 
 def test_the_batch_size_follows_the_profile_the_memory_mode_and_the_backend(tmp_path: Path) -> None:
-    assert Settings(profile="tiny", data_dir=tmp_path).resolved_max_batch_images == 4
+    assert Settings(profile="tiny", data_dir=tmp_path).resolved_max_batch_images == 1
     assert Settings(profile="gpu", data_dir=tmp_path).resolved_max_batch_images == 4
     assert Settings(profile="gpu", data_dir=tmp_path, memory_mode="sequential-offload").resolved_max_batch_images == 2
     assert Settings(profile="gpu", data_dir=tmp_path, image_backend="a1111").resolved_max_batch_images == 1
