@@ -53,6 +53,13 @@ PROFILE_IDLE_POLICY: dict[Profile, IdlePolicy] = {
 }
 # R1 thinks at length; the tiny model only needs to show the path works.
 PROFILE_MAX_NEW_TOKENS: dict[Profile, int] = {Profile.GPU: 4096, Profile.CPU: 2048, Profile.TINY: 128}
+# Images of waiting jobs that share one pipeline call (see services/batcher.py). On CPU a batch runs its UNet row by
+# row to keep pixels exact, so it saves little, and bench/image_throughput.py measured batches of 4 at 0.89x the
+# images/s of unbatched concurrent jobs (tiny, quiet machine): CPU profiles do not batch. GPU: batch 4 (A100 ~2x).
+PROFILE_MAX_BATCH_IMAGES: dict[Profile, int] = {Profile.GPU: 4, Profile.CPU: 1, Profile.TINY: 1}
+# Sequential offload is for cards with too little memory for the whole model: keep its activations small too.
+SEQUENTIAL_OFFLOAD_MAX_BATCH_IMAGES = 2
+
 # The tiny model's random weights rarely close </think> on their own: a budget makes it answer too.
 PROFILE_THINKING_BUDGET: dict[Profile, int | None] = {Profile.GPU: None, Profile.CPU: None, Profile.TINY: 32}
 
@@ -83,6 +90,8 @@ class Settings(BaseSettings):
     image_backend: str = "diffusers"
     image_model: str | None = None
     memory_mode: MemoryMode = "none"
+    max_batch_images: int | None = Field(default=None, ge=1, le=64,
+                                         description="images of waiting jobs run in one call; None: profile's")
     attention_slicing: bool = False
     vae_slicing: bool = False
     vae_tiling: bool = False
@@ -206,6 +215,19 @@ class Settings(BaseSettings):
         if self.text_concurrency is not None:
             return self.text_concurrency
         return 4 if self.text_backend == "openai" else 1
+
+    @property
+    def resolved_max_batch_images(self) -> int:
+        """Images per batched call: the setting, else 1 for a remote backend (it runs them one by one anyway),
+        else the profile's, smaller under sequential offload."""
+        if self.max_batch_images is not None:
+            return self.max_batch_images
+        if self.image_backend != "diffusers":
+            return 1
+        default = PROFILE_MAX_BATCH_IMAGES[self.resolved_profile]
+        if self.memory_mode == "sequential-offload":
+            return min(default, SEQUENTIAL_OFFLOAD_MAX_BATCH_IMAGES)
+        return default
 
     @property
     def image_defaults(self) -> dict[str, float | int | str]:

@@ -23,11 +23,14 @@ from typing import Any
 import httpx
 
 from pipelines.image_base import (
+    BatchItem,
+    BatchOutcome,
     GeneratedImage,
     ImageRequest,
     JobCancelled,
     ProgressFn,
     StepUpdate,
+    generate_one_by_one,
     register_image_backend,
 )
 from pipelines.loading import ModelUnavailable
@@ -195,6 +198,10 @@ class A1111Backend(RemoteBackend):
             "do_not_save_grid": True,  # else a multi-image result starts with a grid image
             "force_task_id": f"task(atelier-{uuid.uuid4().hex})",
         }
+
+    def generate_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
+        """A1111 runs one request at a time and cannot mix prompts in one call: run the members one by one."""
+        return generate_one_by_one(self, items)
 
     def generate(
         self, req: ImageRequest, seeds: list[int], on_step: ProgressFn, stop: threading.Event

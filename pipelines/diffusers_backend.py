@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,12 @@ import torch
 from pipelines.compile import CompileOptions, CompileStatus, apply_compile, compile_blocker, warm_up, warmup_runs
 from pipelines.devices import Placement, pick_placement, release_memory, xformers_usable
 from pipelines.image_base import (
+    BatchItem,
+    BatchOutcome,
     GeneratedImage,
     ImageRequest,
     JobCancelled,
     ProgressFn,
-    StepUpdate,
     register_image_backend,
 )
 from pipelines.loading import (
@@ -34,6 +36,11 @@ from pipelines.preview import latents_to_preview
 log = logging.getLogger(__name__)
 
 MEMORY_MODES = ("none", "model-offload", "sequential-offload")
+# Callback tensors with one row per image (or two with CFG) that must shrink when a job leaves a batch.
+BATCH_TENSORS = ("latents", "prompt_embeds", "negative_prompt_embeds", "add_text_embeds", "add_time_ids",
+                 "negative_pooled_prompt_embeds", "negative_add_time_ids")
+# Scheduler attributes that carry per-image state between steps (DPM++/UniPC, LMS, Heun).
+SCHEDULER_STATE = ("model_outputs", "last_sample", "derivatives", "prev_derivative", "sample")
 
 # Defined in pipelines.loading (shared with the text backend); still importable from here.
 __all__ = ["MEMORY_MODES", "DiffusersBackend", "ModelUnavailable", "explain_load_error", "hub_cache_bytes"]
@@ -191,60 +198,172 @@ class DiffusersBackend:
         self, req: ImageRequest, seeds: list[int], on_step: ProgressFn, stop: threading.Event
     ) -> list[GeneratedImage]:
         """Run one job image by image; each step reports progress and checks the stop signal."""
+        results: list[GeneratedImage] = []
+        for index, seed in enumerate(seeds):
+            (outcome,) = self.generate_batch([BatchItem(req, [seed], on_step, stop, done_before=index,
+                                                        job_images=len(seeds))])
+            if outcome is None:
+                raise JobCancelled()
+            results.extend(outcome)
+        return results
+
+    def generate_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
+        """Run jobs of one compute shape as one pipeline call, a generator per image, so each seed gives the
+        picture it gives alone; a stopped item leaves the batch at the next step and gets None."""
         if self.pipe is None:
             raise RuntimeError("the image model is not loaded")
+        if all(item.stop.is_set() for item in items):
+            raise JobCancelled()
         pipe = self.pipe
         # Imported here: diffusers' scheduler package takes seconds to import, and start-up must not wait.
         from pipelines.samplers import make_scheduler
 
+        req = items[0].req  # the shape (size, steps, sampler, CFG) is the same for every item
         pipe.scheduler = make_scheduler(req.sampler, self._base_scheduler_config)
-        family = "sdxl" if "XL" in type(pipe).__name__ else "sd15"
-        results: list[GeneratedImage] = []
-        for index, seed in enumerate(seeds):
-            if stop.is_set():
-                raise JobCancelled()
-            callback = self._step_callback(index, len(seeds), family, on_step, stop)
-            # A CPU generator makes a seed give the same picture on every device, as in A1111's default.
-            generator = torch.Generator("cpu").manual_seed(seed)
+        live = [not item.stop.is_set() for item in items]
+        rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]
+        # A CPU generator makes a seed give the same picture on every device, as in A1111's default. The list is
+        # handed to the pipeline and shrunk in place when a job leaves, so the scheduler's noise stays per row.
+        generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in rows]
+        names = [n for n in BATCH_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ("latents",))]
+        callback = self._batch_callback(items, live, rows, generators, names)
+        prompts: dict[str, Any] = {"prompt": [items[i].req.prompt for i, _ in rows],
+                                   "negative_prompt": [items[i].req.negative_prompt for i, _ in rows]}
+        with self._row_by_row(pipe, rows):
+            if self._rowwise(rows) and type(pipe).__name__ == "StableDiffusionPipeline":
+                prompts = self._encode_row_by_row(pipe, req.cfg_scale, prompts)
             output = pipe(
-                prompt=req.prompt,
-                negative_prompt=req.negative_prompt or None,
+                **prompts,
                 width=req.width,
                 height=req.height,
                 num_inference_steps=req.steps,
                 guidance_scale=req.cfg_scale,
-                generator=generator,
+                generator=generators,
                 callback_on_step_end=callback,
-                callback_on_step_end_tensor_inputs=["latents"],
+                callback_on_step_end_tensor_inputs=names,
                 output_type="pil",
             )
-            results.append(GeneratedImage(image=output.images[0], seed=seed))
-        # The VAE decode of the last image is not interruptible: re-check so a late Stop still wins.
-        if stop.is_set():
-            raise JobCancelled()
-        return results
+        outcomes: list[BatchOutcome] = [[] if live[i] else None for i in range(len(items))]
+        for (i, seed), image in zip(rows, output.images, strict=True):
+            outcome = outcomes[i]
+            if outcome is not None:
+                outcome.append(GeneratedImage(image=image, seed=seed))
+        # The VAE decode is not interruptible: re-check so a late Stop still wins.
+        return [None if item.stop.is_set() else outcome for item, outcome in zip(items, outcomes, strict=True)]
 
-    def _step_callback(
-        self, index: int, count: int, family: str, on_step: ProgressFn, stop: threading.Event
+    def _rowwise(self, rows: list[tuple[int, int]]) -> bool:
+        """True when a batch must run image by image inside its call to keep CPU pixels exact."""
+        return not self.placement.device.startswith("cuda") and len(rows) > 1
+
+    @staticmethod
+    def _encode_row_by_row(pipe: Any, cfg_scale: float, prompts: dict[str, Any]) -> dict[str, Any]:
+        """Prompt embeddings encoded one prompt at a time, as the pipeline encodes a lone job's (see _row_by_row)."""
+        cfg = cfg_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+        pairs = [pipe.encode_prompt(p, pipe._execution_device, 1, cfg, n or None)
+                 for p, n in zip(prompts["prompt"], prompts["negative_prompt"], strict=True)]
+        embeds = {"prompt_embeds": torch.cat([pos for pos, _ in pairs])}
+        if cfg:
+            embeds["negative_prompt_embeds"] = torch.cat([neg for _, neg in pairs])
+        return embeds
+
+    @contextlib.contextmanager
+    def _row_by_row(self, pipe: Any, rows: list[tuple[int, int]]) -> Iterator[None]:
+        """On CPU, run the UNet and the VAE decode one image at a time inside the batched call.
+
+        CPU matrix kernels round differently for different batch sizes (the time-embedding Linear is the first
+        to differ, by ~1e-6), so a true batch would change pixels; row by row each image sees exactly the shapes
+        it sees alone, and the batch still shares the text encoder, the scheduler and the per-step Python work.
+        On a GPU the batch runs whole: the differences stay within fp16 tolerance (bench/gpu_check.py).
+        """
+        if not self._rowwise(rows):
+            yield
+            return
+        unet, vae = pipe.unet, pipe.vae
+        unet_forward, vae_decode = unet.forward, vae.decode
+
+        def split_unet(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            n = len(rows)
+            # With CFG the UNet sees [negatives; positives]: image r is rows r and n + r, as it is alone.
+            groups = [[r, n + r] for r in range(n)] if sample.shape[0] == 2 * n else [[r] for r in range(n)]
+            parts = []
+            for group in groups:
+                cut_args, cut_kwargs = _take((sample, *args), kwargs, group, sample.shape[0])
+                parts.append(unet_forward(*cut_args, **cut_kwargs))
+            order = [g for group in groups for g in group]
+            stacked = torch.cat([p[0] if isinstance(p, tuple) else p.sample for p in parts])
+            merged = stacked[torch.tensor(sorted(range(len(order)), key=order.__getitem__))]
+            return (merged,)
+
+        def split_decode(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            kwargs.pop("generator", None)  # SD's VAE decode draws no noise; the list would not match one row
+            parts = [vae_decode(z[r:r + 1], *args, **{**kwargs, "return_dict": False})[0] for r in range(z.shape[0])]
+            return (torch.cat(parts),)
+
+        unet.forward, vae.decode = split_unet, split_decode
+        try:
+            yield
+        finally:
+            del unet.forward, vae.decode  # back to the class's methods
+
+    def _batch_callback(
+        self, items: list[BatchItem], live: list[bool], rows: list[tuple[int, int]], generators: list[Any],
+        names: list[str],
     ) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
         every = self.preview_every
+        family = "sdxl" if "XL" in type(self.pipe).__name__ else "sd15"
 
-        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            if stop.is_set():
+        def leave(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            """Drop stopped jobs' rows; raise when no job is left."""
+            stopped = {i for i, item in enumerate(items) if live[i] and item.stop.is_set()}
+            if stopped:
+                kwargs = self._drop_rows(pipe, kwargs, rows, generators, stopped)
+                for i in stopped:
+                    live[i] = False
+            if not rows:
                 # Raising leaves the denoising loop at once: no more UNet calls, no VAE decode.
-                raise JobCancelled()
-            per_image = int(getattr(pipe, "num_timesteps", 0) or step + 1)
-            done = step + 1
-            preview = None
-            if done % every == 0 or done == per_image:
-                preview = latents_to_preview(kwargs["latents"], family)
-            on_step(StepUpdate(step=index * per_image + done, total=per_image * count, image_index=index,
-                               preview=preview))
-            if stop.is_set():  # a Stop that arrived while this step was reported
                 raise JobCancelled()
             return kwargs
 
+        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            kwargs = leave(pipe, kwargs)
+            per_image = int(getattr(pipe, "num_timesteps", 0) or step + 1)
+            done = step + 1
+            show = done % every == 0 or done == per_image
+            first_row: dict[int, int] = {}
+            for row, (i, _) in enumerate(rows):
+                first_row.setdefault(i, row)
+            for i, row in first_row.items():
+                preview = latents_to_preview(kwargs["latents"][row:row + 1], family) if show else None
+                items[i].on_step(items[i].step_update(per_image, done, preview))
+            return leave(pipe, kwargs)  # a Stop that arrived while this step was reported leaves before the next
+
         return callback
+
+    @staticmethod
+    def _drop_rows(pipe: Any, kwargs: dict[str, Any], rows: list[tuple[int, int]], generators: list[Any],
+                   stopped: set[int]) -> dict[str, Any]:
+        """Take the stopped items' rows out of the running batch: latents, embeddings, scheduler state, noise."""
+        n = len(rows)
+        keep = [r for r, (i, _) in enumerate(rows) if i not in stopped]
+        # With CFG the pipeline concatenates [negative; positive] embeddings: 2n rows, the same cut in each half.
+        keep_cfg = keep + [n + r for r in keep]
+
+        def cut(value: Any) -> Any:
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] in (n, 2 * n):
+                index = keep if value.shape[0] == n else keep_cfg
+                return value[torch.tensor(index, dtype=torch.long, device=value.device)]
+            if isinstance(value, list):
+                return [cut(v) for v in value]
+            return value
+
+        out = {name: cut(value) for name, value in kwargs.items()}
+        if keep:
+            for attr in SCHEDULER_STATE:  # multistep samplers remember earlier outputs, one row per image
+                if getattr(pipe.scheduler, attr, None) is not None:
+                    setattr(pipe.scheduler, attr, cut(getattr(pipe.scheduler, attr)))
+        rows[:] = [rows[r] for r in keep]
+        generators[:] = [generators[r] for r in keep]
+        return out
 
     # 3. Unload ------------------------------------------------------------------------------------
     def offload(self) -> None:
@@ -271,3 +390,18 @@ class DiffusersBackend:
             "notes": list(self.notes),
             "compile": self.compile_status.as_dict(),
         }
+
+
+def _take(args: tuple[Any, ...], kwargs: dict[str, Any], rows: list[int],
+          batch: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(args, kwargs) cut to `rows` of the batch dimension: every tensor (also inside dicts) of `batch` rows."""
+    index = torch.tensor(rows, dtype=torch.long)
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == batch:
+            return value[index.to(value.device)]
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        return value
+
+    return (*[cut(a) for a in args],), {k: cut(v) for k, v in kwargs.items()}

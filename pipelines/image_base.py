@@ -126,6 +126,46 @@ class GeneratedImage:
 
 
 @dataclass
+class BatchItem:
+    """One job's share of a batched pipeline call: its seeds to run now, its progress and its own Stop."""
+
+    req: ImageRequest
+    seeds: list[int]
+    on_step: ProgressFn
+    stop: threading.Event
+    done_before: int = 0  # images of this job finished by earlier calls, so progress counts over the whole job
+    job_images: int = 0  # images in the whole job; 0: just these seeds
+
+    def step_update(self, per_image: int, done: int, preview: Image | None = None) -> StepUpdate:
+        """Progress over the whole job when each of this item's images has finished `done` of `per_image` steps."""
+        total_images = self.job_images or len(self.seeds)
+        return StepUpdate(step=per_image * self.done_before + done * len(self.seeds), total=per_image * total_images,
+                          image_index=self.done_before, preview=preview)
+
+
+# What a batched call gives back per item: its images, or None when that item was stopped.
+BatchOutcome = list[GeneratedImage] | None
+
+
+def generate_one_by_one(backend: ImageBackend, items: list[BatchItem]) -> list[BatchOutcome]:
+    """Run batch members one after another (backends that cannot share a call, such as a remote server)."""
+    outcomes: list[BatchOutcome] = []
+    for item in items:
+        def on_step(update: StepUpdate, item: BatchItem = item) -> None:
+            # generate() counts over this item's seeds; shift that onto the whole job.
+            per_image = update.total // max(1, len(item.seeds))
+            item.on_step(StepUpdate(step=per_image * item.done_before + update.step,
+                                    total=per_image * (item.job_images or len(item.seeds)),
+                                    image_index=item.done_before + update.image_index, preview=update.preview))
+
+        try:
+            outcomes.append(backend.generate(item.req, item.seeds, on_step, item.stop))
+        except JobCancelled:
+            outcomes.append(None)
+    return outcomes
+
+
+@dataclass
 class LoadReport:
     """What a backend tells about its loading, for the health page and the UI."""
 
@@ -134,7 +174,7 @@ class LoadReport:
 
 
 class ImageBackend(Protocol):
-    """What every image backend offers: load once, then generate one job at a time."""
+    """What every image backend offers: load once, then generate jobs (one, or several of one shape at once)."""
 
     name: str
 
@@ -151,6 +191,10 @@ class ImageBackend(Protocol):
         self, req: ImageRequest, seeds: list[int], on_step: ProgressFn, stop: threading.Event
     ) -> list[GeneratedImage]:
         """Run the job; raise JobCancelled within one step once stop is set."""
+        ...
+
+    def generate_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
+        """Run jobs of one compute shape together, one outcome per item; a stopped item gives None."""
         ...
 
     def offload(self) -> None:

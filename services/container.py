@@ -153,7 +153,8 @@ def build_services(settings: Settings) -> Services:
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
     image_slot = _image_slot(settings)
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
-    images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache)
+    images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
+                          max_batch_images=settings.resolved_max_batch_images)
     recovered = images.recover()
     if recovered:
         log.warning("marked %d interrupted image job(s) as failed", recovered)

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pipelines.image_base import (
     check_inputs,
     resolve_seed,
 )
+from services.batcher import ImageBatcher
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.models import ModelSlot, ModelUnavailableError
@@ -68,14 +68,21 @@ class ImageService:
     """The image use cases: validate, generate (one job at a time), record everything."""
 
     def __init__(self, slot: ModelSlot[ImageBackend], images_dir: Path, limits: ImageLimits,
-                 defaults: dict[str, Any] | None = None, cache: ResultCache | None = None) -> None:
+                 defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
+                 max_batch_images: int = 1) -> None:
         self.slot = slot
         self.images_dir = images_dir
         self.limits = limits
         self.defaults = defaults or {}
         self.cache = cache or ResultCache(enabled=False)
-        # One job at a time per loaded pipeline, whatever path (UI, API, bench) it came from.
-        self._run_lock = threading.Lock()
+        # One pipeline call at a time, whatever path (UI, API, bench) a job came from; jobs that wait together
+        # and share a shape ride in the same call.
+        self.batcher = ImageBatcher(max_batch_images)
+
+    @property
+    def concurrency(self) -> int:
+        """Jobs the UI lets in at once: enough to fill the running batch and gather the next one."""
+        return max(4, 2 * self.batcher.max_images)
 
     # 1. Validation -------------------------------------------------------------------------------
     def field_errors(self, **params: Any) -> dict[str, str]:
@@ -108,14 +115,13 @@ class ImageService:
         """Run the job in this thread; the returned snapshot is final."""
         handle = handle or ImageJobHandle()
         try:
-            with self._run_lock:
-                self._run_locked(req, user, handle, time.perf_counter())
+            self._run_job(req, user, handle, time.perf_counter())
         except Exception as err:  # never leave a watcher hanging, whatever went wrong
             log.exception("image job crashed")
             handle.update(status="failed", message=f"Failed: {err}", error=str(err))
         return handle.snapshot()
 
-    def _run_locked(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
+    def _run_job(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
         handle.update(status="loading", message=self.slot.status().message())
         try:
             with self.slot.use() as backend:
@@ -135,8 +141,8 @@ class ImageService:
                 return
         seeds = req.seeds(resolve_seed(req.seed))
         job = self._create_job(req, user, backend.model_name, seed_used=seeds[0], cache_key=key)
-        handle.update(status="running", job_id=job.id, message=f"Job {job.id}: starting (seed {seeds[0]})",
-                      info=self._info(job, seeds, []))
+        handle.update(status="running", job_id=job.id, info=self._info(job, seeds, []),
+                      message=f"Job {job.id}: waiting for the image model (seed {seeds[0]})")
 
         def on_step(update: StepUpdate) -> None:
             elapsed = time.perf_counter() - started
@@ -152,7 +158,7 @@ class ImageService:
         try:
             if handle.stop_event.is_set():
                 raise JobCancelled()
-            images = backend.generate(req, seeds, on_step, handle.stop_event)
+            images = self.batcher.run(backend, user, req, seeds, on_step, handle.stop_event)
         except JobCancelled:
             self._finish(job, "cancelled", started)
             handle.update(status="cancelled", message=f"Job {job.id}: stopped.", info=self._info(job, seeds, []))

@@ -141,7 +141,10 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
 
     event = generate_btn.click(
         generate_image, inputs=inputs, outputs=[preview, progress_md, gallery, info],
-        api_name="generate_image", validator=validate_image_request, concurrency_limit=1, **RAW_INPUTS,
+        api_name="generate_image", validator=validate_image_request, **RAW_INPUTS,
+        # Several jobs at once, so that they can wait together in the batcher (services/batcher.py), which runs
+        # one pipeline call at a time; Gradio's batch=True cannot stream previews (see the README).
+        concurrency_limit=services.images.concurrency,
         # The queue position and ETA show over the result, while the preview above keeps streaming.
         concurrency_id="image", show_progress="full", show_progress_on=[gallery],
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines.diffusers_backend import DiffusersBackend, ModelUnavailable
-from pipelines.image_base import ImageRequest, JobCancelled, StepUpdate
+from pipelines.image_base import BatchItem, ImageRequest, JobCancelled, StepUpdate
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,71 @@ def test_an_uncached_hub_model_offline_says_how_to_fix_it() -> None:
 def test_memory_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="model-offload"):
         DiffusersBackend("x", memory_mode="lowvram")
+
+
+# Batches: several jobs of one shape in one pipeline call ------------------------------------------------------
+def alone(backend: DiffusersBackend, req: ImageRequest, seeds: list[int]) -> list[np.ndarray]:
+    images, _ = run(backend, req, seeds)
+    return [np.asarray(g.image) for g in images]
+
+
+def item(req: ImageRequest, seeds: list[int], stop: threading.Event | None = None,
+         updates: list[StepUpdate] | None = None) -> BatchItem:
+    return BatchItem(req, seeds, (updates if updates is not None else []).append, stop or threading.Event())
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "Heun"])
+def test_a_batch_gives_each_seed_the_pixels_it_gives_alone(backend: DiffusersBackend, sampler: str) -> None:
+    fox = ImageRequest(prompt="a red fox", width=64, height=64, steps=4, sampler=sampler)
+    owl = fox.model_copy(update={"prompt": "an owl at night", "negative_prompt": "blurry"})
+    outcomes = backend.generate_batch([item(fox, [5, 6]), item(owl, [7])])
+    assert [[g.seed for g in o or []] for o in outcomes] == [[5, 6], [7]]
+    batched = [np.asarray(g.image) for o in outcomes for g in o or []]
+    for got, want in zip(batched, alone(backend, fox, [5, 6]) + alone(backend, owl, [7]), strict=True):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "Heun"])
+def test_a_stop_inside_a_batch_removes_that_job_and_spares_the_others(backend: DiffusersBackend,
+                                                                     sampler: str) -> None:
+    req = ImageRequest(prompt="a red fox", width=64, height=64, steps=6, sampler=sampler)
+    other = req.model_copy(update={"prompt": "an owl"})
+    stop = threading.Event()
+    batch_rows: list[int] = []
+    hook = backend.pipe.unet.register_forward_pre_hook(lambda _m, args: batch_rows.append(args[0].shape[0]))
+    stopped_updates: list[StepUpdate] = []
+
+    def on_step(update: StepUpdate) -> None:
+        stopped_updates.append(update)
+        if update.step == 2:
+            stop.set()
+
+    try:
+        outcomes = backend.generate_batch([BatchItem(req, [1], on_step, stop), item(other, [2, 3])])
+    finally:
+        hook.remove()
+    assert outcomes[0] is None
+    assert [g.seed for g in outcomes[1] or []] == [2, 3]
+    for got, want in zip(outcomes[1] or [], alone(backend, other, [2, 3]), strict=True):
+        assert np.array_equal(np.asarray(got.image), want)
+    # CFG doubles the rows: 3 images are 6 rows for the 2 steps before the Stop, then the 2 left are 4 rows.
+    assert batch_rows[:2] == [6, 6]
+    assert set(batch_rows[2:]) == {4}
+    assert stopped_updates[-1].step == 2
+
+
+def test_every_job_in_a_batch_gets_its_own_progress_and_preview(backend: DiffusersBackend) -> None:
+    req = ImageRequest(prompt="a red fox", width=64, height=64, steps=4, sampler="Euler")
+    owl = req.model_copy(update={"prompt": "an owl"})
+    fox_updates: list[StepUpdate] = []
+    owl_updates: list[StepUpdate] = []
+    backend.generate_batch([item(req, [1, 2], updates=fox_updates), item(owl, [3], updates=owl_updates)])
+    assert [(u.step, u.total) for u in fox_updates] == [(2, 8), (4, 8), (6, 8), (8, 8)]
+    assert [(u.step, u.total) for u in owl_updates] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    _, owl_alone = run(backend, owl, [3])
+    # Each job's preview comes from its own latents: the same as the preview it gets alone.
+    for batched, single in zip(owl_updates, owl_alone, strict=True):
+        assert (batched.preview is None) == (single.preview is None)
+        if batched.preview is not None and single.preview is not None:
+            assert np.array_equal(np.asarray(batched.preview), np.asarray(single.preview))
+    assert not np.array_equal(np.asarray(fox_updates[-1].preview), np.asarray(owl_updates[-1].preview))

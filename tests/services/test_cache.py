@@ -27,13 +27,13 @@ def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Ser
 def calls(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     backend = services.image_slot.ensure_loaded()
     seen: list[Any] = []
-    real = backend.generate
+    real = backend.generate_batch  # the path the service takes (through services.batcher)
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         seen.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(backend, "generate", counting)
+    monkeypatch.setattr(backend, "generate_batch", counting)
     return seen
 
 

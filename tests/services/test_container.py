@@ -6,6 +6,7 @@ from pathlib import Path
 
 from services.container import build_services
 from services.images import run_and_collect
+from settings import Settings
 from storage.models import ImageJob
 from tests.services.conftest import tiny_settings
 
@@ -38,3 +39,11 @@ def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Pa
     assert ImageJob.get_by_id(job.id).status == "failed"
     assert "interrupted" in ImageJob.get_by_id(job.id).error
     assert not stale.exists()
+
+
+def test_the_batch_size_follows_the_profile_the_memory_mode_and_the_backend(tmp_path: Path) -> None:
+    assert Settings(profile="tiny", data_dir=tmp_path).resolved_max_batch_images == 1
+    assert Settings(profile="gpu", data_dir=tmp_path).resolved_max_batch_images == 4
+    assert Settings(profile="gpu", data_dir=tmp_path, memory_mode="sequential-offload").resolved_max_batch_images == 2
+    assert Settings(profile="gpu", data_dir=tmp_path, image_backend="a1111").resolved_max_batch_images == 1
+    assert Settings(profile="tiny", data_dir=tmp_path, max_batch_images=8).resolved_max_batch_images == 8

@@ -1,0 +1,198 @@
+"""Micro-batching: image jobs that wait at the same time and share a compute shape run as one pipeline call.
+
+There is no dispatcher thread and no gathering window. Each job's own worker thread queues its images and
+waits; whichever waiting thread finds the pipeline free picks the next batch (users in turn, then every
+compatible image up to the limit), runs it, and hands each job its images. A job that arrives while the pipeline
+is idle therefore runs at once, alone; partners only come from jobs that queued while a batch was running.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from pipelines.image_base import (
+    BatchItem,
+    BatchOutcome,
+    GeneratedImage,
+    ImageBackend,
+    ImageRequest,
+    JobCancelled,
+    ProgressFn,
+    generate_one_by_one,
+)
+
+# How often a waiting job looks at its Stop while another batch runs.
+STOP_POLL_S = 0.05
+
+
+def compute_shape(backend: ImageBackend, req: ImageRequest) -> Hashable:
+    """What must match for jobs to share a call: the loaded model and everything that changes the graph or the
+    schedule (size, steps, sampler, CFG); prompts, negative prompts and seeds may differ per image."""
+    return (id(backend), backend.model_name, getattr(backend, "revision", ""), req.width, req.height, req.steps,
+            req.sampler, req.cfg_scale)
+
+
+@dataclass(eq=False)
+class _Job:
+    backend: ImageBackend
+    user: str
+    req: ImageRequest
+    seeds: list[int]
+    on_step: ProgressFn
+    stop: threading.Event
+    shape: Hashable
+    arrival: int
+    queued: int = 0  # seeds handed to batches so far
+    running: int = 0  # of those, seeds in the batch now running
+    results: list[GeneratedImage] = field(default_factory=list)
+    cancelled: bool = False
+    error: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.cancelled or self.error is not None or len(self.results) == len(self.seeds)
+
+
+class ImageBatcher:
+    """Queue of waiting image jobs; runs them in batches of one shape, users taking turns."""
+
+    def __init__(self, max_images: int) -> None:
+        self.max_images = max(1, max_images)
+        self._cond = threading.Condition()
+        self._waiting: list[_Job] = []  # jobs with seeds not yet handed to a batch, in arrival order
+        self._busy = False
+        self._arrivals = itertools.count()
+        self._turns = itertools.count()
+        self._last_turn: dict[str, int] = {}  # user → when their images last rode in a batch
+        self.batches: list[list[tuple[str, int]]] = []  # (user, images) per batch, newest last; for tests and bench
+        self._keep_batches = 0
+
+    def pending_images(self) -> int:
+        """Images queued and not yet in a batch."""
+        with self._cond:
+            return sum(len(job.seeds) - job.queued for job in self._waiting)
+
+    def record_batches(self, keep: int) -> None:
+        """Remember the makeup of the last `keep` batches (0: none), for tests and benchmarks."""
+        with self._cond:
+            self._keep_batches = keep
+            self.batches.clear()
+
+    def run(self, backend: ImageBackend, user: str, req: ImageRequest, seeds: list[int], on_step: ProgressFn,
+            stop: threading.Event) -> list[GeneratedImage]:
+        """Queue the job, take part in running batches until its images are made; raise JobCancelled on Stop."""
+        job = _Job(backend, user, req, list(seeds), on_step, stop, compute_shape(backend, req), next(self._arrivals))
+        with self._cond:
+            self._waiting.append(job)
+        while True:
+            with self._cond:
+                # The thread of the job whose turn it is runs the next batch, so the batch a thread runs always
+                # holds its own job and a Stop is never stuck behind another user's batch.
+                while (self._busy or self._lead() is not job) and not job.finished \
+                        and not self._withdraw_if_stopped(job):
+                    self._cond.wait(STOP_POLL_S)
+                if job.finished or self._withdraw_if_stopped(job):
+                    break
+                batch = self._pick()
+                self._busy = True
+            try:
+                self._run_batch(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        if job.error is not None:
+            raise job.error
+        if job.cancelled:
+            raise JobCancelled()
+        return job.results
+
+    def _withdraw_if_stopped(self, job: _Job) -> bool:
+        """A stopped job with no images in the running batch leaves the queue at once (lock held)."""
+        if job.finished:
+            return False
+        if job.stop.is_set() and not job.running:
+            job.cancelled = True
+            self._drop(job)
+            self._cond.notify_all()  # the next job in turn may now lead
+            return True
+        return False
+
+    def _turn(self, job: _Job) -> tuple[int, int]:
+        """Sort key: users least recently served first, then the order jobs arrived in."""
+        return self._last_turn.get(job.user, -1), job.arrival
+
+    def _lead(self) -> _Job | None:
+        return min(self._waiting, key=self._turn, default=None)
+
+    def _pick(self) -> list[tuple[_Job, int]]:
+        """The next batch (lock held): the user whose turn it is leads; compatible images follow, users in turn,
+        one image each per round, up to max_images."""
+        lead = min(self._waiting, key=self._turn)
+        by_user: dict[str, list[_Job]] = {}
+        for job in sorted((j for j in self._waiting if j.shape == lead.shape), key=self._turn):
+            by_user.setdefault(job.user, []).append(job)
+        taken: dict[_Job, int] = {}
+        room = self.max_images
+        while room and by_user:
+            for user in list(by_user):
+                jobs = by_user[user]
+                job = jobs[0]
+                taken[job] = taken.get(job, 0) + 1
+                room -= 1
+                if job.queued + taken[job] == len(job.seeds):
+                    jobs.pop(0)
+                    if not jobs:
+                        del by_user[user]
+                if not room:
+                    break
+        order: list[str] = []
+        for job, count in taken.items():
+            job.running = count
+            if job.user not in order:
+                order.append(job.user)
+        for user in order:  # in the order they rode, so that ties next time go to whoever rode first
+            self._last_turn[user] = next(self._turns)
+        if self._keep_batches:
+            self.batches = [*self.batches, [(job.user, count) for job, count in taken.items()]][-self._keep_batches:]
+        return list(taken.items())
+
+    def _run_batch(self, batch: list[tuple[_Job, int]]) -> None:
+        """Run one batch outside the lock and give each job its share (its images, its cancellation, the error)."""
+        items = []
+        with self._cond:
+            for job, count in batch:
+                start = job.queued
+                job.queued += count
+                if job.queued == len(job.seeds):
+                    self._waiting.remove(job)
+                items.append(BatchItem(job.req, job.seeds[start:job.queued], job.on_step, job.stop,
+                                       done_before=start, job_images=len(job.seeds)))
+        backend = batch[0][0].backend
+        try:
+            generate = getattr(backend, "generate_batch", None)
+            outcomes: list[BatchOutcome] = (generate(items) if generate is not None
+                                            else generate_one_by_one(backend, items))
+        except JobCancelled:
+            outcomes = [None] * len(items)
+        except Exception as err:  # the whole call failed: every job in it fails with the same reason
+            with self._cond:
+                for job, _ in batch:
+                    job.error, job.running = err, 0
+                    self._drop(job)
+            return
+        with self._cond:
+            for (job, _), outcome in zip(batch, outcomes, strict=True):
+                job.running = 0
+                if outcome is None:
+                    job.cancelled = True
+                    self._drop(job)
+                else:
+                    job.results.extend(outcome)
+
+    def _drop(self, job: _Job) -> None:
+        if job in self._waiting:
+            self._waiting.remove(job)
