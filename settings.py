@@ -56,7 +56,9 @@ PROFILE_MAX_NEW_TOKENS: dict[Profile, int] = {Profile.GPU: 4096, Profile.CPU: 20
 # Images of waiting jobs that share one pipeline call (see services/batcher.py). On CPU a batch runs its UNet row by
 # row to keep pixels exact, so it saves little, and bench/image_throughput.py measured batches of 4 at 0.89x the
 # images/s of unbatched concurrent jobs (tiny, quiet machine): CPU profiles do not batch. GPU: batch 4 (A100 ~2x).
-PROFILE_MAX_BATCH_IMAGES: dict[Profile, int] = {Profile.GPU: 4, Profile.CPU: 1, Profile.TINY: 1}
+# 1 everywhere until bench/gpu_check.py measures batches faster on a GPU (on CPU a batch is 0.89x unbatched,
+# bench/image_throughput.py); ATELIER_MAX_BATCH_IMAGES turns batching on.
+PROFILE_MAX_BATCH_IMAGES: dict[Profile, int] = {Profile.GPU: 1, Profile.CPU: 1, Profile.TINY: 1}
 # Sequential offload is for cards with too little memory for the whole model: keep its activations small too.
 SEQUENTIAL_OFFLOAD_MAX_BATCH_IMAGES = 2
 

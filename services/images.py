@@ -81,8 +81,9 @@ class ImageService:
 
     @property
     def concurrency(self) -> int:
-        """Jobs the UI lets in at once: enough to fill the running batch and gather the next one."""
-        return max(4, 2 * self.batcher.max_images)
+        """Jobs the UI lets in at once: enough to fill the running batch and gather the next one; without
+        batching one, so that waiting jobs wait in Gradio's queue, which shows each its place."""
+        return 1 if self.batcher.max_images == 1 else max(4, 2 * self.batcher.max_images)
 
     # 1. Validation -------------------------------------------------------------------------------
     def field_errors(self, **params: Any) -> dict[str, str]:

@@ -43,7 +43,22 @@ def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Pa
 
 def test_the_batch_size_follows_the_profile_the_memory_mode_and_the_backend(tmp_path: Path) -> None:
     assert Settings(profile="tiny", data_dir=tmp_path).resolved_max_batch_images == 1
-    assert Settings(profile="gpu", data_dir=tmp_path).resolved_max_batch_images == 4
-    assert Settings(profile="gpu", data_dir=tmp_path, memory_mode="sequential-offload").resolved_max_batch_images == 2
+    assert Settings(profile="gpu", data_dir=tmp_path).resolved_max_batch_images == 1  # until measured on a GPU
+    assert Settings(profile="gpu", data_dir=tmp_path, memory_mode="sequential-offload",
+                    max_batch_images=4).resolved_max_batch_images == 4  # an explicit setting wins
     assert Settings(profile="gpu", data_dir=tmp_path, image_backend="a1111").resolved_max_batch_images == 1
     assert Settings(profile="tiny", data_dir=tmp_path, max_batch_images=8).resolved_max_batch_images == 8
+
+
+def test_without_batching_jobs_wait_in_gradios_queue_one_at_a_time(tmp_path: Path) -> None:
+    from pipelines.image_base import ImageLimits
+    from services.images import ImageService
+
+    def concurrency(max_batch_images: int) -> int:
+        return ImageService(None, tmp_path, ImageLimits(), max_batch_images=max_batch_images).concurrency  # type: ignore[arg-type]
+
+    # One at a time: the others wait in Gradio's queue, which shows each its place (react-client e2e test).
+    assert concurrency(1) == 1
+    # Batching: enough jobs in to fill the running batch and gather the next one.
+    assert concurrency(4) == 8
+    assert concurrency(2) == 4
