@@ -53,14 +53,12 @@ PROFILE_IDLE_POLICY: dict[Profile, IdlePolicy] = {
 }
 # R1 thinks at length; the tiny model only needs to show the path works.
 PROFILE_MAX_NEW_TOKENS: dict[Profile, int] = {Profile.GPU: 4096, Profile.CPU: 2048, Profile.TINY: 128}
-# Images of waiting jobs that share one pipeline call (see services/batcher.py). On CPU a batch runs its UNet row by
-# row to keep pixels exact, so it saves little, and bench/image_throughput.py measured batches of 4 at 0.89x the
-# images/s of unbatched concurrent jobs (tiny, quiet machine): CPU profiles do not batch. GPU: batch 4 (A100 ~2x).
-# 1 everywhere until bench/gpu_check.py measures batches faster on a GPU (on CPU a batch is 0.89x unbatched,
-# bench/image_throughput.py); ATELIER_MAX_BATCH_IMAGES turns batching on.
-PROFILE_MAX_BATCH_IMAGES: dict[Profile, int] = {Profile.GPU: 1, Profile.CPU: 1, Profile.TINY: 1}
-# Sequential offload is for cards with too little memory for the whole model: keep its activations small too.
-SEQUENTIAL_OFFLOAD_MAX_BATCH_IMAGES = 2
+# Images of waiting jobs per pipeline call (services/batcher.py): 1, no batching, on every profile until
+# bench/gpu_check.py measures batches faster on a GPU (on CPU a batch of 4 ran at 0.89x the images/s of unbatched
+# concurrent jobs, bench/image_throughput.py); ATELIER_MAX_BATCH_IMAGES turns batching on. When the gpu default
+# goes above 1: cap it under sequential offload (too little memory for big activations) and keep a remote backend
+# at 1 (it runs a batch's members one by one).
+DEFAULT_MAX_BATCH_IMAGES = 1
 
 # The tiny model's random weights rarely close </think> on their own: a budget makes it answer too.
 PROFILE_THINKING_BUDGET: dict[Profile, int | None] = {Profile.GPU: None, Profile.CPU: None, Profile.TINY: 32}
@@ -220,16 +218,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_max_batch_images(self) -> int:
-        """Images per batched call: the setting, else 1 for a remote backend (it runs them one by one anyway),
-        else the profile's, smaller under sequential offload."""
-        if self.max_batch_images is not None:
-            return self.max_batch_images
-        if self.image_backend != "diffusers":
-            return 1
-        default = PROFILE_MAX_BATCH_IMAGES[self.resolved_profile]
-        if self.memory_mode == "sequential-offload":
-            return min(default, SEQUENTIAL_OFFLOAD_MAX_BATCH_IMAGES)
-        return default
+        """Images per batched call: the setting, else the default (no batching until measured on a GPU)."""
+        return DEFAULT_MAX_BATCH_IMAGES if self.max_batch_images is None else self.max_batch_images
 
     @property
     def image_defaults(self) -> dict[str, float | int | str]:
