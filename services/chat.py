@@ -15,7 +15,7 @@ from pipelines.text_base import TextBackend, TextLimits, TextOptions, TextUsage,
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.models import ModelSlot, ModelUnavailableError
-from storage.db import database
+from storage.db import database, for_update
 from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,9 @@ class ChatService:
                     raise InvalidRequest({"conversation_id": f"{mode} needs a conversation_id."})
                 conversation = Conversation.create(user=user, title=_title(message or ""))
             else:
-                conversation = Conversation.get_or_none((Conversation.id == conversation_id)
-                                                        & (Conversation.user == user))
+                # Locked until the turn is planned: two sends at once must not both take the next position.
+                conversation = for_update(Conversation.select().where((Conversation.id == conversation_id)
+                                                                      & (Conversation.user == user))).first()
                 if conversation is None:
                     raise InvalidRequest({"conversation_id": f"conversation {conversation_id} does not exist."})
             turns = list(conversation.messages.order_by(Message.position))
@@ -269,7 +270,9 @@ class ChatService:
             return
         with database.atomic():
             ReplyDraft.delete().where(ReplyDraft.id == plan.draft_id).execute()
-            if not Conversation.select().where(Conversation.id == plan.conversation.id).exists():
+            # Locked while the reply replaces what follows its turn (another reply of this conversation waits).
+            if for_update(Conversation.select(Conversation.id).where(Conversation.id == plan.conversation.id)
+                          ).first() is None:
                 # Deleted while the reply ran: there is nothing left to add the reply to.
                 error = (f"conversation {plan.conversation.id} was deleted while this reply was written; "
                          "the reply was not kept.")

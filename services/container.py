@@ -148,7 +148,7 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
 def build_services(settings: Settings) -> Services:
     """Open storage, create backends (not loaded yet) and the services over them."""
     settings.ensure_dirs()
-    open_database(settings.db_path)
+    open_database(settings.database_location, settings.database_pool_size)
     limits = ImageLimits(min_size=settings.min_size, max_size=settings.max_size, max_steps=settings.max_steps,
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
     image_slot = _image_slot(settings)

@@ -1,12 +1,17 @@
-"""The SQLite database: one per data dir, WAL mode, opened once at start."""
+"""The database: SQLite in the data dir (one box), or PostgreSQL by URL with pooled connections (replicas)."""
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
+from typing import Any
 
-from peewee import DatabaseProxy, SqliteDatabase
+import peewee
+from peewee import Database, DatabaseProxy, SqliteDatabase
+from playhouse.db_url import parse
+from playhouse.pool import PooledPostgresqlDatabase
 
-# Models bind to this proxy; open_database() points it at the real file.
+# Models bind to this proxy; open_database() points it at the real database.
 database = DatabaseProxy()
 
 PRAGMAS = {
@@ -17,19 +22,90 @@ PRAGMAS = {
     # A writer waits this long (ms) for another's transaction to end rather than fail with "database is locked".
     "busy_timeout": 30000,
 }
+# Services catch it (a unique name taken meanwhile by another replica) without importing peewee themselves.
+IntegrityError = peewee.IntegrityError
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+DEFAULT_POOL_SIZE = 20
+# A thread waits this long (s) for a pooled connection before the request fails.
+POOL_WAIT_S = 30
+# Connections idle longer than this (s) are closed and replaced, so a proxy or server timeout never hands out
+# a dead one.
+POOL_STALE_S = 300
 
 
-def open_database(path: Path) -> SqliteDatabase:
-    """Open (creating if needed) the database at `path`, apply migrations, and bind the models to it."""
-    from storage.migrations import migrate
+class ReleasingPool(PooledPostgresqlDatabase):
+    """A PostgreSQL pool that also takes back the connection of a thread that ended without closing it.
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    Peewee keeps one connection per thread, and every job runs in a thread of its own: without this, each
+    finished job would keep its connection checked out for good and the pool would run dry.
+    """
+
+    def _connect(self) -> Any:
+        conn = super()._connect()
+        key = self.conn_key(conn)
+        checkout = self._in_use[key]
+        # The marker lives in this thread's peewee state, which Python drops when the thread ends.
+        marker = _ThreadMarker()
+        self._state.release_marker = marker
+        weakref.finalize(marker, self._release_orphan, key, checkout)
+        return conn
+
+    def _release_orphan(self, key: int, checkout: Any) -> None:
+        with self._pool_lock:
+            # Only the very checkout this marker was made for: the connection may since have been closed and
+            # handed to another thread.
+            if self._in_use.get(key) is checkout:
+                self._close(checkout.connection)
+
+
+class _ThreadMarker:
+    """Lives exactly as long as the thread that checked a connection out (see ReleasingPool)."""
+
+
+def is_postgres_url(location: Path | str) -> bool:
+    """Whether `location` names a PostgreSQL database (postgresql://…) rather than a SQLite file."""
+    return isinstance(location, str) and location.split("://", 1)[0] in POSTGRES_SCHEMES
+
+
+def make_database(location: Path | str, pool_size: int = DEFAULT_POOL_SIZE) -> Database:
+    """The database at `location` (a SQLite file path or a postgresql:// URL), not yet connected or migrated."""
+    if is_postgres_url(location):
+        params = parse(str(location))
+        name = params.pop("database")
+        # Times are stored as timestamptz; reading them back in UTC keeps them equal to what SQLite returns.
+        params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
+        return ReleasingPool(name, max_connections=pool_size, timeout=POOL_WAIT_S, stale_timeout=POOL_STALE_S,
+                             prefer_psycopg3=True, **params)
+    if isinstance(location, str):
+        raise ValueError(f"not a database location: {location!r} (a file path or a postgresql:// URL)")
+    location.parent.mkdir(parents=True, exist_ok=True)
     # BEGIN IMMEDIATE for every transaction: each one here reads, then writes (plan a turn, add an account,
     # delete a conversation). A deferred BEGIN takes the write lock only at the first write, and if another
     # connection wrote in between, SQLite answers "database is locked" at once, without waiting (a stale read
     # snapshot cannot be upgraded). Taking the lock up front makes concurrent writers queue on busy_timeout.
-    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, lock_type="IMMEDIATE")
+    # PostgreSQL needs no such thing: its writers wait on row locks (see for_update()).
+    return SqliteDatabase(str(location), pragmas=PRAGMAS, check_same_thread=False, lock_type="IMMEDIATE")
+
+
+def open_database(location: Path | str, pool_size: int = DEFAULT_POOL_SIZE) -> Database:
+    """Open (creating if needed) the database at `location`, apply migrations, and bind the models to it."""
+    from storage.migrations import migrate
+
+    db = make_database(location, pool_size)
     database.initialize(db)
     db.connect(reuse_if_open=True)
     migrate(db)
     return db
+
+
+def for_update(query: Any) -> Any:
+    """`query` locking the rows it reads until the transaction ends (PostgreSQL); SQLite's BEGIN IMMEDIATE
+    already holds the whole database for the transaction, and has no FOR UPDATE."""
+    return query.for_update() if database.for_update else query
+
+
+def is_postgres(db: Database | DatabaseProxy = database) -> bool:
+    """Whether `db` (by default the open database) is PostgreSQL."""
+    target = db.obj if isinstance(db, DatabaseProxy) else db
+    return target is not None and not isinstance(target, SqliteDatabase)
+

@@ -1,5 +1,5 @@
 """Replies, image jobs, deletes and new accounts at the same time: each waits its turn for the database's write
-lock, and none fails with "database is locked"."""
+lock (SQLite) or its rows' locks (PostgreSQL), and none fails with "database is locked" or a duplicate key."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ THREADS = 8
 ROUNDS = 4
 
 
-def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_path: Path) -> None:
-    db = open_database(tmp_path / "busy.db")
+def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_path: Path,
+                                                                          db_location: Path | str) -> None:
+    db = open_database(db_location)
     text = ModelSlot("text", FakeTextBackend(chunks_per_part=3), lambda b, report: None, model="fake-r1",
                      backend_name="fake")
     # A remote text backend runs replies side by side; every reply reads, then writes, its conversation.

@@ -27,8 +27,10 @@ def test_an_unavailable_model_fails_the_job_with_the_reason(tmp_path: Path, tiny
     assert "--image-model" in health["reason"]
 
 
-def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Path, tiny_sd_dir: Path) -> None:
-    settings = tiny_settings(tmp_path / "data", tiny_sd_dir)
+def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Path, tiny_sd_dir: Path,
+                                                                    db_location: Path | str) -> None:
+    url = db_location if isinstance(db_location, str) else ""  # "": SQLite in the data dir
+    settings = tiny_settings(tmp_path / "data", tiny_sd_dir, database_url=url)
     services = build_services(settings)
     job = ImageJob.create(user="", backend="diffusers", model="m", prompt="p", width=64, height=64, steps=1,
                           cfg_scale=7, seed=1, sampler="Euler", status="running")
