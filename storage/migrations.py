@@ -22,19 +22,20 @@ log = logging.getLogger(__name__)
 Migration = Callable[[Database], None]
 
 # What each $token of ddl() means per database. SQLite keeps exactly the schema it always had; PostgreSQL
-# gets the types peewee's fields expect back (a boolean, a timestamp with its zone, a double, not a 4-byte REAL).
+# gets the types peewee's fields expect back (a boolean, a timestamp with its zone, a double, not a 4-byte REAL),
+# and 8-byte integers where SQLite's 8-byte INTEGER holds more than PostgreSQL's 4-byte one (seeds reach 2**32 - 1).
 DIALECTS: dict[str, dict[str, str]] = {
     "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "datetime": "DATETIME", "real": "REAL",
-               "bool": "INTEGER", "false": "0"},
+               "bool": "INTEGER", "false": "0", "bigint": "INTEGER"},
     "postgresql": {"id": "SERIAL PRIMARY KEY", "datetime": "TIMESTAMPTZ", "real": "DOUBLE PRECISION",
-                   "bool": "BOOLEAN", "false": "FALSE"},
+                   "bool": "BOOLEAN", "false": "FALSE", "bigint": "BIGINT"},
 }
 # Any constant will do, as long as every replica uses the same one (pg_advisory_lock takes a bigint).
 MIGRATION_LOCK = 0x41_74_65_6C_69_65_72  # "Atelier"
 
 
 def ddl(db: Database, sql: str) -> None:
-    """Run one DDL statement written with $id, $datetime, $real, $bool and $false for this database."""
+    """Run one DDL statement written with $id, $datetime, $real, $bool, $false and $bigint for this database."""
     db.execute_sql(Template(sql).substitute(DIALECTS["postgresql" if is_postgres(db) else "sqlite"]))
 
 
@@ -54,8 +55,8 @@ def m001_image_jobs(db: Database) -> None:
             height INTEGER NOT NULL,
             steps INTEGER NOT NULL,
             cfg_scale $real NOT NULL,
-            seed INTEGER NOT NULL,
-            seed_used INTEGER,
+            seed $bigint NOT NULL,
+            seed_used $bigint,
             sampler VARCHAR(255) NOT NULL,
             batch_count INTEGER NOT NULL DEFAULT 1,
             status VARCHAR(255) NOT NULL DEFAULT 'running',
@@ -75,7 +76,7 @@ def m001_image_jobs(db: Database) -> None:
             job_id INTEGER NOT NULL REFERENCES imagejob (id) ON DELETE CASCADE,
             "index" INTEGER NOT NULL,
             path VARCHAR(255) NOT NULL,
-            seed INTEGER NOT NULL,
+            seed $bigint NOT NULL,
             width INTEGER NOT NULL,
             height INTEGER NOT NULL
         )

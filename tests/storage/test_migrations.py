@@ -14,9 +14,10 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import TextField as MigrateTextField
 from playhouse.migrate import migrate as run_operations
 
+from pipelines.image_base import MAX_SEED
 from storage.db import is_postgres, make_database, open_database
 from storage.migrations import MIGRATIONS, applied, migrate
-from storage.models import ALL_MODELS, Account, ImageJob
+from storage.models import ALL_MODELS, Account, ImageFile, ImageJob
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
@@ -41,9 +42,11 @@ def test_the_schema_holds_what_the_models_write(db_location: Path | str) -> None
         columns = {c.name for c in db.get_columns(model._meta.table_name)}
         assert {f.column_name for f in model._meta.sorted_fields} <= columns, model.__name__
     job = ImageJob.create(backend="b", model="m", prompt="p", width=64, height=64, steps=1, cfg_scale=7.123456789,
-                          seed=1, sampler="Euler", cached=True, duration_s=12.3456789)
+                          seed=MAX_SEED, seed_used=MAX_SEED, sampler="Euler", cached=True, duration_s=12.3456789)
+    ImageFile.create(job=job, index=0, path="f.png", seed=MAX_SEED, width=64, height=64)
     back = ImageJob.get_by_id(job.id)
     assert (back.cfg_scale, back.duration_s, back.cached) == (7.123456789, 12.3456789, True)
+    assert (back.seed, back.seed_used, back.files[0].seed) == (MAX_SEED, MAX_SEED, MAX_SEED)
     assert back.created_at == job.created_at
     assert back.created_at.utcoffset().total_seconds() == 0
     Account.create(name="a", password_hash="h")
@@ -118,6 +121,7 @@ REPLICA = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
+from pipelines.image_base import MAX_SEED
 from storage.db import make_database
 from storage.migrations import MIGRATIONS, migrate
 

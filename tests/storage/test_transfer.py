@@ -27,7 +27,7 @@ def populated(tmp_path: Path) -> Path:
     db = open_database(path)
     for n in range(3):
         job = ImageJob.create(user="bob", backend="diffusers", model="m", prompt=f"p{n} ✓ 'quoted'", width=64,
-                              height=64, steps=2, cfg_scale=7.25, seed=n, sampler="Euler", status="done",
+                              height=64, steps=2, cfg_scale=7.25, seed=2**32 - 1 - n, sampler="Euler", status="done",
                               duration_s=0.1 + n / 3, cache_key="k" * 64 if n else None)
         ImageFile.create(job=job, index=0, path=f"x/{job.id}.png", seed=n, width=64, height=64)
     chat = Conversation.create(user="bob", title="two")
