@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import peewee
-from peewee import Database, DatabaseProxy, SqliteDatabase
+from peewee import Database, DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase
 
@@ -109,3 +110,39 @@ def is_postgres(db: Database | DatabaseProxy = database) -> bool:
     target = db.obj if isinstance(db, DatabaseProxy) else db
     return target is not None and not isinstance(target, SqliteDatabase)
 
+
+
+# Held by every running replica (shared), and by one starting replica alone (exclusive) while it recovers.
+REPLICAS_LOCK = 0x41_74_65_6C_69_65_73  # any constant every replica shares
+# This process's presence connections: open for as long as it runs, so that PostgreSQL counts it as a replica.
+_presence: list[Database] = []
+
+
+def join_replicas(db: Database, recover: Callable[[], None]) -> bool:
+    """Run `recover` (turn work a crash left unfinished into failures) only when no other replica of this database
+    is running, since what it finds unfinished may then be theirs, still under way; from then on count this process
+    as running. Return whether `recover` ran. SQLite has one process: it always recovers."""
+    if not isinstance(db, PostgresqlDatabase):
+        recover()
+        return True
+    # Its own connection, outside the pool and any transaction, held until the process ends (or dies: PostgreSQL
+    # then drops the lock with the connection).
+    presence = PostgresqlDatabase(db.database, thread_safe=False, prefer_psycopg3=True, **db.connect_params)
+    presence.connect()
+    alone = presence.execute_sql("SELECT pg_try_advisory_lock(%s)", (REPLICAS_LOCK,)).fetchone()[0]
+    try:
+        if alone:
+            recover()
+    finally:
+        # Shared before the exclusive lock goes, so that no replica starting meanwhile believes it is alone.
+        presence.execute_sql("SELECT pg_advisory_lock_shared(%s)", (REPLICAS_LOCK,))
+        if alone:
+            presence.execute_sql("SELECT pg_advisory_unlock(%s)", (REPLICAS_LOCK,))
+        _presence.append(presence)
+    return bool(alone)
+
+
+def leave_replicas() -> None:
+    """Stop counting this process as a running replica (as its end would; tests use it to play a replica dying)."""
+    while _presence:
+        _presence.pop().close()

@@ -17,6 +17,8 @@ from pathlib import Path
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # Durability is worth nothing in a database thrown away after the tests, and costs most of their time.
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+# Every test opens its own pool and builds its own services: room for all of them in one session.
+CONNECTIONS = "-c max_connections=400"
 
 
 def missing_reason() -> str | None:
@@ -59,7 +61,7 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         for attempt in range(3):
             self.port = _free_port()
-            opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {FAST}"
+            opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {FAST} {CONNECTIONS}"
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o", opts, "start")
                 return self
