@@ -269,10 +269,12 @@ class ChatService:
                           usage=usage_dict, error=error)
             return
         with database.atomic():
+            # Locked while the reply replaces what follows its turn (another reply of this conversation waits);
+            # first of all, since those replaced turns take other replies' drafts with them.
+            alive = for_update(Conversation.select(Conversation.id).where(Conversation.id == plan.conversation.id)
+                               ).first() is not None
             ReplyDraft.delete().where(ReplyDraft.id == plan.draft_id).execute()
-            # Locked while the reply replaces what follows its turn (another reply of this conversation waits).
-            if for_update(Conversation.select(Conversation.id).where(Conversation.id == plan.conversation.id)
-                          ).first() is None:
+            if not alive:
                 # Deleted while the reply ran: there is nothing left to add the reply to.
                 error = (f"conversation {plan.conversation.id} was deleted while this reply was written; "
                          "the reply was not kept.")
@@ -369,7 +371,9 @@ class ChatService:
     def delete_conversation(self, conversation_id: int, user: str | None = "") -> bool:
         """Delete a conversation and its messages; False when there is no such conversation for this user."""
         with database.atomic():
-            c = Conversation.get_or_none((Conversation.id == conversation_id) & owned_by(Conversation.user, user))
+            # Locked first, as a reply being stored locks it first: the same order, so the two never deadlock.
+            c = for_update(Conversation.select().where((Conversation.id == conversation_id)
+                                                       & owned_by(Conversation.user, user))).first()
             if c is None:
                 return False
             Message.delete().where(Message.conversation == c).execute()

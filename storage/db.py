@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,32 +36,46 @@ POOL_STALE_S = 300
 
 
 class ReleasingPool(PooledPostgresqlDatabase):
-    """A PostgreSQL pool that also takes back the connection of a thread that ended without closing it.
+    """A PostgreSQL pool whose connections go back after every statement run outside a transaction, and at the end
+    of every transaction.
 
-    Peewee keeps one connection per thread, and every job runs in a thread of its own: without this, each
-    finished job would keep its connection checked out for good and the pool would run dry.
+    Peewee otherwise keeps a connection per thread until that thread closes it, and Atelier's threads never do: a
+    job runs in a thread of its own, and Gradio and FastAPI run handlers on pools of up to 40 threads each. Those
+    would hold a connection each, busy or idle, and the pool would run dry. (psycopg's cursors hold their rows, so
+    reading them after the connection went back is safe.)
     """
 
-    def _connect(self) -> Any:
-        conn = super()._connect()
-        key = self.conn_key(conn)
-        checkout = self._in_use[key]
-        # The marker lives in this thread's peewee state, which Python drops when the thread ends.
-        marker = _ThreadMarker()
-        self._state.release_marker = marker
-        weakref.finalize(marker, self._release_orphan, key, checkout)
-        return conn
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pins = threading.local()
 
-    def _release_orphan(self, key: int, checkout: Any) -> None:
-        with self._pool_lock:
-            # Only the very checkout this marker was made for: the connection may since have been closed and
-            # handed to another thread.
-            if self._in_use.get(key) is checkout:
-                self._close(checkout.connection)
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        try:
+            return super().execute_sql(sql, params)
+        finally:
+            self._release_if_idle()
 
+    def commit(self) -> None:
+        super().commit()
+        self._release_if_idle()
 
-class _ThreadMarker:
-    """Lives exactly as long as the thread that checked a connection out (see ReleasingPool)."""
+    def rollback(self) -> None:
+        super().rollback()
+        self._release_if_idle()
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Keep this thread's connection for the block, transactions or not (a session-level advisory lock)."""
+        self._pins.depth = getattr(self._pins, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._pins.depth -= 1
+            self._release_if_idle()
+
+    def _release_if_idle(self) -> None:
+        if not getattr(self._pins, "depth", 0) and not self.in_transaction() and not self.is_closed():
+            self.close()
 
 
 def is_postgres_url(location: Path | str) -> bool:
@@ -103,6 +118,11 @@ def for_update(query: Any) -> Any:
     """`query` locking the rows it reads until the transaction ends (PostgreSQL); SQLite's BEGIN IMMEDIATE
     already holds the whole database for the transaction, and has no FOR UPDATE."""
     return query.for_update() if database.for_update else query
+
+
+def pinned(db: Database) -> Any:
+    """A context in which this thread keeps one connection of `db` throughout (a no-op but for the pool)."""
+    return db.pinned() if isinstance(db, ReleasingPool) else nullcontext()
 
 
 def is_postgres(db: Database | DatabaseProxy = database) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from peewee import SQL, Database, Table
 
-from storage.db import is_postgres
+from storage.db import is_postgres, pinned
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +199,14 @@ def _exclusive(db: Database) -> Iterator[None]:
     if not is_postgres(db):
         yield
         return
-    # A session lock, on the connection this thread holds for the whole migration; it goes with the connection
-    # if the process dies.
-    db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-    try:
-        yield
-    finally:
-        db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    # A session lock, on one connection kept for the whole migration; it goes with the connection if the process
+    # dies.
+    with pinned(db):
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            yield
+        finally:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
 def migrate(db: Database, migrations: list[tuple[str, Migration]] | None = None) -> list[str]:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 import storage.db
 from settings import Settings
-from storage.db import ReleasingPool, make_database, open_database
+from storage.db import ReleasingPool, make_database, open_database, pinned
 from storage.models import Account
 
 
@@ -53,3 +53,18 @@ def test_threads_that_end_without_closing_give_their_connection_back(postgres_ur
     assert Account.select().count() == 6
     db.close()
     assert db._in_use == {}  # nothing left checked out
+
+
+def test_a_pinned_block_keeps_its_connection_and_the_lock_on_it(postgres_url: str) -> None:
+    db = make_database(postgres_url, pool_size=2)
+    db.execute_sql("SELECT 1")
+    assert db.is_closed()  # back in the pool after a statement outside a transaction
+    with pinned(db):
+        pid = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+        assert not db.is_closed()
+        with db.atomic():
+            assert db.execute_sql("SELECT pg_backend_pid()").fetchone()[0] == pid
+        assert db.execute_sql("SELECT pg_backend_pid()").fetchone()[0] == pid
+    assert db.is_closed()
+    assert db._in_use == {}
+    db.close_all()
