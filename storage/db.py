@@ -35,7 +35,17 @@ POOL_WAIT_S = 30
 POOL_STALE_S = 300
 
 
-class ReleasingPool(PooledPostgresqlDatabase):
+class _UtcPostgresqlDatabase(PostgresqlDatabase):
+    """Sessions in UTC: times are stored as timestamptz and read back in the session's zone, and UTC keeps them
+    equal to what SQLite returns. Set once per new connection (not as a startup option: PgBouncer refuses those)."""
+
+    def _connect(self) -> Any:
+        conn = super()._connect()
+        conn.cursor().execute("SET TIME ZONE 'UTC'")
+        return conn
+
+
+class ReleasingPool(PooledPostgresqlDatabase, _UtcPostgresqlDatabase):
     """A PostgreSQL pool whose connections go back after every statement run outside a transaction, and at the end
     of every transaction.
 
@@ -88,8 +98,6 @@ def make_database(location: Path | str, pool_size: int = DEFAULT_POOL_SIZE) -> D
     if is_postgres_url(location):
         params = parse(str(location))
         name = params.pop("database")
-        # Times are stored as timestamptz; reading them back in UTC keeps them equal to what SQLite returns.
-        params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
         return ReleasingPool(name, max_connections=pool_size, timeout=POOL_WAIT_S, stale_timeout=POOL_STALE_S,
                              prefer_psycopg3=True, **params)
     if isinstance(location, str):
@@ -129,7 +137,6 @@ def is_postgres(db: Database | DatabaseProxy = database) -> bool:
     """Whether `db` (by default the open database) is PostgreSQL."""
     target = db.obj if isinstance(db, DatabaseProxy) else db
     return target is not None and not isinstance(target, SqliteDatabase)
-
 
 
 # Held by every running replica (shared), and by one starting replica alone (exclusive) while it recovers.

@@ -19,6 +19,8 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 # Every test opens its own pool and builds its own services: room for all of them in one session.
 CONNECTIONS = "-c max_connections=400"
+# A server whose own zone is far from UTC: Atelier's sessions must set theirs (storage/db.py).
+ZONE = "-c timezone=Pacific/Auckland"
 
 
 def missing_reason() -> str | None:
@@ -61,7 +63,7 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         for attempt in range(3):
             self.port = _free_port()
-            opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {FAST} {CONNECTIONS}"
+            opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {FAST} {CONNECTIONS} {ZONE}"
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o", opts, "start")
                 return self
