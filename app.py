@@ -152,13 +152,19 @@ def open_share_link(settings: Settings) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse flags, build the app and serve it with uvicorn (or manage accounts with `users`)."""
+    """Parse flags, build the app and serve it with uvicorn (or manage accounts with `users`, the database with
+    `db`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
         from api.users_cli import users_main
 
         users_main(argv[1:])
+        return
+    if argv[:1] == ["db"]:
+        from api.db_cli import db_main
+
+        db_main(argv[1:])
         return
     try:
         settings = Settings(**parse_args(argv))

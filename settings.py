@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     port: int = Field(default=7860, ge=0, le=65535)
     data_dir: Path = Path("./data")
     share: bool = False
+    # "" keeps SQLite in the data dir (one box); several replicas share a PostgreSQL database instead.
+    database_url: str = Field(default="", pattern=r"^(postgres(ql)?://.+)?$",
+                              description="postgresql://user:password@host:5432/name; empty: SQLite in the data dir")
+    database_pool_size: int = Field(default=20, ge=1, description="PostgreSQL connections one replica may hold")
 
     # Images
     image_backend: str = "diffusers"
@@ -235,6 +239,11 @@ class Settings(BaseSettings):
     def db_path(self) -> Path:
         """The SQLite database file."""
         return self.data_path / "atelier.db"
+
+    @property
+    def database_location(self) -> Path | str:
+        """What storage.db.open_database opens: the PostgreSQL URL when set, else the SQLite file."""
+        return self.database_url or self.db_path
 
     @property
     def images_dir(self) -> Path:

@@ -32,7 +32,7 @@ def users_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     settings.ensure_dirs()
-    accounts = open_accounts(settings.db_path)
+    accounts = open_accounts(settings.database_location)
     if args.action == "list":
         for user in accounts.list():
             print(f"{user['name']}{' (admin)' if user['admin'] else ''}  since {user['created_at'][:10]}")

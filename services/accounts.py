@@ -9,7 +9,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from storage.db import database, open_database
+from storage.db import IntegrityError, database, open_database
 from storage.models import Account
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -46,10 +46,14 @@ class AccountService:
         _check_password(password)
         # Hashed before the transaction: argon2 takes a while, and the transaction holds the database's write lock.
         password_hash = _hasher.hash(password)
-        with database.atomic():
-            if Account.get_or_none(Account.name == name) is not None:
-                raise AccountError(f"user {name!r} already exists.")
-            Account.create(name=name, password_hash=password_hash, is_admin=admin)
+        try:
+            with database.atomic():
+                if Account.get_or_none(Account.name == name) is not None:
+                    raise AccountError(f"user {name!r} already exists.")
+                Account.create(name=name, password_hash=password_hash, is_admin=admin)
+        except IntegrityError:
+            # PostgreSQL: another replica added the same name between the check and the insert.
+            raise AccountError(f"user {name!r} already exists.") from None
 
     def remove(self, name: str) -> None:
         """Delete an account (its jobs and conversations stay, owned by the name)."""
@@ -86,9 +90,10 @@ class AccountService:
         return Viewer(name, admin=bool(account and account.is_admin))
 
 
-def open_accounts(db_path: Path) -> AccountService:
-    """The accounts in the database at db_path, without the models (for the `users` command)."""
-    open_database(db_path)
+def open_accounts(location: Path | str) -> AccountService:
+    """The accounts in the database at `location` (a SQLite file or a PostgreSQL URL), without the models (for
+    the `users` command)."""
+    open_database(location, pool_size=1)
     return AccountService()
 
 

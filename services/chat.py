@@ -15,7 +15,7 @@ from pipelines.text_base import TextBackend, TextLimits, TextOptions, TextUsage,
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.models import ModelSlot, ModelUnavailableError
-from storage.db import database
+from storage.db import database, for_update
 from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,9 @@ class ChatService:
                     raise InvalidRequest({"conversation_id": f"{mode} needs a conversation_id."})
                 conversation = Conversation.create(user=user, title=_title(message or ""))
             else:
-                conversation = Conversation.get_or_none((Conversation.id == conversation_id)
-                                                        & (Conversation.user == user))
+                # Locked until the turn is planned: two sends at once must not both take the next position.
+                conversation = for_update(Conversation.select().where((Conversation.id == conversation_id)
+                                                                      & (Conversation.user == user))).first()
                 if conversation is None:
                     raise InvalidRequest({"conversation_id": f"conversation {conversation_id} does not exist."})
             turns = list(conversation.messages.order_by(Message.position))
@@ -268,8 +269,12 @@ class ChatService:
                           usage=usage_dict, error=error)
             return
         with database.atomic():
+            # Locked while the reply replaces what follows its turn (another reply of this conversation waits);
+            # first of all, since those replaced turns take other replies' drafts with them.
+            alive = for_update(Conversation.select(Conversation.id).where(Conversation.id == plan.conversation.id)
+                               ).first() is not None
             ReplyDraft.delete().where(ReplyDraft.id == plan.draft_id).execute()
-            if not Conversation.select().where(Conversation.id == plan.conversation.id).exists():
+            if not alive:
                 # Deleted while the reply ran: there is nothing left to add the reply to.
                 error = (f"conversation {plan.conversation.id} was deleted while this reply was written; "
                          "the reply was not kept.")
@@ -366,7 +371,9 @@ class ChatService:
     def delete_conversation(self, conversation_id: int, user: str | None = "") -> bool:
         """Delete a conversation and its messages; False when there is no such conversation for this user."""
         with database.atomic():
-            c = Conversation.get_or_none((Conversation.id == conversation_id) & owned_by(Conversation.user, user))
+            # Locked first, as a reply being stored locks it first: the same order, so the two never deadlock.
+            c = for_update(Conversation.select().where((Conversation.id == conversation_id)
+                                                       & owned_by(Conversation.user, user))).first()
             if c is None:
                 return False
             Message.delete().where(Message.conversation == c).execute()

@@ -18,7 +18,7 @@ from services.images import ImageService
 from services.models import ModelSlot
 from services.residency import Residency
 from settings import Profile, Settings
-from storage.db import open_database
+from storage.db import join_replicas, open_database
 
 log = logging.getLogger(__name__)
 
@@ -145,19 +145,24 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
                  TINY_R1_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
 
 
+def _recover(images: ImageService, chat: ChatService) -> None:
+    """Start-up housekeeping: jobs and replies a crash left unfinished become failures that say so."""
+    if recovered := images.recover():
+        log.warning("marked %d interrupted image job(s) as failed", recovered)
+    if interrupted := chat.recover():
+        log.warning("kept %d interrupted chat reply(ies) as failed, with their partial text", interrupted)
+
+
 def build_services(settings: Settings) -> Services:
     """Open storage, create backends (not loaded yet) and the services over them."""
     settings.ensure_dirs()
-    open_database(settings.db_path)
+    db = open_database(settings.database_location, settings.database_pool_size)
     limits = ImageLimits(min_size=settings.min_size, max_size=settings.max_size, max_steps=settings.max_steps,
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
     image_slot = _image_slot(settings)
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
                           max_batch_images=settings.resolved_max_batch_images)
-    recovered = images.recover()
-    if recovered:
-        log.warning("marked %d interrupted image job(s) as failed", recovered)
     text_slot = _text_slot(settings)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
@@ -165,8 +170,9 @@ def build_services(settings: Settings) -> Services:
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
                                              max_message_chars=settings.max_message_chars), defaults, cache,
                        concurrency=settings.resolved_text_concurrency)
-    if interrupted := chat.recover():
-        log.warning("kept %d interrupted chat reply(ies) as failed, with their partial text", interrupted)
+    if not join_replicas(db, lambda: _recover(images, chat)):
+        log.info("other replicas are running on this database: what a stopped one left unfinished is marked "
+                 "failed when a replica starts alone")
     residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")

@@ -1,27 +1,52 @@
-"""Ordered, named, idempotent migrations, recorded in the `migrations` table."""
+"""Ordered, named, idempotent migrations, recorded in the `migrations` table, on SQLite and PostgreSQL alike.
+
+A migration is a function of the database. It writes its DDL once with ddl(), whose $tokens become each
+database's types, or it uses playhouse.migrate (`SchemaMigrator.from_database(db)`), which speaks both.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from string import Template
+from typing import Any
 
-from peewee import SqliteDatabase
+from peewee import SQL, Database, Table
+
+from storage.db import is_postgres, pinned
 
 log = logging.getLogger(__name__)
 
-Migration = Callable[[SqliteDatabase], None]
+Migration = Callable[[Database], None]
+
+# What each $token of ddl() means per database. SQLite keeps exactly the schema it always had; PostgreSQL
+# gets the types peewee's fields expect back (a boolean, a timestamp with its zone, a double, not a 4-byte REAL),
+# and 8-byte integers where SQLite's 8-byte INTEGER holds more than PostgreSQL's 4-byte one (seeds reach 2**32 - 1).
+DIALECTS: dict[str, dict[str, str]] = {
+    "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "datetime": "DATETIME", "real": "REAL",
+               "bool": "INTEGER", "false": "0", "bigint": "INTEGER"},
+    "postgresql": {"id": "SERIAL PRIMARY KEY", "datetime": "TIMESTAMPTZ", "real": "DOUBLE PRECISION",
+                   "bool": "BOOLEAN", "false": "FALSE", "bigint": "BIGINT"},
+}
+# Any constant will do, as long as every replica uses the same one (pg_advisory_lock takes a bigint).
+MIGRATION_LOCK = 0x41_74_65_6C_69_65_72  # "Atelier"
 
 
-def m001_image_jobs(db: SqliteDatabase) -> None:
+def ddl(db: Database, sql: str) -> None:
+    """Run one DDL statement written with $id, $datetime, $real, $bool, $false and $bigint for this database."""
+    db.execute_sql(Template(sql).substitute(DIALECTS["postgresql" if is_postgres(db) else "sqlite"]))
+
+
+def m001_image_jobs(db: Database) -> None:
     """Image jobs and their files."""
-    db.execute_sql(
-        """
+    ddl(db, """
         CREATE TABLE IF NOT EXISTS imagejob (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            user VARCHAR(255) NOT NULL DEFAULT '',
-            created_at DATETIME NOT NULL,
-            finished_at DATETIME,
+            id $id,
+            "user" VARCHAR(255) NOT NULL DEFAULT '',
+            created_at $datetime NOT NULL,
+            finished_at $datetime,
             backend VARCHAR(255) NOT NULL,
             model VARCHAR(255) NOT NULL,
             prompt TEXT NOT NULL,
@@ -29,56 +54,53 @@ def m001_image_jobs(db: SqliteDatabase) -> None:
             width INTEGER NOT NULL,
             height INTEGER NOT NULL,
             steps INTEGER NOT NULL,
-            cfg_scale REAL NOT NULL,
-            seed INTEGER NOT NULL,
-            seed_used INTEGER,
+            cfg_scale $real NOT NULL,
+            seed $bigint NOT NULL,
+            seed_used $bigint,
             sampler VARCHAR(255) NOT NULL,
             batch_count INTEGER NOT NULL DEFAULT 1,
             status VARCHAR(255) NOT NULL DEFAULT 'running',
             error TEXT NOT NULL DEFAULT '',
-            duration_s REAL,
-            cached INTEGER NOT NULL DEFAULT 0,
+            duration_s $real,
+            cached $bool NOT NULL DEFAULT $false,
             extra TEXT NOT NULL DEFAULT '{}'
         )
         """
     )
-    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_user ON imagejob (user)")
-    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_created_at ON imagejob (created_at)")
-    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_status ON imagejob (status)")
-    db.execute_sql(
-        """
+    ddl(db, 'CREATE INDEX IF NOT EXISTS imagejob_user ON imagejob ("user")')
+    ddl(db, "CREATE INDEX IF NOT EXISTS imagejob_created_at ON imagejob (created_at)")
+    ddl(db, "CREATE INDEX IF NOT EXISTS imagejob_status ON imagejob (status)")
+    ddl(db, """
         CREATE TABLE IF NOT EXISTS imagefile (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id $id,
             job_id INTEGER NOT NULL REFERENCES imagejob (id) ON DELETE CASCADE,
             "index" INTEGER NOT NULL,
             path VARCHAR(255) NOT NULL,
-            seed INTEGER NOT NULL,
+            seed $bigint NOT NULL,
             width INTEGER NOT NULL,
             height INTEGER NOT NULL
         )
         """
     )
-    db.execute_sql("CREATE INDEX IF NOT EXISTS imagefile_job_id ON imagefile (job_id)")
+    ddl(db, "CREATE INDEX IF NOT EXISTS imagefile_job_id ON imagefile (job_id)")
 
 
-def m002_conversations(db: SqliteDatabase) -> None:
+def m002_conversations(db: Database) -> None:
     """Chat conversations and their messages (an assistant's reasoning kept apart from its answer)."""
-    db.execute_sql(
-        """
+    ddl(db, """
         CREATE TABLE IF NOT EXISTS conversation (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            user VARCHAR(255) NOT NULL DEFAULT '',
+            id $id,
+            "user" VARCHAR(255) NOT NULL DEFAULT '',
             title VARCHAR(255) NOT NULL DEFAULT '',
-            created_at DATETIME NOT NULL,
-            updated_at DATETIME NOT NULL
+            created_at $datetime NOT NULL,
+            updated_at $datetime NOT NULL
         )
         """
     )
-    db.execute_sql("CREATE INDEX IF NOT EXISTS conversation_user_updated ON conversation (user, updated_at)")
-    db.execute_sql(
-        """
+    ddl(db, 'CREATE INDEX IF NOT EXISTS conversation_user_updated ON conversation ("user", updated_at)')
+    ddl(db, """
         CREATE TABLE IF NOT EXISTS message (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id $id,
             conversation_id INTEGER NOT NULL REFERENCES conversation (id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             role VARCHAR(16) NOT NULL,
@@ -92,41 +114,39 @@ def m002_conversations(db: SqliteDatabase) -> None:
             prompt_tokens INTEGER NOT NULL DEFAULT 0,
             completion_tokens INTEGER NOT NULL DEFAULT 0,
             reasoning_tokens INTEGER NOT NULL DEFAULT 0,
-            reasoning_s REAL,
-            duration_s REAL,
-            created_at DATETIME NOT NULL,
+            reasoning_s $real,
+            duration_s $real,
+            created_at $datetime NOT NULL,
             UNIQUE (conversation_id, position)
         )
         """
     )
 
 
-def m003_accounts_and_cache(db: SqliteDatabase) -> None:
+def m003_accounts_and_cache(db: Database) -> None:
     """User accounts, and cache keys on image jobs and replies (identical requests reuse stored results)."""
-    db.execute_sql(
-        """
+    ddl(db, """
         CREATE TABLE IF NOT EXISTS account (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id $id,
             name VARCHAR(64) NOT NULL UNIQUE,
             password_hash VARCHAR(255) NOT NULL,
-            is_admin INTEGER NOT NULL DEFAULT 0,
-            created_at DATETIME NOT NULL
+            is_admin $bool NOT NULL DEFAULT $false,
+            created_at $datetime NOT NULL
         )
         """
     )
-    db.execute_sql("ALTER TABLE imagejob ADD COLUMN cache_key VARCHAR(64)")
-    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_cache_key ON imagejob (user, cache_key)")
-    db.execute_sql("ALTER TABLE message ADD COLUMN cache_key VARCHAR(64)")
-    db.execute_sql("ALTER TABLE message ADD COLUMN cached INTEGER NOT NULL DEFAULT 0")
-    db.execute_sql("CREATE INDEX IF NOT EXISTS message_cache_key ON message (cache_key)")
+    ddl(db, "ALTER TABLE imagejob ADD COLUMN cache_key VARCHAR(64)")
+    ddl(db, 'CREATE INDEX IF NOT EXISTS imagejob_cache_key ON imagejob ("user", cache_key)')
+    ddl(db, "ALTER TABLE message ADD COLUMN cache_key VARCHAR(64)")
+    ddl(db, "ALTER TABLE message ADD COLUMN cached $bool NOT NULL DEFAULT $false")
+    ddl(db, "CREATE INDEX IF NOT EXISTS message_cache_key ON message (cache_key)")
 
 
-def m004_reply_drafts(db: SqliteDatabase) -> None:
+def m004_reply_drafts(db: Database) -> None:
     """Replies being written, saved as they stream, so that a crash cannot lose them without a trace."""
-    db.execute_sql(
-        """
+    ddl(db, """
         CREATE TABLE IF NOT EXISTS replydraft (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id $id,
             conversation_id INTEGER NOT NULL REFERENCES conversation (id) ON DELETE CASCADE,
             answers_id INTEGER NOT NULL REFERENCES message (id) ON DELETE CASCADE,
             mode VARCHAR(16) NOT NULL,
@@ -134,13 +154,13 @@ def m004_reply_drafts(db: SqliteDatabase) -> None:
             reasoning TEXT NOT NULL DEFAULT '',
             model VARCHAR(255) NOT NULL DEFAULT '',
             params TEXT NOT NULL DEFAULT '{}',
-            started_at DATETIME NOT NULL,
-            updated_at DATETIME NOT NULL
+            started_at $datetime NOT NULL,
+            updated_at $datetime NOT NULL
         )
         """
     )
-    db.execute_sql("CREATE INDEX IF NOT EXISTS replydraft_conversation_id ON replydraft (conversation_id)")
-    db.execute_sql("CREATE INDEX IF NOT EXISTS replydraft_answers_id ON replydraft (answers_id)")
+    ddl(db, "CREATE INDEX IF NOT EXISTS replydraft_conversation_id ON replydraft (conversation_id)")
+    ddl(db, "CREATE INDEX IF NOT EXISTS replydraft_answers_id ON replydraft (answers_id)")
 
 
 # Append only: never reorder or rename an entry that has shipped.
@@ -152,28 +172,60 @@ MIGRATIONS: list[tuple[str, Migration]] = [
 ]
 
 
-def applied(db: SqliteDatabase) -> list[str]:
+_TABLE = Table("migrations", ("name", "applied_at"))
+
+
+def _ensure_table(db: Database) -> None:
+    if is_postgres(db):
+        # rowid, which orders SQLite's table, does not exist here: a serial column does the same.
+        db.execute_sql("CREATE TABLE IF NOT EXISTS migrations (seq SERIAL, name VARCHAR(255) PRIMARY KEY, "
+                       "applied_at TIMESTAMPTZ NOT NULL)")
+    else:
+        db.execute_sql("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR(255) PRIMARY KEY, "
+                       "applied_at DATETIME NOT NULL)")
+
+
+def applied(db: Database) -> list[str]:
     """Names of the migrations already applied, in order."""
-    db.execute_sql(
-        "CREATE TABLE IF NOT EXISTS migrations (name VARCHAR(255) PRIMARY KEY, applied_at DATETIME NOT NULL)"
-    )
-    return [row[0] for row in db.execute_sql("SELECT name FROM migrations ORDER BY rowid")]
+    _ensure_table(db)
+    query = _TABLE.bind(db).select(_TABLE.name).order_by(SQL("seq" if is_postgres(db) else "rowid"))
+    return [row[0] for row in query.tuples()]
 
 
-def migrate(db: SqliteDatabase, migrations: list[tuple[str, Migration]] | None = None) -> list[str]:
+@contextmanager
+def _exclusive(db: Database) -> Iterator[None]:
+    """Only one process migrates at a time: replicas starting together on one PostgreSQL queue here, and each
+    then sees what the one before applied. (A SQLite file belongs to one process.)"""
+    if not is_postgres(db):
+        yield
+        return
+    # A session lock, on one connection kept for the whole migration; it goes with the connection if the process
+    # dies.
+    with pinned(db):
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            yield
+        finally:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def migrate(db: Database, migrations: list[tuple[str, Migration]] | None = None) -> list[str]:
     """Apply every migration not yet applied, each in its own transaction; return the names applied now."""
     todo = MIGRATIONS if migrations is None else migrations
-    done = set(applied(db))
     ran: list[str] = []
-    for name, step in todo:
-        if name in done:
-            continue
-        with db.atomic():
-            step(db)
-            db.execute_sql(
-                "INSERT INTO migrations (name, applied_at) VALUES (?, ?)",
-                (name, dt.datetime.now(dt.UTC).isoformat()),
-            )
-        log.info("applied migration %s", name)
-        ran.append(name)
+    with _exclusive(db):
+        done = set(applied(db))
+        for name, step in todo:
+            if name in done:
+                continue
+            with db.atomic():
+                step(db)
+                _TABLE.bind(db).insert(name=name, applied_at=_applied_at(db)).execute()
+            log.info("applied migration %s", name)
+            ran.append(name)
     return ran
+
+
+def _applied_at(db: Database) -> Any:
+    now = dt.datetime.now(dt.UTC)
+    return now if is_postgres(db) else now.isoformat()

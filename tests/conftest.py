@@ -6,9 +6,14 @@ import ipaddress
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.live.postgres import PostgresServer
 
 # Before anything imports gradio or huggingface_hub: no analytics, no hub, temp files in a temp dir.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -16,6 +21,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GPTQMODEL_CPU_WORKERS"] = "2"
 os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="atelier-gradio-"))
+# The databases the storage and service suites run on; TEST_DATABASES=sqlite runs only SQLite while developing.
+DATABASES = os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",")
 # Settings read ATELIER_* and .env; a developer's own values must not leak into tests.
 for _key in [k for k in os.environ if k.startswith("ATELIER_")]:
     del os.environ[_key]
@@ -116,3 +123,38 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_r1_dir: Path) -> Pa
     required_or_skip(check_gguf)  # fails where the environment asked for the real servers
 
     return write_tiny_r1_gguf(tiny_r1_dir, tmp_path_factory.mktemp("gguf") / "tiny-r1-f32.gguf")
+
+
+# Databases: the same tests on SQLite (the one-box default) and on PostgreSQL (replicas; tests/live/postgres.py).
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL 15 for the whole session; skipped only where its binaries are not installed."""
+    from tests.live.postgres import PostgresServer, missing_reason
+
+    if reason := missing_reason():
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty PostgreSQL database."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=DATABASES)
+def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A fresh database for one test: a SQLite file, then (the same test again) a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "atelier.db"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def module_database_url(request: pytest.FixtureRequest) -> str:
+    """Settings.database_url for module-scoped services: "" (SQLite in the data dir), then a PostgreSQL one."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres_server").create_database()

@@ -24,6 +24,7 @@ def tiny_settings(data_dir: Path, tiny_sd_dir: Path, tiny_r1_gptq_dir: Path | No
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Services:
-    """One set of services per test module (the model loads once)."""
-    return build_services(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir))
+def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path, module_database_url: str) -> Services:
+    """One set of services per test module and database (the model loads once for each)."""
+    return build_services(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir,
+                                        database_url=module_database_url))

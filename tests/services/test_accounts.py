@@ -12,8 +12,8 @@ from storage.models import Account
 
 
 @pytest.fixture
-def accounts(tmp_path: Path) -> AccountService:
-    open_database(tmp_path / "a.db")
+def accounts(db_location: Path | str) -> AccountService:
+    open_database(db_location)
     return AccountService()
 
 

@@ -112,9 +112,10 @@ def test_a_lone_job_runs_at_once_without_waiting_for_partners() -> None:
 
 # With the tiny model, through the service -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Services:
+def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path, module_database_url: str) -> Services:
     """Services that batch (the tiny profile's default is 1 image per call)."""
-    return build_services(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, max_batch_images=4))
+    return build_services(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, max_batch_images=4,
+                                        database_url=module_database_url))
 
 
 def start(services: Services, prompt: str, seed: int, steps: int = 4, user: str = "") -> ImageJobHandle:

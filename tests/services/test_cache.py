@@ -19,8 +19,9 @@ from tests.services.fakes import FakeTextBackend
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> Services:
-    return build_services(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, cache_max_entries=2))
+def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path, module_database_url: str) -> Services:
+    return build_services(tiny_settings(tmp_path_factory.mktemp("data"), tiny_sd_dir, cache_max_entries=2,
+                                        database_url=module_database_url))
 
 
 @pytest.fixture
@@ -100,8 +101,8 @@ def test_switched_off_or_expired_means_computed(services: Services, calls: list[
     assert len(calls) == 3
 
 
-def test_a_greedy_chat_request_is_answered_from_the_cache(tmp_path: Path) -> None:
-    open_database(tmp_path / "chat.db")
+def test_a_greedy_chat_request_is_answered_from_the_cache(db_location: Path | str) -> None:
+    open_database(db_location)
     backend = FakeTextBackend()
     slot = ModelSlot("text", backend, lambda b, report: b.load(report), model="fake", backend_name="fake")
     chat = ChatService(slot, TextLimits(), TextOptions(max_new_tokens=64), ResultCache())

@@ -23,8 +23,8 @@ def backend() -> FakeTextBackend:
 
 
 @pytest.fixture
-def chat(tmp_path: Path, backend: FakeTextBackend) -> ChatService:
-    open_database(tmp_path / "chat.db")
+def chat(db_location: Path | str, backend: FakeTextBackend) -> ChatService:
+    open_database(db_location)
     slot = ModelSlot("text", backend, lambda b, report: b.load(report), model="fake-r1", backend_name="fake")
     return ChatService(slot, TextLimits(max_new_tokens=512, max_message_chars=100), TextOptions(max_new_tokens=256))
 
@@ -173,13 +173,13 @@ def test_conversations_are_per_user_paged_and_deletable(chat: ChatService) -> No
     assert chat.delete_conversation(ids[1]) is False
 
 
-def test_conversations_survive_a_restart(tmp_path: Path, backend: FakeTextBackend) -> None:
-    db = open_database(tmp_path / "restart.db")
+def test_conversations_survive_a_restart(db_location: Path | str, backend: FakeTextBackend) -> None:
+    db = open_database(db_location)
     slot = ModelSlot("text", backend, lambda b, report: None, model="fake-r1", backend_name="fake")
     first = ChatService(slot, TextLimits(), TextOptions())
     snap = reply(first, "remember me")
     db.close()
-    open_database(tmp_path / "restart.db")
+    open_database(db_location)
     second = ChatService(slot, TextLimits(), TextOptions())
     messages = second.get_conversation(snap.conversation_id)["messages"]
     assert [m["content"] for m in messages] == ["remember me", "answer 1. answer 1. "]
@@ -209,8 +209,8 @@ def test_prompt_answer_is_split_into_prompt_and_negative(answer: str, expected: 
     assert split_prompt_answer(answer) == expected
 
 
-def test_a_remote_backend_may_run_several_replies_at_once(tmp_path: Path) -> None:
-    open_database(tmp_path / "concurrent.db")
+def test_a_remote_backend_may_run_several_replies_at_once(db_location: Path | str) -> None:
+    open_database(db_location)
     backend = FakeTextBackend(delay=0.05, chunks_per_part=4)
     in_flight, peak = 0, 0
     real_stream = backend.stream

@@ -1,5 +1,5 @@
 """Replies, image jobs, deletes and new accounts at the same time: each waits its turn for the database's write
-lock, and none fails with "database is locked"."""
+lock (SQLite) or its rows' locks (PostgreSQL), and none fails with "database is locked" or a duplicate key."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ THREADS = 8
 ROUNDS = 4
 
 
-def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_path: Path) -> None:
-    db = open_database(tmp_path / "busy.db")
+def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_path: Path,
+                                                                          db_location: Path | str) -> None:
+    db = open_database(db_location)
     text = ModelSlot("text", FakeTextBackend(chunks_per_part=3), lambda b, report: None, model="fake-r1",
                      backend_name="fake")
     # A remote text backend runs replies side by side; every reply reads, then writes, its conversation.
@@ -64,3 +65,35 @@ def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_pa
     assert len(accounts.list()) == THREADS
     assert list((tmp_path / "images").rglob("*.png")) == []
     db.close()
+
+
+def test_sends_and_regenerates_of_one_conversation_at_once_each_take_their_own_place(db_location: Path | str) -> None:
+    """Every turn reads the conversation, then writes the next position: on PostgreSQL the conversation's row lock
+    keeps two of them from taking the same one (a duplicate key otherwise)."""
+    open_database(db_location)
+    text = ModelSlot("text", FakeTextBackend(chunks_per_part=2), lambda b, report: None, model="fake-r1",
+                     backend_name="fake")
+    chat = ChatService(text, TextLimits(), TextOptions(max_new_tokens=64), concurrency=THREADS)
+    cid = chat.start("first").wait_finished(60).conversation_id
+    start = threading.Barrier(THREADS)
+    outcomes: list[str] = []
+
+    def worker(n: int) -> None:
+        try:
+            start.wait()
+            mode = "send" if n % 2 else "regenerate"
+            snap = chat.start(f"more {n}" if mode == "send" else None, cid, mode=mode).wait_finished(60)
+            outcomes.append(snap.status if snap.status == "done" else f"{snap.status}: {snap.error}")
+        except Exception as err:  # collected: an exception in a thread would not fail the test by itself
+            outcomes.append(f"{type(err).__name__}: {err}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert outcomes == ["done"] * THREADS
+    # Which turns survive depends on the order the replies end in (each replaces what follows its own turn);
+    # the last one written ends the conversation.
+    assert chat.get_conversation(cid)["messages"][-1]["role"] == "assistant"
+    assert ReplyDraft.select().count() == 0

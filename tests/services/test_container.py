@@ -7,6 +7,7 @@ from pathlib import Path
 from services.container import build_services
 from services.images import run_and_collect
 from settings import Settings
+from storage.db import leave_replicas
 from storage.models import ImageJob
 from tests.services.conftest import tiny_settings
 
@@ -27,8 +28,10 @@ def test_an_unavailable_model_fails_the_job_with_the_reason(tmp_path: Path, tiny
     assert "--image-model" in health["reason"]
 
 
-def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Path, tiny_sd_dir: Path) -> None:
-    settings = tiny_settings(tmp_path / "data", tiny_sd_dir)
+def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Path, tiny_sd_dir: Path,
+                                                                    db_location: Path | str) -> None:
+    url = db_location if isinstance(db_location, str) else ""  # "": SQLite in the data dir
+    settings = tiny_settings(tmp_path / "data", tiny_sd_dir, database_url=url)
     services = build_services(settings)
     job = ImageJob.create(user="", backend="diffusers", model="m", prompt="p", width=64, height=64, steps=1,
                           cfg_scale=7, seed=1, sampler="Euler", status="running")
@@ -62,3 +65,18 @@ def test_without_batching_jobs_wait_in_gradios_queue_one_at_a_time(tmp_path: Pat
     # Batching: enough jobs in to fill the running batch and gather the next one.
     assert concurrency(4) == 8
     assert concurrency(2) == 4
+
+
+def test_a_replica_starting_beside_running_ones_leaves_their_work_alone(tmp_path: Path, tiny_sd_dir: Path,
+                                                                       postgres_url: str) -> None:
+    """What is unfinished when a replica starts may be another replica's work under way: only a replica that starts
+    alone turns it into failures."""
+    build_services(tiny_settings(tmp_path / "a", tiny_sd_dir, database_url=postgres_url))  # replica A runs
+    job = ImageJob.create(user="", backend="diffusers", model="m", prompt="p", width=64, height=64, steps=1,
+                          cfg_scale=7, seed=1, sampler="Euler", status="running")  # A's job, under way
+    build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url))  # replica B joins
+    assert ImageJob.get_by_id(job.id).status == "running"
+    leave_replicas()  # both stop (a crash or a kill does the same: PostgreSQL drops their connections)
+    build_services(tiny_settings(tmp_path / "c", tiny_sd_dir, database_url=postgres_url))  # C starts alone
+    assert ImageJob.get_by_id(job.id).status == "failed"
+    leave_replicas()
