@@ -18,7 +18,7 @@ BLOCKS_ATTRIBUTES = ("state_holder", "temp_file_sets", "app", "blocks")
 HOLDER_ATTRIBUTES = ("session_data", "time_last_used", "lock", "delete_state")
 SESSION_ATTRIBUTES = ("config_values",)
 EVENT_QUEUE_ATTRIBUTES = ("queue",)
-EVENT_ATTRIBUTES = ("session_hash", "username")
+EVENT_ATTRIBUTES = ("_id", "session_hash", "username", "request")
 APP_ATTRIBUTES = ("tokens", "cookie_id")
 
 
@@ -89,10 +89,32 @@ def session_of_event(blocks: Any, event_id: str) -> str | None:
 
 def jobs_of(blocks: Any, user: str) -> int:
     """A user's events waiting in Gradio's queue or running now."""
+    return sum(1 for e in _events(blocks) if (e.username or "") == user)  # anonymous: the one user ""
+
+
+def jobs_by_user(blocks: Any, ticket_key: str) -> dict[str, set[str]]:
+    """Each user's events waiting in Gradio's queue or running now, by id: the quota ticket its queue/join
+    request carries in request.state[`ticket_key`], else Gradio's event id."""
+    jobs: dict[str, set[str]] = {}
+    for event in _events(blocks):
+        state = getattr(event.request, "scope", {}).get("state") or {}
+        jobs.setdefault(event.username or "", set()).add(str(state.get(ticket_key) or event._id))
+    return jobs
+
+
+def _events(blocks: Any) -> list[Any]:
+    """The events waiting in Gradio's queue and those running."""
     queue = blocks._queue
     waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
-    running = [e for job in queue.active_jobs if job for e in job]
-    return sum(1 for e in waiting + running if (e.username or "") == user)  # anonymous: the one user ""
+    return waiting + [e for job in queue.active_jobs if job for e in job]
+
+
+def share_login_tokens(gradio_app: Any, tokens: Any, cookie_id: str) -> None:
+    """Keep the login tokens in `tokens` (a mapping token -> user every replica shares) under a cookie name
+    every replica agrees on. Gradio reads and writes `app.tokens` only as a mapping (get, [], in, keys, del:
+    routes.py's login, logout and get_current_user), and names its cookies after `app.cookie_id`."""
+    gradio_app.tokens = tokens
+    gradio_app.cookie_id = cookie_id
 
 
 def cookie_names(gradio_app: Any) -> tuple[str, str]:
