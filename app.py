@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     gradio_internals.check(blocks, auth.gradio_app)  # before serving: refuse a Gradio without what we use
     if (tokens := shared.login_tokens()) is not None:  # a user logged in on one replica is on all of them
-        gradio_internals.share_login_tokens(auth.gradio_app, tokens, shared.cookie_id(auth.gradio_app.cookie_id))
+        gradio_internals.share_login_tokens(auth.gradio_app, tokens, shared.agree_cookie_id)
     # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
     # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
     # pickup latency is nothing next to a model call.

@@ -8,7 +8,7 @@ Atelier with a message naming it, instead of a quota that silently turns off or 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
@@ -109,12 +109,13 @@ def _events(blocks: Any) -> list[Any]:
     return waiting + [e for job in queue.active_jobs if job for e in job]
 
 
-def share_login_tokens(gradio_app: Any, tokens: Any, cookie_id: str) -> None:
-    """Keep the login tokens in `tokens` (a mapping token -> user every replica shares) under a cookie name
-    every replica agrees on. Gradio reads and writes `app.tokens` only as a mapping (get, [], in, keys, del:
-    routes.py's login, logout and get_current_user), and names its cookies after `app.cookie_id`."""
+def share_login_tokens(gradio_app: Any, tokens: MutableMapping[str, str], agree: Callable[[str], str]) -> None:
+    """Keep the login tokens in `tokens` (token -> user, shared by every replica) under the cookie name every
+    replica agrees on (`agree(own cookie id)` gives it). Gradio uses `app.tokens` only as a mapping (get, [],
+    in, keys, del: routes.py's login, logout and get_current_user) and names its cookies after `app.cookie_id`;
+    it sets both when the app is mounted, so this runs after mount_gradio_app."""
     gradio_app.tokens = tokens
-    gradio_app.cookie_id = cookie_id
+    gradio_app.cookie_id = agree(gradio_app.cookie_id)
 
 
 def cookie_names(gradio_app: Any) -> tuple[str, str]:

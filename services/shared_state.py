@@ -243,7 +243,7 @@ class SharedState:
         """The login tokens every replica shares, or None to keep Gradio's own per-process dict."""
         return SharedTokens(self.redis) if self.redis is not None else None
 
-    def cookie_id(self, own: str) -> str:
+    def agree_cookie_id(self, own: str) -> str:
         """The suffix of the login cookie's name: Gradio draws one per process, so replicas must agree on one
         (the first replica's), else a cookie set by one is not even read by another."""
         if self.redis is None:

@@ -18,7 +18,6 @@ from app import create_app
 from services.accounts import AccountService
 from services.shared_state import PENDING_S, TICKET_STATE_KEY
 from storage.db import open_database
-from tests.live.redis import redis_db, redis_url  # noqa: F401 - fixtures
 from tests.services.conftest import tiny_settings
 
 PASSWORD = "correct horse battery"

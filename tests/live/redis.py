@@ -1,5 +1,6 @@
 """A throwaway Redis for tests: `redis-server` on a free loopback port in a temp dir, nothing saved, stopped at
-the end. `redis_url` is the pytest fixture (session scoped); `redis_db` empties the database before a test."""
+the end. tests/conftest.py serves it as the fixtures `redis_url` (one server a session) and `redis_db` (emptied
+before each test)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 from tests.server import free_port
 
@@ -67,20 +66,10 @@ def redis_server() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """One Redis for the session (skipped, saying why, where redis-server is not installed)."""
-    if reason := missing_reason():
-        pytest.skip(reason)
-    with redis_server() as url:
-        yield url
-
-
-@pytest.fixture
-def redis_db(redis_url: str) -> str:
-    """The session's Redis, emptied first: each test starts from no limits, tickets or sessions."""
+def empty(url: str) -> str:
+    """Empty the database at `url` (limits, tickets, sessions of earlier tests); the URL."""
     import redis
 
-    with redis.Redis.from_url(redis_url) as client:
+    with redis.Redis.from_url(url) as client:
         client.flushdb()
-    return redis_url
+    return url
