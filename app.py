@@ -49,11 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.auth import Authenticator, limits_apply
     from api.frontend import mount_frontend
     from api.gateway import Gateway
-    from api.rest import build_router, rate_limit_exceeded
+    from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
     from api.sessions import HeartbeatWatch, SessionJanitor
     from services.accounts import exposure_problem
     from services.container import build_services
-    from services.shared_state import TICKET_STATE_KEY, open_shared_state
+    from services.shared_state import TICKET_STATE_KEY, UNAVAILABLE, open_shared_state
     from ui.app_ui import THEME, build_ui
 
     services = build_services(settings)
@@ -94,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = limiter
     app.state.shared = shared
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
+    for error in UNAVAILABLE:
+        app.add_exception_handler(error, shared_state_unavailable)
     app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
     mount_frontend(app)  # before Gradio's catch-all mount at /
     # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to

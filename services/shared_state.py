@@ -59,8 +59,9 @@ def _redis_errors() -> tuple[type[Exception], ...]:
     return RedisConnectionError, RedisTimeoutError
 
 
-# What a request meets when Redis is unreachable (the gateway answers it with a 503, not a 500).
+# What a request meets when Redis is unreachable, and the 503's message (refused, never let through unlimited).
 UNAVAILABLE: tuple[type[Exception], ...] = _redis_errors()
+UNAVAILABLE_MESSAGE = "Atelier cannot reach its shared state (Redis) to check limits. Try again shortly."
 
 # Drop lapsed leases, count other replicas' jobs, and admit this one when under the limit: atomically.
 # KEYS[1] the user's set; ARGV: this replica's member prefix, its own job count, the limit, the ticket, lease ms.

@@ -18,6 +18,7 @@ from app import create_app
 from services.accounts import AccountService
 from services.shared_state import PENDING_S, TICKET_STATE_KEY
 from storage.db import open_database
+from tests.live.redis import redis_server
 from tests.services.conftest import tiny_settings
 
 PASSWORD = "correct horse battery"
@@ -129,3 +130,19 @@ def test_without_redis_each_replica_keeps_its_own(replicas: Replicas) -> None:
     assert b.get("/config").status_code == 401  # Gradio's tokens live in A's memory
     assert login(b) == 200
     assert [join(http, f"solo-{i}").status_code for i, http in enumerate([a, b] * 3)] == [200] * 4 + [429] * 2
+
+
+def test_a_redis_that_stops_answering_gets_503s_never_500s(replicas: Replicas) -> None:
+    with redis_server() as url:
+        a, _ = replicas(url, limit_image_jobs="4/minute")
+        assert login(a) == 200
+        fn_index = image_fn(a)
+    # The server is gone: limits cannot be checked, so costly routes are refused, and no session holds.
+    answer = a.post("/gradio_api/queue/join", json={"data": list(IMAGE.values()), "fn_index": fn_index,
+                                                    "session_hash": "after"})
+    assert answer.status_code == 503
+    assert "cannot reach its shared state (Redis)" in answer.json()["detail"]
+    assert answer.headers["retry-after"] == "10"
+    assert login(a) == 503
+    assert a.get("/config").status_code == 401
+    assert a.get("/api/history", auth=("alice", PASSWORD)).status_code == 503
