@@ -113,6 +113,11 @@ def sync(http: TestClient, later_s: float = 0.0) -> None:
 
 def test_a_login_on_one_replica_holds_on_the_other(replicas: Replicas, redis_db: str) -> None:
     a, b = replicas(redis_db)
+    with a, b:  # started as a server starts them (lifespans run): nothing there puts Gradio's own tokens back
+        check_login_is_shared(a, b)
+
+
+def check_login_is_shared(a: TestClient, b: TestClient) -> None:
     assert b.get("/config").status_code == 401
     assert login(a) == 200
     b.cookies = a.cookies  # the browser, sent to the other replica by the proxy
