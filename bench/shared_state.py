@@ -53,8 +53,8 @@ def main() -> None:
         tokens["redis"]["t0k3n"] = "alice"
         ops: dict[str, Callable[[str], Callable[[int], object]]] = {
             "rate_limit_hit": lambda where: lambda i: limiters[where].hit(item, "image", f"user:u{i % 50}"),
-            # A limit no one reaches: each admission runs the whole script and leaves a ticket, as a job would.
-            "quota_admit": lambda where: lambda i: ledgers[where].admit(f"u{i % 50}", set(), 10**9),
+            # The default quota of 4: each of 50 users holds 4 tickets, then is refused (the same script runs).
+            "quota_admit": lambda where: lambda i: ledgers[where].admit(f"u{i % 50}", set(), 4),
             "token_lookup": lambda where: lambda i: tokens[where].get("t0k3n"),
         }
         samples: dict[str, dict[str, list[float]]] = {name: {"memory": [], "redis": []} for name in ops}
