@@ -49,16 +49,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.auth import Authenticator, limits_apply
     from api.frontend import mount_frontend
     from api.gateway import Gateway
-    from api.rest import build_router, rate_limit_exceeded
+    from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
     from api.sessions import HeartbeatWatch, SessionJanitor
     from services.accounts import exposure_problem
     from services.container import build_services
+    from services.shared_state import TICKET_STATE_KEY, UNAVAILABLE, open_shared_state
     from ui.app_ui import THEME, build_ui
 
     services = build_services(settings)
+    shared = open_shared_state(settings)  # process memory, or the Redis every replica shares
     has_users = services.accounts.any()
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
-    blocks = build_ui(services, enforce_quota=enforce, count_jobs=gradio_internals.jobs_of)
+    blocks = build_ui(services, enforce_quota=enforce, ledger=shared.jobs,
+                      jobs=lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY))
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
     janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
@@ -70,20 +73,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.warm_up()
         services.residency.start()
         sweeper = asyncio.create_task(janitor.run(settings.temp_sweep_every_s))
+        # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
+        ledger = asyncio.create_task(shared.jobs.run(lambda: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)))
         yield
         sweeper.cancel()
+        ledger.cancel()
         services.shut_down()
+        shared.close()
 
     if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
         raise SystemExit(problem)
     auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies)
-    limiter = Limiter(key_func=auth.rate_key, storage_uri=settings.ratelimit_storage, enabled=enforce)
+    storage_uri, storage_options = shared.limits_storage()
+    limiter = Limiter(key_func=auth.rate_key, storage_uri=storage_uri, storage_options=storage_options,
+                      enabled=enforce)
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
                   lifespan=lifespan)
     app.state.services = services
     app.state.janitor = janitor
     app.state.limiter = limiter
+    app.state.shared = shared
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
+    for error in UNAVAILABLE:
+        app.add_exception_handler(error, shared_state_unavailable)
     app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
     mount_frontend(app)  # before Gradio's catch-all mount at /
     # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to
@@ -94,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     gradio_internals.check(blocks, auth.gradio_app)  # before serving: refuse a Gradio without what we use
+    if (tokens := shared.login_tokens()) is not None:  # a user logged in on one replica is on all of them
+        gradio_internals.share_login_tokens(auth.gradio_app, tokens, shared.agree_cookie_id)
     # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
     # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
     # pickup latency is nothing next to a model call.

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
         default="auto", description="auto: rate limits and queue quota on a shared server (accounts, a network "
                                     "host or --share), not for the one user of a loopback server; on; off")
     ratelimit_storage: str = Field(default="memory://", description="limits storage URI, e.g. redis://host:6379")
+    # Several replicas share rate limits, login throttling, the queue quota and login sessions here
+    # (services/shared_state.py); "" keeps them in process memory, right for one replica.
+    redis_url: str = Field(default="", description="redis://host:6379/0 shared by all replicas; '': process memory")
     trusted_proxies: list[str] = Field(default_factory=list, description="proxy IPs whose X-Forwarded-For is used")
     limit_image_jobs: str = "10/minute"
     limit_chat_messages: str = "30/minute"

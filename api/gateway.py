@@ -21,6 +21,7 @@ from slowapi import Limiter
 
 from api import gradio_internals
 from api.auth import USER_STATE_KEY, Authenticator, header_dict
+from services.shared_state import UNAVAILABLE, UNAVAILABLE_MESSAGE
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -94,6 +95,9 @@ class Gateway:
         except TooMany as refused:
             await _reply(send, 429, f"Too many {_NOUNS[refused.kind]}: the limit is {refused.item}. "
                                     f"Try again in {refused.retry} s.", {"retry-after": str(refused.retry)})
+            return
+        except UNAVAILABLE:  # the replicas' shared limits are out of reach: refuse rather than run unlimited
+            await _reply(send, 503, UNAVAILABLE_MESSAGE, {"retry-after": "10"})
             return
         if path.rstrip("/") == f"{GRADIO}/queue/join" and body is not None:
             if gradio_internals.queue_size(self.blocks) >= self.max_queue:

@@ -8,7 +8,7 @@ Atelier with a message naming it, instead of a quota that silently turns off or 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
@@ -18,7 +18,7 @@ BLOCKS_ATTRIBUTES = ("state_holder", "temp_file_sets", "app", "blocks")
 HOLDER_ATTRIBUTES = ("session_data", "time_last_used", "lock", "delete_state")
 SESSION_ATTRIBUTES = ("config_values",)
 EVENT_QUEUE_ATTRIBUTES = ("queue",)
-EVENT_ATTRIBUTES = ("session_hash", "username")
+EVENT_ATTRIBUTES = ("_id", "session_hash", "username", "request")
 APP_ATTRIBUTES = ("tokens", "cookie_id")
 
 
@@ -89,10 +89,33 @@ def session_of_event(blocks: Any, event_id: str) -> str | None:
 
 def jobs_of(blocks: Any, user: str) -> int:
     """A user's events waiting in Gradio's queue or running now."""
+    return sum(1 for e in _events(blocks) if (e.username or "") == user)  # anonymous: the one user ""
+
+
+def jobs_by_user(blocks: Any, ticket_key: str) -> dict[str, set[str]]:
+    """Each user's events waiting in Gradio's queue or running now, by id: the quota ticket its queue/join
+    request carries in request.state[`ticket_key`], else Gradio's event id."""
+    jobs: dict[str, set[str]] = {}
+    for event in _events(blocks):
+        state = getattr(event.request, "scope", {}).get("state") or {}
+        jobs.setdefault(event.username or "", set()).add(str(state.get(ticket_key) or event._id))
+    return jobs
+
+
+def _events(blocks: Any) -> list[Any]:
+    """The events waiting in Gradio's queue and those running."""
     queue = blocks._queue
     waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
-    running = [e for job in queue.active_jobs if job for e in job]
-    return sum(1 for e in waiting + running if (e.username or "") == user)  # anonymous: the one user ""
+    return waiting + [e for job in queue.active_jobs if job for e in job]
+
+
+def share_login_tokens(gradio_app: Any, tokens: MutableMapping[str, str], agree: Callable[[str], str]) -> None:
+    """Keep the login tokens in `tokens` (token -> user, shared by every replica) under the cookie name every
+    replica agrees on (`agree(own cookie id)` gives it). Gradio uses `app.tokens` only as a mapping (get, [],
+    in, keys, del: routes.py's login, logout and get_current_user) and names its cookies after `app.cookie_id`;
+    it sets both when the app is mounted, so this runs after mount_gradio_app."""
+    gradio_app.tokens = tokens
+    gradio_app.cookie_id = agree(gradio_app.cookie_id)
 
 
 def cookie_names(gradio_app: Any) -> tuple[str, str]:

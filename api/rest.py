@@ -18,6 +18,7 @@ from slowapi import Limiter
 from api.auth import Authenticator
 from services.accounts import Viewer
 from services.container import Services
+from services.shared_state import UNAVAILABLE_MESSAGE
 
 # Ids are SQLite rowids: 1 up to int64's maximum. A bigger number would overflow the query (a 500), so it is
 # refused as a 422 before any route runs.
@@ -48,6 +49,12 @@ def rate_limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
     retry = max(1, math.ceil(reset - time.time()))
     message = f"Too many requests: the limit is {item}. Try again in {retry} s."
     return JSONResponse({"detail": message, "error": message}, status_code=429, headers={"Retry-After": str(retry)})
+
+
+def shared_state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with a message when the replicas' Redis does not answer (the limits cannot be checked)."""
+    return JSONResponse({"detail": UNAVAILABLE_MESSAGE, "error": UNAVAILABLE_MESSAGE}, status_code=503,
+                        headers={"Retry-After": "10"})
 
 
 def build_router(services: Services, auth: Authenticator, limiter: Limiter, read_limit: str) -> APIRouter:

@@ -65,6 +65,26 @@ def no_outside_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
 
 
+# Redis for shared state (tests/live/redis.py): one server a session, emptied before each test that asks.
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server on loopback; skipped, saying why, only where it is not installed."""
+    from tests.live.redis import missing_reason, redis_server
+
+    if reason := missing_reason():
+        pytest.skip(reason)
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_db(redis_url: str) -> str:
+    """The session's Redis, emptied: no limits, tickets or sessions left by earlier tests."""
+    from tests.live.redis import empty
+
+    return empty(redis_url)
+
+
 @pytest.fixture(scope="session")
 def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random-weight Stable Diffusion, built once per test session."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from services.container import Services
+from services.shared_state import JobLedger
 from ui import chat_tab, history_tab, image_tab
 from ui.common import QueueQuota
 
@@ -17,10 +18,11 @@ THEME = gr.themes.Default(
 )
 
 
-def build_ui(services: Services, enforce_quota: bool, count_jobs: Callable[[gr.Blocks, str], int]) -> gr.Blocks:
-    """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state); `count_jobs(blocks, user)`
-    counts a user's queued and running jobs, for the per-user quota."""
-    quota = QueueQuota(services.settings.user_queue_quota, count_jobs, enforced=enforce_quota)
+def build_ui(services: Services, enforce_quota: bool, jobs: Callable[[gr.Blocks], dict[str, set[str]]],
+             ledger: JobLedger | None = None) -> gr.Blocks:
+    """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state); `jobs(blocks)` lists each
+    user's queued and running jobs, `ledger` adds those on other replicas, for the per-user quota."""
+    quota = QueueQuota(services.settings.user_queue_quota, jobs, enforced=enforce_quota, ledger=ledger)
     with gr.Blocks(title="Atelier", analytics_enabled=False) as blocks:
         gr.Markdown("## Atelier")
         with gr.Tabs() as tabs:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from services.shared_state import TICKET_STATE_KEY, JobLedger
+
 if TYPE_CHECKING:
     from services.container import Services
 
@@ -136,29 +138,35 @@ def scope_of(services: Services, request: gr.Request | None) -> str | None:
 class QueueQuota:
     """At most `limit` queued plus running jobs per user, checked in validators before anything is queued.
 
-    `count_jobs(blocks, user)` reads Gradio's queue; app.py hands in its adapter of Gradio's private
-    attributes, which it checked at start-up, so the quota cannot silently turn off after a Gradio upgrade.
+    `jobs(blocks)` reads Gradio's queue (each user's job ids); app.py hands in its adapter of Gradio's private
+    attributes, which it checked at start-up, so the quota cannot silently turn off after a Gradio upgrade. The
+    ledger adds the user's jobs on other replicas when they share Redis (services/shared_state.py).
     """
 
-    def __init__(self, limit: int, count_jobs: Callable[[gr.Blocks, str], int], enforced: bool = True) -> None:
+    def __init__(self, limit: int, jobs: Callable[[gr.Blocks], dict[str, set[str]]], enforced: bool = True,
+                 ledger: JobLedger | None = None) -> None:
         self.limit = limit
-        self.count_jobs = count_jobs
+        self.jobs = jobs
         self.enforced = enforced  # off for the one user of a loopback server (ATELIER_RATE_LIMITS)
+        self.ledger = ledger or JobLedger()
         self.blocks: gr.Blocks | None = None
 
-    def jobs_of(self, user: str) -> int:
-        """The user's events waiting in Gradio's queue or running now."""
+    def all_jobs(self) -> dict[str, set[str]]:
+        """Every user's events waiting in Gradio's queue or running now, by id."""
         if self.blocks is None:
             raise RuntimeError("QueueQuota.blocks is not set: build_ui sets it once the Blocks exist.")
-        return self.count_jobs(self.blocks, user)
+        return self.jobs(self.blocks)
 
     def problem(self, request: gr.Request | None) -> str:
-        """A message when this request would exceed its user's quota, else ''."""
+        """A message when this request would exceed its user's quota, else '' (and the job is counted)."""
         if not self.enforced:
             return ""
         user = getattr(request, "username", None) or ""  # without accounts everyone is the one user ''
-        count = self.jobs_of(user)
-        if count >= self.limit:
+        admitted, count, ticket = self.ledger.admit(user, self.all_jobs().get(user, set()), self.limit)
+        if not admitted:
             return (f"You already have {count} jobs queued or running (the limit is {self.limit}). "
                     "Wait for one to finish, or stop one.")
+        http = getattr(request, "request", None)
+        if ticket and http is not None:  # the job's event carries it: the ledger then counts the ticket once
+            http.scope.setdefault("state", {})[TICKET_STATE_KEY] = ticket
         return ""

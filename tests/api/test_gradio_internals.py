@@ -46,8 +46,8 @@ def test_a_missing_private_attribute_stops_the_start_naming_it(monkeypatch: pyte
         gradio_internals.check(blocks, gradio_app)
 
 
-@pytest.mark.parametrize(("cls", "name"), [(Event, "session_hash"), (Event, "username"), (EventQueue, "queue"),
-                                           (Queue, "__len__")])
+@pytest.mark.parametrize(("cls", "name"), [(Event, "session_hash"), (Event, "username"), (Event, "_id"),
+                                           (Event, "request"), (EventQueue, "queue"), (Queue, "__len__")])
 def test_what_queued_events_carry_is_checked_too(monkeypatch: pytest.MonkeyPatch, built: tuple[Any, Any],
                                                  cls: type, name: str) -> None:
     if name.startswith("__"):

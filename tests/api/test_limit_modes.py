@@ -94,8 +94,8 @@ def test_login_attempts_are_throttled_even_with_limits_off() -> None:
 
 
 def quota_with(enforced: bool, anonymous_jobs: int) -> QueueQuota:
-    quota = QueueQuota(3, gradio_internals.jobs_of, enforced=enforced)
-    events = [SimpleNamespace(username=None) for _ in range(anonymous_jobs)]
+    quota = QueueQuota(3, lambda blocks: gradio_internals.jobs_by_user(blocks, "ticket"), enforced=enforced)
+    events = [SimpleNamespace(username=None, _id=f"e{i}", request=None) for i in range(anonymous_jobs)]
     quota.blocks = SimpleNamespace(_queue=SimpleNamespace(
         event_queue_per_concurrency_id={"image": SimpleNamespace(queue=events)}, active_jobs=[]))
     return quota
