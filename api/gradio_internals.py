@@ -87,17 +87,13 @@ def session_of_event(blocks: Any, event_id: str) -> str | None:
     return None if event is None else event.session_hash
 
 
-def jobs_of(blocks: Any, user: str) -> int:
-    """A user's events waiting in Gradio's queue or running now."""
-    return sum(1 for e in _events(blocks) if (e.username or "") == user)  # anonymous: the one user ""
-
-
 def jobs_by_user(blocks: Any, ticket_key: str) -> dict[str, set[str]]:
     """Each user's events waiting in Gradio's queue or running now, by id: the quota ticket its queue/join
     request carries in request.state[`ticket_key`], else Gradio's event id."""
     jobs: dict[str, set[str]] = {}
     for event in _events(blocks):
         state = getattr(event.request, "scope", {}).get("state") or {}
+        # Anonymous events belong to the one user "".
         jobs.setdefault(event.username or "", set()).add(str(state.get(ticket_key) or event._id))
     return jobs
 

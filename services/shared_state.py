@@ -152,6 +152,12 @@ class JobLedger:
             pipe.execute()
             self._published = current
 
+    def withdraw(self) -> None:
+        """Remove every job of this replica from the count, tickets still joining included (it is stopping)."""
+        with self._lock:
+            self._pending.clear()
+        self.sync({})
+
     async def run(self, jobs: Callable[[], dict[str, set[str]]], every_s: float = SYNC_EVERY_S) -> None:
         """Sync every `every_s` seconds until cancelled: `jobs()` is read on the event loop (Gradio's queue lives
         there), Redis is written from a worker thread; a failed round is logged and the next one runs. In process
@@ -253,9 +259,15 @@ class SharedState:
         return self.redis.get(f"{PREFIX}cookie-id") or own
 
     def close(self) -> None:
-        """Close the Redis connections."""
-        if self.redis is not None:
-            self.redis.close()
+        """Withdraw this replica's jobs from the quota (a replica that stops cleanly leaves no counts behind for
+        LEASE_S) and close the Redis connections."""
+        if self.redis is None:
+            return
+        try:
+            self.jobs.withdraw()
+        except UNAVAILABLE:
+            log.warning("Redis is unreachable: this replica's jobs stop counting when their leases end")
+        self.redis.close()
 
 
 def open_shared_state(settings: Settings) -> SharedState:

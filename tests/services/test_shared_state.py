@@ -86,6 +86,16 @@ def test_a_dead_replicas_jobs_stop_counting_after_their_lease(client: redis.Redi
     assert client.zcard("atelier:jobs:alice") == 1  # only the live replica's ticket is left
 
 
+def test_a_replica_that_stops_cleanly_withdraws_its_jobs(redis_db: str) -> None:
+    stopping = open_shared_state(Settings(redis_url=redis_db))
+    other = JobLedger(redis.Redis.from_url(redis_db, decode_responses=True))
+    stopping.jobs.admit("alice", set(), 2)
+    stopping.jobs.sync({"alice": {"e1"}})
+    assert other.admit("alice", set(), 2)[:2] == (False, 2)
+    stopping.close()
+    assert other.admit("alice", set(), 2)[:2] == (True, 0)
+
+
 def test_a_live_replica_renews_its_leases(client: redis.Redis) -> None:
     a, b = JobLedger(client, lease_s=0.5), JobLedger(client)
     a.sync({"alice": {"e1"}})
