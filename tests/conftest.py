@@ -6,9 +6,14 @@ import ipaddress
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.live.s3 import MotoS3
 
 # Before anything imports gradio or huggingface_hub: no analytics, no hub, temp files in a temp dir.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -116,3 +121,13 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_r1_dir: Path) -> Pa
     required_or_skip(check_gguf)  # fails where the environment asked for the real servers
 
     return write_tiny_r1_gguf(tiny_r1_dir, tmp_path_factory.mktemp("gguf") / "tiny-r1-f32.gguf")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """A real S3 HTTP API (moto's server) on a free loopback port for the whole session."""
+    from tests.live.s3 import MotoS3
+
+    server = MotoS3().start()
+    yield server
+    server.stop()
