@@ -1,28 +1,39 @@
 """/api/images/{id} on every store: the local file, an S3 object streamed through the app, or a redirect to a
-short-lived presigned URL that moto's server answers with the same bytes. Owner checks hold on all three."""
+short-lived presigned URL that moto's server answers with the same bytes. Owner checks hold on all three. And the
+UI, which Gradio feeds from local files, shows an S3 image with the stored bytes."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from gradio_client import Client
+from PIL import Image
 
 from app import create_app
 from services.accounts import AccountService
+from storage import blobs
 from storage.db import open_database
+from storage.files import parse_parameters
+from tests.server import serve
 from tests.services.conftest import tiny_settings
+
+if TYPE_CHECKING:
+    from tests.live.s3 import MotoS3
 
 PASSWORD = "correct horse battery"
 ALICE = ("alice", PASSWORD)
 
 
 @pytest.fixture(params=["local", "s3", "s3-presign"])
-def app(request: pytest.FixtureRequest, tmp_path: Path, tiny_sd_dir: Path) -> FastAPI:
+def app(request: pytest.FixtureRequest, tmp_path: Path, tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    monkeypatch.setattr(blobs, "CHUNK", 1024)  # a PNG of 64x64 streams in several chunks, as a big one would
     overrides: dict[str, Any] = {}
     if request.param != "local":
         server = request.getfixturevalue("s3_server")
@@ -81,3 +92,22 @@ def test_an_object_missing_from_the_store_is_a_404(app: FastAPI) -> None:
     answer = TestClient(app, follow_redirects=False).get(f"/api/images/{file_id}", auth=ALICE)
     assert answer.status_code == 404
     assert answer.json()["detail"] == f"image {file_id} does not exist."
+
+
+def test_the_ui_shows_an_s3_image_from_its_local_copy_with_its_parameters(s3_server: MotoS3, tmp_path: Path,
+                                                                           tiny_sd_dir: Path) -> None:
+    bucket = s3_server.create_bucket()
+    settings = tiny_settings(tmp_path, tiny_sd_dir, **s3_server.settings(bucket, prefix="team"))
+    with serve(settings) as url:
+        client = Client(url, verbose=False, download_files=False)
+        _, _, gallery, info = client.predict(prompt="from the bucket", negative_prompt="", width=64, height=64,
+                                             steps=1, cfg_scale=7.0, seed=8, sampler="Euler a", batch_count=1,
+                                             api_name="/generate_image")
+    (item,) = gallery
+    shown = Path(item["image"]["path"]).read_bytes()  # Gradio's copy of the local file it was given
+    (key,) = info["files"]
+    assert s3_server.keys(bucket) == [f"team/{key}"]
+    stored = s3_server.client().get_object(Bucket=bucket, Key=f"team/{key}")["Body"].read()
+    assert shown == stored
+    with Image.open(io.BytesIO(stored)) as image:
+        assert parse_parameters(image.info["parameters"])["Seed"] == "8"
