@@ -92,7 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         auth=services.accounts.verify if has_users else None,
                         auth_message="Log in with your Atelier account." if has_users else None,
                         footer_links=["api", "settings"],
-                        # Gradio copies output files into its cache only from allowed folders.
+                        # Folders Gradio may copy output files from into its cache (a mounted app does not check
+                        # today; a launched one does): the images, and the local copies of S3 images.
                         allowed_paths=[str(settings.images_dir), str(settings.image_cache_dir)])
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     gradio_internals.check(blocks, auth.gradio_app)  # before serving: refuse a Gradio without what we use
