@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
     janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
-                             temp_max_age_s=settings.temp_max_age_s)
+                             temp_max_age_s=settings.temp_max_age_s, cache_dirs=[settings.image_cache_dir])
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -103,7 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False, show_error=False,
                         auth=services.accounts.verify if has_users else None,
                         auth_message="Log in with your Atelier account." if has_users else None,
-                        allowed_paths=[str(settings.images_dir)], footer_links=["api", "settings"])
+                        footer_links=["api", "settings"],
+                        # Folders Gradio may copy output files from into its cache (a mounted app does not check
+                        # today; a launched one does): the images, and the local copies of S3 images.
+                        allowed_paths=[str(settings.images_dir), str(settings.image_cache_dir)])
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     gradio_internals.check(blocks, auth.gradio_app)  # before serving: refuse a Gradio without what we use
     if (tokens := shared.login_tokens()) is not None:  # a user logged in on one replica is on all of them

@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     remote_timeout_s: float = Field(default=60, gt=0, description="connect/read timeout for remote servers")
     text_concurrency: int | None = Field(default=None, ge=1, description="replies at once; None: 1 local, 4 remote")
 
+    # Image storage: the local images folder, or an S3-compatible bucket shared by several replicas
+    storage_url: str = Field(default="", description="'' = the images folder in the data dir; s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000; None: AWS S3")
+    s3_region: str | None = Field(default=None, description="e.g. eu-central-1; None: boto3's default")
+    s3_access_key_id: str | None = Field(default=None, description="None: boto3's usual chain (env, profile, role)")
+    s3_secret_access_key: SecretStr | None = None
+    s3_presign: bool = Field(default=False, description="/api/images answers a redirect to a presigned URL")
+    s3_presign_ttl_s: int = Field(default=300, ge=1, le=7 * 86400, description="how long a presigned URL works")
+
     # Serving
     warmup: bool = Field(default=True, description="load models in the background at start")
     queue_max_size: int = Field(default=64, ge=1)
@@ -177,6 +186,10 @@ class Settings(BaseSettings):
     def _check_sizes(self) -> Settings:
         if self.min_size > self.max_size:
             raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
+        if self.storage_url:
+            from storage.blobs import S3Location
+
+            S3Location.parse(self.storage_url)  # a clear ValueError for anything but s3://bucket/prefix
         if self.max_new_tokens is not None and self.max_new_tokens > self.max_new_tokens_limit:
             raise ValueError(f"max_new_tokens ({self.max_new_tokens}) must not exceed max_new_tokens_limit "
                              f"({self.max_new_tokens_limit})")
@@ -252,6 +265,11 @@ class Settings(BaseSettings):
     def images_dir(self) -> Path:
         """Where finished images are written."""
         return self.data_path / "images"
+
+    @property
+    def image_cache_dir(self) -> Path:
+        """Local copies of images kept in S3, for Gradio to serve (disposable, swept by age)."""
+        return self.tmp_dir / "image-cache"
 
     @property
     def models_dir(self) -> Path:

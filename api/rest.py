@@ -11,7 +11,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from slowapi import Limiter
 
@@ -85,16 +85,30 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
 
     @router.get("/images/{file_id}", summary="One stored PNG (with its parameters chunk)",
                 response_class=FileResponse,
-                responses={200: {"content": {"image/png": {}}, "description": "The PNG"}, **REFUSALS, **NOT_YOURS})
+                responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
+                           307: {"description": "With ATELIER_S3_PRESIGN: a short-lived presigned URL of the PNG"},
+                           **REFUSALS, **NOT_YOURS})
     @limiter.limit(read_limit)
-    def image(request: Request, file_id: Id, who: Viewer = who_is_asking) -> FileResponse:
-        """The PNG as stored; 404 for an id that is not yours."""
-        path = services.history.image_file(file_id, who.scope)
-        if path is None:
-            raise HTTPException(404, f"image {file_id} does not exist.")
+    def image(request: Request, file_id: Id, who: Viewer = who_is_asking) -> Response:
+        """The PNG as stored (streamed, or a redirect to a presigned URL); 404 for an id that is not yours."""
+        missing = HTTPException(404, f"image {file_id} does not exist.")
+        key = services.history.image_key(file_id, who.scope)
+        if key is None:
+            raise missing
+        store = services.history.store
         # Stored images never change: browsers may keep them, but only for this user (private).
-        return FileResponse(path, media_type="image/png",
-                            headers={"Cache-Control": "private, max-age=31536000, immutable"})
+        headers = {"Cache-Control": "private, max-age=31536000, immutable"}
+        if (path := store.local_file(key)) is not None:
+            return FileResponse(path, media_type="image/png", headers=headers)
+        settings = services.settings
+        if settings.s3_presign and (url := store.presigned_url(key, settings.s3_presign_ttl_s)) is not None:
+            # The URL expires: the redirect itself must not be kept (the owner check runs on every request).
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
+        blob = store.open(key)
+        if blob is None:  # deleted between the check and the read
+            raise missing
+        return StreamingResponse(blob.chunks, media_type="image/png",
+                                 headers={**headers, "Content-Length": str(blob.size)})
 
     @router.get("/conversations/{conversation_id}", summary="One conversation with its messages",
                 responses={**REFUSALS, **NOT_YOURS})

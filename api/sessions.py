@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,11 @@ class SessionJanitor:
     """Knows which Gradio sessions are live, forgets quiet ones, sweeps cached files nobody holds."""
 
     def __init__(self, blocks: Any, *, grace_s: float, temp_dir: Path, temp_max_age_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, cache_dirs: Sequence[Path] = ()) -> None:
         self.blocks = blocks
         self.grace_s = grace_s
         self.temp_dir = temp_dir
+        self.cache_dirs = cache_dirs  # local copies of S3 images: Gradio copies them, so only their age counts
         self.temp_max_age_s = temp_max_age_s
         self.clock = clock
         self.owner: OrderedDict[str, str] = OrderedDict()  # session hash -> user who joined with it (Gateway)
@@ -99,6 +100,8 @@ class SessionJanitor:
         dropped = self.prune_sessions()
         keep = self.files_in_use()
         result = await anyio.to_thread.run_sync(sweep, self.temp_dir, self.temp_max_age_s, keep)
+        for folder in self.cache_dirs:
+            await anyio.to_thread.run_sync(sweep, folder, self.temp_max_age_s)
         self.forget_files(result.removed)
         trim_heap()
         if dropped or result.removed:

@@ -18,6 +18,7 @@ from services.images import ImageService
 from services.models import ModelSlot
 from services.residency import Residency
 from settings import Profile, Settings
+from storage.blobs import BlobStore, open_store
 from storage.db import join_replicas, open_database
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,15 @@ def _recover(images: ImageService, chat: ChatService) -> None:
         log.warning("kept %d interrupted chat reply(ies) as failed, with their partial text", interrupted)
 
 
+def image_store(settings: Settings) -> BlobStore:
+    """The local images folder, or the S3 bucket ATELIER_STORAGE_URL names."""
+    secret = settings.s3_secret_access_key
+    return open_store(settings.storage_url, settings.images_dir, settings.image_cache_dir,
+                      endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                      access_key_id=settings.s3_access_key_id,
+                      secret_access_key=secret.get_secret_value() if secret else None)
+
+
 def build_services(settings: Settings) -> Services:
     """Open storage, create backends (not loaded yet) and the services over them."""
     settings.ensure_dirs()
@@ -161,8 +171,9 @@ def build_services(settings: Settings) -> Services:
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
     image_slot = _image_slot(settings)
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
+    store = image_store(settings)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
-                          max_batch_images=settings.resolved_max_batch_images)
+                          max_batch_images=settings.resolved_max_batch_images, store=store)
     text_slot = _text_slot(settings)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
@@ -177,5 +188,5 @@ def build_services(settings: Settings) -> Services:
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
     return Services(settings=settings, accounts=AccountService(), images=images,
-                    history=HistoryService(settings.images_dir), chat=chat, image_slot=image_slot,
+                    history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
                     text_slot=text_slot, residency=residency)

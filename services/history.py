@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from storage.blobs import BlobStore, LocalStore
 from storage.db import database
 from storage.models import ImageFile, ImageJob, owned_by
 
@@ -36,8 +37,9 @@ def job_to_dict(job: ImageJob) -> dict[str, Any]:
 class HistoryService:
     """Reads and deletes a user's image jobs."""
 
-    def __init__(self, images_dir: Path) -> None:
+    def __init__(self, images_dir: Path, store: BlobStore | None = None) -> None:
         self.images_dir = images_dir
+        self.store = store or LocalStore(images_dir)
 
     def list_jobs(self, user: str | None = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
         """Newest first; `before` is a job id from the previous page's `next_before`."""
@@ -59,29 +61,28 @@ class HistoryService:
         return job_to_dict(job) if job else None
 
     def file_path(self, relative: str) -> Path:
-        """Absolute path of a stored image."""
-        return self.images_dir / relative
+        """A local file holding a stored image (the file itself, or a cached copy of an S3 object)."""
+        return self.store.local_path(relative)
 
-    def image_file(self, file_id: int, user: str | None = "") -> Path | None:
-        """The stored PNG of one image of this user's jobs; None when there is no such image or file."""
+    def image_key(self, file_id: int, user: str | None = "") -> str | None:
+        """The store key of one image of this user's jobs; None when there is no such image or object."""
         row = (ImageFile.select().join(ImageJob)
                .where((ImageFile.id == file_id) & owned_by(ImageJob.user, user)).first())
-        path = self.file_path(row.path) if row else None
-        return path if path is not None and path.is_file() else None
+        return row.path if row is not None and self.store.exists(row.path) else None
 
     def delete_job(self, job_id: int, user: str | None = "") -> bool:
         """Delete the job and its files; False when there is no such job for this user."""
         job = ImageJob.get_or_none((ImageJob.id == job_id) & owned_by(ImageJob.user, user))
         if job is None:
             return False
-        paths = [self.images_dir / f.path for f in job.files]
+        keys = [f.path for f in job.files]
         with database.atomic():
             ImageFile.delete().where(ImageFile.job == job).execute()
             job.delete_instance()
         # Rows go first: a listed job never points at a missing file.
-        for path in paths:
+        for key in keys:
             try:
-                path.unlink(missing_ok=True)
-            except OSError:
-                log.warning("could not delete %s", path, exc_info=True)
+                self.store.delete(key)
+            except Exception:  # a full disk or an unreachable bucket: an orphan, never a listed job without image
+                log.warning("could not delete %s", key, exc_info=True)
         return True

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +25,9 @@ from services.batcher import ImageBatcher
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.models import ModelSlot, ModelUnavailableError
+from storage.blobs import BlobStore, LocalStore
 from storage.db import database
-from storage.files import Parameters, write_png_atomic
+from storage.files import Parameters
 from storage.models import ImageFile, ImageJob, utcnow
 
 if TYPE_CHECKING:
@@ -69,9 +68,10 @@ class ImageService:
 
     def __init__(self, slot: ModelSlot[ImageBackend], images_dir: Path, limits: ImageLimits,
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
-                 max_batch_images: int = 1) -> None:
+                 max_batch_images: int = 1, store: BlobStore | None = None) -> None:
         self.slot = slot
         self.images_dir = images_dir
+        self.store = store or LocalStore(images_dir)
         self.limits = limits
         self.defaults = defaults or {}
         self.cache = cache or ResultCache(enabled=False)
@@ -178,20 +178,20 @@ class ImageService:
         if key is not None:
             self.cache.trim(user)
         info = self._info(job, seeds, files)
-        handle.update(status="done", files=[self.images_dir / f.path for f in files], info=info,
+        handle.update(status="done", files=[self.store.local_path(f.path) for f in files], info=info,
                       message=f"Job {job.id}: done in {info['duration_s']:.1f} s (seed {seeds[0]})")
 
     def _reuse(self, hit: ImageJob, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> bool:
         """Answer from an identical earlier job: new history row, same bytes, no pipeline call."""
-        sources = [(f, self.images_dir / f.path) for f in hit.files.order_by(ImageFile.index)]
-        if not sources or not all(path.is_file() for _, path in sources):
+        sources = list(hit.files.order_by(ImageFile.index))
+        if not sources or not all(self.store.exists(f.path) for f in sources):
             return False  # its files were deleted: compute again
         job = self._create_job(req, user, hit.model, seed_used=hit.seed_used, cached=True)
 
         def link(written: list[dict[str, Any]]) -> None:
-            for f, src in sources:
+            for f in sources:
                 rel = Path(dt.date.today().isoformat()) / f"{job.id:06d}-{f.index}-{f.seed}.png"
-                _link_or_copy(src, self.images_dir / rel)
+                self.store.copy(f.path, rel.as_posix())
                 written.append({"index": f.index, "path": rel.as_posix(), "seed": f.seed, "width": f.width,
                                 "height": f.height})
 
@@ -201,9 +201,9 @@ class ImageService:
             log.exception("image job %s could not be saved", job.id)
             self._fail(job, handle, started, f"could not save the images ({type(err).__name__}: {err})")
             return True  # answered (with the failure): computing again would hit the same disk
-        seeds = [f.seed for f, _ in sources]
+        seeds = [f.seed for f in sources]
         info = self._info(job, seeds, files)
-        handle.update(status="done", job_id=job.id, files=[self.images_dir / f.path for f in files], info=info,
+        handle.update(status="done", job_id=job.id, files=[self.store.local_path(f.path) for f in files], info=info,
                       message=f"Job {job.id}: from cache (same settings as job {hit.id}), seed {seeds[0]}")
         return True
 
@@ -225,7 +225,7 @@ class ImageService:
             params = Parameters(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
                                 sampler=req.sampler, cfg_scale=req.cfg_scale, seed=generated.seed,
                                 width=generated.image.width, height=generated.image.height, model=model)
-            write_png_atomic(generated.image, self.images_dir / rel, params)
+            self.store.put_png(rel.as_posix(), generated.image, params)
             written.append({"index": index, "path": rel.as_posix(), "seed": generated.seed,
                             "width": generated.image.width, "height": generated.image.height})
 
@@ -239,7 +239,10 @@ class ImageService:
             return self._finish(job, "done", started, written=written)
         except BaseException:
             for row in written:
-                (self.images_dir / row["path"]).unlink(missing_ok=True)
+                try:
+                    self.store.delete(row["path"])
+                except Exception:  # an unreachable store: the orphan is never listed; the first error matters
+                    log.warning("could not remove %s after a failed save", row["path"], exc_info=True)
             raise
 
     def _fail(self, job: ImageJob, handle: ImageJobHandle, started: float, reason: str) -> None:
@@ -273,8 +276,7 @@ class ImageService:
     # 3. Start-up housekeeping -------------------------------------------------------------------
     def recover(self) -> int:
         """Mark jobs left 'running' by a crash as failed, and drop half-written temp files."""
-        for tmp in self.images_dir.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        self.store.recover()
         with database.atomic():
             return (
                 ImageJob.update(status="failed", error="interrupted: the server stopped while this job ran",
@@ -300,17 +302,3 @@ def run_and_collect(service: ImageService, req: ImageRequest,
                 handle.thread.join()
             return snap
 
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    """Give `dest` the bytes of `src`: a hard link where the filesystem allows, else an atomic copy."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise

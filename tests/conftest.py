@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.live.postgres import PostgresServer
+    from tests.live.s3 import MotoS3
 
 # Before anything imports gradio or huggingface_hub: no analytics, no hub, temp files in a temp dir.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -178,3 +179,13 @@ def module_database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return ""
     return request.getfixturevalue("postgres_server").create_database()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """A real S3 HTTP API (moto's server) on a free loopback port for the whole session."""
+    from tests.live.s3 import MotoS3
+
+    server = MotoS3().start()
+    yield server
+    server.stop()

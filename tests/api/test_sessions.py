@@ -140,6 +140,18 @@ def test_the_sweep_keeps_a_file_a_held_session_shows_and_removes_old_ones_nobody
     assert blocks.temp_file_sets[-1] == {shown}  # Gradio's own list of its files shrinks with them
 
 
+def test_the_sweep_also_empties_the_image_cache_by_age(blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
+    cache = tmp_path / "image-cache"
+    copy = make_file(cache, "2026-12-01")  # a local copy of an S3 image: no session holds it, Gradio copied it
+    janitor = SessionJanitor(blocks, grace_s=GRACE, temp_dir=tmp_path / "gradio", temp_max_age_s=3600,
+                             clock=clock, cache_dirs=[cache])
+    asyncio.run(janitor.sweep_once())
+    assert os.path.exists(copy)  # young
+    janitor.temp_max_age_s = 0
+    asyncio.run(janitor.sweep_once())
+    assert not os.path.exists(copy)
+
+
 def test_files_in_use_includes_what_gradio_keeps_for_good(blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
     janitor = janitor_for(blocks, clock, tmp_path)
     example = make_file(tmp_path, "example")

@@ -51,17 +51,18 @@ def test_delete_removes_the_row_and_its_files(services: Services, three_jobs: li
     assert services.history.delete_job(three_jobs[0]) is False
 
 
-def test_image_file_is_found_only_for_its_owner_and_while_the_file_exists(services: Services,
-                                                                          three_jobs: list[int]) -> None:
+def test_image_key_is_found_only_for_its_owner_and_while_the_file_exists(services: Services,
+                                                                         three_jobs: list[int]) -> None:
     job = services.history.get_job(three_jobs[2])
     file_id = job["files"][0]["id"]
-    path = services.history.image_file(file_id)
-    assert path == services.history.file_path(job["files"][0]["file"])
-    assert services.history.image_file(file_id, user="someone-else") is None
-    assert services.history.image_file(file_id, user=None) == path  # an admin
-    assert services.history.image_file(10**9) is None
+    key = services.history.image_key(file_id)
+    assert key == job["files"][0]["file"]
+    assert services.history.image_key(file_id, user="someone-else") is None
+    assert services.history.image_key(file_id, user=None) == key  # an admin
+    assert services.history.image_key(10**9) is None
+    path = services.history.file_path(key)
     path.rename(path.with_suffix(".moved"))
     try:
-        assert services.history.image_file(file_id) is None
+        assert services.history.image_key(file_id) is None
     finally:
         path.with_suffix(".moved").rename(path)

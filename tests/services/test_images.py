@@ -13,10 +13,9 @@ from peewee import OperationalError
 from PIL import Image
 
 from pipelines.image_base import InvalidRequest
-from services import images as images_service
 from services.container import Services
 from services.images import JobSnapshot, run_and_collect
-from storage import files
+from storage import blobs, files
 from storage.files import parse_parameters, read_parameters
 from storage.models import ImageFile, ImageJob
 
@@ -156,8 +155,8 @@ def test_a_cached_answer_that_cannot_be_saved_fails_clearly(services: Services,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     req = services.images.validate(prompt="cached", width=64, height=64, steps=1, seed=11)
     assert run_and_collect(services.images, req).status == "done"
-    monkeypatch.setattr(images_service.os, "link", no_space)
-    monkeypatch.setattr(images_service.shutil, "copyfile", no_space)
+    monkeypatch.setattr(blobs.os, "link", no_space)
+    monkeypatch.setattr(blobs.shutil, "copyfile", no_space)
     snap = run_and_collect(services.images, req)
     assert ImageJob.get_by_id(snap.job_id).cached  # the failure came from the cache path
     assert_failed_and_left_nothing(services, snap, "No space left on device")

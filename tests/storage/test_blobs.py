@@ -1,0 +1,51 @@
+"""The stores on their own: storage URLs, and the S3 store's local copies (what Gradio is given) against moto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from settings import Settings
+from storage.blobs import S3Location, S3Store
+from storage.files import Parameters, read_parameters
+from tests.live.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoS3
+
+PARAMS = Parameters(prompt="a bucket", negative_prompt="", steps=1, sampler="Euler a", cfg_scale=7, seed=3,
+                    width=8, height=8, model="tiny")
+
+
+@pytest.mark.parametrize(("url", "location"), [
+    ("s3://bucket", S3Location("bucket", "")),
+    ("s3://bucket/", S3Location("bucket", "")),
+    ("s3://bucket/a/b/", S3Location("bucket", "a/b")),
+])
+def test_a_storage_url_names_a_bucket_and_a_prefix(url: str, location: S3Location) -> None:
+    assert S3Location.parse(url) == location
+    assert location.key("2026-12-01/x.png") == (f"{location.prefix}/" if location.prefix else "") + "2026-12-01/x.png"
+
+
+@pytest.mark.parametrize("url", ["/srv/images", "http://minio:9000/bucket", "s3:///prefix", "s3://b/p?x=1"])
+def test_a_bad_storage_url_is_refused_with_the_expected_form(url: str) -> None:
+    with pytest.raises(ValidationError, match="s3://bucket/prefix|no query"):
+        Settings(storage_url=url)
+
+
+def test_gradio_gets_a_local_copy_that_comes_back_after_a_sweep(s3_server: MotoS3, tmp_path: Path) -> None:
+    bucket = s3_server.create_bucket()
+    store = S3Store(S3Location(bucket, "p"), tmp_path / "cache", endpoint_url=s3_server.endpoint_url, region=REGION,
+                    access_key_id=ACCESS_KEY_ID, secret_access_key=SECRET_ACCESS_KEY)
+    store.put_png("d/a.png", Image.new("RGB", (8, 8), "red"), PARAMS)
+    assert s3_server.keys(bucket) == ["p/d/a.png"]
+    local = store.local_path("d/a.png")
+    assert local == tmp_path / "cache" / "d" / "a.png"  # written there before the upload: no download
+    stored = local.read_bytes()
+    local.unlink()  # the age-based sweep took it
+    again = store.local_path("d/a.png")
+    assert again.read_bytes() == stored
+    assert read_parameters(again) == PARAMS.to_text()
+    assert [p.name for p in again.parent.iterdir()] == ["a.png"]  # the download's temp file is gone
+    assert not store.local_path("d/missing.png").exists()
+    assert store.local_file("d/a.png") is None  # REST streams or redirects, never a file of this machine
