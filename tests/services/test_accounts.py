@@ -45,6 +45,18 @@ def test_bad_requests_are_refused(accounts: AccountService) -> None:
     assert [u["name"] for u in accounts.list()] == ["alice"]
 
 
+def test_a_name_taken_by_another_replica_between_check_and_insert_is_refused(
+        accounts: AccountService, monkeypatch: pytest.MonkeyPatch) -> None:
+    accounts.add("alice", "correct horse")
+    # As if another replica's insert landed after this one looked: the unique name in the database decides.
+    monkeypatch.setattr(Account, "get_or_none", classmethod(lambda cls, *where: None))
+    with pytest.raises(AccountError, match="already exists"):
+        accounts.add("alice", "another pass")
+    monkeypatch.undo()
+    assert [u["name"] for u in accounts.list()] == ["alice"]
+    assert accounts.verify("alice", "correct horse")
+
+
 def test_admins_see_everything_others_their_own(accounts: AccountService) -> None:
     accounts.add("root", "long enough", admin=True)
     accounts.add("alice", "long enough")
