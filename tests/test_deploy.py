@@ -27,7 +27,7 @@ class _Named(http.server.ThreadingHTTPServer):
 
 def _upstream(name: str) -> _Named:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             body = name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -55,11 +55,13 @@ def test_render_keeps_everything_but_addresses() -> None:
     shipped = CONFIG.read_text()
     rendered = render(shipped, 4321, [("r1", 1001), ("r2", 1002)])
     assert "bind 127.0.0.1:4321" in rendered
-    assert "server r1 127.0.0.1:1001" in rendered and "server r2 127.0.0.1:1002" in rendered
+    assert "server r1 127.0.0.1:1001" in rendered
+    assert "server r2 127.0.0.1:1002" in rendered
     assert not re.search(r"(?m)^\s*(server-template|resolvers) ", rendered)
     for line in ("cookie ATELIER_REPLICA insert", "option redispatch", "option httpchk GET /api/health",
                  "timeout tunnel 1h"):
-        assert line in shipped and line in rendered
+        assert line in shipped
+        assert line in rendered
 
 
 @needs_haproxy
@@ -68,7 +70,8 @@ def test_sessions_stick_to_one_replica_and_fail_over(upstreams: dict[str, _Named
     with haproxy(replicas) as url:
         first, second = httpx.Client(), httpx.Client()
         mine = {first.get(f"{url}/x").text for _ in range(8)}
-        assert len(mine) == 1 and "ATELIER_REPLICA" in first.cookies  # one replica, by the proxy's cookie
+        assert len(mine) == 1
+        assert "ATELIER_REPLICA" in first.cookies
         # A second browser is balanced onto the other replica (least connections, both idle: round robin).
         theirs = {second.get(f"{url}/x").text for _ in range(4)}
         assert len(theirs) == 1
