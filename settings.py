@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -176,6 +177,9 @@ class Settings(BaseSettings):
 
     # Serving
     warmup: bool = Field(default=True, description="load models in the background at start")
+    # Shown by /api/health, so that behind a proxy one can tell which replica answered (a container's hostname).
+    replica_name: str = Field(default_factory=socket.gethostname, max_length=255,
+                              description="this replica's name in /api/health")
     queue_max_size: int = Field(default=64, ge=1)
     session_grace_s: float = Field(default=600, ge=0, description="seconds a closed or idle session keeps its state")
     temp_max_age_s: float = Field(default=86400, ge=0,

@@ -45,6 +45,7 @@ class Services:
         return {
             "status": "ok",
             "profile": self.settings.resolved_profile.value,
+            "replica": self.settings.replica_name,
             "models": {"image": self.image_slot.status().as_dict(), "text": self.text_slot.status().as_dict()},
             "memory": self.residency.describe(),
         }

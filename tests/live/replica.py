@@ -83,13 +83,14 @@ def run_cli(args: list[str], env: dict[str, str], data_dir: Path, stdin: str = "
 
 
 @contextmanager
-def replicas(names: list[str], root: Path, env: dict[str, str],
-             args: list[str] | None = None) -> Iterator[list[Replica]]:
-    """Start one replica per name (each with its own data dir under root), yield them, stop them all after."""
+def replicas(names: list[str], root: Path, env: dict[str, str], args: list[str] | None = None,
+             own: dict[str, dict[str, str]] | None = None) -> Iterator[list[Replica]]:
+    """Start one replica per name (each with its own data dir under root, and `own[name]` added to the common
+    environment), yield them, stop them all after."""
     started: list[Replica] = []
     try:
         for name in names:
-            replica = Replica(name, root / name, env, args)
+            replica = Replica(name, root / name, {**env, **(own or {}).get(name, {})}, args)
             started.append(replica)
             replica.start()
         yield started

@@ -1,0 +1,137 @@
+"""Two replicas behind HAProxy (deploy/haproxy.cfg), sharing PostgreSQL, Redis and an S3 store: the scale profile
+on loopback. Each replica is its own `python app.py` process, so killing one is a real crash."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from tests.live.haproxy import haproxy, haproxy_binary
+from tests.live.replica import Replica, replicas, run_cli
+
+pytestmark = pytest.mark.skipif(haproxy_binary() is None, reason="haproxy is not installed (.ci/run installs it)")
+
+PASSWORD = "correct horse battery staple"
+PARAMS: dict[str, Any] = {"prompt": "a lighthouse at dusk", "negative_prompt": "", "width": 64, "height": 64,
+                          "steps": 4, "cfg_scale": 7.0, "sampler": "Euler a", "batch_count": 1}
+READ_LIMIT = 12
+
+
+@dataclass
+class Stack:
+    """The running deployment: the proxy's URL, the replicas, and what the tests need to look inside."""
+
+    url: str
+    replicas: list[Replica]
+    bucket: str
+    s3: Any
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: Any, redis_url: str, s3_server: Any,
+          tiny_sd_dir: Path) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("scale")
+    bucket = s3_server.create_bucket()
+    env = {"ATELIER_PROFILE": "tiny", "ATELIER_WARMUP": "false",
+           "ATELIER_DATABASE_URL": postgres_server.create_database(), "ATELIER_REDIS_URL": redis_url,
+           # Reads limited low, so that a burst over both replicas shows the shared count.
+           "ATELIER_LIMIT_READS": f"{READ_LIMIT}/minute",
+           # The proxy is on loopback; its X-Forwarded-For names the client.
+           "ATELIER_TRUSTED_PROXIES": json.dumps(["127.0.0.1"])}
+    env |= {f"ATELIER_{key.upper()}": str(value) for key, value in s3_server.settings(bucket, "images").items()}
+    for name in ("r1", "r2"):  # each replica finds the session's tiny model in its own data dir, as in a container
+        models = root / name / "models"
+        models.mkdir(parents=True)
+        (models / "tiny-sd").symlink_to(tiny_sd_dir, target_is_directory=True)
+    run_cli(["users", "add", "alice"], env, root / "r1", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    run_cli(["users", "add", "bob"], env, root / "r1", stdin=f"{PASSWORD}\n{PASSWORD}\n")
+    own = {name: {"ATELIER_REPLICA_NAME": name, "GRADIO_TEMP_DIR": str(root / f"{name}-gradio")}
+           for name in ("r1", "r2")}
+    with replicas(["r1", "r2"], root, env, own=own) as started, \
+            haproxy([(r.name, r.port) for r in started]) as url:
+        yield Stack(url=url + "/", replicas=started, bucket=bucket, s3=s3_server)
+
+
+def client(stack: Stack) -> Client:
+    return Client(stack.url, auth=("alice", PASSWORD), verbose=False, download_files=False)
+
+
+def history(base: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{base.rstrip('/')}/api/history", params={"limit": 100}, auth=("alice", PASSWORD),
+                       timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["jobs"]
+
+
+def replica_of(session: Client, stack: Stack) -> Replica:
+    """The replica the proxy sticks this client to, by its sticky cookie (the health answer names the replica)."""
+    assert session.cookies.get("ATELIER_REPLICA"), "the proxy set no sticky cookie on the login answer"
+    name = httpx.get(f"{stack.url}api/health", cookies=session.cookies, timeout=10).json()["replica"]
+    return next(r for r in stack.replicas if r.name == name)
+
+
+def test_jobs_run_on_both_replicas_and_appear_once_in_one_history(stack: Stack) -> None:
+    first, second = client(stack), client(stack)
+    assert {replica_of(first, stack).name, replica_of(second, stack).name} == {"r1", "r2"}  # balanced over both
+    done = [session.predict(**PARAMS, seed=seed, api_name="/generate_image") for session, seed in
+            ((first, 1), (second, 2))]
+    assert all(done)
+    states = [httpx.get(f"{r.url}/api/health", timeout=10).json()["models"]["image"]["state"] for r in stack.replicas]
+    assert states == ["ready", "ready"]  # warm-up is off: each replica loaded its model for a job of its own
+    jobs = history(stack.url)
+    assert sorted(j["seed"] for j in jobs) == [1, 2]
+    assert len({j["job_id"] for j in jobs}) == 2
+    assert all(j["status"] == "done" for j in jobs)
+    keys = stack.s3.keys(stack.bucket)
+    assert sorted(k.rsplit("/", 1)[-1] for k in keys) == sorted(j["files"][0]["file"].rsplit("/", 1)[-1]
+                                                               for j in jobs)
+
+
+def test_every_image_is_served_by_either_replica(stack: Stack) -> None:
+    jobs = history(stack.url)
+    assert jobs
+    for job in jobs:
+        file_id = job["files"][0]["id"]
+        bodies = [httpx.get(f"{r.url}/api/images/{file_id}", auth=("alice", PASSWORD), timeout=30)
+                  for r in stack.replicas]
+        assert [b.status_code for b in bodies] == [200, 200]
+        assert bodies[0].content == bodies[1].content
+        assert bodies[0].content.startswith(b"\x89PNG")
+
+
+def test_a_burst_over_both_replicas_gets_exactly_the_limit(stack: Stack) -> None:
+    codes = [httpx.get(f"{stack.replicas[i % 2].url}/api/history", auth=("bob", PASSWORD), timeout=30).status_code
+             for i in range(READ_LIMIT + 6)]
+    assert codes == [200] * READ_LIMIT + [429] * 6
+
+
+def test_a_replica_killed_mid_stream_loses_no_row_and_the_next_job_runs_on_the_other(stack: Stack) -> None:
+    session = client(stack)
+    before = {j["job_id"]: j for j in history(stack.url)}
+    # A job long enough to be caught running: the replica dies while it streams progress.
+    job = session.submit(**{**PARAMS, "steps": 200}, seed=3, api_name="/generate_image")
+    deadline = time.monotonic() + 120
+    while not any(j["seed"] == 3 and j["status"] == "running" for j in history(stack.url)):
+        assert time.monotonic() < deadline, "the long job never started"
+        time.sleep(0.2)
+    replica_of(session, stack).kill()
+    with pytest.raises(Exception):  # noqa: PT011 - gradio_client reports a dead server in several ways
+        job.result(timeout=60)
+    # The same client, cookie and login token: the proxy sends it to the live replica, where it is still logged in.
+    assert session.predict(**PARAMS, seed=4, api_name="/generate_image")
+    after = history(stack.url)
+    ids = [j["job_id"] for j in after]
+    assert len(ids) == len(set(ids))  # nothing duplicated
+    assert before.keys() <= set(ids)  # nothing lost
+    by_seed = {j["seed"]: j for j in after if j["job_id"] not in before}
+    assert set(by_seed) == {3, 4}
+    assert by_seed[4]["status"] == "done"
+    assert by_seed[3]["status"] in {"running", "failed"}  # the dead replica's job: kept, never shown as done
