@@ -3,10 +3,8 @@ on loopback. Each replica is its own `python app.py` process, so killing one is 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,50 +12,24 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from tests.live.haproxy import haproxy, haproxy_binary
-from tests.live.replica import Replica, replicas, run_cli
+from tests.live.haproxy import haproxy_binary
+from tests.live.replica import Replica
+from tests.live.stack import PASSWORD, Stack, scale_stack
 
 pytestmark = pytest.mark.skipif(haproxy_binary() is None, reason="haproxy is not installed (.ci/run installs it)")
 
-PASSWORD = "correct horse battery staple"
 PARAMS: dict[str, Any] = {"prompt": "a lighthouse at dusk", "negative_prompt": "", "width": 64, "height": 64,
                           "steps": 4, "cfg_scale": 7.0, "sampler": "Euler a", "batch_count": 1}
 READ_LIMIT = 12
 
 
-@dataclass
-class Stack:
-    """The running deployment: the proxy's URL, the replicas, and what the tests need to look inside."""
-
-    url: str
-    replicas: list[Replica]
-    bucket: str
-    s3: Any
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: Any, redis_url: str, s3_server: Any,
           tiny_sd_dir: Path) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("scale")
-    bucket = s3_server.create_bucket()
-    env = {"ATELIER_PROFILE": "tiny", "ATELIER_WARMUP": "false",
-           "ATELIER_DATABASE_URL": postgres_server.create_database(), "ATELIER_REDIS_URL": redis_url,
-           # Reads limited low, so that a burst over both replicas shows the shared count.
-           "ATELIER_LIMIT_READS": f"{READ_LIMIT}/minute",
-           # The proxy is on loopback; its X-Forwarded-For names the client.
-           "ATELIER_TRUSTED_PROXIES": json.dumps(["127.0.0.1"])}
-    env |= {f"ATELIER_{key.upper()}": str(value) for key, value in s3_server.settings(bucket, "images").items()}
-    for name in ("r1", "r2"):  # each replica finds the session's tiny model in its own data dir, as in a container
-        models = root / name / "models"
-        models.mkdir(parents=True)
-        (models / "tiny-sd").symlink_to(tiny_sd_dir, target_is_directory=True)
-    run_cli(["users", "add", "alice"], env, root / "r1", stdin=f"{PASSWORD}\n{PASSWORD}\n")
-    run_cli(["users", "add", "bob"], env, root / "r1", stdin=f"{PASSWORD}\n{PASSWORD}\n")
-    own = {name: {"ATELIER_REPLICA_NAME": name, "GRADIO_TEMP_DIR": str(root / f"{name}-gradio")}
-           for name in ("r1", "r2")}
-    with replicas(["r1", "r2"], root, env, own=own) as started, \
-            haproxy([(r.name, r.port) for r in started]) as url:
-        yield Stack(url=url + "/", replicas=started, bucket=bucket, s3=s3_server)
+    # Reads limited low, so that a burst over both replicas shows the shared count.
+    with scale_stack(tmp_path_factory.mktemp("scale"), tiny_sd_dir, postgres_server.create_database(), redis_url,
+                     s3_server, users=("alice", "bob"), env={"ATELIER_LIMIT_READS": f"{READ_LIMIT}/minute"}) as up:
+        yield up
 
 
 def client(stack: Stack) -> Client:
