@@ -40,14 +40,19 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0]
 
 
-def run_jobs(url: str, clients: int, jobs: int, first_seed: int) -> tuple[float, list[float]]:
-    """`clients` gradio_client sessions at once, each running `jobs` image jobs one after another (seeds all
-    different, so the result cache never answers); the wall time and every job's latency in seconds."""
+def sessions_at(url: str, clients: int) -> list[Any]:
+    """`clients` logged-in gradio_client sessions (made once per side: logging in is not part of a job)."""
     from gradio_client import Client
 
     from tests.live.stack import PASSWORD
 
-    sessions = [Client(url, auth=("alice", PASSWORD), verbose=False, download_files=False) for _ in range(clients)]
+    return [Client(url, auth=("alice", PASSWORD), verbose=False, download_files=False) for _ in range(clients)]
+
+
+def run_jobs(sessions: list[Any], jobs: int, first_seed: int) -> tuple[float, list[float]]:
+    """The sessions at once, each running `jobs` image jobs one after another (seeds all different, so the result
+    cache never answers); the wall time and every job's latency in seconds."""
+    clients = len(sessions)
     latencies: list[float] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -69,8 +74,6 @@ def run_jobs(url: str, clients: int, jobs: int, first_seed: int) -> tuple[float,
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    for session in sessions:
-        session.close()
     if errors:
         raise errors[0]
     return wall, latencies
@@ -110,14 +113,17 @@ def main() -> None:
         tiny = ensure_tiny_sd(root / "tiny-sd")
         postgres = PostgresServer().start()
         s3 = MotoS3().start()
-        threads = thread_env(args.threads)
+        # The same torch threads in every replica; limits off (logins too: the sessions log in at once): this
+        # measures capacity, not the sharing policy.
+        env = {**thread_env(args.threads), "ATELIER_RATE_LIMITS": "off", "ATELIER_LIMIT_LOGINS": "1000/minute"}
         try:
             with redis_server() as redis_url, \
-                    scale_stack(root / "stack", tiny, postgres.create_database(), redis_url, s3, env=threads) as up:
+                    scale_stack(root / "stack", tiny, postgres.create_database(), redis_url, s3, env=env) as up:
                 r1 = up.replicas[0]
                 # Load the model on both replicas before timing anything (warm-up is off in the stack).
                 for replica in up.replicas:
-                    run_jobs(replica.url + "/", 1, 1, first_seed=10_000 + replica.port)
+                    run_jobs(sessions_at(replica.url + "/", 1), 1, first_seed=10_000 + replica.port)
+                clients = {"one": sessions_at(r1.url + "/", args.clients), "two": sessions_at(up.url, args.clients)}
                 sides: dict[str, dict[str, list[float]]] = {
                     side: {"jobs_per_s": [], "latency_s": [], "p95_s": []} for side in ("one", "two")}
                 direct_ms: list[float] = []
@@ -131,8 +137,7 @@ def main() -> None:
                         proxy_ms += [x * 1000 for x in p]
                         order = ("one", "two") if round_ % 2 == 0 else ("two", "one")
                         for side in order:
-                            url = r1.url + "/" if side == "one" else up.url
-                            wall, latencies = run_jobs(url, args.clients, args.jobs, seed)
+                            wall, latencies = run_jobs(clients[side], args.jobs, seed)
                             seed += args.clients * args.jobs
                             sides[side]["jobs_per_s"].append(len(latencies) / wall)
                             sides[side]["latency_s"] += latencies
