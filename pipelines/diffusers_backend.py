@@ -371,6 +371,8 @@ class DiffusersBackend:
             from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
 
             auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+            # The AutoPipeline's from_pipe hands over the same module objects and leaves their dtype and device
+            # alone (DiffusionPipeline.from_pipe would cast them to float32); offload hooks live on the modules.
             pipe = self._task_pipes[task] = auto.from_pipe(self.pipe)
             pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = self.pipe.scheduler  # the sampler this job asked for
