@@ -70,6 +70,7 @@ def test_a_lora_at_weight_zero_equals_no_lora_and_at_one_changes_pixels(backend:
     assert backend.loras.loaded == []
     at_zero = pixels(backend, "a cat <lora:tiny_style:0>")
     assert backend.loras.loaded == ["tiny_style"]
+    assert any("lora" in name for name, _ in backend.pipe.unet.named_modules())
     at_one = pixels(backend, "a cat <lora:tiny_style:1>")
     assert np.array_equal(at_zero, base)
     assert not np.array_equal(at_one, base)
@@ -77,6 +78,7 @@ def test_a_lora_at_weight_zero_equals_no_lora_and_at_one_changes_pixels(backend:
     # A job that asks for no LoRA unloads it and gets the model's own pixels again.
     assert np.array_equal(pixels(backend, "a cat"), base)
     assert backend.loras.loaded == []
+    assert not any("lora" in name for name, _ in backend.pipe.unet.named_modules())  # no LoRA layer left behind
 
 
 def test_an_unknown_lora_fails_the_job_with_the_available_names(backend: DiffusersBackend) -> None:
