@@ -141,6 +141,8 @@ class LoraLoader:
             missing = [r.name for r in refs if r.name not in known]
             if missing:
                 raise UnknownLora(unknown_message(missing, self.folder))
+            if refs and not hasattr(pipe, "load_lora_weights"):
+                raise UnknownLora(f"{type(pipe).__name__} cannot load LoRAs; remove the <lora:…> tags.")
             wanted = {r.name: r for r in refs}
             stale = [n for n, (_, size, mtime) in self._loaded.items()
                      if n not in wanted or (size, mtime) != _version(known.get(n))]
