@@ -100,7 +100,7 @@ def _model_choice(catalog: Catalog, default: str, default_label: str | None) -> 
     return ModelChoice(resolve, apply)
 
 
-def _image_slot(settings: Settings, catalog: Catalog) -> ModelSlot[ImageBackend]:
+def _image_slot(settings: Settings, catalog: Catalog | None = None) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
     local = settings.image_backend == "diffusers"
     tiny_dir = settings.models_dir / "tiny-sd" if local and model == "tiny" else None
@@ -138,7 +138,7 @@ def _image_slot(settings: Settings, catalog: Catalog) -> ModelSlot[ImageBackend]
         report("building the tiny Stable Diffusion model (first use only)")
         ensure_tiny_sd(tiny_dir, report=report)
 
-    choice = _model_choice(catalog, options["model"], options["display_name"]) if local else None
+    choice = _model_choice(catalog or _catalog(settings), options["model"], options["display_name"]) if local else None
     return _slot("image", settings.image_backend, create_image_backend(settings.image_backend, **options),
                  TINY_SD_NAME if tiny_dir else model, build_tiny if tiny_dir else None, choice)
 
