@@ -150,6 +150,13 @@ def needs_own_encoding(tokenizer: Any, text: str) -> bool:
     return len(tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]) > CHUNK
 
 
+def chunk_count(pipe: Any, text: str) -> int:
+    """How many 77-token chunks a prompt (its <lora:…> tags removed) takes; 1 where the pipeline cannot weight."""
+    from pipelines.loras import strip_loras
+
+    return len(chunk_tokens(pipe.tokenizer, strip_loras(text))) if supports_weighting(pipe) else 1
+
+
 def _encode_chunks(text_encoder: Any, chunks: list[tuple[list[int], list[float]]], device: Any) -> Any:
     """Each chunk through CLIP, weighted and brought back to its original mean (A1111's 'Original' emphasis)."""
     import torch

@@ -86,12 +86,13 @@ def test_an_unknown_lora_fails_the_job_with_the_available_names(backend: Diffuse
         pixels(backend, "a cat <lora:missing:1>")
 
 
-def test_jobs_with_different_loras_in_one_batch_get_their_own_pixels(backend: DiffusersBackend) -> None:
-    alone = [pixels(backend, p, seed) for p, seed in (("a cat <lora:tiny_style:1>", 1), ("a dog", 2),
-                                                        ("a cat <lora:other:0.7>", 3))]
+def test_jobs_with_different_loras_or_prompt_lengths_in_one_batch_get_their_own_pixels(
+        backend: DiffusersBackend) -> None:
+    jobs = (("a cat <lora:tiny_style:1>", 1), ("a dog", 2), ("a cat <lora:other:0.7>", 3),
+            (" ".join(["a dog"] * 50), 4), ("a (dog:1.3)", 5))
+    alone = [pixels(backend, p, seed) for p, seed in jobs]
     items = [BatchItem(ImageRequest(prompt=p, width=64, height=64, steps=2), [seed], lambda u: None,
-                       threading.Event())
-             for p, seed in (("a cat <lora:tiny_style:1>", 1), ("a dog", 2), ("a cat <lora:other:0.7>", 3))]
+                       threading.Event()) for p, seed in jobs]
     outcomes = backend.generate_batch(items)
     for outcome, expected in zip(outcomes, alone, strict=True):
         assert outcome is not None
