@@ -244,15 +244,15 @@ class DiffusersBackend:
             raise RuntimeError("the image model is not loaded")
         if all(item.stop.is_set() for item in items):
             raise JobCancelled()
-        if (by_lora := self._split_by_loras(items)) is not None:
-            return by_lora
+        if (apart := self._split_apart(items)) is not None:
+            return apart
         pipe = self.pipe
         # Imported here: diffusers' scheduler package takes seconds to import, and start-up must not wait.
         from pipelines.samplers import make_scheduler
 
         req = items[0].req  # the shape (size, steps, sampler, CFG) is the same for every item
         pipe.scheduler = make_scheduler(req.sampler, self._base_scheduler_config)
-        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1])  # every item asks for the same (_split_by_loras)
+        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1])  # every item asks for the same (_split_apart)
         live = [not item.stop.is_set() for item in items]
         rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]
         # A CPU generator makes a seed give the same picture on every device, as in A1111's default. The list is
@@ -283,12 +283,15 @@ class DiffusersBackend:
         # The VAE decode is not interruptible: re-check so a late Stop still wins.
         return [None if item.stop.is_set() else outcome for item, outcome in zip(items, outcomes, strict=True)]
 
-    def _split_by_loras(self, items: list[BatchItem]) -> list[BatchOutcome] | None:
-        """Jobs asking for different LoRAs cannot share a call (adapters are set on the pipeline): run each LoRA set
-        as its own call; None when they all ask for the same."""
+    def _split_apart(self, items: list[BatchItem]) -> list[BatchOutcome] | None:
+        """Jobs asking for different LoRAs (adapters are set on the pipeline) or with prompts of different 77-token
+        chunk counts (padding would change a short prompt's pixels) cannot share a call: run each group as its own
+        call; None when they all can."""
         groups: dict[Any, list[int]] = {}
         for i, item in enumerate(items):
-            groups.setdefault(loras.lora_key(item.req.prompt), []).append(i)
+            key = (loras.lora_key(item.req.prompt), prompt_syntax.chunk_count(self.pipe, item.req.prompt),
+                   prompt_syntax.chunk_count(self.pipe, item.req.negative_prompt))
+            groups.setdefault(key, []).append(i)
         if len(groups) < 2:
             return None
         outcomes: list[BatchOutcome] = [None] * len(items)
