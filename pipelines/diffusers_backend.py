@@ -126,6 +126,8 @@ class DiffusersBackend:
                 pipe = (checkpoints.load_checkpoint(source, self.placement.dtype) if single_file
                         else AutoPipelineForText2Image.from_pretrained(source, **kwargs))
                 self._swap_vae(pipe, source if single_file else None)
+        except ModelUnavailable:  # already says what is wrong and what to do (pipelines/checkpoints.py)
+            raise
         except Exception as err:  # every loader error becomes one actionable message
             raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
         self._configure(pipe)
@@ -150,8 +152,8 @@ class DiffusersBackend:
         if self.vae:
             config = checkpoints.config_for(checkpoint) if checkpoint else None
             pipe.vae = checkpoints.load_vae(self.vae, self.placement.dtype, config)
-            self.revision += "+vae:" + model_revision(self.vae) if Path(self.vae).is_dir() else \
-                "+vae:" + checkpoints.file_revision(self.vae)
+            vae_id = model_revision(self.vae) if Path(self.vae).is_dir() else checkpoints.file_revision(self.vae)
+            self.revision += "+vae:" + vae_id  # another VAE, other pixels: the cache must not mix them up
 
     def _download(self, pipeline_cls: Any, report: Callable[[str], None]) -> str:
         try:
