@@ -1,0 +1,107 @@
+"""LoRA tags in the prompt, A1111's Lora hashes, and LoRAs applied by the diffusers backend (a tiny peft LoRA)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.diffusers_backend import DiffusersBackend
+from pipelines.image_base import BatchItem, ImageRequest
+from pipelines.loras import LoraRef, UnknownLora, check_prompt, lora_hashes, parse_loras
+from tests.pipelines.tiny_assets import make_tiny_lora
+
+
+def test_tags_are_parsed_and_taken_out_of_the_prompt() -> None:
+    text, refs = parse_loras("a cat, <lora:style:0.6> in a hat <lora:detail> <LORA:style:0.8>")
+    assert text == "a cat,  in a hat  "
+    assert refs == [LoraRef("detail", 1.0), LoraRef("style", 0.8)]  # a name given twice keeps its last weight
+    assert parse_loras("<lora:te_unet:0.5:0.7>")[1] == [LoraRef("te_unet", 0.5)]
+    with pytest.raises(UnknownLora, match="not a number"):
+        parse_loras("<lora:style:strong>")
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tiny_sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("loras")
+    make_tiny_lora(tiny_sd_dir, folder / "tiny_style.safetensors", seed=0)
+    make_tiny_lora(tiny_sd_dir, folder / "other.safetensors", seed=1)
+    return folder
+
+
+def test_lora_hashes_are_written_as_a1111_does(lora_dir: Path) -> None:
+    data = (lora_dir / "tiny_style.safetensors").read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    # A1111 hashes a .safetensors LoRA's tensor data after the header ("addnet" hash), 12 hex digits.
+    expected = hashlib.sha256(data[8 + header:]).hexdigest()[:12]
+    assert lora_hashes("x <lora:tiny_style:0.5>, y", lora_dir) == f"tiny_style: {expected}"
+    other = hashlib.sha256((lora_dir / "other.safetensors").read_bytes()[8 + int.from_bytes(
+        (lora_dir / "other.safetensors").read_bytes()[:8], "little"):]).hexdigest()[:12]
+    assert lora_hashes("<lora:other><lora:tiny_style>", lora_dir) == f"other: {other}, tiny_style: {expected}"
+    assert lora_hashes("no tags", lora_dir) == ""
+
+
+def test_unknown_names_get_a_message_listing_the_available_ones(lora_dir: Path, tmp_path: Path) -> None:
+    assert check_prompt("a <lora:tiny_style:1>", lora_dir) == ""
+    message = check_prompt("a <lora:nope:1>", lora_dir)
+    assert "'nope'" in message
+    assert "other, tiny_style" in message
+    assert "none (put .safetensors LoRA files in" in check_prompt("<lora:x>", tmp_path / "empty")
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_sd_dir: Path, lora_dir: Path) -> DiffusersBackend:
+    b = DiffusersBackend(str(tiny_sd_dir), display_name="tiny", lora_dir=str(lora_dir))
+    b.load(lambda phase: None)
+    return b
+
+
+def pixels(backend: DiffusersBackend, prompt: str, seed: int = 5) -> np.ndarray:
+    req = ImageRequest(prompt=prompt, width=64, height=64, steps=2)
+    (image,) = backend.generate(req, [seed], lambda update: None, threading.Event())
+    return np.asarray(image.image)
+
+
+def test_a_lora_at_weight_zero_equals_no_lora_and_at_one_changes_pixels(backend: DiffusersBackend) -> None:
+    base = pixels(backend, "a cat")
+    assert backend.loras.loaded == []
+    at_zero = pixels(backend, "a cat <lora:tiny_style:0>")
+    assert backend.loras.loaded == ["tiny_style"]
+    assert any("lora" in name for name, _ in backend.pipe.unet.named_modules())
+    at_one = pixels(backend, "a cat <lora:tiny_style:1>")
+    assert np.array_equal(at_zero, base)
+    assert not np.array_equal(at_one, base)
+    assert np.array_equal(pixels(backend, "a cat <lora:tiny_style>"), at_one)  # kept loaded, same result
+    # A job that asks for no LoRA unloads it and gets the model's own pixels again.
+    assert np.array_equal(pixels(backend, "a cat"), base)
+    assert backend.loras.loaded == []
+    assert not any("lora" in name for name, _ in backend.pipe.unet.named_modules())  # no LoRA layer left behind
+
+
+def test_an_unknown_lora_fails_the_job_with_the_available_names(backend: DiffusersBackend) -> None:
+    with pytest.raises(UnknownLora, match=r"unknown LoRA 'missing'.*available: other, tiny_style"):
+        pixels(backend, "a cat <lora:missing:1>")
+
+
+def test_jobs_with_different_loras_or_prompt_lengths_in_one_batch_get_their_own_pixels(
+        backend: DiffusersBackend) -> None:
+    jobs = (("a cat <lora:tiny_style:1>", 1), ("a dog", 2), ("a cat <lora:other:0.7>", 3),
+            (" ".join(["a dog"] * 50), 4), ("a (dog:1.3)", 5))
+    alone = [pixels(backend, p, seed) for p, seed in jobs]
+    items = [BatchItem(ImageRequest(prompt=p, width=64, height=64, steps=2), [seed], lambda u: None,
+                       threading.Event()) for p, seed in jobs]
+    outcomes = backend.generate_batch(items)
+    for outcome, expected in zip(outcomes, alone, strict=True):
+        assert outcome is not None
+        assert np.array_equal(np.asarray(outcome[0].image), expected)
+
+
+def test_prompt_weights_and_long_prompts_reach_the_pipeline(backend: DiffusersBackend) -> None:
+    plain = pixels(backend, "a cat")
+    assert not np.array_equal(pixels(backend, "a (cat:1.6)"), plain)
+    assert np.array_equal(pixels(backend, "a (cat:1)"), plain)  # weight 1 is no weight
+    long = pixels(backend, " ".join(["a cat"] * 60))  # 120+ tokens: three chunks, nothing cut off
+    assert not np.array_equal(long, pixels(backend, " ".join(["a cat"] * 40)))
