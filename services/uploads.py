@@ -75,8 +75,11 @@ def read_bytes(data: bytes | str | Path, field: str, limits: UploadLimits = DEFA
     return blob
 
 
-def open_image(data: bytes | str | Path, field: str, limits: UploadLimits = DEFAULT_LIMITS) -> Image.Image:
-    """Open (not decode) an upload after the type, byte and pixel checks; its metadata is readable at once."""
+def open_image(data: bytes | str | Path, field: str, limits: UploadLimits = DEFAULT_LIMITS,
+               check_pixels: bool = True) -> Image.Image:
+    """Open (not decode) an upload after the type, byte and pixel checks; its metadata is readable at once.
+
+    check_pixels=False skips the pixel limit, for callers that read metadata only (PIL's own bomb check stays)."""
     blob = read_bytes(data, field, limits)
     try:
         image = Image.open(io.BytesIO(blob), formats=list(ALLOWED_FORMATS))
@@ -89,7 +92,7 @@ def open_image(data: bytes | str | Path, field: str, limits: UploadLimits = DEFA
     except _DECODE_ERRORS as err:
         raise _refuse(field, f"the image header is damaged ({err}); send {_ALLOWED_NAMES}.") from err
     width, height = image.size
-    if width * height > limits.max_pixels:
+    if check_pixels and width * height > limits.max_pixels:
         image.close()
         raise _refuse(field, f"the image is {width}x{height} ({width * height:,} pixels); at most "
                              f"{limits.max_pixels:,} pixels are allowed.")
