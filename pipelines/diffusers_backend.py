@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
+from pipelines import image_ops
 from pipelines.compile import CompileOptions, CompileStatus, apply_compile, compile_blocker, warm_up, warmup_runs
 from pipelines.devices import Placement, pick_placement, release_memory, xformers_usable
 from pipelines.image_base import (
@@ -41,6 +45,8 @@ BATCH_TENSORS = ("latents", "prompt_embeds", "negative_prompt_embeds", "add_text
                  "negative_pooled_prompt_embeds", "negative_add_time_ids")
 # Scheduler attributes that carry per-image state between steps (DPM++/UniPC, LMS, Heun).
 SCHEDULER_STATE = ("model_outputs", "last_sample", "derivatives", "prev_derivative", "sample")
+# Stable Diffusion 1.x pipelines whose prompts can be encoded one at a time (see _encode_row_by_row).
+SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
 
 # Defined in pipelines.loading (shared with the text backend); still importable from here.
 __all__ = ["MEMORY_MODES", "DiffusersBackend", "ModelUnavailable", "explain_load_error", "hub_cache_bytes"]
@@ -64,6 +70,7 @@ class DiffusersBackend:
         preview_every: int = 2,
         compile: CompileOptions | None = None,
         compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
+        upscalers_dir: Path | None = None,
     ) -> None:
         if memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
@@ -84,6 +91,10 @@ class DiffusersBackend:
         # Width, height and guidance of the warm-up runs: the profile's defaults, so jobs find their graphs.
         self.compile_warmup = compile_warmup
         self.compile_status = CompileStatus(self.compile_options)
+        self.upscalers_dir = upscalers_dir  # hires fix upscaler models (spandrel), by file stem
+        # img2img and inpaint pipelines made from self.pipe (from_pipe shares its modules), rebuilt when it changes.
+        self._task_pipes: dict[str, Any] = {}
+        self._task_pipes_of: Any = None
 
     @property
     def model_name(self) -> str:
@@ -218,38 +229,152 @@ class DiffusersBackend:
         # Imported here: diffusers' scheduler package takes seconds to import, and start-up must not wait.
         from pipelines.samplers import make_scheduler
 
-        req = items[0].req  # the shape (size, steps, sampler, CFG) is the same for every item
+        req = items[0].req  # the shape (size, steps, sampler, CFG, mode settings) is the same for every item
         pipe.scheduler = make_scheduler(req.sampler, self._base_scheduler_config)
         live = [not item.stop.is_set() for item in items]
         rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]
         # A CPU generator makes a seed give the same picture on every device, as in A1111's default. The list is
         # handed to the pipeline and shrunk in place when a job leaves, so the scheduler's noise stays per row.
         generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in rows]
-        names = [n for n in BATCH_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ("latents",))]
-        callback = self._batch_callback(items, live, rows, generators, names)
-        prompts: dict[str, Any] = {"prompt": [items[i].req.prompt for i, _ in rows],
-                                   "negative_prompt": [items[i].req.negative_prompt for i, _ in rows]}
+        run = _Run(items, live, rows, generators)
         with self._row_by_row(pipe, rows):
-            if self._rowwise(rows) and type(pipe).__name__ == "StableDiffusionPipeline":
-                prompts = self._encode_row_by_row(pipe, req.cfg_scale, prompts)
-            output = pipe(
-                **prompts,
-                width=req.width,
-                height=req.height,
-                num_inference_steps=req.steps,
-                guidance_scale=req.cfg_scale,
-                generator=generators,
-                callback_on_step_end=callback,
-                callback_on_step_end_tensor_inputs=names,
-                output_type="pil",
-            )
+            if req.mode == "inpaint":
+                images = self._inpaint(run, req)
+            elif req.mode == "img2img":
+                inputs = image_ops.prepare_inputs(req)
+                steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
+                images = self._img2img(run, [inputs.image] * len(rows), strength, steps)
+            elif req.enable_hr:
+                images = self._hires(run, req)
+            else:
+                images = self._txt2img(run, req.width, req.height, "pil")
         outcomes: list[BatchOutcome] = [[] if live[i] else None for i in range(len(items))]
-        for (i, seed), image in zip(rows, output.images, strict=True):
+        for (i, seed), image in zip(rows, images, strict=True):
             outcome = outcomes[i]
             if outcome is not None:
                 outcome.append(GeneratedImage(image=image, seed=seed))
         # The VAE decode is not interruptible: re-check so a late Stop still wins.
         return [None if item.stop.is_set() else outcome for item, outcome in zip(items, outcomes, strict=True)]
+
+    # Modes: each runs one or two pipeline calls over the rows of `run` -----------------------------
+    def _txt2img(self, run: _Run, width: int, height: int, output_type: str, extra_steps: int = 0) -> Any:
+        """The txt2img pass (also hires fix's first); a 9-channel inpainting model paints a fully masked blank."""
+        req = run.items[0].req
+        if self._inpainting_unet():
+            # As A1111 does for inpainting checkpoints: the whole picture is masked, the masked picture is empty.
+            blank = Image.new("RGB", (width, height), (127, 127, 127))
+            return self._inpaint_call(run, blank, Image.new("L", (width, height), 255), 1.0, req.steps,
+                                      output_type=output_type, extra_steps=extra_steps)
+        return self._call(self.pipe, run, width=width, height=height, num_inference_steps=req.steps,
+                          output_type=output_type, extra_steps=extra_steps)
+
+    def _img2img(self, run: _Run, images: Any, strength: float, steps: int, offset: int = 0) -> Any:
+        """An img2img pass from pictures or latents (one per row); on a 9-channel model, inpaint with a full mask."""
+        if self._inpainting_unet():
+            first = images if isinstance(images, torch.Tensor) else images[0]
+            height, width = ((first.shape[-2] * 8, first.shape[-1] * 8) if isinstance(first, torch.Tensor)
+                             else (first.height, first.width))
+            return self._inpaint_call(run, images, Image.new("L", (width, height), 255), strength, steps,
+                                      offset=offset)
+        return self._call(self._task_pipe("img2img"), run, image=images, strength=strength,
+                          num_inference_steps=steps, output_type="pil", offset=offset)
+
+    def _hires(self, run: _Run, req: ImageRequest) -> list[Any]:
+        """Hires fix in one job: the base pass, an upscale (latent or picture), an img2img pass at the final size;
+        progress counts both passes and a Stop ends either."""
+        width, height = req.hr_size()
+        steps, strength = _img2img_schedule(req.hr_second_pass_steps or req.steps, req.denoising_strength,
+                                            fixed=True)
+        planned = min(int(steps * strength), steps)
+        latent = image_ops.is_latent_upscaler(req.hr_upscaler)
+        base = self._txt2img(run, req.width, req.height, "latent" if latent else "pil", extra_steps=planned)
+        offset = run.steps_done
+        if latent:
+            upscaled = image_ops.upscale_latents(base, req.hr_upscaler, width, height)
+        else:
+            upscaled = [image_ops.upscale_image(image, req.hr_upscaler, width, height, self.upscalers_dir,
+                                                self.placement.device) for image in base]
+        return self._img2img(run, upscaled, strength, steps, offset=offset)
+
+    def _inpaint(self, run: _Run, req: ImageRequest) -> list[Any]:
+        """Inpaint as A1111 does: prepare the picture and mask (crop for "only masked"), repaint, paste back."""
+        inputs = image_ops.prepare_inputs(req)
+        assert inputs.mask is not None
+        steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
+        images = self._inpaint_call(run, inputs.image, inputs.mask, strength, steps, fill=req.inpainting_fill)
+        return [image_ops.paste_back(image, inputs) for image in images]
+
+    def _inpaint_call(self, run: _Run, image: Any, mask: Image.Image, strength: float, steps: int, fill: int = 1,
+                      output_type: str = "pil", offset: int = 0, extra_steps: int = 0) -> Any:
+        """One call of the inpaint pipeline (4- or 9-channel UNet) with latents encoded per row from each row's
+        own generator, so a seed gives the same picture in a batch as alone; `fill` 2 and 3 are A1111's latent
+        noise and latent nothing."""
+        pipe = self._task_pipe("inpaint")
+        width, height = mask.size
+        device, dtype = pipe._execution_device, pipe.vae.dtype
+        binary = pipe.mask_processor.preprocess(mask, height=height, width=width).to(device)
+        n = len(run.rows)
+        if isinstance(image, torch.Tensor):  # latents from hires fix's latent upscale: nothing is kept
+            latents = image.to(device, dtype)
+            masked = torch.zeros(n, 3, height, width, device=device, dtype=dtype)
+        else:
+            images = image if isinstance(image, list) else [image] * n
+            pixels = pipe.image_processor.preprocess(images, height=height, width=width).to(device, dtype)
+            scale = pipe.vae.config.scaling_factor
+            latents = torch.cat([pipe.vae.encode(pixels[r:r + 1]).latent_dist.sample(generator)
+                                 for r, generator in enumerate(run.generators)]) * scale
+            masked = pixels * (binary < 0.5)
+        if fill in (2, 3):
+            cells = torch.nn.functional.interpolate(binary, size=latents.shape[-2:], mode="bilinear").round()
+            if fill == 2:  # the seed's own noise where the mask is, as A1111 draws it
+                shape = (1, *latents.shape[1:])
+                noise = torch.cat([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+                                   for _, seed in run.rows]).to(device, dtype)
+                latents = latents * (1 - cells) + noise * cells
+            else:
+                latents = latents * (1 - cells)
+        return self._call(pipe, run, image=latents, mask_image=mask, masked_image_latents=masked, strength=strength,
+                          width=width, height=height, num_inference_steps=steps, output_type=output_type,
+                          offset=offset, extra_steps=extra_steps)
+
+    def _call(self, pipe: Any, run: _Run, offset: int = 0, extra_steps: int = 0, **kwargs: Any) -> Any:
+        """One pipeline call over the rows: prompts per row, a generator per row, progress and Stop every step."""
+        req = run.items[0].req
+        names = [n for n in BATCH_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ("latents",))]
+        # The inpaint loop keeps per-row tensors of its own (image latents, noise) that a callback cannot cut, so
+        # there a stopped job stays in the call until it ends; the others lose its rows at once.
+        cut = type(pipe).__name__ != "StableDiffusionInpaintPipeline"
+        callback = self._batch_callback(run, names, cut, offset, extra_steps)
+        output = pipe(**self._prompts(pipe, run, req.cfg_scale), guidance_scale=req.cfg_scale,
+                      generator=run.generators, callback_on_step_end=callback,
+                      callback_on_step_end_tensor_inputs=names, **kwargs)
+        return output.images
+
+    def _prompts(self, pipe: Any, run: _Run, cfg_scale: float) -> dict[str, Any]:
+        """The rows' prompts, or their embeddings encoded one by one where a batch must keep CPU pixels exact."""
+        prompts: dict[str, Any] = {"prompt": [run.items[i].req.prompt for i, _ in run.rows],
+                                   "negative_prompt": [run.items[i].req.negative_prompt for i, _ in run.rows]}
+        if self._rowwise(run.rows) and type(pipe).__name__ in SD_PIPELINES:
+            prompts = self._encode_row_by_row(pipe, cfg_scale, prompts)
+        return prompts
+
+    def _inpainting_unet(self) -> bool:
+        """True for a dedicated inpainting checkpoint: its UNet also takes the mask and the masked picture."""
+        return int(getattr(self.pipe.unet.config, "in_channels", 4)) == 9
+
+    def _task_pipe(self, task: str) -> Any:
+        """The img2img or inpaint pipeline over the loaded one's modules (from_pipe: no second copy of weights)."""
+        if self._task_pipes_of is not self.pipe:
+            self._task_pipes, self._task_pipes_of = {}, self.pipe
+        pipe = self._task_pipes.get(task)
+        if pipe is None:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
+            pipe = self._task_pipes[task] = auto.from_pipe(self.pipe)
+            pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = self.pipe.scheduler  # the sampler this job asked for
+        return pipe
 
     def _rowwise(self, rows: list[tuple[int, int]]) -> bool:
         """True when a batch must run image by image inside its call to keep CPU pixels exact."""
@@ -305,34 +430,40 @@ class DiffusersBackend:
         finally:
             del unet.forward, vae.decode  # back to the class's methods
 
-    def _batch_callback(
-        self, items: list[BatchItem], live: list[bool], rows: list[tuple[int, int]], generators: list[Any],
-        names: list[str],
-    ) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+    def _batch_callback(self, run: _Run, names: list[str], cut: bool, offset: int = 0,
+                        extra_steps: int = 0) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+        """Progress, previews and Stop at every step; `offset` steps were done by an earlier pass of the job and
+        `extra_steps` are still to come in a later one (hires fix)."""
         every = self.preview_every
         family = "sdxl" if "XL" in type(self.pipe).__name__ else "sd15"
+        items, live, rows = run.items, run.live, run.rows
 
         def leave(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            """Drop stopped jobs' rows; raise when no job is left."""
+            """Drop stopped jobs (and, where the pipeline allows, their rows); raise when no job is left."""
             stopped = {i for i, item in enumerate(items) if live[i] and item.stop.is_set()}
             if stopped:
-                kwargs = self._drop_rows(pipe, kwargs, rows, generators, stopped)
+                if cut:
+                    kwargs = self._drop_rows(pipe, kwargs, rows, run.generators, stopped)
                 for i in stopped:
                     live[i] = False
-            if not rows:
+            if not any(live[i] for i, _ in rows):
                 # Raising leaves the denoising loop at once: no more UNet calls, no VAE decode.
                 raise JobCancelled()
             return kwargs
 
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             kwargs = leave(pipe, kwargs)
-            per_image = int(getattr(pipe, "num_timesteps", 0) or step + 1)
-            done = step + 1
-            show = done % every == 0 or done == per_image
+            this_pass = int(getattr(pipe, "num_timesteps", 0) or step + 1)
+            per_image = offset + this_pass + extra_steps
+            done = offset + step + 1
+            run.steps_done = done
+            show = (step + 1) % every == 0 or step + 1 == this_pass
             first_row: dict[int, int] = {}
             for row, (i, _) in enumerate(rows):
                 first_row.setdefault(i, row)
             for i, row in first_row.items():
+                if not live[i]:
+                    continue
                 preview = latents_to_preview(kwargs["latents"][row:row + 1], family) if show else None
                 items[i].on_step(items[i].step_update(per_image, done, preview))
             return leave(pipe, kwargs)  # a Stop that arrived while this step was reported leaves before the next
@@ -377,6 +508,7 @@ class DiffusersBackend:
     def unload(self) -> None:
         """Drop the pipeline and give its memory back."""
         self.pipe = None
+        self._task_pipes, self._task_pipes_of = {}, None
         self._offloaded = False
         self.compile_status = CompileStatus(self.compile_options)
         release_memory()
@@ -390,6 +522,28 @@ class DiffusersBackend:
             "notes": list(self.notes),
             "compile": self.compile_status.as_dict(),
         }
+
+
+@dataclass
+class _Run:
+    """The jobs of one generate_batch call and their rows (job index, seed), which shrink when a job stops."""
+
+    items: list[BatchItem]
+    live: list[bool]
+    rows: list[tuple[int, int]]
+    generators: list[Any]
+    steps_done: int = 0  # per image, over the passes so far (hires fix runs two)
+
+
+def _img2img_schedule(steps: int, strength: float, fixed: bool) -> tuple[int, float]:
+    """(num_inference_steps, strength) for a diffusers img2img pass. A1111 runs int(steps x strength) steps of a
+    `steps` schedule for img2img, and exactly `steps` steps for hires fix's pass (`fixed`); at least one step."""
+    if fixed and strength > 0:
+        total = max(steps, math.ceil(steps / min(strength, 0.999)))
+        while min(int(total * strength), total) < steps:  # float rounding: make sure `steps` steps run
+            total += 1
+        return total, strength
+    return steps, max(strength, 1.0 / steps)
 
 
 def _take(args: tuple[Any, ...], kwargs: dict[str, Any], rows: list[int],

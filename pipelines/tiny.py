@@ -123,6 +123,11 @@ def ensure_tiny_sd(dest: Path, report: Callable[[str], None] = no_report) -> Pat
     return _ensure(Path(dest), "sd", _build_sd, report)
 
 
+def ensure_tiny_sd_inpaint(dest: Path, report: Callable[[str], None] = no_report) -> Path:
+    """Build (once) a tiny random-weight Stable Diffusion inpainting pipeline (9-channel UNet) at ``dest``."""
+    return _ensure(Path(dest), "sd-inpaint", lambda out: _build_sd(out, inpainting=True), report)
+
+
 def ensure_tiny_r1(dest: Path, report: Callable[[str], None] = no_report) -> Path:
     """Build (once) a tiny random-weight DeepSeek-R1-like causal LM with its tokenizer at ``dest``."""
     return _ensure(Path(dest), "r1", _build_r1, report)
@@ -255,10 +260,17 @@ def _tiny_clip_tokenizer(folder: Path) -> object:
     return CLIPTokenizer(vocab=str(vocab_path), merges=str(merges_path), model_max_length=77)
 
 
-def _build_sd(out: Path) -> None:
-    """Write a tiny ``StableDiffusionPipeline`` into ``out``."""
+def _build_sd(out: Path, inpainting: bool = False) -> None:
+    """Write a tiny ``StableDiffusionPipeline`` into ``out``; with ``inpainting``, a ``StableDiffusionInpaintPipeline``
+    whose UNet takes 9 channels (latents, mask, masked-picture latents) like SD 1.5's inpainting checkpoints."""
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     # The vocab files go where the pipeline saves its tokenizer, so the folder also carries the
@@ -271,7 +283,7 @@ def _build_sd(out: Path) -> None:
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=32,
-        in_channels=4,
+        in_channels=9 if inpainting else 4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -314,7 +326,8 @@ def _build_sd(out: Path) -> None:
         skip_prk_steps=True,
         set_alpha_to_one=False,
     )
-    pipe = StableDiffusionPipeline(
+    pipeline_cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    pipe = pipeline_cls(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -327,9 +340,9 @@ def _build_sd(out: Path) -> None:
     pipe.save_pretrained(out, safe_serialization=True)
     _write_readme(
         out,
-        "Atelier tiny Stable Diffusion",
-        "A `StableDiffusionPipeline` (diffusers) with a tiny UNet, a four-block VAE (scale factor 8),\n"
-        "a two-layer CLIP text encoder and a small CLIP tokenizer. Load it with\n"
+        "Atelier tiny Stable Diffusion" + (" inpainting" if inpainting else ""),
+        f"A `{pipeline_cls.__name__}` (diffusers) with a tiny {'9-channel ' if inpainting else ''}UNet, a four-block\n"
+        "VAE (scale factor 8), a two-layer CLIP text encoder and a small CLIP tokenizer. Load it with\n"
         "`AutoPipelineForText2Image.from_pretrained(path)`.",
     )
 
