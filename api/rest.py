@@ -23,6 +23,7 @@ from services.container import Services
 # refused as a 422 before any route runs.
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="an id from /api/history or the Gradio API")]
+Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="the sha256 in a job's inputs/<sha>.png")]
 
 
 class Problem(BaseModel):
@@ -86,6 +87,19 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
         if path is None:
             raise HTTPException(404, f"image {file_id} does not exist.")
         # Stored images never change: browsers may keep them, but only for this user (private).
+        return FileResponse(path, media_type="image/png",
+                            headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+    @router.get("/inputs/{sha}", summary="An input image (init image or mask) of one of your jobs",
+                response_class=FileResponse,
+                responses={200: {"content": {"image/png": {}}, "description": "The PNG"}, **REFUSALS, **NOT_YOURS})
+    @limiter.limit(read_limit)
+    def input_image(request: Request, sha: Sha, who: Viewer = who_is_asking) -> FileResponse:
+        """A job's `init_image` or `mask` as history names it (inputs/<sha>.png), to reopen the job; 404 unless
+        one of your jobs used it."""
+        path = services.history.input_file(sha, who.scope)
+        if path is None:
+            raise HTTPException(404, f"input image {sha} is not one of yours.")
         return FileResponse(path, media_type="image/png",
                             headers={"Cache-Control": "private, max-age=31536000, immutable"})
 

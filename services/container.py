@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.compile import CompileOptions
@@ -17,6 +17,7 @@ from services.history import HistoryService
 from services.images import ImageService
 from services.models import ModelSlot
 from services.residency import Residency
+from services.uploads import UploadLimits, Uploads
 from settings import Profile, Settings
 from storage.db import open_database
 
@@ -38,6 +39,7 @@ class Services:
     image_slot: ModelSlot[ImageBackend]
     text_slot: ModelSlot[TextBackend]
     residency: Residency
+    uploads: Uploads = field(default_factory=Uploads)  # read_image(data, field) under the configured limits
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -153,8 +155,9 @@ def build_services(settings: Settings) -> Services:
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
     image_slot = _image_slot(settings)
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
+    upload_limits = UploadLimits.from_settings(settings)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
-                          max_batch_images=settings.resolved_max_batch_images)
+                          max_batch_images=settings.resolved_max_batch_images, upload_limits=upload_limits)
     recovered = images.recover()
     if recovered:
         log.warning("marked %d interrupted image job(s) as failed", recovered)
@@ -172,4 +175,4 @@ def build_services(settings: Settings) -> Services:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
     return Services(settings=settings, accounts=AccountService(), images=images,
                     history=HistoryService(settings.images_dir), chat=chat, image_slot=image_slot,
-                    text_slot=text_slot, residency=residency)
+                    text_slot=text_slot, residency=residency, uploads=Uploads(upload_limits))

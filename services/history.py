@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from storage.db import database
-from storage.models import ImageFile, ImageJob, owned_by
+from storage.models import ImageFile, ImageJob, input_path, owned_by
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 200
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def job_to_dict(job: ImageJob) -> dict[str, Any]:
@@ -69,8 +71,18 @@ class HistoryService:
         path = self.file_path(row.path) if row else None
         return path if path is not None and path.is_file() else None
 
+    def input_file(self, sha: str, user: str | None = "") -> Path | None:
+        """A stored input image (init image or mask) by its digest, only for a user with a job that used it."""
+        if not _SHA256.match(sha):
+            return None
+        used = ImageJob.select(ImageJob.id).where(((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha))
+                                                  & owned_by(ImageJob.user, user)).exists()
+        path = self.images_dir / input_path(sha)
+        return path if used and path.is_file() else None
+
     def delete_job(self, job_id: int, user: str | None = "") -> bool:
-        """Delete the job and its files; False when there is no such job for this user."""
+        """Delete the job and its files, and its input images unless another job (anyone's) still uses them;
+        False when there is no such job for this user."""
         job = ImageJob.get_or_none((ImageJob.id == job_id) & owned_by(ImageJob.user, user))
         if job is None:
             return False
@@ -78,10 +90,20 @@ class HistoryService:
         with database.atomic():
             ImageFile.delete().where(ImageFile.job == job).execute()
             job.delete_instance()
+            # Unused inputs go inside the write transaction: a job created meanwhile either committed first (its
+            # row keeps the file) or commits after us and then finds the file missing and writes it again
+            # (services/images.py stores a job's inputs after its row).
+            for sha in {job.init_image_sha, job.mask_sha} - {""}:
+                if not ImageJob.select().where((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha)).exists():
+                    _unlink(self.images_dir / input_path(sha))
         # Rows go first: a listed job never points at a missing file.
         for path in paths:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError:
-                log.warning("could not delete %s", path, exc_info=True)
+            _unlink(path)
         return True
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        log.warning("could not delete %s", path, exc_info=True)

@@ -114,7 +114,7 @@ def read_image(data: bytes | str | Path, field: str, limits: UploadLimits = DEFA
             image.load()
             # Phone photos are stored sideways with an EXIF orientation; the user expects what their viewer shows.
             upright = ImageOps.exif_transpose(image)
-            return _to_mask(upright) if as_mask else _to_rgb(upright)
+            return to_mask(upright) if as_mask else to_rgb(upright)
     except Image.DecompressionBombError as err:
         raise _bomb(field, limits) from err
     except _DECODE_ERRORS as err:
@@ -141,7 +141,8 @@ def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, transparency flattened on white (A1111's default img2img background)."""
     if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -149,7 +150,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _to_mask(image: Image.Image) -> Image.Image:
+def to_mask(image: Image.Image) -> Image.Image:
+    """L: the alpha channel of an image with transparency (painted strokes), else its grey levels."""
     if _has_alpha(image):
         alpha = image.convert("RGBA").getchannel("A")
         if alpha.getextrema() != (255, 255):  # an opaque alpha says nothing: the grey levels are the mask
