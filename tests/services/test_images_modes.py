@@ -15,6 +15,7 @@ from safetensors.numpy import save_file
 
 from pipelines.image_base import ImageLimits, ImageRequest, InvalidRequest
 from services import images as images_module
+from services.container import Services
 from services.history import HistoryService
 from services.images import ImageService, JobSnapshot
 from services.models import ModelSlot
@@ -267,3 +268,20 @@ def test_uploaded_bytes_are_decoded_and_bad_ones_refused_on_their_field(service:
     service.upload_limits = UploadLimits(max_pixels=64 * 64 - 1)
     errors = service.field_errors(**BASE, mode="img2img", init_image=picture(1))
     assert "4,096 pixels" in errors["init_image"]
+
+
+# --- the tiny diffusers model, end to end -------------------------------------------------------------------------
+def test_tiny_model_inpaint_job_is_stored_whole_and_then_cached(services: Services) -> None:
+    from services.images import run_and_collect
+
+    params = BASE | {"mode": "inpaint", "init_image": picture(9), "mask": left_half_mask(), "steps": 2,
+                     "denoising_strength": 0.5}
+    first = run_and_collect(services.images, services.images.validate(**params))
+    assert first.status == "done", first.message
+    text = parameters_of(first)
+    assert "Denoising strength: 0.5, Mask blur: 4" in text
+    job = ImageJob.get_by_id(first.info["job_id"])
+    assert (services.settings.images_dir / job.settings_dict()["init_image"]).is_file()
+    again = run_and_collect(services.images, services.images.validate(**params))
+    assert (first.info["cached"], again.info["cached"]) == (False, True)
+    assert again.files[0].read_bytes() == first.files[0].read_bytes()
