@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
 
-from pipelines.checkpoints import model_hash
 from pipelines.image_base import (
     INPAINTING_FILLS,
     ImageBackend,
@@ -27,7 +26,6 @@ from pipelines.image_base import (
     check_inputs,
     resolve_seed,
 )
-from pipelines.loras import lora_hashes
 from services import uploads
 from services.batcher import ImageBatcher
 from services.cache import ResultCache, cache_key
@@ -86,7 +84,8 @@ class ImageService:
         self.defaults = defaults or {}
         self.cache = cache or ResultCache(enabled=False)
         self.upload_limits = upload_limits or uploads.DEFAULT_LIMITS
-        # services.catalog.Catalog (checkpoints, LoRAs): where Model hash and Lora hashes for the PNG come from.
+        # services.catalog.Catalog: the names a request may use (checkpoints, VAEs, LoRAs, upscalers) and the
+        # Model hash and Lora hashes for the PNG. None (tests, scripts): no names to check, no hashes to write.
         self.catalog = catalog
         # One pipeline call at a time, whatever path (UI, API, bench) a job came from; jobs that wait together
         # and share a shape ride in the same call.
@@ -121,7 +120,11 @@ class ImageService:
             if not isinstance(err, ValidationError):
                 raise
             return None, {str(e["loc"][0]): f"{e['loc'][0]}: {e['msg']}" for e in err.errors()} | errors
-        errors = check_inputs(req, self.limits) | errors  # an unreadable image's own message wins
+        upscalers = self.catalog.upscalers() if self.catalog is not None else ()
+        errors = check_inputs(req, self.limits, upscalers) | errors  # an unreadable image's own message wins
+        if self.catalog is not None:
+            # Unknown LoRAs in the prompt, checkpoint or VAE names: each message lists what there is.
+            errors = self.catalog.field_errors(prompt=req.prompt, model=req.model, vae=req.vae) | errors
         return (None if errors else req), errors
 
     def _read_images(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -312,13 +315,13 @@ class ImageService:
         )
 
     def _model_hash(self, req: ImageRequest, backend: ImageBackend) -> str:
-        """A1111's Model hash of the checkpoint that ran: the backend's own when it tells, else the catalog's file
-        for the name asked for; '' for a diffusers folder or a model known by name only."""
+        """A1111's Model hash of the checkpoint that ran: the backend's own when it tells (a single-file checkpoint
+        it loaded), else the catalog's for the name asked for; '' for a diffusers folder or a remote model."""
         known = getattr(backend, "model_hash", "")
         if known or not req.model or self.catalog is None:
             return str(known or "")
         try:
-            return model_hash(self.catalog.resolve_model(req.model))
+            return str(self.catalog.model_hash(req.model))
         except Exception:  # metadata only: a file gone since validation must not cost the finished images
             log.warning("no Model hash for %r", req.model, exc_info=True)
             return ""
@@ -328,7 +331,7 @@ class ImageService:
         if self.catalog is None:
             return ""
         try:
-            return lora_hashes(req.prompt, self.catalog.loras_dir)
+            return str(self.catalog.lora_hashes(req.prompt))
         except Exception:  # as above: metadata only
             log.warning("no Lora hashes for %r", req.prompt, exc_info=True)
             return ""

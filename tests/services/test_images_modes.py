@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
+from pipelines import checkpoints, loras
 from pipelines.image_base import ImageLimits, ImageRequest, InvalidRequest
 from services import images as images_module
 from services.container import Services
@@ -46,7 +47,8 @@ def png(image: Image.Image) -> bytes:
 
 
 class StubCatalog:
-    """The two things the image service asks services/catalog.py: the LoRA folder and a checkpoint's file."""
+    """What the image service asks services/catalog.py, over the same pipelines functions: names to check (here
+    every name exists, except "missing"), upscalers, and A1111's hashes of a checkpoint and of a prompt's LoRAs."""
 
     def __init__(self, root: Path) -> None:
         self.loras_dir = root / "loras"
@@ -54,8 +56,17 @@ class StubCatalog:
         self.loras_dir.mkdir(parents=True)
         self.models_dir.mkdir(parents=True)
 
-    def resolve_model(self, name: str) -> Path:
-        return self.models_dir / name
+    def upscalers(self) -> list[str]:
+        return ["4x-UltraSharp"]
+
+    def field_errors(self, prompt: str = "", model: str = "", vae: str = "") -> dict[str, str]:
+        return {"model": "model 'missing' is not available; choose one of: dream"} if model == "missing" else {}
+
+    def model_hash(self, name: str) -> str:
+        return checkpoints.model_hash(self.models_dir / name)
+
+    def lora_hashes(self, prompt: str) -> str:
+        return loras.lora_hashes(prompt, self.loras_dir)
 
 
 @pytest.fixture
@@ -265,6 +276,9 @@ def test_uploaded_bytes_are_decoded_and_bad_ones_refused_on_their_field(service:
         service.validate(**(BASE | {"steps": 0}), mode="inpaint", init_image=b"GIF89a...", mask=png(left_half_mask()))
     assert caught.value.errors["init_image"].startswith("init_image: the file is a GIF image")
     assert "steps" in caught.value.errors  # the other fields are still checked
+    # Names come from the catalog, and an upscaler model from its folder is a valid hires upscaler.
+    assert service.field_errors(**BASE, model="missing")["model"].startswith("model 'missing' is not available")
+    assert service.field_errors(**BASE, enable_hr=True, hr_upscaler="4x-UltraSharp") == {}
     service.upload_limits = UploadLimits(max_pixels=64 * 64 - 1)
     errors = service.field_errors(**BASE, mode="img2img", init_image=picture(1))
     assert "4,096 pixels" in errors["init_image"]
