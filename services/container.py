@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pipelines.compile import CompileOptions
@@ -39,7 +39,7 @@ class Services:
     image_slot: ModelSlot[ImageBackend]
     text_slot: ModelSlot[TextBackend]
     residency: Residency
-    uploads: Uploads = field(default_factory=Uploads)  # read_image(data, field) under the configured limits
+    uploads: Uploads  # read_image(data, field) under the configured upload limits
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
