@@ -24,6 +24,7 @@ from services.shared_state import UNAVAILABLE_MESSAGE
 # refused as a 422 before any route runs.
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="an id from /api/history or the Gradio API")]
+Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="the sha256 in a job's inputs/<sha>.png")]
 
 
 class Problem(BaseModel):
@@ -83,18 +84,8 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
         """Paged like /history in the Gradio API: pass `next_before` as `before` for the next page."""
         return services.history.list_jobs(who.scope, limit=limit, before=before)
 
-    @router.get("/images/{file_id}", summary="One stored PNG (with its parameters chunk)",
-                response_class=FileResponse,
-                responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
-                           307: {"description": "With ATELIER_S3_PRESIGN: a short-lived presigned URL of the PNG"},
-                           **REFUSALS, **NOT_YOURS})
-    @limiter.limit(read_limit)
-    def image(request: Request, file_id: Id, who: Viewer = who_is_asking) -> Response:
-        """The PNG as stored (streamed, or a redirect to a presigned URL); 404 for an id that is not yours."""
-        missing = HTTPException(404, f"image {file_id} does not exist.")
-        key = services.history.image_key(file_id, who.scope)
-        if key is None:
-            raise missing
+    def send(key: str, missing: HTTPException) -> Response:
+        """A stored PNG: the file itself, a redirect to a presigned URL (ATELIER_S3_PRESIGN), or the object streamed."""
         store = services.history.store
         # Stored images never change: browsers may keep them, but only for this user (private).
         headers = {"Cache-Control": "private, max-age=31536000, immutable"}
@@ -109,6 +100,35 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
             raise missing
         return StreamingResponse(blob.chunks, media_type="image/png",
                                  headers={**headers, "Content-Length": str(blob.size)})
+
+    @router.get("/images/{file_id}", summary="One stored PNG (with its parameters chunk)",
+                response_class=FileResponse,
+                responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
+                           307: {"description": "With ATELIER_S3_PRESIGN: a short-lived presigned URL of the PNG"},
+                           **REFUSALS, **NOT_YOURS})
+    @limiter.limit(read_limit)
+    def image(request: Request, file_id: Id, who: Viewer = who_is_asking) -> Response:
+        """The PNG as stored (streamed, or a redirect to a presigned URL); 404 for an id that is not yours."""
+        missing = HTTPException(404, f"image {file_id} does not exist.")
+        key = services.history.image_key(file_id, who.scope)
+        if key is None:
+            raise missing
+        return send(key, missing)
+
+    @router.get("/inputs/{sha}", summary="An input image (init image or mask) of one of your jobs",
+                response_class=FileResponse,
+                responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
+                           307: {"description": "With ATELIER_S3_PRESIGN: a short-lived presigned URL of the PNG"},
+                           **REFUSALS, **NOT_YOURS})
+    @limiter.limit(read_limit)
+    def input_image(request: Request, sha: Sha, who: Viewer = who_is_asking) -> Response:
+        """A job's `init_image` or `mask` as history names it (inputs/<sha>.png), to reopen the job; 404 unless
+        one of your jobs used it."""
+        missing = HTTPException(404, f"input image {sha} is not one of yours.")
+        key = services.history.input_key(sha, who.scope)
+        if key is None:
+            raise missing
+        return send(key, missing)
 
     @router.get("/conversations/{conversation_id}", summary="One conversation with its messages",
                 responses={**REFUSALS, **NOT_YOURS})

@@ -19,6 +19,7 @@ from services.history import HistoryService
 from services.images import ImageService
 from services.models import ModelChoice, ModelSlot
 from services.residency import Residency
+from services.uploads import UploadLimits, Uploads
 from settings import Profile, Settings
 from storage.blobs import BlobStore, open_store
 from storage.db import join_replicas, open_database
@@ -42,6 +43,7 @@ class Services:
     text_slot: ModelSlot[TextBackend]
     residency: Residency
     catalog: Catalog
+    uploads: Uploads  # read_image(data, field) under the configured upload limits
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -201,8 +203,10 @@ def build_services(settings: Settings) -> Services:
     image_slot = _image_slot(settings, catalog)
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
     store = image_store(settings)
+    upload_limits = UploadLimits.from_settings(settings)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
-                          max_batch_images=settings.resolved_max_batch_images, store=store)
+                          max_batch_images=settings.resolved_max_batch_images, store=store,
+                          upload_limits=upload_limits)
     text_slot = _text_slot(settings)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
@@ -218,4 +222,5 @@ def build_services(settings: Settings) -> Services:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
     return Services(settings=settings, accounts=AccountService(), images=images,
                     history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
-                    text_slot=text_slot, residency=residency, catalog=catalog)
+                    text_slot=text_slot, residency=residency, catalog=catalog,
+                    uploads=Uploads(upload_limits))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from storage.blobs import BlobStore, LocalStore
 from storage.db import database
-from storage.models import ImageFile, ImageJob, owned_by
+from storage.models import ImageFile, ImageJob, input_path, owned_by
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 200
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def job_to_dict(job: ImageJob) -> dict[str, Any]:
@@ -70,8 +72,18 @@ class HistoryService:
                .where((ImageFile.id == file_id) & owned_by(ImageJob.user, user)).first())
         return row.path if row is not None and self.store.exists(row.path) else None
 
+    def input_key(self, sha: str, user: str | None = "") -> str | None:
+        """The store key of an input image (init image or mask) by its digest, only for a user with a job that used
+        it and while it is stored."""
+        if not _SHA256.match(sha):
+            return None
+        used = ImageJob.select(ImageJob.id).where(((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha))
+                                                  & owned_by(ImageJob.user, user)).exists()
+        return input_path(sha) if used and self.store.exists(input_path(sha)) else None
+
     def delete_job(self, job_id: int, user: str | None = "") -> bool:
-        """Delete the job and its files; False when there is no such job for this user."""
+        """Delete the job and its files, and its input images unless another job (anyone's) still uses them;
+        False when there is no such job for this user."""
         job = ImageJob.get_or_none((ImageJob.id == job_id) & owned_by(ImageJob.user, user))
         if job is None:
             return False
@@ -79,6 +91,12 @@ class HistoryService:
         with database.atomic():
             ImageFile.delete().where(ImageFile.job == job).execute()
             job.delete_instance()
+            # Unused inputs go inside the write transaction: a job created meanwhile either committed first (its
+            # row keeps the file) or commits after us and then finds the file missing and writes it again
+            # (services/images.py stores a job's inputs after its row).
+            for sha in {job.init_image_sha, job.mask_sha} - {""}:
+                if not ImageJob.select().where((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha)).exists():
+                    keys.append(input_path(sha))
         # Rows go first: a listed job never points at a missing file.
         for key in keys:
             try:
@@ -86,3 +104,4 @@ class HistoryService:
             except Exception:  # a full disk or an unreachable bucket: an orphan, never a listed job without image
                 log.warning("could not delete %s", key, exc_info=True)
         return True
+

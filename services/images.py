@@ -7,11 +7,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image as PILImage
+
 from pipelines.image_base import (
+    INPAINTING_FILLS,
     ImageBackend,
     ImageLimits,
     ImageRequest,
@@ -21,6 +24,7 @@ from pipelines.image_base import (
     check_inputs,
     resolve_seed,
 )
+from services import uploads
 from services.batcher import ImageBatcher
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
@@ -28,12 +32,15 @@ from services.models import ModelSlot, ModelUnavailableError
 from storage.blobs import BlobStore, LocalStore
 from storage.db import database
 from storage.files import Parameters
-from storage.models import ImageFile, ImageJob, utcnow
+from storage.models import ImageFile, ImageJob, input_path, utcnow
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 log = logging.getLogger(__name__)
+
+INPUT_IMAGES = ("init_image", "mask")
+
 
 @dataclass
 class JobSnapshot:
@@ -68,13 +75,18 @@ class ImageService:
 
     def __init__(self, slot: ModelSlot[ImageBackend], images_dir: Path, limits: ImageLimits,
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
-                 max_batch_images: int = 1, store: BlobStore | None = None) -> None:
+                 max_batch_images: int = 1, store: BlobStore | None = None,
+                 upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None) -> None:
         self.slot = slot
         self.images_dir = images_dir
         self.store = store or LocalStore(images_dir)
         self.limits = limits
         self.defaults = defaults or {}
         self.cache = cache or ResultCache(enabled=False)
+        self.upload_limits = upload_limits or uploads.DEFAULT_LIMITS
+        # services.catalog.Catalog: the names a request may use (checkpoints, VAEs, LoRAs, upscalers) and the
+        # Model hash and Lora hashes for the PNG. None (tests, scripts): no names to check, no hashes to write.
+        self.catalog = catalog
         # One pipeline call at a time, whatever path (UI, API, bench) a job came from; jobs that wait together
         # and share a shape ride in the same call.
         self.batcher = ImageBatcher(max_batch_images)
@@ -87,7 +99,19 @@ class ImageService:
 
     # 1. Validation -------------------------------------------------------------------------------
     def field_errors(self, **params: Any) -> dict[str, str]:
-        """{field: message} for bad values, including values of the wrong type."""
+        """{field: message} for bad values, including values of the wrong type and unreadable images."""
+        return self._build(params)[1]
+
+    def validate(self, **params: Any) -> ImageRequest:
+        """Build a request or raise InvalidRequest with one message per bad field. init_image and mask may be PIL
+        images or an upload's bytes (checked and decoded as services/uploads.py does)."""
+        req, errors = self._build(params)
+        if errors or req is None:
+            raise InvalidRequest(errors)
+        return req
+
+    def _build(self, params: dict[str, Any]) -> tuple[ImageRequest | None, dict[str, str]]:
+        params, errors = self._read_images(params)
         try:
             req = ImageRequest(**params)
         except Exception as err:  # pydantic's ValidationError: wrong types
@@ -95,15 +119,34 @@ class ImageService:
 
             if not isinstance(err, ValidationError):
                 raise
-            return {str(e["loc"][0]): f"{e['loc'][0]}: {e['msg']}" for e in err.errors()}
-        return check_inputs(req, self.limits)
+            return None, {str(e["loc"][0]): f"{e['loc'][0]}: {e['msg']}" for e in err.errors()} | errors
+        upscalers = self.catalog.upscalers() if self.catalog is not None else ()
+        errors = check_inputs(req, self.limits, upscalers) | errors  # an unreadable image's own message wins
+        if self.catalog is not None:
+            # Unknown LoRAs in the prompt, checkpoint or VAE names: each message lists what there is.
+            errors = self.catalog.field_errors(prompt=req.prompt, model=req.model, vae=req.vae) | errors
+        return (None if errors else req), errors
 
-    def validate(self, **params: Any) -> ImageRequest:
-        """Build a request or raise InvalidRequest with one message per bad field."""
-        errors = self.field_errors(**params)
-        if errors:
-            raise InvalidRequest(errors)
-        return ImageRequest(**params)
+    def _read_images(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Decode uploaded bytes and bring PIL images to the request's modes (RGB; L for the mask), within the
+        upload pixel limit however they came (Gradio decodes its uploads itself)."""
+        params, errors = dict(params), {}
+        limits = self.upload_limits
+        for name in INPUT_IMAGES:
+            value = params.get(name)
+            try:
+                if isinstance(value, bytes | bytearray | memoryview):
+                    params[name] = uploads.read_image(bytes(value), name, limits, mask=name == "mask")
+                elif isinstance(value, PILImage.Image):
+                    if value.width * value.height > limits.max_pixels:
+                        raise InvalidRequest({name: f"{name}: the image is {value.width}x{value.height} "
+                                                    f"({value.width * value.height:,} pixels); at most "
+                                                    f"{limits.max_pixels:,} pixels are allowed."})
+                    params[name] = uploads.to_mask(value) if name == "mask" else uploads.to_rgb(value)
+            except InvalidRequest as err:
+                errors.update(err.errors)
+                params[name] = None
+        return params, errors
 
     # 2. Running ----------------------------------------------------------------------------------
     def start(self, req: ImageRequest, user: str = "") -> ImageJobHandle:
@@ -130,19 +173,25 @@ class ImageService:
                 self._generate(req, user, handle, backend, started)
         except ModelUnavailableError as err:
             job = self._create_job(req, user, self.slot.status().model, seed_used=None)
+            # Kept even so: the job can be reopened and tried again.
+            self._keep_inputs(req, {"init_image": job.init_image_sha, "mask": job.mask_sha})
             self._finish(job, "failed", started, error=str(err))
             handle.update(status="failed", message=f"❌ {err}", error=str(err), job_id=job.id)
 
     def _generate(self, req: ImageRequest, user: str, handle: ImageJobHandle, backend: ImageBackend,
                   started: float) -> None:
         key = None
+        digests = req.image_digests()  # once: hashing an image means encoding it as PNG
         if req.seed != -1:  # only a fixed seed makes a result repeatable, hence reusable
-            key = cache_key("image", backend.model_name, getattr(backend, "revision", ""), req.model_dump())
+            key = self.cache_key(req, backend, digests)
             if (hit := self.cache.find_image_job(user, key)) is not None and self._reuse(hit, req, user, handle,
-                                                                                        started):
+                                                                                        started, digests):
                 return
         seeds = req.seeds(resolve_seed(req.seed))
-        job = self._create_job(req, user, backend.model_name, seed_used=seeds[0], cache_key=key)
+        job = self._create_job(req, user, backend.model_name, seed_used=seeds[0], cache_key=key, digests=digests)
+        if problem := self._keep_inputs(req, digests):
+            self._fail(job, handle, started, problem)
+            return
         handle.update(status="running", job_id=job.id, info=self._info(job, seeds, []),
                       message=f"Job {job.id}: waiting for the image model (seed {seeds[0]})")
 
@@ -170,8 +219,8 @@ class ImageService:
             self._fail(job, handle, started, f"{type(err).__name__}: {err}")
             return
         try:
-            files = self._store(job, started, lambda out: self._write_files(job, req, backend.model_name, images,
-                                                                            out))
+            params = self._parameters(req, backend)
+            files = self._store(job, started, lambda out: self._write_files(job, params, images, out))
         except Exception as err:  # disk full, an unwritable images folder, a failed database write
             log.exception("image job %s could not be saved", job.id)
             self._fail(job, handle, started, f"could not save the images ({type(err).__name__}: {err})")
@@ -182,12 +231,22 @@ class ImageService:
         handle.update(status="done", files=[self.store.local_path(f.path) for f in files], info=info,
                       message=f"Job {job.id}: done in {info['duration_s']:.1f} s (seed {seeds[0]})")
 
-    def _reuse(self, hit: ImageJob, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> bool:
+    @staticmethod
+    def cache_key(req: ImageRequest, backend: ImageBackend, digests: dict[str, str]) -> str:
+        """What makes two jobs identical: the model that runs (and its revision), every setting of every mode (the
+        checkpoint and VAE asked for too) and the input images by their digests."""
+        return cache_key("image", backend.model_name, getattr(backend, "revision", ""), req.settings(), digests)
+
+    def _reuse(self, hit: ImageJob, req: ImageRequest, user: str, handle: ImageJobHandle, started: float,
+               digests: dict[str, str]) -> bool:
         """Answer from an identical earlier job: new history row, same bytes, no pipeline call."""
         sources = list(hit.files.order_by(ImageFile.index))
         if not sources or not all(self.store.exists(f.path) for f in sources):
             return False  # its files were deleted: compute again
-        job = self._create_job(req, user, hit.model, seed_used=hit.seed_used, cached=True)
+        job = self._create_job(req, user, hit.model, seed_used=hit.seed_used, cached=True, digests=digests)
+        if problem := self._keep_inputs(req, digests):
+            self._fail(job, handle, started, problem)
+            return True
 
         def link(written: list[dict[str, Any]]) -> None:
             for f in sources:
@@ -209,24 +268,82 @@ class ImageService:
         return True
 
     def _create_job(self, req: ImageRequest, user: str, model: str, seed_used: int | None,
-                    cache_key: str | None = None, cached: bool = False) -> ImageJob:
+                    cache_key: str | None = None, cached: bool = False,
+                    digests: dict[str, str] | None = None) -> ImageJob:
+        settings = req.settings()
+        # The request's `model` is the checkpoint asked for; the row's `model` is the one that ran (PNG's Model).
+        settings["checkpoint"] = settings.pop("model")
+        digests = req.image_digests() if digests is None else digests
         with database.atomic():
             return ImageJob.create(
                 user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
                 extra=json.dumps(self.slot.status().details, default=str), cache_key=cache_key, cached=cached,
-                **req.model_dump(),
+                init_image_sha=digests["init_image"], mask_sha=digests["mask"], **settings,
             )
 
-    def _write_files(self, job: ImageJob, req: ImageRequest, model: str, images: list[Any],
+    def _keep_inputs(self, req: ImageRequest, digests: dict[str, str]) -> str:
+        """Store the job's input images under inputs/<sha>.png (once per content); the reason when that failed."""
+        try:
+            for name in INPUT_IMAGES:
+                image, sha = getattr(req, name), digests[name]
+                # In the image store (the folder, or S3), so that every replica can reopen the job.
+                if image is not None and sha and not self.store.exists(input_path(sha)):
+                    self.store.put_png(input_path(sha), image, None)
+        except Exception as err:  # disk full, an unwritable images folder, an unreachable bucket
+            log.exception("could not keep the input images")
+            return f"could not save the input images ({type(err).__name__}: {err})"
+        return ""
+
+    def _parameters(self, req: ImageRequest, backend: ImageBackend) -> Parameters:
+        """The job's PNG `parameters` (the seed is each image's own), with each mode's keys as A1111 writes them."""
+        inpaint = req.mode == "inpaint"
+        hires = req.enable_hr and req.mode == "txt2img"
+        fill = INPAINTING_FILLS.get(req.inpainting_fill, "original")
+        return Parameters(
+            prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, sampler=req.sampler,
+            cfg_scale=req.cfg_scale, seed=0, width=req.width, height=req.height, model=backend.model_name,
+            model_hash=self._model_hash(req, backend) or None, vae=req.vae or None,
+            lora_hashes=self._lora_hashes(req) or None,
+            denoising_strength=req.denoising_strength if req.mode != "txt2img" or hires else None,
+            mask_mode="Inpaint not masked" if inpaint and req.inpainting_mask_invert else None,
+            mask_blur=req.mask_blur if inpaint and req.mask_blur > 0 else None,
+            inpaint_area="Only masked" if inpaint and req.inpaint_full_res else None,
+            masked_area_padding=req.inpaint_full_res_padding if inpaint and req.inpaint_full_res else None,
+            masked_content=fill if inpaint and fill != "original" else None,
+            hires_upscale=req.hr_scale if hires else None,
+            hires_steps=req.hr_second_pass_steps if hires and req.hr_second_pass_steps else None,
+            hires_upscaler=req.hr_upscaler if hires else None,
+        )
+
+    def _model_hash(self, req: ImageRequest, backend: ImageBackend) -> str:
+        """A1111's Model hash of the checkpoint that ran: the backend's own when it tells (a single-file checkpoint
+        it loaded), else the catalog's for the name asked for; '' for a diffusers folder or a remote model."""
+        known = getattr(backend, "model_hash", "")
+        if known or not req.model or self.catalog is None:
+            return str(known or "")
+        try:
+            return str(self.catalog.model_hash(req.model))
+        except Exception:  # metadata only: a file gone since validation must not cost the finished images
+            log.warning("no Model hash for %r", req.model, exc_info=True)
+            return ""
+
+    def _lora_hashes(self, req: ImageRequest) -> str:
+        """A1111's Lora hashes for the LoRAs the prompt names ('' without a catalog or LoRAs)."""
+        if self.catalog is None:
+            return ""
+        try:
+            return str(self.catalog.lora_hashes(req.prompt))
+        except Exception:  # as above: metadata only
+            log.warning("no Lora hashes for %r", req.prompt, exc_info=True)
+            return ""
+
+    def _write_files(self, job: ImageJob, params: Parameters, images: list[Any],
                      written: list[dict[str, Any]]) -> None:
         """Write each image as a PNG, adding its file row to `written` once the file exists."""
         day = dt.date.today().isoformat()
         for index, generated in enumerate(images):
             rel = Path(day) / f"{job.id:06d}-{index}-{generated.seed}.png"
-            params = Parameters(prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps,
-                                sampler=req.sampler, cfg_scale=req.cfg_scale, seed=generated.seed,
-                                width=generated.image.width, height=generated.image.height, model=model)
-            self.store.put_png(rel.as_posix(), generated.image, params)
+            self.store.put_png(rel.as_posix(), generated.image, replace(params, seed=generated.seed))
             written.append({"index": index, "path": rel.as_posix(), "seed": generated.seed,
                             "width": generated.image.width, "height": generated.image.height})
 

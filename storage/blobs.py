@@ -43,8 +43,9 @@ class BlobStore(ABC):
     """Where finished images live."""
 
     @abstractmethod
-    def put_png(self, key: str, image: Image, parameters: Parameters) -> None:
-        """Store `image` as a PNG with its `parameters` chunk under `key`, all at once or not at all."""
+    def put_png(self, key: str, image: Image, parameters: Parameters | None) -> None:
+        """Store `image` as a PNG with its `parameters` chunk (none for a job's input image) under `key`, all at
+        once or not at all."""
 
     @abstractmethod
     def copy(self, src: str, dest: str) -> None:
@@ -87,7 +88,7 @@ class LocalStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def put_png(self, key: str, image: Image, parameters: Parameters) -> None:
+    def put_png(self, key: str, image: Image, parameters: Parameters | None) -> None:
         """Written via a temp file in the same folder and a rename."""
         write_png_atomic(image, self.root / key, parameters)
 
@@ -204,7 +205,7 @@ class S3Store(BlobStore):
         return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in {
             "404", "NoSuchKey", "NotFound"}
 
-    def put_png(self, key: str, image: Image, parameters: Parameters) -> None:
+    def put_png(self, key: str, image: Image, parameters: Parameters | None) -> None:
         """Encode into the local cache (Gradio shows that file), then upload: the object appears only when the
         PUT (or the multipart upload) completes. A failed upload leaves neither the object nor the local copy."""
         local = write_png_atomic(image, self.cache_dir / key, parameters)

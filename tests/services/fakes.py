@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pipelines.image_base import GeneratedImage, ImageRequest
 from pipelines.reasoning import Chunk
@@ -83,9 +83,16 @@ class FakeTextBackend:
 
 
 class FakeImageBackend:
-    """Returns flat-coloured images at once (the colour follows the seed): storage logic without a model."""
+    """Returns images at once, coloured by the seed: storage logic without a model.
+
+    txt2img (and hires fix, at its final size) gives a flat colour; img2img blends the init image, resized to the
+    request's size, toward that colour by the denoising strength; inpaint does so only under the (inverted) mask
+    and keeps the other pixels, as A1111 pastes the original over them."""
 
     name = "fake"
+
+    def __init__(self) -> None:
+        self.requests: list[ImageRequest] = []  # every request generated, to tell a cache hit from a call
 
     @property
     def model_name(self) -> str:
@@ -96,7 +103,21 @@ class FakeImageBackend:
 
     def generate(self, req: ImageRequest, seeds: list[int], on_step: Callable[[Any], None],
                  stop: threading.Event) -> list[GeneratedImage]:
-        return [GeneratedImage(Image.new("RGB", (req.width, req.height), (seed % 256, 0, 0)), seed) for seed in seeds]
+        self.requests.append(req)
+        return [GeneratedImage(self._image(req, (seed % 256, 0, 0)), seed) for seed in seeds]
+
+    @staticmethod
+    def _image(req: ImageRequest, colour: tuple[int, int, int]) -> Image.Image:
+        if req.mode == "txt2img":
+            return Image.new("RGB", req.hr_size() if req.enable_hr else (req.width, req.height), colour)
+        assert req.init_image is not None
+        base = req.init_image.convert("RGB").resize((req.width, req.height))
+        out = Image.blend(base, Image.new("RGB", base.size, colour), req.denoising_strength)
+        if req.mode == "inpaint":
+            assert req.mask is not None
+            mask = req.mask.convert("L").resize(base.size)
+            out = Image.composite(out, base, ImageOps.invert(mask) if req.inpainting_mask_invert else mask)
+        return out
 
     def offload(self) -> None:
         pass
