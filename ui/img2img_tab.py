@@ -29,7 +29,7 @@ def init_image_input(label: str, elem_id: str) -> gr.Image:
 
 def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
-    with gr.Tab("img2img", id="img2img"), gr.Row():
+    with gr.Tab("img2img", id="img2img", elem_id="img2img-tab"), gr.Row():
         with gr.Column(scale=5):
             models, prompts, generate_btn, stop_btn = image_form.form_head(services, "img2img")
             init_image = init_image_input("Init image", "img2img-init-image")

@@ -59,7 +59,7 @@ def split_editor(editor: dict[str, Any] | None, uploaded_mask: Image.Image | Non
 
 def render(services: Services, quota: QueueQuota) -> InpaintTab:
     """Build the tab inside the current Blocks and wire its events."""
-    with gr.Tab("Inpaint", id="inpaint"), gr.Row():
+    with gr.Tab("Inpaint", id="inpaint", elem_id="inpaint-tab"), gr.Row():
         with gr.Column(scale=5):
             models, prompts, generate_btn, stop_btn = image_form.form_head(services, "inpaint")
             editor = gr.ImageEditor(label="Image: paint over what to repaint", type="pil", image_mode="RGBA",

@@ -44,7 +44,7 @@ def settings_of(info: dict[str, Any] | None) -> dict[str, Any]:
 
 def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
     """Build the tab inside the current Blocks and wire its events, the "Send to" buttons included."""
-    with gr.Tab("PNG Info", id="pnginfo"), gr.Row():
+    with gr.Tab("PNG Info", id="pnginfo", elem_id="pnginfo-tab"), gr.Row():
         with gr.Column():
             png = gr.Image(label="PNG", type="filepath", sources=["upload"], height=420,
                            elem_id="pnginfo-image")
