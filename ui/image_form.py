@@ -14,7 +14,16 @@ from typing import Any
 import gradio as gr
 
 from services.container import Services
-from services.limits import MAX_SEED, SAMPLERS, InvalidRequest
+from services.limits import (
+    IMAGE_UPSCALERS,
+    INPAINTING_FILLS,
+    LATENT_UPSCALERS,
+    MAX_HR_SCALE,
+    MAX_SEED,
+    RESIZE_MODES,
+    SAMPLERS,
+    InvalidRequest,
+)
 from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, user_of, verdicts
 
 # How often the handler looks at its job: the result reaches the client up to this much after the job ends. A wake
@@ -36,11 +45,11 @@ A1111_DEFAULTS: dict[str, Any] = {
 }
 WHOLE_NAMES = ("width", "height", "steps", "seed", "batch_count", "hr_second_pass_steps", "resize_mode", "mask_blur",
                "inpainting_fill", "inpaint_full_res_padding", "inpainting_mask_invert")
-RESIZE_MODES = [("Just resize", 0), ("Crop and resize", 1), ("Resize and fill", 2)]
-MASKED_CONTENT = [("fill", 0), ("original", 1), ("latent noise", 2), ("latent nothing", 3)]
+RESIZE_CHOICES = [(label.capitalize(), number) for number, label in RESIZE_MODES.items()]
+MASKED_CONTENT = [(label, number) for number, label in INPAINTING_FILLS.items()]
 INPAINT_AREAS = [("Whole picture", False), ("Only masked", True)]
 MASK_MODES = [("Inpaint masked", 0), ("Inpaint not masked", 1)]
-BUILTIN_UPSCALERS = ["Latent", "Lanczos"]
+BUILTIN_UPSCALERS = [*LATENT_UPSCALERS, *IMAGE_UPSCALERS]
 # What AUTOMATIC1111's PNG Info (and its API) calls a field that Atelier names otherwise.
 ALIASES = {"sampler": "sampler_name"}
 
@@ -149,7 +158,7 @@ def hires_fields(services: Services) -> dict[str, gr.components.Component]:
                                              label="Hires steps (0 = same as steps)")
         with gr.Row():
             denoising_strength = denoising_slider()
-            hr_scale = gr.Slider(1, 4, value=A1111_DEFAULTS["hr_scale"], step=0.05, label="Upscale by")
+            hr_scale = gr.Slider(1, MAX_HR_SCALE, value=A1111_DEFAULTS["hr_scale"], step=0.05, label="Upscale by")
     return {"enable_hr": enable_hr, "hr_scale": hr_scale, "hr_upscaler": hr_upscaler,
             "hr_second_pass_steps": hr_second_pass_steps, "denoising_strength": denoising_strength}
 

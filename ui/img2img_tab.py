@@ -34,7 +34,7 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
             models, prompts, generate_btn, stop_btn = image_form.form_head(services, "img2img")
             init_image = init_image_input("Init image", "img2img-init-image")
             with gr.Row():
-                resize_mode = gr.Radio(image_form.RESIZE_MODES, value=0, label="Resize mode")
+                resize_mode = gr.Radio(image_form.RESIZE_CHOICES, value=0, label="Resize mode")
                 denoising_strength = image_form.denoising_slider()
             with gr.Accordion("Settings", open=True):
                 settings = image_form.settings_sliders(services)

@@ -9,8 +9,10 @@ import gradio as gr
 from PIL import Image, ImageChops
 
 from services.container import Services
+from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR
 from ui import image_form
 from ui.common import PRIVATE, QueueQuota
+from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.INPAINT_NAMES,
@@ -69,16 +71,15 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                 uploaded_mask = gr.Image(label="Mask (white = repaint)", type="pil", image_mode="L",
                                          sources=["upload", "clipboard"], elem_id="inpaint-mask-upload")
             with gr.Row():
-                mask_blur = gr.Slider(0, 64, value=image_form.A1111_DEFAULTS["mask_blur"], step=1,
-                                      label="Mask blur")
+                mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=DEFAULTS["mask_blur"], step=1, label="Mask blur")
                 mask_invert = gr.Radio(image_form.MASK_MODES, value=0, label="Mask mode")
             with gr.Row():
                 fill = gr.Radio(image_form.MASKED_CONTENT, value=1, label="Masked content")
                 full_res = gr.Radio(image_form.INPAINT_AREAS, value=False, label="Inpaint area")
             with gr.Row():
-                padding = gr.Slider(0, 256, value=image_form.A1111_DEFAULTS["inpaint_full_res_padding"], step=1,
+                padding = gr.Slider(0, MAX_FULL_RES_PADDING, value=DEFAULTS["inpaint_full_res_padding"], step=1,
                                     label="Only masked padding, pixels")
-                resize_mode = gr.Radio(image_form.RESIZE_MODES, value=0, label="Resize mode")
+                resize_mode = gr.Radio(image_form.RESIZE_CHOICES, value=0, label="Resize mode")
             denoising_strength = image_form.denoising_slider()
             with gr.Accordion("Settings", open=True):
                 settings = image_form.settings_sliders(services)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ui.common import type_errors
-from ui.image_form import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES, coerce, field_values
+from ui.image_form import INPAINT_AREAS, MASKED_CONTENT, RESIZE_CHOICES, coerce, field_values
 
 
 def test_whole_number_fields_arrive_as_ints_and_empty_texts_as_empty() -> None:
@@ -19,7 +19,8 @@ def test_whole_number_fields_arrive_as_ints_and_empty_texts_as_empty() -> None:
 
 def test_radio_checkbox_and_image_fields_name_what_they_allow() -> None:
     with gr.Blocks():
-        fields = {"resize_mode": gr.Radio(RESIZE_MODES, value=0), "inpainting_fill": gr.Radio(MASKED_CONTENT, value=1),
+        fields = {"resize_mode": gr.Radio(RESIZE_CHOICES, value=0),
+                  "inpainting_fill": gr.Radio(MASKED_CONTENT, value=1),
                   "inpaint_full_res": gr.Radio(INPAINT_AREAS, value=False), "enable_hr": gr.Checkbox(False),
                   "init_image": gr.Image(), "mask": gr.Image()}
     good = {"resize_mode": 2.0, "inpainting_fill": 0, "inpaint_full_res": True, "enable_hr": False,
