@@ -190,7 +190,7 @@ def test_models_and_loras_list_the_folders(client: Client, data_dir: Path) -> No
     (data_dir / "loras" / "paper-cut.safetensors").write_bytes(b"")
     models = client.predict(api_name="/models")
     assert set(models) == {"models", "vaes", "upscalers"}
-    assert models["upscalers"][:2] == ["Latent", "Lanczos"]
+    assert {"Latent", "Lanczos"} <= set(models["upscalers"])  # the built-in ones, by A1111's names
     assert "paper-cut" in client.predict(api_name="/loras")["loras"]
 
 
@@ -214,4 +214,27 @@ def test_the_examples_run_against_the_server(server: str, pictures: dict[str, Pa
     info = json.loads(example("png_info.py", str(tmp_path / "hires.png")))
     assert info["seed"] == 3
     assert "Hires upscale: 1.5" in info["parameters"]
-    assert "hires upscalers (hr_upscaler=...): Latent, Lanczos" in example("models.py")
+    listed = example("models.py")
+    assert "hires upscalers (hr_upscaler=...): Latent, " in listed
+    assert "LoRAs (<lora:name:weight> in the prompt): " in listed
+
+
+def test_a_file_the_client_did_not_upload_is_never_read(server: str, pictures: dict[str, Path]) -> None:
+    """A raw request naming a file on the server (another user's image, say) is refused before Gradio copies it."""
+    import httpx
+
+    config = httpx.get(server + "config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "img2img")
+    info = httpx.get(server + "gradio_api/info", timeout=10).json()["named_endpoints"]["/img2img"]
+    values = {p["parameter_name"]: p.get("parameter_default") for p in info["parameters"]}
+    for named in ({"path": str(pictures["init"]), "meta": {"_type": "gradio.FileData"}},
+                  {"path": str(pictures["init"])}):
+        join = {"data": list({**values, **PARAMS, "init_image": named}.values()), "fn_index": fn_index,
+                "session_hash": "not-uploaded"}
+        call = {**PARAMS, "init_image": named}
+        for route, body in (("gradio_api/queue/join", join), ("gradio_api/call/v2/img2img", call),
+                            ("gradio_api/call/img2img", {"data": join["data"]})):
+            answer = httpx.post(server + route, json=body, timeout=10)
+            assert answer.status_code == 422, (route, answer.text)
+            assert answer.json()["detail"] == ("A file in the request was not uploaded to this server: upload it "
+                                               "first (in gradio_client, pass handle_file(path)).")
