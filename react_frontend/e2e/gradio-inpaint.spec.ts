@@ -1,3 +1,4 @@
+import { crc32 } from "node:zlib";
 import { expect, keepScreenshot, test, type Page } from "./fixtures";
 
 /** A 64×64 PNG drawn in the page (a green field with a red square), as bytes for a file input. */
@@ -14,6 +15,17 @@ async function pictureBytes(page: Page): Promise<Buffer> {
     return canvas.toDataURL("image/png");
   });
   return Buffer.from(url.split(",")[1], "base64");
+}
+
+/** The PNG with AUTOMATIC1111's `parameters` text chunk where A1111 and Atelier write it: after IHDR, before the
+ * pixels (the 8-byte signature and the 25-byte IHDR chunk come first). */
+function withParameters(png: Buffer, text: string): Buffer {
+  const body = Buffer.concat([Buffer.from("tEXtparameters\0", "latin1"), Buffer.from(text, "latin1")]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length - 4);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body) >>> 0);
+  return Buffer.concat([png.subarray(0, 33), length, body, crc, png.subarray(33)]);
 }
 
 async function setSlider(page: Page, tab: string, name: string, value: number) {
@@ -81,4 +93,28 @@ test("the Gradio UI inpaints a mask drawn with the mouse over an uploaded image"
   }, src);
   expect(corner.size).toEqual([64, 64]);
   expect(corner.rgb).toEqual([0x33, 0xaa, 0x77]);
+});
+
+test("Gradio's PNG Info reads a PNG's settings and sends them, with the picture, to img2img", async ({ page }) => {
+  await page.goto("/");
+  await page.getByRole("tab", { name: "PNG Info" }).click();
+  const text =
+    "a red fox in the snow\nNegative prompt: blurry\n" +
+    "Steps: 7, Sampler: Euler, CFG scale: 5.5, Seed: 1234, Size: 64x64, Denoising strength: 0.4";
+  await page.locator("#pnginfo-image input[type=file]").setInputFiles({
+    name: "from-a1111.png",
+    mimeType: "image/png",
+    buffer: withParameters(await pictureBytes(page), text),
+  });
+  await expect(page.locator("#pnginfo-parameters textarea")).toHaveValue(text);
+  await expect(page.locator("#pnginfo-info")).toContainText('"seed": 1234');
+  await page.locator("#pnginfo-to-img2img").click();
+  await expect(page.getByRole("tab", { name: "img2img" })).toHaveAttribute("aria-selected", "true");
+  await expect(page.locator("#img2img-prompt textarea")).toHaveValue("a red fox in the snow");
+  await expect(page.locator("#img2img-negative-prompt textarea")).toHaveValue("blurry");
+  const tab = page.locator("#img2img-tab");
+  await expect(tab.getByRole("spinbutton", { name: "number input for Steps" })).toHaveValue("7");
+  await expect(tab.getByRole("spinbutton", { name: "number input for Denoising strength" })).toHaveValue("0.4");
+  await expect(page.locator("#img2img-init-image img")).toBeVisible();
+  await keepScreenshot(page, "gradio-pnginfo-sent");
 });
