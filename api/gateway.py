@@ -85,6 +85,11 @@ class Gateway:
                 body = await _read_body(receive, headers)
                 data = await self._checked_body(path.rstrip("/"), body, headers.get("content-type", ""), scope,
                                                 receive)
+                completed = self._with_defaults(path.rstrip("/"), body, data)
+                if completed is not body:
+                    body = completed
+                    scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"] + [
+                        (b"content-length", str(len(body)).encode())]
             except Refused as refused:
                 await _reply(send, refused.status, refused.message)
                 return
@@ -163,6 +168,23 @@ class Gateway:
             raise Refused(422, "fn_index is not an event of this app (see /config for the events).")
         self._check_files(data.get("data"))
         return data
+
+    def _with_defaults(self, path: str, body: bytes, data: dict[str, Any]) -> bytes:
+        """The body of a queue/join or positional /call whose values stop short of the event's inputs, completed with
+        their defaults: parameters added later (all optional) leave the calls of older scripts working."""
+        if path == f"{GRADIO}/queue/join":
+            fn, holder = self.blocks.fns.get(data.get("fn_index")), data
+        elif path.startswith(CALL) and not path.startswith(f"{CALL}v2/"):
+            name = _api_name(path)
+            fn = next((f for f in self.blocks.fns.values() if f.api_name == name), None)
+            holder = json.loads(body)  # _check_call read it as a JSON object already
+        else:
+            return body
+        values = holder.get("data")
+        if fn is None or not isinstance(values, list) or len(values) >= len(fn.inputs):
+            return body
+        holder["data"] = [*values, *(getattr(c, "value", None) for c in fn.inputs[len(values):])]
+        return json.dumps(holder).encode()
 
     def _check_files(self, value: Any) -> None:
         """Refused unless every file the values name ({"path": ...}) is one uploaded to Gradio's folder: Gradio

@@ -238,3 +238,22 @@ def test_a_file_the_client_did_not_upload_is_never_read(server: str, pictures: d
             assert answer.status_code == 422, (route, answer.text)
             assert answer.json()["detail"] == ("A file in the request was not uploaded to this server: upload it "
                                                "first (in gradio_client, pass handle_file(path)).")
+
+
+def test_a_raw_call_with_todays_values_only_still_runs(server: str) -> None:
+    """A script that posts /generate_image's nine values of today (curl, its own HTTP client) is completed with the
+    new parameters' defaults instead of being refused for too few values."""
+    import httpx
+
+    config = httpx.get(server + "config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate_image")
+    today = list({**PARAMS, "steps": 1}.values())
+    joined = httpx.post(server + "gradio_api/queue/join", timeout=30,
+                        json={"data": today, "fn_index": fn_index, "session_hash": "todays-script"})
+    assert joined.status_code == 200, joined.text
+    called = httpx.post(server + "gradio_api/call/generate_image", json={"data": today}, timeout=30)
+    assert called.status_code == 200, called.text
+    with httpx.stream("GET", server + f"gradio_api/call/generate_image/{called.json()['event_id']}",
+                      timeout=120) as stream:
+        events = [line for line in stream.iter_lines() if line.startswith("event:")]
+    assert events[-1] == "event: complete", events
