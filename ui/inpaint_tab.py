@@ -49,7 +49,8 @@ def split_editor(editor: dict[str, Any] | None, uploaded_mask: Image.Image | Non
     background = (editor or {}).get("background")
     if background is None:
         raise gr.Error("Upload the image to inpaint first (drop it on the editor).")
-    init = background.convert("RGB")
+    # Transparent parts of the picture become white, as services/uploads.py reads an uploaded init image.
+    init = Image.alpha_composite(Image.new("RGBA", background.size, "white"), background.convert("RGBA")).convert("RGB")
     masks = [m for m in (drawn_mask(editor.get("layers") or [], init.size),
                          uploaded_mask.convert("L").resize(init.size) if uploaded_mask is not None else None)
              if m is not None]

@@ -58,6 +58,12 @@ def test_an_uploaded_mask_is_used_alone_or_together_with_the_strokes() -> None:
     assert np.asarray(both)[40, 60] == 0
 
 
+def test_transparent_parts_of_the_picture_become_white() -> None:
+    picture = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+    init, _ = split_editor({"background": picture, "layers": [stroke_layer((16, 16), (0, 0, 3, 3))]}, None)
+    assert init.getpixel((8, 8)) == (255, 255, 255)
+
+
 def test_nothing_painted_or_no_image_gets_a_message() -> None:
     with pytest.raises(gr.Error, match="Paint over the part to repaint"):
         split_editor(editor_value(layers=[Image.new("RGBA", (64, 48), (0, 0, 0, 0))]), None)
