@@ -86,6 +86,11 @@ class Gateway:
                 body = await _read_body(receive, headers)
                 data = await self._checked_body(path.rstrip("/"), body, headers.get("content-type", ""), scope,
                                                 receive)
+                completed = self._with_defaults(path.rstrip("/"), body, data)
+                if completed is not body:
+                    body = completed
+                    scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"] + [
+                        (b"content-length", str(len(body)).encode())]
             except Refused as refused:
                 await _reply(send, refused.status, refused.message)
                 return
@@ -165,7 +170,38 @@ class Gateway:
                 raise Refused(422, f"{name} is too long: at most {MAX_ID_CHARS} characters.")
         if path == f"{GRADIO}/queue/join" and data["fn_index"] not in self.blocks.fns:
             raise Refused(422, "fn_index is not an event of this app (see /config for the events).")
+        self._check_files(data.get("data"))
         return data
+
+    def _with_defaults(self, path: str, body: bytes, data: dict[str, Any]) -> bytes:
+        """The body of a queue/join or positional /call whose values stop short of the event's inputs, completed with
+        their defaults: parameters added later (all optional) leave the calls of older scripts working."""
+        if path == f"{GRADIO}/queue/join":
+            fn, holder = self.blocks.fns.get(data.get("fn_index")), data
+        elif path.startswith(CALL) and not path.startswith(f"{CALL}v2/"):
+            name = _api_name(path)
+            fn = next((f for f in self.blocks.fns.values() if f.api_name == name), None)
+            holder = json.loads(body)  # _check_call read it as a JSON object already
+        else:
+            return body
+        values = holder.get("data")
+        if fn is None or not isinstance(values, list) or len(values) >= len(fn.inputs):
+            return body
+        holder["data"] = [*values, *(getattr(c, "value", None) for c in fn.inputs[len(values):])]
+        return json.dumps(holder).encode()
+
+    def _check_files(self, value: Any) -> None:
+        """Refused unless every file the values name ({"path": ...}) is one uploaded to Gradio's folder: Gradio
+        copies (and hands on) a file named by path from anywhere on the server, such as another user's images."""
+        if isinstance(value, dict):
+            named = value.get("path")
+            if isinstance(named, str) and not self._file_allowed(named):
+                raise Refused(422, "A file in the request was not uploaded to this server: upload it first "
+                                   "(in gradio_client, pass handle_file(path)).")
+            value = list(value.values())
+        if isinstance(value, list):
+            for item in value:
+                self._check_files(item)
 
     def _check_call(self, path: str, body: bytes, content_type: str) -> None:
         """A /call to an endpoint of the public API, and for /call/v2 keyword arguments it takes (Refused
@@ -181,10 +217,13 @@ class Gateway:
 
             # Gradio's own route maps keywords to arguments with this function, and lets its errors be a 500.
             arguments = {k: v for k, v in _json_object(body, content_type).items() if k != "oauth_token"}
+            self._check_files(arguments)
             try:
                 construct_args(self._endpoints[name], (), arguments)
             except (TypeError, ValueError) as err:
                 raise Refused(422, str(err).split(" Please click")[0]) from None
+        else:
+            self._check_files(_json_object(body, content_type).get("data"))
 
     def _kind(self, path: str, method: str, data: dict[str, Any]) -> str | None:
         """Which limit a Gradio request counts against, or None for free ones (pages, assets, reads by GET)."""

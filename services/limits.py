@@ -5,6 +5,18 @@ They live in pipelines/ (the backends check them too); this module hands them on
 
 from __future__ import annotations
 
-from pipelines.image_base import MAX_SEED, SAMPLERS, InvalidRequest
+from pipelines.image_base import (
+    IMAGE_UPSCALERS,
+    INPAINTING_FILLS,
+    LATENT_UPSCALERS,
+    MAX_FULL_RES_PADDING,
+    MAX_HR_SCALE,
+    MAX_MASK_BLUR,
+    MAX_SEED,
+    RESIZE_MODES,
+    SAMPLERS,
+    InvalidRequest,
+)
 
-__all__ = ["MAX_SEED", "SAMPLERS", "InvalidRequest"]
+__all__ = ["IMAGE_UPSCALERS", "INPAINTING_FILLS", "LATENT_UPSCALERS", "MAX_FULL_RES_PADDING", "MAX_HR_SCALE",
+           "MAX_MASK_BLUR", "MAX_SEED", "RESIZE_MODES", "SAMPLERS", "InvalidRequest"]
