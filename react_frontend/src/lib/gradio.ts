@@ -108,13 +108,16 @@ export interface StreamHandlers {
 
 /** The subset of @gradio/client's Client that Atelier uses (a fake stands in for it in unit tests). */
 export interface GradioLike {
-  submit(endpoint: string, data: Record<string, unknown>): AsyncIterable<unknown> & {
+  submit(endpoint: string, data: Payload): AsyncIterable<unknown> & {
     cancel(): Promise<void>;
     wait_for_id?(): Promise<string | null>;
     return?(): Promise<unknown>;
   };
   close?(): void;
 }
+
+/** Keyword arguments by the API's names, or positional ones in the endpoint's order. */
+export type Payload = Record<string, unknown> | unknown[];
 
 export class AtelierConnection {
   constructor(
@@ -123,7 +126,7 @@ export class AtelierConnection {
   ) {}
 
   /** Submit to a streaming endpoint; each data message replaces the previous value. */
-  stream(endpoint: string, payload: Record<string, unknown>, handlers: StreamHandlers = {}): RunningJob {
+  stream(endpoint: string, payload: Payload, handlers: StreamHandlers = {}): RunningJob {
     const job = this.client.submit(endpoint, payload);
     let stopped = false;
     const done = consume(job as AsyncIterable<GradioMessage>, { ...handlers, isCancelled: () => stopped });
@@ -143,7 +146,7 @@ export class AtelierConnection {
   }
 
   /** A non-streaming endpoint: its single output, or an AppError thrown. */
-  async call<T>(endpoint: string, payload: Record<string, unknown>): Promise<T> {
+  async call<T>(endpoint: string, payload: Payload): Promise<T> {
     const outcome = await this.stream(endpoint, payload).done;
     if (outcome.kind === "error") throw outcome.error;
     if (!outcome.data) throw errorFromException(new Error("Connection errored out. "));
