@@ -79,7 +79,13 @@ describe("/models and PNG Info", () => {
       hr_upscaler: "Lanczos",
       hr_second_pass_steps: 10,
       mask_blur: 6,
-      sd_model_name: "known.safetensors",
+      model: "known",
+      inpainting_fill: 2,
+      inpaint_full_res: true,
+      inpaint_full_res_padding: 48,
+      inpainting_mask_invert: 1,
+      mode: "inpaint",
+      extra: { Version: "v1.10.1" },
       parameters: "a castle\nNegative prompt: fog\nSteps: 30, ...",
     };
     const catalog = { models: ["known.safetensors"], vaes: [], upscalers: [] };
@@ -98,6 +104,10 @@ describe("/models and PNG Info", () => {
       hr_upscaler: "Lanczos",
       hr_second_pass_steps: 10,
       mask_blur: 6,
+      inpainting_fill: 2,
+      inpaint_full_res: true,
+      inpaint_full_res_padding: 48,
+      inpainting_mask_invert: 1,
       model: "known.safetensors",
     });
   });
@@ -105,5 +115,7 @@ describe("/models and PNG Info", () => {
   it("leaves out a model the server does not have, and turns hires fix off for a PNG without it", () => {
     const out = settingsFromPngInfo({ prompt: "p", steps: "x", model: "elsewhere.ckpt", vae: "v.pt" }, { models: [], vaes: ["v.pt"], upscalers: [] });
     expect(out).toEqual({ prompt: "p", enable_hr: false, vae: "v.pt" });
+    // PNG Info's own verdict on hires fix wins over a leftover field.
+    expect(settingsFromPngInfo({ enable_hr: false, hr_scale: 2 })).toMatchObject({ enable_hr: false, hr_scale: 2 });
   });
 });

@@ -74,7 +74,16 @@ const NUMBER_KEYS = [
   "hr_scale",
   "hr_second_pass_steps",
   "mask_blur",
+  "inpainting_fill",
+  "inpaint_full_res_padding",
+  "inpainting_mask_invert",
 ] as const satisfies readonly (keyof ImageSettings)[];
+
+/** The name in `names` that `value` stands for: itself, or the file a stem names (A1111 writes `Model: stem`). */
+function matchName(value: unknown, names: readonly string[]): string | null {
+  if (typeof value !== "string" || !value) return null;
+  return names.find((name) => name === value || name.replace(/\.[^./]+$/, "") === value) ?? null;
+}
 
 function asNumber(value: unknown): number | null {
   const n = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
@@ -95,12 +104,12 @@ export function settingsFromPngInfo(info: PngInfo, catalog: ModelCatalog = { mod
   }
   const sampler = info.sampler_name ?? info.sampler;
   if (typeof sampler === "string" && sampler) out.sampler = sampler;
-  const hires = info.enable_hr === true || info.enable_hr === "true" || asNumber(info.hr_scale) !== null;
-  out.enable_hr = hires;
+  out.enable_hr = typeof info.enable_hr === "boolean" ? info.enable_hr : asNumber(info.hr_scale) !== null;
+  if (typeof info.inpaint_full_res === "boolean") out.inpaint_full_res = info.inpaint_full_res;
   if (typeof info.hr_upscaler === "string" && info.hr_upscaler) out.hr_upscaler = info.hr_upscaler;
-  const model = [info.model, info.sd_model_checkpoint, info.sd_model_name].find((m): m is string => typeof m === "string" && catalog.models.includes(m));
+  const model = [info.model, info.sd_model_checkpoint, info.sd_model_name].map((m) => matchName(m, catalog.models)).find(Boolean);
   if (model) out.model = model;
-  const vae = [info.vae, info.sd_vae].find((v): v is string => typeof v === "string" && catalog.vaes.includes(v));
+  const vae = [info.vae, info.sd_vae].map((v) => matchName(v, catalog.vaes)).find(Boolean);
   if (vae) out.vae = vae;
   return out;
 }
