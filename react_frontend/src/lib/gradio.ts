@@ -127,7 +127,15 @@ export class AtelierConnection {
 
   /** Submit to a streaming endpoint; each data message replaces the previous value. */
   stream(endpoint: string, payload: Payload, handlers: StreamHandlers = {}): RunningJob {
-    const job = this.client.submit(endpoint, payload);
+    let job: ReturnType<GradioLike["submit"]>;
+    try {
+      job = this.client.submit(endpoint, payload);
+    } catch (err) {
+      // @gradio/client refuses before sending (an endpoint or a parameter this server does not have): say so,
+      // rather than leave the screen waiting for a job that never started.
+      const error = errorFromException(err);
+      return { done: Promise.resolve({ kind: "error", error, data: null }), stop: () => undefined };
+    }
     let stopped = false;
     const done = consume(job as AsyncIterable<GradioMessage>, { ...handlers, isCancelled: () => stopped });
     return {
