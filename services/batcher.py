@@ -30,9 +30,10 @@ STOP_POLL_S = 0.05
 
 def compute_shape(backend: ImageBackend, req: ImageRequest) -> Hashable:
     """What must match for jobs to share a call: the loaded model and everything that changes the graph or the
-    schedule (size, steps, sampler, CFG); prompts, negative prompts and seeds may differ per image."""
+    schedule (size, steps, sampler, CFG), and for img2img, inpaint and hires fix their settings and input images;
+    prompts, negative prompts and seeds may differ per image."""
     return (id(backend), backend.model_name, getattr(backend, "revision", ""), req.width, req.height, req.steps,
-            req.sampler, req.cfg_scale)
+            req.sampler, req.cfg_scale, req.mode_shape())
 
 
 @dataclass(eq=False)
