@@ -243,8 +243,23 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        """Where the tiny models are built."""
+        """Checkpoints (single .safetensors/.ckpt files and diffusers folders); the tiny models are built here."""
         return self.data_path / "models"
+
+    @property
+    def loras_dir(self) -> Path:
+        """LoRA files, asked for in prompts as <lora:name:weight>."""
+        return self.data_path / "loras"
+
+    @property
+    def vae_dir(self) -> Path:
+        """VAE files or folders a job can choose instead of its checkpoint's own VAE."""
+        return self.data_path / "vae"
+
+    @property
+    def upscalers_dir(self) -> Path:
+        """Upscaler models (spandrel) for the hires fix."""
+        return self.data_path / "upscalers"
 
     @property
     def tmp_dir(self) -> Path:
@@ -253,5 +268,6 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         """Create the data dir and everything under it."""
-        for path in (self.data_path, self.images_dir, self.models_dir, self.tmp_dir):
+        for path in (self.data_path, self.images_dir, self.models_dir, self.loras_dir, self.vae_dir,
+                     self.upscalers_dir, self.tmp_dir):
             path.mkdir(parents=True, exist_ok=True)

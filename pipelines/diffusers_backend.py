@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from pipelines import checkpoints, loras
+from pipelines import prompts as prompt_syntax
 from pipelines.compile import CompileOptions, CompileStatus, apply_compile, compile_blocker, warm_up, warmup_runs
 from pipelines.devices import Placement, pick_placement, release_memory, xformers_usable
 from pipelines.image_base import (
@@ -64,6 +66,8 @@ class DiffusersBackend:
         preview_every: int = 2,
         compile: CompileOptions | None = None,
         compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
+        lora_dir: str | None = None,
+        vae: str = "",
     ) -> None:
         if memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
@@ -84,6 +88,9 @@ class DiffusersBackend:
         # Width, height and guidance of the warm-up runs: the profile's defaults, so jobs find their graphs.
         self.compile_warmup = compile_warmup
         self.compile_status = CompileStatus(self.compile_options)
+        self.vae = vae  # a VAE file or folder replacing the checkpoint's own; "" keeps it
+        self.model_hash = ""  # A1111's "Model hash" of a single-file checkpoint (pipelines/checkpoints.py)
+        self.loras = loras.LoraLoader(Path(lora_dir) if lora_dir else None)
 
     @property
     def model_name(self) -> str:
@@ -102,26 +109,49 @@ class DiffusersBackend:
                 self._offloaded = False
             return
         source = self.model
-        if not Path(source).expanduser().is_dir():
+        single_file = checkpoints.is_checkpoint_file(source)
+        if not single_file and not Path(source).expanduser().is_dir():
             source = self._download(DiffusionPipeline, report)
-        self.revision = model_revision(source)
+        self.revision = self._checkpoint_revision(source, report) if single_file else model_revision(source)
         phase = f"loading {self.model_name} ({self.placement.dtype_name} on {self.placement.device})"
         try:
             kwargs: dict[str, Any] = {"dtype": self.placement.dtype}
-            config = DiffusionPipeline.load_config(source)
+            config = {} if single_file else DiffusionPipeline.load_config(source)
             if "safety_checker" in config:
                 # Like AUTOMATIC1111: no NSFW classifier (it costs ~1 GB and blacks out images).
                 kwargs.update(safety_checker=None, requires_safety_checker=False)
             # One load at a time in the process: diffusers patches torch process-wide while it builds the
             # pipeline (see pipelines.loading.exclusive_load); jobs of the other model keep running.
             with exclusive_load(self.model_name, report, phase):
-                pipe = AutoPipelineForText2Image.from_pretrained(source, **kwargs)
+                pipe = (checkpoints.load_checkpoint(source, self.placement.dtype) if single_file
+                        else AutoPipelineForText2Image.from_pretrained(source, **kwargs))
+                self._swap_vae(pipe, source if single_file else None)
         except Exception as err:  # every loader error becomes one actionable message
             raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
         self._configure(pipe)
         self._base_scheduler_config = pipe.scheduler.config
         warm_up(pipe, self.compile_status, warmup_runs(*self.compile_warmup), report)
         self.pipe = pipe
+
+    def use_checkpoint(self, model: str, display_name: str | None, vae: str = "") -> None:
+        """Point the (idle) backend at another checkpoint file or folder and VAE; the next load() loads them."""
+        self.unload()
+        self.model, self._display_name, self.vae = model, display_name, vae
+        self.revision, self.model_hash = "", ""
+
+    def _checkpoint_revision(self, source: str, report: Callable[[str], None]) -> str:
+        """Hash a single-file checkpoint once per file version: its identity for the cache and A1111's Model hash."""
+        report(f"hashing {Path(source).name} (A1111's Model hash)")
+        self.model_hash = checkpoints.model_hash(source)
+        return checkpoints.file_revision(source)
+
+    def _swap_vae(self, pipe: Any, checkpoint: str | None) -> None:
+        """Replace the pipeline's VAE by the chosen one (configured like the checkpoint's, for a VAE file)."""
+        if self.vae:
+            config = checkpoints.config_for(checkpoint) if checkpoint else None
+            pipe.vae = checkpoints.load_vae(self.vae, self.placement.dtype, config)
+            self.revision += "+vae:" + model_revision(self.vae) if Path(self.vae).is_dir() else \
+                "+vae:" + checkpoints.file_revision(self.vae)
 
     def _download(self, pipeline_cls: Any, report: Callable[[str], None]) -> str:
         try:
@@ -214,12 +244,15 @@ class DiffusersBackend:
             raise RuntimeError("the image model is not loaded")
         if all(item.stop.is_set() for item in items):
             raise JobCancelled()
+        if (by_lora := self._split_by_loras(items)) is not None:
+            return by_lora
         pipe = self.pipe
         # Imported here: diffusers' scheduler package takes seconds to import, and start-up must not wait.
         from pipelines.samplers import make_scheduler
 
         req = items[0].req  # the shape (size, steps, sampler, CFG) is the same for every item
         pipe.scheduler = make_scheduler(req.sampler, self._base_scheduler_config)
+        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1])  # every item asks for the same (_split_by_loras)
         live = [not item.stop.is_set() for item in items]
         rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]
         # A CPU generator makes a seed give the same picture on every device, as in A1111's default. The list is
@@ -227,10 +260,9 @@ class DiffusersBackend:
         generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in rows]
         names = [n for n in BATCH_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ("latents",))]
         callback = self._batch_callback(items, live, rows, generators, names)
-        prompts: dict[str, Any] = {"prompt": [items[i].req.prompt for i, _ in rows],
-                                   "negative_prompt": [items[i].req.negative_prompt for i, _ in rows]}
+        prompts = self._prompt_inputs(pipe, req.cfg_scale, [items[i].req for i, _ in rows])
         with self._row_by_row(pipe, rows):
-            if self._rowwise(rows) and type(pipe).__name__ == "StableDiffusionPipeline":
+            if "prompt" in prompts and self._rowwise(rows) and type(pipe).__name__ == "StableDiffusionPipeline":
                 prompts = self._encode_row_by_row(pipe, req.cfg_scale, prompts)
             output = pipe(
                 **prompts,
@@ -251,6 +283,34 @@ class DiffusersBackend:
         # The VAE decode is not interruptible: re-check so a late Stop still wins.
         return [None if item.stop.is_set() else outcome for item, outcome in zip(items, outcomes, strict=True)]
 
+    def _split_by_loras(self, items: list[BatchItem]) -> list[BatchOutcome] | None:
+        """Jobs asking for different LoRAs cannot share a call (adapters are set on the pipeline): run each LoRA set
+        as its own call; None when they all ask for the same."""
+        groups: dict[Any, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(loras.lora_key(item.req.prompt), []).append(i)
+        if len(groups) < 2:
+            return None
+        outcomes: list[BatchOutcome] = [None] * len(items)
+        for members in groups.values():
+            with contextlib.suppress(JobCancelled):  # every job of this set stopped: theirs stay None
+                for i, outcome in zip(members, self.generate_batch([items[i] for i in members]), strict=True):
+                    outcomes[i] = outcome
+        return outcomes
+
+    @staticmethod
+    def _prompt_inputs(pipe: Any, cfg_scale: float, reqs: list[ImageRequest]) -> dict[str, Any]:
+        """The prompts without their <lora:…> tags; with A1111 weighting or past 75 tokens, as embeddings built by
+        pipelines/prompts.py (a plain prompt gives the same embeddings either way)."""
+        texts = [loras.strip_loras(r.prompt) for r in reqs]
+        negatives = [loras.strip_loras(r.negative_prompt) for r in reqs]
+        if not prompt_syntax.supports_weighting(pipe):  # SDXL and others: the words, without the syntax
+            return {"prompt": [prompt_syntax.plain_text(t) for t in texts],
+                    "negative_prompt": [prompt_syntax.plain_text(n) for n in negatives]}
+        if any(prompt_syntax.needs_own_encoding(pipe.tokenizer, t) for t in texts + negatives):
+            return prompt_syntax.encode_prompts(pipe, texts, negatives, _uses_cfg(pipe, cfg_scale))
+        return {"prompt": texts, "negative_prompt": negatives}
+
     def _rowwise(self, rows: list[tuple[int, int]]) -> bool:
         """True when a batch must run image by image inside its call to keep CPU pixels exact."""
         return not self.placement.device.startswith("cuda") and len(rows) > 1
@@ -258,7 +318,7 @@ class DiffusersBackend:
     @staticmethod
     def _encode_row_by_row(pipe: Any, cfg_scale: float, prompts: dict[str, Any]) -> dict[str, Any]:
         """Prompt embeddings encoded one prompt at a time, as the pipeline encodes a lone job's (see _row_by_row)."""
-        cfg = cfg_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+        cfg = _uses_cfg(pipe, cfg_scale)
         pairs = [pipe.encode_prompt(p, pipe._execution_device, 1, cfg, n or None)
                  for p, n in zip(prompts["prompt"], prompts["negative_prompt"], strict=True)]
         embeds = {"prompt_embeds": torch.cat([pos for pos, _ in pairs])}
@@ -378,6 +438,7 @@ class DiffusersBackend:
         """Drop the pipeline and give its memory back."""
         self.pipe = None
         self._offloaded = False
+        self.loras.forget()
         self.compile_status = CompileStatus(self.compile_options)
         release_memory()
 
@@ -390,6 +451,11 @@ class DiffusersBackend:
             "notes": list(self.notes),
             "compile": self.compile_status.as_dict(),
         }
+
+
+def _uses_cfg(pipe: Any, cfg_scale: float) -> bool:
+    """Whether the pipeline runs classifier-free guidance (and so needs negative embeddings) at this scale."""
+    return cfg_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
 
 
 def _take(args: tuple[Any, ...], kwargs: dict[str, Any], rows: list[int],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipelines.compile import CompileOptions
@@ -12,10 +13,11 @@ from pipelines.image_base import ImageBackend, ImageLimits, create_image_backend
 from pipelines.text_base import TextBackend, TextLimits, TextOptions, create_text_backend
 from services.accounts import AccountService
 from services.cache import ResultCache
+from services.catalog import Catalog
 from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
-from services.models import ModelSlot
+from services.models import ModelChoice, ModelSlot
 from services.residency import Residency
 from settings import Profile, Settings
 from storage.db import open_database
@@ -38,6 +40,7 @@ class Services:
     image_slot: ModelSlot[ImageBackend]
     text_slot: ModelSlot[TextBackend]
     residency: Residency
+    catalog: Catalog
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -59,7 +62,8 @@ class Services:
 
 
 def _slot(kind: str, backend_name: str, backend: Any, label: str,
-          prepare: Callable[[Callable[[str], None]], None] | None) -> ModelSlot[Any]:
+          prepare: Callable[[Callable[[str], None]], None] | None,
+          choice: ModelChoice[Any] | None = None) -> ModelSlot[Any]:
     """A slot whose load first runs `prepare` (building a tiny model on first use), then the backend's load."""
 
     def load(b: Any, report: Callable[[str], None]) -> None:
@@ -68,7 +72,7 @@ def _slot(kind: str, backend_name: str, backend: Any, label: str,
         b.load(report)
 
     return ModelSlot(kind, backend, load, model=label, backend_name=backend_name,
-                     describe=lambda b: dict(b.describe()))
+                     describe=lambda b: dict(b.describe()), choice=choice)
 
 
 def _compile_options(settings: Settings) -> CompileOptions:
@@ -76,7 +80,27 @@ def _compile_options(settings: Settings) -> CompileOptions:
                           backend=settings.compile_backend, dynamic=settings.compile_dynamic)
 
 
-def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
+def _catalog(settings: Settings) -> Catalog:
+    return Catalog(settings.models_dir, settings.loras_dir, settings.vae_dir, settings.upscalers_dir)
+
+
+def _model_choice(catalog: Catalog, default: str, default_label: str | None) -> ModelChoice[Any]:
+    """Per-job checkpoint/VAE for the diffusers backend: names from the catalog, "" for the configured default."""
+
+    def resolve(model: str, vae: str) -> tuple[str, str]:
+        source = str(catalog.resolve_model(model)) if model else default
+        return source, str(catalog.resolve_vae(vae)) if vae else ""
+
+    def apply(backend: Any, key: tuple[str, str]) -> str:
+        source, vae = key
+        label = (default_label or default) if source == default else Path(source).name
+        backend.use_checkpoint(source, label, vae)
+        return label + (f" + VAE {Path(vae).name}" if vae else "")
+
+    return ModelChoice(resolve, apply)
+
+
+def _image_slot(settings: Settings, catalog: Catalog) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
     local = settings.image_backend == "diffusers"
     tiny_dir = settings.models_dir / "tiny-sd" if local and model == "tiny" else None
@@ -105,6 +129,7 @@ def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
             "compile": _compile_options(settings),
             # The warm-up compiles at the profile's default size and guidance, the shape most jobs have.
             "compile_warmup": (int(defaults["width"]), int(defaults["height"]), float(defaults["cfg_scale"])),
+            "lora_dir": str(settings.loras_dir),
         }
 
     def build_tiny(report: Callable[[str], None]) -> None:
@@ -113,8 +138,9 @@ def _image_slot(settings: Settings) -> ModelSlot[ImageBackend]:
         report("building the tiny Stable Diffusion model (first use only)")
         ensure_tiny_sd(tiny_dir, report=report)
 
+    choice = _model_choice(catalog, options["model"], options["display_name"]) if local else None
     return _slot("image", settings.image_backend, create_image_backend(settings.image_backend, **options),
-                 TINY_SD_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
+                 TINY_SD_NAME if tiny_dir else model, build_tiny if tiny_dir else None, choice)
 
 
 def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
@@ -151,7 +177,8 @@ def build_services(settings: Settings) -> Services:
     open_database(settings.db_path)
     limits = ImageLimits(min_size=settings.min_size, max_size=settings.max_size, max_steps=settings.max_steps,
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
-    image_slot = _image_slot(settings)
+    catalog = _catalog(settings)
+    image_slot = _image_slot(settings, catalog)
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
                           max_batch_images=settings.resolved_max_batch_images)
@@ -172,4 +199,4 @@ def build_services(settings: Settings) -> Services:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
     return Services(settings=settings, accounts=AccountService(), images=images,
                     history=HistoryService(settings.images_dir), chat=chat, image_slot=image_slot,
-                    text_slot=text_slot, residency=residency)
+                    text_slot=text_slot, residency=residency, catalog=catalog)

@@ -125,7 +125,8 @@ class ImageService:
     def _run_job(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
         handle.update(status="loading", message=self.slot.status().message())
         try:
-            with self.slot.use() as backend:
+            # The request's checkpoint and VAE ("" = the default): the slot switches when no job uses the current one.
+            with self.slot.use(getattr(req, "model", ""), getattr(req, "vae", "")) as backend:
                 self._generate(req, user, handle, backend, started)
         except ModelUnavailableError as err:
             job = self._create_job(req, user, self.slot.status().model, seed_used=None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -65,6 +66,18 @@ class SlotStatus:
         return f"💤 {self.model} loads on the first request."
 
 
+@dataclass(frozen=True)
+class ModelChoice(Generic[T]):
+    """How a slot switches its backend's checkpoint/VAE per job.
+
+    ``resolve(model, vae)`` turns the names a job asks for ("" = the default) into a hashable key, the same key for
+    names of the same files, raising ValueError (listing the choices) for an unknown name; ``apply(backend, key)``
+    points the idle backend at the key's files, dropping the loaded ones, and returns the label for status."""
+
+    resolve: Callable[[str, str], Hashable]
+    apply: Callable[[T, Any], str]
+
+
 class ModelUnavailableError(RuntimeError):
     """The model failed to load; the message is the user-facing reason."""
 
@@ -73,14 +86,20 @@ class ModelSlot(Generic[T]):
     """Holds one backend: loads it once (first use or warm-up), remembers why it failed."""
 
     def __init__(self, kind: str, backend: T, load: Callable[[T, Callable[[str], None]], None],
-                 model: str, backend_name: str, describe: Callable[[T], dict[str, Any]] | None = None) -> None:
+                 model: str, backend_name: str, describe: Callable[[T], dict[str, Any]] | None = None,
+                 choice: ModelChoice[T] | None = None) -> None:
         self.kind = kind
         self.backend = backend
         self._load = load
         self._model = model
         self._backend_name = backend_name
         self._describe = describe
+        self._chooser = choice  # None: the backend has one model (a remote server picks its own)
+        self._choice: Hashable = choice.resolve("", "") if choice else None
         self._lock = threading.RLock()
+        self._turns = threading.Condition(self._lock)
+        self._tickets = itertools.count()
+        self._waiting: list[tuple[int, Hashable]] = []  # jobs waiting to use the slot, in arrival order
         self._in_use = 0
         self.last_used = time.monotonic()
         self._state = ModelState.NOT_LOADED
@@ -132,17 +151,53 @@ class ModelSlot(Generic[T]):
         return thread
 
     @contextlib.contextmanager
-    def use(self) -> Iterator[T]:
-        """Load if needed and hold the model for one job; an idle policy never releases a model in use."""
-        with self._lock:
+    def use(self, model: str = "", vae: str = "") -> Iterator[T]:
+        """Load if needed and hold the model for one job; an idle policy never releases a model in use.
+
+        A job that asks for another checkpoint or VAE ("" = the default) waits until the jobs using the current one
+        are done, then the slot switches and loads it, with the usual loading progress. Jobs take turns in arrival
+        order, so a stream of jobs for the current model cannot starve one that wants another."""
+        try:
+            want = self._chooser.resolve(model, vae) if self._chooser else None
+        except ValueError as err:  # an unknown name fails at once and changes nothing
+            raise ModelUnavailableError(str(err)) from err
+        with self._turns:
+            ticket = next(self._tickets)
+            self._waiting.append((ticket, want))
+            try:
+                while not self._may_enter(ticket, want):
+                    self._turns.wait()
+            finally:
+                self._waiting.remove((ticket, want))
+                self._turns.notify_all()
+            if want != self._choice:
+                self._switch(want)
             backend = self.ensure_loaded()
             self._in_use += 1
         try:
             yield backend
         finally:
-            with self._lock:
+            with self._turns:
                 self._in_use -= 1
                 self.last_used = time.monotonic()
+                self._turns.notify_all()
+
+    def _may_enter(self, ticket: int, want: Hashable) -> bool:
+        """Whether a waiting job may go: to share the current model if no earlier job waits for another, or, once
+        the slot is idle, as the earliest waiter (which may switch the model)."""
+        earlier = [w for t, w in self._waiting if t < ticket]
+        if want == self._choice and all(w == self._choice for w in earlier):
+            return True
+        return self._in_use == 0 and not earlier
+
+    def _switch(self, want: Hashable) -> None:
+        """Point the idle backend at another checkpoint/VAE; the next ensure_loaded() loads it."""
+        assert self._chooser is not None  # use() switches only with a chooser, and only while nobody uses it
+        assert self._in_use == 0
+        label = self._chooser.apply(self.backend, want)
+        log.info("%s model: switching from %s to %s", self.kind, self._model, label)
+        self._choice, self._model = want, label
+        self._set(ModelState.NOT_LOADED, f"switching to {label}")
 
     def idle_seconds(self) -> float | None:
         """Seconds since the last job ended, or None when the model is busy or not resident."""

@@ -1,0 +1,115 @@
+"""What the data folders hold: checkpoints, VAEs, LoRAs and upscalers, by the names users and the API see."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipelines.checkpoints import CHECKPOINT_SUFFIXES, VAE_SUFFIXES, is_diffusers_folder, model_hash
+from pipelines.loras import available_loras, check_prompt, lora_hashes
+
+UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
+# A1111 titles a checkpoint "name.safetensors [hash]"; scripts written for its API send that title back.
+_TITLE_HASH = re.compile(r"\s*\[[0-9a-fA-F]{8,64}\]$")
+
+
+def _hidden(path: Path) -> bool:
+    """Dot files and the tiny builder's temporary folders (``name.tmp-…``, ``name.old-…``) are not choices."""
+    return path.name.startswith(".") or ".tmp-" in path.name or ".old-" in path.name
+
+
+class Catalog:
+    """Lists and resolves the files under the models, loras, vae and upscalers folders (read on every call, so
+    files copied in while the server runs show up without a restart)."""
+
+    def __init__(self, models_dir: Path, loras_dir: Path, vae_dir: Path, upscalers_dir: Path) -> None:
+        self.models_dir = Path(models_dir)
+        self.loras_dir = Path(loras_dir)
+        self.vae_dir = Path(vae_dir)
+        self.upscalers_dir = Path(upscalers_dir)
+
+    def _model_paths(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        if self.models_dir.is_dir():
+            for path in sorted(self.models_dir.iterdir(), key=lambda p: p.name.lower()):
+                if _hidden(path):
+                    continue
+                if (path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES) or is_diffusers_folder(path):
+                    found[path.name] = path
+        return found
+
+    def _vae_paths(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        if self.vae_dir.is_dir():
+            for path in sorted(self.vae_dir.iterdir(), key=lambda p: p.name.lower()):
+                if _hidden(path):
+                    continue
+                folder = path.is_dir() and any((path / sub / "config.json").is_file() for sub in ("", "vae"))
+                if folder or (path.is_file() and path.suffix.lower() in VAE_SUFFIXES):
+                    found[path.name] = path
+        return found
+
+    def models(self) -> list[str]:
+        """Checkpoint names: single files with their extension, diffusers folders by folder name."""
+        return list(self._model_paths())
+
+    def vaes(self) -> list[str]:
+        """VAE names: files with their extension, diffusers VAE folders by folder name."""
+        return list(self._vae_paths())
+
+    def loras(self) -> list[str]:
+        """LoRA names as written in ``<lora:name:weight>``: the file stems."""
+        return list(available_loras(self.loras_dir))
+
+    def upscalers(self) -> list[str]:
+        """Upscaler model names as given in ``hr_upscaler``: the file stems."""
+        if not self.upscalers_dir.is_dir():
+            return []
+        files = [p for p in self.upscalers_dir.iterdir()
+                 if p.is_file() and not _hidden(p) and p.suffix.lower() in UPSCALER_SUFFIXES]
+        return sorted((p.stem for p in files), key=str.lower)
+
+    def resolve_model(self, name: str) -> Path:
+        """The checkpoint file or folder for a name (also without extension, or as A1111's "name [hash]" title);
+        ValueError listing the available ones for an unknown name."""
+        return self._resolve(name, self._model_paths(), "model", self.models_dir,
+                             ".safetensors checkpoints or diffusers folders")
+
+    def resolve_vae(self, name: str) -> Path:
+        """The VAE file or folder for a name; ValueError listing the available ones for an unknown name."""
+        return self._resolve(name, self._vae_paths(), "vae", self.vae_dir, "VAE .safetensors files")
+
+    @staticmethod
+    def _resolve(name: str, paths: dict[str, Path], kind: str, folder: Path, what: str) -> Path:
+        key = _TITLE_HASH.sub("", name.strip())
+        if key in paths:
+            return paths[key]
+        stems = {Path(n).stem: p for n, p in paths.items() if not p.is_dir()}
+        if key in stems:
+            return stems[key]
+        listing = ", ".join(paths) if paths else f"none (put {what} in {folder})"
+        raise ValueError(f"{kind} {name!r} is not available; choose one of: {listing}.")
+
+    def model_hash(self, name: str) -> str:
+        """A1111's ``Model hash`` of a named checkpoint file ('' for a diffusers folder or an unknown name)."""
+        try:
+            return model_hash(self.resolve_model(name))
+        except ValueError:
+            return ""
+
+    def lora_hashes(self, prompt: str) -> str:
+        """A1111's ``Lora hashes`` value for a prompt's ``<lora:…>`` tags ('' when there are none)."""
+        return lora_hashes(prompt, self.loras_dir)
+
+    def field_errors(self, prompt: str = "", model: str = "", vae: str = "") -> dict[str, str]:
+        """{field: message} for unknown LoRAs in the prompt, an unknown model or VAE; empty when all are known."""
+        errors: dict[str, str] = {}
+        if message := check_prompt(prompt, self.loras_dir):
+            errors["prompt"] = message
+        for field, value, resolve in (("model", model, self.resolve_model), ("vae", vae, self.resolve_vae)):
+            if value:
+                try:
+                    resolve(value)
+                except ValueError as err:
+                    errors[field] = str(err)
+        return errors
