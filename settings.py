@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     max_steps: int = Field(default=500, ge=1)
     max_batch_count: int = Field(default=8, ge=1)
     max_prompt_chars: int = Field(default=4000, ge=1)
+    # Uploaded images (img2img init images, inpainting masks, PNG Info): checked before they are decoded.
+    upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="largest uploaded image file")
+    upload_max_pixels: int = Field(default=4096 * 4096, ge=1, description="most pixels of an uploaded image")
     preview_every: int = Field(default=2, ge=1, description="a live preview every N steps")
     # Each streamed update costs the event loop a Gradio postprocess and an SSE message, on the CPU the pipeline
     # needs (bench/image_overhead.py --phases): steps faster than this are coalesced into the next update.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -13,7 +14,11 @@ from PIL import Image, PngImagePlugin
 
 @dataclass(frozen=True)
 class Parameters:
-    """The generation settings as AUTOMATIC1111 writes them into a PNG."""
+    """The generation settings as AUTOMATIC1111 writes them into a PNG.
+
+    The optional ones are left out of the text when None, as A1111 leaves out what a job did not use: `Denoising
+    strength` only for img2img, inpainting and hires fix, the inpainting keys only for inpainting, and so on.
+    """
 
     prompt: str
     negative_prompt: str
@@ -21,35 +26,75 @@ class Parameters:
     sampler: str
     cfg_scale: float
     seed: int
-    width: int
+    width: int  # the requested size; with hires fix the first pass's, as A1111 writes it (Hires upscale gives the rest)
     height: int
     model: str
+    model_hash: str | None = None
+    vae: str | None = None
+    denoising_strength: float | None = None
+    mask_mode: str | None = None  # "Inpaint not masked", only when the mask is inverted
+    mask_blur: int | None = None  # only when blurred (> 0)
+    inpaint_area: str | None = None  # "Only masked", only in that mode
+    masked_area_padding: int | None = None
+    masked_content: str | None = None  # fill | latent noise | latent nothing; "original" is A1111's unwritten default
+    hires_upscale: float | None = None
+    hires_steps: int | None = None  # only when not 0 (0: as many as the first pass)
+    hires_upscaler: str | None = None
+    lora_hashes: str | None = None  # "name: hash, name: hash"
+
+    def pairs(self) -> dict[str, str]:
+        """The `Key: value` pairs in A1111's order (processing.create_infotext), values as A1111 prints them."""
+        values: dict[str, object | None] = {
+            "Steps": self.steps, "Sampler": self.sampler, "CFG scale": self.cfg_scale, "Seed": self.seed,
+            "Size": f"{self.width}x{self.height}", "Model hash": self.model_hash, "Model": self.model,
+            "VAE": self.vae, "Denoising strength": self.denoising_strength,
+            # A1111's extra_generation_params, in the order its img2img and txt2img init add them.
+            "Mask mode": self.mask_mode, "Mask blur": self.mask_blur, "Inpaint area": self.inpaint_area,
+            "Masked area padding": self.masked_area_padding, "Masked content": self.masked_content,
+            "Hires upscale": self.hires_upscale, "Hires steps": self.hires_steps,
+            "Hires upscaler": self.hires_upscaler, "Lora hashes": self.lora_hashes,
+        }
+        return {key: _format(value) for key, value in values.items() if value is not None and value != ""}
 
     def to_text(self) -> str:
         """Render in A1111's format: prompt, `Negative prompt:` line, then `Key: value` pairs."""
         lines = [self.prompt]
         if self.negative_prompt:
             lines.append(f"Negative prompt: {self.negative_prompt}")
-        lines.append(
-            f"Steps: {self.steps}, Sampler: {self.sampler}, CFG scale: {self.cfg_scale:g}, "
-            f"Seed: {self.seed}, Size: {self.width}x{self.height}, Model: {_quote(self.model)}"
-        )
+        lines.append(", ".join(f"{key}: {quote(value)}" for key, value in self.pairs().items()))
         return "\n".join(lines)
 
 
-def _quote(value: str) -> str:
-    # A1111 quotes values that contain its separators so that its parser reads them back whole.
-    return f'"{value}"' if any(c in value for c in ',:"') else value
+def _format(value: object) -> str:
+    # 7.0 prints as 7 and 0.75 as 0.75, as A1111's UI sliders give them; every parser reads both.
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-_PAIR = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^"])*"|[^,]*)(?:,|$)')
+def quote(value: str) -> str:
+    """A1111's infotext quoting: a value holding its separators becomes a JSON string, so it reads back whole."""
+    return json.dumps(value, ensure_ascii=False) if any(c in value for c in ",:\n") else value
+
+
+def unquote(value: str) -> str:
+    """Undo quote(); a value that is not valid JSON stays as it is."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return str(json.loads(value))
+        except ValueError:
+            return value
+    return value
+
+
+# A1111's re_param (modules/infotext_utils.py): keys may hold spaces, '-' and '/'; values are quoted or run to a comma.
+_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 
 def parse_parameters(text: str) -> dict[str, str]:
     """Read A1111's `parameters` text back into {'Prompt', 'Negative prompt', 'Steps', ...}."""
     lines = text.strip().split("\n")
     *head, last = lines
-    if not _PAIR.match(last) or ":" not in last:
+    # As A1111: the last line holds the settings only when it has at least three pairs; else it is prompt text.
+    if len(_PAIR.findall(last)) < 3:
         head, last = lines, ""
     prompt_lines: list[str] = []
     negative_lines: list[str] = []
@@ -61,18 +106,18 @@ def parse_parameters(text: str) -> dict[str, str]:
         target.append(line)
     result = {"Prompt": "\n".join(prompt_lines), "Negative prompt": "\n".join(negative_lines)}
     for key, value in _PAIR.findall(last):
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        result[key.strip()] = value
+        result[key.strip()] = unquote(value.strip())
     return result
 
 
-def write_png_atomic(image: Image.Image, dest: Path, parameters: Parameters) -> Path:
-    """Write `image` to `dest` via a temp file in the same folder and a rename: never a partial file."""
+def write_png_atomic(image: Image.Image, dest: Path, parameters: Parameters | None = None) -> Path:
+    """Write `image` to `dest` via a temp file in the same folder and a rename: never a partial file.
+
+    Without parameters (a job's input image, kept so that the job can be reopened) the PNG carries no text."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", parameters.to_text())
+    if parameters is not None:
+        info.add_text("parameters", parameters.to_text())
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -6,7 +6,9 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from peewee import SqliteDatabase
+from peewee import SQL, BooleanField, CharField, Field, FloatField, IntegerField, SqliteDatabase
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run_operations
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +145,49 @@ def m004_reply_drafts(db: SqliteDatabase) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS replydraft_answers_id ON replydraft (answers_id)")
 
 
+def m005_image_modes(db: SqliteDatabase) -> None:
+    """img2img, inpainting, hires fix and model choice on image jobs (issue 13); existing rows become txt2img jobs
+    with A1111's defaults. Written with playhouse.migrate, so that PostgreSQL runs it too."""
+    def column(field_type: type[Field], default: str) -> Field:
+        # NOT NULL with a DEFAULT in the DDL itself: rows already there take it in the one ALTER TABLE. (peewee's
+        # own path adds a nullable column, fills it, then sets NOT NULL, which on SQLite rebuilds the table, and
+        # dropping the old imagejob inside our transaction would cascade-delete every imagefile row.)
+        return field_type(constraints=[SQL(f"DEFAULT {default}")])
+
+    columns: dict[str, Field] = {
+        "mode": column(CharField, "'txt2img'"),
+        "init_image_sha": column(CharField, "''"),
+        "mask_sha": column(CharField, "''"),
+        "denoising_strength": column(FloatField, "0.75"),
+        "resize_mode": column(IntegerField, "0"),
+        "mask_blur": column(IntegerField, "4"),
+        "inpainting_fill": column(IntegerField, "1"),
+        "inpaint_full_res": column(BooleanField, "FALSE"),
+        "inpaint_full_res_padding": column(IntegerField, "32"),
+        "inpainting_mask_invert": column(IntegerField, "0"),
+        "enable_hr": column(BooleanField, "FALSE"),
+        "hr_scale": column(FloatField, "2.0"),
+        "hr_upscaler": column(CharField, "'Latent'"),
+        "hr_second_pass_steps": column(IntegerField, "0"),
+        "checkpoint": column(CharField, "''"),
+        "vae": column(CharField, "''"),
+    }
+    migrator = SchemaMigrator.from_database(db)
+    present = {c.name for c in db.get_columns("imagejob")}
+    run_operations(*(migrator.add_column("imagejob", name, field, allow_not_null=True)
+                     for name, field in columns.items() if name not in present))
+    # Finding the jobs that still use an input image (on delete, to remove unused input files).
+    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_init_image_sha ON imagejob (init_image_sha)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS imagejob_mask_sha ON imagejob (mask_sha)")
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
     ("002_conversations", m002_conversations),
     ("003_accounts_and_cache", m003_accounts_and_cache),
     ("004_reply_drafts", m004_reply_drafts),
+    ("005_image_modes", m005_image_modes),
 ]
 
 

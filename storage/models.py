@@ -31,6 +31,11 @@ def owned_by(field: Any, user: str | None) -> Any:
     return field == field if user is None else field == user
 
 
+def input_path(sha: str) -> str:
+    """Where a job's input image with this digest is kept, relative to the images dir ("" for no image)."""
+    return f"inputs/{sha}.png" if sha else ""
+
+
 class BaseModel(Model):
     """Binds every model to the one database."""
 
@@ -39,7 +44,7 @@ class BaseModel(Model):
 
 
 class ImageJob(BaseModel):
-    """One text-to-image request and what became of it."""
+    """One image request (txt2img, img2img or inpaint) and what became of it."""
 
     id = AutoField()
     user = CharField(default="", index=True)
@@ -65,14 +70,41 @@ class ImageJob(BaseModel):
     # Set on jobs whose result may be reused for an identical request (a fixed seed); see services/cache.py.
     cache_key = CharField(null=True)
     extra = TextField(default="{}")  # JSON: anything a backend wants to keep (device, notes)
+    # Issue 13 (migration 005): the modes, in AUTOMATIC1111's names and defaults.
+    mode = CharField(default="txt2img")  # txt2img | img2img | inpaint
+    # The input images by the sha256 of their PNG bytes ("" for none); the files are <images dir>/inputs/<sha>.png.
+    init_image_sha = CharField(default="")
+    mask_sha = CharField(default="")
+    denoising_strength = FloatField(default=0.75)
+    resize_mode = IntegerField(default=0)
+    mask_blur = IntegerField(default=4)
+    inpainting_fill = IntegerField(default=1)
+    inpaint_full_res = BooleanField(default=False)
+    inpaint_full_res_padding = IntegerField(default=32)
+    inpainting_mask_invert = IntegerField(default=0)
+    enable_hr = BooleanField(default=False)
+    hr_scale = FloatField(default=2.0)
+    hr_upscaler = CharField(default="Latent")
+    hr_second_pass_steps = IntegerField(default=0)
+    # The checkpoint and VAE asked for ("" = the default); `model` above is the one that ran, as PNGs name it.
+    checkpoint = CharField(default="")
+    vae = CharField(default="")
 
     def settings_dict(self) -> dict[str, Any]:
-        """The request's settings and the job's model, time and cache flag, as JSON-ready data."""
+        """The request's settings and the job's model, time and cache flag, as JSON-ready data; input images as
+        paths relative to the images dir ("" for none), so that the job can be reopened."""
         return {
             "prompt": self.prompt, "negative_prompt": self.negative_prompt, "width": self.width,
             "height": self.height, "steps": self.steps, "cfg_scale": self.cfg_scale, "sampler": self.sampler,
             "batch_count": self.batch_count, "model": self.model, "duration_s": self.duration_s,
-            "cached": bool(self.cached),
+            "cached": bool(self.cached), "mode": self.mode,
+            "init_image": input_path(self.init_image_sha), "mask": input_path(self.mask_sha),
+            "denoising_strength": self.denoising_strength, "resize_mode": self.resize_mode,
+            "mask_blur": self.mask_blur, "inpainting_fill": self.inpainting_fill,
+            "inpaint_full_res": bool(self.inpaint_full_res), "inpaint_full_res_padding": self.inpaint_full_res_padding,
+            "inpainting_mask_invert": self.inpainting_mask_invert, "enable_hr": bool(self.enable_hr),
+            "hr_scale": self.hr_scale, "hr_upscaler": self.hr_upscaler,
+            "hr_second_pass_steps": self.hr_second_pass_steps, "checkpoint": self.checkpoint, "vae": self.vae,
         }
 
     def extra_dict(self) -> dict[str, Any]:

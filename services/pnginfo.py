@@ -1,0 +1,130 @@
+"""PNG Info: the generation settings an Atelier or AUTOMATIC1111 image carries, as request fields in A1111's API names.
+
+A1111 (and Atelier) write them as the PNG text chunk `parameters`; for JPEG and WebP A1111 puts the same text in the
+EXIF UserComment, which is read too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipelines.image_base import SAMPLERS, InvalidRequest
+from services.uploads import DEFAULT_LIMITS, UploadLimits, open_image
+from storage.files import parse_parameters
+
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+# A1111 infotext key -> (API name, type). Keys not listed here come back under "extra", as written.
+_FIELDS: dict[str, tuple[str, type]] = {
+    "Steps": ("steps", int), "CFG scale": ("cfg_scale", float), "Seed": ("seed", int),
+    "Model": ("model", str), "Model hash": ("model_hash", str), "VAE": ("vae", str), "VAE hash": ("vae_hash", str),
+    "Denoising strength": ("denoising_strength", float), "Mask blur": ("mask_blur", int),
+    "Masked area padding": ("inpaint_full_res_padding", int), "Hires upscale": ("hr_scale", float),
+    "Hires steps": ("hr_second_pass_steps", int), "Hires upscaler": ("hr_upscaler", str),
+}
+_MASKED_CONTENT = {"fill": 0, "original": 1, "latent noise": 2, "latent nothing": 3}
+_INPAINT_KEYS = ("Mask blur", "Mask mode", "Inpaint area", "Masked area padding", "Masked content")
+_HIRES_KEYS = ("Hires upscale", "Hires steps", "Hires upscaler", "Hires resize")
+
+
+def read_text(data: bytes | str | Path, field: str = "image", limits: UploadLimits = DEFAULT_LIMITS) -> str:
+    """The raw `parameters` text of an image; InvalidRequest({field: message}) when it has none or is no image."""
+    # Only the metadata is read, never the pixels: a large A1111 upscale is fine here.
+    with open_image(data, field, limits, check_pixels=False) as image:
+        text = image.info.get("parameters") or _exif_comment(image)
+        if isinstance(text, str) and text.strip():
+            return text
+        hint = " (it holds a ComfyUI workflow, which is not read here)" if "workflow" in image.info else ""
+        kind = image.format or "image"
+    raise InvalidRequest({field: f"{field}: this {kind} carries no generation parameters{hint}; PNG Info reads "
+                                 f"the 'parameters' text that Atelier and AUTOMATIC1111 write into their images."})
+
+
+def read(data: bytes | str | Path, field: str = "image", limits: UploadLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The image's settings as a dict in A1111's API names, plus "parameters" (the raw text), "mode" (the tab it
+    came from: txt2img, img2img or inpaint) and "extra" (keys Atelier has no field for, such as Version)."""
+    return parse(read_text(data, field, limits))
+
+
+def parse(text: str) -> dict[str, Any]:
+    """A1111 infotext -> request fields; values that do not parse stay, as text, under "extra"."""
+    pairs = parse_parameters(text)
+    result: dict[str, Any] = {"prompt": pairs.pop("Prompt"), "negative_prompt": pairs.pop("Negative prompt")}
+    extra: dict[str, str] = {}
+    for key, value in pairs.items():
+        if key in _FIELDS:
+            name, kind = _FIELDS[key]
+            try:
+                result[name] = kind(value)
+            except ValueError:
+                extra[key] = value
+        elif key == "Size" and (size := _SIZE.match(value)):
+            result["width"], result["height"] = int(size[1]), int(size[2])
+        elif key == "Lora hashes":
+            result["lora_hashes"] = _lora_hashes(value)
+        elif key not in ("Sampler", "Schedule type", "Mask mode", "Inpaint area", "Masked content"):
+            extra[key] = value
+    if "Sampler" in pairs:
+        result["sampler_name"] = _sampler(pairs["Sampler"], pairs.get("Schedule type", ""))
+        if result["sampler_name"] == pairs["Sampler"] and "Schedule type" in pairs:
+            extra["Schedule type"] = pairs["Schedule type"]
+    hires = any(key in pairs for key in _HIRES_KEYS)
+    inpaint = any(key in pairs for key in _INPAINT_KEYS)
+    result["mode"] = "inpaint" if inpaint else "img2img" if "Denoising strength" in pairs and not hires else "txt2img"
+    result["enable_hr"] = hires
+    if hires:
+        # What A1111 leaves unwritten: as many second-pass steps as the first, and its default latent upscale.
+        result.setdefault("hr_second_pass_steps", 0)
+        result.setdefault("hr_upscaler", "Latent")
+    if inpaint:
+        # Likewise for inpainting: no blur, the original content, the whole picture, the masked part repainted.
+        result.setdefault("mask_blur", 0)
+        result["inpainting_fill"] = _MASKED_CONTENT.get(pairs.get("Masked content", "original"), 1)
+        result["inpaint_full_res"] = pairs.get("Inpaint area") == "Only masked"
+        result["inpainting_mask_invert"] = int(pairs.get("Mask mode") == "Inpaint not masked")
+    for key in ("Masked content", "Inpaint area", "Mask mode"):
+        if key in pairs and not inpaint:
+            extra[key] = pairs[key]
+    result["extra"] = extra
+    result["parameters"] = text
+    return result
+
+
+def _sampler(name: str, schedule: str) -> str:
+    # A1111 1.9+ writes the schedule apart ("Sampler: DPM++ 2M, Schedule type: Karras"); Atelier's sampler list, as
+    # older A1111, names the pair ("DPM++ 2M Karras").
+    combined = f"{name} {schedule}"
+    return combined if schedule and combined in SAMPLERS else name
+
+
+def _lora_hashes(value: str) -> dict[str, str]:
+    """'name: hash, name: hash' -> {name: hash}."""
+    hashes: dict[str, str] = {}
+    for item in value.split(","):
+        name, sep, digest = item.rpartition(":")
+        if sep and name.strip():
+            hashes[name.strip()] = digest.strip()
+    return hashes
+
+
+def _exif_comment(image: Image.Image) -> str | None:
+    """The EXIF UserComment (where A1111 puts the parameters of JPEG and WebP images), decoded."""
+    try:
+        raw = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    except Exception:  # a damaged EXIF block is the same as none
+        return None
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes) or len(raw) < 8:
+        return None
+    prefix, body = raw[:8], raw[8:]
+    if prefix == b"UNICODE\x00":
+        # piexif, which A1111 uses, writes UTF-16 big-endian; some tools write little-endian with a BOM.
+        encoding = "utf-16" if body[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-16-be"
+        return body.decode(encoding, errors="replace").rstrip("\x00")
+    return body.decode("utf-8", errors="replace").rstrip("\x00")
