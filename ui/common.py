@@ -3,6 +3,7 @@ which field is wrong and what it allows."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,13 @@ def is_number(value: Any) -> bool:
 # sees every value and names the field and what it allows. The widgets keep their ranges. Component subclasses with
 # their own preprocess would do as well, but Gradio writes a .pyi file beside any module that subclasses one.
 RAW_INPUTS: dict[str, Any] = {"preprocess": False}
+# Components whose raw value is a file Gradio received: {"path": ..., "orig_name": ..., ...}, or None.
+FILE_COMPONENTS = (gr.Image, gr.File)
+
+
+def is_file(value: Any) -> bool:
+    """A raw file value as Gradio hands it on (its path lies in Gradio's upload or cache folder)."""
+    return isinstance(value, dict) and isinstance(value.get("path"), str)
 
 
 def whole(value: Any) -> Any:
@@ -53,6 +61,12 @@ def allowed(component: gr.components.Component) -> str:
         return f"{kind} of at most {high}" if high else kind
     if isinstance(component, gr.Dropdown):
         return "one of: " + ", ".join(str(value) for _, value in component.choices)
+    if isinstance(component, gr.Radio):
+        return "one of: " + ", ".join(f"{json.dumps(value)} ({label})" for label, value in component.choices)
+    if isinstance(component, gr.Checkbox):
+        return "true or false"
+    if isinstance(component, FILE_COMPONENTS):
+        return "an uploaded image file (in gradio_client: handle_file(path))"
     return "text"
 
 
@@ -78,6 +92,16 @@ def type_errors(fields: Mapping[str, gr.components.Component], values: Mapping[s
             continue
         if isinstance(component, gr.Slider | gr.Number):
             if is_number(value) and (not _whole_only(component) or float(value).is_integer()):
+                continue
+        elif isinstance(component, gr.Radio):
+            # Exactly one of the choices: 1.0 is 1 (JSON), but true is not 1 (Python says it is).
+            if any(type(whole(value)) is type(choice) and whole(value) == choice for _, choice in component.choices):
+                continue
+        elif isinstance(component, gr.Checkbox):
+            if isinstance(value, bool):
+                continue
+        elif isinstance(component, FILE_COMPONENTS):
+            if is_file(value):
                 continue
         elif isinstance(value, str):
             continue
@@ -120,7 +144,8 @@ def read_api(fn: Callable[..., Any], api_name: str, fields: Mapping[str, gr.comp
         return verdicts(names, {**range_errors(fields, given), **type_errors(fields, given, optional)})
 
     gr.Button(visible=False).click(fn, inputs=list(fields.values()), outputs=[gr.JSON(visible=False)],
-                                   api_name=api_name, validator=validate, concurrency_limit=None, **RAW_INPUTS)
+                                   api_name=api_name, validator=validate if names else None, concurrency_limit=None,
+                                   **RAW_INPUTS)
 
 
 def user_of(request: gr.Request | None) -> str:

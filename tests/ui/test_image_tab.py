@@ -6,7 +6,7 @@ import gradio as gr
 from PIL import Image
 
 from services.images import JobSnapshot
-from ui.image_tab import StreamGate
+from ui.image_form import StreamGate
 
 
 def job_snapshots(steps: int) -> list[JobSnapshot]:

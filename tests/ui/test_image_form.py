@@ -1,0 +1,49 @@
+"""What the image tabs share: raw values coerced, each new field's type named in its message, A1111's names when
+a form is filled from a job or a PNG."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ui.common import type_errors
+from ui.image_form import INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES, coerce, field_values
+
+
+def test_whole_number_fields_arrive_as_ints_and_empty_texts_as_empty() -> None:
+    values = coerce({"width": 64.0, "mask_blur": 4.0, "resize_mode": 2.0, "inpaint_full_res_padding": 32.0,
+                     "denoising_strength": 0.5, "cfg_scale": 7.0, "model": None, "prompt": None})
+    assert values == {"width": 64, "mask_blur": 4, "resize_mode": 2, "inpaint_full_res_padding": 32,
+                      "denoising_strength": 0.5, "cfg_scale": 7.0, "model": "", "prompt": ""}
+    assert type(values["cfg_scale"]) is float  # not a whole-number field
+
+
+def test_radio_checkbox_and_image_fields_name_what_they_allow() -> None:
+    with gr.Blocks():
+        fields = {"resize_mode": gr.Radio(RESIZE_MODES, value=0), "inpainting_fill": gr.Radio(MASKED_CONTENT, value=1),
+                  "inpaint_full_res": gr.Radio(INPAINT_AREAS, value=False), "enable_hr": gr.Checkbox(False),
+                  "init_image": gr.Image(), "mask": gr.Image()}
+    good = {"resize_mode": 2.0, "inpainting_fill": 0, "inpaint_full_res": True, "enable_hr": False,
+            "init_image": {"path": "/tmp/gradio/abc/a.png", "meta": {"_type": "gradio.FileData"}}, "mask": None}
+    assert type_errors(fields, good, optional=["mask"]) == {}
+    bad = {"resize_mode": 3, "inpainting_fill": True, "inpaint_full_res": 1, "enable_hr": "yes",
+           "init_image": "a.png", "mask": {"url": "http://x"}}
+    errors = type_errors(fields, bad, optional=["mask"])
+    assert errors["resize_mode"] == ('resize_mode must be one of: 0 (Just resize), 1 (Crop and resize), '
+                                     '2 (Resize and fill), got 3.')
+    assert "got True" in errors["inpainting_fill"]  # true is no 1 here
+    assert errors["inpaint_full_res"].startswith("inpaint_full_res must be one of: false (Whole picture), "
+                                                 "true (Only masked)")
+    assert errors["enable_hr"] == "enable_hr must be true or false, got 'yes'."
+    assert errors["init_image"] == ("init_image must be an uploaded image file (in gradio_client: "
+                                    "handle_file(path)), got 'a.png'.")
+    assert errors["mask"].startswith("mask must be an uploaded image file (in gradio_client: handle_file(path)), "
+                                     "or empty")
+
+
+def test_a_form_is_filled_from_a1111_names_and_keeps_what_a_png_does_not_say() -> None:
+    info = {"prompt": "a fox", "sampler_name": "DPM++ 2M", "seed": 7, "steps": 12, "denoising_strength": 0.4}
+    values = field_values(info, ["prompt", "sampler", "seed", "steps", "denoising_strength", "hr_scale"])
+    assert values[:5] == ["a fox", "DPM++ 2M", 7, 12, 0.4]
+    assert values[5] == gr.skip()
+    # A job's info: the seed actually used wins over the -1 it was asked with.
+    assert field_values({"seed": -1, "seed_used": 99}, ["seed"]) == [99]

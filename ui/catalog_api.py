@@ -1,0 +1,29 @@
+"""`/models` and `/loras`: what the model folders hold, for scripts and the React client to choose from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from services.container import Services
+from ui.common import read_api
+from ui.image_form import BUILTIN_UPSCALERS
+
+
+def register_api(services: Services) -> None:
+    """The two endpoints; called outside gr.Tabs because API-only endpoints have no place in a layout."""
+    catalog = services.catalog
+
+    def models() -> dict[str, Any]:
+        """Checkpoints, VAEs and hires upscalers by the names /generate_image, /img2img and /inpaint take."""
+        return {"models": catalog.models(), "vaes": catalog.vaes(),
+                "upscalers": [*BUILTIN_UPSCALERS, *catalog.upscalers()]}
+
+    def loras() -> dict[str, Any]:
+        """LoRA names for the prompt's <lora:name:weight> tags."""
+        return {"loras": catalog.loras()}
+
+    with gr.Row(visible=False):
+        read_api(models, "models", {})
+        read_api(loras, "loras", {})

@@ -1,0 +1,332 @@
+"""What the three image tabs (txt2img, img2img, inpaint) share: their settings widgets with AUTOMATIC1111's names
+and defaults, the result column, and the job event (validator, streamed run) behind `/generate_image`, `/img2img`
+and `/inpaint`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from services.container import Services
+from services.limits import MAX_SEED, SAMPLERS, InvalidRequest
+from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, user_of, verdicts
+
+# How often the handler looks at its job: the result reaches the client up to this much after the job ends. A wake
+# costs microseconds; messages, the real cost, are paced by ATELIER_STREAM_INTERVAL_S.
+WATCH_POLL_S = 0.005
+TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
+                 "batch_count")
+HIRES_NAMES = ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength")
+MODEL_NAMES = ("model", "vae")
+IMG2IMG_NAMES = ("init_image", "denoising_strength", "resize_mode")
+INPAINT_NAMES = ("mask", "mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
+                 "inpainting_mask_invert")
+IMAGE_NAMES = ("init_image", "mask")
+# AUTOMATIC1111's API defaults for what a request may leave out (see ISSUE13's contract and pipelines/image_base).
+A1111_DEFAULTS: dict[str, Any] = {
+    "enable_hr": False, "hr_scale": 2.0, "hr_upscaler": "Latent", "hr_second_pass_steps": 0,
+    "denoising_strength": 0.75, "resize_mode": 0, "mask_blur": 4, "inpainting_fill": 1, "inpaint_full_res": False,
+    "inpaint_full_res_padding": 32, "inpainting_mask_invert": 0, "model": "", "vae": "",
+}
+WHOLE_NAMES = ("width", "height", "steps", "seed", "batch_count", "hr_second_pass_steps", "resize_mode", "mask_blur",
+               "inpainting_fill", "inpaint_full_res_padding", "inpainting_mask_invert")
+RESIZE_MODES = [("Just resize", 0), ("Crop and resize", 1), ("Resize and fill", 2)]
+MASKED_CONTENT = [("fill", 0), ("original", 1), ("latent noise", 2), ("latent nothing", 3)]
+INPAINT_AREAS = [("Whole picture", False), ("Only masked", True)]
+MASK_MODES = [("Inpaint masked", 0), ("Inpaint not masked", 1)]
+BUILTIN_UPSCALERS = ["Latent", "Lanczos"]
+# What AUTOMATIC1111's PNG Info (and its API) calls a field that Atelier names otherwise.
+ALIASES = {"sampler": "sampler_name"}
+
+
+@dataclass
+class JobColumn:
+    """The right-hand column of an image tab: live preview, progress, results, info, reuse buttons."""
+
+    preview: gr.Image
+    progress: gr.Markdown
+    gallery: gr.Gallery
+    info: gr.JSON
+    reuse: gr.Button
+    reuse_seed: gr.Button
+
+    def outputs(self) -> list[gr.components.Component]:
+        """What a job event streams into, in the order stream_job yields."""
+        return [self.preview, self.progress, self.gallery, self.info]
+
+
+def prompt_boxes(prefix: str) -> dict[str, gr.Textbox]:
+    """The prompt and negative prompt boxes."""
+    return {
+        "prompt": gr.Textbox(label="Prompt", lines=3, placeholder="a watercolor fox in a misty forest",
+                             elem_id=f"{prefix}-prompt"),
+        "negative_prompt": gr.Textbox(label="Negative prompt", lines=2, placeholder="blurry, low quality",
+                                      elem_id=f"{prefix}-negative-prompt"),
+    }
+
+
+def run_buttons(prefix: str) -> tuple[gr.Button, gr.Button]:
+    """Generate and Stop."""
+    with gr.Row():
+        return (gr.Button("Generate", variant="primary", elem_id=f"{prefix}-generate"),
+                gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop"))
+
+
+def form_head(services: Services, prefix: str) -> tuple[dict[str, gr.Dropdown], dict[str, gr.Textbox], gr.Button,
+                                                       gr.Button]:
+    """The top of an image-to-image form: checkpoint and VAE, prompts, Generate and Stop."""
+    models = model_pickers(services, prefix)
+    prompts = prompt_boxes(prefix)
+    generate, stop = run_buttons(prefix)
+    return models, prompts, generate, stop
+
+
+def settings_sliders(services: Services) -> dict[str, gr.components.Component]:
+    """Size, steps, CFG, sampler, seed and batch count, bounded by the server's limits."""
+    defaults = services.images.defaults
+    limits = services.images.limits
+    # The ranges bound the widgets; what scripts send, the validators check (RAW_INPUTS).
+    with gr.Row():
+        width = gr.Slider(limits.min_size, limits.max_size, value=defaults.get("width", 512), step=8, label="Width")
+        height = gr.Slider(limits.min_size, limits.max_size, value=defaults.get("height", 512), step=8,
+                           label="Height")
+    with gr.Row():
+        steps = gr.Slider(1, limits.max_steps, value=defaults.get("steps", 20), step=1, label="Steps")
+        cfg_scale = gr.Slider(0, limits.max_cfg_scale, value=defaults.get("cfg_scale", 7.0), step=0.5,
+                              label="CFG scale")
+    with gr.Row():
+        sampler = gr.Dropdown(list(SAMPLERS), value=defaults.get("sampler", "Euler a"), label="Sampler",
+                              allow_custom_value=True)
+        seed = gr.Number(-1, precision=0, minimum=-1, maximum=MAX_SEED, label="Seed (-1 = random)")
+        batch_count = gr.Slider(1, limits.max_batch_count, value=1, step=1, label="Batch count")
+    return {"width": width, "height": height, "steps": steps, "cfg_scale": cfg_scale, "seed": seed,
+            "sampler": sampler, "batch_count": batch_count}
+
+
+def denoising_slider(label: str = "Denoising strength") -> gr.Slider:
+    """A1111's denoising strength: how much of the image the pass may change."""
+    return gr.Slider(0, 1, value=A1111_DEFAULTS["denoising_strength"], step=0.01, label=label)
+
+
+def model_choices(services: Services) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(checkpoints, VAEs) as dropdown choices; the empty name means the configured default."""
+    catalog = services.catalog
+    models = [("Default", ""), *((name, name) for name in catalog.models())]
+    vaes = [("Automatic (the checkpoint's own)", ""), *((name, name) for name in catalog.vaes())]
+    return models, vaes
+
+
+def model_pickers(services: Services, prefix: str) -> dict[str, gr.Dropdown]:
+    """Checkpoint and VAE dropdowns with a refresh button that lists the folders again."""
+    models, vaes = model_choices(services)
+    with gr.Row():
+        model = gr.Dropdown(models, value="", label="Checkpoint", elem_id=f"{prefix}-model", scale=4)
+        vae = gr.Dropdown(vaes, value="", label="VAE", elem_id=f"{prefix}-vae", scale=3)
+        refresh = gr.Button("🔄", size="sm", scale=0, min_width=40, elem_id=f"{prefix}-refresh-models")
+
+    def relist() -> tuple[gr.Dropdown, gr.Dropdown]:
+        models, vaes = model_choices(services)
+        return gr.Dropdown(choices=models), gr.Dropdown(choices=vaes)
+
+    refresh.click(relist, outputs=[model, vae], concurrency_limit=None, **PRIVATE)
+    return {"model": model, "vae": vae}
+
+
+def hires_fields(services: Services) -> dict[str, gr.components.Component]:
+    """The "Hires. fix" accordion: base size, upscale, then an img2img pass, in one job."""
+    with gr.Accordion("Hires. fix", open=False):
+        enable_hr = gr.Checkbox(False, label="Hires. fix", elem_id="image-enable-hr")
+        with gr.Row():
+            hr_upscaler = gr.Dropdown([*BUILTIN_UPSCALERS, *services.catalog.upscalers()], value="Latent",
+                                      label="Upscaler")
+            hr_second_pass_steps = gr.Slider(0, services.images.limits.max_steps, value=0, step=1,
+                                             label="Hires steps (0 = same as steps)")
+        with gr.Row():
+            denoising_strength = denoising_slider()
+            hr_scale = gr.Slider(1, 4, value=A1111_DEFAULTS["hr_scale"], step=0.05, label="Upscale by")
+    return {"enable_hr": enable_hr, "hr_scale": hr_scale, "hr_upscaler": hr_upscaler,
+            "hr_second_pass_steps": hr_second_pass_steps, "denoising_strength": denoising_strength}
+
+
+def job_column(prefix: str) -> JobColumn:
+    """Build the result column inside the current layout."""
+    preview = gr.Image(label="Live preview", type="pil", format="jpeg", interactive=False,
+                       elem_id=f"{prefix}-preview", height=320)
+    progress = gr.Markdown(elem_id=f"{prefix}-progress")
+    gallery = gr.Gallery(label="Result", columns=2, height="auto", elem_id=f"{prefix}-result", format="png")
+    info = gr.JSON(label="Info", elem_id=f"{prefix}-info")
+    with gr.Row():
+        reuse = gr.Button("Reuse settings", size="sm")
+        reuse_seed = gr.Button("Reuse seed", size="sm")
+    return JobColumn(preview, progress, gallery, info, reuse, reuse_seed)
+
+
+def coerce(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Sliders and numbers arrive as floats; whole-number fields become ints when they are whole."""
+    out = dict(values)
+    for name in WHOLE_NAMES:
+        value = out.get(name)
+        if isinstance(value, float) and value.is_integer():
+            out[name] = int(value)
+    for name in ("prompt", "negative_prompt", "model", "vae"):
+        if name in out and out[name] is None:
+            out[name] = ""
+    return out
+
+
+def read_images(services: Services, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The uploaded images among `values` decoded (PIL), and {field: message} for those that are not images, too
+    large, or unreadable. A field left empty stays None, for the service to say whether the mode needs it."""
+    images: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in IMAGE_NAMES:
+        if name not in values:
+            continue
+        value = values[name]
+        if value is None:
+            images[name] = None
+            continue
+        try:
+            images[name] = services.uploads.read_image(Path(value["path"]), name)
+        except InvalidRequest as err:
+            errors.update(err.errors)
+    return images, errors
+
+
+def request_errors(services: Services, mode: str, fields: Mapping[str, gr.components.Component],
+                   values: Mapping[str, Any]) -> dict[str, str]:
+    """{field: message} for every bad value of a job request, each on a field of `fields`."""
+    optional = [name for name in IMAGE_NAMES if name in fields]  # empty: the service says whether it is needed
+    wrong = type_errors(fields, values, optional=optional)
+    images, bad_images = read_images(services, {k: v for k, v in values.items() if k not in wrong})
+    params = {k: v for k, v in values.items() if k not in wrong and k not in IMAGE_NAMES}
+    errors = {**services.images.field_errors(mode=mode, **params, **images), **bad_images, **wrong}
+    # A message about a field this event does not take (say, a mode rule) still refuses the request, on the first.
+    first = next(iter(fields))
+    for name in [n for n in errors if n not in fields]:
+        message = errors.pop(name)
+        errors[first] = f"{errors[first]} {message}" if first in errors else message
+    return errors
+
+
+def job_values(services: Services, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A raw request's values for services.images.validate: coerced, with its images decoded."""
+    params = coerce(values)
+    images, bad = read_images(services, params)
+    if bad:
+        raise InvalidRequest(bad)
+    return {**params, **images}
+
+
+async def stream_job(services: Services, mode: str, values: Mapping[str, Any], request: gr.Request | None,
+                     progress: gr.Progress) -> AsyncIterator[tuple[Any, str, Any, Any]]:
+    """Validate and start one job; stream (preview, progress text, gallery, info), ending with the stored PNGs."""
+    try:
+        req = services.images.validate(mode=mode, **job_values(services, values))
+    except InvalidRequest as err:
+        raise gr.Error(str(err)) from None
+    handle = services.images.start(req, user=user_of(request))
+    shown = StreamGate(services.settings.stream_interval_s)
+    async for snap in handle.watch(poll_s=WATCH_POLL_S):
+        if snap.status == "failed":
+            raise gr.Error(snap.error or snap.message)
+        if not shown.due(snap):
+            continue  # coalesced: the next update carries the latest preview and step
+        if snap.total and not snap.finished:
+            progress((snap.step, snap.total), desc=snap.message)
+        gallery_value = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []), strict=False)]
+        yield (shown.changed("preview", snap.preview), snap.message,
+               gallery_value if snap.finished else gr.skip(), shown.changed("info", snap.info))
+
+
+def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any], mode: str,
+              fields: dict[str, gr.components.Component], column: JobColumn, api_name: str,
+              description: str) -> Any:
+    """Wire `trigger` (a button's click, or .success of an earlier step) to run a job of `mode` on `fields`, which
+    are the endpoint's parameters by name, in order; its validator refuses bad values before anything is queued."""
+
+    def validate(request: gr.Request, **values: Any) -> Any:
+        errors = request_errors(services, mode, fields, coerce(values))
+        if problem := quota.problem(request):
+            errors["prompt"] = problem
+        return verdicts(list(fields), errors)
+
+    async def run(request: gr.Request, progress: gr.Progress = gr.Progress(), **values: Any
+                  ) -> AsyncIterator[tuple[Any, str, Any, Any]]:
+        async for update in stream_job(services, mode, values, request, progress):
+            yield update
+
+    run.__doc__ = description
+    return trigger(
+        run, inputs_kwargs=fields, outputs=column.outputs(), api_name=api_name, validator=validate, **RAW_INPUTS,
+        # Several jobs at once, so that they can wait together in the batcher (services/batcher.py), which runs
+        # one pipeline call at a time; Gradio's batch=True cannot stream previews (see the README).
+        concurrency_limit=services.images.concurrency,
+        # The queue position and ETA show over the result, while the preview above keeps streaming.
+        concurrency_id="image", show_progress="full", show_progress_on=[column.gallery],
+    )
+
+
+def field_values(info: Mapping[str, Any], names: list[str]) -> list[Any]:
+    """Values for the components named `names` from a job's info, history entry or PNG Info dict (A1111's names
+    too); the seed is the one actually used; a field the dict lacks keeps what the form shows (gr.skip())."""
+    values = dict(info)
+    if values.get("seed_used") is not None:
+        values["seed"] = values["seed_used"]
+    out = []
+    for name in names:
+        value = values.get(name, values.get(ALIASES.get(name, "")))
+        out.append(gr.skip() if value is None else value)
+    return out
+
+
+def wire_reuse(column: JobColumn, fields: dict[str, gr.components.Component]) -> None:
+    """"Reuse settings" and "Reuse seed" fill the form from the last job's info."""
+    names = [name for name in fields if name not in IMAGE_NAMES]
+
+    def reuse_settings(info: dict[str, Any] | None) -> list[Any]:
+        if not info or "prompt" not in info:
+            raise gr.Error("Nothing to reuse yet: generate an image first.")
+        return field_values(info, names)
+
+    def reuse_seed(info: dict[str, Any] | None) -> int:
+        if not info or info.get("seed") is None:
+            raise gr.Error("No seed to reuse yet: generate an image first.")
+        return int(info["seed"])
+
+    column.reuse.click(reuse_settings, inputs=[column.info], outputs=[fields[n] for n in names], **PRIVATE)
+    column.reuse_seed.click(reuse_seed, inputs=[column.info], outputs=[fields["seed"]], **PRIVATE)
+
+
+class StreamGate:
+    """Which of a job's snapshots become messages: every change of status and the final one at once, step
+    progress at most once per `interval_s` (a message costs a Gradio postprocess and an SSE event on the CPU the
+    pipeline needs); and of the outputs, only those that changed since the last message."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.status = ""
+        self.last = -math.inf
+        self.sent: dict[str, Any] = {"preview": None}  # a new job keeps the last preview until it has one
+
+    def due(self, snap: Any) -> bool:
+        """True when `snap` should be sent now."""
+        now = time.monotonic()
+        if snap.finished or snap.status != self.status or now - self.last >= self.interval_s:
+            self.status, self.last = snap.status, now
+            return True
+        return False
+
+    def changed(self, name: str, value: Any) -> Any:
+        """`value` if it is not the object sent last time under `name`, else gr.skip() (nothing to re-encode)."""
+        if name in self.sent and self.sent[name] is value:
+            return gr.skip()
+        self.sent[name] = value
+        return value
+

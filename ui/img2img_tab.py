@@ -1,0 +1,52 @@
+"""The img2img tab: an init image reworked by a prompt at a denoising strength; the `/img2img` API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from services.container import Services
+from ui import image_form
+from ui.common import PRIVATE, QueueQuota
+
+# The parameters of /img2img, in order: txt2img's, then the init image and how it is used, then the model choice.
+PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.MODEL_NAMES)
+
+
+@dataclass
+class Img2ImgTab:
+    """The components PNG Info fills ("Send to img2img")."""
+
+    fields: dict[str, gr.components.Component]
+
+
+def init_image_input(label: str, elem_id: str) -> gr.Image:
+    """An image to upload or paste; its raw file reaches the validator, which decodes it with the upload limits."""
+    return gr.Image(label=label, sources=["upload", "clipboard"], type="filepath", format="png", height=360,
+                    elem_id=elem_id)
+
+
+def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
+    """Build the tab inside the current Blocks and wire its events."""
+    with gr.Tab("img2img", id="img2img"), gr.Row():
+        with gr.Column(scale=5):
+            models, prompts, generate_btn, stop_btn = image_form.form_head(services, "img2img")
+            init_image = init_image_input("Init image", "img2img-init-image")
+            with gr.Row():
+                resize_mode = gr.Radio(image_form.RESIZE_MODES, value=0, label="Resize mode")
+                denoising_strength = image_form.denoising_slider()
+            with gr.Accordion("Settings", open=True):
+                settings = image_form.settings_sliders(services)
+        with gr.Column(scale=6):
+            column = image_form.job_column("img2img")
+
+    given = {**prompts, **settings, **models, "init_image": init_image, "resize_mode": resize_mode,
+             "denoising_strength": denoising_strength}
+    fields = {name: given[name] for name in PARAM_NAMES}
+    event = image_form.job_event(services, quota, generate_btn.click, "img2img", fields, column, "img2img",
+                                 "Rework an init image with a prompt (img2img); streams the preview and progress, "
+                                 "ends with the stored PNG files and their info.")
+    stop_btn.click(None, cancels=[event], **PRIVATE)
+    image_form.wire_reuse(column, fields)
+    return Img2ImgTab(fields)

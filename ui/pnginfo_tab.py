@@ -1,0 +1,95 @@
+"""The PNG Info tab: drop a PNG (from Atelier or AUTOMATIC1111) to see its settings, and send them to a tab; the
+`/png_info` API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from services import pnginfo
+from services.limits import InvalidRequest
+from ui.common import PRIVATE, RAW_INPUTS, read_api
+from ui.image_form import IMAGE_NAMES, field_values
+from ui.image_tab import ImageTab
+from ui.img2img_tab import Img2ImgTab
+from ui.inpaint_tab import InpaintTab
+
+
+def read_info(image: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings stored in an uploaded PNG (raw Gradio file value), in AUTOMATIC1111's API names."""
+    if image is None:
+        raise gr.Error("image: upload a PNG to read its settings.")
+    try:
+        return pnginfo.read(Path(image["path"]))
+    except InvalidRequest as err:
+        raise gr.Error(str(err)) from None
+
+
+def show_info(image: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
+    """The info dict and its raw `parameters` text, or nothing once the image is cleared."""
+    if image is None:
+        return None, ""
+    info = read_info(image)
+    return info, info.get("parameters", "")
+
+
+def settings_of(info: dict[str, Any] | None) -> dict[str, Any]:
+    """The info read from a PNG, or a message when there is none yet."""
+    if not info:
+        raise gr.Error("Drop a PNG with generation settings first.")
+    return info
+
+
+def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
+    """Build the tab inside the current Blocks and wire its events, the "Send to" buttons included."""
+    with gr.Tab("PNG Info", id="pnginfo"), gr.Row():
+        with gr.Column():
+            png = gr.Image(label="PNG", type="filepath", sources=["upload"], height=420,
+                           elem_id="pnginfo-image")
+        with gr.Column():
+            parameters = gr.Textbox(label="parameters", lines=6, interactive=False,
+                                    elem_id="pnginfo-parameters")
+            info = gr.JSON(label="Settings (AUTOMATIC1111's API names)", elem_id="pnginfo-info")
+            with gr.Row():
+                to_txt2img = gr.Button("Send to txt2img", elem_id="pnginfo-to-txt2img")
+                to_img2img = gr.Button("Send to img2img", elem_id="pnginfo-to-img2img")
+                to_inpaint = gr.Button("Send to inpaint", elem_id="pnginfo-to-inpaint")
+
+    png.change(show_info, inputs=[png], outputs=[info, parameters], concurrency_limit=None, **RAW_INPUTS,
+               **PRIVATE)
+    txt2img_names = list(image_tab.fields)
+    img2img_names = [n for n in img2img.fields if n not in IMAGE_NAMES]
+    inpaint_names = [n for n in inpaint.fields if n not in IMAGE_NAMES]
+
+    def send_to_txt2img(info: dict[str, Any] | None) -> list[Any]:
+        return [*field_values(settings_of(info), txt2img_names), gr.Tabs(selected="image")]
+
+    def send_to_img2img(info: dict[str, Any] | None, path: str | None) -> list[Any]:
+        # As AUTOMATIC1111 does, the picture itself becomes the init image.
+        return [*field_values(settings_of(info), img2img_names), path, gr.Tabs(selected="img2img")]
+
+    def send_to_inpaint(info: dict[str, Any] | None, path: str | None) -> list[Any]:
+        editor = {"background": path, "layers": [], "composite": path}
+        return [*field_values(settings_of(info), inpaint_names), editor, gr.Tabs(selected="inpaint")]
+
+    to_txt2img.click(send_to_txt2img, inputs=[info], outputs=[*image_tab.inputs(), tabs], **PRIVATE)
+    to_img2img.click(send_to_img2img, inputs=[info, png],
+                     outputs=[*(img2img.fields[n] for n in img2img_names), img2img.fields["init_image"], tabs],
+                     **PRIVATE)
+    to_inpaint.click(send_to_inpaint, inputs=[info, png],
+                     outputs=[*(inpaint.fields[n] for n in inpaint_names), inpaint.editor, tabs], **PRIVATE)
+
+
+def register_api() -> None:
+    """`/png_info`; called outside gr.Tabs because API-only endpoints have no place in a layout."""
+
+    def png_info(image: dict[str, Any] | None) -> dict[str, Any]:
+        """The generation settings stored in a PNG (Atelier's or AUTOMATIC1111's `parameters`), as JSON in
+        AUTOMATIC1111's API names, with the raw text under "parameters"."""
+        return read_info(image)
+
+    with gr.Row(visible=False):
+        fields = {"image": gr.Image(type="filepath")}
+    read_api(png_info, "png_info", fields)
