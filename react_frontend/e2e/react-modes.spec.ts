@@ -84,6 +84,12 @@ test("img2img: upload an init image, set the denoising strength, get an image of
   const [job] = await historyJobs(page);
   expect(job).toMatchObject({ prompt: "a painted fox, img2img", mode: "img2img", denoising_strength: 0.6, status: "done" });
   await keepScreenshot(page, "img2img-result");
+
+  // "Send to inpaint": the result becomes the image to paint a mask on.
+  await page.getByTestId("send-result-inpaint").click();
+  await expect(page.getByTestId("mode-inpaint")).toHaveAttribute("data-state", "active");
+  await expect(page.getByTestId("mask-canvas")).toHaveAttribute("width", "64");
+  await expect(page.getByTestId("mask-canvas")).toHaveAttribute("height", "48");
 });
 
 test("inpaint: draw a mask with the mouse; the unmasked pixels come back untouched", async ({ page }) => {

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import { ChevronDown, Dices, Download, ImageIcon, Loader2, RotateCcw, Sparkles, Square, Wand2 } from "lucide-react";
+import { Brush, ChevronDown, Dices, Download, ImageIcon, ImageUp, Loader2, RotateCcw, Sparkles, Square, Wand2 } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
@@ -11,7 +11,7 @@ import { Textarea } from "@/components/ui/textarea";
 import { CheckField, ChoiceField, SliderField } from "@/components/Controls";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { Field } from "@/components/Field";
-import { InitImageInput, type InitImage } from "@/components/InitImageInput";
+import { InitImageInput, loadInitImage, type InitImage } from "@/components/InitImageInput";
 import { MaskEditor, type MaskEditorHandle } from "@/components/MaskEditor";
 import { NumberInput } from "@/components/NumberInput";
 import { imageCall, upscalerChoices } from "@/lib/api";
@@ -115,6 +115,20 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
       setPhase(outcome.kind === "cancelled" ? "cancelled" : "done");
     }
     onJobFinished?.();
+  }
+
+  /** A1111's "Send to img2img / inpaint": a result becomes the init image of the next job. */
+  async function sendResult(url: string, name: string, target: Mode) {
+    try {
+      const response = await fetch(url, { credentials: "include" });
+      if (!response.ok) throw new Error(`Could not fetch the result (${response.status}).`);
+      const image = await loadInitImage(await response.blob(), name);
+      onInitImage(image);
+      onSettings((s) => ({ ...s, width: fitSize(image.width), height: fitSize(image.height) }));
+      onMode(target);
+    } catch (err) {
+      setError(errorFromException(err));
+    }
   }
 
   function stop() {
@@ -424,6 +438,22 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
                             Use seed
                           </Button>
                         ) : null}
+                        {item.image.url
+                          ? (["img2img", "inpaint"] as const).map((target) => (
+                              <Button
+                                key={target}
+                                variant="ghost"
+                                size="icon"
+                                className="size-7"
+                                title={`Send to ${target}`}
+                                aria-label={`Send to ${target}`}
+                                onClick={() => void sendResult(item.image.url!, downloadName(item.image.url, `atelier-${info.job_id}-${index}.png`), target)}
+                                data-testid={`send-result-${target}`}
+                              >
+                                {target === "img2img" ? <ImageUp /> : <Brush />}
+                              </Button>
+                            ))
+                          : null}
                         <Button variant="ghost" size="icon" className="size-7" asChild>
                           <a href={item.image.url ?? ""} download={downloadName(item.image.url, `atelier-${info.job_id}-${index}.png`)} title="Download PNG" aria-label="Download PNG" data-testid="download">
                             <Download />
