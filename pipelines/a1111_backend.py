@@ -139,6 +139,7 @@ class A1111Backend(RemoteBackend):
         self._expected_model = model or None
         self.model = ""
         self.revision = ""  # the checkpoint's hash, when A1111 reports it
+        self.model_hash = ""  # A1111's short "Model hash" of the checkpoint that ran last, for the PNG
         self.timeout_s = timeout_s
         self.job_timeout = self.http.timeout(job_timeout_s)
         self.poll_s = poll_s
@@ -191,6 +192,7 @@ class A1111Backend(RemoteBackend):
             )
         self.model = checkpoint
         self.revision = str(options.get("sd_checkpoint_hash") or "")
+        self.model_hash = self.revision[:10]
         report(f"{checkpoint} is loaded on AUTOMATIC1111 at {self.url}")
 
     # 2. Generate ----------------------------------------------------------------------------------
@@ -404,13 +406,15 @@ class A1111Backend(RemoteBackend):
             )
         if isinstance(info, dict) and info.get("sd_model_name"):
             self._note_model(str(info["sd_model_name"]))
+        if isinstance(info, dict) and info.get("sd_model_hash"):
+            self.model_hash = str(info["sd_model_hash"])  # a job's override_settings may have run another one
         return [GeneratedImage(image=image.convert("RGB"), seed=seed) for image, seed in zip(images, used, strict=True)]
 
     def _note_model(self, name: str) -> None:
         """Follow a checkpoint switched in the WebUI, so the next files name the model that made them."""
         if name not in self.model:
             self.model = name
-            self.revision = ""
+            self.revision = self.model_hash = ""
 
     # 3. Memory (offload and unload: RemoteBackend) and health -------------------------------------
     def describe(self) -> dict[str, Any]:
