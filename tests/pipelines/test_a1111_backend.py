@@ -389,10 +389,12 @@ def test_model_and_vae_go_in_override_settings_for_one_job(backend: A1111Backend
     run(backend, request(model="sd-v1-5-inpainting.ckpt", vae="vae-ft-mse-840000-ema-pruned.safetensors"))
     assert server.requests[-1]["override_settings"] == {
         "sd_model_checkpoint": "sd-v1-5-inpainting.ckpt", "sd_vae": "vae-ft-mse-840000-ema-pruned.safetensors"}
-    assert backend.model_name == "sd-v1-5-inpainting"  # the files name the checkpoint that made them
+    # The files name the checkpoint that made them, with A1111's short hash.
+    assert (backend.model_name, backend.model_hash) == ("sd-v1-5-inpainting", "c6bbc15e32")
     run(backend, request())  # A1111 restored its own checkpoint after the job
     assert "override_settings" not in server.requests[-1]
     assert backend.model_name.startswith("v1-5-pruned-emaonly")
+    assert backend.model_hash == "6ce0161689"
 
 
 # --- failures during a job --------------------------------------------------------------------------------------
@@ -472,3 +474,4 @@ def test_the_service_writes_files_and_history_for_remote_jobs(server: StandinA11
     assert failed.status == "failed"
     assert "CUDA out of memory" in failed.error
     assert ImageJob.get_by_id(failed.job_id).status == "failed"
+
