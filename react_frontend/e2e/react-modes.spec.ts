@@ -70,17 +70,17 @@ test("img2img: upload an init image, set the denoising strength, get an image of
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("init-image-error")).toContainText("init image");
 
-  await uploadInit(page, await quadrantsPng(page, 64, 48));
+  await uploadInit(page, await quadrantsPng(page, 96, 64));
   // The size follows the init image.
-  await expect(page.locator("#width")).toHaveValue("64");
-  await expect(page.locator("#height")).toHaveValue("48");
+  await expect(page.locator("#width")).toHaveValue("96");
+  await expect(page.locator("#height")).toHaveValue("64");
   await setNumber(page, "#denoising-strength", 0.6);
   await setNumber(page, "#seed", 11);
   await page.getByTestId("generate").click();
   await waitDone(page);
   const result = page.getByTestId("result-image");
   await expect(result).toHaveCount(1);
-  await expect.poll(() => result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([64, 48]);
+  await expect.poll(() => result.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight])).toEqual([96, 64]);
   const [job] = await historyJobs(page);
   expect(job).toMatchObject({ prompt: "a painted fox, img2img", mode: "img2img", denoising_strength: 0.6, status: "done" });
   await keepScreenshot(page, "img2img-result");
@@ -88,8 +88,8 @@ test("img2img: upload an init image, set the denoising strength, get an image of
   // "Send to inpaint": the result becomes the image to paint a mask on.
   await page.getByTestId("send-result-inpaint").click();
   await expect(page.getByTestId("mode-inpaint")).toHaveAttribute("data-state", "active");
-  await expect(page.getByTestId("mask-canvas")).toHaveAttribute("width", "64");
-  await expect(page.getByTestId("mask-canvas")).toHaveAttribute("height", "48");
+  await expect(page.getByTestId("mask-canvas")).toHaveAttribute("width", "96");
+  await expect(page.getByTestId("mask-canvas")).toHaveAttribute("height", "64");
 });
 
 test("inpaint: draw a mask with the mouse; the unmasked pixels come back untouched", async ({ page }) => {
@@ -104,8 +104,14 @@ test("inpaint: draw a mask with the mouse; the unmasked pixels come back untouch
   await expect(page.getByTestId("mask-error")).toContainText("Draw a mask");
 
   // A stroke, then Clear, then the real stroke: across the top-left quadrant, in the top quarter of the image.
-  const box = (await canvas.boundingBox())!;
-  const at = (fx: number, fy: number) => [box.x + box.width * fx, box.y + box.height * fy] as const;
+  // The mouse acts at viewport coordinates: bring the whole canvas into view first (again after each click,
+  // which may scroll).
+  const canvasAt = async () => {
+    await canvas.scrollIntoViewIfNeeded();
+    const box = (await canvas.boundingBox())!;
+    return (fx: number, fy: number) => [box.x + box.width * fx, box.y + box.height * fy] as const;
+  };
+  let at = await canvasAt();
   await page.mouse.move(...at(0.5, 0.5));
   await page.mouse.down();
   await page.mouse.move(...at(0.9, 0.9), { steps: 5 });
@@ -114,11 +120,13 @@ test("inpaint: draw a mask with the mouse; the unmasked pixels come back untouch
   await page.getByTestId("mask-clear").click();
   await expect(canvas).toHaveAttribute("data-painted", "0");
 
+  at = await canvasAt();
   await page.mouse.move(...at(0.05, 0.15));
   await page.mouse.down();
   await page.mouse.move(...at(0.45, 0.15), { steps: 10 });
   await page.mouse.move(...at(0.45, 0.25), { steps: 3 });
   await page.mouse.up();
+  await expect.poll(async () => Number(await canvas.getAttribute("data-painted"))).toBeGreaterThan(0);
   const painted = Number(await canvas.getAttribute("data-painted"));
   // The default brush is a tenth of the short side (6 px): a stroke about 26 px long and 6 px wide.
   expect(painted).toBeGreaterThan(100);

@@ -475,3 +475,32 @@ def test_the_service_writes_files_and_history_for_remote_jobs(server: StandinA11
     assert "CUDA out of memory" in failed.error
     assert ImageJob.get_by_id(failed.job_id).status == "failed"
 
+
+def test_the_service_runs_inpaint_and_hires_on_the_webui(server: StandinA1111, url: str, tmp_path: Path) -> None:
+    from services.container import build_services
+    from services.images import run_and_collect
+    from settings import Settings
+    from storage.files import parse_parameters, read_parameters
+    from storage.models import ImageJob
+
+    settings = Settings(profile="tiny", data_dir=tmp_path / "data", warmup=False, image_backend="a1111",
+                        a1111_url=url, a1111_auth=":".join(AUTH), a1111_poll_s=0.02)
+    services = build_services(settings)
+    init, mask = gradient(), half_mask()
+    snap = run_and_collect(services.images, services.images.validate(
+        mode="inpaint", prompt="a red scarf", width=64, height=64, steps=3, seed=8, init_image=init, mask=mask,
+        mask_blur=4, denoising_strength=0.5))
+    assert snap.status == "done", snap.message
+    assert server.routes[-1] == "img2img"
+    params = parse_parameters(read_parameters(snap.files[0]))
+    assert (params["Denoising strength"], params["Mask blur"]) == ("0.5", "4")
+    assert params["Model hash"] == "6ce0161689"
+    assert ImageJob.get_by_id(snap.info["job_id"]).mode == "inpaint"
+
+    hires = run_and_collect(services.images, services.images.validate(
+        prompt="a castle", width=64, height=64, steps=2, seed=3, enable_hr=True, hr_scale=1.5,
+        hr_upscaler="Lanczos", hr_second_pass_steps=2, denoising_strength=0.5))
+    assert hires.status == "done", hires.message
+    assert server.requests[-1]["enable_hr"] is True
+    params = parse_parameters(read_parameters(hires.files[0]))
+    assert (params["Hires upscale"], params["Hires steps"], params["Hires upscaler"]) == ("1.5", "2", "Lanczos")
