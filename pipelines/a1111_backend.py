@@ -1,7 +1,10 @@
 """The remote image backend: an AUTOMATIC1111 WebUI started with ``--api``; no weights are loaded here.
 
-A job is one ``POST /sdapi/v1/txt2img`` (A1111's field names, images back as base64 PNG, the seeds in the
-``info`` JSON). The call blocks until the job is done, so it runs in a worker thread while this thread polls
+A job is one ``POST /sdapi/v1/txt2img`` (hires fix through its ``enable_hr`` fields), or ``/sdapi/v1/img2img``
+for img2img and inpaint (the init image and the mask as base64 PNG); A1111's field names, images back as
+base64 PNG, the seeds in the ``info`` JSON. A job's checkpoint and VAE go in ``override_settings``, which A1111
+restores afterwards, so other clients of the WebUI keep the checkpoint it has loaded. The call blocks until
+the job is done, so it runs in a worker thread while this thread polls
 ``GET /sdapi/v1/progress`` for the step counts and the live preview. The job carries its own task id
 (``force_task_id``), and progress reports ``current_task``: that is how a Stop knows whether the running job
 is ours before it calls ``/sdapi/v1/interrupt``, which stops whatever job A1111 is running, anyone's.
@@ -72,6 +75,13 @@ def decode_image(data: str) -> Any:
     return image
 
 
+def encode_image(image: Any) -> str:
+    """A PIL image as base64 PNG, the form A1111's init_images and mask take."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def _parse_auth(auth: str | None) -> tuple[str, str] | None:
     """'user:pass' (A1111's --api-auth) as a pair; None when empty."""
     if not auth:
@@ -82,21 +92,27 @@ def _parse_auth(auth: str | None) -> tuple[str, str] | None:
     return user, password
 
 
-class _Job:
-    """One txt2img call running in a worker thread, and what this thread learns about it."""
+def route(req: ImageRequest) -> str:
+    """The A1111 route of a request's mode: img2img and inpaint are both /sdapi/v1/img2img (inpaint adds a mask)."""
+    return "sdapi/v1/txt2img" if req.mode == "txt2img" else "sdapi/v1/img2img"
 
-    def __init__(self, backend: A1111Backend, payload: dict[str, Any]) -> None:
+
+class _Job:
+    """One txt2img or img2img call running in a worker thread, and what this thread learns about it."""
+
+    def __init__(self, backend: A1111Backend, route: str, payload: dict[str, Any]) -> None:
         self.backend = backend
+        self.route = route
         self.payload = payload
         self.task_id: str = payload["force_task_id"]
         self.done = threading.Event()
         self.response: httpx.Response | None = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._post, name="atelier-a1111-txt2img", daemon=True)
+        self.thread = threading.Thread(target=self._post, name="atelier-a1111-job", daemon=True)
 
     def _post(self) -> None:
         try:
-            self.response = self.backend.client().post("sdapi/v1/txt2img", json=self.payload,
+            self.response = self.backend.client().post(self.route, json=self.payload,
                                                        timeout=self.backend.job_timeout)
         except BaseException as err:  # handed to the waiting thread, which raises it
             self.error = err
@@ -123,6 +139,7 @@ class A1111Backend(RemoteBackend):
         self._expected_model = model or None
         self.model = ""
         self.revision = ""  # the checkpoint's hash, when A1111 reports it
+        self.model_hash = ""  # A1111's short "Model hash" of the checkpoint that ran last, for the PNG
         self.timeout_s = timeout_s
         self.job_timeout = self.http.timeout(job_timeout_s)
         self.poll_s = poll_s
@@ -175,11 +192,39 @@ class A1111Backend(RemoteBackend):
             )
         self.model = checkpoint
         self.revision = str(options.get("sd_checkpoint_hash") or "")
+        self.model_hash = self.revision[:10]
         report(f"{checkpoint} is loaded on AUTOMATIC1111 at {self.url}")
 
     # 2. Generate ----------------------------------------------------------------------------------
     def payload(self, req: ImageRequest, seeds: list[int]) -> dict[str, Any]:
-        """The txt2img request: A1111's field names, one image per iteration so seeds go seed, seed+1, ..."""
+        """The request body: A1111's field names, one image per iteration so seeds go seed, seed+1, ..."""
+        body = self._common_payload(req, seeds)
+        overrides = {}
+        if req.model:
+            overrides["sd_model_checkpoint"] = req.model
+        if req.vae:
+            overrides["sd_vae"] = req.vae
+        if overrides:
+            # A1111 restores its own checkpoint after the job (override_settings_restore_afterwards defaults true).
+            body["override_settings"] = overrides
+        if req.mode == "txt2img":
+            if req.enable_hr:
+                body.update(enable_hr=True, hr_scale=req.hr_scale, hr_upscaler=req.hr_upscaler,
+                            hr_second_pass_steps=req.hr_second_pass_steps,
+                            denoising_strength=req.denoising_strength)
+            return body
+        body.update(init_images=[encode_image(req.init_image)], denoising_strength=req.denoising_strength,
+                    resize_mode=req.resize_mode)
+        if req.mode == "inpaint":
+            body.update(mask=encode_image(req.mask), mask_blur=req.mask_blur, inpainting_fill=req.inpainting_fill,
+                        inpaint_full_res=req.inpaint_full_res,
+                        inpaint_full_res_padding=req.inpaint_full_res_padding,
+                        inpainting_mask_invert=req.inpainting_mask_invert)
+        return body
+
+    @staticmethod
+    def _common_payload(req: ImageRequest, seeds: list[int]) -> dict[str, Any]:
+        """The fields txt2img and img2img share."""
         return {
             "prompt": req.prompt,
             "negative_prompt": req.negative_prompt,
@@ -211,7 +256,7 @@ class A1111Backend(RemoteBackend):
             raise RuntimeError("the AUTOMATIC1111 server has not been checked yet: call load() first")
         if stop.is_set():
             raise JobCancelled()
-        job = _Job(self, self.payload(req, seeds))
+        job = _Job(self, route(req), self.payload(req, seeds))
         job.thread.start()
         last: tuple[int, int] | None = None
         last_image: str | None = None
@@ -233,7 +278,9 @@ class A1111Backend(RemoteBackend):
         if stop.is_set():  # a Stop that came as the job finished still wins, as for local jobs
             raise JobCancelled()
         images = self._result(job, seeds)
-        on_step(StepUpdate(step=req.steps * len(seeds), total=req.steps * len(seeds), image_index=len(seeds) - 1))
+        hires = req.hr_second_pass_steps or req.steps if req.mode == "txt2img" and req.enable_hr else 0
+        per_image = req.steps + hires
+        on_step(StepUpdate(step=per_image * len(seeds), total=per_image * len(seeds), image_index=len(seeds) - 1))
         return images
 
     def _progress(self) -> dict[str, Any] | None:
@@ -269,8 +316,11 @@ class A1111Backend(RemoteBackend):
             index = int(state.get("job_no") or 0)
         except (TypeError, ValueError):
             return None, None
-        index = min(max(index, 0), count - 1)
-        done = index * per_image + min(step, per_image)
+        if req.mode == "txt2img" and req.enable_hr:
+            done, per_image, index = self._hires_steps(req, per_image, step, index, count)
+        else:
+            index = min(max(index, 0), count - 1)
+            done = index * per_image + min(step, per_image)
         if done <= 0:
             return None, None
         preview = None
@@ -281,6 +331,18 @@ class A1111Backend(RemoteBackend):
             except (OSError, ValueError, binascii.Error):
                 log.debug("A1111 sent a preview that is not an image", exc_info=True)
         return StepUpdate(step=done, total=per_image * count, image_index=index, preview=preview), image
+
+    @staticmethod
+    def _hires_steps(req: ImageRequest, pass_steps: int, step: int, job_no: int, count: int) -> tuple[int, int, int]:
+        """(steps done, steps per image, image index) of a hires job: base pass, then the hires pass."""
+        # A1111 counts the hires pass as a job of its own (job_count doubled, job_no counts passes), and the
+        # hires pass may run fewer steps than asked (denoising strength): scale it onto the steps asked for.
+        first, second = req.steps, req.hr_second_pass_steps or req.steps
+        index, in_hires = divmod(max(job_no, 0), 2)
+        index = min(index, count - 1)
+        fraction = min(step, pass_steps) / max(pass_steps, 1)
+        within = first + round(fraction * second) if in_hires else round(fraction * first)
+        return index * (first + second) + within, first + second, index
 
     def _cancel(self, job: _Job) -> None:
         """Interrupt the job if it is running now; if it is still queued, interrupt it once it starts."""
@@ -333,7 +395,7 @@ class A1111Backend(RemoteBackend):
             images = [decode_image(e) for e in encoded]
         except (ValueError, KeyError, TypeError, AttributeError, OSError, binascii.Error) as err:
             raise RemoteImageError(
-                f"the AUTOMATIC1111 server at {self.url} sent a txt2img answer that is not TextToImageResponse "
+                f"the AUTOMATIC1111 server at {self.url} sent an answer that is not TextToImageResponse "
                 f"({type(err).__name__}: {str(err)[:120]})."
             ) from err
         if len(images) == len(used) + 1:
@@ -344,13 +406,15 @@ class A1111Backend(RemoteBackend):
             )
         if isinstance(info, dict) and info.get("sd_model_name"):
             self._note_model(str(info["sd_model_name"]))
+        if isinstance(info, dict) and info.get("sd_model_hash"):
+            self.model_hash = str(info["sd_model_hash"])  # a job's override_settings may have run another one
         return [GeneratedImage(image=image.convert("RGB"), seed=seed) for image, seed in zip(images, used, strict=True)]
 
     def _note_model(self, name: str) -> None:
         """Follow a checkpoint switched in the WebUI, so the next files name the model that made them."""
         if name not in self.model:
             self.model = name
-            self.revision = ""
+            self.revision = self.model_hash = ""
 
     # 3. Memory (offload and unload: RemoteBackend) and health -------------------------------------
     def describe(self) -> dict[str, Any]:

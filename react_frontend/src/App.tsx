@@ -1,17 +1,20 @@
 import { useCallback, useEffect, useState } from "react";
-import { History, Image as ImageIcon, Loader2, LogOut, MessageSquare, RefreshCw } from "lucide-react";
+import { FileSearch, History, Image as ImageIcon, Loader2, LogOut, MessageSquare, RefreshCw } from "lucide-react";
 import { Button } from "@/components/ui/button";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { ChatScreen } from "@/components/ChatScreen";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { HistoryScreen } from "@/components/HistoryScreen";
 import { ImageScreen } from "@/components/ImageScreen";
+import type { InitImage } from "@/components/InitImageInput";
 import { LoginScreen } from "@/components/LoginScreen";
+import { PngInfoScreen } from "@/components/PngInfoScreen";
 import { ThemeToggle } from "@/components/ThemeToggle";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
+import { catalogFrom } from "@/lib/api";
 import { useTheme } from "@/lib/theme";
-import { DEFAULT_IMAGE_SETTINGS, type ImageSettings } from "@/lib/types";
+import { DEFAULT_IMAGE_SETTINGS, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
 
 type State =
   | { step: "checking" }
@@ -19,7 +22,9 @@ type State =
   | { step: "ready"; conn: AtelierConnection; username: string | null }
   | { step: "error"; error: AppError };
 
-type Screen = "image" | "chat" | "history";
+type Screen = "image" | "chat" | "history" | "png-info";
+
+const NO_CATALOG: ModelCatalog = { models: [], vaes: [], upscalers: [] };
 
 const root = resolveServerUrl();
 
@@ -28,6 +33,9 @@ export default function App() {
   const [state, setState] = useState<State>({ step: "checking" });
   const [screen, setScreen] = useState<Screen>("image");
   const [settings, setSettings] = useState<ImageSettings>(DEFAULT_IMAGE_SETTINGS);
+  const [mode, setMode] = useState<Mode>("txt2img");
+  const [initImage, setInitImageState] = useState<InitImage | null>(null);
+  const [catalog, setCatalog] = useState<ModelCatalog>(NO_CATALOG);
   const [historyKey, setHistoryKey] = useState(0);
   const [openRequest, setOpenRequest] = useState<{ id: number; nonce: number } | null>(null);
 
@@ -52,6 +60,27 @@ export default function App() {
     void start();
   }, [start]);
 
+  // What the server has to offer (checkpoints, VAEs, upscalers); without /models (an older server) only defaults.
+  const conn = state.step === "ready" ? state.conn : null;
+  useEffect(() => {
+    if (!conn) return;
+    let live = true;
+    conn.call<unknown>("/models", {}).then(
+      (answer) => live && setCatalog(catalogFrom(answer)),
+      () => live && setCatalog(NO_CATALOG),
+    );
+    return () => {
+      live = false;
+    };
+  }, [conn]);
+
+  const setInitImage = useCallback((image: InitImage | null) => {
+    setInitImageState((previous) => {
+      if (previous && previous.url !== image?.url) URL.revokeObjectURL(previous.url);
+      return image;
+    });
+  }, []);
+
   const bumpHistory = useCallback(() => setHistoryKey((k) => k + 1), []);
   const updateSettings = useCallback((update: (previous: ImageSettings) => ImageSettings) => setSettings(update), []);
 
@@ -73,6 +102,9 @@ export default function App() {
                 </TabsTrigger>
                 <TabsTrigger value="history" data-testid="nav-history">
                   <History /> History
+                </TabsTrigger>
+                <TabsTrigger value="png-info" data-testid="nav-png-info">
+                  <FileSearch /> PNG Info
                 </TabsTrigger>
               </TabsList>
             </div>
@@ -126,7 +158,17 @@ export default function App() {
           // Every screen stays mounted, so a job keeps streaming while you look at another one.
           <>
             <TabsContent value="image" forceMount className="data-[state=inactive]:hidden">
-              <ImageScreen conn={state.conn} settings={settings} onSettings={updateSettings} onJobFinished={bumpHistory} />
+              <ImageScreen
+                conn={state.conn}
+                settings={settings}
+                onSettings={updateSettings}
+                mode={mode}
+                onMode={setMode}
+                initImage={initImage}
+                onInitImage={setInitImage}
+                catalog={catalog}
+                onJobFinished={bumpHistory}
+              />
             </TabsContent>
             <TabsContent value="chat" forceMount className="data-[state=inactive]:hidden">
               <ChatScreen conn={state.conn} openRequest={openRequest} onReplyFinished={bumpHistory} />
@@ -136,12 +178,25 @@ export default function App() {
                 conn={state.conn}
                 refreshKey={historyKey}
                 onReuse={(reused) => {
-                  setSettings(reused);
+                  setSettings((s) => ({ ...s, ...reused }));
                   setScreen("image");
                 }}
                 onOpenConversation={(id) => {
                   setOpenRequest({ id, nonce: Date.now() });
                   setScreen("chat");
+                }}
+              />
+            </TabsContent>
+            <TabsContent value="png-info" forceMount className="data-[state=inactive]:hidden">
+              <PngInfoScreen
+                conn={state.conn}
+                catalog={catalog}
+                onSend={(target, sent, image) => {
+                  // A PNG's settings replace those it names (hires fix off unless it used it); the rest stay.
+                  setSettings((s) => ({ ...s, ...sent }));
+                  setMode(target);
+                  if (target !== "txt2img") setInitImage({ ...image, url: URL.createObjectURL(image.file) });
+                  setScreen("image");
                 }}
               />
             </TabsContent>

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
-from pipelines.a1111_backend import A1111Backend, RemoteImageError
+from pipelines.a1111_backend import A1111Backend, RemoteImageError, decode_image
 from pipelines.image_base import (
     GeneratedImage,
     ImageRequest,
@@ -21,7 +22,7 @@ from pipelines.image_base import (
 )
 from pipelines.loading import ModelUnavailable
 from tests.server import free_port
-from tests.standins.a1111_server import TXT2IMG_FIELDS, Behaviour, StandinA1111, seed_color
+from tests.standins.a1111_server import IMG2IMG_FIELDS, TXT2IMG_FIELDS, Behaviour, StandinA1111, seed_color
 from tests.standins.serving import serve_asgi, wait_for
 
 AUTH = ("atelier", "s3cret")
@@ -43,6 +44,7 @@ def server(standin: tuple[StandinA1111, str]) -> StandinA1111:
     srv.behaviour = Behaviour()
     srv.auth = AUTH
     srv.requests.clear()
+    srv.routes.clear()
     srv.interrupts.clear()
     return srv
 
@@ -284,6 +286,117 @@ def test_an_a1111_without_task_ids_still_reports_progress_and_stops(backend: A11
     assert wait_for(lambda: len(server.interrupts) == 1)
 
 
+# --- img2img, inpaint, hires fix, checkpoint and VAE -------------------------------------------------------------
+
+
+def gradient(width: int = 64, height: int = 64) -> Image.Image:
+    """An init image whose every pixel differs from its neighbours', so a moved or resampled pixel shows."""
+    image = Image.new("RGB", (width, height))
+    image.putdata([(x * 4 % 256, y * 4 % 256, (x + y) % 256) for y in range(height) for x in range(width)])
+    return image
+
+
+def half_mask(width: int = 64, height: int = 64) -> Image.Image:
+    """White (repaint) on the left half, black (keep) on the right."""
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (0, 0, width // 2, height))
+    return mask
+
+
+def test_txt2img_without_the_new_fields_sends_none_of_them(backend: A1111Backend, server: StandinA1111) -> None:
+    run(backend, request())
+    sent = server.requests[-1]
+    assert server.routes == ["txt2img"]
+    assert not {"enable_hr", "hr_scale", "denoising_strength", "override_settings", "init_images", "mask"} & set(sent)
+
+
+def test_img2img_goes_to_the_img2img_route_with_its_fields(backend: A1111Backend, server: StandinA1111) -> None:
+    init = gradient()
+    images = run(backend, request(mode="img2img", init_image=init, denoising_strength=0.5, resize_mode=1, seed=9))
+    sent = server.requests[-1]
+    assert server.routes == ["img2img"]
+    assert set(sent) <= IMG2IMG_FIELDS
+    assert (sent["denoising_strength"], sent["resize_mode"], sent["seed"]) == (0.5, 1, 9)
+    assert "mask" not in sent
+    assert list(decode_image(sent["init_images"][0]).convert("RGB").getdata()) == list(init.getdata())
+    expected = Image.blend(init, Image.new("RGB", init.size, seed_color(9)), 0.5)
+    assert list(images[0].image.getdata()) == list(expected.getdata())
+
+
+@pytest.mark.parametrize("invert", [0, 1])
+def test_inpaint_sends_the_mask_and_the_inpaint_fields(backend: A1111Backend, server: StandinA1111,
+                                                       invert: int) -> None:
+    init, mask = gradient(), half_mask()
+    req = request(mode="inpaint", init_image=init, mask=mask, mask_blur=0, inpainting_fill=2, inpaint_full_res=True,
+                  inpaint_full_res_padding=48, inpainting_mask_invert=invert, denoising_strength=1.0, seed=3)
+    [generated] = run(backend, req)
+    sent = server.requests[-1]
+    assert server.routes == ["img2img"]
+    assert set(sent) <= IMG2IMG_FIELDS
+    assert {k: sent[k] for k in ("mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
+                                 "inpainting_mask_invert", "denoising_strength")} == {
+        "mask_blur": 0, "inpainting_fill": 2, "inpaint_full_res": True, "inpaint_full_res_padding": 48,
+        "inpainting_mask_invert": invert, "denoising_strength": 1.0}
+    assert list(decode_image(sent["mask"]).convert("L").getdata()) == list(mask.getdata())
+    # The stand-in repaints where the (inverted) mask is white and keeps the init pixels elsewhere.
+    repainted, kept = ((5, 30), (50, 30)) if not invert else ((50, 30), (5, 30))
+    assert generated.image.getpixel(repainted) == seed_color(3)
+    assert generated.image.getpixel(kept) == init.getpixel(kept)
+
+
+def test_hires_fix_sends_its_fields_and_counts_both_passes(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.step_delay_s = 0.03
+    updates: list[StepUpdate] = []
+    req = request(enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos", hr_second_pass_steps=4, denoising_strength=0.4,
+                  steps=6, batch_count=2, seed=50)
+    images = run(backend, req, updates=updates)
+    sent = server.requests[-1]
+    assert server.routes == ["txt2img"]
+    assert {k: sent[k] for k in ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps",
+                                 "denoising_strength")} == {
+        "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Lanczos", "hr_second_pass_steps": 4,
+        "denoising_strength": 0.4}
+    assert [g.image.size for g in images] == [(96, 96), (96, 96)]
+    assert [g.seed for g in images] == [50, 51]
+    steps = [u.step for u in updates]
+    assert steps == sorted(steps)
+    assert all(u.total == 2 * (6 + 4) for u in updates)
+    assert any(6 < u.step <= 10 for u in updates), "the first image's hires pass showed"
+    assert updates[-1].step == 20
+
+
+def test_stop_works_in_the_hires_pass(backend: A1111Backend, server: StandinA1111) -> None:
+    server.behaviour.step_delay_s = 0.05
+    stop = threading.Event()
+
+    def on_step(update: StepUpdate) -> None:
+        if update.step > 3:  # past the base pass's 3 steps: in the hires pass
+            stop.set()
+
+    req = request(enable_hr=True, steps=3, hr_second_pass_steps=200)
+    with pytest.raises(JobCancelled):
+        backend.generate(req, req.seeds(7), on_step, stop)
+    assert server.interrupts == [server.requests[-1]["force_task_id"]]
+    assert wait_for(lambda: not server.busy)
+
+
+def test_an_unknown_hires_upscaler_is_reported(backend: A1111Backend) -> None:
+    with pytest.raises(RemoteImageError, match=r"\(500\).*could not find upscaler named Made Up"):
+        run(backend, request(enable_hr=True, hr_upscaler="Made Up"))
+
+
+def test_model_and_vae_go_in_override_settings_for_one_job(backend: A1111Backend, server: StandinA1111) -> None:
+    run(backend, request(model="sd-v1-5-inpainting.ckpt", vae="vae-ft-mse-840000-ema-pruned.safetensors"))
+    assert server.requests[-1]["override_settings"] == {
+        "sd_model_checkpoint": "sd-v1-5-inpainting.ckpt", "sd_vae": "vae-ft-mse-840000-ema-pruned.safetensors"}
+    # The files name the checkpoint that made them, with A1111's short hash.
+    assert (backend.model_name, backend.model_hash) == ("sd-v1-5-inpainting", "c6bbc15e32")
+    run(backend, request())  # A1111 restored its own checkpoint after the job
+    assert "override_settings" not in server.requests[-1]
+    assert backend.model_name.startswith("v1-5-pruned-emaonly")
+    assert backend.model_hash == "6ce0161689"
+
+
 # --- failures during a job --------------------------------------------------------------------------------------
 
 
@@ -361,3 +474,33 @@ def test_the_service_writes_files_and_history_for_remote_jobs(server: StandinA11
     assert failed.status == "failed"
     assert "CUDA out of memory" in failed.error
     assert ImageJob.get_by_id(failed.job_id).status == "failed"
+
+
+def test_the_service_runs_inpaint_and_hires_on_the_webui(server: StandinA1111, url: str, tmp_path: Path) -> None:
+    from services.container import build_services
+    from services.images import run_and_collect
+    from settings import Settings
+    from storage.files import parse_parameters, read_parameters
+    from storage.models import ImageJob
+
+    settings = Settings(profile="tiny", data_dir=tmp_path / "data", warmup=False, image_backend="a1111",
+                        a1111_url=url, a1111_auth=":".join(AUTH), a1111_poll_s=0.02)
+    services = build_services(settings)
+    init, mask = gradient(), half_mask()
+    snap = run_and_collect(services.images, services.images.validate(
+        mode="inpaint", prompt="a red scarf", width=64, height=64, steps=3, seed=8, init_image=init, mask=mask,
+        mask_blur=4, denoising_strength=0.5))
+    assert snap.status == "done", snap.message
+    assert server.routes[-1] == "img2img"
+    params = parse_parameters(read_parameters(snap.files[0]))
+    assert (params["Denoising strength"], params["Mask blur"]) == ("0.5", "4")
+    assert params["Model hash"] == "6ce0161689"
+    assert ImageJob.get_by_id(snap.info["job_id"]).mode == "inpaint"
+
+    hires = run_and_collect(services.images, services.images.validate(
+        prompt="a castle", width=64, height=64, steps=2, seed=3, enable_hr=True, hr_scale=1.5,
+        hr_upscaler="Lanczos", hr_second_pass_steps=2, denoising_strength=0.5))
+    assert hires.status == "done", hires.message
+    assert server.requests[-1]["enable_hr"] is True
+    params = parse_parameters(read_parameters(hires.files[0]))
+    assert (params["Hires upscale"], params["Hires steps"], params["Hires upscaler"]) == ("1.5", "2", "Lanczos")

@@ -1,14 +1,21 @@
 """A stand-in AUTOMATIC1111 WebUI API, written from A1111's published request/response models.
 
 Field names follow ``modules/api/models.py``: ``StableDiffusionTxt2ImgProcessingAPI`` for ``POST
-/sdapi/v1/txt2img``, ``TextToImageResponse`` ``{images, parameters, info}`` (``info`` is a JSON string with
+/sdapi/v1/txt2img`` (hires fix: ``enable_hr``, ``hr_scale``, ``hr_upscaler``, ``hr_second_pass_steps``),
+``StableDiffusionImg2ImgProcessingAPI`` for ``POST /sdapi/v1/img2img`` (``init_images``, ``mask`` and the
+inpaint fields), ``TextToImageResponse`` ``{images, parameters, info}`` (``info`` is a JSON string with
 ``seed`` and ``all_seeds``), ``ProgressResponse`` ``{progress, eta_relative, state, current_image, textinfo,
 current_task}`` for ``GET /sdapi/v1/progress``, ``POST /sdapi/v1/interrupt`` and ``GET /sdapi/v1/options``
 (``sd_model_checkpoint``). Like A1111 it runs one job at a time (its queue lock), counts steps in
 ``shared.state`` (``job_no``/``job_count``, ``sampling_step``/``sampling_steps``), shows a live preview, honours
 ``force_task_id``, stops at the next step on interrupt (returning what it has), prepends a grid to a
 multi-image result unless ``do_not_save_grid``, and guards every route with HTTP Basic when ``--api-auth`` is
-set. It is stricter than A1111 in one way: unknown request fields are rejected (422), to catch typos.
+set. A hires job counts its second pass as a job of its own (``job_count`` doubled) and returns the upscaled
+size; ``override_settings.sd_model_checkpoint`` picks the checkpoint for one job (an unknown one falls back to
+the first, as A1111's ``select_checkpoint`` does). Its images tell a test what it was asked: each is the seed's
+colour, blended over the resized init image by ``denoising_strength`` for img2img, and for inpaint only where
+the (blurred, maybe inverted) mask is white, the init image's own pixels elsewhere, as A1111 pastes them back.
+It is stricter than A1111 in one way: unknown request fields are rejected (422), to catch typos.
 
 Run it alone with ``python -m tests.standins.a1111_server --port 7861`` to point Atelier at it by hand.
 """
@@ -43,6 +50,18 @@ TXT2IMG_FIELDS = frozenset({
     "force_task_id", "sampler_index", "script_name", "script_args", "send_images", "save_images",
     "alwayson_scripts", "infotext",
 })
+# StableDiffusionImg2ImgProcessingAPI's fields (A1111 1.10): the shared ones, without txt2img's hires fields.
+IMG2IMG_FIELDS = (TXT2IMG_FIELDS - {
+    "enable_hr", "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps",
+    "hr_resize_x", "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt",
+    "hr_negative_prompt", "firstpass_image",
+}) | frozenset({
+    "init_images", "resize_mode", "image_cfg_scale", "mask", "mask_blur_x", "mask_blur_y", "mask_blur",
+    "mask_round", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_mask_invert",
+    "initial_noise_multiplier", "latent_mask", "include_init_images",
+})
+# The upscalers a stand-in WebUI has: A1111's latent modes and two image upscalers.
+UPSCALERS = ("Latent", "Latent (nearest)", "None", "Lanczos", "Nearest", "R-ESRGAN 4x+")
 SAMPLERS = ("Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM++ 2S a", "DPM++ 2M", "DPM++ SDE",
             "DPM++ 2M SDE", "DDIM", "PLMS", "UniPC", "LCM")
 SCHEDULERS = ("Automatic", "Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform")
@@ -83,9 +102,13 @@ class StandinA1111:
 
     checkpoint: str = "v1-5-pruned-emaonly.safetensors [6ce0161689]"
     checkpoint_hash: str = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"
+    # Other checkpoints a job may pick through override_settings (title -> sha256).
+    others: dict[str, str] = field(default_factory=lambda: {
+        "sd-v1-5-inpainting.ckpt [c6bbc15e32]": "c6bbc15e3224e6973459ba78de4998b80b50112b0ae5b5c67113d56b4e366b19"})
     auth: tuple[str, str] | None = None
     behaviour: Behaviour = field(default_factory=Behaviour)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)  # "txt2img" or "img2img", one per request
     interrupts: list[str | None] = field(default_factory=list)  # current_task at each interrupt call
     progress_calls: int = 0
     _queue_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -104,6 +127,7 @@ class StandinA1111:
         # Plain (sync) endpoints run in Starlette's thread pool, so a running job never blocks progress calls.
         return Starlette(routes=[
             Route("/sdapi/v1/txt2img", self.txt2img, methods=["POST"]),
+            Route("/sdapi/v1/img2img", self.img2img, methods=["POST"]),
             Route("/sdapi/v1/progress", self.progress, methods=["GET"]),
             Route("/sdapi/v1/interrupt", self.interrupt, methods=["POST"]),
             Route("/sdapi/v1/options", self.options, methods=["GET"]),
@@ -184,6 +208,13 @@ class StandinA1111:
 
     async def txt2img(self, request: Request) -> Response:
         """POST /sdapi/v1/txt2img: check the request, then run it in a worker thread."""
+        return await self._job(request, "txt2img")
+
+    async def img2img(self, request: Request) -> Response:
+        """POST /sdapi/v1/img2img: img2img, or inpaint when a mask comes with it."""
+        return await self._job(request, "img2img")
+
+    async def _job(self, request: Request, kind: str) -> Response:
         if (denied := self._denied(request)) is not None:
             return denied
         try:
@@ -192,15 +223,16 @@ class StandinA1111:
             return JSONResponse({"detail": "JSON decode error"}, status_code=422)
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(self._txt2img, body)
+        return await run_in_threadpool(self._txt2img, body, kind)
 
-    def _txt2img(self, body: dict[str, Any]) -> Response:
+    def _txt2img(self, body: dict[str, Any], kind: str = "txt2img") -> Response:
         self.requests.append(body)
-        unknown = sorted(set(body) - TXT2IMG_FIELDS)
+        self.routes.append(kind)
+        unknown = sorted(set(body) - (TXT2IMG_FIELDS if kind == "txt2img" else IMG2IMG_FIELDS))
         if unknown:
             return JSONResponse({"detail": [{"loc": ["body", k], "msg": "extra fields not permitted"}
                                             for k in unknown]}, status_code=422)
-        problem = self._check(body)
+        problem = self._check(body) or (self._check_img2img(body) if kind == "img2img" else self._check_hires(body))
         if problem is not None:
             return problem
         behaviour = self.behaviour
@@ -227,10 +259,86 @@ class StandinA1111:
             return JSONResponse({"detail": "Sampler not found"}, status_code=404)
         return None
 
+    @staticmethod
+    def _check_img2img(body: dict[str, Any]) -> Response | None:
+        """The img2img fields: images that decode, and the numbers in A1111's ranges."""
+        images = body.get("init_images")
+        if not isinstance(images, list) or not images:
+            return _invalid("init_images", "field required")
+        for name, value in [("init_images", images[0]), ("mask", body.get("mask"))]:
+            if value is not None and _decode(value) is None:
+                return _error(f"cannot identify image file in {name}")  # A1111's decode_base64_to_image: 500
+        for name, low, high in [("resize_mode", 0, 3), ("inpainting_fill", 0, 3), ("inpainting_mask_invert", 0, 1),
+                                ("mask_blur", 0, 64), ("inpaint_full_res_padding", 0, 256)]:
+            if name in body and not (isinstance(body[name], int) and low <= body[name] <= high):
+                return _invalid(name, f"must be an integer from {low} to {high}")
+        if "inpaint_full_res" in body and not isinstance(body["inpaint_full_res"], bool):
+            return _invalid("inpaint_full_res", "value could not be parsed to a boolean")
+        return _check_strength(body)
+
+    @staticmethod
+    def _check_hires(body: dict[str, Any]) -> Response | None:
+        """The hires fields of txt2img, checked as A1111 does when enable_hr is set."""
+        if not body.get("enable_hr"):
+            return None
+        if body.get("hr_upscaler") not in (None, *UPSCALERS):
+            return _error(f"could not find upscaler named {body['hr_upscaler']}")  # A1111's assert: 500
+        if not isinstance(body.get("hr_scale", 2.0), int | float):
+            return _invalid("hr_scale", "value is not a valid float")
+        if not isinstance(body.get("hr_second_pass_steps", 0), int):
+            return _invalid("hr_second_pass_steps", "value is not a valid integer")
+        return _check_strength(body)
+
+    def _checkpoint_for(self, body: dict[str, Any]) -> tuple[str, str]:
+        """The (title, sha256) a job runs on: its override, else the loaded one; unknown names fall back."""
+        wanted = (body.get("override_settings") or {}).get("sd_model_checkpoint")
+        for title, sha in [(self.checkpoint, self.checkpoint_hash), *self.others.items()]:
+            # A1111 matches a title, a file name or a name without the hash.
+            if wanted and wanted in (title, title.split(" [")[0], title.split(".")[0]):
+                return title, sha
+        return self.checkpoint, self.checkpoint_hash
+
+    @staticmethod
+    def _picture(body: dict[str, Any], width: int, height: int, seed: int) -> str:
+        """One result image: the seed's colour, over the init image for img2img and inpaint (see the docstring)."""
+        from PIL import Image, ImageFilter, ImageOps
+
+        color = seed_color(seed)
+        images = body.get("init_images")
+        if not images:
+            return png_base64(width, height, color)
+        init = _decode(images[0]).convert("RGB").resize((width, height))  # type: ignore[union-attr]
+        made = Image.blend(init, Image.new("RGB", (width, height), color), float(body.get("denoising_strength", 0.75)))
+        if body.get("mask") is not None:
+            mask = _decode(body["mask"]).convert("L").resize((width, height))  # type: ignore[union-attr]
+            if body.get("inpainting_mask_invert"):
+                mask = ImageOps.invert(mask)
+            if body.get("mask_blur"):
+                mask = mask.filter(ImageFilter.GaussianBlur(body["mask_blur"]))
+            made = Image.composite(made, init, mask)
+        buffer = io.BytesIO()
+        made.save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    def _sample(self, steps: int) -> None:
+        """One sampling pass: a step at a time, with a preview, until done or interrupted."""
+        for step in range(steps):
+            if self._interrupted:
+                return  # the sampler's callback raises at the next step
+            time.sleep(self.behaviour.step_delay_s)
+            with self._state_lock:
+                self._state["sampling_step"] = step + 1
+                if self.behaviour.preview_every and (step + 1) % self.behaviour.preview_every == 0:
+                    shade = 40 + 200 * (step + 1) // steps
+                    self._current_image = png_base64(8, 8, (shade, shade, shade))
+
     def _run(self, body: dict[str, Any]) -> Response:
         behaviour = self.behaviour
         steps, n_iter, batch = body.get("steps", 50), body.get("n_iter", 1), body.get("batch_size", 1)
         width, height = body.get("width", 512), body.get("height", 512)
+        hires = bool(body.get("enable_hr"))
+        hr_steps = body.get("hr_second_pass_steps") or steps
+        checkpoint, checkpoint_hash = self._checkpoint_for(body)
         seed = body.get("seed", -1)
         if seed == -1 or behaviour.own_seeds:
             seed = random.randint(0, 2**31)
@@ -240,28 +348,26 @@ class StandinA1111:
             self._current_task = task
             self._interrupted = False
             self._started = time.time()
-            self._state.update(job="txt2img", job_count=n_iter, job_no=0, sampling_step=0, sampling_steps=steps,
-                               interrupted=False, job_timestamp=time.strftime("%Y%m%d%H%M%S"))
+            # With hires fix A1111 doubles job_count: each image's second pass is a job of its own.
+            self._state.update(job="txt2img", job_count=n_iter * (2 if hires else 1), job_no=0, sampling_step=0,
+                               sampling_steps=steps, interrupted=False, job_timestamp=time.strftime("%Y%m%d%H%M%S"))
+        if hires:
+            width, height = int(width * body.get("hr_scale", 2.0)), int(height * body.get("hr_scale", 2.0))
         images: list[str] = []
         try:
             for job_no in range(n_iter):
                 if self._interrupted:
                     break  # A1111 checks state.interrupted before each batch
-                with self._state_lock:
-                    self._state.update(job_no=job_no, sampling_step=0)
-                for step in range(steps):
-                    if self._interrupted:
-                        break  # the sampler's callback raises at the next step
-                    time.sleep(behaviour.step_delay_s)
+                passes = [steps, hr_steps] if hires else [steps]
+                for pass_no, pass_steps in enumerate(passes):
                     with self._state_lock:
-                        self._state["sampling_step"] = step + 1
-                        if behaviour.preview_every and (step + 1) % behaviour.preview_every == 0:
-                            shade = 40 + 200 * (step + 1) // steps
-                            self._current_image = png_base64(8, 8, (shade, shade, shade))
+                        self._state.update(job_no=job_no * len(passes) + pass_no, sampling_step=0,
+                                           sampling_steps=pass_steps)
+                    self._sample(pass_steps)
                 # The images of a batch are decoded and kept even when interrupted mid-way, as in A1111.
                 for index in range(batch):
                     image_seed = all_seeds[job_no * batch + index]
-                    images.append(png_base64(width, height, seed_color(image_seed)))
+                    images.append(self._picture(body, width, height, image_seed))
         finally:
             with self._state_lock:
                 self._current_task = None
@@ -274,10 +380,41 @@ class StandinA1111:
                 "negative_prompt": body.get("negative_prompt", ""), "seed": seed, "all_seeds": done_seeds,
                 "subseed": -1, "all_subseeds": [-1] * len(done_seeds), "width": width, "height": height,
                 "sampler_name": body.get("sampler_name"), "cfg_scale": body.get("cfg_scale", 7.0),
-                "steps": steps, "batch_size": batch, "sd_model_name": self.checkpoint.split(".")[0],
-                "sd_model_hash": self.checkpoint_hash[:10], "job_timestamp": self._state["job_timestamp"],
+                "steps": steps, "batch_size": batch, "sd_model_name": checkpoint.split(".")[0],
+                "sd_model_hash": checkpoint_hash[:10], "job_timestamp": self._state["job_timestamp"],
                 "infotexts": [f"{body.get('prompt', '')}\nSteps: {steps}, Seed: {s}" for s in done_seeds]}
         return JSONResponse({"images": images, "parameters": body, "info": json.dumps(info)})
+
+
+def _decode(data: Any) -> Any:
+    """A base64 image (maybe a data: URL) as a PIL image; None when it is not one."""
+    from PIL import Image
+
+    if not isinstance(data, str):
+        return None
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data.partition(",")[2] if data.startswith("data:") else data)))
+        image.load()
+    except (OSError, ValueError, binascii.Error):
+        return None
+    return image
+
+
+def _invalid(name: str, message: str) -> Response:
+    """FastAPI's 422 for one bad body field."""
+    return JSONResponse({"detail": [{"loc": ["body", name], "msg": message}]}, status_code=422)
+
+
+def _error(message: str) -> Response:
+    """A1111's api_error body for an exception raised inside a job (500)."""
+    return JSONResponse({"error": "AssertionError", "detail": "", "body": "", "errors": message}, status_code=500)
+
+
+def _check_strength(body: dict[str, Any]) -> Response | None:
+    strength = body.get("denoising_strength", 0.75)
+    if not isinstance(strength, int | float) or not 0 <= strength <= 1:
+        return _invalid("denoising_strength", "must be a number from 0 to 1")
+    return None
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ function usePaged<T>(load: (before: number | null) => Promise<{ items: T[]; next
 interface Props {
   conn: AtelierConnection;
   refreshKey: number;
-  onReuse: (settings: ImageSettings) => void;
+  onReuse: (settings: Partial<ImageSettings>) => void;
   onOpenConversation: (id: number) => void;
 }
 
@@ -148,7 +148,7 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
   );
 }
 
-function JobCard({ job, conn, onReuse }: { job: HistoryJob; conn: AtelierConnection; onReuse: (settings: ImageSettings) => void }) {
+function JobCard({ job, conn, onReuse }: { job: HistoryJob; conn: AtelierConnection; onReuse: (settings: Partial<ImageSettings>) => void }) {
   const seed = job.seed_used ?? job.seed;
   return (
     <Card className="gap-3 py-3" data-testid="history-job" data-status={job.status}>

@@ -1,17 +1,21 @@
 import { useEffect, useRef, useState } from "react";
-import { Dices, Download, ImageIcon, Loader2, RotateCcw, Sparkles, Square, Wand2 } from "lucide-react";
+import { Brush, ChevronDown, Dices, Download, ImageIcon, ImageUp, Loader2, RotateCcw, Sparkles, Square, Wand2 } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Input } from "@/components/ui/input";
 import { Progress } from "@/components/ui/progress";
-import { Select, SelectContent, SelectItem, SelectTrigger, SelectValue } from "@/components/ui/select";
-import { Slider } from "@/components/ui/slider";
+import { Collapsible, CollapsibleContent, CollapsibleTrigger } from "@/components/ui/collapsible";
+import { Tabs, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { Textarea } from "@/components/ui/textarea";
+import { CheckField, ChoiceField, SliderField } from "@/components/Controls";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { Field } from "@/components/Field";
+import { InitImageInput, loadInitImage, type InitImage } from "@/components/InitImageInput";
+import { MaskEditor, type MaskEditorHandle } from "@/components/MaskEditor";
 import { NumberInput } from "@/components/NumberInput";
-import type { AppError } from "@/lib/errors";
+import { imageCall, upscalerChoices } from "@/lib/api";
+import { errorFromException, type AppError } from "@/lib/errors";
 import { downloadName, formatSeconds } from "@/lib/format";
 import type { AtelierConnection, RunningJob } from "@/lib/gradio";
 import {
@@ -27,7 +31,7 @@ import {
   type ImageJobView,
   type JobProgress,
 } from "@/lib/stream";
-import { SAMPLERS, type ImageSettings } from "@/lib/types";
+import { INPAINT_FILLS, RESIZE_MODES, SAMPLERS, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
 
 type Phase = "idle" | "running" | "stopping" | "done" | "cancelled" | "error";
 
@@ -35,16 +39,33 @@ interface Props {
   conn: AtelierConnection;
   settings: ImageSettings;
   onSettings: (update: (previous: ImageSettings) => ImageSettings) => void;
+  mode: Mode;
+  onMode: (mode: Mode) => void;
+  /** The init image of img2img and inpaint (kept across modes, as A1111's "send to inpaint" does). */
+  initImage: InitImage | null;
+  onInitImage: (image: InitImage | null) => void;
+  /** What /models lists (empty until it answered). */
+  catalog: ModelCatalog;
   onJobFinished?: () => void;
 }
 
-export function ImageScreen({ conn, settings, onSettings, onJobFinished }: Props) {
+const MODE_LABELS: Record<Mode, string> = { txt2img: "txt2img", img2img: "img2img", inpaint: "Inpaint" };
+const options = <T extends string | number>(labels: readonly string[], values?: readonly T[]) =>
+  labels.map((label, index) => ({ label, value: (values ? values[index] : index) as T }));
+
+/** A size the server takes: a multiple of 8 from 64 to 2048, nearest below the image's own. */
+export function fitSize(pixels: number): number {
+  return Math.min(2048, Math.max(64, Math.floor(pixels / 8) * 8));
+}
+
+export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImage, onInitImage, catalog, onJobFinished }: Props) {
   const [phase, setPhase] = useState<Phase>("idle");
   const [view, setView] = useState<ImageJobView>(EMPTY_IMAGE_VIEW);
   const [progress, setProgress] = useState<JobProgress>(INITIAL_PROGRESS);
   const [previews, setPreviews] = useState(0);
   const [error, setError] = useState<AppError | null>(null);
   const job = useRef<RunningJob | null>(null);
+  const maskEditor = useRef<MaskEditorHandle>(null);
 
   const [idea, setIdea] = useState("");
   const [assisting, setAssisting] = useState(false);
@@ -54,17 +75,29 @@ export function ImageScreen({ conn, settings, onSettings, onJobFinished }: Props
   useEffect(() => () => job.current?.stop(), []);
 
   const set = <K extends keyof ImageSettings>(key: K, value: ImageSettings[K]) => onSettings((s) => ({ ...s, [key]: value }));
-  const fieldError = (name: keyof ImageSettings) => (error?.kind === "validation" || error?.kind === "quota" ? error.fields[name] : undefined);
+  const fieldError = (name: keyof ImageSettings | "init_image" | "mask") => (error?.kind === "validation" || error?.kind === "quota" ? error.fields[name] : undefined);
   const busy = phase === "running" || phase === "stopping";
 
   async function generate() {
     if (busy) return;
     setError(null);
+    let mask: Blob | null = null;
+    try {
+      mask = mode === "inpaint" ? ((await maskEditor.current?.toPng()) ?? null) : null;
+    } catch (err) {
+      setError(errorFromException(err));
+      return;
+    }
+    const call = imageCall(mode, settings, { initImage: initImage?.file ?? null, mask });
+    if ("error" in call) {
+      setError(call.error); // nothing was sent: the alert and the field say what is missing
+      return;
+    }
     setView(EMPTY_IMAGE_VIEW);
     setProgress(INITIAL_PROGRESS);
     setPreviews(0);
     setPhase("running");
-    const running = conn.stream("/generate_image", { ...settings }, {
+    const running = conn.stream(call.endpoint, call.payload, {
       onData: (data) => {
         if (!isUnchanged(data[0]) && (data[0] as { url?: string } | null)?.url) setPreviews((n) => n + 1);
         setView((previous) => reduceImage(previous, data));
@@ -82,6 +115,20 @@ export function ImageScreen({ conn, settings, onSettings, onJobFinished }: Props
       setPhase(outcome.kind === "cancelled" ? "cancelled" : "done");
     }
     onJobFinished?.();
+  }
+
+  /** A1111's "Send to img2img / inpaint": a result becomes the init image of the next job. */
+  async function sendResult(url: string, name: string, target: Mode) {
+    try {
+      const response = await fetch(url, { credentials: "include" });
+      if (!response.ok) throw new Error(`Could not fetch the result (${response.status}).`);
+      const image = await loadInitImage(await response.blob(), name);
+      onInitImage(image);
+      onSettings((s) => ({ ...s, width: fitSize(image.width), height: fitSize(image.height) }));
+      onMode(target);
+    } catch (err) {
+      setError(errorFromException(err));
+    }
   }
 
   function stop() {
@@ -126,6 +173,15 @@ export function ImageScreen({ conn, settings, onSettings, onJobFinished }: Props
             <CardDescription>Describe the image; or write an idea and let the text model write the prompt.</CardDescription>
           </CardHeader>
           <CardContent className="grid gap-4">
+            <Tabs value={mode} onValueChange={(v) => onMode(v as Mode)}>
+              <TabsList className="w-full">
+                {(Object.keys(MODE_LABELS) as Mode[]).map((m) => (
+                  <TabsTrigger key={m} value={m} data-testid={`mode-${m}`}>
+                    {MODE_LABELS[m]}
+                  </TabsTrigger>
+                ))}
+              </TabsList>
+            </Tabs>
             <form
               className="flex gap-2"
               onSubmit={(e) => {
@@ -169,43 +225,106 @@ export function ImageScreen({ conn, settings, onSettings, onJobFinished }: Props
           </CardContent>
         </Card>
 
+        {mode !== "txt2img" ? (
+          <Card data-testid="init-image-card">
+            <CardHeader>
+              <CardTitle>{mode === "inpaint" ? "Image and mask" : "Init image"}</CardTitle>
+              <CardDescription>
+                {mode === "inpaint" ? "Paint over what the model should repaint; the rest comes back untouched." : "The image to start from; denoising strength says how far to move away from it."}
+              </CardDescription>
+            </CardHeader>
+            <CardContent className="grid grid-cols-2 gap-4">
+              <div className="col-span-2">
+                <InitImageInput
+                  id="init-image"
+                  image={initImage}
+                  error={fieldError("init_image")}
+                  onImage={(image) => {
+                    onInitImage(image);
+                    // A1111's habit: the output size follows the init image until changed.
+                    if (image) onSettings((s) => ({ ...s, width: fitSize(image.width), height: fitSize(image.height) }));
+                  }}
+                />
+              </div>
+              {mode === "inpaint" && initImage ? (
+                <div className="col-span-2 grid gap-1.5">
+                  <MaskEditor ref={maskEditor} src={initImage.url} width={initImage.width} height={initImage.height} />
+                  {fieldError("mask") ? (
+                    <p className="text-xs text-destructive" data-testid="mask-error">
+                      {fieldError("mask")}
+                    </p>
+                  ) : null}
+                </div>
+              ) : null}
+              <SliderField id="denoising-strength" label="Denoising strength" className="col-span-2" min={0} max={1} step={0.01} integer={false} value={settings.denoising_strength} onValue={(v) => set("denoising_strength", v)} error={fieldError("denoising_strength")} />
+              <ChoiceField id="resize-mode" label="Resize mode" value={settings.resize_mode} options={options<number>(RESIZE_MODES)} onValue={(v) => set("resize_mode", v)} error={fieldError("resize_mode")} />
+              {mode === "inpaint" ? (
+                <>
+                  <ChoiceField
+                    id="mask-mode"
+                    label="Mask mode"
+                    value={settings.inpainting_mask_invert}
+                    options={options<number>(["Inpaint masked", "Inpaint not masked"])}
+                    onValue={(v) => set("inpainting_mask_invert", v)}
+                    error={fieldError("inpainting_mask_invert")}
+                  />
+                  <SliderField id="mask-blur" label="Mask blur" min={0} max={64} step={1} value={settings.mask_blur} onValue={(v) => set("mask_blur", v)} error={fieldError("mask_blur")} hint={`${settings.mask_blur} px`} />
+                  <ChoiceField id="masked-content" label="Masked content" value={settings.inpainting_fill} options={options<number>(INPAINT_FILLS)} onValue={(v) => set("inpainting_fill", v)} error={fieldError("inpainting_fill")} />
+                  <ChoiceField
+                    id="inpaint-area"
+                    label="Inpaint area"
+                    value={settings.inpaint_full_res ? "masked" : "whole"}
+                    options={options<string>(["Whole picture", "Only masked"], ["whole", "masked"])}
+                    onValue={(v) => set("inpaint_full_res", v === "masked")}
+                    error={fieldError("inpaint_full_res")}
+                  />
+                  <SliderField
+                    id="inpaint-padding"
+                    label="Only masked padding"
+                    min={0}
+                    max={256}
+                    step={4}
+                    value={settings.inpaint_full_res_padding}
+                    onValue={(v) => set("inpaint_full_res_padding", v)}
+                    error={fieldError("inpaint_full_res_padding")}
+                    hint={`${settings.inpaint_full_res_padding} px`}
+                  />
+                </>
+              ) : null}
+            </CardContent>
+          </Card>
+        ) : null}
+
         <Card>
           <CardHeader>
             <CardTitle>Settings</CardTitle>
           </CardHeader>
           <CardContent className="grid grid-cols-2 gap-4">
+            <ChoiceField
+              id="model"
+              label="Checkpoint"
+              value={settings.model}
+              options={[{ value: "", label: "Default" }, ...catalog.models.map((name) => ({ value: name, label: name }))]}
+              onValue={(v) => set("model", v)}
+              error={fieldError("model")}
+            />
+            <ChoiceField
+              id="vae"
+              label="VAE"
+              value={settings.vae}
+              options={[{ value: "", label: "The checkpoint's own" }, ...catalog.vaes.map((name) => ({ value: name, label: name }))]}
+              onValue={(v) => set("vae", v)}
+              error={fieldError("vae")}
+            />
             <Field id="width" label="Width" error={fieldError("width")} hint="px, ×8">
               <NumberInput id="width" min={64} max={2048} step={8} value={settings.width} onValue={(v) => set("width", v)} aria-invalid={!!fieldError("width")} />
             </Field>
             <Field id="height" label="Height" error={fieldError("height")} hint="px, ×8">
               <NumberInput id="height" min={64} max={2048} step={8} value={settings.height} onValue={(v) => set("height", v)} aria-invalid={!!fieldError("height")} />
             </Field>
-            <Field id="steps" label="Steps" error={fieldError("steps")} hint={String(settings.steps)} className="col-span-2 sm:col-span-1">
-              <div className="flex items-center gap-3">
-                <Slider aria-label="Steps" min={1} max={150} step={1} value={[Math.min(150, settings.steps)]} onValueChange={([v]) => set("steps", v)} />
-                <NumberInput id="steps" className="w-24" min={1} step={1} value={settings.steps} onValue={(v) => set("steps", v)} aria-invalid={!!fieldError("steps")} />
-              </div>
-            </Field>
-            <Field id="cfg" label="CFG scale" error={fieldError("cfg_scale")} hint={String(settings.cfg_scale)} className="col-span-2 sm:col-span-1">
-              <div className="flex items-center gap-3">
-                <Slider aria-label="CFG scale" min={0} max={30} step={0.5} value={[settings.cfg_scale]} onValueChange={([v]) => set("cfg_scale", v)} />
-                <NumberInput id="cfg" className="w-24" integer={false} min={0} step={0.5} value={settings.cfg_scale} onValue={(v) => set("cfg_scale", v)} aria-invalid={!!fieldError("cfg_scale")} />
-              </div>
-            </Field>
-            <Field id="sampler" label="Sampler" error={fieldError("sampler")}>
-              <Select value={settings.sampler} onValueChange={(v) => set("sampler", v)}>
-                <SelectTrigger id="sampler" aria-invalid={!!fieldError("sampler")}>
-                  <SelectValue />
-                </SelectTrigger>
-                <SelectContent>
-                  {SAMPLERS.map((name) => (
-                    <SelectItem key={name} value={name}>
-                      {name}
-                    </SelectItem>
-                  ))}
-                </SelectContent>
-              </Select>
-            </Field>
+            <SliderField id="steps" label="Steps" className="col-span-2 sm:col-span-1" min={1} max={150} step={1} value={settings.steps} onValue={(v) => set("steps", v)} error={fieldError("steps")} />
+            <SliderField id="cfg" label="CFG scale" className="col-span-2 sm:col-span-1" min={0} max={30} step={0.5} integer={false} value={settings.cfg_scale} onValue={(v) => set("cfg_scale", v)} error={fieldError("cfg_scale")} />
+            <ChoiceField id="sampler" label="Sampler" value={settings.sampler} options={SAMPLERS.map((name) => ({ value: name, label: name }))} onValue={(v) => set("sampler", v)} error={fieldError("sampler")} />
             <Field id="batch-count" label="Batch count" error={fieldError("batch_count")}>
               <NumberInput id="batch-count" min={1} step={1} value={settings.batch_count} onValue={(v) => set("batch_count", v)} aria-invalid={!!fieldError("batch_count")} />
             </Field>
@@ -217,6 +336,31 @@ export function ImageScreen({ conn, settings, onSettings, onJobFinished }: Props
                 </Button>
               </div>
             </Field>
+            {mode === "txt2img" ? (
+              <Collapsible className="col-span-2 grid gap-3 rounded-lg border p-3" defaultOpen={settings.enable_hr}>
+                <div className="flex items-center justify-between gap-2">
+                  <CheckField id="enable-hr" label="Hires. fix" checked={settings.enable_hr} onChecked={(v) => set("enable_hr", v)} />
+                  <CollapsibleTrigger asChild>
+                    <Button variant="ghost" size="sm" data-testid="hires-toggle">
+                      Options <ChevronDown />
+                    </Button>
+                  </CollapsibleTrigger>
+                </div>
+                <CollapsibleContent className="grid grid-cols-2 gap-4">
+                  <ChoiceField
+                    id="hr-upscaler"
+                    label="Upscaler"
+                    value={settings.hr_upscaler}
+                    options={upscalerChoices(catalog).map((name) => ({ value: name, label: name }))}
+                    onValue={(v) => set("hr_upscaler", v)}
+                    error={fieldError("hr_upscaler")}
+                  />
+                  <SliderField id="hr-scale" label="Upscale by" min={1} max={4} step={0.05} integer={false} value={settings.hr_scale} onValue={(v) => set("hr_scale", v)} error={fieldError("hr_scale")} hint={`${settings.hr_scale}× → ${fitSize(settings.width * settings.hr_scale)}×${fitSize(settings.height * settings.hr_scale)}`} />
+                  <SliderField id="hr-steps" label="Hires steps" min={0} max={150} step={1} value={settings.hr_second_pass_steps} onValue={(v) => set("hr_second_pass_steps", v)} error={fieldError("hr_second_pass_steps")} hint={settings.hr_second_pass_steps ? String(settings.hr_second_pass_steps) : "same as steps"} />
+                  <SliderField id="hr-denoising" label="Denoising strength" min={0} max={1} step={0.01} integer={false} value={settings.denoising_strength} onValue={(v) => set("denoising_strength", v)} error={fieldError("denoising_strength")} />
+                </CollapsibleContent>
+              </Collapsible>
+            ) : null}
           </CardContent>
         </Card>
       </div>
@@ -294,6 +438,22 @@ export function ImageScreen({ conn, settings, onSettings, onJobFinished }: Props
                             Use seed
                           </Button>
                         ) : null}
+                        {item.image.url
+                          ? (["img2img", "inpaint"] as const).map((target) => (
+                              <Button
+                                key={target}
+                                variant="ghost"
+                                size="icon"
+                                className="size-7"
+                                title={`Send to ${target}`}
+                                aria-label={`Send to ${target}`}
+                                onClick={() => void sendResult(item.image.url!, downloadName(item.image.url, `atelier-${info.job_id}-${index}.png`), target)}
+                                data-testid={`send-result-${target}`}
+                              >
+                                {target === "img2img" ? <ImageUp /> : <Brush />}
+                              </Button>
+                            ))
+                          : null}
                         <Button variant="ghost" size="icon" className="size-7" asChild>
                           <a href={item.image.url ?? ""} download={downloadName(item.image.url, `atelier-${info.job_id}-${index}.png`)} title="Download PNG" aria-label="Download PNG" data-testid="download">
                             <Download />

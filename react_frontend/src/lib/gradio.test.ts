@@ -124,6 +124,18 @@ describe("AtelierConnection", () => {
     expect(calls).toContain("return");
   });
 
+  it("a call the client refuses before sending (unknown parameter or endpoint) ends as an error, not a wait", async () => {
+    const { client } = fakeClient(() => undefined);
+    client.submit = () => {
+      throw new Error("Parameter `enable_hr` is not a valid keyword argument. Please refer to the API for usage.");
+    };
+    const conn = new AtelierConnection("http://h/", client);
+    const job = conn.stream("/generate_image", { enable_hr: true });
+    await expect(job.done).resolves.toMatchObject({ kind: "error", data: null, error: { message: expect.stringContaining("enable_hr") } });
+    job.stop(); // nothing to stop
+    await expect(conn.call("/models", {})).rejects.toMatchObject({ message: expect.stringContaining("not a valid keyword") });
+  });
+
   it("call() returns the single output, or throws the mapped error", async () => {
     const ok = new AtelierConnection(
       "http://h/",

@@ -108,13 +108,16 @@ export interface StreamHandlers {
 
 /** The subset of @gradio/client's Client that Atelier uses (a fake stands in for it in unit tests). */
 export interface GradioLike {
-  submit(endpoint: string, data: Record<string, unknown>): AsyncIterable<unknown> & {
+  submit(endpoint: string, data: Payload): AsyncIterable<unknown> & {
     cancel(): Promise<void>;
     wait_for_id?(): Promise<string | null>;
     return?(): Promise<unknown>;
   };
   close?(): void;
 }
+
+/** Keyword arguments by the API's names, or positional ones in the endpoint's order. */
+export type Payload = Record<string, unknown> | unknown[];
 
 export class AtelierConnection {
   constructor(
@@ -123,8 +126,16 @@ export class AtelierConnection {
   ) {}
 
   /** Submit to a streaming endpoint; each data message replaces the previous value. */
-  stream(endpoint: string, payload: Record<string, unknown>, handlers: StreamHandlers = {}): RunningJob {
-    const job = this.client.submit(endpoint, payload);
+  stream(endpoint: string, payload: Payload, handlers: StreamHandlers = {}): RunningJob {
+    let job: ReturnType<GradioLike["submit"]>;
+    try {
+      job = this.client.submit(endpoint, payload);
+    } catch (err) {
+      // @gradio/client refuses before sending (an endpoint or a parameter this server does not have): say so,
+      // rather than leave the screen waiting for a job that never started.
+      const error = errorFromException(err);
+      return { done: Promise.resolve({ kind: "error", error, data: null }), stop: () => undefined };
+    }
     let stopped = false;
     const done = consume(job as AsyncIterable<GradioMessage>, { ...handlers, isCancelled: () => stopped });
     return {
@@ -143,7 +154,7 @@ export class AtelierConnection {
   }
 
   /** A non-streaming endpoint: its single output, or an AppError thrown. */
-  async call<T>(endpoint: string, payload: Record<string, unknown>): Promise<T> {
+  async call<T>(endpoint: string, payload: Payload): Promise<T> {
     const outcome = await this.stream(endpoint, payload).done;
     if (outcome.kind === "error") throw outcome.error;
     if (!outcome.data) throw errorFromException(new Error("Connection errored out. "));

@@ -199,7 +199,12 @@ function normaliseGallery(value: unknown): GalleryItem[] {
 /** The settings of a finished job, for "Reuse settings" (the seed actually used, never -1). */
 export function settingsFromInfo(info: ImageInfo): Partial<ImageSettings> {
   const out: Partial<ImageSettings> = {};
-  for (const key of ["prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "batch_count"] as const) {
+  // Not `model`: the info names the model that made the image, which need not be a name /models lists.
+  for (const key of [
+    "prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler", "batch_count", "enable_hr", "hr_scale", "hr_upscaler",
+    "hr_second_pass_steps", "denoising_strength", "resize_mode", "mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
+    "inpainting_mask_invert",
+  ] as const) {
     if (info[key] !== undefined && info[key] !== null) (out as Record<string, unknown>)[key] = info[key];
   }
   if (typeof info.seed === "number") out.seed = info.seed;

@@ -16,7 +16,18 @@ export interface GalleryItem {
 
 export const SAMPLERS = ["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "LMS", "Heun", "UniPC"] as const;
 
-/** The inputs of /generate_image, in the API's names. */
+/** The three ways to make an image; each has its own endpoint (/generate_image, /img2img, /inpaint). */
+export const MODES = ["txt2img", "img2img", "inpaint"] as const;
+export type Mode = (typeof MODES)[number];
+
+/** A1111's resize modes (its numbering). */
+export const RESIZE_MODES = ["Just resize", "Crop and resize", "Resize and fill"] as const;
+/** A1111's "Masked content" (inpainting_fill). */
+export const INPAINT_FILLS = ["fill", "original", "latent noise", "latent nothing"] as const;
+/** Hires upscalers every server has; upscaler models from <data>/upscalers come from /models. */
+export const BUILTIN_UPSCALERS = ["Latent", "Lanczos"] as const;
+
+/** The inputs of /generate_image, /img2img and /inpaint, in the API's (A1111's) names, with A1111's defaults. */
 export interface ImageSettings {
   prompt: string;
   negative_prompt: string;
@@ -27,6 +38,26 @@ export interface ImageSettings {
   seed: number;
   sampler: string;
   batch_count: number;
+  /** Checkpoint name from /models; "" = the server's default. */
+  model: string;
+  /** VAE name from /models; "" = the checkpoint's own. */
+  vae: string;
+  /** Hires fix (txt2img only). */
+  enable_hr: boolean;
+  hr_scale: number;
+  hr_upscaler: string;
+  /** 0 = as many as steps. */
+  hr_second_pass_steps: number;
+  /** img2img/inpaint strength; with enable_hr, the hires pass's. */
+  denoising_strength: number;
+  resize_mode: number;
+  mask_blur: number;
+  inpainting_fill: number;
+  /** "Only masked": crop around the mask, paste back. */
+  inpaint_full_res: boolean;
+  inpaint_full_res_padding: number;
+  /** 0 inpaint masked, 1 inpaint not masked. */
+  inpainting_mask_invert: number;
 }
 
 export const DEFAULT_IMAGE_SETTINGS: ImageSettings = {
@@ -39,7 +70,30 @@ export const DEFAULT_IMAGE_SETTINGS: ImageSettings = {
   seed: -1,
   sampler: "Euler a",
   batch_count: 1,
+  model: "",
+  vae: "",
+  enable_hr: false,
+  hr_scale: 2,
+  hr_upscaler: "Latent",
+  hr_second_pass_steps: 0,
+  denoising_strength: 0.75,
+  resize_mode: 0,
+  mask_blur: 4,
+  inpainting_fill: 1,
+  inpaint_full_res: false,
+  inpaint_full_res_padding: 32,
+  inpainting_mask_invert: 0,
 };
+
+/** What /models lists. */
+export interface ModelCatalog {
+  models: string[];
+  vaes: string[];
+  upscalers: string[];
+}
+
+/** What /png_info answers: A1111's API names, plus the raw `parameters` text. */
+export type PngInfo = Record<string, unknown> & { parameters?: string };
 
 /** The `info` output of /generate_image: empty at first, complete on the last update. */
 export interface ImageInfo extends Partial<ImageSettings> {
