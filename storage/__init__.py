@@ -1,1 +1,1 @@
-"""Persistence: Peewee models on SQLite, migrations, and atomic image files. Never imports torch."""
+"""Persistence: Peewee models on SQLite or PostgreSQL, migrations, and atomic image files. Never imports torch."""
