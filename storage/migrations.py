@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from string import Template
 from typing import Any
 
-from peewee import SQL, BooleanField, CharField, Database, Field, FloatField, IntegerField, Table
+from peewee import SQL, BooleanField, CharField, Database, DoubleField, Field, IntegerField, Table
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
@@ -178,7 +178,7 @@ def m005_image_modes(db: Database) -> None:
         "mode": column(CharField, "'txt2img'"),
         "init_image_sha": column(CharField, "''"),
         "mask_sha": column(CharField, "''"),
-        "denoising_strength": column(FloatField, "0.75"),
+        "denoising_strength": column(DoubleField, "0.75"),
         "resize_mode": column(IntegerField, "0"),
         "mask_blur": column(IntegerField, "4"),
         "inpainting_fill": column(IntegerField, "1"),
@@ -186,7 +186,7 @@ def m005_image_modes(db: Database) -> None:
         "inpaint_full_res_padding": column(IntegerField, "32"),
         "inpainting_mask_invert": column(IntegerField, "0"),
         "enable_hr": column(BooleanField, "FALSE"),
-        "hr_scale": column(FloatField, "2.0"),
+        "hr_scale": column(DoubleField, "2.0"),
         "hr_upscaler": column(CharField, "'Latent'"),
         "hr_second_pass_steps": column(IntegerField, "0"),
         "checkpoint": column(CharField, "''"),

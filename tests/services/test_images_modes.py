@@ -168,10 +168,10 @@ def test_history_keeps_the_settings_and_the_input_images(service: ImageService, 
 def test_inputs_that_cannot_be_stored_fail_the_job_with_a_message(service: ImageService, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   backend: FakeImageBackend) -> None:
-    def full_disk(image: Image.Image, dest: Path, parameters: Any = None) -> Path:
+    def full_disk(key: str, image: Image.Image, parameters: Any = None) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(images_module, "write_png_atomic", full_disk)
+    monkeypatch.setattr(service.store, "put_png", full_disk)
     snap = service.run(service.validate(**BASE, mode="img2img", init_image=picture(4)))
     assert snap.status == "failed"
     assert "could not save the input images" in snap.error
