@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from services.database import TransferError, copy_sqlite_to
 from settings import Settings
-from storage.transfer import TransferError, copy_sqlite_to
 
 
 def db_main(argv: list[str]) -> None:

@@ -36,7 +36,7 @@ def app_with(queue_size: int, tmp_path: Path, proxies: list[str] | None = None) 
 
     inner = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
     blocks = SimpleNamespace(_queue=FakeQueue(queue_size),
-                             fns={7: SimpleNamespace(concurrency_id="image", api_name="generate_image")},
+                             fns={7: SimpleNamespace(concurrency_id="image", api_name="generate_image", inputs=[])},
                              get_api_info=lambda: {"named_endpoints": {"/generate_image": {"parameters": [
                                  {"parameter_name": "prompt", "parameter_has_default": False}]}}})
     auth = Authenticator(AccountService(), required=False, trusted_proxies=proxies or [])
