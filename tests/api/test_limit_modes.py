@@ -71,7 +71,8 @@ def gateway(enforce: bool) -> TestClient:
     async def endpoint(request: Any) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    blocks = SimpleNamespace(_queue=[], fns={7: SimpleNamespace(concurrency_id="image", api_name="generate_image", inputs=[])})
+    event = SimpleNamespace(concurrency_id="image", api_name="generate_image", inputs=[])
+    blocks = SimpleNamespace(_queue=[], fns={7: event})
     return TestClient(Gateway(Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])]),
                               auth=Authenticator(AccountService(), required=False),
                               limiter=Limiter(key_func=get_remote_address), blocks=blocks, file_roots=[],
