@@ -132,9 +132,10 @@ class ImageLimits:
     max_cfg_scale: float = 30.0
 
 
-def check_inputs(req: ImageRequest, limits: ImageLimits, upscalers: Collection[str] = ()) -> dict[str, str]:
+def check_inputs(req: ImageRequest, limits: ImageLimits,
+                 upscalers: Collection[str] | None = ()) -> dict[str, str]:
     """Return {field: message} for every bad value; empty when the request is fine. `upscalers` names the upscaler
-    models available for hires fix besides the built-in ones."""
+    models available for hires fix besides the built-in ones; None leaves the name to a remote server to check."""
     errors: dict[str, str] = {}
     if not req.prompt.strip():
         errors["prompt"] = "prompt must not be empty: describe the image you want."
@@ -203,7 +204,7 @@ def _check_mode_numbers(req: ImageRequest) -> dict[str, str]:
     return errors
 
 
-def _check_hires(req: ImageRequest, limits: ImageLimits, upscalers: Collection[str]) -> dict[str, str]:
+def _check_hires(req: ImageRequest, limits: ImageLimits, upscalers: Collection[str] | None) -> dict[str, str]:
     """Hires fix: only for txt2img, a scale whose final size fits, a known upscaler, a step count in range."""
     errors: dict[str, str] = {}
     if req.enable_hr and req.mode != "txt2img":
@@ -214,8 +215,8 @@ def _check_hires(req: ImageRequest, limits: ImageLimits, upscalers: Collection[s
         width, height = req.hr_size()
         errors["hr_scale"] = (f"hr_scale {req.hr_scale:g} makes {width}x{height}; each side may be at most "
                               f"{limits.max_size}, so lower hr_scale or the base size.")
-    known = (*LATENT_UPSCALERS, *IMAGE_UPSCALERS, *sorted(upscalers))
-    if req.hr_upscaler not in known:
+    known = (*LATENT_UPSCALERS, *IMAGE_UPSCALERS, *sorted(upscalers or ()))
+    if upscalers is not None and req.hr_upscaler not in known:
         errors["hr_upscaler"] = f"hr_upscaler {req.hr_upscaler!r} is unknown; choose one of: {', '.join(known)}."
     if not 0 <= req.hr_second_pass_steps <= limits.max_steps:
         errors["hr_second_pass_steps"] = (f"hr_second_pass_steps must be between 0 (same as steps) and "

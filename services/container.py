@@ -206,7 +206,8 @@ def build_services(settings: Settings) -> Services:
     upload_limits = UploadLimits.from_settings(settings)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
                           max_batch_images=settings.resolved_max_batch_images, store=store,
-                          upload_limits=upload_limits)
+                          upload_limits=upload_limits, catalog=catalog,
+                          remote_names=settings.image_backend != "diffusers")
     text_slot = _text_slot(settings)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,

@@ -76,7 +76,8 @@ class ImageService:
     def __init__(self, slot: ModelSlot[ImageBackend], images_dir: Path, limits: ImageLimits,
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
                  max_batch_images: int = 1, store: BlobStore | None = None,
-                 upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None) -> None:
+                 upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None,
+                 remote_names: bool = False) -> None:
         self.slot = slot
         self.images_dir = images_dir
         self.store = store or LocalStore(images_dir)
@@ -87,6 +88,9 @@ class ImageService:
         # services.catalog.Catalog: the names a request may use (checkpoints, VAEs, LoRAs, upscalers) and the
         # Model hash and Lora hashes for the PNG. None (tests, scripts): no names to check, no hashes to write.
         self.catalog = catalog
+        # A remote backend (AUTOMATIC1111) has checkpoints, VAEs, LoRAs and upscalers of its own, which only it
+        # knows: their names go to it unchecked, and it refuses an unknown one with its own message.
+        self.remote_names = remote_names
         # One pipeline call at a time, whatever path (UI, API, bench) a job came from; jobs that wait together
         # and share a shape ride in the same call.
         self.batcher = ImageBatcher(max_batch_images)
@@ -120,9 +124,9 @@ class ImageService:
             if not isinstance(err, ValidationError):
                 raise
             return None, {str(e["loc"][0]): f"{e['loc'][0]}: {e['msg']}" for e in err.errors()} | errors
-        upscalers = self.catalog.upscalers() if self.catalog is not None else ()
+        upscalers = None if self.remote_names else self.catalog.upscalers() if self.catalog is not None else ()
         errors = check_inputs(req, self.limits, upscalers) | errors  # an unreadable image's own message wins
-        if self.catalog is not None:
+        if self.catalog is not None and not self.remote_names:
             # Unknown LoRAs in the prompt, checkpoint or VAE names: each message lists what there is.
             errors = self.catalog.field_errors(prompt=req.prompt, model=req.model, vae=req.vae) | errors
         return (None if errors else req), errors
@@ -319,7 +323,7 @@ class ImageService:
         """A1111's Model hash of the checkpoint that ran: the backend's own when it tells (a single-file checkpoint
         it loaded), else the catalog's for the name asked for; '' for a diffusers folder or a remote model."""
         known = getattr(backend, "model_hash", "")
-        if known or not req.model or self.catalog is None:
+        if known or not req.model or self.catalog is None or self.remote_names:
             return str(known or "")
         try:
             return str(self.catalog.model_hash(req.model))
@@ -329,7 +333,7 @@ class ImageService:
 
     def _lora_hashes(self, req: ImageRequest) -> str:
         """A1111's Lora hashes for the LoRAs the prompt names ('' without a catalog or LoRAs)."""
-        if self.catalog is None:
+        if self.catalog is None or self.remote_names:  # a remote server's LoRAs are not files here
             return ""
         try:
             return str(self.catalog.lora_hashes(req.prompt))

@@ -285,6 +285,17 @@ def test_uploaded_bytes_are_decoded_and_bad_ones_refused_on_their_field(service:
     assert "4,096 pixels" in errors["init_image"]
 
 
+def test_a_remote_backend_gets_its_own_names_unchecked(service: ImageService) -> None:
+    # An AUTOMATIC1111 WebUI has checkpoints, VAEs, LoRAs and upscalers Atelier's folders do not: they pass to it.
+    names = {"model": "missing", "vae": "vae-ft-mse-840000-ema-pruned.ckpt",
+             "prompt": "a lighthouse <lora:webui_only:0.8>", "enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}
+    assert set(service.field_errors(**(BASE | names))) == {"model", "hr_upscaler"}  # the stub knows every other
+    service.remote_names = True
+    assert service.field_errors(**(BASE | names)) == {}
+    req = service.validate(**(BASE | names))
+    assert service._parameters(req, service.slot.backend).lora_hashes is None  # no local file to hash
+
+
 # --- the tiny diffusers model, end to end -------------------------------------------------------------------------
 def test_tiny_model_inpaint_job_is_stored_whole_and_then_cached(services: Services) -> None:
     from services.images import run_and_collect
