@@ -36,8 +36,10 @@ COPY --from=client /client/dist /app/react_frontend/dist
 
 # A non-root user owns the data dir and the Hugging Face cache; both are volumes so that images,
 # history and downloaded weights survive a new container.
+# data/tmp exists in the image so that a volume mounted there (each replica's own caches, docker-compose.yml's
+# scale profile) starts owned by the atelier user, as Docker copies a mount point's ownership into a new volume.
 RUN useradd --create-home --uid 10001 atelier \
-    && mkdir -p /data /hf-cache \
+    && mkdir -p /data/tmp /hf-cache \
     && chown -R atelier:atelier /data /hf-cache
 USER 10001
 
