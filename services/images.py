@@ -213,7 +213,9 @@ class ImageService:
             return ImageJob.create(
                 user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
                 extra=json.dumps(self.slot.status().details, default=str), cache_key=cache_key, cached=cached,
-                **req.model_dump(),
+                # The request's own `model` (the checkpoint asked for, "" = default) must not clash with the
+                # model that ran, passed above; the new mode fields have no columns yet and peewee ignores them.
+                **req.model_dump(exclude={"model"}),
             )
 
     def _write_files(self, job: ImageJob, req: ImageRequest, model: str, images: list[Any],
