@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3, help="jobs per session per round")
     parser.add_argument("--probes", type=int, default=200, help="health requests per side per round")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads in each replica")
-    parser.add_argument("--save", action="store_true", help="write bench/results/scale.json")
+    parser.add_argument("--save", action="store_true", help="write bench/results/scale_threads<N>.json")
     args = parser.parse_args()
 
     from pipelines.tiny import ensure_tiny_sd
@@ -172,7 +172,7 @@ def main() -> None:
     print(f"/api/health direct : {fmt(result['health_direct_ms'], 'ms')}")
     print(f"/api/health proxied: {fmt(result['health_via_proxy_ms'], 'ms')}  (+{added:.2f} ms median per request)")
     if args.save:
-        print(f"saved {save('scale', result)}")
+        print(f"saved {save(f'scale_threads{args.threads}', result)}")
 
 
 if __name__ == "__main__":
