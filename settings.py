@@ -180,9 +180,11 @@ class Settings(BaseSettings):
 
     # Serving
     warmup: bool = Field(default=True, description="load models in the background at start")
-    # Shown by /api/health, so that behind a proxy one can tell which replica answered (a container's hostname).
-    replica_name: str = Field(default_factory=socket.gethostname, max_length=255,
-                              description="this replica's name in /api/health")
+    # Shown by /api/health, so that behind a proxy one can tell which replica answered, and recorded on the jobs a
+    # replica runs, so that its restart recovers its own unfinished work while other replicas run. Unique per
+    # replica, and the same across its restarts.
+    replica_name: str = Field(default="", max_length=255,
+                              description="this replica's name; empty: hostname:port")
     queue_max_size: int = Field(default=64, ge=1)
     session_grace_s: float = Field(default=600, ge=0, description="seconds a closed or idle session keeps its state")
     temp_max_age_s: float = Field(default=86400, ge=0,
@@ -262,6 +264,11 @@ class Settings(BaseSettings):
     def db_path(self) -> Path:
         """The SQLite database file."""
         return self.data_path / "atelier.db"
+
+    @property
+    def resolved_replica_name(self) -> str:
+        """ATELIER_REPLICA_NAME, or this machine's hostname and port (two replicas on one box differ by port)."""
+        return self.replica_name or f"{socket.gethostname()}:{self.port}"
 
     @property
     def database_location(self) -> Path | str:

@@ -94,8 +94,9 @@ class ChatService:
     """The chat use cases: validate, reply (one at a time), keep every conversation."""
 
     def __init__(self, slot: ModelSlot[TextBackend], limits: TextLimits, defaults: TextOptions,
-                 cache: ResultCache | None = None, concurrency: int = 1) -> None:
+                 cache: ResultCache | None = None, concurrency: int = 1, replica: str = "") -> None:
         self.slot = slot
+        self.replica = replica  # this process's name among replicas, recorded on each reply it streams
         self.cache = cache or ResultCache(enabled=False)
         self.limits = limits
         self.defaults = defaults
@@ -185,7 +186,7 @@ class ChatService:
                 new_user_text = message if mode == "edit" else None
             # Recorded with the turn it answers, so that a crash from here on leaves a trace (see recover()).
             draft = ReplyDraft.create(conversation=conversation, answers=last_user, mode=mode,
-                                      params=json.dumps(options.model_dump()))
+                                      params=json.dumps(options.model_dump()), replica=self.replica)
         history = [_for_model(m) for m in turns if m.position < last_user.position]
         history = [h for h in history if h is not None]
         history.append({"role": "user", "content": new_user_text if new_user_text is not None else last_user.content})
@@ -298,12 +299,16 @@ class ChatService:
                       message_id=reply.id, usage=usage_dict, error=error)
 
     # 3. Start-up housekeeping -------------------------------------------------------------------
-    def recover(self) -> int:
-        """Turn replies left unfinished by a crash into failed replies that keep their partial text; return how
-        many. A regenerate or edit cut short changes nothing, like one that failed (the earlier reply stays)."""
+    def recover(self, only_replica: str | None = None) -> int:
+        """Turn replies left unfinished by a crash (every replica's, or only `only_replica`'s while others run) into
+        failed replies that keep their partial text; return how many. A regenerate or edit cut short changes
+        nothing, like one that failed (the earlier reply stays)."""
         recovered = 0
+        drafts = ReplyDraft.select()
+        if only_replica is not None:
+            drafts = drafts.where(ReplyDraft.replica == only_replica)
         with database.atomic():
-            for draft in ReplyDraft.select().order_by(ReplyDraft.id):
+            for draft in drafts.order_by(ReplyDraft.id):
                 answered = Message.get_or_none(Message.id == draft.answers_id)
                 position = answered.position + 1 if answered else None
                 if draft.mode == "send" and answered is not None and not Message.select().where(
@@ -312,7 +317,7 @@ class ChatService:
                                    content=draft.content, reasoning=draft.reasoning, status="failed",
                                    error=INTERRUPTED, model=draft.model, params=draft.params)
                     recovered += 1
-            ReplyDraft.delete().execute()
+            ReplyDraft.delete().where(ReplyDraft.id.in_([d.id for d in drafts])).execute()
         return recovered
 
     def start_prompt_assist(self, idea: str, options: TextOptions | None = None) -> ChatHandle:

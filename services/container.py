@@ -50,7 +50,7 @@ class Services:
         return {
             "status": "ok",
             "profile": self.settings.resolved_profile.value,
-            "replica": self.settings.replica_name,
+            "replica": self.settings.resolved_replica_name,
             "models": {"image": self.image_slot.status().as_dict(), "text": self.text_slot.status().as_dict()},
             "memory": self.residency.describe(),
         }
@@ -176,11 +176,12 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
                  TINY_R1_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
 
 
-def _recover(images: ImageService, chat: ChatService) -> None:
-    """Start-up housekeeping: jobs and replies a crash left unfinished become failures that say so."""
-    if recovered := images.recover():
+def _recover(images: ImageService, chat: ChatService, only_replica: str | None = None) -> None:
+    """Start-up housekeeping: jobs and replies a crash left unfinished become failures that say so (only this
+    replica's own when other replicas are running: theirs may still be under way)."""
+    if recovered := images.recover(only_replica):
         log.warning("marked %d interrupted image job(s) as failed", recovered)
-    if interrupted := chat.recover():
+    if interrupted := chat.recover(only_replica):
         log.warning("kept %d interrupted chat reply(ies) as failed, with their partial text", interrupted)
 
 
@@ -207,17 +208,18 @@ def build_services(settings: Settings) -> Services:
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
                           max_batch_images=settings.resolved_max_batch_images, store=store,
                           upload_limits=upload_limits, catalog=catalog,
-                          remote_names=settings.image_backend != "diffusers")
+                          remote_names=settings.image_backend != "diffusers", replica=settings.resolved_replica_name)
     text_slot = _text_slot(settings)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
                            thinking_budget=settings.resolved_thinking_budget)
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
                                              max_message_chars=settings.max_message_chars), defaults, cache,
-                       concurrency=settings.resolved_text_concurrency)
+                       concurrency=settings.resolved_text_concurrency, replica=settings.resolved_replica_name)
     if not join_replicas(db, lambda: _recover(images, chat)):
-        log.info("other replicas are running on this database: what a stopped one left unfinished is marked "
-                 "failed when a replica starts alone")
+        # Others are running: only what this replica (by its name) left unfinished before it stopped is surely
+        # over; another stopped replica's work is recovered by its own restart, or when a replica starts alone.
+        _recover(images, chat, only_replica=settings.resolved_replica_name)
     residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")

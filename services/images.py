@@ -77,7 +77,7 @@ class ImageService:
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
                  max_batch_images: int = 1, store: BlobStore | None = None,
                  upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None,
-                 remote_names: bool = False) -> None:
+                 remote_names: bool = False, replica: str = "") -> None:
         self.slot = slot
         self.images_dir = images_dir
         self.store = store or LocalStore(images_dir)
@@ -91,6 +91,7 @@ class ImageService:
         # A remote backend (AUTOMATIC1111) has checkpoints, VAEs, LoRAs and upscalers of its own, which only it
         # knows: their names go to it unchecked, and it refuses an unknown one with its own message.
         self.remote_names = remote_names
+        self.replica = replica  # this process's name among replicas, recorded on each job it runs
         # One pipeline call at a time, whatever path (UI, API, bench) a job came from; jobs that wait together
         # and share a shape ride in the same call.
         self.batcher = ImageBatcher(max_batch_images)
@@ -282,6 +283,7 @@ class ImageService:
             return ImageJob.create(
                 user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
                 extra=json.dumps(self.slot.status().details, default=str), cache_key=cache_key, cached=cached,
+                replica=self.replica,
                 init_image_sha=digests["init_image"], mask_sha=digests["mask"], **settings,
             )
 
@@ -396,14 +398,18 @@ class ImageService:
         }
 
     # 3. Start-up housekeeping -------------------------------------------------------------------
-    def recover(self) -> int:
-        """Mark jobs left 'running' by a crash as failed, and drop half-written temp files."""
+    def recover(self, only_replica: str | None = None) -> int:
+        """Mark jobs left 'running' by a crash as failed (every replica's, or only `only_replica`'s while others
+        run), and drop half-written temp files."""
         self.store.recover()
+        running = ImageJob.status == "running"
+        if only_replica is not None:
+            running &= ImageJob.replica == only_replica
         with database.atomic():
             return (
                 ImageJob.update(status="failed", error="interrupted: the server stopped while this job ran",
                                 finished_at=utcnow())
-                .where(ImageJob.status == "running")
+                .where(running)
                 .execute()
             )
 

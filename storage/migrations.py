@@ -201,6 +201,15 @@ def m005_image_modes(db: Database) -> None:
     ddl(db, "CREATE INDEX IF NOT EXISTS imagejob_mask_sha ON imagejob (mask_sha)")
 
 
+def m006_replica_owner(db: Database) -> None:
+    """Which replica runs each image job and streams each reply: a replica that restarts beside running ones then
+    recovers its own unfinished work, and only its own."""
+    for table in ("imagejob", "replydraft"):
+        if "replica" not in {c.name for c in db.get_columns(table)}:
+            ddl(db, f"ALTER TABLE {table} ADD COLUMN replica VARCHAR(255) NOT NULL DEFAULT ''")
+        ddl(db, f"CREATE INDEX IF NOT EXISTS {table}_replica ON {table} (replica)")
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
@@ -208,6 +217,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("003_accounts_and_cache", m003_accounts_and_cache),
     ("004_reply_drafts", m004_reply_drafts),
     ("005_image_modes", m005_image_modes),
+    ("006_replica_owner", m006_replica_owner),
 ]
 
 

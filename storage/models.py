@@ -70,6 +70,9 @@ class ImageJob(BaseModel):
     # Set on jobs whose result may be reused for an identical request (a fixed seed); see services/cache.py.
     cache_key = CharField(null=True)
     extra = TextField(default="{}")  # JSON: anything a backend wants to keep (device, notes)
+    # The replica running the job (ATELIER_REPLICA_NAME; migration 006): after a crash, that replica's restart
+    # marks it failed even while other replicas run.
+    replica = CharField(default="", index=True)
     # Issue 13 (migration 005): the modes, in AUTOMATIC1111's names and defaults.
     mode = CharField(default="txt2img")  # txt2img | img2img | inpaint
     # The input images by the sha256 of their PNG bytes ("" for none); the files are <images dir>/inputs/<sha>.png.
@@ -180,6 +183,7 @@ class ReplyDraft(BaseModel):
     params = TextField(default="{}")
     started_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    replica = CharField(default="", index=True)  # the replica streaming the reply (migration 006)
 
 
 class Account(BaseModel):

@@ -94,7 +94,8 @@ def test_a_replica_killed_mid_stream_loses_no_row_and_the_next_job_runs_on_the_o
     while not any(j["seed"] == 3 and j["status"] == "running" for j in history(stack.url)):
         assert time.monotonic() < deadline, "the long job never started"
         time.sleep(0.2)
-    replica_of(session, stack).kill()
+    victim = replica_of(session, stack)
+    victim.kill()
     with pytest.raises(Exception):  # noqa: PT011 - gradio_client reports a dead server in several ways
         job.result(timeout=60)
     # The same client, cookie and login token: the proxy sends it to the live replica, where it is still logged in.
@@ -106,4 +107,9 @@ def test_a_replica_killed_mid_stream_loses_no_row_and_the_next_job_runs_on_the_o
     by_seed = {j["seed"]: j for j in after if j["job_id"] not in before}
     assert set(by_seed) == {3, 4}
     assert by_seed[4]["status"] == "done"
-    assert by_seed[3]["status"] in {"running", "failed"}  # the dead replica's job: kept, never shown as done
+    assert by_seed[3]["status"] == "running"  # the dead replica's job: kept, never shown as done
+    # The dead replica comes back (same name, as a restarted container): it marks its own cut job as failed, while
+    # the other replica keeps running.
+    victim.start()
+    job_3 = next(j for j in history(stack.url) if j["job_id"] == by_seed[3]["job_id"])
+    assert (job_3["status"], job_3["error"]) == ("failed", "interrupted: the server stopped while this job ran")

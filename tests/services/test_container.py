@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.container import build_services
+from services.container import Services, build_services
 from services.images import run_and_collect
 from settings import Settings
 from storage.db import leave_replicas
-from storage.models import ImageJob
+from storage.models import Conversation, ImageJob, Message, ReplyDraft
 from tests.services.conftest import tiny_settings
 
 
@@ -79,4 +79,33 @@ def test_a_replica_starting_beside_running_ones_leaves_their_work_alone(tmp_path
     leave_replicas()  # both stop (a crash or a kill does the same: PostgreSQL drops their connections)
     build_services(tiny_settings(tmp_path / "c", tiny_sd_dir, database_url=postgres_url))  # C starts alone
     assert ImageJob.get_by_id(job.id).status == "failed"
+    leave_replicas()
+
+
+def test_a_replica_restarting_beside_running_ones_recovers_its_own_work_only(tmp_path: Path, tiny_sd_dir: Path,
+                                                                            postgres_url: str) -> None:
+    """A replica that crashed and restarts while others run marks what it left unfinished (by its name) as failed,
+    and leaves the others' work alone."""
+    def replica(name: str) -> Services:
+        return build_services(tiny_settings(tmp_path / name, tiny_sd_dir, database_url=postgres_url,
+                                            replica_name=name))
+
+    def running_job(owner: str) -> ImageJob:
+        return ImageJob.create(user="", backend="diffusers", model="m", prompt="p", width=64, height=64, steps=1,
+                               cfg_scale=7, seed=1, sampler="Euler", status="running", replica=owner)
+
+    replica("a")
+    b = replica("b")
+    conversation = Conversation.create(user="", title="t")
+    question = Message.create(conversation=conversation, position=0, role="user", content="hi")
+    mine, theirs = running_job("a"), running_job("b")
+    ReplyDraft.create(conversation=conversation, answers=question, mode="send", content="partial", replica="a")
+    ReplyDraft.create(conversation=conversation, answers=question, mode="send", content="theirs", replica="b")
+    assert b.images.replica == "b"
+    replica("a")  # a's process died; its restart joins b, which keeps running
+    assert ImageJob.get_by_id(mine.id).status == "failed"
+    assert ImageJob.get_by_id(theirs.id).status == "running"
+    kept = Message.get(Message.conversation == conversation, Message.position == 1)
+    assert (kept.status, kept.content) == ("failed", "partial")  # a's cut reply, with its text
+    assert [d.replica for d in ReplyDraft.select()] == ["b"]  # b's reply is still streaming
     leave_replicas()
