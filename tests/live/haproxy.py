@@ -6,13 +6,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from tests.live.processes import stop_process, wait_until_answers
 from tests.server import free_port
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
@@ -53,24 +51,9 @@ def haproxy(replicas: list[tuple[str, int]], timeout_s: float = 30) -> Iterator[
         proc = subprocess.Popen([binary, "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"haproxy exited: {(Path(tmp) / 'haproxy.log').read_text()}")
-                try:
-                    if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("haproxy did not answer /api/health in time")
-                time.sleep(0.2)
+            wait_until_answers(proc, f"{url}/api/health", timeout_s, "haproxy",
+                               lambda: (Path(tmp) / "haproxy.log").read_text())
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
             log.close()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.live.processes import stop_process
 from tests.server import free_port
 
 READY_TIMEOUT_S = 30.0
@@ -56,12 +57,7 @@ def redis_server() -> Iterator[str]:
                     tail = log.read_text()[-2000:] if log.is_file() else ""
                     raise RuntimeError(f"redis-server did not start on port {port}: {tail}")
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -6,13 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from tests.live.processes import wait_until_answers
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,18 +37,8 @@ class Replica:
         self.proc = subprocess.Popen([sys.executable, "app.py", *self.args], cwd=ROOT, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"replica {self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"replica {self.name} did not answer in {timeout_s:.0f} s:\n{self.log()}")
-            time.sleep(0.3)
+        wait_until_answers(self.proc, f"{self.url}/api/health", timeout_s, f"replica {self.name}", self.log,
+                           every_s=0.3)
 
     def log(self) -> str:
         """The replica's output so far (the tail), for failure messages."""

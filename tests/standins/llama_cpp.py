@@ -16,6 +16,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from tests.live.processes import stop_process
 from tests.server import free_port
 
 MODEL_ALIAS = "atelier-tiny-r1"
@@ -101,12 +102,7 @@ def _run(command: list[str], port: int, log_path: Path, ready_timeout_s: float =
                 time.sleep(0.2)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc)
 
 
 @contextlib.contextmanager
