@@ -84,8 +84,11 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
         """Paged like /history in the Gradio API: pass `next_before` as `before` for the next page."""
         return services.history.list_jobs(who.scope, limit=limit, before=before)
 
-    def send(key: str, missing: HTTPException) -> Response:
-        """A stored PNG: the file itself, a redirect to a presigned URL (ATELIER_S3_PRESIGN), or the object streamed."""
+    def send(key: str | None, missing: HTTPException) -> Response:
+        """A stored PNG: the file itself, a redirect to a presigned URL (ATELIER_S3_PRESIGN), or the object streamed;
+        `missing` when there is no such key for this user."""
+        if key is None:
+            raise missing
         store = services.history.store
         # Stored images never change: browsers may keep them, but only for this user (private).
         headers = {"Cache-Control": "private, max-age=31536000, immutable"}
@@ -109,11 +112,8 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
     @limiter.limit(read_limit)
     def image(request: Request, file_id: Id, who: Viewer = who_is_asking) -> Response:
         """The PNG as stored (streamed, or a redirect to a presigned URL); 404 for an id that is not yours."""
-        missing = HTTPException(404, f"image {file_id} does not exist.")
-        key = services.history.image_key(file_id, who.scope)
-        if key is None:
-            raise missing
-        return send(key, missing)
+        return send(services.history.image_key(file_id, who.scope),
+                    HTTPException(404, f"image {file_id} does not exist."))
 
     @router.get("/inputs/{sha}", summary="An input image (init image or mask) of one of your jobs",
                 response_class=FileResponse,
@@ -124,11 +124,8 @@ def build_router(services: Services, auth: Authenticator, limiter: Limiter, read
     def input_image(request: Request, sha: Sha, who: Viewer = who_is_asking) -> Response:
         """A job's `init_image` or `mask` as history names it (inputs/<sha>.png), to reopen the job; 404 unless
         one of your jobs used it."""
-        missing = HTTPException(404, f"input image {sha} is not one of yours.")
-        key = services.history.input_key(sha, who.scope)
-        if key is None:
-            raise missing
-        return send(key, missing)
+        return send(services.history.input_key(sha, who.scope),
+                    HTTPException(404, f"input image {sha} is not one of yours."))
 
     @router.get("/conversations/{conversation_id}", summary="One conversation with its messages",
                 responses={**REFUSALS, **NOT_YOURS})

@@ -304,11 +304,12 @@ class ChatService:
         failed replies that keep their partial text; return how many. A regenerate or edit cut short changes
         nothing, like one that failed (the earlier reply stays)."""
         recovered = 0
-        drafts = ReplyDraft.select()
+        query = ReplyDraft.select()
         if only_replica is not None:
-            drafts = drafts.where(ReplyDraft.replica == only_replica)
+            query = query.where(ReplyDraft.replica == only_replica)
         with database.atomic():
-            for draft in drafts.order_by(ReplyDraft.id):
+            drafts = list(query.order_by(ReplyDraft.id))  # read once: the delete below takes exactly these
+            for draft in drafts:
                 answered = Message.get_or_none(Message.id == draft.answers_id)
                 position = answered.position + 1 if answered else None
                 if draft.mode == "send" and answered is not None and not Message.select().where(
