@@ -40,3 +40,19 @@ export async function fillImageForm(
   await setNumber(page, "#height", height);
   await setNumber(page, "#steps", steps);
 }
+
+/** The RGB pixels of an <img> on the page, row-major, read through a canvas. */
+export async function pixelsOf(page: Page, selector: string): Promise<{ width: number; height: number; data: number[] }> {
+  return page.locator(selector).first().evaluate(async (img: HTMLImageElement) => {
+    await img.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const context = canvas.getContext("2d")!;
+    context.drawImage(img, 0, 0);
+    const rgba = context.getImageData(0, 0, canvas.width, canvas.height).data;
+    const rgb: number[] = [];
+    for (let i = 0; i < rgba.length; i += 4) rgb.push(rgba[i], rgba[i + 1], rgba[i + 2]);
+    return { width: canvas.width, height: canvas.height, data: rgb };
+  });
+}

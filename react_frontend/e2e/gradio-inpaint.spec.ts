@@ -1,5 +1,5 @@
 import { crc32 } from "node:zlib";
-import { expect, keepScreenshot, test, type Page } from "./fixtures";
+import { expect, keepScreenshot, pixelsOf, test, type Page } from "./fixtures";
 
 /** A 64×64 PNG drawn in the page (a green field with a red square), as bytes for a file input. */
 async function pictureBytes(page: Page): Promise<Buffer> {
@@ -79,20 +79,10 @@ test("the Gradio UI inpaints a mask drawn with the mouse over an uploaded image"
   await expect(page.locator("#inpaint-info")).toContainText('"inpaint_full_res"');
   await keepScreenshot(page, "gradio-inpaint-result");
   // A1111 pastes the original over what the mask leaves alone: the far corner keeps its green.
-  const src = await page.locator("#inpaint-result img").first().getAttribute("src");
-  const corner = await page.evaluate(async (url) => {
-    const img = new Image();
-    img.src = url!;
-    await img.decode();
-    const canvas = document.createElement("canvas");
-    canvas.width = img.naturalWidth;
-    canvas.height = img.naturalHeight;
-    const g = canvas.getContext("2d")!;
-    g.drawImage(img, 0, 0);
-    return { size: [img.naturalWidth, img.naturalHeight], rgb: Array.from(g.getImageData(60, 60, 1, 1).data.slice(0, 3)) };
-  }, src);
-  expect(corner.size).toEqual([64, 64]);
-  expect(corner.rgb).toEqual([0x33, 0xaa, 0x77]);
+  const result = await pixelsOf(page, "#inpaint-result img");
+  expect([result.width, result.height]).toEqual([64, 64]);
+  const corner = (60 * result.width + 60) * 3;
+  expect(result.data.slice(corner, corner + 3)).toEqual([0x33, 0xaa, 0x77]);
 });
 
 test("Gradio's PNG Info reads a PNG's settings and sends them, with the picture, to img2img", async ({ page }) => {

@@ -1,4 +1,4 @@
-import { expect, fillImageForm, keepScreenshot, setNumber, test, type Page } from "./fixtures";
+import { expect, fillImageForm, keepScreenshot, pixelsOf, setNumber, test, type Page } from "./fixtures";
 
 // img2img, inpaint (a mask drawn with the mouse), hires fix and PNG Info in the React client, on the tiny profile.
 // Serial: the PNG Info test reads the PNG the inpaint test made.
@@ -22,22 +22,6 @@ async function quadrantsPng(page: Page, width: number, height: number): Promise<
     [width, height],
   );
   return Buffer.from(dataUrl.split(",")[1], "base64");
-}
-
-/** The RGB pixels of an <img> on the page, row-major, read through a canvas. */
-async function pixelsOf(page: Page, selector: string): Promise<{ width: number; height: number; data: number[] }> {
-  return page.locator(selector).first().evaluate(async (img: HTMLImageElement) => {
-    await img.decode();
-    const canvas = document.createElement("canvas");
-    canvas.width = img.naturalWidth;
-    canvas.height = img.naturalHeight;
-    const context = canvas.getContext("2d")!;
-    context.drawImage(img, 0, 0);
-    const rgba = context.getImageData(0, 0, canvas.width, canvas.height).data;
-    const rgb: number[] = [];
-    for (let i = 0; i < rgba.length; i += 4) rgb.push(rgba[i], rgba[i + 1], rgba[i + 2]);
-    return { width: canvas.width, height: canvas.height, data: rgb };
-  });
 }
 
 async function uploadInit(page: Page, png: Buffer, name = "quadrants.png"): Promise<void> {
