@@ -4,6 +4,7 @@ lock (SQLite) or its rows' locks (PostgreSQL), and none fails with "database is 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.image_base import ImageLimits
@@ -18,6 +19,16 @@ from storage.models import Conversation, ImageJob, Message, ReplyDraft
 from tests.services.fakes import FakeImageBackend, FakeTextBackend
 
 THREADS = 8
+
+
+def run_threads(worker: Callable[[int], None], timeout_s: float) -> list[threading.Thread]:
+    """Run worker(0) … worker(THREADS - 1) in threads at once and join them; the ones still alive after."""
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout_s)
+    return [thread for thread in threads if thread.is_alive()]
 ROUNDS = 4
 
 
@@ -52,13 +63,8 @@ def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_pa
         except Exception as err:  # collected: an exception in a thread would not fail the test by itself
             failures.append(f"{type(err).__name__}: {err}")
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
+    assert run_threads(worker, 300) == []  # none still running
     assert failures == []
-    assert not any(thread.is_alive() for thread in threads)
     # Everything was deleted again, and nothing was left half-done.
     assert (Conversation.select().count(), Message.select().count(), ReplyDraft.select().count()) == (0, 0, 0)
     assert ImageJob.select().count() == 0
@@ -87,11 +93,7 @@ def test_sends_and_regenerates_of_one_conversation_at_once_each_take_their_own_p
         except Exception as err:  # collected: an exception in a thread would not fail the test by itself
             outcomes.append(f"{type(err).__name__}: {err}")
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    assert run_threads(worker, 120) == []  # none still running
     assert outcomes == ["done"] * THREADS
     # Which turns survive depends on the order the replies end in (each replaces what follows its own turn);
     # the last one written ends the conversation.
