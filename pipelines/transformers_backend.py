@@ -4,6 +4,9 @@ One reply runs ``generate()`` in a worker thread that feeds a ``TextIteratorStre
 reasoning/answer chunks. A stopping criterion watches the stop event (so the model stops within one token),
 counts tokens and tracks the reasoning; a logits processor forces ``</think>`` once the thinking budget is
 spent. The worker is always joined, also when the caller abandons the stream.
+
+With ``max_batch`` above 1, replies instead join the continuous-batching engine (pipelines/text_batching.py):
+they share every decode forward pass, each with the same stopping criterion, budget, sampling and seed.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import copy
 import logging
 import queue
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
+from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer, TextStreamer
 
 from pipelines.devices import release_memory
 from pipelines.loading import (
@@ -30,6 +34,7 @@ from pipelines.loading import (
 )
 from pipelines.reasoning import Chunk, ReasoningSplitter
 from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
+from pipelines.text_batching import BatchEngine, DecodeRequest, supports
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +141,14 @@ class _ThinkingBudget(LogitsProcessor):
         return scores
 
 
-class _Generation:
-    """The state of one reply, shared by the worker thread and the chunk generator (never the stream object,
-    so that dropping the stream frees it and its generator's cleanup stops the worker)."""
+class _Reply(ABC):
+    """What one reply keeps whichever way it runs: usage, progress, thinking budget, splitter and the end.
+
+    Shared by the thread that generates and the chunk generator, never by the stream object, so that dropping
+    the stream frees it and its generator's cleanup stops the generation."""
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
         inputs: dict[str, torch.Tensor],
         generation_config: Any,
         options: TextOptions,
@@ -152,7 +157,6 @@ class _Generation:
         think_ids: tuple[int | None, int | None],
         on_done: Callable[[], None],
     ) -> None:
-        self.model = model
         self.inputs = inputs
         self.generation_config = generation_config
         self.seed = options.seed
@@ -174,14 +178,58 @@ class _Generation:
         if options.thinking_budget is not None and close_id is not None:
             self.processors.append(_ThinkingBudget(self.progress, options.thinking_budget, close_id))
         self.splitter = ReasoningSplitter(starts_in_reasoning=starts_in_reasoning)
-        # skip_special_tokens drops eos and the chat markers; <think>/</think> are ordinary tokens in R1, so
-        # they reach the splitter. The timeout only bounds each wait, see chunks().
-        self.streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_S)
-        self.thread = threading.Thread(target=self.work, name=WORKER_NAME, daemon=True)
         self.finished = False
 
     def should_stop(self) -> bool:
         return self.stop.is_set() or self.abandoned.is_set()
+
+    @abstractmethod
+    def ran(self) -> bool:
+        """Whether the model was started on this reply at all."""
+
+    def release(self) -> None:
+        """Let go of what the reply's runner holds once it has ended."""
+        self.inputs = {}
+
+    def finish(self) -> None:
+        """Settle the usage report once the reply has ended (or never started); release memory once."""
+        if self.finished:
+            return
+        self.finished = True
+        self.usage.finish_reason = self.finish_reason()
+        # Let go of the prompt tensors and the model now, not whenever the caller drops the stream: a caller
+        # that keeps a finished stream must not keep an unloaded model alive.
+        self.release()
+        self.on_done()
+
+    def finish_reason(self) -> FinishReason:
+        progress = self.progress
+        if progress.cancelled or not self.ran():
+            return "cancelled"  # stopped by the caller, abandoned, or never started
+        if progress.last_token is not None and progress.last_token in progress.eos_ids:
+            return "stop"
+        if self.usage.completion_tokens >= (self.generation_config.max_new_tokens or 0):
+            return "length"
+        return "stop"
+
+
+class _Generation(_Reply):
+    """One reply run by generate() in a worker thread of its own."""
+
+    def __init__(self, model: Any, tokenizer: Any, **reply: Any) -> None:
+        super().__init__(**reply)
+        self.model = model
+        # skip_special_tokens drops eos and the chat markers; <think>/</think> are ordinary tokens in R1, so
+        # they reach the splitter. The timeout only bounds each wait, see chunks().
+        self.streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_S)
+        self.thread = threading.Thread(target=self.work, name=WORKER_NAME, daemon=True)
+
+    def ran(self) -> bool:
+        return bool(self.thread.ident)
+
+    def release(self) -> None:
+        super().release()
+        self.model = None
 
     def work(self) -> None:
         """Worker thread: run generate(); any error is kept for the consumer, who re-raises it."""
@@ -235,27 +283,91 @@ class _Generation:
         if self.error is not None:
             raise self.error
 
-    def finish(self) -> None:
-        """Settle the usage report once the worker has ended (or never started); release memory once."""
-        if self.finished:
-            return
-        self.finished = True
-        self.usage.finish_reason = self.finish_reason()
-        # Let go of the prompt tensors and the model now, not whenever the caller drops the stream: a caller
-        # that keeps a finished stream must not keep an unloaded model alive.
-        self.inputs = {}
-        self.model = None
-        self.on_done()
 
-    def finish_reason(self) -> FinishReason:
-        progress = self.progress
-        if progress.cancelled or not self.thread.ident:
-            return "cancelled"  # stopped by the caller, abandoned, or never started
-        if progress.last_token is not None and progress.last_token in progress.eos_ids:
-            return "stop"
-        if self.usage.completion_tokens >= (self.generation_config.max_new_tokens or 0):
-            return "length"
-        return "stop"
+class _Detokenizer(TextStreamer):
+    """Turns token ids into text exactly as the generate() path's TextIteratorStreamer does, word by word."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        super().__init__(tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self.pending: list[str] = []
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        """Keep the text for the consumer instead of printing it."""
+        if text:
+            self.pending.append(text)
+
+    def take(self) -> list[str]:
+        """The text finalized since the last call."""
+        pending, self.pending = self.pending, []
+        return pending
+
+
+class _BatchedReply(_Reply):
+    """One reply run by the continuous-batching engine, next to other replies in the same forward passes."""
+
+    def __init__(self, engine: BatchEngine, tokenizer: Any, **reply: Any) -> None:
+        super().__init__(**reply)
+        self.engine: BatchEngine | None = engine
+        # Decoded here, in the consumer's thread, so the engine thread only runs the model.
+        self.detokenizer = _Detokenizer(tokenizer)
+        self.request = DecodeRequest(
+            self.inputs["input_ids"], self.generation_config, self.progress, self.processors, self.should_stop,
+            self.seed,
+        )
+
+    def ran(self) -> bool:
+        return self.request.admitted
+
+    def release(self) -> None:
+        super().release()
+        self.engine = None
+        self.request.input_ids = torch.empty(0)
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Reasoning/answer chunks as the engine produces tokens; the finally block waits until the engine has
+        let go of the request, so a closed stream's row is free when close() returns."""
+        engine = self.engine
+        if self.stop.is_set() or engine is None:
+            self.finish()  # stopped before it began: no token is generated at all
+            return
+        engine.submit(self.request)
+        try:
+            while True:
+                try:
+                    kind, value = self.request.events.get(timeout=POLL_S)
+                except queue.Empty:
+                    if self._engine_lost(engine):
+                        raise RuntimeError("the text batching engine stopped without ending this reply") from None
+                    continue
+                if kind == "token":
+                    self.detokenizer.put(torch.tensor([value]))
+                    for text in self.detokenizer.take():
+                        yield from self.splitter.feed(text)
+                    continue
+                if kind == "error":
+                    self.error = value
+                break
+            self.detokenizer.end()
+            for text in self.detokenizer.take():
+                yield from self.splitter.feed(text)
+            self.token_ids = list(self.request.token_ids)
+            if self.error is None:
+                self.finish()
+                yield from self.splitter.finish()
+        finally:
+            # Reached at the end, on close(), when the stream is garbage-collected mid-way, or on error.
+            self.abandoned.set()
+            engine.withdraw(self.request)
+            while not self.request.done.wait(POLL_S) and not self._engine_lost(engine):
+                pass
+            self.token_ids = list(self.request.token_ids)
+            self.finish()
+        if self.error is not None:
+            raise self.error
+
+    def _engine_lost(self, engine: BatchEngine) -> bool:
+        """The engine thread is gone while this request is still open (it never leaves one open on purpose)."""
+        return not self.request.done.is_set() and engine.thread is None
 
 
 class TransformersTextStream:
@@ -302,8 +414,15 @@ class TransformersTextBackend:
 
     name = "transformers"
 
-    def __init__(self, model: str, display_name: str | None = None, device: str | None = None) -> None:
+    def __init__(self, model: str, display_name: str | None = None, device: str | None = None,
+                 max_batch: int = 1) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model
+        # Replies that may share forward passes (continuous batching); 1 runs each reply in its own generate().
+        self.max_batch = max_batch
+        self._engine: BatchEngine | None = None
+        self._engine_lock = threading.Lock()
         self._display_name = display_name
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.lm: Any = None
@@ -435,19 +554,41 @@ class TransformersTextBackend:
         max_new = options.max_new_tokens if context is None else min(options.max_new_tokens, context - prompt_len)
         device = self.lm.device
         inputs = {key: value.to(device) for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
-        generation = _Generation(
-            model=self.lm,
-            tokenizer=self.tokenizer,
-            inputs=inputs,
-            generation_config=self._generation_config(options, max_new),
-            options=options,
-            stop=stop,
+        reply: dict[str, Any] = {
+            "inputs": inputs,
+            "generation_config": self._generation_config(options, max_new),
+            "options": options,
+            "stop": stop,
             # R1's template ends the prompt with "<think>\n": the reply starts inside the reasoning.
-            starts_in_reasoning=prompt.rstrip().endswith(THINK_OPEN),
-            think_ids=self._think_ids,
-            on_done=self._after_reply,
-        )
-        return TransformersTextStream(generation)
+            "starts_in_reasoning": prompt.rstrip().endswith(THINK_OPEN),
+            "think_ids": self._think_ids,
+            "on_done": self._after_reply,
+        }
+        engine = self._batch_engine()
+        if engine is not None:
+            return TransformersTextStream(_BatchedReply(engine=engine, tokenizer=self.tokenizer, **reply))
+        return TransformersTextStream(_Generation(model=self.lm, tokenizer=self.tokenizer, **reply))
+
+    def _batch_engine(self) -> BatchEngine | None:
+        """The continuous-batching engine for the loaded model, or None where replies run one generate() each."""
+        if self.max_batch == 1:
+            return None
+        with self._engine_lock:
+            if self._engine is None or self._engine.model is not self.lm:
+                if not supports(self.lm):
+                    note = "this model's cache is not plain full attention: replies run one at a time"
+                    if note not in self.notes:
+                        self.notes.append(note)
+                    return None
+                self._engine = BatchEngine(self.lm, self.max_batch)
+            return self._engine
+
+    def _stop_engine(self) -> None:
+        """End the engine before the model goes (replies still in it end with an error), so nothing holds it."""
+        with self._engine_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
     def _generation_config(self, options: TextOptions, max_new_tokens: int) -> Any:
         """The model's generation config with this reply's sampling settings."""
@@ -470,8 +611,10 @@ class TransformersTextBackend:
         return config
 
     def _after_reply(self) -> None:
-        # On a shared GPU the image model may need the memory this reply's activations and cache held.
-        if self.device.startswith("cuda"):
+        # On a shared GPU the image model may need the memory this reply's activations and cache held; while the
+        # engine still runs other replies, the memory is in use and its next step would only ask for it again.
+        engine = self._engine
+        if self.device.startswith("cuda") and (engine is None or engine.thread is None):
             release_memory()
 
     def _require_loaded(self) -> None:
@@ -484,6 +627,7 @@ class TransformersTextBackend:
         RAM; GPTQ weights are dropped and reloaded from disk (a no-op on the CPU)."""
         if self.lm is None or not self.device.startswith("cuda") or self.offloaded:
             return
+        self._stop_engine()
         if self.quantization is not None:
             # gptqmodel's CUDA kernels repack weights for the GPU and some (ExLlamaV2) keep raw device
             # pointers, so a CPU round trip of the module is not safe; the files are in the page cache.
@@ -499,6 +643,7 @@ class TransformersTextBackend:
 
     def unload(self) -> None:
         """Drop the model and tokenizer and give their memory back."""
+        self._stop_engine()
         self.lm = None
         self.tokenizer = None
         self.offloaded = False
