@@ -61,6 +61,13 @@ PROFILE_MAX_NEW_TOKENS: dict[Profile, int] = {Profile.GPU: 4096, Profile.CPU: 20
 # at 1 (it runs a batch's members one by one).
 DEFAULT_MAX_BATCH_IMAGES = 1
 
+# Replies that share forward passes in process on a GPU (continuous batching, pipelines/text_batching.py): decode
+# reads every weight once per step whatever the batch, so up to this many replies cost about one. 8 is the issue's
+# target and awaits the GPU measurement (bench/text_overhead.py --concurrency, bench/text_gpu.py). On the CPU the
+# in-process default stays 1: see the README's figures.
+DEFAULT_GPU_TEXT_CONCURRENCY = 8
+REMOTE_TEXT_CONCURRENCY = 4
+
 # The tiny model's random weights rarely close </think> on their own: a budget makes it answer too.
 PROFILE_THINKING_BUDGET: dict[Profile, int | None] = {Profile.GPU: None, Profile.CPU: None, Profile.TINY: 32}
 
@@ -167,7 +174,8 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer KEY'")
     openai_model: str | None = Field(default=None, description="served model name; None: the first in /v1/models")
     remote_timeout_s: float = Field(default=60, gt=0, description="connect/read timeout for remote servers")
-    text_concurrency: int | None = Field(default=None, ge=1, description="replies at once; None: 1 local, 4 remote")
+    text_concurrency: int | None = Field(default=None, ge=1,
+                                        description="replies at once; None: 4 remote, in process 8 on CUDA, 1 on CPU")
 
     # Image storage: the local images folder, or an S3-compatible bucket shared by several replicas
     storage_url: str = Field(default="", description="'' = the images folder in the data dir; s3://bucket/prefix")
@@ -240,10 +248,13 @@ class Settings(BaseSettings):
     # Remote backends
     @property
     def resolved_text_concurrency(self) -> int:
-        """Replies generated at once: the setting, else 4 for a remote server (it batches) and 1 in process."""
+        """Replies generated at once: the setting, else 4 for a remote server (it batches), and in process
+        DEFAULT_GPU_TEXT_CONCURRENCY on CUDA (they share forward passes) and 1 on the CPU."""
         if self.text_concurrency is not None:
             return self.text_concurrency
-        return 4 if self.text_backend == "openai" else 1
+        if self.text_backend == "openai":
+            return REMOTE_TEXT_CONCURRENCY
+        return DEFAULT_GPU_TEXT_CONCURRENCY if cuda_available() else 1
 
     @property
     def resolved_max_batch_images(self) -> int:

@@ -164,6 +164,21 @@ class BatchEngine:
         """The loop's thread while it runs (None when idle)."""
         return self._thread
 
+    @property
+    def waiting(self) -> int:
+        """Replies submitted that have no row yet."""
+        with self._lock:
+            return len(self._waiting)
+
+    @property
+    def rows(self) -> int:
+        """Replies in the running batch."""
+        return len(self._rows)
+
+    def holds_tensors(self) -> bool:
+        """Whether the engine keeps a KV cache or a mask (never while it is idle)."""
+        return self._cache is not None or self._mask is not None
+
     def submit(self, request: DecodeRequest) -> None:
         """Queue a reply; it joins the batch between two steps. EngineClosed once close() was called."""
         with self._lock:
@@ -298,10 +313,11 @@ class BatchEngine:
             row.position += 1
             if row.record(int(token)):
                 keep.append(i)
-            else:
-                row.request.end()
         if len(keep) < len(rows):
             self._keep(keep)
+            # Told only now, so that a consumer who sees its reply end finds its row gone already.
+            for row in set(rows) - set(self._rows):
+                row.request.end()
 
     def _keep(self, keep: list[int]) -> None:
         """Leave only the rows at ``keep`` in the batch, and cut padding that no row needs any more."""

@@ -336,6 +336,8 @@ class _BatchedReply(_Reply):
                 try:
                     kind, value = self.request.events.get(timeout=POLL_S)
                 except queue.Empty:
+                    if self.should_stop():
+                        engine.withdraw(self.request)  # still waiting for a row: it ends now, not when one frees
                     if self._engine_lost(engine):
                         raise RuntimeError("the text batching engine stopped without ending this reply") from None
                     continue

@@ -165,6 +165,8 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
         }
     elif local:
         options = {"model": str(tiny_dir or model), "display_name": TINY_R1_NAME if tiny_dir else None}
+        # The replies ChatService lets run at once share the model's forward passes (continuous batching).
+        options["max_batch"] = settings.resolved_text_concurrency
 
     def build_tiny(report: Callable[[str], None]) -> None:
         from pipelines.tiny import ensure_tiny_r1_gptq
