@@ -10,6 +10,14 @@ where its "first token" lands), and the decode rate after the first token. min /
 per-round ratio of time per token.
 
     python bench/text_overhead.py [--runs 10] [--max-new-tokens 128]
+
+Concurrency mode (``--concurrency 1,2,4,8``): that many chats at once through /chat, against two servers side by
+side: one that batches them (ATELIER_TEXT_CONCURRENCY = the largest level, so replies share forward passes,
+pipelines/text_batching.py) and one that runs one reply at a time (ATELIER_TEXT_CONCURRENCY=1, the others wait in
+Gradio's queue). Per round, every level on both servers (the order alternates); aggregate tok/s (all tokens of
+the round / its wall time), and that against a single chat on the same server.
+
+    python bench/text_overhead.py --concurrency 1,2,4,8 [--runs 5] [--max-new-tokens 128]
 """
 
 from __future__ import annotations
@@ -77,6 +85,86 @@ def api_call(client: Any, params: dict[str, Any]) -> dict[str, Any]:
             "tokens": int(result["usage"]["completion_tokens"])}
 
 
+def concurrent_round(clients: list[Any], params: dict[str, Any]) -> dict[str, Any]:
+    """One chat per client, all at once; aggregate tokens per second over the whole round's wall time."""
+    t0 = time.perf_counter()
+    jobs = [client.submit(message=MESSAGE, conversation_id=None, temperature=params["temperature"],
+                          top_p=params["top_p"], max_new_tokens=params["max_new_tokens"], api_name="/chat")
+            for client in clients]
+    # One poller for all jobs, every 20 ms: a thread per job spinning on the two shared CPUs would slow the server.
+    while not all(job.done() for job in jobs):
+        time.sleep(0.02)
+    results = [job.result() for job in jobs]
+    wall = time.perf_counter() - t0
+    failed = [r.get("error") or r for r in results if r.get("status") != "done"]
+    if failed:
+        raise RuntimeError(f"a chat failed: {failed[0]}")
+    tokens = sum(int(r["usage"]["completion_tokens"]) for r in results)
+    return {"wall_s": wall, "tokens": tokens, "tokens_per_s": tokens / wall}
+
+
+def concurrency_mode(args: argparse.Namespace, params: dict[str, Any]) -> None:
+    """Chats at each concurrency level on a batching server and a one-at-a-time server, interleaved."""
+    from gradio_client import Client
+
+    levels = sorted({int(n) for n in args.concurrency.split(",")})
+    servers = {"batched": max(levels), "serial": 1}  # ATELIER_TEXT_CONCURRENCY of each
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {name: {n: [] for n in levels} for name in servers}
+    with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
+        procs, clients = {}, {}
+        try:
+            for name, concurrency in servers.items():
+                env = {**thread_env(args.threads), "ATELIER_TEXT_CONCURRENCY": str(concurrency)}
+                procs[name], url, _ = start_server(Path(tmp) / name, "--no-warmup",
+                                                   threads=(args.threads, args.interop), env=env)
+                clients[name] = [Client(url, verbose=False, download_files=False) for _ in range(max(levels))]
+                api_call(clients[name][0], {**params, "max_new_tokens": 8})  # builds and loads the model
+                wait_ready(url, "text")
+                for _ in range(args.warmup):
+                    concurrent_round(clients[name][: max(levels)], params)
+            order = list(servers)
+            for i in range(args.runs):
+                for n in levels:
+                    for name in order if i % 2 == 0 else order[::-1]:  # alternate which server goes first
+                        runs[name][n].append(concurrent_round(clients[name][:n], params))
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+                proc.wait(timeout=30)
+
+    result: dict[str, Any] = {
+        "what": f"tiny R1 GPTQ 4-bit, {MESSAGE!r}, up to {args.max_new_tokens} new tokens, temperature "
+                f"{params['temperature']}, top_p {params['top_p']}; N chats at once through /chat",
+        "servers": {name: {"ATELIER_TEXT_CONCURRENCY": c} for name, c in servers.items()},
+        "interleaved_runs": args.runs, "warmup_rounds_each": args.warmup,
+        "threads": {"intra_op": args.threads, "inter_op": args.interop},
+        "load_average_after": load_average(), "cpus": os.cpu_count(), "levels": {},
+    }
+    print(f"{result['what']}; {args.runs} interleaved runs after {args.warmup} warm-up rounds each; {args.threads} "
+          f"intra-op / {args.interop} inter-op threads; load average {result['load_average_after']} on "
+          f"{result['cpus']} CPUs")
+    for n in levels:
+        row: dict[str, Any] = {}
+        for name in servers:
+            single = runs[name][levels[0]]
+            row[name] = {
+                "aggregate_tokens_per_s": stats([r["tokens_per_s"] for r in runs[name][n]]),
+                "tokens_per_round": stats([r["tokens"] for r in runs[name][n]], 1, 0),
+                # Per run: this level's aggregate over the single chat's in the same round.
+                "over_single_chat": stats([r["tokens_per_s"] / s["tokens_per_s"]
+                                           for r, s in zip(runs[name][n], single, strict=True)], 1, 2),
+            }
+            print(f"  {n} at once, {name:<7} {fmt(row[name]['aggregate_tokens_per_s'], 'tok/s')}  "
+                  f"{row[name]['over_single_chat']['median']:.2f}x its own {levels[0]} at once (per run, median)")
+        row["batched_over_serial"] = stats([b["tokens_per_s"] / s["tokens_per_s"] for b, s in
+                                            zip(runs["batched"][n], runs["serial"][n], strict=True)], 1, 2)
+        result["levels"][str(n)] = row
+        ratio = row["batched_over_serial"]
+        print(f"  {'':<19} batched over serial, per run: {ratio['median']:.2f}x (min {ratio['min']:.2f}, "
+              f"max {ratio['max']:.2f})")
+    print(f"  saved to {save(args.out, result)}")
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """min / median / max of each measure over the runs."""
     return {
@@ -99,9 +187,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2),
                         help="torch intra-op threads, both sides (see bench/image_overhead.py)")
     parser.add_argument("--interop", type=int, default=1, help="torch inter-op threads, both sides")
-    parser.add_argument("--out", default="text_overhead", help="results file name in bench/results/")
+    parser.add_argument("--concurrency", default="",
+                        help="e.g. 1,2,4,8: chats at once, batched vs one at a time (instead of /chat vs raw)")
+    parser.add_argument("--out", default=None, help="results file name in bench/results/")
     args = parser.parse_args()
     params = {"max_new_tokens": args.max_new_tokens, "temperature": 0.6, "top_p": 0.95}
+    if args.concurrency:
+        args.out = args.out or "text_concurrency"
+        concurrency_mode(args, params)
+        return
+    args.out = args.out or "text_overhead"
     from gradio_client import Client
 
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
