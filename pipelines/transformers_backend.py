@@ -330,8 +330,8 @@ class _BatchedReply(_Reply):
         if self.stop.is_set() or engine is None:
             self.finish()  # stopped before it began: no token is generated at all
             return
-        engine.submit(self.request)
         try:
+            engine.submit(self.request)  # EngineClosed when the model was unloaded since this stream was made
             while True:
                 try:
                     kind, value = self.request.events.get(timeout=POLL_S)
