@@ -360,8 +360,13 @@ class _BatchedReply(_Reply):
             # Reached at the end, on close(), when the stream is garbage-collected mid-way, or on error.
             self.abandoned.set()
             engine.withdraw(self.request)
-            while not self.request.done.wait(POLL_S) and not self._engine_lost(engine):
+            # A stream in a reference cycle may be collected by the engine's own thread, which must not wait for
+            # itself: there the row just leaves at the end of the step, as Stop makes it.
+            while (threading.current_thread() is not engine.thread and not self.request.done.wait(POLL_S)
+                   and not self._engine_lost(engine)):
                 pass
+            if not self.request.done.is_set():
+                self.progress.cancelled = True  # it leaves at the end of the step, abandoned
             self.token_ids = list(self.request.token_ids)
             self.finish()
         if self.error is not None:

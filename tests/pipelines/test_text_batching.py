@@ -4,8 +4,10 @@ and leaves between steps, abandoned streams, errors and unloading."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,26 @@ def test_an_abandoned_stream_frees_its_row(batched: TransformersTextBackend, pas
     keeper.join()
     assert keeper.stream.usage.completion_tokens == 120
     assert {batch for batch, _ in passes.shapes[seen:]} == {1}  # the rest ran as a batch of one
+
+
+def test_a_stream_the_engine_thread_collects_does_not_stall_it(batched: TransformersTextBackend,
+                                                                passes: Passes) -> None:
+    stream = batched.stream(chat(PROMPTS[0]), TextOptions(max_new_tokens=200, **GREEDY), threading.Event())
+    stream.cycle = stream  # type: ignore[attr-defined]  # only the cyclic collector can free it
+    usage = stream.usage
+    collected_in: list[str] = []
+    weakref.finalize(stream, lambda: collected_in.append(threading.current_thread().name))
+    gc.disable()  # so that the collection happens where the test puts it: in the engine thread
+    try:
+        next(stream)
+        passes.before[len(passes.shapes) + 2] = gc.collect
+        del stream
+        wait_until(lambda: not engine_threads())
+    finally:
+        gc.enable()
+    assert collected_in == [ENGINE_NAME]
+    assert usage.finish_reason == "cancelled"
+    assert usage.completion_tokens < 200
 
 
 def test_a_reply_waiting_for_a_row_stops_without_one(tiny_r1_gptq_dir: Path) -> None:
