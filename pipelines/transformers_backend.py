@@ -34,7 +34,7 @@ from pipelines.loading import (
 )
 from pipelines.reasoning import Chunk, ReasoningSplitter
 from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
-from pipelines.text_batching import BatchEngine, DecodeRequest, supports
+from pipelines.text_batching import ERROR, TOKEN, BatchEngine, DecodeRequest, supports
 
 log = logging.getLogger(__name__)
 
@@ -341,12 +341,12 @@ class _BatchedReply(_Reply):
                     if self._engine_lost(engine):
                         raise RuntimeError("the text batching engine stopped without ending this reply") from None
                     continue
-                if kind == "token":
+                if kind == TOKEN:
                     self.detokenizer.put(torch.tensor([value]))
                     for text in self.detokenizer.take():
                         yield from self.splitter.feed(text)
                     continue
-                if kind == "error":
+                if kind == ERROR:
                     self.error = value
                 break
             self.detokenizer.end()
