@@ -165,6 +165,7 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
         }
     elif local:
         options = {"model": str(tiny_dir or model), "display_name": TINY_R1_NAME if tiny_dir else None}
+        options.update(gptq_backend=settings.gptq_backend, cache=settings.text_cache, compile=settings.text_compile)
 
     def build_tiny(report: Callable[[str], None]) -> None:
         from pipelines.tiny import ensure_tiny_r1_gptq
