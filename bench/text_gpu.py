@@ -259,7 +259,8 @@ def memory(backend: TransformersTextBackend, work: Path, args: argparse.Namespac
     timed_reply(backend, prompts[longest][0], args.new_tokens)
     out["both_text_reply"] = vram()
     image.unload()
-    out["both_peak_mib"] = max(out["both_image_job"].get("peak_mib", 0), out["both_text_reply"].get("peak_mib", 0))
+    peaks = [out[key]["peak_mib"] for key in ("both_image_job", "both_text_reply") if "peak_mib" in out[key]]
+    out["both_peak_mib"] = max(peaks, default=None)
     return out
 
 
