@@ -9,7 +9,9 @@ function of what the host offers (``Host``) and of a ``build`` callback, so it i
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ class Host:
     capability: tuple[int, int] | None = None  # CUDA compute capability of the device the model goes to
     gpu_name: str = ""
     nvcc: str | None = None  # path of the CUDA compiler, None when there is none
+    nvcc_version: str | None = None  # its release, e.g. "13.0"
     triton: bool = False
     torch_cuda: str | None = None  # the CUDA version torch was built with (nvcc must match its major)
 
@@ -93,9 +96,10 @@ def probe_host(device: str) -> Host:
         has_triton = True
     except ImportError:
         has_triton = False
+    nvcc = find_nvcc()
     return Host(device="cuda", capability=tuple(torch.cuda.get_device_capability(index)),  # type: ignore[arg-type]
-                gpu_name=torch.cuda.get_device_name(index), nvcc=find_nvcc(), triton=has_triton,
-                torch_cuda=torch.version.cuda)
+                gpu_name=torch.cuda.get_device_name(index), nvcc=nvcc, nvcc_version=nvcc_release(nvcc),
+                triton=has_triton, torch_cuda=torch.version.cuda)
 
 
 def find_nvcc() -> str | None:
@@ -107,6 +111,19 @@ def find_nvcc() -> str | None:
     if CUDA_HOME and (Path(CUDA_HOME) / "bin" / "nvcc").is_file():
         return str(Path(CUDA_HOME) / "bin" / "nvcc")
     return shutil.which("nvcc")
+
+
+def nvcc_release(nvcc: str | None) -> str | None:
+    """The release nvcc reports ("13.0"), or None when there is no nvcc or it does not answer."""
+    if nvcc is None:
+        return None
+    try:
+        # The path is torch's own CUDA_HOME or PATH lookup, the compiler torch's extension builder would run.
+        text = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout  # noqa: S603
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"release (\d+\.\d+)", text)
+    return match.group(1) if match else None
 
 
 def static_obstacle(kernel: Kernel, host: Host) -> str | None:
@@ -125,9 +142,18 @@ def static_obstacle(kernel: Kernel, host: Host) -> str | None:
         return f"{kernel.label} needs compute capability {need[0]}.{need[1]} or newer; found {gpu}"
     if kernel.extension is not None and host.nvcc is None:
         return f"{kernel.label} is compiled on first use and needs the CUDA compiler nvcc, which is not installed"
+    nvcc_major, torch_major = _major(host.nvcc_version), _major(host.torch_cuda)
+    if kernel.extension is not None and nvcc_major and torch_major and nvcc_major != torch_major:
+        # torch's extension builder refuses an nvcc of another CUDA major than torch was built with.
+        return (f"{kernel.label} is compiled on first use by nvcc, and nvcc {host.nvcc_version} does not match the "
+                f"CUDA {host.torch_cuda} PyTorch was built with")
     if kernel.needs_triton and not host.triton:
         return f"{kernel.label} needs the triton package, which is not installed"
     return None
+
+
+def _major(version: str | None) -> str | None:
+    return version.split(".")[0] if version else None
 
 
 def _hardware_supports(kernel: Kernel, host: Host) -> bool:

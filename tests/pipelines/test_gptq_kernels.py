@@ -4,11 +4,15 @@ a fallback gives."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from pipelines import gptq_kernels
 from pipelines.gptq_kernels import KERNELS, Host, Kernel, KernelUnavailable, choose_kernel, warn_once
+from pipelines.loading import ModelUnavailable
 
 NVCC = "/usr/local/cuda/bin/nvcc"
 H200 = Host("cuda", (9, 0), "NVIDIA H200", nvcc=NVCC, triton=True, torch_cuda="13.0")
@@ -121,3 +125,52 @@ def test_warn_once_logs_a_message_a_single_time(caplog: pytest.LogCaptureFixture
         assert warn_once("slow kernel") is False
         assert warn_once("another") is True
     assert [r.getMessage() for r in caplog.records] == ["slow kernel", "another"]
+
+
+def test_nvcc_of_another_cuda_major_than_torch_is_not_tried() -> None:
+    host = Host("cuda", (9, 0), "NVIDIA H200", nvcc=NVCC, nvcc_version="12.8", triton=True, torch_cuda="13.0")
+    build = Builder()
+    choice = choose_kernel("auto", host, build)
+    assert build.built == []
+    assert choice.chosen == "triton"
+    assert "nvcc 12.8 does not match the CUDA 13.0 PyTorch was built with" in choice.skipped["machete"]
+    assert "CUDA 13.x toolkit" in choice.warning
+    same = Host("cuda", (9, 0), "NVIDIA H200", nvcc=NVCC, nvcc_version="13.0", triton=True, torch_cuda="13.0")
+    assert choose_kernel("auto", same, Builder()).chosen == "machete"
+
+
+def test_nvcc_release_is_read_from_nvcc(tmp_path: Path) -> None:
+    fake = tmp_path / "nvcc"
+    fake.write_text("#!/bin/sh\necho 'nvcc: NVIDIA (R) Cuda compiler driver'\n"
+                    "echo 'Cuda compilation tools, release 13.0, V13.0.88'\n")
+    fake.chmod(0o755)
+    assert gptq_kernels.nvcc_release(str(fake)) == "13.0"
+    assert gptq_kernels.nvcc_release(None) is None
+    assert gptq_kernels.nvcc_release(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="gptqmodel's refusal to build without CUDA")
+def test_a_failed_build_returns_gptqmodels_reason() -> None:
+    error = gptq_kernels.build_extension(KERNELS["marlin"])
+    assert error is not None
+    assert "CUDA is not available" in error
+    assert gptq_kernels.build_extension(KERNELS["triton"]) is None  # nothing to build
+
+
+def test_the_backend_builds_the_chosen_kernel_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines import transformers_backend as tb
+
+    built: list[str] = []
+
+    def fake_build(kernel: Kernel, report: Any = None) -> None:
+        built.append(kernel.name)
+        report(f"building {kernel.label}")
+
+    monkeypatch.setattr(tb, "probe_host", lambda device: A100)
+    monkeypatch.setattr(tb, "build_extension", fake_build)
+    phases: list[str] = []
+    choice = tb.TransformersTextBackend("unused", device="cuda")._choose_kernel(phases.append)
+    assert (choice.chosen, built, phases) == ("marlin", ["marlin"], ["building Marlin"])
+    refused = tb.TransformersTextBackend("unused", device="cuda", gptq_backend="machete")
+    with pytest.raises(ModelUnavailable, match="ATELIER_GPTQ_BACKEND=machete: Machete needs a Hopper GPU"):
+        refused._choose_kernel(phases.append)
