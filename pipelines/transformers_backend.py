@@ -425,7 +425,8 @@ class TransformersTextBackend:
                 self.notes.append("ATELIER_TEXT_COMPILE needs ATELIER_TEXT_CACHE=static: decode is not compiled")
             else:
                 # transformers compiles generate()'s decode step only for models whose quantizer says it may, and its
-                # GPTQ quantizer never does; Atelier decides for itself (static cache, no CPU/disk offload).
+                # GPTQ quantizer never does; Atelier decides for itself: a reply that asks, with a static cache (the
+                # model sits on one device, so none of transformers' offload exceptions apply).
                 lm._valid_auto_compile_criteria = _compile_static_decode
         self._think_ids = (self._single_token_id(THINK_OPEN), self._single_token_id(THINK_CLOSE))
         if self._think_ids[1] is None:
@@ -545,8 +546,8 @@ class TransformersTextBackend:
             config.max_cache_len = _static_cache_len(max_new_tokens, getattr(self.lm.config, "max_position_embeddings",
                                                                              None))
             if self.compile:
-                # reduce-overhead replays the decode step as a CUDA graph: the launch overhead of ~500 small kernels
-                # per token is what a 4-bit 14B model at batch 1 otherwise waits on.
+                # reduce-overhead replays the decode step as a CUDA graph: at batch 1 a 4-bit model's step is hundreds
+                # of small kernel launches, whose overhead the GPU would otherwise wait on.
                 mode = "reduce-overhead" if self.device.startswith("cuda") else "default"
                 config.compile_config = CompileConfig(backend=self.compile_backend, mode=mode, fullgraph=False)
         return config
