@@ -13,6 +13,10 @@ kernel choice, dtype, device map). Measures, greedy so every reply runs to its l
   one reply on the batch-1 path, interleaved.
 
 Needs a CUDA GPU; `--tiny` runs the same script on a two-layer model of small shape on any device (CI's smoke test).
+The fast kernels are compiled by nvcc on the first load (minutes; cached under GPTQMODEL_TORCH_EXTENSIONS_DIR). On a
+box without network set GPTQMODEL_OFFLINE=1, or Machete's first build waits on a download of CUTLASS 4.7.1 from
+GitHub; with GPTQMODEL_CUTLASS_DIR pointing at a CUTLASS 4.7.1 checkout Machete builds offline, else an H200 uses
+Marlin (and the JSON's kernel section says why).
 
     python bench/text_gpu.py [--tiny] [--only decode,memory,offload,concurrency] [--runs 3]
                              [--new-tokens 256] [--gptq-backend auto] [--checkpoint-dir DIR] [--out results.json]
