@@ -25,6 +25,8 @@ IdlePolicy = Literal["resident", "offload", "unload"]
 RateLimitMode = Literal["auto", "on", "off"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 CompileScope = Literal["regional", "full"]
+GptqBackend = Literal["auto", "machete", "marlin", "exllama_v2", "triton", "torch"]
+TextCache = Literal["dynamic", "static"]
 
 # The defaults each profile brings; an explicit --image-model / --text-model always wins.
 PROFILE_IMAGE_MODELS: dict[Profile, str] = {
@@ -137,6 +139,13 @@ class Settings(BaseSettings):
     max_new_tokens_limit: int = Field(default=8192, ge=1)
     thinking_budget: int | None = Field(default=None, ge=1, description="reasoning tokens before </think> is forced")
     max_message_chars: int = Field(default=20000, ge=1)
+    # The GPTQ kernel and the decode path of a single reply (pipelines/gptq_kernels.py): auto takes the fastest kernel
+    # that works on this GPU and warns once when a faster one could not be built. The static cache and compiled
+    # decode stay off until bench/text_gpu.py measures them faster on a GPU.
+    gptq_backend: GptqBackend = Field(default="auto", description="GPTQ kernel: auto | machete | marlin | "
+                                      "exllama_v2 | triton | torch")
+    text_cache: TextCache = Field(default="dynamic", description="KV cache of a single reply: dynamic | static")
+    text_compile: bool = Field(default=False, description="torch.compile the decode step (needs text_cache=static)")
 
     # One GPU, two models
     idle_policy: IdlePolicy | None = Field(default=None, description="resident | offload | unload; None: profile's")

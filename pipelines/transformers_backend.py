@@ -15,15 +15,32 @@ import copy
 import logging
 import queue
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer, TextStreamer
+from transformers import (
+    CompileConfig,
+    GPTQConfig,
+    LogitsProcessor,
+    StaticCache,
+    StoppingCriteria,
+    TextIteratorStreamer,
+    TextStreamer,
+)
 
 from pipelines.devices import release_memory
+from pipelines.gptq_kernels import (
+    KernelChoice,
+    KernelUnavailable,
+    build_extension,
+    choose_kernel,
+    probe_host,
+    warn_once,
+)
 from pipelines.loading import (
     TEXT_MODEL,
     ModelUnavailable,
@@ -46,6 +63,11 @@ POLL_S = 0.25
 WORKER_NAME = "atelier-text-generate"
 # Files a text model needs from the hub: weights, configs, tokenizer and chat template (no .bin/.pth/.gguf).
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
+TextCache = Literal["dynamic", "static"]
+# A static KV cache is allocated for a whole reply at once, and each new length is a recompile of the compiled
+# decode step: its length is rounded up to a power of two, with room for this many prompt tokens.
+STATIC_PROMPT_ROOM = 2048
+STATIC_MIN_TOKENS = 1024
 
 
 class PromptTooLong(ValueError):
@@ -76,6 +98,29 @@ def _pick_dtype(device: str, gptq: bool) -> torch.dtype:
     if device == "mps":
         return torch.float16
     return torch.float32
+
+
+def _kernel_override(config: Any, choice: KernelChoice | None) -> dict[str, Any]:
+    """from_pretrained's quantization_config carrying the chosen kernel (transformers merges its backend into the
+    checkpoint's own GPTQ config and optimum hands it to gptqmodel); nothing when gptqmodel is left to choose."""
+    if choice is None or choice.backend == "auto":
+        return {}
+    qconfig = config.quantization_config
+    bits = qconfig.get("bits") if isinstance(qconfig, dict) else getattr(qconfig, "bits", None)
+    return {"quantization_config": GPTQConfig(bits=bits or 4, backend=choice.backend)}
+
+
+def _static_cache_len(max_new_tokens: int, context: int | None) -> int:
+    """Static KV cache length for a reply: a power of two with room for the prompt, within the context."""
+    need = max(STATIC_MIN_TOKENS, max_new_tokens + STATIC_PROMPT_ROOM)
+    length = 1 << (need - 1).bit_length()
+    return min(length, context) if context else length
+
+
+def _compile_static_decode(model_kwargs: dict[str, Any], generation_config: Any) -> bool:
+    """generate()'s decode step is compiled when this reply asks for it and its KV cache is static."""
+    cache = model_kwargs.get("past_key_values")
+    return generation_config.compile_config is not None and isinstance(cache, StaticCache)
 
 
 class _Progress(StoppingCriteria):
@@ -422,7 +467,8 @@ class TransformersTextBackend:
     name = "transformers"
 
     def __init__(self, model: str, display_name: str | None = None, device: str | None = None,
-                 max_batch: int = 1) -> None:
+                 max_batch: int = 1, gptq_backend: str = "auto", cache: TextCache = "dynamic",
+                 compile: bool = False, compile_backend: str = "inductor") -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.model = model
@@ -432,6 +478,11 @@ class TransformersTextBackend:
         self._engine_lock = threading.Lock()
         self._display_name = display_name
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.gptq_backend = gptq_backend  # ATELIER_GPTQ_BACKEND: auto or one gptqmodel kernel
+        self.cache = cache  # the KV cache of a single reply's generate(): dynamic or static
+        self.compile = compile  # torch.compile the decode step (with the static cache only)
+        self.compile_backend = compile_backend  # inductor on GPUs; eager/aot_eager test the path on a CPU
+        self.kernel_choice: KernelChoice | None = None
         self.lm: Any = None
         self.tokenizer: Any = None
         self.dtype: torch.dtype | None = None
@@ -473,13 +524,20 @@ class TransformersTextBackend:
             what = "GPTQ 4-bit" if gptq else "weights"
             phase = f"loading {self.model_name} ({what}, {str(dtype).removeprefix('torch.')} on {self.device})"
             tokenizer = AutoTokenizer.from_pretrained(source)
+        except Exception as err:  # every loader error becomes one actionable message
+            raise ModelUnavailable(explain_load_error(self.model, err, TEXT_MODEL)) from err
+        choice = self._choose_kernel(report) if gptq else None
+        try:
             # One load at a time in the process: a model built while another loader patches torch
             # process-wide gets broken weights (see pipelines.loading.exclusive_load). An explicit device_map:
             # without one a GPTQ model lands on the CPU whatever the device, and accelerate places the weights
             # directly instead of loading to CPU first and copying.
-            with exclusive_load(self.model_name, report, phase):
+            with exclusive_load(self.model_name, report, phase), warnings.catch_warnings():
+                # Passing the kernel is what transformers means by overriding a loading attribute; it says so.
+                warnings.filterwarnings("ignore", message="You passed `quantization_config`")
                 lm = AutoModelForCausalLM.from_pretrained(
-                    source, dtype=dtype, device_map={"": _device_map_target(self.device)}
+                    source, dtype=dtype, device_map={"": _device_map_target(self.device)},
+                    **_kernel_override(config, choice),
                 )
         except Exception as err:  # every loader error becomes one actionable message
             raise ModelUnavailable(explain_load_error(self.model, err, TEXT_MODEL)) from err
@@ -487,7 +545,22 @@ class TransformersTextBackend:
         self.tokenizer, self.lm, self.dtype = tokenizer, lm, dtype
         self.offloaded = False
         self.notes = []
+        self.kernel_choice = choice
         self.quantization = self._describe_quantization(lm) if gptq else None
+        if choice is not None:
+            log.info("GPTQ kernel for %s: %s (%s; requested %s; modules: %s)", self.model_name,
+                     choice.chosen or "gptqmodel's choice", choice.reason, choice.requested, self.kernel)
+            if choice.warning:
+                warn_once(choice.warning)
+                self.notes.append(choice.warning)
+        if self.compile:
+            if self.cache != "static":
+                self.notes.append("ATELIER_TEXT_COMPILE needs ATELIER_TEXT_CACHE=static: decode is not compiled")
+            else:
+                # transformers compiles generate()'s decode step only for models whose quantizer says it may, and its
+                # GPTQ quantizer never does; Atelier decides for itself: a reply that asks, with a static cache (the
+                # model sits on one device, so none of transformers' offload exceptions apply).
+                lm._valid_auto_compile_criteria = _compile_static_decode
         self._think_ids = (self._single_token_id(THINK_OPEN), self._single_token_id(THINK_CLOSE))
         if self._think_ids[1] is None:
             self.notes.append(f"{THINK_CLOSE} is not one token in this tokenizer: thinking_budget is ignored")
@@ -512,6 +585,14 @@ class TransformersTextBackend:
                 return str(snapshot_download(self.model, allow_patterns=HUB_PATTERNS))
         except Exception as err:
             raise ModelUnavailable(explain_load_error(self.model, err, TEXT_MODEL)) from err
+
+    def _choose_kernel(self, report: Callable[[str], None]) -> KernelChoice:
+        """The gptqmodel kernel for this device (compiling it first when it needs nvcc), or ModelUnavailable."""
+        try:
+            return choose_kernel(self.gptq_backend, probe_host(self.device),
+                                 lambda kernel: build_extension(kernel, report))
+        except KernelUnavailable as err:
+            raise ModelUnavailable(str(err)) from err
 
     def _describe_quantization(self, lm: Any) -> str:
         """A short label such as 'GPTQ 4-bit, group 128', and the gptqmodel kernel that runs it."""
@@ -561,9 +642,10 @@ class TransformersTextBackend:
         max_new = options.max_new_tokens if context is None else min(options.max_new_tokens, context - prompt_len)
         device = self.lm.device
         inputs = {key: value.to(device) for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
+        engine = self._batch_engine()
         reply: dict[str, Any] = {
             "inputs": inputs,
-            "generation_config": self._generation_config(options, max_new),
+            "generation_config": self._generation_config(options, max_new, batched=engine is not None),
             "options": options,
             "stop": stop,
             # R1's template ends the prompt with "<think>\n": the reply starts inside the reasoning.
@@ -571,7 +653,6 @@ class TransformersTextBackend:
             "think_ids": self._think_ids,
             "on_done": self._after_reply,
         }
-        engine = self._batch_engine()
         if engine is not None:
             return TransformersTextStream(_BatchedReply(engine=engine, tokenizer=self.tokenizer, **reply))
         return TransformersTextStream(_Generation(model=self.lm, tokenizer=self.tokenizer, **reply))
@@ -597,8 +678,9 @@ class TransformersTextBackend:
         if engine is not None:
             engine.close()
 
-    def _generation_config(self, options: TextOptions, max_new_tokens: int) -> Any:
-        """The model's generation config with this reply's sampling settings."""
+    def _generation_config(self, options: TextOptions, max_new_tokens: int, batched: bool = False) -> Any:
+        """The model's generation config with this reply's sampling settings (and, for a reply run by its own
+        generate(), the static cache and compiled decode; the batching engine keeps its own dynamic cache)."""
         config = copy.deepcopy(self.lm.generation_config)
         config.max_new_tokens = max_new_tokens
         config.max_length = None
@@ -615,6 +697,15 @@ class TransformersTextBackend:
         config.suppress_tokens = self._suppress or None
         if config.pad_token_id is None:
             config.pad_token_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
+        if self.cache == "static" and not batched:
+            config.cache_implementation = "static"
+            config.max_cache_len = _static_cache_len(max_new_tokens, getattr(self.lm.config, "max_position_embeddings",
+                                                                             None))
+            if self.compile:
+                # reduce-overhead replays the decode step as a CUDA graph: at batch 1 a 4-bit model's step is hundreds
+                # of small kernel launches, whose overhead the GPU would otherwise wait on.
+                mode = "reduce-overhead" if self.device.startswith("cuda") else "default"
+                config.compile_config = CompileConfig(backend=self.compile_backend, mode=mode, fullgraph=False)
         return config
 
     def _after_reply(self) -> None:
@@ -657,12 +748,18 @@ class TransformersTextBackend:
         release_memory()
 
     def describe(self) -> dict[str, Any]:
-        """Device, dtype, quantization, kernel and notes for the health page."""
+        """Device, dtype, quantization, kernel (and why that one), decode cache and notes for the health page."""
         return {
             "device": self.device,
             "dtype": str(self.dtype).removeprefix("torch.") if self.dtype is not None else None,
             "quantization": self.quantization,
             "kernel": self.kernel,
+            "kernel_choice": self.kernel_choice.as_dict() if self.kernel_choice is not None else None,
+            # Replies that share forward passes; above 1 they run in the batching engine's dynamic cache, and the
+            # cache/compile settings apply only where a model cannot be batched.
+            "max_batch": self.max_batch,
+            "cache": self.cache,
+            "compile": self.compile and self.cache == "static",
             "offloaded": self.offloaded,
             "notes": list(self.notes),
         }

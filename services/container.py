@@ -167,6 +167,7 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
         options = {"model": str(tiny_dir or model), "display_name": TINY_R1_NAME if tiny_dir else None}
         # The replies ChatService lets run at once share the model's forward passes (continuous batching).
         options["max_batch"] = settings.resolved_text_concurrency
+        options.update(gptq_backend=settings.gptq_backend, cache=settings.text_cache, compile=settings.text_compile)
 
     def build_tiny(report: Callable[[str], None]) -> None:
         from pipelines.tiny import ensure_tiny_r1_gptq

@@ -132,6 +132,11 @@ def test_health_reports_the_text_model(server: str) -> None:
     text = health["models"]["text"]
     assert text["state"] == "ready"
     assert text["quantization"].startswith("GPTQ 4-bit")
+    # The GPTQ kernel and why it was chosen (pipelines/gptq_kernels.py): on the CPU gptqmodel's own choice.
+    assert text["kernel"] == "TorchAtenLinear"
+    assert text["kernel_choice"]["requested"] == "auto"
+    assert text["kernel_choice"]["reason"] == "on cpu gptqmodel picks its own kernel"
+    assert (text["cache"], text["compile"]) == ("dynamic", False)
     assert health["memory"] == {"idle_policy": "resident", "keep_alive_s": 300.0}
 
 
