@@ -125,3 +125,18 @@ def test_settings_reach_the_text_backend(tmp_path: Path, monkeypatch: pytest.Mon
         Settings(gptq_backend="exllama")
     with pytest.raises(ValueError, match="text_cache"):
         Settings(text_cache="paged")
+
+
+def test_batched_replies_keep_the_engines_dynamic_cache(tiny_r1_gptq_dir: Path) -> None:
+    backend = TransformersTextBackend(str(tiny_r1_gptq_dir), device="cpu", cache="static", max_batch=2)
+    backend.load(lambda phase: None)
+    assert backend.describe()["max_batch"] == 2
+    assert backend._generation_config(TextOptions(), 8, batched=False).cache_implementation == "static"
+    assert backend._generation_config(TextOptions(), 8, batched=True).cache_implementation != "static"
+    stream = backend.stream([{"role": "user", "content": "hi"}], TextOptions(temperature=0.0, max_new_tokens=6),
+                            threading.Event())
+    assert isinstance(stream._generation, tb._BatchedReply)
+    assert stream._generation.generation_config.cache_implementation != "static"
+    list(stream)
+    assert stream.usage.completion_tokens == 6
+    backend.unload()
