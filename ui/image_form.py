@@ -26,9 +26,6 @@ from services.limits import (
 )
 from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, user_of, verdicts
 
-# How often the handler looks at its job: the result reaches the client up to this much after the job ends. A wake
-# costs microseconds; messages, the real cost, are paced by ATELIER_STREAM_INTERVAL_S.
-WATCH_POLL_S = 0.005
 TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                  "batch_count")
 HIRES_NAMES = ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength")
@@ -242,7 +239,8 @@ async def stream_job(services: Services, mode: str, values: Mapping[str, Any], r
         raise gr.Error(str(err)) from None
     handle = services.images.start(req, user=user_of(request))
     shown = StreamGate(services.settings.stream_interval_s)
-    async for snap in handle.watch(poll_s=WATCH_POLL_S):
+    # Woken by each update: the result goes out as soon as the job ends, and nothing wakes while nothing happens.
+    async for snap in handle.watch(poll_s=None):
         if snap.status == "failed":
             raise gr.Error(snap.error or snap.message)
         if not shown.due(snap):
