@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger("atelier")
-QUEUE_IDLE_POLL_S = 0.02
+QUEUE_IDLE_POLL_S = 0.1
 
 
 def prepare_environment(settings: Settings) -> None:
@@ -112,8 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if (tokens := shared.login_tokens()) is not None:  # a user logged in on one replica is on all of them
         gradio_internals.share_login_tokens(auth.gradio_app, tokens, shared.agree_cookie_id)
     # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
-    # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
-    # pickup latency is nothing next to a model call.
+    # the model, which made token generation several times slower (bench/text_overhead.py). A push or a freed
+    # worker wakes it at once instead, so the poll is only a safety net (a 20 ms poll cost each job ~10-18 ms).
     gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
     gradio_internals.validate_through(blocks, auth.gradio_app)  # else each job leaves a SessionState behind
     app.add_middleware(HeartbeatWatch, janitor=janitor)
