@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     has_users = services.accounts.any()
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
     blocks = build_ui(services, enforce_quota=enforce, ledger=shared.jobs,
-                      jobs=lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY))
+                      jobs=lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY),
+                      tell_place=gradio_internals.tell_place)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
     janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
-QUEUE_ATTRIBUTES = ("sleep_when_free", "push", "process_events", "event_ids_to_events",
+QUEUE_ATTRIBUTES = ("sleep_when_free", "push", "process_events", "send_message", "event_ids_to_events",
                     "event_queue_per_concurrency_id", "active_jobs",
                     "__len__", "pending_event_ids_session", "pending_messages_per_session")
 BLOCKS_ATTRIBUTES = ("state_holder", "temp_file_sets", "app", "blocks")
@@ -138,6 +138,21 @@ class _WakeableAsyncio:
 
 
 _QUEUE_ASYNCIO = _WakeableAsyncio()
+
+
+def tell_place(ahead: int, waiting: int, eta_s: float | None) -> None:
+    """Send the client of the event whose handler is running now a queue estimation (its place `ahead`, the line's
+    size, the ETA), as Gradio sends one while an event waits in its own queue: the Gradio UI's status tracker,
+    the React client and gradio_client all show it. Called from the handler (Gradio's context knows its event);
+    elsewhere it does nothing."""
+    from gradio.context import LocalContext
+    from gradio.server_messages import EstimationMessage
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    event = None if queue is None or event_id is None else queue.event_ids_to_events.get(event_id)
+    if event is not None:
+        queue.send_message(event, EstimationMessage(rank=ahead, queue_size=waiting, rank_eta=eta_s))
 
 
 def queue_size(blocks: Any) -> int:

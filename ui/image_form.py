@@ -24,7 +24,7 @@ from services.limits import (
     SAMPLERS,
     InvalidRequest,
 )
-from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, user_of, verdicts
+from ui.common import PRIVATE, RAW_INPUTS, PlaceTeller, QueueQuota, type_errors, user_of, verdicts
 
 TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                  "batch_count")
@@ -231,7 +231,8 @@ def job_values(services: Services, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def stream_job(services: Services, mode: str, values: Mapping[str, Any], request: gr.Request | None,
-                     progress: gr.Progress) -> AsyncIterator[tuple[Any, str, Any, Any]]:
+                     progress: gr.Progress, tell_place: PlaceTeller | None = None
+                     ) -> AsyncIterator[tuple[Any, str, Any, Any]]:
     """Validate and start one job; stream (preview, progress text, gallery, info), ending with the stored PNGs."""
     try:
         req = services.images.validate(mode=mode, **job_values(services, values))
@@ -250,6 +251,11 @@ async def stream_job(services: Services, mode: str, values: Mapping[str, Any], r
         gallery_value = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []), strict=False)]
         yield (shown.changed("preview", snap.preview), snap.message,
                gallery_value if snap.finished else gr.skip(), shown.changed("info", snap.info))
+        if snap.place is not None and tell_place is not None:
+            # In the batcher's line: the place and ETA show where Gradio shows a queued job's. Told after the
+            # message above went out (Gradio sent it before asking for the next), which would else say "running";
+            # the message once the job starts puts the client back to "running".
+            tell_place(snap.place, snap.waiting, snap.eta_s)
 
 
 def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any], mode: str,
@@ -266,7 +272,7 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
 
     async def run(request: gr.Request, progress: gr.Progress = gr.Progress(), **values: Any
                   ) -> AsyncIterator[tuple[Any, str, Any, Any]]:
-        async for update in stream_job(services, mode, values, request, progress):
+        async for update in stream_job(services, mode, values, request, progress, quota.tell_place):
             yield update
 
     run.__doc__ = description
@@ -318,15 +324,17 @@ class StreamGate:
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self.status = ""
+        self.status: tuple[str, int | None] = ("", None)
         self.last = -math.inf
         self.sent: dict[str, Any] = {"preview": None}  # a new job keeps the last preview until it has one
 
     def due(self, snap: Any) -> bool:
         """True when `snap` should be sent now."""
         now = time.monotonic()
-        if snap.finished or snap.status != self.status or now - self.last >= self.interval_s:
-            self.status, self.last = snap.status, now
+        # A new place in line counts as a change of status: it shows at once.
+        status = (snap.status, getattr(snap, "place", None))
+        if snap.finished or status != self.status or now - self.last >= self.interval_s:
+            self.status, self.last = status, now
             return True
         return False
 
