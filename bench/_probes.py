@@ -89,6 +89,8 @@ def install_probes(path: str) -> None:
     from services.jobs import JobHandle
 
     _timed(backend.DiffusersBackend, "generate", "pipeline call (diffusers, incl. previews)")
+    # Jobs reach the pipeline through the batcher, as a batch (of one when alone).
+    _timed(backend.DiffusersBackend, "generate_batch", "pipeline call (generate_batch, incl. previews)")
     _timed(backend, "latents_to_preview", "preview: latents to RGB")
     _timed(images.ImageService, "_create_job", "db: create the job row")
     _timed(images.ImageService, "_finish", "db: final status + file rows")

@@ -67,10 +67,12 @@ class JobHandle(Generic[S]):
             self.thread.join(timeout)
         return self.snapshot()
 
-    async def watch(self, poll_s: float | None = 0.02) -> AsyncIterator[S]:
+    async def watch(self, poll_s: float | None = 0.02, idle_s: float | None = None) -> AsyncIterator[S]:
         """Yield each new snapshot until the job ends; if the watcher goes away, stop the job. With `poll_s` the
         watcher looks every poll_s seconds (updates in between are coalesced into one); with None it wakes on each
-        update, yielding the latest snapshot (no poll delay, and no wake-ups while nothing happens)."""
+        update, yielding the latest snapshot (no poll delay, and no wake-ups while nothing happens), and with
+        `idle_s` too it yields the latest snapshot again after idle_s seconds without an update (for a watcher
+        that held one back)."""
         seen = -1
         finished = False
         waker = None if poll_s is not None else (asyncio.get_running_loop(), asyncio.Event())
@@ -89,9 +91,15 @@ class JobHandle(Generic[S]):
                 if waker is None:
                     await asyncio.sleep(poll_s)  # type: ignore[arg-type]
                 else:
+                    woken = True
+                    try:
+                        await asyncio.wait_for(waker[1].wait(), idle_s)
+                    except TimeoutError:
+                        woken = False
                     # Cleared before the next look: an update after the look sets it again, so none is missed.
-                    await waker[1].wait()
                     waker[1].clear()
+                    if not woken:
+                        seen = -1  # quiet for idle_s: the latest snapshot again
         finally:
             if waker is not None:
                 with self._cond:

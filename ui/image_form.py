@@ -241,7 +241,8 @@ async def stream_job(services: Services, mode: str, values: Mapping[str, Any], r
     handle = services.images.start(req, user=user_of(request))
     shown = StreamGate(services.settings.stream_interval_s)
     # Woken by each update: the result goes out as soon as the job ends, and nothing wakes while nothing happens.
-    async for snap in handle.watch(poll_s=None):
+    # A snapshot the gate held back goes out once the job has been quiet for the interval.
+    async for snap in handle.watch(poll_s=None, idle_s=shown.interval_s or None):
         if snap.status == "failed":
             raise gr.Error(snap.error or snap.message)
         if not shown.due(snap):
@@ -318,23 +319,27 @@ def wire_reuse(column: JobColumn, fields: dict[str, gr.components.Component]) ->
 
 
 class StreamGate:
-    """Which of a job's snapshots become messages: every change of status and the final one at once, step
-    progress at most once per `interval_s` (a message costs a Gradio postprocess and an SSE event on the CPU the
-    pipeline needs); and of the outputs, only those that changed since the last message."""
+    """Which of a job's snapshots become messages: the first, the final one and a new place in line at once,
+    anything else (status, step, preview) at most once per `interval_s` (a message costs a Gradio postprocess and
+    an SSE event on the CPU the pipeline needs; a quick job's waiting → loading → running took three); and of the
+    outputs, only those that changed since the last message. A snapshot held back is sent when it comes again
+    after the interval (the watcher repeats the latest one when the job is quiet)."""
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self.status: tuple[str, int | None] = ("", None)
+        self.version = -1  # of the snapshot sent last
+        self.place: int | None = None
         self.last = -math.inf
         self.sent: dict[str, Any] = {"preview": None}  # a new job keeps the last preview until it has one
 
     def due(self, snap: Any) -> bool:
         """True when `snap` should be sent now."""
+        if snap.version == self.version:
+            return False  # sent already (a repeat after a quiet spell)
         now = time.monotonic()
-        # A new place in line counts as a change of status: it shows at once.
-        status = (snap.status, getattr(snap, "place", None))
-        if snap.finished or status != self.status or now - self.last >= self.interval_s:
-            self.status, self.last = status, now
+        place = getattr(snap, "place", None)
+        if snap.finished or self.version == -1 or place != self.place or now - self.last >= self.interval_s:
+            self.version, self.place, self.last = snap.version, place, now
             return True
         return False
 
@@ -344,4 +349,3 @@ class StreamGate:
             return gr.skip()
         self.sent[name] = value
         return value
-

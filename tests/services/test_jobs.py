@@ -69,3 +69,17 @@ def test_event_driven_watcher_that_leaves_early_stops_the_job() -> None:
     asyncio.run(watch_one())
     assert handle.stop_event.is_set()
     assert handle._wakers == set()
+
+
+def test_an_idle_watcher_hears_the_latest_snapshot_again_after_a_quiet_spell() -> None:
+    handle: JobHandle[Snap] = JobHandle(Snap(version=0, status="running"))
+    seen: list[int] = []
+
+    async def watch() -> None:
+        async for snap in handle.watch(poll_s=None, idle_s=0.01):
+            seen.append(snap.version)
+            if len(seen) == 3:
+                handle.update(status="done")
+
+    asyncio.run(asyncio.wait_for(watch(), 60))
+    assert seen == [0, 0, 0, 1]  # the quiet job's snapshot twice more, then the end
