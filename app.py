@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 log = logging.getLogger("atelier")
-QUEUE_IDLE_POLL_S = 0.02
+QUEUE_IDLE_POLL_S = 0.1
 
 
 def prepare_environment(settings: Settings) -> None:
@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     has_users = services.accounts.any()
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
     blocks = build_ui(services, enforce_quota=enforce, ledger=shared.jobs,
-                      jobs=lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY))
+                      jobs=lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY),
+                      tell_place=gradio_internals.tell_place)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
     janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
@@ -112,8 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if (tokens := shared.login_tokens()) is not None:  # a user logged in on one replica is on all of them
         gradio_internals.share_login_tokens(auth.gradio_app, tokens, shared.agree_cookie_id)
     # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
-    # the model, which made token generation several times slower (bench/text_overhead.py). 20 ms of
-    # pickup latency is nothing next to a model call.
+    # the model, which made token generation several times slower (bench/text_overhead.py). A push or a freed
+    # worker wakes it at once instead, so the poll is only a safety net (a 20 ms poll cost each job ~10-18 ms).
     gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
     gradio_internals.validate_through(blocks, auth.gradio_app)  # else each job leaves a SessionState behind
     app.add_middleware(HeartbeatWatch, janitor=janitor)

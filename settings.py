@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from enum import StrEnum
 from pathlib import Path
@@ -70,6 +71,13 @@ DEFAULT_MAX_BATCH_IMAGES = 1
 DEFAULT_GPU_TEXT_CONCURRENCY = 8
 REMOTE_TEXT_CONCURRENCY = 4
 
+# torch's intra-op threads for the models, as a share of the cores this process may use. torch's own default (every
+# core) stalls a busy machine: each parallel region waits at its barrier for the one OpenMP thread the OS has
+# descheduled (bench/torch_threads.py: on 2 loaded cores a tiny 256² job took ~10x longer with 2 threads than 1).
+# Half the cores leaves room for the event loop, the other model and the neighbours; the tiny models are too small
+# to gain from a second thread at all. The gpu profile's CPU only feeds the GPU.
+PROFILE_TORCH_THREAD_SHARE: dict[Profile, float] = {Profile.GPU: 0.5, Profile.CPU: 0.5, Profile.TINY: 0.0}
+
 # The tiny model's random weights rarely close </think> on their own: a budget makes it answer too.
 PROFILE_THINKING_BUDGET: dict[Profile, int | None] = {Profile.GPU: None, Profile.CPU: None, Profile.TINY: 32}
 
@@ -81,6 +89,14 @@ def cuda_available() -> bool:
     except ImportError:  # pragma: no cover - torch is a hard requirement, but settings must not crash
         return False
     return bool(torch.cuda.is_available())
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -129,6 +145,11 @@ class Settings(BaseSettings):
                                         "blocks (fast to compile); full: the whole UNet")
     compile_backend: str = Field(default="inductor", description="torch.compile backend (eager/aot_eager test it)")
     compile_dynamic: bool = Field(default=True, description="one graph for every size and batch (no recompile)")
+    torch_threads: int | None = Field(default=None, ge=1, le=1024,
+                                      description="torch intra-op threads, set once at start; None: the profile's "
+                                                  "(half the cores; 1 on tiny)")
+    torch_interop_threads: int = Field(default=1, ge=1, le=1024, description="torch inter-op threads (the "
+                                       "pipelines run no inter-op parallel work)")
 
     # Text
     text_backend: str = "transformers"
@@ -269,6 +290,13 @@ class Settings(BaseSettings):
     def resolved_max_batch_images(self) -> int:
         """Images per batched call: the setting, else the default (no batching until measured on a GPU)."""
         return DEFAULT_MAX_BATCH_IMAGES if self.max_batch_images is None else self.max_batch_images
+
+    @property
+    def resolved_torch_threads(self) -> int:
+        """torch intra-op threads: the setting, else the profile's share of the usable cores (at least 1)."""
+        if self.torch_threads is not None:
+            return self.torch_threads
+        return max(1, int(usable_cores() * PROFILE_TORCH_THREAD_SHARE[self.resolved_profile]))
 
     @property
     def image_defaults(self) -> dict[str, float | int | str]:

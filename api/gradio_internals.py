@@ -8,11 +8,15 @@ Atelier with a message naming it, instead of a quota that silently turns off or 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
-QUEUE_ATTRIBUTES = ("sleep_when_free", "event_ids_to_events", "event_queue_per_concurrency_id", "active_jobs",
+QUEUE_ATTRIBUTES = ("sleep_when_free", "push", "process_events", "send_message", "event_ids_to_events",
+                    "event_queue_per_concurrency_id", "active_jobs",
                     "__len__", "pending_event_ids_session", "pending_messages_per_session")
 BLOCKS_ATTRIBUTES = ("state_holder", "temp_file_sets", "app", "blocks")
 HOLDER_ATTRIBUTES = ("session_data", "time_last_used", "lock", "delete_state")
@@ -40,6 +44,10 @@ def check(blocks: Any, gradio_app: Any) -> None:
         _require(_sample(SessionState, blocks), name, "SessionState")
     for name in APP_ATTRIBUTES:
         _require(gradio_app, name, "App")
+    import gradio.queueing
+
+    if _require(gradio.queueing, "asyncio", "module global gradio.queueing") not in (asyncio, _QUEUE_ASYNCIO):
+        raise _refuse("module global gradio.queueing.asyncio (set_idle_poll replaces it)")
     # Events exist only while requests wait, so a throw-away one shows what this Gradio's events carry.
     for name in EVENT_QUEUE_ATTRIBUTES:
         _require(_sample(EventQueue, "atelier-check", 1), name, "EventQueue")
@@ -72,8 +80,79 @@ def _sample(cls: type, *args: Any) -> Any:
 
 
 def set_idle_poll(blocks: Any, seconds: float) -> None:
-    """How long Gradio's queue loop sleeps between looks while it has nothing to do."""
-    blocks._queue.sleep_when_free = seconds
+    """How long Gradio's queue loop sleeps between looks while it has nothing to do; a job pushed or a worker
+    freed ends that sleep at once (so `seconds` only bounds what nothing announces)."""
+    queue = blocks._queue
+    queue.sleep_when_free = seconds
+    _IDLE_SLEEPS.add(seconds)
+    import gradio.queueing
+
+    gradio.queueing.asyncio = _QUEUE_ASYNCIO  # type: ignore[attr-defined]
+    push, process_events = queue.push, queue.process_events
+
+    async def push_and_wake(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await push(*args, **kwargs)
+        finally:
+            _queue_wake().set()
+
+    async def process_and_wake(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await process_events(*args, **kwargs)
+        finally:  # its worker and concurrency slot are free again (also when cancelled)
+            _queue_wake().set()
+
+    queue.push, queue.process_events = push_and_wake, process_and_wake
+
+
+# The idle sleeps set above, and per event loop the event that cuts them short (several apps may share a process).
+_IDLE_SLEEPS: set[float] = set()
+_WAKES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def _queue_wake() -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    if (wake := _WAKES.get(loop)) is None:
+        wake = _WAKES[loop] = asyncio.Event()
+    return wake
+
+
+class _WakeableAsyncio:
+    """gradio.queueing's `asyncio`: the module itself, except that the queue loop's idle sleep (a duration given
+    to set_idle_poll) ends early when woken. Gradio's loop polls (1 ms by default); each wake takes the GIL from
+    the thread driving the model, while a long poll delays each job's start by up to the poll."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float, result: Any = None) -> Any:
+        """asyncio.sleep, cut short by a wake when `delay` is an idle sleep of the queue loop."""
+        if delay not in _IDLE_SLEEPS:
+            return await asyncio.sleep(delay, result)
+        wake = _queue_wake()
+        if not wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+        wake.clear()  # the loop looks again now; a wake while it works makes its next sleep return at once
+        return result
+
+
+_QUEUE_ASYNCIO = _WakeableAsyncio()
+
+
+def tell_place(ahead: int, waiting: int, eta_s: float | None) -> None:
+    """Send the client of the event whose handler is running now a queue estimation (its place `ahead`, the line's
+    size, the ETA), as Gradio sends one while an event waits in its own queue: the Gradio UI's status tracker,
+    the React client and gradio_client all show it. Called from the handler (Gradio's context knows its event);
+    elsewhere it does nothing."""
+    from gradio.context import LocalContext
+    from gradio.server_messages import EstimationMessage
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    event = None if queue is None or event_id is None else queue.event_ids_to_events.get(event_id)
+    if event is not None:
+        queue.send_message(event, EstimationMessage(rank=ahead, queue_size=waiting, rank_eta=eta_s))
 
 
 def queue_size(blocks: Any) -> int:

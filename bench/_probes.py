@@ -85,13 +85,16 @@ def install_probes(path: str) -> None:
 
     import pipelines.diffusers_backend as backend
     import services.images as images
+    import storage.blobs as blobs
     from services.jobs import JobHandle
 
     _timed(backend.DiffusersBackend, "generate", "pipeline call (diffusers, incl. previews)")
+    # Jobs reach the pipeline through the batcher, as a batch (of one when alone).
+    _timed(backend.DiffusersBackend, "generate_batch", "pipeline call (generate_batch, incl. previews)")
     _timed(backend, "latents_to_preview", "preview: latents to RGB")
     _timed(images.ImageService, "_create_job", "db: create the job row")
     _timed(images.ImageService, "_finish", "db: final status + file rows")
-    _timed(images, "write_png_atomic", "png: encode + write + fsync")
+    _timed(blobs, "write_png_atomic", "png: encode + write + fsync")
     _timed(images.ImageService, "run", "job thread (lock, load check, pipeline, files, db)")
     _timed(processing_utils, "save_pil_to_cache", "gradio: encode preview into its cache")
     _timed(processing_utils, "save_file_to_cache", "gradio: copy result file into its cache")

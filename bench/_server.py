@@ -21,8 +21,10 @@ OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_H
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """The environment both sides of a comparison start with: the same OpenMP / MKL pool sizes."""
-    return {**OFFLINE_ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    """The environment both sides of a comparison start with: the same OpenMP / MKL pool sizes, and the app's own
+    thread setting (which it applies at start, over the pool sizes) to match."""
+    return {**OFFLINE_ENV, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "ATELIER_TORCH_THREADS": str(threads)}
 
 
 def apply_threads(threads: int, interop: int) -> None:
@@ -94,7 +96,10 @@ def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = 
         boot.append(f"import runpy; sys.argv = {app_args!r}; runpy.run_path(sys.argv[0], run_name='__main__')")
         command = [sys.executable, "-c", "\n".join(boot)]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **(env or {})},
+    # The app applies its own thread settings at start: the same counts as the bootstrap's.
+    app_threads = {} if threads is None else {"ATELIER_TORCH_THREADS": str(threads[0]),
+                                              "ATELIER_TORCH_INTEROP_THREADS": str(threads[1])}
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **app_threads, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     while True:

@@ -1,7 +1,7 @@
 """32 clients at once on the tiny profile: errors, throughput against the same jobs run serially, and
 fairness between users (each user's mean latency).
 
-    python bench/concurrency.py [--clients 32] [--users 4] [--steps 4]
+    python bench/concurrency.py [--clients 32] [--users 4] [--steps 4] [--max-batch-images N]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _server import ROOT, start_server, wait_ready
+from _server import ROOT, load_average, save, start_server, wait_ready
 from gradio_client import Client
 
 PASSWORD = "bench-password-1"
@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--max-batch-images", type=int, default=None,
+                        help="ATELIER_MAX_BATCH_IMAGES for the server (default: the profile's)")
     args = parser.parse_args()
     params = {"prompt": "a crowd", "negative_prompt": "", "width": args.size, "height": args.size,
               "steps": args.steps, "cfg_scale": 7.0, "sampler": "Euler a", "batch_count": 1}
@@ -40,7 +42,8 @@ def main() -> None:
         for u in range(args.users):
             subprocess.run([sys.executable, str(ROOT / "app.py"), "users", "add", f"user{u}", "--data-dir", tmp],
                            input=f"{PASSWORD}\n{PASSWORD}\n", text=True, check=True, capture_output=True)
-        proc, url, _ = start_server(Path(tmp), "--no-warmup")
+        batching = {} if args.max_batch_images is None else {"ATELIER_MAX_BATCH_IMAGES": str(args.max_batch_images)}
+        proc, url, _ = start_server(Path(tmp), "--no-warmup", env=batching)
         try:
             clients = [Client(url, auth=(f"user{i % args.users}", PASSWORD), verbose=False, download_files=False)
                        for i in range(args.clients)]
@@ -75,6 +78,16 @@ def main() -> None:
           f"{serial / concurrent:4.2f}x serial)")
     print("  mean latency per user  : " + ", ".join(f"user{u} {t:5.2f} s" for u, t in by_user.items()))
     print(f"  fairness (max/min)     : {max(by_user.values()) / min(by_user.values()):5.2f}")
+    result = {"clients": args.clients, "users": args.users, "size": args.size, "steps": args.steps,
+              "max_batch_images": args.max_batch_images, "errors": len(errors),
+              "serial_jobs_per_s": round(args.clients / serial, 2),
+              "concurrent_jobs_per_s": round(args.clients / concurrent, 2),
+              "concurrent_over_serial": round(serial / concurrent, 3),
+              "mean_latency_per_user_s": {f"user{u}": round(t, 2) for u, t in by_user.items()},
+              "fairness_max_over_min": round(max(by_user.values()) / min(by_user.values()), 2),
+              "load_average_after": load_average()}
+    suffix = "" if args.max_batch_images is None else f"_batch{args.max_batch_images}"
+    print(f"  saved to {save('concurrency' + suffix, result)}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import logging
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,17 @@ def gpu_memory() -> dict[str, int] | None:
         "reserved": int(torch.cuda.memory_reserved()),
         "peak_allocated": int(torch.cuda.max_memory_allocated()),
     }
+
+
+def apply_threads(intra_op: int, inter_op: int) -> dict[str, int]:
+    """Set torch's intra-op and inter-op thread counts for this process; return those in effect. torch takes the
+    inter-op count only before its first parallel work: later (a second app in one process) it keeps the one it
+    has, with a warning."""
+    torch.set_num_threads(intra_op)
+    if torch.get_num_interop_threads() != inter_op:
+        try:
+            torch.set_num_interop_threads(inter_op)
+        except RuntimeError as err:
+            log.warning("torch inter-op threads stay at %d, not %d: %s", torch.get_num_interop_threads(), inter_op,
+                        err)
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}

@@ -9,8 +9,10 @@ is idle therefore runs at once, alone; partners only come from jobs that queued 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from pipelines.image_base import (
@@ -26,6 +28,25 @@ from pipelines.image_base import (
 
 # How often a waiting job looks at its Stop while another batch runs.
 STOP_POLL_S = 0.05
+# Weight of the newest batch in the running estimate of a batch's duration (the ETA of waiting jobs).
+BATCH_TIME_WEIGHT = 0.3
+
+
+@dataclass(frozen=True)
+class Place:
+    """A waiting job's place in the batcher's line: jobs ahead of it, jobs waiting in all (itself included), and
+    the estimated seconds until its first batch starts (None until a batch has been timed)."""
+
+    ahead: int
+    waiting: int
+    eta_s: float | None
+
+
+PlaceFn = Callable[[Place | None], None]  # told each new place of a waiting job; None once its first batch starts
+
+
+def _no_place(place: Place | None) -> None:
+    return None
 
 
 def compute_shape(backend: ImageBackend, req: ImageRequest) -> Hashable:
@@ -46,6 +67,8 @@ class _Job:
     stop: threading.Event
     shape: Hashable
     arrival: int
+    on_place: PlaceFn = _no_place
+    told: tuple[int, int] | None = None  # the (ahead, waiting) last told, None while not told to wait
     queued: int = 0  # seeds handed to batches so far
     running: int = 0  # of those, seeds in the batch now running
     results: list[GeneratedImage] = field(default_factory=list)
@@ -70,6 +93,7 @@ class ImageBatcher:
         self._last_turn: dict[str, int] = {}  # user → when their images last rode in a batch
         self.batches: list[list[tuple[str, int]]] = []  # (user, images) per batch, newest last; for tests and bench
         self._keep_batches = 0
+        self._batch_s: float | None = None  # running estimate of one batch's duration, for the ETA
 
     def pending_images(self) -> int:
         """Images queued and not yet in a batch."""
@@ -83,11 +107,14 @@ class ImageBatcher:
             self.batches.clear()
 
     def run(self, backend: ImageBackend, user: str, req: ImageRequest, seeds: list[int], on_step: ProgressFn,
-            stop: threading.Event) -> list[GeneratedImage]:
-        """Queue the job, take part in running batches until its images are made; raise JobCancelled on Stop."""
-        job = _Job(backend, user, req, list(seeds), on_step, stop, compute_shape(backend, req), next(self._arrivals))
+            stop: threading.Event, on_place: PlaceFn = _no_place) -> list[GeneratedImage]:
+        """Queue the job, take part in running batches until its images are made; raise JobCancelled on Stop.
+        While it waits for its first batch, `on_place` hears its place in line each time the place changes."""
+        job = _Job(backend, user, req, list(seeds), on_step, stop, compute_shape(backend, req), next(self._arrivals),
+                   on_place)
         with self._cond:
             self._waiting.append(job)
+            self._tell_places()
         while True:
             with self._cond:
                 # The thread of the job whose turn it is runs the next batch, so the batch a thread runs always
@@ -99,11 +126,16 @@ class ImageBatcher:
                     break
                 batch = self._pick()
                 self._busy = True
+            started = time.monotonic()
             try:
                 self._run_batch(batch)
             finally:
                 with self._cond:
                     self._busy = False
+                    took = time.monotonic() - started
+                    self._batch_s = took if self._batch_s is None else \
+                        BATCH_TIME_WEIGHT * took + (1 - BATCH_TIME_WEIGHT) * self._batch_s
+                    self._tell_places()
                     self._cond.notify_all()
         if job.error is not None:
             raise job.error
@@ -118,9 +150,29 @@ class ImageBatcher:
         if job.stop.is_set() and not job.running:
             job.cancelled = True
             self._drop(job)
+            self._tell_places()
             self._cond.notify_all()  # the next job in turn may now lead
             return True
         return False
+
+    def _tell_places(self) -> None:
+        """Tell each job still waiting for its first batch its place, when it changed (lock held). A job that is
+        about to run (the pipeline is free and it leads) is not told to wait: a lone job hears nothing. Jobs that
+        started have their images counted ahead of the others while they have some left to hand to a batch."""
+        line = sorted(self._waiting, key=self._turn)
+        images_ahead = 0
+        for ahead, job in enumerate(line):
+            waits = job.queued == 0 and not job.running and (self._busy or ahead > 0)
+            if waits:
+                place = (ahead, len(line))
+                if place != job.told:
+                    job.told = place
+                    # Batches ahead of its first one (the images ahead of it, a full batch at a time), plus the
+                    # remainder of the running one: an estimate, as Gradio's own queue ETA is.
+                    batches = math.ceil(images_ahead / self.max_images) + (1 if self._busy else 0)
+                    eta = None if self._batch_s is None else round(batches * self._batch_s, 1)
+                    job.on_place(Place(ahead, len(line), eta))
+            images_ahead += len(job.seeds) - job.queued
 
     def _turn(self, job: _Job) -> tuple[int, int]:
         """Sort key: users least recently served first, then the order jobs arrived in."""
@@ -172,6 +224,10 @@ class ImageBatcher:
                     self._waiting.remove(job)
                 items.append(BatchItem(job.req, job.seeds[start:job.queued], job.on_step, job.stop,
                                        done_before=start, job_images=len(job.seeds)))
+                if job.told is not None:
+                    job.told = None
+                    job.on_place(None)  # its first batch starts: no longer in line
+            self._tell_places()
         backend = batch[0][0].backend
         try:
             generate = getattr(backend, "generate_batch", None)

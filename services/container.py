@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.compile import CompileOptions
+from pipelines.devices import apply_threads
 from pipelines.image_base import ImageBackend, ImageLimits, create_image_backend
 from pipelines.text_base import TextBackend, TextLimits, TextOptions, create_text_backend
 from services.accounts import AccountService
@@ -44,6 +45,7 @@ class Services:
     residency: Residency
     catalog: Catalog
     uploads: Uploads  # read_image(data, field) under the configured upload limits
+    torch_threads: dict[str, int]  # intra_op / inter_op in effect, as set at start (ATELIER_TORCH_THREADS)
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -53,6 +55,7 @@ class Services:
             "replica": self.settings.resolved_replica_name,
             "models": {"image": self.image_slot.status().as_dict(), "text": self.text_slot.status().as_dict()},
             "memory": self.residency.describe(),
+            "torch_threads": dict(self.torch_threads),
         }
 
     def warm_up(self) -> None:
@@ -200,6 +203,8 @@ def image_store(settings: Settings) -> BlobStore:
 def build_services(settings: Settings) -> Services:
     """Open storage, create backends (not loaded yet) and the services over them."""
     settings.ensure_dirs()
+    # Once, before any model runs: every job in this process then uses these pools.
+    threads = apply_threads(settings.resolved_torch_threads, settings.torch_interop_threads)
     db = open_database(settings.database_location, settings.database_pool_size)
     limits = ImageLimits(min_size=settings.min_size, max_size=settings.max_size, max_steps=settings.max_steps,
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
@@ -229,4 +234,4 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, accounts=AccountService(), images=images,
                     history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
                     text_slot=text_slot, residency=residency, catalog=catalog,
-                    uploads=Uploads(upload_limits))
+                    uploads=Uploads(upload_limits), torch_threads=threads)

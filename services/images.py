@@ -25,7 +25,7 @@ from pipelines.image_base import (
     resolve_seed,
 )
 from services import uploads
-from services.batcher import ImageBatcher
+from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.models import ModelSlot, ModelUnavailableError
@@ -56,11 +56,22 @@ class JobSnapshot:
     files: list[Path] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    # While the job waits in the batcher's line (ATELIER_MAX_BATCH_IMAGES > 1): jobs ahead of it, jobs waiting in
+    # all, and the estimated seconds until it starts (None: not yet known). `place` is None when it is not in line.
+    place: int | None = None
+    waiting: int = 0
+    eta_s: float | None = None
 
     @property
     def finished(self) -> bool:
         """True once the job reached a final state."""
         return self.status in FINAL_STATES
+
+
+def describe_place(place: Place) -> str:
+    """'next in line' or 'N jobs ahead', with the estimated wait when known."""
+    where = "next in line" if place.ahead == 0 else f"{place.ahead} job{'s' if place.ahead > 1 else ''} ahead"
+    return where + (f" · about {max(1, round(place.eta_s))} s" if place.eta_s is not None else "")
 
 
 class ImageJobHandle(JobHandle[JobSnapshot]):
@@ -211,10 +222,17 @@ class ImageService:
                 changes["preview"] = update.preview
             handle.update(**changes)
 
+        def on_place(place: Place | None) -> None:
+            if place is None:
+                handle.update(place=None, eta_s=None, message=f"Job {job.id}: starting (seed {seeds[0]})")
+            else:
+                handle.update(place=place.ahead, waiting=place.waiting, eta_s=place.eta_s,
+                              message=f"Job {job.id}: in line, {describe_place(place)}")
+
         try:
             if handle.stop_event.is_set():
                 raise JobCancelled()
-            images = self.batcher.run(backend, user, req, seeds, on_step, handle.stop_event)
+            images = self.batcher.run(backend, user, req, seeds, on_step, handle.stop_event, on_place)
         except JobCancelled:
             self._finish(job, "cancelled", started)
             handle.update(status="cancelled", message=f"Job {job.id}: stopped.", info=self._info(job, seeds, []))

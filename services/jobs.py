@@ -29,6 +29,8 @@ class JobHandle(Generic[S]):
         self._cond = threading.Condition()
         self._snap = initial
         self.thread: threading.Thread | None = None
+        # Event-driven watchers: their event loop and the asyncio.Event an update sets (from the worker thread).
+        self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def stop(self) -> None:
         """Ask the worker to stop; backends check this between steps or tokens."""
@@ -39,6 +41,12 @@ class JobHandle(Generic[S]):
         with self._cond:
             self._snap = dataclasses.replace(self._snap, **changes, version=self._snap.version + 1)
             self._cond.notify_all()
+            wakers = list(self._wakers)
+        for loop, wake in wakers:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # that loop is closed: its watcher is gone with it
+                continue
 
     def snapshot(self) -> S:
         """The latest snapshot."""
@@ -59,10 +67,18 @@ class JobHandle(Generic[S]):
             self.thread.join(timeout)
         return self.snapshot()
 
-    async def watch(self, poll_s: float = 0.02) -> AsyncIterator[S]:
-        """Yield each new snapshot until the job ends; if the watcher goes away, stop the job."""
+    async def watch(self, poll_s: float | None = 0.02, idle_s: float | None = None) -> AsyncIterator[S]:
+        """Yield each new snapshot until the job ends; if the watcher goes away, stop the job. With `poll_s` the
+        watcher looks every poll_s seconds (updates in between are coalesced into one); with None it wakes on each
+        update, yielding the latest snapshot (no poll delay, and no wake-ups while nothing happens), and with
+        `idle_s` too it yields the latest snapshot again after idle_s seconds without an update (for a watcher
+        that held one back)."""
         seen = -1
         finished = False
+        waker = None if poll_s is not None else (asyncio.get_running_loop(), asyncio.Event())
+        if waker is not None:
+            with self._cond:
+                self._wakers.add(waker)
         try:
             while True:
                 snap = self.snapshot()
@@ -72,8 +88,22 @@ class JobHandle(Generic[S]):
                     yield snap
                     if finished:
                         return
-                await asyncio.sleep(poll_s)
+                if waker is None:
+                    await asyncio.sleep(poll_s)  # type: ignore[arg-type]
+                else:
+                    woken = True
+                    try:
+                        await asyncio.wait_for(waker[1].wait(), idle_s)
+                    except TimeoutError:
+                        woken = False
+                    # Cleared before the next look: an update after the look sets it again, so none is missed.
+                    waker[1].clear()
+                    if not woken:
+                        seen = -1  # quiet for idle_s: the latest snapshot again
         finally:
+            if waker is not None:
+                with self._cond:
+                    self._wakers.discard(waker)
             # Cancelled by Stop, by the API's cancel, or by a closed tab: the model must stop too.
             if not finished:
                 self.stop()

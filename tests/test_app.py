@@ -212,3 +212,62 @@ def test_python_app_py_users_dispatches_to_the_users_command(tmp_path: Path) -> 
                              text=True)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "users passwd needs a NAME."
+
+
+def test_a_job_waiting_in_the_batcher_streams_its_place_in_line(tmp_path: Path, tiny_sd_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """With batching on, several jobs are past Gradio's queue at once: the one waiting in the batcher hears its
+    place and ETA as Gradio's own queue estimation (what the Gradio UI and the React client show), after the job
+    started in Gradio's terms, and its progress text says so; once it runs, its messages say running again."""
+    import threading
+
+    import httpx
+
+    from pipelines.diffusers_backend import DiffusersBackend
+
+    gate, started = threading.Event(), threading.Event()
+    original = DiffusersBackend.generate_batch
+
+    def gated(self: Any, items: Any) -> Any:
+        if not started.is_set():  # the first call holds the pipeline until the test lets it go
+            started.set()
+            assert gate.wait(120)
+        return original(self, items)
+
+    monkeypatch.setattr(DiffusersBackend, "generate_batch", gated)
+    settings = tiny_settings(tmp_path / "data", tiny_sd_dir, cache_enabled=False, max_batch_images=2)
+    with serve(settings) as url:
+        client = Client(url, verbose=False, download_files=False)
+        blocker = client.submit(**{**PARAMS, "steps": 1}, api_name="/generate_image")
+        assert started.wait(120)
+        config = httpx.get(url + "config", timeout=10).json()
+        fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate_image")
+        session = "batcher-place-test"
+        values = [PARAMS[n] for n in ("prompt", "negative_prompt")] + [96, 96, 2, 7.0, 1, "Euler a", 1,
+                                                                       False, 2.0, "Latent", 0, 0.75, "", ""]
+        joined = httpx.post(url + "gradio_api/queue/join", timeout=10, json={
+            "data": values, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None})
+        assert joined.status_code == 200
+        messages: list[dict[str, Any]] = []
+        with httpx.stream("GET", url + f"gradio_api/queue/data?session_hash={session}", timeout=120) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line.removeprefix("data:"))
+                messages.append(message)
+                if message["msg"] == "estimation" and any(m["msg"] == "process_starts" for m in messages):
+                    gate.set()  # it told its place while the pipeline was held: let everything run
+                if message["msg"] == "process_completed":
+                    break
+        assert blocker.result(timeout=120)
+    kinds = [m["msg"] for m in messages]
+    assert messages[-1]["success"], messages[-1]
+    place_at = next(i for i, m in enumerate(messages)
+                    if m["msg"] == "estimation" and i > kinds.index("process_starts"))
+    assert messages[place_at]["rank"] == 0
+    assert messages[place_at]["queue_size"] == 1
+    texts = [m["output"]["data"][1] for m in messages[:place_at] if m["msg"] == "process_generating"]
+    assert texts
+    assert "in line, next in line" in json.dumps(texts[-1])  # the text, or Gradio's diff that sets it
+    # After its place, a data message puts the clients back to "running" before the result.
+    assert "process_generating" in kinds[place_at + 1:-1]

@@ -160,6 +160,10 @@ def scope_of(services: Services, request: gr.Request | None) -> str | None:
     return services.accounts.viewer(user_of(request)).scope
 
 
+# (jobs ahead, jobs waiting, estimated seconds or None): sent to the client of the handler that calls it.
+PlaceTeller = Callable[[int, int, "float | None"], None]
+
+
 class QueueQuota:
     """At most `limit` queued plus running jobs per user, checked in validators before anything is queued.
 
@@ -169,9 +173,12 @@ class QueueQuota:
     """
 
     def __init__(self, limit: int, jobs: Callable[[gr.Blocks], dict[str, set[str]]], enforced: bool = True,
-                 ledger: JobLedger | None = None) -> None:
+                 ledger: JobLedger | None = None, tell_place: PlaceTeller | None = None) -> None:
         self.limit = limit
         self.jobs = jobs
+        # Shows a running handler's job its place in a line of Atelier's own (the batcher's), as Gradio shows a
+        # queued event's: app.py hands in its adapter of Gradio's private queue; None (tests): not shown.
+        self.tell_place = tell_place or (lambda ahead, waiting, eta_s: None)
         self.enforced = enforced  # off for the one user of a loopback server (ATELIER_RATE_LIMITS)
         self.ledger = ledger or JobLedger()
         self.blocks: gr.Blocks | None = None

@@ -24,11 +24,8 @@ from services.limits import (
     SAMPLERS,
     InvalidRequest,
 )
-from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, user_of, verdicts
+from ui.common import PRIVATE, RAW_INPUTS, PlaceTeller, QueueQuota, type_errors, user_of, verdicts
 
-# How often the handler looks at its job: the result reaches the client up to this much after the job ends. A wake
-# costs microseconds; messages, the real cost, are paced by ATELIER_STREAM_INTERVAL_S.
-WATCH_POLL_S = 0.005
 TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                  "batch_count")
 HIRES_NAMES = ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength")
@@ -234,7 +231,8 @@ def job_values(services: Services, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def stream_job(services: Services, mode: str, values: Mapping[str, Any], request: gr.Request | None,
-                     progress: gr.Progress) -> AsyncIterator[tuple[Any, str, Any, Any]]:
+                     progress: gr.Progress, tell_place: PlaceTeller | None = None
+                     ) -> AsyncIterator[tuple[Any, str, Any, Any]]:
     """Validate and start one job; stream (preview, progress text, gallery, info), ending with the stored PNGs."""
     try:
         req = services.images.validate(mode=mode, **job_values(services, values))
@@ -242,7 +240,9 @@ async def stream_job(services: Services, mode: str, values: Mapping[str, Any], r
         raise gr.Error(str(err)) from None
     handle = services.images.start(req, user=user_of(request))
     shown = StreamGate(services.settings.stream_interval_s)
-    async for snap in handle.watch(poll_s=WATCH_POLL_S):
+    # Woken by each update: the result goes out as soon as the job ends, and nothing wakes while nothing happens.
+    # A snapshot the gate held back goes out once the job has been quiet for the interval.
+    async for snap in handle.watch(poll_s=None, idle_s=shown.interval_s or None):
         if snap.status == "failed":
             raise gr.Error(snap.error or snap.message)
         if not shown.due(snap):
@@ -252,6 +252,11 @@ async def stream_job(services: Services, mode: str, values: Mapping[str, Any], r
         gallery_value = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []), strict=False)]
         yield (shown.changed("preview", snap.preview), snap.message,
                gallery_value if snap.finished else gr.skip(), shown.changed("info", snap.info))
+        if snap.place is not None and tell_place is not None:
+            # In the batcher's line: the place and ETA show where Gradio shows a queued job's. Told after the
+            # message above went out (Gradio sent it before asking for the next), which would else say "running";
+            # the message once the job starts puts the client back to "running".
+            tell_place(snap.place, snap.waiting, snap.eta_s)
 
 
 def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any], mode: str,
@@ -268,7 +273,7 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
 
     async def run(request: gr.Request, progress: gr.Progress = gr.Progress(), **values: Any
                   ) -> AsyncIterator[tuple[Any, str, Any, Any]]:
-        async for update in stream_job(services, mode, values, request, progress):
+        async for update in stream_job(services, mode, values, request, progress, quota.tell_place):
             yield update
 
     run.__doc__ = description
@@ -314,21 +319,27 @@ def wire_reuse(column: JobColumn, fields: dict[str, gr.components.Component]) ->
 
 
 class StreamGate:
-    """Which of a job's snapshots become messages: every change of status and the final one at once, step
-    progress at most once per `interval_s` (a message costs a Gradio postprocess and an SSE event on the CPU the
-    pipeline needs); and of the outputs, only those that changed since the last message."""
+    """Which of a job's snapshots become messages: the first, the final one and a new place in line at once,
+    anything else (status, step, preview) at most once per `interval_s` (a message costs a Gradio postprocess and
+    an SSE event on the CPU the pipeline needs; a quick job's waiting → loading → running took three); and of the
+    outputs, only those that changed since the last message. A snapshot held back is sent when it comes again
+    after the interval (the watcher repeats the latest one when the job is quiet)."""
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self.status = ""
+        self.version = -1  # of the snapshot sent last
+        self.place: int | None = None
         self.last = -math.inf
         self.sent: dict[str, Any] = {"preview": None}  # a new job keeps the last preview until it has one
 
     def due(self, snap: Any) -> bool:
         """True when `snap` should be sent now."""
+        if snap.version == self.version:
+            return False  # sent already (a repeat after a quiet spell)
         now = time.monotonic()
-        if snap.finished or snap.status != self.status or now - self.last >= self.interval_s:
-            self.status, self.last = snap.status, now
+        place = getattr(snap, "place", None)
+        if snap.finished or self.version == -1 or place != self.place or now - self.last >= self.interval_s:
+            self.version, self.place, self.last = snap.version, place, now
             return True
         return False
 
@@ -338,4 +349,3 @@ class StreamGate:
             return gr.skip()
         self.sent[name] = value
         return value
-

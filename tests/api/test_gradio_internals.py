@@ -122,3 +122,19 @@ def test_app_and_ui_reach_gradio_internals_only_through_the_adapter() -> None:
                  for word in private if word in path.read_text()]
     offenders += [f"app.py: {word}" for word in private if word in (root / "app.py").read_text()]
     assert offenders == []
+
+
+def test_a_pushed_job_wakes_the_queue_loop_from_its_idle_sleep(tmp_path: Path) -> None:
+    from gradio_client import Client
+
+    from tests.server import serve
+
+    apps: list[Any] = []
+    with serve(bare_settings(tmp_path), apps) as url:
+        gradio_app = next(r.app for r in apps[0].routes if isinstance(r, Mount) and r.path == "")
+        # An hour between looks: only the wake on push (and on a freed worker) can start these jobs.
+        gradio_internals.set_idle_poll(gradio_app.get_blocks(), 3600)
+        client = Client(url, verbose=False)
+        for _ in range(2):  # the second also needs the first's worker announced free
+            # A bound so that a queue that is never woken fails instead of hanging (not a speed check).
+            assert client.submit(limit=1, api_name="/history").result(timeout=60) is not None

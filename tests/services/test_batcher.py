@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pipelines.image_base import BatchItem, GeneratedImage, ImageRequest, JobCancelled, StepUpdate
-from services.batcher import ImageBatcher
+from services.batcher import ImageBatcher, Place
 from services.container import Services, build_services
 from services.images import ImageJobHandle, JobSnapshot
 from tests.services.conftest import tiny_settings
@@ -202,3 +202,74 @@ def test_step_updates_of_a_job_split_over_batches_count_over_the_whole_job() -> 
     updates: list[StepUpdate] = []
     item = BatchItem(SHAPE, [3, 4], updates.append, threading.Event(), done_before=2, job_images=5)
     assert item.step_update(per_image=4, done=1) == StepUpdate(step=10, total=20, image_index=2)
+
+
+def test_jobs_waiting_in_the_batcher_are_told_their_place_and_eta_until_they_start() -> None:
+    backend = GatedBackend()
+    batcher = ImageBatcher(1)  # one image per call: b, c and d wait behind the blocker, then behind each other
+    told: dict[str, list[Place | None]] = {user: [] for user in "zbcd"}
+    threads = []
+    for user in "zbcd":
+        req = SHAPE.model_copy(update={"prompt": user})
+        threads.append(threading.Thread(target=batcher.run, daemon=True, args=(
+            backend, user, req, [1], lambda u: None, threading.Event(), told[user].append)))
+        threads[-1].start()
+        if user == "z":
+            assert backend.started.wait(WAIT_S)
+        else:
+            while batcher.pending_images() < "zbcd".index(user):
+                threading.Event().wait(0.01)
+    assert told["z"] == []  # it found the pipeline free and ran at once: never in line
+    assert told["b"][-1] == Place(ahead=0, waiting=3, eta_s=None)  # nothing timed yet: no ETA
+    assert told["d"] == [Place(ahead=2, waiting=3, eta_s=None)]
+    backend.gate.set()
+    for thread in threads:
+        thread.join(WAIT_S)
+        assert not thread.is_alive()
+    for user in "bcd":
+        places = [p for p in told[user] if p is not None]
+        assert told[user][-1] is None  # told once its first batch started
+        aheads = [p.ahead for p in places]
+        assert aheads == sorted(aheads, reverse=True)
+        assert aheads[-1] == 0
+    # Once a batch was timed, a waiting job hears an estimate: one batch ahead (the running one), then two.
+    later = [p for p in told["d"] if p is not None and p.eta_s is not None]
+    assert later
+    assert later[0].ahead == 1
+    assert later[-1].eta_s is not None
+    assert later[-1].eta_s >= 0
+    assert told["c"][told["c"].index(None) - 1].ahead == 0
+
+
+def test_a_job_that_stops_while_in_line_moves_those_behind_it_up() -> None:
+    backend = GatedBackend()
+    batcher = ImageBatcher(1)
+    told: dict[str, list[Place | None]] = {user: [] for user in "zbc"}
+    stops = {user: threading.Event() for user in "zbc"}
+    outcome: dict[str, Any] = {}
+
+    def run(user: str) -> None:
+        try:
+            batcher.run(backend, user, SHAPE.model_copy(update={"prompt": user}), [1], lambda u: None, stops[user],
+                        told[user].append)
+            outcome[user] = "done"
+        except JobCancelled:
+            outcome[user] = "cancelled"
+
+    threads = {user: threading.Thread(target=run, args=(user,), daemon=True) for user in "zbc"}
+    for index, user in enumerate("zbc"):
+        threads[user].start()
+        if user == "z":
+            assert backend.started.wait(WAIT_S)
+        else:
+            while batcher.pending_images() < index:
+                threading.Event().wait(0.01)
+    assert told["c"][-1] == Place(ahead=1, waiting=2, eta_s=None)
+    stops["b"].set()
+    threads["b"].join(WAIT_S)
+    assert outcome["b"] == "cancelled"
+    assert told["c"][-1] == Place(ahead=0, waiting=1, eta_s=None)
+    backend.gate.set()
+    threads["c"].join(WAIT_S)
+    assert outcome["c"] == "done"
+    assert told["c"][-1] is None

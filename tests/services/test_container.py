@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
 
 from services.container import Services, build_services
 from services.images import run_and_collect
@@ -109,3 +113,39 @@ def test_a_replica_restarting_beside_running_ones_recovers_its_own_work_only(tmp
     assert (kept.status, kept.content) == ("failed", "partial")  # a's cut reply, with its text
     assert [d.replica for d in ReplyDraft.select()] == ["b"]  # b's reply is still streaming
     leave_replicas()
+
+
+def test_torch_threads_follow_the_profile_and_the_usable_cores(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 8)
+    assert Settings(profile="tiny", data_dir=tmp_path).resolved_torch_threads == 1
+    assert Settings(profile="cpu", data_dir=tmp_path).resolved_torch_threads == 4
+    assert Settings(profile="gpu", data_dir=tmp_path).resolved_torch_threads == 4
+    assert Settings(profile="cpu", data_dir=tmp_path, torch_threads=3).resolved_torch_threads == 3  # setting wins
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 1)
+    assert Settings(profile="cpu", data_dir=tmp_path).resolved_torch_threads == 1  # never 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, "many", 4096])
+def test_a_bad_torch_thread_count_is_refused_with_its_name(tmp_path: Path, bad: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATELIER_TORCH_THREADS", str(bad))
+    with pytest.raises(ValidationError, match="torch_threads"):
+        Settings(profile="tiny", data_dir=tmp_path)
+
+
+def test_torch_threads_are_applied_at_start_and_reported_in_health(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        for wanted in (2, 1):
+            services = build_services(Settings(profile="tiny", data_dir=tmp_path / str(wanted), warmup=False,
+                                               torch_threads=wanted))
+            assert torch.get_num_threads() == wanted
+            reported = services.health()["torch_threads"]
+            assert reported == {"intra_op": wanted, "inter_op": torch.get_num_interop_threads()}
+    finally:
+        torch.set_num_threads(before)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
+import pytest
 from PIL import Image
 
 from services.images import JobSnapshot
@@ -26,12 +29,31 @@ def streamed(gate: StreamGate, snaps: list[JobSnapshot]) -> list[JobSnapshot]:
     return [snap for snap in snaps if gate.due(snap)]
 
 
-def test_steps_faster_than_the_interval_are_coalesced_but_status_changes_and_the_end_always_go() -> None:
+def test_updates_faster_than_the_interval_are_coalesced_but_the_first_and_the_end_always_go() -> None:
     snaps = job_snapshots(8)
     sent = streamed(StreamGate(interval_s=3600), snaps)
-    # waiting, loading, the first step, done: the 7 other steps wait for the next message.
-    assert [s.status for s in sent] == ["waiting", "loading", "running", "done"]
+    # waiting, then done: loading and the steps wait for the next message (a quick job: two messages).
+    assert [s.status for s in sent] == ["waiting", "done"]
     assert sent[-1] is snaps[-1]
+
+
+def test_a_held_back_snapshot_goes_when_it_comes_again_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ui.image_form
+
+    now = [0.0]
+    monkeypatch.setattr(ui.image_form.time, "monotonic", lambda: now[0])
+    gate = StreamGate(interval_s=0.25)
+    waiting, loading = job_snapshots(1)[:2]
+    assert gate.due(waiting)
+    now[0] = 0.01
+    assert not gate.due(loading)  # held back: a message went out 10 ms ago
+    now[0] = 0.3
+    assert gate.due(loading)  # the watcher repeats it after a quiet spell: now it goes
+    now[0] = 0.6
+    assert not gate.due(loading)  # sent already: a repeat is not a message
+    in_line = dataclasses.replace(loading, version=loading.version + 1, place=2, waiting=3)
+    now[0] = 0.61
+    assert gate.due(in_line)  # a new place in line goes at once
 
 
 def test_with_no_interval_every_step_is_streamed() -> None:

@@ -1,0 +1,85 @@
+"""JobHandle.watch: an event-driven watcher sees every update a worker thread makes, without polling."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from typing import Any
+
+import pytest
+
+from services.jobs import JobHandle
+
+
+@dataclasses.dataclass
+class Snap:
+    version: int
+    status: str
+    step: int = 0
+
+
+def no_timer_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any timed asyncio.sleep fail: an event-driven watcher must never poll."""
+
+    async def refuse(delay: float, result: Any = None) -> Any:
+        raise AssertionError(f"the watcher polled (asyncio.sleep({delay}))")
+
+    monkeypatch.setattr(asyncio, "sleep", refuse)
+
+
+def test_event_driven_watch_wakes_on_each_update_from_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_timer_sleep(monkeypatch)
+    handle: JobHandle[Snap] = JobHandle(Snap(version=0, status="waiting"))
+    seen: list[tuple[str, int]] = []
+    step_seen = threading.Event()
+
+    def worker() -> None:
+        handle.update(status="running")
+        for step in (1, 2, 3):
+            step_seen.clear()
+            handle.update(step=step)
+            step_seen.wait(10)  # one update at a time, so that none is coalesced with the next
+        handle.update(status="done")
+
+    async def watch() -> None:
+        async for snap in handle.watch(poll_s=None):
+            seen.append((snap.status, snap.step))
+            if handle.thread is None:  # the worker starts once the watcher is listening
+                handle.start(worker, name="test-worker")
+            if snap.step:
+                step_seen.set()
+
+    # A bound so that a watcher that is never woken fails instead of hanging (not a speed check).
+    asyncio.run(asyncio.wait_for(watch(), 60))
+    assert seen[0] == ("waiting", 0)
+    assert [s for s in seen if s[0] == "running" and s[1]] == [("running", 1), ("running", 2), ("running", 3)]
+    assert seen[-1] == ("done", 3)
+    assert handle._wakers == set()  # the watcher unregistered itself
+    assert not handle.stop_event.is_set()  # it saw the end: nothing to stop
+
+
+def test_event_driven_watcher_that_leaves_early_stops_the_job() -> None:
+    handle: JobHandle[Snap] = JobHandle(Snap(version=0, status="running"))
+
+    async def watch_one() -> None:
+        async for _ in handle.watch(poll_s=None):
+            break  # a closed tab or a Stop: the generator is closed before the job ends
+
+    asyncio.run(watch_one())
+    assert handle.stop_event.is_set()
+    assert handle._wakers == set()
+
+
+def test_an_idle_watcher_hears_the_latest_snapshot_again_after_a_quiet_spell() -> None:
+    handle: JobHandle[Snap] = JobHandle(Snap(version=0, status="running"))
+    seen: list[int] = []
+
+    async def watch() -> None:
+        async for snap in handle.watch(poll_s=None, idle_s=0.01):
+            seen.append(snap.version)
+            if len(seen) == 3:
+                handle.update(status="done")
+
+    asyncio.run(asyncio.wait_for(watch(), 60))
+    assert seen == [0, 0, 0, 1]  # the quiet job's snapshot twice more, then the end
