@@ -56,7 +56,8 @@ test("shows the server's validation message next to the field", async ({ page })
 });
 
 test("stops a long job: the server cancels it, history records it; a job behind it shows its queue place", async ({ page, context }) => {
-  await fillImageForm(page, { prompt: "a very long job", steps: 400 });
+  // 256² makes each step slow enough (about 20 s for 400 on the tiny model) that the second tab finds it running.
+  await fillImageForm(page, { prompt: "a very long job", width: 256, height: 256, steps: 400 });
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("progress-text")).toContainText(/step \d+\/400/);
 
