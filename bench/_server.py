@@ -48,9 +48,9 @@ def fmt(row: dict[str, float], unit: str) -> str:
 
 
 def save(name: str, result: dict[str, Any]) -> Path:
-    """Write bench/results/<name>.json; return its path."""
+    """Write bench/results/<name>.json (a name given with its .json keeps it once); return its path."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name.removesuffix('.json')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
 
