@@ -14,6 +14,10 @@ import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
+from fastapi import HTTPException
+
+from services.shared_state import UNAVAILABLE
+
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
 QUEUE_ATTRIBUTES = ("sleep_when_free", "push", "process_events", "send_message", "event_ids_to_events",
                     "event_queue_per_concurrency_id", "active_jobs",
@@ -189,8 +193,47 @@ def share_login_tokens(gradio_app: Any, tokens: MutableMapping[str, str], agree:
     replica agrees on (`agree(own cookie id)` gives it). Gradio uses `app.tokens` only as a mapping (get, [],
     in, keys, del: routes.py's login, logout and get_current_user) and names its cookies after `app.cookie_id`;
     it sets both when the app is mounted, so this runs after mount_gradio_app."""
-    gradio_app.tokens = tokens
+    gradio_app.tokens = _AnswerWhenUnreachable(tokens)
     gradio_app.cookie_id = agree(gradio_app.cookie_id)
+
+
+LOGIN_UNAVAILABLE = "Atelier cannot reach its shared state (Redis) to keep your login. Try again shortly."
+
+
+class _AnswerWhenUnreachable(MutableMapping[str, str]):
+    """The shared tokens as Gradio's routes use them, except that an unreachable store becomes a 503 with a
+    message: the gateway's throttle may pass just before Redis goes, and Gradio's /login and /logout would then
+    answer its error as a 500. Reading a token needs no help: the store answers "unknown" (a login page)."""
+
+    def __init__(self, tokens: MutableMapping[str, str]) -> None:
+        self.tokens = tokens
+
+    def __getitem__(self, token: str) -> str:
+        return self.tokens[token]
+
+    def __setitem__(self, token: str, user: str) -> None:
+        with _unreachable_is_503():
+            self.tokens[token] = user
+
+    def __delitem__(self, token: str) -> None:
+        with _unreachable_is_503():
+            del self.tokens[token]
+
+    def __iter__(self) -> Iterator[str]:
+        with _unreachable_is_503():
+            return iter(list(self.tokens))  # read now, so that a failure surfaces here and not mid-loop
+
+    def __len__(self) -> int:
+        with _unreachable_is_503():
+            return len(self.tokens)
+
+
+@contextlib.contextmanager
+def _unreachable_is_503() -> Iterator[None]:
+    try:
+        yield
+    except UNAVAILABLE:
+        raise HTTPException(503, LOGIN_UNAVAILABLE, headers={"retry-after": "10"}) from None
 
 
 def cookie_names(gradio_app: Any) -> tuple[str, str]:

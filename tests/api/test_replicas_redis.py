@@ -151,3 +151,31 @@ def test_a_redis_that_stops_answering_gets_503s_never_500s(replicas: Replicas) -
     assert login(a) == 503
     assert a.get("/config").status_code == 401
     assert a.get("/api/history", auth=("alice", PASSWORD)).status_code == 503
+
+
+def test_a_redis_that_goes_between_the_throttle_and_the_session_gets_503s_never_500s(
+        replicas: Replicas, redis_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from services.shared_state import SharedTokens
+
+    a, _ = replicas(redis_db)
+    assert login(a) == 200
+    cookies = dict(a.cookies)
+
+    def gone(*args: Any) -> Any:
+        raise RedisConnectionError("Connection refused")
+
+    # The throttle still reaches Redis; storing or ending the session does not.
+    for name in ("__setitem__", "__delitem__", "__iter__"):
+        monkeypatch.setattr(SharedTokens, name, gone)
+    a.cookies.clear()
+    answer = a.post("/login", data={"username": "alice", "password": PASSWORD})
+    assert answer.status_code == 503
+    assert "cannot reach its shared state (Redis) to keep your login" in answer.json()["detail"]
+    assert answer.headers["retry-after"] == "10"
+    assert "set-cookie" not in answer.headers  # no session was handed out
+    a.cookies.update(cookies)
+    assert a.get("/logout", follow_redirects=False).status_code == 503
+    monkeypatch.undo()
+    assert a.get("/gradio_api/user").json() == "alice"  # the session it could not end still holds
