@@ -223,6 +223,9 @@ class Settings(BaseSettings):
     # replica, and the same across its restarts.
     replica_name: str = Field(default="", max_length=255,
                               description="this replica's name; empty: hostname:port")
+    # How often a replica on PostgreSQL looks for replicas that died and never came back, and records their
+    # unfinished work as interrupted (services/replicas.py); 0 turns the sweep off.
+    replica_sweep_s: float = Field(default=30, ge=0, description="seconds between sweeps for gone replicas' work")
     queue_max_size: int = Field(default=64, ge=1)
     session_grace_s: float = Field(default=600, ge=0, description="seconds a closed or idle session keeps its state")
     temp_max_age_s: float = Field(default=86400, ge=0,

@@ -321,6 +321,11 @@ class ChatService:
             ReplyDraft.delete().where(ReplyDraft.id.in_([d.id for d in drafts])).execute()
         return recovered
 
+    @staticmethod
+    def drafting_replicas() -> set[str]:
+        """The replicas recorded on replies still being written (their drafts)."""
+        return {draft.replica for draft in ReplyDraft.select(ReplyDraft.replica).distinct()}
+
     def start_prompt_assist(self, idea: str, options: TextOptions | None = None) -> ChatHandle:
         """Ask the model for an image prompt and negative prompt for `idea`; nothing is stored."""
         errors = self.idea_errors(idea)

@@ -19,6 +19,7 @@ from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
 from services.models import ModelChoice, ModelSlot
+from services.replicas import ReplicaWatch
 from services.residency import Residency
 from services.uploads import UploadLimits, Uploads
 from settings import Profile, Settings
@@ -46,6 +47,7 @@ class Services:
     catalog: Catalog
     uploads: Uploads  # read_image(data, field) under the configured upload limits
     torch_threads: dict[str, int]  # intra_op / inter_op in effect, as set at start (ATELIER_TORCH_THREADS)
+    replicas: ReplicaWatch  # recovers the work of replicas that died and never came back (PostgreSQL only)
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -56,6 +58,7 @@ class Services:
             "models": {"image": self.image_slot.status().as_dict(), "text": self.text_slot.status().as_dict()},
             "memory": self.residency.describe(),
             "torch_threads": dict(self.torch_threads),
+            "replica_watch": self.replicas.describe(),
         }
 
     def warm_up(self) -> None:
@@ -66,6 +69,7 @@ class Services:
     def shut_down(self) -> None:
         """Stop background work."""
         self.residency.stop()
+        self.replicas.stop()
 
 
 def _slot(kind: str, backend_name: str, backend: Any, label: str,
@@ -224,7 +228,7 @@ def build_services(settings: Settings) -> Services:
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
                                              max_message_chars=settings.max_message_chars), defaults, cache,
                        concurrency=settings.resolved_text_concurrency, replica=settings.resolved_replica_name)
-    if not join_replicas(db, lambda: _recover(images, chat)):
+    if not join_replicas(db, lambda: _recover(images, chat), name=settings.resolved_replica_name):
         # Others are running: only what this replica (by its name) left unfinished before it stopped is surely
         # over; another stopped replica's work is recovered by its own restart, or when a replica starts alone.
         _recover(images, chat, only_replica=settings.resolved_replica_name)
@@ -234,4 +238,5 @@ def build_services(settings: Settings) -> Services:
     return Services(settings=settings, accounts=AccountService(), images=images,
                     history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
                     text_slot=text_slot, residency=residency, catalog=catalog,
-                    uploads=Uploads(upload_limits), torch_threads=threads)
+                    uploads=Uploads(upload_limits), torch_threads=threads,
+                    replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s))

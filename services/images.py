@@ -416,10 +416,11 @@ class ImageService:
         }
 
     # 3. Start-up housekeeping -------------------------------------------------------------------
-    def recover(self, only_replica: str | None = None) -> int:
+    def recover(self, only_replica: str | None = None, files: bool = True) -> int:
         """Mark jobs left 'running' by a crash as failed (every replica's, or only `only_replica`'s while others
-        run), and drop half-written temp files."""
-        self.store.recover()
+        run), and drop half-written temp files (`files`: at start only, never while this replica's jobs write)."""
+        if files:
+            self.store.recover()
         running = ImageJob.status == "running"
         if only_replica is not None:
             running &= ImageJob.replica == only_replica
@@ -430,6 +431,11 @@ class ImageService:
                 .where(running)
                 .execute()
             )
+
+
+def running_replicas() -> set[str]:
+    """The replicas recorded on image jobs still marked running."""
+    return {job.replica for job in ImageJob.select(ImageJob.replica).where(ImageJob.status == "running").distinct()}
 
 
 def run_and_collect(service: ImageService, req: ImageRequest,

@@ -115,6 +115,63 @@ def test_a_replica_restarting_beside_running_ones_recovers_its_own_work_only(tmp
     leave_replicas()
 
 
+def hold_replica_name(postgres_url: str, name: str) -> Any:
+    """A connection holding `name`'s lock, as the process of a replica of that name does while it runs."""
+    import psycopg
+
+    from storage.db import REPLICA_NAME_CLASS, _name_key
+
+    connection = psycopg.connect(postgres_url, autocommit=True)
+    connection.execute("SELECT pg_advisory_lock(%s, %s)", (REPLICA_NAME_CLASS, _name_key(name)))
+    return connection
+
+
+def test_a_replica_that_never_comes_back_has_its_work_recovered_by_the_others_sweep(
+        tmp_path: Path, tiny_sd_dir: Path, postgres_url: str) -> None:
+    """A replica that dies for good leaves its jobs and replies "running"; a running replica's periodic sweep sees
+    that nobody holds its name any more and records its work as interrupted, and leaves live replicas' work alone."""
+    b = build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url, replica_name="b"))
+    ghost = hold_replica_name(postgres_url, "ghost")  # replica "ghost" runs in another process
+
+    def running_job(owner: str) -> ImageJob:
+        return ImageJob.create(user="", backend="diffusers", model="m", prompt="p", width=64, height=64, steps=1,
+                               cfg_scale=7, seed=1, sampler="Euler", status="running", replica=owner)
+
+    conversation = Conversation.create(user="", title="t")
+    question = Message.create(conversation=conversation, position=0, role="user", content="hi")
+    gone_job, live_job = running_job("ghost"), running_job("b")
+    ReplyDraft.create(conversation=conversation, answers=question, mode="send", content="partial", replica="ghost")
+    assert b.replicas.sweep() == {}  # ghost still runs: its work may be under way
+    assert ImageJob.get_by_id(gone_job.id).status == "running"
+    ghost.close()  # its process dies: PostgreSQL drops the connection and the lock
+    assert b.replicas.sweep() == {"ghost": 2}
+    job = ImageJob.get_by_id(gone_job.id)
+    assert (job.status, job.error) == ("failed", "interrupted: the server stopped while this job ran")
+    kept = Message.get(Message.conversation == conversation, Message.position == 1)
+    assert (kept.status, kept.content) == ("failed", "partial")
+    assert ImageJob.get_by_id(live_job.id).status == "running"  # b's own job, under way
+    assert not ReplyDraft.select().exists()
+    assert b.replicas.sweep() == {}  # nothing of ghost's is left running
+    assert b.health()["replica_watch"] == {"sweep_s": 30, "recovered": {"ghost": 2}}
+    leave_replicas()
+
+
+def test_a_second_replica_with_a_running_replicas_name_is_refused(tmp_path: Path, tiny_sd_dir: Path,
+                                                                  postgres_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas of one name would recover each other's work as their own: the second one does not start."""
+    import storage.db
+    from storage.db import ReplicaNameTaken
+
+    monkeypatch.setattr(storage.db, "NAME_WAIT_S", 1.0)
+    other = hold_replica_name(postgres_url, "twin")
+    with pytest.raises(ReplicaNameTaken, match="ATELIER_REPLICA_NAME"):
+        build_services(tiny_settings(tmp_path / "a", tiny_sd_dir, database_url=postgres_url, replica_name="twin"))
+    other.close()
+    build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url, replica_name="twin"))
+    leave_replicas()
+
+
 def test_torch_threads_follow_the_profile_and_the_usable_cores(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import settings as settings_module
