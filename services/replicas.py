@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from peewee import Database
 
 from services.chat import ChatService
 from services.images import ImageService, running_replicas
+from services.periodic import Periodic
 from storage.db import is_postgres, recover_gone_replicas
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,7 @@ class ReplicaWatch:
         self.chat = chat
         self.interval_s = interval_s
         self.recovered: dict[str, int] = {}  # per gone replica, what the sweeps recorded as interrupted
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("replica-watch", interval_s, self.sweep)
 
     def sweep(self) -> dict[str, int]:
         """Recover the work of every gone replica now; return {replica: jobs and replies recorded as interrupted}."""
@@ -49,25 +48,12 @@ class ReplicaWatch:
 
     def start(self) -> None:
         """Sweep in a background thread until stop(); nothing on SQLite or with an interval of 0."""
-        if self.interval_s <= 0 or self._thread is not None or not is_postgres(self.db):
-            return
-
-        def loop() -> None:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    self.sweep()
-                except Exception:  # a database hiccup must not end the watch; the next sweep tries again
-                    log.exception("replica sweep failed")
-
-        self._thread = threading.Thread(target=loop, name="replica-watch", daemon=True)
-        self._thread.start()
+        if self.interval_s > 0 and is_postgres(self.db):
+            self._periodic.start()
 
     def stop(self) -> None:
         """End the background sweep."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 5)
-            self._thread = None
+        self._periodic.stop()
 
     def describe(self) -> dict[str, Any]:
         """The sweep interval and what it has recovered, for /api/health."""

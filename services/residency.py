@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from services.models import ModelSlot
-
-log = logging.getLogger(__name__)
+from services.periodic import Periodic
 
 
 class Residency:
@@ -23,8 +20,7 @@ class Residency:
         self.policy = policy
         self.keep_alive_s = keep_alive_s
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("residency", interval_s, self.sweep)
 
     def sweep(self) -> list[str]:
         """Release every slot idle past the keep-alive; return the kinds released."""
@@ -41,25 +37,12 @@ class Residency:
 
     def start(self) -> None:
         """Sweep in a background thread until stop()."""
-        if self.policy == "resident" or self._thread is not None:
-            return
-
-        def loop() -> None:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    self.sweep()
-                except Exception:  # a failed offload must not end the sweeper
-                    log.exception("idle sweep failed")
-
-        self._thread = threading.Thread(target=loop, name="residency", daemon=True)
-        self._thread.start()
+        if self.policy != "resident":
+            self._periodic.start()
 
     def stop(self) -> None:
         """End the background sweeper."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 1)
-            self._thread = None
+        self._periodic.stop()
 
     def describe(self) -> dict[str, Any]:
         """The policy for /api/health."""

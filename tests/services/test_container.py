@@ -156,6 +156,28 @@ def test_a_replica_that_never_comes_back_has_its_work_recovered_by_the_others_sw
     leave_replicas()
 
 
+def test_the_watch_sweeps_by_itself_once_started(tmp_path: Path, tiny_sd_dir: Path, postgres_url: str) -> None:
+    import time
+
+    from services.replicas import ReplicaWatch
+    from storage.db import database
+
+    b = build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url, replica_name="b"))
+    ghost = hold_replica_name(postgres_url, "ghost")
+    job = ImageJob.create(user="", backend="diffusers", model="m", prompt="p", width=64, height=64, steps=1,
+                          cfg_scale=7, seed=1, sampler="Euler", status="running", replica="ghost")
+    watch = ReplicaWatch(database.obj, b.images, b.chat, interval_s=0.05)
+    watch.start()
+    ghost.close()
+    deadline = time.monotonic() + 30
+    while ImageJob.get_by_id(job.id).status == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watch.stop()
+    assert ImageJob.get_by_id(job.id).status == "failed"
+    assert watch.describe()["recovered"] == {"ghost": 1}
+    leave_replicas()
+
+
 def test_a_second_replica_with_a_running_replicas_name_is_refused(tmp_path: Path, tiny_sd_dir: Path,
                                                                   postgres_url: str,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
