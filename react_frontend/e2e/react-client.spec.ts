@@ -3,8 +3,10 @@ import { expect, fillImageForm, keepScreenshot, setNumber, test } from "./fixtur
 // The tests build on one another (the history test looks for the jobs and the chat made before it).
 test.describe.configure({ mode: "serial" });
 
-/** The user messages the chat test sent in its conversation (the history test opens it again). */
+/** The user messages the chat test sent in its first conversation. */
 let userTurns = 0;
+/** The user messages of the conversation in which the chat test stopped a reply. */
+let storyTurns = 0;
 
 test.beforeEach(async ({ page }) => {
   await page.goto("/app/");
@@ -139,13 +141,23 @@ test("chat streams the answer with the Thinking panel live, then folded with its
   await expect(page.getByTestId("chat-user-message")).toHaveCount(userTurns);
   await page.locator("#thinking-budget").fill(""); // the server's default again
   await setNumber(page, "#max-new-tokens", 8192);
+  // A new chat, so that the reply has the model's whole context (2,048 tokens on the tiny model) to fill: in the
+  // conversation above, what is left ends a reply after a few dozen tokens, before a Stop can land. Greedy, set
+  // with the keyboard: the tiny model's random weights then give the same reply each time.
+  await page.getByTestId("new-chat").click();
+  await expect(page.getByTestId("chat-user-message")).toHaveCount(0);
+  await page.getByRole("slider", { name: "Temperature" }).focus();
+  await page.keyboard.press("Home");
+  await expect(page.getByRole("slider", { name: "Temperature" })).toHaveAttribute("aria-valuenow", "0");
   let stopped = page.getByTestId("chat-assistant-message").last();
   for (let attempt = 0; attempt < 5; attempt++) {
     await page.locator("#chat-input").fill(`Write a long story, part ${attempt + 1}.`);
     await page.getByTestId("chat-send").click();
-    userTurns += 1;
+    storyTurns += 1;
     const generating = page.locator('[data-live="true"][data-status="thinking"], [data-live="true"][data-status="answering"]');
     if (await generating.waitFor({ timeout: 15_000 }).then(() => true, () => false)) {
+      // While the reply streams, the text scrolls inside its box: Stop stays in the window, where it was.
+      await expect(page.getByTestId("chat-stop")).toBeInViewport();
       await page.getByTestId("chat-stop").click({ timeout: 2_000 }).catch(() => undefined);
     }
     await expect(page.locator('[data-live="true"]')).toHaveCount(0, { timeout: 15_000 });
@@ -154,7 +166,7 @@ test("chat streams the answer with the Thinking panel live, then folded with its
   }
   await expect(stopped).toHaveAttribute("data-status", "cancelled");
   await expect(stopped.getByTestId("chat-stopped")).toBeVisible();
-  await expect(page.getByTestId("chat-user-message")).toHaveCount(userTurns);
+  await expect(page.getByTestId("chat-user-message")).toHaveCount(storyTurns);
   await keepScreenshot(page, "chat-stopped");
 });
 
@@ -206,12 +218,13 @@ test("history shows the image jobs and the conversation, paged, and reuses them"
 
   await page.getByTestId("nav-history").click();
   await page.getByTestId("history-conversations-tab").click();
-  const conversation = page.getByTestId("history-conversation").filter({ hasText: "Why is the sky blue?" });
+  await expect(page.getByTestId("history-conversation").filter({ hasText: "Why is the sky blue?" })).toHaveCount(1);
+  const conversation = page.getByTestId("history-conversation").filter({ hasText: "Write a long story" });
   await expect(conversation).toHaveCount(1);
   await keepScreenshot(page, "history-conversations");
   await conversation.getByRole("button", { name: "Open" }).click();
   await expect(page.getByTestId("nav-chat")).toHaveAttribute("data-state", "active");
-  await expect(page.getByTestId("chat-user-message")).toHaveCount(userTurns);
+  await expect(page.getByTestId("chat-user-message")).toHaveCount(storyTurns);
   await expect(page.getByTestId("chat-assistant-message").last()).toHaveAttribute("data-status", "cancelled");
 });
 

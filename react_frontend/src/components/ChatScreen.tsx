@@ -86,7 +86,7 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
   const [listError, setListError] = useState<AppError | null>(null);
   const [loadingConversation, setLoadingConversation] = useState(false);
   const job = useRef<RunningJob | null>(null);
-  const bottom = useRef<HTMLDivElement | null>(null);
+  const messagesBox = useRef<HTMLDivElement | null>(null);
   const streaming = live !== null;
 
   const loadList = useCallback(
@@ -132,8 +132,11 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
 
   useEffect(() => () => job.current?.stop(), []);
 
+  // Follow the newest text inside the messages box only: scrolling the page instead pushed the message field and
+  // the Stop button below the window while a reply streamed, and kept them moving.
   useEffect(() => {
-    bottom.current?.scrollIntoView?.({ block: "end" });
+    const box = messagesBox.current;
+    if (box) box.scrollTop = box.scrollHeight;
   }, [messages, live?.update.answer, live?.update.reasoning]);
 
   function newChat() {
@@ -287,7 +290,7 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
           </h2>
           <span className="text-xs text-muted-foreground">DeepSeek-R1</span>
         </div>
-        <div className="flex-1 overflow-y-auto px-4 py-4" data-testid="chat-messages">
+        <div ref={messagesBox} className="max-h-[65vh] flex-1 overflow-y-auto px-4 py-4" data-testid="chat-messages">
           {loadingConversation ? <Loader2 className="mx-auto size-6 animate-spin text-muted-foreground" /> : null}
           {!loadingConversation && turns.length === 0 ? (
             <p className="py-16 text-center text-sm text-muted-foreground">Ask anything. The model thinks first; its reasoning shows apart from the answer.</p>
@@ -297,7 +300,6 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
               <ChatMessage key={turn.key} turn={turn} />
             ))}
           </div>
-          <div ref={bottom} />
         </div>
         <div className="grid gap-2 border-t px-4 py-3">
           <ErrorAlert error={error} onDismiss={() => setError(null)} />
