@@ -132,8 +132,8 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
 
   useEffect(() => () => job.current?.stop(), []);
 
-  // Follow the newest text inside the messages box only: scrolling the page instead pushed the message field and
-  // the Stop button below the window while a reply streamed, and kept them moving.
+  // Follow the newest text inside the messages box only, whose height is fixed: scrolling the page (or a box that
+  // grows) pushed the message field and the Stop button down while a reply streamed, out of the window and moving.
   useEffect(() => {
     const box = messagesBox.current;
     if (box) box.scrollTop = box.scrollHeight;
@@ -290,7 +290,7 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
           </h2>
           <span className="text-xs text-muted-foreground">DeepSeek-R1</span>
         </div>
-        <div ref={messagesBox} className="max-h-[65vh] flex-1 overflow-y-auto px-4 py-4" data-testid="chat-messages">
+        <div ref={messagesBox} className="h-[60vh] overflow-y-auto px-4 py-4" data-testid="chat-messages">
           {loadingConversation ? <Loader2 className="mx-auto size-6 animate-spin text-muted-foreground" /> : null}
           {!loadingConversation && turns.length === 0 ? (
             <p className="py-16 text-center text-sm text-muted-foreground">Ask anything. The model thinks first; its reasoning shows apart from the answer.</p>
