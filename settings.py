@@ -73,9 +73,10 @@ REMOTE_TEXT_CONCURRENCY = 4
 
 # torch's intra-op threads for the models, as a share of the cores this process may use. torch's own default (every
 # core) stalls a busy machine: each parallel region waits at its barrier for the one OpenMP thread the OS has
-# descheduled (bench/torch_threads.py: on 2 loaded cores a tiny 256² job took ~10x longer with 2 threads than 1).
-# Half the cores leaves room for the event loop, the other model and the neighbours; the tiny models are too small
-# to gain from a second thread at all. The gpu profile's CPU only feeds the GPU.
+# descheduled (bench/torch_threads.py, 2 cores with 2 busy processes: a tiny 256² job took 2.1x longer with 2 threads
+# than with 1 on a quiet box, ~10x on a shared one; idle, 2 threads were 1.3x faster).
+# Half the cores leaves room for the event loop, the other model and the neighbours. The tiny profile takes 1: it
+# runs beside test clients and browsers, where a second thread stalls. The gpu profile's CPU only feeds the GPU.
 PROFILE_TORCH_THREAD_SHARE: dict[Profile, float] = {Profile.GPU: 0.5, Profile.CPU: 0.5, Profile.TINY: 0.0}
 
 # The tiny model's random weights rarely close </think> on their own: a budget makes it answer too.
