@@ -241,6 +241,9 @@ def test_stop_on_one_reply_leaves_the_others_running(tiny_text_backend: Transfor
     others = [Consumer(batched.stream(chat(text), options, threading.Event()), text) for text in (PROMPTS[0],
                                                                                                PROMPTS[2])]
     first = next(stopped)
+    # The three replies join the batch as their threads get to it (on a busy machine a pass or two apart): stop
+    # the one only once all three decode together.
+    wait_until(lambda: batched._engine is not None and batched._engine.rows == 3)
     stop.set()
     at_stop = stopped.usage.completion_tokens
     rest = list(stopped)  # ends normally, keeping the partial text
@@ -256,8 +259,8 @@ def test_stop_on_one_reply_leaves_the_others_running(tiny_text_backend: Transfor
         assert consumer.stream.token_ids == expected[consumer.label].token_ids
         assert consumer.stream.usage.finish_reason == "length"
     batches = passes.decode_batches()
-    assert batches[0] == 3
-    assert batches[-1] == 2
+    assert 3 in batches, batches
+    assert batches[batches.index(3) + 1] == 2, batches  # the stopped row left; the other two went on together
 
 
 @pytest.mark.parametrize("how", ["close", "drop"])
