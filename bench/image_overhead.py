@@ -6,6 +6,8 @@ intra-op / inter-op threads, OMP/MKL pool sizes, memory and background activity,
 (the app's result cache is off, so every run computes), and the same number of warm-up runs. It prints min /
 median / max for each side and for the per-round ratio, the server's start-up time and resident memory, and with
 --phases where the app's extra time goes (Gradio's own profiler plus probes on the app's steps, bench/_probes.py).
+Two more sides run in each round: the same call through a client with ssl_verify=False, and a plain Gradio app's
+queued echo (bench/_vanilla_gradio.py), the cost of one call through Gradio and gradio_client with no app at all.
 
     python bench/image_overhead.py [--runs 10] [--size 256] [--steps 8] [--phases]
 """
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _server import RawSide, fmt, load_average, save, start_server, stats, thread_env, wait_ready
+from _server import (
+    BENCH,
+    OFFLINE_ENV,
+    RawSide,
+    fmt,
+    free_port,
+    load_average,
+    save,
+    start_server,
+    stats,
+    thread_env,
+    wait_ready,
+)
 
 
 def raw_call(backends: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +88,26 @@ def phases_of(client_t0: float, client_t1: float, probes: list[dict[str, Any]]) 
     return out
 
 
+def start_vanilla_gradio(timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """bench/_vanilla_gradio.py in its own process: a plain Gradio app with one queued echo; its process and URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(BENCH / "_vanilla_gradio.py"), str(port)],
+                            env={**os.environ, **OFFLINE_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the plain Gradio app exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=2):
+                return proc, url
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the plain Gradio app never answered") from None
+            time.sleep(0.1)
+
+
 def gradio_traces(url: str) -> list[dict[str, Any]]:
     """Gradio's own per-event profile (GRADIO_PROFILING=1) for /generate_image."""
     with urllib.request.urlopen(url + "gradio_api/profiling/traces", timeout=10) as response:
@@ -118,8 +153,15 @@ def main() -> None:
                                     probes=probe_file if args.phases else None, raw="image_overhead:raw_call",
                                     raw_port_file=Path(tmp) / "raw.port")
         worker = None
+        vanilla, vanilla_url = start_vanilla_gradio()
         try:
             client = Client(url, verbose=False, download_files=False)
+            # gradio_client builds a new httpx client, and with it a TLS context that loads the CA bundle, for every
+            # call and every event stream, even for a plain-http URL; ssl_verify=False skips the bundle. On http://
+            # nothing is verified either way, so this is the same call, minus that cost: the figure a script on the
+            # box (or behind a proxy that ends TLS) gets.
+            plain_client = Client(url, verbose=False, download_files=False, ssl_verify=False)
+            vanilla_client = Client(vanilla_url, verbose=False, download_files=False)
             client.predict(**{**params, "steps": 1}, api_name="/generate_image")  # builds + loads the model
             wait_ready(url, "image")
             rss_loaded = psutil.Process(proc.pid).memory_info().rss
@@ -130,6 +172,18 @@ def main() -> None:
                 client.predict(**params, api_name="/generate_image")
                 t1 = time.perf_counter()
                 return t1 - t0, t0, t1
+
+            def app_plain_run() -> float:
+                t0 = time.perf_counter()
+                plain_client.predict(**params, api_name="/generate_image")
+                return time.perf_counter() - t0
+
+            def vanilla_run() -> float:
+                # The same gradio_client against a plain Gradio app with nothing of Atelier: Gradio's and
+                # gradio_client's own cost for one queued call, which no app built on them can go below.
+                t0 = time.perf_counter()
+                vanilla_client.predict("x", api_name="/echo")
+                return time.perf_counter() - t0
 
             def raw_run() -> tuple[float, dict[str, Any]]:
                 t0 = time.perf_counter()
@@ -146,12 +200,17 @@ def main() -> None:
             for _ in range(args.warmup):
                 app_run()
                 raw_run()
+                app_plain_run()
                 floor_run()
+                vanilla_run()
             n_warm_traces = len(gradio_traces(url)) if args.phases else 0
             app_s: list[float] = []
             raw_s: list[float] = []
             raw_inner_s: list[float] = []
             floor_s: list[float] = []
+            plain_s: list[float] = []
+            plain_ratios: list[float] = []
+            vanilla_s: list[float] = []
             ratios: list[float] = []
             job_phases: list[dict[str, float]] = []
             for i in range(args.runs):
@@ -160,7 +219,10 @@ def main() -> None:
                     (r, answer), (a, t0, t1) = raw_run(), app_run()
                 else:
                     (a, t0, t1), (r, answer) = app_run(), raw_run()
+                plain_s.append(app_plain_run())
+                plain_ratios.append(plain_s[-1] / r)
                 floor_s.append(floor_run())
+                vanilla_s.append(vanilla_run())
                 app_s.append(a)
                 raw_s.append(r)
                 raw_inner_s.append(answer["s"])
@@ -173,6 +235,8 @@ def main() -> None:
                 worker.close()
             proc.terminate()
             proc.wait(timeout=30)
+            vanilla.terminate()
+            vanilla.wait(timeout=30)
 
     import torch
 
@@ -185,7 +249,13 @@ def main() -> None:
         "load_average_after": load_average(), "cpus": os.cpu_count(),
         "raw_ms": stats(raw_s, 1000), "raw_in_worker_ms": stats(raw_inner_s, 1000), "app_ms": stats(app_s, 1000),
         "client_floor_ms": stats(floor_s, 1000),
+        "plain_gradio_echo_ms": stats(vanilla_s, 1000),
+        "app_ssl_verify_off_ms": stats(plain_s, 1000),
         "ratio_app_over_raw": stats(ratios, 1, 3),
+        "ratio_app_ssl_verify_off_over_raw": stats(plain_ratios, 1, 3),
+        # The lowest ratio any app on Gradio could reach through the default client: raw + a plain Gradio echo.
+        "ratio_floor_plain_gradio": round((statistics.median(raw_s) + statistics.median(vanilla_s))
+                                          / statistics.median(raw_s), 3),
         "ratio_of_medians": round(statistics.median(app_s) / statistics.median(raw_s), 3),
         # The least disturbed run of each side: on a shared machine the closest to what each really costs.
         "ratio_of_mins": round(min(app_s) / min(raw_s), 3),
@@ -208,6 +278,11 @@ def main() -> None:
     print(f"  /generate_image (client) : {fmt(result['app_ms'], 'ms')}")
     ratio = result["ratio_app_over_raw"]
     print(f"  gradio_client floor      : {fmt(result['client_floor_ms'], 'ms')}  (/history, limit=1: any queued call)")
+    print(f"  plain Gradio echo        : {fmt(result['plain_gradio_echo_ms'], 'ms')}  (no Atelier: Gradio + client "
+          f"alone; raw + this = {result['ratio_floor_plain_gradio']:.2f}x raw)")
+    plain = result["ratio_app_ssl_verify_off_over_raw"]
+    print(f"  /generate_image, ssl_verify=False: {fmt(result['app_ssl_verify_off_ms'], 'ms')}; ratio per round "
+          f"{plain['median']:.2f}x (min {plain['min']:.2f}, max {plain['max']:.2f})")
     print(f"  ratio app/raw, per round : {ratio['median']:8.2f}x  (min {ratio['min']:.2f}, max {ratio['max']:.2f}); "
           f"+{result['overhead_ms_median']:.0f} ms per job (medians); ratio of the fastest runs "
           f"{result['ratio_of_mins']:.2f}x")
