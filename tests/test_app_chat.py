@@ -123,10 +123,12 @@ def test_assist_prompt_fills_prompt_and_negative_prompt(client: Client) -> None:
         client.predict(idea="", api_name="/assist_prompt")
 
 
-def test_health_reports_the_text_model(server: str) -> None:
+def test_health_reports_the_text_model(client: Client, server: str) -> None:
     import json
     import urllib.request
 
+    # The model loads with the first reply (no warm-up here): one short reply, so this test stands on its own.
+    client.predict(message="hi", conversation_id=None, **{**CHAT, "max_new_tokens": 1}, api_name="/chat")
     with urllib.request.urlopen(server + "api/health", timeout=10) as response:
         health = json.loads(response.read())
     text = health["models"]["text"]
