@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build .whl/: the Python packages the lent GPU machine lacks for bench/gpu_check.py and bench/text_gpu.py, at the
-# versions of requirements.txt, for its Python 3.12 (see bench/device/README.md). Run here, where pip reaches the
-# package index; the folder is git-ignored and travels with `run`'s carry=[".whl"].
+# versions installed here (requirements.txt's), for its Python 3.12 (see bench/device/README.md). Run here, where
+# pip reaches the package index; the folder is git-ignored and travels with `run`'s carry=[".whl"].
 #
 #     bash bench/device/wheels.sh [python3.12]
 set -euo pipefail
@@ -16,24 +16,30 @@ fi
 DEST=.whl
 rm -rf "$DEST" && mkdir -p "$DEST"
 
-pin() { grep -E "^$1==" requirements.txt | head -1; }
+# The versions installed here, which CI tests (pinned in requirements.txt or resolved with them).
+installed() {
+  python3 -c 'import importlib.metadata as m, sys; print("\n".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' "$@"
+}
 # What the machine has (its pip list, ../.library/device/KINDS.md) already serves: torch, accelerate, numpy, pillow,
 # safetensors, tokenizers, huggingface_hub (1.33, enough for transformers 5.23 and diffusers 0.42), pyarrow,
 # pandas, fsspec, xxhash, protobuf, ninja, threadpoolctl, jinja2, requests, psutil.
-BINARY=(
-  "$(pin diffusers)" "$(pin transformers)" "$(pin optimum)"
-  # gptqmodel 7.6's needs that the machine lacks (its Requires-Dist), pinned as they are installed here
-  torchao==0.18.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+BINARY_NAMES=(
+  diffusers transformers optimum
+  # gptqmodel's needs that the machine lacks (its Requires-Dist)
+  torchao datasets dill multiprocess
   # pipelines/ validates requests with pydantic
-  pydantic==2.13.4 pydantic-core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2
+  pydantic pydantic-core annotated-types typing-inspection
 )
+SOURCE_NAMES=(defuser device-smi logbar tokenicer pypcre)  # published as source only
+BINARY=$(installed "${BINARY_NAMES[@]}")  # fails, and stops the script, when one is not installed here
+SOURCE=$(installed "${SOURCE_NAMES[@]}")
+GPTQMODEL=$(installed gptqmodel)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux2014_x86_64 --platform any -d "$DEST" "${BINARY[@]}"
+  --platform manylinux2014_x86_64 --platform any -d "$DEST" $BINARY  # one name==version per word
 # Published as source only. gptqmodel is pure Python (it compiles its CUDA kernels on the GPU at first load) and
 # needs torch to build: this Python's. pypcre has a C extension: built by a Python 3.12.
-python3 -m pip wheel -q --no-deps --no-build-isolation -w "$DEST" "$(pin gptqmodel)"
-"$PY312" -m pip wheel -q --no-deps -w "$DEST" defuser==0.0.28 device-smi==0.5.7 logbar==0.4.15 tokenicer==0.0.14 \
-  pypcre==0.6.4
+python3 -m pip wheel -q --no-deps --no-build-isolation -w "$DEST" "$GPTQMODEL"
+"$PY312" -m pip wheel -q --no-deps -w "$DEST" $SOURCE
 ls "$DEST"
 du -sh "$DEST"
