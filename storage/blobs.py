@@ -256,16 +256,26 @@ class S3Store(BlobStore):
         if path.is_file():
             os.utime(path)  # in use again: the age-based sweep keeps it
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+        # One GET: boto3's download_fileobj sends a HEAD first to plan ranged parts, a round trip more for an
+        # image of a few hundred kB.
+        blob = self.open(key)
+        if blob is None:
+            return path  # not in the bucket: a path that does not exist, as for any missing file
         try:
-            with os.fdopen(fd, "wb") as handle:
-                self.client.download_fileobj(self.location.bucket, self.location.key(key), handle)
-            os.replace(tmp, path)
-        except Exception as err:
-            Path(tmp).unlink(missing_ok=True)
-            if not self._missing(err):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    for chunk in blob.chunks:
+                        handle.write(chunk)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
                 raise
+        finally:
+            close = getattr(blob.chunks, "close", None)
+            if close is not None:  # the response goes back to the pool even when the copy failed
+                close()
         return path
 
     def local_file(self, key: str) -> Path | None:

@@ -49,3 +49,47 @@ def test_gradio_gets_a_local_copy_that_comes_back_after_a_sweep(s3_server: MotoS
     assert [p.name for p in again.parent.iterdir()] == ["a.png"]  # the download's temp file is gone
     assert not store.local_path("d/missing.png").exists()
     assert store.local_file("d/a.png") is None  # REST streams or redirects, never a file of this machine
+
+
+def _store(s3_server: MotoS3, tmp_path: Path) -> S3Store:
+    return S3Store(S3Location(s3_server.create_bucket(), "p"), tmp_path / "cache",
+                   endpoint_url=s3_server.endpoint_url, region=REGION, access_key_id=ACCESS_KEY_ID,
+                   secret_access_key=SECRET_ACCESS_KEY)
+
+
+def test_a_local_copy_costs_one_get_and_a_missing_object_one_request(s3_server: MotoS3, tmp_path: Path) -> None:
+    store = _store(s3_server, tmp_path)
+    store.put_png("d/a.png", Image.new("RGB", (8, 8), "red"), PARAMS)
+    (tmp_path / "cache" / "d" / "a.png").unlink()
+    sent: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    assert store.local_path("d/a.png").is_file()
+    assert sent == ["GetObject"]  # no HEAD before it
+    sent.clear()
+    assert not store.local_path("d/missing.png").exists()
+    assert sent == ["GetObject"]
+
+
+def test_a_copy_that_breaks_off_leaves_no_file_and_no_temp_file(s3_server: MotoS3, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.blobs as blobs
+
+    store = _store(s3_server, tmp_path)
+    store.put_png("d/a.png", Image.new("RGB", (64, 64), "red"), PARAMS)
+    (tmp_path / "cache" / "d" / "a.png").unlink()
+    closed: list[bool] = []
+
+    def broken(body: object) -> object:
+        try:
+            yield b"\x89PNG half"
+            raise ConnectionError("the connection dropped")
+        finally:
+            closed.append(True)
+
+    monkeypatch.setattr(blobs, "_stream_body", broken)
+    with pytest.raises(ConnectionError):
+        store.local_path("d/a.png")
+    assert list((tmp_path / "cache" / "d").iterdir()) == []  # nothing half-written is visible
+    assert closed == [True]
+    monkeypatch.undo()
+    assert store.local_path("d/a.png").read_bytes().startswith(b"\x89PNG")  # the next ask downloads it whole
