@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from pipelines.loading import (
 from pipelines.preview import latents_to_preview
 
 log = logging.getLogger(__name__)
+_clock = time.monotonic  # the preview throttle's clock (a test drives its own)
 
 MEMORY_MODES = ("none", "model-offload", "sequential-offload")
 # Callback tensors with one row per image (or two with CFG) that must shrink when a job leaves a batch.
@@ -69,6 +71,7 @@ class DiffusersBackend:
         vae_slicing: bool = False,
         vae_tiling: bool = False,
         preview_every: int = 2,
+        preview_interval_s: float = 0.0,
         compile: CompileOptions | None = None,
         compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
         upscalers_dir: Path | None = None,
@@ -85,6 +88,10 @@ class DiffusersBackend:
         self.vae_slicing = vae_slicing
         self.vae_tiling = vae_tiling
         self.preview_every = max(1, preview_every)
+        # At most one intermediate preview per this many seconds (the last step's always): each one copies the
+        # latents to the CPU, which on a GPU waits for the queued steps, and the UI shows no more than one per
+        # stream interval anyway.
+        self.preview_interval_s = max(0.0, preview_interval_s)
         self.pipe: Any = None
         self._offloaded = False
         self.revision = ""  # which files were loaded: a hub snapshot hash or a local folder's fingerprint
@@ -501,9 +508,10 @@ class DiffusersBackend:
                         extra_steps: int = 0) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
         """Progress, previews and Stop at every step; `offset` steps were done by an earlier pass of the job and
         `extra_steps` are still to come in a later one (hires fix)."""
-        every = self.preview_every
+        every, interval = self.preview_every, self.preview_interval_s
         family = "sdxl" if "XL" in type(self.pipe).__name__ else "sd15"
         items, live, rows = run.items, run.live, run.rows
+        last_preview = -math.inf  # this pass's first preview is never held back
 
         def leave(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             """Drop stopped jobs (and, where the pipeline allows, their rows); raise when no job is left."""
@@ -524,7 +532,11 @@ class DiffusersBackend:
             per_image = offset + this_pass + extra_steps
             done = offset + step + 1
             run.steps_done = done
-            show = (step + 1) % every == 0 or step + 1 == this_pass
+            nonlocal last_preview
+            now = _clock()
+            show = ((step + 1) % every == 0 and now - last_preview >= interval) or step + 1 == this_pass
+            if show:
+                last_preview = now
             first_row: dict[int, int] = {}
             for row, (i, _) in enumerate(rows):
                 first_row.setdefault(i, row)

@@ -137,6 +137,8 @@ def _image_slot(settings: Settings, catalog: Catalog | None = None) -> ModelSlot
             "vae_slicing": settings.vae_slicing,
             "vae_tiling": settings.vae_tiling,
             "preview_every": settings.preview_every,
+            # The UI streams at most one update per interval: a preview computed more often is never seen.
+            "preview_interval_s": settings.stream_interval_s,
             "compile": _compile_options(settings),
             # The warm-up compiles at the profile's default size and guidance, the shape most jobs have.
             "compile_warmup": (int(defaults["width"]), int(defaults["height"]), float(defaults["cfg_scale"])),

@@ -59,6 +59,29 @@ def test_progress_every_step_and_a_cheap_preview_every_few(backend: DiffusersBac
     assert updates[1].preview.size == (64, 96)
 
 
+def test_previews_are_throttled_by_time_but_the_last_step_always_has_one(backend: DiffusersBackend,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.diffusers_backend as module
+
+    clock = [100.0]
+    monkeypatch.setattr(module, "_clock", lambda: clock[0])
+    monkeypatch.setattr(backend, "preview_interval_s", 1.0)
+    req = ImageRequest(prompt="p", width=64, height=64, steps=9)
+
+    def tick(update: StepUpdate) -> None:
+        clock[0] += 0.3  # each step takes 0.3 s on this clock
+
+    updates: list[StepUpdate] = []
+    backend.generate(req, [3], lambda u: (updates.append(u), tick(u)), threading.Event())
+    # Every 2nd step is eligible (preview_every=2), but only one per second: at step 2 (the first), then step 6
+    # (1.2 s later; step 4 came 0.6 s after it), step 8 is 0.6 s after step 6; the last step always has one.
+    assert [u.step for u in updates if u.preview is not None] == [2, 6, 9]
+    monkeypatch.setattr(backend, "preview_interval_s", 0.0)
+    updates.clear()
+    backend.generate(req, [3], lambda u: (updates.append(u), tick(u)), threading.Event())
+    assert [u.step for u in updates if u.preview is not None] == [2, 4, 6, 8, 9]  # by steps alone
+
+
 def test_stop_ends_the_job_within_one_step(backend: DiffusersBackend) -> None:
     unet_calls = 0
     unet = backend.pipe.unet

@@ -228,3 +228,11 @@ def test_torch_threads_are_applied_at_start_and_reported_in_health(tmp_path: Pat
             assert reported == {"intra_op": wanted, "inter_op": torch.get_num_interop_threads()}
     finally:
         torch.set_num_threads(before)
+
+
+def test_previews_are_computed_no_more_often_than_the_ui_streams_them(tmp_path: Path) -> None:
+    from services.container import _image_slot
+
+    backend = _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0.4)).backend
+    assert (backend.preview_every, backend.preview_interval_s) == (2, 0.4)
+    assert _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0)).backend.preview_interval_s == 0
