@@ -222,7 +222,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"Invalid settings: {err}") from None
     import uvicorn
 
-    app = create_app(settings)
+    from storage.blobs import StorageUnavailable
+
+    try:
+        app = create_app(settings)
+    except StorageUnavailable as err:  # a missing bucket that may not be created: say what to create, no traceback
+        raise SystemExit(f"Cannot store images: {err}") from None
     # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
                             timeout_graceful_shutdown=5)

@@ -56,3 +56,15 @@ def test_the_subcommands_explain_themselves(command: list[str], expected: list[s
     assert text.startswith(f"usage: python app.py {' '.join(command)}")
     for word in expected:
         assert word in text
+
+
+def test_a_bucket_that_cannot_be_had_stops_the_server_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app
+    from storage.blobs import StorageUnavailable
+
+    def refuse(_: object) -> None:
+        raise StorageUnavailable("S3 bucket 'b' does not exist and these credentials may not create it")
+
+    monkeypatch.setattr(app, "create_app", refuse)
+    with pytest.raises(SystemExit, match="Cannot store images: S3 bucket 'b' does not exist"):
+        app.main(["--profile", "tiny", "--port", "0"])
