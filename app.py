@@ -223,11 +223,12 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from storage.blobs import StorageUnavailable
+    from storage.db import ReplicaNameTaken
 
     try:
         app = create_app(settings)
-    except StorageUnavailable as err:  # a missing bucket that may not be created: say what to create, no traceback
-        raise SystemExit(f"Cannot store images: {err}") from None
+    except (StorageUnavailable, ReplicaNameTaken) as err:  # what to fix, said without a traceback
+        raise SystemExit(f"Atelier cannot start: {err}") from None
     # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
                             timeout_graceful_shutdown=5)

@@ -58,13 +58,16 @@ def test_the_subcommands_explain_themselves(command: list[str], expected: list[s
         assert word in text
 
 
-def test_a_bucket_that_cannot_be_had_stops_the_server_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("problem", ["S3 bucket 'b' does not exist and these credentials may not create it",
+                                     "another running replica of this database is named 'r1'"])
+def test_a_start_up_problem_stops_the_server_with_the_reason(monkeypatch: pytest.MonkeyPatch, problem: str) -> None:
     import app
     from storage.blobs import StorageUnavailable
+    from storage.db import ReplicaNameTaken
 
     def refuse(_: object) -> None:
-        raise StorageUnavailable("S3 bucket 'b' does not exist and these credentials may not create it")
+        raise (StorageUnavailable if "bucket" in problem else ReplicaNameTaken)(problem)
 
     monkeypatch.setattr(app, "create_app", refuse)
-    with pytest.raises(SystemExit, match="Cannot store images: S3 bucket 'b' does not exist"):
+    with pytest.raises(SystemExit, match=f"^Atelier cannot start: {problem}$"):
         app.main(["--profile", "tiny", "--port", "0"])
