@@ -67,7 +67,7 @@ DEFAULT_MAX_BATCH_IMAGES = 1
 # Replies that share forward passes in process on a GPU (continuous batching, pipelines/text_batching.py): decode
 # reads every weight once per step whatever the batch, so up to this many replies cost about one. 8 is the issue's
 # target and awaits the GPU measurement (bench/text_overhead.py --concurrency, bench/text_gpu.py). On the CPU the
-# in-process default stays 1: see the README's figures.
+# in-process default stays 1: see docs/batching.md and docs/benchmarks.md.
 DEFAULT_GPU_TEXT_CONCURRENCY = 8
 REMOTE_TEXT_CONCURRENCY = 4
 
