@@ -25,7 +25,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 from starlette.formparsers import MultiPartException
 
 from api import gradio_internals
@@ -261,7 +260,6 @@ class EditorBlobRoute:
         self.app = app
         self.uploads = uploads
         self.editors = gradio_internals.editor_ids(blocks)
-        self._intake = anyio.Semaphore(1)  # one piece read into memory at a time, besides those already kept
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the editor's uploads here; everything else passes on."""
@@ -289,15 +287,17 @@ class EditorBlobRoute:
             if kind == "composite":
                 return  # the flattened picture: the inpaint tab reads the background and the strokes instead
             field = "background" if kind == "background" else f"layer {index}"
-            async with self._intake:
-                blob = await upload.read()
-                try:
-                    self.uploads.check(blob, field)
-                except InvalidRequest as err:
-                    self.uploads.blobs.refuse(owner, blob_id, str(err))
-                    raise Refused(422, str(err)) from None
-                if problem := self.uploads.blobs.put(owner, blob_id, kind, index, blob):
-                    raise Refused(422, problem)  # too much for one submission, or a piece of it refused before
+            # Read from the spooled file on the event loop, on purpose: a local read of at most the upload limit
+            # (milliseconds), so one piece at a time is in memory besides those kept, and always in the main
+            # allocator arena (read in worker threads, freed pieces stayed mapped in their threads' arenas).
+            blob = upload.file.read()
+            try:
+                self.uploads.check(blob, field)
+            except InvalidRequest as err:
+                self.uploads.blobs.refuse(owner, blob_id, str(err))
+                raise Refused(422, str(err)) from None
+            if problem := self.uploads.blobs.put(owner, blob_id, kind, index, blob):
+                raise Refused(422, problem)  # too much for one submission, or a piece of it refused before
         finally:
             await form.close()
 
