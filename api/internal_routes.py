@@ -8,7 +8,8 @@ Gradio 6.31 serves these POST routes (gradio/routes.py), and Atelier answers eac
 - upload: the upload limit + 64 KiB for the form; counted as uploads; Gradio streams it to disk and applies the
   upload limit to each file too (max_file_size, which the browser also checks before it sends).
 - component_server: the same cap; counted as uploads; served here, the image editor's accept_blobs only.
-- reset (a no-op in Gradio 6): 1 MiB; counted as reads.
+- reset (a no-op in Gradio 6 that its clients still call after a cancel): 1 MiB; the gateway checks its event_id;
+  counted as reads.
 - anything else under /gradio_api is refused with a 404 before a byte of its body is read: run/<name> and
   api/<name> (direct calls, which api_open=False refuses anyway), stream/<id> and stream/<id>/close (streaming
   inputs: the app has none), process_recording (recorded audio and video), run-history/*, vibe-*,
@@ -51,11 +52,10 @@ FORM_ENVELOPE = 64 * 1024
 # Bodies held in memory at once, all requests together: 32 bodies at the 1 MiB cap. Legitimate ones are a few KB.
 IN_FLIGHT_MAX_BYTES = 32 * MAX_BODY_BYTES
 BUSY_MESSAGE = "Atelier is receiving too many requests at once. Try again in a few seconds."
-# Gradio's JS client names an upload's progress stream with Math.random().toString(36); Gradio keeps one tracker
-# per name, so a name is short or refused.
-UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# The editor's id for one value (Math.random().toString(36) again) and the other form fields it sends.
-BLOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Names Gradio's JS client makes with Math.random().toString(36): an upload's progress stream (Gradio keeps one
+# tracker per name) and the editor's id for one value. Anything longer or stranger is refused.
+CLIENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The other form fields the editor sends.
 PIECES = ("background", "layer", "composite")
 MAX_FORM_FIELDS = 16
 MAX_FIELD_BYTES = 1024
@@ -239,7 +239,7 @@ class BodyLimits:
 
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
             names = query.get("upload_id", [])
-            if len(names) > 1 or (names and not UPLOAD_ID.fullmatch(names[0])):
+            if len(names) > 1 or (names and not CLIENT_NAME.fullmatch(names[0])):
                 raise Refused(422, "upload_id must be one name of 1 to 64 letters, digits, - or _.")
             parts = _UploadParts(headers.get("content-type", ""))
         return _Guard(cap, limit, None if spooled else self.budget, parts)
@@ -319,7 +319,7 @@ class EditorBlobRoute:
         if (name := text("fn_name")) != "accept_blobs":
             raise Refused(404, f"The image editor serves accept_blobs only, not {name[:40]!r}.")
         blob_id, kind, index = text("id"), text("type"), text("index", required=False)
-        if not BLOB_ID.fullmatch(blob_id):
+        if not CLIENT_NAME.fullmatch(blob_id):
             raise Refused(422, "id must be 1 to 64 letters, digits, - or _.")
         if kind not in PIECES:
             raise Refused(422, f"type must be one of {', '.join(PIECES)}.")
