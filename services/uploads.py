@@ -7,12 +7,14 @@ sends can raise anything else from here.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipelines.image_base import InvalidRequest
+from services.editor_blobs import BlobBudget, PendingBlobs
 from settings import Settings
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
@@ -108,13 +110,30 @@ def read_image(data: bytes | str | Path, field: str, limits: UploadLimits = DEFA
     InvalidRequest({field: message}) for a wrong type, a file or image too large, a decompression bomb, or data that
     is cut off or damaged."""
     as_mask = field == "mask" if mask is None else mask
+
+    def convert(image: Image.Image) -> Image.Image:
+        # Phone photos are stored sideways with an EXIF orientation; the user expects what their viewer shows.
+        upright = ImageOps.exif_transpose(image)
+        return to_mask(upright) if as_mask else to_rgb(upright)
+
+    return _decode(data, field, limits, convert)
+
+
+def read_as(data: bytes | str | Path, field: str, limits: UploadLimits = DEFAULT_LIMITS,
+            mode: str = "RGBA") -> Image.Image:
+    """Decode an upload into `mode` as it is, after the same checks (no EXIF turn, no flattening): the image
+    editor's canvas pieces, whose transparency is the strokes."""
+    return _decode(data, field, limits, lambda image: image.convert(mode))
+
+
+def _decode(data: bytes | str | Path, field: str, limits: UploadLimits,
+            convert: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """`convert` of the decoded upload, once its type, bytes and pixels passed (InvalidRequest otherwise)."""
     image = open_image(data, field, limits)
     try:
         with image:
             image.load()
-            # Phone photos are stored sideways with an EXIF orientation; the user expects what their viewer shows.
-            upright = ImageOps.exif_transpose(image)
-            return to_mask(upright) if as_mask else to_rgb(upright)
+            return convert(image)
     except Image.DecompressionBombError as err:
         raise _bomb(field, limits) from err
     except _DECODE_ERRORS as err:
@@ -164,7 +183,18 @@ class Uploads:
 
     def __init__(self, limits: UploadLimits | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
+        # The image editor's uploaded pieces until its event reads them.
+        self.blobs = PendingBlobs(BlobBudget.for_uploads(self.limits.max_bytes))
 
     def read_image(self, data: bytes | str | Path, field: str, mask: bool | None = None) -> Image.Image:
         """As the module's read_image, under these limits."""
         return read_image(data, field, self.limits, mask)
+
+    def read_as(self, data: bytes | str | Path, field: str, mode: str = "RGBA") -> Image.Image:
+        """As the module's read_as, under these limits."""
+        return read_as(data, field, self.limits, mode)
+
+    def check(self, data: bytes | str | Path, field: str) -> None:
+        """The checks read_image makes before it decodes (type, bytes, pixels from the header); InvalidRequest when
+        one fails."""
+        open_image(data, field, self.limits).close()
