@@ -9,9 +9,10 @@ import gradio as gr
 from PIL import Image, ImageChops
 
 from services.container import Services
-from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR
+from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR, InvalidRequest
+from services.uploads import to_mask, to_rgb
 from ui import image_form
-from ui.common import PRIVATE, QueueQuota
+from ui.common import PRIVATE, QueueQuota, error_toast
 from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.
@@ -48,14 +49,17 @@ def split_editor(editor: dict[str, Any] | None, uploaded_mask: Image.Image | Non
     together (white = repaint)."""
     background = (editor or {}).get("background")
     if background is None:
-        raise gr.Error("Upload the image to inpaint first (drop it on the editor).")
-    # Transparent parts of the picture become white, as services/uploads.py reads an uploaded init image.
-    init = Image.alpha_composite(Image.new("RGBA", background.size, "white"), background.convert("RGBA")).convert("RGB")
-    masks = [m for m in (drawn_mask(editor.get("layers") or [], init.size),
-                         uploaded_mask.convert("L").resize(init.size) if uploaded_mask is not None else None)
-             if m is not None]
+        raise error_toast("Upload the image to inpaint first (drop it on the editor).")
+    try:
+        # Read as /inpaint reads its files: transparent parts of the picture become white; the uploaded mask (in
+        # its own mode) is scaled from 16 bits, its transparency the painted part.
+        init = to_rgb(background)
+        uploaded = to_mask(uploaded_mask).resize(init.size) if uploaded_mask is not None else None
+    except InvalidRequest as err:
+        raise error_toast(str(err)) from None
+    masks = [m for m in (drawn_mask(editor.get("layers") or [], init.size), uploaded) if m is not None]
     if not masks:
-        raise gr.Error("Paint over the part to repaint with the brush, or upload a mask (white = repaint).")
+        raise error_toast("Paint over the part to repaint with the brush, or upload a mask (white = repaint).")
     mask = masks[0] if len(masks) == 1 else ImageChops.lighter(*masks)
     return init, mask
 
@@ -69,7 +73,9 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                                     sources=["upload", "clipboard"], brush=BRUSH, layers=False,
                                     transforms=(), height=420, elem_id="inpaint-editor")
             with gr.Accordion("Upload a mask instead", open=False):
-                uploaded_mask = gr.Image(label="Mask (white = repaint)", type="pil", image_mode="L",
+                # Left in its own mode (image_mode=None): Gradio's convert("L") clips a 16-bit mask to white, and
+                # to_mask reads it as /inpaint does (16-bit scaled, transparency as the painted part).
+                uploaded_mask = gr.Image(label="Mask (white = repaint)", type="pil", image_mode=None,
                                          sources=["upload", "clipboard"], elem_id="inpaint-mask-upload")
             with gr.Row():
                 mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=DEFAULTS["mask_blur"], step=1, label="Mask blur")
