@@ -159,7 +159,7 @@ class ImageService:
                         raise InvalidRequest({name: f"{name}: the image is {value.width}x{value.height} "
                                                     f"({value.width * value.height:,} pixels); at most "
                                                     f"{limits.max_pixels:,} pixels are allowed."})
-                    params[name] = uploads.to_mask(value) if name == "mask" else uploads.to_rgb(value)
+                    params[name] = uploads.to_mask(value, name) if name == "mask" else uploads.to_rgb(value, name)
             except InvalidRequest as err:
                 errors.update(err.errors)
                 params[name] = None
