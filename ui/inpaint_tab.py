@@ -64,6 +64,13 @@ def split_editor(editor: dict[str, Any] | None, uploaded_mask: Image.Image | Non
     return init, mask
 
 
+def mask_upload() -> gr.Image:
+    """The mask a user uploads instead of painting, handed over in its own mode (image_mode=None): Gradio's
+    convert("L") would clip a 16-bit mask to white; split_editor reads it as /inpaint reads a mask file."""
+    return gr.Image(label="Mask (white = repaint)", type="pil", image_mode=None, sources=["upload", "clipboard"],
+                    elem_id="inpaint-mask-upload")
+
+
 def render(services: Services, quota: QueueQuota) -> InpaintTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("Inpaint", id="inpaint", elem_id="inpaint-tab"), gr.Row():
@@ -73,10 +80,7 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                                     sources=["upload", "clipboard"], brush=BRUSH, layers=False,
                                     transforms=(), height=420, elem_id="inpaint-editor")
             with gr.Accordion("Upload a mask instead", open=False):
-                # Left in its own mode (image_mode=None): Gradio's convert("L") clips a 16-bit mask to white, and
-                # to_mask reads it as /inpaint does (16-bit scaled, transparency as the painted part).
-                uploaded_mask = gr.Image(label="Mask (white = repaint)", type="pil", image_mode=None,
-                                         sources=["upload", "clipboard"], elem_id="inpaint-mask-upload")
+                uploaded_mask = mask_upload()
             with gr.Row():
                 mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=DEFAULTS["mask_blur"], step=1, label="Mask blur")
                 mask_invert = gr.Radio(image_form.MASK_MODES, value=0, label="Mask mode")

@@ -118,11 +118,18 @@ def test_a_mode_pil_cannot_convert_is_refused_on_its_field(tmp_path: Path) -> No
     assert caught.value.errors["mask"].startswith("mask: an image in PIL mode La cannot be read")
 
 
-def test_the_inpaint_tab_reads_an_uploaded_16_bit_mask_as_the_api_does() -> None:
-    from ui.inpaint_tab import split_editor
+def test_the_inpaint_tab_reads_an_uploaded_16_bit_mask_as_the_api_does(tmp_path: Path) -> None:
+    import gradio as gr
+    from gradio.data_classes import ImageData
 
+    from ui.inpaint_tab import mask_upload, split_editor
+
+    path = tmp_path / "mask16.png"
+    path.write_bytes(png(LEVELS16, colour_type=0))
+    with gr.Blocks():
+        component = mask_upload()
+    uploaded = component.preprocess(ImageData(path=str(path), orig_name="mask16.png"))  # what the tab's event gets
     background = Image.new("RGBA", (4, 2), (10, 20, 30, 255))
-    uploaded = Image.open(io.BytesIO(png(LEVELS16, colour_type=0)))  # what gr.Image(image_mode=None) hands over
     init, mask = split_editor({"background": background, "layers": []}, uploaded)
     assert pixels(init) == [[[10, 20, 30]] * 4] * 2
     assert pixels(mask) == LEVELS8
