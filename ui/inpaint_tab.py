@@ -10,9 +10,9 @@ from PIL import Image, ImageChops
 
 from services.container import Services
 from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR, InvalidRequest
-from services.uploads import Uploads
+from services.uploads import Uploads, to_mask, to_rgb
 from ui import image_form
-from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, is_file, user_of
+from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, error_toast, is_file, user_of
 from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.
@@ -53,14 +53,17 @@ def split_editor(editor: dict[str, Any] | None, uploaded_mask: Image.Image | Non
     together (white = repaint)."""
     background = (editor or {}).get("background")
     if background is None:
-        raise gr.Error("Upload the image to inpaint first (drop it on the editor).")
-    # Transparent parts of the picture become white, as services/uploads.py reads an uploaded init image.
-    init = Image.alpha_composite(Image.new("RGBA", background.size, "white"), background.convert("RGBA")).convert("RGB")
-    masks = [m for m in (drawn_mask(editor.get("layers") or [], init.size),
-                         uploaded_mask.convert("L").resize(init.size) if uploaded_mask is not None else None)
-             if m is not None]
+        raise error_toast("Upload the image to inpaint first (drop it on the editor).")
+    try:
+        # Read as /inpaint reads its files: transparent parts of the picture become white; the uploaded mask (in
+        # its own mode) is scaled from 16 bits, its transparency the painted part.
+        init = to_rgb(background)
+        uploaded = to_mask(uploaded_mask).resize(init.size) if uploaded_mask is not None else None
+    except InvalidRequest as err:
+        raise error_toast(str(err)) from None
+    masks = [m for m in (drawn_mask(editor.get("layers") or [], init.size), uploaded) if m is not None]
     if not masks:
-        raise gr.Error("Paint over the part to repaint with the brush, or upload a mask (white = repaint).")
+        raise error_toast("Paint over the part to repaint with the brush, or upload a mask (white = repaint).")
     mask = masks[0] if len(masks) == 1 else ImageChops.lighter(*masks)
     return init, mask
 
@@ -74,7 +77,7 @@ def decode_editor(uploads: Uploads, owner: str, value: dict[str, Any] | None, up
         editor = _editor_images(uploads, owner, value)
         mask = uploads.read_image(uploaded_mask["path"], "mask", mask=True) if is_file(uploaded_mask) else None
     except InvalidRequest as err:
-        raise gr.Error(str(err)) from None
+        raise error_toast(str(err)) from None
     return editor, mask
 
 
@@ -85,9 +88,9 @@ def _editor_images(uploads: Uploads, owner: str, value: dict[str, Any] | None) -
     if blob_id := value.get("id"):
         pending = uploads.blobs.take(owner, str(blob_id))
         if pending is None:
-            raise gr.Error(NOT_RECEIVED)
+            raise error_toast(NOT_RECEIVED)
         if pending.refused:
-            raise gr.Error(pending.refused)
+            raise error_toast(pending.refused)
         background: bytes | str | None = pending.background
         pieces = [pending.layers[index] for index in sorted(pending.layers)]
     else:
@@ -95,6 +98,13 @@ def _editor_images(uploads: Uploads, owner: str, value: dict[str, Any] | None) -
         pieces = [layer["path"] for layer in value.get("layers") or [] if is_file(layer)]
     return {"background": None if background is None else uploads.read_as(background, "background"),
             "layers": [uploads.read_as(piece, f"layer {index}") for index, piece in enumerate(pieces)]}
+
+
+def mask_upload() -> gr.Image:
+    """The mask a user uploads instead of painting, handed over in its own mode (image_mode=None): Gradio's
+    convert("L") would clip a 16-bit mask to white; split_editor reads it as /inpaint reads a mask file."""
+    return gr.Image(label="Mask (white = repaint)", type="pil", image_mode=None, sources=["upload", "clipboard"],
+                    elem_id="inpaint-mask-upload")
 
 
 def render(services: Services, quota: QueueQuota) -> InpaintTab:
@@ -106,8 +116,7 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                                     sources=["upload", "clipboard"], brush=BRUSH, layers=False,
                                     transforms=(), height=420, elem_id="inpaint-editor")
             with gr.Accordion("Upload a mask instead", open=False):
-                uploaded_mask = gr.Image(label="Mask (white = repaint)", type="pil", image_mode="L",
-                                         sources=["upload", "clipboard"], elem_id="inpaint-mask-upload")
+                uploaded_mask = mask_upload()
             with gr.Row():
                 mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=DEFAULTS["mask_blur"], step=1, label="Mask blur")
                 mask_invert = gr.Radio(image_form.MASK_MODES, value=0, label="Mask mode")

@@ -10,7 +10,7 @@ import gradio as gr
 
 from services import pnginfo
 from services.limits import InvalidRequest
-from ui.common import PRIVATE, RAW_INPUTS, is_file, read_api
+from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file, read_api
 from ui.image_form import IMAGE_NAMES, field_values
 from ui.image_tab import ImageTab
 from ui.img2img_tab import Img2ImgTab
@@ -20,11 +20,11 @@ from ui.inpaint_tab import InpaintTab
 def read_info(image: dict[str, Any] | None) -> dict[str, Any]:
     """The settings stored in an uploaded PNG (raw Gradio file value), in AUTOMATIC1111's API names."""
     if image is None:
-        raise gr.Error("image: upload a PNG to read its settings.")
+        raise error_toast("image: upload a PNG to read its settings.")
     try:
         return pnginfo.read(Path(image["path"]))
     except InvalidRequest as err:
-        raise gr.Error(str(err)) from None
+        raise error_toast(str(err)) from None
 
 
 def show_info(image: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
@@ -43,7 +43,7 @@ def path_of(image: dict[str, Any] | None) -> str | None:
 def settings_of(info: dict[str, Any] | None) -> dict[str, Any]:
     """The info read from a PNG, or a message when there is none yet."""
     if not info:
-        raise gr.Error("Drop a PNG with generation settings first.")
+        raise error_toast("Drop a PNG with generation settings first.")
     return info
 
 
