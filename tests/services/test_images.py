@@ -105,7 +105,9 @@ def assert_failed_and_left_nothing(services: Services, snap: JobSnapshot, reason
     assert (job["status"], job["files"]) == ("failed", [])
     assert reason in job["error"]
     images = services.settings.images_dir
-    assert list(images.rglob(f"{snap.job_id:06d}-*")) == []
+    listed = {f.path for f in ImageFile.select()}
+    assert {p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file()
+            and p.parent.name != "inputs"} <= listed  # no file of the job, nor half of one, is left
     assert list(images.rglob("*.tmp")) == []
 
 
