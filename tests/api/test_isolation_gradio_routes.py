@@ -286,6 +286,16 @@ def test_bob_can_neither_read_take_join_nor_stop_alices_session_or_job(site: Sit
     assert join(site, "alice", session)  # still hers
 
 
+def test_a_session_gradio_holds_whose_claim_lapsed_is_nobodys_to_take(site: Site) -> None:
+    session = "alice-lapsed"
+    join(site, "alice", session)  # held: its result waits for her
+    claims = site.app.state.shared.claims
+    with claims._lock:  # as if the claim had lapsed unrenewed
+        del claims._owners[f"session:{session}"]
+    assert as_user(site, "bob").get(f"{GRADIO}/queue/data", params={"session_hash": session}).status_code == 403
+    assert claims.owner(f"session:{session}") is None
+
+
 def test_a_multipart_editor_blob_in_alices_session_is_refused(site: Site) -> None:
     session = "alice-editor"
     join(site, "alice", session)
