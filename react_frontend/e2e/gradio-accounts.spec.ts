@@ -1,6 +1,6 @@
 import { AUTH_PORT, E2E_PASSWORD } from "./constants";
 import { expect, fillImageForm, keepScreenshot, pixelsOf, test, type Page } from "./fixtures";
-import { paintStroke, pictureBytes, setSlider, withParameters } from "./pictures";
+import { openInpaint, paintStroke, pictureBytes, setSlider, withParameters } from "./pictures";
 
 /**
  * The Gradio UI and the React client on the server with accounts, where each file Gradio hands out is served only to its user: the
@@ -46,19 +46,7 @@ test("a logged-in user sees their result, and sends PNG Info's picture to img2im
 
 test("a logged-in user inpaints a mask drawn over their upload", async ({ page }) => {
   await logIn(page, "carol");
-  await page.getByRole("tab", { name: "Inpaint" }).click();
-  const tab = "#inpaint-tab";
-  await expect(page.locator("#inpaint-editor")).toBeVisible();
-  await page.locator("#inpaint-editor input[type=file]").setInputFiles({
-    name: "init.png",
-    mimeType: "image/png",
-    buffer: await pictureBytes(page),
-  });
-  await expect(page.getByRole("button", { name: "Brush", exact: true })).toBeVisible();
-  await page.locator("#inpaint-prompt textarea").fill("a blue bird");
-  await setSlider(page, tab, "Width", 64);
-  await setSlider(page, tab, "Height", 64);
-  await setSlider(page, tab, "Steps", 2);
+  await openInpaint(page, 2);
   await page.getByRole("button", { name: "Brush", exact: true }).click();
   await paintStroke(page, [0.3, 0.2], [0.45, 0.2]);
   await page.locator("#inpaint-generate").click();

@@ -1,21 +1,9 @@
 import { expect, keepScreenshot, pixelsOf, test } from "./fixtures";
-import { paintStroke, pictureBytes, setSlider, withParameters } from "./pictures";
+import { openInpaint, paintStroke, pictureBytes, withParameters } from "./pictures";
 
 test("the Gradio UI inpaints a mask drawn with the mouse over an uploaded image", async ({ page }) => {
   await page.goto("/");
-  await page.getByRole("tab", { name: "Inpaint" }).click();
-  const tab = "#inpaint-tab";
-  await expect(page.locator("#inpaint-editor")).toBeVisible();
-  await page.locator("#inpaint-editor input[type=file]").setInputFiles({
-    name: "init.png",
-    mimeType: "image/png",
-    buffer: await pictureBytes(page),
-  });
-  await expect(page.getByRole("button", { name: "Brush", exact: true })).toBeVisible();
-  await page.locator("#inpaint-prompt textarea").fill("a blue bird");
-  await setSlider(page, tab, "Width", 64);
-  await setSlider(page, tab, "Height", 64);
-  await setSlider(page, tab, "Steps", 3);
+  await openInpaint(page, 3);
 
   // Nothing painted yet: the server says what to do, and no job runs.
   await page.locator("#inpaint-generate").click();

@@ -1,7 +1,7 @@
 /** Pictures and strokes for the Gradio UI tests: a PNG drawn in the page, A1111 parameters in it, sliders, a
  * brush stroke. */
 import { crc32 } from "node:zlib";
-import type { Page } from "./fixtures";
+import { expect, type Page } from "./fixtures";
 
 /** A 64×64 PNG drawn in the page (a green field with a red square), as bytes for a file input. */
 export async function pictureBytes(page: Page): Promise<Buffer> {
@@ -48,4 +48,20 @@ export async function paintStroke(page: Page, from: [number, number], to: [numbe
     await page.mouse.move(...at([from[0] + (to[0] - from[0]) * t, from[1] + (to[1] - from[1]) * t]));
   }
   await page.mouse.up();
+}
+
+/** Open the Inpaint tab with pictureBytes uploaded into the editor, the prompt "a blue bird", 64×64 and `steps`. */
+export async function openInpaint(page: Page, steps: number): Promise<void> {
+  await page.getByRole("tab", { name: "Inpaint" }).click();
+  await expect(page.locator("#inpaint-editor")).toBeVisible();
+  await page.locator("#inpaint-editor input[type=file]").setInputFiles({
+    name: "init.png",
+    mimeType: "image/png",
+    buffer: await pictureBytes(page),
+  });
+  await expect(page.getByRole("button", { name: "Brush", exact: true })).toBeVisible();
+  await page.locator("#inpaint-prompt textarea").fill("a blue bird");
+  await setSlider(page, "#inpaint-tab", "Width", 64);
+  await setSlider(page, "#inpaint-tab", "Height", 64);
+  await setSlider(page, "#inpaint-tab", "Steps", steps);
 }
