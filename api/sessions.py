@@ -25,7 +25,7 @@ from starlette.routing import get_route_path
 
 from api import gradio_internals
 from api.ownership import SESSION, FileGrants
-from services.shared_state import Claims
+from services.shared_state import UNAVAILABLE, Claims
 from services.tempfiles import SweepResult, sweep
 
 log = logging.getLogger("atelier.sessions")
@@ -101,9 +101,13 @@ class SessionJanitor:
 
     async def renew_claims(self) -> None:
         """Keep the claims on everything this replica holds from lapsing (a Redis round trip, off the loop)."""
-        if self.claims is not None:
-            keys = {f"{SESSION}:{key}" for key in self.held()}
+        if self.claims is None:
+            return
+        keys = {f"{SESSION}:{key}" for key in self.held()}
+        try:
             await anyio.to_thread.run_sync(self.claims.renew, keys)
+        except UNAVAILABLE:  # the file sweep still runs; the next round renews (claims outlive two rounds)
+            log.warning("Redis is unreachable: the claims of %d held sessions were not renewed", len(keys))
 
     # --- files ---------------------------------------------------------------------------------
     def files_in_use(self) -> set[str]:

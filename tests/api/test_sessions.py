@@ -264,3 +264,14 @@ def test_a_stream_that_fails_after_it_began_is_ended_not_left_open(clock: Clock,
     for error, started in ((RuntimeError("a bug"), True), (gone, False), (ValueError("a bug"), True)):
         with pytest.raises(type(error)):
             run(failing(error, started))
+
+
+def test_a_sweep_with_redis_out_of_reach_still_sweeps_files(blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
+    import redis
+
+    janitor = janitor_for(blocks, clock, tmp_path, max_age=0)
+    janitor.claims = Claims(redis.Redis(port=1, socket_connect_timeout=0.2))  # nobody listens on port 1
+    janitor.heartbeat_opened("tab")
+    old = make_file(tmp_path, "old")
+    result = asyncio.run(janitor.sweep_once())
+    assert result.removed == [old]
