@@ -69,9 +69,8 @@ class SessionGuard:
                     raise NotYours(403, NOT_YOURS[kind])
                 raise NotYours(401, "Log in first: this route acts on a session of a logged-in user.")
             # Something Gradio holds that nobody claimed (a claim lapsed, Redis was emptied) is nobody's to take.
-            if kind == SESSION and gradio_internals.holds(self.blocks, ident) and self.claims.owner(key) is None:
-                raise NotYours(403, NOT_YOURS[kind])
-            if self.claims.claim(key, user) != user:
+            held = kind == SESSION and gradio_internals.holds(self.blocks, ident)
+            if self.claims.claim(key, user, create=not held) != user:
                 raise NotYours(403, NOT_YOURS[kind])
 
     def check_state(self, session: str) -> None:

@@ -229,11 +229,12 @@ class SharedTokens(MutableMapping[str, str]):
         return f"{PREFIX}token:{digest}"
 
 
-# First use wins: the owner of KEYS[1], set to ARGV[1] when it has none; a claim used by its owner lives on.
-# ARGV: the user, the claim's lifetime in ms.
+# First use wins: the owner of KEYS[1], set to ARGV[1] when it has none (and ARGV[3] is "1"; else nil); a claim used
+# by its owner lives on. ARGV: the user, the claim's lifetime in ms, whether to create it.
 _CLAIM = """
 local owner = redis.call('GET', KEYS[1])
 if not owner then
+  if ARGV[3] ~= '1' then return false end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
   return ARGV[1]
 end
@@ -265,16 +266,20 @@ class Claims:
         if redis is not None:
             self._claim = redis.register_script(_CLAIM)
 
-    def claim(self, key: str, user: str) -> str:
-        """The owner of `key`: `user` when it had none (now theirs) or was theirs already, else the other user.
-        ClaimsFull when a new claim does not fit in memory; Redis errors (UNAVAILABLE) pass on."""
+    def claim(self, key: str, user: str, create: bool = True) -> str | None:
+        """The owner of `key`: `user` when it had none (now theirs; None instead when not `create`) or was theirs
+        already, else the other user. ClaimsFull when a new claim does not fit in memory; Redis errors
+        (UNAVAILABLE) pass on."""
         if self.redis is not None:
-            return str(self._claim(keys=[self._key(key)], args=[user, int(self.ttl_s * 1000)]))
+            owner = self._claim(keys=[self._key(key)], args=[user, int(self.ttl_s * 1000), "1" if create else "0"])
+            return None if owner is None else str(owner)
         with self._lock:
             now = self.clock()
             owner, until = self._owners.get(key, ("", 0.0))
             if until > now and owner != user:
                 return owner
+            if until <= now and not create:
+                return None
             if until <= now and len(self._owners) >= self.max_entries:
                 self._purge(now)
                 if len(self._owners) >= self.max_entries:

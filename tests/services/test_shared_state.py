@@ -200,3 +200,11 @@ def test_a_full_memory_refuses_new_claims_and_never_drops_a_live_one() -> None:
     now[0] = 11  # both lapsed: their places go to new claims
     assert claims.claim("session:c", "bob") == "bob"
     assert claims.claim("session:a", "bob") == "bob"
+
+
+def test_a_claim_asked_not_to_be_created_only_finds_or_renews(claims: Claims) -> None:
+    assert claims.claim("session:held", "alice", create=False) is None
+    assert claims.owner("session:held") is None
+    assert claims.claim("session:held", "alice") == "alice"
+    assert claims.claim("session:held", "alice", create=False) == "alice"
+    assert claims.claim("session:held", "bob", create=False) == "alice"
