@@ -275,9 +275,12 @@ class Gateway:
         on the server, such as another user's images or uploads."""
         for named in _named_files(value):
             real = judge_file(named, self.grants.root)
-            if real is None or (user is not None and self.auth.required and not (
-                    self.grants.allowed(user, real) or real in self._kept())):
-                raise Refused(422, "A file in the request was not uploaded to this server by you: upload it first "
+            if real is None:
+                raise Refused(422, "A file in the request was not uploaded to this server: upload it first "
+                                   "(in gradio_client, pass handle_file(path)).")
+            if user is not None and self.auth.required and not (self.grants.allowed(user, real)
+                                                                 or real in self._kept()):
+                raise Refused(422, "A file in the request is not one you uploaded or were sent: upload it first "
                                    "(in gradio_client, pass handle_file(path)).")
 
     def _check_call(self, path: str, body: bytes, content_type: str) -> dict[str, Any]:

@@ -200,11 +200,11 @@ def test_bob_cannot_use_alices_upload_or_result_as_his_input(site: Site, work: W
         image = {"path": str(path), "meta": {"_type": "gradio.FileData"}}
         refused = bob.post(f"{GRADIO}/queue/join", json={"data": [image], "fn_index": index, "session_hash": "bob-1"})
         assert refused.status_code == 422, refused.text
-        assert "not uploaded to this server by you" in refused.json()["detail"]
+        assert "not one you uploaded or were sent" in refused.json()["detail"]
         for call in ({"data": [image]}, {"init_image": image, "prompt": "his", "negative_prompt": ""}):
             called = bob.post(f"{GRADIO}/call/{'v2/' * ('init_image' in call)}img2img", json=call)
             assert called.status_code == 422, called.text
-            assert "not uploaded to this server by you" in called.json()["detail"]
+            assert "not one you uploaded or were sent" in called.json()["detail"]
     own = {"path": str(work.bob_cache), "meta": {"_type": "gradio.FileData"}}
     assert bob.post(f"{GRADIO}/call/v2/img2img", json={"init_image": own, "prompt": "his", "negative_prompt": "",
                                                         "width": 64, "height": 64, "steps": 1}).status_code == 200
