@@ -14,7 +14,7 @@ from pipelines.image_base import InvalidRequest
 from pipelines.text_base import TextBackend, TextLimits, TextOptions, TextUsage, check_text_options
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
-from services.models import ModelSlot, ModelUnavailableError
+from services.model_slots import ModelSlot, ModelUnavailableError
 from storage.db import database, for_update
 from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
 

@@ -18,7 +18,7 @@ from services.catalog import Catalog
 from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
-from services.models import ModelChoice, ModelSlot
+from services.model_slots import ModelChoice, ModelSlot
 from services.replicas import ReplicaWatch
 from services.residency import Residency
 from services.uploads import UploadLimits, Uploads

@@ -5,6 +5,6 @@ The copy itself lives in storage/ (it speaks SQL); this module hands it on so th
 
 from __future__ import annotations
 
-from storage.transfer import TransferError, copy_sqlite_to
+from storage.sqlite_to_postgres import TransferError, copy_sqlite_to
 
 __all__ = ["TransferError", "copy_sqlite_to"]

@@ -28,7 +28,7 @@ from services import uploads
 from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
-from services.models import ModelSlot, ModelUnavailableError
+from services.model_slots import ModelSlot, ModelUnavailableError
 from storage.blobs import BlobStore, LocalStore
 from storage.db import database
 from storage.files import Parameters

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from services.periodic import Periodic
 
 

@@ -8,7 +8,7 @@ import gradio as gr
 
 from services.container import Services
 from services.shared_state import JobLedger
-from ui import catalog_api, chat_tab, history_tab, image_tab, img2img_tab, inpaint_tab, pnginfo_tab
+from ui import catalog_api, chat_tab, history_tab, img2img_tab, inpaint_tab, pnginfo_tab, txt2img_tab
 from ui.common import PlaceTeller, QueueQuota
 
 # System fonts only: the default theme would fetch Google Fonts, and Atelier makes no outside requests.
@@ -28,7 +28,7 @@ def build_ui(services: Services, enforce_quota: bool, jobs: Callable[[gr.Blocks]
     with gr.Blocks(title="Atelier", analytics_enabled=False) as blocks:
         gr.Markdown("## Atelier")
         with gr.Tabs() as tabs:
-            image = image_tab.render(services, quota)
+            image = txt2img_tab.render(services, quota)
             img2img = img2img_tab.render(services, quota)
             inpaint = inpaint_tab.render(services, quota)
             chat_tab.render(services, quota)

@@ -9,7 +9,7 @@ import gradio as gr
 from services.container import Services
 from services.history import MAX_PAGE
 from ui.common import PRIVATE, read_api, scope_of, whole
-from ui.image_tab import ImageTab, settings_values
+from ui.txt2img_tab import Txt2ImgTab, settings_values
 
 PAGE = 48
 COLUMNS = ["job", "when", "status", "prompt", "size", "steps", "sampler", "seed", "seconds"]
@@ -23,7 +23,7 @@ def _rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
+def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
     """Build the tab inside the current Blocks and wire its events."""
     history = services.history
     with gr.Tab("History", id="history") as tab:
@@ -82,12 +82,12 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
     outputs = [thumbs, table, job_ids]
     refresh_btn.click(load, outputs=outputs, **PRIVATE)
     tab.select(load, outputs=outputs, **PRIVATE)
-    image_tab.generate_event.then(load, outputs=outputs, **PRIVATE)
+    txt2img.generate_event.then(load, outputs=outputs, **PRIVATE)
     thumbs.select(pick_thumb, inputs=[job_ids], outputs=[selected], **PRIVATE).then(
         show, inputs=[selected], outputs=[details, files, selected], **PRIVATE)
     table.select(pick_row, outputs=[selected], **PRIVATE).then(
         show, inputs=[selected], outputs=[details, files, selected], **PRIVATE)
-    reuse_btn.click(reuse, inputs=[details], outputs=[*image_tab.inputs(), tabs], **PRIVATE)
+    reuse_btn.click(reuse, inputs=[details], outputs=[*txt2img.inputs(), tabs], **PRIVATE)
     delete_btn.click(delete, inputs=[selected], **PRIVATE).success(
         lambda: (None, [], None), outputs=[details, files, selected], **PRIVATE).then(
         load, outputs=outputs, **PRIVATE)

@@ -12,9 +12,9 @@ from services import pnginfo
 from services.limits import InvalidRequest
 from ui.common import PRIVATE, RAW_INPUTS, read_api
 from ui.image_form import IMAGE_NAMES, field_values
-from ui.image_tab import ImageTab
 from ui.img2img_tab import Img2ImgTab
 from ui.inpaint_tab import InpaintTab
+from ui.txt2img_tab import Txt2ImgTab
 
 
 def read_info(image: dict[str, Any] | None) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def settings_of(info: dict[str, Any] | None) -> dict[str, Any]:
     return info
 
 
-def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
+def render(tabs: gr.Tabs, txt2img: Txt2ImgTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
     """Build the tab inside the current Blocks and wire its events, the "Send to" buttons included."""
     with gr.Tab("PNG Info", id="pnginfo", elem_id="pnginfo-tab"), gr.Row():
         with gr.Column():
@@ -59,7 +59,7 @@ def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: Inp
 
     png.change(show_info, inputs=[png], outputs=[info, parameters], concurrency_limit=None, **RAW_INPUTS,
                **PRIVATE)
-    txt2img_names = list(image_tab.fields)
+    txt2img_names = list(txt2img.fields)
     img2img_names = [n for n in img2img.fields if n not in IMAGE_NAMES]
     inpaint_names = [n for n in inpaint.fields if n not in IMAGE_NAMES]
 
@@ -74,7 +74,7 @@ def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: Inp
         editor = {"background": path, "layers": [], "composite": path}
         return [*field_values(settings_of(info), inpaint_names), editor, gr.Tabs(selected="inpaint")]
 
-    to_txt2img.click(send_to_txt2img, inputs=[info], outputs=[*image_tab.inputs(), tabs], **PRIVATE)
+    to_txt2img.click(send_to_txt2img, inputs=[info], outputs=[*txt2img.inputs(), tabs], **PRIVATE)
     to_img2img.click(send_to_img2img, inputs=[info, png],
                      outputs=[*(img2img.fields[n] for n in img2img_names), img2img.fields["init_image"], tabs],
                      **PRIVATE)

@@ -19,7 +19,7 @@ import torch
 from pipelines.compile import CompileOptions
 from pipelines.diffusers_backend import DiffusersBackend
 from pipelines.image_base import ImageRequest
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 
 # Fused QKV runs one matmul where eager runs three; float32 rounding then moves a pixel by at most a level.
 PIXEL_TOLERANCE = 2

@@ -365,7 +365,7 @@ def test_the_chat_service_stores_remote_replies_and_failures(server: StandinOpen
                                                             tmp_path: Path) -> None:
     from pipelines.text_base import TextLimits
     from services.chat import ChatService
-    from services.models import ModelSlot
+    from services.model_slots import ModelSlot
     from storage.db import open_database
 
     open_database(tmp_path / "chat.db")

@@ -11,7 +11,7 @@ from pipelines.text_base import TextLimits, TextOptions
 from services.cache import ResultCache
 from services.chat import ChatService
 from services.container import Services, build_services
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from storage.db import open_database
 from storage.models import ImageJob
 from tests.services.conftest import tiny_settings

@@ -11,7 +11,7 @@ from peewee import OperationalError
 from pipelines.image_base import InvalidRequest
 from pipelines.text_base import TextLimits, TextOptions
 from services.chat import ChatHandle, ChatService, ChatSnapshot, split_prompt_answer
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from storage.db import open_database
 from storage.models import Conversation, Message, ReplyDraft
 from tests.services.fakes import FakeTextBackend

@@ -13,7 +13,7 @@ from services.accounts import AccountService
 from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from storage.db import open_database
 from storage.models import Conversation, ImageJob, Message, ReplyDraft
 from tests.services.fakes import FakeImageBackend, FakeTextBackend

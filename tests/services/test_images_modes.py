@@ -19,7 +19,7 @@ from services import images as images_module
 from services.container import Services
 from services.history import HistoryService
 from services.images import ImageService, JobSnapshot
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from services.uploads import UploadLimits
 from storage.db import open_database
 from storage.files import read_parameters

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.models import ModelChoice, ModelSlot, ModelState, ModelUnavailableError
+from services.model_slots import ModelChoice, ModelSlot, ModelState, ModelUnavailableError
 from tests.services.conftest import tiny_settings
 
 WAIT_S = 30  # only a bound on waiting for another thread; no assertion is about time

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from services.container import Services, build_services
-from services.models import ModelSlot, ModelState
+from services.model_slots import ModelSlot, ModelState
 from services.residency import Residency
 from tests.load_hooks import WAIT_S, Meanwhile, overlap_loads
 from tests.services.conftest import tiny_settings

@@ -21,7 +21,7 @@ PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.HIRES_NAMES, *image_form.M
 
 
 @dataclass
-class ImageTab:
+class Txt2ImgTab:
     """The components other tabs need: the settings inputs by name (for "reuse" and "send to") and the events."""
 
     fields: dict[str, gr.components.Component]
@@ -38,7 +38,7 @@ def settings_values(job: dict[str, Any]) -> list[Any]:
     return image_form.field_values(job, list(PARAM_NAMES))
 
 
-def render(services: Services, quota: QueueQuota) -> ImageTab:
+def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("Image", id="image"):
         model_status = gr.Markdown(services.image_slot.status().message(), elem_id="image-model-status")
@@ -100,4 +100,4 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
                **PRIVATE)
     # A job started from another client (the API) may load the model: look again after each job.
     event.then(refresh_status, outputs=[model_status, timer], **PRIVATE)
-    return ImageTab(fields, model_status, event)
+    return Txt2ImgTab(fields, model_status, event)
