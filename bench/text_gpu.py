@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from gpu_check import build_sd15_random, reset_peak, spread, sync, vram
 
-from pipelines.text_base import TextOptions
+from contracts import TextOptions
 from pipelines.tiny import ensure_tiny_r1, ensure_tiny_sd
 from pipelines.transformers_backend import TransformersTextBackend
 
@@ -239,8 +239,8 @@ def decode(backend: TransformersTextBackend, args: argparse.Namespace, prompts: 
 def memory(backend: TransformersTextBackend, work: Path, args: argparse.Namespace,
            prompts: dict[int, Any]) -> dict[str, Any]:
     """Peak VRAM of the text model alone, then beside Stable Diffusion 1.5 fp16 with an image job and a reply."""
+    from contracts import ImageRequest
     from pipelines.diffusers_backend import DiffusersBackend
-    from pipelines.image_base import ImageRequest
 
     out: dict[str, Any] = {"text_resident": vram()}
     longest = max(prompts)

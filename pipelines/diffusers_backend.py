@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from contracts import ImageRequest
 from pipelines import checkpoints, image_ops, loras
 from pipelines import prompts as prompt_syntax
 from pipelines.compile import CompileOptions, CompileStatus, apply_compile, compile_blocker, warm_up, warmup_runs
@@ -23,7 +24,6 @@ from pipelines.image_base import (
     BatchItem,
     BatchOutcome,
     GeneratedImage,
-    ImageRequest,
     JobCancelled,
     ProgressFn,
     register_image_backend,

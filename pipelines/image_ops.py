@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from pipelines.image_base import IMAGE_UPSCALERS, LATENT_UPSCALERS, ImageRequest
+from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, ImageRequest
 
 # File types spandrel loads upscaler weights from.
 UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")

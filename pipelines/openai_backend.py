@@ -18,10 +18,11 @@ from typing import Any
 
 import httpx
 
+from contracts import TextOptions
 from pipelines.loading import ModelUnavailable
 from pipelines.reasoning import Chunk, ReasoningSplitter
 from pipelines.remote_http import RemoteBackend, RemoteHTTP, error_detail, explain_status
-from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
+from pipelines.text_base import FinishReason, TextUsage, history_for_model, register_text_backend
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from transformers import (
     TextStreamer,
 )
 
+from contracts import TextOptions
 from pipelines.devices import release_memory
 from pipelines.gptq_kernels import (
     KernelChoice,
@@ -50,7 +51,7 @@ from pipelines.loading import (
     model_revision,
 )
 from pipelines.reasoning import Chunk, ReasoningSplitter
-from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
+from pipelines.text_base import FinishReason, TextUsage, history_for_model, register_text_backend
 from pipelines.text_batching import ERROR, TOKEN, BatchEngine, DecodeRequest, supports
 
 log = logging.getLogger(__name__)

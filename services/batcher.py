@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from contracts import ImageRequest
 from pipelines.image_base import (
     BatchItem,
     BatchOutcome,
     GeneratedImage,
     ImageBackend,
-    ImageRequest,
     JobCancelled,
     ProgressFn,
     generate_one_by_one,

@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from pipelines.image_base import InvalidRequest
-from pipelines.text_base import TextBackend, TextLimits, TextOptions, TextUsage, check_text_options
+from contracts import InvalidRequest, TextLimits, TextOptions, check_text_options
+from pipelines.text_base import TextBackend, TextUsage
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts import ImageLimits, TextLimits, TextOptions
 from pipelines.compile import CompileOptions
 from pipelines.devices import apply_threads
-from pipelines.image_base import ImageBackend, ImageLimits, create_image_backend
-from pipelines.text_base import TextBackend, TextLimits, TextOptions, create_text_backend
+from pipelines.image_base import ImageBackend, create_image_backend
+from pipelines.text_base import TextBackend, create_text_backend
 from services.accounts import AccountService
 from services.cache import ResultCache
 from services.catalog import Catalog

@@ -13,17 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
 
-from pipelines.image_base import (
-    INPAINTING_FILLS,
-    ImageBackend,
-    ImageLimits,
-    ImageRequest,
-    InvalidRequest,
-    JobCancelled,
-    StepUpdate,
-    check_inputs,
-    resolve_seed,
-)
+from contracts import INPAINTING_FILLS, ImageLimits, ImageRequest, InvalidRequest, check_inputs, resolve_seed
+from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
 from services import uploads
 from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key

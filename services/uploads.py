@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipelines.image_base import InvalidRequest
+from contracts import InvalidRequest
 from settings import Settings
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")

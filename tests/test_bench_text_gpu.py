@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from pipelines.text_base import TextOptions
+from contracts import TextOptions
 from pipelines.transformers_backend import TransformersTextBackend
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
+from contracts import InvalidRequest
 from services.chat import MAX_PAGE, ChatSnapshot
 from services.container import Services
-from services.limits import InvalidRequest
 from ui.common import (
     PRIVATE,
     RAW_INPUTS,

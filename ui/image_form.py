@@ -13,17 +13,8 @@ from typing import Any
 
 import gradio as gr
 
+from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, MAX_HR_SCALE, MAX_SEED, SAMPLERS, InvalidRequest, choices
 from services.container import Services
-from services.limits import (
-    IMAGE_UPSCALERS,
-    INPAINTING_FILLS,
-    LATENT_UPSCALERS,
-    MAX_HR_SCALE,
-    MAX_SEED,
-    RESIZE_MODES,
-    SAMPLERS,
-    InvalidRequest,
-)
 from ui.common import PRIVATE, RAW_INPUTS, PlaceTeller, QueueQuota, type_errors, user_of, verdicts
 
 TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
@@ -42,10 +33,10 @@ A1111_DEFAULTS: dict[str, Any] = {
 }
 WHOLE_NAMES = ("width", "height", "steps", "seed", "batch_count", "hr_second_pass_steps", "resize_mode", "mask_blur",
                "inpainting_fill", "inpaint_full_res_padding", "inpainting_mask_invert")
-RESIZE_CHOICES = [(label.capitalize(), number) for number, label in RESIZE_MODES.items()]
-MASKED_CONTENT = [(label, number) for number, label in INPAINTING_FILLS.items()]
+# The numbered choices as (label, value) for Gradio's radios, with the labels every client shows (contracts.choices).
+RESIZE_CHOICES, MASKED_CONTENT, MASK_MODES = ([(c["label"], c["value"]) for c in choices()[name]]
+                                             for name in ("resize_modes", "inpainting_fills", "mask_modes"))
 INPAINT_AREAS = [("Whole picture", False), ("Only masked", True)]
-MASK_MODES = [("Inpaint masked", 0), ("Inpaint not masked", 1)]
 BUILTIN_UPSCALERS = [*LATENT_UPSCALERS, *IMAGE_UPSCALERS]
 # What AUTOMATIC1111's PNG Info (and its API) calls a field that Atelier names otherwise.
 ALIASES = {"sampler": "sampler_name"}

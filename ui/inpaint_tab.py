@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image, ImageChops
 
+from contracts import MAX_FULL_RES_PADDING, MAX_MASK_BLUR
 from services.container import Services
-from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR
 from ui import image_form
 from ui.common import PRIVATE, QueueQuota
 from ui.image_form import A1111_DEFAULTS as DEFAULTS

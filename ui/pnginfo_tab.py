@@ -8,8 +8,8 @@ from typing import Any
 
 import gradio as gr
 
+from contracts import InvalidRequest
 from services import pnginfo
-from services.limits import InvalidRequest
 from ui.common import PRIVATE, RAW_INPUTS, read_api
 from ui.image_form import IMAGE_NAMES, field_values
 from ui.img2img_tab import Img2ImgTab

@@ -9,9 +9,9 @@ from typing import Any
 
 import gradio as gr
 
+from contracts import InvalidRequest
 from services.chat import split_prompt_answer
 from services.container import Services
-from services.limits import InvalidRequest
 from ui import image_form
 from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, verdicts
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from contracts import ImageRequest
 from pipelines.compile import CompileOptions
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import ImageRequest
 from services.model_slots import ModelSlot
 
 # Fused QKV runs one matmul where eager runs three; float32 rounding then moves a pixel by at most a level.

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contracts import ImageRequest
 from pipelines.diffusers_backend import DiffusersBackend, ModelUnavailable
-from pipelines.image_base import BatchItem, ImageRequest, JobCancelled, StepUpdate
+from pipelines.image_base import BatchItem, JobCancelled, StepUpdate
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts import ImageRequest
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import BatchItem, ImageRequest
+from pipelines.image_base import BatchItem
 from pipelines.loras import LoraRef, UnknownLora, check_prompt, lora_hashes, parse_loras
 from tests.pipelines.tiny_assets import make_tiny_lora
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts import ImageLimits, ImageRequest, check_inputs
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import BatchItem, ImageLimits, ImageRequest, JobCancelled, StepUpdate, check_inputs
+from pipelines.image_base import BatchItem, JobCancelled, StepUpdate
 from services.batcher import compute_shape
 
 LIMITS = ImageLimits(min_size=64, max_size=256, max_steps=50)

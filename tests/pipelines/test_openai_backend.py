@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts import TextOptions
 from pipelines.loading import ModelUnavailable
 from pipelines.openai_backend import OpenAITextBackend, OpenAITextStream, RemoteTextError
 from pipelines.reasoning import Chunk
-from pipelines.text_base import TextOptions, TextUsage, create_text_backend, text_backend_names
+from pipelines.text_base import TextUsage, create_text_backend, text_backend_names
 from tests.server import free_port
 from tests.standins.openai_server import Script, StandinOpenAI
 from tests.standins.serving import serve_asgi, wait_for
@@ -363,7 +364,7 @@ def test_stream_before_load_is_refused(base_url: str) -> None:
 
 def test_the_chat_service_stores_remote_replies_and_failures(server: StandinOpenAI, base_url: str,
                                                             tmp_path: Path) -> None:
-    from pipelines.text_base import TextLimits
+    from contracts import TextLimits
     from services.chat import ChatService
     from services.model_slots import ModelSlot
     from storage.db import open_database

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from contracts import TextOptions
 from pipelines.reasoning import Chunk
-from pipelines.text_base import TextOptions
 from pipelines.text_batching import ENGINE_NAME, EngineClosed
 from pipelines.tiny import THINK_CLOSE
 from pipelines.transformers_backend import TransformersTextBackend, TransformersTextStream

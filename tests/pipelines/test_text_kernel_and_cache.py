@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from contracts import TextOptions
 from pipelines import gptq_kernels
 from pipelines import transformers_backend as tb
 from pipelines.gptq_kernels import Host
 from pipelines.loading import ModelUnavailable
-from pipelines.text_base import TextOptions
 from pipelines.transformers_backend import TransformersTextBackend
 from services.container import _text_slot
 from settings import Settings

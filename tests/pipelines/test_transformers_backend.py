@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from contracts import TextOptions
 from pipelines.loading import ModelUnavailable
 from pipelines.reasoning import Chunk, split_reasoning
-from pipelines.text_base import TextOptions, create_text_backend
+from pipelines.text_base import create_text_backend
 from pipelines.tiny import THINK_CLOSE
 from pipelines.transformers_backend import (
     WORKER_NAME,

@@ -9,9 +9,10 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from pipelines.image_base import GeneratedImage, ImageRequest
+from contracts import ImageRequest, TextOptions
+from pipelines.image_base import GeneratedImage
 from pipelines.reasoning import Chunk
-from pipelines.text_base import TextOptions, TextUsage
+from pipelines.text_base import TextUsage
 
 
 class FakeStream:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.text_base import TextLimits, TextOptions
+from contracts import TextLimits, TextOptions
 from services.cache import ResultCache
 from services.chat import ChatService
 from services.container import Services, build_services

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from peewee import OperationalError
 
-from pipelines.image_base import InvalidRequest
-from pipelines.text_base import TextLimits, TextOptions
+from contracts import InvalidRequest, TextLimits, TextOptions
 from services.chat import ChatHandle, ChatService, ChatSnapshot, split_prompt_answer
 from services.model_slots import ModelSlot
 from storage.db import open_database

@@ -7,8 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.image_base import ImageLimits
-from pipelines.text_base import TextLimits, TextOptions
+from contracts import ImageLimits, TextLimits, TextOptions
 from services.accounts import AccountService
 from services.chat import ChatService
 from services.history import HistoryService

@@ -58,7 +58,7 @@ def test_the_batch_size_follows_the_profile_the_memory_mode_and_the_backend(tmp_
 
 
 def test_without_batching_jobs_wait_in_gradios_queue_one_at_a_time(tmp_path: Path) -> None:
-    from pipelines.image_base import ImageLimits
+    from contracts import ImageLimits
     from services.images import ImageService
 
     def concurrency(max_batch_images: int) -> int:

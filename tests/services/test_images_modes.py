@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
+from contracts import ImageLimits, ImageRequest, InvalidRequest
 from pipelines import checkpoints, loras
-from pipelines.image_base import ImageLimits, ImageRequest, InvalidRequest
 from services import images as images_module
 from services.container import Services
 from services.history import HistoryService

@@ -14,7 +14,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import TextField as MigrateTextField
 from playhouse.migrate import migrate as run_operations
 
-from pipelines.image_base import MAX_SEED
+from contracts import MAX_SEED
 from storage.db import is_postgres, make_database, open_database
 from storage.migrations import MIGRATIONS, applied, migrate
 from storage.models import ALL_MODELS, Account, ImageFile, ImageJob
