@@ -52,17 +52,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
     from api.sessions import HeartbeatWatch, SessionJanitor
     from services.accounts import exposure_problem
+    from services.admission import TICKET_STATE_KEY, UNAVAILABLE, QueueQuota
     from services.container import build_services
-    from services.shared_state import TICKET_STATE_KEY, UNAVAILABLE, open_shared_state
     from ui.app_ui import THEME, build_ui
 
     services = build_services(settings)
-    shared = open_shared_state(settings)  # process memory, or the Redis every replica shares
+    shared = services.shared  # process memory, or the Redis every replica shares
     has_users = services.accounts.any()
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
-    blocks = build_ui(services, enforce_quota=enforce, ledger=shared.jobs,
-                      jobs=lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY),
-                      tell_place=gradio_internals.tell_place)
+    quota = QueueQuota(settings.user_queue_quota, lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY),
+                       enforced=enforce, ledger=shared.jobs, tell_place=gradio_internals.tell_place)
+    blocks = build_ui(services, quota)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
     janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
@@ -81,7 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper.cancel()
         ledger.cancel()
         services.shut_down()
-        shared.close()
 
     if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
         raise SystemExit(problem)

@@ -21,7 +21,7 @@ from slowapi import Limiter
 
 from api import gradio_internals
 from api.auth import USER_STATE_KEY, Authenticator, header_dict
-from services.shared_state import UNAVAILABLE, UNAVAILABLE_MESSAGE
+from services.admission import UNAVAILABLE, UNAVAILABLE_MESSAGE
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

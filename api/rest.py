@@ -17,8 +17,8 @@ from slowapi import Limiter
 
 from api.auth import Authenticator
 from services.accounts import Viewer
+from services.admission import UNAVAILABLE_MESSAGE
 from services.container import Services
-from services.shared_state import UNAVAILABLE_MESSAGE
 
 # Ids are SQLite rowids: 1 up to int64's maximum. A bigger number would overflow the query (a 500), so it is
 # refused as a 422 before any route runs.

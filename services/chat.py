@@ -15,7 +15,7 @@ from pipelines.text_base import TextBackend, TextUsage
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
-from storage.db import database, for_update
+from storage.connections import database, for_update
 from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from services.uploads import UploadLimits, Uploads
 from settings import Profile, Settings
 from storage.blobs import BlobStore, open_store
 from storage.db import join_replicas, open_database
+from storage.shared_state import SharedState, open_shared_state
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Services:
     uploads: Uploads  # read_image(data, field) under the configured upload limits
     torch_threads: dict[str, int]  # intra_op / inter_op in effect, as set at start (ATELIER_TORCH_THREADS)
     replicas: ReplicaWatch  # recovers the work of replicas that died and never came back (PostgreSQL only)
+    shared: SharedState  # rate limits, the quota's ledger and login tokens: process memory, or the replicas' Redis
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -68,9 +70,10 @@ class Services:
         self.text_slot.warm_up()
 
     def shut_down(self) -> None:
-        """Stop background work."""
+        """Stop background work, and withdraw this replica's jobs from the shared quota."""
         self.residency.stop()
         self.replicas.stop()
+        self.shared.close()
 
 
 def _slot(kind: str, backend_name: str, backend: Any, label: str,
@@ -242,4 +245,5 @@ def build_services(settings: Settings) -> Services:
                     history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
                     text_slot=text_slot, residency=residency, catalog=catalog,
                     uploads=Uploads(upload_limits), torch_threads=threads,
-                    replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s))
+                    replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s),
+                    shared=open_shared_state(settings))

@@ -21,7 +21,7 @@ from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
 from storage.blobs import BlobStore, LocalStore
-from storage.db import database
+from storage.connections import database
 from storage.files import Parameters
 from storage.models import ImageFile, ImageJob, input_path, utcnow
 

@@ -12,12 +12,12 @@ from typing import Any
 import gradio as gr
 
 from contracts import InvalidRequest
+from services.admission import QueueQuota
 from services.chat import MAX_PAGE, ChatSnapshot
 from services.container import Services
 from ui.common import (
     PRIVATE,
     RAW_INPUTS,
-    QueueQuota,
     read_api,
     scope_of,
     type_errors,

@@ -14,8 +14,9 @@ from typing import Any
 import gradio as gr
 
 from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, MAX_HR_SCALE, MAX_SEED, SAMPLERS, InvalidRequest, choices
+from services.admission import PlaceTeller, QueueQuota
 from services.container import Services
-from ui.common import PRIVATE, RAW_INPUTS, PlaceTeller, QueueQuota, type_errors, user_of, verdicts
+from ui.common import PRIVATE, RAW_INPUTS, type_errors, user_of, verdicts
 
 TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                  "batch_count")

@@ -9,9 +9,10 @@ import gradio as gr
 from PIL import Image, ImageChops
 
 from contracts import MAX_FULL_RES_PADDING, MAX_MASK_BLUR
+from services.admission import QueueQuota
 from services.container import Services
 from ui import image_form
-from ui.common import PRIVATE, QueueQuota
+from ui.common import PRIVATE
 from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.

@@ -10,10 +10,11 @@ from typing import Any
 import gradio as gr
 
 from contracts import InvalidRequest
+from services.admission import QueueQuota
 from services.chat import split_prompt_answer
 from services.container import Services
 from ui import image_form
-from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, verdicts
+from ui.common import PRIVATE, RAW_INPUTS, type_errors, verdicts
 
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.

@@ -20,9 +20,9 @@ from api.auth import Authenticator, limits_apply
 from api.gateway import Gateway
 from app import create_app
 from services.accounts import AccountService
+from services.admission import QueueQuota
 from storage.db import open_database
 from tests.services.conftest import tiny_settings
-from ui.common import QueueQuota
 
 PASSWORD = "correct horse battery"
 

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from api import gradio_internals
 from app import create_app
 from services.accounts import AccountService
-from services.shared_state import PENDING_S, TICKET_STATE_KEY
+from services.admission import TICKET_STATE_KEY
 from storage.db import open_database
+from storage.shared_state import PENDING_S
 from tests.live.redis import redis_server
 from tests.services.conftest import tiny_settings
 
@@ -157,7 +158,7 @@ def test_a_redis_that_goes_between_the_throttle_and_the_session_gets_503s_never_
         replicas: Replicas, redis_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from services.shared_state import SharedTokens
+    from storage.shared_state import SharedTokens
 
     a, _ = replicas(redis_db)
     assert login(a) == 200

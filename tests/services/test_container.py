@@ -160,7 +160,7 @@ def test_the_watch_sweeps_by_itself_once_started(tmp_path: Path, tiny_sd_dir: Pa
     import time
 
     from services.replicas import ReplicaWatch
-    from storage.db import database
+    from storage.connections import database
 
     b = build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url, replica_name="b"))
     ghost = hold_replica_name(postgres_url, "ghost")

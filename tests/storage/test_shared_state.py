@@ -1,4 +1,4 @@
-"""services/shared_state.py on a real Redis: the quota ledger admits exactly up to the limit across replicas and
+"""storage/shared_state.py on a real Redis: the quota ledger admits exactly up to the limit across replicas and
 threads, forgets ended jobs and dead replicas; login tokens are shared, stored hashed, and deletable as Gradio's
 logout deletes them. Without Redis, the ledger counts this replica's queue alone, as before."""
 
@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from services.shared_state import PENDING_S, JobLedger, SharedState, SharedTokens, open_shared_state
 from settings import Settings
+from storage.shared_state import PENDING_S, JobLedger, SharedState, SharedTokens, open_shared_state
 
 
 @pytest.fixture
