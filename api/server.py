@@ -1,22 +1,33 @@
-"""Atelier's entry point: CLI flags → Settings → FastAPI app with Gradio at / and REST under /api."""
+"""The server: one FastAPI app with the REST routes under /api, the built React client at /app and Gradio (its UI and
+its named API) at /, every request passing the gateway first. `create_app` runs the assembly's steps in order; each is
+a function of a few lines below, so that a new dialect (OpenAI's /v1, AUTOMATIC1111's /sdapi/v1, MCP) is one more
+mount beside the others, calling the same services."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import sys
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fastapi import FastAPI
+from slowapi import Limiter
+from starlette.routing import Mount
+
+from api import gradio_internals
+from api.auth import Authenticator, limits_apply
+from api.frontend import mount_frontend
+from api.gateway import Gateway
+from api.rest import add_rest
+from api.sessions import HeartbeatWatch, SessionJanitor
+from services.accounts import exposure_problem
+from services.admission import TICKET_STATE_KEY, QueueQuota
+from services.container import Services, build_services
 from settings import Profile, Settings
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from fastapi import FastAPI
 
 log = logging.getLogger("atelier")
 QUEUE_IDLE_POLL_S = 0.1
@@ -35,70 +46,83 @@ def prepare_environment(settings: Settings) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the whole app: services, Gradio UI at /, REST at /api."""
+    """Build the whole app: services, Gradio UI and API at /, REST at /api, the React client at /app."""
     settings = settings or Settings()
     prepare_environment(settings)
-
-    import gradio as gr
-    from fastapi import FastAPI
-    from slowapi import Limiter
-    from slowapi.errors import RateLimitExceeded
-    from starlette.routing import Mount
-
-    from api import gradio_internals
-    from api.auth import Authenticator, limits_apply
-    from api.frontend import mount_frontend
-    from api.gateway import Gateway
-    from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
-    from api.sessions import HeartbeatWatch, SessionJanitor
-    from services.accounts import exposure_problem
-    from services.admission import TICKET_STATE_KEY, UNAVAILABLE, QueueQuota
-    from services.container import build_services
-    from ui.app_ui import THEME, build_ui
-
     services = build_services(settings)
-    shared = services.shared  # process memory, or the Redis every replica shares
     has_users = services.accounts.any()
+    if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
+        raise SystemExit(problem)
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
-    quota = QueueQuota(settings.user_queue_quota, lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY),
-                       enforced=enforce, ledger=shared.jobs, tell_place=gradio_internals.tell_place)
+    blocks = build_blocks(services, enforce)
+    janitor = session_janitor(blocks, settings)
+    auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies)
+    limiter = rate_limiter(services, auth, enforce)
+    app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+                  lifespan=lifespan(services, blocks, janitor))
+    app.state.services, app.state.janitor, app.state.auth, app.state.limiter = services, janitor, auth, limiter
+    add_rest(app, settings.limit_reads)
+    mount_frontend(app)  # before Gradio's catch-all mount at /
+    auth.gradio_app = mount_gradio(app, blocks, services, has_users)
+    adopt_gradio(blocks, auth.gradio_app, services)
+    add_gateway(app, blocks, janitor, auth, limiter, enforce)
+    return app
+
+
+def build_blocks(services: Services, enforce_quota: bool) -> Any:
+    """The Gradio Blocks (every tab and the named API), queued: its jobs admitted by the per-user quota."""
+    from ui.app_ui import build_ui  # imports gradio: only once prepare_environment has run
+
+    quota = QueueQuota(services.settings.user_queue_quota,
+                       lambda blocks: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY),
+                       enforced=enforce_quota, ledger=services.shared.jobs, tell_place=gradio_internals.tell_place)
     blocks = build_ui(services, quota)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
-    blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
-    janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
-                             temp_max_age_s=settings.temp_max_age_s, cache_dirs=[settings.image_cache_dir])
+    blocks.queue(api_open=False, max_size=services.settings.queue_max_size, default_concurrency_limit=1)
+    return blocks
+
+
+def session_janitor(blocks: Any, settings: Settings) -> SessionJanitor:
+    """Forgets quiet Gradio sessions and sweeps the cached files nobody shows (api/sessions.py)."""
+    return SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
+                          temp_max_age_s=settings.temp_max_age_s, cache_dirs=[settings.image_cache_dir])
+
+
+def rate_limiter(services: Services, auth: Authenticator, enforce: bool) -> Limiter:
+    """slowapi's Limiter on the shared state's storage (process memory, or the replicas' Redis), keyed by user."""
+    storage_uri, storage_options = services.shared.limits_storage()
+    return Limiter(key_func=auth.rate_key, storage_uri=storage_uri, storage_options=storage_options, enabled=enforce)
+
+
+def lifespan(services: Services, blocks: Any,
+             janitor: SessionJanitor) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What runs while the server serves: warm-up, idle policy, the replica watch, the sweeper and the quota ledger."""
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if settings.warmup:
+    async def serving(_: FastAPI) -> AsyncIterator[None]:
+        if services.settings.warmup:
             services.warm_up()
         services.residency.start()
         services.replicas.start()
-        sweeper = asyncio.create_task(janitor.run(settings.temp_sweep_every_s))
+        sweeper = asyncio.create_task(janitor.run(services.settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
-        ledger = asyncio.create_task(shared.jobs.run(lambda: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)))
+        ledger = asyncio.create_task(services.shared.jobs.run(
+            lambda: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)))
         yield
         sweeper.cancel()
         ledger.cancel()
         services.shut_down()
 
-    if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
-        raise SystemExit(problem)
-    auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies)
-    storage_uri, storage_options = shared.limits_storage()
-    limiter = Limiter(key_func=auth.rate_key, storage_uri=storage_uri, storage_options=storage_options,
-                      enabled=enforce)
-    app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
-                  lifespan=lifespan)
-    app.state.services = services
-    app.state.janitor = janitor
-    app.state.limiter = limiter
-    app.state.shared = shared
-    app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
-    for error in UNAVAILABLE:
-        app.add_exception_handler(error, shared_state_unavailable)
-    app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
-    mount_frontend(app)  # before Gradio's catch-all mount at /
+    return serving
+
+
+def mount_gradio(app: FastAPI, blocks: Any, services: Services, has_users: bool) -> Any:
+    """Mount the Blocks at / (login with Atelier's accounts when there are any); return Gradio's mounted App."""
+    import gradio as gr
+
+    from ui.app_ui import THEME
+
+    settings = services.settings
     # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to
     # the log. Messages we raise on purpose (gr.Error) are always shown.
     gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False, show_error=False,
@@ -108,15 +132,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         # Folders Gradio may copy output files from into its cache (a mounted app does not check
                         # today; a launched one does): the images, and the local copies of S3 images.
                         allowed_paths=[str(settings.images_dir), str(settings.image_cache_dir)])
-    auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
-    gradio_internals.check(blocks, auth.gradio_app)  # before serving: refuse a Gradio without what we use
+    return next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+
+
+def adopt_gradio(blocks: Any, gradio_app: Any, services: Services) -> None:
+    """Check the private Gradio attributes Atelier uses, then set them: shared logins, the queue's idle poll, and
+    validators run through the mounted App."""
+    gradio_internals.check(blocks, gradio_app)  # before serving: refuse a Gradio without what we use
+    shared = services.shared
     if (tokens := shared.login_tokens()) is not None:  # a user logged in on one replica is on all of them
-        gradio_internals.share_login_tokens(auth.gradio_app, tokens, shared.agree_cookie_id)
+        gradio_internals.share_login_tokens(gradio_app, tokens, shared.agree_cookie_id)
     # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
     # the model, which made token generation several times slower (bench/text_overhead.py). A push or a freed
     # worker wakes it at once instead, so the poll is only a safety net (a 20 ms poll cost each job ~10-18 ms).
     gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
-    gradio_internals.validate_through(blocks, auth.gradio_app)  # else each job leaves a SessionState behind
+    gradio_internals.validate_through(blocks, gradio_app)  # else each job leaves a SessionState behind
+
+
+def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authenticator, limiter: Limiter,
+                enforce: bool) -> None:
+    """The middlewares every request passes (the last added runs first): the gateway, then the heartbeat watch."""
+    settings: Settings = app.state.services.settings
     app.add_middleware(HeartbeatWatch, janitor=janitor)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
@@ -125,31 +161,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads})
-    return app
-
-
-def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
-    """CLI flags as Settings overrides; anything not given falls back to ATELIER_* and .env."""
-    parser = argparse.ArgumentParser(prog="atelier", description="Atelier: Stable Diffusion and DeepSeek-R1 studio")
-    parser.add_argument("--profile", choices=[p.value for p in Profile])
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--share", action="store_true", default=None, help="create a public Gradio share link")
-    parser.add_argument("--image-model", help="hub id or local diffusers folder")
-    parser.add_argument("--memory-mode", choices=["none", "model-offload", "sequential-offload"])
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the UNet and VAE decoder (warmed up at load; off by default)")
-    parser.add_argument("--text-model", help="hub id or local transformers folder (GPTQ checkpoints included)")
-    parser.add_argument("--idle-policy", choices=["resident", "offload", "unload"],
-                        help="what happens to a model idle for --keep-alive seconds")
-    parser.add_argument("--keep-alive", dest="keep_alive_s", type=float, help="seconds before --idle-policy applies")
-    parser.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
-                        help="load models on the first request instead of at start")
-    parser.add_argument("--insecure-no-auth", action="store_true", default=None,
-                        help="serve a network host or a share link without accounts (not recommended)")
-    args = vars(parser.parse_args(argv))
-    return {key: value for key, value in args.items() if value is not None}
 
 
 def open_share_link(settings: Settings) -> str | None:
@@ -169,25 +180,8 @@ def open_share_link(settings: Settings) -> str | None:
     return url
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse flags, build the app and serve it with uvicorn (or manage accounts with `users`, the database with
-    `db`)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["users"]:
-        from api.users_cli import users_main
-
-        users_main(argv[1:])
-        return
-    if argv[:1] == ["db"]:
-        from api.db_cli import db_main
-
-        db_main(argv[1:])
-        return
-    try:
-        settings = Settings(**parse_args(argv))
-    except Exception as err:
-        raise SystemExit(f"Invalid settings: {err}") from None
+def serve(settings: Settings) -> None:
+    """Build the app and serve it with uvicorn until stopped; with --share, open the share link once it is up."""
     import uvicorn
 
     app = create_app(settings)
@@ -207,7 +201,3 @@ def main(argv: list[str] | None = None) -> None:
         threading.Thread(target=share_when_up, daemon=True).start()
     print(f"Atelier on http://{settings.host}:{settings.port} (profile {settings.resolved_profile.value})")
     server.run()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,8 @@
-"""The REST surface under /api: health, and per-user history, images and conversations for scripts.
+"""What the REST routers share: who is asking (a FastAPI dependency), the read limit (another), the refusals the
+OpenAPI schema lists, and the answers for a request over its limit or when the replicas' Redis is out of reach.
 
-Reads authenticate with the Gradio login cookie or HTTP basic (checked by the gateway, which leaves the user
-in the request state); each route is rate limited with slowapi.
+Reads authenticate with the Gradio login cookie or HTTP basic, checked once by the gateway, which leaves the user in
+the request state; the services, the authenticator and the limiter are the app's (app.state), set by api/server.py.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ import math
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.responses import JSONResponse
+from limits import RateLimitItem
 from pydantic import BaseModel
-from slowapi import Limiter
 
-from api.auth import Authenticator
 from services.accounts import Viewer
 from services.admission import UNAVAILABLE_MESSAGE
 from services.container import Services
@@ -24,7 +24,6 @@ from services.container import Services
 # refused as a 422 before any route runs.
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="an id from /api/history or the Gradio API")]
-Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="the sha256 in a job's inputs/<sha>.png")]
 
 
 class Problem(BaseModel):
@@ -42,99 +41,58 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 NOT_YOURS: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such id of yours"}}
 
 
-def rate_limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
+def services_of(request: Request) -> Services:
+    """The app's services (a FastAPI dependency)."""
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def viewer(request: Request) -> Viewer:
+    """Who is asking, as resolved by the gateway (argon2 runs at most once per request); 401 for nobody."""
+    auth = request.app.state.auth
+    name = auth.user_of(request)
+    if name is None:
+        raise HTTPException(401, "Log in (the Gradio login cookie) or send HTTP basic credentials.",
+                            headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
+    return auth.viewer(name)  # type: ignore[no-any-return]
+
+
+class TooManyReads(Exception):
+    """A REST read over the read limit: the limit, and the seconds until it frees up."""
+
+    def __init__(self, item: RateLimitItem, retry: int) -> None:
+        super().__init__(str(item))
+        self.item, self.retry = item, retry
+
+
+def count_read(request: Request) -> None:
+    """Count the request against the read limit of whoever asks, per route; TooManyReads over it. Off where limits do
+    not apply (api.auth.limits_apply). Each read calls it first thing, once its parameters and its user are known
+    (as slowapi's decorator did): a refused request (401, 422) costs nothing."""
+    state = request.app.state
+    if not state.limiter.enabled:
+        return
+    item: RateLimitItem = state.read_limit
+    route = request.scope["endpoint"].__name__
+    key = state.auth.rate_key(request)
+    strategy = state.limiter.limiter
+    if not strategy.hit(item, "rest", route, key):
+        reset, _ = strategy.get_window_stats(item, "rest", route, key)
+        raise TooManyReads(item, max(1, math.ceil(reset - time.time())))
+
+
+Served = Annotated[Services, Depends(services_of)]
+Asking = Annotated[Viewer, Depends(viewer)]
+
+
+def too_many_reads(request: Request, exc: Exception) -> JSONResponse:
     """429 with Retry-After and a message, like the gateway's answer for Gradio routes."""
-    limiter: Limiter = request.app.state.limiter
-    item, identifiers = request.state.view_rate_limit  # set by slowapi before it raised
-    reset, _ = limiter.limiter.get_window_stats(item, *identifiers)
-    retry = max(1, math.ceil(reset - time.time()))
-    message = f"Too many requests: the limit is {item}. Try again in {retry} s."
-    return JSONResponse({"detail": message, "error": message}, status_code=429, headers={"Retry-After": str(retry)})
+    assert isinstance(exc, TooManyReads)
+    message = f"Too many requests: the limit is {exc.item}. Try again in {exc.retry} s."
+    return JSONResponse({"detail": message, "error": message}, status_code=429,
+                        headers={"Retry-After": str(exc.retry)})
 
 
 def shared_state_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """503 with a message when the replicas' Redis does not answer (the limits cannot be checked)."""
     return JSONResponse({"detail": UNAVAILABLE_MESSAGE, "error": UNAVAILABLE_MESSAGE}, status_code=503,
                         headers={"Retry-After": "10"})
-
-
-def build_router(services: Services, auth: Authenticator, limiter: Limiter, read_limit: str) -> APIRouter:
-    """Routes bound to `services`, mounted under /api."""
-    router = APIRouter()
-
-    def viewer(request: Request) -> Viewer:
-        name = auth.user_of(request)  # resolved by the gateway: argon2 runs at most once per request
-        if name is None:
-            raise HTTPException(401, "Log in (the Gradio login cookie) or send HTTP basic credentials.",
-                                headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
-        return auth.viewer(name)
-
-    # A default, not an Annotated alias: with postponed annotations FastAPI cannot see a local alias.
-    who_is_asking = Depends(viewer)
-
-    @router.get("/health", summary="Server and model states")
-    def health() -> dict[str, Any]:
-        """Always 200 while the server runs; each model reports not loaded / loading / ready / failed."""
-        return services.health()
-
-    @router.get("/history", summary="Your image jobs, newest first", responses=REFUSALS)
-    @limiter.limit(read_limit)
-    def history(request: Request, who: Viewer = who_is_asking, limit: Annotated[int, Query(ge=1, le=200)] = 20,
-                before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> dict[str, Any]:
-        """Paged like /history in the Gradio API: pass `next_before` as `before` for the next page."""
-        return services.history.list_jobs(who.scope, limit=limit, before=before)
-
-    def send(key: str | None, missing: HTTPException) -> Response:
-        """A stored PNG: the file itself, a redirect to a presigned URL (ATELIER_S3_PRESIGN), or the object streamed;
-        `missing` when there is no such key for this user."""
-        if key is None:
-            raise missing
-        store = services.history.store
-        # Stored images never change: browsers may keep them, but only for this user (private).
-        headers = {"Cache-Control": "private, max-age=31536000, immutable"}
-        if (path := store.local_file(key)) is not None:
-            return FileResponse(path, media_type="image/png", headers=headers)
-        settings = services.settings
-        if settings.s3_presign and (url := store.presigned_url(key, settings.s3_presign_ttl_s)) is not None:
-            # The URL expires: the redirect itself must not be kept (the owner check runs on every request).
-            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
-        blob = store.open(key)
-        if blob is None:  # deleted between the check and the read
-            raise missing
-        return StreamingResponse(blob.chunks, media_type="image/png",
-                                 headers={**headers, "Content-Length": str(blob.size)})
-
-    @router.get("/images/{file_id}", summary="One stored PNG (with its parameters chunk)",
-                response_class=FileResponse,
-                responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
-                           307: {"description": "With ATELIER_S3_PRESIGN: a short-lived presigned URL of the PNG"},
-                           **REFUSALS, **NOT_YOURS})
-    @limiter.limit(read_limit)
-    def image(request: Request, file_id: Id, who: Viewer = who_is_asking) -> Response:
-        """The PNG as stored (streamed, or a redirect to a presigned URL); 404 for an id that is not yours."""
-        return send(services.history.image_key(file_id, who.scope),
-                    HTTPException(404, f"image {file_id} does not exist."))
-
-    @router.get("/inputs/{sha}", summary="An input image (init image or mask) of one of your jobs",
-                response_class=FileResponse,
-                responses={200: {"content": {"image/png": {}}, "description": "The PNG"},
-                           307: {"description": "With ATELIER_S3_PRESIGN: a short-lived presigned URL of the PNG"},
-                           **REFUSALS, **NOT_YOURS})
-    @limiter.limit(read_limit)
-    def input_image(request: Request, sha: Sha, who: Viewer = who_is_asking) -> Response:
-        """A job's `init_image` or `mask` as history names it (inputs/<sha>.png), to reopen the job; 404 unless
-        one of your jobs used it."""
-        return send(services.history.input_key(sha, who.scope),
-                    HTTPException(404, f"input image {sha} is not one of yours."))
-
-    @router.get("/conversations/{conversation_id}", summary="One conversation with its messages",
-                responses={**REFUSALS, **NOT_YOURS})
-    @limiter.limit(read_limit)
-    def conversation(request: Request, conversation_id: Id, who: Viewer = who_is_asking) -> dict[str, Any]:
-        """Reasoning apart from each answer; 404 for an id that is not yours."""
-        found = services.chat.get_conversation(conversation_id, who.scope)
-        if found is None:
-            raise HTTPException(404, f"conversation {conversation_id} does not exist.")
-        return found
-
-    return router

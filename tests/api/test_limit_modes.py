@@ -18,7 +18,7 @@ from starlette.routing import Route
 from api import gradio_internals
 from api.auth import Authenticator, limits_apply
 from api.gateway import Gateway
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from services.admission import QueueQuota
 from storage.db import open_database

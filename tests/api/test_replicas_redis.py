@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api import gradio_internals
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from services.admission import TICKET_STATE_KEY
 from storage.db import open_database
@@ -107,7 +107,7 @@ def join_and_cancel_one(http: TestClient) -> str:
 def sync(http: TestClient, later_s: float = 0.0) -> None:
     """One round of the replica's ledger sync (its lifespan runs it every few seconds), `later_s` from now."""
     app: FastAPI = http.app  # type: ignore[assignment]
-    ledger = app.state.shared.jobs
+    ledger = app.state.services.shared.jobs
     ledger.clock = lambda: time.monotonic() + later_s
     ledger.sync(gradio_internals.jobs_by_user(app.state.janitor.blocks, TICKET_STATE_KEY))
 
