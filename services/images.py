@@ -107,17 +107,19 @@ class ImageService:
     # 1. Validation -------------------------------------------------------------------------------
     def field_errors(self, **params: Any) -> dict[str, str]:
         """{field: message} for bad values, including values of the wrong type and unreadable images."""
-        return self._build(params)[1]
+        return self.check(**params)[1]
 
     def validate(self, **params: Any) -> ImageRequest:
-        """Build a request or raise InvalidRequest with one message per bad field. init_image and mask may be PIL
-        images or an upload's bytes (checked and decoded as services/uploads.py does)."""
-        req, errors = self._build(params)
+        """Build a request or raise InvalidRequest with one message per bad field (see check)."""
+        req, errors = self.check(**params)
         if errors or req is None:
             raise InvalidRequest(errors)
         return req
 
-    def _build(self, params: dict[str, Any]) -> tuple[ImageRequest | None, dict[str, str]]:
+    def check(self, **params: Any) -> tuple[ImageRequest | None, dict[str, str]]:
+        """The checked request, or None and {field: message} for every bad value. init_image and mask may be an
+        uploaded file (a Path the caller vouches for: Gradio's upload folder), an upload's bytes or PIL images: each
+        is read and decoded here, once, within the upload limits (services/uploads.py)."""
         params, errors = self._read_images(params)
         try:
             req = ImageRequest(**params)
@@ -135,15 +137,16 @@ class ImageService:
         return (None if errors else req), errors
 
     def _read_images(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        """Decode uploaded bytes and bring PIL images to the request's modes (RGB; L for the mask), within the
-        upload pixel limit however they came (Gradio decodes its uploads itself)."""
+        """Read and decode uploaded files and bytes, and bring PIL images to the request's modes (RGB; L for the mask),
+        within the upload pixel limit however they came."""
         params, errors = dict(params), {}
         limits = self.upload_limits
         for name in INPUT_IMAGES:
             value = params.get(name)
             try:
-                if isinstance(value, bytes | bytearray | memoryview):
-                    params[name] = uploads.read_image(bytes(value), name, limits, mask=name == "mask")
+                if isinstance(value, bytes | bytearray | memoryview | Path):
+                    data = value if isinstance(value, Path) else bytes(value)
+                    params[name] = uploads.read_image(data, name, limits, mask=name == "mask")
                 elif isinstance(value, PILImage.Image):
                     if value.width * value.height > limits.max_pixels:
                         raise InvalidRequest({name: f"{name}: the image is {value.width}x{value.height} "

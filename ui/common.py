@@ -156,3 +156,28 @@ def user_of(request: gr.Request | None) -> str:
 def scope_of(services: Services, request: gr.Request | None) -> str | None:
     """Whose work the request may read: its user's, or everyone's (None) for an admin."""
     return services.accounts.viewer(user_of(request)).scope
+
+
+# Where a validator leaves the request it checked, for its event's handler (Starlette's request.state).
+CHECKED_STATE_KEY = "atelier_checked_request"
+
+
+def hand_to_handler(request: gr.Request | None, checked: Any) -> None:
+    """Leave what a validator checked (a contracts request, images decoded) for the handler of the same event.
+
+    Gradio calls an event's validator and then its handler with the same raw values over the same HTTP request
+    (queue/join, or /call), so the handler takes the checked request from there instead of checking and decoding
+    the values a second time."""
+    http = getattr(request, "request", None)
+    if http is not None:
+        http.scope.setdefault("state", {})[CHECKED_STATE_KEY] = checked
+
+
+def checked_by_validator(request: gr.Request | None) -> Any:
+    """The request the event's validator checked (see hand_to_handler); gr.Error when there is none, which only a
+    handler run without its validator would meet."""
+    http = getattr(request, "request", None)
+    checked = http.scope.get("state", {}).pop(CHECKED_STATE_KEY, None) if http is not None else None
+    if checked is None:
+        raise gr.Error("This request was not checked before it ran; send it again.")
+    return checked

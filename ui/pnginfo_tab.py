@@ -1,5 +1,4 @@
-"""The PNG Info tab: drop a PNG (from Atelier or AUTOMATIC1111) to see its settings, and send them to a tab; the
-`/png_info` API."""
+"""The PNG Info tab: drop a PNG (from Atelier or AUTOMATIC1111) to see its settings, and send them to a tab."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import gradio as gr
 
 from contracts import InvalidRequest
 from services import pnginfo
-from ui.common import PRIVATE, RAW_INPUTS, read_api
+from ui.common import PRIVATE, RAW_INPUTS
 from ui.image_form import IMAGE_NAMES, field_values
 from ui.img2img_tab import Img2ImgTab
 from ui.inpaint_tab import InpaintTab
@@ -80,16 +79,3 @@ def render(tabs: gr.Tabs, txt2img: Txt2ImgTab, img2img: Img2ImgTab, inpaint: Inp
                      **PRIVATE)
     to_inpaint.click(send_to_inpaint, inputs=[info, png],
                      outputs=[*(inpaint.fields[n] for n in inpaint_names), inpaint.editor, tabs], **PRIVATE)
-
-
-def register_api() -> None:
-    """`/png_info`; called outside gr.Tabs because API-only endpoints have no place in a layout."""
-
-    def png_info(image: dict[str, Any] | None) -> dict[str, Any]:
-        """The generation settings stored in a PNG (Atelier's or AUTOMATIC1111's `parameters`), as JSON in
-        AUTOMATIC1111's API names, with the raw text under "parameters"."""
-        return read_info(image)
-
-    with gr.Row(visible=False):
-        fields = {"image": gr.Image(type="filepath")}
-    read_api(png_info, "png_info", fields)

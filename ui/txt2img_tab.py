@@ -9,12 +9,11 @@ from typing import Any
 
 import gradio as gr
 
-from contracts import InvalidRequest
 from services.admission import QueueQuota
 from services.chat import split_prompt_answer
 from services.container import Services
 from ui import image_form
-from ui.common import PRIVATE, RAW_INPUTS, type_errors, verdicts
+from ui.common import PRIVATE, RAW_INPUTS, checked_by_validator, hand_to_handler, type_errors, verdicts
 
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.
@@ -61,34 +60,11 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
 
     given = {**prompts, **settings, **hires, **models}
     fields = {name: given[name] for name in PARAM_NAMES}
-    prompt, negative_prompt = prompts["prompt"], prompts["negative_prompt"]
     event = image_form.job_event(services, quota, generate_btn.click, "txt2img", fields, column, "generate_image",
                                  "Generate images from a prompt (txt2img, optionally with hires fix); streams the "
                                  "preview and progress, ends with the stored PNG files and their info.")
 
-    def validate_idea(idea: str, request: gr.Request) -> Any:
-        """Runs before prompt assist is queued."""
-        errors = type_errors({"idea": idea_box}, {"idea": idea}) or services.chat.idea_errors(idea)
-        if problem := quota.problem(request):
-            errors["idea"] = problem
-        return verdicts(["idea"], errors)
-
-    async def assist_prompt(idea: str) -> AsyncIterator[tuple[str, str]]:
-        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
-        try:
-            handle = services.chat.start_prompt_assist(idea)
-        except InvalidRequest as err:
-            raise gr.Error(str(err)) from None
-        async for snap in handle.watch():
-            if snap.status == "failed":
-                raise gr.Error(snap.error or snap.message)
-            if snap.answer or snap.status in ("done", "cancelled"):
-                yield split_prompt_answer(snap.answer)
-
-    assist_event = assist_btn.click(assist_prompt, inputs=[idea_box], outputs=[prompt, negative_prompt],
-                                    api_name="assist_prompt", validator=validate_idea, **RAW_INPUTS,
-                                    concurrency_limit=services.chat.concurrency,
-                                    concurrency_id="text", show_progress="minimal")
+    assist_event = wire_prompt_assist(services, quota, idea_box, assist_btn, prompts)
     stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)
     image_form.wire_reuse(column, fields)
 
@@ -102,3 +78,33 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
     # A job started from another client (the API) may load the model: look again after each job.
     event.then(refresh_status, outputs=[model_status, timer], **PRIVATE)
     return Txt2ImgTab(fields, model_status, event)
+
+
+def wire_prompt_assist(services: Services, quota: QueueQuota, idea_box: gr.Textbox, assist_btn: gr.Button,
+                       prompts: dict[str, gr.Textbox]) -> Any:
+    """"✨ Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
+
+    def validate_idea(idea: str, request: gr.Request) -> Any:
+        """Runs before prompt assist is queued."""
+        checked, errors = None, type_errors({"idea": idea_box}, {"idea": idea})
+        if not errors:
+            checked, errors = services.chat.check_idea(idea)
+        if problem := quota.problem(request):
+            errors["idea"] = problem
+        if not errors:
+            hand_to_handler(request, checked)
+        return verdicts(["idea"], errors)
+
+    async def assist_prompt(idea: str, request: gr.Request) -> AsyncIterator[tuple[str, str]]:
+        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
+        handle = services.chat.start_prompt_assist(checked_by_validator(request))
+        async for snap in handle.watch():
+            if snap.status == "failed":
+                raise gr.Error(snap.error or snap.message)
+            if snap.answer or snap.status in ("done", "cancelled"):
+                yield split_prompt_answer(snap.answer)
+
+    return assist_btn.click(assist_prompt, inputs=[idea_box], outputs=[prompts["prompt"], prompts["negative_prompt"]],
+                            api_name="assist_prompt", validator=validate_idea, **RAW_INPUTS,
+                            concurrency_limit=services.chat.concurrency, concurrency_id="text",
+                            show_progress="minimal")

@@ -373,14 +373,14 @@ def test_the_chat_service_stores_remote_replies_and_failures(server: StandinOpen
     backend = OpenAITextBackend(base_url, api_key=KEY, timeout_s=2)
     slot = ModelSlot("text", backend, lambda b, report: b.load(report), model=MODEL, backend_name="openai")
     chat = ChatService(slot, TextLimits(), TextOptions())
-    done = chat.start("Say hello.").wait_finished(30)
+    done = chat.start(chat.validate("Say hello.")).wait_finished(30)
     assert done.status == "done", done.message
     assert (done.reasoning, done.answer) == (Script().reasoning, Script().answer)
     message = chat.get_conversation(done.conversation_id)["messages"][1]
     assert (message["model"], message["completion_tokens"], message["finish_reason"]) == (MODEL, 14, "stop")
 
     server.script = Script(fail="status", fail_status=500)
-    failed = chat.start("Again.", done.conversation_id).wait_finished(30)
+    failed = chat.start(chat.validate("Again.", done.conversation_id)).wait_finished(30)
     assert failed.status == "failed"
     assert "internal error (500)" in failed.error
     assert chat.get_conversation(done.conversation_id)["messages"][-1]["status"] == "failed"
