@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from PIL.Image import Image
 
 from contracts import ImageRequest
-from pipelines.registry import Registry
+from pipelines.registry import ModelBackend, Registry
 
 
 class JobCancelled(Exception):
@@ -79,26 +79,12 @@ def generate_one_by_one(backend: ImageBackend, items: list[BatchItem]) -> list[B
     return outcomes
 
 
-@dataclass
-class LoadReport:
-    """What a backend tells about its loading, for the health page and the UI."""
-
-    phase: str = ""
-    detail: dict[str, str | int | float | bool] = field(default_factory=dict)
-
-
-class ImageBackend(Protocol):
-    """What every image backend offers: load once, then generate jobs (one, or several of one shape at once)."""
-
-    name: str
+class ImageBackend(ModelBackend, Protocol):
+    """What every image backend offers besides loading: jobs one at a time, or several of one shape in one call."""
 
     @property
-    def model_name(self) -> str:
-        """The model as written into PNG metadata and history."""
-        ...
-
-    def load(self, report: Callable[[str], None]) -> None:
-        """Load weights (or check the remote server); call report() with each phase."""
+    def model_hash(self) -> str:
+        """A1111's "Model hash" of the checkpoint that ran (for the PNG's parameters), or '' where there is none."""
         ...
 
     def generate(
@@ -108,15 +94,8 @@ class ImageBackend(Protocol):
         ...
 
     def generate_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
-        """Run jobs of one compute shape together, one outcome per item; a stopped item gives None."""
-        ...
-
-    def offload(self) -> None:
-        """Move the weights to CPU RAM while idle; the next load() moves them back."""
-        ...
-
-    def unload(self) -> None:
-        """Free the model's memory."""
+        """Run jobs of one compute shape together, one outcome per item; a stopped item gives None. A backend that
+        cannot share a call runs them one after another (generate_one_by_one)."""
         ...
 
 

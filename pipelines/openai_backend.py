@@ -347,6 +347,7 @@ class OpenAITextBackend(RemoteBackend):
     """DeepSeek-R1 (or any chat model) served by an OpenAI-compatible server; nothing is loaded here."""
 
     name = "openai"
+    revision = ""  # an OpenAI-compatible server names its model but not which files it serves
 
     def __init__(
         self,

@@ -4,13 +4,13 @@ reply runs with and their checks are contracts.py's."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from contracts import TextOptions
 from pipelines.reasoning import Chunk, strip_reasoning
-from pipelines.registry import Registry
+from pipelines.registry import ModelBackend, Registry
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -60,34 +60,11 @@ class TextStream(Protocol):
         ...
 
 
-class TextBackend(Protocol):
-    """What every text backend offers: load once, then stream one reply at a time."""
-
-    name: str
-
-    @property
-    def model_name(self) -> str:
-        """The model as shown in the UI and stored in history."""
-        ...
-
-    def load(self, report: Callable[[str], None]) -> None:
-        """Load weights (or check the remote server), or bring offloaded ones back; report() each phase."""
-        ...
+class TextBackend(ModelBackend, Protocol):
+    """What every text backend offers besides loading: replies streamed one per call (several may run at once)."""
 
     def stream(self, messages: list[dict[str, str]], options: TextOptions, stop: threading.Event) -> TextStream:
         """Start a reply to OpenAI-style messages; earlier reasoning is never sent back to the model."""
-        ...
-
-    def unload(self) -> None:
-        """Free the model's memory."""
-        ...
-
-    def offload(self) -> None:
-        """Free GPU memory while idle; the next load() brings the model back (a no-op on the CPU)."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """Device, precision, quantization and notes for the health page."""
         ...
 
 

@@ -259,7 +259,7 @@ class ChatService:
     def _generate(self, plan: _Plan, handle: ChatHandle, backend: TextBackend, started: float) -> None:
         key = None
         if plan.conversation is not None and plan.options.temperature == 0:  # only greedy replies repeat
-            key = cache_key("chat", backend.model_name, getattr(backend, "revision", ""), plan.history,
+            key = cache_key("chat", backend.model_name, backend.revision, plan.history,
                             plan.options.model_dump(exclude={"seed"}))
             if (hit := self.cache.find_reply(plan.conversation.user, key)) is not None:
                 handle.update(reasoning=hit.reasoning, answer=hit.content, reasoning_s=hit.reasoning_s, cached=True)

@@ -179,7 +179,7 @@ class ImageService:
         handle.update(status="loading", message=self.slot.status().message())
         try:
             # The request's checkpoint and VAE ("" = the default): the slot switches when no job uses the current one.
-            with self.slot.use(getattr(req, "model", ""), getattr(req, "vae", "")) as backend:
+            with self.slot.use(req.model, req.vae) as backend:
                 self._generate(req, user, handle, backend, started)
         except ModelUnavailableError as err:
             job = self._create_job(req, user, self.slot.status().model, seed_used=None)
@@ -252,7 +252,7 @@ class ImageService:
     def cache_key(req: ImageRequest, backend: ImageBackend, digests: dict[str, str]) -> str:
         """What makes two jobs identical: the model that runs (and its revision), every setting of every mode (the
         checkpoint and VAE asked for too) and the input images by their digests."""
-        return cache_key("image", backend.model_name, getattr(backend, "revision", ""), req.settings(), digests)
+        return cache_key("image", backend.model_name, backend.revision, req.settings(), digests)
 
     def _reuse(self, hit: ImageJob, req: ImageRequest, user: str, handle: ImageJobHandle, started: float,
                digests: dict[str, str]) -> bool:
@@ -336,9 +336,9 @@ class ImageService:
     def _model_hash(self, req: ImageRequest, backend: ImageBackend) -> str:
         """A1111's Model hash of the checkpoint that ran: the backend's own when it tells (a single-file checkpoint
         it loaded), else the catalog's for the name asked for; '' for a diffusers folder or a remote model."""
-        known = getattr(backend, "model_hash", "")
+        known = backend.model_hash
         if known or not req.model or self.catalog is None or self.remote_names:
-            return str(known or "")
+            return known
         try:
             return str(self.catalog.model_hash(req.model))
         except Exception:  # metadata only: a file gone since validation must not cost the finished images

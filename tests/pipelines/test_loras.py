@@ -68,9 +68,9 @@ def pixels(backend: DiffusersBackend, prompt: str, seed: int = 5) -> np.ndarray:
 
 def test_a_lora_at_weight_zero_equals_no_lora_and_at_one_changes_pixels(backend: DiffusersBackend) -> None:
     base = pixels(backend, "a cat")
-    assert backend.loras.loaded == []
+    assert backend.runner.loras.loaded == []
     at_zero = pixels(backend, "a cat <lora:tiny_style:0>")
-    assert backend.loras.loaded == ["tiny_style"]
+    assert backend.runner.loras.loaded == ["tiny_style"]
     assert any("lora" in name for name, _ in backend.pipe.unet.named_modules())
     at_one = pixels(backend, "a cat <lora:tiny_style:1>")
     assert np.array_equal(at_zero, base)
@@ -78,7 +78,7 @@ def test_a_lora_at_weight_zero_equals_no_lora_and_at_one_changes_pixels(backend:
     assert np.array_equal(pixels(backend, "a cat <lora:tiny_style>"), at_one)  # kept loaded, same result
     # A job that asks for no LoRA unloads it and gets the model's own pixels again.
     assert np.array_equal(pixels(backend, "a cat"), base)
-    assert backend.loras.loaded == []
+    assert backend.runner.loras.loaded == []
     assert not any("lora" in name for name, _ in backend.pipe.unet.named_modules())  # no LoRA layer left behind
 
 

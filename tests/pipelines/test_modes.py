@@ -135,7 +135,7 @@ def test_img2img_and_inpaint_share_the_loaded_weights(sd: DiffusersBackend) -> N
     generate(sd, request(**MODES["img2img"]))
     generate(sd, request(**MODES["inpaint original"]))
     for task in ("img2img", "inpaint"):
-        other = sd._task_pipe(task)
+        other = sd.loaded.task_pipe(task)
         assert other is not sd.pipe
         for name in ("unet", "vae", "text_encoder"):
             assert getattr(other, name) is getattr(sd.pipe, name)

@@ -26,6 +26,7 @@ class GatedBackend:
 
     name = "gated"
     model_name = "gated-sd"
+    revision = ""
 
     def __init__(self) -> None:
         self.gate = threading.Event()

@@ -234,5 +234,6 @@ def test_previews_are_computed_no_more_often_than_the_ui_streams_them(tmp_path: 
     from services.container import _image_slot
 
     backend = _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0.4)).backend
-    assert (backend.preview_every, backend.preview_interval_s) == (2, 0.4)
-    assert _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0)).backend.preview_interval_s == 0
+    assert (backend.runner.preview_every, backend.runner.preview_interval_s) == (2, 0.4)
+    unthrottled = _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0)).backend
+    assert unthrottled.runner.preview_interval_s == 0
