@@ -75,15 +75,16 @@ def health(url: str) -> dict:
 
 def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = None,
                  env: dict[str, str] | None = None, probes: Path | None = None, raw: str | None = None,
-                 raw_port_file: Path | None = None) -> tuple[subprocess.Popen, str, float]:
-    """Launch the app; return the process, its URL and the seconds until /api/health answered.
+                 raw_port_file: Path | None = None, root: Path = ROOT) -> tuple[subprocess.Popen, str, float]:
+    """Launch the app of the checkout at `root` (this one by default; another, such as a `git worktree` of an older
+    commit, to compare two versions); return the process, its URL and the seconds until /api/health answered.
 
     `threads` (intra-op, inter-op) are applied to torch before the app starts, as the raw side applies them;
     `probes` names a JSON-lines file that bench/_probes.py fills with the app's phase timings; `raw` ("module:fn"
     in bench/) is served in the server process for RawSide, its port written to `raw_port_file`.
     """
     port = free_port()
-    app_args = [str(ROOT / "app.py"), "--profile", "tiny", "--port", str(port), "--data-dir", str(data_dir), *flags]
+    app_args = [str(root / "app.py"), "--profile", "tiny", "--port", str(port), "--data-dir", str(data_dir), *flags]
     if threads is None and probes is None and raw is None:
         command = [sys.executable, *app_args]
     else:
@@ -99,7 +100,8 @@ def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = 
     # The app applies its own thread settings at start: the same counts as the bootstrap's.
     app_threads = {} if threads is None else {"ATELIER_TORCH_THREADS": str(threads[0]),
                                               "ATELIER_TORCH_INTEROP_THREADS": str(threads[1])}
-    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **app_threads, **(env or {})},
+    # The checkout's own modules: `python -c` puts the working directory first on sys.path (after bench/).
+    proc = subprocess.Popen(command, cwd=root, env={**os.environ, **OFFLINE_ENV, **app_threads, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     while True:
@@ -110,6 +112,23 @@ def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = 
             return proc, url, time.perf_counter() - started
         except OSError:
             time.sleep(0.05)
+
+
+def checkout(root: Path) -> dict[str, str]:
+    """Which commit a checkout is at (and whether it has changes), for the results of a comparison."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {"path": str(root), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "changes": "yes" if git("status", "--porcelain", "--untracked-files=no") else "no"}
+
+
+def add_users(root: Path, data_dir: Path, names: Iterable[str], password: str) -> None:
+    """Create accounts in a data dir with the checkout's own `app.py users add`."""
+    for name in names:
+        subprocess.run([sys.executable, str(root / "app.py"), "users", "add", name, "--data-dir", str(data_dir)],
+                       input=f"{password}\n{password}\n", text=True, check=True, capture_output=True, cwd=root)
 
 
 def wait_ready(url: str, kind: str, timeout: float = 300) -> None:

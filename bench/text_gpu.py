@@ -195,8 +195,8 @@ def measure(backend: TransformersTextBackend, messages: list[dict[str, str]], ne
 def set_variant(backend: TransformersTextBackend, variant: str) -> None:
     """Switch a loaded backend between the decode variants: the settings are read per reply (_generation_config),
     and a backend loaded with compile=True only compiles replies whose config asks for it."""
-    backend.cache = "dynamic" if variant == "dynamic" else "static"
-    backend.compile = variant == "static+compile"
+    backend.loaded.cache = "dynamic" if variant == "dynamic" else "static"
+    backend.loaded.compile = variant == "static+compile"
 
 
 def summary(samples: list[dict[str, float]]) -> dict[str, Any]:
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         results["loaded"] = vram()
         set_variant(backend, "dynamic")
         results["kernel"] = backend.describe()
-        print(f"kernel: {backend.kernel} ({json.dumps(results['kernel']['kernel_choice'])})")
+        print(f"kernel: {backend.loaded.kernel} ({json.dumps(results['kernel']['kernel_choice'])})")
         prompts = {context: prompt_of(backend, context) for context in args.contexts}
         results["contexts"] = {context: got for context, (_, got) in prompts.items()}
         if "decode" in only:
