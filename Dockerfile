@@ -4,7 +4,7 @@
 # The torch wheel pinned in requirements.txt (2.13.0, built for CUDA 13.0) ships its own CUDA libraries, cuDNN
 # included. The app stage is a CUDA *devel* base for one reason: gptqmodel compiles its fast GPTQ kernels (Machete
 # on Hopper, Marlin on Ampere and newer, ExLlamaV2) with nvcc on first use, and without nvcc the 4-bit text model
-# falls back to a kernel several times slower (pipelines/gptq_kernels.py, README "GPTQ kernels").
+# falls back to a kernel several times slower (pipelines/gptq_kernels.py, docs/gpu.md "GPTQ kernels").
 # Stage 1: the React client, built with Node; only its static files go into the image.
 FROM node:20-bookworm-slim AS client
 WORKDIR /client
@@ -14,7 +14,7 @@ COPY react_frontend/ ./
 RUN npm run build
 
 # Stage 2: the app. nvcc's major version must match torch's CUDA (13) for torch's extension builder. Kernels are not
-# built here: gptqmodel refuses to compile without a visible GPU, and `docker build` has none (see the README).
+# built here: gptqmodel refuses to compile without a visible GPU, and `docker build` has none (see docs/gpu.md, "Docker image").
 FROM nvidia/cuda:13.0.2-devel-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -10,28 +10,58 @@ from typing import Any
 
 from settings import Profile, Settings
 
+CLI_EPILOG = """\
+more commands:
+  python app.py users add|list|remove|passwd [NAME] [--admin]   manage accounts (python app.py users --help)
+  python app.py db migrate-sqlite-to URL                         copy a SQLite history into PostgreSQL
+                                                                 (python app.py db --help)
+
+Every flag is also an environment variable (--memory-mode: ATELIER_MEMORY_MODE) or a line of a .env file in the
+working directory; a flag wins over both. Settings without a flag (ATELIER_DATABASE_URL, ATELIER_REDIS_URL,
+ATELIER_STORAGE_URL, limits, remote backends, ...) are listed in the documentation's settings reference
+(docs/reference/settings.md, built from settings.py).
+"""
+
+
+def _flag_help(name: str, default: str | None = None, text: str | None = None) -> str:
+    """A flag's help from the setting's own description (one text for -h and the docs), its default and variable."""
+    field = Settings.model_fields[name]
+    text = (text or field.description or "").replace("`", "")
+    if default is None:
+        value = getattr(field.default, "value", field.default)
+        default = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    shown = "" if "unset:" in text else f" Default: {default}."
+    return f"{text}{shown} [ATELIER_{name.upper()}]"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The server's flags; each maps to the Settings field of the same name (--keep-alive to keep_alive_s)."""
+    parser = argparse.ArgumentParser(
+        prog="python app.py", epilog=CLI_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Atelier: a self-hosted studio for Stable Diffusion images and DeepSeek-R1 text: a Gradio UI at\n"
+                    "/, a React client at /app and an API. Without flags it serves http://127.0.0.1:7860.")
+    add = parser.add_argument
+    add("--profile", choices=[p.value for p in Profile], help=_flag_help("profile"))
+    add("--host", help=_flag_help("host"))
+    add("--port", type=int, help=_flag_help("port"))
+    add("--data-dir", metavar="DIR", help=_flag_help("data_dir", "./data"))
+    add("--share", action="store_true", default=None, help=_flag_help("share"))
+    add("--image-model", metavar="MODEL", help=_flag_help("image_model"))
+    add("--memory-mode", choices=["none", "model-offload", "sequential-offload"], help=_flag_help("memory_mode"))
+    add("--compile", action=argparse.BooleanOptionalAction, default=None, help=_flag_help("compile"))
+    add("--text-model", metavar="MODEL", help=_flag_help("text_model"))
+    add("--idle-policy", choices=["resident", "offload", "unload"], help=_flag_help("idle_policy"))
+    add("--keep-alive", dest="keep_alive_s", type=float, metavar="SECONDS", help=_flag_help("keep_alive_s"))
+    add("--no-warmup", dest="warmup", action="store_false", default=None,
+        help=_flag_help("warmup", "warm-up on", "Load models on the first request instead of in the background at "
+                                                "start."))
+    add("--insecure-no-auth", action="store_true", default=None, help=_flag_help("insecure_no_auth"))
+    return parser
+
 
 def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     """CLI flags as Settings overrides; anything not given falls back to ATELIER_* and .env."""
-    parser = argparse.ArgumentParser(prog="atelier", description="Atelier: Stable Diffusion and DeepSeek-R1 studio")
-    parser.add_argument("--profile", choices=[p.value for p in Profile])
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--share", action="store_true", default=None, help="create a public Gradio share link")
-    parser.add_argument("--image-model", help="hub id or local diffusers folder")
-    parser.add_argument("--memory-mode", choices=["none", "model-offload", "sequential-offload"])
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the UNet and VAE decoder (warmed up at load; off by default)")
-    parser.add_argument("--text-model", help="hub id or local transformers folder (GPTQ checkpoints included)")
-    parser.add_argument("--idle-policy", choices=["resident", "offload", "unload"],
-                        help="what happens to a model idle for --keep-alive seconds")
-    parser.add_argument("--keep-alive", dest="keep_alive_s", type=float, help="seconds before --idle-policy applies")
-    parser.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
-                        help="load models on the first request instead of at start")
-    parser.add_argument("--insecure-no-auth", action="store_true", default=None,
-                        help="serve a network host or a share link without accounts (not recommended)")
-    args = vars(parser.parse_args(argv))
+    args = vars(build_parser().parse_args(argv))
     return {key: value for key, value in args.items() if value is not None}
 
 

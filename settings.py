@@ -68,7 +68,7 @@ DEFAULT_MAX_BATCH_IMAGES = 1
 # Replies that share forward passes in process on a GPU (continuous batching, pipelines/text_batching.py): decode
 # reads every weight once per step whatever the batch, so up to this many replies cost about one. 8 is the issue's
 # target and awaits the GPU measurement (bench/text_overhead.py --concurrency, bench/text_gpu.py). On the CPU the
-# in-process default stays 1: see the README's figures.
+# in-process default stays 1: see docs/batching.md and docs/benchmarks.md.
 DEFAULT_GPU_TEXT_CONCURRENCY = 8
 REMOTE_TEXT_CONCURRENCY = 4
 
@@ -120,131 +120,197 @@ class Settings(BaseSettings):
         env_prefix="ATELIER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    profile: Profile = Profile.AUTO
-    host: str = "127.0.0.1"
-    port: int = Field(default=7860, ge=0, le=65535)
-    data_dir: Path = Path("./data")
-    share: bool = False
+    profile: Profile = Field(default=Profile.AUTO, description="Which default models and devices: `gpu`, `cpu`, "
+                             "`tiny` (offline random-weight models) or `auto` (`gpu` when CUDA is available, else "
+                             "`cpu`).")
+    host: str = Field(default="127.0.0.1", description="Listen address; `0.0.0.0` serves the network (which needs "
+                      "accounts, or `--insecure-no-auth`).")
+    port: int = Field(default=7860, ge=0, le=65535, description="Listen port.")
+    data_dir: Path = Field(default=Path("./data"), description="Where everything lives: the database `atelier.db`, "
+                           "`images/`, `models/` (the tiny models are built here), `loras/`, `vae/`, `upscalers/`, "
+                           "`tmp/`.")
+    share: bool = Field(default=False, description="Also open a public Gradio share link (accounts are enforced).")
     # "" keeps SQLite in the data dir (one box); several replicas share a PostgreSQL database instead.
     database_url: str = Field(default="", pattern=r"^(postgres(ql)?://.+)?$",
-                              description="postgresql://user:password@host:5432/name; empty: SQLite in the data dir")
-    database_pool_size: int = Field(default=20, ge=1, description="PostgreSQL connections one replica may hold")
+                              description="`postgresql://user:password@host:5432/name` for several replicas "
+                                          "(pooled psycopg 3 connections, migrations applied once however many "
+                                          "replicas start together); empty: SQLite `atelier.db` in the data dir.")
+    database_pool_size: int = Field(default=20, ge=1, description="PostgreSQL connections one replica may hold.")
 
     # Images
-    image_backend: str = "diffusers"
-    image_model: str | None = None
-    memory_mode: MemoryMode = "none"
+    image_backend: str = Field(default="diffusers", description="Image backend by registry name: `diffusers` "
+                               "(in process) or `a1111` (an AUTOMATIC1111 WebUI).")
+    image_model: str | None = Field(default=None, description="A hub id or a local diffusers folder (SD 1.x/2.x, "
+                                    "SDXL, …); unset: the profile's.")
+    memory_mode: MemoryMode = Field(default="none", description="`none`, `model-offload` (A1111's medvram) or "
+                                    "`sequential-offload` (lowvram); CUDA only.")
     max_batch_images: int | None = Field(default=None, ge=1, le=64,
-                                         description="images of waiting jobs run in one call; None: profile's")
-    attention_slicing: bool = False
-    vae_slicing: bool = False
-    vae_tiling: bool = False
-    min_size: int = Field(default=64, ge=8)
-    max_size: int = Field(default=2048, ge=8)
-    max_steps: int = Field(default=500, ge=1)
-    max_batch_count: int = Field(default=8, ge=1)
-    max_prompt_chars: int = Field(default=4000, ge=1)
+                                         description="Images of waiting jobs that share one pipeline call; unset: "
+                                                     "1 (no batching) on every profile until measured on a GPU.")
+    attention_slicing: bool = Field(default=False, description="Attention slicing: VRAM savings for big images.")
+    vae_slicing: bool = Field(default=False, description="VAE slicing: VRAM savings for big batches.")
+    vae_tiling: bool = Field(default=False, description="VAE tiling: VRAM savings for big images.")
+    min_size: int = Field(default=64, ge=8, description="Smallest allowed width and height (multiples of 8).")
+    max_size: int = Field(default=2048, ge=8, description="Largest allowed width and height (multiples of 8).")
+    max_steps: int = Field(default=500, ge=1, description="Most sampling steps a request may ask for.")
+    max_batch_count: int = Field(default=8, ge=1, description="Most images one request may ask for.")
+    max_prompt_chars: int = Field(default=4000, ge=1, description="Longest prompt or negative prompt, in "
+                                  "characters.")
     # Uploaded images (img2img init images, inpainting masks, PNG Info): checked before they are decoded.
-    upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="largest uploaded image file")
-    upload_max_pixels: int = Field(default=4096 * 4096, ge=1, description="most pixels of an uploaded image")
-    preview_every: int = Field(default=2, ge=1, description="a live preview every N steps")
+    upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Largest uploaded image file, in "
+                                  "bytes (init images, masks, PNG Info).")
+    upload_max_pixels: int = Field(default=4096 * 4096, ge=1, description="Most pixels of an uploaded image.")
+    preview_every: int = Field(default=2, ge=1, description="A live preview every N steps.")
     # Each streamed update costs the event loop a Gradio postprocess and an SSE message, on the CPU the pipeline
     # needs (bench/image_overhead.py --phases): steps faster than this are coalesced into the next update.
     stream_interval_s: float = Field(default=0.25, ge=0,
-                                     description="at most one progress/preview update per this many seconds")
+                                     description="At most one progress/preview/status message per this many "
+                                                 "seconds while a job runs (the first, a new place in line and the "
+                                                 "result go at once), and the least time between two live "
+                                                 "previews.")
     # Off on every profile until bench/gpu_check.py measures it faster on a GPU; then the gpu profile flips.
-    compile: bool = Field(default=False, description="torch.compile the UNet and VAE decoder, warmed up at load")
-    compile_mode: CompileMode = Field(default="default", description="torch.compile mode")
-    compile_scope: CompileScope = Field(default="regional", description="regional: the repeated transformer "
-                                        "blocks (fast to compile); full: the whole UNet")
-    compile_backend: str = Field(default="inductor", description="torch.compile backend (eager/aot_eager test it)")
-    compile_dynamic: bool = Field(default=True, description="one graph for every size and batch (no recompile)")
+    compile: bool = Field(default=False, description="`torch.compile` the UNet and VAE decoder, warmed up at load.")
+    compile_mode: CompileMode = Field(default="default", description="torch.compile mode.")
+    compile_scope: CompileScope = Field(default="regional", description="`regional`: the UNet's repeated "
+                                        "transformer blocks (fast to compile); `full`: the whole UNet.")
+    compile_backend: str = Field(default="inductor", description="torch.compile backend (`eager`/`aot_eager` test "
+                                 "it).")
+    compile_dynamic: bool = Field(default=True, description="One dynamic-shape graph for every size and batch (no "
+                                  "recompile).")
     torch_threads: int | None = Field(default=None, ge=1, le=1024,
-                                      description="torch intra-op threads, set once at start; None: the profile's "
-                                                  "(half the cores; 1 on tiny)")
+                                      description="torch intra-op threads, set once at start and shown in "
+                                                  "`/api/health`; unset: half the usable cores (CPU affinity) on "
+                                                  "gpu and cpu, 1 on tiny. Give replicas on one box cores / "
+                                                  "replicas each.")
     torch_interop_threads: int = Field(default=1, ge=1, le=1024, description="torch inter-op threads (the "
-                                       "pipelines run no inter-op parallel work)")
+                                       "pipelines run no inter-op parallel work); torch takes it only before its "
+                                       "first parallel work.")
 
     # Text
-    text_backend: str = "transformers"
-    text_model: str | None = None
-    temperature: float = Field(default=0.6, ge=0, le=2, description="default sampling temperature (R1: 0.6)")
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    max_new_tokens: int | None = Field(default=None, ge=1, description="default reply length; None: the profile's")
-    max_new_tokens_limit: int = Field(default=8192, ge=1)
-    thinking_budget: int | None = Field(default=None, ge=1, description="reasoning tokens before </think> is forced")
-    max_message_chars: int = Field(default=20000, ge=1)
+    text_backend: str = Field(default="transformers", description="Text backend by registry name: `transformers` "
+                              "(in process) or `openai` (an OpenAI-compatible server).")
+    text_model: str | None = Field(default=None, description="A hub id or a local transformers folder; GPTQ "
+                                   "checkpoints (a `quantization_config` in `config.json`) load through gptqmodel; "
+                                   "unset: the profile's.")
+    temperature: float = Field(default=0.6, ge=0, le=2, description="Default sampling temperature (DeepSeek's "
+                               "recommendation for R1; no system prompt is used).")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Default nucleus sampling (DeepSeek's "
+                         "recommendation for R1).")
+    max_new_tokens: int | None = Field(default=None, ge=1, description="Default reply length; unset: the "
+                                       "profile's (gpu 4096, cpu 2048, tiny 128).")
+    max_new_tokens_limit: int = Field(default=8192, ge=1, description="Longest reply a request may ask for.")
+    thinking_budget: int | None = Field(default=None, ge=1, description="After this many reasoning tokens "
+                                        "`</think>` is forced and the model answers; unset: no budget (tiny: 32).")
+    max_message_chars: int = Field(default=20000, ge=1, description="Longest chat message, in characters.")
     # The GPTQ kernel and the decode path of a single reply (pipelines/gptq_kernels.py): auto takes the fastest kernel
     # that works on this GPU and warns once when a faster one could not be built. The static cache and compiled
     # decode stay off until bench/text_gpu.py measures them faster on a GPU.
-    gptq_backend: GptqBackend = Field(default="auto", description="GPTQ kernel: auto | machete | marlin | "
-                                      "exllama_v2 | triton | torch")
-    text_cache: TextCache = Field(default="dynamic", description="KV cache of a single reply: dynamic | static")
-    text_compile: bool = Field(default=False, description="torch.compile the decode step (needs text_cache=static)")
+    gptq_backend: GptqBackend = Field(default="auto", description="GPTQ kernel: `auto` (the fastest that works "
+                                      "here), `machete`, `marlin`, `exllama_v2`, `triton`, `torch`; a kernel that "
+                                      "cannot run is refused with the reason.")
+    text_cache: TextCache = Field(default="dynamic", description="KV cache of a single reply's `generate()`: "
+                                  "`dynamic` or `static` (preallocated, a power of two of tokens).")
+    text_compile: bool = Field(default=False, description="`torch.compile` the decode step (with `text_cache` "
+                               "static; on CUDA as CUDA graphs, `reduce-overhead`).")
 
     # One GPU, two models
-    idle_policy: IdlePolicy | None = Field(default=None, description="resident | offload | unload; None: profile's")
-    keep_alive_s: float = Field(default=300, ge=0, description="idle seconds before the idle policy applies")
+    idle_policy: IdlePolicy | None = Field(default=None, description="What happens to a model idle for "
+                                           "`keep_alive_s`: `resident`, `offload` (to CPU RAM) or `unload`; unset: "
+                                           "the profile's (`offload` on gpu, `resident` on cpu and tiny).")
+    keep_alive_s: float = Field(default=300, ge=0, description="Idle seconds before the idle policy applies.")
 
     # Gateway: accounts, limits, quotas, cache
-    insecure_no_auth: bool = Field(default=False, description="serve a network host or share link without accounts")
+    insecure_no_auth: bool = Field(default=False, description="Serve a network host or a share link without "
+                                   "accounts (not recommended).")
     rate_limits: RateLimitMode = Field(
-        default="auto", description="auto: rate limits and queue quota on a shared server (accounts, a network "
-                                    "host or --share), not for the one user of a loopback server; on; off")
-    ratelimit_storage: str = Field(default="memory://", description="limits storage URI, e.g. redis://host:6379")
+        default="auto", description="`auto`: rate limits and queue quota when accounts exist or the server is "
+                                    "exposed (a network host or `--share`), not for the owner of a loopback server "
+                                    "without accounts; `on`; `off` (login throttling stays).")
+    ratelimit_storage: str = Field(default="memory://", description="`limits` storage URI, e.g. "
+                                   "`redis://host:6379`; `redis_url` is used when this is left at `memory://`.")
     # Several replicas share rate limits, login throttling, the queue quota and login sessions here
     # (storage/shared_state.py); "" keeps them in process memory, right for one replica.
-    redis_url: str = Field(default="", description="redis://host:6379/0 shared by all replicas; '': process memory")
-    trusted_proxies: list[str] = Field(default_factory=list, description="proxy IPs whose X-Forwarded-For is used")
-    limit_image_jobs: str = "10/minute"
-    limit_chat_messages: str = "30/minute"
-    limit_uploads: str = "30/minute"
-    limit_logins: str = "5/minute"
-    limit_reads: str = Field(default="240/minute", description="history, conversations, REST reads")
-    user_queue_quota: int = Field(default=4, ge=1, description="queued plus running jobs per user")
-    cache_enabled: bool = True
-    cache_max_age_s: float = Field(default=7 * 86400, ge=0)
-    cache_max_entries: int = Field(default=1000, ge=0, description="cacheable results kept per user")
-    share_server_address: str | None = Field(default=None, description="self-hosted FRP share server host:port")
+    redis_url: str = Field(default="", description="`redis://host:6379/0` that all replicas share: rate limits, "
+                           "login throttling, the queue quota, login sessions; empty: process memory.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Proxy addresses or networks whose "
+                                       "`X-Forwarded-For` is believed, as a JSON list, e.g. `[\"10.0.0.0/8\"]`.")
+    limit_image_jobs: str = Field(default="10/minute", description="Image jobs per user (or address).")
+    limit_chat_messages: str = Field(default="30/minute", description="Chat messages per user (or address).")
+    limit_uploads: str = Field(default="30/minute", description="Uploads per user (or address).")
+    limit_logins: str = Field(default="5/minute", description="Login attempts per address and account, whatever "
+                              "`rate_limits` says.")
+    limit_reads: str = Field(default="240/minute", description="History, conversations and REST reads per user "
+                             "(or address).")
+    user_queue_quota: int = Field(default=4, ge=1, description="Queued plus running jobs per user (where limits "
+                                  "apply).")
+    cache_enabled: bool = Field(default=True, description="Answer an identical request (fixed seed; chat at "
+                                "temperature 0) from the result cache.")
+    cache_max_age_s: float = Field(default=7 * 86400, ge=0, description="Seconds a cached result is reused.")
+    cache_max_entries: int = Field(default=1000, ge=0, description="Cached results kept per user.")
+    share_server_address: str | None = Field(default=None, description="A self-hosted FRP share server, "
+                                             "`host:port`; unset: Gradio's.")
 
     # Remote backends
     # AUTOMATIC1111 WebUI started with --api (--nowebui serves the API alone, on port 7861 by default).
-    a1111_url: str = Field(default="http://127.0.0.1:7861", description="AUTOMATIC1111 WebUI API address")
-    a1111_auth: SecretStr | None = Field(default=None, description="user:pass, as given to A1111's --api-auth")
-    a1111_job_timeout_s: float = Field(default=1800, gt=0, description="longest wait for one txt2img job")
-    a1111_poll_s: float = Field(default=0.5, gt=0, description="how often progress and previews are fetched")
+    a1111_url: str = Field(default="http://127.0.0.1:7861", description="The AUTOMATIC1111 WebUI's address "
+                           "(`--nowebui` serves the API on 7861).")
+    a1111_auth: SecretStr | None = Field(default=None, description="`user:pass`, as given to the WebUI's "
+                                         "`--api-auth`.")
+    a1111_job_timeout_s: float = Field(default=1800, gt=0, description="Longest wait for one txt2img call (queue "
+                                       "time included).")
+    a1111_poll_s: float = Field(default=0.5, gt=0, description="How often progress and the live preview are "
+                                "fetched.")
     # OpenAI-compatible chat server (vLLM, llama.cpp's llama-server, SGLang, Ollama): the base URL includes /v1.
-    openai_base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible API base URL")
-    openai_api_key: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer KEY'")
-    openai_model: str | None = Field(default=None, description="served model name; None: the first in /v1/models")
-    remote_timeout_s: float = Field(default=60, gt=0, description="connect/read timeout for remote servers")
+    openai_base_url: str = Field(default="http://127.0.0.1:8000/v1", description="The server's API base, "
+                                 "including `/v1`.")
+    openai_api_key: SecretStr | None = Field(default=None, description="Sent as `Authorization: Bearer …` (vLLM "
+                                             "and llama-server: `--api-key`).")
+    openai_model: str | None = Field(default=None, description="The served model name, checked against "
+                                     "`/v1/models`; unset: the server's first.")
+    remote_timeout_s: float = Field(default=60, gt=0, description="Connect timeout (at most 10 s) and the longest "
+                                    "wait for each answer or streamed token from a remote server.")
     text_concurrency: int | None = Field(default=None, ge=1,
-                                        description="replies at once; None: 4 remote, in process 8 on CUDA, 1 on CPU")
+                                         description="Replies generated at once; in process they share forward "
+                                                     "passes (continuous batching); unset: 8 in process on CUDA, "
+                                                     "1 on CPU, 4 remote.")
 
     # Image storage: the local images folder, or an S3-compatible bucket shared by several replicas
-    storage_url: str = Field(default="", description="'' = the images folder in the data dir; s3://bucket/prefix")
-    s3_endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000; None: AWS S3")
-    s3_region: str | None = Field(default=None, description="e.g. eu-central-1; None: boto3's default")
-    s3_access_key_id: str | None = Field(default=None, description="None: boto3's usual chain (env, profile, role)")
-    s3_secret_access_key: SecretStr | None = None
-    s3_presign: bool = Field(default=False, description="/api/images answers a redirect to a presigned URL")
-    s3_presign_ttl_s: int = Field(default=300, ge=1, le=7 * 86400, description="how long a presigned URL works")
+    storage_url: str = Field(default="", description="`s3://bucket/prefix`: images in an S3-compatible bucket, "
+                             "named `prefix/YYYY-MM-DD/JOB-INDEX-SEED.png`; empty: `images/` in the data dir.")
+    s3_endpoint_url: str | None = Field(default=None, description="A self-hosted store, e.g. "
+                                        "`http://minio:9000` (path-style addresses); unset: AWS S3.")
+    s3_region: str | None = Field(default=None, description="e.g. `eu-central-1`; unset: boto3's default.")
+    s3_access_key_id: str | None = Field(default=None, description="unset: boto3's usual chain (environment, "
+                                         "`~/.aws`, an instance or pod role).")
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="The secret of `s3_access_key_id`.")
+    s3_presign: bool = Field(default=False, description="`/api/images/{id}` answers 307 to a presigned URL "
+                             "instead of streaming the image.")
+    s3_presign_ttl_s: int = Field(default=300, ge=1, le=7 * 86400, description="How long a presigned URL works.")
 
     # Serving
-    warmup: bool = Field(default=True, description="load models in the background at start")
+    warmup: bool = Field(default=True, description="Load models in the background at start (off: on the first "
+                         "request).")
     # Shown by /api/health, so that behind a proxy one can tell which replica answered, and recorded on the jobs a
     # replica runs, so that its restart recovers its own unfinished work while other replicas run. Unique per
     # replica, and the same across its restarts.
     replica_name: str = Field(default="", max_length=255,
-                              description="this replica's name; empty: hostname:port")
+                              description="This replica's name, shown by `/api/health` and recorded on the work it "
+                                          "runs; unique per replica, unchanged across its restarts; empty: "
+                                          "`hostname:port`.")
     # How often a replica on PostgreSQL looks for replicas that died and never came back, and records their
     # unfinished work as interrupted (services/replicas.py); 0 turns the sweep off.
-    replica_sweep_s: float = Field(default=30, ge=0, description="seconds between sweeps for gone replicas' work")
-    queue_max_size: int = Field(default=64, ge=1)
-    session_grace_s: float = Field(default=600, ge=0, description="seconds a closed or idle session keeps its state")
+    replica_sweep_s: float = Field(default=30, ge=0, description="On PostgreSQL, seconds between looks for "
+                                   "replicas that died and never came back (their unfinished work is marked "
+                                   "interrupted); 0 turns it off.")
+    queue_max_size: int = Field(default=64, ge=1, description="Jobs waiting in the queue before new ones are "
+                                "refused (HTTP 503, \"Atelier is busy\").")
+    session_grace_s: float = Field(default=600, ge=0, description="Seconds a session keeps its state once its tab "
+                                   "or client is gone.")
     temp_max_age_s: float = Field(default=86400, ge=0,
-                                  description="seconds cached previews and results live unless a session shows them")
-    temp_sweep_every_s: float = Field(default=300, gt=0, description="how often quiet sessions and old files go")
+                                  description="Seconds cached previews and results live unless a held session "
+                                              "shows them.")
+    temp_sweep_every_s: float = Field(default=300, gt=0, description="How often quiet sessions and old cached "
+                                      "files go.")
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Settings:

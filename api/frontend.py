@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 DIST = Path(__file__).resolve().parent.parent / "react_frontend" / "dist"
 
@@ -21,13 +22,23 @@ npm run build</code></pre>
 <p>Meanwhile the Gradio UI is at <a href="/">/</a>.</p></body></html>"""
 
 
-def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
-    """Mount `dist` at /app (index.html for every unknown path); without a build, explain how to make one."""
-    if (dist / "index.html").is_file():
-        app.mount("/app", StaticFiles(directory=dist, html=True), name="react-client")
-        return
+class ReactClient:
+    """The ASGI app at /app: the build in `dist` once it exists, else a 503 page saying how to make one. The build is
+    looked for on every request, so `npm run build` while the server runs is served at once, without a restart."""
 
-    @app.get("/app", include_in_schema=False)
-    @app.get("/app/{rest:path}", include_in_schema=False)
-    def not_built(rest: str = "") -> HTMLResponse:
-        return HTMLResponse(HOW_TO_BUILD, status_code=503)
+    def __init__(self, dist: Path) -> None:
+        self.dist = dist
+        # check_dir=False: the folder may not exist yet; StaticFiles looks each file up per request.
+        self.static = StaticFiles(directory=dist, html=True, check_dir=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a file of the build, or the how-to-build page while there is none."""
+        if scope["type"] == "http" and not (self.dist / "index.html").is_file():
+            await HTMLResponse(HOW_TO_BUILD, status_code=503)(scope, receive, send)
+            return
+        await self.static(scope, receive, send)
+
+
+def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
+    """Mount the React client at /app: its build's files (index.html for the folder), or how to build it."""
+    app.mount("/app", ReactClient(dist), name="react-client")

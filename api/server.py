@@ -26,7 +26,7 @@ from api.rest import add_rest
 from api.sessions import HeartbeatWatch, SessionJanitor
 from services.accounts import exposure_problem
 from services.admission import TICKET_STATE_KEY, QueueQuota
-from services.container import Services, build_services
+from services.container import CannotStart, Services, build_services
 from settings import Profile, Settings
 
 log = logging.getLogger("atelier")
@@ -181,10 +181,14 @@ def open_share_link(settings: Settings) -> str | None:
 
 
 def serve(settings: Settings) -> None:
-    """Build the app and serve it with uvicorn until stopped; with --share, open the share link once it is up."""
+    """Build the app and serve it with uvicorn until stopped; with --share, open the share link once it is up. Storage
+    that cannot be had stops the start with one line saying what to fix."""
     import uvicorn
 
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except CannotStart as err:  # what to fix, said without a traceback
+        raise SystemExit(f"Atelier cannot start: {err}") from None
     # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
                             timeout_graceful_shutdown=5)

@@ -22,13 +22,30 @@ def read_password(prompt: str = "Password: ") -> str:
     return first
 
 
+USERS_EPILOG = """\
+examples:
+  python app.py users add alice            asks for the password twice (or reads two lines from stdin)
+  python app.py users add root --admin     an admin sees everyone's work
+  python app.py users list
+
+The accounts live in the database the server uses: SQLite in the data dir, or ATELIER_DATABASE_URL (PostgreSQL)
+when set, as for the server. Restart Atelier after adding the first account: without accounts it runs without
+login, on a loopback address only.
+"""
+
+
 def users_main(argv: list[str]) -> None:
     """`python app.py users add|list|remove|passwd [NAME] [--admin] [--data-dir DIR]`."""
-    parser = argparse.ArgumentParser(prog="atelier users", description="Manage Atelier accounts")
-    parser.add_argument("action", choices=["add", "list", "remove", "passwd"])
-    parser.add_argument("name", nargs="?")
+    parser = argparse.ArgumentParser(
+        prog="python app.py users", description="Manage Atelier's accounts (argon2 password hashes in the database).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USERS_EPILOG)
+    parser.add_argument("action", choices=["add", "list", "remove", "passwd"],
+                        help="add NAME: a new account (asks for the password twice); list: every account; "
+                             "remove NAME: the account (its work stays); passwd NAME: a new password")
+    parser.add_argument("name", nargs="?", help="the account's name (not for list)")
     parser.add_argument("--admin", action="store_true", help="with add: this user sees everyone's work")
-    parser.add_argument("--data-dir")
+    parser.add_argument("--data-dir", metavar="DIR", help="the data dir whose database holds the accounts "
+                                                          "(default: ATELIER_DATA_DIR, else ./data)")
     args = parser.parse_args(argv)
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     settings.ensure_dirs()

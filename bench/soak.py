@@ -2,7 +2,7 @@
 tabs come and go. Every round prints the server's RSS, open files and Gradio temp-dir size.
 
     python bench/soak.py                      # 200 jobs, a short look
-    python bench/soak.py --jobs 1000          # the README figure: RSS job 200 -> job 1000
+    python bench/soak.py --jobs 1000          # the docs/benchmarks.md figure: RSS job 200 -> job 1000
 
 Every `--chat-every`-th job is a /chat message, the others tiny /generate_image jobs. The temp-dir sweep runs with
 a short age here (--temp-max-age) so that a soak of minutes shows what weeks would.

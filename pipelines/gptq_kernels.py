@@ -172,7 +172,7 @@ def fix_hint(host: Host) -> str:
 
 
 def _cost(best: Kernel, chosen: Kernel) -> str:
-    """The price of running ``chosen`` instead of ``best``, in words (measured on a GPU: see the README)."""
+    """The price of running ``chosen`` instead of ``best``, in words (measured on a GPU: see docs/benchmarks.md)."""
     if chosen.name in ("torch", "triton"):
         return f"decode runs several times slower than with {best.label}"
     return f"decode is slower than with {best.label}, most of all for single chats"

@@ -24,8 +24,8 @@ from services.replicas import ReplicaWatch
 from services.residency import Residency
 from services.uploads import UploadLimits, Uploads
 from settings import Profile, Settings
-from storage.blobs import BlobStore, open_store
-from storage.db import join_replicas, open_database
+from storage.blobs import BlobStore, StorageUnavailable, open_store
+from storage.db import ReplicaNameTaken, join_replicas, open_database
 from storage.shared_state import SharedState, open_shared_state
 
 log = logging.getLogger(__name__)
@@ -210,8 +210,21 @@ def image_store(settings: Settings) -> BlobStore:
                       secret_access_key=secret.get_secret_value() if secret else None)
 
 
+class CannotStart(RuntimeError):
+    """Storage the settings name cannot be had as configured (a bucket that is missing and may not be created, a
+    replica name another running replica holds); the message says what to fix."""
+
+
 def build_services(settings: Settings) -> Services:
-    """Open storage, create backends (not loaded yet) and the services over them."""
+    """Open storage, create backends (not loaded yet) and the services over them; CannotStart, saying what to fix,
+    when the storage the settings name cannot be had."""
+    try:
+        return _assemble(settings)
+    except (StorageUnavailable, ReplicaNameTaken) as err:
+        raise CannotStart(str(err)) from err
+
+
+def _assemble(settings: Settings) -> Services:
     settings.ensure_dirs()
     # Once, before any model runs: every job in this process then uses these pools.
     threads = apply_threads(settings.resolved_torch_threads, settings.torch_interop_threads)

@@ -180,24 +180,67 @@ class S3Store(BlobStore):
                  client: Any = None) -> None:
         self.location = location
         self.cache_dir = cache_dir
+        self.region = region
         if client is None:
             import boto3
             from botocore.config import Config
 
             # A custom endpoint (MinIO and most self-hosted stores) wants path-style addresses: a bucket
             # sub-domain of `minio:9000` resolves nowhere. AWS itself takes the default (virtual-hosted).
+            # A 10 s connect timeout (botocore's is 60 s, times three attempts): start-up checks the bucket, and a
+            # store that does not answer should fail a job in seconds, not minutes.
             config = Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"},
+                            connect_timeout=10,
                             s3={"addressing_style": "path"} if endpoint_url else {})
             client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region or None,
                                   aws_access_key_id=access_key_id or None,
                                   aws_secret_access_key=secret_access_key or None, config=config)
         self.client = client
 
+    def ensure_bucket(self) -> None:
+        """Make sure the bucket exists: create it when it is missing and the credentials may; when they may not,
+        raise StorageUnavailable saying exactly what to create. A store that cannot be reached only logs a warning
+        (jobs then fail with the reason until it answers)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket = self.location.bucket
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return
+        except ClientError as err:
+            if _code(err) in {"403", "AccessDenied", "Forbidden"}:
+                return  # HeadBucket needs s3:ListBucket, which Atelier's key need not have: the bucket may well exist
+            if _code(err) not in {"404", "NoSuchBucket", "NotFound"}:
+                raise StorageUnavailable(f"S3 bucket {bucket!r}: {_describe(err)}") from err
+        except BotoCoreError as err:
+            log.warning("could not reach the S3 store to check bucket %r (%s); image jobs fail until it answers",
+                        bucket, err)
+            return
+        self._create_bucket()
+
+    def _create_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        bucket = self.location.bucket
+        options: dict[str, Any] = {}
+        if self.region and self.region != "us-east-1":  # us-east-1 is the one region that refuses the constraint
+            options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self.client.create_bucket(Bucket=bucket, **options)
+        except ClientError as err:
+            if _code(err) == "BucketAlreadyOwnedByYou":
+                return  # another replica created it meanwhile
+            if _code(err) == "BucketAlreadyExists":
+                raise StorageUnavailable(f"S3 bucket {bucket!r} does not exist for these credentials and its name "
+                                         f"is taken by another account (bucket names are global on AWS): choose "
+                                         f"another name in ATELIER_STORAGE_URL.") from err
+            raise StorageUnavailable(missing_bucket_message(bucket, self.location.prefix, self.region, err)) from err
+        log.warning("created the S3 bucket %r (it did not exist)", bucket)
+
     def _missing(self, err: Exception) -> bool:
         from botocore.exceptions import ClientError
 
-        return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in {
-            "404", "NoSuchKey", "NotFound"}
+        return isinstance(err, ClientError) and _code(err) in {"404", "NoSuchKey", "NotFound"}
 
     def put_png(self, key: str, image: Image, parameters: Parameters | None) -> None:
         """Encode into the local cache (Gradio shows that file), then upload: the object appears only when the
@@ -298,6 +341,29 @@ class S3Store(BlobStore):
         return _remove_temp_files(self.cache_dir) if self.cache_dir.is_dir() else 0
 
 
+class StorageUnavailable(RuntimeError):
+    """The configured store cannot hold images as configured (a missing bucket that may not be created…)."""
+
+
+def _code(err: Any) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _describe(err: Any) -> str:
+    error = err.response.get("Error", {})
+    return f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
+
+
+def missing_bucket_message(bucket: str, prefix: str, region: str | None, err: Any) -> str:
+    """What to create, and what the key needs, when the bucket is missing and these credentials may not create it."""
+    where = f" --region {region}" if region else ""
+    objects = f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
+    return (f"S3 bucket {bucket!r} does not exist and these credentials may not create it ({_describe(err)}). "
+            f"Create it once with an account that may (AWS: `aws s3 mb s3://{bucket}{where}`; MinIO: "
+            f"`mc mb ALIAS/{bucket}`), and give Atelier's key s3:PutObject, s3:GetObject and s3:DeleteObject on "
+            f"{objects}; then start Atelier again.")
+
+
 def _stream_body(body: Any) -> Iterator[bytes]:
     try:
         yield from body.iter_chunks(CHUNK)
@@ -306,7 +372,10 @@ def _stream_body(body: Any) -> Iterator[bytes]:
 
 
 def open_store(url: str, images_dir: Path, cache_dir: Path, **s3_options: Any) -> BlobStore:
-    """The store a storage URL names: "" is the local images folder, `s3://bucket/prefix` a bucket."""
+    """The store a storage URL names: "" is the local images folder, `s3://bucket/prefix` a bucket (created when
+    missing and the credentials may; StorageUnavailable says what to create when they may not)."""
     if not url:
         return LocalStore(images_dir)
-    return S3Store(S3Location.parse(url), cache_dir, **s3_options)
+    store = S3Store(S3Location.parse(url), cache_dir, **s3_options)
+    store.ensure_bucket()
+    return store

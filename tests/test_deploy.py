@@ -1,12 +1,18 @@
-"""The scale-out deployment files: HAProxy's shipped config really sticks sessions and fails over, and the compose
-profile only sets settings that exist."""
+"""The scale-out deployment files: HAProxy's shipped configs (compose's and the native one) really stick sessions,
+check health and fail over, the compose profile and the systemd environment files only set settings that exist,
+and the systemd units parse."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import re
+import shutil
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +20,7 @@ import pytest
 import yaml
 
 from settings import Settings
-from tests.live.haproxy import CONFIG, haproxy, haproxy_binary, render
+from tests.live.haproxy import CONFIG, NATIVE_CONFIG, haproxy, haproxy_binary, render
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,22 +28,33 @@ needs_haproxy = pytest.mark.skipif(haproxy_binary() is None, reason="haproxy is 
 
 
 class _Named(http.server.ThreadingHTTPServer):
+    """A stand-in replica that answers its name; its /api/health answers 503 while `healthy` is off, and it keeps
+    each request's path and X-Forwarded-For."""
+
     daemon_threads = True
+    healthy = True
+    seen: list[tuple[str, str | None]]
 
 
 def _upstream(name: str) -> _Named:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = name.encode()
-            self.send_response(200)
+            server = self.server
+            assert isinstance(server, _Named)
+            server.seen.append((self.path, self.headers.get("X-Forwarded-For")))
+            ok = server.healthy or self.path != "/api/health"
+            body = name.encode() if ok else b"down"
+            self.send_response(200 if ok else 503)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            with contextlib.suppress(ConnectionError):  # HAProxy's health check hangs up once it has the status
+                self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = _Named(("127.0.0.1", free_port()), Handler)
+    server.seen = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -97,3 +114,147 @@ def test_compose_scale_profile_sets_only_real_settings() -> None:
     assert (ROOT / mounted).resolve() == CONFIG
     published = services["haproxy"]["ports"][0].rsplit(":", 1)[1]
     assert re.search(rf"(?m)^\s*bind :{published}$", CONFIG.read_text())
+
+
+def _directives(config: str) -> list[str]:
+    """The config's directives, comments and blank lines aside, without what differs between Docker and a native
+    install: the bind, the servers, compose's DNS resolvers, the user HAProxy drops to."""
+    kept = []
+    for line in config.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words and words[0] not in {"bind", "server", "server-template", "resolvers", "nameserver", "hold", "user",
+                                      "group"}:
+            kept.append(" ".join(words))
+    return kept
+
+
+def test_the_native_config_is_the_compose_one_but_for_addresses() -> None:
+    native = NATIVE_CONFIG.read_text()
+    assert _directives(native) == _directives(CONFIG.read_text())
+    rendered = render(native, 4321, [("r1", 1001), ("r2", 1002)])
+    assert "bind 127.0.0.1:4321" in rendered
+    assert re.findall(r"(?m)^\s*server .*$", rendered) == ["    server r1 127.0.0.1:1001",
+                                                           "    server r2 127.0.0.1:1002"]
+    assert not re.search(r"(?m)^\s*(user|group|server-template|resolvers) ", rendered)
+    # What a native install edits: fixed addresses, and a port of its own.
+    assert re.search(r"(?m)^\s*server \S+ \d+\.\d+\.\d+\.\d+:7860$", native)
+    assert re.search(r"(?m)^\s*bind :80$", native)
+
+
+def _replica_of(client: httpx.Client, url: str) -> str:
+    return client.get(f"{url}/x").text
+
+
+def _wait_for(check: Callable[[], bool], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "HAProxy did not react within the health checks' time"
+        time.sleep(0.2)
+
+
+@needs_haproxy
+def test_the_native_proxy_balances_sticks_and_follows_health_checks(upstreams: dict[str, _Named]) -> None:
+    replicas = [(name, server.server_address[1]) for name, server in upstreams.items()]
+    with haproxy(replicas, config=NATIVE_CONFIG, ready_path="/x") as url:
+        first, second = httpx.Client(), httpx.Client()
+        mine = {_replica_of(first, url) for _ in range(8)}
+        assert len(mine) == 1  # sticky: every request of one browser reaches one replica
+        assert "ATELIER_REPLICA" in first.cookies
+        theirs = {_replica_of(second, url) for _ in range(4)}
+        assert len(theirs) == 1
+        assert mine | theirs == {"a", "b"}  # both replicas serve
+        (sticky,) = mine
+        other = "b" if sticky == "a" else "a"
+        for server in upstreams.values():
+            _wait_for(lambda s=server: any(path == "/api/health" for path, _ in s.seen))  # checks reach each replica
+            forwarded = {xff for path, xff in server.seen if path == "/x"}
+            assert forwarded <= {"127.0.0.1"}  # the client's address, for ATELIER_TRUSTED_PROXIES
+        # The sticky replica still serves but fails its health checks: HAProxy takes it out, and the same browser,
+        # cookie and all, goes to the other replica, as do new ones.
+        upstreams[sticky].healthy = False
+        _wait_for(lambda: _replica_of(first, url) == other)
+        assert {_replica_of(httpx.Client(), url) for _ in range(4)} == {other}
+        # Healthy again: it is taken back in, and new browsers reach it.
+        upstreams[sticky].healthy = True
+        _wait_for(lambda: _replica_of(httpx.Client(), url) == sticky)
+
+
+SYSTEMD = ROOT / "deploy" / "systemd"
+
+
+def _unit(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """A unit file's sections and their (key, value) lines in order (keys may repeat, as systemd allows)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+            continue
+        assert current is not None, f"{path.name}: {line!r} outside a section"
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}: not a `Key=value` line: {line!r}"
+        assert key.strip().isidentifier(), f"{path.name}: not a key: {line!r}"
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def _values(section: list[tuple[str, str]], key: str) -> list[str]:
+    return [value for k, value in section if k == key]
+
+
+def test_the_replica_unit_runs_the_app_with_its_port_and_own_caches() -> None:
+    unit = _unit(SYSTEMD / "atelier@.service")
+    assert set(unit) == {"Unit", "Service", "Install"}
+    service = unit["Service"]
+    (exec_start,) = _values(service, "ExecStart")
+    assert exec_start.endswith(" app.py")
+    assert (ROOT / "app.py").is_file()
+    env = dict(item.split("=", 1) for line in _values(service, "Environment") for item in line.split())
+    assert env["ATELIER_PORT"] == "%i"  # atelier@7860 serves on 7860
+    for key in env:
+        if key.startswith("ATELIER_"):
+            assert key.removeprefix("ATELIER_").lower() in Settings.model_fields, f"{key} is not a setting"
+    # Each replica's data/tmp is a folder of its own (Gradio's files, local copies of S3 images), as in compose.
+    (bind,) = _values(service, "BindPaths")
+    source, target = bind.split(":")
+    assert target == f"{env['ATELIER_DATA_DIR']}/tmp"
+    states = _values(service, "StateDirectory")[0].split()
+    assert source.removeprefix("/var/lib/") in states
+    assert "atelier/tmp" in states
+    assert _values(service, "EnvironmentFile") == ["/etc/atelier/atelier.env", "-/etc/atelier/atelier-%i.env"]
+    assert "PrivateDevices" not in dict(service)  # it would hide the GPU
+    (target_name,) = _values(unit["Install"], "WantedBy")
+    assert _values(unit["Unit"], "PartOf") == [target_name]
+    assert (SYSTEMD / target_name).is_file()
+    assert set(_unit(SYSTEMD / target_name)) == {"Unit", "Install"}
+
+
+@pytest.mark.parametrize("name", ["atelier.env.example", "atelier-7861.env.example"])
+def test_the_environment_files_set_real_settings_with_valid_values(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = SYSTEMD / name
+    keys = [line.split("=", 1)[0] for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    assert keys
+    for key in keys:
+        assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f"{name}: {key!r}"
+        if key.startswith("ATELIER_"):
+            assert key.removeprefix("ATELIER_").lower() in Settings.model_fields, f"{name}: {key} is not a setting"
+            monkeypatch.delenv(key, raising=False)
+    settings = Settings(_env_file=path)  # the values parse (the JSON list, the URLs)
+    if name == "atelier.env.example":
+        assert settings.trusted_proxies == ["10.0.0.10"]
+        assert settings.storage_url.startswith("s3://")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
+    # The unit as shipped, but for the interpreter: verify checks that ExecStart's program exists.
+    for unit in ("atelier@.service", "atelier.target"):
+        text = (SYSTEMD / unit).read_text().replace("/opt/atelier/.venv/bin/python", sys.executable)
+        (tmp_path / unit).write_text(text)
+    done = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "atelier@7860.service"),
+                           str(tmp_path / "atelier.target")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout + done.stderr == ""  # an unknown key or a bad value is only a warning: none allowed

@@ -93,3 +93,67 @@ def test_a_copy_that_breaks_off_leaves_no_file_and_no_temp_file(s3_server: MotoS
     assert closed == [True]
     monkeypatch.undo()
     assert store.local_path("d/a.png").read_bytes().startswith(b"\x89PNG")  # the next ask downloads it whole
+
+
+def _bucket_exists(s3_server: MotoS3, bucket: str) -> bool:
+    return bucket in {b["Name"] for b in s3_server.client().list_buckets()["Buckets"]}
+
+
+def test_a_missing_bucket_is_created_when_the_credentials_may(s3_server: MotoS3, tmp_path: Path) -> None:
+    from storage.blobs import open_store
+
+    bucket = f"atelier-new-{tmp_path.name.lower().replace('_', '-')}"[:63]
+    assert not _bucket_exists(s3_server, bucket)
+    options = {"endpoint_url": s3_server.endpoint_url, "region": REGION, "access_key_id": ACCESS_KEY_ID,
+               "secret_access_key": SECRET_ACCESS_KEY}
+    store = open_store(f"s3://{bucket}/images", tmp_path / "images", tmp_path / "cache", **options)
+    assert _bucket_exists(s3_server, bucket)
+    store.put_png("d/a.png", Image.new("RGB", (8, 8), "red"), PARAMS)
+    assert s3_server.keys(bucket) == ["images/d/a.png"]
+    # A second replica starting against the same, now existing, bucket leaves it as it is.
+    open_store(f"s3://{bucket}/images", tmp_path / "images", tmp_path / "cache2", **options)
+    assert s3_server.keys(bucket) == ["images/d/a.png"]
+
+
+class _MayNotCreate:
+    """A moto client whose key may use objects but not create buckets (what a least-privilege key gets)."""
+
+    def __init__(self, client: object, code: str) -> None:
+        self.client = client
+        self.code = code
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.client, name)
+
+    def create_bucket(self, **_: object) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": self.code, "Message": "Access Denied"}}, "CreateBucket")
+
+
+@pytest.mark.parametrize(("code", "says"), [
+    ("AccessDenied", ["does not exist and these credentials may not create it", "aws s3 mb s3://missing-bucket "
+                      "--region eu-central-1", "mc mb ALIAS/missing-bucket", "arn:aws:s3:::missing-bucket/pre/*",
+                      "s3:PutObject"]),
+    ("BucketAlreadyExists", ["taken by another account", "ATELIER_STORAGE_URL"]),
+])
+def test_a_missing_bucket_that_may_not_be_created_says_what_to_create(s3_server: MotoS3, tmp_path: Path, code: str,
+                                                                      says: list[str]) -> None:
+    from storage.blobs import StorageUnavailable
+
+    store = S3Store(S3Location("missing-bucket", "pre"), tmp_path / "cache", region="eu-central-1",
+                    client=_MayNotCreate(s3_server.client(), code))
+    with pytest.raises(StorageUnavailable) as refused:
+        store.ensure_bucket()
+    for words in says:
+        assert words in str(refused.value)
+    assert not _bucket_exists(s3_server, "missing-bucket")
+
+
+def test_a_store_that_does_not_answer_at_start_only_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.server import free_port
+
+    store = S3Store(S3Location("b", ""), tmp_path / "cache", endpoint_url=f"http://127.0.0.1:{free_port()}",
+                    region=REGION, access_key_id=ACCESS_KEY_ID, secret_access_key=SECRET_ACCESS_KEY)
+    store.ensure_bucket()  # nothing listens there: the server still starts, and the log says why jobs will fail
+    assert "could not reach the S3 store" in caplog.text
