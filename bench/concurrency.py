@@ -89,7 +89,9 @@ class Version:
                 "concurrent_over_serial": stats([s / c for s, c in zip(self.serial_s, self.concurrent_s, strict=True)],
                                                 1, 3),
                 "mean_latency_per_user_s": {f"user{u}": round(t, 2) for u, t in by_user.items()},
-                "fairness_max_over_min": stats(self.fairness, 1, 2)}
+                "fairness_max_over_min": stats(self.fairness, 1, 2),
+                "per_round_s": {"serial": [round(t, 3) for t in self.serial_s],
+                                "all_at_once": [round(t, 3) for t in self.concurrent_s]}}
 
     def stop(self) -> None:
         """End its server."""

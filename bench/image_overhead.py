@@ -171,7 +171,9 @@ class Version:
                 "ratio_app_over_raw": stats(ratios, 1, 3),
                 "this_app_over_against_app": stats([a / b for a, b in zip(this_app_s, self.app_s, strict=True)], 1, 3),
                 "this_ratio_over_against_ratio": stats([a / b for a, b in zip(this_ratios, ratios, strict=True)], 1, 3),
-                "rss_loaded_mib": round(self.rss_loaded / 2**20)}
+                "rss_loaded_mib": round(self.rss_loaded / 2**20),
+                "per_round_app_ms": [round(t * 1000, 1) for t in self.app_s],
+                "this_per_round_app_ms": [round(t * 1000, 1) for t in this_app_s]}
 
     def stop(self) -> None:
         """End its server."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.container import Services, build_services
+from services.container import CannotStart, Services, build_services
 from services.images import run_and_collect
 from settings import Settings
 from storage.db import leave_replicas
@@ -187,8 +187,9 @@ def test_a_second_replica_with_a_running_replicas_name_is_refused(tmp_path: Path
 
     monkeypatch.setattr(storage.db, "NAME_WAIT_S", 1.0)
     other = hold_replica_name(postgres_url, "twin")
-    with pytest.raises(ReplicaNameTaken, match="ATELIER_REPLICA_NAME"):
+    with pytest.raises(CannotStart, match="ATELIER_REPLICA_NAME") as refused:  # the server's start says why and stops
         build_services(tiny_settings(tmp_path / "a", tiny_sd_dir, database_url=postgres_url, replica_name="twin"))
+    assert isinstance(refused.value.__cause__, ReplicaNameTaken)
     other.close()
     build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url, replica_name="twin"))
     leave_replicas()
