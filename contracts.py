@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import random
+import re
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,6 +51,13 @@ MASK_MODES: dict[int, str] = {0: "inpaint masked", 1: "inpaint not masked"}
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 # Prompt assist's idea: a few words, not a prompt.
 MAX_IDEA_CHARS = 1000
+# LoRA weights people use: 0 to 1.5 for most LoRAs, up to about ±5 for "slider" LoRAs; ±10 leaves room above that.
+MAX_LORA_WEIGHT = 10.0
+# The prompt tags whose weights a LoRA applies: AUTOMATIC1111's <lora:name:weight> (<lora:name:te:unet> with separate
+# text-encoder and UNet weights), and <lyco:…>, its other name for the same thing, which a remote A1111 applies too.
+WEIGHTED_LORA_TAG = re.compile(r"<(?:lora|lyco):([^>]+)>", re.IGNORECASE)
+# How much of a value the user sent a message echoes (see excerpt).
+EXCERPT_CHARS = 40
 
 
 class InvalidRequest(ValueError):
@@ -58,6 +67,45 @@ class InvalidRequest(ValueError):
         self.errors = errors
         super().__init__("; ".join(errors.values()))
 
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """`value` as a quoted excerpt of at most `limit` characters ('…' marks a cut), control characters escaped: how
+    a message names what a user sent (an attacker's megabyte of text is not echoed back). Messages stay plain text;
+    the Gradio UI escapes them as a whole where they become HTML (ui/common.py)."""
+    text = str(value)
+    cut = text if len(text) <= limit else text[:limit - 1] + "…"
+    return repr(cut)
+
+
+def lora_tag_weights(tag: str, args: str) -> list[float]:
+    """A LoRA tag's te and unet weights as written (empty ones left out), `args` being what follows its kind; a
+    ValueError saying what is allowed for one that is not a finite number within ±MAX_LORA_WEIGHT (nan, inf and huge
+    numbers turn every pixel black)."""
+    weights = []
+    for text in [p.strip() for p in args.split(":")][1:3]:
+        if not text:
+            continue
+        try:
+            weight = float(text)
+        except ValueError:
+            weight = math.nan
+        if not (math.isfinite(weight) and -MAX_LORA_WEIGHT <= weight <= MAX_LORA_WEIGHT):
+            raise ValueError(f"the LoRA tag {excerpt(tag)} has weight {excerpt(text)}; a weight is a number between "
+                             f"{-MAX_LORA_WEIGHT:g} and {MAX_LORA_WEIGHT:g}, written as <lora:name:0.8>.")
+        weights.append(weight)
+    return weights
+
+
+def check_lora_weights(text: str) -> str:
+    """The message for a LoRA weight in `text` (a prompt) that is out of bounds, or ''; with or without a LoRA
+    folder here, since a remote A1111 server applies the weights as written."""
+    try:
+        for match in WEIGHTED_LORA_TAG.finditer(text):
+            lora_tag_weights(match.group(0), match.group(1))
+    except ValueError as err:
+        return str(err)
+    return ""
 
 
 def png_bytes(image: Image) -> bytes:
@@ -148,6 +196,8 @@ def check_inputs(req: ImageRequest, limits: ImageLimits,
         text = getattr(req, name)
         if len(text) > limits.max_prompt_chars:
             errors[name] = f"{name} is {len(text)} characters; at most {limits.max_prompt_chars} are allowed."
+        elif message := check_lora_weights(text):  # every backend, a remote A1111 too, applies the weight as written
+            errors.setdefault(name, f"{name}: {message}")
     for name in ("width", "height"):
         value = getattr(req, name)
         if not limits.min_size <= value <= limits.max_size or value % 8:
@@ -161,7 +211,7 @@ def check_inputs(req: ImageRequest, limits: ImageLimits,
     if not -1 <= req.seed <= MAX_SEED:
         errors["seed"] = f"seed must be -1 (random) or between 0 and {MAX_SEED}, got {req.seed}."
     if req.sampler not in SAMPLERS:
-        errors["sampler"] = f"sampler {req.sampler!r} is unknown; choose one of: {', '.join(SAMPLERS)}."
+        errors["sampler"] = f"sampler {excerpt(req.sampler)} is unknown; choose one of: {', '.join(SAMPLERS)}."
     if not 1 <= req.batch_count <= limits.max_batch_count:
         errors["batch_count"] = f"batch_count must be between 1 and {limits.max_batch_count}, got {req.batch_count}."
     errors.update(_check_images(req))
@@ -222,7 +272,7 @@ def _check_hires(req: ImageRequest, limits: ImageLimits, upscalers: Collection[s
                               f"{limits.max_size}, so lower hr_scale or the base size.")
     known = (*LATENT_UPSCALERS, *IMAGE_UPSCALERS, *sorted(upscalers or ()))
     if upscalers is not None and req.hr_upscaler not in known:
-        errors["hr_upscaler"] = f"hr_upscaler {req.hr_upscaler!r} is unknown; choose one of: {', '.join(known)}."
+        errors["hr_upscaler"] = f"hr_upscaler {excerpt(req.hr_upscaler)} is unknown; choose one of: {', '.join(known)}."
     if not 0 <= req.hr_second_pass_steps <= limits.max_steps:
         errors["hr_second_pass_steps"] = (f"hr_second_pass_steps must be between 0 (same as steps) and "
                                           f"{limits.max_steps}, got {req.hr_second_pass_steps}.")
@@ -288,7 +338,7 @@ def check_messages(messages: list[dict[str, str]], limits: TextLimits) -> dict[s
         where = f"messages[{index}]"
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
-            errors[f"{where}.role"] = f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}."
+            errors[f"{where}.role"] = f"{where}.role must be one of {', '.join(ROLES)}, got {excerpt(role)}."
         if not isinstance(content, str):
             errors[f"{where}.content"] = f"{where}.content must be text, got {type(content).__name__}."
         elif len(content) > limits.max_message_chars:

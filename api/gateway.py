@@ -44,6 +44,8 @@ JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     f"{GRADIO}/queue/join": {"data": (list, True), "fn_index": (int, True), "session_hash": (str, True),
                              "event_id": (str, False), "trigger_id": (int, False)},
     f"{GRADIO}/cancel": {"session_hash": (str, True), "fn_index": (int, True), "event_id": (str, True)},
+    # A no-op in Gradio 6 that its clients still call after a cancel; FastAPI answers a form body there with a 500.
+    f"{GRADIO}/reset": {"event_id": (str, True)},
 }
 
 
@@ -232,8 +234,10 @@ class Gateway:
         clean = path.rstrip("/")
         if clean == "/login":
             return "login"
-        if clean == f"{GRADIO}/upload":
-            return "upload"
+        if clean in (f"{GRADIO}/upload", f"{GRADIO}/component_server"):
+            return "upload"  # a piece of the image editor's picture is an upload too
+        if clean in (f"{GRADIO}/cancel", f"{GRADIO}/reset"):
+            return "read"
         if clean == f"{GRADIO}/queue/join":
             fn = self.blocks.fns.get(data.get("fn_index"))
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")

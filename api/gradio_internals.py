@@ -294,3 +294,10 @@ def forget_files(blocks: Any, removed: set[str]) -> None:
     """Drop deleted files from Gradio's own lists of the files it made, which otherwise only grow."""
     for temp_set in blocks.temp_file_sets:
         temp_set -= removed
+
+
+def editor_ids(blocks: Any) -> set[int]:
+    """The component ids of the image editors in the app (the only components with a server function it uses)."""
+    import gradio as gr
+
+    return {block_id for block_id, block in blocks.blocks.items() if isinstance(block, gr.ImageEditor)}

@@ -22,6 +22,7 @@ from api import gradio_internals
 from api.auth import Authenticator, limits_apply
 from api.frontend import mount_frontend
 from api.gateway import Gateway
+from api.internal_routes import BodyLimits, EditorBlobRoute
 from api.rest import add_rest
 from api.sessions import HeartbeatWatch, SessionJanitor
 from services.accounts import exposure_problem
@@ -129,6 +130,8 @@ def mount_gradio(app: FastAPI, blocks: Any, services: Services, has_users: bool)
                         auth=services.accounts.verify if has_users else None,
                         auth_message="Log in with your Atelier account." if has_users else None,
                         footer_links=["api", "settings"],
+                        # The browser refuses a larger file before sending it; Gradio's upload route stops reading it.
+                        max_file_size=settings.upload_max_bytes,
                         # Folders Gradio may copy output files from into its cache (a mounted app does not check
                         # today; a launched one does): the images, and the local copies of S3 images.
                         allowed_paths=[str(settings.images_dir), str(settings.image_cache_dir)])
@@ -151,8 +154,12 @@ def adopt_gradio(blocks: Any, gradio_app: Any, services: Services) -> None:
 
 def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authenticator, limiter: Limiter,
                 enforce: bool) -> None:
-    """The middlewares every request passes (the last added runs first): the gateway, then the heartbeat watch."""
-    settings: Settings = app.state.services.settings
+    """The middlewares every request passes, outermost first: the body caps, the gateway, the heartbeat watch, and
+    the image editor's upload route (each add_middleware wraps the ones added before it)."""
+    services: Services = app.state.services
+    settings = services.settings
+    # Inside the gateway, which has resolved the user and counted the request as an upload.
+    app.add_middleware(EditorBlobRoute, blocks=blocks, uploads=services.uploads)
     app.add_middleware(HeartbeatWatch, janitor=janitor)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
@@ -161,6 +168,8 @@ def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authen
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads})
+    # Outermost: unused body routes are refused and every body is capped before anything reads it.
+    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes)
 
 
 def open_share_link(settings: Settings) -> str | None:

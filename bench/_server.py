@@ -76,12 +76,12 @@ def health(url: str) -> dict:
 def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = None,
                  env: dict[str, str] | None = None, probes: Path | None = None, raw: str | None = None,
                  raw_port_file: Path | None = None, root: Path = ROOT) -> tuple[subprocess.Popen, str, float]:
-    """Launch the app of the checkout at `root` (this one by default; another, such as a `git worktree` of an older
-    commit, to compare two versions); return the process, its URL and the seconds until /api/health answered.
+    """Launch the app; return the process, its URL and the seconds until /api/health answered.
 
     `threads` (intra-op, inter-op) are applied to torch before the app starts, as the raw side applies them;
     `probes` names a JSON-lines file that bench/_probes.py fills with the app's phase timings; `raw` ("module:fn"
-    in bench/) is served in the server process for RawSide, its port written to `raw_port_file`.
+    in bench/) is served in the server process for RawSide, its port written to `raw_port_file`; `root` is the
+    checkout whose app.py runs (another revision's tree, for a before/after comparison).
     """
     port = free_port()
     app_args = [str(root / "app.py"), "--profile", "tiny", "--port", str(port), "--data-dir", str(data_dir), *flags]

@@ -23,6 +23,7 @@ from ui.chat_tab import OPTION_NAMES, option_values
 from ui.common import (
     RAW_INPUTS,
     checked_by_validator,
+    error_toast,
     hand_to_handler,
     read_api,
     scope_of,
@@ -52,7 +53,7 @@ def register_history(services: Services) -> None:
         try:
             return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
 
     with gr.Row(visible=False):
         fields = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_JOBS),
@@ -115,10 +116,10 @@ def register_chat(services: Services, quota: QueueQuota) -> None:
         try:
             handle = chat.start(checked_by_validator(request), user=user_of(request))
         except InvalidRequest as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
         async for snap in handle.watch():
             if snap.status == "failed":
-                raise gr.Error(snap.error or snap.message)
+                raise error_toast(snap.error or snap.message)
             yield {"conversation_id": snap.conversation_id, "status": snap.status, "reasoning": snap.reasoning,
                    "answer": snap.answer, "reasoning_s": snap.reasoning_s, "message_id": snap.message_id,
                    "usage": snap.usage, "cached": snap.cached}
@@ -138,13 +139,13 @@ def register_conversations(services: Services, pages: dict[str, gr.Number], one:
         try:
             return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
 
     def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
         """One conversation with its messages (each reply's reasoning apart from its answer)."""
         conv = chat.get_conversation(whole(conversation_id), scope_of(services, request))
         if conv is None:
-            raise gr.Error(f"conversation {conversation_id} does not exist.")
+            raise error_toast(f"conversation {conversation_id} does not exist.")
         return conv
 
     read_api(conversations_api, "conversations", pages, optional=["before"])

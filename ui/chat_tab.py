@@ -14,7 +14,17 @@ from contracts import ChatMode, InvalidRequest
 from services.admission import QueueQuota
 from services.chat import ChatSnapshot
 from services.container import Services
-from ui.common import PRIVATE, checked_by_validator, hand_to_handler, scope_of, user_of, whole
+from ui.common import (
+    PRIVATE,
+    checked_by_validator,
+    error_toast,
+    hand_to_handler,
+    html_text,
+    info_toast,
+    scope_of,
+    user_of,
+    whole,
+)
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")
 THINKING = "💭 Thinking"
@@ -45,7 +55,7 @@ def _answer_bubbles(answer: str, status: str, error: str | None) -> list[dict[st
     # A failed or stopped reply keeps what was written before it ended (a crash keeps its saved draft): show it.
     bubbles = [{"role": "assistant", "content": answer}] if answer else []
     if status == "failed":
-        bubbles.append({"role": "assistant", "content": f"❌ {error}"})
+        bubbles.append({"role": "assistant", "content": f"❌ {html_text(error or '')}"})  # the Chatbot renders HTML
     elif status == "cancelled":
         bubbles.append({"role": "assistant", "content": "⏹ _Stopped._"})
     return bubbles
@@ -103,7 +113,7 @@ def render(services: Services, quota: QueueQuota) -> ChatTab:
 
     def refresh_status() -> tuple[str, gr.Timer]:
         slot = services.text_slot.status()
-        return slot.message(), gr.Timer(active=slot.state.value in ("loading", "not loaded"))
+        return html_text(slot.message()), gr.Timer(active=slot.state.value in ("loading", "not loaded"))
 
     timer.tick(refresh_status, outputs=[tab.model_status, timer], concurrency_limit=None, show_progress="hidden",
                **PRIVATE)
@@ -115,7 +125,7 @@ def layout(services: Services) -> ChatTab:
     """The tab's components: past conversations on the left, the chat, its buttons and the sampling on the right."""
     defaults, limits = services.chat.defaults, services.chat.limits
     with gr.Tab("Chat", id="chat") as tab:
-        model_status = gr.Markdown(services.text_slot.status().message(), elem_id="chat-model-status")
+        model_status = gr.Markdown(html_text(services.text_slot.status().message()), elem_id="chat-model-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=220):
                 new_btn = gr.Button("＋ New chat", elem_id="chat-new")
@@ -207,7 +217,7 @@ async def stream_reply(services: Services, request: gr.Request) -> AsyncIterator
     try:
         handle = services.chat.start(checked_by_validator(request), user=user_of(request))
     except InvalidRequest as err:  # the conversation is not (or no longer) the user's
-        raise gr.Error(str(err)) from None
+        raise error_toast(str(err)) from None
     cid = handle.snapshot().conversation_id
     before = stored_to_chatbot(handle.turn.earlier)
     async for snap in handle.watch():
@@ -234,14 +244,14 @@ def wire_conversations(services: Services, tab: ChatTab, choices: Callable[..., 
             return [], None, "send", ""
         conv = chat.get_conversation(int(cid), scope_of(services, request))
         if conv is None:
-            raise gr.Error(f"Conversation {cid} does not exist (or was deleted).")
+            raise error_toast(f"Conversation {cid} does not exist (or was deleted).")
         return stored_to_chatbot(conv["messages"]), conv["conversation_id"], "send", ""
 
     def start_edit(cid: int | None, request: gr.Request) -> tuple[str, str, str]:
         conv = chat.get_conversation(int(cid), user_of(request)) if cid is not None else None
         users = [m for m in (conv or {"messages": []})["messages"] if m["role"] == "user"]
         if not users:
-            raise gr.Error("Nothing to edit yet: send a message first.")
+            raise error_toast("Nothing to edit yet: send a message first.")
         return users[-1]["content"], "edit", "✏️ Editing your last message: change it and press Send."
 
     def new_chat() -> tuple[list[Any], None, str, str, str]:
@@ -249,8 +259,8 @@ def wire_conversations(services: Services, tab: ChatTab, choices: Callable[..., 
 
     def delete(cid: int | None, request: gr.Request) -> None:
         if cid is None or not chat.delete_conversation(int(cid), scope_of(services, request)):
-            raise gr.Error("Open a conversation first.")
-        gr.Info("Conversation deleted.")
+            raise error_toast("Open a conversation first.")
+        info_toast("Conversation deleted.")
 
     cleared = [tab.chatbot, tab.conversation_id, tab.mode, tab.message, tab.status]
     tab.edit_btn.click(start_edit, inputs=[tab.conversation_id], outputs=[tab.message, tab.mode, tab.status],

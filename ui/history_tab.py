@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from services.container import Services
-from ui.common import PRIVATE, scope_of
+from ui.common import PRIVATE, error_toast, info_toast, scope_of
 from ui.txt2img_tab import Txt2ImgTab, settings_values
 
 PAGE = 48
@@ -85,10 +85,10 @@ def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
 
     def delete(job_id: int | None, request: gr.Request) -> None:
         if job_id is None:
-            raise gr.Error("Select a job first.")
+            raise error_toast("Select a job first.")
         if not history.delete_job(job_id, scope_of(services, request)):
-            raise gr.Error(f"Job {job_id} does not exist (or was already deleted).")
-        gr.Info(f"Deleted job {job_id} and its files.")
+            raise error_toast(f"Job {job_id} does not exist (or was already deleted).")
+        info_toast(f"Deleted job {job_id} and its files.")
 
     wire(view, txt2img, tabs, load, show, delete)
     return view.tab
@@ -125,5 +125,5 @@ def pick_row(evt: gr.SelectData) -> int | None:
 def reuse(job: dict[str, Any] | None) -> list[Any]:
     """The selected job's settings for the Image tab, which opens."""
     if not job:
-        raise gr.Error("Select a job first.")
+        raise error_toast("Select a job first.")
     return [*settings_values(job), gr.Tabs(selected="image")]

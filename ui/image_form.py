@@ -20,6 +20,7 @@ from ui.common import (
     PRIVATE,
     RAW_INPUTS,
     checked_by_validator,
+    error_toast,
     hand_to_handler,
     type_errors,
     user_of,
@@ -213,7 +214,7 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
     # A snapshot the gate held back goes out once the job has been quiet for the interval.
     async for snap in handle.watch(poll_s=None, idle_s=shown.interval_s or None):
         if snap.status == "failed":
-            raise gr.Error(snap.error or snap.message)
+            raise error_toast(snap.error or snap.message)
         if not shown.due(snap):
             continue  # coalesced: the next update carries the latest preview and step
         if snap.total and not snap.finished:
@@ -279,12 +280,12 @@ def wire_reuse(column: JobColumn, fields: dict[str, gr.components.Component]) ->
 
     def reuse_settings(info: dict[str, Any] | None) -> list[Any]:
         if not info or "prompt" not in info:
-            raise gr.Error("Nothing to reuse yet: generate an image first.")
+            raise error_toast("Nothing to reuse yet: generate an image first.")
         return field_values(info, names)
 
     def reuse_seed(info: dict[str, Any] | None) -> int:
         if not info or info.get("seed") is None:
-            raise gr.Error("No seed to reuse yet: generate an image first.")
+            raise error_toast("No seed to reuse yet: generate an image first.")
         return int(info["seed"])
 
     column.reuse.click(reuse_settings, inputs=[column.info], outputs=[fields[n] for n in names], **PRIVATE)
