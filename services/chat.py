@@ -362,7 +362,8 @@ class ChatService:
         return {
             "conversations": [
                 {"conversation_id": c.id, "title": c.title, "created_at": c.created_at.isoformat(),
-                 "updated_at": c.updated_at.isoformat(), "messages": c.messages.count()}
+                 "updated_at": c.updated_at.isoformat(), "messages": c.messages.count(),
+                 "favourite": bool(c.favourite)}
                 for c in page
             ],
             "next_before": page[-1].id if more and page else None,
@@ -375,7 +376,7 @@ class ChatService:
             return None
         return {
             "conversation_id": c.id, "title": c.title, "created_at": c.created_at.isoformat(),
-            "updated_at": c.updated_at.isoformat(),
+            "updated_at": c.updated_at.isoformat(), "favourite": bool(c.favourite),
             "messages": [message_to_dict(m) for m in c.messages.order_by(Message.position)],
         }
 

@@ -31,6 +31,7 @@ def job_to_dict(job: ImageJob) -> dict[str, Any]:
         "seed": job.seed,
         "seed_used": job.seed_used,
         "backend": job.backend,
+        "favourite": bool(job.favourite),
         **job.settings_dict(),
         "files": [{"id": f.id, "file": f.path, "seed": f.seed, "width": f.width, "height": f.height} for f in files],
     }
