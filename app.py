@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.warm_up()
         services.residency.start()
         services.replicas.start()
+        services.retention.start()
         sweeper = asyncio.create_task(janitor.run(settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
         ledger = asyncio.create_task(shared.jobs.run(lambda: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)))

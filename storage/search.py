@@ -103,7 +103,9 @@ def _job_filters(sql: _Sql, user: str, f: ImageFilters) -> None:
     if f.model is not None:
         sql.add("(j.model = ? OR j.checkpoint = ?)", f.model, f.model)
     if f.seed is not None:
-        sql.add("(j.seed_used = ? OR j.id IN (SELECT job_id FROM imagefile WHERE seed = ?))", f.seed, f.seed)
+        # Two indexed lookups (the job's seed, its images' seeds) rather than an OR that scans the user's jobs.
+        sql.add('j.id IN (SELECT id FROM imagejob WHERE "user" = ? AND seed_used = ? '
+                "UNION SELECT job_id FROM imagefile WHERE seed = ?)", user, f.seed, f.seed)
     if f.lora is not None:
         like = "ILIKE" if is_postgres() else "LIKE"  # SQLite's LIKE already ignores ASCII case
         sql.add(f"j.prompt {like} ? ESCAPE '\\'", f"%<lora:{_like_escape(f.lora)}:%")
