@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--data", type=Path, default=Path("/tmp/atelier-bench-search"))
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--out", default="search", help="bench/results/<out>.json")
     args = parser.parse_args()
     from tests.live.postgres import PostgresServer, missing_reason
 
@@ -181,7 +182,7 @@ def main() -> None:
         if server is not None:
             server.stop()
     result.update(images=args.images, messages=args.messages, rounds=args.rounds, load_average=load_average())
-    print(f"saved {save('search', result)}")
+    print(f"saved {save(args.out, result)}")
 
 
 def run(dbs: dict[str, Any], rounds: int) -> dict[str, Any]:
