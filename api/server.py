@@ -103,7 +103,8 @@ def rate_limiter(services: Services, auth: Authenticator, enforce: bool) -> Limi
 
 def lifespan(services: Services, blocks: Any,
              janitor: SessionJanitor) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """What runs while the server serves: warm-up, idle policy, the replica watch, the sweeper and the quota ledger."""
+    """What runs while the server serves: warm-up, idle policy, the replica watch, retention, the sweeper and the quota
+    ledger."""
 
     @asynccontextmanager
     async def serving(_: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +112,7 @@ def lifespan(services: Services, blocks: Any,
             services.warm_up()
         services.residency.start()
         services.replicas.start()
+        services.retention.start()  # issue 25: old images and conversations go, if the server or a user says so
         sweeper = asyncio.create_task(janitor.run(services.settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
         ledger = asyncio.create_task(services.shared.jobs.run(

@@ -14,15 +14,21 @@ from pipelines.devices import apply_threads
 from pipelines.image_base import ImageBackend, create_image_backend
 from pipelines.text_base import TextBackend, create_text_backend
 from services.accounts import AccountService
+from services.archive import ArchiveService
 from services.cache import ResultCache
 from services.catalog import Catalog
 from services.chat import ChatService
+from services.collections import CollectionService
+from services.export import ExportService
 from services.history import HistoryService
 from services.images import ImageService
 from services.model_slots import ModelChoice, ModelSlot
 from services.replicas import ReplicaWatch
 from services.residency import Residency
+from services.retention import Retention
+from services.search import SearchService
 from services.uploads import UploadLimits, Uploads
+from services.user_settings import UserSettings
 from settings import Profile, Settings
 from storage.blobs import BlobStore, StorageUnavailable, open_store
 from storage.db import ReplicaNameTaken, join_replicas, open_database
@@ -51,6 +57,13 @@ class Services:
     torch_threads: dict[str, int]  # intra_op / inter_op in effect, as set at start (ATELIER_TORCH_THREADS)
     replicas: ReplicaWatch  # recovers the work of replicas that died and never came back (PostgreSQL only)
     shared: SharedState  # rate limits, the quota's ledger and login tokens: process memory, or the replicas' Redis
+    # Issue 25: search, organise, export and import, retention (per user, never across users).
+    search: SearchService
+    collections: CollectionService
+    exports: ExportService
+    archive: ArchiveService
+    user_settings: UserSettings
+    retention: Retention
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -73,6 +86,7 @@ class Services:
         """Stop background work, and withdraw this replica's jobs from the shared quota."""
         self.residency.stop()
         self.replicas.stop()
+        self.retention.stop()
         self.shared.close()
 
 
@@ -261,9 +275,21 @@ def _assemble(settings: Settings) -> Services:
     residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
-    return Services(settings=settings, accounts=AccountService(), images=images,
-                    history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
-                    text_slot=text_slot, residency=residency, catalog=catalog,
+    history = HistoryService(settings.images_dir, store)
+    return Services(settings=settings, accounts=AccountService(), images=images, history=history, chat=chat,
+                    image_slot=image_slot, text_slot=text_slot, residency=residency, catalog=catalog,
                     uploads=Uploads(upload_limits), torch_threads=threads,
                     replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s),
-                    shared=open_shared_state(settings))
+                    shared=open_shared_state(settings), **_history_services(settings, history, chat, store,
+                                                                            upload_limits))
+
+
+def _history_services(settings: Settings, history: HistoryService, chat: ChatService, store: BlobStore,
+                      upload_limits: UploadLimits) -> dict[str, Any]:
+    """Issue 25's services over the history: search, collections, exports, the account archive, retention."""
+    search, collections, user_settings = SearchService(), CollectionService(), UserSettings()
+    return {"search": search, "collections": collections, "user_settings": user_settings,
+            "exports": ExportService(history, collections, search, store),
+            "archive": ArchiveService(history, store, upload_limits, settings.archive_max_bytes,
+                                      settings.archive_max_members, user_settings),
+            "retention": Retention(history, chat, settings.retention_days, settings.retention_sweep_s, user_settings)}
