@@ -131,9 +131,9 @@ class SearchService:
         chosen = _order(order, query)
         limit = _whole(limit, "limit", 1, MAX_PAGE)
         fingerprint = _fingerprint("images", query, checked, chosen)
-        after = _decode(cursor, fingerprint)
-        keys = search.search_jobs(user, query, checked, chosen, after, limit + 1)  # one more: is there a next page?
-        page = keys[:limit]
+        after, chosen = _decode(cursor, fingerprint, chosen)
+        found = search.search_jobs(user, query, checked, chosen, after, limit + 1)  # one more: is there a next page?
+        page = found.keys[:limit]
         ids = [ident for _, ident in page]
         jobs = {job.id: job for job in prefetch(ImageJob.select().where(ImageJob.id.in_(ids)), ImageFile.select())}
         marks = search.job_highlights(ids, query)
@@ -145,8 +145,7 @@ class SearchService:
             if ident in marks:
                 item["highlight"] = {name: segments(text) for name, text in marks[ident].items()}
             results.append(item)
-        return {"jobs": results, "next_cursor": _encode(page[-1], fingerprint) if len(keys) > limit else None,
-                "order": chosen, "query": _describe(query)}
+        return {"jobs": results, **_paging(found, page, fingerprint, limit), "query": _describe(query)}
 
     def conversations(self, user: str, q: str | None = "", *, reasoning: bool = True, since: Any = None,
                       until: Any = None, favourite: Any = None, order: str | None = None, cursor: str | None = None,
@@ -161,18 +160,16 @@ class SearchService:
         chosen = _order(order, query)
         limit = _whole(limit, "limit", 1, MAX_PAGE)
         fingerprint = _fingerprint("conversations", query, checked, chosen, with_reasoning)
-        after = _decode(cursor, fingerprint)
-        keys = search.search_conversations(user, query, checked, with_reasoning, chosen, after, limit + 1)
-        page = keys[:limit]
+        after, chosen = _decode(cursor, fingerprint, chosen)
+        found = search.search_conversations(user, query, checked, with_reasoning, chosen, after, limit + 1)
+        page = found.keys[:limit]
         ids = [ident for _, ident in page]
         rows = {c.id: c for c in Conversation.select().where(Conversation.id.in_(ids))}
         counts = dict(Message.select(Message.conversation, fn.COUNT(Message.id)).where(
             Message.conversation.in_(ids)).group_by(Message.conversation).tuples())
         matches = search.conversation_matches(ids, query, with_reasoning)
         results = [_conversation(rows[i], counts.get(i, 0), matches.get(i)) for i in ids if i in rows]
-        return {"conversations": results,
-                "next_cursor": _encode(page[-1], fingerprint) if len(keys) > limit else None,
-                "order": chosen, "query": _describe(query)}
+        return {"conversations": results, **_paging(found, page, fingerprint, limit), "query": _describe(query)}
 
     def facets(self, user: str) -> dict[str, list[Any]]:
         """The values the user's jobs have for each choice filter (models, samplers, modes, sizes), for the UIs'
@@ -211,30 +208,53 @@ def _fingerprint(kind: str, query: Query, filters: Any, order: str, *extra: Any)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _encode(key: search.Key, fingerprint: str) -> str:
+def _paging(found: search.Found, page: list[search.Key], fingerprint: str, limit: int) -> dict[str, Any]:
+    """The answer's paging fields: the cursor of the next page, the order applied, and a note when it is not the
+    order asked for."""
+    more = len(found.keys) > limit
+    note = None
+    if found.ranked_at_most is not None:
+        note = (f"More than {found.ranked_at_most:,} matches: newest first rather than by relevance. "
+                "Add words or filters to rank them.")
+    return {"next_cursor": _encode(page[-1], fingerprint, found.order) if more else None, "order": found.order,
+            "note": note}
+
+
+def _encode(key: search.Key, fingerprint: str, order: str) -> str:
     value, ident = key
     if isinstance(value, dt.datetime):
         value = value.isoformat()
-    raw = json.dumps({"k": value, "i": ident, "f": fingerprint}, separators=(",", ":"))
+    raw = json.dumps({"k": value, "i": ident, "f": fingerprint, "o": order}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str | None, fingerprint: str) -> search.Key | None:
+def _decode(cursor: str | None, fingerprint: str, order: search.Order) -> tuple[search.Key | None, search.Order]:
+    """Where the cursor's page ended and the order its search applied (relevance may have become newest first);
+    (None, `order`) without a cursor."""
     if cursor is None or cursor == "":
-        return None
+        return None, order
     try:
         if not isinstance(cursor, str) or len(cursor) > 512:
             raise ValueError
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        key, ident = data["k"], data["i"]
-        if not isinstance(ident, int) or isinstance(key, bool) or not isinstance(key, int | float | str):
+        key, ident, applied = data["k"], data["i"], data.get("o", order)
+        # Only the order asked for, or newest first in place of relevance; its key a time or a score as it says.
+        if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident < 2**63 \
+                or applied not in (order, "newest"):
             raise ValueError
+        if applied == "relevance":
+            if isinstance(key, bool) or not isinstance(key, int | float):
+                raise ValueError
+        elif not isinstance(key, str):
+            raise ValueError
+        else:
+            dt.datetime.fromisoformat(key)
     except (ValueError, TypeError, KeyError):
         raise InvalidRequest({"cursor": "cursor is not one this server gave (pass next_cursor as it came)."}) from None
     if data.get("f") != fingerprint:
         raise InvalidRequest({"cursor": "cursor belongs to another search: keep the words, filters and order "
                                         "that gave it, or start again without a cursor."})
-    return key, ident
+    return (key, ident), applied
 
 
 def _conversation(c: Conversation, messages: int, match: search.ConversationMatch | None) -> dict[str, Any]:

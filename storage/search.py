@@ -30,6 +30,18 @@ _TITLE_WEIGHT = 2.0
 _PG_CONFIG = "'atelier'::regconfig"
 _HEADLINE = f"StartSel={MARK_START}, StopSel={MARK_END}"
 SNIPPET_TOKENS = 24
+# Ranking scores every match before the best page can be taken: over a few thousand matches that alone costs more
+# than a search may (bench/search.py: a word in 70 % of 100,000 prompts took 270 ms). Above this many matches (all
+# users' rows, counted no further), a search asked for by relevance comes newest first instead, and says so.
+RANK_AT_MOST = 3000
+# A few rows of an FTS5 table by rowid: FTS5 would take `rowid IN (…)` as one lookup per id, each evaluating the
+# whole match again (a prefix merges every word it starts: 3 ms each), so it reads the range once and the "+" keeps
+# the list out of its hands: only the rows in it reach highlight() and snippet().
+_FTS5_AMONG = "rowid BETWEEN ? AND ? AND +rowid IN ({marks})"
+# Above RANK_AT_MOST matches, a page by date walks the user's rows in that order, a chunk at a time, and asks the
+# index which of each chunk match (cost: the rows walked, not the matches); chunks grow while few match.
+FIRST_CHUNK = 64
+LAST_CHUNK = 16384
 
 
 @dataclass(frozen=True)
@@ -131,24 +143,91 @@ def _page(inner: str, params: list[Any], order: Order, after: Key | None, limit:
     return [(key, ident) for key, ident in _run(sql, [*params, limit])]
 
 
+@dataclass(frozen=True)
+class Found:
+    """One page of row ids with their sort keys, and the order that gave them: "newest" where relevance was asked
+    but more than RANK_AT_MOST rows matched (`ranked_at_most` is then RANK_AT_MOST, else None)."""
+
+    keys: list[Key]
+    order: Order
+    ranked_at_most: int | None = None
+
+
+def _by_time(order: Order) -> Order:
+    return "oldest" if order == "oldest" else "newest"
+
+
+def _count_at_most(sql: str, params: list[Any], cap: int) -> int:
+    """How many rows `sql` selects, counted no further than cap + 1."""
+    return int(_run(f"SELECT count(*) FROM ({sql} LIMIT ?) n", [*params, cap + 1])[0][0])
+
+
+def _job_match_count(query: Query) -> int:
+    """Jobs (every user's) matching the query's words, counted up to RANK_AT_MOST + 1: cheap, from the index."""
+    if is_postgres():
+        return _count_at_most(f"SELECT 1 FROM imagejob WHERE search @@ to_tsquery({_PG_CONFIG}, ?)",
+                              [tsquery(query.groups)], RANK_AT_MOST)
+    return _count_at_most("SELECT 1 FROM imagejob_fts WHERE imagejob_fts MATCH ?", [fts5_match(query.groups)],
+                          RANK_AT_MOST)
+
+
+def _matching_jobs(query: Query, ids: list[int]) -> set[int]:
+    """Which of `ids` match the query (its words, none of its excluded words)."""
+    if is_postgres():
+        sql = f"SELECT id FROM imagejob WHERE id = ANY(?) AND search @@ to_tsquery({_PG_CONFIG}, ?)"
+        params: list[Any] = [ids, tsquery(query.groups)]
+        if query.excluded:
+            sql += f" AND NOT (search @@ to_tsquery({_PG_CONFIG}, ?))"
+            params.append(tsquery_any(query.excluded))
+        return {row[0] for row in _run(sql, params)}
+    match = fts5_match(query.groups)
+    if query.excluded:
+        match = f"({match}) NOT ({fts5_any(query.excluded)})"
+    # A rowid range lets FTS5 read only that stretch of each word's list; the chunk's ids are close when its jobs
+    # were made in the order of their dates (as they are, but for imported ones: then the range is wider, not wrong).
+    rows = _run("SELECT rowid FROM imagejob_fts WHERE imagejob_fts MATCH ? AND rowid BETWEEN ? AND ?",
+                [match, min(ids), max(ids)])
+    return {row[0] for row in rows}
+
+
+def _walk(inner: str, params: list[Any], order: Order, after: Key | None, limit: int,
+          matching: Any) -> list[Key]:
+    """Rows of `inner` (selecting `key` and `id`) in `order` from the cursor on, those `matching` keeps (a function
+    of a chunk of ids), `limit` of them: a chunk at a time, each larger than the last while few match."""
+    found: list[Key] = []
+    size = FIRST_CHUNK
+    while len(found) < limit:
+        chunk = _page(inner, params, order, after, size)
+        if not chunk:
+            break
+        kept = matching([ident for _, ident in chunk])
+        found += [key for key in chunk if key[1] in kept][:limit - len(found)]
+        if len(chunk) < size:
+            break
+        after = chunk[-1]
+        size = min(size * 4, LAST_CHUNK)
+    return found
+
+
 def search_jobs(user: str, query: Query, filters: ImageFilters, order: Order, after: Key | None,
-                limit: int) -> list[Key]:
-    """The user's job ids matching `query` and `filters`, with their sort keys, one page."""
+                limit: int) -> Found:
+    """The user's job ids matching `query` and `filters`, with their sort keys, one page. Ranked when `order` is
+    relevance and at most RANK_AT_MOST jobs match (or the cursor `after` continues a ranked search), else by date."""
     sql = _Sql()
     _job_filters(sql, user, filters)
-    pg = is_postgres()
-    if query.excluded:
-        if pg:
-            sql.add(f"NOT (j.search @@ to_tsquery({_PG_CONFIG}, ?))", tsquery_any(query.excluded))
-        else:
-            sql.add("j.id NOT IN (SELECT rowid FROM imagejob_fts WHERE imagejob_fts MATCH ?)",
-                    fts5_any(query.excluded))
-    ranked = order == "relevance" and query.positive
     time_key = "j.created_at"
     if not query.positive:
-        inner = f"SELECT {time_key} AS key, j.id AS id FROM imagejob j WHERE {sql.clause()}"
-        return _page(inner, sql.params, "oldest" if order == "oldest" else "newest", after, limit)
-    if pg:
+        _exclude_jobs(sql, query.excluded)
+        by_date = f"SELECT {time_key} AS key, j.id AS id FROM imagejob j WHERE {sql.clause()}"
+        return Found(_page(by_date, sql.params, _by_time(order), after, limit), _by_time(order))
+    # A ranked search's next page stays ranked (its cursor holds a score), however many match by then.
+    if (after is None or order != "relevance") and _job_match_count(query) > RANK_AT_MOST:
+        by_date = f"SELECT {time_key} AS key, j.id AS id FROM imagejob j WHERE {sql.clause()}"
+        keys = _walk(by_date, sql.params, _by_time(order), after, limit, lambda ids: _matching_jobs(query, ids))
+        return Found(keys, _by_time(order), RANK_AT_MOST if order == "relevance" else None)
+    _exclude_jobs(sql, query.excluded)
+    ranked = order == "relevance"
+    if is_postgres():
         key = "(-ts_rank(j.search, q))::float8" if ranked else time_key
         inner = (f"SELECT {key} AS key, j.id AS id FROM imagejob j CROSS JOIN to_tsquery({_PG_CONFIG}, ?) q "
                  f"WHERE j.search @@ q AND {sql.clause()}")
@@ -159,7 +238,17 @@ def search_jobs(user: str, query: Query, filters: ImageFilters, order: Order, af
         inner = (f"SELECT {key} AS key, j.id AS id FROM imagejob_fts CROSS JOIN imagejob j "
                  f"ON j.id = imagejob_fts.rowid WHERE imagejob_fts MATCH ? AND {sql.clause()}")
         params = [fts5_match(query.groups), *sql.params]
-    return _page(inner, params, order if ranked else ("oldest" if order == "oldest" else "newest"), after, limit)
+    applied: Order = "relevance" if ranked else _by_time(order)
+    return Found(_page(inner, params, applied, after, limit), applied)
+
+
+def _exclude_jobs(sql: _Sql, excluded: tuple[Term, ...]) -> None:
+    if not excluded:
+        return
+    if is_postgres():
+        sql.add(f"NOT (j.search @@ to_tsquery({_PG_CONFIG}, ?))", tsquery_any(excluded))
+    else:
+        sql.add("j.id NOT IN (SELECT rowid FROM imagejob_fts WHERE imagejob_fts MATCH ?)", fts5_any(excluded))
 
 
 def job_highlights(ids: Sequence[int], query: Query) -> dict[int, dict[str, str]]:
@@ -174,8 +263,8 @@ def job_highlights(ids: Sequence[int], query: Query) -> dict[int, dict[str, str]
                     [_HEADLINE + ", HighlightAll=true"] * 2 + [tsquery(query.groups), *ids])
     else:
         rows = _run(f"SELECT rowid, highlight(imagejob_fts, 0, ?, ?), highlight(imagejob_fts, 1, ?, ?) "
-                    f"FROM imagejob_fts WHERE imagejob_fts MATCH ? AND rowid IN ({marks})",
-                    [MARK_START, MARK_END] * 2 + [fts5_match(query.groups), *ids])
+                    f"FROM imagejob_fts WHERE imagejob_fts MATCH ? AND {_FTS5_AMONG.format(marks=marks)}",
+                    [MARK_START, MARK_END] * 2 + [fts5_match(query.groups), min(ids), max(ids), *ids])
     return {row[0]: {"prompt": row[1], "negative_prompt": row[2]} for row in rows}
 
 
@@ -202,18 +291,53 @@ def _excluded_conversations(sql: _Sql, terms: tuple[Term, ...], reasoning: bool)
                 fts5_any(terms, None if reasoning else ("content",)), fts5_any(terms))
 
 
+def _message_match_count(query: Query, reasoning: bool) -> int:
+    """Messages (every user's) matching the query's words, counted up to RANK_AT_MOST + 1."""
+    if is_postgres():
+        return _count_at_most(f"SELECT 1 FROM message WHERE search @@ to_tsquery({_PG_CONFIG}, ?)",
+                              [tsquery(query.groups, "" if reasoning else "A")], RANK_AT_MOST)
+    return _count_at_most("SELECT 1 FROM message_fts WHERE message_fts MATCH ?",
+                          [fts5_match(query.groups, None if reasoning else ("content",))], RANK_AT_MOST)
+
+
+def _matching_conversations(query: Query, reasoning: bool, ids: list[int]) -> set[int]:
+    """Which of the conversations `ids` have a title or a message matching the query's words."""
+    marks = ", ".join("?" for _ in ids)
+    if is_postgres():
+        rows = _run(f"SELECT DISTINCT conversation_id FROM message WHERE conversation_id IN ({marks}) "
+                    f"AND search @@ to_tsquery({_PG_CONFIG}, ?) UNION SELECT id FROM conversation "
+                    f"WHERE id IN ({marks}) AND search @@ to_tsquery({_PG_CONFIG}, ?)",
+                    [*ids, tsquery(query.groups, "" if reasoning else "A"), *ids, tsquery(query.groups)])
+        return {row[0] for row in rows}
+    low, high = _run(f"SELECT min(id), max(id) FROM message WHERE conversation_id IN ({marks})", ids)[0]
+    found = set()
+    if low is not None:  # a range of message ids, as for jobs: FTS5 reads only that stretch of each word's list
+        found = {row[0] for row in _run(
+            f"SELECT DISTINCT m.conversation_id FROM message_fts CROSS JOIN message m ON m.id = message_fts.rowid "
+            f"WHERE message_fts MATCH ? AND message_fts.rowid BETWEEN ? AND ? AND m.conversation_id IN ({marks})",
+            [fts5_match(query.groups, None if reasoning else ("content",)), low, high, *ids])}
+    titles = _run(f"SELECT rowid FROM conversation_fts WHERE conversation_fts MATCH ? AND rowid IN ({marks})",
+                  [fts5_match(query.groups), *ids])
+    return found | {row[0] for row in titles}
+
+
 def search_conversations(user: str, query: Query, filters: ConversationFilters, reasoning: bool, order: Order,
-                         after: Key | None, limit: int) -> list[Key]:
-    """The user's conversation ids whose title or any message matches, with their sort keys, one page."""
+                         after: Key | None, limit: int) -> Found:
+    """The user's conversation ids whose title or any message matches, with their sort keys, one page. Ranked as
+    search_jobs ranks: by relevance when asked and at most RANK_AT_MOST messages match, else by date."""
     sql = _Sql()
     _conversation_filters(sql, user, filters)
     if query.excluded:
         _excluded_conversations(sql, query.excluded, reasoning)
     time_key = "c.updated_at"
-    by_time: Order = "oldest" if order == "oldest" else "newest"
+    by_time = _by_time(order)
+    by_date = f"SELECT {time_key} AS key, c.id AS id FROM conversation c WHERE {sql.clause()}"
     if not query.positive:
-        inner = f"SELECT {time_key} AS key, c.id AS id FROM conversation c WHERE {sql.clause()}"
-        return _page(inner, sql.params, by_time, after, limit)
+        return Found(_page(by_date, sql.params, by_time, after, limit), by_time)
+    if (after is None or order != "relevance") and _message_match_count(query, reasoning) > RANK_AT_MOST:
+        keys = _walk(by_date, sql.params, by_time, after, limit,
+                     lambda ids: _matching_conversations(query, reasoning, ids))
+        return Found(keys, by_time, RANK_AT_MOST if order == "relevance" else None)
     if is_postgres():
         messages = (f"SELECT m.conversation_id AS cid, (-ts_rank(m.search, q))::float8 AS score FROM message m "
                     f"CROSS JOIN to_tsquery({_PG_CONFIG}, ?) q JOIN conversation cm ON cm.id = m.conversation_id "
@@ -233,7 +357,8 @@ def search_conversations(user: str, query: Query, filters: ConversationFilters, 
     key = "h.score" if order == "relevance" else time_key
     inner = (f"SELECT {key} AS key, c.id AS id FROM (SELECT cid, MIN(score) AS score FROM ({messages} UNION ALL "
              f"{titles}) u GROUP BY cid) h JOIN conversation c ON c.id = h.cid WHERE {sql.clause()}")
-    return _page(inner, [*match_params, *sql.params], order if order == "relevance" else by_time, after, limit)
+    applied: Order = "relevance" if order == "relevance" else by_time
+    return Found(_page(inner, [*match_params, *sql.params], applied, after, limit), applied)
 
 
 @dataclass
@@ -258,13 +383,13 @@ def conversation_matches(ids: Sequence[int], query: Query, reasoning: bool) -> d
                       [_HEADLINE + ", HighlightAll=true", tsquery(query.groups), *ids])
     else:
         titles = _run(f"SELECT rowid, highlight(conversation_fts, 0, ?, ?) FROM conversation_fts "
-                      f"WHERE conversation_fts MATCH ? AND rowid IN ({marks})",
-                      [MARK_START, MARK_END, fts5_match(query.groups), *ids])
+                      f"WHERE conversation_fts MATCH ? AND {_FTS5_AMONG.format(marks=marks)}",
+                      [MARK_START, MARK_END, fts5_match(query.groups), min(ids), max(ids), *ids])
     for cid, marked in titles:
         found[cid].title = marked
     for cid, message_id, content, reasoning_text in _best_messages(ids, query, reasoning):
         match = found[cid]
-        if match.message_id is None:  # rows come best first
+        if match.message_id is None:
             match.message_id = message_id
             in_content = MARK_START in content or not reasoning
             match.field = "content" if in_content else "reasoning"
@@ -273,18 +398,36 @@ def conversation_matches(ids: Sequence[int], query: Query, reasoning: bool) -> d
 
 
 def _best_messages(ids: Sequence[int], query: Query, reasoning: bool) -> list[tuple[Any, ...]]:
-    """(conversation id, message id, marked content snippet, marked reasoning snippet), best match first."""
+    """(conversation id, message id, marked content snippet, marked reasoning snippet) of each conversation's best
+    matching message: the best found first, then only their snippets made (a snippet costs far more than a score)."""
     marks = ", ".join("?" for _ in ids)
     if is_postgres():
-        options = _HEADLINE + ", MaxFragments=2, MaxWords=24, MinWords=8, FragmentDelimiter=…"
-        return _run(f"SELECT m.conversation_id, m.id, ts_headline({_PG_CONFIG}, m.content, q, ?), "
-                    f"ts_headline({_PG_CONFIG}, m.reasoning, q, ?) FROM message m CROSS JOIN "
+        q = tsquery(query.groups, "" if reasoning else "A")
+        best = _run(f"SELECT DISTINCT ON (m.conversation_id) m.conversation_id, m.id FROM message m CROSS JOIN "
                     f"to_tsquery({_PG_CONFIG}, ?) q WHERE m.search @@ q AND m.conversation_id IN ({marks}) "
-                    "ORDER BY ts_rank(m.search, q) DESC, m.id",
-                    [options, options, tsquery(query.groups, "" if reasoning else "A"), *ids])
-    return _run(f"SELECT m.conversation_id, m.id, snippet(message_fts, 0, ?, ?, '…', {SNIPPET_TOKENS}), "
-                f"snippet(message_fts, 1, ?, ?, '…', {SNIPPET_TOKENS}) FROM message_fts CROSS JOIN message m "
-                f"ON m.id = message_fts.rowid WHERE message_fts MATCH ? AND m.conversation_id IN ({marks}) "
-                f"ORDER BY {_MESSAGE_BM25}, m.id",
-                [MARK_START, MARK_END, MARK_START, MARK_END,
-                 fts5_match(query.groups, None if reasoning else ("content",)), *ids])
+                    "ORDER BY m.conversation_id, ts_rank(m.search, q) DESC, m.id", [q, *ids])
+        if not best:
+            return []
+        options = _HEADLINE + ", MaxFragments=2, MaxWords=24, MinWords=8, FragmentDelimiter=…"
+        chosen = ", ".join("?" for _ in best)
+        rows = _run(f"SELECT m.id, ts_headline({_PG_CONFIG}, m.content, q, ?), ts_headline({_PG_CONFIG}, m.reasoning, "
+                    f"q, ?) FROM message m CROSS JOIN to_tsquery({_PG_CONFIG}, ?) q WHERE m.id IN ({chosen})",
+                    [options, options, q, *(message for _, message in best)])
+    else:
+        match = fts5_match(query.groups, None if reasoning else ("content",))
+        low, high = _run(f"SELECT min(id), max(id) FROM message WHERE conversation_id IN ({marks})", list(ids))[0]
+        if low is None:
+            return []
+        scored = _run(f"SELECT m.conversation_id, m.id FROM message_fts CROSS JOIN message m ON m.id = "
+                      f"message_fts.rowid WHERE message_fts MATCH ? AND message_fts.rowid BETWEEN ? AND ? AND "
+                      f"m.conversation_id IN ({marks}) ORDER BY {_MESSAGE_BM25}, m.id", [match, low, high, *ids])
+        best = list({cid: (cid, message) for cid, message in reversed(scored)}.values())  # each one's first
+        if not best:
+            return []
+        chosen = [message for _, message in best]
+        rows = _run(f"SELECT rowid, snippet(message_fts, 0, ?, ?, '…', {SNIPPET_TOKENS}), "
+                    f"snippet(message_fts, 1, ?, ?, '…', {SNIPPET_TOKENS}) FROM message_fts WHERE message_fts MATCH ? "
+                    f"AND {_FTS5_AMONG.format(marks=', '.join('?' for _ in chosen))}",
+                    [MARK_START, MARK_END, MARK_START, MARK_END, match, min(chosen), max(chosen), *chosen])
+    snippets = {row[0]: (row[1], row[2]) for row in rows}
+    return [(cid, message, *snippets[message]) for cid, message in best if message in snippets]

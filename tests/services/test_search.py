@@ -17,7 +17,7 @@ from services.search import SearchService
 from storage.connections import is_postgres
 from storage.db import open_database
 from storage.migrations import MIGRATIONS, migrate
-from storage.models import Collection, CollectionItem, ImageJob, Message
+from storage.models import Collection, CollectionItem, Conversation, ImageJob, Message
 from storage.query import parse
 from tests.services.helpers import add_chat, add_job
 
@@ -216,17 +216,188 @@ def _reference(query_text: str) -> set[str]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pieces=st.lists(_piece, max_size=6))
-def test_fuzzed_queries_match_the_reference(db: object, pieces: list[str]) -> None:
+@given(pieces=st.lists(_piece, max_size=6), cap=st.sampled_from([0, 3000]))
+def test_fuzzed_queries_match_the_reference(db: object, pieces: list[str], cap: int) -> None:
+    """Ranked (cap 3000), or walked newest first (cap 0: every search has too many matches to rank)."""
+    from storage import search as storage_search
+
     if not ImageJob.select().exists():
         for doc in DOCS:
             add_job("alice", doc)
             add_job("bob", doc)
     text = " ".join(pieces)
+    original = storage_search.RANK_AT_MOST
+    storage_search.RANK_AT_MOST = cap
+    try:
+        found = search.images("alice", text, limit=200)
+    finally:
+        storage_search.RANK_AT_MOST = original
     if any(not any(w.startswith(tok) for w in VOCAB) for tok in re.findall(r"[^\W_]+", text.lower())):
-        found = search.images("alice", text, limit=200)  # stray letters: only no error is asked
-        assert all(j["prompt"] in DOCS for j in found["jobs"])
+        assert all(j["prompt"] in DOCS for j in found["jobs"])  # stray letters: only no error is asked
         return
-    found = search.images("alice", text, limit=200)
-    assert {j["prompt"] for j in found["jobs"]} == _reference(text)
+    assert {j["prompt"] for j in found["jobs"]} == _reference(text), (text, cap)
     assert all(ImageJob.get_by_id(j["job_id"]).user == "alice" for j in found["jobs"])
+
+
+# --- Many matches: newest first, said so, paged by the walk -------------------------------------------------
+@pytest.fixture
+def small_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank at most 3 matches and walk 2 rows at a first chunk: the big-history paths on a handful of rows."""
+    from storage import search as storage_search
+
+    monkeypatch.setattr(storage_search, "RANK_AT_MOST", 3)
+    monkeypatch.setattr(storage_search, "FIRST_CHUNK", 2)
+
+
+def _all_pages(method: str, text: str, limit: int, **filters: object) -> tuple[list[int], list[dict]]:
+    seen: list[int] = []
+    pages = []
+    cursor = None
+    while True:
+        page = getattr(search, method)("alice", text, limit=limit, cursor=cursor, **filters)
+        pages.append(page)
+        key = "jobs" if method == "images" else "conversations"
+        seen += [item["job_id" if key == "jobs" else "conversation_id"] for item in page[key]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen, pages
+
+
+def test_many_matches_come_newest_first_and_say_so(db: object, small_cap: None) -> None:
+    day = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    cats = []
+    for i in range(9):
+        add_job("bob", "a cat", created_at=day + dt.timedelta(hours=i))
+        add_job("alice", "a dog", created_at=day + dt.timedelta(hours=i))
+        night = " at night" if i % 3 == 0 else ""
+        cats.append(add_job("alice", f"a cat{night}", created_at=day + dt.timedelta(hours=i, minutes=1)).id)
+    # An imported job: an old date with a new id (the walk's id ranges are then wide, never wrong).
+    cats.append(add_job("alice", "an old cat", created_at=day - dt.timedelta(days=30)).id)
+    newest = [*cats[-2::-1], cats[-1]]
+    page = search.images("alice", "cat")
+    assert page["order"] == "newest"
+    assert "More than 3 matches" in page["note"]
+    assert ids(page) == newest
+    for limit in (1, 3, 20):
+        seen, pages = _all_pages("images", "cat", limit)
+        assert seen == newest, limit
+        assert all(p["order"] == "newest" for p in pages)
+    assert _all_pages("images", "cat", 2, order="oldest")[0] == newest[::-1]
+    assert _all_pages("images", "cat -night", 2)[0] == [j for j in newest if j not in cats[0:9:3]]
+    assert _all_pages("images", "cat", 2, since=day)[0] == newest[:-1]
+    first = search.images("alice", "cat")["jobs"][0]
+    assert marked(first["highlight"]["prompt"]) == ["cat"]
+    assert search.images("alice", "dragon")["note"] is None  # few matches: ranked, nothing to say
+
+
+def test_a_ranked_search_stays_ranked_across_its_pages(db: object, small_cap: None) -> None:
+    made = [add_job("alice", f"owl {'owl ' * i}").id for i in range(3)]
+    page = search.images("alice", "owl", limit=1)
+    assert page["order"] == "relevance"
+    for _ in range(4):  # now more than RANK_AT_MOST match: the next pages keep the order they began with
+        add_job("alice", "owl")
+    rest = _all_pages_from("owl", page["next_cursor"])
+    assert rest[0]["order"] == "relevance"
+    assert set(ids(page)) | {i for p in rest for i in ids(p)} >= set(made)
+
+
+def _all_pages_from(text: str, cursor: str | None) -> list[dict]:
+    pages = []
+    while cursor is not None:
+        page = search.images("alice", text, limit=1, cursor=cursor)
+        pages.append(page)
+        cursor = page["next_cursor"]
+    return pages
+
+
+def test_many_matching_conversations_come_newest_first(db: object, small_cap: None) -> None:
+    day = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    made = [add_chat("alice", f"chat {i}", ("tell me about gardens", ""), ("plant roses", "garden thoughts"),
+                     updated=day + dt.timedelta(hours=i)).id for i in range(6)]
+    add_chat("alice", "other", ("nothing here", ""), updated=day + dt.timedelta(days=2))
+    titled = add_chat("alice", "garden notes", ("hello", ""), updated=day - dt.timedelta(days=1)).id
+    add_chat("bob", "bob's", ("garden garden", ""), updated=day + dt.timedelta(days=3))
+    page = search.conversations("alice", "garden")
+    assert page["order"] == "newest"
+    assert page["note"]
+    expected = [*made[::-1], titled]
+    assert _all_pages("conversations", "garden", 2)[0] == expected
+    assert _all_pages("conversations", "roses", 4, reasoning=False)[0] == made[::-1]
+    assert _all_pages("conversations", "thoughts", 4, reasoning=False)[0] == []
+    best = page["conversations"][0]
+    assert best["match"]["field"] == "content"
+    assert marked(best["match"]["snippet"]) == ["gardens"]
+
+
+@pytest.mark.parametrize("forged", [
+    {"k": 1.5, "i": 1, "o": "newest"}, {"k": "not a time", "i": 1, "o": "newest"}, {"k": "x", "i": 1, "o": "relevance"},
+    {"k": "2026-01-01T00:00:00", "i": 2**70, "o": "newest"}, {"k": True, "i": 1, "o": "relevance"},
+    {"k": "2026-01-01T00:00:00", "i": 1, "o": "oldest"}, {"k": [], "i": 1}])
+def test_a_forged_cursor_is_refused_not_run(db: object, forged: dict) -> None:
+    import base64
+    import json
+
+    add_job("alice", "cat")
+    real = search.images("alice", "cat", order="relevance", limit=1, cursor=None)
+    add_job("alice", "cat")
+    page = search.images("alice", "cat", order="relevance", limit=1)
+    payload = json.loads(base64.urlsafe_b64decode(page["next_cursor"] + "=" * (-len(page["next_cursor"]) % 4)))
+    cursor = base64.urlsafe_b64encode(json.dumps({**forged, "f": payload["f"]}).encode()).decode()
+    with pytest.raises(InvalidRequest) as refused:
+        search.images("alice", "cat", order="relevance", limit=1, cursor=cursor)
+    assert "cursor" in refused.value.errors
+    assert real["jobs"]
+
+
+# --- Fuzz: conversations too, on both paths (ranked, and walked newest first) ---------------------------------
+def _chat_reference(query_text: str, reasoning: bool) -> set[int]:
+    q = parse(query_text)
+    docs = {i: (DOCS[i], DOCS[(i + 13) % len(DOCS)]) for i in range(0, len(DOCS), 2)}
+
+    def holds(term: object, doc: str) -> bool:
+        return _reference_holds(term, doc)
+
+    def text_of(i: int) -> list[str]:
+        return [docs[i][0], docs[i][1]] if reasoning else [docs[i][0]]
+
+    return {i for i in docs
+            if all(any(holds(t, d) for t in group for d in text_of(i)) for group in q.groups)
+            and not any(holds(t, d) for t in q.excluded for d in text_of(i))}
+
+
+def _reference_holds(term: object, doc: str) -> bool:
+    words = doc.split()
+    tokens = list(term.tokens)  # type: ignore[attr-defined]
+    for start in range(len(words) - len(tokens) + 1):
+        window = words[start:start + len(tokens)]
+        if window[:-1] == tokens[:-1] and (window[-1].startswith(tokens[-1]) if term.prefix  # type: ignore
+                                           else window[-1] == tokens[-1]):
+            return True
+    return False
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(_piece, max_size=5), reasoning=st.booleans(), cap=st.sampled_from([0, 3000]))
+def test_fuzzed_conversation_queries_match_the_reference(db: object, pieces: list[str], reasoning: bool,
+                                                         cap: int) -> None:
+    from storage import search as storage_search
+
+    if not Message.select().exists():
+        for i in range(0, len(DOCS), 2):  # one answer per conversation: its content and its reasoning
+            chat = add_chat("alice", f"t{i}", ("q", ""), (DOCS[i], DOCS[(i + 13) % len(DOCS)]))
+            Conversation.update(title=str(i)).where(Conversation.id == chat.id).execute()
+            add_chat("bob", "x", ("q", ""), (DOCS[i], DOCS[i]))
+    text = " ".join(pieces)
+    original = storage_search.RANK_AT_MOST
+    storage_search.RANK_AT_MOST = cap
+    try:
+        found = search.conversations("alice", text, reasoning=reasoning, limit=200)
+    finally:
+        storage_search.RANK_AT_MOST = original
+    titles = {int(c["title"]) for c in found["conversations"]}
+    assert all(Conversation.get_by_id(c["conversation_id"]).user == "alice" for c in found["conversations"])
+    if any(not any(w.startswith(tok) for w in VOCAB) for tok in re.findall(r"[^\W_]+", text.lower())):
+        return  # stray letters: only no error is asked
+    if "q" in re.findall(r"[^\W_]+", text.lower()):
+        return  # the user's own turn ("q") is searched too; the reference leaves it out
+    assert titles == _chat_reference(text, reasoning), (text, reasoning, cap)
