@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
                   lifespan=lifespan(services, blocks, janitor))
     app.state.services, app.state.janitor, app.state.auth, app.state.limiter = services, janitor, auth, limiter
-    add_rest(app, settings.limit_reads)
+    add_rest(app, settings.limit_reads, settings.limit_uploads)
     mount_frontend(app)  # before Gradio's catch-all mount at /
     auth.gradio_app = mount_gradio(app, blocks, services, has_users)
     adopt_gradio(blocks, auth.gradio_app, services, guard)
@@ -175,7 +175,8 @@ def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authen
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads})
     # Outermost: unused body routes are refused and every body is capped before anything reads it.
-    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes)
+    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes,
+                       archive_max_bytes=settings.archive_max_bytes)
 
 
 def open_share_link(settings: Settings) -> str | None:

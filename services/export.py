@@ -191,6 +191,11 @@ class ExportService:
                 break
         return found[:MAX_EXPORT_JOBS]
 
+    def file_count(self, job_ids: list[int]) -> int:
+        """How many images the jobs have (an export's progress counts them)."""
+        return sum(ImageFile.select().where(ImageFile.job.in_(job_ids[at:at + ID_CHUNK])).count()
+                   for at in range(0, len(job_ids), ID_CHUNK))
+
     def images_zip(self, user: str, job_ids: list[int], name: str = "atelier-images") -> Export:
         """A zip of the jobs' PNGs as stored (their A1111 `parameters` inside), then manifest.json: each job's
         settings and its files' names, sizes and sha256. Call job_ids() first: ids here must be the user's own."""
