@@ -48,8 +48,8 @@ def layout() -> AccountPanel:
                 import_status = gr.Markdown(elem_id="account-import-status")
         with gr.Row():
             retention = gr.Markdown()
-            days = gr.Number(label="Delete my images and conversations after (days; empty: the server's rule)",
-                             value=None, precision=0, minimum=1, maximum=MAX_DAYS)
+            days = gr.Number(label="Delete my images and conversations after (days; empty or 0: the server's rule)",
+                             value=None, precision=0, minimum=0, maximum=MAX_DAYS)
             save_btn = gr.Button("Save", size="sm")
     return AccountPanel(export_btn, export_status, export_file, archive, import_btn, import_status, retention, days,
                         save_btn)
@@ -79,16 +79,17 @@ class AccountActions:
     def retention(self, request: gr.Request) -> tuple[str, Any]:
         """The retention line and the user's own days."""
         rule = self.services.retention.describe(user_of(request))
-        server = f"{rule['server_days']} days" if rule["server_days"] else "keeps everything"
-        effective = f"after {rule['effective_days']} days" if rule["effective_days"] else "never"
-        line = (f"The server {server}; yours: {rule['user_days'] or 'not set'}. Your work older than that is deleted "
-                f"{effective} (favourites and jobs in a collection are kept).")
+        server = f"deletes work after {rule['server_days']} days" if rule["server_days"] else "keeps everything"
+        mine = f"{rule['user_days']} days" if rule["user_days"] else "not set"
+        effective = (f"your images and conversations go after {rule['effective_days']} days (favourites and jobs in "
+                     "a collection are kept)" if rule["effective_days"] else "nothing of yours is deleted")
+        line = f"The server {server}; your own limit: {mine}. So {effective}."
         return line, rule["user_days"]
 
     def save(self, days: float | None, request: gr.Request) -> tuple[str, Any]:
-        """Set (or, empty, clear) the user's retention days."""
+        """Set the user's retention days (empty or 0 clears them: a Number box sends 0 when empty)."""
         try:
-            self.services.user_settings.set(user_of(request), "retention_days", None if days is None else int(days))
+            self.services.user_settings.set(user_of(request), "retention_days", int(days) if days else None)
         except InvalidRequest as error:
             raise refused(error) from None
         return self.retention(request)

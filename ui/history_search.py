@@ -48,6 +48,11 @@ def export_folder() -> Path:
     return folder
 
 
+def size(n: int) -> str:
+    """A byte count for people: kB under a megabyte, MB above."""
+    return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
 def stream_to_file(export: Any) -> Iterator[tuple[str, str | None]]:
     """Write a streamed Export to a file, yielding (status line, None) as it goes and (last line, path) at the end;
     a half-written file is removed, so nothing partial is ever offered."""
@@ -59,19 +64,19 @@ def stream_to_file(export: Any) -> Iterator[tuple[str, str | None]]:
                 out.write(chunk)
                 if time.monotonic() - shown > PROGRESS_EVERY_S:
                     shown = time.monotonic()
-                    yield f"Exporting… {export.done} of {export.total} jobs, {out.tell() / 1e6:.1f} MB", None
+                    yield f"Exporting… {export.done} of {export.total} jobs, {size(out.tell())}", None
     except BaseException:
         target.unlink(missing_ok=True)
         raise
     gone = f" ({len(export.missing)} image(s) had gone from the store)" if export.missing else ""
-    yield f"Exported {export.total} job(s): {target.stat().st_size / 1e6:.1f} MB{gone}.", str(target)
+    yield f"Exported {export.total} job(s): {size(target.stat().st_size)}{gone}.", str(target)
 
 
-def given(since: str, until: str, model: str | None, mode: str | None, sampler: str | None, seed: float | None,
+def given(since: str, until: str, model: str | None, mode: str | None, sampler: str | None, seed: str | None,
           lora: str, favourites: bool, collection: int | None) -> dict[str, Any]:
     """The filters the user set, as the search service takes them (it checks each and names a bad one)."""
     filters = {"since": since, "until": until, "model": model, "mode": mode, "sampler": sampler,
-               "seed": None if seed is None else int(seed), "lora": lora, "favourite": True if favourites else None,
+               "seed": (seed or "").strip(), "lora": lora, "favourite": True if favourites else None,
                "collection_id": collection}
     return {name: value for name, value in filters.items() if value not in (None, "")}
 
@@ -86,7 +91,7 @@ class SearchPanel:
     model: gr.Dropdown
     mode: gr.Dropdown
     sampler: gr.Dropdown
-    seed: gr.Number
+    seed: gr.Textbox
     lora: gr.Textbox
     favourites: gr.Checkbox
     collection: gr.Dropdown
@@ -125,7 +130,7 @@ def layout() -> SearchPanel:
             mode = gr.Dropdown(MODES, label="Mode", value=None)
         with gr.Row():
             sampler = gr.Dropdown([], label="Sampler", allow_custom_value=True, value=None)
-            seed = gr.Number(label="Seed", value=None, precision=0, minimum=0)
+            seed = gr.Textbox(label="Seed", max_length=20)  # a Number would send 0 when empty
             lora = gr.Textbox(label="LoRA", max_length=255)
             favourites = gr.Checkbox(label="Favourites only", elem_id="history-favourites-only")
             collection = gr.Dropdown([], label="Collection", value=None, elem_id="history-collection")
@@ -161,7 +166,7 @@ class HistorySearch:
         self.services = services
 
     def find(self, query: str, since: str, until: str, model: str | None, mode: str | None, sampler: str | None,
-             seed: float | None, lora: str, favourites: bool, collection: int | None, order: str,
+             seed: str | None, lora: str, favourites: bool, collection: int | None, order: str,
              request: gr.Request, cursor: str | None = None) -> tuple[Any, ...]:
         """One page of jobs: (thumbnails, table rows, their job ids, a status line, the next cursor, Next's
         visibility). Nothing to search for: the newest jobs, as the tab always showed."""
@@ -178,7 +183,7 @@ class HistorySearch:
         return (*self.shown(page["jobs"]), self.describe(page), page["next_cursor"], gr.Button(visible=more))
 
     def next_page(self, query: str, since: str, until: str, model: str | None, mode: str | None,
-                  sampler: str | None, seed: float | None, lora: str, favourites: bool, collection: int | None,
+                  sampler: str | None, seed: str | None, lora: str, favourites: bool, collection: int | None,
                   order: str, cursor: str | None, request: gr.Request) -> tuple[Any, ...]:
         """The next page of the search shown."""
         return self.find(query, since, until, model, mode, sampler, seed, lora, favourites, collection, order,
@@ -255,7 +260,7 @@ class HistorySearch:
         return self.collect(job, name, request, take_out=True)
 
     def export(self, way: str, job: dict[str, Any] | None, query: str, since: str, until: str, model: str | None,
-               mode: str | None, sampler: str | None, seed: float | None, lora: str, favourites: bool,
+               mode: str | None, sampler: str | None, seed: str | None, lora: str, favourites: bool,
                collection: int | None, order: str, request: gr.Request) -> Iterator[tuple[str, str | None]]:
         """The zip named by `way`, written as it streams with a status line, then offered for download."""
         chosen: dict[str, Any] = {"everything": True}

@@ -25,7 +25,7 @@ from ui.history_conversations import ConversationActions
 from ui.history_search import EXPORT_WAYS, HistorySearch, stream_to_file
 
 ALICE, BOB = SimpleNamespace(username="alice"), SimpleNamespace(username="bob")
-NO_FILTERS = ("", "", None, None, None, None, "", False, None, "relevance")
+NO_FILTERS = ("", "", None, None, None, "", "", False, None, "relevance")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_search_finds_hers_marked_and_bob_sees_none(services: Any) -> None:
 
 
 @pytest.mark.parametrize(("filters", "field"), [({"since": "yesterday"}, "since"), ({"mode": "sketch"}, "mode"),
-                                               ({"seed": -3}, "seed")])
+                                               ({"seed": "-3"}, "seed"), ({"seed": "x"}, "seed")])
 def test_a_bad_filter_is_a_toast_naming_it(services: Any, filters: dict[str, Any], field: str) -> None:
     names = ["since", "until", "model", "mode", "sampler", "seed", "lora", "favourites", "collection", "order"]
     values = dict(zip(names, NO_FILTERS, strict=True)) | filters
@@ -78,7 +78,7 @@ def test_favourites_and_collections_are_hers_alone(services: Any) -> None:
         ui.toggle_favourite(details, BOB)
     assert not ImageJob.get_by_id(job).favourite
     assert ui.toggle_favourite(details, ALICE)["favourite"] is True
-    favourites = ui.find("", "", "", None, None, None, None, "", True, None, "relevance", ALICE)[2]
+    favourites = ui.find("", "", "", None, None, None, "", "", True, None, "relevance", ALICE)[2]
     assert favourites == [job]
     with pytest.raises(gr.Error, match="job_ids"):
         ui.collect(details, "Bob's lights", BOB)  # his collection is made, her job is refused: nothing added
@@ -86,10 +86,10 @@ def test_favourites_and_collections_are_hers_alone(services: Any) -> None:
     ui.collect(details, "  Lights ", ALICE)
     mine = services.collections.list("alice")
     assert [(c["name"], c["jobs"]) for c in mine] == [("Lights", 1)]
-    found = ui.find("", "", "", None, None, None, None, "", False, mine[0]["collection_id"], "newest", ALICE)[2]
+    found = ui.find("", "", "", None, None, None, "", "", False, mine[0]["collection_id"], "newest", ALICE)[2]
     assert found == [job]
     with pytest.raises(gr.Error, match="collection_id"):
-        ui.find("", "", "", None, None, None, None, "", False, mine[0]["collection_id"], "newest", BOB)
+        ui.find("", "", "", None, None, None, "", "", False, mine[0]["collection_id"], "newest", BOB)
     ui.take_out(details, "Lights", ALICE)
     assert services.collections.list("alice")[0]["jobs"] == 0
 
@@ -164,11 +164,13 @@ def test_the_account_moves_to_carol_and_a_bad_archive_writes_nothing(services: A
     assert HistorySearch(services).find("comet", *NO_FILTERS, carol)[2]
     line, days = ui.save(30, carol)
     assert days == 30
-    assert "yours: 30" in line
+    assert "your own limit: 30 days" in line
     with pytest.raises(gr.Error, match="retention_days"):
         ui.save(-5, carol)
     assert ui.retention(carol)[1] == 30
     assert ui.save(None, carol)[1] is None
+    assert ui.save(30, carol)[1] == 30
+    assert ui.save(0, carol)[1] is None
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         assert "manifest.json" in z.namelist()
 

@@ -1,0 +1,77 @@
+import { readFileSync } from "node:fs";
+import { expect, keepScreenshot, test, type Page } from "./fixtures";
+import { setSlider } from "./pictures";
+
+/** Make a small image job from the Image tab, as a person would. */
+async function generate(page: Page, prompt: string): Promise<void> {
+  await page.locator("#image-prompt textarea").fill(prompt);
+  await setSlider(page, "body", "Width", 64);
+  await setSlider(page, "body", "Height", 64);
+  await setSlider(page, "body", "Steps", 2);
+  await page.locator("#image-generate").click();
+  await expect(page.locator("#image-progress")).toContainText(/done in [\d.]+ s/, { timeout: 60_000 });
+}
+
+/** Click a download link and wait for the file; its bytes. */
+async function download(page: Page, link: string): Promise<Buffer> {
+  const [file] = await Promise.all([page.waitForEvent("download"), page.locator(link).first().click()]);
+  return readFileSync((await file.path())!);
+}
+
+test("the History tab searches prompts, marks a favourite, exports the results and moves the account", async ({ page }) => {
+  await page.goto("/");
+  await expect(page.locator("#image-prompt textarea")).toHaveCount(1);
+  await generate(page, "a windmill under the aurora");
+  await generate(page, "a ginger cat asleep on a quilt");
+
+  await page.getByRole("tab", { name: "History" }).click();
+  const search = page.locator("#history-search textarea");
+  await search.click();
+  await page.keyboard.type("windmill -cat");
+  await page.keyboard.press("Enter");
+  const table = page.locator("#history-table");
+  await expect(table).toContainText("«windmill»");
+  await expect(table).not.toContainText("ginger");
+  await expect(page.locator("#history-search-status")).toContainText("1 job(s) on this page");
+
+  // Select the job found, and mark it as a favourite.
+  await table.getByRole("gridcell", { name: "a «windmill» under the aurora" }).click();
+  await expect(page.getByText("a windmill under the aurora").first()).toBeVisible();
+  await page.locator("#history-favourite").click();
+  await expect(page.getByText("is a favourite")).toBeVisible();
+  await expect(table).toContainText("★");
+
+  // Only favourites, with no words: the windmill alone.
+  await search.fill("");
+  await page.getByText("Filters").click();
+  await page.locator("#history-favourites-only input").check();
+  await page.locator("#history-search-btn").click();
+  await expect(table).toContainText("★ a windmill");
+  await expect(table).not.toContainText("ginger");
+
+  // Export this search's results (the default choice): a zip with the PNG and its manifest.
+  await page.locator("#history-export").click();
+  await expect(page.locator("#history-export-status")).toContainText("Exported 1 job(s)");
+  const zip = await download(page, "#history-export-file a");
+  expect(zip.subarray(0, 2).toString()).toBe("PK");
+  expect(zip.includes(Buffer.from("manifest.json"))).toBe(true);
+  await keepScreenshot(page, "gradio-history-search");
+
+  // The whole account out, and back in: everything arrives again.
+  await page.getByText("Your account: archive, import, retention").click();
+  await page.locator("#account-export").click();
+  await expect(page.locator("#account-export-status")).toContainText(/Exported \d+ job\(s\)/);
+  const archive = await download(page, "#account-export-file a");
+  await page.locator("#account-import-file input[type=file]").setInputFiles({
+    name: "account.zip",
+    mimeType: "application/zip",
+    buffer: archive,
+  });
+  await page.locator("#account-import").click();
+  await expect(page.locator("#account-import-status")).toContainText(/Imported \d+ jobs, \d+ images/);
+  await page.locator("#history-favourites-only input").uncheck();
+  await search.fill("windmill");
+  await page.locator("#history-search-btn").click();
+  await expect(page.locator("#history-search-status")).toContainText("2 job(s) on this page");
+  await keepScreenshot(page, "gradio-history-import");
+});
