@@ -1,0 +1,115 @@
+import { useState, type FormEvent } from "react";
+import { Loader2, Search, Star } from "lucide-react";
+import { Button } from "@/components/ui/button";
+import { Input } from "@/components/ui/input";
+import { errorFromException, type AppError } from "@/lib/errors";
+import { setFavourite } from "@/lib/history";
+import type { Segment } from "@/lib/types";
+
+export const SEARCH_HELP = 'All words must match; "a phrase", pref*, -word or NOT word, a OR b.';
+
+interface SearchBarProps {
+  /** The query shown on the screen (applied when the user submits it). */
+  query: { q: string; favourite: boolean };
+  onSearch: (query: { q: string; favourite: boolean }) => void;
+  placeholder: string;
+  testId: string;
+  busy?: boolean;
+}
+
+/** A search box with a favourites-only toggle; Enter or the button applies it. */
+export function SearchBar({ query, onSearch, placeholder, testId, busy = false }: SearchBarProps) {
+  const [text, setText] = useState(query.q);
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    onSearch({ q: text, favourite: query.favourite });
+  };
+  return (
+    <form role="search" className="flex flex-wrap items-center gap-2" onSubmit={submit} data-testid={testId}>
+      <Input
+        type="search"
+        value={text}
+        maxLength={1000}
+        onChange={(event) => setText(event.target.value)}
+        placeholder={placeholder}
+        title={SEARCH_HELP}
+        aria-label={placeholder}
+        className="min-w-48 flex-1"
+        data-testid={`${testId}-input`}
+      />
+      <Button
+        type="button"
+        variant={query.favourite ? "default" : "outline"}
+        size="sm"
+        aria-pressed={query.favourite}
+        onClick={() => onSearch({ q: text, favourite: !query.favourite })}
+        data-testid={`${testId}-favourites`}
+      >
+        <Star className={query.favourite ? "fill-current" : undefined} />
+        Favourites
+      </Button>
+      <Button type="submit" size="sm" disabled={busy} data-testid={`${testId}-submit`}>
+        {busy ? <Loader2 className="animate-spin" /> : <Search />}
+        Search
+      </Button>
+    </form>
+  );
+}
+
+/** A searched text with its matched words marked; plain `text` when the answer has no marks. */
+export function Marked({ segments, text }: { segments?: Segment[] | null; text: string }) {
+  if (!segments || segments.length === 0) return <>{text}</>;
+  return (
+    <>
+      {segments.map((segment, index) =>
+        segment.match ? (
+          <mark key={index} className="rounded-sm bg-yellow-200 px-0.5 text-inherit dark:bg-yellow-700">
+            {segment.text}
+          </mark>
+        ) : (
+          <span key={index}>{segment.text}</span>
+        ),
+      )}
+    </>
+  );
+}
+
+interface FavouriteProps {
+  root: string;
+  kind: "job" | "conversation";
+  id: number;
+  value: boolean;
+  onChange: (value: boolean) => void;
+  onError: (error: AppError) => void;
+  fetchImpl?: typeof fetch;
+}
+
+/** A star that marks a job or a conversation as a favourite (and back), saved on the server at once. */
+export function FavouriteButton({ root, kind, id, value, onChange, onError, fetchImpl }: FavouriteProps) {
+  const [saving, setSaving] = useState(false);
+  const toggle = async () => {
+    setSaving(true);
+    try {
+      onChange(await setFavourite(root, kind, id, !value, fetchImpl));
+    } catch (err) {
+      onError(errorFromException(err));
+    } finally {
+      setSaving(false);
+    }
+  };
+  return (
+    <Button
+      variant="ghost"
+      size="sm"
+      className="size-7 p-0"
+      disabled={saving}
+      aria-pressed={value}
+      aria-label={value ? `Unmark ${kind} ${id} as a favourite` : `Mark ${kind} ${id} as a favourite`}
+      title={value ? "A favourite (click to unmark)" : "Mark as a favourite"}
+      onClick={() => void toggle()}
+      data-testid={`${kind}-favourite`}
+    >
+      <Star className={value ? "fill-yellow-400 text-yellow-500" : undefined} />
+    </Button>
+  );
+}

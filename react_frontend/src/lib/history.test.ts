@@ -1,0 +1,62 @@
+import { describe, expect, it, vi } from "vitest";
+import { conversationSearchUrl, isSearch, jobSearchUrl, restError, restJson, setFavourite } from "./history";
+
+const ROOT = "http://h:7860/";
+
+function answer(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+}
+
+describe("history search URLs", () => {
+  it("send the words, the filters set and the cursor, and leave out the rest", () => {
+    expect(jobSearchUrl(ROOT, { q: '  "red hat" -dog ', favourite: false }, null, 12)).toBe(
+      "http://h:7860/api/history?q=%22red+hat%22+-dog&limit=12",
+    );
+    expect(jobSearchUrl(ROOT, { q: "", favourite: true, mode: "img2img" }, "abc/=", 12)).toBe(
+      "http://h:7860/api/history?favourite=true&mode=img2img&cursor=abc%2F%3D&limit=12",
+    );
+    expect(conversationSearchUrl(ROOT, { q: "pasta", favourite: false, reasoning: false }, null, 5)).toBe(
+      "http://h:7860/api/conversations?q=pasta&reasoning=false&limit=5",
+    );
+    expect(conversationSearchUrl(ROOT, { q: "pasta", favourite: false, reasoning: true }, null, 5)).toBe(
+      "http://h:7860/api/conversations?q=pasta&limit=5",
+    );
+  });
+
+  it("know a search from the plain newest-first list", () => {
+    expect(isSearch({ q: "  ", favourite: false })).toBe(false);
+    expect(isSearch({ q: "cat", favourite: false })).toBe(true);
+    expect(isSearch({ q: "", favourite: true })).toBe(true);
+    expect(isSearch({ q: "", favourite: false, mode: "inpaint" })).toBe(true);
+  });
+});
+
+describe("REST answers", () => {
+  it("turn FastAPI's 422 list into a message and fields named by the API", () => {
+    const error = restError(422, { detail: [{ loc: ["query", "since"], msg: "since must be a date", type: "value_error" }] });
+    expect(error.kind).toBe("validation");
+    expect(error.fields).toEqual({ since: "since must be a date" });
+    expect(error.message).toBe("since: since must be a date");
+  });
+
+  it("read another user's id as not found, and a rate limit with its wait", async () => {
+    const missing = vi.fn(async () => answer(404, { detail: "job 7 does not exist." }));
+    await expect(restJson(`${ROOT}api/history/7/favourite`, {}, missing as unknown as typeof fetch)).rejects.toMatchObject({
+      kind: "not_found",
+      message: "job 7 does not exist.",
+    });
+    const limited = vi.fn(async () => new Response(JSON.stringify({ detail: "Too many reads." }), { status: 429, headers: { "retry-after": "9" } }));
+    await expect(restJson(ROOT, {}, limited as unknown as typeof fetch)).rejects.toMatchObject({ kind: "rate_limit", retryAfterS: 9 });
+  });
+
+  it("mark with POST and unmark with DELETE, with the login cookie", async () => {
+    const ok = vi.fn(async (_url: string, init?: RequestInit) => answer(200, { job_id: 3, favourite: init?.method === "POST" }));
+    await expect(setFavourite(ROOT, "job", 3, true, ok as unknown as typeof fetch)).resolves.toBe(true);
+    await expect(setFavourite(ROOT, "conversation", 4, false, ok as unknown as typeof fetch)).resolves.toBe(false);
+    const calls = ok.mock.calls as unknown as [string, RequestInit][];
+    expect(calls.map(([url, init]) => [url, init.method, init.credentials])).toEqual([
+      ["http://h:7860/api/history/3/favourite", "POST", "include"],
+      ["http://h:7860/api/conversations/4/favourite", "DELETE", "include"],
+    ]);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * History's search and favourites over Atelier's REST routes (docs/history.md): `GET /api/history?q=…` and
+ * `GET /api/conversations?q=…` page by an opaque cursor; `POST`/`DELETE …/favourite` marks. The login cookie
+ * authorises them, as it does the stored images. Pure URL building and answer reading, so that they are unit tested;
+ * `restJson` is the one place that fetches.
+ */
+import { errorFromHttp, errorFromException, type AppError } from "./errors";
+import type { ConversationSearchPage, JobSearchPage } from "./types";
+
+export interface JobQuery {
+  q: string;
+  favourite: boolean;
+  mode?: "txt2img" | "img2img" | "inpaint" | "";
+}
+
+export interface ConversationQuery {
+  q: string;
+  favourite: boolean;
+  reasoning: boolean;
+}
+
+/** Whether a query asks anything (words or a filter); without, the screens list the newest as they always did. */
+export function isSearch(query: { q: string; favourite: boolean; mode?: string }): boolean {
+  return query.q.trim() !== "" || query.favourite || Boolean(query.mode);
+}
+
+function withParams(root: string, path: string, params: Record<string, string | number | boolean | null | undefined>): string {
+  const url = new URL(path, root);
+  for (const [name, value] of Object.entries(params)) {
+    if (value === null || value === undefined || value === "" || value === false) continue;
+    url.searchParams.set(name, String(value));
+  }
+  return url.href;
+}
+
+/** The URL of one page of a job search (the cursor of the previous page, or null for the first). */
+export function jobSearchUrl(root: string, query: JobQuery, cursor: string | null, limit: number): string {
+  return withParams(root, "api/history", { q: query.q.trim(), favourite: query.favourite, mode: query.mode, cursor, limit });
+}
+
+/** The URL of one page of a conversation search; `reasoning=false` searches the answers only. */
+export function conversationSearchUrl(root: string, query: ConversationQuery, cursor: string | null, limit: number): string {
+  return withParams(root, "api/conversations", {
+    q: query.q.trim(),
+    favourite: query.favourite,
+    reasoning: query.reasoning ? null : "false",
+    cursor,
+    limit,
+  });
+}
+
+/** The favourite route of a job or a conversation. */
+export function favouriteUrl(root: string, kind: "job" | "conversation", id: number): string {
+  return new URL(kind === "job" ? `api/history/${id}/favourite` : `api/conversations/${id}/favourite`, root).href;
+}
+
+/**
+ * A REST refusal as an AppError: FastAPI's 422 lists `{loc, msg}` per field, which become the error's fields
+ * and its message; other statuses read as errorFromHttp reads them.
+ */
+export function restError(status: number, body: unknown, retryAfter: string | null = null): AppError {
+  const detail = body && typeof body === "object" ? (body as { detail?: unknown }).detail : undefined;
+  if (status === 422 && Array.isArray(detail)) {
+    const fields: Record<string, string> = {};
+    for (const item of detail as { loc?: unknown[]; msg?: string }[]) {
+      const field = String(item.loc?.[item.loc.length - 1] ?? "input");
+      fields[field] = item.msg ?? "not allowed";
+    }
+    const message = Object.entries(fields)
+      .map(([field, msg]) => `${field}: ${msg}`)
+      .join(" ");
+    return { ...errorFromHttp(422, { detail: message }), fields };
+  }
+  return errorFromHttp(status, body, retryAfter);
+}
+
+/** Fetch a REST route with the login cookie: its JSON, or an AppError thrown. */
+export async function restJson<T>(url: string, init: RequestInit = {}, fetchImpl: typeof fetch = fetch): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetchImpl(url, { credentials: "include", ...init });
+  } catch (err) {
+    throw errorFromException(err);
+  }
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: the text is the message
+  }
+  if (!response.ok) throw restError(response.status, body, response.headers.get("retry-after"));
+  return body as T;
+}
+
+export function searchJobs(root: string, query: JobQuery, cursor: string | null, limit: number, fetchImpl?: typeof fetch) {
+  return restJson<JobSearchPage>(jobSearchUrl(root, query, cursor, limit), {}, fetchImpl);
+}
+
+export function searchConversations(root: string, query: ConversationQuery, cursor: string | null, limit: number, fetchImpl?: typeof fetch) {
+  return restJson<ConversationSearchPage>(conversationSearchUrl(root, query, cursor, limit), {}, fetchImpl);
+}
+
+/** Mark (or unmark) a job or a conversation as a favourite; the mark as the server now has it. */
+export async function setFavourite(root: string, kind: "job" | "conversation", id: number, value: boolean, fetchImpl?: typeof fetch): Promise<boolean> {
+  const answer = await restJson<{ favourite: boolean }>(favouriteUrl(root, kind, id), { method: value ? "POST" : "DELETE" }, fetchImpl);
+  return answer.favourite;
+}
