@@ -1,0 +1,37 @@
+import { expect, fillImageForm, keepScreenshot, test } from "./fixtures";
+
+test("the React client's History finds a job by its prompt and stars it, and the star stays", async ({ page }) => {
+  await page.goto("/app/");
+  await fillImageForm(page, { prompt: "a grey heron in the reeds", steps: 2 });
+  await page.getByTestId("generate").click();
+  await expect(page.getByTestId("job-status")).toHaveAttribute("data-phase", "done", { timeout: 60_000 });
+
+  await page.getByTestId("nav-history").click();
+  const box = page.getByTestId("history-search-input");
+  await box.click();
+  await page.keyboard.type("herons -egret");
+  await page.keyboard.press("Enter");
+  const found = page.getByTestId("history-job");
+  await expect(found).toHaveCount(1);
+  await expect(found.locator("mark")).toHaveText("heron");  // "herons" matched by its stem
+  const star = found.getByTestId("job-favourite");
+  await expect(star).toHaveAttribute("aria-pressed", "false");
+  await star.click();
+  await expect(star).toHaveAttribute("aria-pressed", "true");
+
+  // Favourites only, with no words; after a reload, so the star is the server's.
+  await page.reload();
+  await page.getByTestId("nav-history").click();
+  await page.getByTestId("history-search-favourites").click();
+  await expect(page.getByTestId("history-search-favourites")).toHaveAttribute("aria-pressed", "true");
+  const favourites = page.getByTestId("history-job");
+  await expect(favourites.filter({ hasText: "a grey heron in the reeds" })).toHaveCount(1);
+  for (const button of await favourites.getByTestId("job-favourite").all()) {
+    await expect(button).toHaveAttribute("aria-pressed", "true");
+  }
+  await keepScreenshot(page, "react-history-search");
+
+  await page.getByTestId("history-search-input").fill("no such words anywhere");
+  await page.keyboard.press("Enter");
+  await expect(page.getByText("No image job matches.")).toBeVisible();
+});
