@@ -1,6 +1,7 @@
+import { readFileSync } from "node:fs";
 import { expect, fillImageForm, keepScreenshot, test } from "./fixtures";
 
-test("the React client's History finds a job by its prompt and stars it, and the star stays", async ({ page }) => {
+test("the React client's History finds a job by its prompt, stars it (the star stays), exports the results and moves the account", async ({ page }) => {
   await page.goto("/app/");
   await fillImageForm(page, { prompt: "a grey heron in the reeds", steps: 2 });
   await page.getByTestId("generate").click();
@@ -30,6 +31,24 @@ test("the React client's History finds a job by its prompt and stars it, and the
     await expect(button).toHaveAttribute("aria-pressed", "true");
   }
   await keepScreenshot(page, "react-history-search");
+
+  // The favourites, exported as one zip, with the bytes received shown.
+  const [zip] = await Promise.all([page.waitForEvent("download"), page.getByTestId("history-export").click()]);
+  expect(readFileSync((await zip.path())!).subarray(0, 2).toString()).toBe("PK");
+  await expect(page.getByTestId("history-export-progress")).toContainText(/Saved [\d.]+ kB · \d+ jobs?/);
+
+  // The whole account out, and back in: the heron twice.
+  await page.getByTestId("history-account-tab").click();
+  const [archive] = await Promise.all([page.waitForEvent("download"), page.getByTestId("account-export").click()]);
+  await page.getByTestId("account-import-file").setInputFiles(await archive.path());
+  await page.getByTestId("account-import").click();
+  await expect(page.getByTestId("account-import-done")).toContainText(/Imported \d+ jobs, \d+ images/);
+  await page.getByTestId("history-images-tab").click();
+  await page.getByTestId("history-search-favourites").click();  // off again
+  await page.getByTestId("history-search-input").fill("heron");
+  await page.keyboard.press("Enter");
+  await expect(page.getByTestId("history-job")).toHaveCount(2);
+  await keepScreenshot(page, "react-history-import");
 
   await page.getByTestId("history-search-input").fill("no such words anywhere");
   await page.keyboard.press("Enter");

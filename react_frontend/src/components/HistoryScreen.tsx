@@ -5,6 +5,7 @@ import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { ErrorAlert } from "@/components/ErrorAlert";
+import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
 import { FavouriteButton, Marked, SearchBar } from "@/components/HistorySearch";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatSeconds, formatWhen } from "@/lib/format";
@@ -104,6 +105,9 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
           <TabsTrigger value="conversations" data-testid="history-conversations-tab">
             Conversations
           </TabsTrigger>
+          <TabsTrigger value="account" data-testid="history-account-tab">
+            Account
+          </TabsTrigger>
         </TabsList>
         <Button
           variant="outline"
@@ -121,6 +125,7 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
 
       <TabsContent value="images" className="grid gap-3">
         <SearchBar query={jobQuery} onSearch={setJobQuery} placeholder="Search prompts" testId="history-search" busy={jobs.loading} />
+        <ImagesExport root={conn.root} query={jobQuery} />
         <ErrorAlert error={jobs.error} />
         {jobs.items.length === 0 && !jobs.loading && !jobs.error ? (
           <p className="text-sm text-muted-foreground">{isSearch(jobQuery) ? "No image job matches." : "No image jobs yet."}</p>
@@ -175,8 +180,9 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
                     <span className="truncate font-medium">
                       <Marked segments={c.title_highlight} text={c.title || `Conversation ${c.conversation_id}`} />
                     </span>
-                    <span className="text-xs text-muted-foreground">
+                    <span className="flex flex-wrap items-center gap-2 text-xs text-muted-foreground">
                       {formatWhen(c.updated_at)} · {c.messages} messages
+                      <ConversationExportLinks root={conn.root} id={c.conversation_id} />
                     </span>
                     {c.match ? (
                       <span className="line-clamp-2 text-xs" data-testid="conversation-snippet">
@@ -199,6 +205,16 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
             Load more
           </Button>
         ) : null}
+      </TabsContent>
+
+      <TabsContent value="account" className="grid gap-3">
+        <AccountArchive
+          root={conn.root}
+          onImported={() => {
+            void jobs.refresh();
+            void conversations.refresh();
+          }}
+        />
       </TabsContent>
     </Tabs>
   );

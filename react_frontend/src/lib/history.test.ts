@@ -1,5 +1,15 @@
 import { describe, expect, it, vi } from "vitest";
-import { conversationSearchUrl, isSearch, jobSearchUrl, restError, restJson, setFavourite } from "./history";
+import {
+  attachmentName,
+  conversationSearchUrl,
+  downloadStream,
+  imagesExportBody,
+  isSearch,
+  jobSearchUrl,
+  restError,
+  restJson,
+  setFavourite,
+} from "./history";
 
 const ROOT = "http://h:7860/";
 
@@ -58,5 +68,42 @@ describe("REST answers", () => {
       ["http://h:7860/api/history/3/favourite", "POST", "include"],
       ["http://h:7860/api/conversations/4/favourite", "DELETE", "include"],
     ]);
+  });
+});
+
+describe("images export", () => {
+  it("names every result of the search shown, or everything without one", () => {
+    expect(imagesExportBody({ q: " cat ", favourite: true })).toEqual({ query: { q: "cat", favourite: true } });
+    expect(imagesExportBody({ q: "", favourite: false })).toEqual({ all: true });
+  });
+
+  it("streams the zip, reporting the bytes and the jobs as they come, under the server's file name", async () => {
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new Uint8Array([80, 75, 3]));
+        controller.enqueue(new Uint8Array([4, 5]));
+        controller.close();
+      },
+    });
+    const fetchImpl = vi.fn(async () => new Response(stream, {
+      status: 200,
+      headers: { "x-atelier-jobs": "2", "content-disposition": 'attachment; filename="atelier-search.zip"' },
+    }));
+    const seen: number[] = [];
+    const { blob, name } = await downloadStream(`${ROOT}api/history/export`, { all: true }, (r) => seen.push(r.bytes), fetchImpl as unknown as typeof fetch);
+    expect(seen).toEqual([3, 5]);
+    expect(name).toBe("atelier-search.zip");
+    expect(blob.size).toBe(5);
+    const [, init] = fetchImpl.mock.calls[0] as unknown as [string, RequestInit];
+    expect([init.method, init.body]).toEqual(["POST", '{"all":true}']);
+  });
+
+  it("reads a refusal before the first byte as the field it names", async () => {
+    const refused = vi.fn(async () => answer(422, { detail: [{ loc: ["body", "job_ids"], msg: "no such job(s) of yours: 9; nothing was exported." }] }));
+    await expect(downloadStream(ROOT, { job_ids: [9] }, () => undefined, refused as unknown as typeof fetch)).rejects.toMatchObject({
+      kind: "validation",
+      fields: { job_ids: "no such job(s) of yours: 9; nothing was exported." },
+    });
+    expect(attachmentName(null, "x.zip")).toBe("x.zip");
   });
 });

@@ -106,3 +106,79 @@ export async function setFavourite(root: string, kind: "job" | "conversation", i
   const answer = await restJson<{ favourite: boolean }>(favouriteUrl(root, kind, id), { method: value ? "POST" : "DELETE" }, fetchImpl);
   return answer.favourite;
 }
+
+/** The link of a conversation's export (a GET: a plain download link carries the login cookie). */
+export function conversationExportUrl(root: string, id: number, format: "markdown" | "json" | "openai"): string {
+  return new URL(`api/conversations/${id}/export?format=${format}`, root).href;
+}
+
+/** The link of the whole account's archive. */
+export function accountExportUrl(root: string): string {
+  return new URL("api/account/export", root).href;
+}
+
+/** Which jobs an images export names: the search shown (every result, not one page), or all of them. */
+export function imagesExportBody(query: JobQuery): Record<string, unknown> {
+  if (!isSearch(query)) return { all: true };
+  return { query: { q: query.q.trim(), ...(query.favourite ? { favourite: true } : {}), ...(query.mode ? { mode: query.mode } : {}) } };
+}
+
+export interface Received {
+  bytes: number;
+  /** Jobs in the zip (the X-Atelier-Jobs header), known before the first byte. */
+  jobs: number | null;
+}
+
+/** The file name a download's Content-Disposition gives, or `fallback`. */
+export function attachmentName(header: string | null, fallback: string): string {
+  const match = header ? /filename="([^"]+)"/.exec(header) : null;
+  return match ? match[1] : fallback;
+}
+
+/**
+ * POST a streamed download (the images zip), reporting the bytes received as they come (the zip has no
+ * Content-Length); the whole file as a Blob with its name. A refusal (422 naming the field) comes before any byte.
+ */
+export async function downloadStream(
+  url: string,
+  body: unknown,
+  onProgress: (received: Received) => void,
+  fetchImpl: typeof fetch = fetch,
+): Promise<{ blob: Blob; name: string }> {
+  let response: Response;
+  try {
+    response = await fetchImpl(url, { method: "POST", credentials: "include", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  } catch (err) {
+    throw errorFromException(err);
+  }
+  if (!response.ok) {
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // the text is the message
+    }
+    throw restError(response.status, parsed, response.headers.get("retry-after"));
+  }
+  const jobs = Number(response.headers.get("x-atelier-jobs") ?? NaN);
+  const received: Received = { bytes: 0, jobs: Number.isFinite(jobs) ? jobs : null };
+  const parts: BlobPart[] = [];
+  const reader = response.body?.getReader();
+  while (reader) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    received.bytes += value.byteLength;
+    onProgress({ ...received });
+  }
+  const name = attachmentName(response.headers.get("content-disposition"), "atelier-images.zip");
+  return { blob: new Blob(parts, { type: "application/zip" }), name };
+}
+
+/** Bring an account archive into the user's account: the counts of what arrived, or an AppError (nothing written). */
+export async function importArchive(root: string, file: File, fetchImpl?: typeof fetch): Promise<Record<string, number>> {
+  const form = new FormData();
+  form.append("archive", file, file.name);
+  return restJson<Record<string, number>>(new URL("api/account/import", root).href, { method: "POST", body: form }, fetchImpl);
+}
