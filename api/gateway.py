@@ -12,7 +12,8 @@ import json
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRADIO = "/gradio_api"
 CALL = f"{GRADIO}/call/"
+# Routes that act for a user: the gateway resolves who asks (login cookie, HTTP basic or an API key) before them.
+USER_ROUTES = ("/api/", "/v1/", "/sdapi/", f"{GRADIO}/mcp")
 # A Gradio event's concurrency group says what it costs.
 KIND_BY_CONCURRENCY = {"image": "image", "text": "chat"}
 MAX_SESSIONS = 50_000
@@ -47,13 +50,25 @@ JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
 }
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """Another API served beside Gradio's (OpenAI's /v1, AUTOMATIC1111's /sdapi/v1, MCP): which limit each of its
+    requests counts against (`kind(method, path)`, None for none), and its refusals in its own error shape
+    (`refusal(status, message)` gives the JSON body)."""
+
+    prefix: str
+    kind: Callable[[str, str], str | None]
+    refusal: Callable[[int, str], bytes]
+
+
 class Gateway:
     """ASGI middleware: limits per kind of request, per-session ownership, and which files may be served."""
 
     def __init__(self, app: ASGIApp, *, auth: Authenticator, limiter: Limiter, limits: dict[str, str],
                  blocks: Any, file_roots: list[Path], max_queue: int, enforce: bool = True,
-                 session_owner: OrderedDict[str, str] | None = None) -> None:
+                 session_owner: OrderedDict[str, str] | None = None, dialects: Sequence[Dialect] = ()) -> None:
         self.app = app
+        self.dialects = list(dialects)
         self.auth = auth
         self.limiter = limiter
         self.limits: dict[str, RateLimitItem] = {kind: parse(text) for kind, text in limits.items()}
@@ -72,6 +87,8 @@ class Gateway:
             return
         path, method = scope["path"], scope["method"]
         headers = header_dict(scope)
+        dialect = next((d for d in self.dialects if path.startswith(d.prefix)), None)
+        shape = dialect.refusal if dialect is not None else None
         if path.startswith(f"{GRADIO}/file="):
             if not self._file_allowed(path.removeprefix(f"{GRADIO}/file=")):
                 await _reply(send, 403, "This file is not yours to fetch, or does not exist.")
@@ -94,15 +111,15 @@ class Gateway:
             except Refused as refused:
                 await _reply(send, refused.status, refused.message)
                 return
-        kind = self._kind(path, method, data)
+        kind = dialect.kind(method, path) if dialect is not None else self._kind(path, method, data)
         try:
             user = await self._admit(scope, headers, kind, data)
         except TooMany as refused:
             await _reply(send, 429, f"Too many {_NOUNS[refused.kind]}: the limit is {refused.item}. "
-                                    f"Try again in {refused.retry} s.", {"retry-after": str(refused.retry)})
+                                    f"Try again in {refused.retry} s.", {"retry-after": str(refused.retry)}, shape)
             return
         except UNAVAILABLE:  # the replicas' shared limits are out of reach: refuse rather than run unlimited
-            await _reply(send, 503, UNAVAILABLE_MESSAGE, {"retry-after": "10"})
+            await _reply(send, 503, UNAVAILABLE_MESSAGE, {"retry-after": "10"}, shape)
             return
         if path.rstrip("/") == f"{GRADIO}/queue/join" and body is not None:
             if gradio_internals.queue_size(self.blocks) >= self.max_queue:
@@ -122,7 +139,7 @@ class Gateway:
         user: str | None = None
         path = scope["path"].rstrip("/")
         # Only routes that act on a user resolve one: pages and assets never cost an argon2 check.
-        if path.startswith("/api/") or kind not in (None, "login") or path == f"{GRADIO}/cancel":
+        if path.startswith(USER_ROUTES) or kind not in (None, "login") or path == f"{GRADIO}/cancel":
             user = await self.auth.authenticate(
                 headers, lambda name: self._count("login", self._login_key(scope, headers, name)))
             scope.setdefault("state", {})[USER_STATE_KEY] = user  # the REST routes read it: verified once
@@ -379,8 +396,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-    payload = json.dumps({"detail": message, "error": message}).encode()
+async def _reply(send: Send, status: int, message: str, headers: dict[str, str] | None = None,
+                 shape: Callable[[int, str], bytes] | None = None) -> None:
+    if shape is not None:  # another API's own error shape
+        payload = shape(status, message)
+    else:
+        payload = json.dumps({"detail": message, "error": message}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
