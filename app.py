@@ -46,13 +46,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from starlette.routing import Mount
 
     from api import gradio_internals
+    from api import mcp_gate as mcp
     from api.auth import Authenticator, limits_apply
+    from api.dialects import DialectContext, mount_dialects
     from api.frontend import mount_frontend
     from api.gateway import Gateway
     from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
+    from api.rest_account import build_router as build_account_router
     from api.sessions import HeartbeatWatch, SessionJanitor
     from services.accounts import exposure_problem
     from services.container import build_services
+    from services.running import Quota
     from services.shared_state import TICKET_STATE_KEY, UNAVAILABLE, open_shared_state
     from ui.app_ui import THEME, build_ui
 
@@ -60,8 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     shared = open_shared_state(settings)  # process memory, or the Redis every replica shares
     has_users = services.accounts.any()
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
+
+    def queued(blocks: Any) -> dict[str, set[str]]:
+        """Each user's jobs in Gradio's queue; the quota adds the API jobs' reservations (services/running.py)."""
+        return gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)
+
     blocks = build_ui(services, enforce_quota=enforce, ledger=shared.jobs,
-                      jobs=lambda b: gradio_internals.jobs_by_user(b, TICKET_STATE_KEY),
+                      jobs=lambda b: services.running.with_reserved(queued(b)),
                       tell_place=gradio_internals.tell_place)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
@@ -76,16 +85,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.replicas.start()
         sweeper = asyncio.create_task(janitor.run(settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
-        ledger = asyncio.create_task(shared.jobs.run(lambda: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)))
+        ledger = asyncio.create_task(shared.jobs.run(lambda: services.running.with_reserved(queued(blocks))))
         yield
         sweeper.cancel()
         ledger.cancel()
+        bridge.close()
         services.shut_down()
         shared.close()
 
     if problem := exposure_problem(settings.host, settings.share, has_users, settings.insecure_no_auth):
         raise SystemExit(problem)
-    auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies)
+    auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies,
+                         keys=services.api_keys)
     storage_uri, storage_options = shared.limits_storage()
     limiter = Limiter(key_func=auth.rate_key, storage_uri=storage_uri, storage_options=storage_options,
                       enabled=enforce)
@@ -99,13 +110,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for error in UNAVAILABLE:
         app.add_exception_handler(error, shared_state_unavailable)
     app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
+    app.include_router(build_account_router(services, auth, limiter, settings.limit_reads), prefix="/api")
+    # OpenAI's /v1 and AUTOMATIC1111's /sdapi/v1: the same services, limits and quota as the UI (api/dialects/).
+    quota = Quota(settings.user_queue_quota, enforce, lambda: queued(blocks), shared.jobs)
+    dialects = mount_dialects(app, DialectContext(services, auth, quota, lambda: gradio_internals.queue_size(blocks),
+                                                  settings.queue_max_size, has_users))
     mount_frontend(app)  # before Gradio's catch-all mount at /
     # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to
     # the log. Messages we raise on purpose (gr.Error) are always shown.
     gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False, show_error=False,
                         auth=services.accounts.verify if has_users else None,
                         auth_message="Log in with your Atelier account." if has_users else None,
-                        footer_links=["api", "settings"],
+                        footer_links=["api", "settings"], mcp_server=mcp.mcp_enabled(settings, has_users),
                         # Folders Gradio may copy output files from into its cache (a mounted app does not check
                         # today; a launched one does): the images, and the local copies of S3 images.
                         allowed_paths=[str(settings.images_dir), str(settings.image_cache_dir)])
@@ -118,6 +134,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # worker wakes it at once instead, so the poll is only a safety net (a 20 ms poll cost each job ~10-18 ms).
     gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
     gradio_internals.validate_through(blocks, auth.gradio_app)  # else each job leaves a SessionState behind
+    bridge = mcp.McpBridge(has_users)  # Gradio's MCP server, its tool calls run as the caller (api/mcp_gate.py)
+    bridge.gradio_app = auth.gradio_app
+    mcp.install(blocks, bridge)
+    app.add_middleware(mcp.McpGate, accounts_required=has_users)
     app.add_middleware(HeartbeatWatch, janitor=janitor)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
@@ -125,13 +145,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        file_roots=[Path(os.environ["GRADIO_TEMP_DIR"])],
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
-                               "read": settings.limit_reads})
+                               "read": settings.limit_reads}, dialects=[*dialects, mcp.DIALECT])
+    app.add_middleware(mcp.LoopbackLogin, bridge=bridge)  # outermost: the gateway sees the loopback's user
     return app
 
 
 CLI_EPILOG = """\
 more commands:
   python app.py users add|list|remove|passwd [NAME] [--admin]   manage accounts (python app.py users --help)
+  python app.py users key create|list|revoke USER [LABEL]        API keys (python app.py users key --help)
   python app.py db migrate-sqlite-to URL                         copy a SQLite history into PostgreSQL
                                                                  (python app.py db --help)
 
