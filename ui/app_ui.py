@@ -8,7 +8,7 @@ import gradio as gr
 
 from services.container import Services
 from services.shared_state import JobLedger
-from ui import catalog_api, chat_tab, history_tab, image_tab, img2img_tab, inpaint_tab, pnginfo_tab
+from ui import account_tab, catalog_api, chat_tab, history_tab, image_tab, img2img_tab, inpaint_tab, pnginfo_tab
 from ui.common import PlaceTeller, QueueQuota
 
 # System fonts only: the default theme would fetch Google Fonts, and Atelier makes no outside requests.
@@ -34,6 +34,7 @@ def build_ui(services: Services, enforce_quota: bool, jobs: Callable[[gr.Blocks]
             chat_tab.render(services, quota)
             history_tab.render(services, image, tabs)
             pnginfo_tab.render(tabs, image, img2img, inpaint)
+            account_tab.render(services)
         history_tab.register_api(services)
         chat_tab.register_api(services, quota)
         pnginfo_tab.register_api()

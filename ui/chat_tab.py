@@ -271,7 +271,16 @@ def register_api(services: Services, quota: QueueQuota) -> None:
                        top_p: float | None = None, max_new_tokens: float | None = None,
                        thinking_budget: float | None = None,
                        request: gr.Request = None) -> AsyncIterator[dict[str, Any]]:
-        """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart."""
+        """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart.
+
+        Args:
+            message: what to ask the model (DeepSeek-R1, which thinks before it answers)
+            conversation_id: a conversation of yours to continue; empty starts a new one
+            temperature: sampling temperature, 0 (greedy, repeatable) to 2; empty: 0.6, R1's recommendation
+            top_p: nucleus sampling, above 0 and at most 1; empty: 0.95
+            max_new_tokens: the most tokens the reply may take, reasoning included; empty: the server's default
+            thinking_budget: reasoning tokens after which the model must answer; 0: no limit; empty: the default
+        """
         cid = int(conversation_id) if conversation_id is not None else None
         try:
             opts = chat.options(**_option_values(temperature, top_p, max_new_tokens, thinking_budget))
@@ -290,14 +299,23 @@ def register_api(services: Services, quota: QueueQuota) -> None:
 
     def conversations_api(limit: int = 20, before: int | None = None,
                           request: gr.Request = None) -> dict[str, Any]:
-        """Your conversations, most recently active first; pass `next_before` as `before` for the next page."""
+        """Your conversations, most recently active first; pass `next_before` as `before` for the next page.
+
+        Args:
+            limit: how many conversations, 1 to 200
+            before: a conversation id from the last page's next_before; empty for the newest
+        """
         try:
             return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
             raise gr.Error(str(err)) from None
 
     def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
-        """One conversation with its messages (each reply's reasoning apart from its answer)."""
+        """One conversation with its messages (each reply's reasoning apart from its answer).
+
+        Args:
+            conversation_id: the id of one of your conversations (from conversations or chat)
+        """
         conv = chat.get_conversation(whole(conversation_id), scope_of(services, request))
         if conv is None:
             raise gr.Error(f"conversation {conversation_id} does not exist.")

@@ -100,7 +100,13 @@ def register_api(services: Services) -> None:
     history = services.history
 
     def history_api(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
-        """Recent image jobs, newest first; pass `next_before` from one page as `before` for the next."""
+        """Your recent image jobs with their settings and files, newest first; pass `next_before` from one page as
+        `before` for the next.
+
+        Args:
+            limit: how many jobs, 1 to 200
+            before: a job id from the last page's next_before; empty for the newest
+        """
         try:
             return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:

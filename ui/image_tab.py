@@ -73,7 +73,11 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
         return verdicts(["idea"], errors)
 
     async def assist_prompt(idea: str) -> AsyncIterator[tuple[str, str]]:
-        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
+        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only).
+
+        Args:
+            idea: the picture you have in mind, in a few words
+        """
         try:
             handle = services.chat.start_prompt_assist(idea)
         except InvalidRequest as err:

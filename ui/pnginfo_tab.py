@@ -87,7 +87,11 @@ def register_api() -> None:
 
     def png_info(image: dict[str, Any] | None) -> dict[str, Any]:
         """The generation settings stored in a PNG (Atelier's or AUTOMATIC1111's `parameters`), as JSON in
-        AUTOMATIC1111's API names, with the raw text under "parameters"."""
+        AUTOMATIC1111's API names, with the raw text under "parameters".
+
+        Args:
+            image: a PNG, JPEG or WebP image made by Atelier or AUTOMATIC1111
+        """
         return read_info(image)
 
     with gr.Row(visible=False):
