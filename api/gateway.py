@@ -89,6 +89,9 @@ class Gateway:
         headers = header_dict(scope)
         dialect = next((d for d in self.dialects if path.startswith(d.prefix)), None)
         shape = dialect.refusal if dialect is not None else None
+        if dialect is not None and "\n" in path:  # Starlette's mounts never match a line break: it would reach Gradio
+            await _reply(send, 404, "Not Found: no route has a line break in its path.", shape=shape)
+            return
         if path.startswith(f"{GRADIO}/file="):
             if not self._file_allowed(path.removeprefix(f"{GRADIO}/file=")):
                 await _reply(send, 403, "This file is not yours to fetch, or does not exist.")

@@ -21,6 +21,10 @@ from services.accounts import AccountError, Viewer
 from services.api_keys import looks_like_key
 from services.container import Services
 
+# What the key routes may also answer: a request with a key or from another site, and a server without accounts.
+OWNER_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": "Keys are managed with a login, not a key, and from this server's pages"},
+    400: {"model": Problem, "description": "This server has no accounts"}}
 KeyName = Annotated[str, Path(min_length=1, max_length=64, description="The key's name")]
 Ref = Annotated[str, Path(pattern=r"^[0-9a-f]{8,64}$", description="A running job's ref, from GET /api/jobs")]
 
@@ -28,7 +32,8 @@ Ref = Annotated[str, Path(pattern=r"^[0-9a-f]{8,64}$", description="A running jo
 class NewKey(BaseModel):
     """What to call the key (empty: key-1, key-2, …)."""
 
-    name: str = Field(default="", max_length=64)
+    name: str = Field(default="", pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9 _.:@-]{0,63}$",
+                      description="1-64 letters, digits, spaces or . _ : @ -, starting with a letter or digit")
 
 
 class KeyListing(BaseModel):
@@ -121,14 +126,15 @@ def add_key_routes(router: APIRouter, services: Services, limiter: Limiter, read
     """GET, POST /api/keys and DELETE /api/keys/{name}."""
     keys = services.api_keys
 
-    @router.get("/keys", summary="Your API keys", response_model=KeyList, responses=REFUSALS)
+    @router.get("/keys", summary="Your API keys", response_model=KeyList, responses={**REFUSALS, **OWNER_ONLY})
     @limiter.limit(read_limit)
     def list_keys(request: Request, who: Viewer = owner) -> dict[str, Any]:
         """Name, first characters, created and last used of each of your keys (a key is never shown again)."""
         return {"keys": keys.list(who.name)}
 
     @router.post("/keys", summary="Create an API key", status_code=201, response_model=CreatedKey,
-                 responses={**REFUSALS, 400: {"model": Problem, "description": "A bad or taken name"}})
+                 responses={**REFUSALS, **OWNER_ONLY,
+                            409: {"model": Problem, "description": "The name is taken, or you have too many keys"}})
     @limiter.limit(read_limit)
     def create_key(request: Request, new: Annotated[NewKey | None, Body()] = None,
                    who: Viewer = owner) -> dict[str, Any]:
@@ -136,11 +142,11 @@ def add_key_routes(router: APIRouter, services: Services, limiter: Limiter, read
         try:
             key, listed = keys.create(who.name, new.name if new is not None else "")
         except AccountError as err:
-            raise HTTPException(400, str(err)) from None
+            raise HTTPException(409, str(err)) from None
         return {**listed, "key": key}
 
     @router.delete("/keys/{name}", summary="Revoke an API key", status_code=204,
-                   responses={**REFUSALS, **NOT_YOURS})
+                   responses={**REFUSALS, **NOT_YOURS, **OWNER_ONLY})
     @limiter.limit(read_limit)
     def revoke_key(request: Request, name: KeyName, who: Viewer = owner) -> Response:
         """The key stops working at once, on every replica."""
@@ -161,7 +167,8 @@ def add_job_routes(router: APIRouter, services: Services, limiter: Limiter, read
         everyone's)."""
         return {"jobs": [job.describe() for job in running.of(who.scope)]}
 
-    @router.post("/jobs/{ref}/stop", summary="Stop one of your running jobs", responses={**REFUSALS, **NOT_YOURS})
+    @router.post("/jobs/{ref}/stop", summary="Stop one of your running jobs",
+                 responses={**REFUSALS, **NOT_YOURS, 403: {"model": Problem, "description": "From another site"}})
     @limiter.limit(read_limit)
     def stop(request: Request, ref: Ref, who: Viewer = who_is_asking) -> dict[str, Any]:
         """Stops the job within a step (or a token); it ends as cancelled in your history."""

@@ -35,7 +35,8 @@ class ImageLinks:
 
     def store_key(self, file_id: int, expires: int, signature: str) -> str | None:
         """The image's key in the store when the link is genuine and unexpired, else None."""
-        if expires < self.clock() or not hmac.compare_digest(signature, self._signature(file_id, expires)):
+        given = signature.encode("utf-8", "replace")  # compare_digest takes ASCII text only: compare bytes
+        if expires < self.clock() or not hmac.compare_digest(given, self._signature(file_id, expires).encode()):
             return None
         row = ImageFile.select(ImageFile.path).join(ImageJob).where(ImageFile.id == file_id).first()
         return row.path if row is not None else None

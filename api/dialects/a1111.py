@@ -85,6 +85,16 @@ class ProgressResponse(BaseModel):
     current_task: str | None = None
 
 
+class A1111Error(BaseModel):
+    """AUTOMATIC1111's error shape: the error's name, its detail (for a bad field, FastAPI's list naming it), the
+    body, and the errors in words."""
+
+    error: str
+    detail: Any
+    body: Any
+    errors: Any
+
+
 def error_body(status: int, message: str, errors: dict[str, str], code: str | None) -> dict[str, Any]:
     """A1111's error shape (api_middleware's handle_exception); `detail` lists the bad fields as FastAPI does."""
     detail: Any = message
@@ -115,7 +125,7 @@ def build_app(ctx: DialectContext) -> FastAPI:
         return image_body_limit(settings, 3 if path.rstrip("/").endswith(("/img2img", "/png-info")) else 0)
 
     app = dialect_app("Atelier: AUTOMATIC1111-compatible API", "AUTOMATIC1111's /sdapi/v1, served by Atelier.",
-                      error_body, limit, validation_status=422)
+                      error_body, limit, validation_status=422, error_model=A1111Error)
     add_job_routes(app, ctx)
     catalog.add_routes(app, ctx)
     add_state_routes(app, ctx)

@@ -138,10 +138,9 @@ def checkpoints(ctx: DialectContext) -> list[dict[str, Any]]:
     source = ctx.services.default_models["image_source"]
     rows = [{"title": default_title(ctx), "model_name": default_title(ctx), "hash": None, "sha256": None,
              "filename": source, "config": None}]
-    default_path = Path(source).resolve() if Path(source).exists() else None
     for name in cat.models():
         path = cat.model_path(name)
-        if path is None or path.resolve() == default_path:
+        if path is None or path.absolute() == Path(source).absolute():  # the default's own folder
             continue
         short = cat.model_hash(name)
         rows.append({"title": f"{name} [{short}]" if short else name, "model_name": Path(name).stem,

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -203,15 +203,25 @@ def validation_errors(err: RequestValidationError | ValidationError) -> dict[str
 
 
 def dialect_app(title: str, description: str, error_body: ErrorBody, body_limit: Callable[[str], int],
-                validation_status: int) -> FastAPI:
-    """A FastAPI app for one dialect (mounted under its prefix): every refusal in its error shape, bodies capped by
-    path before they are read, and its own OpenAPI document at /openapi.json and docs at /docs."""
+                validation_status: int, error_model: type[BaseModel]) -> FastAPI:
+    """A FastAPI app for one dialect (mounted under its prefix): every refusal in its error shape (`error_model`,
+    documented on every route), bodies capped by path before they are read, and its own OpenAPI document at
+    /openapi.json and docs at /docs."""
+    refusals: dict[int | str, dict[str, Any]] = {
+        status: {"model": error_model, "description": text} for status, text in (
+            (validation_status, "A field is invalid (named in the error)"), (401, "No valid API key or login"),
+            (403, "Not allowed"), (404, "No such model or file"), (413, "The body is too large"),
+            (429, "Over a rate limit or the queue quota; Retry-After says when to try again"),
+            (503, "A model is loading, Atelier is busy, or the job failed; Retry-After when known"))}
     app = FastAPI(title=title, description=description, docs_url="/docs", redoc_url=None,
-                  openapi_url="/openapi.json")
+                  openapi_url="/openapi.json", responses=refusals)
 
     def reply(problem: ApiProblem) -> JSONResponse:
-        content = error_body(problem.status, problem.message, problem.errors, problem.code)
-        return JSONResponse(content, status_code=problem.status, headers=problem.headers)
+        # A bad field is a 400 to OpenAI and a 422 to AUTOMATIC1111, wherever it was found.
+        status = validation_status if problem.code == "invalid_value" and problem.status in (400, 422) \
+            else problem.status
+        content = error_body(status, problem.message, problem.errors, problem.code)
+        return JSONResponse(content, status_code=status, headers=problem.headers)
 
     async def on_problem(_: Request, err: Exception) -> JSONResponse:
         return reply(err if isinstance(err, ApiProblem) else ApiProblem(500, str(err)))
@@ -222,6 +232,9 @@ def dialect_app(title: str, description: str, error_body: ErrorBody, body_limit:
 
     async def on_http(_: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, StarletteHTTPException)
+        if err.status_code == 400:  # FastAPI's own: a body it could not parse (not UTF-8, a broken form)
+            return reply(invalid({"body": "body: the request body could not be read; send JSON (UTF-8 text), or "
+                                          "for edits a multipart form."}))
         detail = err.detail if isinstance(err.detail, str) else json.dumps(err.detail)
         return reply(ApiProblem(err.status_code, detail, code=HTTP_CODES.get(err.status_code),
                                 headers=dict(err.headers or {})))

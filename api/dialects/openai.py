@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import BaseModel
 
 from api.dialects.common import ApiProblem, DialectContext, dialect_app, image_body_limit, invalid, run_sync
 from api.dialects.openai_chat import ChatBody, chat_completions, text_model_ids
@@ -33,6 +34,21 @@ from api.dialects.openai_images import (
 PREFIX = "/v1"
 TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
          413: "invalid_request_error", 429: "requests", 503: "server_error"}
+
+
+class ErrorObject(BaseModel):
+    """What went wrong: the message, its type, the field at fault (`param`) and a code."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error shape."""
+
+    error: ErrorObject
 
 
 def error_body(status: int, message: str, errors: dict[str, str], code: str | None) -> dict[str, Any]:
@@ -63,7 +79,7 @@ def build_app(ctx: DialectContext) -> FastAPI:
         return image_body_limit(ctx.settings, 2 if path.rstrip("/").endswith("/images/edits") else 0)
 
     app = dialect_app("Atelier: OpenAI-compatible API", "OpenAI's /v1 (models, chat completions, images), served "
-                      "by Atelier.", error_body, limit, validation_status=400)
+                      "by Atelier.", error_body, limit, validation_status=400, error_model=OpenAIError)
 
     def who(request: Request) -> str:
         return ctx.user(request, realm="Atelier /v1")
@@ -85,7 +101,9 @@ def build_app(ctx: DialectContext) -> FastAPI:
                              code="model_not_found")
         return found[0]
 
-    @app.post("/chat/completions", summary="A chat reply", response_model=None)
+    @app.post("/chat/completions", summary="A chat reply", response_model=None,
+              responses={200: {"content": {"application/json": {}, "text/event-stream": {}},
+                               "description": "A chat.completion, or with stream a stream of chunks"}})
     async def chat(body: ChatBody, request: Request, user: str = me) -> dict[str, Any] | StreamingResponse:
         """A reply from the text model, streamed as server-sent events with `stream`; each call is a conversation
         in your history."""
@@ -132,7 +150,7 @@ def add_image_routes(app: FastAPI, ctx: DialectContext, me: Any) -> None:
              responses={200: {"content": {"image/png": {}}}})
     async def image_file(file_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
                          expires: Annotated[int, Query(ge=0, le=2**63 - 1)],
-                         signature: Annotated[str, Query(max_length=128)]) -> Response:
+                         signature: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")]) -> Response:
         """The PNG a generation's `url` names, without a key, until the link expires."""
         key = await run_sync(ctx.services.image_links.store_key, file_id, expires, signature)
         if key is None:
