@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.dialects import DialectContext, mount_dialects
     from api.frontend import mount_frontend
     from api.gateway import Gateway
+    from api.internal_routes import BodyLimits, EditorBlobRoute
     from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
     from api.rest_account import build_router as build_account_router
     from api.sessions import HeartbeatWatch, SessionJanitor
@@ -122,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         auth=services.accounts.verify if has_users else None,
                         auth_message="Log in with your Atelier account." if has_users else None,
                         footer_links=["api", "settings"], mcp_server=mcp.mcp_enabled(settings, has_users),
+                        # The browser refuses a larger file before sending it; Gradio's upload route stops reading it.
+                        max_file_size=settings.upload_max_bytes,
                         # Folders Gradio may copy output files from into its cache (a mounted app does not check
                         # today; a launched one does): the images, and the local copies of S3 images.
                         allowed_paths=[str(settings.images_dir), str(settings.image_cache_dir)])
@@ -138,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bridge.gradio_app = auth.gradio_app
     mcp.install(blocks, bridge)
     app.add_middleware(mcp.McpGate, accounts_required=has_users)
+    # Inside the gateway, which has resolved the user and counted the request as an upload.
+    app.add_middleware(EditorBlobRoute, blocks=blocks, uploads=services.uploads)
     app.add_middleware(HeartbeatWatch, janitor=janitor)
     # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
@@ -146,6 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads}, dialects=[*dialects, mcp.DIALECT])
+    # Outermost but one: unused body routes are refused and every body is capped before anything reads it.
+    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes, dialects=[*dialects, mcp.DIALECT])
     app.add_middleware(mcp.LoopbackLogin, bridge=bridge)  # outermost: the gateway sees the loopback's user
     return app
 

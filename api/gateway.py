@@ -47,18 +47,23 @@ JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     f"{GRADIO}/queue/join": {"data": (list, True), "fn_index": (int, True), "session_hash": (str, True),
                              "event_id": (str, False), "trigger_id": (int, False)},
     f"{GRADIO}/cancel": {"session_hash": (str, True), "fn_index": (int, True), "event_id": (str, True)},
+    # A no-op in Gradio 6 that its clients still call after a cancel; FastAPI answers a form body there with a 500.
+    f"{GRADIO}/reset": {"event_id": (str, True)},
 }
 
 
 @dataclass(frozen=True)
 class Dialect:
     """Another API served beside Gradio's (OpenAI's /v1, AUTOMATIC1111's /sdapi/v1, MCP): which limit each of its
-    requests counts against (`kind(method, path)`, None for none), and its refusals in its own error shape
-    (`refusal(status, message)` gives the JSON body)."""
+    requests counts against (`kind(method, path)`, None for none), its refusals in its own error shape
+    (`refusal(status, message)` gives the JSON body), and the largest body each of its routes takes
+    (`body_limit(path)`; its largest anywhere is `max_body`), which api/internal_routes.py applies."""
 
     prefix: str
     kind: Callable[[str, str], str | None]
     refusal: Callable[[int, str], bytes]
+    body_limit: Callable[[str], int] = lambda path: MAX_BODY_BYTES
+    max_body: int = MAX_BODY_BYTES
 
 
 class Gateway:
@@ -252,8 +257,10 @@ class Gateway:
         clean = path.rstrip("/")
         if clean == "/login":
             return "login"
-        if clean == f"{GRADIO}/upload":
-            return "upload"
+        if clean in (f"{GRADIO}/upload", f"{GRADIO}/component_server"):
+            return "upload"  # a piece of the image editor's picture is an upload too
+        if clean in (f"{GRADIO}/cancel", f"{GRADIO}/reset"):
+            return "read"
         if clean == f"{GRADIO}/queue/join":
             fn = self.blocks.fns.get(data.get("fn_index"))
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")

@@ -355,3 +355,10 @@ def adapt_mcp(blocks: Any, *, client: Callable[[Any], Any], tools: Callable[[dic
                                                                         root_url)
     server._get_or_create_client = lambda: client(server.mcp_server.request_context.request)
     return True
+
+
+def editor_ids(blocks: Any) -> set[int]:
+    """The component ids of the image editors in the app (the only components with a server function it uses)."""
+    import gradio as gr
+
+    return {block_id for block_id, block in blocks.blocks.items() if isinstance(block, gr.ImageEditor)}

@@ -75,15 +75,16 @@ def health(url: str) -> dict:
 
 def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = None,
                  env: dict[str, str] | None = None, probes: Path | None = None, raw: str | None = None,
-                 raw_port_file: Path | None = None) -> tuple[subprocess.Popen, str, float]:
+                 raw_port_file: Path | None = None, root: Path = ROOT) -> tuple[subprocess.Popen, str, float]:
     """Launch the app; return the process, its URL and the seconds until /api/health answered.
 
     `threads` (intra-op, inter-op) are applied to torch before the app starts, as the raw side applies them;
     `probes` names a JSON-lines file that bench/_probes.py fills with the app's phase timings; `raw` ("module:fn"
-    in bench/) is served in the server process for RawSide, its port written to `raw_port_file`.
+    in bench/) is served in the server process for RawSide, its port written to `raw_port_file`; `root` is the
+    checkout whose app.py runs (another revision's tree, for a before/after comparison).
     """
     port = free_port()
-    app_args = [str(ROOT / "app.py"), "--profile", "tiny", "--port", str(port), "--data-dir", str(data_dir), *flags]
+    app_args = [str(root / "app.py"), "--profile", "tiny", "--port", str(port), "--data-dir", str(data_dir), *flags]
     if threads is None and probes is None and raw is None:
         command = [sys.executable, *app_args]
     else:
@@ -99,7 +100,7 @@ def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = 
     # The app applies its own thread settings at start: the same counts as the bootstrap's.
     app_threads = {} if threads is None else {"ATELIER_TORCH_THREADS": str(threads[0]),
                                               "ATELIER_TORCH_INTEROP_THREADS": str(threads[1])}
-    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **app_threads, **(env or {})},
+    proc = subprocess.Popen(command, cwd=root, env={**os.environ, **OFFLINE_ENV, **app_threads, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     while True:

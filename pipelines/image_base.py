@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol
 from PIL.Image import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.loras import check_weights
+from pipelines.messages import excerpt
 from pipelines.registry import Registry
 
 # AUTOMATIC1111 sampler names, the vocabulary users and the A1111 API already speak.
@@ -143,6 +145,8 @@ def check_inputs(req: ImageRequest, limits: ImageLimits,
         text = getattr(req, name)
         if len(text) > limits.max_prompt_chars:
             errors[name] = f"{name} is {len(text)} characters; at most {limits.max_prompt_chars} are allowed."
+        elif message := check_weights(text):  # every backend, a remote A1111 too, would apply the weight as written
+            errors.setdefault(name, f"{name}: {message}")
     for name in ("width", "height"):
         value = getattr(req, name)
         if not limits.min_size <= value <= limits.max_size or value % 8:
@@ -156,7 +160,7 @@ def check_inputs(req: ImageRequest, limits: ImageLimits,
     if not -1 <= req.seed <= MAX_SEED:
         errors["seed"] = f"seed must be -1 (random) or between 0 and {MAX_SEED}, got {req.seed}."
     if req.sampler not in SAMPLERS:
-        errors["sampler"] = f"sampler {req.sampler!r} is unknown; choose one of: {', '.join(SAMPLERS)}."
+        errors["sampler"] = f"sampler {excerpt(req.sampler)} is unknown; choose one of: {', '.join(SAMPLERS)}."
     if not 1 <= req.batch_count <= limits.max_batch_count:
         errors["batch_count"] = f"batch_count must be between 1 and {limits.max_batch_count}, got {req.batch_count}."
     errors.update(_check_images(req))
@@ -217,7 +221,7 @@ def _check_hires(req: ImageRequest, limits: ImageLimits, upscalers: Collection[s
                               f"{limits.max_size}, so lower hr_scale or the base size.")
     known = (*LATENT_UPSCALERS, *IMAGE_UPSCALERS, *sorted(upscalers or ()))
     if upscalers is not None and req.hr_upscaler not in known:
-        errors["hr_upscaler"] = f"hr_upscaler {req.hr_upscaler!r} is unknown; choose one of: {', '.join(known)}."
+        errors["hr_upscaler"] = f"hr_upscaler {excerpt(req.hr_upscaler)} is unknown; choose one of: {', '.join(known)}."
     if not 0 <= req.hr_second_pass_steps <= limits.max_steps:
         errors["hr_second_pass_steps"] = (f"hr_second_pass_steps must be between 0 (same as steps) and "
                                           f"{limits.max_steps}, got {req.hr_second_pass_steps}.")

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from pipelines.image_base import IMAGE_UPSCALERS, LATENT_UPSCALERS, ImageRequest
+from pipelines.messages import data_folder, excerpt, hide_paths
 
 # File types spandrel loads upscaler weights from.
 UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
@@ -214,17 +215,19 @@ def load_upscaler(folder: Path | None, name: str, device: str = "cpu") -> Any:
     path = next((folder / f"{name}{s}" for s in UPSCALER_SUFFIXES if folder and (folder / f"{name}{s}").is_file()),
                 None)
     if path is None:
-        raise UpscalerUnavailable(f"upscaler {name!r} is not in {folder}; known: {', '.join(list_upscalers(folder))}")
+        raise UpscalerUnavailable(f"upscaler {excerpt(name)} is not in {data_folder(folder)}; known: "
+                                  f"{', '.join(list_upscalers(folder))}")
     try:
         import spandrel
     except ImportError as err:
-        raise UpscalerUnavailable(f"upscaler {name!r} needs the spandrel package (pip install spandrel)") from err
+        raise UpscalerUnavailable(f"upscaler {excerpt(name)} needs the spandrel package (pip install spandrel)"
+                                  ) from err
     try:
         model = spandrel.ModelLoader().load_from_file(str(path))
     except Exception as err:  # an unsupported architecture or a damaged file
-        raise UpscalerUnavailable(f"upscaler {name!r} could not be loaded: {err}") from err
+        raise UpscalerUnavailable(f"upscaler {excerpt(name)} could not be loaded: {hide_paths(str(err))}") from err
     if not isinstance(model, spandrel.ImageModelDescriptor):
-        raise UpscalerUnavailable(f"upscaler {name!r} is not an image-to-image model")
+        raise UpscalerUnavailable(f"upscaler {excerpt(name)} is not an image-to-image model")
     return model.to(device).eval()
 
 

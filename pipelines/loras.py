@@ -5,11 +5,17 @@ encoded (A1111 replaces them by nothing, so the text around them stays as typed)
 peft adapter) while jobs keep asking for it, and is unloaded by the first job that does not; with none asked for
 the pipeline runs without any LoRA layer. A1111's ``<lora:name:te:unet>`` form with separate text-encoder and
 UNet weights is read with its first weight for both.
+
+A weight is a finite number between -MAX_WEIGHT and MAX_WEIGHT (negative weights, as A1111 allows, push away from
+what the LoRA learnt); ``nan``, ``inf`` and huge numbers are refused, since they turn every pixel black. Both weights
+of the te:unet form are checked, and so are ``<lyco:…>`` tags (A1111's other name for the same thing), because a
+remote A1111 server applies them as they are written.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -17,10 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.hashes import addnet_sha256
+from pipelines.messages import data_folder, excerpt, excerpts
 
 LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 # A1111's extra-network tag (modules/extra_networks.py): <kind:args>, here only kind "lora".
 _TAG = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
+# Kinds whose weights a remote A1111 server applies as LoRA weights ("lyco" is its alias of "lora").
+_WEIGHTED_TAG = re.compile(r"<(?:lora|lyco):([^>]+)>", re.IGNORECASE)
+# The weights people use: 0 to 1.5 for most LoRAs, up to about ±5 for "slider" LoRAs; ±10 leaves room above that.
+MAX_WEIGHT = 10.0
 
 
 class UnknownLora(ValueError):
@@ -35,21 +46,44 @@ class LoraRef:
     weight: float = 1.0
 
 
+def _weights(tag: str, args: str) -> list[float]:
+    """The tag's te and unet weights as written (empty ones left out); UnknownLora for one that is not a finite
+    number within ±MAX_WEIGHT."""
+    weights = []
+    for text in [p.strip() for p in args.split(":")][1:3]:
+        if not text:
+            continue
+        try:
+            weight = float(text)
+        except ValueError:
+            weight = math.nan
+        if not (math.isfinite(weight) and -MAX_WEIGHT <= weight <= MAX_WEIGHT):
+            raise UnknownLora(f"the LoRA tag {excerpt(tag)} has weight {excerpt(text)}; a weight is a number between "
+                              f"{-MAX_WEIGHT:g} and {MAX_WEIGHT:g}, written as <lora:name:0.8>.")
+        weights.append(weight)
+    return weights
+
+
 def parse_loras(prompt: str) -> tuple[str, list[LoraRef]]:
     """The prompt without its LoRA tags, and the tags in order (a name given twice keeps its last weight)."""
     found: dict[str, LoraRef] = {}
     for match in _TAG.finditer(prompt):
-        parts = [p.strip() for p in match.group(1).split(":")]
-        weight = 1.0
-        if len(parts) > 1 and parts[1]:
-            try:
-                weight = float(parts[1])
-            except ValueError:
-                raise UnknownLora(f"the LoRA tag {match.group(0)!r} has weight {parts[1]!r}, which is not a number; "
-                                  "write it as <lora:name:0.8>.") from None
-        found.pop(parts[0], None)
-        found[parts[0]] = LoraRef(parts[0], weight)
+        name = match.group(1).split(":")[0].strip()
+        weights = _weights(match.group(0), match.group(1))
+        found.pop(name, None)
+        found[name] = LoraRef(name, weights[0] if weights else 1.0)
     return _TAG.sub("", prompt), list(found.values())
+
+
+def check_weights(text: str) -> str:
+    """An error message for a LoRA weight in `text` that is not a finite number within ±MAX_WEIGHT, or ''; reads
+    ``<lora:…>`` and ``<lyco:…>`` tags, whose weights a remote A1111 server applies unchecked."""
+    try:
+        for match in _WEIGHTED_TAG.finditer(text):
+            _weights(match.group(0), match.group(1))
+    except UnknownLora as err:
+        return str(err)
+    return ""
 
 
 def strip_loras(prompt: str) -> str:
@@ -77,9 +111,8 @@ def available_loras(folder: Path | None) -> dict[str, Path]:
 def unknown_message(names: list[str], folder: Path | None) -> str:
     """The message for LoRA names that are not in the folder."""
     known = list(available_loras(folder))
-    listing = ", ".join(known) if known else f"none (put .safetensors LoRA files in {folder})"
-    asked = ", ".join(repr(n) for n in names)
-    return f"unknown LoRA {asked} in the prompt; available: {listing}."
+    listing = ", ".join(known) if known else f"none (put .safetensors LoRA files in {data_folder(folder)})"
+    return f"unknown LoRA {excerpts(names)} in the prompt; available: {listing}."
 
 
 def check_prompt(prompt: str, folder: Path | None) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from pipelines.messages import excerpt
 from pipelines.reasoning import Chunk, strip_reasoning
 from pipelines.registry import Registry
 
@@ -69,7 +70,7 @@ def check_messages(messages: list[dict[str, str]], limits: TextLimits) -> dict[s
         where = f"messages[{index}]"
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
-            errors[f"{where}.role"] = f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}."
+            errors[f"{where}.role"] = f"{where}.role must be one of {', '.join(ROLES)}, got {excerpt(role)}."
         if not isinstance(content, str):
             errors[f"{where}.content"] = f"{where}.content must be text, got {type(content).__name__}."
         elif len(content) > limits.max_message_chars:

@@ -8,6 +8,7 @@ from pathlib import Path
 from pipelines.checkpoints import CHECKPOINT_SUFFIXES, VAE_SUFFIXES, is_diffusers_folder, model_hash
 from pipelines.hashes import sha256
 from pipelines.loras import available_loras, check_prompt, lora_hashes
+from pipelines.messages import data_folder, excerpt
 
 UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 # A1111 titles a checkpoint "name.safetensors [hash]"; scripts written for its API send that title back.
@@ -88,8 +89,8 @@ class Catalog:
         stems = {Path(n).stem: p for n, p in paths.items() if not p.is_dir()}
         if key in stems:
             return stems[key]
-        listing = ", ".join(paths) if paths else f"none (put {what} in {folder})"
-        raise ValueError(f"{kind} {name!r} is not available; choose one of: {listing}.")
+        listing = ", ".join(paths) if paths else f"none (put {what} in {data_folder(folder)})"
+        raise ValueError(f"{kind} {excerpt(name)} is not available; choose one of: {listing}.")
 
     def model_hash(self, name: str) -> str:
         """A1111's ``Model hash`` of a named checkpoint file ('' for a diffusers folder or an unknown name)."""

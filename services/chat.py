@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pipelines.image_base import InvalidRequest
+from pipelines.messages import hide_paths
 from pipelines.text_base import (
     TextBackend,
     TextLimits,
@@ -226,12 +227,13 @@ class ChatService:
 
     def _fail(self, plan: _Plan, handle: ChatHandle, started: float, error: str) -> None:
         """Record a failed reply; when even that cannot be written (disk full), still end the watcher's wait."""
+        error = hide_paths(error)  # no absolute path of this machine in what the user reads
         try:
             self._store(plan, handle, started, status="failed", error=error, model=self.slot.status().model)
         except Exception as err:
             # The draft stays behind: the next start-up turns it into a failed reply (recover()).
             log.exception("could not record a failed chat reply")
-            error = f"{error} (and the reply could not be saved: {type(err).__name__}: {err})"
+            error = f"{error} (and the reply could not be saved: {type(err).__name__}: {hide_paths(str(err))})"
             handle.update(status="failed", message=f"❌ {error}", error=error)
 
     def _generate(self, plan: _Plan, handle: ChatHandle, backend: TextBackend, started: float) -> None:

@@ -94,6 +94,13 @@ class Services:
         self.replicas.stop()
 
 
+def _local_name(model: str) -> str | None:
+    """A model given as a local folder or file by its name, as per-job checkpoints are shown: the UI, history and
+    the PNGs anyone may be sent never carry this machine's absolute path. None for a hub id."""
+    path = Path(model).expanduser()
+    return path.name if model.startswith((".", "/", "~")) or path.exists() else None
+
+
 def _slot(kind: str, backend_name: str, backend: Any, label: str,
           prepare: Callable[[Callable[[str], None]], None] | None,
           choice: ModelChoice[Any] | None = None) -> ModelSlot[Any]:
@@ -159,7 +166,7 @@ def _image_slot(settings: Settings, catalog: Catalog | None = None) -> ModelSlot
         defaults = settings.image_defaults
         options = {
             "model": str(tiny_dir or model),
-            "display_name": TINY_SD_NAME if tiny_dir else None,
+            "display_name": TINY_SD_NAME if tiny_dir else _local_name(model),
             "memory_mode": settings.memory_mode,
             "attention_slicing": settings.attention_slicing,
             "vae_slicing": settings.vae_slicing,
@@ -182,7 +189,7 @@ def _image_slot(settings: Settings, catalog: Catalog | None = None) -> ModelSlot
 
     choice = _model_choice(catalog or _catalog(settings), options["model"], options["display_name"]) if local else None
     return _slot("image", settings.image_backend, create_image_backend(settings.image_backend, **options),
-                 TINY_SD_NAME if tiny_dir else model, build_tiny if tiny_dir else None, choice)
+                 options.get("display_name") or model, build_tiny if tiny_dir else None, choice)
 
 
 def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
@@ -201,7 +208,7 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
             "max_connections": max(16, settings.resolved_text_concurrency * 2),
         }
     elif local:
-        options = {"model": str(tiny_dir or model), "display_name": TINY_R1_NAME if tiny_dir else None}
+        options = {"model": str(tiny_dir or model), "display_name": TINY_R1_NAME if tiny_dir else _local_name(model)}
         # The replies ChatService lets run at once share the model's forward passes (continuous batching).
         options["max_batch"] = settings.resolved_text_concurrency
         options.update(gptq_backend=settings.gptq_backend, cache=settings.text_cache, compile=settings.text_compile)
@@ -213,7 +220,7 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
         ensure_tiny_r1_gptq(tiny_dir, source=settings.models_dir / "tiny-r1", report=report)
 
     return _slot("text", settings.text_backend, create_text_backend(settings.text_backend, **options),
-                 TINY_R1_NAME if tiny_dir else model, build_tiny if tiny_dir else None)
+                 options.get("display_name") or model, build_tiny if tiny_dir else None)
 
 
 def _recover(images: ImageService, chat: ChatService, only_replica: str | None = None) -> None:

@@ -24,6 +24,7 @@ from pipelines.image_base import (
     check_inputs,
     resolve_seed,
 )
+from pipelines.messages import hide_paths
 from services import uploads
 from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
@@ -161,7 +162,7 @@ class ImageService:
                         raise InvalidRequest({name: f"{name}: the image is {value.width}x{value.height} "
                                                     f"({value.width * value.height:,} pixels); at most "
                                                     f"{limits.max_pixels:,} pixels are allowed."})
-                    params[name] = uploads.to_mask(value) if name == "mask" else uploads.to_rgb(value)
+                    params[name] = uploads.to_mask(value, name) if name == "mask" else uploads.to_rgb(value, name)
             except InvalidRequest as err:
                 errors.update(err.errors)
                 params[name] = None
@@ -183,7 +184,8 @@ class ImageService:
             self._run_job(req, user, handle, time.perf_counter())
         except Exception as err:  # never leave a watcher hanging, whatever went wrong
             log.exception("image job crashed")
-            handle.update(status="failed", message=f"Failed: {err}", error=str(err))
+            reason = hide_paths(str(err))
+            handle.update(status="failed", message=f"Failed: {reason}", error=reason)
         return handle.snapshot()
 
     def _run_job(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
@@ -393,7 +395,8 @@ class ImageService:
             raise
 
     def _fail(self, job: ImageJob, handle: ImageJobHandle, started: float, reason: str) -> None:
-        """Record the job as failed and tell its watcher why."""
+        """Record the job as failed and tell its watcher why (no absolute path of this machine in the reason)."""
+        reason = hide_paths(reason)
         self._finish(job, "failed", started, error=reason)
         handle.update(status="failed", message=f"Job {job.id} failed: {reason}", error=reason, job_id=job.id,
                       files=[])

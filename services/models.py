@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from pipelines.messages import hide_paths
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -132,7 +134,7 @@ class ModelSlot(Generic[T]):
             try:
                 self._load(self.backend, self._report)
             except Exception as err:
-                reason = str(err) or type(err).__name__
+                reason = hide_paths(str(err)) or type(err).__name__  # the log below keeps the full text
                 log.warning("%s model failed to load: %s", self.kind, reason, exc_info=True)
                 self._set(ModelState.FAILED, reason=reason)
                 raise ModelUnavailableError(reason) from err

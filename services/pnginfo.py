@@ -2,18 +2,26 @@
 
 A1111 (and Atelier) write them as the PNG text chunk `parameters`; for JPEG and WebP A1111 puts the same text in the
 EXIF UserComment, which is read too.
+
+A PNG's chunks are walked here, not decoded by PIL: each is checked against its CRC up to the closing IEND chunk (so a
+cut-off or damaged file is called that, not "without parameters"), text chunks after the pixels are found too, and
+the pixels are never decoded. The parameters text may be at most MAX_TEXT_BYTES: what is read (a compressed chunk is
+inflated no further) and what /png_info returns stay small, whatever the file holds.
 """
 
 from __future__ import annotations
 
 import re
+import struct
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from pipelines.image_base import SAMPLERS, InvalidRequest
-from services.uploads import DEFAULT_LIMITS, UploadLimits, open_image
+from services.uploads import DEFAULT_LIMITS, UploadLimits, open_image, read_bytes
 from storage.files import parse_parameters
 
 _EXIF_IFD = 0x8769
@@ -30,19 +38,109 @@ _FIELDS: dict[str, tuple[str, type]] = {
 _MASKED_CONTENT = {"fill": 0, "original": 1, "latent noise": 2, "latent nothing": 3}
 _INPAINT_KEYS = ("Mask blur", "Mask mode", "Inpaint area", "Masked area padding", "Masked content")
 _HIRES_KEYS = ("Hires upscale", "Hires steps", "Hires upscaler", "Hires resize")
+# A1111's infotext is a few KB (Atelier's prompts are at most 4,000 characters each); 64 KiB leaves room for long ones.
+MAX_TEXT_BYTES = 64 * 1024
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PARAMETERS = b"parameters"
 
 
 def read_text(data: bytes | str | Path, field: str = "image", limits: UploadLimits = DEFAULT_LIMITS) -> str:
-    """The raw `parameters` text of an image; InvalidRequest({field: message}) when it has none or is no image."""
-    # Only the metadata is read, never the pixels: a large A1111 upscale is fine here.
-    with open_image(data, field, limits, check_pixels=False) as image:
-        text = image.info.get("parameters") or _exif_comment(image)
-        if isinstance(text, str) and text.strip():
-            return text
-        hint = " (it holds a ComfyUI workflow, which is not read here)" if "workflow" in image.info else ""
-        kind = image.format or "image"
-    raise InvalidRequest({field: f"{field}: this {kind} carries no generation parameters{hint}; PNG Info reads "
-                                 f"the 'parameters' text that Atelier and AUTOMATIC1111 write into their images."})
+    """The raw `parameters` text of an image; InvalidRequest({field: message}) when it has none, is damaged, holds
+    more than MAX_TEXT_BYTES of it, or is no image."""
+    blob = read_bytes(data, field, limits)
+    if blob.startswith(_PNG_SIGNATURE):
+        (text, keywords), kind = _png_parameters(blob, field), "PNG"
+    else:
+        # Only the metadata is read, never the pixels: a large A1111 upscale is fine here.
+        # PIL refuses a JPEG or WebP cut off before its pixels (WebP keeps its EXIF after them).
+        with open_image(blob, field, limits, check_pixels=False) as image:
+            text, keywords, kind = image.info.get("parameters") or _exif_comment(image), set(image.info), image.format
+        if isinstance(text, str) and len(text.encode("utf-8", "replace")) > MAX_TEXT_BYTES:
+            raise _too_long(field)
+    if isinstance(text, str) and text.strip():
+        return text
+    hint = " (it holds a ComfyUI workflow, which is not read here)" if "workflow" in keywords else ""
+    raise _refuse(field, f"this {kind or 'image'} carries no generation parameters{hint}; PNG Info reads the "
+                         f"'parameters' text that Atelier and AUTOMATIC1111 write into their images.")
+
+
+def _refuse(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest({field: f"{field}: {message}"})
+
+
+def _too_long(field: str) -> InvalidRequest:
+    return _refuse(field, f"its parameters text is over {MAX_TEXT_BYTES // 1024} KiB, the most PNG Info reads "
+                          f"(Atelier and AUTOMATIC1111 write a few KB).")
+
+
+def _png_chunks(blob: bytes, field: str) -> Iterator[tuple[bytes, memoryview]]:
+    """Each chunk's type and data, from IHDR to IEND, each checked against its CRC; InvalidRequest saying where a
+    damaged or cut-off file goes wrong."""
+    view, pos = memoryview(blob), len(_PNG_SIGNATURE)
+    while True:
+        if pos + 8 > len(blob):
+            raise _refuse(field, f"the PNG is cut off: it ends after {len(blob):,} bytes, before its closing IEND "
+                                 f"chunk.")
+        length, kind = struct.unpack(">I4s", view[pos:pos + 8])
+        if not kind.isalpha() or (pos == len(_PNG_SIGNATURE)) != (kind == b"IHDR"):
+            raise _refuse(field, f"the PNG is damaged: byte {pos:,} does not start a valid chunk.")
+        end = pos + 12 + length
+        if end > len(blob):
+            raise _refuse(field, f"the PNG is cut off: it ends after {len(blob):,} bytes, inside its "
+                                 f"{kind.decode()} chunk.")
+        data = view[pos + 8:end - 4]
+        if zlib.crc32(data, zlib.crc32(kind)) != struct.unpack(">I", view[end - 4:end])[0]:
+            raise _refuse(field, f"the PNG is damaged: its {kind.decode()} chunk at byte {pos:,} fails its "
+                                 f"checksum.")
+        yield kind, data
+        if kind == b"IEND":
+            return
+        pos = end
+
+
+def _png_parameters(blob: bytes, field: str) -> tuple[str | None, set[str]]:
+    """The first `parameters` text chunk's text (tEXt, zTXt or iTXt) or None, and the keywords of all text chunks;
+    the whole file is checked first."""
+    found: tuple[bytes, memoryview] | None = None
+    keywords: set[str] = set()
+    for kind, data in _png_chunks(blob, field):
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            keyword = bytes(data[:80]).partition(b"\0")[0]
+            keywords.add(keyword.decode("latin-1"))
+            if found is None and keyword == _PARAMETERS:
+                found = kind, data[len(_PARAMETERS) + 1:]
+    return (_chunk_text(*found, field) if found else None), keywords
+
+
+def _chunk_text(kind: bytes, body: memoryview, field: str) -> str:
+    """A text chunk's text after its keyword, inflated when compressed, within MAX_TEXT_BYTES."""
+    if kind == b"tEXt":
+        return _capped(bytes(body), field).decode("latin-1")
+    if kind == b"zTXt":  # compression method (0), then the zlib stream
+        return _inflate(body[1:], field).decode("latin-1")
+    compressed, rest = body[:1] == b"\x01", bytes(body[2:])  # iTXt: flag, method, language\0, keyword\0, text
+    text = rest.split(b"\0", 2)[2] if rest.count(b"\0") >= 2 else b""
+    return (_inflate(text, field) if compressed else _capped(text, field)).decode("utf-8", "replace")
+
+
+def _capped(text: bytes, field: str) -> bytes:
+    if len(text) > MAX_TEXT_BYTES:
+        raise _too_long(field)
+    return text
+
+
+def _inflate(stream: bytes | memoryview, field: str) -> bytes:
+    """A compressed text chunk inflated up to MAX_TEXT_BYTES and no further (a small chunk may claim gigabytes)."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(stream, MAX_TEXT_BYTES + 1)
+    except zlib.error as err:
+        raise _refuse(field, "the PNG is damaged: its parameters text cannot be decompressed.") from err
+    if len(text) > MAX_TEXT_BYTES:
+        raise _too_long(field)
+    if not inflater.eof:
+        raise _refuse(field, "the PNG is damaged: its parameters text is cut off.")
+    return text
 
 
 def read(data: bytes | str | Path, field: str = "image", limits: UploadLimits = DEFAULT_LIMITS) -> dict[str, Any]:

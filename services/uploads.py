@@ -7,12 +7,15 @@ sends can raise anything else from here.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipelines.image_base import InvalidRequest
+from services.editor_blobs import BlobBudget, PendingBlobs
 from settings import Settings
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
@@ -108,15 +111,34 @@ def read_image(data: bytes | str | Path, field: str, limits: UploadLimits = DEFA
     InvalidRequest({field: message}) for a wrong type, a file or image too large, a decompression bomb, or data that
     is cut off or damaged."""
     as_mask = field == "mask" if mask is None else mask
+
+    def convert(image: Image.Image) -> Image.Image:
+        # Phone photos are stored sideways with an EXIF orientation; the user expects what their viewer shows.
+        upright = ImageOps.exif_transpose(image)
+        return to_mask(upright, field) if as_mask else to_rgb(upright, field)
+
+    return _decode(data, field, limits, convert)
+
+
+def read_as(data: bytes | str | Path, field: str, limits: UploadLimits = DEFAULT_LIMITS,
+            mode: str = "RGBA") -> Image.Image:
+    """Decode an upload into `mode` as it is, after the same checks (no EXIF turn, no flattening): the image
+    editor's canvas pieces, whose transparency is the strokes."""
+    return _decode(data, field, limits, lambda image: image.convert(mode))
+
+
+def _decode(data: bytes | str | Path, field: str, limits: UploadLimits,
+            convert: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """`convert` of the decoded upload, once its type, bytes and pixels passed (InvalidRequest otherwise)."""
     image = open_image(data, field, limits)
     try:
         with image:
             image.load()
-            # Phone photos are stored sideways with an EXIF orientation; the user expects what their viewer shows.
-            upright = ImageOps.exif_transpose(image)
-            return to_mask(upright) if as_mask else to_rgb(upright)
+            return convert(image)
     except Image.DecompressionBombError as err:
         raise _bomb(field, limits) from err
+    except InvalidRequest:
+        raise
     except _DECODE_ERRORS as err:
         raise _refuse(field, f"the image could not be decoded; the file is cut off or damaged ({err}).") from err
 
@@ -137,26 +159,62 @@ def _kind(blob: bytes) -> str:
     return next((name for magic, name in _OTHER_KINDS if blob.startswith(magic)), "not an image that can be read")
 
 
+# Modes PIL's convert() cannot bring to 8 bits: it clips them at 255, so a 16-bit greyscale PNG turned white.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+def _narrow(image: Image.Image) -> Image.Image:
+    """8-bit L from a 16-bit, 32-bit or float greyscale image, scaled rather than clipped: integers are read as
+    16-bit values (0-65535, as PNG stores them), floats as 0-1 (as Gradio and scikit-image read float images). A
+    PNG's transparent grey level becomes an alpha channel (LA). Other modes come back as they are, but for the
+    transparent colour of a 16-bit RGB PNG, which PIL keeps in 16 bits while it keeps the high byte of each pixel."""
+    transparent = image.info.get("transparency")
+    if image.mode == "RGB" and isinstance(transparent, tuple) and max(transparent) > 255:
+        image = image.copy()  # not the caller's image: its info changes
+        image.info["transparency"] = tuple(v >> 8 for v in transparent)
+    if image.mode not in _WIDE_MODES:
+        return image
+    values = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    scale = 255.0 if image.mode == "F" else 255 / 65535
+    grey = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
+    if isinstance(transparent, int) and image.mode != "F":
+        return Image.merge("LA", (grey, Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8))))
+    return grey
+
+
 def _has_alpha(image: Image.Image) -> bool:
-    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, transparency flattened on white (A1111's default img2img background)."""
+def _convert(image: Image.Image, mode: str, field: str) -> Image.Image:
+    try:
+        return image.convert(mode)
+    except ValueError as err:  # PIL has no conversion (La, LAB to L): only an in-process caller can send these
+        raise _refuse(field, f"an image in PIL mode {image.mode} cannot be read; send {_ALLOWED_NAMES}, or an RGB, "
+                             f"RGBA or L image.") from err
+
+
+def to_rgb(image: Image.Image, field: str = "init_image") -> Image.Image:
+    """RGB, transparency flattened on white (A1111's default img2img background); 16-bit and float greyscale scaled
+    to 8 bits."""
+    image = _narrow(image)
     if _has_alpha(image):
-        rgba = image.convert("RGBA")
+        rgba = _convert(image, "RGBA", field)
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return _convert(image, "RGB", field)
 
 
-def to_mask(image: Image.Image) -> Image.Image:
-    """L: the alpha channel of an image with transparency (painted strokes), else its grey levels."""
+def to_mask(image: Image.Image, field: str = "mask") -> Image.Image:
+    """L: the alpha channel of an image with transparency (painted strokes), else its grey levels (16-bit and float
+    greyscale scaled to 8 bits)."""
+    image = _narrow(image)
     if _has_alpha(image):
-        alpha = image.convert("RGBA").getchannel("A")
+        alpha = _convert(image, "RGBA", field).getchannel("A")
         if alpha.getextrema() != (255, 255):  # an opaque alpha says nothing: the grey levels are the mask
             return alpha
-    return image.convert("L")
+    return _convert(image, "L", field)
 
 
 class Uploads:
@@ -164,7 +222,18 @@ class Uploads:
 
     def __init__(self, limits: UploadLimits | None = None) -> None:
         self.limits = limits or DEFAULT_LIMITS
+        # The image editor's uploaded pieces until its event reads them.
+        self.blobs = PendingBlobs(BlobBudget.for_uploads(self.limits.max_bytes))
 
     def read_image(self, data: bytes | str | Path, field: str, mask: bool | None = None) -> Image.Image:
         """As the module's read_image, under these limits."""
         return read_image(data, field, self.limits, mask)
+
+    def read_as(self, data: bytes | str | Path, field: str, mode: str = "RGBA") -> Image.Image:
+        """As the module's read_as, under these limits."""
+        return read_as(data, field, self.limits, mode)
+
+    def check(self, data: bytes | str | Path, field: str) -> None:
+        """The checks read_image makes before it decodes (type, bytes, pixels from the header); InvalidRequest when
+        one fails."""
+        open_image(data, field, self.limits).close()

@@ -185,6 +185,27 @@ def test_png_info_of_a_file_without_settings_or_not_a_png_says_so(client: Client
         client.predict(image=None, api_name="/png_info")
 
 
+def test_png_info_refuses_a_huge_text_chunk_and_a_cut_off_png_with_short_messages(client: Client,
+                                                                                   tmp_path: Path) -> None:
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("parameters", "x" * (10 * 1024 * 1024))  # 10 MB of text came back as 21 MB of JSON
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (8, 8)).save(huge, pnginfo=meta)
+    with pytest.raises(Exception, match="over 64 KiB, the most PNG Info reads") as caught:
+        client.predict(image=handle_file(huge), api_name="/png_info")
+    assert len(str(caught.value)) < 300
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("parameters", "a fox\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64")
+    whole = tmp_path / "whole.png"
+    Image.effect_noise((64, 64), 50).save(whole, pnginfo=meta)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[:-30])
+    with pytest.raises(Exception, match="the PNG is cut off"):
+        client.predict(image=handle_file(cut), api_name="/png_info")
+
+
 def test_models_and_loras_list_the_folders(client: Client, data_dir: Path) -> None:
     (data_dir / "loras").mkdir(exist_ok=True)
     (data_dir / "loras" / "paper-cut.safetensors").write_bytes(b"")

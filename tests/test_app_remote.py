@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError, ValidationError
 
 from settings import Settings
 from storage.files import parse_parameters, read_parameters
@@ -73,6 +74,28 @@ def test_stop_interrupts_our_webui_job(client: Client, stand_ins: tuple[StandinA
         assert a1111.interrupts  # the WebUI was told to stop
     finally:
         a1111.behaviour = Behaviour()
+
+
+def test_a_name_the_webui_echoes_into_an_error_reaches_the_client_escaped(client: Client) -> None:
+    # Remote names go to the WebUI unchecked; A1111 answers "could not find upscaler named <name>", which becomes
+    # the job's gr.Error: a toast that renders HTML, so the user's text arrives escaped.
+    sent = "<img src=x onerror=alert(1)>"
+    with pytest.raises(AppError) as caught:
+        client.predict(**{**IMAGE, "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": sent},
+                       api_name="/generate_image")
+    message = str(caught.value)
+    assert "could not find upscaler named &lt;img src=x onerror=alert(1)&gt;" in message
+    assert "<img" not in message
+
+
+@pytest.mark.parametrize("prompt", ["a fox <lora:webui_style:nan>", "a fox <lyco:webui_style:inf>",
+                                    "a fox <lora:webui_style:0.7:1e308>"])
+def test_a_bad_lora_weight_never_reaches_the_webui(client: Client, prompt: str,
+                                                   stand_ins: tuple[StandinA1111, StandinOpenAI, str, str]) -> None:
+    seen = len(stand_ins[0].requests)
+    with pytest.raises(ValidationError, match="between -10 and 10"):
+        client.predict(**{**IMAGE, "prompt": prompt}, api_name="/generate_image")
+    assert len(stand_ins[0].requests) == seen
 
 
 def test_chat_streams_reasoning_apart_and_keeps_the_conversation(

@@ -150,11 +150,11 @@ def test_a_login_that_is_not_one_username_and_one_password_is_refused(server: st
 
 def test_the_gateway_checks_only_fields_gradio_reads_with_the_same_types() -> None:
     # Gradio's own models: a field the gateway checks must be one Gradio's route reads, with the same type.
-    from gradio.data_classes import CancelBody, PredictBody
+    from gradio.data_classes import CancelBody, PredictBody, ResetBody
 
     from api.gateway import JSON_FIELDS
 
-    for route, model in ((JOIN, PredictBody), (CANCEL, CancelBody)):
+    for route, model in ((JOIN, PredictBody), (CANCEL, CancelBody), ("gradio_api/reset", ResetBody)):
         fields = model.model_fields
         for name, (kind, _) in JSON_FIELDS[f"/{route}"].items():
             assert name in fields, (route, name)

@@ -9,7 +9,7 @@ import gradio as gr
 
 from services.accounts import AccountError
 from services.container import Services
-from ui.common import PRIVATE, scope_of, user_of
+from ui.common import PRIVATE, error_toast, info_toast, scope_of, user_of
 
 KEY_COLUMNS = ["name", "key", "created", "last used"]
 JOB_COLUMNS = ["ref", "kind", "via", "status", "progress", "job / conversation", "what"]
@@ -60,7 +60,7 @@ def render(services: Services) -> None:
     def owner(request: gr.Request) -> str:
         name = user_of(request)
         if not name:
-            raise gr.Error(NO_ACCOUNTS)
+            raise error_toast(NO_ACCOUNTS)
         return name
 
     def list_keys(request: gr.Request) -> tuple[Any, Any]:
@@ -72,17 +72,17 @@ def render(services: Services) -> None:
         try:
             key, made = keys.create(owner(request), label or "")
         except AccountError as err:
-            raise gr.Error(str(err)) from None
-        gr.Info(f"Created the key {made['name']!r}: copy it now.")
+            raise error_toast(str(err)) from None
+        info_toast(f"Created the key {made['name']!r}: copy it now.")
         rows, choices = list_keys(request)
         return gr.Textbox(value=key, visible=True), rows, choices, ""
 
     def revoke_key(label: str | None, request: gr.Request) -> tuple[Any, Any, Any]:
         if not label:
-            raise gr.Error("Choose a key to revoke.")
+            raise error_toast("Choose a key to revoke.")
         if not keys.revoke(owner(request), label):
-            raise gr.Error(f"You have no key named {label!r}.")
-        gr.Info(f"Revoked {label!r}: it no longer works.")
+            raise error_toast(f"You have no key named {label!r}.")
+        info_toast(f"Revoked {label!r}: it no longer works.")
         return (gr.Textbox(value="", visible=False), *list_keys(request))
 
     def list_jobs(request: gr.Request) -> tuple[Any, Any]:
@@ -92,8 +92,8 @@ def render(services: Services) -> None:
 
     def stop_job(ref: str | None, request: gr.Request) -> tuple[Any, Any]:
         if not ref or not running.stop(ref, scope_of(services, request)):
-            raise gr.Error("That job is not running (or not yours); refresh the list.")
-        gr.Info("Stopped: it ends as cancelled in your history.")
+            raise error_toast("That job is not running (or not yours); refresh the list.")
+        info_toast("Stopped: it ends as cancelled in your history.")
         return list_jobs(request)
 
     for load in (tab.select, refresh.click):

@@ -18,6 +18,9 @@ from ui.common import (
     PRIVATE,
     RAW_INPUTS,
     QueueQuota,
+    error_toast,
+    html_text,
+    info_toast,
     read_api,
     scope_of,
     type_errors,
@@ -55,7 +58,7 @@ def _answer_bubbles(answer: str, status: str, error: str | None) -> list[dict[st
     # A failed or stopped reply keeps what was written before it ended (a crash keeps its saved draft): show it.
     bubbles = [{"role": "assistant", "content": answer}] if answer else []
     if status == "failed":
-        bubbles.append({"role": "assistant", "content": f"❌ {error}"})
+        bubbles.append({"role": "assistant", "content": f"❌ {html_text(error or '')}"})  # the Chatbot renders HTML
     elif status == "cancelled":
         bubbles.append({"role": "assistant", "content": "⏹ _Stopped._"})
     return bubbles
@@ -84,7 +87,7 @@ def render(services: Services, quota: QueueQuota) -> None:
     defaults = chat.defaults
     limits = chat.limits
     with gr.Tab("Chat", id="chat") as tab:
-        model_status = gr.Markdown(services.text_slot.status().message(), elem_id="chat-model-status")
+        model_status = gr.Markdown(html_text(services.text_slot.status().message()), elem_id="chat-model-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=220):
                 new_btn = gr.Button("＋ New chat", elem_id="chat-new")
@@ -125,7 +128,7 @@ def render(services: Services, quota: QueueQuota) -> None:
             return [], None, "send", ""
         conv = chat.get_conversation(int(cid), scope_of(services, request))
         if conv is None:
-            raise gr.Error(f"Conversation {cid} does not exist (or was deleted).")
+            raise error_toast(f"Conversation {cid} does not exist (or was deleted).")
         return stored_to_chatbot(conv["messages"]), conv["conversation_id"], "send", ""
 
     def validate_turn(text: str, cid: int | None, current_mode: str, t: float, p: float, n: float,
@@ -155,7 +158,7 @@ def render(services: Services, quota: QueueQuota) -> None:
         try:
             handle = chat.start(text, cid, user=user, options=chat.options(**opts), mode=turn_mode)  # type: ignore[arg-type]
         except InvalidRequest as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
         cid = handle.snapshot().conversation_id
         stored = chat.get_conversation(cid, user)["messages"]
         # Everything before the turn being answered; that turn is shown from what was sent.
@@ -180,7 +183,7 @@ def render(services: Services, quota: QueueQuota) -> None:
         conv = chat.get_conversation(int(cid), user_of(request)) if cid is not None else None
         users = [m for m in (conv or {"messages": []})["messages"] if m["role"] == "user"]
         if not users:
-            raise gr.Error("Nothing to edit yet: send a message first.")
+            raise error_toast("Nothing to edit yet: send a message first.")
         return users[-1]["content"], "edit", "✏️ Editing your last message: change it and press Send."
 
     def new_chat() -> tuple[list[Any], None, str, str, str]:
@@ -188,8 +191,8 @@ def render(services: Services, quota: QueueQuota) -> None:
 
     def delete(cid: int | None, request: gr.Request) -> None:
         if cid is None or not chat.delete_conversation(int(cid), scope_of(services, request)):
-            raise gr.Error("Open a conversation first.")
-        gr.Info("Conversation deleted.")
+            raise error_toast("Open a conversation first.")
+        info_toast("Conversation deleted.")
 
     turn_outputs = [chatbot, conversation_id, message, mode, status]
     # Queue position and ETA show on the status line while the chat itself streams untouched.
@@ -218,7 +221,7 @@ def render(services: Services, quota: QueueQuota) -> None:
 
     def refresh_status() -> tuple[str, gr.Timer]:
         slot = services.text_slot.status()
-        return slot.message(), gr.Timer(active=slot.state.value in ("loading", "not loaded"))
+        return html_text(slot.message()), gr.Timer(active=slot.state.value in ("loading", "not loaded"))
 
     timer.tick(refresh_status, outputs=[model_status, timer], concurrency_limit=None, show_progress="hidden",
                **PRIVATE)
@@ -286,10 +289,10 @@ def register_api(services: Services, quota: QueueQuota) -> None:
             opts = chat.options(**_option_values(temperature, top_p, max_new_tokens, thinking_budget))
             handle = chat.start(message, cid, user=user_of(request), options=opts)
         except InvalidRequest as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
         async for snap in handle.watch():
             if snap.status == "failed":
-                raise gr.Error(snap.error or snap.message)
+                raise error_toast(snap.error or snap.message)
             yield {"conversation_id": snap.conversation_id, "status": snap.status, "reasoning": snap.reasoning,
                    "answer": snap.answer, "reasoning_s": snap.reasoning_s, "message_id": snap.message_id,
                    "usage": snap.usage, "cached": snap.cached}
@@ -308,7 +311,7 @@ def register_api(services: Services, quota: QueueQuota) -> None:
         try:
             return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
 
     def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
         """One conversation with its messages (each reply's reasoning apart from its answer).
@@ -318,7 +321,7 @@ def register_api(services: Services, quota: QueueQuota) -> None:
         """
         conv = chat.get_conversation(whole(conversation_id), scope_of(services, request))
         if conv is None:
-            raise gr.Error(f"conversation {conversation_id} does not exist.")
+            raise error_toast(f"conversation {conversation_id} does not exist.")
         return conv
 
     read_api(conversations_api, "conversations", pages, optional=["before"])

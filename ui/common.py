@@ -3,6 +3,7 @@ which field is wrong and what it allows."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Callable, Collection, Mapping
@@ -17,6 +18,23 @@ if TYPE_CHECKING:
 
 # Internal UI events: not part of the public API and not callable by client libraries.
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+
+
+def error_toast(message: str) -> gr.Error:
+    """gr.Error for a plain-text message. Gradio renders a gr.Error's (and gr.Warning's, gr.Info's) message as HTML
+    in the toast, and messages carry what users sent (a sampler name read from a PNG, a model name): escaped, they
+    show as the words they are, never as markup. Validator messages are shown as text and need no escaping."""
+    return gr.Error(html_text(message))
+
+
+def info_toast(message: str) -> None:
+    """gr.Info for a plain-text message, escaped as error_toast() escapes."""
+    gr.Info(html_text(message))
+
+
+def html_text(message: str) -> str:
+    """A plain-text message made safe for a place that renders HTML (a toast, a chat bubble): <, > and & escaped."""
+    return html.escape(message, quote=False)
 
 
 def is_number(value: Any) -> bool:

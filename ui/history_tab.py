@@ -8,7 +8,7 @@ import gradio as gr
 
 from services.container import Services
 from services.history import MAX_PAGE
-from ui.common import PRIVATE, read_api, scope_of, whole
+from ui.common import PRIVATE, error_toast, info_toast, read_api, scope_of, whole
 from ui.image_tab import ImageTab, settings_values
 
 PAGE = 48
@@ -69,15 +69,15 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
 
     def reuse(job: dict[str, Any] | None) -> list[Any]:
         if not job:
-            raise gr.Error("Select a job first.")
+            raise error_toast("Select a job first.")
         return [*settings_values(job), gr.Tabs(selected="image")]
 
     def delete(job_id: int | None, request: gr.Request) -> None:
         if job_id is None:
-            raise gr.Error("Select a job first.")
+            raise error_toast("Select a job first.")
         if not history.delete_job(job_id, scope_of(services, request)):
-            raise gr.Error(f"Job {job_id} does not exist (or was already deleted).")
-        gr.Info(f"Deleted job {job_id} and its files.")
+            raise error_toast(f"Job {job_id} does not exist (or was already deleted).")
+        info_toast(f"Deleted job {job_id} and its files.")
 
     outputs = [thumbs, table, job_ids]
     refresh_btn.click(load, outputs=outputs, **PRIVATE)
@@ -110,7 +110,7 @@ def register_api(services: Services) -> None:
         try:
             return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
 
     with gr.Row(visible=False):
         fields = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_PAGE),

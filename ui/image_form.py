@@ -24,7 +24,7 @@ from services.limits import (
     SAMPLERS,
     InvalidRequest,
 )
-from ui.common import PRIVATE, RAW_INPUTS, PlaceTeller, QueueQuota, type_errors, user_of, verdicts
+from ui.common import PRIVATE, RAW_INPUTS, PlaceTeller, QueueQuota, error_toast, type_errors, user_of, verdicts
 
 TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                  "batch_count")
@@ -262,14 +262,14 @@ async def stream_job(services: Services, mode: str, values: Mapping[str, Any], r
     try:
         req = services.images.validate(mode=mode, **job_values(services, values))
     except InvalidRequest as err:
-        raise gr.Error(str(err)) from None
+        raise error_toast(str(err)) from None
     handle = services.images.start(req, user=user_of(request))
     shown = StreamGate(services.settings.stream_interval_s)
     # Woken by each update: the result goes out as soon as the job ends, and nothing wakes while nothing happens.
     # A snapshot the gate held back goes out once the job has been quiet for the interval.
     async for snap in handle.watch(poll_s=None, idle_s=shown.interval_s or None):
         if snap.status == "failed":
-            raise gr.Error(snap.error or snap.message)
+            raise error_toast(snap.error or snap.message)
         if not shown.due(snap):
             continue  # coalesced: the next update carries the latest preview and step
         if snap.total and not snap.finished:
@@ -331,12 +331,12 @@ def wire_reuse(column: JobColumn, fields: dict[str, gr.components.Component]) ->
 
     def reuse_settings(info: dict[str, Any] | None) -> list[Any]:
         if not info or "prompt" not in info:
-            raise gr.Error("Nothing to reuse yet: generate an image first.")
+            raise error_toast("Nothing to reuse yet: generate an image first.")
         return field_values(info, names)
 
     def reuse_seed(info: dict[str, Any] | None) -> int:
         if not info or info.get("seed") is None:
-            raise gr.Error("No seed to reuse yet: generate an image first.")
+            raise error_toast("No seed to reuse yet: generate an image first.")
         return int(info["seed"])
 
     column.reuse.click(reuse_settings, inputs=[column.info], outputs=[fields[n] for n in names], **PRIVATE)

@@ -13,7 +13,7 @@ from services.chat import split_prompt_answer
 from services.container import Services
 from services.limits import InvalidRequest
 from ui import image_form
-from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, type_errors, verdicts
+from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, error_toast, html_text, type_errors, verdicts
 
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.
@@ -41,7 +41,7 @@ def settings_values(job: dict[str, Any]) -> list[Any]:
 def render(services: Services, quota: QueueQuota) -> ImageTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("Image", id="image"):
-        model_status = gr.Markdown(services.image_slot.status().message(), elem_id="image-model-status")
+        model_status = gr.Markdown(html_text(services.image_slot.status().message()), elem_id="image-model-status")
         with gr.Row():
             with gr.Column(scale=5):
                 models = image_form.model_pickers(services, "image")
@@ -81,10 +81,10 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
         try:
             handle = services.chat.start_prompt_assist(idea)
         except InvalidRequest as err:
-            raise gr.Error(str(err)) from None
+            raise error_toast(str(err)) from None
         async for snap in handle.watch():
             if snap.status == "failed":
-                raise gr.Error(snap.error or snap.message)
+                raise error_toast(snap.error or snap.message)
             if snap.answer or snap.status in ("done", "cancelled"):
                 yield split_prompt_answer(snap.answer)
 
@@ -97,8 +97,8 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
 
     def refresh_status() -> tuple[str, gr.Timer]:
         status = services.image_slot.status()
-        # Poll only while there is something to watch.
-        return status.message(), gr.Timer(active=status.state.value in ("loading", "not loaded"))
+        # Poll only while there is something to watch. The status may carry a server's words: the Markdown renders HTML.
+        return html_text(status.message()), gr.Timer(active=status.state.value in ("loading", "not loaded"))
 
     timer.tick(refresh_status, outputs=[model_status, timer], concurrency_limit=None, show_progress="hidden",
                **PRIVATE)

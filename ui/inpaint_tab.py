@@ -9,14 +9,19 @@ import gradio as gr
 from PIL import Image, ImageChops
 
 from services.container import Services
-from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR
+from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR, InvalidRequest
+from services.uploads import Uploads, to_mask, to_rgb
 from ui import image_form
-from ui.common import PRIVATE, QueueQuota
+from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, error_toast, is_file, user_of
 from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.INPAINT_NAMES,
                *image_form.MODEL_NAMES)
+# Events that decode uploaded pictures in full run this many at a time: each may hold a few images at the pixel limit.
+DECODE_CONCURRENCY = 1
+NOT_RECEIVED = ("The picture in the editor did not reach the server (too large, over the upload rate limit, or sent "
+                "too long ago). Drop it on the editor again.")
 # A white brush only: what is painted is the mask (its alpha), whatever the colour, but white reads as "repaint".
 BRUSH = gr.Brush(colors=["#ffffff"], color_mode="fixed")
 
@@ -48,16 +53,58 @@ def split_editor(editor: dict[str, Any] | None, uploaded_mask: Image.Image | Non
     together (white = repaint)."""
     background = (editor or {}).get("background")
     if background is None:
-        raise gr.Error("Upload the image to inpaint first (drop it on the editor).")
-    # Transparent parts of the picture become white, as services/uploads.py reads an uploaded init image.
-    init = Image.alpha_composite(Image.new("RGBA", background.size, "white"), background.convert("RGBA")).convert("RGB")
-    masks = [m for m in (drawn_mask(editor.get("layers") or [], init.size),
-                         uploaded_mask.convert("L").resize(init.size) if uploaded_mask is not None else None)
-             if m is not None]
+        raise error_toast("Upload the image to inpaint first (drop it on the editor).")
+    try:
+        # Read as /inpaint reads its files: transparent parts of the picture become white; the uploaded mask (in
+        # its own mode) is scaled from 16 bits, its transparency the painted part.
+        init = to_rgb(background)
+        uploaded = to_mask(uploaded_mask).resize(init.size) if uploaded_mask is not None else None
+    except InvalidRequest as err:
+        raise error_toast(str(err)) from None
+    masks = [m for m in (drawn_mask(editor.get("layers") or [], init.size), uploaded) if m is not None]
     if not masks:
-        raise gr.Error("Paint over the part to repaint with the brush, or upload a mask (white = repaint).")
+        raise error_toast("Paint over the part to repaint with the brush, or upload a mask (white = repaint).")
     mask = masks[0] if len(masks) == 1 else ImageChops.lighter(*masks)
     return init, mask
+
+
+def decode_editor(uploads: Uploads, owner: str, value: dict[str, Any] | None, uploaded_mask: dict[str, Any] | None
+                  ) -> tuple[dict[str, Any] | None, Image.Image | None]:
+    """The editor's raw value and the raw uploaded mask as split_editor takes them, each image checked for its type,
+    bytes and pixels (from its header) before it is decoded: the editor's pieces come from the pending uploads under
+    this owner and the value's id (services/editor_blobs.py), or from files the value names."""
+    try:
+        editor = _editor_images(uploads, owner, value)
+        mask = uploads.read_image(uploaded_mask["path"], "mask", mask=True) if is_file(uploaded_mask) else None
+    except InvalidRequest as err:
+        raise error_toast(str(err)) from None
+    return editor, mask
+
+
+def _editor_images(uploads: Uploads, owner: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    pieces: list[bytes | str]
+    if blob_id := value.get("id"):
+        pending = uploads.blobs.take(owner, str(blob_id))
+        if pending is None:
+            raise error_toast(NOT_RECEIVED)
+        if pending.refused:
+            raise error_toast(pending.refused)
+        background: bytes | str | None = pending.background
+        pieces = [pending.layers[index] for index in sorted(pending.layers)]
+    else:
+        background = value["background"]["path"] if is_file(value.get("background")) else None
+        pieces = [layer["path"] for layer in value.get("layers") or [] if is_file(layer)]
+    return {"background": None if background is None else uploads.read_as(background, "background"),
+            "layers": [uploads.read_as(piece, f"layer {index}") for index, piece in enumerate(pieces)]}
+
+
+def mask_upload() -> gr.Image:
+    """The mask a user uploads instead of painting, handed over in its own mode (image_mode=None): Gradio's
+    convert("L") would clip a 16-bit mask to white; split_editor reads it as /inpaint reads a mask file."""
+    return gr.Image(label="Mask (white = repaint)", type="pil", image_mode=None, sources=["upload", "clipboard"],
+                    elem_id="inpaint-mask-upload")
 
 
 def render(services: Services, quota: QueueQuota) -> InpaintTab:
@@ -69,8 +116,7 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                                     sources=["upload", "clipboard"], brush=BRUSH, layers=False,
                                     transforms=(), height=420, elem_id="inpaint-editor")
             with gr.Accordion("Upload a mask instead", open=False):
-                uploaded_mask = gr.Image(label="Mask (white = repaint)", type="pil", image_mode="L",
-                                         sources=["upload", "clipboard"], elem_id="inpaint-mask-upload")
+                uploaded_mask = mask_upload()
             with gr.Row():
                 mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=DEFAULTS["mask_blur"], step=1, label="Mask blur")
                 mask_invert = gr.Radio(image_form.MASK_MODES, value=0, label="Mask mode")
@@ -95,11 +141,17 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
              "inpaint_full_res": full_res, "inpaint_full_res_padding": padding,
              "inpainting_mask_invert": mask_invert}
     fields = {name: given[name] for name in PARAM_NAMES}
-    # Gradio decodes the editor (its strokes reach the server as blobs only its own preprocess reads); the job
-    # event then takes the two images as files, exactly as /inpaint does from a script.
-    split = generate_btn.click(split_editor, inputs=[editor, uploaded_mask], outputs=[init_image, mask],
-                               concurrency_limit=None, show_progress="hidden", **PRIVATE)
-    event = image_form.job_event(services, quota, split.success, "inpaint", fields, column, "inpaint",
+    # The editor's pieces reach the server through component_server (api/internal_routes.py); this step decodes them
+    # after the upload checks, a few at a time, and the job event takes the two images as files, exactly as
+    # /inpaint does from a script.
+    def split(value: dict[str, Any] | None, uploaded: dict[str, Any] | None, request: gr.Request
+              ) -> tuple[Image.Image, Image.Image]:
+        return split_editor(*decode_editor(services.uploads, user_of(request), value, uploaded))
+
+    split_event = generate_btn.click(split, inputs=[editor, uploaded_mask], outputs=[init_image, mask],
+                                     concurrency_limit=DECODE_CONCURRENCY, concurrency_id="decode",
+                                     show_progress="hidden", **RAW_INPUTS, **PRIVATE)
+    event = image_form.job_event(services, quota, split_event.success, "inpaint", fields, column, "inpaint",
                                  "Repaint the masked part of an init image (white = repaint); streams the preview "
                                  "and progress, ends with the stored PNG files and their info.")
     stop_btn.click(None, cancels=[event], **PRIVATE)

@@ -10,7 +10,7 @@ import gradio as gr
 
 from services import pnginfo
 from services.limits import InvalidRequest
-from ui.common import PRIVATE, RAW_INPUTS, read_api
+from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file, read_api
 from ui.image_form import IMAGE_NAMES, field_values
 from ui.image_tab import ImageTab
 from ui.img2img_tab import Img2ImgTab
@@ -20,11 +20,11 @@ from ui.inpaint_tab import InpaintTab
 def read_info(image: dict[str, Any] | None) -> dict[str, Any]:
     """The settings stored in an uploaded PNG (raw Gradio file value), in AUTOMATIC1111's API names."""
     if image is None:
-        raise gr.Error("image: upload a PNG to read its settings.")
+        raise error_toast("image: upload a PNG to read its settings.")
     try:
         return pnginfo.read(Path(image["path"]))
     except InvalidRequest as err:
-        raise gr.Error(str(err)) from None
+        raise error_toast(str(err)) from None
 
 
 def show_info(image: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]:
@@ -35,10 +35,15 @@ def show_info(image: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str]
     return info, info.get("parameters", "")
 
 
+def path_of(image: dict[str, Any] | None) -> str | None:
+    """The file of a raw Gradio image value (None when there is none)."""
+    return image["path"] if is_file(image) else None
+
+
 def settings_of(info: dict[str, Any] | None) -> dict[str, Any]:
     """The info read from a PNG, or a message when there is none yet."""
     if not info:
-        raise gr.Error("Drop a PNG with generation settings first.")
+        raise error_toast("Drop a PNG with generation settings first.")
     return info
 
 
@@ -66,20 +71,23 @@ def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: Inp
     def send_to_txt2img(info: dict[str, Any] | None) -> list[Any]:
         return [*field_values(settings_of(info), txt2img_names), gr.Tabs(selected="image")]
 
-    def send_to_img2img(info: dict[str, Any] | None, path: str | None) -> list[Any]:
+    # The picture goes on by path, undecoded (RAW_INPUTS: Gradio's preprocess would decode it in full).
+    def send_to_img2img(info: dict[str, Any] | None, png: dict[str, Any] | None) -> list[Any]:
         # As AUTOMATIC1111 does, the picture itself becomes the init image.
-        return [*field_values(settings_of(info), img2img_names), path, gr.Tabs(selected="img2img")]
+        return [*field_values(settings_of(info), img2img_names), path_of(png), gr.Tabs(selected="img2img")]
 
-    def send_to_inpaint(info: dict[str, Any] | None, path: str | None) -> list[Any]:
+    def send_to_inpaint(info: dict[str, Any] | None, png: dict[str, Any] | None) -> list[Any]:
+        path = path_of(png)
         editor = {"background": path, "layers": [], "composite": path}
         return [*field_values(settings_of(info), inpaint_names), editor, gr.Tabs(selected="inpaint")]
 
     to_txt2img.click(send_to_txt2img, inputs=[info], outputs=[*image_tab.inputs(), tabs], **PRIVATE)
     to_img2img.click(send_to_img2img, inputs=[info, png],
                      outputs=[*(img2img.fields[n] for n in img2img_names), img2img.fields["init_image"], tabs],
-                     **PRIVATE)
+                     **RAW_INPUTS, **PRIVATE)
     to_inpaint.click(send_to_inpaint, inputs=[info, png],
-                     outputs=[*(inpaint.fields[n] for n in inpaint_names), inpaint.editor, tabs], **PRIVATE)
+                     outputs=[*(inpaint.fields[n] for n in inpaint_names), inpaint.editor, tabs], **RAW_INPUTS,
+                     **PRIVATE)
 
 
 def register_api() -> None:

@@ -17,5 +17,8 @@ def mount_dialects(app: FastAPI, ctx: DialectContext) -> list[Dialect]:
     """Mount /v1 and /sdapi/v1 on `app` (before Gradio's catch-all mount at /); what the gateway needs of each."""
     app.mount(openai.PREFIX, openai.build_app(ctx))
     app.mount(a1111.PREFIX, a1111.build_app(ctx))
-    return [Dialect(f"{openai.PREFIX}/", openai.kind, openai.refusal),
-            Dialect(f"{a1111.PREFIX}/", a1111.kind, a1111.refusal)]
+    dialects = []
+    for module, largest in ((openai, "/images/edits"), (a1111, "/img2img")):
+        limit = module.body_limit(ctx.settings)
+        dialects.append(Dialect(f"{module.PREFIX}/", module.kind, module.refusal, limit, limit(largest)))
+    return dialects

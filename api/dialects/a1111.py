@@ -16,6 +16,7 @@ import io
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from api.dialects.common import (
 )
 from services.images import JobSnapshot
 from services.limits import InvalidRequest
+from settings import Settings
 from storage.files import parse_parameters
 
 PREFIX = "/sdapi/v1"
@@ -117,15 +119,19 @@ def kind(method: str, path: str) -> str:
     return "image" if method == "POST" and path.rstrip("/").endswith(("/txt2img", "/img2img")) else "read"
 
 
-def build_app(ctx: DialectContext) -> FastAPI:
-    """The /sdapi/v1 app, bound to the server's services."""
-    settings = ctx.settings
+def body_limit(settings: Settings) -> Callable[[str], int]:
+    """The largest body of each route: img2img's carries an init image and a mask, png-info's an image."""
 
     def limit(path: str) -> int:
-        return image_body_limit(settings, 3 if path.rstrip("/").endswith(("/img2img", "/png-info")) else 0)
+        return image_body_limit(settings, 2 if path.rstrip("/").endswith(("/img2img", "/png-info")) else 0)
 
+    return limit
+
+
+def build_app(ctx: DialectContext) -> FastAPI:
+    """The /sdapi/v1 app, bound to the server's services."""
     app = dialect_app("Atelier: AUTOMATIC1111-compatible API", "AUTOMATIC1111's /sdapi/v1, served by Atelier.",
-                      error_body, limit, validation_status=422, error_model=A1111Error)
+                      error_body, validation_status=422, error_model=A1111Error)
     add_job_routes(app, ctx)
     catalog.add_routes(app, ctx)
     add_state_routes(app, ctx)

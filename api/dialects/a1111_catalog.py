@@ -37,7 +37,7 @@ def add_routes(app: FastAPI, ctx: DialectContext) -> None:
     @app.get("/sd-vae", summary="VAEs")
     async def sd_vae(user: str = me) -> list[dict[str, Any]]:
         """The VAEs of the vae folder; sd_vae takes their names, or "Automatic" for the checkpoint's own."""
-        return [{"model_name": name, "filename": str(services.settings.vae_dir / name)} for name in cat.vaes()]
+        return [{"model_name": name, "filename": shown(ctx, services.settings.vae_dir / name)} for name in cat.vaes()]
 
     @app.get("/samplers", summary="Samplers")
     async def samplers(user: str = me) -> list[dict[str, Any]]:
@@ -127,6 +127,14 @@ def _empty(what: str) -> Any:
     return none
 
 
+def shown(ctx: DialectContext, path: Path) -> str:
+    """A file as the API names it: under the data dir as <data>/…, never the server's absolute path (as messages)."""
+    try:
+        return f"<data>/{path.absolute().relative_to(ctx.settings.data_path).as_posix()}"
+    except ValueError:
+        return path.name
+
+
 def default_title(ctx: DialectContext) -> str:
     """The server's default checkpoint as /sd-models titles it (and sd_model_checkpoint names it)."""
     return ctx.services.default_models["image"]
@@ -137,14 +145,14 @@ def checkpoints(ctx: DialectContext) -> list[dict[str, Any]]:
     cat = ctx.services.catalog
     source = ctx.services.default_models["image_source"]
     rows = [{"title": default_title(ctx), "model_name": default_title(ctx), "hash": None, "sha256": None,
-             "filename": source, "config": None}]
+             "filename": shown(ctx, Path(source)) if Path(source).exists() else source, "config": None}]
     for name in cat.models():
         path = cat.model_path(name)
         if path is None or path.absolute() == Path(source).absolute():  # the default's own folder
             continue
         short = cat.model_hash(name)
         rows.append({"title": f"{name} [{short}]" if short else name, "model_name": Path(name).stem,
-                     "hash": short or None, "sha256": cat.model_sha256(name) or None, "filename": str(path),
+                     "hash": short or None, "sha256": cat.model_sha256(name) or None, "filename": shown(ctx, path),
                      "config": None})
     return rows
 

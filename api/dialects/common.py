@@ -15,7 +15,7 @@ import base64
 import binascii
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -115,27 +115,6 @@ def ready_or_loading(slot: ModelSlot[Any]) -> None:
                               "few seconds.", code="model_loading", headers={"retry-after": str(LOADING_RETRY_S)})
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, refused (413) past `limit` bytes without reading the rest."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def too_large(limit: int) -> ApiProblem:
-    """The 413 for a body past `limit` bytes."""
-    return ApiProblem(413, f"The request body is larger than the {limit / (1024 * 1024):.1f} MB allowed.",
-                      code="request_too_large")
-
-
 def image_body_limit(settings: Settings, images: int) -> int:
     """The largest body that carries `images` uploads at their byte limit, base64-encoded, and the settings."""
     return images * (settings.upload_max_bytes * 4 // 3 + 4) + JSON_ALLOWANCE
@@ -202,11 +181,11 @@ def validation_errors(err: RequestValidationError | ValidationError) -> dict[str
     return errors
 
 
-def dialect_app(title: str, description: str, error_body: ErrorBody, body_limit: Callable[[str], int],
-                validation_status: int, error_model: type[BaseModel]) -> FastAPI:
+def dialect_app(title: str, description: str, error_body: ErrorBody, validation_status: int,
+                error_model: type[BaseModel]) -> FastAPI:
     """A FastAPI app for one dialect (mounted under its prefix): every refusal in its error shape (`error_model`,
-    documented on every route), bodies capped by path before they are read, and its own OpenAPI document at
-    /openapi.json and docs at /docs."""
+    documented on every route), and its own OpenAPI document at /openapi.json and docs at /docs. Its bodies are
+    capped per route before it reads them (api/internal_routes.py, with the gateway Dialect's body_limit)."""
     refusals: dict[int | str, dict[str, Any]] = {
         status: {"model": error_model, "description": text} for status, text in (
             (validation_status, "A field is invalid (named in the error)"), (401, "No valid API key or login"),
@@ -242,37 +221,4 @@ def dialect_app(title: str, description: str, error_body: ErrorBody, body_limit:
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_middleware(BodyLimit, limit=body_limit, refuse=lambda limit: reply(too_large(limit)))
     return app
-
-
-class BodyLimit:
-    """ASGI middleware: a request body past its path's limit is refused with a 413 in the dialect's shape, by its
-    declared length before anything is read, or as soon as it streams past the limit (the error raised then is an
-    HTTPException, which FastAPI passes on to the dialect's handler instead of calling it a parsing error)."""
-
-    def __init__(self, app: Any, limit: Callable[[str], int], refuse: Callable[[int], JSONResponse]) -> None:
-        self.app, self.limit, self.refuse = app, limit, refuse
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Pass the request on, counting its body."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit(scope.get("path", ""))
-        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            await self.refuse(limit)(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> dict[str, Any]:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise StarletteHTTPException(413, too_large(limit).message)
-            return message
-
-        await self.app(scope, counted, send)

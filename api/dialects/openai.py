@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
@@ -30,6 +31,7 @@ from api.dialects.openai_images import (
     size_of,
     validated,
 )
+from settings import Settings
 
 PREFIX = "/v1"
 TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
@@ -55,12 +57,17 @@ def error_body(status: int, message: str, errors: dict[str, str], code: str | No
     """OpenAI's error object; `param` names the (first) field at fault."""
     return {"error": {"message": message, "type": TYPES.get(status, "invalid_request_error"),
                       "param": next(iter(errors), None),
-                      "code": code or ("rate_limit_exceeded" if status == 429 else None)}}
+                      "code": code}}
+
+
+# The codes of the refusals the gateway and the body caps give before a route runs.
+REFUSAL_CODES = {404: "not_found", 413: "request_too_large", 429: "rate_limit_exceeded", 503: "server_busy"}
 
 
 def refusal(status: int, message: str) -> bytes:
-    """The gateway's refusals (429 over a limit, 503 while the shared state is away) in OpenAI's shape."""
-    return json.dumps(error_body(status, message, {}, None)).encode()
+    """The refusals made before a route runs (429 over a limit, 413 over a body cap, 503 while the shared state is
+    away or too many bodies arrive at once) in OpenAI's shape."""
+    return json.dumps(error_body(status, message, {}, REFUSAL_CODES.get(status))).encode()
 
 
 def kind(method: str, path: str) -> str:
@@ -72,14 +79,19 @@ def kind(method: str, path: str) -> str:
     return "read"
 
 
-def build_app(ctx: DialectContext) -> FastAPI:
-    """The /v1 app, bound to the server's services."""
+def body_limit(settings: Settings) -> Callable[[str], int]:
+    """The largest body of each route: an edit's carries an image and a mask."""
 
     def limit(path: str) -> int:
-        return image_body_limit(ctx.settings, 2 if path.rstrip("/").endswith("/images/edits") else 0)
+        return image_body_limit(settings, 2 if path.rstrip("/").endswith("/images/edits") else 0)
 
+    return limit
+
+
+def build_app(ctx: DialectContext) -> FastAPI:
+    """The /v1 app, bound to the server's services."""
     app = dialect_app("Atelier: OpenAI-compatible API", "OpenAI's /v1 (models, chat completions, images), served "
-                      "by Atelier.", error_body, limit, validation_status=400, error_model=OpenAIError)
+                      "by Atelier.", error_body, validation_status=400, error_model=OpenAIError)
 
     def who(request: Request) -> str:
         return ctx.user(request, realm="Atelier /v1")

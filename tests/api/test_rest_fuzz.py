@@ -1,5 +1,7 @@
 """The whole REST surface, fuzzed from its own OpenAPI schema (schemathesis): valid and invalid paths, queries
-and headers of any size never get a 5xx, and every answer matches the schema (status, content type, body)."""
+and headers of any size never get a 5xx, and every answer matches the schema (status, content type, body). Gradio's
+internal body routes (the image editor's component_server, upload, reset and the routes Atelier refuses), fuzzed
+with hypothesis: no form or body of any shape gets a 5xx either."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.checks import unsupported_method
 
@@ -83,3 +86,53 @@ def test_the_largest_id_is_still_a_plain_not_found(app_and_cookie: tuple[Any, st
     answer = TestClient(app_and_cookie[0]).get("/api/images/9223372036854775807", headers={"Cookie": app_and_cookie[1]})
     assert answer.status_code == 404
     assert answer.json() == {"detail": "image 9223372036854775807 does not exist."}
+
+
+# --- Gradio's internal body routes ---------------------------------------------------------------------------------
+def png(image: Image.Image) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+FORM_NAMES = ["component_id", "fn_name", "id", "type", "index", "session_hash", "file", "files", "data"]
+FIELD_VALUES = st.one_of(st.text(max_size=40), st.integers(min_value=-(10**30), max_value=10**30).map(str),
+                         st.sampled_from(["null", "accept_blobs", "background", "layer", "composite", "0", "50000000",
+                                          "1e9", "NaN", "-1", "110", "ls"]),
+                         st.binary(max_size=40).map(lambda b: b.decode("latin-1")))
+FILES = st.one_of(st.binary(max_size=512), st.sampled_from([png(Image.new("RGBA", (16, 16))),
+                                                            png(Image.new("1", (4096, 4096))), b""]))
+BODY_ROUTES = ["/gradio_api/component_server/", "/gradio_api/upload", "/gradio_api/reset",
+               "/gradio_api/run/history", "/gradio_api/stream/e1", "/gradio_api/process_recording"]
+
+
+@pytest.fixture(scope="module")
+def gradio_http(app_and_cookie: tuple[Any, str]) -> TestClient:
+    http = TestClient(app_and_cookie[0])
+    http.headers["Cookie"] = app_and_cookie[1]
+    return http
+
+
+@given(route=st.sampled_from(BODY_ROUTES),
+       fields=st.dictionaries(st.one_of(st.sampled_from(FORM_NAMES), st.text(max_size=8)), FIELD_VALUES, max_size=8),
+       files=st.lists(st.tuples(st.sampled_from(["file", "files", "x"]), FILES), max_size=3))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_form_to_a_gradio_body_route_gets_a_server_error(gradio_http: TestClient, route: str,
+                                                            fields: dict[str, str], files: list[tuple[str, bytes]]
+                                                            ) -> None:
+    parts = [(name, ("piece.png", data, "image/png")) for name, data in files]
+    answer = gradio_http.post(route, data=fields, files=parts or None)
+    assert answer.status_code < 500, (route, fields, answer.text)
+
+
+@given(route=st.sampled_from(BODY_ROUTES), body=st.one_of(st.binary(max_size=2048), st.from_type(dict).map(
+    lambda d: __import__("json").dumps(d, default=str).encode())),
+       content_type=st.sampled_from(["application/json", "multipart/form-data", "multipart/form-data; boundary=x",
+                                     "application/x-www-form-urlencoded", "text/plain", ""]))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_raw_body_to_a_gradio_body_route_gets_a_server_error(gradio_http: TestClient, route: str, body: bytes,
+                                                                content_type: str) -> None:
+    answer = gradio_http.post(route, content=body, headers={"content-type": content_type} if content_type else {})
+    assert answer.status_code < 500, (route, body[:80], content_type, answer.text)

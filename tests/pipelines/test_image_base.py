@@ -46,6 +46,26 @@ def test_each_bad_value_gets_a_message_naming_the_allowed_range(changes: dict, f
     assert needle in errors[field]
 
 
+@pytest.mark.parametrize("tag", ["<lora:style:nan>", "<lora:style:inf>", "<lora:style:1e308>", "<lora:style:0.5:-inf>",
+                                 "<lyco:style:nan>", "<lora:style:-11>"])
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt"])
+def test_a_lora_weight_is_checked_without_any_lora_folder(tag: str, field: str) -> None:
+    # No catalog is needed (a remote A1111 server's names are not checked here): the weight alone is refused.
+    errors = check_inputs(ImageRequest(**{"prompt": "a fox", field: f"a fox {tag}"}), LIMITS)
+    assert list(errors) == [field]
+    assert errors[field].startswith(f"{field}: the LoRA tag")
+    assert "between -10 and 10" in errors[field]
+
+
+def test_a_sampler_or_upscaler_name_is_echoed_as_a_short_excerpt() -> None:
+    req = ImageRequest(prompt="a fox", sampler="<b>" * 2000, hr_upscaler="\x1b[31m" + "u" * 900)
+    errors = check_inputs(req, LIMITS, upscalers=[])
+    assert len(errors["sampler"]) < 250
+    assert "…" in errors["sampler"]
+    assert len(errors["hr_upscaler"]) < 300
+    assert "\\x1b" in errors["hr_upscaler"]
+
+
 def test_several_bad_values_are_all_reported() -> None:
     errors = check_inputs(ImageRequest(prompt="", width=7, steps=0), LIMITS)
     assert set(errors) == {"prompt", "width", "steps"}

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.diffusers_backend import DiffusersBackend
 from pipelines.image_base import BatchItem, ImageRequest
-from pipelines.loras import LoraRef, UnknownLora, check_prompt, lora_hashes, parse_loras
+from pipelines.loras import MAX_WEIGHT, LoraRef, UnknownLora, check_prompt, check_weights, lora_hashes, parse_loras
 from tests.pipelines.tiny_assets import make_tiny_lora
 
 
@@ -20,8 +20,38 @@ def test_tags_are_parsed_and_taken_out_of_the_prompt() -> None:
     assert text == "a cat,  in a hat  "
     assert refs == [LoraRef("detail", 1.0), LoraRef("style", 0.8)]  # a name given twice keeps its last weight
     assert parse_loras("<lora:te_unet:0.5:0.7>")[1] == [LoraRef("te_unet", 0.5)]
-    with pytest.raises(UnknownLora, match="not a number"):
+    with pytest.raises(UnknownLora, match="a weight is a number between"):
         parse_loras("<lora:style:strong>")
+
+
+# Weights that end a job "done" with a black image (nan, inf, overflow in fp16), or out of the stated range.
+BAD_WEIGHTS = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e308", "1e309", "-1e308", "10.001", "-10.5", "11",
+               "1" + "0" * 400]
+
+
+@pytest.mark.parametrize("weight", BAD_WEIGHTS)
+def test_a_weight_that_is_not_finite_or_out_of_range_is_refused(weight: str) -> None:
+    for tag in (f"<lora:style:{weight}>", f"<LORA:style:{weight}>", f"<lora:style:0.5:{weight}>",
+                f"<lora: style : {weight} >"):
+        with pytest.raises(UnknownLora, match=f"between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}"):
+            parse_loras(f"a cat {tag}")
+        assert check_prompt(f"a cat {tag}", None).startswith("the LoRA tag")
+        assert check_weights(f"a cat {tag}")
+    # A remote A1111 server applies <lyco:…> tags as LoRAs too: their weights are checked as well.
+    assert check_weights(f"<lyco:style:{weight}>")
+
+
+@pytest.mark.parametrize("weight", ["-10", "-1.5", "0", "+0.5", ".8", "1e-400", "10", "3E0"])
+def test_negative_zero_and_range_edge_weights_are_accepted(weight: str) -> None:
+    assert parse_loras(f"<lora:style:{weight}>")[1] == [LoraRef("style", float(weight))]
+    assert check_weights(f"<lora:style:{weight}> <lyco:other:{weight}:{weight}>") == ""
+
+
+def test_a_weight_message_is_bounded_and_names_what_is_allowed() -> None:
+    message = check_weights("<lora:" + "n" * 5000 + ":" + "9" * 5000 + ">")
+    assert len(message) < 300
+    assert "…" in message
+    assert "between -10 and 10" in message
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +79,18 @@ def test_unknown_names_get_a_message_listing_the_available_ones(lora_dir: Path, 
     message = check_prompt("a <lora:nope:1>", lora_dir)
     assert "'nope'" in message
     assert "other, tiny_style" in message
-    assert "none (put .safetensors LoRA files in" in check_prompt("<lora:x>", tmp_path / "empty")
+    empty = check_prompt("<lora:x>", tmp_path / "empty")
+    assert "none (put .safetensors LoRA files in <data>/empty)" in empty
+    assert str(tmp_path) not in empty  # never the server's absolute path
+
+
+def test_unknown_names_are_echoed_as_short_excerpts(lora_dir: Path) -> None:
+    many = " ".join(f"<lora:{'x' * 3000}{i}:1>" for i in range(50))
+    message = check_prompt(many, lora_dir)
+    assert len(message) < 400
+    assert "and 47 more" in message
+    assert "other, tiny_style" in message
+    assert "'bad\\nname\\x1b'" in check_prompt("<lora:bad\nname\x1b:1>", lora_dir)  # control characters escaped
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,25 @@ def test_missing_folders_list_nothing(tmp_path: Path) -> None:
         empty.resolve_model("x")
 
 
+def test_messages_name_folders_under_the_data_dir_and_cut_what_the_user_sent(tmp_path: Path,
+                                                                             catalog: Catalog) -> None:
+    data = tmp_path / "data"
+    empty = Catalog(data / "models", data / "loras", data / "vae", data / "upscalers")
+    errors = empty.field_errors("a <lora:x:1>", "any", "some-vae")
+    assert "(put .safetensors checkpoints or diffusers folders in <data>/models)" in errors["model"]
+    assert "(put VAE .safetensors files in <data>/vae)" in errors["vae"]
+    assert "(put .safetensors LoRA files in <data>/loras)" in errors["prompt"]
+    assert not any(str(tmp_path) in message for message in errors.values())
+    sent = "<img src=x onerror=alert(1)>" + "v" * 100_000
+    errors = catalog.field_errors(f"<lora:{'l' * 100_000}:1>", sent, sent + "\n")
+    assert set(errors) == {"prompt", "model", "vae"}
+    assert all(len(message) < 300 for message in errors.values())  # the available names, the sent one cut short
+    assert "'lllll" in errors["prompt"]
+    assert "…'" in errors["prompt"]
+    assert "'<img src=x onerror=alert(1)>vvvvvvvvvvv…'" in errors["model"]
+    assert "'<img src=x onerror=alert(1)>vvvvvvvvvvv…'" in errors["vae"]
+
+
 def test_resolves_names_stems_and_a1111_titles(catalog: Catalog) -> None:
     path = catalog.models_dir / "dreamshaper_8.safetensors"
     assert catalog.resolve_model("dreamshaper_8.safetensors") == path

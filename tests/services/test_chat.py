@@ -185,6 +185,18 @@ def test_conversations_survive_a_restart(db_location: Path | str, backend: FakeT
     assert [m["content"] for m in messages] == ["remember me", "answer 1. answer 1. "]
 
 
+def test_a_failed_reply_names_no_absolute_path_of_the_server(chat: ChatService, backend: FakeTextBackend,
+                                                            tmp_path: Path) -> None:
+    missing = tmp_path / "hf-cache" / "models--x" / "model.safetensors"
+    missing.parent.mkdir(parents=True)
+    backend.fail_with = FileNotFoundError(2, "No such file or directory", str(missing))
+    snap = reply(chat, "hello")
+    assert snap.status == "failed"
+    assert "No such file or directory: '…/model.safetensors'" in snap.error
+    stored = chat.get_conversation(snap.conversation_id)["messages"][-1]
+    assert str(tmp_path) not in snap.error + snap.message + stored["error"]
+
+
 def test_prompt_assist_stores_nothing(chat: ChatService, backend: FakeTextBackend) -> None:
     snap = chat.start_prompt_assist("a fox in the snow").wait_finished(30)
     assert snap.status == "done"

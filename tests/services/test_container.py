@@ -30,6 +30,11 @@ def test_an_unavailable_model_fails_the_job_with_the_reason(tmp_path: Path, tiny
     health = services.health()["models"]["image"]
     assert health["state"] == "failed"
     assert "--image-model" in health["reason"]
+    # The configured folder is named by its name, in the reason and as the model, never by its absolute path.
+    assert "'…/broken-model'" in health["reason"]
+    assert health["model"] == job.model == "broken-model"
+    shown = [snap.error, job.error, health["reason"], services.image_slot.status().message()]
+    assert not any(str(tmp_path) in text for text in shown)
 
 
 def test_recover_marks_interrupted_jobs_failed_and_drops_temp_files(tmp_path: Path, tiny_sd_dir: Path,

@@ -104,6 +104,8 @@ def assert_failed_and_left_nothing(services: Services, snap: JobSnapshot, reason
     job = services.history.get_job(snap.job_id)
     assert (job["status"], job["files"]) == ("failed", [])
     assert reason in job["error"]
+    # An OSError names the file it failed on: the user reads its name, never where the server keeps its data.
+    assert str(services.settings.data_path) not in snap.message + snap.error + job["error"]
     images = services.settings.images_dir
     assert list(images.rglob(f"{snap.job_id:06d}-*")) == []
     assert list(images.rglob("*.tmp")) == []

@@ -296,6 +296,48 @@ def test_a_remote_backend_gets_its_own_names_unchecked(service: ImageService) ->
     assert service._parameters(req, service.slot.backend).lora_hashes is None  # no local file to hash
 
 
+# A weight that ends the job "done" with a black image (stored and cached) is refused before any job, on every path:
+# the prompt, the negative prompt, A1111's te:unet form and its <lyco:…> alias, with local or remote (A1111) names.
+BAD_LORA_PROMPTS = [{"prompt": "a fox <lora:webui_only:nan>"}, {"prompt": "a fox <lora:webui_only:0.5:inf>"},
+                    {"prompt": "a fox <lyco:webui_only:1e308>"}, {"negative_prompt": "<lora:blur:-20>"}]
+
+
+@pytest.mark.parametrize("remote", [False, True])
+@pytest.mark.parametrize("change", BAD_LORA_PROMPTS)
+def test_a_bad_lora_weight_is_refused_before_any_job(service: ImageService, backend: FakeImageBackend,
+                                                     remote: bool, change: dict[str, str]) -> None:
+    service.remote_names = remote
+    with pytest.raises(InvalidRequest) as caught:
+        service.validate(**(BASE | change))
+    assert list(caught.value.errors) == list(change)
+    assert "between -10 and 10" in caught.value.errors[next(iter(change))]
+    assert backend.requests == []
+    assert ImageJob.select().count() == 0
+
+
+def test_settings_read_from_a_png_with_a_bad_lora_weight_are_refused_when_reused(service: ImageService) -> None:
+    from services import pnginfo
+
+    text = ("a fox <lora:style:nan>\nNegative prompt: blurry <lora:blur:inf>\n"
+            "Steps: 4, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64")
+    info = pnginfo.read(png_with_parameters(text))
+    reused = {name: info[name] for name in ("prompt", "negative_prompt", "steps", "cfg_scale", "seed", "width",
+                                            "height")}
+    with pytest.raises(InvalidRequest) as caught:
+        service.validate(**reused, sampler=info["sampler_name"])
+    assert set(caught.value.errors) == {"prompt", "negative_prompt"}
+
+
+def png_with_parameters(text: str) -> bytes:
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("parameters", text)
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="PNG", pnginfo=meta)
+    return out.getvalue()
+
+
 # --- the tiny diffusers model, end to end -------------------------------------------------------------------------
 def test_tiny_model_inpaint_job_is_stored_whole_and_then_cached(services: Services) -> None:
     from services.images import run_and_collect

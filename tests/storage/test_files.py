@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from storage.files import Parameters, parse_parameters, read_parameters, write_png_atomic
+from storage.files import _PAIR, Parameters, parse_parameters, read_parameters, write_png_atomic
 
 PARAMS = Parameters(prompt="a fox, watercolor", negative_prompt="blurry", steps=20, sampler="DPM++ 2M",
                     cfg_scale=7.5, seed=42, width=256, height=256, model="runwayml/sd: v1,5")
@@ -54,6 +56,25 @@ def test_parameters_round_trip(prompt: str, negative: str, seed: int, steps: int
     assert parsed["Seed"] == str(seed)
     assert parsed["Steps"] == str(steps)
     assert parsed["Size"] == "512x768"
+
+
+@given(pairs=st.lists(st.tuples(st.from_regex(r"[A-Za-z][A-Za-z /-]{1,40}[A-Za-z]", fullmatch=True),
+                                 st.text("abc 019.+\\\"", max_size=12)), min_size=3, max_size=6),
+       quoted=st.booleans())
+def test_settings_keys_and_values_read_as_a1111s_pattern_reads_them(pairs: list[tuple[str, str]],
+                                                                    quoted: bool) -> None:
+    # storage.files bounds A1111's pattern (see bench/parameters_parse.py): on what A1111 writes, the same pairs.
+    a1111 = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+    line = ", ".join(f"{key}: {json.dumps(value) if quoted else value.replace(',', '')}" for key, value in pairs)
+    assert _PAIR.findall(line) == a1111.findall(line)
+
+
+def test_a_settings_key_is_read_up_to_64_characters() -> None:
+    # The bound is what keeps a long line (a PNG sent to /png_info) from being re-scanned at every letter.
+    for length in (64, 65, 5000):
+        parsed = parse_parameters(f"p\nSteps: 4, {'k' * length}: v, CFG scale: 7")
+        assert parsed["k" * 64] == "v"  # a longer key is read by its last 64 characters
+        assert parsed["Steps"] == "4"
 
 
 def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
-import { errorFromHttp, errorFromMessage } from "@/lib/errors";
+import { errorFromHttp, errorFromMessage, errorFromStatus } from "@/lib/errors";
 import { ErrorAlert } from "./ErrorAlert";
 
 describe("ErrorAlert", () => {
@@ -17,6 +17,12 @@ describe("ErrorAlert", () => {
     const alert = screen.getByTestId("error-alert");
     expect(alert.textContent).toContain("Queue full");
     expect(alert.textContent).toContain("Try again in 10 s.");
+  });
+
+  it("shows a name the server escaped as the text the user sent, never as markup", () => {
+    const { container } = render(<ErrorAlert error={errorFromStatus({ message: "upscaler named &lt;img src=x onerror=alert(1)&gt; not found" })} />);
+    expect(container.querySelector("img")).toBeNull();
+    expect(screen.getByTestId("error-alert").textContent).toContain("upscaler named <img src=x onerror=alert(1)> not found");
   });
 
   it("renders nothing without an error", () => {

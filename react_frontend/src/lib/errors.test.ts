@@ -65,4 +65,15 @@ describe("error mapping", () => {
     });
     expect(errorFromException("Log in with your Atelier account.").kind).toBe("auth");
   });
+
+  it("a gr.Error's message is HTML: its escaped words come back as text, markup never as markup", () => {
+    const sent = "sampler '&lt;img src=x onerror=alert(1)&gt;' is unknown; write &lt;lora:name:0.8&gt; &amp; retry.";
+    expect(errorFromStatus({ message: sent }).message).toBe("sampler '<img src=x onerror=alert(1)>' is unknown; write <lora:name:0.8> & retry.");
+    expect(errorFromStatus({ message: "Job 3 failed: <b>bold</b><img src=x onerror=alert(1)> &lt;b&gt;" }).message).toBe(
+      "Job 3 failed: bold <b>",
+    );
+    // A validator's messages are text already: left exactly as sent.
+    const validation = errorFromStatus({ message: [{ is_valid: false, parameter_name: "sampler", message: "sampler '&lt;b&gt;' is unknown." }] });
+    expect(validation.fields.sampler).toBe("sampler '&lt;b&gt;' is unknown.");
+  });
 });

@@ -74,6 +74,16 @@ export function errorFromMessage(raw: string, opts: { code?: string | null; brok
   return make("server", "Error", text);
 }
 
+/**
+ * The text of a gr.Error message. Gradio's contract makes it HTML (its own UI renders it in a toast), so Atelier
+ * escapes the words it sends ("sampler '&lt;b&gt;' is unknown"); shown here as text, they read as the server meant.
+ * An inert DOMParser document loads nothing and runs nothing; tags a server did not escape are dropped.
+ */
+export function htmlText(message: string): string {
+  if (!/[<&]/.test(message)) return message;
+  return new DOMParser().parseFromString(message, "text/html").body.textContent ?? "";
+}
+
 /** A Gradio status message with stage "error": validation lists, rate limits, the busy answer, gr.Error text. */
 export function errorFromStatus(status: StatusLike): AppError {
   const { message } = status;
@@ -88,7 +98,8 @@ export function errorFromStatus(status: StatusLike): AppError {
     if (base.kind === "quota") return { ...base, fields };
     return make("validation", "Check your input", text || "The server refused these settings.", { fields });
   }
-  if (typeof message === "string") return errorFromMessage(message, { code: status.code, broken: status.broken });
+  // A validator's messages (above) are text; a gr.Error's is HTML.
+  if (typeof message === "string") return errorFromMessage(htmlText(message), { code: status.code, broken: status.broken });
   return errorFromMessage("", { code: status.code, broken: status.broken });
 }
 
