@@ -9,6 +9,9 @@ import asyncio
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,7 +210,9 @@ def test_openai_images_as_stored_pngs_and_expiring_links(atelier: Atelier) -> No
     assert fetched.headers["content-type"] == "image/png"
     assert "Negative prompt: fog" in png_parameters(fetched.content)
     assert "Seed: 11" in png_parameters(fetched.content)
-    assert httpx.get(url.replace("signature=", "signature=0"), timeout=30).status_code == 404
+    signature = url.split("signature=")[1]
+    forged = url.replace(signature, ("1" if signature[0] != "1" else "2") + signature[1:])
+    assert httpx.get(forged, timeout=30).status_code == 404
     job = atelier.get("/api/history?limit=1", "alice").json()["jobs"][0]
     assert job["prompt"] == "a lighthouse"
     assert job["negative_prompt"] == "fog"
@@ -262,6 +267,7 @@ def test_webuiapi_sets_the_model_for_its_own_user_only(atelier: Atelier) -> None
     default = titles[0]
     assert "tiny-sd-b" in titles
     assert {"model_name", "hash", "sha256", "filename"} <= set(alice.get_sd_models()[0])
+    assert all(m["filename"].startswith("<data>/models/") for m in alice.get_sd_models())  # no server paths
     alice.util_set_model("tiny-sd-b")
     try:
         assert alice.util_get_current_model() == "tiny-sd-b"
@@ -410,3 +416,21 @@ def test_the_quota_counts_one_users_jobs_across_the_apis_and_the_ui(atelier: Ate
     assert out["result"].status_code == 200
     assert atelier.post("/v1/images/generations", "alice", json={"prompt": "now", "size": "64x64",
                                                                  "steps": 2}).status_code == 200
+
+
+def test_the_client_examples_run_against_the_server(atelier: Atelier, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1] / "examples"
+    env = {**os.environ, "ATELIER_API_KEY": atelier.keys["alice"], "ATELIER_USER": "alice"}
+    runs = [("openai_sdk.py", ["--image", "a kite", "--steps", "2", "--out", str(tmp_path / "openai.png")]),
+            ("openai_sdk.py", ["hello"]),
+            ("webuiapi_txt2img.py", ["a kite", "--steps", "2", "--size", "64", "--out", str(tmp_path / "a1111.png")]),
+            ("mcp_client.py", ["a kite", "--steps", "2", "--out", str(tmp_path / "mcp.png")])]
+    for name, args in runs:
+        done = subprocess.run([sys.executable, str(root / name), *args, "--url", atelier.url], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{name}: {done.stdout}\n{done.stderr}"
+    assert "Steps: 2" in png_parameters((tmp_path / "openai.png").read_bytes())
+    assert "Steps: 2" in png_parameters((tmp_path / "a1111.png").read_bytes())
+    assert Image.open(tmp_path / "mcp.png").size[0] > 0
+    config = json.loads((root / "mcp" / "claude_desktop_config.json").read_text())
+    assert config["mcpServers"]["atelier"]["args"][1].endswith("/gradio_api/mcp/")
