@@ -185,6 +185,26 @@ def test_openai_streams_reasoning_then_answer_and_stops_before_a_stop_sequence(a
     assert reason == "stop"
 
 
+def test_closing_the_stream_stops_the_reply_which_is_kept_as_stopped(atelier: Atelier) -> None:
+    body = {"model": TEXT_MODEL, "messages": [{"role": "user", "content": "go on and on"}], "stream": True,
+            "max_tokens": 4000, "thinking_budget": 0}
+    headers = {"Authorization": f"Bearer {atelier.keys['alice']}"}
+    with httpx.stream("POST", atelier.url + "/v1/chat/completions", json=body, headers=headers, timeout=60) as reply:
+        lines = reply.iter_lines()
+        first = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
+        next(line for line in lines if "reasoning_content" in line)  # it is writing
+    conversation = first["conversation_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        messages = atelier.get(f"/api/conversations/{conversation}", "alice").json()["messages"]
+        if len(messages) == 2:
+            break
+        time.sleep(0.1)
+    assert messages[-1]["status"] == "cancelled"  # stopped long before its 4,000 tokens, the partial reply kept
+    assert messages[-1]["completion_tokens"] < 4000
+    assert atelier.get("/api/jobs", "alice").json()["jobs"] == []
+
+
 def test_openai_async_client_streams_chat_and_makes_images(atelier: Atelier) -> None:
     async def main() -> tuple[str, list[Any]]:
         client = openai.AsyncOpenAI(base_url=atelier.url + "/v1", api_key=atelier.keys["alice"], max_retries=0)

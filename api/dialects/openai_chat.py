@@ -207,7 +207,9 @@ class Reply:
     async def events(self, stops: tuple[str, ...], include_usage: bool) -> AsyncIterator[str]:
         """The stream: the role, reasoning and answer deltas as they come, the finish reason, the usage when asked,
         then [DONE]; a client that goes away stops the reply (the watch stops its job when closed early)."""
-        yield self.chunk({"role": "assistant", "content": ""})
+        first = json.loads(self.chunk({"role": "assistant", "content": ""})[6:])
+        # Atelier's extension, on the first chunk only: the conversation this reply is kept in (/api/conversations).
+        yield sse({**first, "conversation_id": self.handle.snapshot().conversation_id})
         reasoning = answer = 0
         last: ChatSnapshot | None = None
         # After each chunk with tokens, the next comes at least COALESCE_S later and carries every token of that time:

@@ -237,3 +237,19 @@ def test_keys_are_managed_with_a_login_never_with_a_key_nor_from_another_site(cl
     assert foreign.status_code == 403
     assert test_client.delete("/api/keys/from-basic", auth=("alice", PASSWORD)).status_code == 204
     assert test_client.delete("/api/keys/from-basic", auth=("alice", PASSWORD)).status_code == 404
+
+
+def test_a_model_that_is_loading_answers_503_with_retry_after(client: tuple[TestClient, str]) -> None:
+    from services.models import ModelState
+
+    test_client, key = client
+    slot = test_client.app.state.services.text_slot
+    before = slot.status().state
+    slot._set(ModelState.LOADING, "loading the text model")  # as the warm-up does at start
+    try:
+        answer = test_client.post("/v1/chat/completions", json=chat(), headers={"Authorization": f"Bearer {key}"})
+    finally:
+        slot._set(before)
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"]
+    assert answer.json()["error"]["code"] == "model_loading"
