@@ -399,6 +399,11 @@ def test_bobs_key_sees_fetches_watches_and_stops_nothing_of_alices(atelier: Atel
         assert atelier.get("/api/jobs", "bob").json()["jobs"] == []
         assert atelier.post(f"/api/jobs/{running['ref']}/stop", "bob").status_code == 404
         bobs = [j["job_id"] for j in atelier.get("/api/history?limit=200", "bob").json()["jobs"]]
+
+        async def history(session: Any) -> Any:
+            return json.loads((await session.call_tool("history", {"limit": 200})).content[0].text)["jobs"]
+
+        bobs += [j["job_id"] for j in mcp_call(atelier, "bob", history)]  # his MCP history: his jobs only
         assert running["job_id"] not in bobs
         assert own.info["job_id"] not in bobs
         assert atelier.webui("alice").get_progress()["state"]["job_count"] == 1  # still running

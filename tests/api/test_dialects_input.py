@@ -7,6 +7,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,9 +37,15 @@ def b64(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
-    config = Settings(profile="tiny", data_dir=tmp_path_factory.mktemp("data"), warmup=False,
-                      upload_max_bytes=64 * 1024, limit_image_jobs="100000/minute",
-                      limit_chat_messages="100000/minute", limit_reads="100000/minute", limit_logins="100000/minute")
+    yield from serve_alice(tmp_path_factory.mktemp("data"), upload_max_bytes=64 * 1024,
+                           limit_image_jobs="100000/minute", limit_chat_messages="100000/minute",
+                           limit_reads="100000/minute", limit_logins="100000/minute")
+
+
+def serve_alice(data_dir: Path, **overrides: Any) -> Iterator[tuple[TestClient, str]]:
+    """The app in process on the tiny profile (models load only if a job runs) with the account alice and a key of
+    hers: (a test client, the key)."""
+    config = Settings(profile="tiny", data_dir=data_dir, warmup=False, **overrides)
     config.ensure_dirs()
     open_database(config.db_path)
     AccountService().add("alice", PASSWORD)

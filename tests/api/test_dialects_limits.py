@@ -8,25 +8,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from app import create_app
-from services.accounts import AccountService
-from services.api_keys import ApiKeyService
-from settings import Settings
-from storage.db import open_database
-
-PASSWORD = "correct horse battery"
+from tests.api.test_dialects_input import PASSWORD, serve_alice
 
 
 @pytest.fixture
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
-    config = Settings(profile="tiny", data_dir=tmp_path_factory.mktemp("data"), warmup=False, mcp="off",
-                      limit_image_jobs="3/minute", limit_logins="3/minute")
-    config.ensure_dirs()
-    open_database(config.db_path)
-    AccountService().add("alice", PASSWORD)
-    key, _ = ApiKeyService().create("alice", "tests")
-    with TestClient(create_app(config)) as test_client:
-        yield test_client, key
+    yield from serve_alice(tmp_path_factory.mktemp("data"), mcp="off", limit_image_jobs="3/minute",
+                           limit_logins="3/minute")
 
 
 def test_image_jobs_count_against_one_limit_across_gradio_and_both_apis(client: tuple[TestClient, str]) -> None:
