@@ -268,6 +268,9 @@ def test_webuiapi_txt2img_gives_the_stored_png_and_its_infotext(atelier: Atelier
     assert again.info["cached"]
     assert again.info["job_id"] != first.info["job_id"]
     assert first.info["job_id"] in [j["job_id"] for j in atelier.get("/api/history", "alice").json()["jobs"]]
+    read_back = api.png_info(first.image)  # PNG Info of the image it made: the same infotext and its fields
+    assert read_back.info == first.info["infotexts"][0]
+    assert (read_back.parameters["Seed"], read_back.parameters["Size-1"]) == ("21", "64")
 
 
 def test_webuiapi_img2img_with_a_mask_inpaints(atelier: Atelier) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,10 +45,10 @@ from api.dialects.common import (
     invalid,
     run_sync,
 )
+from services import pnginfo
 from services.images import JobSnapshot
 from services.limits import InvalidRequest
 from settings import Settings
-from storage.files import parse_parameters
 
 PREFIX = "/sdapi/v1"
 
@@ -265,7 +264,7 @@ def info_of(snap: JobSnapshot, job: dict[str, Any] | None, files: list[dict[str,
     """A1111's `info` (Processed.js()) for a job, with the fields read back from its own infotext."""
     info = snap.info or {}
     seeds = [f["seed"] for f in files] or list(info.get("seeds", []))
-    pairs = parse_parameters(infotexts[0]) if infotexts else {}
+    pairs = pnginfo.infotext_fields(infotexts[0]) if infotexts else {}
     standard = {"Prompt", "Negative prompt", "Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Model hash",
                 "VAE", "Denoising strength"}
     prompt, negative = info.get("prompt", ""), info.get("negative_prompt", "")
@@ -289,8 +288,6 @@ def info_of(snap: JobSnapshot, job: dict[str, Any] | None, files: list[dict[str,
 
 def read_png_info(ctx: DialectContext, image: str) -> dict[str, Any]:
     """png-info's answer for a base64 image: {} fields for an image without settings, as A1111 answers."""
-    from services import pnginfo
-
     data = decode_base64(image, "image", ctx.settings.upload_max_bytes)
     try:
         text = pnginfo.read_text(data, "image", ctx.services.uploads.limits)
@@ -298,11 +295,7 @@ def read_png_info(ctx: DialectContext, image: str) -> dict[str, Any]:
         if "carries no generation parameters" in str(err):
             return {"info": "", "items": {}, "parameters": {}}
         raise invalid(err.errors, status=422) from None
-    pairs = parse_parameters(text)
-    size = re.match(r"^(\d+)x(\d+)$", pairs.get("Size", ""))
-    if size:
-        pairs["Size-1"], pairs["Size-2"] = size[1], size[2]
-    return {"info": text, "items": {}, "parameters": pairs}
+    return {"info": text, "items": {}, "parameters": pnginfo.infotext_fields(text)}
 
 
 def add_state_routes(app: FastAPI, ctx: DialectContext) -> None:
