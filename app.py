@@ -52,9 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.frontend import mount_frontend
     from api.gateway import Gateway
     from api.internal_routes import BodyLimits, EditorBlobRoute
+    from api.ownership import FileGrants, SessionGuard
     from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
     from api.rest_account import build_router as build_account_router
-    from api.sessions import HeartbeatWatch, SessionJanitor
+    from api.sessions import SessionJanitor, StreamWatch
     from services.accounts import exposure_problem
     from services.container import build_services
     from services.running import Quota
@@ -75,8 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                       tell_place=gradio_internals.tell_place)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=settings.queue_max_size, default_concurrency_limit=1)
+    # Gradio's upload and cache folder: the only files it may serve, each to the users it handed it to.
+    grants = FileGrants(os.environ["GRADIO_TEMP_DIR"])
     janitor = SessionJanitor(blocks, grace_s=settings.session_grace_s, temp_dir=Path(os.environ["GRADIO_TEMP_DIR"]),
-                             temp_max_age_s=settings.temp_max_age_s, cache_dirs=[settings.image_cache_dir])
+                             temp_max_age_s=settings.temp_max_age_s, cache_dirs=[settings.image_cache_dir],
+                             claims=shared.claims, grants=grants)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         raise SystemExit(problem)
     auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies,
                          keys=services.api_keys)
+    guard = SessionGuard(shared.claims, blocks, has_users)  # each session, event and upload is its first user's
     storage_uri, storage_options = shared.limits_storage()
     limiter = Limiter(key_func=auth.rate_key, storage_uri=storage_uri, storage_options=storage_options,
                       enabled=enforce)
@@ -124,12 +129,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         auth_message="Log in with your Atelier account." if has_users else None,
                         footer_links=["api", "settings"], mcp_server=mcp.mcp_enabled(settings, has_users),
                         # The browser refuses a larger file before sending it; Gradio's upload route stops reading it.
-                        max_file_size=settings.upload_max_bytes,
-                        # Folders Gradio may copy output files from into its cache (a mounted app does not check
-                        # today; a launched one does): the images, and the local copies of S3 images.
-                        allowed_paths=[str(settings.images_dir), str(settings.image_cache_dir)])
+                        max_file_size=settings.upload_max_bytes)
+    # No allowed_paths: Gradio would serve every file there to anyone. It copies each result (a stored image, or
+    # the local copy of an S3 one) into its own folder, which a mounted app does without checking allowed_paths.
     auth.gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
     gradio_internals.check(blocks, auth.gradio_app)  # before serving: refuse a Gradio without what we use
+    gradio_internals.guard_session_state(auth.gradio_app, guard.check_state)  # component_server, deep_link
     if (tokens := shared.login_tokens()) is not None:  # a user logged in on one replica is on all of them
         gradio_internals.share_login_tokens(auth.gradio_app, tokens, shared.agree_cookie_id)
     # Gradio's queue loop wakes every 1 ms while idle; each wake takes the GIL from the thread that drives
@@ -142,12 +147,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mcp.install(blocks, bridge)
     app.add_middleware(mcp.McpGate, accounts_required=has_users)
     # Inside the gateway, which has resolved the user and counted the request as an upload.
-    app.add_middleware(EditorBlobRoute, blocks=blocks, uploads=services.uploads)
-    app.add_middleware(HeartbeatWatch, janitor=janitor)
-    # Gradio's cache and upload folders hold the only files it may serve: the data dir never is.
+    app.add_middleware(EditorBlobRoute, blocks=blocks, uploads=services.uploads, guard=guard)
+    app.add_middleware(StreamWatch, janitor=janitor)
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
-                       enforce=enforce, session_owner=janitor.owner,
-                       file_roots=[Path(os.environ["GRADIO_TEMP_DIR"])],
+                       enforce=enforce, guard=guard, grants=grants,
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads}, dialects=[*dialects, mcp.DIALECT])

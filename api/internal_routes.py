@@ -34,8 +34,10 @@ from starlette.formparsers import MultiPartException
 from api import gradio_internals
 from api.auth import USER_STATE_KEY, header_dict
 from api.gateway import GRADIO, MAX_BODY_BYTES, Dialect, Refused, _reply
+from api.ownership import SESSION, TOO_MANY_SESSIONS, NotYours, SessionGuard
 from services.editor_blobs import MAX_LAYERS
 from services.limits import InvalidRequest
+from services.shared_state import ClaimsFull
 from services.uploads import Uploads
 
 Scope = dict[str, Any]
@@ -247,9 +249,7 @@ class BodyLimits:
             cap = Refused(413, f"The request body is too large: the limit for this route is {_size(limit)}.")
             self._declared(headers, limit, cap)
             return _Guard(cap, limit, self.dialect_budget)
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise cap
+        self._declared(headers, limit, cap)
         parts = None
         if path == UPLOAD and method == "POST":
             from urllib.parse import parse_qs
@@ -260,7 +260,6 @@ class BodyLimits:
                 raise Refused(422, "upload_id must be one name of 1 to 64 letters, digits, - or _.")
             parts = _UploadParts(headers.get("content-type", ""))
         return _Guard(cap, limit, None if spooled else self.budget, parts)
-
 
     @staticmethod
     def _declared(headers: dict[str, str], limit: int, cap: Refused) -> None:
@@ -281,10 +280,14 @@ class EditorBlobRoute:
     index the client names, makes a session state (~0.4 MiB) for any session hash, and answers an unknown component,
     a missing field or a non-numeric index with a 500."""
 
-    def __init__(self, app: ASGIApp, *, blocks: Any, uploads: Uploads) -> None:
+    def __init__(self, app: ASGIApp, *, blocks: Any, uploads: Uploads,
+                 guard: SessionGuard | None = None) -> None:
         self.app = app
         self.uploads = uploads
         self.editors = gradio_internals.editor_ids(blocks)
+        # The pieces are kept per user whatever the session, but a request naming another user's session is still
+        # refused (403), as on every route that names one.
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the editor's uploads here; everything else passes on."""
@@ -308,6 +311,9 @@ class EditorBlobRoute:
             raise Refused(401, "Log in first.")
         form = await _form(scope, receive)
         try:
+            session = form.get("session_hash")
+            if self.guard is not None and isinstance(session, str) and session:
+                self._check_session(session, owner)
             blob_id, kind, index, upload = self._piece(form)
             if kind == "composite":
                 return  # the flattened picture: the inpaint tab reads the background and the strokes instead
@@ -325,6 +331,15 @@ class EditorBlobRoute:
                 raise Refused(422, problem)  # too much for one submission, or a piece of it refused before
         finally:
             await form.close()
+
+    def _check_session(self, session: str, owner: str) -> None:
+        """Refused (403) when the session the piece names is another user's."""
+        try:
+            self.guard.check([(SESSION, session)], owner)
+        except NotYours as refused:
+            raise Refused(refused.status, refused.message) from None
+        except ClaimsFull:
+            raise Refused(503, TOO_MANY_SESSIONS) from None
 
     def _piece(self, form: Any) -> tuple[str, str, int | None, Any]:
         """(id, kind, layer index, the file) of an accept_blobs form, or Refused naming the field at fault."""

@@ -33,7 +33,7 @@ from services.models import ModelSlot, ModelUnavailableError
 from services.running import RunningJobs
 from storage.blobs import BlobStore, LocalStore
 from storage.db import database
-from storage.files import Parameters
+from storage.files import Parameters, image_name
 from storage.models import ImageFile, ImageJob, input_path, utcnow
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ class ImageService:
 
         def link(written: list[dict[str, Any]]) -> None:
             for f in sources:
-                rel = Path(dt.date.today().isoformat()) / f"{job.id:06d}-{f.index}-{f.seed}.png"
+                rel = Path(dt.date.today().isoformat()) / image_name()
                 self.store.copy(f.path, rel.as_posix())
                 written.append({"index": f.index, "path": rel.as_posix(), "seed": f.seed, "width": f.width,
                                 "height": f.height})
@@ -373,7 +373,7 @@ class ImageService:
         """Write each image as a PNG, adding its file row to `written` once the file exists."""
         day = dt.date.today().isoformat()
         for index, generated in enumerate(images):
-            rel = Path(day) / f"{job.id:06d}-{index}-{generated.seed}.png"
+            rel = Path(day) / image_name()
             self.store.put_png(rel.as_posix(), generated.image, replace(params, seed=generated.seed))
             written.append({"index": index, "path": rel.as_posix(), "seed": generated.seed,
                             "width": generated.image.width, "height": generated.image.height})

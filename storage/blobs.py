@@ -1,8 +1,8 @@
 """Image objects behind one small interface: a local folder (the default) or an S3-compatible bucket.
 
-Keys are the relative paths the database stores (`2026-12-01/000042-0-7.png`). Every write is all or nothing:
-a local file appears by rename, an S3 object by a completed PUT (or a completed multipart upload), so a reader
-never sees half an image. Gradio serves outputs from local files, so the S3 store keeps a disposable local copy
+Keys are the relative paths the database stores (`2026-12-01/<32 random hex digits>.png`). Every write is all or
+nothing: a local file appears by rename, an S3 object by a completed PUT (or a completed multipart upload), so a
+reader never sees half an image. Gradio serves outputs from local files, so the S3 store keeps a disposable local copy
 of what it wrote or read in a cache folder (swept by age with Gradio's scratch files).
 """
 

@@ -3,6 +3,7 @@ one owner of a loopback server without accounts unless asked for."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.routing import Route
 from api import gradio_internals
 from api.auth import Authenticator, limits_apply
 from api.gateway import Gateway
+from api.ownership import FileGrants
 from app import create_app
 from services.accounts import AccountService
 from storage.db import open_database
@@ -75,7 +77,8 @@ def gateway(enforce: bool) -> TestClient:
     blocks = SimpleNamespace(_queue=[], fns={7: event})
     return TestClient(Gateway(Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])]),
                               auth=Authenticator(AccountService(), required=False),
-                              limiter=Limiter(key_func=get_remote_address), blocks=blocks, file_roots=[],
+                              limiter=Limiter(key_func=get_remote_address), blocks=blocks,
+                              grants=FileGrants(os.devnull),  # a folder of no files
                               max_queue=64, enforce=enforce,
                               limits={"image": "10/minute", "chat": "9/minute", "upload": "9/minute",
                                       "login": "5/minute", "read": "9/minute"}))

@@ -179,3 +179,56 @@ def test_a_redis_that_goes_between_the_throttle_and_the_session_gets_503s_never_
     assert a.get("/logout", follow_redirects=False).status_code == 503
     monkeypatch.undo()
     assert a.get("/gradio_api/user").json() == "alice"  # the session it could not end still holds
+
+
+def test_a_session_or_job_of_one_user_is_refused_to_another_on_either_replica(replicas: Replicas,
+                                                                              redis_db: str) -> None:
+    a, b = replicas(redis_db, user_queue_quota=50)
+    bob_a, bob_b = TestClient(a.app), TestClient(b.app)
+    for http, name in ((a, "alice"), (bob_a, "bob")):
+        assert login(http, name) == 200
+    b.cookies, bob_b.cookies = a.cookies, bob_a.cookies  # the proxy sends each browser to either replica
+    answer = join(a, "alice-tab")
+    assert answer.status_code == 200
+    event = answer.json()["event_id"]
+    index = image_fn(a)
+    for bob in (bob_b, bob_a):
+        for stream in ("/gradio_api/queue/data?session_hash=alice-tab", "/gradio_api/heartbeat/alice-tab",
+                       f"/gradio_api/call/generate_image/{event}"):
+            assert status_within(bob, stream) == 403, stream
+        assert join(bob, "alice-tab").status_code == 403
+        for session in ("alice-tab", "bobs-tab"):
+            cancel = {"session_hash": session, "event_id": event, "fn_index": index}
+            assert bob.post("/gradio_api/cancel", json=cancel).status_code == 403
+    assert join(b, "alice-tab").status_code == 200  # still hers, on the other replica too
+    queued = [e._id for q in a.app.state.janitor.blocks._queue.event_queue_per_concurrency_id.values()
+              for e in q.queue]
+    assert event in queued  # and her job was not stopped
+
+
+def status_within(http: TestClient, path: str, seconds: float = 10) -> int | None:
+    """The status of a GET, or None when no answer came in `seconds` (TestClient reads a stream to its end, and
+    a stream of a session whose jobs wait forever never ends)."""
+    import threading
+
+    found: list[int] = []
+    thread = threading.Thread(target=lambda: found.append(http.get(path).status_code), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return found[0] if found else None
+
+
+def test_two_users_naming_a_new_session_on_two_replicas_at_once_get_one_owner(replicas: Replicas,
+                                                                              redis_db: str) -> None:
+    from tests.api.test_isolation_gradio_routes import contest, one_owner
+
+    a, b = replicas(redis_db)
+    clients = []
+    for name in ("alice", "bob"):
+        on_a, on_b = TestClient(a.app), TestClient(b.app)
+        assert login(on_a, name) == 200
+        on_b.cookies = on_a.cookies
+        clients += [(name, on_a), (name, on_b)] * 2
+    for round_ in range(8):
+        one_owner(contest(clients, lambda http, _, session=f"contested-{round_}": http.get(
+            "/gradio_api/deep_link", params={"session_hash": session}).status_code))
