@@ -35,7 +35,7 @@ from api.ownership import (
     named_ids,
     read_replies,
 )
-from services.shared_state import UNAVAILABLE, UNAVAILABLE_MESSAGE, Claims, ClaimsFull
+from services.admission import UNAVAILABLE, UNAVAILABLE_MESSAGE, Claims, ClaimsFull
 
 log = logging.getLogger("atelier.gateway")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from services.shared_state import UNAVAILABLE
+from services.admission import UNAVAILABLE
 
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
 QUEUE_ATTRIBUTES = ("sleep_when_free", "push", "process_events", "send_message", "event_ids_to_events",

@@ -35,9 +35,9 @@ from api import gradio_internals
 from api.auth import USER_STATE_KEY, header_dict
 from api.gateway import GRADIO, MAX_BODY_BYTES, Dialect, Refused, _reply
 from api.ownership import SESSION, TOO_MANY_SESSIONS, NotYours, SessionGuard
+from contracts import InvalidRequest
+from services.admission import ClaimsFull
 from services.editor_blobs import MAX_LAYERS
-from services.limits import InvalidRequest
-from services.shared_state import ClaimsFull
 from services.uploads import Uploads
 
 Scope = dict[str, Any]

@@ -1,6 +1,6 @@
 """Who may use what Gradio serves: the sessions, events and uploads a request names, and the files it fetches.
 
-A session hash, an event id or an upload id belongs to the user who first used it (services.shared_state.Claims,
+A session hash, an event id or an upload id belongs to the user who first used it (storage.shared_state.Claims,
 shared by every replica on Redis); a request naming one that is someone else's is refused. A file in Gradio's
 folder is served only to the users Gradio handed it to: the gateway reads Gradio's answers (the upload route's
 paths, the results and previews in event streams) and grants each path it finds to the user it goes to, before it
@@ -21,7 +21,7 @@ from starlette.datastructures import QueryParams
 from starlette.routing import get_route_path
 
 from api import gradio_internals
-from services.shared_state import Claims, ClaimsFull
+from services.admission import Claims, ClaimsFull
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -5,7 +5,7 @@ seen, up to 10,000 of them, and marks it closed when the session's heartbeat goe
 cache keeps every preview and result until the server stops. Each script run and each browser tab is a new
 session, so both grow without end. The janitor forgets a session once it has been quiet for a grace period
 (no heartbeat or event stream open, no job queued or running), sweeps old cached files that no held session
-shows, and renews the claims (services.shared_state.Claims) of every session and event Gradio still holds.
+shows, and renews the claims (storage.shared_state.Claims) of every session and event Gradio still holds.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from starlette.routing import get_route_path
 
 from api import gradio_internals
 from api.ownership import SESSION, FileGrants
-from services.shared_state import UNAVAILABLE, Claims
+from services.admission import UNAVAILABLE, Claims
 from services.tempfiles import SweepResult, sweep
 
 log = logging.getLogger("atelier.sessions")

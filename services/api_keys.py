@@ -18,7 +18,7 @@ import secrets
 from typing import Any
 
 from services.accounts import AccountError
-from storage.db import IntegrityError, database
+from storage.connections import IntegrityError, database
 from storage.models import Account, ApiKey, utcnow
 
 KEY_PREFIX = "atl_"

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from storage.db import IntegrityError
+from storage.connections import IntegrityError
 from storage.models import ImageFile, ImageJob, ServerSecret
 
 SECRET_NAME = "image-link-key"  # noqa: S105 - the name of the secret, not the secret

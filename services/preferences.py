@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from storage.db import IntegrityError, database
+from storage.connections import IntegrityError, database
 from storage.models import UserOption, utcnow
 
 

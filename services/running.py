@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.jobs import FINAL_STATES, JobHandle
-from services.shared_state import JobLedger
+from storage.shared_state import JobLedger
 
 DESCRIPTION_CHARS = 80
 # A reservation whose job never started (the request failed between the two) stops counting after this long.

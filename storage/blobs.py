@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from settings import split_storage_url
 from storage.files import Parameters, write_png_atomic
 
 if TYPE_CHECKING:
@@ -165,13 +165,7 @@ class S3Location:
     @classmethod
     def parse(cls, url: str) -> S3Location:
         """Read `s3://bucket` or `s3://bucket/some/prefix`; ValueError with the reason otherwise."""
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise ValueError(f"storage URL must look like s3://bucket/prefix (or be empty for the local folder), "
-                             f"got {url!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"storage URL takes no query or fragment, got {url!r}")
-        return cls(parts.netloc, parts.path.strip("/"))
+        return cls(*split_storage_url(url))
 
     def key(self, name: str) -> str:
         """The object key of a stored name."""

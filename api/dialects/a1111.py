@@ -22,7 +22,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
 
-from api.dialects import a1111_catalog as catalog
+from api.dialects.a1111_catalog import add_routes as add_catalog_routes
+from api.dialects.a1111_catalog import options_of, save_options
 from api.dialects.a1111_requests import (
     MODEL_OPTIONS,
     A1111Body,
@@ -45,9 +46,9 @@ from api.dialects.common import (
     invalid,
     run_sync,
 )
+from contracts import InvalidRequest
 from services import pnginfo
 from services.images import JobSnapshot
-from services.limits import InvalidRequest
 from settings import Settings
 
 PREFIX = "/sdapi/v1"
@@ -132,7 +133,7 @@ def build_app(ctx: DialectContext) -> FastAPI:
     app = dialect_app("Atelier: AUTOMATIC1111-compatible API", "AUTOMATIC1111's /sdapi/v1, served by Atelier.",
                       error_body, validation_status=422, error_model=A1111Error)
     add_job_routes(app, ctx)
-    catalog.add_routes(app, ctx)
+    add_catalog_routes(app, ctx)
     add_state_routes(app, ctx)
     return app
 
@@ -323,12 +324,12 @@ def add_state_routes(app: FastAPI, ctx: DialectContext) -> None:
     @app.get("/options", summary="Your options")
     async def get_options(user: str = me) -> dict[str, Any]:
         """sd_model_checkpoint and sd_vae are the caller's own defaults; the rest describe Atelier."""
-        return await run_sync(catalog.options_of, ctx, user)
+        return await run_sync(options_of, ctx, user)
 
     @app.post("/options", summary="Set your options")
     async def set_options(options: dict[str, Any], user: str = me) -> None:
         """Sets the caller's default checkpoint and VAE (nobody else's); other options are accepted and ignored."""
-        await run_sync(catalog.save_options, ctx, user, {k: options[k] for k in MODEL_OPTIONS if k in options})
+        await run_sync(save_options, ctx, user, {k: options[k] for k in MODEL_OPTIONS if k in options})
 
 
 def progress_of(jobs: list[Any], skip_image: bool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Request
 
 from api.dialects.a1111_requests import model_name, vae_name
 from api.dialects.common import DialectContext, invalid, run_sync
-from services.limits import IMAGE_UPSCALERS, LATENT_UPSCALERS, SAMPLERS
+from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, SAMPLERS
 
 SCHEDULERS = [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1.0,
                "need_inner_model": False},

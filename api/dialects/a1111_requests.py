@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.limits import SAMPLERS
+from contracts import SAMPLERS
 
 # A1111's newer API names the schedule apart (sampler "DPM++ 2M", scheduler "Karras"); Atelier's list names the pair.
 AUTOMATIC_SCHEDULERS = ("", "automatic", "Automatic")

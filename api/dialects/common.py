@@ -29,7 +29,7 @@ from starlette.requests import Request
 from api.auth import Authenticator
 from services.container import Services
 from services.jobs import JobHandle
-from services.models import ModelSlot, ModelState
+from services.model_slots import ModelSlot, ModelState
 from services.running import Quota, QuotaExceeded
 from settings import Settings
 

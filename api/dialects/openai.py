@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
-from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Path, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from api.dialects.common import ApiProblem, DialectContext, dialect_app, image_body_limit, invalid, run_sync
@@ -31,6 +31,7 @@ from api.dialects.openai_images import (
     size_of,
     validated,
 )
+from api.rest.images import send
 from settings import Settings
 
 PREFIX = "/v1"
@@ -165,9 +166,8 @@ def add_image_routes(app: FastAPI, ctx: DialectContext, me: Any) -> None:
                          signature: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")]) -> Response:
         """The PNG a generation's `url` names, without a key, until the link expires."""
         key = await run_sync(ctx.services.image_links.store_key, file_id, expires, signature)
-        if key is None:
-            raise ApiProblem(404, "This image link is unknown or has expired.", code="not_found")
-        return await run_sync(send_png, ctx, key)
+        # The PNG as /api/images sends it: the file, a presigned redirect (ATELIER_S3_PRESIGN) or the object streamed.
+        return await run_sync(send, ctx.services, key, HTTPException(404, "This image link is unknown or has expired."))
 
 
 def form_extensions(negative_prompt: Annotated[str, Form()] = "", steps: Annotated[int | None, Form()] = None,
@@ -192,17 +192,3 @@ def edit_request(ctx: DialectContext, image: bytes, mask: bytes | None, prompt: 
                                                       # A transparent hole has nothing to keep: start from noise.
                                                       "inpainting_fill": 2 if from_transparency else 1}
     return validated(ctx, "inpaint", params)
-
-
-def send_png(ctx: DialectContext, key: str) -> Response:
-    """A stored PNG: the file, or (S3) a short-lived presigned redirect or the object streamed."""
-    store = ctx.services.history.store
-    if (path := store.local_file(key)) is not None:
-        return FileResponse(path, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
-    settings = ctx.settings
-    if settings.s3_presign and (url := store.presigned_url(key, settings.s3_presign_ttl_s)) is not None:
-        return RedirectResponse(url, status_code=307, headers={"cache-control": "private, no-store"})
-    blob = store.open(key)
-    if blob is None:
-        raise ApiProblem(404, "This image no longer exists.", code="not_found")
-    return StreamingResponse(blob.chunks, media_type="image/png", headers={"content-length": str(blob.size)})

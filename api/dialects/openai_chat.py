@@ -21,9 +21,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dialects.common import ApiProblem, DialectContext, finish, invalid, run_sync
+from contracts import InvalidRequest
 from services.chat import ChatHandle, ChatSnapshot
 from services.jobs import FINAL_STATES
-from services.limits import InvalidRequest
 
 MAX_STOPS = 4  # as OpenAI allows
 # After a chunk goes out, the tokens of the next this many seconds go out together in one chunk; the first token and

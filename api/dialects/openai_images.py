@@ -19,8 +19,8 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.dialects.common import ApiProblem, DialectContext, finish, invalid, run_sync
+from contracts import InvalidRequest
 from services.images import JobSnapshot
-from services.limits import InvalidRequest
 
 _SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 # Atelier's field names as this API names them, for errors.

@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import allow_header_conformance, positive_data_acceptance, unsupported_method
 
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from services.api_keys import ApiKeyService
 from storage.db import open_database

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from services.api_keys import ApiKeyService
 from settings import Settings
@@ -247,7 +247,7 @@ def test_keys_are_managed_with_a_login_never_with_a_key_nor_from_another_site(cl
 
 
 def test_a_model_that_is_loading_answers_503_with_retry_after(client: tuple[TestClient, str]) -> None:
-    from services.models import ModelState
+    from services.model_slots import ModelState
 
     test_client, key = client
     slot = test_client.app.state.services.text_slot

@@ -299,7 +299,7 @@ def test_bob_can_neither_read_take_join_nor_stop_alices_session_or_job(site: Sit
 def test_a_session_gradio_holds_whose_claim_lapsed_is_nobodys_to_take(site: Site) -> None:
     session = "alice-lapsed"
     join(site, "alice", session)  # held: its result waits for her
-    claims = site.app.state.shared.claims
+    claims = site.app.state.services.shared.claims
     with claims._lock:  # as if the claim had lapsed unrenewed
         del claims._owners[f"session:{session}"]
     assert as_user(site, "bob").get(f"{GRADIO}/queue/data", params={"session_hash": session}).status_code == 403

@@ -20,11 +20,11 @@ from api import gradio_internals
 from api.auth import Authenticator, limits_apply
 from api.gateway import Gateway
 from api.ownership import FileGrants
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
+from services.admission import QueueQuota
 from storage.db import open_database
 from tests.services.conftest import tiny_settings
-from ui.common import QueueQuota
 
 PASSWORD = "correct horse battery"
 

@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api import gradio_internals
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
-from services.shared_state import PENDING_S, TICKET_STATE_KEY
+from services.admission import TICKET_STATE_KEY
 from storage.db import open_database
+from storage.shared_state import PENDING_S
 from tests.live.redis import redis_server
 from tests.services.conftest import tiny_settings
 
@@ -106,7 +107,7 @@ def join_and_cancel_one(http: TestClient) -> str:
 def sync(http: TestClient, later_s: float = 0.0) -> None:
     """One round of the replica's ledger sync (its lifespan runs it every few seconds), `later_s` from now."""
     app: FastAPI = http.app  # type: ignore[assignment]
-    ledger = app.state.shared.jobs
+    ledger = app.state.services.shared.jobs
     ledger.clock = lambda: time.monotonic() + later_s
     ledger.sync(gradio_internals.jobs_by_user(app.state.janitor.blocks, TICKET_STATE_KEY))
 
@@ -157,7 +158,7 @@ def test_a_redis_that_goes_between_the_throttle_and_the_session_gets_503s_never_
         replicas: Replicas, redis_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from services.shared_state import SharedTokens
+    from storage.shared_state import SharedTokens
 
     a, _ = replicas(redis_db)
     assert login(a) == 200

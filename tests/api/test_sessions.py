@@ -15,7 +15,7 @@ from gradio.routes import App
 
 from api.ownership import FileGrants
 from api.sessions import SessionJanitor, StreamWatch
-from services.shared_state import Claims
+from storage.shared_state import Claims
 
 GRACE = 60.0
 

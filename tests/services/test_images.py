@@ -12,7 +12,7 @@ import pytest
 from peewee import OperationalError
 from PIL import Image
 
-from pipelines.image_base import InvalidRequest
+from contracts import InvalidRequest
 from services.container import Services
 from services.images import JobSnapshot, run_and_collect
 from storage import blobs, files

@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("atelier.shared_state")
 
 PREFIX = "atelier:"
-# Where the quota's ticket for a request is left (Starlette's request.state, shared with Gradio's Event).
-TICKET_STATE_KEY = "atelier_job_ticket"
 # A replica renews its jobs' leases this often; a lease outlives a few missed renewals (a busy event loop),
 # and a dead replica's jobs stop counting after it.
 SYNC_EVERY_S = 2.0

@@ -1,4 +1,4 @@
-"""services/shared_state.py on a real Redis: the quota ledger admits exactly up to the limit across replicas and
+"""storage/shared_state.py on a real Redis: the quota ledger admits exactly up to the limit across replicas and
 threads, forgets ended jobs and dead replicas; login tokens are shared, stored hashed, and deletable as Gradio's
 logout deletes them; claims on sessions have one first owner, however many replicas race for them. Without Redis,
 the ledger counts this replica's queue alone, as before, and claims live in process memory."""
@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from services.shared_state import (
+from settings import Settings
+from storage.shared_state import (
     PENDING_S,
     Claims,
     ClaimsFull,
@@ -21,7 +22,6 @@ from services.shared_state import (
     SharedTokens,
     open_shared_state,
 )
-from settings import Settings
 
 
 @pytest.fixture
