@@ -20,7 +20,7 @@ from contracts import MAX_SEED, MODES, InvalidRequest
 from services.history import job_to_dict
 from storage import search
 from storage.models import Collection, Conversation, ImageFile, ImageJob, Message
-from storage.query import Query, parse, segments
+from storage.query import Query, parse, segments, spelled
 
 MAX_PAGE = 200
 ORDERS = ("relevance", "newest", "oldest")
@@ -198,8 +198,8 @@ def _order(order: str | None, query: Query) -> search.Order:
 
 
 def _describe(query: Query) -> dict[str, Any]:
-    return {"terms": [" ".join(t.tokens) + ("*" if t.prefix else "") for t in query.terms],
-            "excluded": [" ".join(t.tokens) for t in query.excluded], "truncated": query.truncated}
+    return {"terms": [spelled(t) for t in query.terms], "excluded": [spelled(t, star=False) for t in query.excluded],
+            "truncated": query.truncated}
 
 
 def _fingerprint(kind: str, query: Query, filters: Any, order: str, *extra: Any) -> str:

@@ -199,6 +199,42 @@ class Account(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+class ApiKey(BaseModel):
+    """A key that stands for a user on the APIs (Authorization: Bearer); only its sha256 digest is kept."""
+
+    id = AutoField()
+    user = CharField()  # the account's name
+    name = CharField()  # the label the user gave it, unique per user
+    digest = CharField(unique=True)
+    prefix = CharField()  # its first characters, so that a list tells keys apart
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class UserOption(BaseModel):
+    """One per-user API default (AUTOMATIC1111's options: sd_model_checkpoint, sd_vae), as JSON."""
+
+    id = AutoField()
+    user = CharField()
+    name = CharField()
+    value = TextField()
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class ServerSecret(BaseModel):
+    """A random secret every replica shares (made once, by whichever replica needs it first)."""
+
+    id = AutoField()
+    name = CharField(unique=True)
+    value = CharField()
+
+
 class Collection(BaseModel):
     """A named set of image jobs a user gathers (migration 020); the name is unique per user."""
 
@@ -239,5 +275,5 @@ class UserSetting(BaseModel):
 
 
 # In dependency order: storage/transfer.py copies them so, and a row's references are always there before it.
-ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account, Collection,
-                                     CollectionItem, UserSetting]
+ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account, ApiKey,
+                                     UserOption, ServerSecret, Collection, CollectionItem, UserSetting]

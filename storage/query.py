@@ -173,3 +173,8 @@ def segments(marked: str) -> list[dict[str, object]]:
         elif part:
             out.append({"text": part, "match": inside})
     return out if not inside else [{"text": marked.replace(MARK_START, "").replace(MARK_END, ""), "match": False}]
+
+
+def spelled(term: Term, star: bool = True) -> str:
+    """A term as the user may read it back: its words, and a * when it is a prefix (and `star`)."""
+    return " ".join(term.tokens) + ("*" if term.prefix and star else "")

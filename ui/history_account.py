@@ -99,8 +99,10 @@ def wire(services: Services, panel: AccountPanel, tab: gr.Tab) -> AccountActions
     """The panel's events; the retention line is drawn when the tab opens."""
     actions = AccountActions(services)
     panel.export_btn.click(actions.export, outputs=[panel.export_status, panel.export_file], **PRIVATE)
+    # Raw (preprocess off): the archive service reads the file itself and decodes each image through the upload
+    # checks; one import at a time, as each decodes every image it holds.
     panel.import_btn.click(actions.import_archive, inputs=[panel.archive], outputs=[panel.import_status],
-                           **PRIVATE)
+                           preprocess=False, concurrency_limit=1, concurrency_id="account-import", **PRIVATE)
     tab.select(actions.retention, outputs=[panel.retention, panel.days], **PRIVATE)
     panel.save_btn.click(actions.save, inputs=[panel.days], outputs=[panel.retention, panel.days], **PRIVATE)
     return actions

@@ -64,7 +64,8 @@ def viewer(request: Request) -> Viewer:
     auth = request.app.state.auth
     name = auth.user_of(request)
     if name is None:
-        raise HTTPException(401, "Log in (the Gradio login cookie) or send HTTP basic credentials.",
+        raise HTTPException(401, "Log in (the Gradio login cookie), or send HTTP basic credentials or an API key "
+                                 "(Authorization: Bearer atl_…).",
                             headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
     return auth.viewer(name)  # type: ignore[no-any-return]
 
@@ -94,10 +95,13 @@ def count_read(request: Request, kind: str = "read") -> None:
         raise TooManyReads(item, max(1, math.ceil(reset - time.time())))
 
 
-def same_site(request: Request) -> None:
-    """Refuse (403) a request that changes something when a page of another site sent it: the login cookie goes with
-    such requests (Gradio sets it SameSite=None over HTTPS), so it alone cannot say the user meant it. Browsers name
-    the sender in Sec-Fetch-Site and Origin; scripts and gradio_client send neither and pass."""
+def same_origin(request: Request) -> None:
+    """Refuse (403) a request that changes something when a page of another site sent it: the login cookie (and
+    remembered basic credentials) go with such requests (Gradio sets the cookie SameSite=None over HTTPS), so they
+    alone cannot say the user meant it. Browsers name the sender in Sec-Fetch-Site and Origin; scripts and
+    gradio_client send neither and pass. Reads (GET, HEAD) change nothing and always pass."""
+    if request.method in ("GET", "HEAD"):
+        return
     site = request.headers.get("sec-fetch-site", "")
     origin = request.headers.get("origin", "")
     foreign = site == "cross-site" or (origin not in ("", "null") and urlsplit(origin).netloc.lower()
@@ -144,7 +148,7 @@ def invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 Served = Annotated[Services, Depends(services_of)]
 Asking = Annotated[Viewer, Depends(viewer)]
-SameSite = Depends(same_site)
+SameSite = Depends(same_origin)
 
 
 def too_many_reads(request: Request, exc: Exception) -> JSONResponse:

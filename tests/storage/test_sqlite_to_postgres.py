@@ -15,12 +15,14 @@ from storage.db import open_database
 from storage.models import (
     ALL_MODELS,
     Account,
+    ApiKey,
     Collection,
     CollectionItem,
     Conversation,
     ImageFile,
     ImageJob,
     Message,
+    UserOption,
     UserSetting,
 )
 from storage.sqlite_to_postgres import TransferError, copy_sqlite_to
@@ -46,6 +48,8 @@ def populated(tmp_path: Path) -> Path:
         Message.create(conversation=chat, position=position, role="user" if position % 2 == 0 else "assistant",
                        content=f"m{position}", reasoning_s=1 / 3 if position % 2 else None)
     Account.create(name="bob", password_hash="$argon2id$x")
+    ApiKey.create(user="bob", name="laptop", digest="d" * 64, prefix="atl_abcd")  # keys and options are his too
+    UserOption.create(user="bob", name="sd_vae", value='"Automatic"')
     # Issue 25's rows (migration 020), and a favourite.
     ImageJob.update(favourite=True).where(ImageJob.id == job.id - 1).execute()
     CollectionItem.create(collection=Collection.create(user="bob", name="best"), job=job.id - 1)
@@ -71,7 +75,8 @@ def test_every_row_arrives_and_a_rerun_adds_nothing(populated: Path, postgres_ur
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     before = rows(populated)
     assert counts(before) == {"imagejob": 4, "imagefile": 4, "conversation": 2, "message": 6, "replydraft": 1,
-                              "account": 2, "collection": 1, "collectionitem": 1, "usersetting": 1}
+                              "account": 2, "apikey": 1, "useroption": 1, "serversecret": 0, "collection": 1,
+                              "collectionitem": 1, "usersetting": 1}
     db_main(["migrate-sqlite-to", postgres_url, "--data-dir", str(populated.parent)])
     assert "imagejob: 4 copied, 0 already there" in capsys.readouterr().out
     assert rows(postgres_url) == before  # every column of every row, ids included
@@ -93,7 +98,8 @@ def test_a_target_holding_other_rows_is_refused_and_left_unchanged(populated: Pa
     with pytest.raises(TransferError, match="account row 1 already exists in the target with other values"):
         copy_sqlite_to(populated, postgres_url)
     assert counts(rows(postgres_url)) == {"imagejob": 0, "imagefile": 0, "conversation": 0, "message": 0,
-                                          "replydraft": 0, "account": 1, "collection": 0, "collectionitem": 0,
+                                          "replydraft": 0, "account": 1, "apikey": 0, "useroption": 0,
+                                          "serversecret": 0, "collection": 0, "collectionitem": 0,
                                           "usersetting": 0}
 
 
