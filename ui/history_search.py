@@ -108,6 +108,8 @@ class SearchPanel:
     export_btn: gr.Button
     export_status: gr.Markdown
     export_file: gr.File
+    delete_btn: gr.Button
+    sure: gr.Checkbox
 
     def filters(self) -> list[Any]:
         """The inputs of a search, in HistorySearch.find's order."""
@@ -151,12 +153,16 @@ def _actions() -> tuple[Any, ...]:
             add_btn = gr.Button("Add to collection", size="sm", elem_id="history-add")
             remove_btn = gr.Button("Take out of collection", size="sm")
         with gr.Row():
-            export_way = gr.Radio(EXPORT_WAYS, value=EXPORT_WAYS[1], label="Export as a zip (PNGs + manifest.json)",
-                                  scale=3)
-            export_btn = gr.Button("Export images", size="sm", elem_id="history-export")
+            export_way = gr.Radio(EXPORT_WAYS, value=EXPORT_WAYS[1], label="Export as a zip (PNGs + manifest.json), "
+                                  "or delete, with their images", scale=3)
+            with gr.Column(min_width=160):
+                export_btn = gr.Button("Export images", size="sm", elem_id="history-export")
+                delete_btn = gr.Button("Delete them", variant="stop", size="sm", elem_id="history-delete-many")
+                sure = gr.Checkbox(label="Yes, delete them", elem_id="history-delete-sure")
         export_status = gr.Markdown(elem_id="history-export-status")
         export_file = gr.File(label="Download", interactive=False, elem_id="history-export-file")
-    return favourite_btn, collection_name, add_btn, remove_btn, export_way, export_btn, export_status, export_file
+    return (favourite_btn, collection_name, add_btn, remove_btn, export_way, export_btn, export_status, export_file,
+            delete_btn, sure)
 
 
 class HistorySearch:
@@ -259,30 +265,50 @@ class HistorySearch:
         """Take the selected job out of the named collection."""
         return self.collect(job, name, request, take_out=True)
 
-    def export(self, way: str, job: dict[str, Any] | None, query: str, since: str, until: str, model: str | None,
-               mode: str | None, sampler: str | None, seed: str | None, lora: str, favourites: bool,
-               collection: int | None, order: str, request: gr.Request) -> Iterator[tuple[str, str | None]]:
-        """The zip named by `way`, written as it streams with a status line, then offered for download."""
+    def chosen_jobs(self, way: str, job: dict[str, Any] | None, query: str, filters: dict[str, Any],
+                    request: gr.Request, doing: str = "exported") -> list[int]:
+        """The user's job ids that `way` names (the selected job, the search's results, the chosen collection or
+        all); a toast naming what is missing or refused, and none when nothing matches."""
         chosen: dict[str, Any] = {"everything": True}
         if way == EXPORT_WAYS[0]:
             if not job:
                 raise error_toast("Select a job first.")
             chosen = {"job_ids": [job["job_id"]]}
         elif way == EXPORT_WAYS[2]:
-            if collection is None:
+            if filters.get("collection_id") is None:
                 raise error_toast("Choose a collection in the filters first.")
-            chosen = {"collection_id": collection}
+            chosen = {"collection_id": filters["collection_id"]}
         elif way == EXPORT_WAYS[1]:
-            filters = given(since, until, model, mode, sampler, seed, lora, favourites, collection)
             chosen = {"query": {"q": query or "", **filters}}
-        user = user_of(request)
         try:
-            ids = self.services.exports.job_ids(user, **chosen)
+            ids = self.services.exports.job_ids(user_of(request), **chosen)
         except InvalidRequest as error:
-            raise refused(error) from None
+            # The service words its refusal for an export; a delete refused so has deleted nothing either.
+            raise refused(InvalidRequest({field: message.replace("nothing was exported", f"nothing was {doing}")
+                                          for field, message in error.errors.items()})) from None
         if not ids:
-            raise error_toast("Nothing to export: no job matches.")
-        yield from stream_to_file(self.services.exports.images_zip(user, ids))
+            raise error_toast("No job matches.")
+        return ids
+
+    def export(self, way: str, job: dict[str, Any] | None, query: str, since: str, until: str, model: str | None,
+               mode: str | None, sampler: str | None, seed: str | None, lora: str, favourites: bool,
+               collection: int | None, order: str, request: gr.Request) -> Iterator[tuple[str, str | None]]:
+        """The zip named by `way`, written as it streams with a status line, then offered for download."""
+        filters = given(since, until, model, mode, sampler, seed, lora, favourites, collection)
+        ids = self.chosen_jobs(way, job, query, filters, request)
+        yield from stream_to_file(self.services.exports.images_zip(user_of(request), ids))
+
+    def delete(self, sure: bool, way: str, job: dict[str, Any] | None, query: str, since: str, until: str,
+               model: str | None, mode: str | None, sampler: str | None, seed: str | None, lora: str,
+               favourites: bool, collection: int | None, order: str, request: gr.Request) -> tuple[str, bool]:
+        """Delete the jobs `way` names, with their files (and S3 objects), once the user ticked that they mean it;
+        the status line, and the tick cleared."""
+        if not sure:
+            raise error_toast("Tick “Yes, delete them” first: deleted jobs and their images cannot come back.")
+        filters = given(since, until, model, mode, sampler, seed, lora, favourites, collection)
+        ids = self.chosen_jobs(way, job, query, filters, request, doing="deleted")
+        done = self.services.history.delete_jobs(ids, user_of(request))
+        return f"Deleted {len(done['deleted'])} job(s) and their images.", False
 
 
 def wire(services: Services, panel: SearchPanel, outputs: list[Any], details: gr.JSON, tab: gr.Tab) -> HistorySearch:
@@ -301,4 +327,7 @@ def wire(services: Services, panel: SearchPanel, outputs: list[Any], details: gr
                            inputs=[details, panel.collection_name], outputs=[panel.collection], **PRIVATE)
     panel.export_btn.click(handlers.export, inputs=[panel.export_way, details, *panel.filters()],
                            outputs=[panel.export_status, panel.export_file], **PRIVATE)
+    panel.delete_btn.click(handlers.delete, inputs=[panel.sure, panel.export_way, details, *panel.filters()],
+                           outputs=[panel.export_status, panel.sure], **PRIVATE).success(
+        handlers.find, inputs=panel.filters(), outputs=found, **PRIVATE)
     return handlers

@@ -18,7 +18,7 @@ from api.server import create_app
 from services.accounts import AccountService
 from settings import Settings
 from storage.db import open_database
-from storage.models import Collection, Conversation, ImageJob
+from storage.models import Collection, Conversation, ImageFile, ImageJob
 from tests.services.helpers import add_chat, add_stored_job
 from ui.history_account import AccountActions
 from ui.history_conversations import ConversationActions
@@ -186,3 +186,24 @@ def test_an_export_that_fails_half_way_leaves_no_file(monkeypatch: pytest.Monkey
     with pytest.raises(OSError, match="went away"):
         list(stream_to_file(export))
     assert not list(tmp_path.rglob("half.zip"))
+
+
+def test_deleting_many_takes_her_results_with_their_files_and_nothing_of_bobs(services: Any) -> None:
+    store = services.history.store
+    doomed = [add_stored_job(store, "alice", f"a doomed sandcastle {i}", images=2).id for i in range(2)]
+    kept = add_stored_job(store, "alice", "a kept sandcastle").id
+    his = add_stored_job(store, "bob", "his doomed sandcastle").id
+    keys = [f.path for f in ImageFile.select().where(ImageFile.job.in_(doomed))]
+    ui = HistorySearch(services)
+    with pytest.raises(gr.Error, match="Yes, delete them"):
+        ui.delete(False, EXPORT_WAYS[1], None, "doomed", *NO_FILTERS, ALICE)
+    assert ImageJob.select().where(ImageJob.id.in_(doomed)).count() == 2
+    hers = services.history.get_job(kept, "alice")
+    with pytest.raises(gr.Error, match="nothing was deleted"):
+        ui.delete(True, EXPORT_WAYS[0], hers, "", *NO_FILTERS, BOB)
+    status, sure = ui.delete(True, EXPORT_WAYS[1], None, "doomed", *NO_FILTERS, ALICE)
+    assert (status, sure) == ("Deleted 2 job(s) and their images.", False)
+    assert ImageJob.select().where(ImageJob.id.in_(doomed)).count() == 0
+    assert not any(store.exists(k) for k in keys)
+    assert ImageJob.get_or_none(ImageJob.id == kept) is not None
+    assert ImageJob.get_or_none(ImageJob.id == his) is not None
