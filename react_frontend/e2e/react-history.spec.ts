@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { expect, fillImageForm, keepScreenshot, test } from "./fixtures";
 
-test("the React client's History finds a job by its prompt, stars it (the star stays), exports the results and moves the account", async ({ page }) => {
+test("the React client's History finds a job by its prompt, stars it (the star stays), exports the results, moves the account and deletes the results", async ({ page }) => {
   await page.goto("/app/");
   await fillImageForm(page, { prompt: "a grey heron in the reeds", steps: 2 });
   await page.getByTestId("generate").click();
@@ -49,6 +49,16 @@ test("the React client's History finds a job by its prompt, stars it (the star s
   await page.keyboard.press("Enter");
   await expect(page.getByTestId("history-job")).toHaveCount(2);
   await keepScreenshot(page, "react-history-import");
+
+  // Both herons deleted at once, once the browser's confirmation is accepted; gone after a reload too.
+  page.once("dialog", (dialog) => void dialog.accept());
+  await page.getByTestId("history-delete-shown").click();
+  await expect(page.getByTestId("history-job")).toHaveCount(0);
+  await page.reload();
+  await page.getByTestId("nav-history").click();
+  await page.getByTestId("history-search-input").fill("heron");
+  await page.keyboard.press("Enter");
+  await expect(page.getByText("No image job matches.")).toBeVisible();
 
   await page.getByTestId("history-search-input").fill("no such words anywhere");
   await page.keyboard.press("Enter");

@@ -6,7 +6,7 @@ import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/com
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
-import { FavouriteButton, Marked, SearchBar } from "@/components/HistorySearch";
+import { DeleteShown, FavouriteButton, Marked, SearchBar } from "@/components/HistorySearch";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatSeconds, formatWhen } from "@/lib/format";
 import type { AtelierConnection } from "@/lib/gradio";
@@ -56,7 +56,9 @@ function usePaged<T>(load: (before: PageKey | null) => Promise<{ items: T[]; nex
   /** Change one item in place (a favourite marked), without reading the page again. */
   const update = (match: (item: T) => boolean, change: (item: T) => T) =>
     setItems((previous) => previous.map((item) => (match(item) ? change(item) : item)));
-  return { items, next, loading, error, setError, update, refresh: () => fetchPage(null), more: () => next != null && fetchPage(next) };
+  /** Take items out of the list (deleted), without reading the page again. */
+  const remove = (match: (item: T) => boolean) => setItems((previous) => previous.filter((item) => !match(item)));
+  return { items, next, loading, error, setError, update, remove, refresh: () => fetchPage(null), more: () => next != null && fetchPage(next) };
 }
 
 interface Props {
@@ -125,7 +127,15 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
 
       <TabsContent value="images" className="grid gap-3">
         <SearchBar query={jobQuery} onSearch={setJobQuery} placeholder="Search prompts" testId="history-search" busy={jobs.loading} />
-        <ImagesExport root={conn.root} query={jobQuery} />
+        <div className="flex flex-wrap items-start gap-2">
+          <ImagesExport root={conn.root} query={jobQuery} />
+          <DeleteShown
+            root={conn.root}
+            jobIds={jobs.items.map((job) => job.job_id)}
+            onDeleted={(deleted) => jobs.remove((job) => deleted.includes(job.job_id))}
+            onError={jobs.setError}
+          />
+        </div>
         <ErrorAlert error={jobs.error} />
         {jobs.items.length === 0 && !jobs.loading && !jobs.error ? (
           <p className="text-sm text-muted-foreground">{isSearch(jobQuery) ? "No image job matches." : "No image jobs yet."}</p>

@@ -1,6 +1,6 @@
 import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { describe, expect, it, vi } from "vitest";
-import { FavouriteButton, Marked, SearchBar } from "./HistorySearch";
+import { DeleteShown, FavouriteButton, Marked, SearchBar } from "./HistorySearch";
 
 describe("Marked", () => {
   it("marks the matched words and shows a prompt's markup as text", () => {
@@ -55,5 +55,24 @@ describe("FavouriteButton", () => {
     fireEvent.click(screen.getByTestId("job-favourite"));
     await waitFor(() => expect(onError).toHaveBeenCalledWith(expect.objectContaining({ kind: "not_found", message: "job 5 does not exist." })));
     expect(onChange).not.toHaveBeenCalled();
+  });
+});
+
+describe("DeleteShown", () => {
+  it("deletes the shown jobs once confirmed, and nothing when not", async () => {
+    const fetchImpl = vi.fn(async () => new Response(JSON.stringify({ deleted: [1, 2], missing: [] }), { status: 200 }));
+    const onDeleted = vi.fn();
+    const answers = [false, true];
+    render(
+      <DeleteShown root="http://h/" jobIds={[1, 2]} onDeleted={onDeleted} onError={vi.fn()} confirm={() => answers.shift()!} fetchImpl={fetchImpl as unknown as typeof fetch} />,
+    );
+    const button = screen.getByTestId("history-delete-shown");
+    expect(button.textContent).toContain("Delete the 2 shown");
+    fireEvent.click(button);
+    expect(fetchImpl).not.toHaveBeenCalled();
+    fireEvent.click(button);
+    await waitFor(() => expect(onDeleted).toHaveBeenCalledWith([1, 2]));
+    const [url, init] = fetchImpl.mock.calls[0] as unknown as [string, RequestInit];
+    expect([url, init.method, init.body]).toEqual(["http://h/api/history/delete", "POST", '{"job_ids":[1,2]}']);
   });
 });

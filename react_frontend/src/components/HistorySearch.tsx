@@ -1,9 +1,9 @@
 import { useState, type FormEvent } from "react";
-import { Loader2, Search, Star } from "lucide-react";
+import { Loader2, Search, Star, Trash2 } from "lucide-react";
 import { Button } from "@/components/ui/button";
 import { Input } from "@/components/ui/input";
 import { errorFromException, type AppError } from "@/lib/errors";
-import { setFavourite } from "@/lib/history";
+import { deleteJobs, setFavourite } from "@/lib/history";
 import type { Segment } from "@/lib/types";
 
 export const SEARCH_HELP = 'All words must match; "a phrase", pref*, -word or NOT word, a OR b.';
@@ -110,6 +110,40 @@ export function FavouriteButton({ root, kind, id, value, onChange, onError, fetc
       data-testid={`${kind}-favourite`}
     >
       <Star className={value ? "fill-yellow-400 text-yellow-500" : undefined} />
+    </Button>
+  );
+}
+
+interface DeleteShownProps {
+  root: string;
+  jobIds: number[];
+  onDeleted: (deleted: number[]) => void;
+  onError: (error: AppError) => void;
+  /** Asks the user to confirm (window.confirm by default). */
+  confirm?: (message: string) => boolean;
+  fetchImpl?: typeof fetch;
+}
+
+/** Delete the jobs shown (with their images), after the user confirms. */
+export function DeleteShown({ root, jobIds, onDeleted, onError, confirm = (m) => window.confirm(m), fetchImpl }: DeleteShownProps) {
+  const [busy, setBusy] = useState(false);
+  if (jobIds.length === 0) return null;
+  const run = async () => {
+    const what = `${jobIds.length} job${jobIds.length === 1 ? "" : "s"}`;
+    if (!confirm(`Delete the ${what} shown, with their images? They cannot come back.`)) return;
+    setBusy(true);
+    try {
+      onDeleted((await deleteJobs(root, jobIds, fetchImpl)).deleted);
+    } catch (err) {
+      onError(errorFromException(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Button variant="outline" size="sm" className="text-destructive" onClick={() => void run()} disabled={busy} data-testid="history-delete-shown">
+      {busy ? <Loader2 className="animate-spin" /> : <Trash2 />}
+      Delete the {jobIds.length} shown
     </Button>
   );
 }

@@ -182,3 +182,12 @@ export async function importArchive(root: string, file: File, fetchImpl?: typeof
   form.append("archive", file, file.name);
   return restJson<Record<string, number>>(new URL("api/account/import", root).href, { method: "POST", body: form }, fetchImpl);
 }
+
+/** Delete many of the user's jobs at once, with their images: what was deleted, and the ids that were not theirs. */
+export function deleteJobs(root: string, jobIds: number[], fetchImpl?: typeof fetch): Promise<{ deleted: number[]; missing: number[] }> {
+  return restJson(
+    new URL("api/history/delete", root).href,
+    { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ job_ids: jobIds }) },
+    fetchImpl,
+  );
+}
