@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 import pytest
+from starlette.routing import Mount
 
 from api.server import create_app
 from services.accounts import AccountService
@@ -29,13 +30,24 @@ NO_FILTERS = ("", "", None, None, None, "", "", False, None, "relevance")
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     config = Settings(profile="tiny", data_dir=tmp_path_factory.mktemp("data"), warmup=False)
     config.ensure_dirs()
     open_database(config.db_path)
     for name in ("alice", "bob", "carol"):
         AccountService().add(name, "correct horse battery")
-    return create_app(config).state.services  # the UI is built too: its events must all wire up
+    return create_app(config)  # the UI is built too: its events must all wire up
+
+
+@pytest.fixture(scope="module")
+def services(app: Any) -> Any:
+    return app.state.services
+
+
+def endpoint(app: Any, api_name: str) -> Any:
+    """The function of a named Gradio API endpoint."""
+    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    return next(f.fn for f in gradio_app.get_blocks().fns.values() if f.api_name == api_name)
 
 
 def last(generator: Any) -> Any:
@@ -207,3 +219,20 @@ def test_deleting_many_takes_her_results_with_their_files_and_nothing_of_bobs(se
     assert not any(store.exists(k) for k in keys)
     assert ImageJob.get_or_none(ImageJob.id == kept) is not None
     assert ImageJob.get_or_none(ImageJob.id == his) is not None
+
+
+def test_the_named_api_searches_the_callers_own_work(app: Any, services: Any) -> None:
+    job = add_stored_job(services.history.store, "alice", "a named api puffin").id
+    add_stored_job(services.history.store, "bob", "bob's named api puffin")
+    chat = add_chat("alice", "Puffins", ("where do puffins nest?", ""), ("On cliffs.", "")).id
+    search_history, search_conversations = endpoint(app, "search_history"), endpoint(app, "search_conversations")
+    found = search_history(q="puffin", mode="txt2img", request=ALICE)
+    assert [j["job_id"] for j in found["jobs"]] == [job]
+    assert [s["text"] for s in found["jobs"][0]["highlight"]["prompt"] if s["match"]] == ["puffin"]
+    assert all(j["job_id"] != job for j in search_history(q="puffin", request=BOB)["jobs"])
+    assert [c["conversation_id"] for c in search_conversations(q="puffins", request=ALICE)["conversations"]] == [chat]
+    assert search_conversations(q="puffins", request=BOB)["conversations"] == []
+    with pytest.raises(gr.Error, match="since:"):
+        search_history(q="puffin", since="last week", request=ALICE)
+    with pytest.raises(gr.Error, match="order:"):
+        search_conversations(q="puffin", order="loudest", request=ALICE)
