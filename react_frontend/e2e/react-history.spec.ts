@@ -64,3 +64,29 @@ test("the React client's History finds a job by its prompt, stars it (the star s
   await page.keyboard.press("Enter");
   await expect(page.getByText("No image job matches.")).toBeVisible();
 });
+
+test("the React chat's sidebar finds a conversation by the words of its messages", async ({ page }) => {
+  await page.goto("/app/");
+  await page.getByTestId("nav-chat").click();
+  await page.locator("#chat-input").fill("Where do kingfishers nest?");
+  await page.locator("#chat-input").press("Enter");
+  await expect(page.getByTestId("chat-assistant-message").last()).toHaveAttribute("data-status", "done", { timeout: 60_000 });
+  await page.getByTestId("new-chat").click();
+
+  const search = page.getByTestId("chat-search-input");
+  await search.click();
+  await page.keyboard.type("kingfisher");
+  await page.keyboard.press("Enter");
+  const items = page.getByTestId("conversation-item");
+  await expect(items).toHaveCount(1);
+  await expect(items.locator("mark").first()).toHaveText(/kingfisher/i);
+  await items.first().click();
+  await expect(page.getByTestId("chat-user-message").first()).toContainText("Where do kingfishers nest?");
+  await keepScreenshot(page, "react-chat-search");
+
+  await search.fill("");  // an empty box lists the latest again
+  await expect.poll(() => items.count()).toBeGreaterThanOrEqual(1);
+  await search.fill("nothing like this was ever said");
+  await search.press("Enter");
+  await expect(page.getByText("No conversation matches.")).toBeVisible();
+});

@@ -147,3 +147,32 @@ export function DeleteShown({ root, jobIds, onDeleted, onError, confirm = (m) =>
     </Button>
   );
 }
+
+/** The chat sidebar's search box: Enter applies the words, an empty box lists the latest again. */
+export function ChatListSearch({ onSearch }: { onSearch: (q: string) => void }) {
+  const [text, setText] = useState("");
+  return (
+    <form
+      role="search"
+      onSubmit={(event) => {
+        event.preventDefault();
+        onSearch(text);
+      }}
+    >
+      <Input
+        type="search"
+        value={text}
+        maxLength={1000}
+        onChange={(event) => {
+          setText(event.target.value);
+          if (event.target.value === "") onSearch("");
+        }}
+        placeholder="Search chats"
+        aria-label="Search chats"
+        title={SEARCH_HELP}
+        className="h-8"
+        data-testid="chat-search-input"
+      />
+    </form>
+  );
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import {
   attachmentName,
+  conversationsPage,
   conversationSearchUrl,
   downloadStream,
   imagesExportBody,
@@ -105,5 +106,25 @@ describe("images export", () => {
       fields: { job_ids: "no such job(s) of yours: 9; nothing was exported." },
     });
     expect(attachmentName(null, "x.zip")).toBe("x.zip");
+  });
+});
+
+describe("the chat sidebar's page", () => {
+  it("lists the latest through the named API, and searches over REST with words", async () => {
+    const call = vi.fn(async () => ({ conversations: [{ conversation_id: 1, title: "a", messages: 2 }], next_before: 1 }));
+    const conn = { root: ROOT, call } as unknown as Parameters<typeof conversationsPage>[0];
+    await expect(conversationsPage(conn, "  ", null, 30)).resolves.toEqual({
+      conversations: [{ conversation_id: 1, title: "a", messages: 2 }],
+      next: 1,
+    });
+    expect(call).toHaveBeenCalledWith("/conversations", { limit: 30, before: null });
+    const fetchSpy = vi.spyOn(globalThis, "fetch").mockResolvedValue(answer(200, { conversations: [], next_cursor: "c2" }));
+    try {
+      await expect(conversationsPage(conn, "herons", "c1", 30)).resolves.toEqual({ conversations: [], next: "c2" });
+      expect(String(fetchSpy.mock.calls[0][0])).toBe("http://h:7860/api/conversations?q=herons&cursor=c1&limit=30");
+    } finally {
+      fetchSpy.mockRestore();
+    }
+    expect(call).toHaveBeenCalledTimes(1);
   });
 });

@@ -5,7 +5,7 @@
  * `restJson` is the one place that fetches.
  */
 import { errorFromHttp, errorFromException, type AppError } from "./errors";
-import type { ConversationSearchPage, JobSearchPage } from "./types";
+import type { ConversationPage, ConversationSearchPage, ConversationSummary, JobSearchPage } from "./types";
 
 export interface JobQuery {
   q: string;
@@ -190,4 +190,22 @@ export function deleteJobs(root: string, jobIds: number[], fetchImpl?: typeof fe
     { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ job_ids: jobIds }) },
     fetchImpl,
   );
+}
+
+/**
+ * One page of the chat sidebar: the latest conversations through the named API (`/conversations`), or, with
+ * words, a search of them (title and every message, the reasoning too); `next` continues either.
+ */
+export async function conversationsPage(
+  conn: { root: string; call<T>(endpoint: string, payload: Record<string, unknown>): Promise<T> },
+  q: string,
+  before: number | string | null,
+  limit: number,
+): Promise<{ conversations: ConversationSummary[]; next: number | string | null }> {
+  if (q.trim()) {
+    const found = await searchConversations(conn.root, { q, favourite: false, reasoning: true }, before == null ? null : String(before), limit);
+    return { conversations: found.conversations, next: found.next_cursor };
+  }
+  const page = await conn.call<ConversationPage>("/conversations", { limit, before });
+  return { conversations: page.conversations, next: page.next_before };
 }
