@@ -227,10 +227,12 @@ def register_search(services: Services) -> None:
     """`/search_history` and `/search_conversations`: your own image jobs and conversations, searched (issue 25)."""
     search = services.search
 
-    def search_history(q: str = "", since: str = "", until: str = "", model: str = "", mode: str = "",
-                       sampler: str = "", seed: int | None = None, lora: str = "", favourite: bool = False,
-                       collection_id: int | None = None, order: str = "", cursor: str = "", limit: int = 20,
-                       request: gr.Request = None) -> dict[str, Any]:
+    # Defaults of None make the text parameters optional in the clients (Gradio reads them off the signature).
+    def search_history(q: str | None = None, since: str | None = None, until: str | None = None,
+                       model: str | None = None, mode: str | None = None, sampler: str | None = None,
+                       seed: int | None = None, lora: str | None = None, favourite: bool = False,
+                       collection_id: int | None = None, order: str | None = None, cursor: str | None = None,
+                       limit: int = 20, request: gr.Request = None) -> dict[str, Any]:
         """Search your image jobs by the words of their prompts (all must match; "a phrase", pref*, -word, a OR b)
         and by filters; the matched words marked, `next_cursor` for the next page.
 
@@ -257,9 +259,9 @@ def register_search(services: Services) -> None:
         except InvalidRequest as err:
             raise error_toast("; ".join(f"{k}: {m}" for k, m in err.errors.items())) from None
 
-    def search_conversations(q: str = "", reasoning: bool = True, since: str = "", until: str = "",
-                             favourite: bool = False, order: str = "", cursor: str = "", limit: int = 20,
-                             request: gr.Request = None) -> dict[str, Any]:
+    def search_conversations(q: str | None = None, reasoning: bool = True, since: str | None = None,
+                             until: str | None = None, favourite: bool = False, order: str | None = None,
+                             cursor: str | None = None, limit: int = 20, request: gr.Request = None) -> dict[str, Any]:
         """Search your conversations by the words of any message and their titles; each with its marked title and
         best message's snippet, `next_cursor` for the next page.
 
@@ -290,5 +292,6 @@ def register_search(services: Services) -> None:
                        "until": text["until"], "favourite": image_fields["favourite"],
                        "order": image_fields["order"], "cursor": image_fields["cursor"],
                        "limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS)}
-    read_api(search_history, "search_history", image_fields, optional=["seed", "collection_id"])
-    read_api(search_conversations, "search_conversations", chat_fields)
+    texts = ["q", "since", "until", "model", "mode", "sampler", "lora", "order", "cursor"]
+    read_api(search_history, "search_history", image_fields, optional=[*texts, "seed", "collection_id"])
+    read_api(search_conversations, "search_conversations", chat_fields, optional=texts)
