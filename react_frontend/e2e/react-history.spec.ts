@@ -65,7 +65,7 @@ test("the React client's History finds a job by its prompt, stars it (the star s
   await expect(page.getByText("No image job matches.")).toBeVisible();
 });
 
-test("the React chat's sidebar finds a conversation by the words of its messages", async ({ page }) => {
+test("the React chat's sidebar finds a conversation by the words of its messages, and History renames it", async ({ page }) => {
   await page.goto("/app/");
   await page.getByTestId("nav-chat").click();
   await page.locator("#chat-input").fill("Where do kingfishers nest?");
@@ -89,4 +89,17 @@ test("the React chat's sidebar finds a conversation by the words of its messages
   await search.fill("nothing like this was ever said");
   await search.press("Enter");
   await expect(page.getByText("No conversation matches.")).toBeVisible();
+
+  // Renamed in History, as a person would: the pencil, type, Enter.
+  await page.getByTestId("nav-history").click();
+  await page.getByTestId("history-conversations-tab").click();
+  const card = page.getByTestId("history-conversation").filter({ hasText: "Where do kingfishers nest?" });
+  await card.getByTestId("conversation-rename").click();
+  await page.keyboard.press("ControlOrMeta+a");
+  await page.keyboard.type("Kingfisher nests");
+  await page.keyboard.press("Enter");
+  await expect(page.getByTestId("history-conversation").filter({ hasText: "Kingfisher nests" })).toHaveCount(1);
+  await page.getByTestId("nav-chat").click();
+  await page.getByTestId("chat-search-input").fill("");  // the sidebar kept its last search: empty lists the latest
+  await expect(page.getByTestId("conversation-item").filter({ hasText: "Kingfisher nests" })).toHaveCount(1);
 });

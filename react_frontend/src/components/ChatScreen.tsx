@@ -86,6 +86,7 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
   const [list, setList] = useState<ConversationSummary[]>([]);
   const [nextBefore, setNextBefore] = useState<number | string | null>(null);
   const [listQuery, setListQuery] = useState("");  // the sidebar's search; empty: the latest conversations
+  const listTicket = useRef(0);
   const [listError, setListError] = useState<AppError | null>(null);
   const [loadingConversation, setLoadingConversation] = useState(false);
   const job = useRef<RunningJob | null>(null);
@@ -94,8 +95,10 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
 
   const loadList = useCallback(
     async (before: number | string | null = null) => {
+      const ticket = ++listTicket.current;
       try {
         const page = await conversationsPage(conn, listQuery, before, PAGE);
+        if (ticket !== listTicket.current) return;  // a newer list (another search) was asked for meanwhile
         setList((previous) => (before == null ? page.conversations : [...previous, ...page.conversations]));
         setNextBefore(page.next);
         setListError(null);

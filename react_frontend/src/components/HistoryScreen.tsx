@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { Download, Loader2, MessageSquare, RefreshCw, RotateCcw } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
@@ -6,7 +6,7 @@ import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/com
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
-import { DeleteShown, FavouriteButton, Marked, SearchBar } from "@/components/HistorySearch";
+import { DeleteShown, FavouriteButton, Marked, RenameConversation, SearchBar } from "@/components/HistorySearch";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatSeconds, formatWhen } from "@/lib/format";
 import type { AtelierConnection } from "@/lib/gradio";
@@ -32,18 +32,23 @@ function usePaged<T>(load: (before: PageKey | null) => Promise<{ items: T[]; nex
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<AppError | null>(null);
 
+  // Each load is numbered: an answer that arrives after a newer load began (the newest list answering after a search
+  // was typed) is dropped, never shown over the newer one's.
+  const latest = useRef(0);
   const fetchPage = useCallback(
     async (before: PageKey | null) => {
+      const ticket = ++latest.current;
       setLoading(true);
       try {
         const page = await load(before);
+        if (ticket !== latest.current) return;
         setItems((previous) => (before == null ? page.items : [...previous, ...page.items]));
         setNext(page.next);
         setError(null);
       } catch (err) {
-        setError(errorFromException(err));
+        if (ticket === latest.current) setError(errorFromException(err));
       } finally {
-        setLoading(false);
+        if (ticket === latest.current) setLoading(false);
       }
     },
     [load],
@@ -202,10 +207,21 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
                     ) : null}
                   </div>
                 </div>
+                <div className="flex items-center gap-1">
+                <RenameConversation
+                  root={conn.root}
+                  id={c.conversation_id}
+                  title={c.title}
+                  onRenamed={(title) =>
+                    conversations.update((x) => x.conversation_id === c.conversation_id, (x) => ({ ...x, title, title_highlight: undefined }))
+                  }
+                  onError={conversations.setError}
+                />
                 <Button variant="outline" size="sm" onClick={() => onOpenConversation(c.conversation_id)}>
                   <MessageSquare />
                   Open
                 </Button>
+                </div>
               </CardContent>
             </Card>
           ))}

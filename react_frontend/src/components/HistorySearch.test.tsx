@@ -1,6 +1,6 @@
 import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { describe, expect, it, vi } from "vitest";
-import { DeleteShown, FavouriteButton, Marked, SearchBar } from "./HistorySearch";
+import { DeleteShown, FavouriteButton, Marked, RenameConversation, SearchBar } from "./HistorySearch";
 
 describe("Marked", () => {
   it("marks the matched words and shows a prompt's markup as text", () => {
@@ -74,5 +74,28 @@ describe("DeleteShown", () => {
     await waitFor(() => expect(onDeleted).toHaveBeenCalledWith([1, 2]));
     const [url, init] = fetchImpl.mock.calls[0] as unknown as [string, RequestInit];
     expect([url, init.method, init.body]).toEqual(["http://h/api/history/delete", "POST", '{"job_ids":[1,2]}']);
+  });
+});
+
+describe("RenameConversation", () => {
+  it("saves the new title on Enter, and shows the server's refusal of an empty one", async () => {
+    const answers = [
+      new Response(JSON.stringify({ detail: [{ loc: ["body", "title"], msg: "a title needs 1 to 200 characters." }] }), { status: 422 }),
+      new Response(JSON.stringify({ conversation_id: 3, title: "Pasta times", messages: 2 }), { status: 200 }),
+    ];
+    const fetchImpl = vi.fn(async () => answers.shift()!);
+    const onRenamed = vi.fn();
+    const onError = vi.fn();
+    render(<RenameConversation root="http://h/" id={3} title="Cooking" onRenamed={onRenamed} onError={onError} fetchImpl={fetchImpl as unknown as typeof fetch} />);
+    fireEvent.click(screen.getByTestId("conversation-rename"));
+    const box = screen.getByTestId("conversation-title-input");
+    fireEvent.change(box, { target: { value: " " } });
+    fireEvent.submit(box.closest("form")!);
+    await waitFor(() => expect(onError).toHaveBeenCalledWith(expect.objectContaining({ fields: { title: "a title needs 1 to 200 characters." } })));
+    fireEvent.change(box, { target: { value: "  Pasta   times " } });
+    fireEvent.submit(box.closest("form")!);
+    await waitFor(() => expect(onRenamed).toHaveBeenCalledWith("Pasta times"));
+    const [url, init] = fetchImpl.mock.calls[1] as unknown as [string, RequestInit];
+    expect([url, init.method, init.body]).toEqual(["http://h/api/conversations/3", "PATCH", '{"title":"  Pasta   times "}']);
   });
 });

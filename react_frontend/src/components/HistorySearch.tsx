@@ -1,9 +1,9 @@
 import { useState, type FormEvent } from "react";
-import { Loader2, Search, Star, Trash2 } from "lucide-react";
+import { Loader2, Pencil, Search, Star, Trash2 } from "lucide-react";
 import { Button } from "@/components/ui/button";
 import { Input } from "@/components/ui/input";
 import { errorFromException, type AppError } from "@/lib/errors";
-import { deleteJobs, setFavourite } from "@/lib/history";
+import { deleteJobs, renameConversation, setFavourite } from "@/lib/history";
 import type { Segment } from "@/lib/types";
 
 export const SEARCH_HELP = 'All words must match; "a phrase", pref*, -word or NOT word, a OR b.';
@@ -172,6 +172,51 @@ export function ChatListSearch({ onSearch }: { onSearch: (q: string) => void }) 
         title={SEARCH_HELP}
         className="h-8"
         data-testid="chat-search-input"
+      />
+    </form>
+  );
+}
+
+interface RenameProps {
+  root: string;
+  id: number;
+  title: string;
+  onRenamed: (title: string) => void;
+  onError: (error: AppError) => void;
+  fetchImpl?: typeof fetch;
+}
+
+/** A conversation's title, editable in place: Enter saves, Escape gives up; the server's refusal is shown. */
+export function RenameConversation({ root, id, title, onRenamed, onError, fetchImpl }: RenameProps) {
+  const [editing, setEditing] = useState(false);
+  const [text, setText] = useState(title);
+  const save = async (event: FormEvent) => {
+    event.preventDefault();
+    try {
+      onRenamed((await renameConversation(root, id, text, fetchImpl)).title);
+      setEditing(false);
+    } catch (err) {
+      onError(errorFromException(err));
+    }
+  };
+  if (!editing) {
+    return (
+      <Button variant="ghost" size="sm" className="size-7 p-0" aria-label={`Rename conversation ${id}`} title="Rename" onClick={() => { setText(title); setEditing(true); }} data-testid="conversation-rename">
+        <Pencil />
+      </Button>
+    );
+  }
+  return (
+    <form onSubmit={(event) => void save(event)} className="flex items-center gap-1">
+      <Input
+        autoFocus
+        value={text}
+        maxLength={200}
+        onChange={(event) => setText(event.target.value)}
+        onKeyDown={(event) => event.key === "Escape" && setEditing(false)}
+        aria-label="New title"
+        className="h-7"
+        data-testid="conversation-title-input"
       />
     </form>
   );

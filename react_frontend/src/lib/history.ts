@@ -209,3 +209,12 @@ export async function conversationsPage(
   const page = await conn.call<ConversationPage>("/conversations", { limit, before });
   return { conversations: page.conversations, next: page.next_before };
 }
+
+/** Rename one of the user's conversations: its summary with the title as stored (spaces tidied). */
+export function renameConversation(root: string, id: number, title: string, fetchImpl?: typeof fetch): Promise<ConversationSummary> {
+  return restJson(
+    new URL(`api/conversations/${id}`, root).href,
+    { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ title }) },
+    fetchImpl,
+  );
+}
