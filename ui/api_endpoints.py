@@ -225,6 +225,19 @@ def _given(**values: Any) -> dict[str, Any]:
 
 def register_search(services: Services) -> None:
     """`/search_history` and `/search_conversations`: your own image jobs and conversations, searched (issue 25)."""
+    register_history_search(services)
+    register_conversation_search(services)
+
+
+def _refused(err: InvalidRequest) -> gr.Error:
+    return error_toast("; ".join(f"{k}: {m}" for k, m in err.errors.items()))
+
+
+TEXTS = ["q", "since", "until", "model", "mode", "sampler", "lora", "order", "cursor"]
+
+
+def register_history_search(services: Services) -> None:
+    """`/search_history`: your image jobs by the words of their prompts and by filters."""
     search = services.search
 
     # Defaults of None make the text parameters optional in the clients (Gradio reads them off the signature).
@@ -257,7 +270,20 @@ def register_search(services: Services) -> None:
             return search.images(user_of(request), q or "", order=order or None, cursor=cursor or None,
                                  limit=whole(limit), **filters)
         except InvalidRequest as err:
-            raise error_toast("; ".join(f"{k}: {m}" for k, m in err.errors.items())) from None
+            raise _refused(err) from None
+
+    with gr.Row(visible=False):
+        fields = {**{name: gr.Textbox(max_length=1000) for name in ("q", "since", "until", "model", "mode", "sampler")},
+                  "seed": gr.Number(None, precision=0, minimum=0), "lora": gr.Textbox(max_length=255),
+                  "favourite": gr.Checkbox(False), "collection_id": gr.Number(None, precision=0, minimum=1),
+                  "order": gr.Textbox(max_length=16), "cursor": gr.Textbox(max_length=512),
+                  "limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_JOBS)}
+    read_api(search_history, "search_history", fields, optional=[*TEXTS, "seed", "collection_id"])
+
+
+def register_conversation_search(services: Services) -> None:
+    """`/search_conversations`: your conversations by the words of any message and their titles."""
+    search = services.search
 
     def search_conversations(q: str | None = None, reasoning: bool = True, since: str | None = None,
                              until: str | None = None, favourite: bool = False, order: str | None = None,
@@ -280,18 +306,12 @@ def register_search(services: Services) -> None:
                                         since=since or None, until=until or None, favourite=favourite or None,
                                         order=order or None, cursor=cursor or None, limit=whole(limit))
         except InvalidRequest as err:
-            raise error_toast("; ".join(f"{k}: {m}" for k, m in err.errors.items())) from None
+            raise _refused(err) from None
 
     with gr.Row(visible=False):
-        text = {name: gr.Textbox(max_length=1000) for name in ("q", "since", "until", "model", "mode", "sampler")}
-        image_fields = {**text, "seed": gr.Number(None, precision=0, minimum=0), "lora": gr.Textbox(max_length=255),
-                        "favourite": gr.Checkbox(False), "collection_id": gr.Number(None, precision=0, minimum=1),
-                        "order": gr.Textbox(max_length=16), "cursor": gr.Textbox(max_length=512),
-                        "limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_JOBS)}
-        chat_fields = {"q": text["q"], "reasoning": gr.Checkbox(True), "since": text["since"],
-                       "until": text["until"], "favourite": image_fields["favourite"],
-                       "order": image_fields["order"], "cursor": image_fields["cursor"],
-                       "limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS)}
-    texts = ["q", "since", "until", "model", "mode", "sampler", "lora", "order", "cursor"]
-    read_api(search_history, "search_history", image_fields, optional=[*texts, "seed", "collection_id"])
-    read_api(search_conversations, "search_conversations", chat_fields, optional=texts)
+        fields = {"q": gr.Textbox(max_length=1000), "reasoning": gr.Checkbox(True),
+                  "since": gr.Textbox(max_length=64), "until": gr.Textbox(max_length=64),
+                  "favourite": gr.Checkbox(False), "order": gr.Textbox(max_length=16),
+                  "cursor": gr.Textbox(max_length=512),
+                  "limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS)}
+    read_api(search_conversations, "search_conversations", fields, optional=TEXTS)
