@@ -104,5 +104,6 @@ def wire(services: Services, panel: AccountPanel, tab: gr.Tab) -> AccountActions
     panel.import_btn.click(actions.import_archive, inputs=[panel.archive], outputs=[panel.import_status],
                            preprocess=False, concurrency_limit=1, concurrency_id="account-import", **PRIVATE)
     tab.select(actions.retention, outputs=[panel.retention, panel.days], **PRIVATE)
-    panel.save_btn.click(actions.save, inputs=[panel.days], outputs=[panel.retention, panel.days], **PRIVATE)
+    panel.save_btn.click(actions.save, inputs=[panel.days], outputs=[panel.retention, panel.days],
+                         show_progress="hidden", **PRIVATE)  # a refusal's mark would cover the days box
     return actions

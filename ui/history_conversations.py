@@ -148,8 +148,9 @@ def wire(services: Services, panel: ConversationsPanel) -> ConversationActions:
     panel.search_btn.click(**search)
     panel.query.submit(**search)
     panel.table.select(actions.pick, outputs=[panel.selected, panel.title], **PRIVATE)
+    # No progress mark: after a refused title Gradio would leave its error mark over the title box.
     panel.rename_btn.click(actions.rename, inputs=[panel.selected, panel.title], outputs=[panel.title],
-                           **PRIVATE).success(**search)
+                           show_progress="hidden", **PRIVATE).success(**search)
     panel.favourite_btn.click(actions.toggle_favourite, inputs=[panel.selected], **PRIVATE).success(**search)
     panel.delete_btn.click(actions.delete, inputs=[panel.selected], outputs=[panel.selected, panel.title],
                            **PRIVATE).success(**search)

@@ -321,13 +321,14 @@ def wire(services: Services, panel: SearchPanel, outputs: list[Any], details: gr
     tab.select(handlers.choices, outputs=[panel.model, panel.sampler, panel.collection], **PRIVATE)
     panel.favourite_btn.click(handlers.toggle_favourite, inputs=[details], outputs=[details], **PRIVATE).success(
         handlers.find, inputs=panel.filters(), outputs=found, **PRIVATE)
-    panel.add_btn.click(handlers.collect, inputs=[details, panel.collection_name], outputs=[panel.collection],
-                        **PRIVATE)
+    # Events whose outputs are inputs too show no progress: a refusal would leave Gradio's error mark over them.
+    quiet = {"show_progress": "hidden", **PRIVATE}
+    panel.add_btn.click(handlers.collect, inputs=[details, panel.collection_name], outputs=[panel.collection], **quiet)
     panel.remove_btn.click(handlers.take_out,
-                           inputs=[details, panel.collection_name], outputs=[panel.collection], **PRIVATE)
+                           inputs=[details, panel.collection_name], outputs=[panel.collection], **quiet)
     panel.export_btn.click(handlers.export, inputs=[panel.export_way, details, *panel.filters()],
                            outputs=[panel.export_status, panel.export_file], **PRIVATE)
     panel.delete_btn.click(handlers.delete, inputs=[panel.sure, panel.export_way, details, *panel.filters()],
-                           outputs=[panel.export_status, panel.sure], **PRIVATE).success(
+                           outputs=[panel.export_status, panel.sure], **quiet).success(
         handlers.find, inputs=panel.filters(), outputs=found, **PRIVATE)
     return handlers

@@ -18,7 +18,7 @@ async function download(page: Page, link: string): Promise<Buffer> {
   return readFileSync((await file.path())!);
 }
 
-test("the History tab searches prompts, marks a favourite, exports the results and moves the account", async ({ page }) => {
+test("the History tab searches prompts, marks a favourite, exports the results, moves the account and deletes its jobs", async ({ page }) => {
   await page.goto("/");
   await expect(page.locator("#image-prompt textarea")).toHaveCount(1);
   await generate(page, "a windmill under the aurora");
@@ -74,4 +74,17 @@ test("the History tab searches prompts, marks a favourite, exports the results a
   await page.locator("#history-search-btn").click();
   await expect(page.locator("#history-search-status")).toContainText("2 job(s) on this page");
   await keepScreenshot(page, "gradio-history-import");
+
+  // Everything this test made deleted at once, once "Yes, delete them" is ticked (which also leaves the other
+  // tests' history as they expect it).
+  await search.fill("windmill OR ginger");
+  await page.locator("#history-search-btn").click();
+  await expect(page.locator("#history-search-status")).toContainText("4 job(s) on this page");
+  await page.locator("#history-delete-many").click();
+  await expect(page.getByText("Tick “Yes, delete them” first")).toBeVisible();
+  await page.getByLabel("Yes, delete them").check();
+  await page.locator("#history-delete-many").click();
+  await expect(page.locator("#history-export-status")).toContainText("Deleted 4 job(s) and their images.");
+  await expect(page.locator("#history-search-status")).toContainText("0 job(s) on this page");
+  await expect(page.getByLabel("Yes, delete them")).not.toBeChecked();
 });
