@@ -18,6 +18,8 @@ from pipelines.controlnet import (
     check_families,
     control_image,
     control_pipeline,
+    controlnet_config_for,
+    controlnet_family,
     guidance_window,
     layer_scales,
     load_controlnet,
@@ -63,6 +65,62 @@ def test_the_tiny_controlnets_zero_convolutions_are_not_zero(tiny_cn_sd15: Path)
     net = load_controlnet(tiny_cn_sd15, torch.float32)
     assert all(block.weight.abs().sum() > 0 for block in net.controlnet_down_blocks)
     assert net.controlnet_mid_block.weight.abs().sum() > 0
+
+
+def test_controlnet_files_load_offline_in_either_layout(tiny_cn_sd15: Path, tiny_cn_sdxl: Path,
+                                                      tmp_path: Path) -> None:
+    import shutil
+
+    from pipelines.checkpoints import CONFIGS_DIR
+    from tests.pipelines.tiny_assets import write_controlnet_original
+
+    folder_weights = load_controlnet(tiny_cn_sd15, torch.float32).state_dict()
+    files = [write_controlnet_original(tiny_cn_sd15, tmp_path / "control_sd15_tiny.pth"),
+             write_controlnet_original(tiny_cn_sd15, tmp_path / "control_sd15_tiny.safetensors")]
+    xl_file = tmp_path / "diffusers_xl_tiny.safetensors"  # SDXL ControlNets come in diffusers' layout
+    shutil.copyfile(tiny_cn_sdxl / "diffusion_pytorch_model.safetensors", xl_file)
+    for file in files:
+        assert controlnet_config_for(file) == CONFIGS_DIR / "tiny-controlnet-sd15"
+        weights = load_controlnet(file, torch.float32).state_dict()
+        assert weights.keys() == folder_weights.keys()
+        assert all(torch.equal(weights[k], folder_weights[k]) for k in weights)
+    assert controlnet_family(xl_file) == "sdxl"
+    assert controlnet_family(files[0]) == "sd15"
+    xl_weights = load_controlnet(tiny_cn_sdxl, torch.float32).state_dict()
+    assert all(torch.equal(v, xl_weights[k]) for k, v in load_controlnet(xl_file, torch.float32).state_dict().items())
+    listed = available_controlnets(tmp_path)
+    assert sorted(name.split(" [")[0] for name in listed) == ["control_sd15_tiny", "control_sd15_tiny",
+                                                              "diffusers_xl_tiny"]
+    odd = tmp_path / "odd.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"conv_in.weight": torch.zeros(96, 4, 3, 3), "x.attn2.to_k.weight": torch.zeros(8, 77)}, str(odd))
+    with pytest.raises(ControlUnitError, match=r"'odd.safetensors' is not one Atelier can configure offline.*"
+                                               r"controlnet-sd15, controlnet-sdxl"):
+        load_controlnet(odd, torch.float32)
+
+
+def test_the_shipped_controlnet_configs_are_the_unets_controlnets() -> None:
+    import json
+
+    from accelerate import init_empty_weights
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from pipelines.checkpoints import CONFIGS_DIR
+
+    for name, unet in (("controlnet-sd15", "sd15"), ("controlnet-sdxl", "sdxl"), ("tiny-controlnet-sd15", "tiny-sd"),
+                       ("tiny-controlnet-sdxl", "tiny-sdxl")):
+        with init_empty_weights():
+            model = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS_DIR / unet / "unet"))
+        shipped = json.loads((CONFIGS_DIR / name / "config.json").read_text())
+        channels = tuple(shipped["conditioning_embedding_out_channels"])
+        expected = ControlNetModel.from_unet(model, conditioning_embedding_out_channels=channels,
+                                             load_weights_from_unet=False).config
+        assert {k: v for k, v in shipped.items() if not k.startswith("_")} == {
+            k: list(v) if isinstance(v, tuple) else v for k, v in expected.items() if not k.startswith("_")}, name
+    # lllyasviel's and diffusers' real ControlNets embed the control image with these widths.
+    assert json.loads((CONFIGS_DIR / "controlnet-sd15" / "config.json").read_text())[
+        "conditioning_embedding_out_channels"] == [16, 32, 96, 256]
 
 
 @pytest.mark.parametrize("steps", [1, 2, 5, 7, 20, 30])
