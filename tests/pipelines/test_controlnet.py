@@ -248,3 +248,16 @@ def test_two_units_add_up_and_a_zero_unit_changes_nothing(sd_pipe: Any, tiny_cn_
     assert np.array_equal(run(control, inputs, **plan.call_kwargs), single)
     with pytest.raises(ValueError, match="2 enabled units, 1 ControlNets"):
         plan_control([one, idle], [net], images, STEPS, cfg=True)
+
+
+def test_the_control_pipeline_follows_the_task(sd_pipe: Any, xl_pipe: Any, tiny_cn_sd15: Path,
+                                               tiny_cn_sdxl: Path) -> None:
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+    for pipe, net_dir, prefix in ((sd_pipe, tiny_cn_sd15, "StableDiffusion"), (xl_pipe, tiny_cn_sdxl,
+                                                                                "StableDiffusionXL")):
+        net = load_controlnet(net_dir, torch.float32)
+        for auto, task in ((AutoPipelineForImage2Image, "Img2Img"), (AutoPipelineForInpainting, "Inpaint")):
+            control = control_pipeline(auto.from_pipe(pipe), net)
+            assert type(control).__name__ == f"{prefix}ControlNet{task}Pipeline"
+            assert control.unet is pipe.unet  # the same modules: no second copy of the weights
