@@ -140,9 +140,11 @@ def decode_image(value: Any) -> Image.Image:
 
 def _slider_value(value: Any, slider: Slider, name: str, kind: type = float) -> Any:
     """A resolution or threshold: -1 (or absent) is the module's default; else it must be in the slider's range."""
-    number = _number(value, name)
-    if number == -1 or not slider.visible:  # a hidden slider's value is unused: the extension keeps its default
-        return slider.value if not slider.visible or kind is float else int(slider.value)
+    if not slider.visible:  # the module does not use it: the extension keeps the hidden default, whatever was sent
+        return slider.value
+    number = _number(value, name, kind if value != -1 else float)
+    if number == -1:
+        return slider.value if kind is float else int(slider.value)
     if not slider.minimum <= number <= slider.maximum:
         raise ValueError(f"{name} must be between {slider.minimum:g} and {slider.maximum:g} for this module "
                          f"({slider.label}), or -1 for its default {slider.value:g}; got {value!r}")

@@ -63,6 +63,7 @@ def test_defaults_fill_in_as_the_extension_fills_them() -> None:
     ({"module": "depth_magic"}, "module", "unknown ControlNet module 'depth_magic'; known: none, "),
     ({"module": "canny", "threshold_a": 300}, "threshold_a", r"between 1 and 255 for this module \(Low Threshold\)"),
     ({"module": "canny", "processor_res": 8}, "processor_res", "between 64 and 2048"),
+    ({"module": "canny", "processor_res": 512.5}, "processor_res", "processor_res must be a whole number"),
     ({"control_mode": 5}, "control_mode", "control_mode must be one of 'Balanced'"),
     ({"resize_mode": "Stretch"}, "resize_mode", "resize_mode must be one of 'Just Resize'"),
     ({"image": "not base64!"}, "image", "image is not a readable picture"),
