@@ -15,8 +15,8 @@ Supported, with A1111's meaning (its "Original" emphasis mode):
 - ``<lora:name:weight>`` tags are taken out before this parsing (see pipelines/loras.py).
 
 Not supported: prompt editing ``[from:to:when]``, alternation ``[a|b]``, ``AND`` (composable diffusion),
-textual-inversion embeddings and CLIP skip. Weighting applies to pipelines with one CLIP text encoder (Stable
-Diffusion 1.x/2.x); other families (SDXL) get the prompt text with the tags removed and their own encoding.
+textual-inversion embeddings and CLIP skip. Here weighting applies to pipelines with one CLIP text encoder (Stable
+Diffusion 1.x/2.x); SDXL's two encoders are weighted by pipelines/sdxl.py with the same chunks.
 
 A plain prompt of up to 75 tokens gives exactly the embeddings the diffusers pipeline computes itself.
 """
@@ -115,8 +115,11 @@ def chunk_tokens(tokenizer: Any, text: str) -> list[tuple[list[int], list[float]
     def close() -> None:
         nonlocal chunk, last_comma
         fill = CHUNK - len(chunk.tokens)
-        tokens = [start, *chunk.tokens, *[pad] * fill, end]
-        chunks.append((tokens, [1.0, *chunk.weights, *[1.0] * fill, 1.0]))
+        # The end token right after the words, then padding: A1111 pads with the end token and then sets everything
+        # after the first end token to the pad id, which differs where the tokenizer pads with its own token
+        # (OpenCLIP's "!" in SD 2.x and SDXL's second encoder); for SD 1.x, whose pad is the end token, it is moot.
+        tokens = [start, *chunk.tokens, end, *[pad] * fill]
+        chunks.append((tokens, [1.0, *chunk.weights, 1.0, *[1.0] * fill]))
         chunk, last_comma = _Chunk(), -1
 
     for (piece, weight), tokens in zip(runs, ids, strict=True):
@@ -157,6 +160,17 @@ def chunk_count(pipe: Any, text: str) -> int:
     return len(chunk_tokens(pipe.tokenizer, strip_loras(text))) if supports_weighting(pipe) else 1
 
 
+def emphasize(z: Any, weights: list[float]) -> Any:
+    """A chunk's hidden states (1×77×width) multiplied token by token by its weights, then brought back to their
+    original mean: A1111's "Original" emphasis (modules/sd_emphasis.py)."""
+    import torch
+
+    w = torch.tensor(weights, device=z.device, dtype=z.dtype).reshape(1, -1, 1)
+    original_mean = z.mean()
+    z = z * w
+    return z * (original_mean / z.mean())
+
+
 def _encode_chunks(text_encoder: Any, chunks: list[tuple[list[int], list[float]]], device: Any) -> Any:
     """Each chunk through CLIP, weighted and brought back to its original mean (A1111's 'Original' emphasis)."""
     import torch
@@ -164,11 +178,7 @@ def _encode_chunks(text_encoder: Any, chunks: list[tuple[list[int], list[float]]
     parts = []
     for tokens, weights in chunks:
         ids = torch.tensor([tokens], device=device)
-        z = text_encoder(ids)[0]
-        w = torch.tensor(weights, device=device, dtype=z.dtype).reshape(1, -1, 1)
-        original_mean = z.mean()
-        z = z * w
-        parts.append(z * (original_mean / z.mean()))
+        parts.append(emphasize(text_encoder(ids)[0], weights))
     return torch.cat(parts, dim=1)
 
 

@@ -25,3 +25,40 @@ def make_tiny_lora(tiny_sd_dir: Path, dest: Path, seed: int = 0) -> Path:
     os.replace(out / "pytorch_lora_weights.safetensors", dest)
     out.rmdir()
     return dest
+
+
+def write_controlnet_original(folder: Path, dest: Path) -> Path:
+    """A diffusers ControlNet folder as lllyasviel's original single file (``control_model.`` keys, the UNet's
+    CompVis names, ``input_hint_block``, ``zero_convs``, ``middle_block_out``); a .pth is written with torch.save."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pipelines.checkpoints import _unet_to_original
+
+    config = json.loads((folder / "config.json").read_text())
+    state = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    hint_blocks = 2 * (len(config["conditioning_embedding_out_channels"]) - 1)
+    renames = {"controlnet_cond_embedding.conv_in.": "input_hint_block.0.",
+               "controlnet_cond_embedding.conv_out.": f"input_hint_block.{2 * (hint_blocks + 1)}.",
+               "controlnet_mid_block.": "middle_block_out.0."}
+    renames.update({f"controlnet_cond_embedding.blocks.{j}.": f"input_hint_block.{2 * (j + 1)}."
+                    for j in range(hint_blocks)})
+    renames.update({f"controlnet_down_blocks.{i}.": f"zero_convs.{i}.0." for i in range(len(state))})
+    out, unet_part = {}, {}
+    for key, value in state.items():
+        prefix = next((p for p in renames if key.startswith(p)), None)
+        if prefix is None:
+            unet_part[key] = value
+        else:
+            out["control_model." + renames[prefix] + key[len(prefix):]] = value
+    unet_config = {**config, "up_block_types": []}  # a ControlNet has the UNet's down half only
+    out.update({"control_model." + k.removeprefix("model.diffusion_model."): v
+                for k, v in _unet_to_original(unet_part, unet_config).items()})
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.suffix == ".pth":
+        torch.save(out, dest)
+    else:
+        save_file({k: v.contiguous() for k, v in out.items()}, str(dest))
+    return dest
