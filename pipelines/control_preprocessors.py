@@ -25,8 +25,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")  # 0, 1, 2 in the API
-
 
 class PreprocessorUnavailable(RuntimeError):
     """A preprocessor that cannot run here: its annotator weights are missing, or its network is not built in."""

@@ -18,22 +18,17 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from pipelines.control_preprocessors import RESIZE_MODES, Slider, get_preprocessor, module_list
+from contracts import CONTROL_MODES, CONTROL_RESIZE_MODES, MAX_CONTROL_WEIGHT, ControlNetUnit, control_infotext
+from pipelines.control_preprocessors import Slider, get_preprocessor, module_list
 
-CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")  # 0, 1, 2
 # Old names of the resize modes that the extension still accepts (external_code.resize_mode_aliases).
 RESIZE_ALIASES = {"Inner Fit (Scale to Fit)": "Crop and Resize", "Outer Fit (Shrink to Fit)": "Resize and Fill",
                   "Scale to Fit (Inner Fit)": "Crop and Resize", "Envelope (Outer Fit)": "Resize and Fill"}
-MAX_WEIGHT = 2.0
-# The unit fields the infotext carries, in the extension's order (ControlNetUnit.infotext_fields).
-INFOTEXT_FIELDS = ("module", "model", "weight", "resize_mode", "processor_res", "threshold_a", "threshold_b",
-                   "guidance_start", "guidance_end", "pixel_perfect", "control_mode")
 # The extension's API names that mean another field (ControlNetUnit.legacy_field_alias).
 API_ALIASES = {"input_image": "image", "guidance": "guidance_end", "lowvram": "low_vram"}
 
@@ -44,34 +39,6 @@ class ControlUnitError(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(errors.values()))
-
-
-@dataclass(frozen=True)
-class ControlUnit:
-    """One checked ControlNet unit; ``processor_res`` and the thresholds hold the module's values (defaults filled)."""
-
-    image: Image.Image | None = None
-    module: str = "none"
-    model: str = "None"
-    weight: float = 1.0
-    guidance_start: float = 0.0
-    guidance_end: float = 1.0
-    control_mode: str = "Balanced"
-    resize_mode: str = "Crop and Resize"
-    pixel_perfect: bool = False
-    processor_res: float = -1
-    threshold_a: float = -1
-    threshold_b: float = -1
-    enabled: bool = True
-
-    def infotext(self) -> str:
-        """The extension's serialisation; '' when a value holds ',' or ':' (it would not read back, and the
-        extension writes nothing for such a unit either)."""
-        values = {" ".join(w.capitalize() for w in name.split("_")): str(getattr(self, name))
-                  for name in INFOTEXT_FIELDS}
-        if any("," in v or ":" in v for v in values.values()):
-            return ""
-        return ", ".join(f"{key}: {value}" for key, value in values.items())
 
 
 def _number(value: Any, name: str, kind: type = float) -> Any:
@@ -110,13 +77,13 @@ def control_mode_of(value: Any) -> str:
 def resize_mode_of(value: Any) -> str:
     """A resize mode given as its name, an old alias, or its number (0, 1, 2; 3, A1111's latent resize, is 0)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3:
-        return RESIZE_MODES[0 if value == 3 else value]
+        return CONTROL_RESIZE_MODES[0 if value == 3 else value]
     if isinstance(value, str):
         name = RESIZE_ALIASES.get(value.strip(), value.strip())
-        for mode in RESIZE_MODES:
+        for mode in CONTROL_RESIZE_MODES:
             if name.lower() == mode.lower():
                 return mode
-    raise ValueError(f"resize_mode must be one of {', '.join(repr(m) for m in RESIZE_MODES)} or 0, 1, 2; "
+    raise ValueError(f"resize_mode must be one of {', '.join(repr(m) for m in CONTROL_RESIZE_MODES)} or 0, 1, 2; "
                      f"got {value!r}")
 
 
@@ -151,7 +118,7 @@ def _slider_value(value: Any, slider: Slider, name: str, kind: type = float) -> 
     return kind(number) if kind is int else number
 
 
-def _check_module_fields(unit: ControlUnit, errors: dict[str, str], prefix: str) -> ControlUnit:
+def _check_module_fields(unit: ControlNetUnit, errors: dict[str, str], prefix: str) -> ControlNetUnit:
     p = get_preprocessor(unit.module)
     if p is None:
         errors[prefix + "module"] = (f"unknown ControlNet module {unit.module!r}; known: "
@@ -164,12 +131,12 @@ def _check_module_fields(unit: ControlUnit, errors: dict[str, str], prefix: str)
             values[name] = _slider_value(getattr(unit, name), slider, name, kind)
         except ValueError as err:
             errors[prefix + name] = str(err)
-    return replace(unit, **values)
+    return unit.model_copy(update=values)
 
 
-def _check_numbers(unit: ControlUnit, errors: dict[str, str], prefix: str) -> None:
-    if not 0.0 <= unit.weight <= MAX_WEIGHT:
-        errors[prefix + "weight"] = f"weight must be between 0 and {MAX_WEIGHT:g}, got {unit.weight:g}"
+def _check_numbers(unit: ControlNetUnit, errors: dict[str, str], prefix: str) -> None:
+    if not 0.0 <= unit.weight <= MAX_CONTROL_WEIGHT:
+        errors[prefix + "weight"] = f"weight must be between 0 and {MAX_CONTROL_WEIGHT:g}, got {unit.weight:g}"
     for name in ("guidance_start", "guidance_end"):
         if not 0.0 <= getattr(unit, name) <= 1.0:
             errors[prefix + name] = f"{name} must be between 0 and 1 (a fraction of the steps), got " \
@@ -179,7 +146,7 @@ def _check_numbers(unit: ControlUnit, errors: dict[str, str], prefix: str) -> No
                                              f"guidance_end ({unit.guidance_end:g})")
 
 
-def _check_model(unit: ControlUnit, models: list[str] | None, errors: dict[str, str], prefix: str) -> ControlUnit:
+def _check_model(unit: ControlNetUnit, models: list[str] | None, errors: dict[str, str], prefix: str) -> ControlNetUnit:
     if models is None:
         return unit
     listing = ", ".join(models) if models else "none (put ControlNet folders in the controlnet directory)"
@@ -188,7 +155,7 @@ def _check_model(unit: ControlUnit, models: list[str] | None, errors: dict[str, 
         return unit
     for name in models:  # the full "name [hash]" or the name alone, as clients write either
         if unit.model in (name, name.split(" [")[0]):
-            return replace(unit, model=name)
+            return unit.model_copy(update={"model": name})
     errors[prefix + "model"] = f"unknown ControlNet model {unit.model!r}; available: {listing}"
     return unit
 
@@ -196,15 +163,17 @@ def _check_model(unit: ControlUnit, models: list[str] | None, errors: dict[str, 
 _CONVERT = {"weight": lambda v: _number(v, "weight"), "guidance_start": lambda v: _number(v, "guidance_start"),
             "guidance_end": lambda v: _number(v, "guidance_end"), "control_mode": control_mode_of,
             "resize_mode": resize_mode_of, "pixel_perfect": lambda v: _flag(v, "pixel_perfect"),
-            "enabled": lambda v: _flag(v, "enabled"), "module": str, "model": str, "image": decode_image}
+            "enabled": lambda v: _flag(v, "enabled"), "module": str, "model": str, "image": decode_image,
+            "processor_res": lambda v: _number(v, "processor_res"), "threshold_a": lambda v: _number(v, "threshold_a"),
+            "threshold_b": lambda v: _number(v, "threshold_b")}
 
 
-def make_unit(values: dict[str, Any], index: int = 0, models: list[str] | None = None) -> ControlUnit:
+def make_unit(values: dict[str, Any], index: int = 0, models: list[str] | None = None) -> ControlNetUnit:
     """A checked unit from field values (this module's names); ``models`` are the available ControlNets
     ("name [hash]"), None to leave the model unchecked. Raises ControlUnitError naming each bad field."""
     prefix = f"controlnet.{index}."
     errors: dict[str, str] = {}
-    known = {f.name for f in fields(ControlUnit)}
+    known = set(ControlNetUnit.model_fields)
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         if name not in known or value is None:
@@ -213,7 +182,7 @@ def make_unit(values: dict[str, Any], index: int = 0, models: list[str] | None =
             kwargs[name] = _CONVERT[name](value) if name in _CONVERT else value
         except ValueError as err:
             errors[prefix + name] = f"ControlNet unit {index}: {err}"
-    unit = ControlUnit(**kwargs)
+    unit = ControlNetUnit(**kwargs)
     if unit.enabled:
         unit = _check_module_fields(unit, errors, prefix)
         _check_numbers(unit, errors, prefix)
@@ -224,7 +193,7 @@ def make_unit(values: dict[str, Any], index: int = 0, models: list[str] | None =
     return unit
 
 
-def unit_from_api(data: dict[str, Any], index: int = 0, models: list[str] | None = None) -> ControlUnit:
+def unit_from_api(data: dict[str, Any], index: int = 0, models: list[str] | None = None) -> ControlNetUnit:
     """A unit from sd-webui-controlnet's API JSON (``alwayson_scripts.controlnet.args[i]``): its names, the old
     aliases ``input_image`` and ``guidance``, ``control_mode`` and ``resize_mode`` as names or numbers, fields the
     unit does not use (``low_vram``, ``mask``, …) ignored as the extension ignores them; ``enabled`` defaults to
@@ -239,7 +208,7 @@ def unit_from_api(data: dict[str, Any], index: int = 0, models: list[str] | None
     return make_unit(values, index, models)
 
 
-def parse_infotext(text: str) -> ControlUnit:
+def parse_infotext(text: str) -> ControlNetUnit:
     """A unit (without its picture) from its infotext value, the extension's ``ControlNetUnit.parse``."""
     values: dict[str, Any] = {}
     for item in text.split(","):
@@ -262,6 +231,6 @@ def _parse_value(value: str) -> Any:
     return value
 
 
-def infotext_params(units: list[ControlUnit]) -> dict[str, str]:
+def infotext_params(units: list[ControlNetUnit]) -> dict[str, str]:
     """``{"ControlNet 0": "Module: …", …}`` for the enabled units, numbered by their place in the list."""
-    return {f"ControlNet {i}": text for i, unit in enumerate(units) if unit.enabled and (text := unit.infotext())}
+    return control_infotext(units)

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from contracts import ControlNetUnit
 from pipelines.control_preprocessors import detect, fit_map, get_preprocessor, pixel_perfect_resolution
-from pipelines.control_units import ControlUnit, ControlUnitError
+from pipelines.control_units import ControlUnitError
 from pipelines.hashes import legacy_model_hash
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -137,7 +138,7 @@ def controlnet_family(path: Path) -> str:
     return "sd2" if config.get("cross_attention_dim") == 1024 else "sd15"
 
 
-def check_families(units: list[ControlUnit], models: dict[str, Path], family: str) -> None:
+def check_families(units: list[ControlNetUnit], models: dict[str, Path], family: str) -> None:
     """Refuse units whose ControlNet is for another family than the checkpoint's ("sd15" or "sdxl")."""
     errors = {}
     for i, unit in enumerate(units):
@@ -161,7 +162,7 @@ def load_controlnet(path: Path, dtype: Any) -> Any:
     return ControlNetModel.from_single_file(str(path), config=str(config), torch_dtype=dtype, local_files_only=True)
 
 
-def control_image(unit: ControlUnit, width: int, height: int, annotators: Path | None = None,
+def control_image(unit: ControlNetUnit, width: int, height: int, annotators: Path | None = None,
                   fallback: Image.Image | None = None) -> Image.Image:
     """The unit's control map at the generation size: its picture (or ``fallback``, the img2img picture, as the
     extension uses when a unit has none) through the preprocessor at the processor resolution (pixel perfect:
@@ -247,7 +248,7 @@ class ControlPlan:
     call_kwargs: dict[str, Any]
 
 
-def plan_control(units: list[ControlUnit], nets: list[Any], images: list[Image.Image], steps: int,
+def plan_control(units: list[ControlNetUnit], nets: list[Any], images: list[Image.Image], steps: int,
                  cfg: bool) -> ControlPlan:
     """The ControlNet module and call arguments for the enabled units (``nets`` and ``images`` in their order);
     ``steps`` is the number of steps the pipeline call runs, ``cfg`` whether it runs classifier-free guidance."""

@@ -3,7 +3,10 @@
 Supported, with A1111's meaning (its "Original" emphasis mode):
 
 - ``(words)`` multiplies the attention to ``words`` by 1.1; nesting multiplies again: ``((words))`` is 1.21.
-- ``(words:1.5)`` sets the multiplier to 1.5 (any decimal number, also below 1: ``(words:0.5)``).
+- ``(words:1.5)`` sets the multiplier to 1.5 (any decimal number, also below 1: ``(words:0.5)``). A word's weight,
+  its brackets and numbers multiplied, must be finite and within ±10 (contracts.MAX_ATTENTION_WEIGHT): a request
+  asking for more is refused with a message naming the prompt field, since an infinite or huge weight (``(word:``
+  and 400 digits parses to infinity) turns every pixel black.
 - ``[words]`` divides the attention by 1.1; ``[[words]]`` by 1.21.
 - ``\\(``, ``\\)``, ``\\[``, ``\\]`` and ``\\\\`` are the literal characters, without any weighting.
 - An unclosed ``(`` or ``[`` weights the rest of the prompt; a stray ``)`` or ``]`` is kept as text.
@@ -23,75 +26,13 @@ A plain prompt of up to 75 tokens gives exactly the embeddings the diffusers pip
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# A1111's tokens of the attention syntax (modules/prompt_parser.py), in the order they must be tried.
-_ATTENTION = re.compile(
-    r"""
-    \\\( | \\\) | \\\[ | \\\] | \\\\ | \\      # escapes (and a lone backslash)
-    | \( | \[                                  # openers
-    | :\s*([+-]?[.\d]+)\s*\)                   # ":1.2)" closes a round bracket with an explicit weight
-    | \) | \]                                  # closers
-    | [^\\()\[\]:]+                            # plain text
-    | :                                        # a colon that is not a weight
-    """,
-    re.VERBOSE,
-)
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
-ROUND = 1.1
-SQUARE = 1 / 1.1
+from contracts import BREAK_MARK, parse_attention
+
 CHUNK = 75  # tokens per chunk between the start and end tokens
 COMMA_BACKTRACK = 20  # A1111's default "comma padding backtrack"
-BREAK_MARK = -1.0
-
-
-def parse_attention(text: str) -> list[tuple[str, float]]:
-    """Split a prompt into (text, weight) runs by A1111's rules; ``("BREAK", -1.0)`` marks a chunk break."""
-    res: list[list[Any]] = []
-    round_open: list[int] = []
-    square_open: list[int] = []
-
-    def multiply(start: int, factor: float) -> None:
-        for run in res[start:]:
-            run[1] *= factor
-
-    for match in _ATTENTION.finditer(text):
-        piece, weight = match.group(0), match.group(1)
-        if piece.startswith("\\"):
-            res.append([piece[1:], 1.0])  # a lone backslash is dropped, as in A1111
-        elif piece == "(":
-            round_open.append(len(res))
-        elif piece == "[":
-            square_open.append(len(res))
-        elif weight is not None and round_open:
-            try:
-                multiply(round_open.pop(), float(weight))
-            except ValueError:  # "(a:1.2.3)": not a number, A1111 would fail; keep it as text
-                res.append([piece, 1.0])
-        elif piece == ")" and round_open:
-            multiply(round_open.pop(), ROUND)
-        elif piece == "]" and square_open:
-            multiply(square_open.pop(), SQUARE)
-        else:
-            for i, part in enumerate(_BREAK.split(piece)):
-                if i:
-                    res.append(["BREAK", BREAK_MARK])
-                res.append([part, 1.0])
-    for start in round_open:
-        multiply(start, ROUND)
-    for start in square_open:
-        multiply(start, SQUARE)
-    if not res:
-        res = [["", 1.0]]
-    merged = [res[0]]
-    for run in res[1:]:  # join neighbours of equal weight, as A1111 does
-        if run[1] == merged[-1][1] and run[1] != BREAK_MARK:
-            merged[-1][0] += run[0]
-        else:
-            merged.append(run)
-    return [(str(t), float(w)) for t, w in merged]
 
 
 @dataclass
