@@ -96,6 +96,23 @@ def checkpoint_family(path: str | Path) -> str:
     return family_of(_read_shapes(Path(path).expanduser()))
 
 
+def model_family(path: str | Path) -> str | None:
+    """"sd15", "sd2" or "sdxl" (no "-inpaint") for a diffusers folder (its UNet config) or a .safetensors checkpoint
+    (its tensor shapes), without loading weights; None when it cannot be told cheaply (a .ckpt is unpickled whole,
+    so it is left to the check when the model runs)."""
+    p = Path(path).expanduser()
+    config = p / "unet" / "config.json"
+    if config.is_file():
+        unet = json.loads(config.read_text())
+        if unet.get("addition_embed_type") == "text_time":
+            return "sdxl"
+        return "sd2" if unet.get("cross_attention_dim") == 1024 else "sd15"
+    if p.suffix.lower() != ".safetensors" or not p.is_file():
+        return None
+    family = checkpoint_family(p).removesuffix("-inpaint")
+    return family if family in ("sd15", "sd2", "sdxl") else None
+
+
 def _read_shapes(p: Path) -> dict[str, tuple[int, ...]]:
     try:
         return _shapes(p)

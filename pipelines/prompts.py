@@ -95,10 +95,17 @@ def needs_own_encoding(tokenizer: Any, text: str) -> bool:
 
 
 def chunk_count(pipe: Any, text: str) -> int:
-    """How many 77-token chunks a prompt (its <lora:…> tags removed) takes; 1 where the pipeline cannot weight."""
+    """How many 77-token chunks a prompt (its <lora:…> tags removed) takes: with one CLIP encoder, or with SDXL's two
+    (the longer of their chunkings, as pipelines/sdxl.py pads); 1 where the pipeline cannot weight."""
     from pipelines.loras import strip_loras
 
-    return len(chunk_tokens(pipe.tokenizer, strip_loras(text))) if supports_weighting(pipe) else 1
+    text = strip_loras(text)
+    if supports_weighting(pipe):
+        return len(chunk_tokens(pipe.tokenizer, text))
+    tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2")]
+    if all(t is not None for t in tokenizers) and getattr(pipe, "text_encoder_2", None) is not None:
+        return max(len(chunk_tokens(t, text)) for t in tokenizers)
+    return 1
 
 
 def emphasize(z: Any, weights: list[float]) -> Any:

@@ -36,6 +36,14 @@ def is_sdxl(pipe: Any) -> bool:
     return unet is not None and getattr(unet.config, "addition_embed_type", None) == "text_time"
 
 
+def pipeline_family(pipe: Any) -> str:
+    """The family a loaded pipeline belongs to: "sdxl", "sd2" (OpenCLIP-H, 1024 wide) or "sd15"."""
+    if is_sdxl(pipe):
+        return "sdxl"
+    unet = getattr(pipe, "unet", None)
+    return "sd2" if getattr(getattr(unet, "config", None), "cross_attention_dim", None) == 1024 else "sd15"
+
+
 def _encode_one(encoder: Any, chunk: tuple[list[int], list[float]], device: Any) -> tuple[Any, Any]:
     """One chunk through one encoder: its weighted penultimate hidden states, and its first output (the projected
     pooled embedding for CLIPTextModelWithProjection)."""

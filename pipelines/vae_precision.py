@@ -74,8 +74,8 @@ def plan_vae_precision(sdxl: bool, dtype: Any, chosen_vae: str = "", vae_dir: Pa
     fix = find_fp16_fix(vae_dir)
     if fix is not None:
         return VaePrecision("fp16-fix", f"SDXL's VAE overflows in float16: using {fix.name!r} instead", fix)
-    return VaePrecision("upcast", "SDXL's VAE overflows in float16 and no fp16-fix VAE is in the VAE folder "
-                                  f"({vae_dir}): it decodes in float32")
+    return VaePrecision("upcast", "SDXL's VAE overflows in float16 and no fp16-fix VAE is in the VAE folder: "
+                                  "it decodes in float32")
 
 
 def apply_vae_precision(pipe: Any, plan: VaePrecision, dtype: Any, config: Path | None = None) -> None:

@@ -1,5 +1,6 @@
-"""ControlNet models from the controlnet folder and the smoke test of every piece together: diffusers' own SD 1.5 and
-SDXL ControlNet pipelines on the tiny models, with our prompt embeddings, size conditioning, units and maps."""
+"""ControlNet models from the controlnet folder, and units applied by the UNet hook (pipelines/control_apply.py) in
+diffusers' own SD 1.5 and SDXL pipelines on the tiny models, with our prompt embeddings, size conditioning and maps:
+the pixels of diffusers' ControlNet pipelines, windows and modes, weight 0 as no ControlNet."""
 
 from __future__ import annotations
 
@@ -12,18 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
+from pipelines.control_apply import ControlState, applied_units, controlled_unet, layer_scales
 from pipelines.control_units import ControlUnitError, make_unit
 from pipelines.controlnet import (
     available_controlnets,
     check_families,
     control_image,
-    control_pipeline,
     controlnet_config_for,
     controlnet_family,
-    guidance_window,
-    layer_scales,
     load_controlnet,
-    plan_control,
 )
 from pipelines.hashes import legacy_model_hash
 
@@ -55,8 +53,8 @@ def test_controlnets_are_listed_by_name_and_hash(tiny_cn_sd15: Path, tiny_cn_sdx
                       tiny_cn_sdxl}
     assert available_controlnets(controlnet_dir / "missing") == {}
     unit = make_unit({"module": "canny", "model": "tiny-cn-sdxl"}, models=list(models))
-    with pytest.raises(ControlUnitError, match=r"'tiny-cn-sdxl \[\w+\]' is a ControlNet for SDXL, the checkpoint "
-                                               r"is SD15"):
+    with pytest.raises(ControlUnitError, match=r"'tiny-cn-sdxl \[\w+\]' is a ControlNet for SDXL; the checkpoint "
+                                               r"is Stable Diffusion 1.x: choose a ControlNet made for"):
         check_families([unit], models, "sd15")
     check_families([unit], models, "sdxl-inpaint")
 
@@ -123,24 +121,6 @@ def test_the_shipped_controlnet_configs_are_the_unets_controlnets() -> None:
         "conditioning_embedding_out_channels"] == [16, 32, 96, 256]
 
 
-@pytest.mark.parametrize("steps", [1, 2, 5, 7, 20, 30])
-def test_the_guidance_window_applies_the_steps_the_extension_does(steps: int) -> None:
-    grid = [i / 20 for i in range(21)]
-    for start in grid:
-        for end in grid:
-            if start > end:
-                continue
-            window = guidance_window(start, end, steps)
-            theirs = [start <= i / steps <= end for i in range(steps)]  # sd-webui-controlnet's rule (hook.py)
-            if window is None:
-                assert not any(theirs)
-                continue
-            s, e = window
-            assert s < e  # diffusers refuses any other window
-            ours = [not (i / steps < s or (i + 1) / steps > e) for i in range(steps)]  # diffusers' rule
-            assert ours == theirs, (start, end)
-
-
 def test_the_soft_injection_factors() -> None:
     assert layer_scales("Balanced", 13) == [1.0] * 13
     soft = layer_scales("My prompt is more important", 13)
@@ -189,19 +169,32 @@ def run(pipe: Any, inputs: dict[str, Any], seed: int = 3, **kwargs: Any) -> np.n
     return out.images[0]
 
 
-_built: dict[Any, Any] = {}  # (pipeline, ControlNet folder) -> (ControlNet pipeline, ControlNetModel): built once
+_nets: dict[Path, Any] = {}  # ControlNet folder -> ControlNetModel, loaded once
+
+
+def net_of(net_dir: Path) -> Any:
+    if net_dir not in _nets:
+        _nets[net_dir] = load_controlnet(net_dir, torch.float32)
+    return _nets[net_dir]
+
+
+def with_units(pipe: Any, inputs: dict[str, Any], units: list[Any], nets: list[Any], seed: int = 3) -> np.ndarray:
+    """The pipeline's picture with `units` applied by the hook, the step callback keeping its step count."""
+    state = ControlState(units=applied_units(units, nets, [control_image(u, 64, 64) for u in units]), cfg=True,
+                         pipe=pipe)
+
+    def count(p: Any, step: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        state.step = step + 1
+        return kwargs
+
+    with controlled_unet(pipe.unet, state):
+        return run(pipe, inputs, seed, callback_on_step_end=count)
 
 
 def controlled(pipe: Any, net_dir: Path, inputs: dict[str, Any], picture: Image.Image | None = None,
                **unit_fields: Any) -> np.ndarray:
-    if (id(pipe), net_dir) not in _built:
-        net = load_controlnet(net_dir, torch.float32)
-        _built[id(pipe), net_dir] = control_pipeline(pipe, net), net
-    control, net = _built[id(pipe), net_dir]
     unit = make_unit({"module": "canny", "image": picture or square_picture(), **unit_fields})
-    plan = plan_control([unit], [net], [control_image(unit, 64, 64)], STEPS, cfg=True)
-    control.controlnet = plan.controlnet  # each call's units, over the same pipeline
-    return run(control, inputs, **plan.call_kwargs)
+    return with_units(pipe, inputs, [unit], [net_of(net_dir)])
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
@@ -211,25 +204,45 @@ def test_controlnet_runs_in_diffusers_pipelines_with_our_pieces(family: str, req
     inputs = sd_inputs(pipe) if family == "sd15" else xl_inputs(pipe)
     plain = run(pipe, inputs)
     base = controlled(pipe, net_dir, inputs)
-    expected = "StableDiffusionControlNetPipeline" if family == "sd15" else "StableDiffusionXLControlNetPipeline"
-    assert type(_built[id(pipe), net_dir][0]).__name__ == expected
+    assert "forward" not in vars(pipe.unet)  # the hook is gone after the call
     assert np.array_equal(controlled(pipe, net_dir, inputs), base)  # same seed, same pixels
     assert not np.array_equal(base, plain)  # the control changes the picture...
     other = controlled(pipe, net_dir, inputs, picture=square_picture((4, 30, 60, 40)))
     assert not np.array_equal(other, base)  # ...and another control image changes it again
     assert np.array_equal(controlled(pipe, net_dir, inputs, weight=0.0), plain)  # weight 0: exactly no ControlNet
-    # The control modes reach the pipeline (their factors are checked above).
+    # The control modes reach the UNet (their factors are checked above).
     assert not np.array_equal(controlled(pipe, net_dir, inputs, control_mode=2), base)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_the_hook_gives_the_pixels_of_diffusers_controlnet_pipelines(family: str,
+                                                                     request: pytest.FixtureRequest) -> None:
+    from diffusers import AutoPipelineForText2Image
+
+    pipe = request.getfixturevalue("sd_pipe" if family == "sd15" else "xl_pipe")
+    net_dir = request.getfixturevalue("tiny_cn_sd15" if family == "sd15" else "tiny_cn_sdxl")
+    inputs = sd_inputs(pipe) if family == "sd15" else xl_inputs(pipe)
+    unit = make_unit({"module": "canny", "image": square_picture(), "weight": 0.7})
+    theirs = AutoPipelineForText2Image.from_pipe(pipe, controlnet=net_of(net_dir))
+    theirs.set_progress_bar_config(disable=True)
+    expected = run(theirs, inputs, image=control_image(unit, 64, 64), controlnet_conditioning_scale=0.7)
+    assert np.allclose(with_units(pipe, inputs, [unit], [net_of(net_dir)]), expected, atol=1e-6)
 
 
 def test_units_windows_and_modes_change_the_steps_they_should(sd_pipe: Any, tiny_cn_sd15: Path) -> None:
     inputs = sd_inputs(sd_pipe)
     plain, base = run(sd_pipe, inputs), controlled(sd_pipe, tiny_cn_sd15, inputs)
-    # From half-way (the second of two steps) the picture differs from both; an empty window is no control.
+    # The tiny model's PNDM runs 2 steps as 3 UNet steps (i/3 = 0, 0.33, 0.67). From half-way (the last) the
+    # picture differs from both; a window with no step is no control.
     late = controlled(sd_pipe, tiny_cn_sd15, inputs, guidance_start=0.5)
     assert not np.array_equal(late, base)
     assert not np.array_equal(late, plain)
-    assert np.array_equal(controlled(sd_pipe, tiny_cn_sd15, inputs, guidance_start=1.0), plain)
+    assert np.array_equal(controlled(sd_pipe, tiny_cn_sd15, inputs, guidance_start=0.9), plain)
+    # The first two steps only: neither the whole control, nor none, nor the last step's.
+    early = controlled(sd_pipe, tiny_cn_sd15, inputs, guidance_end=0.4)
+    assert not np.array_equal(early, base)
+    assert not np.array_equal(early, plain)
+    assert not np.array_equal(early, late)
     prompt_first = controlled(sd_pipe, tiny_cn_sd15, inputs, control_mode=1)
     assert not np.array_equal(prompt_first, base)
     assert not np.array_equal(controlled(sd_pipe, tiny_cn_sd15, inputs, control_mode=2), prompt_first)
@@ -237,27 +250,20 @@ def test_units_windows_and_modes_change_the_steps_they_should(sd_pipe: Any, tiny
 
 def test_two_units_add_up_and_a_zero_unit_changes_nothing(sd_pipe: Any, tiny_cn_sd15: Path) -> None:
     inputs = sd_inputs(sd_pipe)
-    net = load_controlnet(tiny_cn_sd15, torch.float32)
+    net = net_of(tiny_cn_sd15)
     one = make_unit({"module": "canny", "image": square_picture()})
     idle = make_unit({"module": "none", "image": square_picture((0, 0, 20, 20)), "weight": 0})
-    images = [control_image(u, 64, 64) for u in (one, idle)]
-    plan = plan_control([one, idle], [net, net], images, STEPS, cfg=True)
+    other = make_unit({"module": "none", "image": square_picture((0, 0, 20, 20)), "weight": 0.5})
     single = controlled(sd_pipe, tiny_cn_sd15, inputs)
-    control, _ = _built[id(sd_pipe), tiny_cn_sd15]
-    control.controlnet = plan.controlnet
-    assert np.array_equal(run(control, inputs, **plan.call_kwargs), single)
+    assert np.array_equal(with_units(sd_pipe, inputs, [one, idle], [net, net]), single)
+    assert not np.array_equal(with_units(sd_pipe, inputs, [one, other], [net, net]), single)
     with pytest.raises(ValueError, match="2 enabled units, 1 ControlNets"):
-        plan_control([one, idle], [net], images, STEPS, cfg=True)
+        applied_units([one, idle], [net], [square_picture()] * 2)
 
 
-def test_the_control_pipeline_follows_the_task(sd_pipe: Any, xl_pipe: Any, tiny_cn_sd15: Path,
-                                               tiny_cn_sdxl: Path) -> None:
-    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-
-    for pipe, net_dir, prefix in ((sd_pipe, tiny_cn_sd15, "StableDiffusion"), (xl_pipe, tiny_cn_sdxl,
-                                                                                "StableDiffusionXL")):
-        net = load_controlnet(net_dir, torch.float32)
-        for auto, task in ((AutoPipelineForImage2Image, "Img2Img"), (AutoPipelineForInpainting, "Inpaint")):
-            control = control_pipeline(auto.from_pipe(pipe), net)
-            assert type(control).__name__ == f"{prefix}ControlNet{task}Pipeline"
-            assert control.unet is pipe.unet  # the same modules: no second copy of the weights
+def test_canny_goes_soft_in_a_hires_pass() -> None:
+    canny = make_unit({"module": "canny", "image": square_picture()})
+    plain = make_unit({"module": "none", "image": square_picture(), "control_mode": 2})
+    first, second = applied_units([canny, plain], [None, None], [square_picture()] * 2, hires=True)
+    assert (first.mode, second.mode) == ("My prompt is more important", "ControlNet is more important")
+    assert applied_units([canny], [None], [square_picture()])[0].mode == "Balanced"

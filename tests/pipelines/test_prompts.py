@@ -49,7 +49,8 @@ def test_an_attention_weight_that_is_not_finite_or_out_of_range_is_refused_namin
     for field in ("prompt", "negative_prompt"):
         values = {"prompt": "a cat", field: prompt}
         errors = check_inputs(ImageRequest(**values), ImageLimits())
-        assert set(errors) == {field} and errors[field].startswith(f"{field}: the attention weight")
+        assert set(errors) == {field}
+        assert errors[field].startswith(f"{field}: the attention weight")
 
 
 @pytest.mark.parametrize("prompt", ["(word:10)", "(word:-10)", "(word:0)", "((((((masterpiece))))))", "[[[[x]]]]",
