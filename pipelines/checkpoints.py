@@ -109,7 +109,10 @@ def model_family(path: str | Path) -> str | None:
         return "sd2" if unet.get("cross_attention_dim") == 1024 else "sd15"
     if p.suffix.lower() != ".safetensors" or not p.is_file():
         return None
-    family = checkpoint_family(p).removesuffix("-inpaint")
+    try:
+        family = checkpoint_family(p).removesuffix("-inpaint")
+    except ModelUnavailable:  # unreadable: loading it says so, with the job that asks for it
+        return None
     return family if family in ("sd15", "sd2", "sdxl") else None
 
 

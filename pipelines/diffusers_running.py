@@ -82,7 +82,8 @@ class DiffusersRunner:
 
         req = items[0].req  # the shape (size, steps, sampler, CFG, mode settings, units) is the same for every item
         pipe.scheduler = make_scheduler(req.sampler, self.model.scheduler_config)
-        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1])  # every item asks for the same (_split_apart)
+        # Every item asks for the same LoRAs (_split_apart).
+        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1], sdxl.pipeline_family(pipe))
         nets = self._controlnets(req)
         live = [not item.stop.is_set() for item in items]
         rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]

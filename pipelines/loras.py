@@ -207,18 +207,15 @@ class LoraLoader:
         self._loaded.clear()
 
     @staticmethod
-    def _check_families(pipe: Any, files: dict[str, Path]) -> None:
+    def _check_families(pipe: Any, files: dict[str, Path], family: str) -> None:
         """UnknownLora naming both families for a LoRA made for another family than the pipeline's (an SDXL LoRA
         on SD 1.5 would fail deep in diffusers with a shape error, or worse, load part of itself)."""
-        from pipelines.sdxl import pipeline_family
-
-        family = pipeline_family(pipe)
         width = getattr(getattr(getattr(pipe, "unet", None), "config", None), "cross_attention_dim", None)
         for name, path in files.items():
             if message := family_message(name, lora_shape(path), family, width):
                 raise UnknownLora(message)
 
-    def apply(self, pipe: Any, refs: list[LoraRef]) -> None:
+    def apply(self, pipe: Any, refs: list[LoraRef], family: str = "sd15") -> None:
         """Load the asked-for LoRAs (reusing loaded ones), unload the rest, and set their weights."""
         with self._lock:
             known = available_loras(self.folder)
@@ -227,7 +224,7 @@ class LoraLoader:
                 raise UnknownLora(unknown_message(missing, self.folder))
             if refs and not hasattr(pipe, "load_lora_weights"):
                 raise UnknownLora(f"{type(pipe).__name__} cannot load LoRAs; remove the <lora:…> tags.")
-            self._check_families(pipe, {r.name: known[r.name] for r in refs})
+            self._check_families(pipe, {r.name: known[r.name] for r in refs}, family)
             wanted = {r.name: r for r in refs}
             stale = [n for n, (_, size, mtime) in self._loaded.items()
                      if n not in wanted or (size, mtime) != _version(known.get(n))]

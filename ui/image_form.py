@@ -35,6 +35,7 @@ IMG2IMG_NAMES = ("init_image", "denoising_strength", "resize_mode")
 INPAINT_NAMES = ("mask", "mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
                  "inpainting_mask_invert")
 IMAGE_NAMES = ("init_image", "mask")
+CONTROLNET_NAMES = ("controlnet",)  # the units, last (ui/controlnet_panel.py)
 # AUTOMATIC1111's API defaults for what a request may leave out (see ISSUE13's contract and pipelines/image_base).
 A1111_DEFAULTS: dict[str, Any] = {
     "enable_hr": False, "hr_scale": 2.0, "hr_upscaler": "Latent", "hr_second_pass_steps": 0,
