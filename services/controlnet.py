@@ -75,6 +75,8 @@ def read_picture(value: Any, field: str, limits: uploads.UploadLimits) -> Image.
         return uploads.to_rgb(value, field)
     if isinstance(value, dict) and isinstance(value.get("url"), str) and value["url"].startswith("data:"):
         value = value["url"]  # Gradio's FileData for an image sent inline
+    elif isinstance(value, dict) and isinstance(value.get("image"), str):
+        value = value["image"]  # the extension's {"image": …, "mask": …} (its mask is for inpaint units)
     if isinstance(value, str):
         data = value.split(",", 1)[1] if value.startswith("data:") else value
         try:

@@ -65,6 +65,9 @@ PARAM_DOCS: dict[str, str] = {
     "denoising_strength": "how much to change: 0 keeps the picture, 1 replaces it",
     "model": "the checkpoint by name (the models endpoint lists them; empty: the server's default)",
     "vae": "the VAE by name (empty: the checkpoint's own)",
+    "controlnet": ("ControlNet units: a list of objects in sd-webui-controlnet's names (image as base64, module, model "
+                   "as /models lists it, weight, guidance_start, guidance_end, control_mode, resize_mode, …); "
+                   "empty: none"),
     "init_image": "the picture to start from (an uploaded image file)",
     "resize_mode": "how the picture is brought to the size: 0 just resize, 1 crop and resize, 2 resize and fill",
     "mask": "where to repaint: white is repainted, black kept (an uploaded image file)",
