@@ -76,6 +76,15 @@ def test_tiny_sdxl_is_offered_beside_tiny_sd_and_runs_every_mode(xl_services: Se
         "Lora hashes: xl-style" in Image.open(snap.files[0]).info["parameters"]
 
 
+def test_an_sdxl_job_streams_previews(xl_services: Services) -> None:
+    previews = []
+    req = xl_services.images.validate(prompt="a cat", width=SIZE, height=SIZE, steps=4, seed=2, model="tiny-sdxl")
+    snap = run_and_collect(xl_services.images, req, lambda s: previews.append(s.preview))
+    assert snap.status == "done", snap.error
+    shown = [p for p in previews if p is not None]
+    assert shown  # the latent-to-RGB factors are SDXL's (pipelines/preview.py, tests/pipelines/test_preview.py)
+
+
 def test_a_checkpoint_of_each_family_gives_its_own_pixels_and_a_batch_never_mixes_them(xl_services: Services
                                                                                       ) -> None:
     sd = xl_services.images.validate(prompt="a cat", width=SIZE, height=SIZE, steps=2, seed=3)
