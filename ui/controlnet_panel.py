@@ -30,6 +30,21 @@ UNIT_FIELDS = ("enabled", "image", "module", "model", "weight", "guidance_start"
 PICTURE_SIDE = 1024  # a picture is sent at most this long a side: the preprocessors work at 512 by default
 
 
+def units_json() -> gr.JSON:
+    """The hidden `controlnet` parameter: a gr.JSON whose API schema says what it takes. gr.JSON's own says "any"
+    with the type `{}`, which no JSON Schema validator accepts (MCP's refused every call of the tool). Its public
+    api_info is replaced on this one component: a subclass would be a custom component, for which Gradio writes a
+    .pyi stub next to this module at import."""
+    component = gr.JSON([], visible=False)
+
+    def api_info() -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "object"},
+                "description": "ControlNet units in sd-webui-controlnet's names (image as base64)"}
+
+    component.api_info = api_info  # type: ignore[method-assign]
+    return component
+
+
 @dataclass
 class ControlNetPanel:
     """The hidden `controlnet` parameter and the widgets of each unit (UNIT_FIELDS order)."""
@@ -77,14 +92,14 @@ def render(services: Services, prefix: str, width: gr.components.Component,
                 with gr.Tab(f"Unit {i}", elem_id=f"{prefix}-controlnet-unit-{i}"):
                     widgets.append(_unit(services, f"{prefix}-controlnet-{i}", models, modules, width, height))
         refresh = gr.Button("🔄 ControlNet models", size="sm", elem_id=f"{prefix}-controlnet-refresh")
-        units_json = gr.JSON([], visible=False)
+        units = units_json()
 
     def relist() -> list[gr.Dropdown]:
         names = list(services.catalog.controlnets())
         return [gr.Dropdown(choices=names) for _ in widgets]
 
     refresh.click(relist, outputs=[unit[3] for unit in widgets], concurrency_limit=None, **PRIVATE)
-    return ControlNetPanel(units_json, widgets)
+    return ControlNetPanel(units, widgets)
 
 
 def _unit(services: Services, eid: str, models: list[str], modules: list[str], width: gr.components.Component,
