@@ -109,7 +109,8 @@ def render(services: Services, quota: QueueQuota) -> ChatTab:
     choices = conversation_choices(services)  # one handler, so that its events share one concurrency group
     wire_turns(services, quota, tab, choices)
     wire_conversations(services, tab, choices)
-    timer = gr.Timer(1.0, active=True)
+    with tab.tab:  # inside the tab: a component left in gr.Tabs itself shifts the later tabs' places (see layout)
+        timer = gr.Timer(1.0, active=True)
 
     def refresh_status() -> tuple[str, gr.Timer]:
         slot = services.text_slot.status()
@@ -153,9 +154,12 @@ def layout(services: Services) -> ChatTab:
                                                    label="Max new tokens")
                         thinking_budget = gr.Number(defaults.thinking_budget or 0, precision=0, minimum=0,
                                                     label="Thinking budget (tokens, 0 = no limit)")
+        # In the tab, not after it: the browser places a tab by its index among gr.Tabs' children, so a state
+        # between two tabs gave each later tab a second header on its first visit.
+        conversation_id, mode = gr.State(None), gr.State("send")
     return ChatTab(tab, model_status, new_btn, conversations, delete_btn, chatbot, message, send_btn, stop_btn,
                    regen_btn, edit_btn, status, [temperature, top_p, max_new_tokens, thinking_budget],
-                   gr.State(None), gr.State("send"))
+                   conversation_id, mode)
 
 
 def wire_turns(services: Services, quota: QueueQuota, tab: ChatTab, choices: Callable[..., Any]) -> None:
