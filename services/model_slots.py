@@ -95,6 +95,7 @@ class ModelSlot(Generic[T]):
         self.backend = backend
         self._load = load
         self._model = model
+        self.default_model = model  # the label of the configured default, as a PNG made with it names it
         self._backend_name = backend_name
         self._describe = describe
         self._chooser = choice  # None: the backend has one model (a remote server picks its own)

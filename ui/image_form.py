@@ -13,7 +13,16 @@ from typing import Any
 
 import gradio as gr
 
-from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, MAX_HR_SCALE, MAX_SEED, SAMPLERS, ImageRequest, choices
+from contracts import (
+    IMAGE_UPSCALERS,
+    LATENT_UPSCALERS,
+    MAX_HR_SCALE,
+    MAX_SEED,
+    SAMPLERS,
+    ImageRequest,
+    choices,
+    excerpt,
+)
 from services.admission import PlaceTeller, QueueQuota
 from services.container import Services
 from ui.common import (
@@ -22,6 +31,7 @@ from ui.common import (
     checked_by_validator,
     error_toast,
     hand_to_handler,
+    info_toast,
     type_errors,
     user_of,
     verdicts,
@@ -299,14 +309,43 @@ def field_values(info: Mapping[str, Any], names: list[str]) -> list[Any]:
     return out
 
 
-def wire_reuse(column: JobColumn, fields: dict[str, gr.components.Component]) -> None:
+def reused_models(services: Services, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The Checkpoint and VAE for reused settings, as the dropdowns' choices: those a job asked for (its
+    `checkpoint` and `vae`, "" being Default), or those a PNG names (its Model: the default's label is Default).
+    One this server does not have becomes Default, with a note; a PNG that names none keeps what the form shows."""
+    catalog = services.catalog
+    if "checkpoint" in info:  # a job of this server: what it asked for
+        model, vae = info["checkpoint"], info.get("vae")
+    else:  # a PNG: the checkpoint that made it, by the name PNGs carry
+        model, vae = info.get("model"), info.get("vae")
+        model = "" if model == services.image_slot.default_model else model
+    return {"model": _listed(model, catalog.listed_model, "Checkpoint", "Default"),
+            "vae": _listed(vae, catalog.listed_vae, "VAE", "Automatic")}
+
+
+def _listed(name: Any, listed: Callable[[str], str | None], what: str, default: str) -> Any:
+    """The dropdown choice for `name` ("" or one of `listed`'s), with a note when the server lacks it."""
+    if not isinstance(name, str):
+        return gr.skip()
+    if not name or (choice := listed(name)) is not None:
+        return choice if name else ""
+    info_toast(f"{what} {excerpt(name)} is not on this server (any more): {default} is selected instead.")
+    return ""
+
+
+def reuse_values(services: Services, info: Mapping[str, Any], names: list[str]) -> list[Any]:
+    """field_values, with the Checkpoint and VAE as choices of this server's dropdowns (reused_models)."""
+    return field_values({**info, **reused_models(services, info)}, names)
+
+
+def wire_reuse(services: Services, column: JobColumn, fields: dict[str, gr.components.Component]) -> None:
     """"Reuse settings" and "Reuse seed" fill the form from the last job's info."""
     names = [name for name in fields if name not in IMAGE_NAMES]
 
     def reuse_settings(info: dict[str, Any] | None) -> list[Any]:
         if not info or "prompt" not in info:
             raise error_toast("Nothing to reuse yet: generate an image first.")
-        return field_values(info, names)
+        return reuse_values(services, info, names)
 
     def reuse_seed(info: dict[str, Any] | None) -> int:
         if not info or info.get("seed") is None:

@@ -49,5 +49,5 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
                                  "Rework an init image with a prompt (img2img); streams the preview and progress, "
                                  "ends with the stored PNG files and their info.")
     stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
     return Img2ImgTab(fields)

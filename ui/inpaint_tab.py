@@ -156,5 +156,5 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                                  "Repaint the masked part of an init image (white = repaint); streams the preview "
                                  "and progress, ends with the stored PNG files and their info.")
     stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
     return InpaintTab(fields, editor)

@@ -3,10 +3,26 @@ a form is filled from a job or a PNG."""
 
 from __future__ import annotations
 
-import gradio as gr
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import gradio as gr
+import pytest
+
+import ui.image_form
+from services.catalog import Catalog
+from services.container import TINY_SD_NAME
 from ui.common import type_errors
-from ui.image_form import INPAINT_AREAS, MASKED_CONTENT, RESIZE_CHOICES, coerce, field_values
+from ui.image_form import (
+    INPAINT_AREAS,
+    MASKED_CONTENT,
+    RESIZE_CHOICES,
+    coerce,
+    field_values,
+    reuse_values,
+    reused_models,
+)
 
 
 def test_whole_number_fields_arrive_as_ints_and_empty_texts_as_empty() -> None:
@@ -48,3 +64,49 @@ def test_a_form_is_filled_from_a1111_names_and_keeps_what_a_png_does_not_say() -
     assert values[5] == gr.skip()
     # A job's info: the seed actually used wins over the -1 it was asked with.
     assert field_values({"seed": -1, "seed_used": 99}, ["seed"]) == [99]
+
+
+@pytest.fixture
+def picks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str]]:
+    """Services with one checkpoint and one VAE in their folders, a default model label, and the notes shown."""
+    folders = {name: tmp_path / name for name in ("models", "loras", "vae", "upscalers")}
+    for folder in folders.values():
+        folder.mkdir()
+    (folders["models"] / "dreamshaper_8.safetensors").write_bytes(b"w")
+    (folders["vae"] / "vae-ft-mse.safetensors").write_bytes(b"v")
+    services = SimpleNamespace(catalog=Catalog(*folders.values()),
+                               image_slot=SimpleNamespace(default_model=TINY_SD_NAME))
+    notes: list[str] = []
+    monkeypatch.setattr(ui.image_form, "info_toast", notes.append)
+    return services, notes
+
+
+def test_reuse_selects_the_checkpoint_a_job_asked_for_not_the_name_of_the_model_that_ran(picks: Any) -> None:
+    services, notes = picks
+    # The job ran with Default: its `model` is the display name, which no dropdown choice is.
+    job = {"prompt": "a fox", "model": TINY_SD_NAME, "checkpoint": "", "vae": ""}
+    assert reuse_values(services, job, ["prompt", "model", "vae"]) == ["a fox", "", ""]
+    job = {"model": "dreamshaper_8.safetensors", "checkpoint": "dreamshaper_8.safetensors", "vae": "vae-ft-mse"}
+    assert reused_models(services, job) == {"model": "dreamshaper_8.safetensors", "vae": "vae-ft-mse.safetensors"}
+    assert notes == []
+
+
+def test_a_checkpoint_or_vae_the_server_no_longer_has_becomes_default_with_a_note(picks: Any) -> None:
+    services, notes = picks
+    job = {"model": "gone.safetensors", "checkpoint": "gone.safetensors", "vae": "old-vae.safetensors"}
+    assert reused_models(services, job) == {"model": "", "vae": ""}
+    assert notes == ["Checkpoint 'gone.safetensors' is not on this server (any more): Default is selected instead.",
+                     "VAE 'old-vae.safetensors' is not on this server (any more): Automatic is selected instead."]
+
+
+def test_a_png_names_its_checkpoint_as_pngs_do(picks: Any) -> None:
+    services, notes = picks
+    # Made with the server's default: its label. With a checkpoint of the folder: A1111 writes the stem.
+    assert reused_models(services, {"model": TINY_SD_NAME})["model"] == ""
+    assert reused_models(services, {"model": "dreamshaper_8"})["model"] == "dreamshaper_8.safetensors"
+    assert notes == []
+    assert reused_models(services, {"model": "v1-5-pruned-emaonly"})["model"] == ""
+    assert notes == ["Checkpoint 'v1-5-pruned-emaonly' is not on this server (any more): Default is selected "
+                     "instead."]
+    # A PNG that names no model or VAE leaves the form's choice as it is.
+    assert reused_models(services, {"prompt": "a fox"}) == {"model": gr.skip(), "vae": gr.skip()}
