@@ -249,7 +249,9 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
     # A snapshot the gate held back goes out once the job has been quiet for the interval.
     async for snap in handle.watch(poll_s=None, idle_s=shown.interval_s or None):
         if snap.status == "failed":
-            raise error_toast(snap.error or snap.message)
+            said = failure_text(services, snap)
+            yield gr.skip(), f"Job {snap.job_id} failed. {said}" if snap.job_id else said, gr.skip(), gr.skip()
+            raise error_toast(said)
         if not shown.due(snap):
             continue  # coalesced: the next update carries the latest preview and step
         if snap.total and not snap.finished:
@@ -262,6 +264,15 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
             # message above went out (Gradio sent it before asking for the next), which would else say "running";
             # the message once the job starts puts the client back to "running".
             tell_place(snap.place, snap.waiting, snap.eta_s)
+
+
+def failure_text(services: Services, snap: Any) -> str:
+    """Why a job failed, for its result column and toast; for a model that could not load, a pointer to the tab's
+    model line (on the Image tab), which says what is missing and what to do: said once, not in three places."""
+    slot = services.image_slot.status()
+    if snap.error and slot.state.value == "failed" and snap.error == slot.reason:
+        return "The image model is not available: the line at the top of the Image tab says why and what to do."
+    return snap.error or snap.message
 
 
 def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any], mode: str,

@@ -19,6 +19,7 @@ from ui.image_form import (
     MASKED_CONTENT,
     RESIZE_CHOICES,
     coerce,
+    failure_text,
     field_values,
     reuse_values,
     reused_models,
@@ -110,3 +111,15 @@ def test_a_png_names_its_checkpoint_as_pngs_do(picks: Any) -> None:
                      "instead."]
     # A PNG that names no model or VAE leaves the form's choice as it is.
     assert reused_models(services, {"prompt": "a fox"}) == {"model": gr.skip(), "vae": gr.skip()}
+
+
+def test_a_job_failed_for_a_model_that_did_not_load_points_to_the_tabs_model_line() -> None:
+    reason = "The image model m is not on this machine, and it could not be downloaded. To fetch it, run: …"
+    slot = SimpleNamespace(state=SimpleNamespace(value="failed"), reason=reason)
+    services = SimpleNamespace(image_slot=SimpleNamespace(status=lambda: slot))
+    # Said once, on the model line; the result column and the toast point to it.
+    said = failure_text(services, SimpleNamespace(error=reason, message=f"❌ {reason}"))
+    assert said == "The image model is not available: the line at the top of the Image tab says why and what to do."
+    # Any other failure says its own reason.
+    other = SimpleNamespace(error="could not save the images (OSError: disk full)", message="Job 3 failed")
+    assert failure_text(services, other) == "could not save the images (OSError: disk full)"
