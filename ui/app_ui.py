@@ -22,6 +22,12 @@ CSS = """
   position: static !important; height: auto; overflow: visible; background: none; margin-bottom: var(--spacing-md);
 }
 .block > .wrap > .validation-error { position: static; }
+/* The History table is for reading: a click selects the job (its row lights up), without the framed cell that
+   looked like an edit box. */
+#history-table .cell-selected, #history-table .cell-selected * {
+  outline: none !important; box-shadow: none !important;
+}
+#history-table .body-cell { cursor: pointer; }
 """
 
 

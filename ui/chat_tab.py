@@ -27,12 +27,15 @@ from ui.common import (
 )
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")
-THINKING = "💭 Thinking"
+# The bubble's title: in the present while the model thinks, in the past once it has (beside its duration).
+THINKING = "Thinking"
+THOUGHT = "Thought"
 
 
 def thinking_message(reasoning: str, pending: bool, duration: float | None) -> dict[str, Any]:
-    """The collapsible "Thinking" bubble: open with a spinner while it streams, closed with its duration after."""
-    metadata: dict[str, Any] = {"title": THINKING, "status": "pending" if pending else "done"}
+    """The collapsible "Thinking" bubble: open with a spinner while it streams, closed as "Thought" with its
+    duration after."""
+    metadata: dict[str, Any] = {"title": THINKING if pending else THOUGHT, "status": "pending" if pending else "done"}
     if duration is not None and not pending:
         metadata["duration"] = round(duration, 1)
     return {"role": "assistant", "content": reasoning, "metadata": metadata}
@@ -129,7 +132,7 @@ def layout(services: Services) -> ChatTab:
         model_status = gr.Markdown(html_text(services.text_slot.status().message()), elem_id="chat-model-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=220):
-                new_btn = gr.Button("＋ New chat", elem_id="chat-new")
+                new_btn = gr.Button("New chat", elem_id="chat-new")
                 conversations = gr.Radio(label="Conversations", choices=[], elem_id="chat-conversations")
                 delete_btn = gr.Button("Delete conversation", variant="stop", size="sm")
             with gr.Column(scale=4):
@@ -137,7 +140,8 @@ def layout(services: Services) -> ChatTab:
                                      group_consecutive_messages=False, buttons=["copy"])
                 # lines=1 with max_lines > 1: Gradio's box sends on Enter and breaks the line on Shift+Enter (with
                 # lines > 1 it does the opposite), and still grows to max_lines as the text does.
-                message = gr.Textbox(placeholder="Ask anything… (Enter sends, Shift+Enter: new line)",
+                # The label is not shown (the placeholder says it) but names the box for screen readers.
+                message = gr.Textbox(label="Message", placeholder="Ask anything… (Enter sends, Shift+Enter: new line)",
                                      show_label=False, lines=1, max_lines=8, elem_id="chat-message")
                 with gr.Row():
                     send_btn = gr.Button("Send", variant="primary", elem_id="chat-send")

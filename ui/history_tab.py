@@ -16,9 +16,17 @@ PAGE = 48
 COLUMNS = ["job", "when", "status", "prompt", "size", "steps", "sampler", "seed", "seconds"]
 
 
+def _status(job: dict[str, Any]) -> str:
+    """The job's status; a failed one's with its reason (in full under "Selected job")."""
+    reason = job.get("error") or ""
+    if not reason:
+        return job["status"]
+    return f"{job['status']}: {reason if len(reason) <= 160 else reason[:159] + '…'}"
+
+
 def _rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     return [
-        [j["job_id"], (j["created_at"] or "")[:19].replace("T", " "), j["status"], j["prompt"][:80],
+        [j["job_id"], (j["created_at"] or "")[:19].replace("T", " "), _status(j), j["prompt"][:80],
          f"{j['width']}×{j['height']}", j["steps"], j["sampler"], j["seed_used"], j["duration_s"]]
         for j in jobs
     ]

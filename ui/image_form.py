@@ -120,13 +120,10 @@ def run_buttons(prefix: str) -> tuple[gr.Button, gr.Button]:
                 gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop"))
 
 
-def form_head(services: Services, prefix: str) -> tuple[dict[str, gr.Dropdown], dict[str, gr.Textbox], gr.Button,
-                                                       gr.Button]:
-    """The top of an image-to-image form: checkpoint and VAE, prompts, Generate and Stop."""
-    models = model_pickers(services, prefix)
-    prompts = prompt_boxes(prefix)
-    generate, stop = run_buttons(prefix)
-    return models, prompts, generate, stop
+def form_head(services: Services, prefix: str) -> tuple[dict[str, gr.Dropdown], dict[str, gr.Textbox]]:
+    """The top of an image-to-image form: checkpoint and VAE, prompts (the picture and then run_buttons follow: the
+    image a job starts from comes before the buttons that start it)."""
+    return model_pickers(services, prefix), prompt_boxes(prefix)
 
 
 def settings_sliders(services: Services) -> dict[str, gr.components.Component]:
@@ -170,7 +167,8 @@ def model_pickers(services: Services, prefix: str) -> dict[str, gr.Dropdown]:
     with gr.Row():
         model = gr.Dropdown(models, value="", label="Checkpoint", elem_id=f"{prefix}-model", scale=4)
         vae = gr.Dropdown(vaes, value="", label="VAE", elem_id=f"{prefix}-vae", scale=3)
-        refresh = gr.Button("🔄", size="sm", scale=0, min_width=40, elem_id=f"{prefix}-refresh-models")
+        # Words, not an emoji: a machine without an emoji font drew "🔄" as an empty box, with no name to read out.
+        refresh = gr.Button("Refresh list", size="sm", scale=0, min_width=110, elem_id=f"{prefix}-refresh-models")
 
     def relist() -> tuple[gr.Dropdown, gr.Dropdown]:
         models, vaes = model_choices(services)
@@ -256,14 +254,20 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
             continue  # coalesced: the next update carries the latest preview and step
         if snap.total and not snap.finished:
             progress((snap.step, snap.total), desc=snap.message)
-        gallery_value = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []), strict=False)]
         yield (shown.changed("preview", snap.preview), snap.message,
-               gallery_value if snap.finished else gr.skip(), shown.changed("info", snap.info))
+               result_gallery(snap) if snap.finished else gr.skip(), shown.changed("info", snap.info))
         if snap.place is not None and tell_place is not None:
             # In the batcher's line: the place and ETA show where Gradio shows a queued job's. Told after the
             # message above went out (Gradio sent it before asking for the next), which would else say "running";
             # the message once the job starts puts the client back to "running".
             tell_place(snap.place, snap.waiting, snap.eta_s)
+
+
+def result_gallery(snap: Any) -> gr.Gallery:
+    """The stored PNGs with their seeds; a single one opened in the gallery's preview, whose Download button saves
+    that PNG with its parameters (the grid's downloads every image as gallery.zip, for one image too)."""
+    files = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []), strict=False)]
+    return gr.Gallery(value=files, selected_index=0 if len(files) == 1 else None)
 
 
 def failure_text(services: Services, snap: Any) -> str:

@@ -32,8 +32,9 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("img2img", id="img2img", elem_id="img2img-tab"), gr.Row():
         with gr.Column(scale=5):
-            models, prompts, generate_btn, stop_btn = image_form.form_head(services, "img2img")
+            models, prompts = image_form.form_head(services, "img2img")
             init_image = init_image_input("Init image", "img2img-init-image")
+            generate_btn, stop_btn = image_form.run_buttons("img2img")
             with gr.Row():
                 resize_mode = gr.Radio(image_form.RESIZE_CHOICES, value=0, label="Resize mode")
                 denoising_strength = image_form.denoising_slider()

@@ -58,7 +58,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
                 with gr.Row():
                     idea_box = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4,
                                           elem_id="image-idea")
-                    assist_btn = gr.Button("✨ Write prompt", scale=1, elem_id="image-assist")
+                    assist_btn = gr.Button("Write prompt", scale=1, elem_id="image-assist")
                 prompts = image_form.prompt_boxes("image")
                 generate_btn, stop_btn = image_form.run_buttons("image")
                 with gr.Accordion("Settings", open=True):
@@ -92,7 +92,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
 
 def wire_prompt_assist(services: Services, quota: QueueQuota, idea_box: gr.Textbox, assist_btn: gr.Button,
                        prompts: dict[str, gr.Textbox]) -> Any:
-    """"✨ Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
+    """"Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
 
     def validate_idea(idea: str, request: gr.Request) -> Any:
         """Runs before prompt assist is queued."""

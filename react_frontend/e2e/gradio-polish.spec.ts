@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, keepScreenshot, test, type Page } from "./fixtures";
 import { setSlider } from "./pictures";
@@ -97,4 +97,50 @@ test("a checkpoint gone from the folder is refused with its whole message, besid
   expect(cut).toBe(false);
   expect(box!.y >= field!.y && box!.y + box!.height <= field!.y + field!.height).toBe(true);
   expect(box!.y + box!.height <= label!.y || label!.y + label!.height <= box!.y).toBe(true);
+});
+
+test("one result downloads as its PNG, and the History table is for reading", async ({ page }) => {
+  await page.goto("/");
+  await generateSmall(page, "a red kite");
+  // One result opens in the gallery's preview, whose Download saves that PNG (not gallery.zip).
+  const download = page.waitForEvent("download");
+  await page.locator("#image-result").getByRole("button", { name: "Download", exact: true }).click();
+  const file = await download;
+  expect(file.suggestedFilename()).toMatch(/\.png$/);
+  const bytes = readFileSync((await file.path())!);
+  expect(bytes.subarray(1, 4).toString("latin1")).toBe("PNG");
+  expect(bytes.includes(Buffer.from("tEXtparameters"))).toBe(true);  // with its settings
+
+  await page.getByRole("tab", { name: "History", exact: true }).click();
+  const cell = page.locator("#history-table").getByRole("gridcell", { name: "a red kite" });
+  await cell.click();
+  await expect(page.locator("#history-details")).toContainText("a red kite");  // the click selected the job
+  // No framed cell that looks like an edit box, and no editor on a double click or on typing.
+  const framed = await cell.evaluate((e) => [e, ...e.querySelectorAll("*")].some((x) => {
+    const style = getComputedStyle(x);
+    return style.boxShadow !== "none" || style.outlineStyle !== "none";
+  }));
+  expect(framed).toBe(false);
+  await cell.dblclick();
+  await page.keyboard.type("changed");
+  await page.keyboard.press("Enter");
+  await expect(page.locator("#history-table").locator("input:visible, textarea:visible")).toHaveCount(0);
+  await expect(cell).toHaveText("a red kite");
+  await keepScreenshot(page, "gradio-history");
+});
+
+test("the chat's message box has a name, and its thinking is told in the past once the reply ends", async ({ page }) => {
+  await page.goto("/");
+  await page.getByRole("tab", { name: "Chat", exact: true }).click();
+  const box = page.getByRole("textbox", { name: "Message" });
+  await box.click();
+  await page.keyboard.type("hello");
+  await page.keyboard.press("Enter");
+  await expect(page.locator("#chat-status")).toContainText(/Done in [\d.]+ s/, { timeout: 60_000 });
+  await expect(page.locator("#chatbot")).toContainText(/Thought/);
+  await expect(page.locator("#chatbot")).not.toContainText("Thinking");
+  await expect(page.getByRole("button", { name: "New chat", exact: true })).toBeVisible();
+  await page.getByRole("tab", { name: "Image", exact: true }).click();
+  await expect(page.getByRole("button", { name: "Refresh list", exact: true })).toBeVisible();
+  await keepScreenshot(page, "gradio-chat-thought");
 });

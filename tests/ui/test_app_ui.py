@@ -37,3 +37,35 @@ def test_a_tabs_holds_only_tabs(app_ui: tuple[gr.Blocks, Services]) -> None:
     for container in tabs:
         strays = [type(child).__name__ for child in container.children if not isinstance(child, gr.Tab)]
         assert strays == [], f"a gr.Tabs holds {strays} beside its tabs"
+
+
+def test_every_button_is_named_in_words(app_ui: tuple[gr.Blocks, Services]) -> None:
+    # A label of emoji only (🔄) drew an empty box on a machine without an emoji font, and named nothing for a
+    # screen reader; an emoji before the words did the former.
+    blocks, _ = app_ui
+    labels = [str(button.value) for button in blocks_of(blocks, gr.Button) if button.visible]
+    assert labels
+    for label in labels:
+        assert label.isascii(), f"button {label!r} is not named in plain words"
+        assert any(c.isalpha() for c in label), f"button {label!r} has no words"
+
+
+def test_the_chat_message_box_has_a_name(app_ui: tuple[gr.Blocks, Services]) -> None:
+    blocks, _ = app_ui
+    box = next(b for b in blocks_of(blocks, gr.Textbox) if b.elem_id == "chat-message")
+    assert box.label == "Message"
+
+
+def test_the_image_to_image_forms_show_their_picture_before_generate(app_ui: tuple[gr.Blocks, Services]) -> None:
+    blocks, _ = app_ui
+    order = [block.elem_id for block in walk(blocks) if block.elem_id]
+    for picture, generate in (("img2img-init-image", "img2img-generate"), ("inpaint-editor", "inpaint-generate")):
+        assert order.index(picture) < order.index(generate)
+
+
+def walk(block: gr.blocks.Block) -> list[gr.blocks.Block]:
+    """The blocks under `block` in the order the page shows them."""
+    found = [block]
+    for child in getattr(block, "children", []):
+        found.extend(walk(child))
+    return found
