@@ -254,8 +254,9 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
             continue  # coalesced: the next update carries the latest preview and step
         if snap.total and not snap.finished:
             progress((snap.step, snap.total), desc=snap.message)
+        gallery_value = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []), strict=False)]
         yield (shown.changed("preview", snap.preview), snap.message,
-               result_gallery(snap) if snap.finished else gr.skip(), shown.changed("info", snap.info))
+               gallery_value if snap.finished else gr.skip(), shown.changed("info", snap.info))
         if snap.place is not None and tell_place is not None:
             # In the batcher's line: the place and ETA show where Gradio shows a queued job's. Told after the
             # message above went out (Gradio sent it before asking for the next), which would else say "running";
@@ -263,11 +264,10 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
             tell_place(snap.place, snap.waiting, snap.eta_s)
 
 
-def result_gallery(snap: Any) -> gr.Gallery:
-    """The stored PNGs with their seeds; a single one opened in the gallery's preview, whose Download button saves
-    that PNG with its parameters (the grid's downloads every image as gallery.zip, for one image too)."""
-    files = [(str(p), f"seed {s}") for p, s in zip(snap.files, snap.info.get("seeds", []), strict=False)]
-    return gr.Gallery(value=files, selected_index=0 if len(files) == 1 else None)
+def open_single(gallery: list[Any] | None) -> Any:
+    """A single result opened in the gallery's preview, whose Download button saves that PNG with its parameters
+    (the grid's button downloads every image as gallery.zip, one image too); several stay in the grid."""
+    return gr.Gallery(selected_index=0) if gallery and len(gallery) == 1 else gr.skip()
 
 
 def failure_text(services: Services, snap: Any) -> str:
@@ -301,7 +301,7 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
             yield update
 
     run.__doc__ = description + "\n\nArgs:\n" + "\n".join(f"    {name}: {PARAM_DOCS[name]}" for name in fields)
-    return trigger(
+    event = trigger(
         run, inputs_kwargs=fields, outputs=column.outputs(), api_name=api_name, validator=validate, **RAW_INPUTS,
         # Several jobs at once, so that they can wait together in the batcher (services/batcher.py), which runs
         # one pipeline call at a time; Gradio's batch=True cannot stream previews (see the README).
@@ -309,6 +309,9 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
         # The queue position and ETA show over the result, while the preview above keeps streaming.
         concurrency_id="image", show_progress="full", show_progress_on=[column.gallery],
     )
+    # A step of the UI's own, after the job: the endpoint's output stays the plain list of files.
+    event.then(open_single, inputs=[column.gallery], outputs=[column.gallery], show_progress="hidden", **PRIVATE)
+    return event
 
 
 def field_values(info: Mapping[str, Any], names: list[str]) -> list[Any]:
