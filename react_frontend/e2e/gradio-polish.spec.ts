@@ -144,3 +144,17 @@ test("the chat's message box has a name, and its thinking is told in the past on
   await expect(page.getByRole("button", { name: "Refresh list", exact: true })).toBeVisible();
   await keepScreenshot(page, "gradio-chat-thought");
 });
+
+test("both clients start from the defaults the server gives for its model", async ({ page }) => {
+  await page.goto("/");
+  const gradio: string[] = [];
+  for (const name of ["Width", "Height", "Steps"]) {
+    gradio.push(await page.locator("#image-tab").getByRole("spinbutton", { name: `number input for ${name}` }).inputValue());
+  }
+  expect(gradio).toEqual(["256", "256", "8"]);  // the tiny profile's
+  await page.goto("/app/");
+  for (const [id, value] of [["#width", "256"], ["#height", "256"], ["#steps", "8"]]) {
+    await expect(page.locator(id), id).toHaveValue(value);
+  }
+  await keepScreenshot(page, "react-defaults");
+});
