@@ -27,6 +27,7 @@ from ui.common import (
 )
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")
+NO_CONVERSATIONS = "None yet: your first message starts one."
 # The bubble's title: in the present while the model thinks, in the past once it has (beside its duration).
 THINKING = "Thinking"
 THOUGHT = "Thought"
@@ -133,7 +134,8 @@ def layout(services: Services) -> ChatTab:
         with gr.Row():
             with gr.Column(scale=1, min_width=220):
                 new_btn = gr.Button("New chat", elem_id="chat-new")
-                conversations = gr.Radio(label="Conversations", choices=[], elem_id="chat-conversations")
+                conversations = gr.Radio(label="Conversations", choices=[], info=NO_CONVERSATIONS,
+                                         elem_id="chat-conversations")
                 delete_btn = gr.Button("Delete conversation", variant="stop", size="sm")
             with gr.Column(scale=4):
                 chatbot = gr.Chatbot(label="DeepSeek-R1", height=520, elem_id="chatbot", feedback_options=None,
@@ -238,7 +240,9 @@ def conversation_choices(services: Services) -> Callable[[gr.Request], gr.Radio]
     # Named as before the tabs were split: Gradio names a private event after its function.
     def conversation_choices(request: gr.Request) -> gr.Radio:
         page = services.chat.list_conversations(scope_of(services, request), limit=50)["conversations"]
-        return gr.Radio(choices=[(c["title"] or f"#{c['conversation_id']}", c["conversation_id"]) for c in page])
+        # An empty list says so, rather than nothing.
+        return gr.Radio(choices=[(c["title"] or f"#{c['conversation_id']}", c["conversation_id"]) for c in page],
+                        info="" if page else NO_CONVERSATIONS)
 
     return conversation_choices
 

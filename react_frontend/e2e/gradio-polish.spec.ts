@@ -129,9 +129,10 @@ test("one result downloads as its PNG, and the History table is for reading", as
   await keepScreenshot(page, "gradio-history");
 });
 
-test("the chat's message box has a name, and its thinking is told in the past once the reply ends", async ({ page }) => {
+test("the chat's message box has a name, its thinking is told in the past once the reply ends, and no conversation says so", async ({ page }) => {
   await page.goto("/");
   await page.getByRole("tab", { name: "Chat", exact: true }).click();
+  await expect(page.locator("#chat-conversations")).toContainText("None yet: your first message starts one.");
   const box = page.getByRole("textbox", { name: "Message" });
   await box.click();
   await page.keyboard.type("hello");
@@ -139,6 +140,8 @@ test("the chat's message box has a name, and its thinking is told in the past on
   await expect(page.locator("#chat-status")).toContainText(/Done in [\d.]+ s/, { timeout: 60_000 });
   await expect(page.locator("#chatbot")).toContainText(/Thought/);
   await expect(page.locator("#chatbot")).not.toContainText("Thinking");
+  await expect(page.locator("#chat-conversations")).not.toContainText("None yet");
+  await expect(page.locator("#chat-conversations")).toContainText("hello");  // titled by its first message
   await expect(page.getByRole("button", { name: "New chat", exact: true })).toBeVisible();
   await page.getByRole("tab", { name: "Image", exact: true }).click();
   await expect(page.getByRole("button", { name: "Refresh list", exact: true })).toBeVisible();

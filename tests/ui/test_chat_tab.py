@@ -69,3 +69,18 @@ def test_the_thinking_label_is_in_the_past_once_the_reply_ended() -> None:
     assert thinking_message("hmm", pending=True, duration=0.1)["metadata"]["title"] == THINKING == "Thinking"
     assert thinking_message("hmm", pending=False, duration=0.1)["metadata"] == {
         "title": "Thought", "status": "done", "duration": 0.1}
+
+
+def test_an_empty_conversation_list_says_so() -> None:
+    from types import SimpleNamespace
+
+    from ui.chat_tab import NO_CONVERSATIONS, conversation_choices
+
+    pages: list[list[dict[str, object]]] = [[], [{"title": "Sky", "conversation_id": 4}]]
+    chat = SimpleNamespace(list_conversations=lambda scope, limit: {"conversations": pages.pop(0)})
+    accounts = SimpleNamespace(viewer=lambda user: SimpleNamespace(scope=user))
+    listing = conversation_choices(SimpleNamespace(chat=chat, accounts=accounts))
+    empty = listing(None)
+    assert (empty.choices, empty.info) == ([], NO_CONVERSATIONS)
+    one = listing(None)
+    assert (one.choices, one.info) == ([("Sky", 4)], "")
