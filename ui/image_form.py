@@ -264,10 +264,12 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
             tell_place(snap.place, snap.waiting, snap.eta_s)
 
 
-def open_single(gallery: list[Any] | None) -> Any:
+def open_single(info: dict[str, Any] | None) -> Any:
     """A single result opened in the gallery's preview, whose Download button saves that PNG with its parameters
-    (the grid's button downloads every image as gallery.zip, one image too); several stay in the grid."""
-    return gr.Gallery(selected_index=0) if gallery and len(gallery) == 1 else gr.skip()
+    (the grid's button downloads every image as gallery.zip, one image too); several stay in the grid. Read from
+    the job's info, not the gallery: no event lets Gradio decode pictures (api/internal_routes.py)."""
+    files = (info or {}).get("files") if isinstance(info, dict) else None
+    return gr.Gallery(selected_index=0) if isinstance(files, list) and len(files) == 1 else gr.skip()
 
 
 def failure_text(services: Services, snap: Any) -> str:
@@ -310,7 +312,7 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
         concurrency_id="image", show_progress="full", show_progress_on=[column.gallery],
     )
     # A step of the UI's own, after the job: the endpoint's output stays the plain list of files.
-    event.then(open_single, inputs=[column.gallery], outputs=[column.gallery], show_progress="hidden", **PRIVATE)
+    event.then(open_single, inputs=[column.info], outputs=[column.gallery], show_progress="hidden", **PRIVATE)
     return event
 
 

@@ -21,6 +21,7 @@ from ui.image_form import (
     coerce,
     failure_text,
     field_values,
+    open_single,
     reuse_values,
     reused_models,
 )
@@ -123,3 +124,9 @@ def test_a_job_failed_for_a_model_that_did_not_load_points_to_the_tabs_model_lin
     # Any other failure says its own reason.
     other = SimpleNamespace(error="could not save the images (OSError: disk full)", message="Job 3 failed")
     assert failure_text(services, other) == "could not save the images (OSError: disk full)"
+
+
+def test_a_single_result_opens_in_the_preview_and_several_stay_in_the_grid() -> None:
+    assert open_single({"files": ["2026-12-06/1-0-5.png"]}).selected_index == 0
+    assert open_single({"files": ["a.png", "b.png"]}) == gr.skip()
+    assert open_single(None) == gr.skip()
