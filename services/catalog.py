@@ -95,6 +95,21 @@ class Catalog:
             return None
         return model_family(path) if path.exists() else None
 
+    def listed_model(self, name: str) -> str | None:
+        """The checkpoint name in models() that `name` stands for (itself, its stem, A1111's "name [hash]" title,
+        as a PNG's Model names it); None when the folder has no such checkpoint."""
+        return self._listed(name, self._model_paths())
+
+    def listed_vae(self, name: str) -> str | None:
+        """The VAE name in vaes() that `name` stands for; None when the folder has no such VAE."""
+        return self._listed(name, self._vae_paths())
+
+    @staticmethod
+    def _listed(name: str, paths: dict[str, Path]) -> str | None:
+        key = _TITLE_HASH.sub("", name.strip())
+        stems = {Path(n).stem: n for n, p in paths.items() if not p.is_dir()}
+        return key if key in paths else stems.get(key)
+
     def resolve_model(self, name: str) -> Path:
         """The checkpoint file or folder for a name (also without extension, or as A1111's "name [hash]" title);
         ValueError listing the available ones for an unknown name."""
@@ -107,12 +122,8 @@ class Catalog:
 
     @staticmethod
     def _resolve(name: str, paths: dict[str, Path], kind: str, folder: Path, what: str) -> Path:
-        key = _TITLE_HASH.sub("", name.strip())
-        if key in paths:
-            return paths[key]
-        stems = {Path(n).stem: p for n, p in paths.items() if not p.is_dir()}
-        if key in stems:
-            return stems[key]
+        if (listed := Catalog._listed(name, paths)) is not None:
+            return paths[listed]
         listing = ", ".join(paths) if paths else f"none (put {what} in {data_folder(folder)})"
         raise ValueError(f"{kind} {excerpt(name)} is not available; choose one of: {listing}.")
 

@@ -220,7 +220,9 @@ def test_choices_are_the_contracts_lists_with_the_servers_upscalers(client: Clie
     (data_dir / "upscalers").mkdir(exist_ok=True)
     (data_dir / "upscalers" / "4x-Sharp.pth").write_bytes(b"")
     answer = client.predict(api_name="/choices")
-    assert answer == choices(["4x-Sharp"])  # what the React client offers: no copy of its own
+    # What the React client offers and starts from: no copy of its own.
+    assert answer == {**choices(["4x-Sharp"]), "defaults": {"steps": 8, "cfg_scale": 7.0, "width": 256, "height": 256,
+                                                            "sampler": "Euler a"}}
     assert answer["samplers"][0] == "Euler a"
     assert {"value": 1, "label": "Crop and resize"} in answer["resize_modes"]
     assert answer["upscalers"][-1] == "4x-Sharp"

@@ -214,8 +214,9 @@ def register_catalog(services: Services) -> None:
 
     def choice_lists() -> dict[str, Any]:
         """The choices a job may make, with their labels: modes, samplers, resize modes, masked content, mask modes
-        (numbered as AUTOMATIC1111's API numbers them), and the hires upscalers (built-in, then this server's)."""
-        return choices(catalog.upscalers())
+        (numbered as AUTOMATIC1111's API numbers them), and the hires upscalers (built-in, then this server's); and
+        `defaults`, the size, steps, CFG scale and sampler that suit this server's image model (its profile's)."""
+        return {**choices(catalog.upscalers()), "defaults": dict(services.images.defaults)}
 
     with gr.Row(visible=False):
         read_api(models, "models", {})

@@ -33,8 +33,9 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("img2img", id="img2img", elem_id="img2img-tab"), gr.Row():
         with gr.Column(scale=5):
-            models, prompts, generate_btn, stop_btn = image_form.form_head(services, "img2img")
+            models, prompts = image_form.form_head(services, "img2img")
             init_image = init_image_input("Init image", "img2img-init-image")
+            generate_btn, stop_btn = image_form.run_buttons("img2img")
             with gr.Row():
                 resize_mode = gr.Radio(image_form.RESIZE_CHOICES, value=0, label="Resize mode")
                 denoising_strength = image_form.denoising_slider()
@@ -52,5 +53,5 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
                                  "Rework an init image with a prompt (img2img); streams the preview and progress, "
                                  "ends with the stored PNG files and their info.")
     stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
     return Img2ImgTab(fields)

@@ -112,12 +112,13 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("Inpaint", id="inpaint", elem_id="inpaint-tab"), gr.Row():
         with gr.Column(scale=5):
-            models, prompts, generate_btn, stop_btn = image_form.form_head(services, "inpaint")
+            models, prompts = image_form.form_head(services, "inpaint")
             editor = gr.ImageEditor(label="Image: paint over what to repaint", type="pil", image_mode="RGBA",
                                     sources=["upload", "clipboard"], brush=BRUSH, layers=False,
                                     transforms=(), height=420, elem_id="inpaint-editor")
             with gr.Accordion("Upload a mask instead", open=False):
                 uploaded_mask = mask_upload()
+            generate_btn, stop_btn = image_form.run_buttons("inpaint")
             with gr.Row():
                 mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=DEFAULTS["mask_blur"], step=1, label="Mask blur")
                 mask_invert = gr.Radio(image_form.MASK_MODES, value=0, label="Mask mode")
@@ -158,5 +159,5 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                                  "Repaint the masked part of an init image (white = repaint); streams the preview "
                                  "and progress, ends with the stored PNG files and their info.")
     stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
     return InpaintTab(fields, editor)

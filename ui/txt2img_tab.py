@@ -43,14 +43,15 @@ class Txt2ImgTab:
         return [self.fields[name] for name in PARAM_NAMES]
 
 
-def settings_values(job: dict[str, Any]) -> list[Any]:
-    """Values for the settings components from a job or info dict (seed: the one actually used)."""
-    return image_form.field_values(job, list(PARAM_NAMES))
+def settings_values(services: Services, job: dict[str, Any]) -> list[Any]:
+    """Values for the settings components from a job or info dict (seed: the one actually used; the checkpoint and
+    VAE as the dropdowns' choices)."""
+    return image_form.reuse_values(services, job, list(PARAM_NAMES))
 
 
 def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
-    with gr.Tab("Image", id="image"):
+    with gr.Tab("Image", id="image", elem_id="image-tab"):
         model_status = gr.Markdown(html_text(services.image_slot.status().message()), elem_id="image-model-status")
         with gr.Row():
             with gr.Column(scale=5):
@@ -58,7 +59,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
                 with gr.Row():
                     idea_box = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4,
                                           elem_id="image-idea")
-                    assist_btn = gr.Button("✨ Write prompt", scale=1, elem_id="image-assist")
+                    assist_btn = gr.Button("Write prompt", scale=1, elem_id="image-assist")
                 prompts = image_form.prompt_boxes("image")
                 generate_btn, stop_btn = image_form.run_buttons("image")
                 with gr.Accordion("Settings", open=True):
@@ -78,7 +79,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
 
     assist_event = wire_prompt_assist(services, quota, idea_box, assist_btn, prompts)
     stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
 
     def refresh_status() -> tuple[str, gr.Timer]:
         status = services.image_slot.status()
@@ -94,7 +95,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
 
 def wire_prompt_assist(services: Services, quota: QueueQuota, idea_box: gr.Textbox, assist_btn: gr.Button,
                        prompts: dict[str, gr.Textbox]) -> Any:
-    """"✨ Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
+    """"Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
 
     def validate_idea(idea: str, request: gr.Request) -> Any:
         """Runs before prompt assist is queued."""
