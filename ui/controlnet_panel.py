@@ -91,7 +91,7 @@ def render(services: Services, prefix: str, width: gr.components.Component,
             for i in range(UNITS_SHOWN):
                 with gr.Tab(f"Unit {i}", elem_id=f"{prefix}-controlnet-unit-{i}"):
                     widgets.append(_unit(services, f"{prefix}-controlnet-{i}", models, modules, width, height))
-        refresh = gr.Button("🔄 ControlNet models", size="sm", elem_id=f"{prefix}-controlnet-refresh")
+        refresh = gr.Button("Refresh ControlNet models", size="sm", elem_id=f"{prefix}-controlnet-refresh")
         units = units_json()
 
     def relist() -> list[gr.Dropdown]:
@@ -112,7 +112,7 @@ def _unit(services: Services, eid: str, models: list[str], modules: list[str], w
     with gr.Row():
         module = gr.Dropdown(modules, value="none", label="Preprocessor", elem_id=f"{eid}-module")
         model = gr.Dropdown(models, value=models[0] if models else None, label="Model", elem_id=f"{eid}-model")
-        preview = gr.Button("💥 Preview map", size="sm", elem_id=f"{eid}-preview")
+        preview = gr.Button("Preview map", size="sm", elem_id=f"{eid}-preview")
     with gr.Row():
         weight = gr.Slider(0, MAX_CONTROL_WEIGHT, value=1.0, step=0.05, label="Control weight")
         start = gr.Slider(0, 1, value=0.0, step=0.01, label="Starting control step")
