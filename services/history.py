@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -83,8 +84,7 @@ class HistoryService:
         it and while it is stored."""
         if not _SHA256.match(sha):
             return None
-        used = ImageJob.select(ImageJob.id).where(((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha))
-                                                  & owned_by(ImageJob.user, user)).exists()
+        used = ImageJob.select(ImageJob.id).where(_uses(sha) & owned_by(ImageJob.user, user)).exists()
         return input_path(sha) if used and self.store.exists(input_path(sha)) else None
 
     def delete_job(self, job_id: int, user: str | None = "") -> bool:
@@ -101,8 +101,8 @@ class HistoryService:
         with database.atomic():
             for at in range(0, len(wanted), ID_CHUNK):
                 chunk = wanted[at:at + ID_CHUNK]
-                jobs = list(ImageJob.select(ImageJob.id, ImageJob.init_image_sha, ImageJob.mask_sha)
-                            .where(ImageJob.id.in_(chunk) & owned_by(ImageJob.user, user)))
+                columns = (ImageJob.id, ImageJob.init_image_sha, ImageJob.mask_sha, ImageJob.controlnet)
+                jobs = list(ImageJob.select(*columns).where(ImageJob.id.in_(chunk) & owned_by(ImageJob.user, user)))
                 ids = [j.id for j in jobs]
                 keys += [f.path for f in ImageFile.select(ImageFile.path).where(ImageFile.job.in_(ids))]
                 ImageFile.delete().where(ImageFile.job.in_(ids)).execute()
@@ -111,9 +111,8 @@ class HistoryService:
                 # Unused inputs go inside the write transaction: a job created meanwhile either committed first (its
                 # row keeps the file) or commits after us and then finds the file missing and writes it again
                 # (services/images.py stores a job's inputs after its row).
-                for sha in {sha for j in jobs for sha in (j.init_image_sha, j.mask_sha)} - {""}:
-                    if not ImageJob.select().where((ImageJob.init_image_sha == sha)
-                                                   | (ImageJob.mask_sha == sha)).exists():
+                for sha in {sha for j in jobs for sha in (j.init_image_sha, j.mask_sha, *_unit_pictures(j))} - {""}:
+                    if not ImageJob.select().where(_uses(sha)).exists():
                         keys.append(input_path(sha))
         # Rows go first: a listed job never points at a missing file.
         self.delete_keys(keys)
@@ -147,3 +146,16 @@ def check_ids(ids: Iterable[Any], field: str) -> list[int]:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
             raise InvalidRequest({field: f"{field} must hold ids (whole numbers from 1), got {value!r}."})
     return checked
+
+
+def _uses(sha: str) -> Any:
+    """Jobs that use an input picture: as init image, mask, or a ControlNet unit's picture (its inputs/ path in the
+    units' JSON; the digest is 64 hex digits, so the text match cannot hit anything else)."""
+    return ((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha)
+            | ImageJob.controlnet.contains(input_path(sha)))
+
+
+def _unit_pictures(job: ImageJob) -> set[str]:
+    """The digests of a job's ControlNet unit pictures."""
+    paths = [unit.get("image") or "" for unit in json.loads(job.controlnet or "[]")]
+    return {Path(p).stem for p in paths if p}

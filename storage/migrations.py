@@ -245,6 +245,12 @@ def m010_api_keys(db: Database) -> None:
         """)
 
 
+def cn01_controlnet_units(db: Database) -> None:
+    """An image job's ControlNet units (issue 24): their settings as JSON, each unit's picture by its inputs/ path."""
+    if "controlnet" not in {c.name for c in db.get_columns("imagejob")}:
+        ddl(db, "ALTER TABLE imagejob ADD COLUMN controlnet TEXT NOT NULL DEFAULT '[]'")
+
+
 def _add_column(db: Database, table: str, column: str, definition: str) -> None:
     """ALTER TABLE … ADD COLUMN unless the column is there (a migration may meet a half-built dev database)."""
     if column not in {c.name for c in db.get_columns(table)}:
@@ -370,8 +376,10 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_image_modes", m005_image_modes),
     ("006_replica_owner", m006_replica_owner),
     ("010_api_keys", m010_api_keys),
+    # In name order (tests/storage/test_migrations.py); the runner applies whichever a database lacks.
     ("020_organise", m020_organise),
     ("021_full_text_search", m021_full_text_search),
+    ("cn01_controlnet_units", cn01_controlnet_units),
 ]
 
 

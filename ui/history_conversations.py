@@ -61,7 +61,7 @@ def layout() -> ConversationsPanel:
             title = gr.Textbox(label="Title of the selected conversation", max_length=200, scale=3,
                                elem_id="conversation-title")
             rename_btn = gr.Button("Rename", size="sm")
-            favourite_btn = gr.Button("☆ Favourite / unfavourite", size="sm")
+            favourite_btn = gr.Button("Favourite / unfavourite", size="sm")
             delete_btn = gr.Button("Delete", variant="stop", size="sm")
         with gr.Row():
             fmt = gr.Radio(FORMATS, value="markdown", label="Export as", scale=3)

@@ -72,6 +72,14 @@ def stream_to_file(export: Any) -> Iterator[tuple[str, str | None]]:
     yield f"Exported {export.total} job(s): {size(target.stat().st_size)}{gone}.", str(target)
 
 
+def status(job: dict[str, Any]) -> str:
+    """The job's status; a failed one's with its reason (in full under "Selected job")."""
+    reason = job.get("error") or ""
+    if not reason:
+        return job["status"]
+    return f"{job['status']}: {reason if len(reason) <= 160 else reason[:159] + '…'}"
+
+
 def given(since: str, until: str, model: str | None, mode: str | None, sampler: str | None, seed: str | None,
           lora: str, favourites: bool, collection: int | None) -> dict[str, Any]:
     """The filters the user set, as the search service takes them (it checks each and names a bad one)."""
@@ -147,7 +155,7 @@ def _actions() -> tuple[Any, ...]:
     """The buttons for the selected job and the export (below the selected job)."""
     with gr.Accordion("Organise and export", open=True):
         with gr.Row():
-            favourite_btn = gr.Button("☆ Favourite / unfavourite", size="sm", elem_id="history-favourite")
+            favourite_btn = gr.Button("Favourite / unfavourite", size="sm", elem_id="history-favourite")
             collection_name = gr.Textbox(label="Collection name", placeholder="new or existing", max_length=200,
                                          scale=2, elem_id="history-collection-name")
             add_btn = gr.Button("Add to collection", size="sm", elem_id="history-add")
@@ -203,7 +211,7 @@ class HistorySearch:
                 images.append((str(self.services.history.file_path(j["files"][0]["file"])), f"#{j['job_id']}"))
                 ids.append(j["job_id"])
             prompt = marked(j.get("highlight", {}).get("prompt"), j["prompt"])
-            rows.append([j["job_id"], (j["created_at"] or "")[:19].replace("T", " "), j["status"],
+            rows.append([j["job_id"], (j["created_at"] or "")[:19].replace("T", " "), status(j),
                          ("★ " if j.get("favourite") else "") + prompt, f"{j['width']}×{j['height']}", j["steps"],
                          j["sampler"], j["seed_used"], j["duration_s"]])
         return images, rows, ids

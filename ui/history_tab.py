@@ -51,11 +51,11 @@ def layout() -> HistoryTab:
         selected = gr.State(None)
         with gr.Row():
             with gr.Column(scale=3):
-                details = gr.JSON(label="Selected job")
+                details = gr.JSON(label="Selected job", elem_id="history-details")
             with gr.Column(scale=2):
                 files = gr.Gallery(label="Its images", columns=2, height="auto")
                 with gr.Row():
-                    reuse_btn = gr.Button("Reuse settings", variant="primary", size="sm")
+                    reuse_btn = gr.Button("Reuse settings", variant="primary", size="sm", elem_id="history-reuse")
                     delete_btn = gr.Button("Delete", variant="stop", size="sm")
         conversations, account = history_conversations.layout(), history_account.layout()
     return HistoryTab(tab, refresh_btn, thumbs, table, job_ids, selected, details, files, reuse_btn, delete_btn,
@@ -81,16 +81,22 @@ def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
             raise error_toast(f"Job {job_id} does not exist (or was already deleted).")
         info_toast(f"Deleted job {job_id} and its files.")
 
+    def reuse(job: dict[str, Any] | None) -> list[Any]:
+        """The selected job's settings for the Image tab, which opens."""
+        if not job:
+            raise error_toast("Select a job first.")
+        return [*settings_values(services, job), gr.Tabs(selected="image")]
+
     load = history_search.wire(services, view.search, [view.thumbs, view.table, view.job_ids], view.details,
                                view.tab).find  # the search shown, or the newest jobs
     history_conversations.wire(services, view.conversations)
     history_account.wire(services, view.account, view.tab)
-    wire(view, txt2img, tabs, load, show, delete)
+    wire(view, txt2img, tabs, load, show, delete, reuse)
     return view.tab
 
 
 def wire(view: HistoryTab, txt2img: Txt2ImgTab, tabs: gr.Tabs, load: Callable[..., Any], show: Callable[..., Any],
-         delete: Callable[..., Any]) -> None:
+         delete: Callable[..., Any], reuse: Callable[..., Any]) -> None:
     """The tab's events: refresh (also on opening and after a job), select a thumbnail or a row, reuse, delete."""
     outputs = [view.thumbs, view.table, view.job_ids, view.search.status, view.search.cursor, view.search.next_btn]
     found = {"inputs": view.search.filters(), "outputs": outputs, **PRIVATE}
@@ -116,10 +122,3 @@ def pick_row(evt: gr.SelectData) -> int | None:
     """The job id of the selected row of the table."""
     row = evt.row_value if hasattr(evt, "row_value") else None
     return int(row[0]) if row else None
-
-
-def reuse(job: dict[str, Any] | None) -> list[Any]:
-    """The selected job's settings for the Image tab, which opens."""
-    if not job:
-        raise error_toast("Select a job first.")
-    return [*settings_values(job), gr.Tabs(selected="image")]

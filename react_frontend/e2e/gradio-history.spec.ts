@@ -1,16 +1,6 @@
 import { readFileSync } from "node:fs";
 import { expect, keepScreenshot, test, type Page } from "./fixtures";
-import { setSlider } from "./pictures";
-
-/** Make a small image job from the Image tab, as a person would. */
-async function generate(page: Page, prompt: string): Promise<void> {
-  await page.locator("#image-prompt textarea").fill(prompt);
-  await setSlider(page, "body", "Width", 64);
-  await setSlider(page, "body", "Height", 64);
-  await setSlider(page, "body", "Steps", 2);
-  await page.locator("#image-generate").click();
-  await expect(page.locator("#image-progress")).toContainText(/done in [\d.]+ s/, { timeout: 60_000 });
-}
+import { generateSmall } from "./pictures";
 
 /** Click a download link and wait for the file; its bytes. */
 async function download(page: Page, link: string): Promise<Buffer> {
@@ -21,8 +11,8 @@ async function download(page: Page, link: string): Promise<Buffer> {
 test("the History tab searches prompts, marks a favourite, exports the results, moves the account and deletes its jobs", async ({ page }) => {
   await page.goto("/");
   await expect(page.locator("#image-prompt textarea")).toHaveCount(1);
-  await generate(page, "a windmill under the aurora");
-  await generate(page, "a ginger cat asleep on a quilt");
+  await generateSmall(page, "a windmill under the aurora");
+  await generateSmall(page, "a ginger cat asleep on a quilt");
 
   await page.getByRole("tab", { name: "History" }).click();
   const search = page.locator("#history-search textarea");

@@ -39,6 +39,8 @@ export async function setSlider(page: Page, tab: string, name: string, value: nu
 /** Drag the mouse across the editor's canvas, as a person paints a stroke with the brush. */
 export async function paintStroke(page: Page, from: [number, number], to: [number, number]) {
   const canvas = page.locator("#inpaint-editor canvas").first();
+  // In sight first, as a person scrolls to what they paint (Generate, below the editor, leaves it scrolled up).
+  await canvas.scrollIntoViewIfNeeded();
   const box = (await canvas.boundingBox())!;
   const at = ([x, y]: [number, number]) => [box.x + box.width * x, box.y + box.height * y] as const;
   await page.mouse.move(...at(from));
@@ -64,4 +66,14 @@ export async function openInpaint(page: Page, steps: number): Promise<void> {
   await setSlider(page, "#inpaint-tab", "Width", 64);
   await setSlider(page, "#inpaint-tab", "Height", 64);
   await setSlider(page, "#inpaint-tab", "Steps", steps);
+}
+
+/** Generate a 64×64 picture in 2 steps on the Gradio UI's Image tab and wait for it. */
+export async function generateSmall(page: Page, prompt: string): Promise<void> {
+  await page.locator("#image-prompt textarea").fill(prompt);
+  await setSlider(page, "#image-tab", "Width", 64);
+  await setSlider(page, "#image-tab", "Height", 64);
+  await setSlider(page, "#image-tab", "Steps", 2);
+  await page.locator("#image-generate").click();
+  await expect(page.locator("#image-progress")).toContainText(/done in [\d.]+ s/, { timeout: 60_000 });
 }
