@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from fastapi import FastAPI
+    from starlette.requests import Request
+
+    from api.auth import Authenticator
+    from services.container import Services
+    from services.shared_state import SharedState
 
 log = logging.getLogger("atelier")
 QUEUE_IDLE_POLL_S = 0.1
@@ -49,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from api.auth import Authenticator, limits_apply
     from api.frontend import mount_frontend
     from api.gateway import Gateway
+    from api.request_id import RequestId
     from api.rest import build_router, rate_limit_exceeded, shared_state_unavailable
     from api.sessions import HeartbeatWatch, SessionJanitor
     from services.accounts import exposure_problem
@@ -58,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     services = build_services(settings)
     shared = open_shared_state(settings)  # process memory, or the Redis every replica shares
+    services.limits.use_generations(shared.generations)  # an admin's limit change reaches every replica
     has_users = services.accounts.any()
     enforce = limits_apply(settings.rate_limits, settings.host, settings.share, has_users)
     blocks = build_ui(services, enforce_quota=enforce, ledger=shared.jobs,
@@ -74,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.warm_up()
         services.residency.start()
         services.replicas.start()
+        services.request_log.start()
         sweeper = asyncio.create_task(janitor.run(settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
         ledger = asyncio.create_task(shared.jobs.run(lambda: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)))
@@ -99,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for error in UNAVAILABLE:
         app.add_exception_handler(error, shared_state_unavailable)
     app.include_router(build_router(services, auth, limiter, settings.limit_reads), prefix="/api")
+    add_operations(app, settings, services, shared, auth)  # /api/health/live and ready, /metrics (issue 26)
     mount_frontend(app)  # before Gradio's catch-all mount at /
     # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to
     # the log. Messages we raise on purpose (gr.Error) are always shown.
@@ -126,7 +135,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads})
+    # Outermost: every answer, the gateway's refusals included, carries the request's id.
+    app.add_middleware(RequestId, trusted_proxies=settings.trusted_proxies)
     return app
+
+
+def add_operations(app: FastAPI, settings: Settings, services: Services, shared: SharedState,
+                   auth: Authenticator) -> None:
+    """The orchestrators' health routes and the Prometheus endpoint (before Gradio's catch-all mount at /)."""
+    import anyio
+
+    from api.auth import header_dict
+    from api.health import build_health_router
+    from api.metrics_endpoint import is_local, metrics_endpoint
+
+    redis = shared.redis
+    app.include_router(build_health_router([services.image_slot, services.text_slot],
+                                           redis.ping if redis is not None else None), prefix="/api")
+
+    async def admin(request: Request) -> bool:
+        # The login cookie only: Basic credentials would be a password guess the gateway does not throttle here.
+        name = auth.cookie_user(header_dict(request.scope))
+        return bool(name) and (await anyio.to_thread.run_sync(auth.viewer, name)).admin
+
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_route("/metrics", metrics_endpoint(
+        settings.metrics_access, token, lambda r: is_local(r.scope, header_dict(r.scope)), admin),
+        include_in_schema=False)
 
 
 def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
@@ -173,7 +208,10 @@ def open_share_link(settings: Settings) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """Parse flags, build the app and serve it with uvicorn (or manage accounts with `users`, the database with
     `db`)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from services.log_context import configure_logging
+
+    # ATELIER_LOG_FORMAT before the settings are read: their own errors are logged in the chosen format.
+    configure_logging("json" if os.environ.get("ATELIER_LOG_FORMAT", "").lower() == "json" else "text")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
         from api.users_cli import users_main
@@ -191,10 +229,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"Invalid settings: {err}") from None
     import uvicorn
 
+    configure_logging(settings.log_format)  # the same, unless .env chose it
     app = create_app(settings)
-    # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever.
+    # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever. With JSON logs uvicorn
+    # keeps no handlers of its own: its lines reach the root logger's formatter.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5,
+                            **({"log_config": None} if settings.log_format == "json" else {}))
     server = uvicorn.Server(config)
     if settings.share:
         import threading
