@@ -26,8 +26,10 @@ ROUTE: ContextVar[str] = ContextVar("atelier_route", default="")
 _VARS: dict[str, ContextVar[Any]] = {"request_id": REQUEST_ID, "user": USER, "job_id": JOB_ID, "client": CLIENT,
                                      "route": ROUTE}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# LogRecord's own attributes: anything else on a record came from `extra=` and goes into the JSON object.
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+# LogRecord's own attributes: anything else on a record came from `extra=` and goes into the JSON object (but
+# uvicorn's `color_message`, the message again with terminal colour codes).
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",
+                                                                          "color_message"}
 
 
 @contextmanager

@@ -29,11 +29,13 @@ def record(message: str, *args: object, exc_info: object = None, **extra: object
 
 def test_a_json_line_carries_the_context_and_the_extras() -> None:
     with log_context.bound(request_id="req-42", user="alice", job_id=7):
-        fields = line(record("job %s of %s\nfinished", 7, "alice", path=Path("/x"), count=3))
+        fields = line(record("job %s of %s\nfinished", 7, "alice", path=Path("/x"), count=3,
+                             color_message="\x1b[36mjob\x1b[0m"))
     assert {k: fields[k] for k in ("level", "logger", "message", "request_id", "user", "job_id", "count", "path")} == {
         "level": "WARNING", "logger": "atelier.test", "message": "job 7 of alice\nfinished", "request_id": "req-42",
         "user": "alice", "job_id": 7, "count": 3, "path": "/x"}
     assert str(fields["time"]).endswith("+00:00")
+    assert "color_message" not in fields  # uvicorn's copy of the message with terminal colours
     outside = line(record("no request"))
     assert (outside["request_id"], outside["user"], outside["job_id"]) == (None, None, None)
 
