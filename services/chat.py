@@ -220,7 +220,7 @@ class ChatService:
         duration = meter.elapsed()
         metrics.job_done("chat", status, model, duration, meter.queue_wait_s, meter.device_s)
         if not snap.cached:  # a cached reply's tokens were written before
-            metrics.tokens_made(model, prompt, completion, int(snap.usage.get("reasoning_tokens", 0)))
+            metrics.produced_tokens(model, prompt, completion, int(snap.usage.get("reasoning_tokens", 0)))
         if self.request_log is not None:
             wait = meter.queue_wait_s
             self.request_log.record(RequestRecord.here(

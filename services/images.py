@@ -194,7 +194,7 @@ class ImageService:
         duration = meter.elapsed()
         metrics.job_done("image", status, model, duration, meter.queue_wait_s, meter.device_s)
         if not snap.info.get("cached"):  # produced by the model: a cache hit's images were made before
-            metrics.images_made(model, images)
+            metrics.produced_images(model, images)
         if self.request_log is not None:
             wait = meter.queue_wait_s
             self.request_log.record(RequestRecord.here(

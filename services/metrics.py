@@ -116,13 +116,13 @@ def job_done(kind: str, status: str, model: str, duration_s: float | None, queue
         GPU_SECONDS.labels(kind, model).inc(gpu_s)
 
 
-def images_made(model: str, count: int) -> None:
+def produced_images(model: str, count: int) -> None:
     """Count images produced."""
     if count:
         IMAGES.labels(model).inc(count)
 
 
-def tokens_made(model: str, prompt: int, completion: int, reasoning: int = 0) -> None:
+def produced_tokens(model: str, prompt: int, completion: int, reasoning: int = 0) -> None:
     """Count a reply's tokens: the prompt read, the completion written (reasoning included) and its reasoning."""
     for kind, count in (("prompt", prompt), ("completion", completion), ("reasoning", reasoning)):
         if count:
