@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipelines.devices import gpu_memory
 from pipelines.image_base import ImageLimits
 from pipelines.text_base import TextLimits, TextOptions
 from services import metrics
@@ -119,6 +120,14 @@ def test_live_gauges_show_models_and_jobs(work: Any) -> None:
     assert ("atelier_running_jobs", (("kind", "image"), ("model", "fake-sd"))) in samples
     assert ("atelier_queue_depth", (("kind", "text"), ("model", "fake-r1"))) in samples
     assert ("atelier_request_log_pending", ()) in samples
+    # GPU memory: none without CUDA (this machine), the device's figures with it.
+    try:
+        metrics.watch_gpu_memory(lambda: None)
+        assert not any(name == "atelier_gpu_memory_bytes" for name, _ in scrape())
+        metrics.watch_gpu_memory(lambda: {"allocated": 2**30, "reserved": 2**31})
+        assert value(scrape(), "atelier_gpu_memory_bytes", type="reserved") == 2**31
+    finally:
+        metrics.watch_gpu_memory(gpu_memory)
 
 
 def test_a_failing_source_costs_its_own_lines_only(work: Any) -> None:
