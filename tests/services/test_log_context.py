@@ -68,9 +68,9 @@ def test_configure_logging_writes_json_or_text(monkeypatch: pytest.MonkeyPatch) 
     try:
         configure_logging("json")
         with log_context.bound(request_id="r1"):
-            logging.getLogger("uvicorn.error").info("started")
+            logging.getLogger("atelier-test-json").info("started")  # a logger no earlier test configured
         configure_logging("text")
-        logging.getLogger("atelier").info("plain")
+        logging.getLogger("atelier-test-text").info("plain")
         with pytest.raises(ValueError, match="text or json"):
             configure_logging("xml")
     finally:
@@ -79,4 +79,4 @@ def test_configure_logging_writes_json_or_text(monkeypatch: pytest.MonkeyPatch) 
     lines = stream.getvalue().splitlines()
     first = next(line for line in lines if '"started"' in line)
     assert json.loads(first)["request_id"] == "r1"
-    assert any(line.endswith("INFO atelier: plain") for line in lines)
+    assert any(line.endswith("INFO atelier-test-text: plain") for line in lines)
