@@ -199,7 +199,8 @@ class Gateway:
         user: str | None = None
         path = get_route_path(scope).rstrip("/")
         # Only routes that act on a user or name a session resolve one: pages and assets never cost an argon2 check.
-        if path.startswith("/api/") or kind not in (None, "login") or path.startswith(RESOLVED):
+        # /metrics: an admin may read it with Basic credentials, which count against the login throttle like any.
+        if path.startswith("/api/") or kind not in (None, "login") or path.startswith(RESOLVED) or path == "/metrics":
             user = await self.auth.authenticate(
                 headers, lambda name: self._count("login", self._login_key(scope, headers, name)))
             scope.setdefault("state", {})[USER_STATE_KEY] = user  # the REST routes read it: verified once

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from slowapi import Limiter
+from starlette.requests import Request
 from starlette.routing import Mount
 
 from api import gradio_internals
@@ -23,7 +24,10 @@ from api.auth import Authenticator, limits_apply
 from api.frontend import mount_frontend
 from api.gateway import Gateway
 from api.internal_routes import BodyLimits, EditorBlobRoute
+from api.log_format import configure_logging
+from api.metrics_endpoint import is_local, metrics_endpoint
 from api.ownership import FileGrants, SessionGuard
+from api.request_id import RequestId
 from api.rest import add_rest
 from api.sessions import SessionJanitor, StreamWatch
 from services.accounts import exposure_problem
@@ -67,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan(services, blocks, janitor))
     app.state.services, app.state.janitor, app.state.auth, app.state.limiter = services, janitor, auth, limiter
     add_rest(app, settings.limit_reads)
+    add_metrics(app, settings, auth)
     mount_frontend(app)  # before Gradio's catch-all mount at /
     auth.gradio_app = mount_gradio(app, blocks, services, has_users)
     adopt_gradio(blocks, auth.gradio_app, services, guard)
@@ -111,6 +116,7 @@ def lifespan(services: Services, blocks: Any,
             services.warm_up()
         services.residency.start()
         services.replicas.start()
+        services.request_log.start()
         sweeper = asyncio.create_task(janitor.run(services.settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
         ledger = asyncio.create_task(services.shared.jobs.run(
@@ -172,8 +178,26 @@ def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authen
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads})
-    # Outermost: unused body routes are refused and every body is capped before anything reads it.
+    # Unused body routes are refused and every body is capped before anything reads it.
     app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes)
+    # Outermost: every answer, the refusals of the body caps and the gateway included, carries the request's id.
+    app.add_middleware(RequestId, trusted_proxies=settings.trusted_proxies)
+
+
+def add_metrics(app: FastAPI, settings: Settings, auth: Authenticator) -> None:
+    """`GET /metrics` in Prometheus' text format, for those ATELIER_METRICS_ACCESS lets in (api/metrics_endpoint.py);
+    before Gradio's catch-all mount at /."""
+    from api.auth import header_dict
+
+    async def admin(request: Request) -> bool:
+        # The user the gateway resolved: a login cookie, or Basic credentials counted by the login throttle.
+        name = auth.user_of(request)
+        return bool(name) and (await asyncio.to_thread(auth.viewer, name)).admin
+
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_route("/metrics", metrics_endpoint(
+        settings.metrics_access, token, lambda r: is_local(r.scope, header_dict(r.scope)), admin),
+        include_in_schema=False)
 
 
 def open_share_link(settings: Settings) -> str | None:
@@ -198,13 +222,16 @@ def serve(settings: Settings) -> None:
     that cannot be had stops the start with one line saying what to fix."""
     import uvicorn
 
+    configure_logging(settings.log_format)  # as main() chose it, unless .env chose otherwise
     try:
         app = create_app(settings)
     except CannotStart as err:  # what to fix, said without a traceback
         raise SystemExit(f"Atelier cannot start: {err}") from None
-    # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever.
+    # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever. With JSON logs uvicorn
+    # keeps no handlers of its own: its lines reach the root logger's formatter.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5,
+                            **({"log_config": None} if settings.log_format == "json" else {}))
     server = uvicorn.Server(config)
     if settings.share:
         import threading

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from services.accounts import AccountError, open_accounts
+from services.accounts import AccountError, AccountService, open_accounts
 from settings import Settings
 
 
@@ -27,6 +27,8 @@ examples:
   python app.py users add alice            asks for the password twice (or reads two lines from stdin)
   python app.py users add root --admin     an admin sees everyone's work
   python app.py users list
+  python app.py users admin alice          alice may now use the admin panel (--revoke takes it back)
+  python app.py users disable bob          bob can no longer log in; his open sessions end within a second
 
 The accounts live in the database the server uses: SQLite in the data dir, or ATELIER_DATABASE_URL (PostgreSQL)
 when set, as for the server. Restart Atelier after adding the first account: without accounts it runs without
@@ -35,18 +37,24 @@ login, on a loopback address only.
 
 
 def users_main(argv: list[str]) -> None:
-    """`python app.py users add|list|remove|passwd [NAME] [--admin] [--data-dir DIR]`."""
+    """`python app.py users ACTION [NAME] [--admin] [--revoke] [--data-dir DIR]` (ACTION: see --help)."""
     parser = argparse.ArgumentParser(
         prog="python app.py users", description="Manage Atelier's accounts (argon2 password hashes in the database).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USERS_EPILOG)
-    parser.add_argument("action", choices=["add", "list", "remove", "passwd"],
+    parser.add_argument("action", choices=["add", "list", "remove", "passwd", "admin", "disable", "enable"],
                         help="add NAME: a new account (asks for the password twice); list: every account; "
-                             "remove NAME: the account (its work stays); passwd NAME: a new password")
+                             "remove NAME: the account (its work stays); passwd NAME: a new password; "
+                             "admin NAME: grant the admin role (--revoke: take it back); disable NAME: the account "
+                             "can no longer log in and its sessions end (its work stays); enable NAME: undo that")
     parser.add_argument("name", nargs="?", help="the account's name (not for list)")
-    parser.add_argument("--admin", action="store_true", help="with add: this user sees everyone's work")
+    parser.add_argument("--admin", action="store_true", help="with add: this user sees everyone's work and may use "
+                                                             "the admin panel")
+    parser.add_argument("--revoke", action="store_true", help="with admin: take the admin role back")
     parser.add_argument("--data-dir", metavar="DIR", help="the data dir whose database holds the accounts "
                                                           "(default: ATELIER_DATA_DIR, else ./data)")
     args = parser.parse_args(argv)
+    if args.revoke and args.action != "admin":
+        raise SystemExit("--revoke goes with `users admin NAME` (it takes the admin role back).")
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     settings.ensure_dirs()
     accounts = open_accounts(settings.database_location)
@@ -57,14 +65,31 @@ def users_main(argv: list[str]) -> None:
     if not args.name:
         raise SystemExit(f"users {args.action} needs a NAME.")
     try:
-        if args.action == "add":
-            accounts.add(args.name, read_password(), admin=args.admin)
-            print(f"Added {args.name}{' (admin)' if args.admin else ''}. Restart Atelier if it runs without login.")
-        elif args.action == "passwd":
-            accounts.set_password(args.name, read_password("New password: "))
-            print(f"Changed the password of {args.name}.")
-        else:
-            accounts.remove(args.name)
-            print(f"Removed {args.name}; their jobs and conversations stay in the database.")
+        print(_act(accounts, args))
     except AccountError as err:
         raise SystemExit(f"Error: {err}") from None
+
+
+def _act(accounts: AccountService, args: argparse.Namespace) -> str:
+    """Do what `args` asks on the account named; the line to print."""
+    name = args.name
+    if args.action == "admin":
+        changed = accounts.set_admin(name, not args.revoke)
+        if args.revoke:
+            return f"{name} is no longer an admin." if changed else f"{name} was not an admin."
+        return f"{name} is now an admin." if changed else f"{name} is already an admin."
+    if args.action in ("disable", "enable"):
+        disable = args.action == "disable"
+        if not accounts.set_disabled(name, disable):
+            return f"{name} is already {args.action}d."
+        # The servers see the change within a second (services/accounts.py), ending a disabled user's sessions.
+        return f"{name} is disabled: no new login, open sessions end." if disable else f"{name} may log in again."
+    if args.action == "add":
+        accounts.add(name, read_password(), admin=args.admin)
+        return f"Added {name}{' (admin)' if args.admin else ''}. Restart Atelier if it runs without login."
+    if args.action == "passwd":
+        accounts.set_password(name, read_password("New password: "))
+        return f"Changed the password of {name}."
+    accounts.remove(name)
+    return f"Removed {name}; their jobs and conversations stay in the database."
+

@@ -16,11 +16,12 @@ from PIL import Image as PILImage
 from contracts import INPAINTING_FILLS, ImageLimits, ImageRequest, InvalidRequest, check_inputs, resolve_seed
 from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
 from pipelines.messages import hide_paths
-from services import uploads
+from services import log_context, metrics, uploads
 from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
+from services.request_log import RequestLog, RequestRecord
 from storage.blobs import BlobStore, LocalStore
 from storage.connections import database
 from storage.files import Parameters, image_name
@@ -80,8 +81,9 @@ class ImageService:
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
                  max_batch_images: int = 1, store: BlobStore | None = None,
                  upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None,
-                 remote_names: bool = False, replica: str = "") -> None:
+                 remote_names: bool = False, replica: str = "", request_log: RequestLog | None = None) -> None:
         self.slot = slot
+        self.request_log = request_log  # each finished job's row (None: metrics only)
         self.images_dir = images_dir
         self.store = store or LocalStore(images_dir)
         self.limits = limits
@@ -169,13 +171,32 @@ class ImageService:
     def run(self, req: ImageRequest, user: str = "", handle: ImageJobHandle | None = None) -> JobSnapshot:
         """Run the job in this thread; the returned snapshot is final."""
         handle = handle or ImageJobHandle()
-        try:
-            self._run_job(req, user, handle, time.perf_counter())
-        except Exception as err:  # never leave a watcher hanging, whatever went wrong
-            log.exception("image job crashed")
-            reason = hide_paths(str(err))
-            handle.update(status="failed", message=f"Failed: {reason}", error=reason)
+        with log_context.bound(job_id=None):  # the job's id, once it has one, is on its log lines until it ends
+            try:
+                self._run_job(req, user, handle, time.perf_counter())
+            except Exception as err:  # never leave a watcher hanging, whatever went wrong
+                log.exception("image job crashed")
+                reason = hide_paths(str(err))
+                handle.update(status="failed", message=f"Failed: {reason}", error=reason)
+            self._observe(user, handle)
         return handle.snapshot()
+
+    def _observe(self, user: str, handle: ImageJobHandle) -> None:
+        """The finished job's metrics and request log row."""
+        snap, meter = handle.snapshot(), handle.meter
+        model = str(snap.info.get("model") or self.slot.status().model)
+        status = snap.status if snap.status in FINAL_STATES else "failed"
+        images = len(snap.files) if status == "done" else 0
+        duration = meter.elapsed()
+        metrics.job_done("image", status, model, duration, meter.queue_wait_s, meter.device_s)
+        if not snap.info.get("cached"):  # produced by the model: a cache hit's images were made before
+            metrics.produced_images(model, images)
+        if self.request_log is not None:
+            wait = meter.queue_wait_s
+            self.request_log.record(RequestRecord.here(
+                "image", status, user=user, reason=snap.error, duration_s=round(duration, 3),
+                queue_wait_s=None if wait is None else round(wait, 3), model=model, images=images,
+                gpu_s=round(meter.device_s, 6), replica=self.replica, job_id=snap.job_id))
 
     def _run_job(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
         handle.update(status="loading", message=self.slot.status().message())
@@ -228,7 +249,7 @@ class ImageService:
         try:
             if handle.stop_event.is_set():
                 raise JobCancelled()
-            images = self.batcher.run(backend, user, req, seeds, on_step, handle.stop_event, on_place)
+            images = self.batcher.run(backend, user, req, seeds, on_step, handle.stop_event, on_place, handle.meter)
         except JobCancelled:
             self._finish(job, "cancelled", started)
             handle.update(status="cancelled", message=f"Job {job.id}: stopped.", info=self._info(job, seeds, []))
@@ -262,6 +283,7 @@ class ImageService:
         sources = list(hit.files.order_by(ImageFile.index))
         if not sources or not all(self.store.exists(f.path) for f in sources):
             return False  # its files were deleted: compute again
+        handle.meter.running()  # answered without the pipeline: no wait for a batch
         job = self._create_job(req, user, hit.model, seed_used=hit.seed_used, cached=True, digests=digests)
         if problem := self._keep_inputs(req, digests):
             self._fail(job, handle, started, problem)
@@ -294,12 +316,14 @@ class ImageService:
         settings["checkpoint"] = settings.pop("model")
         digests = req.image_digests() if digests is None else digests
         with database.atomic():
-            return ImageJob.create(
+            job = ImageJob.create(
                 user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
                 extra=json.dumps(self.slot.status().details, default=str), cache_key=cache_key, cached=cached,
                 replica=self.replica,
                 init_image_sha=digests["init_image"], mask_sha=digests["mask"], **settings,
             )
+        log_context.bind(job_id=job.id)
+        return job
 
     def _keep_inputs(self, req: ImageRequest, digests: dict[str, str]) -> str:
         """Store the job's input images under inputs/<sha>.png (once per content); the reason when that failed."""

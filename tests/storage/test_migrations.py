@@ -31,7 +31,8 @@ def tables(db: Database) -> set[str]:
 def test_open_applies_every_migration_in_order(db_location: Path | str) -> None:
     db = open_database(db_location)
     assert applied(db) == [name for name, _ in MIGRATIONS]
-    assert {"imagejob", "imagefile", "conversation", "message", "replydraft", "account", "migrations"} <= tables(db)
+    assert {"imagejob", "imagefile", "conversation", "message", "replydraft", "account", "requestlog", "userlimit",
+            "migrations"} <= tables(db)
     if not is_postgres(db):
         assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
 
