@@ -28,7 +28,9 @@ from api.log_format import configure_logging
 from api.metrics_endpoint import is_local, metrics_endpoint
 from api.ownership import FileGrants, SessionGuard
 from api.request_id import RequestId
+from api.request_rows import RequestRows
 from api.rest import add_rest
+from api.server_control import GradioControl
 from api.sessions import SessionJanitor, StreamWatch
 from services.accounts import exposure_problem
 from services.admission import TICKET_STATE_KEY, QueueQuota
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_frontend(app)  # before Gradio's catch-all mount at /
     auth.gradio_app = mount_gradio(app, blocks, services, has_users)
     adopt_gradio(blocks, auth.gradio_app, services, guard)
+    services.admin.control = GradioControl(blocks, auth.gradio_app)  # the admin panel's queue and sessions
     add_gateway(app, blocks, janitor, auth, limiter, enforce, guard, grants)
     return app
 
@@ -83,7 +86,8 @@ def build_blocks(services: Services, enforce_quota: bool) -> Any:
     """The Gradio Blocks (every tab and the named API), queued: its jobs admitted by the per-user quota."""
     from ui.app_ui import build_ui  # imports gradio: only once prepare_environment has run
 
-    quota = QueueQuota(services.settings.user_queue_quota,
+    # Each user's quota: an admin's override, else the setting (services/user_limits.py).
+    quota = QueueQuota(lambda user: services.limits.effective(user).queue_quota,
                        lambda blocks: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY),
                        enforced=enforce_quota, ledger=services.shared.jobs, tell_place=gradio_internals.tell_place)
     blocks = build_ui(services, quota)
@@ -166,21 +170,25 @@ def adopt_gradio(blocks: Any, gradio_app: Any, services: Services, guard: Sessio
 
 def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authenticator, limiter: Limiter,
                 enforce: bool, guard: SessionGuard, grants: FileGrants) -> None:
-    """The middlewares every request passes, outermost first: the body caps, the gateway, the stream watch, and
-    the image editor's upload route (each add_middleware wraps the ones added before it)."""
+    """The middlewares every request passes, outermost first: the request id, the request log's row, the body caps,
+    the gateway, the stream watch, and the image editor's upload route (each add_middleware wraps the ones added
+    before it)."""
     services: Services = app.state.services
     settings = services.settings
     # Inside the gateway, which has resolved the user and counted the request as an upload.
     app.add_middleware(EditorBlobRoute, blocks=blocks, uploads=services.uploads, guard=guard)
     app.add_middleware(StreamWatch, janitor=janitor)
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
-                       enforce=enforce, guard=guard, grants=grants,
+                       enforce=enforce, guard=guard, grants=grants, limits_of=services.limits.effective,
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads})
     # Unused body routes are refused and every body is capped before anything reads it.
     app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes)
-    # Outermost: every answer, the refusals of the body caps and the gateway included, carries the request's id.
+    # Each request's request log row, refusals of the body caps and the gateway included (api/request_rows.py).
+    app.add_middleware(RequestRows, client_ip=auth.client_ip, request_log=services.request_log,
+                       replica=settings.resolved_replica_name)
+    # Outermost: every answer carries the request's id, which its row and its log lines carry too.
     app.add_middleware(RequestId, trusted_proxies=settings.trusted_proxies)
 
 

@@ -94,6 +94,10 @@ class AccountService:
                  "created_at": a.created_at.isoformat()}
                 for a in Account.select().order_by(Account.name)]
 
+    def exists(self, name: str) -> bool:
+        """Whether an account of this name exists."""
+        return bool(name) and Account.select().where(Account.name == name).exists()
+
     def any(self) -> bool:
         """Whether any account exists (if none, a loopback server runs in single-user mode)."""
         return Account.select().exists()

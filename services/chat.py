@@ -264,11 +264,9 @@ class ChatService:
         if not snap.cached:  # a cached reply's tokens were written before
             metrics.produced_tokens(model, prompt, completion, int(snap.usage.get("reasoning_tokens", 0)))
         if self.request_log is not None:
-            wait = meter.queue_wait_s
-            self.request_log.record(RequestRecord.here(
-                "chat", status, user=plan.conversation.user if plan.conversation is not None else None,
-                reason=snap.error, duration_s=round(duration, 3), queue_wait_s=None if wait is None else round(wait, 3),
-                model=model, prompt_tokens=prompt, completion_tokens=completion, gpu_s=round(meter.device_s, 6),
+            self.request_log.record(RequestRecord.of_job(
+                "chat", status, meter, user=plan.conversation.user if plan.conversation is not None else None,
+                reason=snap.error, model=model, prompt_tokens=prompt, completion_tokens=completion,
                 replica=self.replica, job_id=snap.message_id))
 
     def _fail(self, plan: _Plan, handle: ChatHandle, started: float, error: str) -> None:

@@ -15,6 +15,7 @@ from pipelines.image_base import ImageBackend, create_image_backend
 from pipelines.text_base import TextBackend, create_text_backend
 from services import metrics
 from services.accounts import AccountService
+from services.admin import AdminService
 from services.cache import ResultCache
 from services.catalog import Catalog
 from services.chat import ChatService
@@ -56,6 +57,7 @@ class Services:
     shared: SharedState  # rate limits, the quota's ledger and login tokens: process memory, or the replicas' Redis
     request_log: RequestLog  # every request's and job's row, written in batches (issue 26)
     limits: UserLimits  # each user's effective rate limits and queue quota, an admin's overrides applied
+    admin: AdminService  # the admin panel's actions (issue 26)
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -277,12 +279,13 @@ def _assemble(settings: Settings) -> Services:
     shared = open_shared_state(settings)
     # An admin's limit change reaches every replica within a second (a generation counter in the shared state).
     user_limits = UserLimits(default_limits(settings), shared.generations)
-    return Services(settings=settings, accounts=AccountService(), images=images,
-                    history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
-                    text_slot=text_slot, residency=residency, catalog=catalog,
+    accounts, history = AccountService(), HistoryService(settings.images_dir, store)
+    admin = AdminService(accounts, user_limits, history, chat, [image_slot, text_slot], request_log)
+    return Services(settings=settings, accounts=accounts, images=images, history=history, chat=chat,
+                    image_slot=image_slot, text_slot=text_slot, residency=residency, catalog=catalog,
                     uploads=Uploads(upload_limits), torch_threads=threads,
                     replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s), shared=shared,
-                    request_log=request_log, limits=user_limits)
+                    request_log=request_log, limits=user_limits, admin=admin)
 
 
 def default_limits(settings: Settings) -> Limits:

@@ -192,11 +192,9 @@ class ImageService:
         if not snap.info.get("cached"):  # produced by the model: a cache hit's images were made before
             metrics.produced_images(model, images)
         if self.request_log is not None:
-            wait = meter.queue_wait_s
-            self.request_log.record(RequestRecord.here(
-                "image", status, user=user, reason=snap.error, duration_s=round(duration, 3),
-                queue_wait_s=None if wait is None else round(wait, 3), model=model, images=images,
-                gpu_s=round(meter.device_s, 6), replica=self.replica, job_id=snap.job_id))
+            self.request_log.record(RequestRecord.of_job(
+                "image", status, meter, user=user, reason=snap.error, model=model, images=images,
+                replica=self.replica, job_id=snap.job_id))
 
     def _run_job(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
         handle.update(status="loading", message=self.slot.status().message())

@@ -10,6 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Generic, Protocol, TypeVar
 
+from services import log_context
+
 FINAL_STATES = ("done", "cancelled", "failed")
 
 
@@ -25,10 +27,10 @@ S = TypeVar("S", bound=Snapshot)
 
 @dataclasses.dataclass
 class JobMeter:
-    """A job's timeline for the request log and the metrics: when it began, when it first ran on the model (its
-    wait ends there), and its seconds on the model's device."""
+    """A job's timeline for the request log and the metrics: when it began (when its request joined Gradio's queue,
+    if it did), when it first ran on the model (its wait ends there), and its seconds on the model's device."""
 
-    started: float = dataclasses.field(default_factory=time.perf_counter)
+    started: float = dataclasses.field(default_factory=lambda: log_context.QUEUED_AT.get() or time.perf_counter())
     ran_at: float | None = None
     device_s: float = 0.0
 

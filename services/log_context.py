@@ -19,13 +19,19 @@ USER: ContextVar[str | None] = ContextVar("atelier_user", default=None)
 JOB_ID: ContextVar[int | None] = ContextVar("atelier_job_id", default=None)
 CLIENT: ContextVar[str] = ContextVar("atelier_client", default="")
 ROUTE: ContextVar[str] = ContextVar("atelier_route", default="")
+# When the request joined Gradio's queue (time.perf_counter()): a job's wait and duration count from there.
+QUEUED_AT: ContextVar[float | None] = ContextVar("atelier_queued_at", default=None)
 _VARS: dict[str, ContextVar[Any]] = {"request_id": REQUEST_ID, "user": USER, "job_id": JOB_ID, "client": CLIENT,
-                                     "route": ROUTE}
+                                     "route": ROUTE, "queued_at": QUEUED_AT}
+# Where the gateway leaves a request's context in its ASGI scope's state (Starlette's request.state), for the Gradio
+# handlers that run later for it on another task or thread (a queued event keeps its queue/join request).
+SCOPE_KEY = "atelier_log_context"
 
 
 @contextmanager
 def bound(**values: Any) -> Iterator[None]:
-    """Set request_id, user, job_id, client or route for the block (and the threads it starts), then restore."""
+    """Set some of the context (request_id, user, job_id, client, route, queued_at) for the block and the threads it
+    starts, then restore it."""
     tokens = [(_VARS[name], _VARS[name].set(value)) for name, value in values.items()]
     try:
         yield
@@ -35,11 +41,18 @@ def bound(**values: Any) -> Iterator[None]:
 
 
 def bind(**values: Any) -> None:
-    """Set request_id, user, job_id, client or route for the rest of the current context (a job's own thread)."""
+    """Set some of the context for the rest of the current one (a job's own thread)."""
     for name, value in values.items():
         _VARS[name].set(value)
 
 
+def of_request(request: Any) -> dict[str, Any]:
+    """The context the gateway left on a Starlette request (or a Gradio gr.Request wrapping one); {} for none."""
+    http = getattr(request, "request", request)  # gr.Request holds Starlette's request as .request
+    scope = getattr(http, "scope", None) or {}
+    return dict((scope.get("state") or {}).get(SCOPE_KEY) or {})
+
+
 def current() -> dict[str, Any]:
-    """The request id, user, job id, client and route in effect here."""
+    """The request id, user, job id, client, route and queue time in effect here."""
     return {name: var.get() for name, var in _VARS.items()}

@@ -32,6 +32,7 @@ from peewee import DataError, IntegrityError
 from peewee import __exception_wrapper__ as wrap_driver_errors
 
 from services import log_context, metrics
+from services.jobs import JobMeter
 from services.periodic import Periodic
 from storage.connections import database
 from storage.models import RequestLog as Row
@@ -92,6 +93,14 @@ class RequestRecord:
         if fields.get("user") is None:
             fields["user"] = context["user"] or ""
         return cls(kind, status, **fields)
+
+    @classmethod
+    def of_job(cls, kind: str, status: str, meter: JobMeter, **fields: Any) -> RequestRecord:
+        """A finished job's record from its meter (start, duration, wait, device seconds) and the log context."""
+        duration, wait = meter.elapsed(), meter.queue_wait_s
+        return cls.here(kind, status, started_at=utcnow() - dt.timedelta(seconds=duration),
+                        duration_s=round(duration, 3), queue_wait_s=None if wait is None else round(wait, 3),
+                        gpu_s=round(meter.device_s, 6), **fields)
 
     def row(self) -> dict[str, Any]:
         """The record as column values, strings cut to what the columns hold."""

@@ -1,8 +1,9 @@
 """Per-user limits: an admin's overrides of a user's rate limits and queue quota, stored in the database, and the
-effective limits the gateway applies to each request (the settings' defaults, overridden field by field).
+effective limits the gateway applies to each request (the settings' defaults, overridden field by field), with
+whether the account may act at all (a disabled or removed account may not, whatever login it still holds).
 
 Cheap per request: effective() answers from a per-process cache; only a user seen for the first time (or after a
-change) costs one indexed query. Changes reach every replica through a generation counter in the shared state
+change) costs two indexed queries. Changes reach every replica through a generation counter in the shared state
 (storage/shared_state.py: Redis, or process memory for one replica): the replica that changes a user's limits
 bumps it, and each replica reads it at most once per RECHECK_S, dropping its cache when it moved. A cached entry
 is also read again after MAX_AGE_S, which bounds how long a replica can apply old limits when replicas share a
@@ -67,6 +68,8 @@ class Limits:
     reads: str
     queue_quota: int
     overridden: frozenset[str] = field(default_factory=frozenset)
+    # The account is disabled (or was removed): the gateway refuses its requests, whatever its login.
+    disabled: bool = False
 
     def rate(self, kind: str) -> str:
         """The rate for one of the gateway's kinds (image, chat, upload, read)."""
@@ -119,8 +122,11 @@ class UserLimits:
             epoch = self._epoch
         if cached is not None:
             return cached
-        row = UserLimit.select().join(Account).where(Account.name == user).first()
+        account = Account.get_or_none(Account.name == user)
+        row = None if account is None else UserLimit.get_or_none(UserLimit.account == account)
         limits = self._merge(row)
+        if account is None or account.disabled:
+            limits = replace(limits, disabled=True)
         with self._lock:
             if epoch == self._epoch:  # else a change came while this was read: the next call reads it again
                 self._cache[user] = limits
@@ -163,7 +169,7 @@ class UserLimits:
             self._store(user, by, values)
         except IntegrityError:  # another replica added this user's first overrides meanwhile: change those
             self._store(user, by, values)
-        self._changed()
+        self.changed()
         return self.effective(user)
 
     @staticmethod
@@ -189,11 +195,12 @@ class UserLimits:
         removed = UserLimit.delete().where(UserLimit.account.in_(
             Account.select(Account.id).where(Account.name == user))).execute()
         if removed:
-            self._changed()
+            self.changed()
         return bool(removed)
 
-    def _changed(self) -> None:
-        """Tell every replica's cache (this one's at once)."""
+    def changed(self) -> None:
+        """Tell every replica's cache (this one's at once) that a user's limits or account changed (disabled,
+        enabled, removed)."""
         self.generations.bump(GENERATION)
         with self._lock:
             self._clear()

@@ -25,6 +25,7 @@ from ui.common import (
     checked_by_validator,
     error_toast,
     hand_to_handler,
+    job_context,
     read_api,
     scope_of,
     type_errors,
@@ -114,7 +115,8 @@ def register_chat(services: Services, quota: QueueQuota) -> None:
                        request: gr.Request = None) -> AsyncIterator[dict[str, Any]]:
         """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart."""
         try:
-            handle = chat.start(checked_by_validator(request), user=user_of(request))
+            with job_context(request):
+                handle = chat.start(checked_by_validator(request), user=user_of(request))
         except InvalidRequest as err:
             raise error_toast(str(err)) from None
         async for snap in handle.watch():

@@ -71,7 +71,9 @@ def count_read(request: Request) -> None:
     state = request.app.state
     if not state.limiter.enabled:
         return
-    item: RateLimitItem = state.read_limit
+    user = state.auth.user_of(request)
+    # The user's own read limit when an admin set one (services/user_limits.py), else the setting's.
+    item: RateLimitItem = state.services.limits.effective(user).item("read") if user else state.read_limit
     route = request.scope["endpoint"].__name__
     key = state.auth.rate_key(request)
     strategy = state.limiter.limiter

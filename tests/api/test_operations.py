@@ -131,7 +131,6 @@ def test_the_access_setting(access: str, local: bool, status: int) -> None:
 
 def test_a_hanging_readiness_check_answers_503_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
-
     from types import SimpleNamespace
 
     import api.rest.health
