@@ -160,7 +160,7 @@ class AdminService:
     def _delete_data(self, name: str) -> dict[str, Any]:
         images = conversations = 0
         while page := self.history.list_jobs(name, limit=DELETE_PAGE)["jobs"]:
-            images += sum(self.history.delete_job(job["id"], name) for job in page)
+            images += sum(self.history.delete_job(job["job_id"], name) for job in page)
         while page := self.chat.list_conversations(name, limit=DELETE_PAGE)["conversations"]:
             conversations += sum(self.chat.delete_conversation(c["conversation_id"], name) for c in page)
         keys = self.keys.revoke_all(name) if self.keys is not None else 0
