@@ -94,6 +94,10 @@ class AccountService:
                  "created_at": a.created_at.isoformat()}
                 for a in Account.select().order_by(Account.name)]
 
+    def other_admins(self, name: str) -> int:
+        """How many enabled admins there are besides `name`."""
+        return Account.select().where(Account.is_admin & ~Account.disabled & (Account.name != name)).count()
+
     def exists(self, name: str) -> bool:
         """Whether an account of this name exists."""
         return bool(name) and Account.select().where(Account.name == name).exists()

@@ -124,6 +124,8 @@ class AdminService:
         if name == by and (disabled or admin is False):
             raise AdminError("You cannot disable your own account or take back your own admin role; ask another "
                              "admin.", 409)
+        if disabled or admin is False:
+            await asyncio.to_thread(self._keep_an_admin, name, "disabled" if disabled else "demoted")
         done: list[str] = []
         if password is not None:
             await asyncio.to_thread(self._set_password, name, password)
@@ -150,6 +152,7 @@ class AdminService:
         self._known(name)
         if name == by:
             raise AdminError("You cannot delete your own account; ask another admin.", 409)
+        await asyncio.to_thread(self._keep_an_admin, name, "deleted")
         await asyncio.to_thread(self.accounts.set_disabled, name, True)  # no new work while its data goes
         self.limits.changed()
         stopped = await self.control.end_sessions(name) if self.control is not None else 0
@@ -167,6 +170,15 @@ class AdminService:
         self.limits.clear(name)
         self.accounts.remove(name)
         return {"image_jobs": images, "conversations": conversations, "keys": keys}
+
+    def _keep_an_admin(self, name: str, what: str) -> None:
+        """AdminError (409) when `name` is the last enabled admin: the server would have no one left to run it (the
+        self-checks above cover the usual case; this one, two admins demoting each other at once and callers other
+        than the REST routes)."""
+        is_admin = any(u["name"] == name and u["admin"] and not u["disabled"] for u in self.accounts.list())
+        if is_admin and self.accounts.other_admins(name) == 0:
+            raise AdminError(f"{name} is the last enabled admin and cannot be {what}: grant another account the "
+                             "admin role first.", 409)
 
     def _known(self, name: str) -> None:
         if not NAME_PATTERN.match(name) or not self.accounts.exists(name):

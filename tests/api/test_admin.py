@@ -21,6 +21,7 @@ from PIL import Image
 
 from api.server import create_app
 from services.accounts import AccountService
+from services.metrics import REFUSALS
 from services.request_log import RequestRecord, insert_rows
 from storage.db import open_database
 from storage.models import Account, Conversation, ImageFile, ImageJob, Message, UserLimit
@@ -366,3 +367,89 @@ def test_a_users_keys_are_listed_and_revoked_through_the_key_service(app: FastAP
         assert alice.delete("/api/admin/users/carol/keys/laptop").status_code == 404
     finally:
         services.admin.keys = None
+
+
+def test_the_last_enabled_admin_is_never_removed(app: FastAPI) -> None:
+    import asyncio
+
+    from services.admin import AdminError
+
+    admin = app.state.services.admin
+    alice = client(app, "alice")
+    assert alice.post("/api/admin/users", json={"name": "gina", "password": PASSWORD, "admin": True}).status_code == 201
+    assert alice.patch("/api/admin/users/gina", json={"disabled": True}).status_code == 200
+    # gina is an admin but disabled: alice is the last one who can run the server, whoever asks.
+    for change in ({"admin": False}, {"disabled": True}):
+        with pytest.raises(AdminError, match="alice is the last enabled admin") as refused:
+            asyncio.run(admin.update_user("alice", "someone", **change))
+        assert refused.value.status == 409
+    with pytest.raises(AdminError, match="last enabled admin"):
+        asyncio.run(admin.delete_user("alice", "someone"))
+    assert (Account.get(Account.name == "alice").is_admin, Account.get(Account.name == "alice").disabled) == (True,
+                                                                                                              False)
+    # With gina enabled there are two: either may demote the other, and the one left is the last again.
+    assert alice.patch("/api/admin/users/gina", json={"disabled": False}).status_code == 200
+    gina = TestClient(app)
+    assert gina.post("/login", data={"username": "gina", "password": PASSWORD}).status_code == 200
+    assert gina.patch("/api/admin/users/alice", json={"admin": False}).status_code == 200
+    assert alice.get("/api/admin/users").status_code == 403
+    assert gina.patch("/api/admin/users/gina", json={"admin": False}).status_code == 409
+    assert gina.patch("/api/admin/users/alice", json={"admin": True}).status_code == 200
+    assert alice.delete("/api/admin/users/gina").status_code == 200
+
+
+def test_bob_sees_his_own_usage_only(app: FastAPI) -> None:
+    now = dt.datetime.now(dt.UTC)
+    insert_rows([RequestRecord("image", "done", started_at=now, user="alice", images=777, gpu_s=99.0)])
+    bob = client(app, "bob")
+    own = bob.get("/api/usage").json()
+    # A `user` of someone else's is no way in: the figures are still his.
+    assert bob.get("/api/usage?user=alice").json()["users"] == own["users"]
+    assert [u["user"] for u in own["users"]] == ["bob"]
+    assert "777" not in bob.get("/api/usage?user=alice&days=365").text
+    assert client(app).get("/api/usage").status_code == 401
+    alices = client(app, "alice").get("/api/usage").json()["users"][0]
+    assert (alices["user"], alices["images"]) == ("alice", 777)
+
+
+def test_requests_logins_and_refusals_are_logged_and_passwords_never(app: FastAPI) -> None:
+    log = app.state.services.request_log
+    alice, bob = client(app, "alice"), client(app, "bob")
+    read = bob.get("/api/history")
+    request_id = read.headers["x-request-id"]
+    assert TestClient(app).post("/login", data={"username": "bob", "password": "hunter2 is wrong"}).status_code == 400
+    assert TestClient(app).get("/api/history", auth=("bob", "hunter3 is wrong")).status_code == 401
+    refusals_before = REFUSALS.labels("read")._value.get()
+    alice.patch("/api/admin/limits/bob", json={"reads": "1/minute"})
+    try:
+        assert bob.get("/api/history").status_code == 200
+        assert bob.get("/api/history").status_code == 429
+    finally:
+        alice.delete("/api/admin/limits/bob")
+    log.flush()
+    (row,) = alice.get(f"/api/admin/requests?request_id={request_id}").json()["requests"]
+    assert {k: row[k] for k in ("kind", "status", "user", "route", "http_status")} == {
+        "kind": "read", "status": "done", "user": "bob", "route": "/api/history", "http_status": 200}
+    logins = alice.get("/api/admin/requests?kind=login&user=bob&status=failed&limit=10").json()["requests"]
+    assert len(logins) >= 2
+    refused = alice.get("/api/admin/requests?user=bob&status=refused&limit=5").json()["requests"]
+    assert [(r["kind"], r["http_status"]) for r in refused[:1]] == [("read", 429)]
+    assert "the limit is 1 per 1 minute" in refused[0]["reason"]
+    assert REFUSALS.labels("read")._value.get() == refusals_before + 1
+    everything = alice.get("/api/admin/requests?limit=500").text
+    assert "hunter2" not in everything
+    assert "hunter3" not in everything
+
+
+def test_a_demoted_admin_loses_the_admin_routes_and_metrics_at_once(app: FastAPI) -> None:
+    alice = client(app, "alice")
+    assert alice.post("/api/admin/users", json={"name": "hank", "password": PASSWORD, "admin": True}).status_code == 201
+    hank = TestClient(app)
+    assert hank.post("/login", data={"username": "hank", "password": PASSWORD}).status_code == 200
+    assert hank.get("/metrics").status_code == 200  # the test client is no loopback peer: his admin role lets him in
+    assert hank.get("/api/admin/users").status_code == 200
+    assert alice.patch("/api/admin/users/hank", json={"admin": False}).status_code == 200
+    assert hank.get("/metrics").status_code == 403
+    assert hank.get("/api/admin/users").status_code == 403
+    assert client(app, "bob").get("/metrics").status_code == 403
+    assert alice.delete("/api/admin/users/hank").status_code == 200
