@@ -178,7 +178,8 @@ def job_context(request: gr.Request | None) -> AbstractContextManager[None]:
     """The request's context (its id, user, client address, route, when it joined the queue), bound around a job's
     start: the job's thread inherits it, so its log lines and its request log row carry them
     (services/log_context.py)."""
-    return log_context.bound(**log_context.of_request(request), user=user_of(request))
+    # The gateway's context names the user too: the handler's own word (gr.Request's) is the one bound.
+    return log_context.bound(**{**log_context.of_request(request), "user": user_of(request)})
 
 
 def scope_of(services: Services, request: gr.Request | None) -> str | None:
