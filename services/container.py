@@ -16,15 +16,19 @@ from pipelines.text_base import TextBackend, create_text_backend
 from services import metrics
 from services.accounts import AccountService
 from services.admin import AdminService
+from services.api_keys import ApiKeyService
 from services.cache import ResultCache
 from services.catalog import Catalog
 from services.chat import ChatService
 from services.history import HistoryService
+from services.image_links import ImageLinks
 from services.images import ImageService
 from services.model_slots import ModelChoice, ModelSlot
+from services.preferences import Preferences
 from services.replicas import ReplicaWatch
 from services.request_log import RequestLog
 from services.residency import Residency
+from services.running import RunningJobs
 from services.uploads import UploadLimits, Uploads
 from services.user_limits import Limits, UserLimits
 from settings import Profile, Settings
@@ -58,6 +62,13 @@ class Services:
     request_log: RequestLog  # every request's and job's row, written in batches (issue 26)
     limits: UserLimits  # each user's effective rate limits and queue quota, an admin's overrides applied
     admin: AdminService  # the admin panel's actions (issue 26)
+    running: RunningJobs  # the image jobs and replies running now, by user, from every way in
+    api_keys: ApiKeyService  # keys that stand for a user on the APIs
+    preferences: Preferences  # per-user API defaults (AUTOMATIC1111's options)
+    image_links: ImageLinks  # expiring links to stored images (OpenAI's image URLs)
+    # The configured default models: their labels (as the health page and PNGs name them), and the image model's
+    # source (a hub id or a folder), which the APIs list beside the checkpoints of the models folder.
+    default_models: dict[str, str]
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -71,6 +82,17 @@ class Services:
             "replica_watch": self.replicas.describe(),
             "request_log": self.request_log.describe(),
         }
+
+    def memory(self) -> dict[str, Any]:
+        """The machine's RAM and, with CUDA, the GPU memory torch holds (AUTOMATIC1111's /sdapi/v1/memory)."""
+        import psutil
+
+        from pipelines.devices import gpu_memory
+
+        ram = psutil.virtual_memory()
+        gpu = gpu_memory()
+        return {"ram": {"free": ram.available, "used": ram.total - ram.available, "total": ram.total},
+                "cuda": {"system": gpu} if gpu is not None else {"error": "no CUDA device is in use"}}
 
     def warm_up(self) -> None:
         """Start loading models in the background."""
@@ -132,10 +154,16 @@ def _model_choice(catalog: Catalog, default: str, default_label: str | None) -> 
     return ModelChoice(resolve, apply)
 
 
+def _tiny_sd_dir(settings: Settings) -> Path | None:
+    """Where the tiny Stable Diffusion is built, when it is the image model."""
+    local = settings.image_backend == "diffusers"
+    return settings.models_dir / "tiny-sd" if local and settings.resolved_image_model == "tiny" else None
+
+
 def _image_slot(settings: Settings, catalog: Catalog | None = None) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
     local = settings.image_backend == "diffusers"
-    tiny_dir = settings.models_dir / "tiny-sd" if local and model == "tiny" else None
+    tiny_dir = _tiny_sd_dir(settings)
     options: dict[str, Any] = {}
     if settings.image_backend == "a1111":
         # A remote WebUI loads no local weights; an explicit image model is only checked against its checkpoint.
@@ -255,11 +283,12 @@ def _assemble(settings: Settings) -> Services:
     upload_limits = UploadLimits.from_settings(settings)
     request_log = RequestLog(settings.request_log, settings.request_log_max_pending,
                              settings.request_log_retention_days)
+    running = RunningJobs()  # the image jobs and replies of every way in, by user (services/running.py)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
                           max_batch_images=settings.resolved_max_batch_images, store=store,
                           upload_limits=upload_limits, catalog=catalog,
                           remote_names=settings.image_backend != "diffusers", replica=settings.resolved_replica_name,
-                          request_log=request_log)
+                          request_log=request_log, running=running)
     text_slot = _text_slot(settings)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
@@ -267,7 +296,7 @@ def _assemble(settings: Settings) -> Services:
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
                                              max_message_chars=settings.max_message_chars), defaults, cache,
                        concurrency=settings.resolved_text_concurrency, replica=settings.resolved_replica_name,
-                       request_log=request_log)
+                       request_log=request_log, running=running)
     if not join_replicas(db, lambda: _recover(images, chat), name=settings.resolved_replica_name):
         # Others are running: only what this replica (by its name) left unfinished before it stopped is surely
         # over; another stopped replica's work is recovered by its own restart, or when a replica starts alone.
@@ -280,12 +309,16 @@ def _assemble(settings: Settings) -> Services:
     # An admin's limit change reaches every replica within a second (a generation counter in the shared state).
     user_limits = UserLimits(default_limits(settings), shared.generations)
     accounts, history = AccountService(), HistoryService(settings.images_dir, store)
-    admin = AdminService(accounts, user_limits, history, chat, [image_slot, text_slot], request_log)
+    api_keys = ApiKeyService()
+    admin = AdminService(accounts, user_limits, history, chat, [image_slot, text_slot], request_log, api_keys)
     return Services(settings=settings, accounts=accounts, images=images, history=history, chat=chat,
                     image_slot=image_slot, text_slot=text_slot, residency=residency, catalog=catalog,
                     uploads=Uploads(upload_limits), torch_threads=threads,
                     replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s), shared=shared,
-                    request_log=request_log, limits=user_limits, admin=admin)
+                    request_log=request_log, limits=user_limits, admin=admin, running=running, api_keys=api_keys,
+                    preferences=Preferences(), image_links=ImageLinks(),
+                    default_models={"image": image_slot.status().model, "text": text_slot.status().model,
+                                    "image_source": str(_tiny_sd_dir(settings) or settings.resolved_image_model)})
 
 
 def default_limits(settings: Settings) -> Limits:

@@ -22,6 +22,7 @@ from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
 from services.request_log import RequestLog, RequestRecord
+from services.running import RunningJobs
 from storage.blobs import BlobStore, LocalStore
 from storage.connections import database
 from storage.files import Parameters, image_name
@@ -81,7 +82,8 @@ class ImageService:
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
                  max_batch_images: int = 1, store: BlobStore | None = None,
                  upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None,
-                 remote_names: bool = False, replica: str = "", request_log: RequestLog | None = None) -> None:
+                 remote_names: bool = False, replica: str = "", request_log: RequestLog | None = None,
+                 running: RunningJobs | None = None) -> None:
         self.slot = slot
         self.request_log = request_log  # each finished job's row (None: metrics only)
         self.images_dir = images_dir
@@ -100,6 +102,8 @@ class ImageService:
         # One pipeline call at a time, whatever path (UI, API, bench) a job came from; jobs that wait together
         # and share a shape ride in the same call.
         self.batcher = ImageBatcher(max_batch_images)
+        # Every job this process runs, by user: its owner sees and stops it from any way in (services/running.py).
+        self.running = running or RunningJobs()
 
     @property
     def concurrency(self) -> int:
@@ -162,9 +166,11 @@ class ImageService:
         return params, errors
 
     # 2. Running ----------------------------------------------------------------------------------
-    def start(self, req: ImageRequest, user: str = "") -> ImageJobHandle:
-        """Run the job in a worker thread and return its handle at once."""
+    def start(self, req: ImageRequest, user: str = "", source: str = "web", ref: str | None = None) -> ImageJobHandle:
+        """Run the job in a worker thread and return its handle at once; the job is listed among the user's running
+        jobs (on the quota reservation `ref` when an API took one), `source` saying how it came in."""
         handle = ImageJobHandle()
+        self.running.add(handle, user, "image", source, req.prompt, ref)
         handle.start(self.run, req, user, handle, name="image-job")
         return handle
 

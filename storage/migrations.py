@@ -210,6 +210,39 @@ def m006_replica_owner(db: Database) -> None:
         ddl(db, f"CREATE INDEX IF NOT EXISTS {table}_replica ON {table} (replica)")
 
 
+def m010_api_keys(db: Database) -> None:
+    """API keys (stored as a sha256 digest, never the key itself), each user's API defaults (AUTOMATIC1111's
+    options such as sd_model_checkpoint, per user) and the replicas' shared secrets."""
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS apikey (
+            id $id,
+            "user" VARCHAR(255) NOT NULL,
+            name VARCHAR(255) NOT NULL,
+            digest VARCHAR(255) NOT NULL UNIQUE,
+            prefix VARCHAR(255) NOT NULL,
+            created_at $datetime NOT NULL,
+            last_used_at $datetime
+        )
+        """)
+    ddl(db, 'CREATE UNIQUE INDEX IF NOT EXISTS apikey_user_name ON apikey ("user", name)')
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS useroption (
+            id $id,
+            "user" VARCHAR(255) NOT NULL,
+            name VARCHAR(255) NOT NULL,
+            value TEXT NOT NULL,
+            updated_at $datetime NOT NULL
+        )
+        """)
+    ddl(db, 'CREATE UNIQUE INDEX IF NOT EXISTS useroption_user_name ON useroption ("user", name)')
+    # Secrets every replica shares, such as the key that signs the expiring image URLs of OpenAI's API.
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS serversecret (
+            id $id,
+            name VARCHAR(255) NOT NULL UNIQUE,
+            value VARCHAR(255) NOT NULL
+        )
+        """)
 def m030_request_log(db: Database) -> None:
     """The request log: one row per request and per job (issue 26). PostgreSQL numbers rows with a bigint: a busy
     server writes billions over its life, more than a 4-byte serial holds."""
@@ -272,7 +305,8 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("004_reply_drafts", m004_reply_drafts),
     ("005_image_modes", m005_image_modes),
     ("006_replica_owner", m006_replica_owner),
-    # 010_… (API keys) and 020_… (search) are other branches'; issue 26's come after them.
+    ("010_api_keys", m010_api_keys),
+    # Issue 26's (030_…, 031_…) come after the API keys' (010_…) and leave 020_… to search.
     ("030_request_log", m030_request_log),
     ("031_admin_and_limits", m031_admin_and_limits),
 ]

@@ -199,6 +199,42 @@ class Account(BaseModel):
     disabled = BooleanField(default=False)  # may not log in; keeps the account and its work (migration 031)
 
 
+class ApiKey(BaseModel):
+    """A key that stands for a user on the APIs (Authorization: Bearer); only its sha256 digest is kept."""
+
+    id = AutoField()
+    user = CharField()  # the account's name
+    name = CharField()  # the label the user gave it, unique per user
+    digest = CharField(unique=True)
+    prefix = CharField()  # its first characters, so that a list tells keys apart
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class UserOption(BaseModel):
+    """One per-user API default (AUTOMATIC1111's options: sd_model_checkpoint, sd_vae), as JSON."""
+
+    id = AutoField()
+    user = CharField()
+    name = CharField()
+    value = TextField()
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class ServerSecret(BaseModel):
+    """A random secret every replica shares (made once, by whichever replica needs it first)."""
+
+    id = AutoField()
+    name = CharField(unique=True)
+    value = CharField()
+
+
 class RequestLog(BaseModel):
     """One request or one job, however it came in: who, from where, what, how it ended and what it cost (issue 26;
     written in batches by services/request_log.py)."""
@@ -245,5 +281,5 @@ class UserLimit(BaseModel):
         table_name = "userlimit"
 
 
-ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account, RequestLog,
-                                     UserLimit]
+ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account, ApiKey,
+                                     UserOption, ServerSecret, RequestLog, UserLimit]

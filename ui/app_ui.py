@@ -7,6 +7,7 @@ import gradio as gr
 from services.admission import QueueQuota
 from services.container import Services
 from ui import (
+    account_tab,
     admin_tab,
     api_endpoints,
     chat_tab,
@@ -39,6 +40,7 @@ def build_ui(services: Services, quota: QueueQuota) -> gr.Blocks:
             pnginfo_tab.render(tabs, image, img2img, inpaint)
             usage_tab.render(services)  # issue 26: your own usage; the Admin tab, shown to admins only
             admin_tab.show_to_admins(services, blocks, admin_tab.render(services))
+            account_tab.render(services)
         api_endpoints.register_all(services, quota)
     quota.blocks = blocks
     return blocks

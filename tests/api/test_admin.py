@@ -124,7 +124,6 @@ def test_a_change_from_another_site_is_refused(app: FastAPI) -> None:
     ("DELETE", "/api/admin/users/alice", None, 409, "your own account"),
     ("DELETE", "/api/admin/users/nobody", None, 404, "no user 'nobody'"),
     ("GET", "/api/admin/users/nobody/keys", None, 404, "no user 'nobody'"),
-    ("GET", "/api/admin/users/carol/keys", None, 404, "API keys are not part of this server"),
     ("DELETE", "/api/admin/users/carol/keys/" + "k" * 65, None, 422, "key"),
     ("GET", "/api/admin/usage?days=0", None, 422, "days"),
     ("GET", "/api/admin/usage?days=5&since=2026-01-01T00:00:00", None, 422, "either since or days"),
@@ -356,7 +355,7 @@ class KeysStandIn:
 
 def test_a_users_keys_are_listed_and_revoked_through_the_key_service(app: FastAPI) -> None:
     services = app.state.services
-    services.admin.keys = KeysStandIn()
+    real, services.admin.keys = services.admin.keys, KeysStandIn()
     try:
         alice = client(app, "alice")
         assert alice.get("/api/admin/users/carol/keys").json() == {"keys": services.admin.keys.keys["carol"]}
@@ -366,7 +365,17 @@ def test_a_users_keys_are_listed_and_revoked_through_the_key_service(app: FastAP
         assert alice.get("/api/admin/users/carol/keys").json() == {"keys": []}
         assert alice.delete("/api/admin/users/carol/keys/laptop").status_code == 404
     finally:
-        services.admin.keys = None
+        services.admin.keys = real
+
+
+def test_the_admin_lists_and_revokes_keys_made_by_the_key_service(app: FastAPI) -> None:
+    alice, bob = client(app, "alice"), client(app, "bob")
+    key, _ = app.state.services.api_keys.create("carol", "laptop")
+    assert [k["name"] for k in alice.get("/api/admin/users/carol/keys").json()["keys"]] == ["laptop"]
+    assert key not in alice.get("/api/admin/users/carol/keys").text  # never the key itself
+    assert bob.get("/api/admin/users/carol/keys").status_code == 403
+    assert alice.delete("/api/admin/users/carol/keys/laptop").status_code == 204
+    assert app.state.services.api_keys.user_of(key) is None
 
 
 def test_the_last_enabled_admin_is_never_removed(app: FastAPI) -> None:
