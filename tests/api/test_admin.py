@@ -462,3 +462,10 @@ def test_a_demoted_admin_loses_the_admin_routes_and_metrics_at_once(app: FastAPI
     assert hank.get("/api/admin/users").status_code == 403
     assert client(app, "bob").get("/metrics").status_code == 403
     assert alice.delete("/api/admin/users/hank").status_code == 200
+
+
+def test_me_says_who_asks_and_whether_an_admin(app: FastAPI) -> None:
+    assert client(app, "alice").get("/api/me").json() == {"name": "alice", "admin": True}
+    assert client(app, "bob").get("/api/me").json() == {"name": "bob", "admin": False}
+    assert client(app, "bob").get("/api/me?name=alice").json()["name"] == "bob"
+    assert client(app).get("/api/me").status_code == 401
