@@ -115,7 +115,8 @@ def add_dialects(app: FastAPI, blocks: Any, auth: Authenticator, enforce: bool, 
     what the gateway and the body caps need of each."""
     services: Services = app.state.services
     settings = services.settings
-    quota = Quota(settings.user_queue_quota, enforce, lambda: queued(blocks), services.shared.jobs)
+    quota = Quota(settings.user_queue_quota, enforce, lambda: queued(blocks), services.shared.jobs,
+                  limit_of=lambda user: services.limits.effective(user).queue_quota)  # an admin's override
     return mount_dialects(app, DialectContext(services, auth, quota, lambda: gradio_internals.queue_size(blocks),
                                               settings.queue_max_size, has_users))
 
