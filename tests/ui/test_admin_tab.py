@@ -205,3 +205,32 @@ def test_the_period_and_the_rows_as_the_tables_show_them() -> None:
            "duration_s": 0.01, "queue_wait_s": None, "model": "", "images": 0, "prompt_tokens": 0,
            "completion_tokens": 0, "gpu_s": 0.0, "replica": "a", "request_id": "r1"}
     assert request_rows([row])[0][:3] == [1, "2026-01-01 08:00:00", "bob"]
+
+
+IMAGE: dict[str, Any] = {"prompt": "a fox", "negative_prompt": "", "width": 64, "height": 64, "steps": 1,
+                         "cfg_scale": 7.0, "seed": 42, "sampler": "Euler a", "batch_count": 1}
+
+
+def test_a_gradio_job_is_one_request_log_row_with_its_request(site: Site) -> None:
+    http = site.http("bob")
+    event = page(site, "bob").event("generate_image")
+    session = uuid.uuid4().hex
+    joined = http.post(f"{GRADIO}/queue/join", json={"data": list(IMAGE.values()), "fn_index": event["id"],
+                                                     "session_hash": session})
+    assert joined.status_code == 200, joined.text
+    request_id = joined.headers["x-request-id"]
+    with http.stream("GET", f"{GRADIO}/queue/data", params={"session_hash": session}) as stream:
+        messages = [json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:")]
+    (done,) = [m for m in messages if m.get("msg") == "process_completed"]
+    assert done["success"], done
+    log = site.app.state.services.request_log
+    log.flush()
+    rows = site.app.state.services.admin.requests(request_id=request_id, limit=10)["requests"]
+    (row,) = rows  # the job's row is the request's row: no second one for the queue/join
+    assert {k: row[k] for k in ("kind", "status", "user", "client", "route", "images")} == {
+        "kind": "image", "status": "done", "user": "bob", "client": "127.0.0.1", "route": "/generate_image",
+        "images": 1}
+    assert row["queue_wait_s"] is not None
+    assert row["duration_s"] >= row["queue_wait_s"] >= 0
+    assert row["gpu_s"] > 0
+    assert row["job_id"] is not None
