@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_frontend(app)  # before Gradio's catch-all mount at /
     auth.gradio_app = mount_gradio(app, blocks, services, has_users)
     adopt_gradio(blocks, auth.gradio_app, services, guard)
-    services.admin.control = GradioControl(blocks, auth.gradio_app)  # the admin panel's queue and sessions
+    services.admin.control = GradioControl(blocks, auth.gradio_app, services.running)  # its queue and sessions
     bridge.gradio_app = auth.gradio_app
     mcp.install(blocks, bridge)
     add_gateway(app, blocks, janitor, auth, limiter, enforce, guard, grants, [*dialects, mcp.DIALECT], bridge)

@@ -469,3 +469,19 @@ def test_me_says_who_asks_and_whether_an_admin(app: FastAPI) -> None:
     assert client(app, "bob").get("/api/me").json() == {"name": "bob", "admin": False}
     assert client(app, "bob").get("/api/me?name=alice").json()["name"] == "bob"
     assert client(app).get("/api/me").status_code == 401
+
+
+def test_the_queue_lists_and_stops_the_other_apis_jobs_too(app: FastAPI) -> None:
+    from tests.services.test_running import handle
+
+    running = app.state.services.running
+    job = handle()
+    ref = running.add(job, "bob", "image", "openai", "a fox").ref
+    alice, bob = client(app, "alice"), client(app, "bob")
+    listed = [j for j in alice.get("/api/admin/queue").json()["jobs"] if j["id"] == ref]
+    assert [(j["user"], j["route"], j["kind"], j["status"]) for j in listed] == [("bob", "/v1", "image", "running")]
+    assert bob.delete(f"/api/admin/queue/{ref}").status_code == 403
+    assert not job.stop_event.is_set()
+    assert alice.delete(f"/api/admin/queue/{ref}").status_code == 204
+    assert job.stop_event.is_set()
+    job.update(status="cancelled")  # over: the registry forgets it
