@@ -50,6 +50,8 @@ test("a user who is no admin sees no admin panel in either UI and is refused its
   await logInToReact(page, "bob");
   await expect(page.getByTestId("nav-account")).toBeVisible();
   await expect(page.getByTestId("nav-admin")).toHaveCount(0);
+  await page.getByTestId("nav-account").click();
+  await expect(page.getByTestId("my-usage")).toContainText("GPU seconds"); // his own usage, in the account screen
   expect((await page.request.get(`${ROOT}/api/admin/users`)).status()).toBe(403);
   expect((await page.request.get(`${ROOT}/api/admin/requests`)).status()).toBe(403);
   await page.goto(`${ROOT}/`);

@@ -4,6 +4,7 @@ import { Button } from "@/components/ui/button";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { AccountScreen } from "@/components/AccountScreen";
 import { AdminScreen } from "@/components/AdminScreen";
+import { UsageCard } from "@/components/UsageCard";
 import { ChatScreen } from "@/components/ChatScreen";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { HistoryScreen } from "@/components/HistoryScreen";
@@ -234,6 +235,11 @@ export default function App() {
             </TabsContent>
             <TabsContent value="account" className="data-[state=inactive]:hidden">
               <AccountScreen root={root} username={state.username} refreshKey={historyKey} />
+              {state.username ? (
+                <div className="mt-4">
+                  <UsageCard root={root} refreshKey={historyKey} />
+                </div>
+              ) : null}
             </TabsContent>
             {admin ? (
               <TabsContent value="admin" className="data-[state=inactive]:hidden">

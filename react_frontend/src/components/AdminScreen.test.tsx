@@ -91,3 +91,18 @@ describe("limitChange", () => {
     expect(limitChange({ image_jobs: "", chat_messages: "", uploads: "", reads: "", queue_quota: "many" }).queue_quota).toBe("many");
   });
 });
+
+describe("UsageCard", () => {
+  it("shows your own figures and asks again for another period", async () => {
+    const figures = { user: "bob", jobs: 5, done: 4, failed: 1, cancelled: 0, image_jobs: 4, chat_replies: 1, images: 4,
+      prompt_tokens: 10, completion_tokens: 30, gpu_seconds: 3.5 };
+    const calls = serve({ "GET /api/usage": [200, { since: "", until: "", users: [figures] }] });
+    const { UsageCard } = await import("./UsageCard");
+    render(<UsageCard root={root} refreshKey={0} />);
+    const shown = await screen.findByTestId("my-usage");
+    await waitFor(() => expect(within(shown).getByText("GPU seconds").nextSibling?.textContent).toBe("3.5"));
+    expect(calls[0].path).toBe("/api/usage?days=30");
+    fireEvent.change(screen.getByLabelText("Period"), { target: { value: "7" } });
+    await waitFor(() => expect(calls.at(-1)?.path).toBe("/api/usage?days=7"));
+  });
+});

@@ -151,6 +151,11 @@ export async function usage(root: string, days: number, fetchImpl: typeof fetch 
   return request<UsageReport>(root, `api/admin/usage?days=${encodeURIComponent(String(days))}`, {}, fetchImpl);
 }
 
+/** Your own usage over the last `days` days (GET /api/usage: yours only, for anyone logged in). */
+export async function myUsage(root: string, days: number, fetchImpl: typeof fetch = fetch): Promise<UsageReport> {
+  return request<UsageReport>(root, `api/usage?days=${encodeURIComponent(String(days))}`, {}, fetchImpl);
+}
+
 /** A page of the request log, newest first; only the filters given are sent. */
 export async function findRequests(root: string, filters: RequestFilters, fetchImpl: typeof fetch = fetch): Promise<RequestPage> {
   const query = new URLSearchParams();
