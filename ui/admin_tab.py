@@ -161,9 +161,10 @@ def _wire_user_events(view: UsersView, load: Handler, create: Handler, change: C
                           **ADMIN_EVENT).success(keys, inputs=[view.name], outputs=[view.keys], **ADMIN_EVENT)
 
 
-def render(services: Services) -> gr.Tab:
-    """The Admin tab, hidden; the app shows it to admins when their page loads (show_to_admins)."""
-    with gr.Tab("Admin", id="admin", visible=False, elem_id="admin-tab") as tab, gr.Tabs():
+def render(services: Services) -> gr.Accordion:
+    """The admin panel below the tabs, hidden; the app shows it to admins when their page loads (show_to_admins).
+    Not a tab: Gradio 6.31 draws a tab made visible after the page loaded, but a click on it selects nothing."""
+    with gr.Accordion("Admin", open=True, visible=False, elem_id="admin-tab") as tab, gr.Tabs():
         with gr.Tab("Users"):
             users = users_layout()
         with gr.Tab("Limits"):
@@ -181,10 +182,10 @@ def render(services: Services) -> gr.Tab:
     return tab
 
 
-def show_to_admins(services: Services, blocks: gr.Blocks, tab: gr.Tab) -> None:
-    """Show the Admin tab on the page of an admin, and only there."""
+def show_to_admins(services: Services, blocks: gr.Blocks, tab: gr.Accordion) -> None:
+    """Show the admin panel on the page of an admin, and only there."""
 
-    def visible(request: gr.Request) -> gr.Tab:
-        return gr.Tab(visible=services.accounts.viewer(user_of(request)).admin)
+    def visible(request: gr.Request) -> gr.Accordion:
+        return gr.Accordion(visible=services.accounts.viewer(user_of(request)).admin)
 
     blocks.load(visible, outputs=[tab], **PRIVATE)

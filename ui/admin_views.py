@@ -216,7 +216,9 @@ def wire_limits(services: Services, view: LimitsView) -> None:
     async def save(name: str, image_jobs: str, chat_messages: str, uploads: str, reads: str,
                    queue_quota: float | None, request: gr.Request) -> Said:
         values = (image_jobs, chat_messages, uploads, reads, queue_quota)
-        changes = {f: (None if v in (None, "") else (int(v) if f == "queue_quota" else str(v).strip()))
+        # An empty field keeps the server's setting; the quota's number box shows an empty value as 0, never a quota.
+        changes = {f: (None if v in (None, "") or (f == "queue_quota" and not v)
+                       else (int(v) if f == "queue_quota" else str(v).strip()))
                    for f, v in zip(OVERRIDABLE, values, strict=True)}
         found = await asyncio.to_thread(admin.set_limits, name_of(name), user_of(request), changes)
         said = ", ".join(f"{k}={v if v is not None else 'default'}" for k, v in changes.items())

@@ -38,9 +38,9 @@ def build_ui(services: Services, quota: QueueQuota) -> gr.Blocks:
             chat_tab.render(services, quota)
             history_tab.render(services, image, tabs)
             pnginfo_tab.render(tabs, image, img2img, inpaint)
-            usage_tab.render(services)  # issue 26: your own usage; the Admin tab, shown to admins only
-            admin_tab.show_to_admins(services, blocks, admin_tab.render(services))
+            usage_tab.render(services)  # issue 26: your own usage
             account_tab.render(services)
+        admin_tab.show_to_admins(services, blocks, admin_tab.render(services))  # issue 26: shown to admins only
         api_endpoints.register_all(services, quota)
     quota.blocks = blocks
     return blocks

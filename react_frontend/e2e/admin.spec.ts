@@ -57,4 +57,21 @@ test("a user who is no admin sees no admin panel in either UI and is refused its
   await page.goto(`${ROOT}/`);
   await expect(page.getByRole("tab", { name: "Usage" })).toBeVisible();
   await expect(page.getByRole("tab", { name: "Admin" })).toHaveCount(0);
+  await expect(page.locator("#admin-tab")).toBeHidden();
+});
+
+test("the Gradio UI's admin panel lists the users and sets limits for an admin", async ({ page }) => {
+  const answer = await page.request.post(`${ROOT}/login`, { form: { username: "erin", password: E2E_PASSWORD } });
+  expect(answer.status()).toBe(200);
+  await page.goto(`${ROOT}/`);
+  const panel = page.locator("#admin-tab");
+  await expect(panel).toBeVisible();
+  await panel.getByRole("button", { name: "Refresh" }).first().click();
+  await expect(page.locator("#admin-users")).toContainText("bob");
+  await panel.getByRole("tab", { name: "Limits" }).click();
+  await page.locator("#admin-limits-user textarea, #admin-limits-user input").first().fill("carol");
+  await page.locator("#admin-limit-reads textarea, #admin-limit-reads input").first().fill("500/hour");
+  await page.locator("#admin-limits-save").click();
+  await expect(panel.getByText("Overridden: reads")).toBeVisible();
+  await keepScreenshot(page, "gradio-admin-panel");
 });

@@ -160,6 +160,10 @@ def test_alice_runs_the_panel(site: Site) -> None:
     assert not Account.select().where(Account.name == "erin").exists()
     saved = call(site, "alice", found.event("save"), ["dora", "2/minute", "", "", "", 3])
     assert saved["output"]["data"][:5] == ["2/minute", None, None, None, 3]
+    # The quota's number box shows an empty value as 0: that keeps the setting, it is never refused as a quota.
+    kept = call(site, "alice", found.event("save"), ["dora", "2/minute", "", "", "", 0])
+    assert kept["success"], kept
+    assert kept["output"]["data"][:5] == ["2/minute", None, None, None, None]
     bad = call(site, "alice", found.event("save"), ["dora", "often", "", "", "", None])
     assert "'often' is not a rate" in bad["output"]["error"]
     own = call(site, "alice", found.event("changed"), ["alice"])  # Disable, on herself
@@ -174,6 +178,8 @@ def test_alice_runs_the_panel(site: Site) -> None:
     assert "created dora" in reasons
     assert "set the limits of dora: image_jobs=2/minute, chat_messages=default, uploads=default, reads=default, " \
            "queue_quota=3" in reasons
+    assert "set the limits of dora: image_jobs=2/minute, chat_messages=default, uploads=default, reads=default, " \
+           "queue_quota=default" in reasons
     assert any(r.startswith("deleted dora:") for r in reasons)
 
 
