@@ -297,6 +297,12 @@ def m031_admin_and_limits(db: Database) -> None:
     )
 
 
+def cn01_controlnet_units(db: Database) -> None:
+    """An image job's ControlNet units (issue 24): their settings as JSON, each unit's picture by its inputs/ path."""
+    if "controlnet" not in {c.name for c in db.get_columns("imagejob")}:
+        ddl(db, "ALTER TABLE imagejob ADD COLUMN controlnet TEXT NOT NULL DEFAULT '[]'")
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
@@ -306,7 +312,8 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_image_modes", m005_image_modes),
     ("006_replica_owner", m006_replica_owner),
     ("010_api_keys", m010_api_keys),
-    # Issue 26's (030_…, 031_…) come after the API keys' (010_…) and leave 020_… to search.
+    ("cn01_controlnet_units", cn01_controlnet_units),
+    # Issue 26's (030_…, 031_…) come after the API keys' (010_…) and ControlNet's; 020_… is left to search.
     ("030_request_log", m030_request_log),
     ("031_admin_and_limits", m031_admin_and_limits),
 ]

@@ -36,6 +36,7 @@ IMG2IMG_NAMES = ("init_image", "denoising_strength", "resize_mode")
 INPAINT_NAMES = ("mask", "mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
                  "inpainting_mask_invert")
 IMAGE_NAMES = ("init_image", "mask")
+CONTROLNET_NAMES = ("controlnet",)  # the units, last (ui/controlnet_panel.py)
 # AUTOMATIC1111's API defaults for what a request may leave out (see ISSUE13's contract and pipelines/image_base).
 A1111_DEFAULTS: dict[str, Any] = {
     "enable_hr": False, "hr_scale": 2.0, "hr_upscaler": "Latent", "hr_second_pass_steps": 0,
@@ -65,6 +66,9 @@ PARAM_DOCS: dict[str, str] = {
     "denoising_strength": "how much to change: 0 keeps the picture, 1 replaces it",
     "model": "the checkpoint by name (the models endpoint lists them; empty: the server's default)",
     "vae": "the VAE by name (empty: the checkpoint's own)",
+    "controlnet": ("ControlNet units: a list of objects in sd-webui-controlnet's names (image as base64, module, model "
+                   "as /models lists it, weight, guidance_start, guidance_end, control_mode, resize_mode, …); "
+                   "empty: none"),
     "init_image": "the picture to start from (an uploaded image file)",
     "resize_mode": "how the picture is brought to the size: 0 just resize, 1 crop and resize, 2 resize and fill",
     "mask": "where to repaint: white is repainted, black kept (an uploaded image file)",

@@ -12,7 +12,7 @@ import gradio as gr
 from services.admission import QueueQuota
 from services.chat import split_prompt_answer
 from services.container import Services
-from ui import image_form
+from ui import controlnet_panel, image_form
 from ui.common import (
     PRIVATE,
     RAW_INPUTS,
@@ -27,7 +27,8 @@ from ui.common import (
 
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.
-PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.HIRES_NAMES, *image_form.MODEL_NAMES)
+PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.HIRES_NAMES, *image_form.MODEL_NAMES,
+               *image_form.CONTROLNET_NAMES)
 
 
 @dataclass
@@ -64,13 +65,15 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
                 with gr.Accordion("Settings", open=True):
                     settings = image_form.settings_sliders(services)
                 hires = image_form.hires_fields(services)
+                panel = controlnet_panel.render(services, "image", settings["width"], settings["height"])
             with gr.Column(scale=6):
                 column = image_form.job_column("image")
         timer = gr.Timer(1.0, active=True)
 
-    given = {**prompts, **settings, **hires, **models}
+    given = {**prompts, **settings, **hires, **models, "controlnet": panel.units_json}
     fields = {name: given[name] for name in PARAM_NAMES}
-    event = image_form.job_event(services, quota, generate_btn.click, "txt2img", fields, column, "generate_image",
+    trigger = panel.packed(generate_btn.click)
+    event = image_form.job_event(services, quota, trigger, "txt2img", fields, column, "generate_image",
                                  "Generate images from a prompt (txt2img, optionally with hires fix); streams the "
                                  "preview and progress, ends with the stored PNG files and their info.")
 
