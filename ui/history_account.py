@@ -86,7 +86,7 @@ class AccountActions:
         line = f"The server {server}; your own limit: {mine}. So {effective}."
         return line, rule["user_days"]
 
-    def save(self, days: float | None, request: gr.Request) -> tuple[str, Any]:
+    def save_retention(self, days: float | None, request: gr.Request) -> tuple[str, Any]:
         """Set the user's retention days (empty or 0 clears them: a Number box sends 0 when empty)."""
         try:
             self.services.user_settings.set(user_of(request), "retention_days", int(days) if days else None)
@@ -104,6 +104,6 @@ def wire(services: Services, panel: AccountPanel, tab: gr.Tab) -> AccountActions
     panel.import_btn.click(actions.import_archive, inputs=[panel.archive], outputs=[panel.import_status],
                            preprocess=False, concurrency_limit=1, concurrency_id="account-import", **PRIVATE)
     tab.select(actions.retention, outputs=[panel.retention, panel.days], **PRIVATE)
-    panel.save_btn.click(actions.save, inputs=[panel.days], outputs=[panel.retention, panel.days],
+    panel.save_btn.click(actions.save_retention, inputs=[panel.days], outputs=[panel.retention, panel.days],
                          show_progress="hidden", **PRIVATE)  # a refusal's mark would cover the days box
     return actions

@@ -114,7 +114,7 @@ class ConversationActions:
         if found is None or not self.services.chat.set_favourite(chosen, user, not found.get("favourite")):
             raise error_toast(f"Conversation {chosen} is not one of yours.")
 
-    def delete(self, conversation_id: int | None, request: gr.Request) -> tuple[None, str]:
+    def delete_conversation(self, conversation_id: int | None, request: gr.Request) -> tuple[None, str]:
         """Delete the selected conversation with its messages."""
         chosen = self._chosen(conversation_id)
         if not self.services.chat.delete_conversations([chosen], user_of(request))["deleted"]:
@@ -152,7 +152,7 @@ def wire(services: Services, panel: ConversationsPanel) -> ConversationActions:
     panel.rename_btn.click(actions.rename, inputs=[panel.selected, panel.title], outputs=[panel.title],
                            show_progress="hidden", **PRIVATE).success(**search)
     panel.favourite_btn.click(actions.toggle_favourite, inputs=[panel.selected], **PRIVATE).success(**search)
-    panel.delete_btn.click(actions.delete, inputs=[panel.selected], outputs=[panel.selected, panel.title],
+    panel.delete_btn.click(actions.delete_conversation, inputs=[panel.selected], outputs=[panel.selected, panel.title],
                            **PRIVATE).success(**search)
     panel.export_btn.click(actions.export, inputs=[panel.selected, panel.fmt], outputs=[panel.file], **PRIVATE)
     return actions

@@ -306,7 +306,7 @@ class HistorySearch:
         ids = self.chosen_jobs(way, job, query, filters, request)
         yield from stream_to_file(self.services.exports.images_zip(user_of(request), ids))
 
-    def delete(self, sure: bool, way: str, job: dict[str, Any] | None, query: str, since: str, until: str,
+    def delete_chosen(self, sure: bool, way: str, job: dict[str, Any] | None, query: str, since: str, until: str,
                model: str | None, mode: str | None, sampler: str | None, seed: str | None, lora: str,
                favourites: bool, collection: int | None, order: str, request: gr.Request) -> tuple[str, bool]:
         """Delete the jobs `way` names, with their files (and S3 objects), once the user ticked that they mean it;
@@ -336,7 +336,7 @@ def wire(services: Services, panel: SearchPanel, outputs: list[Any], details: gr
                            inputs=[details, panel.collection_name], outputs=[panel.collection], **quiet)
     panel.export_btn.click(handlers.export, inputs=[panel.export_way, details, *panel.filters()],
                            outputs=[panel.export_status, panel.export_file], **PRIVATE)
-    panel.delete_btn.click(handlers.delete, inputs=[panel.sure, panel.export_way, details, *panel.filters()],
+    panel.delete_btn.click(handlers.delete_chosen, inputs=[panel.sure, panel.export_way, details, *panel.filters()],
                            outputs=[panel.export_status, panel.sure], **quiet).success(
         handlers.find, inputs=panel.filters(), outputs=found, **PRIVATE)
     return handlers

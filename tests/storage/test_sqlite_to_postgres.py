@@ -22,6 +22,8 @@ from storage.models import (
     ImageFile,
     ImageJob,
     Message,
+    RequestLog,
+    UserLimit,
     UserOption,
     UserSetting,
 )
@@ -47,9 +49,11 @@ def populated(tmp_path: Path) -> Path:
     for position in range(4):
         Message.create(conversation=chat, position=position, role="user" if position % 2 == 0 else "assistant",
                        content=f"m{position}", reasoning_s=1 / 3 if position % 2 else None)
-    Account.create(name="bob", password_hash="$argon2id$x")
+    bob = Account.create(name="bob", password_hash="$argon2id$x")
     ApiKey.create(user="bob", name="laptop", digest="d" * 64, prefix="atl_abcd")  # keys and options are his too
     UserOption.create(user="bob", name="sd_vae", value='"Automatic"')
+    UserLimit.create(account=bob, queue_quota=2, updated_by="root")
+    RequestLog.create(kind="image", status="done", user="bob", images=1, gpu_s=0.5, job_id=job.id)
     # Issue 25's rows (migration 020), and a favourite.
     ImageJob.update(favourite=True).where(ImageJob.id == job.id - 1).execute()
     CollectionItem.create(collection=Collection.create(user="bob", name="best"), job=job.id - 1)
@@ -75,8 +79,8 @@ def test_every_row_arrives_and_a_rerun_adds_nothing(populated: Path, postgres_ur
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     before = rows(populated)
     assert counts(before) == {"imagejob": 4, "imagefile": 4, "conversation": 2, "message": 6, "replydraft": 1,
-                              "account": 2, "apikey": 1, "useroption": 1, "serversecret": 0, "collection": 1,
-                              "collectionitem": 1, "usersetting": 1}
+                              "account": 2, "apikey": 1, "useroption": 1, "serversecret": 0, "requestlog": 1,
+                              "userlimit": 1, "collection": 1, "collectionitem": 1, "usersetting": 1}
     db_main(["migrate-sqlite-to", postgres_url, "--data-dir", str(populated.parent)])
     assert "imagejob: 4 copied, 0 already there" in capsys.readouterr().out
     assert rows(postgres_url) == before  # every column of every row, ids included
@@ -99,8 +103,8 @@ def test_a_target_holding_other_rows_is_refused_and_left_unchanged(populated: Pa
         copy_sqlite_to(populated, postgres_url)
     assert counts(rows(postgres_url)) == {"imagejob": 0, "imagefile": 0, "conversation": 0, "message": 0,
                                           "replydraft": 0, "account": 1, "apikey": 0, "useroption": 0,
-                                          "serversecret": 0, "collection": 0, "collectionitem": 0,
-                                          "usersetting": 0}
+                                          "serversecret": 0, "requestlog": 0, "userlimit": 0, "collection": 0,
+                                          "collectionitem": 0, "usersetting": 0}
 
 
 def test_bad_sources_and_targets_are_refused_with_a_message(tmp_path: Path, populated: Path) -> None:

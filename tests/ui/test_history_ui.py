@@ -141,7 +141,7 @@ def test_conversations_search_rename_favourite_export(services: Any) -> None:
     with pytest.raises(gr.Error, match="title"):
         ui.rename(chat, "   ", ALICE)
     for act in (lambda: ui.rename(chat, "mine", BOB), lambda: ui.toggle_favourite(chat, BOB),
-                lambda: ui.export(chat, "json", BOB), lambda: ui.delete(chat, BOB)):
+                lambda: ui.export(chat, "json", BOB), lambda: ui.delete_conversation(chat, BOB)):
         with pytest.raises(gr.Error):
             act()
     ui.toggle_favourite(chat, ALICE)
@@ -151,7 +151,7 @@ def test_conversations_search_rename_favourite_export(services: Any) -> None:
     assert "<details>" in markdown
     kept = Conversation.get_by_id(chat)
     assert (kept.title, kept.favourite) == ("Pasta times", True)
-    ui.delete(chat, ALICE)
+    ui.delete_conversation(chat, ALICE)
     assert Conversation.get_or_none(Conversation.id == chat) is None
 
 
@@ -174,15 +174,15 @@ def test_the_account_moves_to_carol_and_a_bad_archive_writes_nothing(services: A
     assert ImageJob.select().where(ImageJob.user == "carol").count() == \
         ImageJob.select().where(ImageJob.user == "alice", ImageJob.status != "running").count()
     assert HistorySearch(services).find("comet", *NO_FILTERS, carol)[2]
-    line, days = ui.save(30, carol)
+    line, days = ui.save_retention(30, carol)
     assert days == 30
     assert "your own limit: 30 days" in line
     with pytest.raises(gr.Error, match="retention_days"):
-        ui.save(-5, carol)
+        ui.save_retention(-5, carol)
     assert ui.retention(carol)[1] == 30
-    assert ui.save(None, carol)[1] is None
-    assert ui.save(30, carol)[1] == 30
-    assert ui.save(0, carol)[1] is None
+    assert ui.save_retention(None, carol)[1] is None
+    assert ui.save_retention(30, carol)[1] == 30
+    assert ui.save_retention(0, carol)[1] is None
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         assert "manifest.json" in z.namelist()
 
@@ -208,12 +208,12 @@ def test_deleting_many_takes_her_results_with_their_files_and_nothing_of_bobs(se
     keys = [f.path for f in ImageFile.select().where(ImageFile.job.in_(doomed))]
     ui = HistorySearch(services)
     with pytest.raises(gr.Error, match="Yes, delete them"):
-        ui.delete(False, EXPORT_WAYS[1], None, "doomed", *NO_FILTERS, ALICE)
+        ui.delete_chosen(False, EXPORT_WAYS[1], None, "doomed", *NO_FILTERS, ALICE)
     assert ImageJob.select().where(ImageJob.id.in_(doomed)).count() == 2
     hers = services.history.get_job(kept, "alice")
     with pytest.raises(gr.Error, match="nothing was deleted"):
-        ui.delete(True, EXPORT_WAYS[0], hers, "", *NO_FILTERS, BOB)
-    status, sure = ui.delete(True, EXPORT_WAYS[1], None, "doomed", *NO_FILTERS, ALICE)
+        ui.delete_chosen(True, EXPORT_WAYS[0], hers, "", *NO_FILTERS, BOB)
+    status, sure = ui.delete_chosen(True, EXPORT_WAYS[1], None, "doomed", *NO_FILTERS, ALICE)
     assert (status, sure) == ("Deleted 2 job(s) and their images.", False)
     assert ImageJob.select().where(ImageJob.id.in_(doomed)).count() == 0
     assert not any(store.exists(k) for k in keys)
