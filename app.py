@@ -121,6 +121,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # worker wakes it at once instead, so the poll is only a safety net (a 20 ms poll cost each job ~10-18 ms).
     gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
     gradio_internals.validate_through(blocks, auth.gradio_app)  # else each job leaves a SessionState behind
+    # A session keeps what it changed, not a config of all 240 components (~370 KiB and ~60 ms a session), and an
+    # output skipped with gr.skip() costs nothing (Gradio rebuilt the component and its API schema for each).
+    gradio_internals.lean_sessions(blocks)
+    gradio_internals.cheap_skips(blocks)
     # Inside the gateway, which has resolved the user and counted the request as an upload.
     app.add_middleware(EditorBlobRoute, blocks=blocks, uploads=services.uploads)
     app.add_middleware(HeartbeatWatch, janitor=janitor)

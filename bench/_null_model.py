@@ -1,12 +1,13 @@
 """A pipeline whose UNet and VAE decoder only sleep: both apps in bench/image_overhead.py --null-model run every
 step of the same diffusers call (text encoder, scheduler, callbacks, previews, the image out) with the model's
-compute replaced by a sleep of a fixed length, which holds no CPU and no GIL. What is left of each call's time and
+compute replaced by sleeps, which hold no CPU and no GIL. What is left of each call's time and
 CPU is the app's own work, free of the noise a busy machine puts on the convolutions.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from typing import Any
 
@@ -29,7 +30,9 @@ def install(pipe: Any, unet_s: float, vae_s: float) -> None:
         return (torch.zeros_like(sample),)
 
     def vae_decode(z: Any, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(vae_s)
+        # Jittered (half to one and a half times), as a real decode's time is: with a fixed length every call
+        # ended at the same phase of gradio_client's 50 ms message poll, which favoured one side by chance.
+        time.sleep(vae_s * random.uniform(0.5, 1.5))
         scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         return (torch.zeros(z.shape[0], 3, z.shape[2] * scale, z.shape[3] * scale),)
 

@@ -146,6 +146,15 @@ def main() -> None:
             inputs = [gr.Textbox(), gr.Number(), gr.Number(), gr.Number()]
             gr.Button().click(chat_endpoint(args.text), inputs, gr.Textbox(), api_name="chat")
     demo.queue()
+    if os.environ.get("ATELIER_BENCH_PROFILE_KIND") == "cprofile":
+        # The event loop in the main thread, where the profiler runs: mounted on FastAPI and served by uvicorn
+        # (launch() serves from a thread of its own).
+        import uvicorn
+        from fastapi import FastAPI
+
+        app = gr.mount_gradio_app(FastAPI(), demo, path="/", show_error=False)
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+        return
     demo.launch(server_name="127.0.0.1", server_port=args.port, quiet=True, show_error=False)
 
 
