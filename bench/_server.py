@@ -100,6 +100,7 @@ def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = 
     # The app applies its own thread settings at start: the same counts as the bootstrap's.
     app_threads = {} if threads is None else {"ATELIER_TORCH_THREADS": str(threads[0]),
                                               "ATELIER_TORCH_INTEROP_THREADS": str(threads[1])}
+    # The checkout's own modules: `python -c` puts the working directory first on sys.path (after bench/).
     proc = subprocess.Popen(command, cwd=root, env={**os.environ, **OFFLINE_ENV, **app_threads, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
@@ -111,6 +112,23 @@ def start_server(data_dir: Path, *flags: str, threads: tuple[int, int] | None = 
             return proc, url, time.perf_counter() - started
         except OSError:
             time.sleep(0.05)
+
+
+def checkout(root: Path) -> dict[str, str]:
+    """Which commit a checkout is at (and whether it has changes), for the results of a comparison."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {"path": str(root), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "changes": "yes" if git("status", "--porcelain", "--untracked-files=no") else "no"}
+
+
+def add_users(root: Path, data_dir: Path, names: Iterable[str], password: str) -> None:
+    """Create accounts in a data dir with the checkout's own `app.py users add`."""
+    for name in names:
+        subprocess.run([sys.executable, str(root / "app.py"), "users", "add", name, "--data-dir", str(data_dir)],
+                       input=f"{password}\n{password}\n", text=True, check=True, capture_output=True, cwd=root)
 
 
 def wait_ready(url: str, kind: str, timeout: float = 300) -> None:

@@ -70,32 +70,41 @@ def image_endpoint(folder: str) -> Any:
     return generate_image
 
 
-def chat_endpoint(folder: str) -> Any:
-    """/chat on the causal LM in `folder`: generate() streamed through a TextIteratorStreamer."""
+def chat_endpoint(folder: str, gptq_backend: str = "") -> Any:
+    """/chat on the causal LM in `folder` (loaded as Atelier loads it on this device: fp32 on the CPU, and the same
+    GPTQ kernel when `gptq_backend` names it): generate() streamed through a TextIteratorStreamer."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPTQConfig, TextIteratorStreamer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
+    kernel = {}
+    if gptq_backend and gptq_backend != "auto":
+        bits = AutoConfig.from_pretrained(folder).quantization_config.get("bits", 4)
+        kernel = {"quantization_config": GPTQConfig(bits=bits, backend=gptq_backend)}
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, device_map={"": "cpu"}, **kernel)
+    model.eval()
 
-    def chat(message: str, temperature: float, top_p: float, max_new_tokens: float) -> Iterator[str]:
-        """Stream the reply, the text so far at each new piece."""
+    def chat(message: str, temperature: float, top_p: float, max_new_tokens: float) -> Iterator[tuple[str, int]]:
+        """Stream the reply: the text so far at each new piece, and the pieces so far (the tokens, at the end)."""
         prompt = tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True,
                                                return_tensors="pt", return_dict=True).to(model.device)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        counted: list[int] = []
 
         def generate() -> None:
             with torch.inference_mode():
-                model.generate(**prompt, streamer=streamer, max_new_tokens=int(max_new_tokens), do_sample=True,
-                               temperature=temperature, top_p=top_p)
+                ids = model.generate(**prompt, streamer=streamer, max_new_tokens=int(max_new_tokens),
+                                     do_sample=True, temperature=temperature, top_p=top_p)
+            counted.append(int(ids.shape[1] - prompt["input_ids"].shape[1]))
 
         thread = threading.Thread(target=generate)
         thread.start()
-        text = ""
+        text, pieces = "", 0
         for piece in streamer:
-            text += piece
-            yield text
+            text, pieces = text + piece, pieces + 1
+            yield text, pieces
         thread.join()
+        yield text, counted[0]
 
     return chat
 
@@ -106,6 +115,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--sd", help="a diffusers Stable Diffusion folder: also serve /generate_image")
     parser.add_argument("--text", help="a transformers causal LM folder: also serve /chat")
+    parser.add_argument("--gptq-backend", default="", help="with --text: the GPTQ kernel (Atelier's choice)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--interop", type=int, default=None, help="torch inter-op threads")
     parser.add_argument("--probes", default="", help="a JSON-lines file for the pipeline calls' timings")
@@ -144,7 +154,8 @@ def main() -> None:
                               api_name="generate_image")
         if args.text:
             inputs = [gr.Textbox(), gr.Number(), gr.Number(), gr.Number()]
-            gr.Button().click(chat_endpoint(args.text), inputs, gr.Textbox(), api_name="chat")
+            gr.Button().click(chat_endpoint(args.text, args.gptq_backend), inputs, [gr.Textbox(), gr.Number()],
+                              api_name="chat")
     demo.queue()
     if os.environ.get("ATELIER_BENCH_PROFILE_KIND") == "cprofile":
         # The event loop in the main thread, where the profiler runs: mounted on FastAPI and served by uvicorn
