@@ -7,6 +7,7 @@ import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +99,18 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS and Windows have no affinity call
         return os.cpu_count() or 1
+
+
+def split_storage_url(url: str) -> tuple[str, str]:
+    """The bucket and key prefix of ATELIER_STORAGE_URL (`s3://bucket` or `s3://bucket/some/prefix`); ValueError with
+    the reason otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"storage URL must look like s3://bucket/prefix (or be empty for the local folder), "
+                         f"got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"storage URL takes no query or fragment, got {url!r}")
+    return parts.netloc, parts.path.strip("/")
 
 
 class Settings(BaseSettings):
@@ -216,7 +229,7 @@ class Settings(BaseSettings):
     ratelimit_storage: str = Field(default="memory://", description="`limits` storage URI, e.g. "
                                    "`redis://host:6379`; `redis_url` is used when this is left at `memory://`.")
     # Several replicas share rate limits, login throttling, the queue quota and login sessions here
-    # (services/shared_state.py); "" keeps them in process memory, right for one replica.
+    # (storage/shared_state.py); "" keeps them in process memory, right for one replica.
     redis_url: str = Field(default="", description="`redis://host:6379/0` that all replicas share: rate limits, "
                            "login throttling, the queue quota, login sessions; empty: process memory.")
     trusted_proxies: list[str] = Field(default_factory=list, description="Proxy addresses or networks whose "
@@ -304,9 +317,7 @@ class Settings(BaseSettings):
         if self.min_size > self.max_size:
             raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
         if self.storage_url:
-            from storage.blobs import S3Location
-
-            S3Location.parse(self.storage_url)  # a clear ValueError for anything but s3://bucket/prefix
+            split_storage_url(self.storage_url)  # a clear ValueError for anything but s3://bucket/prefix
         if self.max_new_tokens is not None and self.max_new_tokens > self.max_new_tokens_limit:
             raise ValueError(f"max_new_tokens ({self.max_new_tokens}) must not exceed max_new_tokens_limit "
                              f"({self.max_new_tokens_limit})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from services.database import TransferError, copy_sqlite_to
+from services.database_copy import CopyRefused, copy_history_to_postgres
 from settings import Settings
 
 DB_EPILOG = """\
@@ -33,9 +33,7 @@ def db_main(argv: list[str]) -> None:
     source = Path(args.sqlite) if args.sqlite else Settings(
         **({"data_dir": args.data_dir} if args.data_dir else {})).db_path
     try:
-        report = copy_sqlite_to(source, args.url)
-    except TransferError as err:
+        lines = copy_history_to_postgres(source, args.url)
+    except CopyRefused as err:
         raise SystemExit(f"Error: {err}") from None
-    for table in report:
-        print(f"{table.table}: {table.copied} copied, {table.already_there} already there")
-    print("Done. Set ATELIER_DATABASE_URL to this URL (and keep the images folder or store) to use it.")
+    print("\n".join(lines))

@@ -1,5 +1,6 @@
-"""The gateway in front of Gradio's routes: rate limits, the busy answer, file and cancel guards, and the
-size and shape of the bodies it reads (Gradio's own routes answer some malformed ones with a 500).
+"""The gateway in front of Gradio's routes: rate limits, the busy answer, who owns the sessions, events, uploads
+and files a request names (api/ownership.py), and the size and shape of the bodies it reads (Gradio's own routes
+answer some malformed ones with a 500).
 
 slowapi's own middleware never sees the routes of a mounted Gradio app, so this ASGI middleware on the parent
 app applies slowapi's Limiter (its `limits` storage: memory, or redis for several replicas) to Gradio's costly
@@ -9,19 +10,33 @@ routes itself, keyed by user when logged in, otherwise by client address.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from limits import RateLimitItem, parse
 from slowapi import Limiter
+from starlette.routing import get_route_path
 
 from api import gradio_internals
 from api.auth import USER_STATE_KEY, Authenticator, header_dict
-from services.shared_state import UNAVAILABLE, UNAVAILABLE_MESSAGE
+from api.ownership import (
+    REQUEST_USER,
+    TOO_MANY_SESSIONS,
+    FileGrants,
+    NotYours,
+    SessionGuard,
+    gradio_file,
+    judge_file,
+    named_ids,
+    read_replies,
+)
+from services.admission import UNAVAILABLE, UNAVAILABLE_MESSAGE, Claims, ClaimsFull
+
+log = logging.getLogger("atelier.gateway")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -30,13 +45,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRADIO = "/gradio_api"
 CALL = f"{GRADIO}/call/"
+# Gradio's routes that run an event directly (refused for queued events while the API is closed): their bodies
+# may name a session, so the gateway reads them too.
+PREDICT = (f"{GRADIO}/run/", f"{GRADIO}/api/")
 # A Gradio event's concurrency group says what it costs.
 KIND_BY_CONCURRENCY = {"image": "image", "text": "chat"}
-MAX_SESSIONS = 50_000
 # queue/join, call, cancel and login bodies hold prompts and settings, never files (those go to /upload): a
 # prompt at its longest is tens of KB, so 1 MiB is roomy, and no one holds the server's memory with a huge body.
 MAX_BODY_BYTES = 1024 * 1024
-# Gradio's session hashes and event ids are 10 to 36 characters; each session hash is remembered (MAX_SESSIONS).
+# Gradio's session hashes, event ids and upload ids are 10 to 36 characters; each one named is remembered (Claims).
 MAX_ID_CHARS = 256
 MAX_LOGIN_FIELDS = 8
 # The fields of the JSON bodies the gateway reads, by route: (type, required). Others pass on to Gradio.
@@ -47,24 +64,29 @@ JSON_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     # A no-op in Gradio 6 that its clients still call after a cancel; FastAPI answers a form body there with a 500.
     f"{GRADIO}/reset": {"event_id": (str, True)},
 }
+# Gradio's routes whose answers carry files or event ids: a JSON answer (read whole) or an event stream, by method.
+WATCHED_JSON = (f"{GRADIO}/queue/join", f"{GRADIO}/upload", f"{GRADIO}/component_server", CALL, *PREDICT)
+WATCHED_STREAMS = (f"{GRADIO}/queue/data", CALL)
 
 
 class Gateway:
-    """ASGI middleware: limits per kind of request, per-session ownership, and which files may be served."""
+    """ASGI middleware: limits per kind of request, who owns each session, event and upload, and which files may
+    be served to whom."""
 
     def __init__(self, app: ASGIApp, *, auth: Authenticator, limiter: Limiter, limits: dict[str, str],
-                 blocks: Any, file_roots: list[Path], max_queue: int, enforce: bool = True,
-                 session_owner: OrderedDict[str, str] | None = None) -> None:
+                 blocks: Any, grants: FileGrants, max_queue: int, enforce: bool = True,
+                 guard: SessionGuard | None = None) -> None:
         self.app = app
         self.auth = auth
         self.limiter = limiter
         self.limits: dict[str, RateLimitItem] = {kind: parse(text) for kind, text in limits.items()}
         self.blocks = blocks
-        self.file_roots = [p.resolve() for p in file_roots]
+        # Gradio's upload and cache folder: the only files it may serve, each to the users it handed it to.
+        self.grants = grants
         self.max_queue = max_queue
         self.enforce = enforce  # rate limits apply (api.auth.limits_apply); login throttling always does
-        # Gradio session hash -> who joined with it; shared with the SessionJanitor, which drops ended sessions.
-        self.session_owner: OrderedDict[str, str] = OrderedDict() if session_owner is None else session_owner
+        # Shared with the janitor (which renews the claims of the sessions Gradio holds) and Gradio's state holder.
+        self.guard = guard or SessionGuard(Claims(), blocks, auth.required)
         self._endpoints: dict[str, list[dict[str, Any]]] | None = None  # api_name -> parameters, read once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,59 +94,112 @@ class Gateway:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path, method = scope["path"], scope["method"]
+        path, method = get_route_path(scope), scope["method"]
         headers = header_dict(scope)
-        if path.startswith(f"{GRADIO}/file="):
-            if not self._file_allowed(path.removeprefix(f"{GRADIO}/file=")):
-                await _reply(send, 403, "This file is not yours to fetch, or does not exist.")
-                return
-            await self.app(scope, receive, send)
+        if path.startswith(f"{GRADIO}/proxy="):  # Gradio proxies only the Spaces an app loads: Atelier loads none
+            await _reply(send, 404, "Atelier proxies nothing.")
             return
-        body: bytes | None = None
-        data: dict[str, Any] = {}
-        if method == "POST" and (path.rstrip("/") in (*JSON_FIELDS, "/login") or path.startswith(CALL)):
-            # Read, capped and checked before anything else: a malformed request changes nothing, costs nothing.
-            try:
-                body = await _read_body(receive, headers)
-                data = await self._checked_body(path.rstrip("/"), body, headers.get("content-type", ""), scope,
-                                                receive)
-                completed = self._with_defaults(path.rstrip("/"), body, data)
-                if completed is not body:
-                    body = completed
-                    scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"] + [
-                        (b"content-length", str(len(body)).encode())]
-            except Refused as refused:
-                await _reply(send, refused.status, refused.message)
-                return
-        kind = self._kind(path, method, data)
+        if (target := gradio_file(scope)) is not None:
+            await self._serve_file(scope, receive, send, headers, target)
+            return
         try:
-            user = await self._admit(scope, headers, kind, data)
-        except TooMany as refused:
-            await _reply(send, 429, f"Too many {_NOUNS[refused.kind]}: the limit is {refused.item}. "
-                                    f"Try again in {refused.retry} s.", {"retry-after": str(refused.retry)})
+            body, data, user = await self._judge(scope, receive, headers, path, method)
+        except REFUSALS as refused:
+            await _reply(send, *_refusal(refused))
             return
-        except UNAVAILABLE:  # the replicas' shared limits are out of reach: refuse rather than run unlimited
-            await _reply(send, 503, UNAVAILABLE_MESSAGE, {"retry-after": "10"})
+        clean = path.rstrip("/")
+        if clean == f"{GRADIO}/queue/join" and gradio_internals.queue_size(self.blocks) >= self.max_queue:
+            await _reply(send, 503, f"Atelier is busy: {self.max_queue} jobs are already waiting. "
+                                    "Try again shortly.", {"retry-after": "10"})
             return
-        if path.rstrip("/") == f"{GRADIO}/queue/join" and body is not None:
-            if gradio_internals.queue_size(self.blocks) >= self.max_queue:
-                await _reply(send, 503, f"Atelier is busy: {self.max_queue} jobs are already waiting. "
-                                        "Try again shortly.", {"retry-after": "10"})
-                return
-            if (session := data.get("session_hash")) and user is not None:
-                self._remember(session, user)
-        if path.rstrip("/") == f"{GRADIO}/cancel" and not self._may_cancel(data, user):
+        if clean == f"{GRADIO}/cancel" and not self._may_cancel(data):
             await _reply(send, 403, "You can only stop your own jobs.")
             return
-        await self.app(scope, _replay(body, receive) if body is not None else receive, send)
+        receive = _replay(body, receive) if body is not None else receive
+        if user is None or not self.auth.required:  # one user: nothing to grant, nobody to tell apart
+            await self.app(scope, receive, send)
+            return
+        token = REQUEST_USER.set(user) if clean == f"{GRADIO}/component_server" else None
+        try:
+            await self.app(scope, receive, self._watched(clean, method, user, send))
+        finally:
+            if token is not None:
+                REQUEST_USER.reset(token)
+
+    async def _judge(self, scope: Scope, receive: Receive, headers: dict[str, str], path: str,
+                     method: str) -> tuple[bytes | None, dict[str, Any], str | None]:
+        """The body (None when not read), its fields and the user of a request that may pass; one of REFUSALS
+        raised otherwise."""
+        body, data = await self._read(scope, receive, headers, path, method)
+        user = await self._admit(scope, headers, self._kind(path, method, data), data)
+        named = named_ids(path, method, scope.get("query_string", b""), data)
+        if any(not 0 < len(ident) <= MAX_ID_CHARS for _, ident in named):
+            raise Refused(422, f"A session, event or upload id is 1 to {MAX_ID_CHARS} characters.")
+        self.guard.check(named, user)
+        self._check_files(data.get("data"), user)  # in Gradio's folder was checked with the body; now whose
+        return body, data, user
+
+    async def _read(self, scope: Scope, receive: Receive, headers: dict[str, str], path: str,
+                    method: str) -> tuple[bytes | None, dict[str, Any]]:
+        """The body (None when the gateway does not read it) and its fields, read capped and checked before
+        anything else: a malformed request changes nothing, costs nothing."""
+        clean = path.rstrip("/")
+        if method != "POST" or not (clean in (*JSON_FIELDS, "/login") or clean.startswith((CALL, *PREDICT))):
+            return None, {}
+        body = await _read_body(receive, headers)
+        data = await self._checked_body(clean, body, headers.get("content-type", ""), scope, receive)
+        completed = self._with_defaults(clean, body, data)
+        if completed is not body:
+            body = completed
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-length"] + [
+                (b"content-length", str(len(body)).encode())]
+        return body, data
+
+    def _watched(self, path: str, method: str, user: str, send: Send) -> Send:
+        """`send`, reading the answers that hand out files or event ids: what they name becomes the user's."""
+
+        def inspect(answer: Any) -> None:
+            self.grants.grant(user, answer)
+            try:
+                self.guard.mint(user, answer)
+            except UNAVAILABLE:  # the job joined; its id stays unclaimed, so nobody can take it
+                log.warning("Redis is unreachable: event of %s not recorded as theirs", user)
+
+        if method == "POST" and path.startswith(WATCHED_JSON):
+            return read_replies(send, inspect, whole=True)
+        if method == "GET" and path.startswith(WATCHED_STREAMS):
+            return read_replies(send, inspect, whole=False)
+        return send
+
+    async def _serve_file(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str],
+                          target: str) -> None:
+        """Gradio's file route, for files of its folder that it handed to this user (with accounts)."""
+        real = judge_file(target, self.grants.root)
+        if real is not None and self.auth.required:
+            try:
+                user = await self.auth.authenticate(
+                    headers, lambda name: self._count("login", self._login_key(scope, headers, name)))
+            except REFUSALS as refused:
+                await _reply(send, *_refusal(refused))
+                return
+            if user is None or not (self.grants.allowed(user, real) or real in self._kept()):
+                real = None
+        if real is None:
+            await _reply(send, 403, "This file is not yours to fetch, or does not exist.")
+            return
+        await self.app(scope, receive, send)
+
+    def _kept(self) -> set[str]:
+        """The files Gradio keeps for every user (components' default values), as real paths."""
+        return {os.path.realpath(p) for p in gradio_internals.kept_files(self.blocks)}
 
     async def _admit(self, scope: Scope, headers: dict[str, str], kind: str | None,
                      data: dict[str, Any]) -> str | None:
         """Who is asking (None: nobody valid), with the request counted against its limit; TooMany when over."""
         user: str | None = None
-        path = scope["path"].rstrip("/")
-        # Only routes that act on a user resolve one: pages and assets never cost an argon2 check.
-        if path.startswith("/api/") or kind not in (None, "login") or path == f"{GRADIO}/cancel":
+        path = get_route_path(scope).rstrip("/")
+        # Only routes that act on a user or name a session resolve one: pages and assets never cost an argon2 check.
+        if path.startswith("/api/") or kind not in (None, "login") or path.startswith(RESOLVED):
             user = await self.auth.authenticate(
                 headers, lambda name: self._count("login", self._login_key(scope, headers, name)))
             scope.setdefault("state", {})[USER_STATE_KEY] = user  # the REST routes read it: verified once
@@ -155,9 +230,12 @@ class Gateway:
         with what is wrong with it."""
         if path == "/login":
             return await _login_form(body, content_type, scope, receive)
-        if path.startswith(CALL):
-            self._check_call(path, body, content_type)
-            return {}
+        if path.startswith((CALL, *PREDICT)):
+            data = self._check_call(path, body, content_type) if path.startswith(CALL) else _json_object(
+                body, content_type)
+            if not isinstance(data.get("session_hash"), str | None):
+                raise Refused(422, f"session_hash must be a string, not {_json_type(data['session_hash'])}.")
+            return data
         data = _json_object(body, content_type)
         for name, (expected, required) in JSON_FIELDS[path].items():
             value = data.get(name)
@@ -192,22 +270,24 @@ class Gateway:
         holder["data"] = [*values, *(getattr(c, "value", None) for c in fn.inputs[len(values):])]
         return json.dumps(holder).encode()
 
-    def _check_files(self, value: Any) -> None:
-        """Refused unless every file the values name ({"path": ...}) is one uploaded to Gradio's folder: Gradio
-        copies (and hands on) a file named by path from anywhere on the server, such as another user's images."""
-        if isinstance(value, dict):
-            named = value.get("path")
-            if isinstance(named, str) and not self._file_allowed(named):
+    def _check_files(self, value: Any, user: str | None = None) -> None:
+        """Refused unless every file the values name ({"path": ...}) is one in Gradio's folder and, with accounts
+        and a `user`, one Gradio handed to that user: Gradio copies (and hands on) a file named by path from anywhere
+        on the server, such as another user's images or uploads."""
+        for named in _named_files(value):
+            real = judge_file(named, self.grants.root)
+            if real is None:
                 raise Refused(422, "A file in the request was not uploaded to this server: upload it first "
                                    "(in gradio_client, pass handle_file(path)).")
-            value = list(value.values())
-        if isinstance(value, list):
-            for item in value:
-                self._check_files(item)
+            if user is not None and self.auth.required and not (self.grants.allowed(user, real)
+                                                                 or real in self._kept()):
+                raise Refused(422, "A file in the request is not one you uploaded or were sent: upload it first "
+                                   "(in gradio_client, pass handle_file(path)).")
 
-    def _check_call(self, path: str, body: bytes, content_type: str) -> None:
+    def _check_call(self, path: str, body: bytes, content_type: str) -> dict[str, Any]:
         """A /call to an endpoint of the public API, and for /call/v2 keyword arguments it takes (Refused
-        otherwise: Gradio answers both with a 500)."""
+        otherwise: Gradio answers both with a 500); the fields of a positional call's body (for /call/v2, its
+        arguments as `data`)."""
         if self._endpoints is None:  # the Blocks are complete before the first request
             info = self.blocks.get_api_info()
             self._endpoints = {name.lstrip("/"): e["parameters"] for name, e in info["named_endpoints"].items()}
@@ -224,8 +304,10 @@ class Gateway:
                 construct_args(self._endpoints[name], (), arguments)
             except (TypeError, ValueError) as err:
                 raise Refused(422, str(err).split(" Please click")[0]) from None
-        else:
-            self._check_files(_json_object(body, content_type).get("data"))
+            return {"data": arguments}
+        data = _json_object(body, content_type)
+        self._check_files(data.get("data"))
+        return data
 
     def _kind(self, path: str, method: str, data: dict[str, Any]) -> str | None:
         """Which limit a Gradio request counts against, or None for free ones (pages, assets, reads by GET)."""
@@ -247,30 +329,10 @@ class Gateway:
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
         return None  # REST routes under /api carry slowapi's decorator instead
 
-    def _file_allowed(self, raw: str) -> bool:
-        """Only files Gradio itself put in its cache or upload folder (unguessable hashed folders) are served."""
-        from urllib.parse import unquote
-
-        try:
-            target = Path(unquote(raw)).resolve()
-        except (OSError, ValueError):
-            return False
-        return any(target.is_relative_to(root) for root in self.file_roots)
-
-    def _remember(self, session: str, user: str) -> None:
-        self.session_owner[session] = user
-        self.session_owner.move_to_end(session)
-        while len(self.session_owner) > MAX_SESSIONS:
-            self.session_owner.popitem(last=False)
-
-    def _may_cancel(self, data: dict[str, Any], user: str | None) -> bool:
-        """A Stop is honoured only from the user whose session the event belongs to."""
-        session = data.get("session_hash")
-        owner = self.session_owner.get(session) if session else None
-        if owner is not None and owner != user:
-            return False
+    def _may_cancel(self, data: dict[str, Any]) -> bool:
+        """A Stop names the session its event belongs to (both the user's: the guard checked them)."""
         owner_session = gradio_internals.session_of_event(self.blocks, data.get("event_id"))
-        return owner_session is None or owner_session == session
+        return owner_session is None or owner_session == data.get("session_hash")
 
 
 class TooMany(Exception):
@@ -281,9 +343,23 @@ class TooMany(Exception):
         self.kind, self.item, self.retry = kind, item, retry
 
 
+# Gradio's routes that name a session, event or upload, or that hand out files: the gateway resolves their user.
+RESOLVED = tuple(f"{GRADIO}/{route}" for route in (
+    "cancel", "reset", "queue/", "call/", "run/", "api/", "heartbeat/", "stream/", "upload", "component_server",
+    "deep_link"))
 _NOUNS = {"image": "image jobs", "chat": "chat messages", "upload": "uploads", "login": "login attempts",
           "read": "requests"}
 _TYPE_NAMES = {int: "an integer", str: "a string", list: "an array", dict: "an object"}
+
+
+def _named_files(value: Any) -> list[str]:
+    """The `path` of every file payload ({"path": ...}) in request values."""
+    if isinstance(value, dict):
+        named = [value["path"]] if isinstance(value.get("path"), str) else []
+        return named + [p for item in value.values() for p in _named_files(item)]
+    if isinstance(value, list):
+        return [p for item in value for p in _named_files(item)]
+    return []
 
 
 def _api_name(path: str) -> str:
@@ -298,6 +374,22 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+REFUSALS: tuple[type[Exception], ...] = (Refused, NotYours, TooMany, ClaimsFull, *UNAVAILABLE)
+
+
+def _refusal(err: Exception) -> tuple[int, str, dict[str, str]]:
+    """The status, message and headers that answer one of REFUSALS."""
+    if isinstance(err, Refused | NotYours):
+        return err.status, err.message, {}
+    if isinstance(err, TooMany):
+        return 429, (f"Too many {_NOUNS[err.kind]}: the limit is {err.item}. Try again in {err.retry} s."), {
+            "retry-after": str(err.retry)}
+    if isinstance(err, ClaimsFull):
+        return 503, TOO_MANY_SESSIONS, {"retry-after": "10"}
+    # The replicas' shared state is out of reach: refuse rather than run unlimited or unchecked.
+    return 503, UNAVAILABLE_MESSAGE, {"retry-after": "10"}
 
 
 def _json_type(value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from services.shared_state import UNAVAILABLE
+from services.admission import UNAVAILABLE
 
 # The attributes used below, by owner; `check` proves each exists on this Gradio.
 QUEUE_ATTRIBUTES = ("sleep_when_free", "push", "process_events", "send_message", "event_ids_to_events",
@@ -31,7 +31,7 @@ SESSION_STATE_FIELDS = ("blocks_config", "config_values", "state_data", "_state_
 SESSION_STATE_METHODS = ("__setitem__", "_update_config", "_update_value_in_config", "components")
 EVENT_QUEUE_ATTRIBUTES = ("queue",)
 EVENT_ATTRIBUTES = ("_id", "session_hash", "username", "request")
-APP_ATTRIBUTES = ("tokens", "cookie_id")
+APP_ATTRIBUTES = ("tokens", "cookie_id", "state_holder")
 
 
 def check(blocks: Any, gradio_app: Any) -> None:
@@ -269,6 +269,68 @@ def validate_through(blocks: Any, gradio_app: Any) -> None:
     blocks.app = gradio_app
 
 
+def session_of_call(blocks: Any, event_id: str) -> str:
+    """The session whose messages GET /call/{api_name}/{event_id} streams, found as Gradio's route finds it: the
+    event's session while it waits or runs, else the session still holding its id, else the id itself (an event
+    started without a session hash has its own id as one)."""
+    queue = blocks._queue
+    event = queue.event_ids_to_events.get(event_id)
+    if event is not None:
+        return str(event.session_hash)
+    return next((s for s, ids in list(queue.pending_event_ids_session.items()) if event_id in ids), event_id)
+
+
+def held_ids(blocks: Any) -> set[str]:
+    """Every session hash and event id Gradio holds something for: session state, a message queue, an event
+    waiting, running or with its result undelivered."""
+    queue = blocks._queue
+    ids = set(blocks.state_holder.session_data) | set(queue.pending_messages_per_session)
+    for session, events in list(queue.pending_event_ids_session.items()):
+        ids.add(session)
+        ids.update(events)
+    return ids | set(queue.event_ids_to_events)
+
+
+def holds(blocks: Any, key: str) -> bool:
+    """Whether Gradio holds anything for this session hash or event id (held_ids, without building the set)."""
+    queue = blocks._queue
+    return (key in blocks.state_holder.session_data or key in queue.pending_messages_per_session
+            or key in queue.pending_event_ids_session or key in queue.event_ids_to_events
+            or any(key in ids for ids in list(queue.pending_event_ids_session.values())))
+
+
+def guard_session_state(gradio_app: Any, check: Callable[[str], None]) -> None:
+    """Call `check(session hash)` before each of Gradio's routes reads or creates a session's state through the
+    App (component_server, deep_link): it raises to refuse. The queue reaches the same states through the
+    Blocks, unguarded (the gateway checked the session when the job joined)."""
+    gradio_app.state_holder = _GuardedStates(gradio_app.state_holder, check)
+
+
+class _GuardedStates:
+    """Gradio's StateHolder as the App's routes use it (`holder[session]`, `session in holder`), checked first;
+    everything else passes to the real one."""
+
+    def __init__(self, holder: Any, check: Callable[[str], None]) -> None:
+        self._holder = holder
+        self._check = check
+
+    def __getitem__(self, session: str) -> Any:
+        self._check(session)
+        return self._holder[session]
+
+    def __contains__(self, session: str) -> bool:
+        self._check(session)
+        return session in self._holder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._holder, name)
+
+
+def kept_files(blocks: Any) -> set[str]:
+    """The files Gradio keeps in its cache for good (components' default values): the same for every user."""
+    return {str(p) for block in blocks.blocks.values() for p in getattr(block, "keep_in_cache", ())}
+
+
 def session_has_jobs(blocks: Any, session: str) -> bool:
     """Whether an event of the session waits or runs."""
     return bool(blocks._queue.pending_event_ids_session.get(session))
@@ -300,8 +362,7 @@ def forget_session(blocks: Any, session: str) -> None:
 def held_values(blocks: Any) -> Iterator[Any]:
     """Everything the held sessions show (each component's last value or config), and the paths Gradio keeps
     in its cache for good (components' default files)."""
-    for block in blocks.blocks.values():
-        yield from ({"path": str(p)} for p in getattr(block, "keep_in_cache", ()))
+    yield from ({"path": p} for p in kept_files(blocks))
     for state in list(blocks.state_holder.session_data.values()):
         yield from list(state.config_values.values())
 

@@ -31,8 +31,10 @@ from starlette.formparsers import MultiPartException
 from api import gradio_internals
 from api.auth import USER_STATE_KEY, header_dict
 from api.gateway import GRADIO, MAX_BODY_BYTES, Refused, _reply
+from api.ownership import SESSION, TOO_MANY_SESSIONS, NotYours, SessionGuard
+from contracts import InvalidRequest
+from services.admission import ClaimsFull
 from services.editor_blobs import MAX_LAYERS
-from services.limits import InvalidRequest
 from services.uploads import Uploads
 
 Scope = dict[str, Any]
@@ -256,10 +258,14 @@ class EditorBlobRoute:
     index the client names, makes a session state (~0.4 MiB) for any session hash, and answers an unknown component,
     a missing field or a non-numeric index with a 500."""
 
-    def __init__(self, app: ASGIApp, *, blocks: Any, uploads: Uploads) -> None:
+    def __init__(self, app: ASGIApp, *, blocks: Any, uploads: Uploads,
+                 guard: SessionGuard | None = None) -> None:
         self.app = app
         self.uploads = uploads
         self.editors = gradio_internals.editor_ids(blocks)
+        # The pieces are kept per user whatever the session, but a request naming another user's session is still
+        # refused (403), as on every route that names one.
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the editor's uploads here; everything else passes on."""
@@ -283,6 +289,9 @@ class EditorBlobRoute:
             raise Refused(401, "Log in first.")
         form = await _form(scope, receive)
         try:
+            session = form.get("session_hash")
+            if self.guard is not None and isinstance(session, str) and session:
+                self._check_session(session, owner)
             blob_id, kind, index, upload = self._piece(form)
             if kind == "composite":
                 return  # the flattened picture: the inpaint tab reads the background and the strokes instead
@@ -300,6 +309,15 @@ class EditorBlobRoute:
                 raise Refused(422, problem)  # too much for one submission, or a piece of it refused before
         finally:
             await form.close()
+
+    def _check_session(self, session: str, owner: str) -> None:
+        """Refused (403) when the session the piece names is another user's."""
+        try:
+            self.guard.check([(SESSION, session)], owner)
+        except NotYours as refused:
+            raise Refused(refused.status, refused.message) from None
+        except ClaimsFull:
+            raise Refused(503, TOO_MANY_SESSIONS) from None
 
     def _piece(self, form: Any) -> tuple[str, str, int | None, Any]:
         """(id, kind, layer index, the file) of an accept_blobs form, or Refused naming the field at fault."""

@@ -111,13 +111,18 @@ def install_probes(path: str) -> None:
     install_gradio_probes(path)
     import pipelines.diffusers_backend as backend
     import services.images as images
+
+    try:  # the module that calls latents_to_preview: the backend's runner since the backends were split
+        import pipelines.diffusers_running as previews
+    except ImportError:  # an older checkout (a comparison): the backend module itself
+        previews = backend
     import storage.blobs as blobs
     from services.jobs import JobHandle
 
     _timed(backend.DiffusersBackend, "generate", "pipeline call (diffusers, incl. previews)")
     # Jobs reach the pipeline through the batcher, as a batch (of one when alone).
     _timed(backend.DiffusersBackend, "generate_batch", "pipeline call (generate_batch, incl. previews)")
-    _timed(backend, "latents_to_preview", "preview: latents to RGB")
+    _timed(previews, "latents_to_preview", "preview: latents to RGB")
     _timed(images.ImageService, "_create_job", "db: create the job row")
     _timed(images.ImageService, "_finish", "db: final status + file rows")
     _timed(blobs, "write_png_atomic", "png: encode + write + fsync")

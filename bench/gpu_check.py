@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
+from contracts import ImageRequest
 from pipelines.compile import CompileOptions
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import ImageRequest, JobCancelled, StepUpdate
+from pipelines.image_base import JobCancelled, StepUpdate
 from pipelines.tiny import _tiny_clip_tokenizer, ensure_tiny_sd
 
 

@@ -9,7 +9,11 @@ median / max for each side and for the per-round ratio, the server's start-up ti
 Two more sides run in each round: the same call through a client with ssl_verify=False, and a plain Gradio app's
 queued echo (bench/_vanilla_gradio.py), the cost of one call through Gradio and gradio_client with no app at all.
 
-    python bench/image_overhead.py [--runs 10] [--size 256] [--steps 8] [--phases]
+With --against DIR (another checkout, e.g. `git worktree add /tmp/before a403b27`), a second server runs that
+checkout's code with the same settings, and each round times both versions' /generate_image and raw call, the order
+alternating: two versions compared on the same box at the same moments, their ratio per round with its spread.
+
+    python bench/image_overhead.py [--runs 10] [--size 256] [--steps 8] [--phases] [--against DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ import psutil
 from _server import (
     BENCH,
     OFFLINE_ENV,
+    ROOT,
     RawSide,
+    checkout,
     fmt,
     free_port,
     load_average,
@@ -162,6 +168,66 @@ def gradio_traces(url: str) -> list[dict[str, Any]]:
     return [t for t in traces if t.get("fn_name") == "generate_image"]
 
 
+class Version:
+    """Another checkout's server, timed in the same rounds as this one's: its /generate_image and its raw call."""
+
+    def __init__(self, root: Path, data_dir: Path, env: dict[str, str], threads: tuple[int, int],
+                 params: dict[str, Any]) -> None:
+        from gradio_client import Client
+
+        self.root, self.params = root.resolve(), params
+        self.proc, url, self.startup_s = start_server(data_dir, "--no-warmup", threads=threads, env=env,
+                                                      raw="image_overhead:raw_call",
+                                                      raw_port_file=data_dir.parent / "against-raw.port",
+                                                      root=self.root)
+        self.client = Client(url, verbose=False, download_files=False)
+        self.client.predict(**{**params, "steps": 1}, api_name="/generate_image")  # builds + loads the model
+        wait_ready(url, "image")
+        self.rss_loaded = psutil.Process(self.proc.pid).memory_info().rss
+        self.worker = RawSide(data_dir.parent / "against-raw.port")
+        self.app_s: list[float] = []
+        self.raw_s: list[float] = []
+
+    def warm_up(self, runs: int) -> None:
+        """Untimed runs, as many as this version's."""
+        for _ in range(runs):
+            self.client.predict(**self.params, api_name="/generate_image")
+            self.worker.call(self.params)
+
+    def round(self) -> None:
+        """One timed app call and one raw call, the order alternating from round to round."""
+        calls = [self._app, self._raw]
+        for call in calls if len(self.app_s) % 2 else calls[::-1]:
+            call()
+
+    def _app(self) -> None:
+        t0 = time.perf_counter()
+        self.client.predict(**self.params, api_name="/generate_image")
+        self.app_s.append(time.perf_counter() - t0)
+
+    def _raw(self) -> None:
+        t0 = time.perf_counter()
+        self.worker.call(self.params)
+        self.raw_s.append(time.perf_counter() - t0)
+
+    def summary(self, this_app_s: list[float], this_ratios: list[float]) -> dict[str, Any]:
+        """Its figures, and this version's over its own, round by round."""
+        ratios = [a / r for a, r in zip(self.app_s, self.raw_s, strict=True)]
+        return {"checkout": checkout(self.root), "app_ms": stats(self.app_s, 1000), "raw_ms": stats(self.raw_s, 1000),
+                "ratio_app_over_raw": stats(ratios, 1, 3),
+                "this_app_over_against_app": stats([a / b for a, b in zip(this_app_s, self.app_s, strict=True)], 1, 3),
+                "this_ratio_over_against_ratio": stats([a / b for a, b in zip(this_ratios, ratios, strict=True)], 1, 3),
+                "rss_loaded_mib": round(self.rss_loaded / 2**20),
+                "per_round_app_ms": [round(t * 1000, 1) for t in self.app_s],
+                "this_per_round_app_ms": [round(t * 1000, 1) for t in this_app_s]}
+
+    def stop(self) -> None:
+        """End its server."""
+        self.worker.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 def main() -> None:
     """Run both sides interleaved; print and save the figures."""
     parser = argparse.ArgumentParser()
@@ -186,6 +252,8 @@ def main() -> None:
                              "the pstats files land in --keep-profiles")
     parser.add_argument("--keep-profiles", type=Path, default=None, help="copy the raw CPU profiles into this folder")
     parser.add_argument("--out", default="image_overhead", help="results file name in bench/results/")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout (a git worktree of an older commit) to run side by side, round by round")
     args = parser.parse_args()
     params = {"prompt": "a lighthouse at dusk", "negative_prompt": "", "width": args.size, "height": args.size,
               "steps": args.steps, "cfg_scale": 7.0, "seed": 42, "sampler": "Euler a", "batch_count": 1}
@@ -213,6 +281,9 @@ def main() -> None:
                                     probes=probe_file if args.phases else None, raw="image_overhead:raw_call",
                                     raw_port_file=Path(tmp) / "raw.port")
         worker = vanilla = None
+        # Another checkout's server (--against) with the same settings; no CPU profile of it (one file each).
+        other_env = {k: v for k, v in env.items() if k != "ATELIER_BENCH_CPU_PROFILE"}
+        other = Version(args.against, Path(tmp) / "against", other_env, threads, params) if args.against else None
         try:
             client = Client(url, verbose=False, download_files=False)
             # gradio_client builds a new httpx client, and with it a TLS context that loads the CA bundle, for every
@@ -348,7 +419,11 @@ def main() -> None:
             over_plain_app: list[float] = []
             ratios: list[float] = []
             job_phases: list[dict[str, float]] = []
+            if other is not None:
+                other.warm_up(args.warmup)
             for i in range(args.runs):
+                if other is not None and i % 2 == 0:  # the other version first every other round
+                    other.round()
                 # Alternate which side goes first, so neither always runs right after the other.
                 if i % 2:
                     p = plain_app_run()
@@ -356,6 +431,8 @@ def main() -> None:
                 else:
                     (a, t0, t1), (r, answer) = app_run(), raw_run()
                     p = plain_app_run()
+                if other is not None and i % 2 == 1:
+                    other.round()
                 plain_app_s.append(p)
                 over_plain_app.append(a / p)
                 if not args.profile:  # a profile charges the app's server with the app's calls alone
@@ -394,6 +471,8 @@ def main() -> None:
         finally:
             if worker is not None:
                 worker.close()
+            if other is not None:
+                other.stop()
             proc.terminate()
             proc.wait(timeout=30)
             if vanilla is not None:
@@ -405,7 +484,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "what": f"tiny SD {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, seed 42"
                 + (f"; null model (UNet, VAE sleep ms: {args.null_model})" if args.null_model else ""),
-        "interleaved_runs": args.runs, "warmup_runs_each": args.warmup,
+        "checkout": checkout(ROOT), "interleaved_runs": args.runs, "warmup_runs_each": args.warmup,
         "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": {"intra_op": args.threads, "inter_op": args.interop, "raw_side_reported":
                     [answer["threads"], answer["interop"]]},
@@ -440,6 +519,8 @@ def main() -> None:
                                               / statistics.median(raw_s), 3)})
     if profiles:
         result["cpu_profile"] = profiles
+    if other is not None:
+        result["against"] = other.summary(app_s, ratios)
     if args.phases:
         names = sorted({k for p in job_phases for k in p})
         result["phases_ms"] = {k: stats([p.get(k, 0.0) for p in job_phases], 1 if k in COUNTS else 1000)
@@ -491,6 +572,17 @@ def main() -> None:
           f"{result['ratio_of_mins']:.2f}x")
     print(f"  start-up to /api/health  : {startup_s:8.1f} s")
     print(f"  server RSS idle / loaded : {result['rss_idle_mib']} / {result['rss_loaded_mib']} MiB")
+    if other is not None:
+        against = result["against"]
+        print(f"  against {against['checkout']['commit']} ({against['checkout']['path']}), the same rounds:")
+        print(f"    raw pipeline call        : {fmt(against['raw_ms'], 'ms')}")
+        print(f"    /generate_image (client) : {fmt(against['app_ms'], 'ms')}")
+        print(f"    ratio app/raw, per round : {against['ratio_app_over_raw']['median']:8.2f}x  (min "
+              f"{against['ratio_app_over_raw']['min']:.2f}, max {against['ratio_app_over_raw']['max']:.2f})")
+        row = against["this_app_over_against_app"]
+        print(f"    this /generate_image over the other's, per round: {row['median']:.3f}x (min {row['min']:.3f}, "
+              f"max {row['max']:.3f}); app/raw ratio over the other's: "
+              f"{against['this_ratio_over_against_ratio']['median']:.3f}x")
     if args.phases:
         print(f"  phases of one job (median, ms): {'app':>8} {'plain app':>10}")
         plain_phases_ms = result["plain_app_phases_ms"]

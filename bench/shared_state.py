@@ -21,7 +21,7 @@ from limits import parse  # noqa: E402
 from limits.storage import storage_from_string  # noqa: E402
 from limits.strategies import FixedWindowRateLimiter  # noqa: E402
 
-from services.shared_state import JobLedger, SharedTokens  # noqa: E402
+from storage.shared_state import JobLedger, SharedTokens  # noqa: E402
 from tests.live.redis import redis_server  # noqa: E402
 
 

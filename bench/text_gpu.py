@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from gpu_check import build_sd15_random, reset_peak, spread, sync, vram
 
-from pipelines.text_base import TextOptions
+from contracts import TextOptions
 from pipelines.tiny import ensure_tiny_r1, ensure_tiny_sd
 from pipelines.transformers_backend import TransformersTextBackend
 
@@ -195,8 +195,8 @@ def measure(backend: TransformersTextBackend, messages: list[dict[str, str]], ne
 def set_variant(backend: TransformersTextBackend, variant: str) -> None:
     """Switch a loaded backend between the decode variants: the settings are read per reply (_generation_config),
     and a backend loaded with compile=True only compiles replies whose config asks for it."""
-    backend.cache = "dynamic" if variant == "dynamic" else "static"
-    backend.compile = variant == "static+compile"
+    backend.loaded.cache = "dynamic" if variant == "dynamic" else "static"
+    backend.loaded.compile = variant == "static+compile"
 
 
 def summary(samples: list[dict[str, float]]) -> dict[str, Any]:
@@ -239,8 +239,8 @@ def decode(backend: TransformersTextBackend, args: argparse.Namespace, prompts: 
 def memory(backend: TransformersTextBackend, work: Path, args: argparse.Namespace,
            prompts: dict[int, Any]) -> dict[str, Any]:
     """Peak VRAM of the text model alone, then beside Stable Diffusion 1.5 fp16 with an image job and a reply."""
+    from contracts import ImageRequest
     from pipelines.diffusers_backend import DiffusersBackend
-    from pipelines.image_base import ImageRequest
 
     out: dict[str, Any] = {"text_resident": vram()}
     longest = max(prompts)
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         results["loaded"] = vram()
         set_variant(backend, "dynamic")
         results["kernel"] = backend.describe()
-        print(f"kernel: {backend.kernel} ({json.dumps(results['kernel']['kernel_choice'])})")
+        print(f"kernel: {backend.loaded.kernel} ({json.dumps(results['kernel']['kernel_choice'])})")
         prompts = {context: prompt_of(backend, context) for context in args.contexts}
         results["contexts"] = {context: got for context, (_, got) in prompts.items()}
         if "decode" in only:

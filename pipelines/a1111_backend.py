@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 
+from contracts import ImageRequest
 from pipelines.image_base import (
     BatchItem,
     BatchOutcome,
     GeneratedImage,
-    ImageRequest,
     JobCancelled,
     ProgressFn,
     StepUpdate,

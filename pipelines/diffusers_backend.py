@@ -1,58 +1,19 @@
-"""The in-process image backend: diffusers pipelines from a hub id or a local folder."""
+"""The in-process image backend: Stable Diffusion (and other text-to-image families) through diffusers, from a hub id,
+a local folder or a single checkpoint file. Loading is pipelines/diffusers_loading.py, running jobs
+pipelines/diffusers_running.py; this class is the ImageBackend the registry hands out, made of the two."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import math
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image
-
-from pipelines import checkpoints, image_ops, loras
-from pipelines import prompts as prompt_syntax
-from pipelines.compile import CompileOptions, CompileStatus, apply_compile, compile_blocker, warm_up, warmup_runs
-from pipelines.devices import Placement, pick_placement, release_memory, xformers_usable
-from pipelines.image_base import (
-    BatchItem,
-    BatchOutcome,
-    GeneratedImage,
-    ImageRequest,
-    JobCancelled,
-    ProgressFn,
-    register_image_backend,
-)
-from pipelines.loading import (
-    IMAGE_MODEL,
-    ModelUnavailable,
-    download_progress,
-    exclusive_load,
-    explain_load_error,
-    hub_cache_bytes,
-    model_revision,
-)
-from pipelines.preview import latents_to_preview
-
-log = logging.getLogger(__name__)
-_clock = time.monotonic  # the preview throttle's clock (a test drives its own)
-
-MEMORY_MODES = ("none", "model-offload", "sequential-offload")
-# Callback tensors with one row per image (or two with CFG) that must shrink when a job leaves a batch.
-BATCH_TENSORS = ("latents", "prompt_embeds", "negative_prompt_embeds", "add_text_embeds", "add_time_ids",
-                 "negative_pooled_prompt_embeds", "negative_add_time_ids")
-# Scheduler attributes that carry per-image state between steps (DPM++/UniPC, LMS, Heun).
-SCHEDULER_STATE = ("model_outputs", "last_sample", "derivatives", "prev_derivative", "sample")
-# Stable Diffusion 1.x pipelines whose prompts can be encoded one at a time (see _encode_row_by_row).
-SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
-
-# Defined in pipelines.loading (shared with the text backend); still importable from here.
-__all__ = ["MEMORY_MODES", "DiffusersBackend", "ModelUnavailable", "explain_load_error", "hub_cache_bytes"]
+from contracts import ImageRequest
+from pipelines.compile import CompileOptions
+from pipelines.diffusers_loading import DiffusersModel
+from pipelines.diffusers_running import DiffusersRunner
+from pipelines.image_base import BatchItem, BatchOutcome, GeneratedImage, ProgressFn, register_image_backend
 
 
 @register_image_backend("diffusers")
@@ -60,587 +21,64 @@ class DiffusersBackend:
     """Stable Diffusion (and other text-to-image families) through diffusers, in this process."""
 
     name = "diffusers"
+    remote = False
 
-    def __init__(
-        self,
-        model: str,
-        display_name: str | None = None,
-        device: str | None = None,
-        memory_mode: str = "none",
-        attention_slicing: bool = False,
-        vae_slicing: bool = False,
-        vae_tiling: bool = False,
-        preview_every: int = 2,
-        preview_interval_s: float = 0.0,
-        compile: CompileOptions | None = None,
-        compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
-        upscalers_dir: Path | None = None,
-        lora_dir: str | None = None,
-        vae: str = "",
-    ) -> None:
-        if memory_mode not in MEMORY_MODES:
-            raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
-        self.model = model
-        self._display_name = display_name
-        self.placement: Placement = pick_placement(device)
-        self.memory_mode = memory_mode
-        self.attention_slicing = attention_slicing
-        self.vae_slicing = vae_slicing
-        self.vae_tiling = vae_tiling
-        self.preview_every = max(1, preview_every)
-        # At most one intermediate preview per this many seconds (the last step's always): each one copies the
-        # latents to the CPU, which on a GPU waits for the queued steps, and the UI shows no more than one per
-        # stream interval anyway.
-        self.preview_interval_s = max(0.0, preview_interval_s)
-        self.pipe: Any = None
-        self._offloaded = False
-        self.revision = ""  # which files were loaded: a hub snapshot hash or a local folder's fingerprint
-        self._base_scheduler_config: Any = None
-        self.notes: list[str] = []
-        self.compile_options = compile or CompileOptions()
-        # Width, height and guidance of the warm-up runs: the profile's defaults, so jobs find their graphs.
-        self.compile_warmup = compile_warmup
-        self.compile_status = CompileStatus(self.compile_options)
-        self.upscalers_dir = upscalers_dir  # hires fix upscaler models (spandrel), by file stem
-        # img2img and inpaint pipelines made from self.pipe (from_pipe shares its modules), rebuilt when it changes.
-        self._task_pipes: dict[str, Any] = {}
-        self._task_pipes_of: Any = None
-        self.vae = vae  # a VAE file or folder replacing the checkpoint's own; "" keeps it
-        self.model_hash = ""  # A1111's "Model hash" of a single-file checkpoint (pipelines/checkpoints.py)
-        self.loras = loras.LoraLoader(Path(lora_dir) if lora_dir else None)
+    def __init__(self, model: str, display_name: str | None = None, device: str | None = None,
+                 memory_mode: str = "none", attention_slicing: bool = False, vae_slicing: bool = False,
+                 vae_tiling: bool = False, preview_every: int = 2, preview_interval_s: float = 0.0,
+                 compile: CompileOptions | None = None, compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
+                 upscalers_dir: Path | None = None, lora_dir: str | None = None, vae: str = "") -> None:
+        self.loaded = DiffusersModel(model, display_name, device, memory_mode, attention_slicing, vae_slicing,
+                                     vae_tiling, compile, compile_warmup, vae)
+        self.runner = DiffusersRunner(self.loaded, preview_every, preview_interval_s, lora_dir, upscalers_dir)
 
     @property
     def model_name(self) -> str:
         """The model as written into PNG metadata and history."""
-        return self._display_name or self.model
+        return self.loaded.model_name
 
-    # 1. Load --------------------------------------------------------------------------------------
+    @property
+    def revision(self) -> str:
+        """Which files are loaded (a hub snapshot hash, a folder's or file's fingerprint, and the VAE's)."""
+        return self.loaded.revision
+
+    @property
+    def model_hash(self) -> str:
+        """A1111's Model hash of a single-file checkpoint; '' for a diffusers folder."""
+        return self.loaded.model_hash
+
+    @property
+    def pipe(self) -> Any:
+        """The loaded diffusers pipeline (None until load())."""
+        return self.loaded.pipe
+
     def load(self, report: Callable[[str], None]) -> None:
         """Download if needed, then load onto the chosen device with the memory mode applied."""
-        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
-
-        if self.pipe is not None:
-            if self._offloaded:  # parked in CPU RAM by offload(): move back instead of reloading
-                report(f"moving {self.model_name} back to {self.placement.device}")
-                self.pipe.to(self.placement.device)
-                self._offloaded = False
-            return
-        source = self.model
-        single_file = checkpoints.is_checkpoint_file(source)
-        if not single_file and not Path(source).expanduser().is_dir():
-            source = self._download(DiffusionPipeline, report)
-        self.revision = self._checkpoint_revision(source, report) if single_file else model_revision(source)
-        phase = f"loading {self.model_name} ({self.placement.dtype_name} on {self.placement.device})"
-        try:
-            kwargs: dict[str, Any] = {"dtype": self.placement.dtype}
-            config = {} if single_file else DiffusionPipeline.load_config(source)
-            if "safety_checker" in config:
-                # Like AUTOMATIC1111: no NSFW classifier (it costs ~1 GB and blacks out images).
-                kwargs.update(safety_checker=None, requires_safety_checker=False)
-            # One load at a time in the process: diffusers patches torch process-wide while it builds the
-            # pipeline (see pipelines.loading.exclusive_load); jobs of the other model keep running.
-            with exclusive_load(self.model_name, report, phase):
-                pipe = (checkpoints.load_checkpoint(source, self.placement.dtype) if single_file
-                        else AutoPipelineForText2Image.from_pretrained(source, **kwargs))
-                self._swap_vae(pipe, source if single_file else None)
-        except ModelUnavailable:  # already says what is wrong and what to do (pipelines/checkpoints.py)
-            raise
-        except Exception as err:  # every loader error becomes one actionable message
-            raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
-        self._configure(pipe)
-        self._base_scheduler_config = pipe.scheduler.config
-        warm_up(pipe, self.compile_status, warmup_runs(*self.compile_warmup), report)
-        self.pipe = pipe
+        self.loaded.load(report)
 
     def use_checkpoint(self, model: str, display_name: str | None, vae: str = "") -> None:
         """Point the (idle) backend at another checkpoint file or folder and VAE; the next load() loads them."""
-        self.unload()
-        self.model, self._display_name, self.vae = model, display_name, vae
-        self.revision, self.model_hash = "", ""
+        self.runner.loras.forget()
+        self.loaded.use_checkpoint(model, display_name, vae)
 
-    def _checkpoint_revision(self, source: str, report: Callable[[str], None]) -> str:
-        """Hash a single-file checkpoint once per file version: its identity for the cache and A1111's Model hash."""
-        report(f"hashing {Path(source).name} (A1111's Model hash)")
-        self.model_hash = checkpoints.model_hash(source)
-        return checkpoints.file_revision(source)
-
-    def _swap_vae(self, pipe: Any, checkpoint: str | None) -> None:
-        """Replace the pipeline's VAE by the chosen one (configured like the checkpoint's, for a VAE file)."""
-        if self.vae:
-            config = checkpoints.config_for(checkpoint) if checkpoint else None
-            pipe.vae = checkpoints.load_vae(self.vae, self.placement.dtype, config)
-            vae_id = model_revision(self.vae) if Path(self.vae).is_dir() else checkpoints.file_revision(self.vae)
-            self.revision += "+vae:" + vae_id  # another VAE, other pixels: the cache must not mix them up
-
-    def _download(self, pipeline_cls: Any, report: Callable[[str], None]) -> str:
-        try:
-            with download_progress(self.model, report):
-                variant = "fp16" if self.placement.dtype == torch.float16 else None
-                try:
-                    return str(pipeline_cls.download(self.model, variant=variant, use_safetensors=True))
-                except Exception:
-                    if variant is None:
-                        raise
-                    # Not every repo ships an fp16 variant; the full-precision files are cast on load.
-                    return str(pipeline_cls.download(self.model, use_safetensors=True))
-        except Exception as err:
-            raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
-
-    def _memory_mode_in_effect(self) -> str:
-        """The memory mode as applied: offloading only exists on a CUDA GPU."""
-        return self.memory_mode if self.placement.device.startswith("cuda") else "none"
-
-    def _apply_memory_mode(self, pipe: Any, mode: str) -> None:
-        if mode == "model-offload":
-            pipe.enable_model_cpu_offload()
-        elif mode == "sequential-offload":
-            pipe.enable_sequential_cpu_offload()
-        else:
-            pipe.to(self.placement.device)
-
-    def _configure(self, pipe: Any) -> None:
-        device = self.placement.device
-        mode = self._memory_mode_in_effect()
-        if self.memory_mode != mode:
-            # Offloading moves weights between CPU and GPU; without a GPU there is nothing to save.
-            self.notes.append(f"memory mode {self.memory_mode!r} ignored: it only applies on a CUDA GPU")
-        compiling = self._prepare_compile(pipe, mode)
-        # Compile wrappers go on first: the offload hooks then wrap the compiled forward from the outside.
-        self._apply_memory_mode(pipe, mode)
-        if xformers_usable(device) and not compiling:
-            # With compile, SDPA stays: dynamo traces it, while xformers' kernels would break the graph.
-            pipe.enable_xformers_memory_efficient_attention()
-            self.notes.append("attention: xformers")
-        else:
-            self.notes.append("attention: PyTorch SDPA")
-        if self.attention_slicing:
-            pipe.enable_attention_slicing()
-        vae = getattr(pipe, "vae", None)
-        if vae is not None and self.vae_slicing:
-            vae.enable_slicing()
-        if vae is not None and self.vae_tiling:
-            vae.enable_tiling()
-        pipe.set_progress_bar_config(disable=True)
-
-    def _prepare_compile(self, pipe: Any, mode: str) -> bool:
-        """Wrap the UNet and VAE decoder for torch.compile unless it is off or the memory mode rules it out."""
-        status = self.compile_status = CompileStatus(self.compile_options)
-        if not self.compile_options.enabled:
-            return False
-        blocker = compile_blocker(mode)
-        if blocker:
-            status.state, status.reason = "skipped", blocker
-            log.warning("torch.compile is off for %s: %s; running eager", self.model_name, blocker)
-            self.notes.append(f"compile skipped: {blocker}")
-            return False
-        try:
-            # Attention slicing replaces the attention processors, so fused QKV would go unused.
-            apply_compile(pipe, self.compile_options, status, self.notes, fuse_qkv=not self.attention_slicing)
-        except Exception as err:  # a torch without dynamo support, a bad backend name: eager still works
-            status.state, status.reason = "failed", f"{type(err).__name__}: {err}"
-            log.warning("torch.compile could not be set up for %s; running eager: %s", self.model_name, err)
-            return False
-        return True
-
-    # 2. Generate ----------------------------------------------------------------------------------
-    def generate(
-        self, req: ImageRequest, seeds: list[int], on_step: ProgressFn, stop: threading.Event
-    ) -> list[GeneratedImage]:
+    def generate(self, req: ImageRequest, seeds: list[int], on_step: ProgressFn,
+                 stop: threading.Event) -> list[GeneratedImage]:
         """Run one job image by image; each step reports progress and checks the stop signal."""
-        results: list[GeneratedImage] = []
-        for index, seed in enumerate(seeds):
-            (outcome,) = self.generate_batch([BatchItem(req, [seed], on_step, stop, done_before=index,
-                                                        job_images=len(seeds))])
-            if outcome is None:
-                raise JobCancelled()
-            results.extend(outcome)
-        return results
+        return self.runner.generate(req, seeds, on_step, stop)
 
     def generate_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
-        """Run jobs of one compute shape as one pipeline call, a generator per image, so each seed gives the
-        picture it gives alone; a stopped item leaves the batch at the next step and gets None."""
-        if self.pipe is None:
-            raise RuntimeError("the image model is not loaded")
-        if all(item.stop.is_set() for item in items):
-            raise JobCancelled()
-        if (apart := self._split_apart(items)) is not None:
-            return apart
-        pipe = self.pipe
-        # Imported here: diffusers' scheduler package takes seconds to import, and start-up must not wait.
-        from pipelines.samplers import make_scheduler
+        """Run jobs of one compute shape as one pipeline call; a stopped item gets None."""
+        return self.runner.generate_batch(items)
 
-        req = items[0].req  # the shape (size, steps, sampler, CFG, mode settings) is the same for every item
-        pipe.scheduler = make_scheduler(req.sampler, self._base_scheduler_config)
-        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1])  # every item asks for the same (_split_apart)
-        live = [not item.stop.is_set() for item in items]
-        rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]
-        # A CPU generator makes a seed give the same picture on every device, as in A1111's default. The list is
-        # handed to the pipeline and shrunk in place when a job leaves, so the scheduler's noise stays per row.
-        generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in rows]
-        run = _Run(items, live, rows, generators)
-        with self._row_by_row(pipe, rows):
-            if req.mode == "inpaint":
-                images = self._inpaint(run, req)
-            elif req.mode == "img2img":
-                inputs = image_ops.prepare_inputs(req)
-                steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
-                images = self._img2img(run, [inputs.image] * len(rows), strength, steps)
-            elif req.enable_hr:
-                images = self._hires(run, req)
-            else:
-                images = self._txt2img(run, req.width, req.height, "pil")
-        outcomes: list[BatchOutcome] = [[] if live[i] else None for i in range(len(items))]
-        for (i, seed), image in zip(rows, images, strict=True):
-            outcome = outcomes[i]
-            if outcome is not None:
-                outcome.append(GeneratedImage(image=image, seed=seed))
-        # The VAE decode is not interruptible: re-check so a late Stop still wins.
-        return [None if item.stop.is_set() else outcome for item, outcome in zip(items, outcomes, strict=True)]
-
-    # Modes: each runs one or two pipeline calls over the rows of `run` -----------------------------
-    def _txt2img(self, run: _Run, width: int, height: int, output_type: str, extra_steps: int = 0) -> Any:
-        """The txt2img pass (also hires fix's first); a 9-channel inpainting model paints a fully masked blank."""
-        req = run.items[0].req
-        if self._inpainting_unet():
-            # As A1111 does for inpainting checkpoints: the whole picture is masked, the masked picture is empty.
-            blank = Image.new("RGB", (width, height), (127, 127, 127))
-            return self._inpaint_call(run, blank, Image.new("L", (width, height), 255), 1.0, req.steps,
-                                      output_type=output_type, extra_steps=extra_steps)
-        return self._call(self.pipe, run, width=width, height=height, num_inference_steps=req.steps,
-                          output_type=output_type, extra_steps=extra_steps)
-
-    def _img2img(self, run: _Run, images: Any, strength: float, steps: int, offset: int = 0) -> Any:
-        """An img2img pass from pictures or latents (one per row); on a 9-channel model, inpaint with a full mask."""
-        if self._inpainting_unet():
-            first = images if isinstance(images, torch.Tensor) else images[0]
-            height, width = ((first.shape[-2] * 8, first.shape[-1] * 8) if isinstance(first, torch.Tensor)
-                             else (first.height, first.width))
-            return self._inpaint_call(run, images, Image.new("L", (width, height), 255), strength, steps,
-                                      offset=offset)
-        return self._call(self._task_pipe("img2img"), run, image=images, strength=strength,
-                          num_inference_steps=steps, output_type="pil", offset=offset)
-
-    def _hires(self, run: _Run, req: ImageRequest) -> list[Any]:
-        """Hires fix in one job: the base pass, an upscale (latent or picture), an img2img pass at the final size;
-        progress counts both passes and a Stop ends either."""
-        width, height = req.hr_size()
-        steps, strength = _img2img_schedule(req.hr_second_pass_steps or req.steps, req.denoising_strength,
-                                            fixed=True)
-        planned = min(int(steps * strength), steps)
-        latent = image_ops.is_latent_upscaler(req.hr_upscaler)
-        base = self._txt2img(run, req.width, req.height, "latent" if latent else "pil", extra_steps=planned)
-        offset = run.steps_done
-        if latent:
-            upscaled = image_ops.upscale_latents(base, req.hr_upscaler, width, height)
-        else:
-            upscaled = [image_ops.upscale_image(image, req.hr_upscaler, width, height, self.upscalers_dir,
-                                                self.placement.device) for image in base]
-        return self._img2img(run, upscaled, strength, steps, offset=offset)
-
-    def _inpaint(self, run: _Run, req: ImageRequest) -> list[Any]:
-        """Inpaint as A1111 does: prepare the picture and mask (crop for "only masked"), repaint, paste back."""
-        inputs = image_ops.prepare_inputs(req)
-        assert inputs.mask is not None
-        steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
-        images = self._inpaint_call(run, inputs.image, inputs.mask, strength, steps, fill=req.inpainting_fill)
-        return [image_ops.paste_back(image, inputs) for image in images]
-
-    def _inpaint_call(self, run: _Run, image: Any, mask: Image.Image, strength: float, steps: int, fill: int = 1,
-                      output_type: str = "pil", offset: int = 0, extra_steps: int = 0) -> Any:
-        """One call of the inpaint pipeline (4- or 9-channel UNet) with latents encoded per row from each row's
-        own generator, so a seed gives the same picture in a batch as alone; `fill` 2 and 3 are A1111's latent
-        noise and latent nothing."""
-        pipe = self._task_pipe("inpaint")
-        width, height = mask.size
-        device, dtype = pipe._execution_device, pipe.vae.dtype
-        binary = pipe.mask_processor.preprocess(mask, height=height, width=width).to(device)
-        n = len(run.rows)
-        if isinstance(image, torch.Tensor):  # latents from hires fix's latent upscale: nothing is kept
-            latents = image.to(device, dtype)
-            masked = torch.zeros(n, 3, height, width, device=device, dtype=dtype)
-        else:
-            images = image if isinstance(image, list) else [image] * n
-            pixels = pipe.image_processor.preprocess(images, height=height, width=width).to(device, dtype)
-            scale = pipe.vae.config.scaling_factor
-            latents = torch.cat([pipe.vae.encode(pixels[r:r + 1]).latent_dist.sample(generator)
-                                 for r, generator in enumerate(run.generators)]) * scale
-            masked = pixels * (binary < 0.5)
-        if fill in (2, 3):
-            cells = torch.nn.functional.interpolate(binary, size=latents.shape[-2:], mode="bilinear").round()
-            if fill == 2:  # the seed's own noise where the mask is, as A1111 draws it
-                shape = (1, *latents.shape[1:])
-                noise = torch.cat([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
-                                   for _, seed in run.rows]).to(device, dtype)
-                latents = latents * (1 - cells) + noise * cells
-            else:
-                latents = latents * (1 - cells)
-        return self._call(pipe, run, image=latents, mask_image=mask, masked_image_latents=masked, strength=strength,
-                          width=width, height=height, num_inference_steps=steps, output_type=output_type,
-                          offset=offset, extra_steps=extra_steps)
-
-    def _call(self, pipe: Any, run: _Run, offset: int = 0, extra_steps: int = 0, **kwargs: Any) -> Any:
-        """One pipeline call over the rows: prompts per row, a generator per row, progress and Stop every step."""
-        req = run.items[0].req
-        names = [n for n in BATCH_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ("latents",))]
-        # The inpaint loop keeps per-row tensors of its own (image latents, noise) that a callback cannot cut, so
-        # there a stopped job stays in the call until it ends; the others lose its rows at once.
-        cut = type(pipe).__name__ != "StableDiffusionInpaintPipeline"
-        callback = self._batch_callback(run, names, cut, offset, extra_steps)
-        output = pipe(**self._prompts(pipe, run, req.cfg_scale), guidance_scale=req.cfg_scale,
-                      generator=run.generators, callback_on_step_end=callback,
-                      callback_on_step_end_tensor_inputs=names, **kwargs)
-        return output.images
-
-    def _prompts(self, pipe: Any, run: _Run, cfg_scale: float) -> dict[str, Any]:
-        """The rows' prompts (A1111 syntax applied, LoRA tags out), or their embeddings encoded one by one where a
-        batch must keep CPU pixels exact."""
-        prompts = self._prompt_inputs(pipe, cfg_scale, [run.items[i].req for i, _ in run.rows])
-        if "prompt" in prompts and self._rowwise(run.rows) and type(pipe).__name__ in SD_PIPELINES:
-            prompts = self._encode_row_by_row(pipe, cfg_scale, prompts)
-        return prompts
-
-    def _inpainting_unet(self) -> bool:
-        """True for a dedicated inpainting checkpoint: its UNet also takes the mask and the masked picture."""
-        return int(getattr(self.pipe.unet.config, "in_channels", 4)) == 9
-
-    def _task_pipe(self, task: str) -> Any:
-        """The img2img or inpaint pipeline over the loaded one's modules (from_pipe: no second copy of weights)."""
-        if self._task_pipes_of is not self.pipe:
-            self._task_pipes, self._task_pipes_of = {}, self.pipe
-        pipe = self._task_pipes.get(task)
-        if pipe is None:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-
-            auto = AutoPipelineForInpainting if task == "inpaint" else AutoPipelineForImage2Image
-            # The AutoPipeline's from_pipe hands over the same module objects and leaves their dtype and device
-            # alone (DiffusionPipeline.from_pipe would cast them to float32); offload hooks live on the modules.
-            pipe = self._task_pipes[task] = auto.from_pipe(self.pipe)
-            pipe.set_progress_bar_config(disable=True)
-        pipe.scheduler = self.pipe.scheduler  # the sampler this job asked for
-        return pipe
-
-    def _split_apart(self, items: list[BatchItem]) -> list[BatchOutcome] | None:
-        """Jobs asking for different LoRAs (adapters are set on the pipeline) or with prompts of different 77-token
-        chunk counts (padding would change a short prompt's pixels) cannot share a call: run each group as its own
-        call; None when they all can."""
-        groups: dict[Any, list[int]] = {}
-        for i, item in enumerate(items):
-            key = (loras.lora_key(item.req.prompt), prompt_syntax.chunk_count(self.pipe, item.req.prompt),
-                   prompt_syntax.chunk_count(self.pipe, item.req.negative_prompt))
-            groups.setdefault(key, []).append(i)
-        if len(groups) < 2:
-            return None
-        outcomes: list[BatchOutcome] = [None] * len(items)
-        for members in groups.values():
-            with contextlib.suppress(JobCancelled):  # every job of this set stopped: theirs stay None
-                for i, outcome in zip(members, self.generate_batch([items[i] for i in members]), strict=True):
-                    outcomes[i] = outcome
-        return outcomes
-
-    @staticmethod
-    def _prompt_inputs(pipe: Any, cfg_scale: float, reqs: list[ImageRequest]) -> dict[str, Any]:
-        """The prompts without their <lora:…> tags; with A1111 weighting or past 75 tokens, as embeddings built by
-        pipelines/prompts.py (a plain prompt gives the same embeddings either way)."""
-        texts = [loras.strip_loras(r.prompt) for r in reqs]
-        negatives = [loras.strip_loras(r.negative_prompt) for r in reqs]
-        if not prompt_syntax.supports_weighting(pipe):  # SDXL and others: the words, without the syntax
-            return {"prompt": [prompt_syntax.plain_text(t) for t in texts],
-                    "negative_prompt": [prompt_syntax.plain_text(n) for n in negatives]}
-        if any(prompt_syntax.needs_own_encoding(pipe.tokenizer, t) for t in texts + negatives):
-            return prompt_syntax.encode_prompts(pipe, texts, negatives, _uses_cfg(pipe, cfg_scale))
-        return {"prompt": texts, "negative_prompt": negatives}
-
-    def _rowwise(self, rows: list[tuple[int, int]]) -> bool:
-        """True when a batch must run image by image inside its call to keep CPU pixels exact."""
-        return not self.placement.device.startswith("cuda") and len(rows) > 1
-
-    @staticmethod
-    def _encode_row_by_row(pipe: Any, cfg_scale: float, prompts: dict[str, Any]) -> dict[str, Any]:
-        """Prompt embeddings encoded one prompt at a time, as the pipeline encodes a lone job's (see _row_by_row)."""
-        cfg = _uses_cfg(pipe, cfg_scale)
-        pairs = [pipe.encode_prompt(p, pipe._execution_device, 1, cfg, n or None)
-                 for p, n in zip(prompts["prompt"], prompts["negative_prompt"], strict=True)]
-        embeds = {"prompt_embeds": torch.cat([pos for pos, _ in pairs])}
-        if cfg:
-            embeds["negative_prompt_embeds"] = torch.cat([neg for _, neg in pairs])
-        return embeds
-
-    @contextlib.contextmanager
-    def _row_by_row(self, pipe: Any, rows: list[tuple[int, int]]) -> Iterator[None]:
-        """On CPU, run the UNet and the VAE decode one image at a time inside the batched call.
-
-        CPU matrix kernels round differently for different batch sizes (the time-embedding Linear is the first
-        to differ, by ~1e-6), so a true batch would change pixels; row by row each image sees exactly the shapes
-        it sees alone, and the batch still shares the text encoder, the scheduler and the per-step Python work.
-        On a GPU the batch runs whole: the differences stay within fp16 tolerance (bench/gpu_check.py).
-        """
-        if not self._rowwise(rows):
-            yield
-            return
-        unet, vae = pipe.unet, pipe.vae
-        unet_forward, vae_decode = unet.forward, vae.decode
-
-        def split_unet(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            n = len(rows)
-            # With CFG the UNet sees [negatives; positives]: image r is rows r and n + r, as it is alone.
-            groups = [[r, n + r] for r in range(n)] if sample.shape[0] == 2 * n else [[r] for r in range(n)]
-            parts = []
-            for group in groups:
-                cut_args, cut_kwargs = _take((sample, *args), kwargs, group, sample.shape[0])
-                parts.append(unet_forward(*cut_args, **cut_kwargs))
-            order = [g for group in groups for g in group]
-            stacked = torch.cat([p[0] if isinstance(p, tuple) else p.sample for p in parts])
-            merged = stacked[torch.tensor(sorted(range(len(order)), key=order.__getitem__))]
-            return (merged,)
-
-        def split_decode(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            kwargs.pop("generator", None)  # SD's VAE decode draws no noise; the list would not match one row
-            parts = [vae_decode(z[r:r + 1], *args, **{**kwargs, "return_dict": False})[0] for r in range(z.shape[0])]
-            return (torch.cat(parts),)
-
-        unet.forward, vae.decode = split_unet, split_decode
-        try:
-            yield
-        finally:
-            del unet.forward, vae.decode  # back to the class's methods
-
-    def _batch_callback(self, run: _Run, names: list[str], cut: bool, offset: int = 0,
-                        extra_steps: int = 0) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
-        """Progress, previews and Stop at every step; `offset` steps were done by an earlier pass of the job and
-        `extra_steps` are still to come in a later one (hires fix)."""
-        every, interval = self.preview_every, self.preview_interval_s
-        family = "sdxl" if "XL" in type(self.pipe).__name__ else "sd15"
-        items, live, rows = run.items, run.live, run.rows
-        last_preview = -math.inf  # this pass's first preview is never held back
-
-        def leave(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            """Drop stopped jobs (and, where the pipeline allows, their rows); raise when no job is left."""
-            stopped = {i for i, item in enumerate(items) if live[i] and item.stop.is_set()}
-            if stopped:
-                if cut:
-                    kwargs = self._drop_rows(pipe, kwargs, rows, run.generators, stopped)
-                for i in stopped:
-                    live[i] = False
-            if not any(live[i] for i, _ in rows):
-                # Raising leaves the denoising loop at once: no more UNet calls, no VAE decode.
-                raise JobCancelled()
-            return kwargs
-
-        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            kwargs = leave(pipe, kwargs)
-            this_pass = int(getattr(pipe, "num_timesteps", 0) or step + 1)
-            per_image = offset + this_pass + extra_steps
-            done = offset + step + 1
-            run.steps_done = done
-            nonlocal last_preview
-            now = _clock()
-            show = ((step + 1) % every == 0 and now - last_preview >= interval) or step + 1 == this_pass
-            if show:
-                last_preview = now
-            first_row: dict[int, int] = {}
-            for row, (i, _) in enumerate(rows):
-                first_row.setdefault(i, row)
-            for i, row in first_row.items():
-                if not live[i]:
-                    continue
-                preview = latents_to_preview(kwargs["latents"][row:row + 1], family) if show else None
-                items[i].on_step(items[i].step_update(per_image, done, preview))
-            return leave(pipe, kwargs)  # a Stop that arrived while this step was reported leaves before the next
-
-        return callback
-
-    @staticmethod
-    def _drop_rows(pipe: Any, kwargs: dict[str, Any], rows: list[tuple[int, int]], generators: list[Any],
-                   stopped: set[int]) -> dict[str, Any]:
-        """Take the stopped items' rows out of the running batch: latents, embeddings, scheduler state, noise."""
-        n = len(rows)
-        keep = [r for r, (i, _) in enumerate(rows) if i not in stopped]
-        # With CFG the pipeline concatenates [negative; positive] embeddings: 2n rows, the same cut in each half.
-        keep_cfg = keep + [n + r for r in keep]
-
-        def cut(value: Any) -> Any:
-            if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] in (n, 2 * n):
-                index = keep if value.shape[0] == n else keep_cfg
-                return value[torch.tensor(index, dtype=torch.long, device=value.device)]
-            if isinstance(value, list):
-                return [cut(v) for v in value]
-            return value
-
-        out = {name: cut(value) for name, value in kwargs.items()}
-        if keep:
-            for attr in SCHEDULER_STATE:  # multistep samplers remember earlier outputs, one row per image
-                if getattr(pipe.scheduler, attr, None) is not None:
-                    setattr(pipe.scheduler, attr, cut(getattr(pipe.scheduler, attr)))
-        rows[:] = [rows[r] for r in keep]
-        generators[:] = [generators[r] for r in keep]
-        return out
-
-    # 3. Unload ------------------------------------------------------------------------------------
     def offload(self) -> None:
         """Park the weights in CPU RAM to free GPU memory while idle (no-op on CPU or with an offload mode)."""
-        if self.pipe is None or not self.placement.device.startswith("cuda") or self.memory_mode != "none":
-            return  # on CPU there is nothing to free; offload modes already keep weights on the CPU
-        self.pipe.to("cpu")
-        self._offloaded = True
-        release_memory()
+        self.loaded.offload()
 
     def unload(self) -> None:
-        """Drop the pipeline and give its memory back."""
-        self.pipe = None
-        self._task_pipes, self._task_pipes_of = {}, None
-        self._offloaded = False
-        self.loras.forget()
-        self.compile_status = CompileStatus(self.compile_options)
-        release_memory()
+        """Drop the pipeline and its LoRAs and give their memory back."""
+        self.runner.loras.forget()
+        self.loaded.unload()
 
     def describe(self) -> dict[str, Any]:
         """Device, dtype and memory settings for the health page."""
-        return {
-            "device": self.placement.device,
-            "dtype": self.placement.dtype_name,
-            "memory_mode": self.memory_mode,
-            "notes": list(self.notes),
-            "compile": self.compile_status.as_dict(),
-        }
-
-
-@dataclass
-class _Run:
-    """The jobs of one generate_batch call and their rows (job index, seed), which shrink when a job stops."""
-
-    items: list[BatchItem]
-    live: list[bool]
-    rows: list[tuple[int, int]]
-    generators: list[Any]
-    steps_done: int = 0  # per image, over the passes so far (hires fix runs two)
-
-
-def _img2img_schedule(steps: int, strength: float, fixed: bool) -> tuple[int, float]:
-    """(num_inference_steps, strength) for a diffusers img2img pass. A1111 runs int(steps x strength) steps of a
-    `steps` schedule for img2img, and exactly `steps` steps for hires fix's pass (`fixed`); at least one step."""
-    if fixed and strength > 0:
-        total = max(steps, math.ceil(steps / min(strength, 0.999)))
-        while min(int(total * strength), total) < steps:  # float rounding: make sure `steps` steps run
-            total += 1
-        return total, strength
-    return steps, max(strength, 1.0 / steps)
-
-
-def _uses_cfg(pipe: Any, cfg_scale: float) -> bool:
-    """Whether the pipeline runs classifier-free guidance (and so needs negative embeddings) at this scale."""
-    return cfg_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
-
-
-def _take(args: tuple[Any, ...], kwargs: dict[str, Any], rows: list[int],
-          batch: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """(args, kwargs) cut to `rows` of the batch dimension: every tensor (also inside dicts) of `batch` rows."""
-    index = torch.tensor(rows, dtype=torch.long)
-
-    def cut(value: Any) -> Any:
-        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == batch:
-            return value[index.to(value.device)]
-        if isinstance(value, dict):
-            return {k: cut(v) for k, v in value.items()}
-        return value
-
-    return (*[cut(a) for a in args],), {k: cut(v) for k, v in kwargs.items()}
+        return self.loaded.describe()

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from pipelines.image_base import IMAGE_UPSCALERS, LATENT_UPSCALERS, ImageRequest
-from pipelines.messages import data_folder, excerpt, hide_paths
+from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, ImageRequest, excerpt
+from pipelines.messages import data_folder, hide_paths
 
 # File types spandrel loads upscaler weights from.
 UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")

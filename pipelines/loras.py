@@ -6,32 +6,29 @@ peft adapter) while jobs keep asking for it, and is unloaded by the first job th
 the pipeline runs without any LoRA layer. A1111's ``<lora:name:te:unet>`` form with separate text-encoder and
 UNet weights is read with its first weight for both.
 
-A weight is a finite number between -MAX_WEIGHT and MAX_WEIGHT (negative weights, as A1111 allows, push away from
-what the LoRA learnt); ``nan``, ``inf`` and huge numbers are refused, since they turn every pixel black. Both weights
-of the te:unet form are checked, and so are ``<lyco:…>`` tags (A1111's other name for the same thing), because a
-remote A1111 server applies them as they are written.
+A weight is a finite number between -MAX_LORA_WEIGHT and MAX_LORA_WEIGHT (negative weights, as A1111 allows, push
+away from what the LoRA learnt); ``nan``, ``inf`` and huge numbers are refused, since they turn every pixel black. Both
+weights of the te:unet form are checked, and so are ``<lyco:…>`` tags (A1111's other name for the same thing), because
+a remote A1111 server applies them as they are written: the bound and its check are part of the request's contract
+(contracts.py), which every request meets before it reaches a backend.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts import lora_tag_weights
 from pipelines.hashes import addnet_sha256
-from pipelines.messages import data_folder, excerpt, excerpts
+from pipelines.messages import data_folder, excerpts
 
 LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 # A1111's extra-network tag (modules/extra_networks.py): <kind:args>, here only kind "lora".
 _TAG = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
-# Kinds whose weights a remote A1111 server applies as LoRA weights ("lyco" is its alias of "lora").
-_WEIGHTED_TAG = re.compile(r"<(?:lora|lyco):([^>]+)>", re.IGNORECASE)
-# The weights people use: 0 to 1.5 for most LoRAs, up to about ±5 for "slider" LoRAs; ±10 leaves room above that.
-MAX_WEIGHT = 10.0
 
 
 class UnknownLora(ValueError):
@@ -47,21 +44,11 @@ class LoraRef:
 
 
 def _weights(tag: str, args: str) -> list[float]:
-    """The tag's te and unet weights as written (empty ones left out); UnknownLora for one that is not a finite
-    number within ±MAX_WEIGHT."""
-    weights = []
-    for text in [p.strip() for p in args.split(":")][1:3]:
-        if not text:
-            continue
-        try:
-            weight = float(text)
-        except ValueError:
-            weight = math.nan
-        if not (math.isfinite(weight) and -MAX_WEIGHT <= weight <= MAX_WEIGHT):
-            raise UnknownLora(f"the LoRA tag {excerpt(tag)} has weight {excerpt(text)}; a weight is a number between "
-                              f"{-MAX_WEIGHT:g} and {MAX_WEIGHT:g}, written as <lora:name:0.8>.")
-        weights.append(weight)
-    return weights
+    """The tag's te and unet weights as written (empty ones left out); UnknownLora for one out of bounds."""
+    try:
+        return lora_tag_weights(tag, args)
+    except ValueError as err:
+        raise UnknownLora(str(err)) from None
 
 
 def parse_loras(prompt: str) -> tuple[str, list[LoraRef]]:
@@ -73,17 +60,6 @@ def parse_loras(prompt: str) -> tuple[str, list[LoraRef]]:
         found.pop(name, None)
         found[name] = LoraRef(name, weights[0] if weights else 1.0)
     return _TAG.sub("", prompt), list(found.values())
-
-
-def check_weights(text: str) -> str:
-    """An error message for a LoRA weight in `text` that is not a finite number within ±MAX_WEIGHT, or ''; reads
-    ``<lora:…>`` and ``<lyco:…>`` tags, whose weights a remote A1111 server applies unchecked."""
-    try:
-        for match in _WEIGHTED_TAG.finditer(text):
-            _weights(match.group(0), match.group(1))
-    except UnknownLora as err:
-        return str(err)
-    return ""
 
 
 def strip_loras(prompt: str) -> str:

@@ -1,10 +1,10 @@
 """How messages name what a user sent and where the server keeps things: bounded excerpts, no absolute paths.
 
 Messages go back to whoever sent the request (the UI, gradio_client, the React client) and into logs and history.
-A name the user sent is shown as a short quoted excerpt (an attacker's megabyte of text is not echoed back, and
-control characters are written as escapes); a server folder is shown relative to the data dir (``<data>/vae``),
-since its absolute path tells a stranger about the machine. Messages stay plain text: the Gradio UI escapes them
-as a whole where they become HTML (ui/common.py).
+A name the user sent is shown as a short quoted excerpt (contracts.excerpt: an attacker's megabyte of text is not
+echoed back, and control characters are written as escapes); a server folder is shown relative to the data dir
+(``<data>/vae``), since its absolute path tells a stranger about the machine. Messages stay plain text: the Gradio UI
+escapes them as a whole where they become HTML (ui/common.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-EXCERPT_CHARS = 40
-
-
-def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
-    """`value` as a quoted excerpt of at most `limit` characters ('…' marks a cut), control characters escaped."""
-    text = str(value)
-    cut = text if len(text) <= limit else text[:limit - 1] + "…"
-    return repr(cut)
+from contracts import excerpt
 
 
 def data_folder(folder: Path | str | None) -> str:

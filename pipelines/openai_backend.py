@@ -18,10 +18,11 @@ from typing import Any
 
 import httpx
 
+from contracts import TextOptions
 from pipelines.loading import ModelUnavailable
 from pipelines.reasoning import Chunk, ReasoningSplitter
 from pipelines.remote_http import RemoteBackend, RemoteHTTP, error_detail, explain_status
-from pipelines.text_base import FinishReason, TextOptions, TextUsage, history_for_model, register_text_backend
+from pipelines.text_base import FinishReason, TextUsage, history_for_model, register_text_backend
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +347,7 @@ class OpenAITextBackend(RemoteBackend):
     """DeepSeek-R1 (or any chat model) served by an OpenAI-compatible server; nothing is loaded here."""
 
     name = "openai"
+    revision = ""  # an OpenAI-compatible server names its model but not which files it serves
 
     def __init__(
         self,

@@ -1,10 +1,49 @@
-"""A tiny name → factory registry, one per backend kind (image, text)."""
+"""What every backend has, image or text, in this process or on a remote server; and a tiny name → factory registry,
+one per backend kind (image, text)."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+
+class ModelBackend(Protocol):
+    """What every backend offers the services: a name, the model it serves and which files those are, its load,
+    offload and unload, and its state for the health page. `remote` is a capability, declared once by the class,
+    never probed: True where the model runs on another server, which holds its own memory (no offload or unload
+    happens here), False in this process."""
+
+    name: str
+    remote: bool
+
+    @property
+    def model_name(self) -> str:
+        """The model as shown in the UI and stored in history."""
+        ...
+
+    @property
+    def revision(self) -> str:
+        """Which files the model was loaded from (a hub snapshot hash, a folder's or file's fingerprint), for cache
+        keys and batch shapes; '' where the backend cannot tell (a remote server that does not say)."""
+        ...
+
+    def load(self, report: Callable[[str], None]) -> None:
+        """Load weights (or check the remote server), or bring offloaded ones back; report() each phase."""
+        ...
+
+    def offload(self) -> None:
+        """Free GPU memory while idle; the next load() brings the model back (a no-op on the CPU)."""
+        ...
+
+    def unload(self) -> None:
+        """Free the model's memory."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Device, precision and notes for the health page."""
+        ...
+
 
 T = TypeVar("T")
 

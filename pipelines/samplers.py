@@ -15,7 +15,7 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from pipelines.image_base import SAMPLERS
+from contracts import SAMPLERS
 
 _MAP: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
     "Euler a": (EulerAncestralDiscreteScheduler, {}),

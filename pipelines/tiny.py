@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from pipelines.loading import exclusive_load, no_report
 
@@ -263,76 +264,18 @@ def _tiny_clip_tokenizer(folder: Path) -> object:
 def _build_sd(out: Path, inpainting: bool = False) -> None:
     """Write a tiny ``StableDiffusionPipeline`` into ``out``; with ``inpainting``, a ``StableDiffusionInpaintPipeline``
     whose UNet takes 9 channels (latents, mask, masked-picture latents) like SD 1.5's inpainting checkpoints."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionInpaintPipeline,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
     # The vocab files go where the pipeline saves its tokenizer, so the folder also carries the
     # vocab.json/merges.txt pair that real SD repositories ship (tokenizer.json is added next to them).
     tokenizer = _tiny_clip_tokenizer(out / "tokenizer")
-
-    # Seed before each component, so each one's weights do not depend on how the others were built.
-    torch.manual_seed(SEED)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=9 if inpainting else 4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-    )
-    torch.manual_seed(SEED)
-    # Four blocks, like the real VAE, so the latent is 1/8 of the image side (vae_scale_factor 8);
-    # with fewer blocks a 512x512 request would run the UNet on far larger latents and crawl.
-    vae = AutoencoderKL(
-        block_out_channels=(32, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        sample_size=256,
-        scaling_factor=0.18215,
-    )
-    torch.manual_seed(SEED)
-    text_config = CLIPTextConfig(
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        projection_dim=32,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    text_encoder = CLIPTextModel(text_config)
-    # Stable Diffusion 1.x's scheduler settings, as in its scheduler_config.json.
-    scheduler = PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        skip_prk_steps=True,
-        set_alpha_to_one=False,
-    )
     pipeline_cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
     pipe = pipeline_cls(
-        vae=vae,
-        text_encoder=text_encoder,
+        unet=_tiny_unet(inpainting),
+        vae=_tiny_vae(),
+        text_encoder=_tiny_clip_text_encoder(tokenizer),
         tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
+        scheduler=_sd15_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -344,6 +287,80 @@ def _build_sd(out: Path, inpainting: bool = False) -> None:
         f"A `{pipeline_cls.__name__}` (diffusers) with a tiny {'9-channel ' if inpainting else ''}UNet, a four-block\n"
         "VAE (scale factor 8), a two-layer CLIP text encoder and a small CLIP tokenizer. Load it with\n"
         "`AutoPipelineForText2Image.from_pretrained(path)`.",
+    )
+
+
+# Each component is built right after seeding, so its weights do not depend on how the others were built; the UNet,
+# the VAE and the text encoder are built in this order, as they always were (the same seed gives the same model).
+def _tiny_unet(inpainting: bool) -> Any:
+    """Two blocks, cross-attention of width 32; 9 input channels for an inpainting model."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(SEED)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=9 if inpainting else 4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+    )
+
+
+def _tiny_vae() -> Any:
+    """Four blocks, like the real VAE, so the latent is 1/8 of the image side (vae_scale_factor 8); with fewer
+    blocks a 512x512 request would run the UNet on far larger latents and crawl."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(SEED)
+    return AutoencoderKL(
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        sample_size=256,
+        scaling_factor=0.18215,
+    )
+
+
+def _tiny_clip_text_encoder(tokenizer: Any) -> Any:
+    """A two-layer CLIP text encoder of width 32 over the tokenizer's vocabulary."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(SEED)
+    return CLIPTextModel(CLIPTextConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=32,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    ))
+
+
+def _sd15_scheduler() -> Any:
+    """Stable Diffusion 1.x's scheduler settings, as in its scheduler_config.json."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
     )
 
 

@@ -76,8 +76,11 @@ export default defineConfig({
     },
     {
       // An account makes the server ask for a login; a low image-job limit shows the 429 answer.
+      // bob, carol and dave drive the UIs with an account of their own each (gradio-accounts.spec.ts).
       command:
-        `printf '%s\\n%s\\n' ${E2E_PASSWORD} ${E2E_PASSWORD} | ${python} ../app.py users add ${E2E_USER} --data-dir ${authData}` +
+        [E2E_USER, "bob", "carol", "dave"]
+          .map((user) => `printf '%s\\n%s\\n' ${E2E_PASSWORD} ${E2E_PASSWORD} | ${python} ../app.py users add ${user} --data-dir ${authData}`)
+          .join(" && ") +
         ` && exec ${python} ../app.py --profile tiny --port ${AUTH_PORT} --data-dir ${authData} --no-warmup`,
       url: `http://127.0.0.1:${AUTH_PORT}/api/health`,
       env: { ...serverEnv, ATELIER_LIMIT_IMAGE_JOBS: "2/minute" },

@@ -9,7 +9,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from storage.db import IntegrityError, database, open_database
+from storage.connections import IntegrityError, database
+from storage.db import open_database
 from storage.models import Account
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

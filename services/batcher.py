@@ -15,15 +15,14 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from contracts import ImageRequest
 from pipelines.image_base import (
     BatchItem,
     BatchOutcome,
     GeneratedImage,
     ImageBackend,
-    ImageRequest,
     JobCancelled,
     ProgressFn,
-    generate_one_by_one,
 )
 
 # How often a waiting job looks at its Stop while another batch runs.
@@ -53,7 +52,7 @@ def compute_shape(backend: ImageBackend, req: ImageRequest) -> Hashable:
     """What must match for jobs to share a call: the loaded model and everything that changes the graph or the
     schedule (size, steps, sampler, CFG), and for img2img, inpaint and hires fix their settings and input images;
     prompts, negative prompts and seeds may differ per image."""
-    return (id(backend), backend.model_name, getattr(backend, "revision", ""), req.width, req.height, req.steps,
+    return (id(backend), backend.model_name, backend.revision, req.width, req.height, req.steps,
             req.sampler, req.cfg_scale, req.mode_shape())
 
 
@@ -230,9 +229,7 @@ class ImageBatcher:
             self._tell_places()
         backend = batch[0][0].backend
         try:
-            generate = getattr(backend, "generate_batch", None)
-            outcomes: list[BatchOutcome] = (generate(items) if generate is not None
-                                            else generate_one_by_one(backend, items))
+            outcomes: list[BatchOutcome] = backend.generate_batch(items)
         except JobCancelled:
             outcomes = [None] * len(items)
         except Exception as err:  # the whole call failed: every job in it fails with the same reason

@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any
 
-from storage.db import database
+from storage.connections import database
 from storage.models import Conversation, ImageJob, Message, utcnow
 
 

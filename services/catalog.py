@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from contracts import excerpt
 from pipelines.checkpoints import CHECKPOINT_SUFFIXES, VAE_SUFFIXES, is_diffusers_folder, model_hash
 from pipelines.loras import available_loras, check_prompt, lora_hashes
-from pipelines.messages import data_folder, excerpt
+from pipelines.messages import data_folder
 
 UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 # A1111 titles a checkpoint "name.safetensors [hash]"; scripts written for its API send that title back.

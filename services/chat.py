@@ -8,23 +8,30 @@ import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pipelines.image_base import InvalidRequest
+from contracts import (
+    MAX_IDEA_CHARS,
+    ChatMode,
+    ChatRequest,
+    InvalidRequest,
+    PromptAssistRequest,
+    TextLimits,
+    TextOptions,
+    check_text_options,
+)
 from pipelines.messages import hide_paths
-from pipelines.text_base import TextBackend, TextLimits, TextOptions, TextUsage, check_text_options
+from pipelines.text_base import TextBackend, TextUsage
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
-from services.models import ModelSlot, ModelUnavailableError
-from storage.db import database, for_update
+from services.model_slots import ModelSlot, ModelUnavailableError
+from storage.connections import database, for_update
 from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["send", "regenerate", "edit"]
 MAX_PAGE = 200
 TITLE_CHARS = 60
-MAX_IDEA_CHARS = 1000
 # How often a streaming reply's text so far is saved: what a crash (kill -9, power loss) can lose at most.
 DRAFT_EVERY_S = 1.0
 INTERRUPTED = "interrupted: the server stopped while this reply was being written; the partial reply is kept."
@@ -57,12 +64,22 @@ class ChatSnapshot:
     cached: bool = False  # answered from an identical earlier request (temperature 0)
 
 
-class ChatHandle(JobHandle[ChatSnapshot]):
-    """A reply being generated."""
+@dataclass(frozen=True)
+class ChatTurn:
+    """What the conversation shows before the reply that answers it: the stored messages before the turn being
+    answered (as message_to_dict gives them), and that turn's text (for an edit, the new one)."""
 
-    def __init__(self, conversation_id: int | None) -> None:
+    earlier: list[dict[str, Any]] = field(default_factory=list)
+    user_text: str = ""
+
+
+class ChatHandle(JobHandle[ChatSnapshot]):
+    """A reply being generated; `turn` is what its conversation shows before it (what ChatService.start planned)."""
+
+    def __init__(self, conversation_id: int | None, turn: ChatTurn | None = None) -> None:
         super().__init__(ChatSnapshot(version=0, status="waiting", message="Waiting for the text model…",
                                       conversation_id=conversation_id))
+        self.turn = turn or ChatTurn()
 
 
 @dataclass
@@ -73,10 +90,11 @@ class _Plan:
     options: TextOptions
     # None for a reply that is not part of a conversation (prompt assist): nothing is stored.
     conversation: Conversation | None = None
-    mode: Mode = "send"
+    mode: ChatMode = "send"
     user_message: Message | None = None  # the turn being answered
     new_user_text: str | None = None  # edit: the new text of that turn, written when the reply is stored
     draft_id: int | None = None  # the ReplyDraft saved while the reply streams
+    turn: ChatTurn | None = None  # what the conversation shows before the reply
 
 
 def message_to_dict(m: Message) -> dict[str, Any]:
@@ -143,35 +161,45 @@ class ChatService:
             update["thinking_budget"] = None
         return TextOptions.model_validate(self.defaults.model_copy(update=update).model_dump())
 
+    def check(self, message: str | None, conversation_id: int | None = None, mode: ChatMode = "send",
+              options: TextOptions | None = None, **overrides: Any) -> tuple[ChatRequest | None, dict[str, str]]:
+        """The checked turn, or None and {field: message} for each bad value: the message (send and edit), the
+        conversation a regenerate or an edit needs, the sampling (`options`, else the defaults, with `overrides`: None
+        keeps a default, a thinking budget of 0 lifts the limit). Whether the conversation is the user's is checked
+        when the turn starts, in the transaction that writes it."""
+        errors = self.field_errors(message, require_message=mode != "regenerate", **overrides)
+        if options is not None:
+            errors |= check_text_options(options, self.limits)
+        if mode != "send" and conversation_id is None:
+            errors["conversation_id"] = f"{mode} needs a conversation_id."
+        if errors:
+            return None, errors
+        return ChatRequest(message=None if mode == "regenerate" else message, conversation_id=conversation_id,
+                           mode=mode, options=options or self._with_overrides(overrides)), {}
+
+    def validate(self, message: str | None, conversation_id: int | None = None, mode: ChatMode = "send",
+                 options: TextOptions | None = None, **overrides: Any) -> ChatRequest:
+        """As check(), raising InvalidRequest with one message per bad field."""
+        request, errors = self.check(message, conversation_id, mode, options, **overrides)
+        if request is None:
+            raise InvalidRequest(errors)
+        return request
+
     # 2. Replying ---------------------------------------------------------------------------------
-    def start(self, message: str | None, conversation_id: int | None = None, user: str = "",
-              options: TextOptions | None = None, mode: Mode = "send") -> ChatHandle:
-        """Plan the turn (checks the conversation), then generate in a worker thread; return at once."""
-        plan = self._plan(message, conversation_id, user, options or self.defaults, mode)
-        handle = ChatHandle(plan.conversation.id)
+    def start(self, request: ChatRequest, user: str = "") -> ChatHandle:
+        """Plan the checked turn (the conversation must be the user's), then generate in a worker thread; return at
+        once, with the handle's `turn` holding what the conversation shows before the reply."""
+        plan = self._plan(request, user)
+        handle = ChatHandle(plan.conversation.id, plan.turn)
         handle.start(self._run, plan, handle, name="chat-reply")
         return handle
 
-    def _plan(self, message: str | None, conversation_id: int | None, user: str, options: TextOptions,
-              mode: Mode) -> _Plan:
-        if mode == "send" or mode == "edit":
-            errors = self.field_errors(message)
-            if errors:
-                raise InvalidRequest(errors)
+    def _plan(self, request: ChatRequest, user: str) -> _Plan:
+        mode, message = request.mode, request.message
         with database.atomic():
-            if conversation_id is None:
-                if mode != "send":
-                    raise InvalidRequest({"conversation_id": f"{mode} needs a conversation_id."})
-                conversation = Conversation.create(user=user, title=_title(message or ""))
-            else:
-                # Locked until the turn is planned: two sends at once must not both take the next position.
-                conversation = for_update(Conversation.select().where((Conversation.id == conversation_id)
-                                                                      & (Conversation.user == user))).first()
-                if conversation is None:
-                    raise InvalidRequest({"conversation_id": f"conversation {conversation_id} does not exist."})
+            conversation = self._conversation_for(request, user)
             turns = list(conversation.messages.order_by(Message.position))
             last_user = next((m for m in reversed(turns) if m.role == "user"), None)
-            new_user_text = None
             if mode == "send":
                 # The user's words are finished the moment they are sent: store them now.
                 position = turns[-1].position + 1 if turns else 0
@@ -183,15 +211,28 @@ class ChatService:
             elif last_user is None:
                 raise InvalidRequest({"conversation_id": f"conversation {conversation.id} has no message to "
                                                          f"{'regenerate' if mode == 'regenerate' else 'edit'}."})
-            else:
-                new_user_text = message if mode == "edit" else None
             # Recorded with the turn it answers, so that a crash from here on leaves a trace (see recover()).
             draft = ReplyDraft.create(conversation=conversation, answers=last_user, mode=mode,
-                                      params=json.dumps(options.model_dump()), replica=self.replica)
-        history = [_for_model(m) for m in turns if m.position < last_user.position]
-        history = [h for h in history if h is not None]
-        history.append({"role": "user", "content": new_user_text if new_user_text is not None else last_user.content})
-        return _Plan(history, options, conversation, mode, last_user, new_user_text, draft.id)
+                                      params=json.dumps(request.options.model_dump()), replica=self.replica)
+        new_user_text = message if mode == "edit" else None
+        earlier = [m for m in turns if m.position < last_user.position]
+        history = [h for h in map(_for_model, earlier) if h is not None]
+        user_text = new_user_text if new_user_text is not None else last_user.content
+        history.append({"role": "user", "content": user_text})
+        turn = ChatTurn(earlier=[message_to_dict(m) for m in earlier], user_text=user_text)
+        return _Plan(history, request.options, conversation, mode, last_user, new_user_text, draft.id, turn)
+
+    @staticmethod
+    def _conversation_for(request: ChatRequest, user: str) -> Conversation:
+        """A new conversation titled after the message, or the user's conversation locked until the turn is planned
+        (two sends at once must not both take the next position); InvalidRequest when it is not the user's."""
+        if request.conversation_id is None:
+            return Conversation.create(user=user, title=_title(request.message or ""))
+        conversation = for_update(Conversation.select().where((Conversation.id == request.conversation_id)
+                                                              & (Conversation.user == user))).first()
+        if conversation is None:
+            raise InvalidRequest({"conversation_id": f"conversation {request.conversation_id} does not exist."})
+        return conversation
 
     def _run(self, plan: _Plan, handle: ChatHandle) -> None:
         started = time.perf_counter()
@@ -220,7 +261,7 @@ class ChatService:
     def _generate(self, plan: _Plan, handle: ChatHandle, backend: TextBackend, started: float) -> None:
         key = None
         if plan.conversation is not None and plan.options.temperature == 0:  # only greedy replies repeat
-            key = cache_key("chat", backend.model_name, getattr(backend, "revision", ""), plan.history,
+            key = cache_key("chat", backend.model_name, backend.revision, plan.history,
                             plan.options.model_dump(exclude={"seed"}))
             if (hit := self.cache.find_reply(plan.conversation.user, key)) is not None:
                 handle.update(reasoning=hit.reasoning, answer=hit.content, reasoning_s=hit.reasoning_s, cached=True)
@@ -328,24 +369,29 @@ class ChatService:
         """The replicas recorded on replies still being written (their drafts)."""
         return {draft.replica for draft in ReplyDraft.select(ReplyDraft.replica).distinct()}
 
-    def start_prompt_assist(self, idea: str, options: TextOptions | None = None) -> ChatHandle:
-        """Ask the model for an image prompt and negative prompt for `idea`; nothing is stored."""
-        errors = self.idea_errors(idea)
-        if errors:
+    def check_idea(self, idea: str | None,
+                   options: TextOptions | None = None) -> tuple[PromptAssistRequest | None, dict[str, str]]:
+        """The checked prompt-assist request, or None and {field: message} for a bad idea."""
+        if idea is None or not idea.strip():
+            return None, {"idea": "idea must not be empty: describe the picture in a few words."}
+        if len(idea) > MAX_IDEA_CHARS:
+            return None, {"idea": f"idea is {len(idea)} characters; at most {MAX_IDEA_CHARS} are allowed."}
+        return PromptAssistRequest(idea=idea.strip(), options=options), {}
+
+    def validate_idea(self, idea: str | None, options: TextOptions | None = None) -> PromptAssistRequest:
+        """As check_idea(), raising InvalidRequest."""
+        request, errors = self.check_idea(idea, options)
+        if request is None:
             raise InvalidRequest(errors)
-        plan = _Plan([{"role": "user", "content": ASSIST_INSTRUCTION.format(idea=idea.strip())}],
-                     options or self.defaults)
+        return request
+
+    def start_prompt_assist(self, request: PromptAssistRequest) -> ChatHandle:
+        """Ask the model for an image prompt and negative prompt for the checked idea; nothing is stored."""
+        plan = _Plan([{"role": "user", "content": ASSIST_INSTRUCTION.format(idea=request.idea)}],
+                     request.options or self.defaults)
         handle = ChatHandle(None)
         handle.start(self._run, plan, handle, name="prompt-assist")
         return handle
-
-    def idea_errors(self, idea: str | None) -> dict[str, str]:
-        """{field: message} for a bad prompt-assist idea."""
-        if idea is None or not idea.strip():
-            return {"idea": "idea must not be empty: describe the picture in a few words."}
-        if len(idea) > MAX_IDEA_CHARS:
-            return {"idea": f"idea is {len(idea)} characters; at most {MAX_IDEA_CHARS} are allowed."}
-        return {}
 
     # 4. Conversations ----------------------------------------------------------------------------
     def list_conversations(self, user: str | None = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:

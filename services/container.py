@@ -8,23 +8,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contracts import ImageLimits, TextLimits, TextOptions
 from pipelines.compile import CompileOptions
 from pipelines.devices import apply_threads
-from pipelines.image_base import ImageBackend, ImageLimits, create_image_backend
-from pipelines.text_base import TextBackend, TextLimits, TextOptions, create_text_backend
+from pipelines.image_base import ImageBackend, create_image_backend
+from pipelines.text_base import TextBackend, create_text_backend
 from services.accounts import AccountService
 from services.cache import ResultCache
 from services.catalog import Catalog
 from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
-from services.models import ModelChoice, ModelSlot
+from services.model_slots import ModelChoice, ModelSlot
 from services.replicas import ReplicaWatch
 from services.residency import Residency
 from services.uploads import UploadLimits, Uploads
 from settings import Profile, Settings
-from storage.blobs import BlobStore, open_store
-from storage.db import join_replicas, open_database
+from storage.blobs import BlobStore, StorageUnavailable, open_store
+from storage.db import ReplicaNameTaken, join_replicas, open_database
+from storage.shared_state import SharedState, open_shared_state
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class Services:
     uploads: Uploads  # read_image(data, field) under the configured upload limits
     torch_threads: dict[str, int]  # intra_op / inter_op in effect, as set at start (ATELIER_TORCH_THREADS)
     replicas: ReplicaWatch  # recovers the work of replicas that died and never came back (PostgreSQL only)
+    shared: SharedState  # rate limits, the quota's ledger and login tokens: process memory, or the replicas' Redis
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -67,9 +70,10 @@ class Services:
         self.text_slot.warm_up()
 
     def shut_down(self) -> None:
-        """Stop background work."""
+        """Stop background work, and withdraw this replica's jobs from the shared quota."""
         self.residency.stop()
         self.replicas.stop()
+        self.shared.close()
 
 
 def _local_name(model: str) -> str | None:
@@ -213,8 +217,21 @@ def image_store(settings: Settings) -> BlobStore:
                       secret_access_key=secret.get_secret_value() if secret else None)
 
 
+class CannotStart(RuntimeError):
+    """Storage the settings name cannot be had as configured (a bucket that is missing and may not be created, a
+    replica name another running replica holds); the message says what to fix."""
+
+
 def build_services(settings: Settings) -> Services:
-    """Open storage, create backends (not loaded yet) and the services over them."""
+    """Open storage, create backends (not loaded yet) and the services over them; CannotStart, saying what to fix,
+    when the storage the settings name cannot be had."""
+    try:
+        return _assemble(settings)
+    except (StorageUnavailable, ReplicaNameTaken) as err:
+        raise CannotStart(str(err)) from err
+
+
+def _assemble(settings: Settings) -> Services:
     settings.ensure_dirs()
     # Once, before any model runs: every job in this process then uses these pools.
     threads = apply_threads(settings.resolved_torch_threads, settings.torch_interop_threads)
@@ -248,4 +265,5 @@ def build_services(settings: Settings) -> Services:
                     history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
                     text_slot=text_slot, residency=residency, catalog=catalog,
                     uploads=Uploads(upload_limits), torch_threads=threads,
-                    replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s))
+                    replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s),
+                    shared=open_shared_state(settings))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.blobs import BlobStore, LocalStore
-from storage.db import database
+from storage.connections import database
 from storage.models import ImageFile, ImageJob, input_path, owned_by
 
 log = logging.getLogger(__name__)

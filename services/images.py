@@ -13,26 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
 
-from pipelines.image_base import (
-    INPAINTING_FILLS,
-    ImageBackend,
-    ImageLimits,
-    ImageRequest,
-    InvalidRequest,
-    JobCancelled,
-    StepUpdate,
-    check_inputs,
-    resolve_seed,
-)
+from contracts import INPAINTING_FILLS, ImageLimits, ImageRequest, InvalidRequest, check_inputs, resolve_seed
+from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
 from pipelines.messages import hide_paths
 from services import uploads
 from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
-from services.models import ModelSlot, ModelUnavailableError
+from services.model_slots import ModelSlot, ModelUnavailableError
 from storage.blobs import BlobStore, LocalStore
-from storage.db import database
-from storage.files import Parameters
+from storage.connections import database
+from storage.files import Parameters, image_name
 from storage.models import ImageFile, ImageJob, input_path, utcnow
 
 if TYPE_CHECKING:
@@ -117,17 +108,19 @@ class ImageService:
     # 1. Validation -------------------------------------------------------------------------------
     def field_errors(self, **params: Any) -> dict[str, str]:
         """{field: message} for bad values, including values of the wrong type and unreadable images."""
-        return self._build(params)[1]
+        return self.check(**params)[1]
 
     def validate(self, **params: Any) -> ImageRequest:
-        """Build a request or raise InvalidRequest with one message per bad field. init_image and mask may be PIL
-        images or an upload's bytes (checked and decoded as services/uploads.py does)."""
-        req, errors = self._build(params)
+        """Build a request or raise InvalidRequest with one message per bad field (see check)."""
+        req, errors = self.check(**params)
         if errors or req is None:
             raise InvalidRequest(errors)
         return req
 
-    def _build(self, params: dict[str, Any]) -> tuple[ImageRequest | None, dict[str, str]]:
+    def check(self, **params: Any) -> tuple[ImageRequest | None, dict[str, str]]:
+        """The checked request, or None and {field: message} for every bad value. init_image and mask may be an
+        uploaded file (a Path the caller vouches for: Gradio's upload folder), an upload's bytes or PIL images: each
+        is read and decoded here, once, within the upload limits (services/uploads.py)."""
         params, errors = self._read_images(params)
         try:
             req = ImageRequest(**params)
@@ -145,15 +138,16 @@ class ImageService:
         return (None if errors else req), errors
 
     def _read_images(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        """Decode uploaded bytes and bring PIL images to the request's modes (RGB; L for the mask), within the
-        upload pixel limit however they came (Gradio decodes its uploads itself)."""
+        """Read and decode uploaded files and bytes, and bring PIL images to the request's modes (RGB; L for the mask),
+        within the upload pixel limit however they came."""
         params, errors = dict(params), {}
         limits = self.upload_limits
         for name in INPUT_IMAGES:
             value = params.get(name)
             try:
-                if isinstance(value, bytes | bytearray | memoryview):
-                    params[name] = uploads.read_image(bytes(value), name, limits, mask=name == "mask")
+                if isinstance(value, bytes | bytearray | memoryview | Path):
+                    data = value if isinstance(value, Path) else bytes(value)
+                    params[name] = uploads.read_image(data, name, limits, mask=name == "mask")
                 elif isinstance(value, PILImage.Image):
                     if value.width * value.height > limits.max_pixels:
                         raise InvalidRequest({name: f"{name}: the image is {value.width}x{value.height} "
@@ -187,7 +181,7 @@ class ImageService:
         handle.update(status="loading", message=self.slot.status().message())
         try:
             # The request's checkpoint and VAE ("" = the default): the slot switches when no job uses the current one.
-            with self.slot.use(getattr(req, "model", ""), getattr(req, "vae", "")) as backend:
+            with self.slot.use(req.model, req.vae) as backend:
                 self._generate(req, user, handle, backend, started)
         except ModelUnavailableError as err:
             job = self._create_job(req, user, self.slot.status().model, seed_used=None)
@@ -260,7 +254,7 @@ class ImageService:
     def cache_key(req: ImageRequest, backend: ImageBackend, digests: dict[str, str]) -> str:
         """What makes two jobs identical: the model that runs (and its revision), every setting of every mode (the
         checkpoint and VAE asked for too) and the input images by their digests."""
-        return cache_key("image", backend.model_name, getattr(backend, "revision", ""), req.settings(), digests)
+        return cache_key("image", backend.model_name, backend.revision, req.settings(), digests)
 
     def _reuse(self, hit: ImageJob, req: ImageRequest, user: str, handle: ImageJobHandle, started: float,
                digests: dict[str, str]) -> bool:
@@ -275,7 +269,7 @@ class ImageService:
 
         def link(written: list[dict[str, Any]]) -> None:
             for f in sources:
-                rel = Path(dt.date.today().isoformat()) / f"{job.id:06d}-{f.index}-{f.seed}.png"
+                rel = Path(dt.date.today().isoformat()) / image_name()
                 self.store.copy(f.path, rel.as_posix())
                 written.append({"index": f.index, "path": rel.as_posix(), "seed": f.seed, "width": f.width,
                                 "height": f.height})
@@ -344,9 +338,9 @@ class ImageService:
     def _model_hash(self, req: ImageRequest, backend: ImageBackend) -> str:
         """A1111's Model hash of the checkpoint that ran: the backend's own when it tells (a single-file checkpoint
         it loaded), else the catalog's for the name asked for; '' for a diffusers folder or a remote model."""
-        known = getattr(backend, "model_hash", "")
+        known = backend.model_hash
         if known or not req.model or self.catalog is None or self.remote_names:
-            return str(known or "")
+            return known
         try:
             return str(self.catalog.model_hash(req.model))
         except Exception:  # metadata only: a file gone since validation must not cost the finished images
@@ -368,7 +362,7 @@ class ImageService:
         """Write each image as a PNG, adding its file row to `written` once the file exists."""
         day = dt.date.today().isoformat()
         for index, generated in enumerate(images):
-            rel = Path(day) / f"{job.id:06d}-{index}-{generated.seed}.png"
+            rel = Path(day) / image_name()
             self.store.put_png(rel.as_posix(), generated.image, replace(params, seed=generated.seed))
             written.append({"index": index, "path": rel.as_posix(), "seed": generated.seed,
                             "width": generated.image.width, "height": generated.image.height})

@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from pipelines.image_base import SAMPLERS, InvalidRequest
+from contracts import SAMPLERS, InvalidRequest
 from services.uploads import DEFAULT_LIMITS, UploadLimits, open_image, read_bytes
 from storage.files import parse_parameters
 

@@ -10,7 +10,8 @@ from peewee import Database
 from services.chat import ChatService
 from services.images import ImageService, running_replicas
 from services.periodic import Periodic
-from storage.db import is_postgres, recover_gone_replicas
+from storage.connections import is_postgres
+from storage.db import recover_gone_replicas
 
 log = logging.getLogger(__name__)
 

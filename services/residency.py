@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from services.periodic import Periodic
 
 
@@ -28,7 +28,7 @@ class Residency:
             return []
         released = []
         for slot in self.slots:
-            if getattr(slot.backend, "remote", False):
+            if slot.backend.remote:
                 continue  # a remote server holds its own memory: nothing here to offload or free
             idle = slot.idle_seconds()
             if idle is not None and idle >= self.keep_alive_s and slot.release(self.policy):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipelines.image_base import InvalidRequest
+from contracts import InvalidRequest
 from services.editor_blobs import BlobBudget, PendingBlobs
 from settings import Settings
 

@@ -1,8 +1,8 @@
 """Image objects behind one small interface: a local folder (the default) or an S3-compatible bucket.
 
-Keys are the relative paths the database stores (`2026-12-01/000042-0-7.png`). Every write is all or nothing:
-a local file appears by rename, an S3 object by a completed PUT (or a completed multipart upload), so a reader
-never sees half an image. Gradio serves outputs from local files, so the S3 store keeps a disposable local copy
+Keys are the relative paths the database stores (`2026-12-01/<32 random hex digits>.png`). Every write is all or
+nothing: a local file appears by rename, an S3 object by a completed PUT (or a completed multipart upload), so a
+reader never sees half an image. Gradio serves outputs from local files, so the S3 store keeps a disposable local copy
 of what it wrote or read in a cache folder (swept by age with Gradio's scratch files).
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from settings import split_storage_url
 from storage.files import Parameters, write_png_atomic
 
 if TYPE_CHECKING:
@@ -165,13 +165,7 @@ class S3Location:
     @classmethod
     def parse(cls, url: str) -> S3Location:
         """Read `s3://bucket` or `s3://bucket/some/prefix`; ValueError with the reason otherwise."""
-        parts = urlsplit(url)
-        if parts.scheme != "s3" or not parts.netloc:
-            raise ValueError(f"storage URL must look like s3://bucket/prefix (or be empty for the local folder), "
-                             f"got {url!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"storage URL takes no query or fragment, got {url!r}")
-        return cls(parts.netloc, parts.path.strip("/"))
+        return cls(*split_storage_url(url))
 
     def key(self, name: str) -> str:
         """The object key of a stored name."""

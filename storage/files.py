@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,12 @@ def parse_parameters(text: str) -> dict[str, str]:
     for key, value in _PAIR.findall(last):
         result[key.strip()] = unquote(value.strip())
     return result
+
+
+def image_name() -> str:
+    """A new stored image's file name: 128 random bits, so that it tells nothing (not the job's number, which
+    would tell how many jobs others ran, nor anything guessable about another user's files)."""
+    return f"{secrets.token_hex(16)}.png"
 
 
 def write_png_atomic(image: Image.Image, dest: Path, parameters: Parameters | None = None) -> Path:

@@ -17,7 +17,7 @@ from peewee import SQL, BooleanField, CharField, Database, DoubleField, Field, I
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run_operations
 
-from storage.db import is_postgres, pinned
+from storage.connections import is_postgres, pinned
 
 log = logging.getLogger(__name__)
 

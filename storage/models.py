@@ -18,7 +18,7 @@ from peewee import (
     TextField,
 )
 
-from storage.db import database
+from storage.connections import database
 
 
 def utcnow() -> dt.datetime:

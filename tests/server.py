@@ -23,7 +23,7 @@ def serve(settings: Settings, apps: list[Any] | None = None) -> Iterator[str]:
 
     `apps`, when given, receives the app, so a test can reach its services (app.state.services).
     """
-    from app import create_app
+    from api.server import create_app
     from tests.standins.serving import serve_asgi
 
     app = create_app(settings.model_copy(update={"host": "127.0.0.1"}))

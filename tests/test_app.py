@@ -16,7 +16,8 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from app import create_app, parse_args
+from api.server import create_app
+from app import parse_args
 from settings import Settings
 from storage.files import parse_parameters, read_parameters
 from tests.server import serve
@@ -177,7 +178,7 @@ def test_an_unreachable_share_server_leaves_one_clear_line(monkeypatch: pytest.M
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from gradio import networking
 
-    from app import open_share_link
+    from api.server import open_share_link
 
     seen: list[Any] = []
 

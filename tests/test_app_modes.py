@@ -17,6 +17,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import ValidationError
 from PIL import Image, ImageDraw
 
+from contracts import choices
 from storage.files import parse_parameters, read_parameters
 from tests.server import serve
 from tests.services.conftest import tiny_settings
@@ -213,6 +214,17 @@ def test_models_and_loras_list_the_folders(client: Client, data_dir: Path) -> No
     assert set(models) == {"models", "vaes", "upscalers"}
     assert {"Latent", "Lanczos"} <= set(models["upscalers"])  # the built-in ones, by A1111's names
     assert "paper-cut" in client.predict(api_name="/loras")["loras"]
+
+
+def test_choices_are_the_contracts_lists_with_the_servers_upscalers(client: Client, data_dir: Path) -> None:
+    (data_dir / "upscalers").mkdir(exist_ok=True)
+    (data_dir / "upscalers" / "4x-Sharp.pth").write_bytes(b"")
+    answer = client.predict(api_name="/choices")
+    assert answer == choices(["4x-Sharp"])  # what the React client offers: no copy of its own
+    assert answer["samplers"][0] == "Euler a"
+    assert {"value": 1, "label": "Crop and resize"} in answer["resize_modes"]
+    assert answer["upscalers"][-1] == "4x-Sharp"
+    assert answer["upscalers"] == client.predict(api_name="/models")["upscalers"]
 
 
 def test_the_examples_run_against_the_server(server: str, pictures: dict[str, Path], tmp_path: Path) -> None:

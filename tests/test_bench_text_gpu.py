@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from pipelines.text_base import TextOptions
+from contracts import TextOptions
 from pipelines.transformers_backend import TransformersTextBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +66,8 @@ def test_the_random_checkpoint_loads_and_computes_its_packed_weights(tmp_path: P
     assert config["num_hidden_layers"] == len(list((tmp_path / "ckpt").glob("layer-*.safetensors"))) == 2
     backend = TransformersTextBackend(str(tmp_path / "ckpt"), device="cpu")
     backend.load(lambda phase: None)
-    assert backend.quantization == "GPTQ 4-bit, group 128"
-    assert backend.kernel == "TorchAtenLinear"
+    assert backend.loaded.quantization == "GPTQ 4-bit, group 128"
+    assert backend.loaded.kernel == "TorchAtenLinear"
     file = load_file(tmp_path / "ckpt" / "layer-000.safetensors")
     layer = backend.lm.model.layers[0]
     x = torch.randn(3, shape.hidden)

@@ -60,14 +60,16 @@ def test_the_subcommands_explain_themselves(command: list[str], expected: list[s
 
 @pytest.mark.parametrize("problem", ["S3 bucket 'b' does not exist and these credentials may not create it",
                                      "another running replica of this database is named 'r1'"])
-def test_a_start_up_problem_stops_the_server_with_the_reason(monkeypatch: pytest.MonkeyPatch, problem: str) -> None:
+def test_a_start_up_problem_stops_the_server_with_the_reason(monkeypatch: pytest.MonkeyPatch, problem: str,
+                                                             tmp_path: Path) -> None:
     import app
+    from services import container
     from storage.blobs import StorageUnavailable
     from storage.db import ReplicaNameTaken
 
-    def refuse(_: object) -> None:
+    def refuse(_: object) -> None:  # where storage is opened, as the services assemble
         raise (StorageUnavailable if "bucket" in problem else ReplicaNameTaken)(problem)
 
-    monkeypatch.setattr(app, "create_app", refuse)
+    monkeypatch.setattr(container, "_assemble", refuse)
     with pytest.raises(SystemExit, match=f"^Atelier cannot start: {problem}$"):
-        app.main(["--profile", "tiny", "--port", "0"])
+        app.main(["--profile", "tiny", "--port", "0", "--data-dir", str(tmp_path)])

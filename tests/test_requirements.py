@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_CODE = ["app.py", "settings.py", "api", "services", "storage", "pipelines", "ui", "examples"]
+RUNTIME_CODE = ["app.py", "settings.py", "contracts.py", "api", "services", "storage", "pipelines", "ui", "examples"]
 OURS = {"app", "settings", "api", "services", "storage", "pipelines", "ui", "examples", "contracts"}
 # Imported only inside try/except ImportError, for features the default install leaves out (the README's
 # "Libraries we chose": spandrel needs torchvision; xformers and triton are GPU extras).

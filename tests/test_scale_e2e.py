@@ -28,12 +28,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: Any, redis_
           tiny_sd_dir: Path) -> Iterator[Stack]:
     # Reads limited low, so that a burst over both replicas shows the shared count.
     with scale_stack(tmp_path_factory.mktemp("scale"), tiny_sd_dir, postgres_server.create_database(), redis_url,
-                     s3_server, users=("alice", "bob"), env={"ATELIER_LIMIT_READS": f"{READ_LIMIT}/minute"}) as up:
+                     s3_server, users=("alice", "bob", "carol"),
+                     env={"ATELIER_LIMIT_READS": f"{READ_LIMIT}/minute"}) as up:
         yield up
 
 
-def client(stack: Stack) -> Client:
-    return Client(stack.url, auth=("alice", PASSWORD), verbose=False, download_files=False)
+def client(stack: Stack, user: str = "alice") -> Client:
+    return Client(stack.url, auth=(user, PASSWORD), verbose=False, download_files=False)
 
 
 def history(base: str) -> list[dict[str, Any]]:
@@ -113,3 +114,18 @@ def test_a_replica_killed_mid_stream_loses_no_row_and_the_next_job_runs_on_the_o
     victim.start()
     job_3 = next(j for j in history(stack.url) if j["job_id"] == by_seed[3]["job_id"])
     assert (job_3["status"], job_3["error"]) == ("failed", "interrupted: the server stopped while this job ran")
+
+
+def test_another_users_session_and_result_are_refused_on_both_replicas(stack: Stack) -> None:
+    carol = client(stack, "carol")  # logins are throttled per account: Alice has had her share here
+    *_, gallery, _ = carol.predict(**PARAMS, seed=5, api_name="/generate_image")
+    result = gallery[0]["image"]["path"]
+    hers = replica_of(carol, stack)
+    assert httpx.get(f"{hers.url}/gradio_api/file={result}", cookies=carol.cookies, timeout=30).status_code == 200
+    login = httpx.post(f"{stack.url}login", data={"username": "bob", "password": PASSWORD}, timeout=30)
+    assert login.status_code == 200
+    for replica in stack.replicas:  # the one holding her session, and the other one (the login holds on both)
+        with httpx.Client(base_url=replica.url, cookies=login.cookies, timeout=30) as bob:
+            assert bob.get("/gradio_api/queue/data", params={"session_hash": carol.session_hash}).status_code == 403
+            assert bob.get(f"/gradio_api/heartbeat/{carol.session_hash}").status_code == 403
+            assert bob.get(f"/gradio_api/file={result}").status_code == 403

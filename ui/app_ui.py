@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import gradio as gr
 
+from services.admission import QueueQuota
 from services.container import Services
-from services.shared_state import JobLedger
-from ui import catalog_api, chat_tab, history_tab, image_tab, img2img_tab, inpaint_tab, pnginfo_tab
-from ui.common import PlaceTeller, QueueQuota
+from ui import api_endpoints, chat_tab, history_tab, img2img_tab, inpaint_tab, pnginfo_tab, txt2img_tab
 
 # System fonts only: the default theme would fetch Google Fonts, and Atelier makes no outside requests.
 THEME = gr.themes.Default(
@@ -18,25 +15,18 @@ THEME = gr.themes.Default(
 )
 
 
-def build_ui(services: Services, enforce_quota: bool, jobs: Callable[[gr.Blocks], dict[str, set[str]]],
-             ledger: JobLedger | None = None, tell_place: PlaceTeller | None = None) -> gr.Blocks:
-    """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state); `jobs(blocks)` lists each
-    user's queued and running jobs, `ledger` adds those on other replicas, for the per-user quota; `tell_place`
-    shows a running image job its place in the batcher's line."""
-    quota = QueueQuota(services.settings.user_queue_quota, jobs, enforced=enforce_quota, ledger=ledger,
-                       tell_place=tell_place)
+def build_ui(services: Services, quota: QueueQuota) -> gr.Blocks:
+    """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state), its jobs admitted by `quota`
+    (which reads the Blocks' queue once they exist)."""
     with gr.Blocks(title="Atelier", analytics_enabled=False) as blocks:
         gr.Markdown("## Atelier")
         with gr.Tabs() as tabs:
-            image = image_tab.render(services, quota)
+            image = txt2img_tab.render(services, quota)
             img2img = img2img_tab.render(services, quota)
             inpaint = inpaint_tab.render(services, quota)
             chat_tab.render(services, quota)
             history_tab.render(services, image, tabs)
             pnginfo_tab.render(tabs, image, img2img, inpaint)
-        history_tab.register_api(services)
-        chat_tab.register_api(services, quota)
-        pnginfo_tab.register_api()
-        catalog_api.register_api(services)
+        api_endpoints.register_all(services, quota)
     quota.blocks = blocks
     return blocks

@@ -1,31 +1,28 @@
-"""The Chat tab: R1 replies streaming with the thinking apart, Stop, Regenerate, Edit, New chat, past chats.
-
-Also the `/chat`, `/conversations` and `/conversation` API endpoints.
-"""
+"""The Chat tab: R1 replies streaming with the thinking apart, Stop, Regenerate, Edit, New chat, past chats. (The
+`/chat`, `/conversations` and `/conversation` endpoints are in ui/api_endpoints.py.)"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from services.chat import MAX_PAGE, ChatSnapshot
+from contracts import ChatMode, InvalidRequest
+from services.admission import QueueQuota
+from services.chat import ChatSnapshot
 from services.container import Services
-from services.limits import InvalidRequest
 from ui.common import (
     PRIVATE,
-    RAW_INPUTS,
-    QueueQuota,
+    checked_by_validator,
     error_toast,
+    hand_to_handler,
     html_text,
     info_toast,
-    read_api,
     scope_of,
-    type_errors,
     user_of,
-    verdicts,
     whole,
 )
 
@@ -81,11 +78,52 @@ def live_to_chatbot(before: list[dict[str, Any]], user_text: str, snap: ChatSnap
     return out
 
 
-def render(services: Services, quota: QueueQuota) -> None:
+@dataclass
+class ChatTab:
+    """The tab's components, and the states that say which conversation is open and whether Send edits."""
+
+    tab: gr.Tab
+    model_status: gr.Markdown
+    new_btn: gr.Button
+    conversations: gr.Radio
+    delete_btn: gr.Button
+    chatbot: gr.Chatbot
+    message: gr.Textbox
+    send_btn: gr.Button
+    stop_btn: gr.Button
+    regen_btn: gr.Button
+    edit_btn: gr.Button
+    status: gr.Markdown
+    options: list[gr.components.Component]  # temperature, top_p, max_new_tokens, thinking_budget
+    conversation_id: gr.State
+    mode: gr.State  # "edit" after "Edit last message"
+
+    def turn_outputs(self) -> list[gr.components.Component]:
+        """What a streaming reply updates, in the order the handlers yield."""
+        return [self.chatbot, self.conversation_id, self.message, self.mode, self.status]
+
+
+def render(services: Services, quota: QueueQuota) -> ChatTab:
     """Build the tab inside the current Blocks and wire its events."""
-    chat = services.chat
-    defaults = chat.defaults
-    limits = chat.limits
+    tab = layout(services)
+    choices = conversation_choices(services)  # one handler, so that its events share one concurrency group
+    wire_turns(services, quota, tab, choices)
+    wire_conversations(services, tab, choices)
+    timer = gr.Timer(1.0, active=True)
+
+    def refresh_status() -> tuple[str, gr.Timer]:
+        slot = services.text_slot.status()
+        return html_text(slot.message()), gr.Timer(active=slot.state.value in ("loading", "not loaded"))
+
+    timer.tick(refresh_status, outputs=[tab.model_status, timer], concurrency_limit=None, show_progress="hidden",
+               **PRIVATE)
+    tab.tab.select(choices, outputs=[tab.conversations], **PRIVATE)
+    return tab
+
+
+def layout(services: Services) -> ChatTab:
+    """The tab's components: past conversations on the left, the chat, its buttons and the sampling on the right."""
+    defaults, limits = services.chat.defaults, services.chat.limits
     with gr.Tab("Chat", id="chat") as tab:
         model_status = gr.Markdown(html_text(services.text_slot.status().message()), elem_id="chat-model-status")
         with gr.Row():
@@ -115,13 +153,91 @@ def render(services: Services, quota: QueueQuota) -> None:
                                                    label="Max new tokens")
                         thinking_budget = gr.Number(defaults.thinking_budget or 0, precision=0, minimum=0,
                                                     label="Thinking budget (tokens, 0 = no limit)")
-    conversation_id = gr.State(None)
-    mode = gr.State("send")  # "edit" after "Edit last message"
-    options = [temperature, top_p, max_new_tokens, thinking_budget]
+    return ChatTab(tab, model_status, new_btn, conversations, delete_btn, chatbot, message, send_btn, stop_btn,
+                   regen_btn, edit_btn, status, [temperature, top_p, max_new_tokens, thinking_budget],
+                   gr.State(None), gr.State("send"))
 
+
+def wire_turns(services: Services, quota: QueueQuota, tab: ChatTab, choices: Callable[..., Any]) -> None:
+    """Send (button or Enter), Regenerate and Stop: each turn is checked by the chat service before it is queued."""
+    chat = services.chat
+
+    def validate_turn(text: str, cid: int | None, current_mode: str, t: float, p: float, n: float,
+                      budget: float | None, request: gr.Request) -> list[Any]:
+        """Runs before the reply is queued."""
+        req, errors = chat.check(text, cid, _turn_mode(current_mode, cid), **option_values(t, p, n, budget))
+        if problem := quota.problem(request):
+            errors["message"] = problem
+        if not errors:
+            hand_to_handler(request, req)
+        return [gr.validate("message" not in errors, errors.get("message", "")),
+                gr.validate(True, ""), gr.validate(True, ""),
+                *[gr.validate(name not in errors, errors.get(name, "")) for name in OPTION_NAMES]]
+
+    def validate_regenerate(cid: int | None, t: float, p: float, n: float, budget: float | None,
+                            request: gr.Request) -> list[Any]:
+        """Runs before a regenerate is queued."""
+        req, errors = chat.check(None, cid, "regenerate", **option_values(t, p, n, budget))
+        if problem := quota.problem(request):
+            errors["conversation_id"] = problem
+        if cid is None:
+            errors["conversation_id"] = "Nothing to regenerate yet: send a message first."
+        if not errors:
+            hand_to_handler(request, req)
+        return [gr.validate("conversation_id" not in errors, errors.get("conversation_id", "")),
+                *[gr.validate(name not in errors, errors.get(name, "")) for name in OPTION_NAMES]]
+
+    async def send(text: str, cid: int | None, current_mode: str, t: float, p: float, n: float,
+                   budget: float | None, request: gr.Request) -> AsyncIterator[tuple[Any, Any, str, str, str]]:
+        async for update in stream_reply(services, request):
+            yield update
+
+    async def regenerate(cid: int | None, t: float, p: float, n: float, budget: float | None,
+                         request: gr.Request) -> AsyncIterator[tuple[Any, Any, str, str, str]]:
+        async for update in stream_reply(services, request):
+            yield update
+
+    # Queue position and ETA show on the status line while the chat itself streams untouched.
+    common = {"concurrency_limit": chat.concurrency, "concurrency_id": "text", "show_progress": "full",
+              "show_progress_on": [tab.status], "outputs": tab.turn_outputs(), **PRIVATE}
+    send_inputs = [tab.message, tab.conversation_id, tab.mode, *tab.options]
+    events = [tab.send_btn.click(send, inputs=send_inputs, validator=validate_turn, **common),
+              tab.message.submit(send, inputs=send_inputs, validator=validate_turn, **common),
+              tab.regen_btn.click(regenerate, inputs=[tab.conversation_id, *tab.options],
+                                  validator=validate_regenerate, **common)]
+    tab.stop_btn.click(None, cancels=events, **PRIVATE)
+    for event in events:
+        event.then(choices, outputs=[tab.conversations], **PRIVATE).then(
+            lambda cid: cid, inputs=[tab.conversation_id], outputs=[tab.conversations], **PRIVATE)
+
+
+async def stream_reply(services: Services, request: gr.Request) -> AsyncIterator[tuple[Any, Any, str, str, str]]:
+    """Start the turn its validator checked and stream the conversation as it grows: what it showed before the turn
+    (as the chat service planned it), the turn, then the reply."""
+    try:
+        handle = services.chat.start(checked_by_validator(request), user=user_of(request))
+    except InvalidRequest as err:  # the conversation is not (or no longer) the user's
+        raise error_toast(str(err)) from None
+    cid = handle.snapshot().conversation_id
+    before = stored_to_chatbot(handle.turn.earlier)
+    async for snap in handle.watch():
+        yield live_to_chatbot(before, handle.turn.user_text, snap), cid, "", "send", snap.message
+
+
+def conversation_choices(services: Services) -> Callable[[gr.Request], gr.Radio]:
+    """A handler that lists the user's (or, for an admin, everyone's) recent conversations."""
+
+    # Named as before the tabs were split: Gradio names a private event after its function.
     def conversation_choices(request: gr.Request) -> gr.Radio:
-        page = chat.list_conversations(scope_of(services, request), limit=50)["conversations"]
+        page = services.chat.list_conversations(scope_of(services, request), limit=50)["conversations"]
         return gr.Radio(choices=[(c["title"] or f"#{c['conversation_id']}", c["conversation_id"]) for c in page])
+
+    return conversation_choices
+
+
+def wire_conversations(services: Services, tab: ChatTab, choices: Callable[..., Any]) -> None:
+    """Open a past conversation, start a new one, edit the last message, delete a conversation."""
+    chat = services.chat
 
     def open_conversation(cid: int | None, request: gr.Request) -> tuple[Any, Any, str, str]:
         if cid is None:
@@ -130,54 +246,6 @@ def render(services: Services, quota: QueueQuota) -> None:
         if conv is None:
             raise error_toast(f"Conversation {cid} does not exist (or was deleted).")
         return stored_to_chatbot(conv["messages"]), conv["conversation_id"], "send", ""
-
-    def validate_turn(text: str, cid: int | None, current_mode: str, t: float, p: float, n: float,
-                      budget: float | None, request: gr.Request) -> list[Any]:
-        """Runs before the reply is queued."""
-        errors = chat.field_errors(text, **_option_values(t, p, n, budget))
-        if problem := quota.problem(request):
-            errors["message"] = problem
-        return [gr.validate("message" not in errors, errors.get("message", "")),
-                gr.validate(True, ""), gr.validate(True, ""),
-                *[gr.validate(name not in errors, errors.get(name, "")) for name in OPTION_NAMES]]
-
-    def validate_regenerate(cid: int | None, t: float, p: float, n: float, budget: float | None,
-                            request: gr.Request) -> list[Any]:
-        """Runs before a regenerate is queued."""
-        errors = chat.field_errors(require_message=False, **_option_values(t, p, n, budget))
-        if problem := quota.problem(request):
-            errors["conversation_id"] = problem
-        if cid is None:
-            errors["conversation_id"] = "Nothing to regenerate yet: send a message first."
-        return [gr.validate("conversation_id" not in errors, errors.get("conversation_id", "")),
-                *[gr.validate(name not in errors, errors.get(name, "")) for name in OPTION_NAMES]]
-
-    async def stream_reply(text: str | None, cid: int | None, turn_mode: str, opts: dict[str, Any],
-                           request: gr.Request) -> AsyncIterator[tuple[Any, Any, str, str, str]]:
-        user = user_of(request)
-        try:
-            handle = chat.start(text, cid, user=user, options=chat.options(**opts), mode=turn_mode)  # type: ignore[arg-type]
-        except InvalidRequest as err:
-            raise error_toast(str(err)) from None
-        cid = handle.snapshot().conversation_id
-        stored = chat.get_conversation(cid, user)["messages"]
-        # Everything before the turn being answered; that turn is shown from what was sent.
-        last_user = max(i for i, m in enumerate(stored) if m["role"] == "user")
-        before = stored_to_chatbot(stored[:last_user])
-        user_text = text if turn_mode == "edit" else stored[last_user]["content"]
-        async for snap in handle.watch():
-            yield live_to_chatbot(before, user_text, snap), cid, "", "send", snap.message
-
-    async def send(text: str, cid: int | None, current_mode: str, t: float, p: float, n: float,
-                   budget: float | None, request: gr.Request) -> AsyncIterator[tuple[Any, Any, str, str, str]]:
-        turn_mode = "edit" if current_mode == "edit" and cid is not None else "send"
-        async for update in stream_reply(text, cid, turn_mode, _option_values(t, p, n, budget), request):
-            yield update
-
-    async def regenerate(cid: int | None, t: float, p: float, n: float, budget: float | None,
-                         request: gr.Request) -> AsyncIterator[tuple[Any, Any, str, str, str]]:
-        async for update in stream_reply(None, cid, "regenerate", _option_values(t, p, n, budget), request):
-            yield update
 
     def start_edit(cid: int | None, request: gr.Request) -> tuple[str, str, str]:
         conv = chat.get_conversation(int(cid), user_of(request)) if cid is not None else None
@@ -194,123 +262,23 @@ def render(services: Services, quota: QueueQuota) -> None:
             raise error_toast("Open a conversation first.")
         info_toast("Conversation deleted.")
 
-    turn_outputs = [chatbot, conversation_id, message, mode, status]
-    # Queue position and ETA show on the status line while the chat itself streams untouched.
-    common = {"concurrency_limit": chat.concurrency, "concurrency_id": "text", "show_progress": "full",
-              "show_progress_on": [status]}
-    send_inputs = [message, conversation_id, mode, *options]
-    send_event = send_btn.click(send, inputs=send_inputs, outputs=turn_outputs, validator=validate_turn,
-                                **common, **PRIVATE)
-    submit_event = message.submit(send, inputs=send_inputs, outputs=turn_outputs, validator=validate_turn,
-                                  **common, **PRIVATE)
-    regen_event = regen_btn.click(regenerate, inputs=[conversation_id, *options], outputs=turn_outputs,
-                                  validator=validate_regenerate, **common, **PRIVATE)
-    stop_btn.click(None, cancels=[send_event, submit_event, regen_event], **PRIVATE)
-    for event in (send_event, submit_event, regen_event):
-        event.then(conversation_choices, outputs=[conversations], **PRIVATE).then(
-            lambda cid: cid, inputs=[conversation_id], outputs=[conversations], **PRIVATE)
-    edit_btn.click(start_edit, inputs=[conversation_id], outputs=[message, mode, status], **PRIVATE)
-    new_btn.click(new_chat, outputs=[chatbot, conversation_id, mode, message, status], **PRIVATE).then(
-        lambda: gr.Radio(value=None), outputs=[conversations], **PRIVATE)
-    conversations.input(open_conversation, inputs=[conversations],
-                        outputs=[chatbot, conversation_id, mode, status], **PRIVATE)
-    delete_btn.click(delete, inputs=[conversation_id], **PRIVATE).success(
-        new_chat, outputs=[chatbot, conversation_id, mode, message, status], **PRIVATE).then(
-        conversation_choices, outputs=[conversations], **PRIVATE)
-    timer = gr.Timer(1.0, active=True)
-
-    def refresh_status() -> tuple[str, gr.Timer]:
-        slot = services.text_slot.status()
-        return html_text(slot.message()), gr.Timer(active=slot.state.value in ("loading", "not loaded"))
-
-    timer.tick(refresh_status, outputs=[model_status, timer], concurrency_limit=None, show_progress="hidden",
-               **PRIVATE)
-    tab.select(conversation_choices, outputs=[conversations], **PRIVATE)
+    cleared = [tab.chatbot, tab.conversation_id, tab.mode, tab.message, tab.status]
+    tab.edit_btn.click(start_edit, inputs=[tab.conversation_id], outputs=[tab.message, tab.mode, tab.status],
+                       **PRIVATE)
+    tab.new_btn.click(new_chat, outputs=cleared, **PRIVATE).then(
+        lambda: gr.Radio(value=None), outputs=[tab.conversations], **PRIVATE)
+    tab.conversations.input(open_conversation, inputs=[tab.conversations],
+                            outputs=[tab.chatbot, tab.conversation_id, tab.mode, tab.status], **PRIVATE)
+    tab.delete_btn.click(delete, inputs=[tab.conversation_id], **PRIVATE).success(
+        new_chat, outputs=cleared, **PRIVATE).then(choices, outputs=[tab.conversations], **PRIVATE)
 
 
-def register_api(services: Services, quota: QueueQuota) -> None:
-    """`/chat`, `/conversations`, `/conversation`: outside gr.Tabs, on hidden inputs so that validators run first."""
-    chat = services.chat
-    defaults = chat.defaults
-    top = chat.limits.max_new_tokens
-    with gr.Row(visible=False):
-        # Events on hidden components (not gr.api) so that their validators run before queueing. /chat's ranges
-        # only describe a field in the message for a value of the wrong type (the service checks its numbers);
-        # read_api checks /conversations' and /conversation's ranges from their components.
-        fields = {
-            "message": gr.Textbox(),
-            "conversation_id": gr.Number(None, precision=0, minimum=1),
-            "temperature": gr.Number(defaults.temperature, minimum=0, maximum=2),
-            "top_p": gr.Number(defaults.top_p, minimum=0, maximum=1),
-            "max_new_tokens": gr.Number(defaults.max_new_tokens, precision=0, minimum=1, maximum=top),
-            # Empty keeps the server's default budget; 0 lifts it.
-            "thinking_budget": gr.Number(None, precision=0, minimum=0, maximum=top),
-        }
-        result = gr.JSON()
-        trigger = gr.Button()
-        pages = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_PAGE),
-                 "before": gr.Number(None, precision=0, minimum=1)}
-        one = {"conversation_id": gr.Number(None, precision=0, minimum=1)}
-
-    def validate_chat(message: str, conversation_id: float | None, temperature: float | None,
-                      top_p: float | None, max_new_tokens: float | None, thinking_budget: float | None,
-                      request: gr.Request) -> list[Any]:
-        """Runs before the reply is queued: types, then the service's ranges, then the conversation's owner."""
-        values = dict(zip(fields, (message, conversation_id, temperature, top_p, max_new_tokens, thinking_budget),
-                          strict=True))
-        wrong = type_errors(fields, values, optional=["conversation_id", *OPTION_NAMES])
-        options = [None if name in wrong else values[name] for name in OPTION_NAMES]
-        errors = {**chat.field_errors(None if "message" in wrong else message, **_option_values(*options)), **wrong}
-        cid = whole(conversation_id)
-        if "conversation_id" not in errors and cid is not None and chat.get_conversation(cid, user_of(request)) is None:
-            errors["conversation_id"] = (f"conversation {cid} does not exist; conversation_id must be one of yours, "
-                                         "or empty for a new one.")
-        if problem := quota.problem(request):
-            errors["message"] = problem
-        return verdicts(list(fields), errors)
-
-    # The None defaults make conversation_id and thinking_budget optional for API clients (Gradio reads them).
-    async def chat_api(message: str, conversation_id: float | None = None, temperature: float | None = None,
-                       top_p: float | None = None, max_new_tokens: float | None = None,
-                       thinking_budget: float | None = None,
-                       request: gr.Request = None) -> AsyncIterator[dict[str, Any]]:
-        """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart."""
-        cid = int(conversation_id) if conversation_id is not None else None
-        try:
-            opts = chat.options(**_option_values(temperature, top_p, max_new_tokens, thinking_budget))
-            handle = chat.start(message, cid, user=user_of(request), options=opts)
-        except InvalidRequest as err:
-            raise error_toast(str(err)) from None
-        async for snap in handle.watch():
-            if snap.status == "failed":
-                raise error_toast(snap.error or snap.message)
-            yield {"conversation_id": snap.conversation_id, "status": snap.status, "reasoning": snap.reasoning,
-                   "answer": snap.answer, "reasoning_s": snap.reasoning_s, "message_id": snap.message_id,
-                   "usage": snap.usage, "cached": snap.cached}
-
-    trigger.click(chat_api, inputs=list(fields.values()), outputs=[result], api_name="chat", validator=validate_chat,
-                  concurrency_limit=chat.concurrency, concurrency_id="text", **RAW_INPUTS)
-
-    def conversations_api(limit: int = 20, before: int | None = None,
-                          request: gr.Request = None) -> dict[str, Any]:
-        """Your conversations, most recently active first; pass `next_before` as `before` for the next page."""
-        try:
-            return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
-        except ValueError as err:
-            raise error_toast(str(err)) from None
-
-    def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
-        """One conversation with its messages (each reply's reasoning apart from its answer)."""
-        conv = chat.get_conversation(whole(conversation_id), scope_of(services, request))
-        if conv is None:
-            raise error_toast(f"conversation {conversation_id} does not exist.")
-        return conv
-
-    read_api(conversations_api, "conversations", pages, optional=["before"])
-    read_api(conversation_api, "conversation", one)
+def _turn_mode(current_mode: str, cid: int | None) -> ChatMode:
+    """Send, or edit the last message once "Edit last message" was pressed in an open conversation."""
+    return "edit" if current_mode == "edit" and cid is not None else "send"
 
 
-def _option_values(t: float | None, p: float | None, n: float | None, budget: float | None) -> dict[str, Any]:
+def option_values(t: float | None, p: float | None, n: float | None, budget: float | None) -> dict[str, Any]:
     """UI numbers as TextOptions overrides (None keeps a default; a thinking budget of 0 means no limit)."""
     return {
         "temperature": t, "top_p": p,

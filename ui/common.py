@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from services.shared_state import TICKET_STATE_KEY, JobLedger
-
 if TYPE_CHECKING:
     from services.container import Services
 
@@ -178,45 +176,26 @@ def scope_of(services: Services, request: gr.Request | None) -> str | None:
     return services.accounts.viewer(user_of(request)).scope
 
 
-# (jobs ahead, jobs waiting, estimated seconds or None): sent to the client of the handler that calls it.
-PlaceTeller = Callable[[int, int, "float | None"], None]
+# Where a validator leaves the request it checked, for its event's handler (Starlette's request.state).
+CHECKED_STATE_KEY = "atelier_checked_request"
 
 
-class QueueQuota:
-    """At most `limit` queued plus running jobs per user, checked in validators before anything is queued.
+def hand_to_handler(request: gr.Request | None, checked: Any) -> None:
+    """Leave what a validator checked (a contracts request, images decoded) for the handler of the same event.
 
-    `jobs(blocks)` reads Gradio's queue (each user's job ids); app.py hands in its adapter of Gradio's private
-    attributes, which it checked at start-up, so the quota cannot silently turn off after a Gradio upgrade. The
-    ledger adds the user's jobs on other replicas when they share Redis (services/shared_state.py).
-    """
+    Gradio calls an event's validator and then its handler with the same raw values over the same HTTP request
+    (queue/join, or /call), so the handler takes the checked request from there instead of checking and decoding
+    the values a second time."""
+    http = getattr(request, "request", None)
+    if http is not None:
+        http.scope.setdefault("state", {})[CHECKED_STATE_KEY] = checked
 
-    def __init__(self, limit: int, jobs: Callable[[gr.Blocks], dict[str, set[str]]], enforced: bool = True,
-                 ledger: JobLedger | None = None, tell_place: PlaceTeller | None = None) -> None:
-        self.limit = limit
-        self.jobs = jobs
-        # Shows a running handler's job its place in a line of Atelier's own (the batcher's), as Gradio shows a
-        # queued event's: app.py hands in its adapter of Gradio's private queue; None (tests): not shown.
-        self.tell_place = tell_place or (lambda ahead, waiting, eta_s: None)
-        self.enforced = enforced  # off for the one user of a loopback server (ATELIER_RATE_LIMITS)
-        self.ledger = ledger or JobLedger()
-        self.blocks: gr.Blocks | None = None
 
-    def all_jobs(self) -> dict[str, set[str]]:
-        """Every user's events waiting in Gradio's queue or running now, by id."""
-        if self.blocks is None:
-            raise RuntimeError("QueueQuota.blocks is not set: build_ui sets it once the Blocks exist.")
-        return self.jobs(self.blocks)
-
-    def problem(self, request: gr.Request | None) -> str:
-        """A message when this request would exceed its user's quota, else '' (and the job is counted)."""
-        if not self.enforced:
-            return ""
-        user = getattr(request, "username", None) or ""  # without accounts everyone is the one user ''
-        admitted, count, ticket = self.ledger.admit(user, self.all_jobs().get(user, set()), self.limit)
-        if not admitted:
-            return (f"You already have {count} jobs queued or running (the limit is {self.limit}). "
-                    "Wait for one to finish, or stop one.")
-        http = getattr(request, "request", None)
-        if ticket and http is not None:  # the job's event carries it: the ledger then counts the ticket once
-            http.scope.setdefault("state", {})[TICKET_STATE_KEY] = ticket
-        return ""
+def checked_by_validator(request: gr.Request | None) -> Any:
+    """The request the event's validator checked (see hand_to_handler); an error toast when there is none, which only a
+    handler run without its validator would meet."""
+    http = getattr(request, "request", None)
+    checked = http.scope.get("state", {}).pop(CHECKED_STATE_KEY, None) if http is not None else None
+    if checked is None:
+        raise error_toast("This request was not checked before it ran; send it again.")
+    return checked

@@ -1,15 +1,16 @@
-"""The History tab: recent image jobs with thumbnails and settings; reuse, delete; the `/history` API."""
+"""The History tab: recent image jobs with thumbnails and settings; reuse, delete."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from services.container import Services
-from services.history import MAX_PAGE
-from ui.common import PRIVATE, error_toast, info_toast, read_api, scope_of, whole
-from ui.image_tab import ImageTab, settings_values
+from ui.common import PRIVATE, error_toast, info_toast, scope_of
+from ui.txt2img_tab import Txt2ImgTab, settings_values
 
 PAGE = 48
 COLUMNS = ["job", "when", "status", "prompt", "size", "steps", "sampler", "seed", "seconds"]
@@ -23,9 +24,24 @@ def _rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
-    """Build the tab inside the current Blocks and wire its events."""
-    history = services.history
+@dataclass
+class HistoryTab:
+    """The tab's components: thumbnails and the table of jobs, and the selected job with its images."""
+
+    tab: gr.Tab
+    refresh_btn: gr.Button
+    thumbs: gr.Gallery
+    table: gr.Dataframe
+    job_ids: gr.State  # job id of each thumbnail, in gallery order
+    selected: gr.State
+    details: gr.JSON
+    files: gr.Gallery
+    reuse_btn: gr.Button
+    delete_btn: gr.Button
+
+
+def layout() -> HistoryTab:
+    """Build the tab's components inside the current Blocks."""
     with gr.Tab("History", id="history") as tab:
         with gr.Row():
             refresh_btn = gr.Button("Refresh", size="sm")
@@ -33,7 +49,7 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
                             elem_id="history-gallery")
         table = gr.Dataframe(headers=COLUMNS, label="Jobs", interactive=False, elem_id="history-table",
                              wrap=True)
-        job_ids = gr.State([])  # job id of each thumbnail, in gallery order
+        job_ids = gr.State([])
         selected = gr.State(None)
         with gr.Row():
             with gr.Column(scale=3):
@@ -43,6 +59,13 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
                 with gr.Row():
                     reuse_btn = gr.Button("Reuse settings", variant="primary", size="sm")
                     delete_btn = gr.Button("Delete", variant="stop", size="sm")
+    return HistoryTab(tab, refresh_btn, thumbs, table, job_ids, selected, details, files, reuse_btn, delete_btn)
+
+
+def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
+    """Build the tab inside the current Blocks and wire its events."""
+    history = services.history
+    view = layout()
 
     def load(request: gr.Request) -> tuple[list[Any], list[list[Any]], list[int]]:
         jobs = history.list_jobs(scope_of(services, request), limit=PAGE)["jobs"]
@@ -60,18 +83,6 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
         paths = [(str(history.file_path(f["file"])), f"seed {f['seed']}") for f in job["files"]]
         return job, paths, job_id
 
-    def pick_thumb(ids: list[int], evt: gr.SelectData) -> int | None:
-        return ids[evt.index] if 0 <= evt.index < len(ids) else None
-
-    def pick_row(evt: gr.SelectData) -> int | None:
-        row = evt.row_value if hasattr(evt, "row_value") else None
-        return int(row[0]) if row else None
-
-    def reuse(job: dict[str, Any] | None) -> list[Any]:
-        if not job:
-            raise error_toast("Select a job first.")
-        return [*settings_values(job), gr.Tabs(selected="image")]
-
     def delete(job_id: int | None, request: gr.Request) -> None:
         if job_id is None:
             raise error_toast("Select a job first.")
@@ -79,34 +90,40 @@ def render(services: Services, image_tab: ImageTab, tabs: gr.Tabs) -> gr.Tab:
             raise error_toast(f"Job {job_id} does not exist (or was already deleted).")
         info_toast(f"Deleted job {job_id} and its files.")
 
-    outputs = [thumbs, table, job_ids]
-    refresh_btn.click(load, outputs=outputs, **PRIVATE)
-    tab.select(load, outputs=outputs, **PRIVATE)
-    image_tab.generate_event.then(load, outputs=outputs, **PRIVATE)
-    thumbs.select(pick_thumb, inputs=[job_ids], outputs=[selected], **PRIVATE).then(
-        show, inputs=[selected], outputs=[details, files, selected], **PRIVATE)
-    table.select(pick_row, outputs=[selected], **PRIVATE).then(
-        show, inputs=[selected], outputs=[details, files, selected], **PRIVATE)
-    reuse_btn.click(reuse, inputs=[details], outputs=[*image_tab.inputs(), tabs], **PRIVATE)
-    delete_btn.click(delete, inputs=[selected], **PRIVATE).success(
-        lambda: (None, [], None), outputs=[details, files, selected], **PRIVATE).then(
-        load, outputs=outputs, **PRIVATE)
-
-    return tab
+    wire(view, txt2img, tabs, load, show, delete)
+    return view.tab
 
 
-def register_api(services: Services) -> None:
-    """The `/history` endpoint; called outside gr.Tabs because API-only endpoints have no place in a layout."""
-    history = services.history
+def wire(view: HistoryTab, txt2img: Txt2ImgTab, tabs: gr.Tabs, load: Callable[..., Any], show: Callable[..., Any],
+         delete: Callable[..., Any]) -> None:
+    """The tab's events: refresh (also on opening and after a job), select a thumbnail or a row, reuse, delete."""
+    outputs = [view.thumbs, view.table, view.job_ids]
+    shown = [view.details, view.files, view.selected]
+    view.refresh_btn.click(load, outputs=outputs, **PRIVATE)
+    view.tab.select(load, outputs=outputs, **PRIVATE)
+    txt2img.generate_event.then(load, outputs=outputs, **PRIVATE)
+    view.thumbs.select(pick_thumb, inputs=[view.job_ids], outputs=[view.selected], **PRIVATE).then(
+        show, inputs=[view.selected], outputs=shown, **PRIVATE)
+    view.table.select(pick_row, outputs=[view.selected], **PRIVATE).then(
+        show, inputs=[view.selected], outputs=shown, **PRIVATE)
+    view.reuse_btn.click(reuse, inputs=[view.details], outputs=[*txt2img.inputs(), tabs], **PRIVATE)
+    view.delete_btn.click(delete, inputs=[view.selected], **PRIVATE).success(
+        lambda: (None, [], None), outputs=shown, **PRIVATE).then(load, outputs=outputs, **PRIVATE)
 
-    def history_api(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
-        """Recent image jobs, newest first; pass `next_before` from one page as `before` for the next."""
-        try:
-            return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
-        except ValueError as err:
-            raise error_toast(str(err)) from None
 
-    with gr.Row(visible=False):
-        fields = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_PAGE),
-                  "before": gr.Number(None, precision=0, minimum=1)}
-    read_api(history_api, "history", fields, optional=["before"])
+def pick_thumb(ids: list[int], evt: gr.SelectData) -> int | None:
+    """The job id of the selected thumbnail."""
+    return ids[evt.index] if 0 <= evt.index < len(ids) else None
+
+
+def pick_row(evt: gr.SelectData) -> int | None:
+    """The job id of the selected row of the table."""
+    row = evt.row_value if hasattr(evt, "row_value") else None
+    return int(row[0]) if row else None
+
+
+def reuse(job: dict[str, Any] | None) -> list[Any]:
+    """The selected job's settings for the Image tab, which opens."""
+    if not job:
+        raise error_toast("Select a job first.")
+    return [*settings_values(job), gr.Tabs(selected="image")]

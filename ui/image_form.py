@@ -13,18 +13,19 @@ from typing import Any
 
 import gradio as gr
 
+from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, MAX_HR_SCALE, MAX_SEED, SAMPLERS, ImageRequest, choices
+from services.admission import PlaceTeller, QueueQuota
 from services.container import Services
-from services.limits import (
-    IMAGE_UPSCALERS,
-    INPAINTING_FILLS,
-    LATENT_UPSCALERS,
-    MAX_HR_SCALE,
-    MAX_SEED,
-    RESIZE_MODES,
-    SAMPLERS,
-    InvalidRequest,
+from ui.common import (
+    PRIVATE,
+    RAW_INPUTS,
+    checked_by_validator,
+    error_toast,
+    hand_to_handler,
+    type_errors,
+    user_of,
+    verdicts,
 )
-from ui.common import PRIVATE, RAW_INPUTS, PlaceTeller, QueueQuota, error_toast, type_errors, user_of, verdicts
 
 TXT2IMG_NAMES = ("prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler",
                  "batch_count")
@@ -42,10 +43,10 @@ A1111_DEFAULTS: dict[str, Any] = {
 }
 WHOLE_NAMES = ("width", "height", "steps", "seed", "batch_count", "hr_second_pass_steps", "resize_mode", "mask_blur",
                "inpainting_fill", "inpaint_full_res_padding", "inpainting_mask_invert")
-RESIZE_CHOICES = [(label.capitalize(), number) for number, label in RESIZE_MODES.items()]
-MASKED_CONTENT = [(label, number) for number, label in INPAINTING_FILLS.items()]
+# The numbered choices as (label, value) for Gradio's radios, with the labels every client shows (contracts.choices).
+RESIZE_CHOICES, MASKED_CONTENT, MASK_MODES = ([(c["label"], c["value"]) for c in choices()[name]]
+                                             for name in ("resize_modes", "inpainting_fills", "mask_modes"))
 INPAINT_AREAS = [("Whole picture", False), ("Only masked", True)]
-MASK_MODES = [("Inpaint masked", 0), ("Inpaint not masked", 1)]
 BUILTIN_UPSCALERS = [*LATENT_UPSCALERS, *IMAGE_UPSCALERS]
 # What AUTOMATIC1111's PNG Info (and its API) calls a field that Atelier names otherwise.
 ALIASES = {"sampler": "sampler_name"}
@@ -186,58 +187,27 @@ def coerce(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_images(services: Services, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The uploaded images among `values` decoded (PIL), and {field: message} for those that are not images, too
-    large, or unreadable. A field left empty stays None, for the service to say whether the mode needs it."""
-    images: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name in IMAGE_NAMES:
-        if name not in values:
-            continue
-        value = values[name]
-        if value is None:
-            images[name] = None
-            continue
-        try:
-            images[name] = services.uploads.read_image(Path(value["path"]), name)
-        except InvalidRequest as err:
-            errors.update(err.errors)
-    return images, errors
-
-
-def request_errors(services: Services, mode: str, fields: Mapping[str, gr.components.Component],
-                   values: Mapping[str, Any]) -> dict[str, str]:
-    """{field: message} for every bad value of a job request, each on a field of `fields`."""
+def check_request(services: Services, mode: str, fields: Mapping[str, gr.components.Component],
+                  values: Mapping[str, Any]) -> tuple[ImageRequest | None, dict[str, str]]:
+    """The job request the values make, checked by the image service (which reads the uploaded files), or None and
+    {field: message} for every bad value, each on a field of `fields`."""
     optional = [name for name in IMAGE_NAMES if name in fields]  # empty: the service says whether it is needed
     wrong = type_errors(fields, values, optional=optional)
-    images, bad_images = read_images(services, {k: v for k, v in values.items() if k not in wrong})
-    params = {k: v for k, v in values.items() if k not in wrong and k not in IMAGE_NAMES}
-    errors = {**services.images.field_errors(mode=mode, **params, **images), **bad_images, **wrong}
+    given = {name: Path(value["path"]) if name in IMAGE_NAMES and value is not None else value
+             for name, value in values.items() if name not in wrong}
+    req, errors = services.images.check(mode=mode, **given)
+    errors = {**errors, **wrong}
     # A message about a field this event does not take (say, a mode rule) still refuses the request, on the first.
     first = next(iter(fields))
     for name in [n for n in errors if n not in fields]:
         message = errors.pop(name)
         errors[first] = f"{errors[first]} {message}" if first in errors else message
-    return errors
+    return (None if errors else req), errors
 
 
-def job_values(services: Services, values: Mapping[str, Any]) -> dict[str, Any]:
-    """A raw request's values for services.images.validate: coerced, with its images decoded."""
-    params = coerce(values)
-    images, bad = read_images(services, params)
-    if bad:
-        raise InvalidRequest(bad)
-    return {**params, **images}
-
-
-async def stream_job(services: Services, mode: str, values: Mapping[str, Any], request: gr.Request | None,
-                     progress: gr.Progress, tell_place: PlaceTeller | None = None
-                     ) -> AsyncIterator[tuple[Any, str, Any, Any]]:
-    """Validate and start one job; stream (preview, progress text, gallery, info), ending with the stored PNGs."""
-    try:
-        req = services.images.validate(mode=mode, **job_values(services, values))
-    except InvalidRequest as err:
-        raise error_toast(str(err)) from None
+async def stream_job(services: Services, req: ImageRequest, request: gr.Request | None, progress: gr.Progress,
+                     tell_place: PlaceTeller | None = None) -> AsyncIterator[tuple[Any, str, Any, Any]]:
+    """Start one checked job; stream (preview, progress text, gallery, info), ending with the stored PNGs."""
     handle = services.images.start(req, user=user_of(request))
     shown = StreamGate(services.settings.stream_interval_s)
     # Woken by each update: the result goes out as soon as the job ends, and nothing wakes while nothing happens.
@@ -266,14 +236,18 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
     are the endpoint's parameters by name, in order; its validator refuses bad values before anything is queued."""
 
     def validate(request: gr.Request, **values: Any) -> Any:
-        errors = request_errors(services, mode, fields, coerce(values))
+        req, errors = check_request(services, mode, fields, coerce(values))
         if problem := quota.problem(request):
             errors["prompt"] = problem
+        if not errors:
+            hand_to_handler(request, req)
         return verdicts(list(fields), errors)
 
     async def run(request: gr.Request, progress: gr.Progress = gr.Progress(), **values: Any
                   ) -> AsyncIterator[tuple[Any, str, Any, Any]]:
-        async for update in stream_job(services, mode, values, request, progress, quota.tell_place):
+        # The values were checked, and their images decoded, by the validator: they arrive as its request.
+        req = checked_by_validator(request)
+        async for update in stream_job(services, req, request, progress, quota.tell_place):
             yield update
 
     run.__doc__ = description

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from services.admission import QueueQuota
 from services.container import Services
 from ui import image_form
-from ui.common import PRIVATE, QueueQuota
+from ui.common import PRIVATE
 
 # The parameters of /img2img, in order: txt2img's, then the init image and how it is used, then the model choice.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.MODEL_NAMES)

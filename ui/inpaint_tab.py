@@ -8,11 +8,12 @@ from typing import Any
 import gradio as gr
 from PIL import Image, ImageChops
 
+from contracts import MAX_FULL_RES_PADDING, MAX_MASK_BLUR, InvalidRequest
+from services.admission import QueueQuota
 from services.container import Services
-from services.limits import MAX_FULL_RES_PADDING, MAX_MASK_BLUR, InvalidRequest
 from services.uploads import Uploads, to_mask, to_rgb
 from ui import image_form
-from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, error_toast, is_file, user_of
+from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file, user_of
 from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.

@@ -1,5 +1,4 @@
-"""The PNG Info tab: drop a PNG (from Atelier or AUTOMATIC1111) to see its settings, and send them to a tab; the
-`/png_info` API."""
+"""The PNG Info tab: drop a PNG (from Atelier or AUTOMATIC1111) to see its settings, and send them to a tab."""
 
 from __future__ import annotations
 
@@ -8,13 +7,13 @@ from typing import Any
 
 import gradio as gr
 
+from contracts import InvalidRequest
 from services import pnginfo
-from services.limits import InvalidRequest
-from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file, read_api
+from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file
 from ui.image_form import IMAGE_NAMES, field_values
-from ui.image_tab import ImageTab
 from ui.img2img_tab import Img2ImgTab
 from ui.inpaint_tab import InpaintTab
+from ui.txt2img_tab import Txt2ImgTab
 
 
 def read_info(image: dict[str, Any] | None) -> dict[str, Any]:
@@ -47,7 +46,7 @@ def settings_of(info: dict[str, Any] | None) -> dict[str, Any]:
     return info
 
 
-def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
+def render(tabs: gr.Tabs, txt2img: Txt2ImgTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
     """Build the tab inside the current Blocks and wire its events, the "Send to" buttons included."""
     with gr.Tab("PNG Info", id="pnginfo", elem_id="pnginfo-tab"), gr.Row():
         with gr.Column():
@@ -64,7 +63,7 @@ def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: Inp
 
     png.change(show_info, inputs=[png], outputs=[info, parameters], concurrency_limit=None, **RAW_INPUTS,
                **PRIVATE)
-    txt2img_names = list(image_tab.fields)
+    txt2img_names = list(txt2img.fields)
     img2img_names = [n for n in img2img.fields if n not in IMAGE_NAMES]
     inpaint_names = [n for n in inpaint.fields if n not in IMAGE_NAMES]
 
@@ -81,23 +80,10 @@ def render(tabs: gr.Tabs, image_tab: ImageTab, img2img: Img2ImgTab, inpaint: Inp
         editor = {"background": path, "layers": [], "composite": path}
         return [*field_values(settings_of(info), inpaint_names), editor, gr.Tabs(selected="inpaint")]
 
-    to_txt2img.click(send_to_txt2img, inputs=[info], outputs=[*image_tab.inputs(), tabs], **PRIVATE)
+    to_txt2img.click(send_to_txt2img, inputs=[info], outputs=[*txt2img.inputs(), tabs], **PRIVATE)
     to_img2img.click(send_to_img2img, inputs=[info, png],
                      outputs=[*(img2img.fields[n] for n in img2img_names), img2img.fields["init_image"], tabs],
                      **RAW_INPUTS, **PRIVATE)
     to_inpaint.click(send_to_inpaint, inputs=[info, png],
                      outputs=[*(inpaint.fields[n] for n in inpaint_names), inpaint.editor, tabs], **RAW_INPUTS,
                      **PRIVATE)
-
-
-def register_api() -> None:
-    """`/png_info`; called outside gr.Tabs because API-only endpoints have no place in a layout."""
-
-    def png_info(image: dict[str, Any] | None) -> dict[str, Any]:
-        """The generation settings stored in a PNG (Atelier's or AUTOMATIC1111's `parameters`), as JSON in
-        AUTOMATIC1111's API names, with the raw text under "parameters"."""
-        return read_info(image)
-
-    with gr.Row(visible=False):
-        fields = {"image": gr.Image(type="filepath")}
-    read_api(png_info, "png_info", fields)

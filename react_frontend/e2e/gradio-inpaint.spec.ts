@@ -1,68 +1,9 @@
-import { crc32 } from "node:zlib";
-import { expect, keepScreenshot, pixelsOf, test, type Page } from "./fixtures";
-
-/** A 64×64 PNG drawn in the page (a green field with a red square), as bytes for a file input. */
-async function pictureBytes(page: Page): Promise<Buffer> {
-  const url = await page.evaluate(() => {
-    const canvas = document.createElement("canvas");
-    canvas.width = 64;
-    canvas.height = 64;
-    const g = canvas.getContext("2d")!;
-    g.fillStyle = "#33aa77";
-    g.fillRect(0, 0, 64, 64);
-    g.fillStyle = "#cc3333";
-    g.fillRect(8, 8, 20, 20);
-    return canvas.toDataURL("image/png");
-  });
-  return Buffer.from(url.split(",")[1], "base64");
-}
-
-/** The PNG with AUTOMATIC1111's `parameters` text chunk where A1111 and Atelier write it: after IHDR, before the
- * pixels (the 8-byte signature and the 25-byte IHDR chunk come first). */
-function withParameters(png: Buffer, text: string): Buffer {
-  const body = Buffer.concat([Buffer.from("tEXtparameters\0", "latin1"), Buffer.from(text, "latin1")]);
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(body.length - 4);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body) >>> 0);
-  return Buffer.concat([png.subarray(0, 33), length, body, crc, png.subarray(33)]);
-}
-
-async function setSlider(page: Page, tab: string, name: string, value: number) {
-  const box = page.locator(tab).getByRole("spinbutton", { name: `number input for ${name}` });
-  await box.fill(String(value));
-  await box.press("Enter");
-}
-
-/** Drag the mouse across the editor's canvas, as a person paints a stroke with the brush. */
-async function paintStroke(page: Page, from: [number, number], to: [number, number]) {
-  const canvas = page.locator("#inpaint-editor canvas").first();
-  const box = (await canvas.boundingBox())!;
-  const at = ([x, y]: [number, number]) => [box.x + box.width * x, box.y + box.height * y] as const;
-  await page.mouse.move(...at(from));
-  await page.mouse.down();
-  for (let i = 1; i <= 12; i++) {
-    const t = i / 12;
-    await page.mouse.move(...at([from[0] + (to[0] - from[0]) * t, from[1] + (to[1] - from[1]) * t]));
-  }
-  await page.mouse.up();
-}
+import { expect, keepScreenshot, pixelsOf, test } from "./fixtures";
+import { openInpaint, paintStroke, pictureBytes, withParameters } from "./pictures";
 
 test("the Gradio UI inpaints a mask drawn with the mouse over an uploaded image", async ({ page }) => {
   await page.goto("/");
-  await page.getByRole("tab", { name: "Inpaint" }).click();
-  const tab = "#inpaint-tab";
-  await expect(page.locator("#inpaint-editor")).toBeVisible();
-  await page.locator("#inpaint-editor input[type=file]").setInputFiles({
-    name: "init.png",
-    mimeType: "image/png",
-    buffer: await pictureBytes(page),
-  });
-  await expect(page.getByRole("button", { name: "Brush", exact: true })).toBeVisible();
-  await page.locator("#inpaint-prompt textarea").fill("a blue bird");
-  await setSlider(page, tab, "Width", 64);
-  await setSlider(page, tab, "Height", 64);
-  await setSlider(page, tab, "Steps", 3);
+  await openInpaint(page, 3);
 
   // Nothing painted yet: the server says what to do, and no job runs.
   await page.locator("#inpaint-generate").click();

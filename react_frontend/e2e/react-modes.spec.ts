@@ -165,3 +165,17 @@ test("PNG Info reads the inpaint result's settings and sends them to img2img wit
   await expect(page.getByTestId("init-image-thumb")).toBeVisible();
   await expect(page.getByTestId("init-image-drop")).toContainText("64×64");
 });
+
+test("the choice lists are the server's (/choices): samplers, resize modes, masked content, mask modes", async ({ page }) => {
+  await page.getByTestId("mode-inpaint").click();
+  const options = async (id: string): Promise<string[]> => {
+    await page.getByTestId(id).click();
+    const names = await page.getByRole("option").allInnerTexts();
+    await page.keyboard.press("Escape");
+    return names.map((name) => name.trim());
+  };
+  expect(await options("sampler")).toEqual(["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "LMS", "Heun", "UniPC"]);
+  expect(await options("resize-mode")).toEqual(["Just resize", "Crop and resize", "Resize and fill"]);
+  expect(await options("masked-content")).toEqual(["fill", "original", "latent noise", "latent nothing"]);
+  expect(await options("mask-mode")).toEqual(["Inpaint masked", "Inpaint not masked"]);
+});

@@ -12,9 +12,9 @@ import { PngInfoScreen } from "@/components/PngInfoScreen";
 import { ThemeToggle } from "@/components/ThemeToggle";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
-import { catalogFrom } from "@/lib/api";
+import { catalogFrom, choicesFrom, NO_CHOICES } from "@/lib/api";
 import { useTheme } from "@/lib/theme";
-import { DEFAULT_IMAGE_SETTINGS, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
+import { DEFAULT_IMAGE_SETTINGS, type ChoiceLists, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
 
 type State =
   | { step: "checking" }
@@ -36,6 +36,7 @@ export default function App() {
   const [mode, setMode] = useState<Mode>("txt2img");
   const [initImage, setInitImageState] = useState<InitImage | null>(null);
   const [catalog, setCatalog] = useState<ModelCatalog>(NO_CATALOG);
+  const [choices, setChoices] = useState<ChoiceLists>(NO_CHOICES);
   const [historyKey, setHistoryKey] = useState(0);
   const [openRequest, setOpenRequest] = useState<{ id: number; nonce: number } | null>(null);
 
@@ -60,7 +61,8 @@ export default function App() {
     void start();
   }, [start]);
 
-  // What the server has to offer (checkpoints, VAEs, upscalers); without /models (an older server) only defaults.
+  // What the server has to offer: checkpoints, VAEs and upscalers (/models), and the choice lists (/choices), which
+  // the client keeps no copy of; without them (an older server) each field offers only its current value.
   const conn = state.step === "ready" ? state.conn : null;
   useEffect(() => {
     if (!conn) return;
@@ -68,6 +70,10 @@ export default function App() {
     conn.call<unknown>("/models", {}).then(
       (answer) => live && setCatalog(catalogFrom(answer)),
       () => live && setCatalog(NO_CATALOG),
+    );
+    conn.call<unknown>("/choices", {}).then(
+      (answer) => live && setChoices(choicesFrom(answer)),
+      () => live && setChoices(NO_CHOICES),
     );
     return () => {
       live = false;
@@ -167,6 +173,7 @@ export default function App() {
                 initImage={initImage}
                 onInitImage={setInitImage}
                 catalog={catalog}
+                choices={choices}
                 onJobFinished={bumpHistory}
               />
             </TabsContent>

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.auth import VERIFIED_TTL_S, VERIFY_THREADS, Authenticator
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from storage.db import open_database
 from tests.services.conftest import tiny_settings

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from api.auth import Authenticator
 from api.gateway import Gateway
+from api.ownership import FileGrants
 from services.accounts import AccountService
 
 
@@ -41,7 +42,7 @@ def app_with(queue_size: int, tmp_path: Path, proxies: list[str] | None = None) 
                                  {"parameter_name": "prompt", "parameter_has_default": False}]}}})
     auth = Authenticator(AccountService(), required=False, trusted_proxies=proxies or [])
     gateway = Gateway(inner, auth=auth, limiter=Limiter(key_func=get_remote_address), blocks=blocks,
-                      file_roots=[tmp_path], max_queue=2,
+                      grants=FileGrants(str(tmp_path)), max_queue=2,
                       limits={"image": "2/minute", "chat": "9/minute", "upload": "9/minute", "login": "9/minute",
                               "read": "9/minute"})
     return TestClient(gateway), reached

@@ -11,7 +11,7 @@ from gradio.queueing import Event, EventQueue, Queue
 from starlette.routing import Mount
 
 from api import gradio_internals
-from app import create_app
+from api.server import create_app
 from settings import Settings
 
 

@@ -430,7 +430,7 @@ def test_reset_is_capped_and_its_body_checked(alice: httpx.Client) -> None:
 def test_pieces_and_uploads_count_as_uploads_and_resets_and_cancels_as_reads(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from app import create_app
+    from api.server import create_app
     from settings import Settings
 
     settings = Settings(profile="tiny", data_dir=tmp_path, warmup=False, rate_limits="on", limit_uploads="2/minute",

@@ -3,6 +3,7 @@ one owner of a loopback server without accounts unless asked for."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,11 +19,12 @@ from starlette.routing import Route
 from api import gradio_internals
 from api.auth import Authenticator, limits_apply
 from api.gateway import Gateway
-from app import create_app
+from api.ownership import FileGrants
+from api.server import create_app
 from services.accounts import AccountService
+from services.admission import QueueQuota
 from storage.db import open_database
 from tests.services.conftest import tiny_settings
-from ui.common import QueueQuota
 
 PASSWORD = "correct horse battery"
 
@@ -75,7 +77,8 @@ def gateway(enforce: bool) -> TestClient:
     blocks = SimpleNamespace(_queue=[], fns={7: event})
     return TestClient(Gateway(Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])]),
                               auth=Authenticator(AccountService(), required=False),
-                              limiter=Limiter(key_func=get_remote_address), blocks=blocks, file_roots=[],
+                              limiter=Limiter(key_func=get_remote_address), blocks=blocks,
+                              grants=FileGrants(os.devnull),  # a folder of no files
                               max_queue=64, enforce=enforce,
                               limits={"image": "10/minute", "chat": "9/minute", "upload": "9/minute",
                                       "login": "5/minute", "read": "9/minute"}))

@@ -14,10 +14,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api import gradio_internals
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
-from services.shared_state import PENDING_S, TICKET_STATE_KEY
+from services.admission import TICKET_STATE_KEY
 from storage.db import open_database
+from storage.shared_state import PENDING_S
 from tests.live.redis import redis_server
 from tests.services.conftest import tiny_settings
 
@@ -106,7 +107,7 @@ def join_and_cancel_one(http: TestClient) -> str:
 def sync(http: TestClient, later_s: float = 0.0) -> None:
     """One round of the replica's ledger sync (its lifespan runs it every few seconds), `later_s` from now."""
     app: FastAPI = http.app  # type: ignore[assignment]
-    ledger = app.state.shared.jobs
+    ledger = app.state.services.shared.jobs
     ledger.clock = lambda: time.monotonic() + later_s
     ledger.sync(gradio_internals.jobs_by_user(app.state.janitor.blocks, TICKET_STATE_KEY))
 
@@ -157,7 +158,7 @@ def test_a_redis_that_goes_between_the_throttle_and_the_session_gets_503s_never_
         replicas: Replicas, redis_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from services.shared_state import SharedTokens
+    from storage.shared_state import SharedTokens
 
     a, _ = replicas(redis_db)
     assert login(a) == 200
@@ -179,3 +180,56 @@ def test_a_redis_that_goes_between_the_throttle_and_the_session_gets_503s_never_
     assert a.get("/logout", follow_redirects=False).status_code == 503
     monkeypatch.undo()
     assert a.get("/gradio_api/user").json() == "alice"  # the session it could not end still holds
+
+
+def test_a_session_or_job_of_one_user_is_refused_to_another_on_either_replica(replicas: Replicas,
+                                                                              redis_db: str) -> None:
+    a, b = replicas(redis_db, user_queue_quota=50)
+    bob_a, bob_b = TestClient(a.app), TestClient(b.app)
+    for http, name in ((a, "alice"), (bob_a, "bob")):
+        assert login(http, name) == 200
+    b.cookies, bob_b.cookies = a.cookies, bob_a.cookies  # the proxy sends each browser to either replica
+    answer = join(a, "alice-tab")
+    assert answer.status_code == 200
+    event = answer.json()["event_id"]
+    index = image_fn(a)
+    for bob in (bob_b, bob_a):
+        for stream in ("/gradio_api/queue/data?session_hash=alice-tab", "/gradio_api/heartbeat/alice-tab",
+                       f"/gradio_api/call/generate_image/{event}"):
+            assert status_within(bob, stream) == 403, stream
+        assert join(bob, "alice-tab").status_code == 403
+        for session in ("alice-tab", "bobs-tab"):
+            cancel = {"session_hash": session, "event_id": event, "fn_index": index}
+            assert bob.post("/gradio_api/cancel", json=cancel).status_code == 403
+    assert join(b, "alice-tab").status_code == 200  # still hers, on the other replica too
+    queued = [e._id for q in a.app.state.janitor.blocks._queue.event_queue_per_concurrency_id.values()
+              for e in q.queue]
+    assert event in queued  # and her job was not stopped
+
+
+def status_within(http: TestClient, path: str, seconds: float = 10) -> int | None:
+    """The status of a GET, or None when no answer came in `seconds` (TestClient reads a stream to its end, and
+    a stream of a session whose jobs wait forever never ends)."""
+    import threading
+
+    found: list[int] = []
+    thread = threading.Thread(target=lambda: found.append(http.get(path).status_code), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return found[0] if found else None
+
+
+def test_two_users_naming_a_new_session_on_two_replicas_at_once_get_one_owner(replicas: Replicas,
+                                                                              redis_db: str) -> None:
+    from tests.api.test_isolation_gradio_routes import contest, one_owner
+
+    a, b = replicas(redis_db)
+    clients = []
+    for name in ("alice", "bob"):
+        on_a, on_b = TestClient(a.app), TestClient(b.app)
+        assert login(on_a, name) == 200
+        on_b.cookies = on_a.cookies
+        clients += [(name, on_a), (name, on_b)] * 2
+    for round_ in range(8):
+        one_owner(contest(clients, lambda http, _, session=f"contested-{round_}": http.get(
+            "/gradio_api/deep_link", params={"session_hash": session}).status_code))

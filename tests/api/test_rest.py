@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from storage.db import open_database
 from storage.models import ImageJob

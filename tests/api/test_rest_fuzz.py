@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.checks import unsupported_method
 
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from settings import Settings
 from storage.db import open_database

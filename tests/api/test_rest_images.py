@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from gradio_client import Client
 from PIL import Image
 
-from app import create_app
+from api.server import create_app
 from services.accounts import AccountService
 from storage import blobs
 from storage.db import open_database

@@ -1,4 +1,5 @@
-"""The session janitor against a real (small) Gradio Blocks: which sessions it forgets, which files it keeps."""
+"""The session janitor against a real (small) Gradio Blocks: which sessions it forgets, which files it keeps, which
+claims it renews; the stream watch that tells it which sessions have a stream open."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import gradio as gr
 import pytest
 from gradio.routes import App
 
-from api.sessions import HeartbeatWatch, SessionJanitor
+from api.ownership import FileGrants
+from api.sessions import SessionJanitor, StreamWatch
+from storage.shared_state import Claims
 
 GRACE = 60.0
 
@@ -44,7 +47,8 @@ def clock() -> Clock:
 
 
 def janitor_for(blocks: gr.Blocks, clock: Clock, temp_dir: Path, max_age: float = 3600) -> SessionJanitor:
-    return SessionJanitor(blocks, grace_s=GRACE, temp_dir=temp_dir, temp_max_age_s=max_age, clock=clock)
+    return SessionJanitor(blocks, grace_s=GRACE, temp_dir=temp_dir, temp_max_age_s=max_age, clock=clock,
+                          claims=Claims(ttl_s=3 * GRACE, clock=clock), grants=FileGrants(str(temp_dir)))
 
 
 def use(blocks: gr.Blocks, session: str, clock: Clock) -> None:
@@ -59,12 +63,11 @@ def image_id(blocks: gr.Blocks) -> int:
     return next(b._id for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "result")
 
 
-def test_a_closed_session_is_forgotten_after_the_grace_with_its_owner_and_queue_entries(
+def test_a_closed_session_is_forgotten_after_the_grace_with_its_queue_entries(
         blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
     janitor = janitor_for(blocks, clock, tmp_path)
     janitor.heartbeat_opened("tab")
     use(blocks, "tab", clock)
-    janitor.owner["tab"] = "alice"
     blocks._queue.pending_event_ids_session["tab"] = set()  # what Gradio leaves after a finished job
     blocks._queue.pending_messages_per_session["tab"] = object()
     clock.now += GRACE * 10
@@ -76,7 +79,6 @@ def test_a_closed_session_is_forgotten_after_the_grace_with_its_owner_and_queue_
     assert janitor.prune_sessions() == ["tab"]
     assert "tab" not in blocks.state_holder.session_data
     assert "tab" not in blocks.state_holder.time_last_used
-    assert "tab" not in janitor.owner
     assert "tab" not in blocks._queue.pending_event_ids_session
     assert "tab" not in blocks._queue.pending_messages_per_session
 
@@ -103,13 +105,35 @@ def test_a_session_that_never_opened_a_heartbeat_goes_after_the_grace_from_its_l
     assert janitor.prune_sessions() == ["api-call"]
 
 
-def test_an_owner_entry_without_any_gradio_state_also_goes(blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
+def test_each_sweep_renews_the_claims_of_what_gradio_holds_and_lets_the_others_lapse(
+        blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
     janitor = janitor_for(blocks, clock, tmp_path)
-    janitor.owner["rejected-join"] = "bob"
-    assert janitor.prune_sessions() == []  # first seen now
-    clock.now += GRACE
-    assert janitor.prune_sessions() == ["rejected-join"]
-    assert not janitor.owner
+    claims = janitor.claims
+    assert claims is not None
+    for key in ("tab", "script", "event-1", "rejected-join", "streaming"):
+        assert claims.claim(f"session:{key}", "alice") == "alice"
+    janitor.heartbeat_opened("tab")  # a heartbeat open, no state yet
+    use(blocks, "script", clock)
+    blocks._queue.pending_event_ids_session["script"] = {"event-1"}  # an event whose result is not delivered yet
+    janitor.heartbeat_opened("streaming")
+    for _ in range(5):  # far past the claims' lifetime, renewed by each sweep
+        clock.now += GRACE
+        asyncio.run(janitor.sweep_once())
+    assert [claims.owner(f"session:{k}") for k in ("tab", "script", "event-1", "streaming")] == ["alice"] * 4
+    assert claims.owner("session:rejected-join") is None  # nothing held it: it lapsed, and is gone from memory
+    assert claims.claim("session:rejected-join", "bob") == "bob"
+    assert "session:rejected-join" in claims._owners
+
+
+def test_a_swept_file_loses_its_grants(blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
+    janitor = janitor_for(blocks, clock, tmp_path, max_age=0)
+    old = make_file(tmp_path, "old")
+    assert janitor.grants is not None
+    janitor.grants.grant("alice", {"path": old})
+    assert janitor.grants.allowed("alice", old)
+    asyncio.run(janitor.sweep_once())
+    assert not os.path.exists(old)
+    assert not janitor.grants.allowed("alice", old)
 
 
 def make_file(root: Path, name: str) -> str:
@@ -159,20 +183,24 @@ def test_files_in_use_includes_what_gradio_keeps_for_good(blocks: gr.Blocks, clo
     assert example in janitor.files_in_use()
 
 
-def test_heartbeat_watch_counts_a_heartbeat_while_it_streams(clock: Clock, tmp_path: Path,
-                                                             blocks: gr.Blocks) -> None:
+def test_the_stream_watch_counts_heartbeats_and_event_streams_while_they_stream(clock: Clock, tmp_path: Path,
+                                                                                blocks: gr.Blocks) -> None:
     janitor = janitor_for(blocks, clock, tmp_path)
-    seen: list[bool] = []
+    seen: list[tuple[bool, bool]] = []
 
     async def inner(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
                     send: Callable[[Any], Awaitable[None]]) -> None:
-        seen.append(janitor.live("s1"))
+        seen.append((janitor.live("s1"), janitor.live("e1")))
 
-    watch = HeartbeatWatch(inner, janitor=janitor)
-    scope = {"type": "http", "path": "/gradio_api/heartbeat/s1", "method": "GET"}
-    asyncio.run(watch(scope, None, None))  # type: ignore[arg-type]
-    asyncio.run(watch({**scope, "path": "/gradio_api/queue/join"}, None, None))  # type: ignore[arg-type]
-    assert seen == [True, False]
+    watch = StreamWatch(inner, janitor=janitor)
+    get = {"type": "http", "method": "GET", "query_string": b""}
+    for scope in ({"path": "/gradio_api/heartbeat/s1"}, {"path": "/gradio_api/queue/data",
+                                                         "query_string": b"session_hash=s1"},
+                  {"path": "/gradio_api/call/generate_image/e1"},  # an event unknown here: its id is its session
+                  {"path": "/gradio_api/call/v2/generate_image/e1"}, {"path": "/gradio_api/queue/join"},
+                  {"path": "/gradio_api/heartbeat/s1", "method": "POST"}):
+        asyncio.run(watch({**get, **scope}, None, None))  # type: ignore[arg-type]
+    assert seen == [(True, False), (True, False), (False, True), (False, True), (False, False), (False, False)]
     assert not janitor.live("s1")
     assert janitor.quiet_since["s1"] == clock.now
 
@@ -201,3 +229,49 @@ def test_each_sweep_hands_free_heap_back_to_the_os(blocks: gr.Blocks, clock: Clo
     asyncio.run(janitor_for(blocks, clock, tmp_path).sweep_once())
     assert trims == [0, 0]
     assert api.sessions.trim_heap() is True  # this Linux has glibc's malloc_trim
+
+
+def test_a_stream_that_fails_after_it_began_is_ended_not_left_open(clock: Clock, tmp_path: Path,
+                                                                   blocks: gr.Blocks) -> None:
+    from starlette.exceptions import HTTPException
+
+    janitor = janitor_for(blocks, clock, tmp_path)
+
+    def failing(error: Exception, started: bool) -> Any:
+        async def inner(scope: Any, receive: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+            if started:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+            raise error
+        return inner
+
+    def run(inner: Any) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/gradio_api/queue/data", "query_string": b"session_hash=s"}
+        asyncio.run(StreamWatch(inner, janitor=janitor)(scope, None, send))  # type: ignore[arg-type]
+        return sent
+
+    # Gradio's stream raising its 404 once the session is gone: Starlette's "response already started".
+    gone = RuntimeError("Caught handled exception, but response already started.")
+    gone.__cause__ = HTTPException(404)
+    sent = run(failing(gone, started=True))
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert not janitor.live("s")
+    for error, started in ((RuntimeError("a bug"), True), (gone, False), (ValueError("a bug"), True)):
+        with pytest.raises(type(error)):
+            run(failing(error, started))
+
+
+def test_a_sweep_with_redis_out_of_reach_still_sweeps_files(blocks: gr.Blocks, clock: Clock, tmp_path: Path) -> None:
+    import redis
+
+    janitor = janitor_for(blocks, clock, tmp_path, max_age=0)
+    janitor.claims = Claims(redis.Redis(port=1, socket_connect_timeout=0.2))  # nobody listens on port 1
+    janitor.heartbeat_opened("tab")
+    old = make_file(tmp_path, "old")
+    result = asyncio.run(janitor.sweep_once())
+    assert result.removed == [old]

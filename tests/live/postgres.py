@@ -19,7 +19,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 # Every test opens its own pool and builds its own services: room for all of them in one session.
 CONNECTIONS = "-c max_connections=400"
-# A server whose own zone is far from UTC: Atelier's sessions must set theirs (storage/db.py).
+# A server whose own zone is far from UTC: Atelier's sessions must set theirs (storage/connections.py).
 ZONE = "-c timezone=Pacific/Auckland"
 
 

@@ -11,15 +11,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from contracts import ImageRequest
 from pipelines.a1111_backend import A1111Backend, RemoteImageError, decode_image
-from pipelines.image_base import (
-    GeneratedImage,
-    ImageRequest,
-    JobCancelled,
-    StepUpdate,
-    create_image_backend,
-    image_backend_names,
-)
+from pipelines.image_base import GeneratedImage, JobCancelled, StepUpdate, create_image_backend, image_backend_names
 from pipelines.loading import ModelUnavailable
 from tests.server import free_port
 from tests.standins.a1111_server import IMG2IMG_FIELDS, TXT2IMG_FIELDS, Behaviour, StandinA1111, seed_color

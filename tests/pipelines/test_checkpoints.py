@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts import ImageRequest
 from pipelines.checkpoints import (
     CONFIGS_DIR,
     _vae_to_original,
@@ -18,7 +19,6 @@ from pipelines.checkpoints import (
     write_single_file,
 )
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import ImageRequest
 from pipelines.loading import ModelUnavailable
 
 

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
+from contracts import ImageRequest
 from pipelines.compile import CompileOptions
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import ImageRequest
-from services.models import ModelSlot
+from pipelines.diffusers_loading import DiffusersModel
+from services.model_slots import ModelSlot
 
 # Fused QKV runs one matmul where eager runs three; float32 rounding then moves a pixel by at most a level.
 PIXEL_TOLERANCE = 2
@@ -104,24 +105,24 @@ def test_a_new_size_or_batch_reuses_the_warm_up_graphs(
 
 def test_off_by_default_and_reported_so(eager: DiffusersBackend) -> None:
     assert eager.describe()["compile"]["state"] == "off"
-    assert not any("fused QKV" in note for note in eager.notes)
+    assert not any("fused QKV" in note for note in eager.loaded.notes)
 
 
 def test_sequential_offload_runs_eager_and_says_why(tiny_sd_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                     caplog: pytest.LogCaptureFixture,
                                                     eager: DiffusersBackend) -> None:
     # Offload modes only exist on CUDA; here the mode is put in effect and its hooks replaced by a plain move.
-    monkeypatch.setattr(DiffusersBackend, "_memory_mode_in_effect", lambda self: self.memory_mode)
-    monkeypatch.setattr(DiffusersBackend, "_apply_memory_mode", lambda self, pipe, mode: pipe.to("cpu"))
+    monkeypatch.setattr(DiffusersModel, "_memory_mode_in_effect", lambda self: self.memory_mode)
+    monkeypatch.setattr(DiffusersModel, "_apply_memory_mode", lambda self, pipe, mode: pipe.to("cpu"))
     backend = _compiled(tiny_sd_dir, memory_mode="sequential-offload")
-    with caplog.at_level(logging.WARNING, logger="pipelines.diffusers_backend"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.diffusers_loading"):
         backend.load(lambda phase: None)
     status = backend.describe()["compile"]
     assert status["state"] == "skipped"
     assert "sequential-offload" in status["reason"]
     assert any("torch.compile is off" in r.getMessage() and "sequential-offload" in r.getMessage()
                for r in caplog.records)
-    assert any(note.startswith("compile skipped") for note in backend.notes)
+    assert any(note.startswith("compile skipped") for note in backend.loaded.notes)
     assert np.array_equal(_pixels(backend), _pixels(eager))  # eager, untouched: the very same pixels
 
 
@@ -178,7 +179,7 @@ def test_a_failed_warm_up_still_loads_the_model_eager(tiny_sd_dir: Path, caplog:
                                                      eager: DiffusersBackend) -> None:
     # A warm-up that cannot run (here a size the pipeline refuses; on a GPU, say, out of memory at batch 2).
     backend = _compiled(tiny_sd_dir)
-    backend.compile_warmup = (60, 64, 7.0)
+    backend.loaded.compile_warmup = (60, 64, 7.0)
     with caplog.at_level(logging.WARNING, logger="pipelines.compile"):
         backend.load(lambda phase: None)
     status = backend.describe()["compile"]

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.diffusers_backend import DiffusersBackend, ModelUnavailable
-from pipelines.image_base import BatchItem, ImageRequest, JobCancelled, StepUpdate
+from contracts import ImageRequest
+from pipelines.diffusers_backend import DiffusersBackend
+from pipelines.image_base import BatchItem, JobCancelled, StepUpdate
+from pipelines.loading import ModelUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +63,11 @@ def test_progress_every_step_and_a_cheap_preview_every_few(backend: DiffusersBac
 
 def test_previews_are_throttled_by_time_but_the_last_step_always_has_one(backend: DiffusersBackend,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.diffusers_backend as module
+    import pipelines.diffusers_running as module
 
     clock = [100.0]
     monkeypatch.setattr(module, "_clock", lambda: clock[0])
-    monkeypatch.setattr(backend, "preview_interval_s", 1.0)
+    monkeypatch.setattr(backend.runner, "preview_interval_s", 1.0)
     req = ImageRequest(prompt="p", width=64, height=64, steps=9)
 
     def tick(update: StepUpdate) -> None:
@@ -76,7 +78,7 @@ def test_previews_are_throttled_by_time_but_the_last_step_always_has_one(backend
     # Every 2nd step is eligible (preview_every=2), but only one per second: at step 2 (the first), then step 6
     # (1.2 s later; step 4 came 0.6 s after it), step 8 is 0.6 s after step 6; the last step always has one.
     assert [u.step for u in updates if u.preview is not None] == [2, 6, 9]
-    monkeypatch.setattr(backend, "preview_interval_s", 0.0)
+    monkeypatch.setattr(backend.runner, "preview_interval_s", 0.0)
     updates.clear()
     backend.generate(req, [3], lambda u: (updates.append(u), tick(u)), threading.Event())
     assert [u.step for u in updates if u.preview is not None] == [2, 4, 6, 8, 9]  # by steps alone

@@ -158,7 +158,7 @@ def test_a_failed_build_returns_gptqmodels_reason() -> None:
 
 
 def test_the_backend_builds_the_chosen_kernel_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines import transformers_backend as tb
+    from pipelines import transformers_loading as tl
 
     built: list[str] = []
 
@@ -166,11 +166,11 @@ def test_the_backend_builds_the_chosen_kernel_and_says_so(monkeypatch: pytest.Mo
         built.append(kernel.name)
         report(f"building {kernel.label}")
 
-    monkeypatch.setattr(tb, "probe_host", lambda device: A100)
-    monkeypatch.setattr(tb, "build_extension", fake_build)
+    monkeypatch.setattr(tl, "probe_host", lambda device: A100)
+    monkeypatch.setattr(tl, "build_extension", fake_build)
     phases: list[str] = []
-    choice = tb.TransformersTextBackend("unused", device="cuda")._choose_kernel(phases.append)
+    choice = tl.TransformersModel("unused", device="cuda")._choose_kernel(phases.append)
     assert (choice.chosen, built, phases) == ("marlin", ["marlin"], ["building Marlin"])
-    refused = tb.TransformersTextBackend("unused", device="cuda", gptq_backend="machete")
+    refused = tl.TransformersModel("unused", device="cuda", gptq_backend="machete")
     with pytest.raises(ModelUnavailable, match="ATELIER_GPTQ_BACKEND=machete: Machete needs a Hopper GPU"):
         refused._choose_kernel(phases.append)

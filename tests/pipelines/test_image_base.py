@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.image_base import (
-    MAX_SEED,
-    SAMPLERS,
-    ImageLimits,
-    ImageRequest,
-    check_inputs,
-    create_image_backend,
-    image_backend_names,
-    resolve_seed,
-)
+from contracts import MAX_SEED, SAMPLERS, ImageLimits, ImageRequest, check_inputs, resolve_seed
+from pipelines.image_base import create_image_backend, image_backend_names
 
 LIMITS = ImageLimits(min_size=64, max_size=1024, max_steps=150, max_batch_count=4, max_prompt_chars=100)
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from contracts import ImageRequest
 from pipelines import image_ops
-from pipelines.image_base import ImageRequest
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 

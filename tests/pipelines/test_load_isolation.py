@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contracts import ImageRequest, TextOptions
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import ImageRequest, StepUpdate
-from pipelines.text_base import TextOptions
+from pipelines.image_base import StepUpdate
 from pipelines.transformers_backend import TransformersTextBackend
 from tests.load_hooks import WAIT_S, WAITING, Meanwhile, during_image_build, during_text_build, meta_parameters
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts import MAX_LORA_WEIGHT, ImageRequest, check_lora_weights
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import BatchItem, ImageRequest
-from pipelines.loras import MAX_WEIGHT, LoraRef, UnknownLora, check_prompt, check_weights, lora_hashes, parse_loras
+from pipelines.image_base import BatchItem
+from pipelines.loras import LoraRef, UnknownLora, check_prompt, lora_hashes, parse_loras
 from tests.pipelines.tiny_assets import make_tiny_lora
 
 
@@ -33,22 +34,22 @@ BAD_WEIGHTS = ["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e308", "1e309"
 def test_a_weight_that_is_not_finite_or_out_of_range_is_refused(weight: str) -> None:
     for tag in (f"<lora:style:{weight}>", f"<LORA:style:{weight}>", f"<lora:style:0.5:{weight}>",
                 f"<lora: style : {weight} >"):
-        with pytest.raises(UnknownLora, match=f"between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}"):
+        with pytest.raises(UnknownLora, match=f"between -{MAX_LORA_WEIGHT:g} and {MAX_LORA_WEIGHT:g}"):
             parse_loras(f"a cat {tag}")
         assert check_prompt(f"a cat {tag}", None).startswith("the LoRA tag")
-        assert check_weights(f"a cat {tag}")
+        assert check_lora_weights(f"a cat {tag}")
     # A remote A1111 server applies <lyco:…> tags as LoRAs too: their weights are checked as well.
-    assert check_weights(f"<lyco:style:{weight}>")
+    assert check_lora_weights(f"<lyco:style:{weight}>")
 
 
 @pytest.mark.parametrize("weight", ["-10", "-1.5", "0", "+0.5", ".8", "1e-400", "10", "3E0"])
 def test_negative_zero_and_range_edge_weights_are_accepted(weight: str) -> None:
     assert parse_loras(f"<lora:style:{weight}>")[1] == [LoraRef("style", float(weight))]
-    assert check_weights(f"<lora:style:{weight}> <lyco:other:{weight}:{weight}>") == ""
+    assert check_lora_weights(f"<lora:style:{weight}> <lyco:other:{weight}:{weight}>") == ""
 
 
 def test_a_weight_message_is_bounded_and_names_what_is_allowed() -> None:
-    message = check_weights("<lora:" + "n" * 5000 + ":" + "9" * 5000 + ">")
+    message = check_lora_weights("<lora:" + "n" * 5000 + ":" + "9" * 5000 + ">")
     assert len(message) < 300
     assert "…" in message
     assert "between -10 and 10" in message
@@ -108,9 +109,9 @@ def pixels(backend: DiffusersBackend, prompt: str, seed: int = 5) -> np.ndarray:
 
 def test_a_lora_at_weight_zero_equals_no_lora_and_at_one_changes_pixels(backend: DiffusersBackend) -> None:
     base = pixels(backend, "a cat")
-    assert backend.loras.loaded == []
+    assert backend.runner.loras.loaded == []
     at_zero = pixels(backend, "a cat <lora:tiny_style:0>")
-    assert backend.loras.loaded == ["tiny_style"]
+    assert backend.runner.loras.loaded == ["tiny_style"]
     assert any("lora" in name for name, _ in backend.pipe.unet.named_modules())
     at_one = pixels(backend, "a cat <lora:tiny_style:1>")
     assert np.array_equal(at_zero, base)
@@ -118,7 +119,7 @@ def test_a_lora_at_weight_zero_equals_no_lora_and_at_one_changes_pixels(backend:
     assert np.array_equal(pixels(backend, "a cat <lora:tiny_style>"), at_one)  # kept loaded, same result
     # A job that asks for no LoRA unloads it and gets the model's own pixels again.
     assert np.array_equal(pixels(backend, "a cat"), base)
-    assert backend.loras.loaded == []
+    assert backend.runner.loras.loaded == []
     assert not any("lora" in name for name, _ in backend.pipe.unet.named_modules())  # no LoRA layer left behind
 
 

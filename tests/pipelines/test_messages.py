@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.messages import EXCERPT_CHARS, data_folder, excerpt, excerpts, hide_paths
+from contracts import EXCERPT_CHARS, excerpt
+from pipelines.messages import data_folder, excerpts, hide_paths
 
 
 def test_an_excerpt_is_quoted_bounded_and_escaped() -> None:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contracts import ImageLimits, ImageRequest, check_inputs
 from pipelines.diffusers_backend import DiffusersBackend
-from pipelines.image_base import BatchItem, ImageLimits, ImageRequest, JobCancelled, StepUpdate, check_inputs
+from pipelines.image_base import BatchItem, JobCancelled, StepUpdate
 from services.batcher import compute_shape
 
 LIMITS = ImageLimits(min_size=64, max_size=256, max_steps=50)
@@ -134,7 +135,7 @@ def test_img2img_and_inpaint_share_the_loaded_weights(sd: DiffusersBackend) -> N
     generate(sd, request(**MODES["img2img"]))
     generate(sd, request(**MODES["inpaint original"]))
     for task in ("img2img", "inpaint"):
-        other = sd._task_pipe(task)
+        other = sd.loaded.task_pipe(task)
         assert other is not sd.pipe
         for name in ("unet", "vae", "text_encoder"):
             assert getattr(other, name) is getattr(sd.pipe, name)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts import TextOptions
 from pipelines.loading import ModelUnavailable
 from pipelines.openai_backend import OpenAITextBackend, OpenAITextStream, RemoteTextError
 from pipelines.reasoning import Chunk
-from pipelines.text_base import TextOptions, TextUsage, create_text_backend, text_backend_names
+from pipelines.text_base import TextUsage, create_text_backend, text_backend_names
 from tests.server import free_port
 from tests.standins.openai_server import Script, StandinOpenAI
 from tests.standins.serving import serve_asgi, wait_for
@@ -363,23 +364,23 @@ def test_stream_before_load_is_refused(base_url: str) -> None:
 
 def test_the_chat_service_stores_remote_replies_and_failures(server: StandinOpenAI, base_url: str,
                                                             tmp_path: Path) -> None:
-    from pipelines.text_base import TextLimits
+    from contracts import TextLimits
     from services.chat import ChatService
-    from services.models import ModelSlot
+    from services.model_slots import ModelSlot
     from storage.db import open_database
 
     open_database(tmp_path / "chat.db")
     backend = OpenAITextBackend(base_url, api_key=KEY, timeout_s=2)
     slot = ModelSlot("text", backend, lambda b, report: b.load(report), model=MODEL, backend_name="openai")
     chat = ChatService(slot, TextLimits(), TextOptions())
-    done = chat.start("Say hello.").wait_finished(30)
+    done = chat.start(chat.validate("Say hello.")).wait_finished(30)
     assert done.status == "done", done.message
     assert (done.reasoning, done.answer) == (Script().reasoning, Script().answer)
     message = chat.get_conversation(done.conversation_id)["messages"][1]
     assert (message["model"], message["completion_tokens"], message["finish_reason"]) == (MODEL, 14, "stop")
 
     server.script = Script(fail="status", fail_status=500)
-    failed = chat.start("Again.", done.conversation_id).wait_finished(30)
+    failed = chat.start(chat.validate("Again.", done.conversation_id)).wait_finished(30)
     assert failed.status == "failed"
     assert "internal error (500)" in failed.error
     assert chat.get_conversation(done.conversation_id)["messages"][-1]["status"] == "failed"

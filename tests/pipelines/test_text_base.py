@@ -8,17 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.text_base import (
-    MAX_SEED,
-    TextLimits,
-    TextOptions,
-    TextUsage,
-    check_messages,
-    check_text_options,
-    create_text_backend,
-    history_for_model,
-    text_backend_names,
-)
+from contracts import MAX_SEED, TextLimits, TextOptions, check_messages, check_text_options
+from pipelines.text_base import TextUsage, create_text_backend, history_for_model, text_backend_names
 
 LIMITS = TextLimits(max_new_tokens=100, max_message_chars=50)
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from contracts import TextOptions
 from pipelines.reasoning import Chunk
-from pipelines.text_base import TextOptions
 from pipelines.text_batching import ENGINE_NAME, EngineClosed
 from pipelines.tiny import THINK_CLOSE
-from pipelines.transformers_backend import TransformersTextBackend, TransformersTextStream
+from pipelines.transformers_backend import TransformersTextBackend
+from pipelines.transformers_replies import TransformersTextStream
 
 # Different lengths, so the rows are padded against each other in the shared cache.
 PROMPTS = ["What is two plus two?", "hello", "Explain why the sky is blue, in many words and with examples.",

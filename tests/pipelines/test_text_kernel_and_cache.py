@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from pipelines import gptq_kernels
+from contracts import TextOptions
+from pipelines import gptq_kernels, transformers_loading, transformers_replies
 from pipelines import transformers_backend as tb
 from pipelines.gptq_kernels import Host
 from pipelines.loading import ModelUnavailable
-from pipelines.text_base import TextOptions
 from pipelines.transformers_backend import TransformersTextBackend
 from services.container import _text_slot
 from settings import Settings
@@ -53,7 +53,8 @@ def test_a_gpu_without_nvcc_falls_back_with_one_warning_and_says_so_in_health(
         tiny_r1_gptq_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     # The decision sees an A100 without nvcc; the weights still go to the CPU, where the kernel it falls back to
     # (gptqmodel's torch kernel, which runs anywhere) loads for real: the choice reaches gptqmodel.
-    monkeypatch.setattr(tb, "probe_host", lambda device: Host("cuda", (8, 0), "NVIDIA A100", torch_cuda="13.0"))
+    monkeypatch.setattr(transformers_loading, "probe_host", lambda device: Host("cuda", (8, 0), "NVIDIA A100",
+                                                                    torch_cuda="13.0"))
     monkeypatch.setattr(gptq_kernels, "_warned", set())
     infos: list[dict[str, Any]] = []
     with caplog.at_level(logging.WARNING, logger="pipelines.gptq_kernels"):
@@ -115,12 +116,12 @@ def test_static_cache_length_is_a_power_of_two_within_the_context() -> None:
 
 def test_settings_reach_the_text_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = _text_slot(Settings(profile="tiny", data_dir=tmp_path)).backend
-    assert (defaults.gptq_backend, defaults.cache, defaults.compile) == ("auto", "dynamic", False)
+    assert (defaults.loaded.gptq_backend, defaults.loaded.cache, defaults.loaded.compile) == ("auto", "dynamic", False)
     monkeypatch.setenv("ATELIER_GPTQ_BACKEND", "marlin")
     monkeypatch.setenv("ATELIER_TEXT_CACHE", "static")
     monkeypatch.setenv("ATELIER_TEXT_COMPILE", "1")
     backend = _text_slot(Settings(profile="tiny", data_dir=tmp_path)).backend
-    assert (backend.gptq_backend, backend.cache, backend.compile) == ("marlin", "static", True)
+    assert (backend.loaded.gptq_backend, backend.loaded.cache, backend.loaded.compile) == ("marlin", "static", True)
     with pytest.raises(ValueError, match="gptq_backend"):
         Settings(gptq_backend="exllama")
     with pytest.raises(ValueError, match="text_cache"):
@@ -135,7 +136,7 @@ def test_batched_replies_keep_the_engines_dynamic_cache(tiny_r1_gptq_dir: Path) 
     assert backend._generation_config(TextOptions(), 8, batched=True).cache_implementation != "static"
     stream = backend.stream([{"role": "user", "content": "hi"}], TextOptions(temperature=0.0, max_new_tokens=6),
                             threading.Event())
-    assert isinstance(stream._generation, tb._BatchedReply)
+    assert isinstance(stream._generation, transformers_replies.BatchedReply)
     assert stream._generation.generation_config.cache_implementation != "static"
     list(stream)
     assert stream.usage.completion_tokens == 6

@@ -10,16 +10,13 @@ from typing import Any
 
 import pytest
 
+from contracts import TextOptions
 from pipelines.loading import ModelUnavailable
 from pipelines.reasoning import Chunk, split_reasoning
-from pipelines.text_base import TextOptions, create_text_backend
+from pipelines.text_base import create_text_backend
 from pipelines.tiny import THINK_CLOSE
-from pipelines.transformers_backend import (
-    WORKER_NAME,
-    PromptTooLong,
-    TransformersTextBackend,
-    TransformersTextStream,
-)
+from pipelines.transformers_backend import PromptTooLong, TransformersTextBackend
+from pipelines.transformers_replies import WORKER_NAME, TransformersTextStream
 
 QUESTION = [{"role": "user", "content": "What is two plus two?"}]
 GREEDY = {"temperature": 0.0}
@@ -107,8 +104,8 @@ class FakeModule:
 
 def test_offload_parks_plain_weights_in_cpu_ram_until_load(tiny_r1_dir: Path) -> None:
     backend = TransformersTextBackend(str(tiny_r1_dir), device="cuda")
-    backend.lm = module = FakeModule()  # a loaded model on a GPU this machine does not have
-    backend.tokenizer = object()
+    backend.loaded.lm = module = FakeModule()  # a loaded model on a GPU this machine does not have
+    backend.loaded.tokenizer = object()
     backend.offload()
     assert module.moves == ["cpu"]
     assert backend.describe()["offloaded"] is True
@@ -128,11 +125,11 @@ def test_offload_drops_gptq_weights_and_load_reloads_them(tiny_r1_gptq_dir: Path
     backend.load(lambda phase: None)
     backend.offload()
     assert backend.lm is not None  # on the CPU there is no GPU memory to free
-    backend.device = "cuda"  # pretend it had been loaded on a GPU
+    backend.loaded.device = "cuda"  # pretend it had been loaded on a GPU
     backend.offload()
     assert backend.lm is None
     assert backend.describe()["offloaded"] is True
-    backend.device = "cpu"
+    backend.loaded.device = "cpu"
     backend.load(lambda phase: None)  # a full reload: GPTQ modules are not moved between devices
     assert backend.lm is not None
     assert backend.describe()["offloaded"] is False

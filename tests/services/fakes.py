@@ -9,9 +9,10 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from pipelines.image_base import GeneratedImage, ImageRequest
+from contracts import ImageRequest, TextOptions
+from pipelines.image_base import BatchItem, BatchOutcome, GeneratedImage, generate_one_by_one
 from pipelines.reasoning import Chunk
-from pipelines.text_base import TextOptions, TextUsage
+from pipelines.text_base import TextUsage
 
 
 class FakeStream:
@@ -45,6 +46,8 @@ class FakeTextBackend:
     """Replies "thinking N" then "answer N" for the N-th call; remembers what it was sent."""
 
     name = "fake"
+    remote = False
+    revision = ""
 
     def __init__(self, delay: float = 0.0, chunks_per_part: int = 2) -> None:
         self.delay = delay
@@ -90,6 +93,9 @@ class FakeImageBackend:
     and keeps the other pixels, as A1111 pastes the original over them."""
 
     name = "fake"
+    remote = False
+    revision = ""
+    model_hash = ""
 
     def __init__(self) -> None:
         self.requests: list[ImageRequest] = []  # every request generated, to tell a cache hit from a call
@@ -105,6 +111,9 @@ class FakeImageBackend:
                  stop: threading.Event) -> list[GeneratedImage]:
         self.requests.append(req)
         return [GeneratedImage(self._image(req, (seed % 256, 0, 0)), seed) for seed in seeds]
+
+    def generate_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
+        return generate_one_by_one(self, items)
 
     @staticmethod
     def _image(req: ImageRequest, colour: tuple[int, int, int]) -> Image.Image:

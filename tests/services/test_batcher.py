@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.image_base import BatchItem, GeneratedImage, ImageRequest, JobCancelled, StepUpdate
+from contracts import ImageRequest
+from pipelines.image_base import BatchItem, GeneratedImage, JobCancelled, StepUpdate
 from services.batcher import ImageBatcher, Place
 from services.container import Services, build_services
 from services.images import ImageJobHandle, JobSnapshot
@@ -25,6 +26,7 @@ class GatedBackend:
 
     name = "gated"
     model_name = "gated-sd"
+    revision = ""
 
     def __init__(self) -> None:
         self.gate = threading.Event()

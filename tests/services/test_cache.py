@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from pipelines.text_base import TextLimits, TextOptions
+from contracts import TextLimits, TextOptions
 from services.cache import ResultCache
 from services.chat import ChatService
 from services.container import Services, build_services
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from storage.db import open_database
 from storage.models import ImageJob
 from tests.services.conftest import tiny_settings
@@ -107,12 +107,12 @@ def test_a_greedy_chat_request_is_answered_from_the_cache(db_location: Path | st
     slot = ModelSlot("text", backend, lambda b, report: b.load(report), model="fake", backend_name="fake")
     chat = ChatService(slot, TextLimits(), TextOptions(max_new_tokens=64), ResultCache())
     greedy = chat.options(temperature=0)
-    a = chat.start("same question", options=greedy).wait_finished(30)
-    b = chat.start("same question", options=greedy).wait_finished(30)
+    a = chat.start(chat.validate("same question", options=greedy)).wait_finished(30)
+    b = chat.start(chat.validate("same question", options=greedy)).wait_finished(30)
     assert len(backend.calls) == 1
     assert (b.reasoning, b.answer, b.cached) == (a.reasoning, a.answer, True)
     stored = chat.get_conversation(b.conversation_id)["messages"][-1]
     assert stored["cached"] is True
     assert stored["content"] == a.answer
-    chat.start("same question", options=chat.options(temperature=0.6)).wait_finished(30)
+    chat.start(chat.validate("same question", temperature=0.6)).wait_finished(30)
     assert len(backend.calls) == 2  # sampled replies are never reused

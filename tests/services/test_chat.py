@@ -4,14 +4,14 @@ partial reply, regenerate and edit replace a reply only once the new one exists.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from peewee import OperationalError
 
-from pipelines.image_base import InvalidRequest
-from pipelines.text_base import TextLimits, TextOptions
+from contracts import InvalidRequest, TextLimits, TextOptions
 from services.chat import ChatHandle, ChatService, ChatSnapshot, split_prompt_answer
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from storage.db import open_database
 from storage.models import Conversation, Message, ReplyDraft
 from tests.services.fakes import FakeTextBackend
@@ -29,8 +29,8 @@ def chat(db_location: Path | str, backend: FakeTextBackend) -> ChatService:
     return ChatService(slot, TextLimits(max_new_tokens=512, max_message_chars=100), TextOptions(max_new_tokens=256))
 
 
-def reply(chat: ChatService, message: str | None, cid: int | None = None, **kw: object):
-    return chat.start(message, cid, **kw).wait_finished(30)
+def reply(chat: ChatService, message: str | None, cid: int | None = None, user: str = "", **kw: Any):
+    return chat.start(chat.validate(message, cid, **kw), user=user).wait_finished(30)
 
 
 def start_long(chat: ChatService, backend: FakeTextBackend, message: str, chunks_seen: int = 1,
@@ -38,7 +38,7 @@ def start_long(chat: ChatService, backend: FakeTextBackend, message: str, chunks
     """Start a 100-chunk reply and wait until `chunks_seen` chunks of its reasoning streamed."""
     backend.delay = delay
     backend.chunks_per_part = 50
-    handle = chat.start(message)
+    handle = chat.start(chat.validate(message))
     snap = handle.wait(-1, 30)
     while snap.reasoning.count("thinking") < chunks_seen:
         snap = handle.wait(snap.version, 30)
@@ -128,17 +128,17 @@ def test_a_failed_send_is_recorded_and_not_sent_back_later(chat: ChatService, ba
 
 def test_bad_requests_are_refused_and_change_nothing(chat: ChatService) -> None:
     with pytest.raises(InvalidRequest, match="must not be empty"):
-        chat.start("   ")
+        chat.start(chat.validate("   "))
     with pytest.raises(InvalidRequest, match="at most 100"):
-        chat.start("x" * 101)
+        chat.start(chat.validate("x" * 101))
     with pytest.raises(InvalidRequest, match="conversation 999 does not exist"):
-        chat.start("hi", 999)
+        chat.start(chat.validate("hi", 999))
     with pytest.raises(InvalidRequest, match="temperature must be between 0"):
         chat.options(temperature=3)
     with pytest.raises(InvalidRequest, match="max_new_tokens must be between 1 and 512"):
         chat.options(max_new_tokens=1000)
     with pytest.raises(InvalidRequest, match="regenerate needs a conversation_id"):
-        chat.start(None, None, mode="regenerate")
+        chat.start(chat.validate(None, None, mode="regenerate"))
     assert Conversation.select().count() == 0
     assert Message.select().count() == 0
 
@@ -167,7 +167,7 @@ def test_conversations_are_per_user_paged_and_deletable(chat: ChatService) -> No
     assert chat.list_conversations(user="other")["conversations"] == []
     assert chat.get_conversation(ids[0], user="other") is None
     with pytest.raises(InvalidRequest):
-        chat.start("sneaky", ids[0], user="other")
+        chat.start(chat.validate("sneaky", ids[0]), user="other")
     assert chat.delete_conversation(ids[1]) is True
     assert chat.get_conversation(ids[1]) is None
     assert chat.delete_conversation(ids[1]) is False
@@ -198,13 +198,13 @@ def test_a_failed_reply_names_no_absolute_path_of_the_server(chat: ChatService, 
 
 
 def test_prompt_assist_stores_nothing(chat: ChatService, backend: FakeTextBackend) -> None:
-    snap = chat.start_prompt_assist("a fox in the snow").wait_finished(30)
+    snap = chat.start_prompt_assist(chat.validate_idea("a fox in the snow")).wait_finished(30)
     assert snap.status == "done"
     assert snap.answer == "answer 1. answer 1. "
     assert "a fox in the snow" in backend.calls[0][0]["content"]
     assert Conversation.select().count() == 0
     with pytest.raises(InvalidRequest, match="idea must not be empty"):
-        chat.start_prompt_assist(" ")
+        chat.start_prompt_assist(chat.validate_idea(" "))
 
 
 @pytest.mark.parametrize(
@@ -245,12 +245,12 @@ def test_a_remote_backend_may_run_several_replies_at_once(db_location: Path | st
     backend.stream = counting_stream
     slot = ModelSlot("text", backend, lambda b, report: None, model="fake", backend_name="fake")
     serial = ChatService(slot, TextLimits(), TextOptions(max_new_tokens=64))
-    handles = [serial.start(f"q{i}") for i in range(3)]
+    handles = [serial.start(serial.validate(f"q{i}")) for i in range(3)]
     assert all(h.wait_finished(30).status == "done" for h in handles)
     assert peak == 1
     peak = 0
     parallel = ChatService(slot, TextLimits(), TextOptions(max_new_tokens=64), concurrency=3)
-    handles = [parallel.start(f"q{i}") for i in range(3)]
+    handles = [parallel.start(parallel.validate(f"q{i}")) for i in range(3)]
     assert all(h.wait_finished(30).status == "done" for h in handles)
     assert peak == 3
 
@@ -312,9 +312,9 @@ def test_deleting_a_conversation_while_its_reply_streams_ends_the_reply_clearly(
 def test_recovery_after_a_crash_before_the_model_ran(chat: ChatService) -> None:
     first = reply(chat, "q")
     # Turns planned (the user's words stored) whose replies never ran: the server died right after.
-    chat._plan("and then?", first.conversation_id, "", chat.defaults, "send")
+    chat._plan(chat.validate("and then?", first.conversation_id), "")
     other = reply(chat, "another")
-    chat._plan(None, other.conversation_id, "", chat.defaults, "regenerate")
+    chat._plan(chat.validate(None, other.conversation_id, mode="regenerate"), "")
     assert ReplyDraft.select().count() == 2
     assert chat.recover() == 1
     *_, cut = chat.get_conversation(first.conversation_id)["messages"]
@@ -324,3 +324,36 @@ def test_recovery_after_a_crash_before_the_model_ran(chat: ChatService) -> None:
     assert [m["content"] for m in chat.get_conversation(other.conversation_id)["messages"]] == [
         "another", "answer 2. answer 2. "]
     assert ReplyDraft.select().count() == 0
+
+
+def test_start_returns_what_the_conversation_shows_before_the_reply(chat: ChatService) -> None:
+    fresh = chat.start(chat.validate("q1"))
+    assert (fresh.turn.earlier, fresh.turn.user_text) == ([], "q1")
+    cid = fresh.wait_finished(30).conversation_id
+    reply(chat, "q2", cid)
+    stored = chat.get_conversation(cid)["messages"]
+    # What the tab showed by reading the conversation again after start(): every message before the last question.
+    regenerate = chat.start(chat.validate(None, cid, mode="regenerate"))
+    assert regenerate.turn.earlier == stored[:2]
+    assert regenerate.turn.user_text == "q2"
+    regenerate.wait_finished(30)
+    edit = chat.start(chat.validate("q2, better", cid, mode="edit"))
+    assert (edit.turn.earlier, edit.turn.user_text) == (stored[:2], "q2, better")
+    edit.wait_finished(30)
+    before_send = chat.get_conversation(cid)["messages"]
+    send = chat.start(chat.validate("q3", cid))
+    assert (send.turn.earlier, send.turn.user_text) == (before_send, "q3")
+    assert [m["content"] for m in before_send][2] == "q2, better"
+    send.wait_finished(30)
+
+
+def test_a_turn_is_checked_once_and_starts_as_checked(chat: ChatService) -> None:
+    request, errors = chat.check("hi", None, temperature=0.0, thinking_budget=0)
+    assert errors == {}
+    assert request is not None
+    assert (request.message, request.mode, request.options.temperature, request.options.thinking_budget) == (
+        "hi", "send", 0.0, None)
+    assert chat.check("", None, "edit", temperature=3)[1].keys() == {"message", "temperature", "conversation_id"}
+    assert chat.check("ignored", 5, "regenerate")[0].message is None  # a regenerate carries no message
+    assert chat.check_idea("  a fox  ")[0].idea == "a fox"
+    assert chat.check_idea("x" * 1001)[1] == {"idea": "idea is 1001 characters; at most 1000 are allowed."}

@@ -44,7 +44,7 @@ def test_concurrent_chats_are_batched_and_stored_as_each_alone(tmp_path: Path, t
     hook = backend.lm.register_forward_pre_hook(record, with_kwargs=True)
     try:
         options = services.chat.options(temperature=0.0)
-        handles = [services.chat.start(message, options=options) for message in MESSAGES]
+        handles = [services.chat.start(services.chat.validate(message, options=options)) for message in MESSAGES]
         snaps = [handle.wait_finished(120) for handle in handles]
     finally:
         hook.remove()

@@ -37,7 +37,7 @@ def test_the_backend_gets_the_options_and_the_profile_size(tmp_path: Path) -> No
     settings = Settings(profile=Profile.TINY, data_dir=tmp_path, compile=True, compile_backend="aot_eager",
                         compile_scope="full", compile_dynamic=False)
     backend = _image_slot(settings).backend
-    assert backend.compile_options == CompileOptions(enabled=True, mode="default", scope="full",
+    assert backend.loaded.compile_options == CompileOptions(enabled=True, mode="default", scope="full",
                                                      backend="aot_eager", dynamic=False)
-    assert backend.compile_warmup == (256, 256, 7.0)
+    assert backend.loaded.compile_warmup == (256, 256, 7.0)
     assert backend.describe()["compile"]["state"] == "off"  # nothing is compiled before load

@@ -7,13 +7,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.image_base import ImageLimits
-from pipelines.text_base import TextLimits, TextOptions
+from contracts import ImageLimits, TextLimits, TextOptions
 from services.accounts import AccountService
 from services.chat import ChatService
 from services.history import HistoryService
 from services.images import ImageService
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from storage.db import open_database
 from storage.models import Conversation, ImageJob, Message, ReplyDraft
 from tests.services.fakes import FakeImageBackend, FakeTextBackend
@@ -50,10 +49,10 @@ def test_concurrent_replies_jobs_and_deletes_never_meet_a_locked_database(tmp_pa
         try:
             start.wait()
             for r in range(ROUNDS):
-                first = chat.start(f"question {n}.{r}", user=f"u{n}").wait_finished(60)
-                again = chat.start("and then?", first.conversation_id, user=f"u{n}").wait_finished(60)
-                regenerated = chat.start(None, first.conversation_id, user=f"u{n}",
-                                         mode="regenerate").wait_finished(60)
+                first = chat.start(chat.validate(f"question {n}.{r}"), user=f"u{n}").wait_finished(60)
+                again = chat.start(chat.validate("and then?", first.conversation_id), user=f"u{n}").wait_finished(60)
+                regenerated = chat.start(chat.validate(None, first.conversation_id, mode="regenerate"),
+                                         user=f"u{n}").wait_finished(60)
                 job = images.run(images.validate(prompt=f"p{n}.{r}", width=64, height=64, steps=1), user=f"u{n}")
                 failures.extend(f"{s.status}: {s.error}" for s in (first, again, regenerated, job)
                                 if s.status != "done")
@@ -80,7 +79,7 @@ def test_sends_and_regenerates_of_one_conversation_at_once_each_take_their_own_p
     text = ModelSlot("text", FakeTextBackend(chunks_per_part=2), lambda b, report: None, model="fake-r1",
                      backend_name="fake")
     chat = ChatService(text, TextLimits(), TextOptions(max_new_tokens=64), concurrency=THREADS)
-    cid = chat.start("first").wait_finished(60).conversation_id
+    cid = chat.start(chat.validate("first")).wait_finished(60).conversation_id
     start = threading.Barrier(THREADS)
     outcomes: list[str] = []
 
@@ -88,7 +87,7 @@ def test_sends_and_regenerates_of_one_conversation_at_once_each_take_their_own_p
         try:
             start.wait()
             mode = "send" if n % 2 else "regenerate"
-            snap = chat.start(f"more {n}" if mode == "send" else None, cid, mode=mode).wait_finished(60)
+            snap = chat.start(chat.validate(f"more {n}" if mode == "send" else None, cid, mode=mode)).wait_finished(60)
             outcomes.append(snap.status if snap.status == "done" else f"{snap.status}: {snap.error}")
         except Exception as err:  # collected: an exception in a thread would not fail the test by itself
             outcomes.append(f"{type(err).__name__}: {err}")

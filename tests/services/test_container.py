@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.container import Services, build_services
+from services.container import CannotStart, Services, build_services
 from services.images import run_and_collect
 from settings import Settings
 from storage.db import leave_replicas
@@ -63,7 +63,7 @@ def test_the_batch_size_follows_the_profile_the_memory_mode_and_the_backend(tmp_
 
 
 def test_without_batching_jobs_wait_in_gradios_queue_one_at_a_time(tmp_path: Path) -> None:
-    from pipelines.image_base import ImageLimits
+    from contracts import ImageLimits
     from services.images import ImageService
 
     def concurrency(max_batch_images: int) -> int:
@@ -165,7 +165,7 @@ def test_the_watch_sweeps_by_itself_once_started(tmp_path: Path, tiny_sd_dir: Pa
     import time
 
     from services.replicas import ReplicaWatch
-    from storage.db import database
+    from storage.connections import database
 
     b = build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url, replica_name="b"))
     ghost = hold_replica_name(postgres_url, "ghost")
@@ -192,8 +192,9 @@ def test_a_second_replica_with_a_running_replicas_name_is_refused(tmp_path: Path
 
     monkeypatch.setattr(storage.db, "NAME_WAIT_S", 1.0)
     other = hold_replica_name(postgres_url, "twin")
-    with pytest.raises(ReplicaNameTaken, match="ATELIER_REPLICA_NAME"):
+    with pytest.raises(CannotStart, match="ATELIER_REPLICA_NAME") as refused:  # the server's start says why and stops
         build_services(tiny_settings(tmp_path / "a", tiny_sd_dir, database_url=postgres_url, replica_name="twin"))
+    assert isinstance(refused.value.__cause__, ReplicaNameTaken)
     other.close()
     build_services(tiny_settings(tmp_path / "b", tiny_sd_dir, database_url=postgres_url, replica_name="twin"))
     leave_replicas()
@@ -239,5 +240,6 @@ def test_previews_are_computed_no_more_often_than_the_ui_streams_them(tmp_path: 
     from services.container import _image_slot
 
     backend = _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0.4)).backend
-    assert (backend.preview_every, backend.preview_interval_s) == (2, 0.4)
-    assert _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0)).backend.preview_interval_s == 0
+    assert (backend.runner.preview_every, backend.runner.preview_interval_s) == (2, 0.4)
+    unthrottled = _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0)).backend
+    assert unthrottled.runner.preview_interval_s == 0

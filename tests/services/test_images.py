@@ -12,7 +12,7 @@ import pytest
 from peewee import OperationalError
 from PIL import Image
 
-from pipelines.image_base import InvalidRequest
+from contracts import InvalidRequest
 from services.container import Services
 from services.images import JobSnapshot, run_and_collect
 from storage import blobs, files
@@ -107,7 +107,9 @@ def assert_failed_and_left_nothing(services: Services, snap: JobSnapshot, reason
     # An OSError names the file it failed on: the user reads its name, never where the server keeps its data.
     assert str(services.settings.data_path) not in snap.message + snap.error + job["error"]
     images = services.settings.images_dir
-    assert list(images.rglob(f"{snap.job_id:06d}-*")) == []
+    listed = {f.path for f in ImageFile.select()}
+    assert {p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file()
+            and p.parent.name != "inputs"} <= listed  # no file of the job, nor half of one, is left
     assert list(images.rglob("*.tmp")) == []
 
 

@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
+from contracts import ImageLimits, ImageRequest, InvalidRequest
 from pipelines import checkpoints, loras
-from pipelines.image_base import ImageLimits, ImageRequest, InvalidRequest
 from services import images as images_module
 from services.container import Services
 from services.history import HistoryService
 from services.images import ImageService, JobSnapshot
-from services.models import ModelSlot
+from services.model_slots import ModelSlot
 from services.uploads import UploadLimits
 from storage.db import open_database
 from storage.files import read_parameters
@@ -283,6 +283,24 @@ def test_uploaded_bytes_are_decoded_and_bad_ones_refused_on_their_field(service:
     service.upload_limits = UploadLimits(max_pixels=64 * 64 - 1)
     errors = service.field_errors(**BASE, mode="img2img", init_image=picture(1))
     assert "4,096 pixels" in errors["init_image"]
+
+
+def test_uploaded_files_are_read_once_by_the_service_and_a_plain_string_is_no_file(service: ImageService,
+                                                                                 tmp_path: Path) -> None:
+    # The UI hands over the paths of Gradio's uploads: the service reads and decodes them, once.
+    (tmp_path / "init.png").write_bytes(png(picture(2)))
+    (tmp_path / "mask.png").write_bytes(png(left_half_mask()))
+    (tmp_path / "fake.png").write_bytes(b"%PDF-1.7 not an image")
+    req, errors = service.check(**BASE, mode="inpaint", init_image=tmp_path / "init.png", mask=tmp_path / "mask.png")
+    assert errors == {}
+    assert req is not None
+    assert (req.init_image.mode, req.init_image.size, req.mask.mode) == ("RGB", (64, 64), "L")
+    assert np.array_equal(np.asarray(req.init_image), np.asarray(picture(2).convert("RGB")))
+    req, errors = service.check(**BASE, mode="img2img", init_image=tmp_path / "fake.png")
+    assert req is None
+    assert errors["init_image"] == "init_image: the file is a PDF document; send a PNG, JPEG or WebP image."
+    # A string is text, not a file to open: only a caller's Path (Gradio's upload folder) is read from disk.
+    assert "init_image" in service.field_errors(**BASE, mode="img2img", init_image=str(tmp_path / "init.png"))
 
 
 def test_a_remote_backend_gets_its_own_names_unchecked(service: ImageService) -> None:

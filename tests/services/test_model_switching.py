@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.models import ModelChoice, ModelSlot, ModelState, ModelUnavailableError
+from services.model_slots import ModelChoice, ModelSlot, ModelState, ModelUnavailableError
 from tests.services.conftest import tiny_settings
 
 WAIT_S = 30  # only a bound on waiting for another thread; no assertion is about time
@@ -187,7 +187,7 @@ def test_the_container_switches_between_two_tiny_checkpoints(tmp_path: Path, tin
     assert slot.status().model == "tiny-file.safetensors"
     (services.settings.vae_dir / "tiny-vae").symlink_to(tiny_sd_dir, target_is_directory=True)
     with slot.use("tiny-file", "tiny-vae") as backend:
-        assert backend.vae == str(services.settings.vae_dir / "tiny-vae")
+        assert backend.loaded.vae == str(services.settings.vae_dir / "tiny-vae")
         assert "+vae:" in backend.revision
     assert slot.status().model == "tiny-file.safetensors + VAE tiny-vae"
     with slot.use("") as backend:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from services.container import Services, build_services
-from services.models import ModelSlot, ModelState
+from services.model_slots import ModelSlot, ModelState
 from services.residency import Residency
 from tests.load_hooks import WAIT_S, Meanwhile, overlap_loads
 from tests.services.conftest import tiny_settings
@@ -30,7 +30,7 @@ def both(tmp_path: Path, tiny_sd_dir: Path, tiny_r1_gptq_dir: Path) -> Iterator[
 
 def chat_and_picture_at_once(services: Services) -> tuple[Any, Any]:
     """Start a chat and an image job together; their final snapshots."""
-    chat = services.chat.start("What is two plus two?", options=services.chat.options(max_new_tokens=8))
+    chat = services.chat.start(services.chat.validate("What is two plus two?", max_new_tokens=8))
     image = services.images.start(services.images.validate(prompt="a lighthouse", width=64, height=64, steps=2))
     return chat.wait_finished(WAIT_S), image.wait_finished(WAIT_S)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from pipelines.image_base import InvalidRequest
+from contracts import InvalidRequest
 from services import pnginfo
 from storage.files import Parameters, write_png_atomic
 

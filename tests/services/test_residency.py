@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.models import ModelSlot, ModelState
+from services.model_slots import ModelSlot, ModelState
 from services.residency import Residency
 from tests.services.fakes import FakeTextBackend
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.image_base import ImageLimits, InvalidRequest
+from contracts import ImageLimits, InvalidRequest
 from services.images import ImageService
 from services.uploads import read_image
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.image_base import InvalidRequest
+from contracts import InvalidRequest
 from services.uploads import DEFAULT_LIMITS, UploadLimits, Uploads, read_image
 from settings import Settings
 

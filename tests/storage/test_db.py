@@ -10,9 +10,10 @@ import pytest
 from peewee import SqliteDatabase
 from pydantic import ValidationError
 
-import storage.db
+import storage.connections
 from settings import Settings
-from storage.db import ReleasingPool, make_database, open_database, pinned
+from storage.connections import ReleasingPool, make_database, pinned
+from storage.db import open_database
 from storage.models import Account
 
 
@@ -34,7 +35,7 @@ def test_a_database_url_that_is_not_postgresql_is_refused(url: str) -> None:
 
 def test_threads_that_end_without_closing_give_their_connection_back(postgres_url: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage.db, "POOL_WAIT_S", 2)  # when broken: fail fast instead of waiting 30 s per query
+    monkeypatch.setattr(storage.connections, "POOL_WAIT_S", 2)  # when broken: fail fast, not 30 s a query
     db = open_database(postgres_url, pool_size=2)
     assert isinstance(db, ReleasingPool)
     errors: list[str] = []

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from peewee import SqliteDatabase
 
-from storage.db import PRAGMAS, database, open_database
+from storage.connections import PRAGMAS, database
+from storage.db import open_database
 from storage.migrations import MIGRATIONS, applied, m005_image_modes, migrate
 from storage.models import ImageFile, ImageJob
 

@@ -14,8 +14,9 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import TextField as MigrateTextField
 from playhouse.migrate import migrate as run_operations
 
-from pipelines.image_base import MAX_SEED
-from storage.db import is_postgres, make_database, open_database
+from contracts import MAX_SEED
+from storage.connections import is_postgres, make_database
+from storage.db import open_database
 from storage.migrations import MIGRATIONS, applied, migrate
 from storage.models import ALL_MODELS, Account, ImageFile, ImageJob
 
@@ -121,7 +122,7 @@ REPLICA = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from pipelines.image_base import MAX_SEED
+from contracts import MAX_SEED
 from storage.db import make_database
 from storage.migrations import MIGRATIONS, migrate
 

@@ -14,7 +14,7 @@ import { Field } from "@/components/Field";
 import { InitImageInput, loadInitImage, type InitImage } from "@/components/InitImageInput";
 import { MaskEditor, type MaskEditorHandle } from "@/components/MaskEditor";
 import { NumberInput } from "@/components/NumberInput";
-import { imageCall, upscalerChoices } from "@/lib/api";
+import { imageCall, named, offered, upscalerChoices } from "@/lib/api";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { downloadName, formatSeconds } from "@/lib/format";
 import type { AtelierConnection, RunningJob } from "@/lib/gradio";
@@ -31,7 +31,7 @@ import {
   type ImageJobView,
   type JobProgress,
 } from "@/lib/stream";
-import { INPAINT_FILLS, RESIZE_MODES, SAMPLERS, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
+import type { ChoiceLists, ImageSettings, Mode, ModelCatalog } from "@/lib/types";
 
 type Phase = "idle" | "running" | "stopping" | "done" | "cancelled" | "error";
 
@@ -46,6 +46,8 @@ interface Props {
   onInitImage: (image: InitImage | null) => void;
   /** What /models lists (empty until it answered). */
   catalog: ModelCatalog;
+  /** What /choices lists: samplers, resize modes, masked content, mask modes, upscalers (empty until it answered). */
+  choices: ChoiceLists;
   onJobFinished?: () => void;
 }
 
@@ -58,7 +60,7 @@ export function fitSize(pixels: number): number {
   return Math.min(2048, Math.max(64, Math.floor(pixels / 8) * 8));
 }
 
-export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImage, onInitImage, catalog, onJobFinished }: Props) {
+export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImage, onInitImage, catalog, choices, onJobFinished }: Props) {
   const [phase, setPhase] = useState<Phase>("idle");
   const [view, setView] = useState<ImageJobView>(EMPTY_IMAGE_VIEW);
   const [progress, setProgress] = useState<JobProgress>(INITIAL_PROGRESS);
@@ -257,19 +259,19 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
                 </div>
               ) : null}
               <SliderField id="denoising-strength" label="Denoising strength" className="col-span-2" min={0} max={1} step={0.01} integer={false} value={settings.denoising_strength} onValue={(v) => set("denoising_strength", v)} error={fieldError("denoising_strength")} />
-              <ChoiceField id="resize-mode" label="Resize mode" value={settings.resize_mode} options={options<number>(RESIZE_MODES)} onValue={(v) => set("resize_mode", v)} error={fieldError("resize_mode")} />
+              <ChoiceField id="resize-mode" label="Resize mode" value={settings.resize_mode} options={offered(choices.resize_modes, settings.resize_mode)} onValue={(v) => set("resize_mode", v)} error={fieldError("resize_mode")} />
               {mode === "inpaint" ? (
                 <>
                   <ChoiceField
                     id="mask-mode"
                     label="Mask mode"
                     value={settings.inpainting_mask_invert}
-                    options={options<number>(["Inpaint masked", "Inpaint not masked"])}
+                    options={offered(choices.mask_modes, settings.inpainting_mask_invert)}
                     onValue={(v) => set("inpainting_mask_invert", v)}
                     error={fieldError("inpainting_mask_invert")}
                   />
                   <SliderField id="mask-blur" label="Mask blur" min={0} max={64} step={1} value={settings.mask_blur} onValue={(v) => set("mask_blur", v)} error={fieldError("mask_blur")} hint={`${settings.mask_blur} px`} />
-                  <ChoiceField id="masked-content" label="Masked content" value={settings.inpainting_fill} options={options<number>(INPAINT_FILLS)} onValue={(v) => set("inpainting_fill", v)} error={fieldError("inpainting_fill")} />
+                  <ChoiceField id="masked-content" label="Masked content" value={settings.inpainting_fill} options={offered(choices.inpainting_fills, settings.inpainting_fill)} onValue={(v) => set("inpainting_fill", v)} error={fieldError("inpainting_fill")} />
                   <ChoiceField
                     id="inpaint-area"
                     label="Inpaint area"
@@ -324,7 +326,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
             </Field>
             <SliderField id="steps" label="Steps" className="col-span-2 sm:col-span-1" min={1} max={150} step={1} value={settings.steps} onValue={(v) => set("steps", v)} error={fieldError("steps")} />
             <SliderField id="cfg" label="CFG scale" className="col-span-2 sm:col-span-1" min={0} max={30} step={0.5} integer={false} value={settings.cfg_scale} onValue={(v) => set("cfg_scale", v)} error={fieldError("cfg_scale")} />
-            <ChoiceField id="sampler" label="Sampler" value={settings.sampler} options={SAMPLERS.map((name) => ({ value: name, label: name }))} onValue={(v) => set("sampler", v)} error={fieldError("sampler")} />
+            <ChoiceField id="sampler" label="Sampler" value={settings.sampler} options={offered(named(choices.samplers), settings.sampler)} onValue={(v) => set("sampler", v)} error={fieldError("sampler")} />
             <Field id="batch-count" label="Batch count" error={fieldError("batch_count")}>
               <NumberInput id="batch-count" min={1} step={1} value={settings.batch_count} onValue={(v) => set("batch_count", v)} aria-invalid={!!fieldError("batch_count")} />
             </Field>
@@ -351,7 +353,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
                     id="hr-upscaler"
                     label="Upscaler"
                     value={settings.hr_upscaler}
-                    options={upscalerChoices(catalog).map((name) => ({ value: name, label: name }))}
+                    options={offered(named(upscalerChoices(choices, catalog)), settings.hr_upscaler)}
                     onValue={(v) => set("hr_upscaler", v)}
                     error={fieldError("hr_upscaler")}
                   />

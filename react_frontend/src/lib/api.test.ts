@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { catalogFrom, ENDPOINT_KEYS, imageCall, settingsFromPngInfo, upscalerChoices } from "./api";
+import { catalogFrom, choicesFrom, ENDPOINT_KEYS, imageCall, named, NO_CHOICES, offered, settingsFromPngInfo, upscalerChoices } from "./api";
 import { DEFAULT_IMAGE_SETTINGS, type ImageSettings } from "./types";
 
 const settings: ImageSettings = { ...DEFAULT_IMAGE_SETTINGS, prompt: "a fox", width: 64, height: 64, steps: 4 };
@@ -56,12 +56,38 @@ describe("image calls", () => {
   });
 });
 
-describe("/models and PNG Info", () => {
-  it("reads /models, missing lists as empty, and offers the built-in upscalers first", () => {
+describe("/models, /choices and PNG Info", () => {
+  it("reads /models, missing lists as empty, and offers the server's upscalers in its order", () => {
     const catalog = catalogFrom({ models: ["a.safetensors", 3], upscalers: ["4x-UltraSharp", "Lanczos"] });
     expect(catalog).toEqual({ models: ["a.safetensors"], vaes: [], upscalers: ["4x-UltraSharp", "Lanczos"] });
     expect(catalogFrom(null)).toEqual({ models: [], vaes: [], upscalers: [] });
-    expect(upscalerChoices(catalog)).toEqual(["Latent", "Lanczos", "4x-UltraSharp"]);
+    const choices = choicesFrom({ upscalers: ["Latent", "Lanczos"] });
+    expect(upscalerChoices(choices, catalog)).toEqual(["Latent", "Lanczos", "4x-UltraSharp"]);
+    expect(upscalerChoices(NO_CHOICES, catalog)).toEqual(["4x-UltraSharp", "Lanczos"]);
+  });
+
+  it("reads /choices, the one source of the choice lists, and drops what is malformed", () => {
+    const choices = choicesFrom({
+      samplers: ["Euler a", "DPM++ 2M", 7],
+      resize_modes: [{ value: 0, label: "Just resize" }, { value: "1", label: "Crop and resize" }, null],
+      inpainting_fills: [{ value: 1, label: "original" }],
+      mask_modes: "Inpaint masked",
+      upscalers: ["Latent"],
+    });
+    expect(choices).toEqual({
+      samplers: ["Euler a", "DPM++ 2M"],
+      resize_modes: [{ value: 0, label: "Just resize" }],
+      inpainting_fills: [{ value: 1, label: "original" }],
+      mask_modes: [],
+      upscalers: ["Latent"],
+    });
+    expect(choicesFrom(undefined)).toEqual(NO_CHOICES);
+  });
+
+  it("offers the current value when the server's list lacks it, so the field shows what is sent", () => {
+    expect(offered(named(["Euler a", "DDIM"]), "DDIM")).toEqual(named(["Euler a", "DDIM"]));
+    expect(offered(named([]), "Euler a")).toEqual([{ value: "Euler a", label: "Euler a" }]);
+    expect(offered([{ value: 0, label: "Just resize" }], 2)).toEqual([{ value: 0, label: "Just resize" }, { value: 2, label: "2" }]);
   });
 
   it("maps PNG Info's A1111 names onto the screen's settings", () => {

@@ -8,7 +8,7 @@
  * parameters. @gradio/client refuses a keyword an endpoint does not have, so each payload has exactly its own.
  */
 import type { AppError } from "./errors";
-import { BUILTIN_UPSCALERS, type ImageSettings, type Mode, type ModelCatalog, type PngInfo } from "./types";
+import type { Choice, ChoiceLists, ImageSettings, Mode, ModelCatalog, PngInfo } from "./types";
 
 export const ENDPOINTS: Record<Mode, string> = { txt2img: "/generate_image", img2img: "/img2img", inpaint: "/inpaint" };
 
@@ -59,9 +59,39 @@ export function catalogFrom(value: unknown): ModelCatalog {
   return { models: list("models"), vaes: list("vaes"), upscalers: list("upscalers") };
 }
 
-/** The hires upscalers to offer: the built-in ones, then the server's upscaler models. */
-export function upscalerChoices(catalog: ModelCatalog): string[] {
-  return [...BUILTIN_UPSCALERS, ...catalog.upscalers.filter((name) => !(BUILTIN_UPSCALERS as readonly string[]).includes(name))];
+/** No choice lists yet (before /choices answered, or from a server without it): each field offers its own value. */
+export const NO_CHOICES: ChoiceLists = { samplers: [], resize_modes: [], inpainting_fills: [], mask_modes: [], upscalers: [] };
+
+/** The /choices answer, with missing or malformed lists taken as empty. */
+export function choicesFrom(value: unknown): ChoiceLists {
+  const record = value && typeof value === "object" ? (value as Record<string, unknown>) : {};
+  const items = (key: string) => (Array.isArray(record[key]) ? (record[key] as unknown[]) : []);
+  const names = (key: string) => items(key).filter((x): x is string => typeof x === "string");
+  const numbered = (key: string) =>
+    items(key).filter((x): x is Choice => !!x && typeof x === "object" && typeof (x as Choice).value === "number" && typeof (x as Choice).label === "string");
+  return {
+    samplers: names("samplers"),
+    resize_modes: numbered("resize_modes"),
+    inpainting_fills: numbered("inpainting_fills"),
+    mask_modes: numbered("mask_modes"),
+    upscalers: names("upscalers"),
+  };
+}
+
+/** The hires upscalers to offer: the server's list (built-in, then its models), then any /models names it lacks. */
+export function upscalerChoices(choices: ChoiceLists, catalog: ModelCatalog): string[] {
+  return [...choices.upscalers, ...catalog.upscalers.filter((name) => !choices.upscalers.includes(name))];
+}
+
+/** Options for a select: the server's, and the current value when they lack it (the lists have not come yet, or a
+ * PNG named something this server does not offer), so that the field always shows what will be sent. */
+export function offered<T extends string | number>(options: readonly { value: T; label: string }[], current: T): { value: T; label: string }[] {
+  return options.some((option) => option.value === current) ? [...options] : [...options, { value: current, label: String(current) }];
+}
+
+/** Names as select options (value and label alike). */
+export function named(names: readonly string[]): { value: string; label: string }[] {
+  return names.map((name) => ({ value: name, label: name }));
 }
 
 const NUMBER_KEYS = [

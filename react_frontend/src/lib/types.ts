@@ -14,18 +14,28 @@ export interface GalleryItem {
   caption: string | null;
 }
 
-export const SAMPLERS = ["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "LMS", "Heun", "UniPC"] as const;
-
 /** The three ways to make an image; each has its own endpoint (/generate_image, /img2img, /inpaint). */
 export const MODES = ["txt2img", "img2img", "inpaint"] as const;
 export type Mode = (typeof MODES)[number];
 
-/** A1111's resize modes (its numbering). */
-export const RESIZE_MODES = ["Just resize", "Crop and resize", "Resize and fill"] as const;
-/** A1111's "Masked content" (inpainting_fill). */
-export const INPAINT_FILLS = ["fill", "original", "latent noise", "latent nothing"] as const;
-/** Hires upscalers every server has; upscaler models from <data>/upscalers come from /models. */
-export const BUILTIN_UPSCALERS = ["Latent", "Lanczos"] as const;
+/** One numbered choice, as A1111's API numbers it, with the label every client shows. */
+export interface Choice {
+  value: number;
+  label: string;
+}
+
+/** What /choices lists: the choices a job may make. The server is their one source; the client keeps no copy. */
+export interface ChoiceLists {
+  samplers: string[];
+  /** A1111's resize modes (resize_mode). */
+  resize_modes: Choice[];
+  /** A1111's "Masked content" (inpainting_fill). */
+  inpainting_fills: Choice[];
+  /** A1111's "Mask mode" (inpainting_mask_invert). */
+  mask_modes: Choice[];
+  /** Hires upscalers: the built-in ones, then the server's upscaler models. */
+  upscalers: string[];
+}
 
 /** The inputs of /generate_image, /img2img and /inpaint, in the API's (A1111's) names, with A1111's defaults. */
 export interface ImageSettings {

@@ -1,4 +1,5 @@
-"""State that several replicas must share: rate-limit counters, the per-user queue quota, and login sessions.
+"""State that several replicas must share: rate-limit counters, the per-user queue quota, login sessions, and who
+owns each Gradio session, event and upload (Claims).
 
 One replica keeps it all in process memory, as Atelier always did. With `ATELIER_REDIS_URL` it lives on Redis,
 so that a burst spread over replicas is limited as on one, a user's quota counts their jobs on every replica,
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("atelier.shared_state")
 
 PREFIX = "atelier:"
-# Where the quota's ticket for a request is left (Starlette's request.state, shared with Gradio's Event).
-TICKET_STATE_KEY = "atelier_job_ticket"
 # A replica renews its jobs' leases this often; a lease outlives a few missed renewals (a busy event loop),
 # and a dead replica's jobs stop counting after it.
 SYNC_EVERY_S = 2.0
@@ -48,6 +47,9 @@ PENDING_S = 1.0
 SESSION_TTL_S = 7 * 86400.0
 # A Redis that does not answer within this long is down: the request is refused rather than left hanging.
 REDIS_TIMEOUT_S = 2.0
+# Claims held in process memory at most (one replica): past that, a new session is refused until old ones lapse,
+# since dropping a live claim would hand its session to whoever names it next.
+MAX_CLAIMS = 200_000
 
 
 def _redis_errors() -> tuple[type[Exception], ...]:
@@ -225,14 +227,108 @@ class SharedTokens(MutableMapping[str, str]):
         return f"{PREFIX}token:{digest}"
 
 
+# First use wins: the owner of KEYS[1], set to ARGV[1] when it has none (and ARGV[3] is "1"; else nil); a claim used
+# by its owner lives on. ARGV: the user, the claim's lifetime in ms, whether to create it.
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if not owner then
+  if ARGV[3] ~= '1' then return false end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return ARGV[1]
+end
+if owner == ARGV[1] then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) end
+return owner
+"""
+
+
+class ClaimsFull(Exception):
+    """Process memory holds MAX_CLAIMS live claims: no new session until some lapse."""
+
+
+class Claims:
+    """Who first used each Gradio session hash, event id and upload id: that user owns it for as long as it is
+    used or renewed (the janitor renews every session its replica still holds), `ttl_s` after that it lapses.
+
+    On Redis every replica sees the same owners, so a session or event named on another replica is judged alike.
+    A key is `kind:id` (kind: `session` for session hashes and event ids, which Gradio mixes: an event started
+    without a session has its own id as session hash; `upload` for upload ids)."""
+
+    def __init__(self, redis: Redis | None = None, *, ttl_s: float = SESSION_TTL_S, max_entries: int = MAX_CLAIMS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._owners: dict[str, tuple[str, float]] = {}  # in memory: key -> (owner, when the claim lapses)
+        if redis is not None:
+            self._claim = redis.register_script(_CLAIM)
+
+    def claim(self, key: str, user: str, create: bool = True) -> str | None:
+        """The owner of `key`: `user` when it had none (now theirs; None instead when not `create`) or was theirs
+        already, else the other user. ClaimsFull when a new claim does not fit in memory; Redis errors
+        (UNAVAILABLE) pass on."""
+        if self.redis is not None:
+            owner = self._claim(keys=[self._key(key)], args=[user, int(self.ttl_s * 1000), "1" if create else "0"])
+            return None if owner is None else str(owner)
+        with self._lock:
+            now = self.clock()
+            owner, until = self._owners.get(key, ("", 0.0))
+            if until > now and owner != user:
+                return owner
+            if until <= now and not create:
+                return None
+            if until <= now and len(self._owners) >= self.max_entries:
+                self._purge(now)
+                if len(self._owners) >= self.max_entries:
+                    raise ClaimsFull(key)
+            self._owners[key] = (user, now + self.ttl_s)
+            return user
+
+    def owner(self, key: str) -> str | None:
+        """Who holds `key` now, or None."""
+        if self.redis is not None:
+            return self.redis.get(self._key(key))
+        with self._lock:
+            owner, until = self._owners.get(key, ("", 0.0))
+            return owner if until > self.clock() else None
+
+    def renew(self, keys: set[str]) -> None:
+        """Keep the claims on `keys` (the sessions and events this replica still holds) for another `ttl_s`;
+        in memory, lapsed claims go."""
+        if self.redis is not None:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.pexpire(self._key(key), int(self.ttl_s * 1000))
+            pipe.execute()
+            return
+        with self._lock:
+            now = self.clock()
+            for key in keys & self._owners.keys():
+                owner, until = self._owners[key]
+                if until > now:
+                    self._owners[key] = (owner, now + self.ttl_s)
+            self._purge(now)
+
+    def _purge(self, now: float) -> None:
+        for key in [k for k, (_, until) in self._owners.items() if until <= now]:
+            del self._owners[key]
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return f"{PREFIX}claim:{key}"
+
+
 class SharedState:
     """Where this replica's shared state lives: process memory (`redis` None) or one Redis."""
 
-    def __init__(self, redis: Redis | None = None, ratelimit_storage: str = "memory://", redis_url: str = "") -> None:
+    def __init__(self, redis: Redis | None = None, ratelimit_storage: str = "memory://", redis_url: str = "",
+                 claim_ttl_s: float = SESSION_TTL_S) -> None:
         self.redis = redis
         self.redis_url = redis_url
         self.ratelimit_storage = ratelimit_storage
         self.jobs = JobLedger(redis)
+        self.claims = Claims(redis, ttl_s=claim_ttl_s)
 
     @property
     def shared(self) -> bool:
@@ -273,8 +369,9 @@ class SharedState:
 def open_shared_state(settings: Settings) -> SharedState:
     """Process memory when ATELIER_REDIS_URL is empty; else a Redis client, checked now so that a wrong URL
     stops the start with a clear message rather than failing the first request."""
+    ttl_s = claim_ttl_s(settings)
     if not settings.redis_url:
-        return SharedState(ratelimit_storage=settings.ratelimit_storage)
+        return SharedState(ratelimit_storage=settings.ratelimit_storage, claim_ttl_s=ttl_s)
     import redis
 
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=REDIS_TIMEOUT_S,
@@ -283,7 +380,13 @@ def open_shared_state(settings: Settings) -> SharedState:
         client.ping()
     except (redis.exceptions.RedisError, ValueError) as err:
         raise SystemExit(f"ATELIER_REDIS_URL: cannot reach Redis at {_safe(settings.redis_url)} ({err}).") from None
-    return SharedState(client, settings.ratelimit_storage, settings.redis_url)
+    return SharedState(client, settings.ratelimit_storage, settings.redis_url, ttl_s)
+
+
+def claim_ttl_s(settings: Settings) -> float:
+    """How long a claim outlives its last use: past the grace after which the janitor forgets a quiet session,
+    with two sweeps to spare (each sweep renews the claims of the sessions its replica still holds)."""
+    return settings.session_grace_s + 2 * settings.temp_sweep_every_s
 
 
 def _safe(url: str) -> str:

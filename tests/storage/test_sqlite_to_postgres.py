@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from api.db_cli import db_main
-from storage.db import make_database, open_database
+from storage.connections import make_database
+from storage.db import open_database
 from storage.models import ALL_MODELS, Account, Conversation, ImageFile, ImageJob, Message
-from storage.transfer import TransferError, copy_sqlite_to
+from storage.sqlite_to_postgres import TransferError, copy_sqlite_to
 
 OLD_DUMP = Path(__file__).parent / "data" / "v004.sql"
 

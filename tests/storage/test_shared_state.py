@@ -1,6 +1,7 @@
-"""services/shared_state.py on a real Redis: the quota ledger admits exactly up to the limit across replicas and
+"""storage/shared_state.py on a real Redis: the quota ledger admits exactly up to the limit across replicas and
 threads, forgets ended jobs and dead replicas; login tokens are shared, stored hashed, and deletable as Gradio's
-logout deletes them. Without Redis, the ledger counts this replica's queue alone, as before."""
+logout deletes them; claims on sessions have one first owner, however many replicas race for them. Without Redis,
+the ledger counts this replica's queue alone, as before, and claims live in process memory."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from services.shared_state import PENDING_S, JobLedger, SharedState, SharedTokens, open_shared_state
 from settings import Settings
+from storage.shared_state import (
+    PENDING_S,
+    Claims,
+    ClaimsFull,
+    JobLedger,
+    SharedState,
+    SharedTokens,
+    open_shared_state,
+)
 
 
 @pytest.fixture
@@ -140,3 +149,62 @@ def test_replicas_agree_on_one_cookie_name(redis_db: str) -> None:
     assert a.limits_storage()[0] == redis_db
     assert open_shared_state(Settings(redis_url=redis_db, ratelimit_storage="memcached://x:1")).limits_storage() == (
         "memcached://x:1", {})
+
+
+@pytest.fixture(params=["memory", "redis"])
+def claims(request: pytest.FixtureRequest) -> Claims:
+    """Claims living 0.5 s past their last use, in process memory or on Redis."""
+    if request.param == "memory":
+        return Claims(ttl_s=0.5)
+    return Claims(redis.Redis.from_url(request.getfixturevalue("redis_db"), decode_responses=True), ttl_s=0.5)
+
+
+def test_a_claim_is_its_first_users_while_used_and_lapses_after(claims: Claims) -> None:
+    assert claims.claim("session:s1", "alice") == "alice"
+    assert claims.claim("session:s1", "bob") == "alice"  # taken: Bob learns only that it is not his
+    assert claims.claim("upload:s1", "bob") == "bob"  # another kind of id is another claim
+    for _ in range(4):  # 0.8 s, each use within the lifetime: still Alice's
+        time.sleep(0.2)
+        assert claims.claim("session:s1", "alice") == "alice"
+    claims.renew({"session:s1"})
+    time.sleep(0.3)
+    assert claims.owner("session:s1") == "alice"  # renewed, like a session its replica holds
+    time.sleep(0.4)
+    assert claims.owner("session:s1") is None  # neither used nor renewed: gone
+    assert claims.claim("session:s1", "bob") == "bob"
+
+
+def test_concurrent_first_uses_have_one_winner(redis_db: str) -> None:
+    replicas = [Claims(redis.Redis.from_url(redis_db, decode_responses=True)) for _ in range(6)]
+    users = ["alice", "bob", "carol"] * 2
+    start = threading.Barrier(len(replicas))
+
+    def claim(replica: Claims, user: str, key: str) -> str:
+        start.wait()
+        return replica.claim(key, user)
+
+    with ThreadPoolExecutor(len(replicas)) as pool:
+        for round_ in range(20):
+            owners = set(pool.map(claim, replicas, users, [f"session:race-{round_}"] * len(replicas)))
+            assert len(owners) == 1, (round_, owners)
+
+
+def test_a_full_memory_refuses_new_claims_and_never_drops_a_live_one() -> None:
+    now = [0.0]
+    claims = Claims(ttl_s=10, max_entries=2, clock=lambda: now[0])
+    claims.claim("session:a", "alice")
+    claims.claim("session:b", "alice")
+    with pytest.raises(ClaimsFull):
+        claims.claim("session:c", "bob")
+    assert claims.claim("session:a", "bob") == "alice"
+    now[0] = 11  # both lapsed: their places go to new claims
+    assert claims.claim("session:c", "bob") == "bob"
+    assert claims.claim("session:a", "bob") == "bob"
+
+
+def test_a_claim_asked_not_to_be_created_only_finds_or_renews(claims: Claims) -> None:
+    assert claims.claim("session:held", "alice", create=False) is None
+    assert claims.owner("session:held") is None
+    assert claims.claim("session:held", "alice") == "alice"
+    assert claims.claim("session:held", "alice", create=False) == "alice"
+    assert claims.claim("session:held", "bob", create=False) == "alice"

@@ -9,11 +9,20 @@ from typing import Any
 
 import gradio as gr
 
+from services.admission import QueueQuota
 from services.chat import split_prompt_answer
 from services.container import Services
-from services.limits import InvalidRequest
 from ui import image_form
-from ui.common import PRIVATE, RAW_INPUTS, QueueQuota, error_toast, html_text, type_errors, verdicts
+from ui.common import (
+    PRIVATE,
+    RAW_INPUTS,
+    checked_by_validator,
+    error_toast,
+    hand_to_handler,
+    html_text,
+    type_errors,
+    verdicts,
+)
 
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.
@@ -21,7 +30,7 @@ PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.HIRES_NAMES, *image_form.M
 
 
 @dataclass
-class ImageTab:
+class Txt2ImgTab:
     """The components other tabs need: the settings inputs by name (for "reuse" and "send to") and the events."""
 
     fields: dict[str, gr.components.Component]
@@ -38,7 +47,7 @@ def settings_values(job: dict[str, Any]) -> list[Any]:
     return image_form.field_values(job, list(PARAM_NAMES))
 
 
-def render(services: Services, quota: QueueQuota) -> ImageTab:
+def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("Image", id="image"):
         model_status = gr.Markdown(html_text(services.image_slot.status().message()), elem_id="image-model-status")
@@ -60,34 +69,11 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
 
     given = {**prompts, **settings, **hires, **models}
     fields = {name: given[name] for name in PARAM_NAMES}
-    prompt, negative_prompt = prompts["prompt"], prompts["negative_prompt"]
     event = image_form.job_event(services, quota, generate_btn.click, "txt2img", fields, column, "generate_image",
                                  "Generate images from a prompt (txt2img, optionally with hires fix); streams the "
                                  "preview and progress, ends with the stored PNG files and their info.")
 
-    def validate_idea(idea: str, request: gr.Request) -> Any:
-        """Runs before prompt assist is queued."""
-        errors = type_errors({"idea": idea_box}, {"idea": idea}) or services.chat.idea_errors(idea)
-        if problem := quota.problem(request):
-            errors["idea"] = problem
-        return verdicts(["idea"], errors)
-
-    async def assist_prompt(idea: str) -> AsyncIterator[tuple[str, str]]:
-        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
-        try:
-            handle = services.chat.start_prompt_assist(idea)
-        except InvalidRequest as err:
-            raise error_toast(str(err)) from None
-        async for snap in handle.watch():
-            if snap.status == "failed":
-                raise error_toast(snap.error or snap.message)
-            if snap.answer or snap.status in ("done", "cancelled"):
-                yield split_prompt_answer(snap.answer)
-
-    assist_event = assist_btn.click(assist_prompt, inputs=[idea_box], outputs=[prompt, negative_prompt],
-                                    api_name="assist_prompt", validator=validate_idea, **RAW_INPUTS,
-                                    concurrency_limit=services.chat.concurrency,
-                                    concurrency_id="text", show_progress="minimal")
+    assist_event = wire_prompt_assist(services, quota, idea_box, assist_btn, prompts)
     stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)
     image_form.wire_reuse(column, fields)
 
@@ -100,4 +86,34 @@ def render(services: Services, quota: QueueQuota) -> ImageTab:
                **PRIVATE)
     # A job started from another client (the API) may load the model: look again after each job.
     event.then(refresh_status, outputs=[model_status, timer], **PRIVATE)
-    return ImageTab(fields, model_status, event)
+    return Txt2ImgTab(fields, model_status, event)
+
+
+def wire_prompt_assist(services: Services, quota: QueueQuota, idea_box: gr.Textbox, assist_btn: gr.Button,
+                       prompts: dict[str, gr.Textbox]) -> Any:
+    """"✨ Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
+
+    def validate_idea(idea: str, request: gr.Request) -> Any:
+        """Runs before prompt assist is queued."""
+        checked, errors = None, type_errors({"idea": idea_box}, {"idea": idea})
+        if not errors:
+            checked, errors = services.chat.check_idea(idea)
+        if problem := quota.problem(request):
+            errors["idea"] = problem
+        if not errors:
+            hand_to_handler(request, checked)
+        return verdicts(["idea"], errors)
+
+    async def assist_prompt(idea: str, request: gr.Request) -> AsyncIterator[tuple[str, str]]:
+        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
+        handle = services.chat.start_prompt_assist(checked_by_validator(request))
+        async for snap in handle.watch():
+            if snap.status == "failed":
+                raise error_toast(snap.error or snap.message)
+            if snap.answer or snap.status in ("done", "cancelled"):
+                yield split_prompt_answer(snap.answer)
+
+    return assist_btn.click(assist_prompt, inputs=[idea_box], outputs=[prompts["prompt"], prompts["negative_prompt"]],
+                            api_name="assist_prompt", validator=validate_idea, **RAW_INPUTS,
+                            concurrency_limit=services.chat.concurrency, concurrency_id="text",
+                            show_progress="minimal")

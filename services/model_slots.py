@@ -13,10 +13,11 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from pipelines.messages import hide_paths
+from pipelines.registry import ModelBackend
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+T = TypeVar("T", bound=ModelBackend)
 
 
 class ModelState(StrEnum):
@@ -213,10 +214,10 @@ class ModelSlot(Generic[T]):
             if self._in_use or self._state is not ModelState.READY:
                 return False
             if how == "offload":
-                self.backend.offload()  # type: ignore[attr-defined]
+                self.backend.offload()
                 self._set(ModelState.OFFLOADED, "offloaded to CPU memory while idle")
             elif how == "unload":
-                self.backend.unload()  # type: ignore[attr-defined]
+                self.backend.unload()
                 self._set(ModelState.NOT_LOADED, "unloaded while idle")
             else:
                 raise ValueError(f"how must be 'offload' or 'unload', got {how!r}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from peewee import Database, OperationalError
 
-from storage.db import is_postgres_url, make_database
+from storage.connections import is_postgres_url, make_database
 from storage.migrations import migrate
 from storage.models import ALL_MODELS, BaseModel
 

@@ -1,0 +1,409 @@
+"""Running jobs on a loaded diffusers pipeline: batches of one compute shape as one call (a generator per image, rows
+leaving at a Stop), the modes (txt2img, hires fix, img2img, inpaint), LoRAs and A1111 prompt syntax, progress,
+previews and Stop at every step. The pipeline itself is loaded by pipelines/diffusers_loading.py."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from contracts import ImageRequest
+from pipelines import image_ops, loras
+from pipelines import prompts as prompt_syntax
+from pipelines.diffusers_loading import DiffusersModel
+from pipelines.image_base import BatchItem, BatchOutcome, GeneratedImage, JobCancelled, ProgressFn
+from pipelines.preview import latents_to_preview
+
+_clock = time.monotonic  # the preview throttle's clock (a test drives its own)
+
+# Callback tensors with one row per image (or two with CFG) that must shrink when a job leaves a batch.
+BATCH_TENSORS = ("latents", "prompt_embeds", "negative_prompt_embeds", "add_text_embeds", "add_time_ids",
+                 "negative_pooled_prompt_embeds", "negative_add_time_ids")
+# Scheduler attributes that carry per-image state between steps (DPM++/UniPC, LMS, Heun).
+SCHEDULER_STATE = ("model_outputs", "last_sample", "derivatives", "prev_derivative", "sample")
+# Stable Diffusion 1.x pipelines whose prompts can be encoded one at a time (see encode_row_by_row).
+SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
+
+
+class DiffusersRunner:
+    """Runs image jobs on `model`'s pipeline, one batched call at a time (the batcher in services/ decides who rides
+    together)."""
+
+    def __init__(self, model: DiffusersModel, preview_every: int = 2, preview_interval_s: float = 0.0,
+                 lora_dir: str | None = None, upscalers_dir: Path | None = None) -> None:
+        self.model = model
+        self.preview_every = max(1, preview_every)
+        # At most one intermediate preview per this many seconds (the last step's always): each one copies the
+        # latents to the CPU, which on a GPU waits for the queued steps, and the UI shows no more than one per
+        # stream interval anyway.
+        self.preview_interval_s = max(0.0, preview_interval_s)
+        self.upscalers_dir = upscalers_dir  # hires fix upscaler models (spandrel), by file stem
+        self.loras = loras.LoraLoader(Path(lora_dir) if lora_dir else None)
+
+    def generate(
+        self, req: ImageRequest, seeds: list[int], on_step: ProgressFn, stop: threading.Event
+    ) -> list[GeneratedImage]:
+        """Run one job image by image; each step reports progress and checks the stop signal."""
+        results: list[GeneratedImage] = []
+        for index, seed in enumerate(seeds):
+            (outcome,) = self.generate_batch([BatchItem(req, [seed], on_step, stop, done_before=index,
+                                                        job_images=len(seeds))])
+            if outcome is None:
+                raise JobCancelled()
+            results.extend(outcome)
+        return results
+
+    def generate_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
+        """Run jobs of one compute shape as one pipeline call, a generator per image, so each seed gives the
+        picture it gives alone; a stopped item leaves the batch at the next step and gets None."""
+        if self.model.pipe is None:
+            raise RuntimeError("the image model is not loaded")
+        if all(item.stop.is_set() for item in items):
+            raise JobCancelled()
+        if (apart := self._split_apart(items)) is not None:
+            return apart
+        pipe = self.model.pipe
+        # Imported here: diffusers' scheduler package takes seconds to import, and start-up must not wait.
+        from pipelines.samplers import make_scheduler
+
+        req = items[0].req  # the shape (size, steps, sampler, CFG, mode settings) is the same for every item
+        pipe.scheduler = make_scheduler(req.sampler, self.model.scheduler_config)
+        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1])  # every item asks for the same (_split_apart)
+        live = [not item.stop.is_set() for item in items]
+        rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]
+        # A CPU generator makes a seed give the same picture on every device, as in A1111's default. The list is
+        # handed to the pipeline and shrunk in place when a job leaves, so the scheduler's noise stays per row.
+        generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in rows]
+        run = _Run(items, live, rows, generators)
+        with row_by_row(pipe, rows, self._rowwise(rows)):
+            if req.mode == "inpaint":
+                images = self._inpaint(run, req)
+            elif req.mode == "img2img":
+                inputs = image_ops.prepare_inputs(req)
+                steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
+                images = self._img2img(run, [inputs.image] * len(rows), strength, steps)
+            elif req.enable_hr:
+                images = self._hires(run, req)
+            else:
+                images = self._txt2img(run, req.width, req.height, "pil")
+        outcomes: list[BatchOutcome] = [[] if live[i] else None for i in range(len(items))]
+        for (i, seed), image in zip(rows, images, strict=True):
+            outcome = outcomes[i]
+            if outcome is not None:
+                outcome.append(GeneratedImage(image=image, seed=seed))
+        # The VAE decode is not interruptible: re-check so a late Stop still wins.
+        return [None if item.stop.is_set() else outcome for item, outcome in zip(items, outcomes, strict=True)]
+
+    # Modes: each runs one or two pipeline calls over the rows of `run` -----------------------------
+    def _txt2img(self, run: _Run, width: int, height: int, output_type: str, extra_steps: int = 0) -> Any:
+        """The txt2img pass (also hires fix's first); a 9-channel inpainting model paints a fully masked blank."""
+        req = run.items[0].req
+        if self.model.inpainting_unet():
+            # As A1111 does for inpainting checkpoints: the whole picture is masked, the masked picture is empty.
+            blank = Image.new("RGB", (width, height), (127, 127, 127))
+            return self._inpaint_call(run, blank, Image.new("L", (width, height), 255), 1.0, req.steps,
+                                      output_type=output_type, extra_steps=extra_steps)
+        return self._call(self.model.pipe, run, width=width, height=height, num_inference_steps=req.steps,
+                          output_type=output_type, extra_steps=extra_steps)
+
+    def _img2img(self, run: _Run, images: Any, strength: float, steps: int, offset: int = 0) -> Any:
+        """An img2img pass from pictures or latents (one per row); on a 9-channel model, inpaint with a full mask."""
+        if self.model.inpainting_unet():
+            first = images if isinstance(images, torch.Tensor) else images[0]
+            height, width = ((first.shape[-2] * 8, first.shape[-1] * 8) if isinstance(first, torch.Tensor)
+                             else (first.height, first.width))
+            return self._inpaint_call(run, images, Image.new("L", (width, height), 255), strength, steps,
+                                      offset=offset)
+        return self._call(self.model.task_pipe("img2img"), run, image=images, strength=strength,
+                          num_inference_steps=steps, output_type="pil", offset=offset)
+
+    def _hires(self, run: _Run, req: ImageRequest) -> list[Any]:
+        """Hires fix in one job: the base pass, an upscale (latent or picture), an img2img pass at the final size;
+        progress counts both passes and a Stop ends either."""
+        width, height = req.hr_size()
+        steps, strength = _img2img_schedule(req.hr_second_pass_steps or req.steps, req.denoising_strength,
+                                            fixed=True)
+        planned = min(int(steps * strength), steps)
+        latent = image_ops.is_latent_upscaler(req.hr_upscaler)
+        base = self._txt2img(run, req.width, req.height, "latent" if latent else "pil", extra_steps=planned)
+        offset = run.steps_done
+        if latent:
+            upscaled = image_ops.upscale_latents(base, req.hr_upscaler, width, height)
+        else:
+            upscaled = [image_ops.upscale_image(image, req.hr_upscaler, width, height, self.upscalers_dir,
+                                                self.model.placement.device) for image in base]
+        return self._img2img(run, upscaled, strength, steps, offset=offset)
+
+    def _inpaint(self, run: _Run, req: ImageRequest) -> list[Any]:
+        """Inpaint as A1111 does: prepare the picture and mask (crop for "only masked"), repaint, paste back."""
+        inputs = image_ops.prepare_inputs(req)
+        assert inputs.mask is not None
+        steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
+        images = self._inpaint_call(run, inputs.image, inputs.mask, strength, steps, fill=req.inpainting_fill)
+        return [image_ops.paste_back(image, inputs) for image in images]
+
+    def _inpaint_call(self, run: _Run, image: Any, mask: Image.Image, strength: float, steps: int, fill: int = 1,
+                      output_type: str = "pil", offset: int = 0, extra_steps: int = 0) -> Any:
+        """One call of the inpaint pipeline (4- or 9-channel UNet) with latents encoded per row from each row's
+        own generator, so a seed gives the same picture in a batch as alone; `fill` 2 and 3 are A1111's latent
+        noise and latent nothing."""
+        pipe = self.model.task_pipe("inpaint")
+        width, height = mask.size
+        device, dtype = pipe._execution_device, pipe.vae.dtype
+        binary = pipe.mask_processor.preprocess(mask, height=height, width=width).to(device)
+        n = len(run.rows)
+        if isinstance(image, torch.Tensor):  # latents from hires fix's latent upscale: nothing is kept
+            latents = image.to(device, dtype)
+            masked = torch.zeros(n, 3, height, width, device=device, dtype=dtype)
+        else:
+            images = image if isinstance(image, list) else [image] * n
+            pixels = pipe.image_processor.preprocess(images, height=height, width=width).to(device, dtype)
+            scale = pipe.vae.config.scaling_factor
+            latents = torch.cat([pipe.vae.encode(pixels[r:r + 1]).latent_dist.sample(generator)
+                                 for r, generator in enumerate(run.generators)]) * scale
+            masked = pixels * (binary < 0.5)
+        if fill in (2, 3):
+            cells = torch.nn.functional.interpolate(binary, size=latents.shape[-2:], mode="bilinear").round()
+            if fill == 2:  # the seed's own noise where the mask is, as A1111 draws it
+                shape = (1, *latents.shape[1:])
+                noise = torch.cat([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+                                   for _, seed in run.rows]).to(device, dtype)
+                latents = latents * (1 - cells) + noise * cells
+            else:
+                latents = latents * (1 - cells)
+        return self._call(pipe, run, image=latents, mask_image=mask, masked_image_latents=masked, strength=strength,
+                          width=width, height=height, num_inference_steps=steps, output_type=output_type,
+                          offset=offset, extra_steps=extra_steps)
+
+    def _call(self, pipe: Any, run: _Run, offset: int = 0, extra_steps: int = 0, **kwargs: Any) -> Any:
+        """One pipeline call over the rows: prompts per row, a generator per row, progress and Stop every step."""
+        req = run.items[0].req
+        names = [n for n in BATCH_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ("latents",))]
+        # The inpaint loop keeps per-row tensors of its own (image latents, noise) that a callback cannot cut, so
+        # there a stopped job stays in the call until it ends; the others lose its rows at once.
+        cut = type(pipe).__name__ != "StableDiffusionInpaintPipeline"
+        callback = self._batch_callback(run, names, cut, offset, extra_steps)
+        output = pipe(**self._prompts(pipe, run, req.cfg_scale), guidance_scale=req.cfg_scale,
+                      generator=run.generators, callback_on_step_end=callback,
+                      callback_on_step_end_tensor_inputs=names, **kwargs)
+        return output.images
+
+    def _prompts(self, pipe: Any, run: _Run, cfg_scale: float) -> dict[str, Any]:
+        """The rows' prompts (A1111 syntax applied, LoRA tags out), or their embeddings encoded one by one where a
+        batch must keep CPU pixels exact."""
+        prompts = prompt_inputs(pipe, cfg_scale, [run.items[i].req for i, _ in run.rows])
+        if "prompt" in prompts and self._rowwise(run.rows) and type(pipe).__name__ in SD_PIPELINES:
+            prompts = encode_row_by_row(pipe, cfg_scale, prompts)
+        return prompts
+
+    def _split_apart(self, items: list[BatchItem]) -> list[BatchOutcome] | None:
+        """Jobs asking for different LoRAs (adapters are set on the pipeline) or with prompts of different 77-token
+        chunk counts (padding would change a short prompt's pixels) cannot share a call: run each group as its own
+        call; None when they all can."""
+        groups: dict[Any, list[int]] = {}
+        for i, item in enumerate(items):
+            key = (loras.lora_key(item.req.prompt), prompt_syntax.chunk_count(self.model.pipe, item.req.prompt),
+                   prompt_syntax.chunk_count(self.model.pipe, item.req.negative_prompt))
+            groups.setdefault(key, []).append(i)
+        if len(groups) < 2:
+            return None
+        outcomes: list[BatchOutcome] = [None] * len(items)
+        for members in groups.values():
+            with contextlib.suppress(JobCancelled):  # every job of this set stopped: theirs stay None
+                for i, outcome in zip(members, self.generate_batch([items[i] for i in members]), strict=True):
+                    outcomes[i] = outcome
+        return outcomes
+
+
+    def _rowwise(self, rows: list[tuple[int, int]]) -> bool:
+        """True when a batch must run image by image inside its call to keep CPU pixels exact."""
+        return not self.model.placement.device.startswith("cuda") and len(rows) > 1
+
+
+
+    def _batch_callback(self, run: _Run, names: list[str], cut: bool, offset: int = 0,
+                        extra_steps: int = 0) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+        """Progress, previews and Stop at every step; `offset` steps were done by an earlier pass of the job and
+        `extra_steps` are still to come in a later one (hires fix)."""
+        every, interval = self.preview_every, self.preview_interval_s
+        family = "sdxl" if "XL" in type(self.model.pipe).__name__ else "sd15"
+        items, live, rows = run.items, run.live, run.rows
+        last_preview = -math.inf  # this pass's first preview is never held back
+
+        def leave(pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            """Drop stopped jobs (and, where the pipeline allows, their rows); raise when no job is left."""
+            stopped = {i for i, item in enumerate(items) if live[i] and item.stop.is_set()}
+            if stopped:
+                if cut:
+                    kwargs = drop_rows(pipe, kwargs, rows, run.generators, stopped)
+                for i in stopped:
+                    live[i] = False
+            if not any(live[i] for i, _ in rows):
+                # Raising leaves the denoising loop at once: no more UNet calls, no VAE decode.
+                raise JobCancelled()
+            return kwargs
+
+        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            kwargs = leave(pipe, kwargs)
+            this_pass = int(getattr(pipe, "num_timesteps", 0) or step + 1)
+            per_image = offset + this_pass + extra_steps
+            done = offset + step + 1
+            run.steps_done = done
+            nonlocal last_preview
+            now = _clock()
+            show = ((step + 1) % every == 0 and now - last_preview >= interval) or step + 1 == this_pass
+            if show:
+                last_preview = now
+            first_row: dict[int, int] = {}
+            for row, (i, _) in enumerate(rows):
+                first_row.setdefault(i, row)
+            for i, row in first_row.items():
+                if not live[i]:
+                    continue
+                preview = latents_to_preview(kwargs["latents"][row:row + 1], family) if show else None
+                items[i].on_step(items[i].step_update(per_image, done, preview))
+            return leave(pipe, kwargs)  # a Stop that arrived while this step was reported leaves before the next
+
+        return callback
+
+
+
+@dataclass
+class _Run:
+    """The jobs of one generate_batch call and their rows (job index, seed), which shrink when a job stops."""
+
+    items: list[BatchItem]
+    live: list[bool]
+    rows: list[tuple[int, int]]
+    generators: list[Any]
+    steps_done: int = 0  # per image, over the passes so far (hires fix runs two)
+
+
+def prompt_inputs(pipe: Any, cfg_scale: float, reqs: list[ImageRequest]) -> dict[str, Any]:
+    """The prompts without their <lora:…> tags; with A1111 weighting or past 75 tokens, as embeddings built by
+    pipelines/prompts.py (a plain prompt gives the same embeddings either way)."""
+    texts = [loras.strip_loras(r.prompt) for r in reqs]
+    negatives = [loras.strip_loras(r.negative_prompt) for r in reqs]
+    if not prompt_syntax.supports_weighting(pipe):  # SDXL and others: the words, without the syntax
+        return {"prompt": [prompt_syntax.plain_text(t) for t in texts],
+                "negative_prompt": [prompt_syntax.plain_text(n) for n in negatives]}
+    if any(prompt_syntax.needs_own_encoding(pipe.tokenizer, t) for t in texts + negatives):
+        return prompt_syntax.encode_prompts(pipe, texts, negatives, _uses_cfg(pipe, cfg_scale))
+    return {"prompt": texts, "negative_prompt": negatives}
+
+
+def encode_row_by_row(pipe: Any, cfg_scale: float, prompts: dict[str, Any]) -> dict[str, Any]:
+    """Prompt embeddings encoded one prompt at a time, as the pipeline encodes a lone job's (see row_by_row)."""
+    cfg = _uses_cfg(pipe, cfg_scale)
+    pairs = [pipe.encode_prompt(p, pipe._execution_device, 1, cfg, n or None)
+             for p, n in zip(prompts["prompt"], prompts["negative_prompt"], strict=True)]
+    embeds = {"prompt_embeds": torch.cat([pos for pos, _ in pairs])}
+    if cfg:
+        embeds["negative_prompt_embeds"] = torch.cat([neg for _, neg in pairs])
+    return embeds
+
+
+@contextlib.contextmanager
+def row_by_row(pipe: Any, rows: list[tuple[int, int]], rowwise: bool) -> Iterator[None]:
+    """On CPU, run the UNet and the VAE decode one image at a time inside the batched call.
+
+    CPU matrix kernels round differently for different batch sizes (the time-embedding Linear is the first
+    to differ, by ~1e-6), so a true batch would change pixels; row by row each image sees exactly the shapes
+    it sees alone, and the batch still shares the text encoder, the scheduler and the per-step Python work.
+    On a GPU the batch runs whole: the differences stay within fp16 tolerance (bench/gpu_check.py).
+    """
+    if not rowwise:
+        yield
+        return
+    unet, vae = pipe.unet, pipe.vae
+    unet_forward, vae_decode = unet.forward, vae.decode
+
+    def split_unet(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        n = len(rows)
+        # With CFG the UNet sees [negatives; positives]: image r is rows r and n + r, as it is alone.
+        groups = [[r, n + r] for r in range(n)] if sample.shape[0] == 2 * n else [[r] for r in range(n)]
+        parts = []
+        for group in groups:
+            cut_args, cut_kwargs = _take((sample, *args), kwargs, group, sample.shape[0])
+            parts.append(unet_forward(*cut_args, **cut_kwargs))
+        order = [g for group in groups for g in group]
+        stacked = torch.cat([p[0] if isinstance(p, tuple) else p.sample for p in parts])
+        merged = stacked[torch.tensor(sorted(range(len(order)), key=order.__getitem__))]
+        return (merged,)
+
+    def split_decode(z: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("generator", None)  # SD's VAE decode draws no noise; the list would not match one row
+        parts = [vae_decode(z[r:r + 1], *args, **{**kwargs, "return_dict": False})[0] for r in range(z.shape[0])]
+        return (torch.cat(parts),)
+
+    unet.forward, vae.decode = split_unet, split_decode
+    try:
+        yield
+    finally:
+        del unet.forward, vae.decode  # back to the class's methods
+
+
+def drop_rows(pipe: Any, kwargs: dict[str, Any], rows: list[tuple[int, int]], generators: list[Any],
+               stopped: set[int]) -> dict[str, Any]:
+    """Take the stopped items' rows out of the running batch: latents, embeddings, scheduler state, noise."""
+    n = len(rows)
+    keep = [r for r, (i, _) in enumerate(rows) if i not in stopped]
+    # With CFG the pipeline concatenates [negative; positive] embeddings: 2n rows, the same cut in each half.
+    keep_cfg = keep + [n + r for r in keep]
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] in (n, 2 * n):
+            index = keep if value.shape[0] == n else keep_cfg
+            return value[torch.tensor(index, dtype=torch.long, device=value.device)]
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        return value
+
+    out = {name: cut(value) for name, value in kwargs.items()}
+    if keep:
+        for attr in SCHEDULER_STATE:  # multistep samplers remember earlier outputs, one row per image
+            if getattr(pipe.scheduler, attr, None) is not None:
+                setattr(pipe.scheduler, attr, cut(getattr(pipe.scheduler, attr)))
+    rows[:] = [rows[r] for r in keep]
+    generators[:] = [generators[r] for r in keep]
+    return out
+
+
+def _img2img_schedule(steps: int, strength: float, fixed: bool) -> tuple[int, float]:
+    """(num_inference_steps, strength) for a diffusers img2img pass. A1111 runs int(steps x strength) steps of a
+    `steps` schedule for img2img, and exactly `steps` steps for hires fix's pass (`fixed`); at least one step."""
+    if fixed and strength > 0:
+        total = max(steps, math.ceil(steps / min(strength, 0.999)))
+        while min(int(total * strength), total) < steps:  # float rounding: make sure `steps` steps run
+            total += 1
+        return total, strength
+    return steps, max(strength, 1.0 / steps)
+
+
+def _uses_cfg(pipe: Any, cfg_scale: float) -> bool:
+    """Whether the pipeline runs classifier-free guidance (and so needs negative embeddings) at this scale."""
+    return cfg_scale > 1 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+
+
+def _take(args: tuple[Any, ...], kwargs: dict[str, Any], rows: list[int],
+          batch: int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(args, kwargs) cut to `rows` of the batch dimension: every tensor (also inside dicts) of `batch` rows."""
+    index = torch.tensor(rows, dtype=torch.long)
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == batch:
+            return value[index.to(value.device)]
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        return value
+
+    return (*[cut(a) for a in args],), {k: cut(v) for k, v in kwargs.items()}

@@ -1,0 +1,189 @@
+"""The named Gradio API's endpoints that no tab shows: `/history`, `/chat`, `/conversations`, `/conversation`,
+`/png_info`, `/models`, `/loras` and `/choices`. (The jobs a tab runs, `/generate_image`, `/img2img`, `/inpaint` and
+`/assist_prompt`, are the tabs' own events.)
+
+Each is an event on hidden components rather than gr.api, whose endpoints take no validator: the validators refuse
+a bad value before anything is queued, naming the field. They are registered outside gr.Tabs, since API-only
+endpoints have no place in a layout, and in this order, which fixes their fn_index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import gradio as gr
+
+from contracts import InvalidRequest, choices
+from services.admission import QueueQuota
+from services.chat import MAX_PAGE as MAX_CONVERSATIONS
+from services.container import Services
+from services.history import MAX_PAGE as MAX_JOBS
+from ui.chat_tab import OPTION_NAMES, option_values
+from ui.common import (
+    RAW_INPUTS,
+    checked_by_validator,
+    error_toast,
+    hand_to_handler,
+    read_api,
+    scope_of,
+    type_errors,
+    user_of,
+    verdicts,
+    whole,
+)
+from ui.image_form import BUILTIN_UPSCALERS
+from ui.pnginfo_tab import read_info
+
+
+def register_all(services: Services, quota: QueueQuota) -> None:
+    """Every API-only endpoint, in the order of their fn_index."""
+    register_history(services)
+    register_chat(services, quota)
+    register_png_info()
+    register_catalog(services)
+
+
+def register_history(services: Services) -> None:
+    """`/history`: your image jobs, a page at a time."""
+    history = services.history
+
+    def history_api(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
+        """Recent image jobs, newest first; pass `next_before` from one page as `before` for the next."""
+        try:
+            return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
+        except ValueError as err:
+            raise error_toast(str(err)) from None
+
+    with gr.Row(visible=False):
+        fields = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_JOBS),
+                  "before": gr.Number(None, precision=0, minimum=1)}
+    read_api(history_api, "history", fields, optional=["before"])
+
+
+def chat_fields(services: Services) -> dict[str, gr.components.Component]:
+    """/chat's parameters, on hidden components. Their ranges only describe a field in the message for a value of the
+    wrong type: the chat service checks the numbers."""
+    defaults, top = services.chat.defaults, services.chat.limits.max_new_tokens
+    return {
+        "message": gr.Textbox(),
+        "conversation_id": gr.Number(None, precision=0, minimum=1),
+        "temperature": gr.Number(defaults.temperature, minimum=0, maximum=2),
+        "top_p": gr.Number(defaults.top_p, minimum=0, maximum=1),
+        "max_new_tokens": gr.Number(defaults.max_new_tokens, precision=0, minimum=1, maximum=top),
+        # Empty keeps the server's default budget; 0 lifts it.
+        "thinking_budget": gr.Number(None, precision=0, minimum=0, maximum=top),
+    }
+
+
+def register_chat(services: Services, quota: QueueQuota) -> None:
+    """`/chat` (a reply, streamed), `/conversations` and `/conversation`."""
+    chat = services.chat
+    with gr.Row(visible=False):
+        fields = chat_fields(services)
+        result = gr.JSON()
+        trigger = gr.Button()
+        pages = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS),
+                 "before": gr.Number(None, precision=0, minimum=1)}
+        one = {"conversation_id": gr.Number(None, precision=0, minimum=1)}
+
+    def validate_chat(message: str, conversation_id: float | None, temperature: float | None,
+                      top_p: float | None, max_new_tokens: float | None, thinking_budget: float | None,
+                      request: gr.Request) -> list[Any]:
+        """Runs before the reply is queued: types, then the service's ranges, then the conversation's owner."""
+        values = dict(zip(fields, (message, conversation_id, temperature, top_p, max_new_tokens, thinking_budget),
+                          strict=True))
+        wrong = type_errors(fields, values, optional=["conversation_id", *OPTION_NAMES])
+        options = [None if name in wrong else values[name] for name in OPTION_NAMES]
+        cid = None if "conversation_id" in wrong else whole(conversation_id)
+        req, errors = chat.check(None if "message" in wrong else message, cid, **option_values(*options))
+        errors = {**errors, **wrong}
+        if "conversation_id" not in errors and cid is not None and chat.get_conversation(cid, user_of(request)) is None:
+            errors["conversation_id"] = (f"conversation {cid} does not exist; conversation_id must be one of yours, "
+                                         "or empty for a new one.")
+        if problem := quota.problem(request):
+            errors["message"] = problem
+        if not errors:
+            hand_to_handler(request, req)
+        return verdicts(list(fields), errors)
+
+    # The None defaults make conversation_id and thinking_budget optional for API clients (Gradio reads them).
+    async def chat_api(message: str, conversation_id: float | None = None, temperature: float | None = None,
+                       top_p: float | None = None, max_new_tokens: float | None = None,
+                       thinking_budget: float | None = None,
+                       request: gr.Request = None) -> AsyncIterator[dict[str, Any]]:
+        """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart."""
+        try:
+            handle = chat.start(checked_by_validator(request), user=user_of(request))
+        except InvalidRequest as err:
+            raise error_toast(str(err)) from None
+        async for snap in handle.watch():
+            if snap.status == "failed":
+                raise error_toast(snap.error or snap.message)
+            yield {"conversation_id": snap.conversation_id, "status": snap.status, "reasoning": snap.reasoning,
+                   "answer": snap.answer, "reasoning_s": snap.reasoning_s, "message_id": snap.message_id,
+                   "usage": snap.usage, "cached": snap.cached}
+
+    trigger.click(chat_api, inputs=list(fields.values()), outputs=[result], api_name="chat", validator=validate_chat,
+                  concurrency_limit=chat.concurrency, concurrency_id="text", **RAW_INPUTS)
+    register_conversations(services, pages, one)
+
+
+def register_conversations(services: Services, pages: dict[str, gr.Number], one: dict[str, gr.Number]) -> None:
+    """`/conversations` (a page of yours) and `/conversation` (one, with its messages) on the given hidden fields."""
+    chat = services.chat
+
+    def conversations_api(limit: int = 20, before: int | None = None,
+                          request: gr.Request = None) -> dict[str, Any]:
+        """Your conversations, most recently active first; pass `next_before` as `before` for the next page."""
+        try:
+            return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
+        except ValueError as err:
+            raise error_toast(str(err)) from None
+
+    def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
+        """One conversation with its messages (each reply's reasoning apart from its answer)."""
+        conv = chat.get_conversation(whole(conversation_id), scope_of(services, request))
+        if conv is None:
+            raise error_toast(f"conversation {conversation_id} does not exist.")
+        return conv
+
+    read_api(conversations_api, "conversations", pages, optional=["before"])
+    read_api(conversation_api, "conversation", one)
+
+
+def register_png_info() -> None:
+    """`/png_info`: the generation settings a PNG carries."""
+
+    def png_info(image: dict[str, Any] | None) -> dict[str, Any]:
+        """The generation settings stored in a PNG (Atelier's or AUTOMATIC1111's `parameters`), as JSON in
+        AUTOMATIC1111's API names, with the raw text under "parameters"."""
+        return read_info(image)
+
+    with gr.Row(visible=False):
+        fields = {"image": gr.Image(type="filepath")}
+    read_api(png_info, "png_info", fields)
+
+
+def register_catalog(services: Services) -> None:
+    """`/models`, `/loras` and `/choices`: what the model folders hold and what a request may choose."""
+    catalog = services.catalog
+
+    def models() -> dict[str, Any]:
+        """Checkpoints, VAEs and hires upscalers by the names /generate_image, /img2img and /inpaint take."""
+        return {"models": catalog.models(), "vaes": catalog.vaes(),
+                "upscalers": [*BUILTIN_UPSCALERS, *catalog.upscalers()]}
+
+    def loras() -> dict[str, Any]:
+        """LoRA names for the prompt's <lora:name:weight> tags."""
+        return {"loras": catalog.loras()}
+
+    def choice_lists() -> dict[str, Any]:
+        """The choices a job may make, with their labels: modes, samplers, resize modes, masked content, mask modes
+        (numbered as AUTOMATIC1111's API numbers them), and the hires upscalers (built-in, then this server's)."""
+        return choices(catalog.upscalers())
+
+    with gr.Row(visible=False):
+        read_api(models, "models", {})
+        read_api(loras, "loras", {})
+        read_api(choice_lists, "choices", {})
