@@ -467,12 +467,16 @@ def _build_lean_session_class() -> type:
 
         def __init__(self, blocks: Any) -> None:  # SessionState's, less the configs (check() compares the fields)
             self.blocks_config = copy.copy(blocks.default_config)
+            # The session's components and events are the app's until it changes one (copied then, as Gradio
+            # copies them up front: two dicts of 240 and 64 entries, ~11 KiB a session).
+            self.blocks_config.blocks = CopyOnWrite(blocks.default_config.blocks)
+            self.blocks_config.fns = CopyOnWrite(blocks.default_config.fns)
             self.config_values: dict[int, dict[str, Any]] = {}
             self.state_data: dict[int, Any] = {}
             self._state_ttl: dict[int, Any] = {}
             self.is_closed = False
             self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
-            self._root_ids = set(blocks.blocks)
+            self._root_blocks = blocks.default_config.blocks  # the app's own, shared
 
         def __setitem__(self, key: int, value: Any) -> None:
             block = self.blocks_config.blocks.get(key)
@@ -493,7 +497,7 @@ def _build_lean_session_class() -> type:
             """Every component's config as this session has it (its own copies and last values): a deep link."""
             config = self.blocks_config
             for key, block in list(config.blocks.items()):
-                if key not in self._root_ids:
+                if key not in self._root_blocks:
                     continue
                 built = config.config_for_block(key, [], block)
                 if key in self.config_values and "props" in built:
@@ -502,4 +506,41 @@ def _build_lean_session_class() -> type:
                     yield built
 
     return LeanSessionState
+
+
+class CopyOnWrite(MutableMapping[Any, Any]):
+    """A dict's copy that reads the original until its first change, and copies it then: what a session would
+    copy up front and almost never changes."""
+
+    __slots__ = ("_data", "_own")
+
+    def __init__(self, original: dict[Any, Any]) -> None:
+        self._data = original
+        self._own = False
+
+    def _mine(self) -> dict[Any, Any]:
+        if not self._own:
+            self._data, self._own = dict(self._data), True
+        return self._data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._mine()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._mine()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __copy__(self) -> CopyOnWrite:
+        return CopyOnWrite(self._data) if not self._own else CopyOnWrite(dict(self._data))
 

@@ -70,6 +70,25 @@ def test_a_new_session_builds_no_config(monkeypatch: pytest.MonkeyPatch,
     assert isinstance(state, SessionState)
     assert state.config_values == {}
     assert spy.calls == 0  # Gradio's own SessionState builds one per component, ~370 KiB for Atelier's
+    # Nor does it copy the app's components and events (Gradio copies both dicts for every session).
+    for mine, apps in ((state.blocks_config.blocks, demo.default_config.blocks),
+                       (state.blocks_config.fns, demo.default_config.fns)):
+        assert isinstance(mine, gradio_internals.CopyOnWrite)
+        assert dict(mine) == apps
+        assert mine._data is apps
+
+
+def test_a_copy_on_write_map_copies_at_its_first_change_only() -> None:
+    app = {1: "a", 2: "b"}
+    session = gradio_internals.CopyOnWrite(app)
+    assert session[1] == "a"
+    assert 2 in session
+    assert len(session) == 2
+    assert session._data is app  # reading copies nothing
+    session[3] = "c"
+    del session[1]
+    assert dict(session) == {2: "b", 3: "c"}
+    assert app == {1: "a", 2: "b"}  # the app's own map is never changed
 
 
 def test_what_a_session_changed_is_kept_for_its_next_events(small: tuple[gr.Blocks, dict[str, Any]]) -> None:
