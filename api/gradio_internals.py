@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.abc
+import importlib.machinery
+import sys
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
@@ -64,6 +67,10 @@ def check(blocks: Any, gradio_app: Any) -> None:
         raise _refuse("answer for gr.skip() (cheap_skips() sends what it sent)")
     for name in APP_ATTRIBUTES:
         _require(gradio_app, name, "App")
+    import gradio.component_meta
+
+    if _require(gradio.component_meta, STUB_WRITER, "module global gradio.component_meta") is not _no_stubs:
+        raise _refuse(f"module global gradio.component_meta.{STUB_WRITER} (skip_stub_writing replaces it)")
     import gradio.queueing
 
     if _require(gradio.queueing, "asyncio", "module global gradio.queueing") not in (asyncio, _QUEUE_ASYNCIO):
@@ -76,6 +83,57 @@ def check(blocks: Any, gradio_app: Any) -> None:
         event = _sample(Event, None, fn, None, "atelier-check")
         for name in EVENT_ATTRIBUTES:
             _require(event, name, "Event")
+
+
+# Gradio's function that rewrites a component's .pyi type stub each time the component's class is defined.
+STUB_WRITER = "create_or_modify_pyi"
+
+
+def skip_stub_writing() -> None:
+    """Keep Gradio from rewriting its components' type stubs at every start. As each component class is defined,
+    Gradio reads its source, parses it, renders a .pyi interface and compares it with the file in site-packages:
+    an aid for editors of Gradio's own code, ~0.9 s of CPU of the ~2.5 s `import gradio` takes, on every start.
+    Call before gradio is imported (the import then runs without it); later, it only spares any class still to
+    come. `check` proves it took effect."""
+    module = sys.modules.get("gradio.component_meta")
+    if module is not None:
+        if hasattr(module, STUB_WRITER):
+            setattr(module, STUB_WRITER, _no_stubs)
+    elif not any(isinstance(finder, _StubSkipper) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _StubSkipper())
+
+
+def _no_stubs(*_args: Any, **_kwargs: Any) -> None:
+    """Write no type stub."""
+
+
+class _StubSkipper(importlib.abc.MetaPathFinder):
+    """Finds gradio.component_meta as Python would, and replaces its stub writer once the module has run, before
+    any component class is defined with it."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        """The ordinary spec of gradio.component_meta, its loader wrapped; None for any other module."""
+        if name != "gradio.component_meta":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _StubSkippingLoader(spec.loader)
+        return spec
+
+
+class _StubSkippingLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        """The wrapped loader's module."""
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        """Run the module, then replace its stub writer (a Gradio without one is left as it is: check says so)."""
+        self.loader.exec_module(module)
+        if hasattr(module, STUB_WRITER):
+            setattr(module, STUB_WRITER, _no_stubs)
 
 
 def _refuse(what: str) -> SystemExit:

@@ -45,6 +45,7 @@ def prepare_environment(settings: Settings) -> None:
     if settings.resolved_profile is Profile.TINY:
         # The tiny profile is fully offline by contract.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    gradio_internals.skip_stub_writing()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
