@@ -13,6 +13,7 @@ from settings import Profile, Settings
 CLI_EPILOG = """\
 more commands:
   python app.py users add|list|remove|passwd [NAME] [--admin]   manage accounts (python app.py users --help)
+  python app.py users key create|list|revoke USER [LABEL]        API keys (python app.py users key --help)
   python app.py db migrate-sqlite-to URL                         copy a SQLite history into PostgreSQL
                                                                  (python app.py db --help)
 

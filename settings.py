@@ -28,6 +28,7 @@ class Profile(StrEnum):
 MemoryMode = Literal["none", "model-offload", "sequential-offload"]
 IdlePolicy = Literal["resident", "offload", "unload"]
 RateLimitMode = Literal["auto", "on", "off"]
+McpMode = Literal["auto", "on", "off"]
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 CompileScope = Literal["regional", "full"]
 GptqBackend = Literal["auto", "machete", "marlin", "exllama_v2", "triton", "torch"]
@@ -327,6 +328,10 @@ class Settings(BaseSettings):
     replica_sweep_s: float = Field(default=30, ge=0, description="On PostgreSQL, seconds between looks for "
                                    "replicas that died and never came back (their unfinished work is marked "
                                    "interrupted); 0 turns it off.")
+    mcp: McpMode = Field(default="auto", description="Gradio's MCP server at `/gradio_api/mcp` (Streamable HTTP; SSE "
+                         "at `/gradio_api/mcp/sse`), its tools the public API endpoints, behind API keys when "
+                         "accounts exist: `on`, `off`, or `auto`: on where accounts exist or the server listens on "
+                         "loopback only.")
     queue_max_size: int = Field(default=64, ge=1, description="Jobs waiting in the queue before new ones are "
                                 "refused (HTTP 503, \"Atelier is busy\").")
     session_grace_s: float = Field(default=600, ge=0, description="Seconds a session keeps its state once its tab "

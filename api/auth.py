@@ -28,6 +28,7 @@ from cachetools import TTLCache
 
 from api import gradio_internals
 from services.accounts import AccountService, Viewer, is_loopback
+from services.api_keys import ApiKeyService, looks_like_key
 from settings import RateLimitMode
 
 # A password change or a removed account stops working through remembered credentials after this long.
@@ -51,6 +52,14 @@ class Credentials:
     password: str = field(repr=False)
 
 
+def bearer_token(headers: dict[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer …` header (OpenAI's clients send their API key so), or None."""
+    authorization = headers.get("authorization", "")
+    if not authorization.lower().startswith("bearer "):
+        return None
+    return authorization[7:].strip() or None
+
+
 def basic_credentials(headers: dict[str, str]) -> Credentials | None:
     """The Basic credentials of a request, or None when there are none or they are malformed."""
     authorization = headers.get("authorization", "")
@@ -70,6 +79,7 @@ class Authenticator:
     accounts: AccountService
     required: bool
     trusted_proxies: list[str] = field(default_factory=list)
+    keys: ApiKeyService | None = None  # API keys (Bearer, or as the password of HTTP basic); None: none accepted
     gradio_app: Any = None
     ttl_s: float = VERIFIED_TTL_S
     max_entries: int = VERIFIED_MAX_ENTRIES
@@ -95,9 +105,13 @@ class Authenticator:
             return ""  # single-user mode: everything belongs to ''
         if (user := self.cookie_user(headers)) is not None:
             return user
+        if (token := bearer_token(headers)) is not None:
+            return await self._key_user(token, None, attempt)
         credentials = basic_credentials(headers)
         if credentials is None:
             return None
+        if looks_like_key(credentials.password):  # AUTOMATIC1111's --api-auth style: the account's name and a key
+            return await self._key_user(credentials.password, credentials.name, attempt)
         key = self._fingerprint(credentials)
         with self._lock:
             if key in self._verified:  # TTLCache: an expired entry is not in it
@@ -112,6 +126,18 @@ class Authenticator:
             pending.add_done_callback(lambda _: self._in_flight.pop(key, None))
         # shield: one waiting client going away must not cancel the check the others wait on.
         return credentials.name if await asyncio.shield(pending) else None
+
+    async def _key_user(self, token: str, name: str | None, attempt: Callable[[str], None]) -> str | None:
+        """The user an API key stands for (and, with a name, only when it is that user's key), else None. A key is a
+        hash and an indexed read, so every use is checked (a revoked key fails at once); a wrong one counts as a failed
+        login of `name` (or of no name) from this address, and past the limit is refused (attempt raises)."""
+        user = None
+        if self.keys is not None:
+            user = await anyio.to_thread.run_sync(self.keys.user_of, token)
+        if user is None or (name is not None and user != name):
+            attempt(name or "")
+            return None
+        return user
 
     def cookie_user(self, headers: dict[str, str]) -> str | None:
         """The name behind a Gradio login cookie, or None."""

@@ -14,7 +14,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItem, parse
@@ -45,6 +46,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GRADIO = "/gradio_api"
 CALL = f"{GRADIO}/call/"
+# Routes that act for a user: the gateway resolves who asks (login cookie, HTTP basic or an API key) before them.
+USER_ROUTES = ("/api/", "/v1/", "/sdapi/", f"{GRADIO}/mcp")
 # Gradio's routes that run an event directly (refused for queued events while the API is closed): their bodies
 # may name a session, so the gateway reads them too.
 PREDICT = (f"{GRADIO}/run/", f"{GRADIO}/api/")
@@ -69,14 +72,30 @@ WATCHED_JSON = (f"{GRADIO}/queue/join", f"{GRADIO}/upload", f"{GRADIO}/component
 WATCHED_STREAMS = (f"{GRADIO}/queue/data", CALL)
 
 
+
+@dataclass(frozen=True)
+class Dialect:
+    """Another API served beside Gradio's (OpenAI's /v1, AUTOMATIC1111's /sdapi/v1, MCP): which limit each of its
+    requests counts against (`kind(method, path)`, None for none), its refusals in its own error shape
+    (`refusal(status, message)` gives the JSON body), and the largest body each of its routes takes
+    (`body_limit(path)`; its largest anywhere is `max_body`), which api/internal_routes.py applies."""
+
+    prefix: str
+    kind: Callable[[str, str], str | None]
+    refusal: Callable[[int, str], bytes]
+    body_limit: Callable[[str], int] = lambda path: MAX_BODY_BYTES
+    max_body: int = MAX_BODY_BYTES
+
+
 class Gateway:
     """ASGI middleware: limits per kind of request, who owns each session, event and upload, and which files may
     be served to whom."""
 
     def __init__(self, app: ASGIApp, *, auth: Authenticator, limiter: Limiter, limits: dict[str, str],
                  blocks: Any, grants: FileGrants, max_queue: int, enforce: bool = True,
-                 guard: SessionGuard | None = None) -> None:
+                 guard: SessionGuard | None = None, dialects: Sequence[Dialect] = ()) -> None:
         self.app = app
+        self.dialects = list(dialects)
         self.auth = auth
         self.limiter = limiter
         self.limits: dict[str, RateLimitItem] = {kind: parse(text) for kind, text in limits.items()}
@@ -96,6 +115,11 @@ class Gateway:
             return
         path, method = get_route_path(scope), scope["method"]
         headers = header_dict(scope)
+        dialect = next((d for d in self.dialects if path.startswith(d.prefix)), None)
+        shape = dialect.refusal if dialect is not None else None
+        if dialect is not None and "\n" in path:  # Starlette's mounts never match a line break: it would reach Gradio
+            await _reply(send, 404, "Not Found: no route has a line break in its path.", shape=shape)
+            return
         if path.startswith(f"{GRADIO}/proxy="):  # Gradio proxies only the Spaces an app loads: Atelier loads none
             await _reply(send, 404, "Atelier proxies nothing.")
             return
@@ -103,9 +127,9 @@ class Gateway:
             await self._serve_file(scope, receive, send, headers, target)
             return
         try:
-            body, data, user = await self._judge(scope, receive, headers, path, method)
+            body, data, user = await self._judge(scope, receive, headers, path, method, dialect)
         except REFUSALS as refused:
-            await _reply(send, *_refusal(refused))
+            await _reply(send, *_refusal(refused), shape=shape)
             return
         clean = path.rstrip("/")
         if clean == f"{GRADIO}/queue/join" and gradio_internals.queue_size(self.blocks) >= self.max_queue:
@@ -126,12 +150,13 @@ class Gateway:
             if token is not None:
                 REQUEST_USER.reset(token)
 
-    async def _judge(self, scope: Scope, receive: Receive, headers: dict[str, str], path: str,
-                     method: str) -> tuple[bytes | None, dict[str, Any], str | None]:
+    async def _judge(self, scope: Scope, receive: Receive, headers: dict[str, str], path: str, method: str,
+                     dialect: Dialect | None = None) -> tuple[bytes | None, dict[str, Any], str | None]:
         """The body (None when not read), its fields and the user of a request that may pass; one of REFUSALS
         raised otherwise."""
         body, data = await self._read(scope, receive, headers, path, method)
-        user = await self._admit(scope, headers, self._kind(path, method, data), data)
+        kind = dialect.kind(method, path) if dialect is not None else self._kind(path, method, data)
+        user = await self._admit(scope, headers, kind, data)
         named = named_ids(path, method, scope.get("query_string", b""), data)
         if any(not 0 < len(ident) <= MAX_ID_CHARS for _, ident in named):
             raise Refused(422, f"A session, event or upload id is 1 to {MAX_ID_CHARS} characters.")
@@ -199,7 +224,7 @@ class Gateway:
         user: str | None = None
         path = get_route_path(scope).rstrip("/")
         # Only routes that act on a user or name a session resolve one: pages and assets never cost an argon2 check.
-        if path.startswith("/api/") or kind not in (None, "login") or path.startswith(RESOLVED):
+        if path.startswith(USER_ROUTES) or kind not in (None, "login") or path.startswith(RESOLVED):
             user = await self.auth.authenticate(
                 headers, lambda name: self._count("login", self._login_key(scope, headers, name)))
             scope.setdefault("state", {})[USER_STATE_KEY] = user  # the REST routes read it: verified once
@@ -475,8 +500,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-    payload = json.dumps({"detail": message, "error": message}).encode()
+async def _reply(send: Send, status: int, message: str, headers: dict[str, str] | None = None,
+                 shape: Callable[[int, str], bytes] | None = None) -> None:
+    if shape is not None:  # another API's own error shape
+        payload = shape(status, message)
+    else:
+        payload = json.dumps({"detail": message, "error": message}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})

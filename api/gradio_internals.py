@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib.abc
 import importlib.machinery
+import inspect
 import sys
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
@@ -35,6 +37,9 @@ SESSION_STATE_METHODS = ("__setitem__", "_update_config", "_update_value_in_conf
 EVENT_QUEUE_ATTRIBUTES = ("queue",)
 EVENT_ATTRIBUTES = ("_id", "session_hash", "username", "request")
 APP_ATTRIBUTES = ("tokens", "cookie_id", "state_holder")
+# Gradio's MCP server (gradio/mcp.py), when it runs: adapt_mcp replaces these.
+MCP_ATTRIBUTES = ("_get_or_create_client", "_prepare_tool_call_args", "postprocess_output_data", "get_fn_description",
+                  "tool_to_endpoint", "api_info", "mcp_server")
 
 
 def check(blocks: Any, gradio_app: Any) -> None:
@@ -83,6 +88,9 @@ def check(blocks: Any, gradio_app: Any) -> None:
         event = _sample(Event, None, fn, None, "atelier-check")
         for name in EVENT_ATTRIBUTES:
             _require(event, name, "Event")
+    if (mcp := getattr(blocks, "mcp_server_obj", None)) is not None:
+        for name in MCP_ATTRIBUTES:
+            _require(mcp, name, "GradioMCPServer")
 
 
 # Gradio's function that rewrites a component's .pyi type stub each time the component's class is defined.
@@ -429,6 +437,59 @@ def forget_files(blocks: Any, removed: set[str]) -> None:
     """Drop deleted files from Gradio's own lists of the files it made, which otherwise only grow."""
     for temp_set in blocks.temp_file_sets:
         temp_set -= removed
+
+
+def add_login(gradio_app: Any, token: str, user: str) -> None:
+    """Make `token` a login of `user` (what Gradio's /login records), until remove_login."""
+    gradio_app.tokens[token] = user
+
+
+def remove_login(gradio_app: Any, token: str) -> None:
+    """Forget a login token made by add_login."""
+    with contextlib.suppress(KeyError, HTTPException):
+        del gradio_app.tokens[token]
+
+
+# The endpoint of the MCP tool call in progress (set where Gradio prepares its arguments, read where it shapes the
+# result: both in the one task that runs the call).
+_MCP_ENDPOINT: contextvars.ContextVar[str | None] = contextvars.ContextVar("atelier_mcp_endpoint", default=None)
+
+
+def adapt_mcp(blocks: Any, *, client: Callable[[Any], Any], tools: Callable[[dict[str, str]], dict[str, str]],
+              describe: Callable[[str, dict[str, str], list[str]], dict[str, str]],
+              outputs: Callable[[str | None, list[Any]], list[Any]],
+              api_info: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """Adapt Gradio's MCP server of `blocks` (False when it has none): `client(mcp_request)` gives the gradio_client a
+    queued tool call runs through (Gradio keeps one for everybody), `tools(tool -> endpoint)` renames the tools,
+    `describe(docstring, parameters, names)` completes the parameter descriptions, `outputs(endpoint, data)` shapes a
+    tool's result before Gradio turns it into MCP content, `api_info(info)` amends the API description the tools'
+    schemas and arguments are made from (the MCP server's own copy)."""
+    server = getattr(blocks, "mcp_server_obj", None)
+    if server is None:
+        return False
+    server.api_info = api_info(server.api_info)
+    server.tool_to_endpoint = tools(server.tool_to_endpoint)
+    original_describe, prepare, postprocess = (server.get_fn_description, server._prepare_tool_call_args,
+                                               server.postprocess_output_data)
+
+    def described(block_fn: Any, tool_name: str) -> tuple[str, dict[str, str]]:
+        description, parameters = original_describe(block_fn, tool_name)
+        endpoint = server.tool_to_endpoint.get(tool_name, "")
+        names = [p["parameter_name"] for p in server.api_info["named_endpoints"].get(endpoint, {}).get(
+            "parameters", [])]
+        return description, describe(inspect.getdoc(block_fn.fn) or "", parameters, names)
+
+    def prepared(name: str, arguments: dict[str, Any]) -> Any:
+        found = prepare(name, arguments)
+        _MCP_ENDPOINT.set(found[0])
+        return found
+
+    server.get_fn_description = described
+    server._prepare_tool_call_args = prepared
+    server.postprocess_output_data = lambda data, root_url: postprocess(outputs(_MCP_ENDPOINT.get(), list(data)),
+                                                                        root_url)
+    server._get_or_create_client = lambda: client(server.mcp_server.request_context.request)
+    return True
 
 
 def editor_ids(blocks: Any) -> set[int]:

@@ -15,22 +15,25 @@ Gradio 6.31 serves these POST routes (gradio/routes.py), and Atelier answers eac
   inputs: the app has none), process_recording (recorded audio and video), run-history/*, vibe-*,
   undo-vibe-edit and profiling/*.
 
-The REST routes under /api take no body (FastAPI answers a POST there with a 405); any body still meets the 1 MiB
-cap. Bodies read into memory (all but upload and component_server, which are spooled to disk as they arrive) also
-share an in-flight budget, so that many slow or concurrent bodies cannot add up: past it the answer is a 503.
+The REST routes under /api take small JSON bodies at most; any body meets the 1 MiB cap. The other APIs (OpenAI's /v1,
+AUTOMATIC1111's /sdapi/v1, MCP under /gradio_api/mcp: gateway Dialects) have a cap per route, their own (base64
+images are large), refused in each one's error shape; their bodies share an in-flight budget of their own, room for
+two of their largest. Bodies read into memory (all but upload and component_server, which are spooled to disk as they
+arrive) also share an in-flight budget, so that many slow or concurrent bodies cannot add up: past it the answer is a
+503.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.formparsers import MultiPartException
 
 from api import gradio_internals
 from api.auth import USER_STATE_KEY, header_dict
-from api.gateway import GRADIO, MAX_BODY_BYTES, Refused, _reply
+from api.gateway import GRADIO, MAX_BODY_BYTES, Dialect, Refused, _reply
 from api.ownership import SESSION, TOO_MANY_SESSIONS, NotYours, SessionGuard
 from contracts import InvalidRequest
 from services.admission import ClaimsFull
@@ -193,23 +196,29 @@ class _Guard:
 class BodyLimits:
     """ASGI middleware, outermost: refuses unused body routes, caps every body, bounds the bodies held at once."""
 
-    def __init__(self, app: ASGIApp, *, upload_max_bytes: int, in_flight_max_bytes: int = IN_FLIGHT_MAX_BYTES) -> None:
+    def __init__(self, app: ASGIApp, *, upload_max_bytes: int, in_flight_max_bytes: int = IN_FLIGHT_MAX_BYTES,
+                 dialects: Sequence[Dialect] = ()) -> None:
         self.app = app
         self.file_limit = upload_max_bytes + FORM_ENVELOPE
         self.file_cap = Refused(413, f"The upload is too large: a file may be {_size(upload_max_bytes)} at most.")
         self.body_cap = Refused(413, f"The request body is too large: the limit for this route is "
                                      f"{_size(MAX_BODY_BYTES)}.")
         self.budget = _Budget(in_flight_max_bytes)
+        self.dialects = list(dialects)
+        # The other APIs carry images in their bodies: a budget of their own, room for two of their largest bodies.
+        self.dialect_budget = _Budget(max(in_flight_max_bytes, 2 * max((d.max_body for d in dialects), default=0)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse or cap the request, then hand it on with its body counted."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        dialect = self._dialect(scope["path"])
+        shape = dialect.refusal if dialect is not None else None  # another API's refusals in its own shape
         try:
-            guard = self._guard(scope)
+            guard = self._guard(scope, dialect)
         except Refused as refused:
-            await _reply(send, refused.status, refused.message)
+            await _reply(send, refused.status, refused.message, shape=shape)
             return
         try:
             await self.app(scope, guard.receive(receive), guard.send(send))
@@ -220,21 +229,27 @@ class BodyLimits:
             guard.release()
         if guard.refusal is not None and not guard.started:
             retry = {"retry-after": "5"} if guard.refusal.status == 503 else None
-            await _reply(send, guard.refusal.status, guard.refusal.message, retry)
+            await _reply(send, guard.refusal.status, guard.refusal.message, retry, shape)
 
-    def _guard(self, scope: Scope) -> _Guard:
+    def _dialect(self, path: str) -> Dialect | None:
+        return next((d for d in self.dialects if path.startswith(d.prefix.rstrip("/"))), None)
+
+    def _guard(self, scope: Scope, dialect: Dialect | None) -> _Guard:
         """The request's guard; Refused, before a byte of the body is read, for a route the app does not serve, a
         declared length over the cap, or an upload Gradio would mishandle (its form type, its progress name)."""
         path, method = scope["path"].rstrip("/"), scope["method"]
         headers = header_dict(scope)
         if method not in BODILESS and path.startswith(f"{GRADIO}/") and path not in SERVED \
-                and not path.startswith(CALLS):
+                and not path.startswith(CALLS) and dialect is None:
             raise Refused(404, f"Atelier does not serve {method} {path}.")
         spooled = path in (UPLOAD, COMPONENT_SERVER)  # Gradio and EditorBlobRoute spool their files to disk
         limit, cap = (self.file_limit, self.file_cap) if spooled else (MAX_BODY_BYTES, self.body_cap)
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise cap
+        if dialect is not None:
+            limit = dialect.body_limit(path)
+            cap = Refused(413, f"The request body is too large: the limit for this route is {_size(limit)}.")
+            self._declared(headers, limit, cap)
+            return _Guard(cap, limit, self.dialect_budget)
+        self._declared(headers, limit, cap)
         parts = None
         if path == UPLOAD and method == "POST":
             from urllib.parse import parse_qs
@@ -245,6 +260,13 @@ class BodyLimits:
                 raise Refused(422, "upload_id must be one name of 1 to 64 letters, digits, - or _.")
             parts = _UploadParts(headers.get("content-type", ""))
         return _Guard(cap, limit, None if spooled else self.budget, parts)
+
+    @staticmethod
+    def _declared(headers: dict[str, str], limit: int, cap: Refused) -> None:
+        """Refuse a body whose declared length is over `limit` before a byte of it is read."""
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise cap
 
 
 def _size(limit: int) -> str:

@@ -19,9 +19,11 @@ from slowapi import Limiter
 from starlette.routing import Mount
 
 from api import gradio_internals
+from api import mcp_gate as mcp
 from api.auth import Authenticator, limits_apply
+from api.dialects import DialectContext, mount_dialects
 from api.frontend import mount_frontend
-from api.gateway import Gateway
+from api.gateway import Dialect, Gateway
 from api.internal_routes import BodyLimits, EditorBlobRoute
 from api.ownership import FileGrants, SessionGuard
 from api.rest import add_rest
@@ -29,6 +31,7 @@ from api.sessions import SessionJanitor, StreamWatch
 from services.accounts import exposure_problem
 from services.admission import TICKET_STATE_KEY, QueueQuota
 from services.container import CannotStart, Services, build_services
+from services.running import Quota
 from settings import Profile, Settings
 
 log = logging.getLogger("atelier")
@@ -62,16 +65,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     grants = FileGrants(os.environ["GRADIO_TEMP_DIR"])
     janitor = session_janitor(blocks, settings, services, grants)
     guard = SessionGuard(services.shared.claims, blocks, has_users)  # each session, event and upload: its first user's
-    auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies)
+    auth = Authenticator(services.accounts, required=has_users, trusted_proxies=settings.trusted_proxies,
+                         keys=services.api_keys)
     limiter = rate_limiter(services, auth, enforce)
+    bridge = mcp.McpBridge(has_users)  # Gradio's MCP server, its tool calls run as the caller (api/mcp_gate.py)
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
-                  lifespan=lifespan(services, blocks, janitor))
+                  lifespan=lifespan(services, blocks, janitor, bridge))
     app.state.services, app.state.janitor, app.state.auth, app.state.limiter = services, janitor, auth, limiter
     add_rest(app, settings.limit_reads)
+    dialects = add_dialects(app, blocks, auth, enforce, has_users)
     mount_frontend(app)  # before Gradio's catch-all mount at /
     auth.gradio_app = mount_gradio(app, blocks, services, has_users)
     adopt_gradio(blocks, auth.gradio_app, services, guard)
-    add_gateway(app, blocks, janitor, auth, limiter, enforce, guard, grants)
+    bridge.gradio_app = auth.gradio_app
+    mcp.install(blocks, bridge)
+    add_gateway(app, blocks, janitor, auth, limiter, enforce, guard, grants, [*dialects, mcp.DIALECT], bridge)
     return app
 
 
@@ -79,13 +87,29 @@ def build_blocks(services: Services, enforce_quota: bool) -> Any:
     """The Gradio Blocks (every tab and the named API), queued: its jobs admitted by the per-user quota."""
     from ui.app_ui import build_ui  # imports gradio: only once prepare_environment has run
 
+    # Each user's jobs in Gradio's queue, and the API jobs' reservations (services/running.py): one quota for both.
     quota = QueueQuota(services.settings.user_queue_quota,
-                       lambda blocks: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY),
+                       lambda blocks: services.running.with_reserved(queued(blocks)),
                        enforced=enforce_quota, ledger=services.shared.jobs, tell_place=gradio_internals.tell_place)
     blocks = build_ui(services, quota)
     # api_open=False: every call, UI or API, goes through the queue (limits, order, cancellation).
     blocks.queue(api_open=False, max_size=services.settings.queue_max_size, default_concurrency_limit=1)
     return blocks
+
+
+def queued(blocks: Any) -> dict[str, set[str]]:
+    """Each user's jobs waiting in Gradio's queue or running there, by id."""
+    return gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)
+
+
+def add_dialects(app: FastAPI, blocks: Any, auth: Authenticator, enforce: bool, has_users: bool) -> list[Dialect]:
+    """OpenAI's /v1 and AUTOMATIC1111's /sdapi/v1 (api/dialects/), admitted by the same queue quota as Gradio's jobs;
+    what the gateway and the body caps need of each."""
+    services: Services = app.state.services
+    settings = services.settings
+    quota = Quota(settings.user_queue_quota, enforce, lambda: queued(blocks), services.shared.jobs)
+    return mount_dialects(app, DialectContext(services, auth, quota, lambda: gradio_internals.queue_size(blocks),
+                                              settings.queue_max_size, has_users))
 
 
 def session_janitor(blocks: Any, settings: Settings, services: Services, grants: FileGrants) -> SessionJanitor:
@@ -102,8 +126,8 @@ def rate_limiter(services: Services, auth: Authenticator, enforce: bool) -> Limi
     return Limiter(key_func=auth.rate_key, storage_uri=storage_uri, storage_options=storage_options, enabled=enforce)
 
 
-def lifespan(services: Services, blocks: Any,
-             janitor: SessionJanitor) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def lifespan(services: Services, blocks: Any, janitor: SessionJanitor,
+             bridge: mcp.McpBridge) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """What runs while the server serves: warm-up, idle policy, the replica watch, the sweeper and the quota ledger."""
 
     @asynccontextmanager
@@ -114,11 +138,11 @@ def lifespan(services: Services, blocks: Any,
         services.replicas.start()
         sweeper = asyncio.create_task(janitor.run(services.settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
-        ledger = asyncio.create_task(services.shared.jobs.run(
-            lambda: gradio_internals.jobs_by_user(blocks, TICKET_STATE_KEY)))
+        ledger = asyncio.create_task(services.shared.jobs.run(lambda: services.running.with_reserved(queued(blocks))))
         yield
         sweeper.cancel()
         ledger.cancel()
+        bridge.close()
         services.shut_down()
 
     return serving
@@ -136,7 +160,7 @@ def mount_gradio(app: FastAPI, blocks: Any, services: Services, has_users: bool)
     gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False, show_error=False,
                         auth=services.accounts.verify if has_users else None,
                         auth_message="Log in with your Atelier account." if has_users else None,
-                        footer_links=["api", "settings"],
+                        footer_links=["api", "settings"], mcp_server=mcp.mcp_enabled(settings, has_users),
                         # The browser refuses a larger file before sending it; Gradio's upload route stops reading it.
                         max_file_size=settings.upload_max_bytes)
     # No allowed_paths: Gradio would serve every file there to anyone. It copies each result (a stored image, or
@@ -164,21 +188,28 @@ def adopt_gradio(blocks: Any, gradio_app: Any, services: Services, guard: Sessio
 
 
 def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authenticator, limiter: Limiter,
-                enforce: bool, guard: SessionGuard, grants: FileGrants) -> None:
-    """The middlewares every request passes, outermost first: the body caps, the gateway, the stream watch, and
-    the image editor's upload route (each add_middleware wraps the ones added before it)."""
+                enforce: bool, guard: SessionGuard, grants: FileGrants, dialects: list[Dialect],
+                bridge: mcp.McpBridge) -> None:
+    """The middlewares every request passes, outermost first: the MCP loopback's login, the body caps, the gateway,
+    the stream watch, MCP's gate and the image editor's upload route (each add_middleware wraps the ones added
+    before it)."""
     services: Services = app.state.services
     settings = services.settings
     # Inside the gateway, which has resolved the user and counted the request as an upload.
     app.add_middleware(EditorBlobRoute, blocks=blocks, uploads=services.uploads, guard=guard)
+    # Inside the gateway too: with accounts, every MCP request needs the user the gateway resolved.
+    app.add_middleware(mcp.McpGate, accounts_required=bridge.accounts_required)
     app.add_middleware(StreamWatch, janitor=janitor)
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
                        enforce=enforce, guard=guard, grants=grants,
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
-                               "read": settings.limit_reads})
-    # Outermost: unused body routes are refused and every body is capped before anything reads it.
-    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes)
+                               "read": settings.limit_reads}, dialects=dialects)
+    # Unused body routes are refused and every body is capped (the other APIs' by their own caps) before anything
+    # reads it.
+    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes, dialects=dialects)
+    # Outermost: a request of MCP's loopback client logs in as its user for the gateway and Gradio to see.
+    app.add_middleware(mcp.LoopbackLogin, bridge=bridge)
 
 
 def open_share_link(settings: Settings) -> str | None:

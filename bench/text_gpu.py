@@ -229,11 +229,16 @@ def decode(backend: TransformersTextBackend, args: argparse.Namespace, prompts: 
     out["table"] = {key: summary(values) for key, values in samples.items()}
     for key, stats in out["table"].items():
         print(line(key, stats))
-    out["static_over_dynamic"] = {
-        f"{v}@{c}": round(out["table"][f"{v}@{c}"]["decode_tok_s"]["median"]
-                          / out["table"][f"dynamic@{c}"]["decode_tok_s"]["median"], 3)
-        for c in prompts for v in VARIANTS[1:]}
+    out["static_over_dynamic"] = {f"{v}@{c}": ratio(out["table"][f"{v}@{c}"]["decode_tok_s"]["median"],
+                                                    out["table"][f"dynamic@{c}"]["decode_tok_s"]["median"])
+                                  for c in prompts for v in VARIANTS[1:]}
     return out
+
+
+def ratio(value: float, base: float) -> float | None:
+    """value / base, or None when the base measured no decode at all (a tiny reply can end within the time of its
+    one-token run, which leaves no rate to compare: measure() records 0 then)."""
+    return round(value / base, 3) if base > 0 else None
 
 
 def memory(backend: TransformersTextBackend, work: Path, args: argparse.Namespace,

@@ -11,7 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from storage.connections import IntegrityError, database
 from storage.db import open_database
-from storage.models import Account
+from storage.models import Account, ApiKey
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
@@ -57,9 +57,12 @@ class AccountService:
             raise AccountError(f"user {name!r} already exists.") from None
 
     def remove(self, name: str) -> None:
-        """Delete an account (its jobs and conversations stay, owned by the name)."""
-        if Account.delete().where(Account.name == name).execute() == 0:
-            raise AccountError(f"no user {name!r}.")
+        """Delete an account and its API keys (its jobs and conversations stay, owned by the name): an account made
+        again under the name later does not inherit the old keys."""
+        with database.atomic():
+            if Account.delete().where(Account.name == name).execute() == 0:
+                raise AccountError(f"no user {name!r}.")
+            ApiKey.delete().where(ApiKey.user == name).execute()
 
     def set_password(self, name: str, password: str) -> None:
         """Replace an account's password."""

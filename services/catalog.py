@@ -7,6 +7,7 @@ from pathlib import Path
 
 from contracts import excerpt
 from pipelines.checkpoints import CHECKPOINT_SUFFIXES, VAE_SUFFIXES, is_diffusers_folder, model_hash
+from pipelines.hashes import sha256
 from pipelines.loras import available_loras, check_prompt, lora_hashes
 from pipelines.messages import data_folder
 
@@ -98,6 +99,22 @@ class Catalog:
             return model_hash(self.resolve_model(name))
         except ValueError:
             return ""
+
+    def model_sha256(self, name: str) -> str:
+        """The full SHA-256 of a named checkpoint file ('' for a diffusers folder or an unknown name), as
+        AUTOMATIC1111's /sdapi/v1/sd-models lists it; computed once per file and cached."""
+        try:
+            path = self.resolve_model(name)
+        except ValueError:
+            return ""
+        return sha256(path) if path.is_file() else ""
+
+    def model_path(self, name: str) -> Path | None:
+        """The file or folder of a named checkpoint, or None for an unknown name."""
+        try:
+            return self.resolve_model(name)
+        except ValueError:
+            return None
 
     def lora_hashes(self, prompt: str) -> str:
         """A1111's ``Lora hashes`` value for a prompt's ``<lora:…>`` tags ('' when there are none)."""

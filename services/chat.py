@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -18,13 +19,15 @@ from contracts import (
     PromptAssistRequest,
     TextLimits,
     TextOptions,
+    check_messages,
     check_text_options,
 )
 from pipelines.messages import hide_paths
-from pipelines.text_base import TextBackend, TextUsage
+from pipelines.text_base import TextBackend, TextUsage, history_for_model
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
+from services.running import RunningJobs
 from storage.connections import database, for_update
 from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
 
@@ -95,6 +98,7 @@ class _Plan:
     new_user_text: str | None = None  # edit: the new text of that turn, written when the reply is stored
     draft_id: int | None = None  # the ReplyDraft saved while the reply streams
     turn: ChatTurn | None = None  # what the conversation shows before the reply
+    stop: tuple[str, ...] = ()  # stop sequences: the answer ends before the first of them (OpenAI's `stop`)
 
 
 def message_to_dict(m: Message) -> dict[str, Any]:
@@ -113,8 +117,10 @@ class ChatService:
     """The chat use cases: validate, reply (one at a time), keep every conversation."""
 
     def __init__(self, slot: ModelSlot[TextBackend], limits: TextLimits, defaults: TextOptions,
-                 cache: ResultCache | None = None, concurrency: int = 1, replica: str = "") -> None:
+                 cache: ResultCache | None = None, concurrency: int = 1, replica: str = "",
+                 running: RunningJobs | None = None) -> None:
         self.slot = slot
+        self.running = running or RunningJobs()  # every reply this process writes, by user (services/running.py)
         self.replica = replica  # this process's name among replicas, recorded on each reply it streams
         self.cache = cache or ResultCache(enabled=False)
         self.limits = limits
@@ -186,11 +192,16 @@ class ChatService:
         return request
 
     # 2. Replying ---------------------------------------------------------------------------------
-    def start(self, request: ChatRequest, user: str = "") -> ChatHandle:
+    def start(self, request: ChatRequest, user: str = "", source: str = "web", ref: str | None = None) -> ChatHandle:
         """Plan the checked turn (the conversation must be the user's), then generate in a worker thread; return at
-        once, with the handle's `turn` holding what the conversation shows before the reply."""
+        once, with the handle's `turn` holding what the conversation shows before the reply. The reply is listed among
+        the user's running jobs (on the quota reservation `ref` when an API took one)."""
         plan = self._plan(request, user)
-        handle = ChatHandle(plan.conversation.id, plan.turn)
+        return self._launch(plan, user, source, ref, plan.history[-1]["content"])
+
+    def _launch(self, plan: _Plan, user: str, source: str, ref: str | None, description: str) -> ChatHandle:
+        handle = ChatHandle(plan.conversation.id if plan.conversation else None, plan.turn)
+        self.running.add(handle, user, "chat", source, description, ref)
         handle.start(self._run, plan, handle, name="chat-reply")
         return handle
 
@@ -262,42 +273,54 @@ class ChatService:
         key = None
         if plan.conversation is not None and plan.options.temperature == 0:  # only greedy replies repeat
             key = cache_key("chat", backend.model_name, backend.revision, plan.history,
-                            plan.options.model_dump(exclude={"seed"}))
+                            plan.options.model_dump(exclude={"seed"}), *([list(plan.stop)] if plan.stop else []))
             if (hit := self.cache.find_reply(plan.conversation.user, key)) is not None:
                 handle.update(reasoning=hit.reasoning, answer=hit.content, reasoning_s=hit.reasoning_s, cached=True)
-                usage = TextUsage(hit.prompt_tokens, hit.completion_tokens, hit.reasoning_tokens, "stop")
+                usage = TextUsage(hit.prompt_tokens, hit.completion_tokens, hit.reasoning_tokens,
+                                  hit.finish_reason or "stop")
                 self._store(plan, handle, started, status="done", model=hit.model, usage=usage)
                 return
         handle.update(status="thinking", message="Thinking…", thinking_since=time.perf_counter())
         stream = backend.stream(plan.history, plan.options, handle.stop_event)
-        thinking_since = time.perf_counter()
-        reasoning_s: float | None = None
-        saved_at: float | None = None  # the first chunk is saved at once, then one save per DRAFT_EVERY_S
         try:
-            for chunk in stream:
-                snap = handle.snapshot()
-                if chunk.kind == "reasoning":
-                    handle.update(reasoning=snap.reasoning + chunk.text)
-                else:
-                    if reasoning_s is None:
-                        reasoning_s = round(time.perf_counter() - thinking_since, 2)
-                    handle.update(status="answering", message="Answering…", answer=snap.answer + chunk.text,
-                                  reasoning_s=reasoning_s, thinking_since=None)
-                if plan.draft_id is not None and (saved_at is None
-                                                  or time.perf_counter() - saved_at >= DRAFT_EVERY_S):
-                    saved_at = time.perf_counter()
-                    _save_draft(plan.draft_id, handle.snapshot(), backend.model_name)
+            reasoning_s, stopped = self._consume(plan, handle, backend.model_name, stream)
         finally:
             stream.close()  # joins the generation thread even if this loop was interrupted
-        if reasoning_s is None:
-            reasoning_s = round(time.perf_counter() - thinking_since, 2)
         usage = stream.usage
-        cancelled = usage.finish_reason == "cancelled" or handle.stop_event.is_set()
+        if stopped:  # a stop sequence ended the answer: a finished reply, not a stopped one
+            usage = dataclasses.replace(usage, finish_reason="stop")
+        cancelled = not stopped and (usage.finish_reason == "cancelled" or handle.stop_event.is_set())
         handle.update(reasoning_s=reasoning_s, thinking_since=None)
         self._store(plan, handle, started, status="cancelled" if cancelled else "done",
                     model=backend.model_name, usage=usage, key=None if cancelled else key)
         if key is not None and plan.conversation is not None:
             self.cache.trim(plan.conversation.user)
+
+    def _consume(self, plan: _Plan, handle: ChatHandle, model: str, stream: Any) -> tuple[float, bool]:
+        """Feed the stream's chunks into the handle, saving the draft now and then; (seconds of thinking, whether a
+        stop sequence of the plan ended the answer, cut before it)."""
+        thinking_since = time.perf_counter()
+        reasoning_s: float | None = None
+        saved_at: float | None = None  # the first chunk is saved at once, then one save per DRAFT_EVERY_S
+        stopped = False
+        for chunk in stream:
+            snap = handle.snapshot()
+            if chunk.kind == "reasoning":
+                handle.update(reasoning=snap.reasoning + chunk.text)
+            else:
+                if reasoning_s is None:
+                    reasoning_s = round(time.perf_counter() - thinking_since, 2)
+                answer, stopped = cut_at_stop(snap.answer, chunk.text, plan.stop)
+                handle.update(status="answering", message="Answering…", answer=answer, reasoning_s=reasoning_s,
+                              thinking_since=None)
+            if plan.draft_id is not None and (saved_at is None or time.perf_counter() - saved_at >= DRAFT_EVERY_S):
+                saved_at = time.perf_counter()
+                _save_draft(plan.draft_id, handle.snapshot(), model)
+            if stopped:
+                break
+        if reasoning_s is None:
+            reasoning_s = round(time.perf_counter() - thinking_since, 2)
+        return reasoning_s, stopped
 
     def _store(self, plan: _Plan, handle: ChatHandle, started: float, status: str, model: str,
                error: str = "", usage: TextUsage | None = None, key: str | None = None) -> None:
@@ -393,6 +416,27 @@ class ChatService:
         handle.start(self._run, plan, handle, name="prompt-assist")
         return handle
 
+    def start_messages(self, messages: list[dict[str, str]], user: str = "", options: TextOptions | None = None,
+                       source: str = "web", ref: str | None = None, stop: tuple[str, ...] = ()) -> ChatHandle:
+        """A new conversation holding `messages` (a whole exchange as OpenAI's clients send one: system, user and
+        assistant turns, the last the user's), then a reply to its last turn, as start() gives one. Reasoning in the
+        assistant turns is dropped, as R1's template requires; the answer ends before the first of `stop` (which is
+        never part of it); InvalidRequest for a malformed exchange."""
+        if errors := check_messages(messages, self.limits):
+            raise InvalidRequest(errors)
+        history = history_for_model(messages)
+        options = options or self.defaults
+        with database.atomic():
+            first = next(m["content"] for m in history if m["role"] == "user")
+            conversation = Conversation.create(user=user, title=_title(first))
+            turns = [Message.create(conversation=conversation, position=i, role=m["role"], content=m["content"])
+                     for i, m in enumerate(history)]
+            draft = ReplyDraft.create(conversation=conversation, answers=turns[-1], mode="send",
+                                      params=json.dumps(options.model_dump()), replica=self.replica)
+        plan = _Plan(history, options, conversation, "send", user_message=turns[-1], draft_id=draft.id,
+                     stop=tuple(s for s in stop if s))
+        return self._launch(plan, user, source, ref, history[-1]["content"])
+
     # 4. Conversations ----------------------------------------------------------------------------
     def list_conversations(self, user: str | None = "", limit: int = 20, before: int | None = None) -> dict[str, Any]:
         """Most recently active first; `before` is a conversation id from the previous page's `next_before`."""
@@ -438,6 +482,14 @@ class ChatService:
             Message.delete().where(Message.conversation == c).execute()
             c.delete_instance()
         return True
+
+
+def cut_at_stop(before: str, new: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """`before` + `new`, cut before the first stop sequence that now appears in it (also one spanning the two), and
+    whether one did; `before` holds none (its reply would have ended)."""
+    text = before + new
+    found = [i for stop in stops if (i := text.find(stop, max(0, len(before) - len(stop) + 1))) >= 0]
+    return (text[:min(found)], True) if found else (text, False)
 
 
 def _save_draft(draft_id: int, snap: ChatSnapshot, model: str) -> None:

@@ -14,14 +14,18 @@ from pipelines.compile import CompileOptions
 from pipelines.image_base import ImageBackend, create_image_backend
 from pipelines.text_base import TextBackend, create_text_backend
 from services.accounts import AccountService
+from services.api_keys import ApiKeyService
 from services.cache import ResultCache
 from services.catalog import Catalog
 from services.chat import ChatService
 from services.history import HistoryService
+from services.image_links import ImageLinks
 from services.images import ImageService
 from services.model_slots import Deferred, ModelChoice, ModelSlot
+from services.preferences import Preferences
 from services.replicas import ReplicaWatch
 from services.residency import Residency
+from services.running import RunningJobs
 from services.uploads import UploadLimits, Uploads
 from settings import Profile, Settings
 from storage.blobs import BlobStore, StorageUnavailable, open_store
@@ -51,6 +55,13 @@ class Services:
     torch_threads: TorchThreads  # intra_op / inter_op (ATELIER_TORCH_THREADS), applied before any model is built
     replicas: ReplicaWatch  # recovers the work of replicas that died and never came back (PostgreSQL only)
     shared: SharedState  # rate limits, the quota's ledger and login tokens: process memory, or the replicas' Redis
+    running: RunningJobs  # the image jobs and replies running now, by user, from every way in
+    api_keys: ApiKeyService  # keys that stand for a user on the APIs
+    preferences: Preferences  # per-user API defaults (AUTOMATIC1111's options)
+    image_links: ImageLinks  # expiring links to stored images (OpenAI's image URLs)
+    # The configured default models: their labels (as the health page and PNGs name them), and the image model's
+    # source (a hub id or a folder), which the APIs list beside the checkpoints of the models folder.
+    default_models: dict[str, str]
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -63,6 +74,17 @@ class Services:
             "torch_threads": self.torch_threads.describe(),
             "replica_watch": self.replicas.describe(),
         }
+
+    def memory(self) -> dict[str, Any]:
+        """The machine's RAM and, with CUDA, the GPU memory torch holds (AUTOMATIC1111's /sdapi/v1/memory)."""
+        import psutil
+
+        from pipelines.devices import gpu_memory
+
+        ram = psutil.virtual_memory()
+        gpu = gpu_memory()
+        return {"ram": {"free": ram.available, "used": ram.total - ram.available, "total": ram.total},
+                "cuda": {"system": gpu} if gpu is not None else {"error": "no CUDA device is in use"}}
 
     def warm_up(self) -> None:
         """Start loading models in the background."""
@@ -154,11 +176,17 @@ def _model_choice(catalog: Catalog, default: str, default_label: str | None) -> 
     return ModelChoice(resolve, apply)
 
 
+def _tiny_sd_dir(settings: Settings) -> Path | None:
+    """Where the tiny Stable Diffusion is built, when it is the image model."""
+    local = settings.image_backend == "diffusers"
+    return settings.models_dir / "tiny-sd" if local and settings.resolved_image_model == "tiny" else None
+
+
 def _image_slot(settings: Settings, catalog: Catalog | None = None,
                 threads: TorchThreads | None = None) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
     local = settings.image_backend == "diffusers"
-    tiny_dir = settings.models_dir / "tiny-sd" if local and model == "tiny" else None
+    tiny_dir = _tiny_sd_dir(settings)
     options: dict[str, Any] = {}
     if settings.image_backend == "a1111":
         # A remote WebUI loads no local weights; an explicit image model is only checked against its checkpoint.
@@ -280,17 +308,20 @@ def _assemble(settings: Settings) -> Services:
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
     store = image_store(settings)
     upload_limits = UploadLimits.from_settings(settings)
+    running = RunningJobs()  # the image jobs and replies of every way in, by user (services/running.py)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
                           max_batch_images=settings.resolved_max_batch_images, store=store,
                           upload_limits=upload_limits, catalog=catalog,
-                          remote_names=settings.image_backend != "diffusers", replica=settings.resolved_replica_name)
+                          remote_names=settings.image_backend != "diffusers", replica=settings.resolved_replica_name,
+                          running=running)
     text_slot = _text_slot(settings, threads)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
                            thinking_budget=settings.resolved_thinking_budget)
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
                                              max_message_chars=settings.max_message_chars), defaults, cache,
-                       concurrency=settings.resolved_text_concurrency, replica=settings.resolved_replica_name)
+                       concurrency=settings.resolved_text_concurrency, replica=settings.resolved_replica_name,
+                       running=running)
     if not join_replicas(db, lambda: _recover(images, chat), name=settings.resolved_replica_name):
         # Others are running: only what this replica (by its name) left unfinished before it stopped is surely
         # over; another stopped replica's work is recovered by its own restart, or when a replica starts alone.
@@ -303,4 +334,7 @@ def _assemble(settings: Settings) -> Services:
                     text_slot=text_slot, residency=residency, catalog=catalog,
                     uploads=Uploads(upload_limits), torch_threads=threads,
                     replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s),
-                    shared=open_shared_state(settings))
+                    shared=open_shared_state(settings), running=running, api_keys=ApiKeyService(),
+                    preferences=Preferences(), image_links=ImageLinks(),
+                    default_models={"image": image_slot.status().model, "text": text_slot.status().model,
+                                    "image_source": str(_tiny_sd_dir(settings) or settings.resolved_image_model)})

@@ -21,6 +21,7 @@ from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
+from services.running import RunningJobs
 from storage.blobs import BlobStore, LocalStore
 from storage.connections import database
 from storage.files import Parameters, image_name
@@ -80,7 +81,7 @@ class ImageService:
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
                  max_batch_images: int = 1, store: BlobStore | None = None,
                  upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None,
-                 remote_names: bool = False, replica: str = "") -> None:
+                 remote_names: bool = False, replica: str = "", running: RunningJobs | None = None) -> None:
         self.slot = slot
         self.images_dir = images_dir
         self.store = store or LocalStore(images_dir)
@@ -98,6 +99,8 @@ class ImageService:
         # One pipeline call at a time, whatever path (UI, API, bench) a job came from; jobs that wait together
         # and share a shape ride in the same call.
         self.batcher = ImageBatcher(max_batch_images)
+        # Every job this process runs, by user: its owner sees and stops it from any way in (services/running.py).
+        self.running = running or RunningJobs()
 
     @property
     def concurrency(self) -> int:
@@ -160,9 +163,11 @@ class ImageService:
         return params, errors
 
     # 2. Running ----------------------------------------------------------------------------------
-    def start(self, req: ImageRequest, user: str = "") -> ImageJobHandle:
-        """Run the job in a worker thread and return its handle at once."""
+    def start(self, req: ImageRequest, user: str = "", source: str = "web", ref: str | None = None) -> ImageJobHandle:
+        """Run the job in a worker thread and return its handle at once; the job is listed among the user's running
+        jobs (on the quota reservation `ref` when an API took one), `source` saying how it came in."""
         handle = ImageJobHandle()
+        self.running.add(handle, user, "image", source, req.prompt, ref)
         handle.start(self.run, req, user, handle, name="image-job")
         return handle
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 FINAL_STATES = ("done", "cancelled", "failed")
@@ -29,8 +30,10 @@ class JobHandle(Generic[S]):
         self._cond = threading.Condition()
         self._snap = initial
         self.thread: threading.Thread | None = None
-        # Event-driven watchers: their event loop and the asyncio.Event an update sets (from the worker thread).
+        # Event-driven watchers: their event loop and the asyncio.Event an update sets (from the worker thread), and
+        # the events of watchers that hold between looks, set when the job ends.
         self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._enders: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def stop(self) -> None:
         """Ask the worker to stop; backends check this between steps or tokens."""
@@ -42,7 +45,11 @@ class JobHandle(Generic[S]):
             self._snap = dataclasses.replace(self._snap, **changes, version=self._snap.version + 1)
             self._cond.notify_all()
             wakers = list(self._wakers)
+            if self._snap.status in FINAL_STATES:
+                wakers += list(self._enders)
         for loop, wake in wakers:
+            if wake.is_set():  # woken already and not yet looking: it will see this update too (saves a loop wake)
+                continue
             try:
                 loop.call_soon_threadsafe(wake.set)
             except RuntimeError:  # that loop is closed: its watcher is gone with it
@@ -67,18 +74,24 @@ class JobHandle(Generic[S]):
             self.thread.join(timeout)
         return self.snapshot()
 
-    async def watch(self, poll_s: float | None = 0.02, idle_s: float | None = None) -> AsyncIterator[S]:
+    async def watch(self, poll_s: float | None = 0.02, idle_s: float | None = None, hold_s: float = 0.0,
+                    hold: Callable[[S], bool] | None = None) -> AsyncIterator[S]:
         """Yield each new snapshot until the job ends; if the watcher goes away, stop the job. With `poll_s` the
         watcher looks every poll_s seconds (updates in between are coalesced into one); with None it wakes on each
         update, yielding the latest snapshot (no poll delay, and no wake-ups while nothing happens), and with
         `idle_s` too it yields the latest snapshot again after idle_s seconds without an update (for a watcher
-        that held one back)."""
+        that held one back). With `hold_s`, after a snapshot for which `hold(snap)` is true it lets hold_s seconds
+        pass (less if the job ends) before it looks again: the updates of that time come as one, at one wake-up."""
         seen = -1
         finished = False
-        waker = None if poll_s is not None else (asyncio.get_running_loop(), asyncio.Event())
-        if waker is not None:
-            with self._cond:
+        loop = asyncio.get_running_loop()
+        waker = None if poll_s is not None else (loop, asyncio.Event())
+        ender = (loop, asyncio.Event()) if waker is not None and hold_s > 0 and hold is not None else None
+        with self._cond:
+            if waker is not None:
                 self._wakers.add(waker)
+            if ender is not None:
+                self._enders.add(ender)
         try:
             while True:
                 snap = self.snapshot()
@@ -88,6 +101,9 @@ class JobHandle(Generic[S]):
                     yield snap
                     if finished:
                         return
+                    if ender is not None and hold is not None and hold(snap):
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(ender[1].wait(), hold_s)
                 if waker is None:
                     await asyncio.sleep(poll_s)  # type: ignore[arg-type]
                 else:
@@ -101,9 +117,9 @@ class JobHandle(Generic[S]):
                     if not woken:
                         seen = -1  # quiet for idle_s: the latest snapshot again
         finally:
-            if waker is not None:
-                with self._cond:
-                    self._wakers.discard(waker)
+            with self._cond:
+                self._wakers.discard(waker) if waker is not None else None
+                self._enders.discard(ender) if ender is not None else None
             # Cancelled by Stop, by the API's cancel, or by a closed tab: the model must stop too.
             if not finished:
                 self.stop()

@@ -193,6 +193,16 @@ def parse(text: str) -> dict[str, Any]:
     return result
 
 
+def infotext_fields(text: str) -> dict[str, str]:
+    """An infotext's fields as written (Prompt, Negative prompt, Steps, Size, Model, …), with A1111's png-info API's
+    Size-1 and Size-2 for the size."""
+    pairs = parse_parameters(text)
+    size = _SIZE.match(pairs.get("Size", ""))
+    if size:
+        pairs["Size-1"], pairs["Size-2"] = size[1], size[2]
+    return pairs
+
+
 def _sampler(name: str, schedule: str) -> str:
     # A1111 1.9+ writes the schedule apart ("Sampler: DPM++ 2M, Schedule type: Karras"); Atelier's sampler list, as
     # older A1111, names the pair ("DPM++ 2M Karras").

@@ -210,6 +210,41 @@ def m006_replica_owner(db: Database) -> None:
         ddl(db, f"CREATE INDEX IF NOT EXISTS {table}_replica ON {table} (replica)")
 
 
+def m010_api_keys(db: Database) -> None:
+    """API keys (stored as a sha256 digest, never the key itself), each user's API defaults (AUTOMATIC1111's
+    options such as sd_model_checkpoint, per user) and the replicas' shared secrets."""
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS apikey (
+            id $id,
+            "user" VARCHAR(255) NOT NULL,
+            name VARCHAR(255) NOT NULL,
+            digest VARCHAR(255) NOT NULL UNIQUE,
+            prefix VARCHAR(255) NOT NULL,
+            created_at $datetime NOT NULL,
+            last_used_at $datetime
+        )
+        """)
+    ddl(db, 'CREATE UNIQUE INDEX IF NOT EXISTS apikey_user_name ON apikey ("user", name)')
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS useroption (
+            id $id,
+            "user" VARCHAR(255) NOT NULL,
+            name VARCHAR(255) NOT NULL,
+            value TEXT NOT NULL,
+            updated_at $datetime NOT NULL
+        )
+        """)
+    ddl(db, 'CREATE UNIQUE INDEX IF NOT EXISTS useroption_user_name ON useroption ("user", name)')
+    # Secrets every replica shares, such as the key that signs the expiring image URLs of OpenAI's API.
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS serversecret (
+            id $id,
+            name VARCHAR(255) NOT NULL UNIQUE,
+            value VARCHAR(255) NOT NULL
+        )
+        """)
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
@@ -218,6 +253,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("004_reply_drafts", m004_reply_drafts),
     ("005_image_modes", m005_image_modes),
     ("006_replica_owner", m006_replica_owner),
+    ("010_api_keys", m010_api_keys),
 ]
 
 

@@ -196,4 +196,41 @@ class Account(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
-ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account]
+class ApiKey(BaseModel):
+    """A key that stands for a user on the APIs (Authorization: Bearer); only its sha256 digest is kept."""
+
+    id = AutoField()
+    user = CharField()  # the account's name
+    name = CharField()  # the label the user gave it, unique per user
+    digest = CharField(unique=True)
+    prefix = CharField()  # its first characters, so that a list tells keys apart
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class UserOption(BaseModel):
+    """One per-user API default (AUTOMATIC1111's options: sd_model_checkpoint, sd_vae), as JSON."""
+
+    id = AutoField()
+    user = CharField()
+    name = CharField()
+    value = TextField()
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class ServerSecret(BaseModel):
+    """A random secret every replica shares (made once, by whichever replica needs it first)."""
+
+    id = AutoField()
+    name = CharField(unique=True)
+    value = CharField()
+
+
+ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account, ApiKey,
+                                     UserOption, ServerSecret]

@@ -121,3 +121,11 @@ def test_tiny_smoke_run_of_the_concurrency_section(tmp_path: Path) -> None:
     data = json.loads(out.read_text())["concurrency"]
     assert set(data["aggregate_tok_s"]) == {"single", "1", "2"}
     assert data["max_batch"] == 2
+
+
+def test_a_ratio_over_a_decode_that_measured_nothing_is_none_not_a_crash() -> None:
+    """A tiny reply may end within its one-token run's time: measure() then records 0 tok/s, and the static-over-dynamic
+    ratio has nothing to divide by (CI's smoke run once died of a ZeroDivisionError there)."""
+    ratio = bench_module().ratio
+    assert ratio(30.0, 20.0) == 1.5
+    assert ratio(30.0, 0.0) is None

@@ -20,6 +20,9 @@ OURS = {"app", "settings", "api", "services", "storage", "pipelines", "ui", "exa
 # Imported only inside try/except ImportError, for features the default install leaves out (the README's
 # "Libraries we chose": spandrel needs torchvision; xformers and triton are GPU extras).
 OPTIONAL = {"spandrel", "xformers", "triton"}
+# The other tools' client libraries, which only the examples import (each says how to install it) and the tests run
+# against a real server: development requirements, never the app's.
+CLIENT_EXAMPLES = {"openai", "webuiapi"}
 
 
 def requirements(path: Path) -> list[Requirement]:
@@ -80,6 +83,10 @@ def test_the_runtime_imports_only_what_requirements_txt_brings() -> None:
     problems = []
     for name, where in sorted(runtime_imports().items()):
         if name in OPTIONAL:
+            continue
+        if name in CLIENT_EXAMPLES and all(w.startswith("examples/") for w in where):
+            if not {canonicalize_name(d) for d in owners.get(name, [])} & dev_only:
+                problems.append(f"{name} (in {sorted(where)}) is an example's client: list it in requirements-dev.txt")
             continue
         dists = {canonicalize_name(d) for d in owners.get(name, [])}
         if not dists:

@@ -49,7 +49,13 @@ def register_history(services: Services) -> None:
     history = services.history
 
     def history_api(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
-        """Recent image jobs, newest first; pass `next_before` from one page as `before` for the next."""
+        """Your recent image jobs with their settings and files, newest first; pass `next_before` from one page as
+        `before` for the next.
+
+        Args:
+            limit: how many jobs, 1 to 200
+            before: a job id from the last page's next_before; empty for the newest
+        """
         try:
             return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
@@ -112,7 +118,16 @@ def register_chat(services: Services, quota: QueueQuota) -> None:
                        top_p: float | None = None, max_new_tokens: float | None = None,
                        thinking_budget: float | None = None,
                        request: gr.Request = None) -> AsyncIterator[dict[str, Any]]:
-        """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart."""
+        """Reply to `message` in `conversation_id` (empty: a new one), streaming reasoning and answer apart.
+
+        Args:
+            message: what to ask the model (DeepSeek-R1, which thinks before it answers)
+            conversation_id: a conversation of yours to continue; empty starts a new one
+            temperature: sampling temperature, 0 (greedy, repeatable) to 2; empty: 0.6, R1's recommendation
+            top_p: nucleus sampling, above 0 and at most 1; empty: 0.95
+            max_new_tokens: the most tokens the reply may take, reasoning included; empty: the server's default
+            thinking_budget: reasoning tokens after which the model must answer; 0: no limit; empty: the default
+        """
         try:
             handle = chat.start(checked_by_validator(request), user=user_of(request))
         except InvalidRequest as err:
@@ -135,14 +150,23 @@ def register_conversations(services: Services, pages: dict[str, gr.Number], one:
 
     def conversations_api(limit: int = 20, before: int | None = None,
                           request: gr.Request = None) -> dict[str, Any]:
-        """Your conversations, most recently active first; pass `next_before` as `before` for the next page."""
+        """Your conversations, most recently active first; pass `next_before` as `before` for the next page.
+
+        Args:
+            limit: how many conversations, 1 to 200
+            before: a conversation id from the last page's next_before; empty for the newest
+        """
         try:
             return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
             raise error_toast(str(err)) from None
 
     def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
-        """One conversation with its messages (each reply's reasoning apart from its answer)."""
+        """One conversation with its messages (each reply's reasoning apart from its answer).
+
+        Args:
+            conversation_id: the id of one of your conversations (from conversations or chat)
+        """
         conv = chat.get_conversation(whole(conversation_id), scope_of(services, request))
         if conv is None:
             raise error_toast(f"conversation {conversation_id} does not exist.")
@@ -157,7 +181,11 @@ def register_png_info() -> None:
 
     def png_info(image: dict[str, Any] | None) -> dict[str, Any]:
         """The generation settings stored in a PNG (Atelier's or AUTOMATIC1111's `parameters`), as JSON in
-        AUTOMATIC1111's API names, with the raw text under "parameters"."""
+        AUTOMATIC1111's API names, with the raw text under "parameters".
+
+        Args:
+            image: a PNG, JPEG or WebP image made by Atelier or AUTOMATIC1111
+        """
         return read_info(image)
 
     with gr.Row(visible=False):

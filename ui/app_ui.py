@@ -6,7 +6,7 @@ import gradio as gr
 
 from services.admission import QueueQuota
 from services.container import Services
-from ui import api_endpoints, chat_tab, history_tab, img2img_tab, inpaint_tab, pnginfo_tab, txt2img_tab
+from ui import account_tab, api_endpoints, chat_tab, history_tab, img2img_tab, inpaint_tab, pnginfo_tab, txt2img_tab
 
 # System fonts only: the default theme would fetch Google Fonts, and Atelier makes no outside requests.
 THEME = gr.themes.Default(
@@ -27,6 +27,7 @@ def build_ui(services: Services, quota: QueueQuota) -> gr.Blocks:
             chat_tab.render(services, quota)
             history_tab.render(services, image, tabs)
             pnginfo_tab.render(tabs, image, img2img, inpaint)
+            account_tab.render(services)
         api_endpoints.register_all(services, quota)
     quota.blocks = blocks
     return blocks

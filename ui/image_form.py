@@ -48,6 +48,31 @@ RESIZE_CHOICES, MASKED_CONTENT, MASK_MODES = ([(c["label"], c["value"]) for c in
                                              for name in ("resize_modes", "inpainting_fills", "mask_modes"))
 INPAINT_AREAS = [("Whole picture", False), ("Only masked", True)]
 BUILTIN_UPSCALERS = [*LATENT_UPSCALERS, *IMAGE_UPSCALERS]
+# What each parameter of /generate_image, /img2img and /inpaint means: the Args of their docstrings, which the API page
+# and the MCP tools made from these endpoints show.
+PARAM_DOCS: dict[str, str] = {
+    "prompt": "what the image shows, in AUTOMATIC1111's prompt syntax ((word:1.2) weights, <lora:name:weight>)",
+    "negative_prompt": "what the image should not show (empty: nothing)",
+    "width": "width in pixels, a multiple of 8", "height": "height in pixels, a multiple of 8",
+    "steps": "sampling steps: more is slower and finer", "cfg_scale": "how closely to follow the prompt (about 7)",
+    "seed": "-1 for a random seed; the same seed and settings make the same image",
+    "sampler": "the sampler, by AUTOMATIC1111's name (Euler a, DPM++ 2M Karras, ...)",
+    "batch_count": "how many images (image i uses seed + i)",
+    "enable_hr": "hires fix: make the image at the size given, upscale it, then refine it",
+    "hr_scale": "hires fix: how much to upscale", "hr_upscaler": "hires fix: the upscaler (Latent, Lanczos, ...)",
+    "hr_second_pass_steps": "hires fix: steps of the refining pass (0: as many as steps)",
+    "denoising_strength": "how much to change: 0 keeps the picture, 1 replaces it",
+    "model": "the checkpoint by name (the models endpoint lists them; empty: the server's default)",
+    "vae": "the VAE by name (empty: the checkpoint's own)",
+    "init_image": "the picture to start from (an uploaded image file)",
+    "resize_mode": "how the picture is brought to the size: 0 just resize, 1 crop and resize, 2 resize and fill",
+    "mask": "where to repaint: white is repainted, black kept (an uploaded image file)",
+    "mask_blur": "pixels of blur on the mask's edge", "inpainting_fill": "what the repainted area starts from: "
+    "0 fill, 1 original, 2 latent noise, 3 latent nothing",
+    "inpaint_full_res": "true: repaint only the masked area at full resolution and paste it back",
+    "inpaint_full_res_padding": "pixels around the masked area kept as context when inpaint_full_res",
+    "inpainting_mask_invert": "0 repaint the white part of the mask, 1 the black part",
+}
 # What AUTOMATIC1111's PNG Info (and its API) calls a field that Atelier names otherwise.
 ALIASES = {"sampler": "sampler_name"}
 
@@ -250,7 +275,7 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
         async for update in stream_job(services, req, request, progress, quota.tell_place):
             yield update
 
-    run.__doc__ = description
+    run.__doc__ = description + "\n\nArgs:\n" + "\n".join(f"    {name}: {PARAM_DOCS[name]}" for name in fields)
     return trigger(
         run, inputs_kwargs=fields, outputs=column.outputs(), api_name=api_name, validator=validate, **RAW_INPUTS,
         # Several jobs at once, so that they can wait together in the batcher (services/batcher.py), which runs

@@ -105,7 +105,11 @@ def wire_prompt_assist(services: Services, quota: QueueQuota, idea_box: gr.Textb
         return verdicts(["idea"], errors)
 
     async def assist_prompt(idea: str, request: gr.Request) -> AsyncIterator[tuple[str, str]]:
-        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only)."""
+        """Write a Stable Diffusion prompt and negative prompt for `idea` with the text model (its answer only).
+
+        Args:
+            idea: the picture you have in mind, in a few words
+        """
         handle = services.chat.start_prompt_assist(checked_by_validator(request))
         async for snap in handle.watch():
             if snap.status == "failed":

@@ -1,12 +1,13 @@
 """The REST surface under /api, one router per resource: health, history (your image jobs), images (stored PNGs and
-a job's input images), conversations. Reads are per user and rate limited (api/rest/common.py)."""
+a job's input images), conversations, keys (your API keys) and jobs (your running jobs). Reads are per user and rate
+limited (api/rest/common.py)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from limits import parse
 
-from api.rest import conversations, health, history, images
+from api.rest import conversations, health, history, images, jobs, keys
 from api.rest.common import TooManyReads, shared_state_unavailable, too_many_reads
 from services.admission import UNAVAILABLE
 
@@ -18,5 +19,5 @@ def add_rest(app: FastAPI, read_limit: str) -> None:
     app.add_exception_handler(TooManyReads, too_many_reads)
     for error in UNAVAILABLE:
         app.add_exception_handler(error, shared_state_unavailable)
-    for module in (health, history, images, conversations):
+    for module in (health, history, images, conversations, keys, jobs):
         app.include_router(module.router, prefix="/api")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
@@ -51,7 +52,8 @@ def viewer(request: Request) -> Viewer:
     auth = request.app.state.auth
     name = auth.user_of(request)
     if name is None:
-        raise HTTPException(401, "Log in (the Gradio login cookie) or send HTTP basic credentials.",
+        raise HTTPException(401, "Log in (the Gradio login cookie), or send HTTP basic credentials or an API key "
+                                 "(Authorization: Bearer atl_…).",
                             headers={"WWW-Authenticate": 'Basic realm="Atelier"'})
     return auth.viewer(name)  # type: ignore[no-any-return]
 
@@ -78,6 +80,16 @@ def count_read(request: Request) -> None:
     if not strategy.hit(item, "rest", route, key):
         reset, _ = strategy.get_window_stats(item, "rest", route, key)
         raise TooManyReads(item, max(1, math.ceil(reset - time.time())))
+
+
+def same_origin(request: Request) -> None:
+    """A 403 for a request that changes something from another site's page (its Origin names another host): a browser
+    sends the login cookie, and remembered basic credentials, with any site's request."""
+    origin = request.headers.get("origin")
+    if request.method in ("GET", "HEAD") or not origin:
+        return
+    if urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise HTTPException(403, "This request came from another site's page; it is refused.")
 
 
 Served = Annotated[Services, Depends(services_of)]

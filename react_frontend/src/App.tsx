@@ -1,7 +1,8 @@
 import { useCallback, useEffect, useState } from "react";
-import { FileSearch, History, Image as ImageIcon, Loader2, LogOut, MessageSquare, RefreshCw } from "lucide-react";
+import { FileSearch, History, Image as ImageIcon, KeyRound, Loader2, LogOut, MessageSquare, RefreshCw } from "lucide-react";
 import { Button } from "@/components/ui/button";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
+import { AccountScreen } from "@/components/AccountScreen";
 import { ChatScreen } from "@/components/ChatScreen";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { HistoryScreen } from "@/components/HistoryScreen";
@@ -22,7 +23,7 @@ type State =
   | { step: "ready"; conn: AtelierConnection; username: string | null }
   | { step: "error"; error: AppError };
 
-type Screen = "image" | "chat" | "history" | "png-info";
+type Screen = "image" | "chat" | "history" | "png-info" | "account";
 
 const NO_CATALOG: ModelCatalog = { models: [], vaes: [], upscalers: [] };
 
@@ -111,6 +112,9 @@ export default function App() {
                 </TabsTrigger>
                 <TabsTrigger value="png-info" data-testid="nav-png-info">
                   <FileSearch /> PNG Info
+                </TabsTrigger>
+                <TabsTrigger value="account" data-testid="nav-account">
+                  <KeyRound /> Account
                 </TabsTrigger>
               </TabsList>
             </div>
@@ -206,6 +210,9 @@ export default function App() {
                   setScreen("image");
                 }}
               />
+            </TabsContent>
+            <TabsContent value="account" className="data-[state=inactive]:hidden">
+              <AccountScreen root={root} username={state.username} refreshKey={historyKey} />
             </TabsContent>
           </>
         ) : null}

@@ -46,6 +46,17 @@ def test_a_missing_private_attribute_stops_the_start_naming_it(monkeypatch: pyte
         gradio_internals.check(blocks, gradio_app)
 
 
+@pytest.mark.parametrize("name", gradio_internals.MCP_ATTRIBUTES)
+def test_what_atelier_adapts_of_gradios_mcp_server_is_checked_too(monkeypatch: pytest.MonkeyPatch,
+                                                                  built: tuple[Any, Any], name: str) -> None:
+    blocks, gradio_app = built
+    server = blocks.mcp_server_obj  # a loopback server without accounts serves MCP by default
+    monkeypatch.delattr(server, name, raising=False)  # the adapter's own wrapper, or Gradio's instance attribute
+    monkeypatch.delattr(type(server), name, raising=False)
+    with pytest.raises(SystemExit, match=rf"private attribute GradioMCPServer\.{name},"):
+        gradio_internals.check(blocks, gradio_app)
+
+
 @pytest.mark.parametrize(("cls", "name"), [(Event, "session_hash"), (Event, "username"), (Event, "_id"),
                                            (Event, "request"), (EventQueue, "queue"), (Queue, "__len__")])
 def test_what_queued_events_carry_is_checked_too(monkeypatch: pytest.MonkeyPatch, built: tuple[Any, Any],

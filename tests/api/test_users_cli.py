@@ -75,3 +75,32 @@ def test_read_password_asks_the_terminal_twice_without_echo(monkeypatch: pytest.
     with pytest.raises(SystemExit, match="differ"):
         read_password()
     assert prompts == ["New password: ", "Again: ", "Password: ", "Again: "]
+
+
+def test_users_key_creates_prints_once_lists_and_revokes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from services.api_keys import ApiKeyService
+
+    data = ["--data-dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("first-pass\nfirst-pass\n"))
+    users_main(["add", "dave", *data])
+    capsys.readouterr()
+    users_main(["key", "create", "dave", "--name", "laptop", *data])
+    made = capsys.readouterr()
+    key = made.out.strip()
+    assert made.out == f"{key}\n"  # the key alone on stdout (a script can read it), the note on stderr
+    assert "shown only now" in made.err
+    assert ApiKeyService().user_of(key) == "dave"
+    users_main(["key", "list", "dave", *data])
+    listed = capsys.readouterr().out
+    assert listed.startswith(f"laptop  {key[:10]}…")
+    assert key not in listed
+    with pytest.raises(SystemExit, match="already has a key named 'laptop'"):
+        users_main(["key", "create", "dave", "--name", "laptop", *data])
+    with pytest.raises(SystemExit, match="no user 'erin'"):
+        users_main(["key", "create", "erin", *data])
+    with pytest.raises(SystemExit, match="has no key named 'phone'"):
+        users_main(["key", "revoke", "dave", "phone", *data])
+    users_main(["key", "revoke", "dave", "laptop", *data])
+    assert "no longer works" in capsys.readouterr().out
+    assert ApiKeyService().user_of(key) is None

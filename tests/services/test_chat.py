@@ -10,7 +10,7 @@ import pytest
 from peewee import OperationalError
 
 from contracts import InvalidRequest, TextLimits, TextOptions
-from services.chat import ChatHandle, ChatService, ChatSnapshot, split_prompt_answer
+from services.chat import ChatHandle, ChatService, ChatSnapshot, cut_at_stop, split_prompt_answer
 from services.model_slots import ModelSlot
 from storage.db import open_database
 from storage.models import Conversation, Message, ReplyDraft
@@ -357,3 +357,43 @@ def test_a_turn_is_checked_once_and_starts_as_checked(chat: ChatService) -> None
     assert chat.check("ignored", 5, "regenerate")[0].message is None  # a regenerate carries no message
     assert chat.check_idea("  a fox  ")[0].idea == "a fox"
     assert chat.check_idea("x" * 1001)[1] == {"idea": "idea is 1001 characters; at most 1000 are allowed."}
+
+
+def test_a_whole_exchange_becomes_a_conversation_without_its_earlier_reasoning(chat: ChatService,
+                                                                               backend: FakeTextBackend) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nhello"},
+                {"role": "user", "content": "and now?"}]
+    snap = chat.start_messages(messages, user="alice", source="openai").wait_finished(30)
+    assert snap.status == "done"
+    # The model sees the exchange as R1 must: the earlier answer without its reasoning.
+    assert backend.calls[-1] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+                                 {"role": "assistant", "content": "hello"}, {"role": "user", "content": "and now?"}]
+    conv = chat.get_conversation(snap.conversation_id, "alice")
+    assert conv["title"] == "hi"
+    assert [(m["role"], m["content"]) for m in conv["messages"]] == [
+        ("system", "Be brief."), ("user", "hi"), ("assistant", "hello"), ("user", "and now?"),
+        ("assistant", snap.answer)]
+    assert chat.get_conversation(snap.conversation_id, "bob") is None
+    with pytest.raises(InvalidRequest, match="last message must be from the user"):
+        chat.start_messages(messages[:3], user="alice")
+
+
+@pytest.mark.parametrize(("stop", "answer"), [
+    ((" answer",), "answer 1."),  # spans two chunks ("answer 1. " and "answer 1. "): found once the second arrives
+    (("nothing like it", "1. answer"), "answer "),  # the first of several to appear
+    (("answer",), ""),  # at the very start
+])
+def test_a_stop_sequence_ends_the_answer_before_it_and_the_reply_is_done(chat: ChatService, stop: tuple[str, ...],
+                                                                         answer: str) -> None:
+    snap = chat.start_messages([{"role": "user", "content": "go"}], stop=stop).wait_finished(30)
+    assert (snap.status, snap.answer, snap.usage["finish_reason"]) == ("done", answer, "stop")
+    stored = chat.get_conversation(snap.conversation_id)["messages"][-1]
+    assert (stored["content"], stored["status"], stored["finish_reason"]) == (answer, "done", "stop")
+    assert snap.reasoning == "thinking 1. thinking 1. "  # the reasoning is never cut
+
+
+def test_cut_at_stop_finds_a_stop_across_the_old_and_the_new_text() -> None:
+    assert cut_at_stop("abc E", "ND more", ("END",)) == ("abc ", True)
+    assert cut_at_stop("abc", " more", ("END",)) == ("abc more", False)
+    assert cut_at_stop("", "xEND", ("END", "x")) == ("", True)

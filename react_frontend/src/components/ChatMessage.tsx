@@ -15,8 +15,17 @@ export interface ChatTurnView {
   live?: boolean;
 }
 
-/** One message: the user's on the right; a reply as its Thinking panel, then its answer. */
+/** One message: the user's on the right; a reply as its Thinking panel, then its answer; a system prompt as a note. */
 export const ChatMessage = memo(function ChatMessage({ turn }: { turn: ChatTurnView }) {
+  if (turn.role === "system") {
+    // A conversation made through the OpenAI-compatible API may open with the client's system prompt.
+    return (
+      <div className="rounded-md border border-dashed px-3 py-2 text-xs whitespace-pre-wrap text-muted-foreground" data-testid="chat-system-message">
+        <span className="font-medium">System: </span>
+        {turn.content}
+      </div>
+    );
+  }
   if (turn.role === "user") {
     return (
       <div className="flex justify-end" data-testid="chat-user-message">

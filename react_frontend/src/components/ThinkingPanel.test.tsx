@@ -54,3 +54,11 @@ describe("ChatMessage", () => {
     expect(screen.getByTestId("chat-stopped").textContent).toContain("Stopped.");
   });
 });
+
+describe("ChatMessage", () => {
+  it("shows a system prompt (from the OpenAI-compatible API) as a note, not as a reply", () => {
+    render(<ChatMessage turn={{ key: "s", role: "system", content: "Be brief.", reasoning: "", status: "done", reasoningS: null }} />);
+    expect(screen.getByTestId("chat-system-message").textContent).toBe("System: Be brief.");
+    expect(screen.queryByTestId("chat-assistant-message")).toBeNull();
+  });
+});

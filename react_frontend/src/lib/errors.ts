@@ -118,7 +118,7 @@ export function errorFromHttp(status: number, body: unknown, retryAfter?: string
       retryAfterS: retryAfter && /^\d+$/.test(retryAfter) ? Number(retryAfter) : 10,
     });
   }
-  if (status === 422) return make("validation", "Check your input", detail ?? "The server refused this input.");
+  if (status === 400 || status === 422) return make("validation", "Check your input", detail ?? "The server refused this input.");
   if (status === 401 || status === 403) {
     return make("auth", status === 401 ? "Login required" : "Not allowed", detail ?? "Log in again.");
   }
