@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import random
 import re
@@ -58,6 +59,15 @@ MAX_LORA_WEIGHT = 10.0
 WEIGHTED_LORA_TAG = re.compile(r"<(?:lora|lyco):([^>]+)>", re.IGNORECASE)
 # How much of a value the user sent a message echoes (see excerpt).
 EXCERPT_CHARS = 40
+# A word's attention weight in the prompt syntax ("(word:1.3)", nested brackets multiplied): people use 0.5 to 2;
+# ±10 leaves room above that while staying far from what overflows float16 (a weight of 1e400 is infinity, and an
+# infinite or huge weight turns every pixel black).
+MAX_ATTENTION_WEIGHT = 10.0
+# ControlNet (sd-webui-controlnet's names and ranges): units per job, a unit's weight, its modes.
+MAX_CONTROLNET_UNITS = 4
+MAX_CONTROL_WEIGHT = 2.0
+CONTROL_MODES: tuple[str, ...] = ("Balanced", "My prompt is more important", "ControlNet is more important")
+CONTROL_RESIZE_MODES: tuple[str, ...] = ("Just Resize", "Crop and Resize", "Resize and Fill")
 
 
 class InvalidRequest(ValueError):
@@ -108,11 +118,134 @@ def check_lora_weights(text: str) -> str:
     return ""
 
 
+# AUTOMATIC1111's prompt syntax (modules/prompt_parser.py): what pipelines/prompts.py encodes and what the check
+# below bounds. Its tokens, in the order they must be tried.
+_ATTENTION = re.compile(
+    r"""
+    \\\( | \\\) | \\\[ | \\\] | \\\\ | \\      # escapes (and a lone backslash)
+    | \( | \[                                  # openers
+    | :\s*([+-]?[.\d]+)\s*\)                   # ":1.2)" closes a round bracket with an explicit weight
+    | \) | \]                                  # closers
+    | [^\\()\[\]:]+                            # plain text
+    | :                                        # a colon that is not a weight
+    """,
+    re.VERBOSE,
+)
+_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+ROUND = 1.1
+SQUARE = 1 / 1.1
+BREAK_MARK = -1.0
+
+
+def parse_attention(text: str) -> list[tuple[str, float]]:
+    """Split a prompt into (text, weight) runs by A1111's rules; ``("BREAK", -1.0)`` marks a chunk break."""
+    res: list[list[Any]] = []
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def multiply(start: int, factor: float) -> None:
+        for run in res[start:]:
+            run[1] *= factor
+
+    for match in _ATTENTION.finditer(text):
+        piece, weight = match.group(0), match.group(1)
+        if piece.startswith("\\"):
+            res.append([piece[1:], 1.0])  # a lone backslash is dropped, as in A1111
+        elif piece == "(":
+            round_open.append(len(res))
+        elif piece == "[":
+            square_open.append(len(res))
+        elif weight is not None and round_open:
+            try:
+                multiply(round_open.pop(), float(weight))
+            except ValueError:  # "(a:1.2.3)": not a number, A1111 would fail; keep it as text
+                res.append([piece, 1.0])
+        elif piece == ")" and round_open:
+            multiply(round_open.pop(), ROUND)
+        elif piece == "]" and square_open:
+            multiply(square_open.pop(), SQUARE)
+        else:
+            for i, part in enumerate(_BREAK.split(piece)):
+                if i:
+                    res.append(["BREAK", BREAK_MARK])
+                res.append([part, 1.0])
+    for start in round_open:
+        multiply(start, ROUND)
+    for start in square_open:
+        multiply(start, SQUARE)
+    if not res:
+        res = [["", 1.0]]
+    merged = [res[0]]
+    for run in res[1:]:  # join neighbours of equal weight, as A1111 does
+        if run[1] == merged[-1][1] and run[1] != BREAK_MARK:
+            merged[-1][0] += run[0]
+        else:
+            merged.append(run)
+    return [(str(t), float(w)) for t, w in merged]
+
+
+def check_attention_weights(text: str) -> str:
+    """The message for a word of `text` (a prompt, its LoRA tags aside) whose attention weight, brackets and numbers
+    multiplied, is not a finite number within ±MAX_ATTENTION_WEIGHT, or ''."""
+    for piece, weight in parse_attention(WEIGHTED_LORA_TAG.sub("", text)):
+        if (piece, weight) == ("BREAK", BREAK_MARK) or not piece.strip():
+            continue
+        if not (math.isfinite(weight) and abs(weight) <= MAX_ATTENTION_WEIGHT):
+            return (f"the attention weight of {excerpt(piece.strip())} is {weight:g}; a weight (its brackets and "
+                    f"numbers multiplied) is a number between {-MAX_ATTENTION_WEIGHT:g} and "
+                    f"{MAX_ATTENTION_WEIGHT:g}, written as (words:1.2).")
+    return ""
+
+
 def png_bytes(image: Image) -> bytes:
     """The image as PNG bytes: what an input image's digest is taken over and what it is stored as."""
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+class ControlNetUnit(BaseModel):
+    """One ControlNet unit, in sd-webui-controlnet's names (internal_controlnet/args.py): a picture, the preprocessor
+    (`module`) that makes it a control map, the ControlNet (`model`, "name [hash]") that reads the map, how strongly
+    (`weight`) and when (`guidance_start`..`guidance_end`, fractions of the steps), the control mode, how the map is
+    fitted (`resize_mode`), and the preprocessor's resolution and thresholds (-1: the module's default). A checked
+    unit (pipelines/control_units.py, through services.images) holds the module's values with defaults filled."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    image: Image | None = Field(default=None, exclude=True)  # None: the img2img picture, as the extension does
+    module: str = "none"
+    model: str = "None"
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    control_mode: str = "Balanced"
+    resize_mode: str = "Crop and Resize"
+    pixel_perfect: bool = False
+    processor_res: int | float = -1
+    threshold_a: int | float = -1
+    threshold_b: int | float = -1
+    enabled: bool = True
+
+    def infotext(self) -> str:
+        """sd-webui-controlnet's serialisation for the PNG's `ControlNet N` entry; '' when a value holds ',' or ':'
+        (it would not read back, and the extension writes nothing for such a unit either)."""
+        values = {" ".join(w.capitalize() for w in name.split("_")): str(getattr(self, name))
+                  for name in CONTROL_INFOTEXT_FIELDS}
+        if any("," in v or ":" in v for v in values.values()):
+            return ""
+        return ", ".join(f"{key}: {value}" for key, value in values.items())
+
+
+# The unit fields the infotext carries, in the extension's order (ControlNetUnit.infotext_fields).
+CONTROL_INFOTEXT_FIELDS = ("module", "model", "weight", "resize_mode", "processor_res", "threshold_a", "threshold_b",
+                           "guidance_start", "guidance_end", "pixel_perfect", "control_mode")
+
+
+def control_infotext(units: list[ControlNetUnit]) -> dict[str, str]:
+    """{"ControlNet 0": "Module: …", …}: the enabled units, numbered by their place in the list, as the extension
+    writes them into the PNG's parameters."""
+    return {f"ControlNet {i}": text for i, unit in enumerate(units) if unit.enabled and (text := unit.infotext())}
 
 
 class ImageRequest(BaseModel):
@@ -146,6 +279,7 @@ class ImageRequest(BaseModel):
     hr_second_pass_steps: int = 0  # 0: as many as steps
     model: str = ""  # checkpoint name as listed by /models; "": the configured default
     vae: str = ""  # VAE name as listed by /models; "": the checkpoint's own
+    controlnet: list[ControlNetUnit] = Field(default_factory=list)  # checked units; their images are digests
 
     def seeds(self, first: int) -> list[int]:
         """A1111's rule: image i of a batch uses seed + i."""
@@ -157,8 +291,16 @@ class ImageRequest(BaseModel):
 
     def image_digests(self) -> dict[str, str]:
         """sha256 hex of each input image's PNG bytes ("" when absent), for cache keys and history."""
-        return {name: hashlib.sha256(png_bytes(image)).hexdigest() if image is not None else ""
-                for name, image in (("init_image", self.init_image), ("mask", self.mask))}
+        digests = {name: hashlib.sha256(png_bytes(image)).hexdigest() if image is not None else ""
+                   for name, image in (("init_image", self.init_image), ("mask", self.mask))}
+        for i, unit in enumerate(self.controlnet):  # only where there are units: other jobs keep their keys
+            if unit.image is not None:
+                digests[f"controlnet.{i}.image"] = hashlib.sha256(png_bytes(unit.image)).hexdigest()
+        return digests
+
+    def active_units(self) -> list[ControlNetUnit]:
+        """The enabled ControlNet units, in order."""
+        return [unit for unit in self.controlnet if unit.enabled]
 
     def hr_size(self) -> tuple[int, int]:
         """The hires fix's final (width, height): the base size times hr_scale, rounded down to a multiple of 8."""
@@ -167,9 +309,11 @@ class ImageRequest(BaseModel):
     def mode_shape(self) -> Hashable:
         """What, beyond txt2img's shape, must match for jobs to share one pipeline call: every setting but the
         per-image ones, and the input images."""
-        if self.mode == "txt2img" and not self.enable_hr and not self.model and not self.vae:
+        if self.mode == "txt2img" and not self.enable_hr and not self.model and not self.vae and not self.controlnet:
             return ()  # today's txt2img jobs keep today's shape
         settings = {k: v for k, v in self.settings().items() if k not in PER_IMAGE_FIELDS}
+        # Hashable; with the unit images' digests below, a batch never mixes units.
+        settings["controlnet"] = json.dumps(settings["controlnet"], sort_keys=True)
         return (*sorted(settings.items()), *sorted(self.image_digests().items()))
 
 
@@ -196,7 +340,8 @@ def check_inputs(req: ImageRequest, limits: ImageLimits,
         text = getattr(req, name)
         if len(text) > limits.max_prompt_chars:
             errors[name] = f"{name} is {len(text)} characters; at most {limits.max_prompt_chars} are allowed."
-        elif message := check_lora_weights(text):  # every backend, a remote A1111 too, applies the weight as written
+        # Every backend, a remote A1111 too, applies the weights as written.
+        elif message := check_lora_weights(text) or check_attention_weights(text):
             errors.setdefault(name, f"{name}: {message}")
     for name in ("width", "height"):
         value = getattr(req, name)
@@ -217,6 +362,21 @@ def check_inputs(req: ImageRequest, limits: ImageLimits,
     errors.update(_check_images(req))
     errors.update(_check_mode_numbers(req))
     errors.update(_check_hires(req, limits, upscalers))
+    errors.update(_check_control_units(req))
+    return errors
+
+
+def _check_control_units(req: ImageRequest) -> dict[str, str]:
+    """How many units, and a picture for each enabled one (txt2img has no img2img picture to fall back on); a unit's
+    own fields are checked where its module's sliders are known (pipelines/control_units.py)."""
+    if len(req.controlnet) > MAX_CONTROLNET_UNITS:
+        return {"controlnet": f"controlnet has {len(req.controlnet)} units; at most {MAX_CONTROLNET_UNITS} are "
+                              "allowed."}
+    errors: dict[str, str] = {}
+    for i, unit in enumerate(req.controlnet):
+        if unit.enabled and unit.image is None and req.mode == "txt2img":
+            errors[f"controlnet.{i}.image"] = (f"ControlNet unit {i}: image is required in txt2img (img2img and "
+                                               "inpaint use their picture when a unit has none).")
     return errors
 
 

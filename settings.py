@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     port: int = Field(default=7860, ge=0, le=65535, description="Listen port.")
     data_dir: Path = Field(default=Path("./data"), description="Where everything lives: the database `atelier.db`, "
                            "`images/`, `models/` (the tiny models are built here), `loras/`, `vae/`, `upscalers/`, "
-                           "`tmp/`.")
+                           "`controlnet/`, `annotators/`, `tmp/`.")
     share: bool = Field(default=False, description="Also open a public Gradio share link (accounts are enforced).")
     # "" keeps SQLite in the data dir (one box); several replicas share a PostgreSQL database instead.
     database_url: str = Field(default="", pattern=r"^(postgres(ql)?://.+)?$",
@@ -465,6 +465,17 @@ class Settings(BaseSettings):
         return self.data_path / "upscalers"
 
     @property
+    def controlnet_dir(self) -> Path:
+        """ControlNet models (diffusers folders, or single files) for ControlNet units; the tiny ones are built here."""
+        return self.data_path / "controlnet"
+
+    @property
+    def annotators_dir(self) -> Path:
+        """Weights of the ControlNet preprocessors that need a network (HED under hed/), as sd-webui-controlnet keeps
+        them."""
+        return self.data_path / "annotators"
+
+    @property
     def tmp_dir(self) -> Path:
         """Scratch space (Gradio's file cache lives here)."""
         return self.data_path / "tmp"
@@ -472,5 +483,5 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         """Create the data dir and everything under it."""
         for path in (self.data_path, self.images_dir, self.models_dir, self.loras_dir, self.vae_dir,
-                     self.upscalers_dir, self.tmp_dir):
+                     self.upscalers_dir, self.controlnet_dir, self.annotators_dir, self.tmp_dir):
             path.mkdir(parents=True, exist_ok=True)

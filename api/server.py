@@ -152,12 +152,12 @@ def mount_gradio(app: FastAPI, blocks: Any, services: Services, has_users: bool)
     """Mount the Blocks at / (login with Atelier's accounts when there are any); return Gradio's mounted App."""
     import gradio as gr
 
-    from ui.app_ui import THEME
+    from ui.app_ui import CSS, THEME
 
     settings = services.settings
     # show_error=False: an unexpected exception reaches the user as a short "Error"; its traceback goes to
     # the log. Messages we raise on purpose (gr.Error) are always shown.
-    gr.mount_gradio_app(app, blocks, path="/", theme=THEME, ssr_mode=False, show_error=False,
+    gr.mount_gradio_app(app, blocks, path="/", theme=THEME, css=CSS, ssr_mode=False, show_error=False,
                         auth=services.accounts.verify if has_users else None,
                         auth_message="Log in with your Atelier account." if has_users else None,
                         footer_links=["api", "settings"], mcp_server=mcp.mcp_enabled(settings, has_users),

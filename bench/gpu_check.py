@@ -5,9 +5,11 @@ CUDA, then the memory modes, idle offload and Stop; reports it/s next to the raw
 VRAM of each. Then compile off against on (Atelier's --compile) at batch 1/2/4/8, the pipeline called
 directly with one generator per image, interleaved run by run: it/s, images/s and peak VRAM as
 min/median/max, the compile warm-up time, the first job after it and the first job at a new size.
+`--only sdxl` and `--only controlnet` run bench/sdxl_controlnet.py's checks instead (SDXL against plain diffusers,
+at `--size 1024 --steps 30` for the issue's figures; ControlNet's cost per step with one and two units).
 Needs a CUDA GPU; `--tiny` runs the same script on the tiny model on any device.
 
-    python bench/gpu_check.py [--tiny] [--only backend|compile] [--steps 20] [--runs 5] [--out results.json]
+    python bench/gpu_check.py [--tiny] [--only backend|compile|sdxl|controlnet] [--steps 20] [--runs 5] [--out r.json]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from contracts import ImageRequest
 from pipelines.compile import CompileOptions
 from pipelines.diffusers_backend import DiffusersBackend
 from pipelines.image_base import JobCancelled, StepUpdate
-from pipelines.tiny import _tiny_clip_tokenizer, ensure_tiny_sd
+from pipelines.tiny import _tiny_clip_tokenizer, ensure_tiny_sd, ensure_tiny_sdxl
 
 
 def build_sd15_random(out: Path) -> None:
@@ -252,7 +254,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/gpu_check[_tiny].json")
-    parser.add_argument("--only", choices=["all", "backend", "compile"], default="all")
+    parser.add_argument("--only", choices=["all", "backend", "compile", "sdxl", "controlnet"], default="all")
     parser.add_argument("--batches", type=lambda text: [int(b) for b in text.split(",")], default=[1, 2, 4, 8])
     parser.add_argument("--runs", type=int, default=5, help="interleaved timed runs per compile/batch pair")
     parser.add_argument("--compile-mode", default="default")
@@ -268,6 +270,10 @@ def main() -> None:
     results: dict[str, Any] = {"torch": torch.__version__,
                                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none"}
     work = Path(tempfile.mkdtemp(prefix="atelier-gpu-"))
+    if args.only in ("sdxl", "controlnet"):
+        results[args.only] = sdxl_and_controlnet(args, work)
+        write(results, out_path, work)
+        return
     model = work / "sd"
     t0 = time.perf_counter()
     if args.tiny:
@@ -283,12 +289,32 @@ def main() -> None:
     if args.only in ("all", "compile"):
         results["compile_batch"] = compile_and_batch(model, req, args)
 
+    write(results, out_path, work)
+
+
+def write(results: dict[str, Any], out_path: Path, work: Path) -> None:
+    """Print the results and write them as JSON; drop the work folder."""
     shutil.rmtree(work, ignore_errors=True)
     text = json.dumps(results, indent=1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(text)
     print(text)
     print(f"written to {out_path}")
+
+
+def sdxl_and_controlnet(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """bench/sdxl_controlnet.py's SDXL or ControlNet check at --size and --steps (the issue's figures: SDXL at
+    `--size 1024 --steps 30`, ControlNet at 512², 20 steps, as bench/device/gpu_checks.sh sdxl runs them)."""
+    from bench.sdxl_controlnet import build_sdxl_random, controlnet_check, sdxl_check
+
+    if args.only == "sdxl":
+        model = work / "sdxl"
+        ensure_tiny_sdxl(model) if args.tiny else build_sdxl_random(model)
+        return sdxl_check(model, 2 if args.tiny else args.steps, 64 if args.tiny else args.size, args.runs)
+    model = work / "sd"
+    ensure_tiny_sd(model) if args.tiny else build_sd15_random(model)
+    return controlnet_check(model, work / "controlnet", 2 if args.tiny else args.steps, 64 if args.tiny else args.size,
+                            args.runs)
 
 
 if __name__ == "__main__":

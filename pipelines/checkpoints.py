@@ -3,8 +3,10 @@ AUTOMATIC1111) and diffusers folders; VAEs from ``<data>/vae``; A1111's ``Model 
 
 A single-file checkpoint carries weights only. Its pipeline is configured offline from the diffusers configs
 shipped under ``pipelines/configs/``: Stable Diffusion 1.x (``sd15``), its 9-channel inpainting variant
-(``sd15-inpainting``) and Atelier's tiny model (``tiny-sd``), picked by the shapes of the checkpoint's tensors.
-Nothing is downloaded: other families (SD 2.x, SDXL) get a message asking for a diffusers folder instead.
+(``sd15-inpainting``), SDXL base (``sdxl``) and SDXL inpainting (``sdxl-inpainting``), and Atelier's tiny models
+(``tiny-sd``, ``tiny-sdxl``, ``tiny-sdxl-inpainting``), picked by the family the checkpoint's keys show and the
+shapes of its tensors. Nothing is downloaded: other families (SD 2.x, the SDXL refiner) get a message naming the
+family and asking for a diffusers folder instead.
 """
 
 from __future__ import annotations
@@ -21,9 +23,18 @@ from pipelines.loading import ModelUnavailable
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 VAE_SUFFIXES = (".safetensors", ".ckpt", ".pt")
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-# The checkpoint key that tells the families apart: the UNet's first convolution (out channels, in channels).
+# Keys of the original (CompVis / Stability "sgm") layout that tell the families apart: the UNet's first convolution
+# (out channels, in channels: 9 for inpainting) and each text encoder's token embedding (vocabulary, width).
 CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
-TEXT_EMBED = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+TEXT_EMBED = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"  # SD 1.x: CLIP ViT-L
+SD2_TEXT_EMBED = "cond_stage_model.model.token_embedding.weight"  # SD 2.x: OpenCLIP ViT-H
+XL_TEXT_EMBED = "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"  # SDXL: CLIP-L
+XL_TEXT_EMBED_2 = "conditioner.embedders.1.model.token_embedding.weight"  # SDXL base: OpenCLIP ViT-bigG
+REFINER_TEXT_EMBED = "conditioner.embedders.0.model.token_embedding.weight"  # SDXL refiner: bigG alone
+_FAMILY_KEYS = (CONV_IN, TEXT_EMBED, SD2_TEXT_EMBED, XL_TEXT_EMBED, XL_TEXT_EMBED_2, REFINER_TEXT_EMBED)
+FAMILY_LABELS = {"sd15": "Stable Diffusion 1.x", "sd15-inpaint": "Stable Diffusion 1.x inpainting",
+                 "sd2": "Stable Diffusion 2.x", "sd2-inpaint": "Stable Diffusion 2.x inpainting", "sdxl": "SDXL",
+                 "sdxl-inpaint": "SDXL inpainting", "sdxl-refiner": "SDXL refiner", "unknown": "an unknown model"}
 
 
 def is_checkpoint_file(path: str | Path) -> bool:
@@ -50,7 +61,7 @@ def file_revision(path: str | Path) -> str:
 
 def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Shapes of the tensors that pick a config, read without loading the weights where the format allows."""
-    wanted = (CONV_IN, TEXT_EMBED)
+    wanted = _FAMILY_KEYS
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
 
@@ -64,10 +75,78 @@ def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return {k: tuple(data[k].shape) for k in wanted if k in data}
 
 
-def _config_shapes(folder: Path) -> tuple[tuple[int, int], int]:
+def family_of(shapes: dict[str, tuple[int, ...]]) -> str:
+    """The model family a checkpoint's key shapes show: sd15, sd2, sdxl (each maybe "-inpaint"), sdxl-refiner or
+    unknown; the same keys diffusers' own detection reads (loaders/single_file_utils.py)."""
+    conv = shapes.get(CONV_IN)
+    inpaint = "-inpaint" if conv is not None and len(conv) > 1 and conv[1] == 9 else ""
+    if XL_TEXT_EMBED_2 in shapes:
+        return "sdxl" + inpaint
+    if REFINER_TEXT_EMBED in shapes:
+        return "sdxl-refiner"
+    if SD2_TEXT_EMBED in shapes:
+        return "sd2" + inpaint
+    if TEXT_EMBED in shapes:
+        return "sd15" + inpaint
+    return "unknown"
+
+
+def checkpoint_family(path: str | Path) -> str:
+    """The family of a single-file checkpoint (see family_of), read from its tensor shapes without loading them."""
+    return family_of(_read_shapes(Path(path).expanduser()))
+
+
+def model_family(path: str | Path) -> str | None:
+    """"sd15", "sd2" or "sdxl" (no "-inpaint") for a diffusers folder (its UNet config) or a .safetensors checkpoint
+    (its tensor shapes), without loading weights; None when it cannot be told cheaply (a .ckpt is unpickled whole,
+    so it is left to the check when the model runs)."""
+    p = Path(path).expanduser()
+    config = p / "unet" / "config.json"
+    if config.is_file():
+        unet = json.loads(config.read_text())
+        if unet.get("addition_embed_type") == "text_time":
+            return "sdxl"
+        return "sd2" if unet.get("cross_attention_dim") == 1024 else "sd15"
+    if p.suffix.lower() != ".safetensors" or not p.is_file():
+        return None
+    try:
+        family = checkpoint_family(p).removesuffix("-inpaint")
+    except ModelUnavailable:  # unreadable: loading it says so, with the job that asks for it
+        return None
+    return family if family in ("sd15", "sd2", "sdxl") else None
+
+
+def _read_shapes(p: Path) -> dict[str, tuple[int, ...]]:
+    try:
+        return _shapes(p)
+    except Exception as err:
+        raise ModelUnavailable(f"The checkpoint {p.name!r} could not be read ({type(err).__name__}: {err}); "
+                               "it may be incomplete or not a Stable Diffusion checkpoint.") from err
+
+
+def _signature(shapes: dict[str, tuple[int, ...]]) -> tuple[Any, ...] | None:
+    """(family, UNet conv_in (out, in), text encoder widths) of a checkpoint, or None when a key is missing."""
+    family = family_of(shapes)
+    texts = {"sd15": (TEXT_EMBED,), "sdxl": (XL_TEXT_EMBED, XL_TEXT_EMBED_2)}.get(family.removesuffix("-inpaint"))
+    conv = shapes.get(CONV_IN)
+    if texts is None or conv is None or any(k not in shapes for k in texts):
+        return None
+    return family, tuple(conv[:2]), tuple(shapes[k][1] for k in texts)
+
+
+def config_family(folder: Path) -> str:
+    """The family a shipped config folder configures (sd15, sdxl, each maybe "-inpaint")."""
+    index = json.loads((folder / "model_index.json").read_text())
     unet = json.loads((folder / "unet" / "config.json").read_text())
-    text = json.loads((folder / "text_encoder" / "config.json").read_text())
-    return (unet["block_out_channels"][0], unet["in_channels"]), text["hidden_size"]
+    family = "sdxl" if "XL" in index["_class_name"] else "sd15"
+    return family + ("-inpaint" if unet["in_channels"] == 9 else "")
+
+
+def _config_signature(folder: Path) -> tuple[Any, ...]:
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    widths = tuple(json.loads((folder / sub / "config.json").read_text())["hidden_size"]
+                   for sub in ("text_encoder", "text_encoder_2") if (folder / sub / "config.json").is_file())
+    return config_family(folder), (unet["block_out_channels"][0], unet["in_channels"]), widths
 
 
 def shipped_configs() -> list[str]:
@@ -76,21 +155,18 @@ def shipped_configs() -> list[str]:
 
 
 def config_for(path: str | Path) -> Path:
-    """The shipped config folder whose UNet and text encoder match the checkpoint's tensors."""
+    """The shipped config folder whose family, UNet and text encoders match the checkpoint's tensors."""
     p = Path(path).expanduser()
-    try:
-        shapes = _shapes(p)
-    except Exception as err:
-        raise ModelUnavailable(f"The checkpoint {p.name!r} could not be read ({type(err).__name__}: {err}); "
-                               "it may be incomplete or not a Stable Diffusion checkpoint.") from err
-    conv, embed = shapes.get(CONV_IN), shapes.get(TEXT_EMBED)
+    shapes = _read_shapes(p)
+    signature = _signature(shapes)
     for name in shipped_configs():
-        (channels, in_channels), hidden = _config_shapes(CONFIGS_DIR / name)
-        if conv is not None and embed is not None and conv[:2] == (channels, in_channels) and embed[1] == hidden:
+        if signature is not None and _config_signature(CONFIGS_DIR / name) == signature:
             return CONFIGS_DIR / name
+    family = family_of(shapes)
+    what = FAMILY_LABELS[family] + " checkpoint" if family != "unknown" else "not a checkpoint of a known family"
     raise ModelUnavailable(
-        f"The checkpoint {p.name!r} is not one Atelier can configure offline (it ships configs for: "
-        f"{', '.join(shipped_configs())}; SD 2.x and SDXL single files are not among them). "
+        f"The checkpoint {p.name!r} ({what}) is not one Atelier can configure offline: it ships configs for "
+        f"{', '.join(shipped_configs())} (SD 2.x and the SDXL refiner are not among them). "
         "Convert it to a diffusers folder and put that folder in the models directory instead.")
 
 
@@ -108,12 +184,13 @@ def _clip_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return {t: i for i, t in enumerate(tokens)}, merges  # type: ignore[return-value]
 
 
-def clip_tokenizer() -> Any:
-    """The CLIP ViT-L/14 tokenizer Stable Diffusion 1.x uses, built offline."""
+def clip_tokenizer(pad: str = "<|endoftext|>") -> Any:
+    """The CLIP ViT-L/14 tokenizer Stable Diffusion 1.x uses, built offline; with ``pad="!"``, SDXL's second
+    tokenizer (the same BPE padded like OpenCLIP's, with id 0)."""
     from transformers import CLIPTokenizer
 
     vocab, merges = _clip_vocab_and_merges()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=77)
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=77, pad_token=pad)
 
 
 def load_checkpoint(path: str | Path, dtype: Any) -> Any:
@@ -124,11 +201,15 @@ def load_checkpoint(path: str | Path, dtype: Any) -> Any:
     config = config_for(p)
     cls = getattr(diffusers, json.loads((config / "model_index.json").read_text())["_class_name"])
     extra: dict[str, Any] = {}
-    if not (config / "tokenizer" / "vocab.json").is_file():
-        extra["tokenizer"] = clip_tokenizer()
-    # No safety checker, like AUTOMATIC1111 (and like folders loaded by the backend).
-    return cls.from_single_file(str(p), config=str(config), local_files_only=True, torch_dtype=dtype,
-                                safety_checker=None, feature_extractor=None, requires_safety_checker=False, **extra)
+    for sub, pad in (("tokenizer", "<|endoftext|>"), ("tokenizer_2", "!")):
+        if (config / sub).is_dir() and not (config / sub / "vocab.json").is_file():
+            extra[sub] = clip_tokenizer(pad)
+    if config_family(config).startswith("sdxl"):
+        # No invisible watermark, like AUTOMATIC1111 (diffusers adds one whenever the package is installed).
+        extra["add_watermarker"] = False
+    else:  # no safety checker, like AUTOMATIC1111 (and like folders loaded by the backend)
+        extra.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    return cls.from_single_file(str(p), config=str(config), local_files_only=True, torch_dtype=dtype, **extra)
 
 
 def load_vae(path: str | Path, dtype: Any, config: Path | None = None) -> Any:
@@ -169,6 +250,8 @@ def _unet_key_map(unet_config: dict[str, Any]) -> list[tuple[str, str]]:
             pairs.append((f"output_blocks.{(layers + 1) * i + layers}.{slot}.", f"up_blocks.{i}.upsamplers.0."))
     pairs += [("middle_block.0.", "mid_block.resnets.0."), ("middle_block.1.", "mid_block.attentions.0."),
               ("middle_block.2.", "mid_block.resnets.1.")]
+    # SDXL's added embedding of the pooled text and the size conditioning ("text_time").
+    pairs += [("label_emb.0.0.", "add_embedding.linear_1."), ("label_emb.0.2.", "add_embedding.linear_2.")]
     return pairs
 
 
@@ -220,9 +303,42 @@ def _vae_to_original(state: dict[str, Any], config: dict[str, Any]) -> dict[str,
     return out
 
 
+_OPEN_CLIP = [("text_model.encoder.layers.", "transformer.resblocks."), (".layer_norm1.", ".ln_1."),
+              (".layer_norm2.", ".ln_2."), (".mlp.fc1.", ".mlp.c_fc."), (".mlp.fc2.", ".mlp.c_proj."),
+              (".self_attn.out_proj.", ".attn.out_proj."), ("text_model.final_layer_norm.", "ln_final."),
+              ("text_model.embeddings.token_embedding.", "token_embedding.")]
+
+
+def _open_clip_to_original(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A CLIPTextModelWithProjection's weights in OpenCLIP's layout (SDXL's ViT-bigG): fused q/k/v ``in_proj``,
+    a bare ``positional_embedding``, and ``text_projection`` applied as ``x @ P`` (the transposed Linear weight)."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if key.endswith("position_ids"):
+            continue
+        if key == "text_model.embeddings.position_embedding.weight":
+            out[prefix + "positional_embedding"] = value
+        elif key == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T.contiguous()
+        elif ".self_attn.q_proj." in key:
+            kind = key.rsplit(".", 1)[1]  # weight or bias
+            parts = [state[key.replace(".q_proj.", f".{n}_proj.")] for n in "qkv"]
+            layer = key.split(".self_attn.")[0].replace("text_model.encoder.layers.", "transformer.resblocks.")
+            out[f"{prefix}{layer}.attn.in_proj_{kind}"] = torch.cat(parts)
+        elif ".self_attn.k_proj." not in key and ".self_attn.v_proj." not in key:
+            new = key
+            for ours, original in _OPEN_CLIP:
+                new = new.replace(ours, original)
+            out[prefix + new] = value
+    return out
+
+
 def write_single_file(folder: str | Path, dest: str | Path) -> Path:
-    """Write a diffusers SD 1.x folder as one CompVis-layout .safetensors checkpoint (what A1111 and the model sites
-    use), so single-file loading can be tried on the tiny model; written to a temporary name, then renamed."""
+    """Write a diffusers SD 1.x or SDXL folder as one .safetensors checkpoint in the original layout (CompVis for SD,
+    Stability's "sgm" conditioner keys for SDXL: what A1111 and the model sites use), so single-file loading can be
+    tried on the tiny models; written to a temporary name, then renamed."""
     import os
 
     from safetensors.torch import load_file, save_file
@@ -235,9 +351,15 @@ def write_single_file(folder: str | Path, dest: str | Path) -> Path:
     unet_config = json.loads((src / "unet" / "config.json").read_text())
     vae_config = json.loads((src / "vae" / "config.json").read_text())
     state = {**_unet_to_original(read("unet", "diffusion_pytorch_model.safetensors"), unet_config),
-             **_vae_to_original(read("vae", "diffusion_pytorch_model.safetensors"), vae_config),
-             **{"cond_stage_model.transformer." + ("" if k.startswith("text_model.") else "text_model.") + k: v
-                for k, v in read("text_encoder", "model.safetensors").items()}}  # transformers 5 saves no prefix
+             **_vae_to_original(read("vae", "diffusion_pytorch_model.safetensors"), vae_config)}
+    sdxl = (src / "text_encoder_2").is_dir()
+    # SDXL keeps CLIP-L as the conditioner's first embedder; transformers 5 saves CLIPTextModel with no prefix.
+    clip_prefix = "conditioner.embedders.0.transformer." if sdxl else "cond_stage_model.transformer."
+    state.update({clip_prefix + ("" if k.startswith("text_model.") else "text_model.") + k: v
+                  for k, v in read("text_encoder", "model.safetensors").items()})
+    if sdxl:
+        state.update(_open_clip_to_original(read("text_encoder_2", "model.safetensors"),
+                                            "conditioner.embedders.1.model."))
     tmp = dest.with_name(f".{dest.name}.tmp")
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))

@@ -27,10 +27,13 @@ class DiffusersBackend:
                  memory_mode: str = "none", attention_slicing: bool = False, vae_slicing: bool = False,
                  vae_tiling: bool = False, preview_every: int = 2, preview_interval_s: float = 0.0,
                  compile: CompileOptions | None = None, compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
-                 upscalers_dir: Path | None = None, lora_dir: str | None = None, vae: str = "") -> None:
+                 upscalers_dir: Path | None = None, lora_dir: str | None = None, vae: str = "",
+                 vae_dir: Path | None = None, controlnet_dir: Path | None = None,
+                 annotators_dir: Path | None = None) -> None:
         self.loaded = DiffusersModel(model, display_name, device, memory_mode, attention_slicing, vae_slicing,
-                                     vae_tiling, compile, compile_warmup, vae)
-        self.runner = DiffusersRunner(self.loaded, preview_every, preview_interval_s, lora_dir, upscalers_dir)
+                                     vae_tiling, compile, compile_warmup, vae, vae_dir)
+        self.runner = DiffusersRunner(self.loaded, preview_every, preview_interval_s, lora_dir, upscalers_dir,
+                                      controlnet_dir, annotators_dir)
 
     @property
     def model_name(self) -> str:
@@ -71,12 +74,15 @@ class DiffusersBackend:
         return self.runner.generate_batch(items)
 
     def offload(self) -> None:
-        """Park the weights in CPU RAM to free GPU memory while idle (no-op on CPU or with an offload mode)."""
+        """Park the weights in CPU RAM to free GPU memory while idle (no-op on CPU or with an offload mode); loaded
+        ControlNets are dropped (they load again when a job asks)."""
+        self.runner.controlnets.forget()
         self.loaded.offload()
 
     def unload(self) -> None:
-        """Drop the pipeline and its LoRAs and give their memory back."""
+        """Drop the pipeline, its LoRAs and the loaded ControlNets, and give their memory back."""
         self.runner.loras.forget()
+        self.runner.controlnets.forget()
         self.loaded.unload()
 
     def describe(self) -> dict[str, Any]:

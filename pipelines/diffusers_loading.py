@@ -35,7 +35,8 @@ class DiffusersModel:
     def __init__(self, model: str, display_name: str | None = None, device: str | None = None,
                  memory_mode: str = "none", attention_slicing: bool = False, vae_slicing: bool = False,
                  vae_tiling: bool = False, compile: CompileOptions | None = None,
-                 compile_warmup: tuple[int, int, float] = (512, 512, 7.0), vae: str = "") -> None:
+                 compile_warmup: tuple[int, int, float] = (512, 512, 7.0), vae: str = "",
+                 vae_dir: Path | None = None) -> None:
         if memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
         self.model = model
@@ -58,6 +59,7 @@ class DiffusersModel:
         self._task_pipes: dict[str, Any] = {}
         self._task_pipes_of: Any = None
         self.vae = vae  # a VAE file or folder replacing the checkpoint's own; "" keeps it
+        self.vae_dir = vae_dir  # where an fp16-fix VAE for SDXL may be (pipelines/vae_precision.py)
         self.model_hash = ""  # A1111's "Model hash" of a single-file checkpoint (pipelines/checkpoints.py)
 
     @property
@@ -88,12 +90,16 @@ class DiffusersModel:
             if "safety_checker" in config:
                 # Like AUTOMATIC1111: no NSFW classifier (it costs ~1 GB and blacks out images).
                 kwargs.update(safety_checker=None, requires_safety_checker=False)
+            if "XL" in str(config.get("_class_name", "")):
+                # No invisible watermark, like AUTOMATIC1111 (diffusers adds one whenever the package is installed).
+                kwargs["add_watermarker"] = False
             # One load at a time in the process: diffusers patches torch process-wide while it builds the
             # pipeline (see pipelines.loading.exclusive_load); jobs of the other model keep running.
             with exclusive_load(self.model_name, report, phase):
                 pipe = (checkpoints.load_checkpoint(source, self.placement.dtype) if single_file
                         else AutoPipelineForText2Image.from_pretrained(source, **kwargs))
                 self._swap_vae(pipe, source if single_file else None)
+                self._vae_precision(pipe, source if single_file else None)
         except ModelUnavailable:  # already says what is wrong and what to do (pipelines/checkpoints.py)
             raise
         except Exception as err:  # every loader error becomes one actionable message
@@ -123,6 +129,21 @@ class DiffusersModel:
             vae_id = model_revision(self.vae) if Path(self.vae).is_dir() else checkpoints.file_revision(self.vae)
             self.revision += "+vae:" + vae_id  # another VAE, other pixels: the cache must not mix them up
 
+    def _vae_precision(self, pipe: Any, checkpoint: str | None) -> None:
+        """SDXL in float16: the fp16-fix VAE from the VAE folder, else a VAE that decodes in float32 (its
+        activations overflow float16: black pictures); the choice is in the health page's notes."""
+        from pipelines.sdxl import is_sdxl
+        from pipelines.vae_precision import apply_vae_precision, plan_vae_precision
+
+        plan = plan_vae_precision(is_sdxl(pipe), self.placement.dtype, self.vae, self.vae_dir)
+        config = checkpoints.config_for(checkpoint) if checkpoint and plan.action == "fp16-fix" else None
+        apply_vae_precision(pipe, plan, self.placement.dtype, config)
+        if plan.action != "none":
+            self.notes.append(f"VAE: {plan.reason}")
+        if plan.vae_path is not None:  # another VAE, other pixels: the cache must not mix them up
+            path = plan.vae_path
+            self.revision += "+vae:" + (model_revision(str(path)) if path.is_dir() else checkpoints.file_revision(path))
+
     def _download(self, pipeline_cls: Any, report: Callable[[str], None]) -> str:
         try:
             with download_progress(self.model, report):
@@ -137,7 +158,7 @@ class DiffusersModel:
         except Exception as err:
             raise ModelUnavailable(explain_load_error(self.model, err, IMAGE_MODEL)) from err
 
-    def _memory_mode_in_effect(self) -> str:
+    def memory_mode_in_effect(self) -> str:
         """The memory mode as applied: offloading only exists on a CUDA GPU."""
         return self.memory_mode if self.placement.device.startswith("cuda") else "none"
 
@@ -151,7 +172,7 @@ class DiffusersModel:
 
     def _configure(self, pipe: Any) -> None:
         device = self.placement.device
-        mode = self._memory_mode_in_effect()
+        mode = self.memory_mode_in_effect()
         if self.memory_mode != mode:
             # Offloading moves weights between CPU and GPU; without a GPU there is nothing to save.
             self.notes.append(f"memory mode {self.memory_mode!r} ignored: it only applies on a CUDA GPU")
@@ -192,6 +213,12 @@ class DiffusersModel:
             log.warning("torch.compile could not be set up for %s; running eager: %s", self.model_name, err)
             return False
         return True
+
+    def family(self) -> str:
+        """The loaded model's family: "sdxl", "sd2" or "sd15" ("" before load)."""
+        from pipelines.sdxl import pipeline_family
+
+        return pipeline_family(self.pipe) if self.pipe is not None else ""
 
     def inpainting_unet(self) -> bool:
         """True for a dedicated inpainting checkpoint: its UNet also takes the mask and the masked picture."""
@@ -235,6 +262,7 @@ class DiffusersModel:
             "device": self.placement.device,
             "dtype": self.placement.dtype_name,
             "memory_mode": self.memory_mode,
+            "family": self.family(),
             "notes": list(self.notes),
             "compile": self.compile_status.as_dict(),
         }

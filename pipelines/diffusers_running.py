@@ -1,6 +1,7 @@
 """Running jobs on a loaded diffusers pipeline: batches of one compute shape as one call (a generator per image, rows
-leaving at a Stop), the modes (txt2img, hires fix, img2img, inpaint), LoRAs and A1111 prompt syntax, progress,
-previews and Stop at every step. The pipeline itself is loaded by pipelines/diffusers_loading.py."""
+leaving at a Stop), the modes (txt2img, hires fix, img2img, inpaint), LoRAs, A1111 prompt syntax (over SDXL's two
+text encoders too) and SDXL's size conditioning, ControlNet units (pipelines/control_apply.py), progress, previews and
+Stop at every step. The pipeline itself is loaded by pipelines/diffusers_loading.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ import torch
 from PIL import Image
 
 from contracts import ImageRequest
-from pipelines import image_ops, loras
+from pipelines import control_apply, image_ops, loras, sdxl
 from pipelines import prompts as prompt_syntax
+from pipelines.controlnet import control_image
+from pipelines.devices import release_memory
 from pipelines.diffusers_loading import DiffusersModel
 from pipelines.image_base import BatchItem, BatchOutcome, GeneratedImage, JobCancelled, ProgressFn
-from pipelines.preview import latents_to_preview
+from pipelines.preview import latent_family, latents_to_preview
+from pipelines.vae_precision import nan_fallback
 
 _clock = time.monotonic  # the preview throttle's clock (a test drives its own)
 
@@ -30,8 +34,6 @@ BATCH_TENSORS = ("latents", "prompt_embeds", "negative_prompt_embeds", "add_text
                  "negative_pooled_prompt_embeds", "negative_add_time_ids")
 # Scheduler attributes that carry per-image state between steps (DPM++/UniPC, LMS, Heun).
 SCHEDULER_STATE = ("model_outputs", "last_sample", "derivatives", "prev_derivative", "sample")
-# Stable Diffusion 1.x pipelines whose prompts can be encoded one at a time (see encode_row_by_row).
-SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
 
 
 class DiffusersRunner:
@@ -39,7 +41,8 @@ class DiffusersRunner:
     together)."""
 
     def __init__(self, model: DiffusersModel, preview_every: int = 2, preview_interval_s: float = 0.0,
-                 lora_dir: str | None = None, upscalers_dir: Path | None = None) -> None:
+                 lora_dir: str | None = None, upscalers_dir: Path | None = None, controlnet_dir: Path | None = None,
+                 annotators_dir: Path | None = None) -> None:
         self.model = model
         self.preview_every = max(1, preview_every)
         # At most one intermediate preview per this many seconds (the last step's always): each one copies the
@@ -48,6 +51,8 @@ class DiffusersRunner:
         self.preview_interval_s = max(0.0, preview_interval_s)
         self.upscalers_dir = upscalers_dir  # hires fix upscaler models (spandrel), by file stem
         self.loras = loras.LoraLoader(Path(lora_dir) if lora_dir else None)
+        self.controlnets = control_apply.ControlNetCache(controlnet_dir)
+        self.annotators_dir = annotators_dir  # preprocessors' annotator weights (HED…)
 
     def generate(
         self, req: ImageRequest, seeds: list[int], on_step: ProgressFn, stop: threading.Event
@@ -75,26 +80,20 @@ class DiffusersRunner:
         # Imported here: diffusers' scheduler package takes seconds to import, and start-up must not wait.
         from pipelines.samplers import make_scheduler
 
-        req = items[0].req  # the shape (size, steps, sampler, CFG, mode settings) is the same for every item
+        req = items[0].req  # the shape (size, steps, sampler, CFG, mode settings, units) is the same for every item
         pipe.scheduler = make_scheduler(req.sampler, self.model.scheduler_config)
-        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1])  # every item asks for the same (_split_apart)
+        # Every item asks for the same LoRAs (_split_apart).
+        self.loras.apply(pipe, loras.parse_loras(req.prompt)[1], sdxl.pipeline_family(pipe))
+        nets = self._controlnets(req)
         live = [not item.stop.is_set() for item in items]
         rows = [(i, seed) for i, item in enumerate(items) if live[i] for seed in item.seeds]
         # A CPU generator makes a seed give the same picture on every device, as in A1111's default. The list is
         # handed to the pipeline and shrunk in place when a job leaves, so the scheduler's noise stays per row.
         generators = [torch.Generator("cpu").manual_seed(seed) for _, seed in rows]
-        run = _Run(items, live, rows, generators)
-        with row_by_row(pipe, rows, self._rowwise(rows)):
-            if req.mode == "inpaint":
-                images = self._inpaint(run, req)
-            elif req.mode == "img2img":
-                inputs = image_ops.prepare_inputs(req)
-                steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
-                images = self._img2img(run, [inputs.image] * len(rows), strength, steps)
-            elif req.enable_hr:
-                images = self._hires(run, req)
-            else:
-                images = self._txt2img(run, req.width, req.height, "pil")
+        control = control_apply.ControlState(cfg=_uses_cfg(pipe, req.cfg_scale)) if nets else None
+        run = _Run(items, live, rows, generators, control=control, nets=nets)
+        with self._running(pipe, run):
+            images = self._run_mode(run, req)
         outcomes: list[BatchOutcome] = [[] if live[i] else None for i in range(len(items))]
         for (i, seed), image in zip(rows, images, strict=True):
             outcome = outcomes[i]
@@ -102,6 +101,31 @@ class DiffusersRunner:
                 outcome.append(GeneratedImage(image=image, seed=seed))
         # The VAE decode is not interruptible: re-check so a late Stop still wins.
         return [None if item.stop.is_set() else outcome for item, outcome in zip(items, outcomes, strict=True)]
+
+    def _run_mode(self, run: _Run, req: ImageRequest) -> list[Any]:
+        """The job's mode: one or two pipeline calls over the rows of `run`."""
+        if req.mode == "inpaint":
+            return self._inpaint(run, req)
+        if req.mode == "img2img":
+            inputs = image_ops.prepare_inputs(req)
+            steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
+            return self._img2img(run, [inputs.image] * len(run.rows), strength, steps)
+        if req.enable_hr:
+            return self._hires(run, req)
+        return self._txt2img(run, req.width, req.height, "pil")
+
+    @contextlib.contextmanager
+    def _running(self, pipe: Any, run: _Run) -> Iterator[None]:
+        """What wraps a batch's pipeline calls, outermost first: the ControlNet hook on the UNet (so the CPU split
+        below splits its work too), the ControlNets on the GPU (model offload), the CPU row-by-row split, and the
+        VAE decode redone in float32 if it gives NaN."""
+        with contextlib.ExitStack() as stack:
+            if run.control is not None:
+                stack.enter_context(control_apply.controlled_unet(pipe.unet, run.control))
+                stack.enter_context(self._nets_on_device(run.nets))
+            stack.enter_context(row_by_row(pipe, run.rows, self._rowwise(run.rows)))
+            stack.enter_context(nan_fallback(pipe.vae))
+            yield
 
     # Modes: each runs one or two pipeline calls over the rows of `run` -----------------------------
     def _txt2img(self, run: _Run, width: int, height: int, output_type: str, extra_steps: int = 0) -> Any:
@@ -112,18 +136,18 @@ class DiffusersRunner:
             blank = Image.new("RGB", (width, height), (127, 127, 127))
             return self._inpaint_call(run, blank, Image.new("L", (width, height), 255), 1.0, req.steps,
                                       output_type=output_type, extra_steps=extra_steps)
-        return self._call(self.model.pipe, run, width=width, height=height, num_inference_steps=req.steps,
-                          output_type=output_type, extra_steps=extra_steps)
+        return self._call(self.model.pipe, run, (width, height), width=width, height=height,
+                          num_inference_steps=req.steps, output_type=output_type, extra_steps=extra_steps)
 
     def _img2img(self, run: _Run, images: Any, strength: float, steps: int, offset: int = 0) -> Any:
         """An img2img pass from pictures or latents (one per row); on a 9-channel model, inpaint with a full mask."""
+        first = images if isinstance(images, torch.Tensor) else images[0]
+        height, width = ((first.shape[-2] * 8, first.shape[-1] * 8) if isinstance(first, torch.Tensor)
+                         else (first.height, first.width))
         if self.model.inpainting_unet():
-            first = images if isinstance(images, torch.Tensor) else images[0]
-            height, width = ((first.shape[-2] * 8, first.shape[-1] * 8) if isinstance(first, torch.Tensor)
-                             else (first.height, first.width))
             return self._inpaint_call(run, images, Image.new("L", (width, height), 255), strength, steps,
                                       offset=offset)
-        return self._call(self.model.task_pipe("img2img"), run, image=images, strength=strength,
+        return self._call(self.model.task_pipe("img2img"), run, (width, height), image=images, strength=strength,
                           num_inference_steps=steps, output_type="pil", offset=offset)
 
     def _hires(self, run: _Run, req: ImageRequest) -> list[Any]:
@@ -135,7 +159,7 @@ class DiffusersRunner:
         planned = min(int(steps * strength), steps)
         latent = image_ops.is_latent_upscaler(req.hr_upscaler)
         base = self._txt2img(run, req.width, req.height, "latent" if latent else "pil", extra_steps=planned)
-        offset = run.steps_done
+        offset, run.hires = run.steps_done, True
         if latent:
             upscaled = image_ops.upscale_latents(base, req.hr_upscaler, width, height)
         else:
@@ -148,6 +172,7 @@ class DiffusersRunner:
         inputs = image_ops.prepare_inputs(req)
         assert inputs.mask is not None
         steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
+        run.crop = inputs.paste_box  # "only masked": control pictures are cropped as the init image is
         images = self._inpaint_call(run, inputs.image, inputs.mask, strength, steps, fill=req.inpainting_fill)
         return [image_ops.paste_back(image, inputs) for image in images]
 
@@ -168,7 +193,7 @@ class DiffusersRunner:
             images = image if isinstance(image, list) else [image] * n
             pixels = pipe.image_processor.preprocess(images, height=height, width=width).to(device, dtype)
             scale = pipe.vae.config.scaling_factor
-            latents = torch.cat([pipe.vae.encode(pixels[r:r + 1]).latent_dist.sample(generator)
+            latents = torch.cat([_vae_encode(pipe.vae, pixels[r:r + 1], generator)
                                  for r, generator in enumerate(run.generators)]) * scale
             masked = pixels * (binary < 0.5)
         if fill in (2, 3):
@@ -180,30 +205,99 @@ class DiffusersRunner:
                 latents = latents * (1 - cells) + noise * cells
             else:
                 latents = latents * (1 - cells)
-        return self._call(pipe, run, image=latents, mask_image=mask, masked_image_latents=masked, strength=strength,
-                          width=width, height=height, num_inference_steps=steps, output_type=output_type,
-                          offset=offset, extra_steps=extra_steps)
+        return self._call(pipe, run, (width, height), image=latents, mask_image=mask, masked_image_latents=masked,
+                          strength=strength, width=width, height=height, num_inference_steps=steps,
+                          output_type=output_type, offset=offset, extra_steps=extra_steps)
 
-    def _call(self, pipe: Any, run: _Run, offset: int = 0, extra_steps: int = 0, **kwargs: Any) -> Any:
-        """One pipeline call over the rows: prompts per row, a generator per row, progress and Stop every step."""
+    def _call(self, pipe: Any, run: _Run, size: tuple[int, int], offset: int = 0, extra_steps: int = 0,
+              **kwargs: Any) -> Any:
+        """One pipeline call over the rows at `size` (width, height): prompts per row, a generator per row, SDXL's
+        size conditioning, this pass's ControlNet units, progress and Stop every step."""
         req = run.items[0].req
         names = [n for n in BATCH_TENSORS if n in getattr(pipe, "_callback_tensor_inputs", ("latents",))]
-        # The inpaint loop keeps per-row tensors of its own (image latents, noise) that a callback cannot cut, so
+        # The inpaint loops keep per-row tensors of their own (image latents, noise) that a callback cannot cut, so
         # there a stopped job stays in the call until it ends; the others lose its rows at once.
-        cut = type(pipe).__name__ != "StableDiffusionInpaintPipeline"
+        cut = "Inpaint" not in type(pipe).__name__
         callback = self._batch_callback(run, names, cut, offset, extra_steps)
+        # A1111's size conditioning: original and target size are the size being made (hires: the upscaled size).
+        extra = sdxl.size_conditioning(*size, pipe=pipe) if sdxl.is_sdxl(pipe) else {}
+        if run.control is not None:
+            run.control.start_pass(self._applied_units(run, size), pipe)
         output = pipe(**self._prompts(pipe, run, req.cfg_scale), guidance_scale=req.cfg_scale,
                       generator=run.generators, callback_on_step_end=callback,
-                      callback_on_step_end_tensor_inputs=names, **kwargs)
+                      callback_on_step_end_tensor_inputs=names, **kwargs, **extra)
         return output.images
 
     def _prompts(self, pipe: Any, run: _Run, cfg_scale: float) -> dict[str, Any]:
         """The rows' prompts (A1111 syntax applied, LoRA tags out), or their embeddings encoded one by one where a
         batch must keep CPU pixels exact."""
-        prompts = prompt_inputs(pipe, cfg_scale, [run.items[i].req for i, _ in run.rows])
-        if "prompt" in prompts and self._rowwise(run.rows) and type(pipe).__name__ in SD_PIPELINES:
+        reqs = [run.items[i].req for i, _ in run.rows]
+        if sdxl.is_sdxl(pipe):
+            # Always A1111's encoding, syntax or not: diffusers encodes an empty negative prompt where A1111 zeroes
+            # it. It encodes one prompt at a time, so a batch keeps each row's embeddings exact.
+            return sdxl.encode_prompts(pipe, [loras.strip_loras(r.prompt) for r in reqs],
+                                       [loras.strip_loras(r.negative_prompt) for r in reqs], _uses_cfg(pipe, cfg_scale))
+        prompts = prompt_inputs(pipe, cfg_scale, reqs)
+        if "prompt" in prompts and self._rowwise(run.rows) and prompt_syntax.supports_weighting(pipe):
             prompts = encode_row_by_row(pipe, cfg_scale, prompts)
         return prompts
+
+    # ControlNet ------------------------------------------------------------------------------------
+    def _controlnets(self, req: ImageRequest) -> list[Any]:
+        """The loaded ControlNets of the job's enabled units (none without units); a unit whose model is gone or of
+        another family than the checkpoint's fails the job with the message naming it."""
+        if not req.active_units():
+            return []
+        placement = self.model.placement
+        return self.controlnets.nets_for(req.controlnet, sdxl.pipeline_family(self.model.pipe), placement.dtype,
+                                         self._place_net)
+
+    def _place_net(self, net: Any) -> Any:
+        """Where a newly loaded ControlNet waits: the GPU, or the CPU under the offload memory modes (sequential
+        offload: accelerate's hooks bring each layer over as it runs; model offload: _nets_on_device)."""
+        mode, device = self.model.memory_mode_in_effect(), self.model.placement.device
+        if mode == "sequential-offload":
+            from accelerate import cpu_offload
+
+            cpu_offload(net, device)
+            return net
+        return net.to("cpu" if mode == "model-offload" else device).eval()
+
+    @contextlib.contextmanager
+    def _nets_on_device(self, nets: list[Any]) -> Iterator[None]:
+        """Under model offload, the batch's ControlNets sit on the GPU while it runs, and go back after."""
+        if self.model.memory_mode_in_effect() != "model-offload":
+            yield
+            return
+        for net in nets:
+            net.to(self.model.placement.device)
+        try:
+            yield
+        finally:
+            for net in nets:
+                net.to("cpu")
+            release_memory()
+
+    def _applied_units(self, run: _Run, size: tuple[int, int]) -> list[control_apply.AppliedUnit]:
+        """The units as this pass applies them, their maps made at the pass's size (once per size)."""
+        req = run.items[0].req
+        maps = []
+        for i, unit in enumerate(req.active_units()):
+            key = (i, size)
+            if key not in run.maps:
+                run.maps[key] = control_image(self._cropped(unit, req, run.crop), *size, self.annotators_dir,
+                                              fallback=req.init_image)
+            maps.append(run.maps[key])
+        return control_apply.applied_units(req.active_units(), run.nets, maps, hires=run.hires)
+
+    @staticmethod
+    def _cropped(unit: Any, req: ImageRequest, crop: image_ops.Box | None) -> Any:
+        """With "only masked", the unit's picture (else the init image) brought to the init image's size and cut to
+        the crop the init image is cut to, as sd-webui-controlnet does."""
+        picture = unit.image if unit.image is not None else req.init_image
+        if crop is None or picture is None or req.init_image is None:
+            return unit
+        return unit.model_copy(update={"image": picture.convert("RGB").resize(req.init_image.size).crop(crop)})
 
     def _split_apart(self, items: list[BatchItem]) -> list[BatchOutcome] | None:
         """Jobs asking for different LoRAs (adapters are set on the pipeline) or with prompts of different 77-token
@@ -235,7 +329,7 @@ class DiffusersRunner:
         """Progress, previews and Stop at every step; `offset` steps were done by an earlier pass of the job and
         `extra_steps` are still to come in a later one (hires fix)."""
         every, interval = self.preview_every, self.preview_interval_s
-        family = "sdxl" if "XL" in type(self.model.pipe).__name__ else "sd15"
+        family = latent_family(self.model.pipe)
         items, live, rows = run.items, run.live, run.rows
         last_preview = -math.inf  # this pass's first preview is never held back
 
@@ -254,6 +348,8 @@ class DiffusersRunner:
 
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             kwargs = leave(pipe, kwargs)
+            if run.control is not None:
+                run.control.step = step + 1  # the ControlNet hook's guidance window reads it
             this_pass = int(getattr(pipe, "num_timesteps", 0) or step + 1)
             per_image = offset + this_pass + extra_steps
             done = offset + step + 1
@@ -286,6 +382,11 @@ class _Run:
     rows: list[tuple[int, int]]
     generators: list[Any]
     steps_done: int = 0  # per image, over the passes so far (hires fix runs two)
+    control: control_apply.ControlState | None = None  # the ControlNet hook's state; None without units
+    nets: list[Any] = field(default_factory=list)  # the loaded ControlNet of each enabled unit
+    maps: dict[tuple[int, tuple[int, int]], Image.Image] = field(default_factory=dict)  # (unit, size) -> map
+    hires: bool = False  # in a hires fix's second pass
+    crop: image_ops.Box | None = None  # inpaint "only masked": the init image's crop
 
 
 def prompt_inputs(pipe: Any, cfg_scale: float, reqs: list[ImageRequest]) -> dict[str, Any]:
@@ -325,6 +426,9 @@ def row_by_row(pipe: Any, rows: list[tuple[int, int]], rowwise: bool) -> Iterato
         yield
         return
     unet, vae = pipe.unet, pipe.vae
+    # The methods in place now (the class's, or a wrapper such as the ControlNet hook), restored afterwards.
+    saved = [(module, name, name in vars(module), getattr(module, name)) for module, name in
+             ((unet, "forward"), (vae, "decode"))]
     unet_forward, vae_decode = unet.forward, vae.decode
 
     def split_unet(sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -349,7 +453,11 @@ def row_by_row(pipe: Any, rows: list[tuple[int, int]], rowwise: bool) -> Iterato
     try:
         yield
     finally:
-        del unet.forward, vae.decode  # back to the class's methods
+        for module, name, own, method in saved:
+            if own:
+                setattr(module, name, method)
+            else:
+                delattr(module, name)  # back to the class's method
 
 
 def drop_rows(pipe: Any, kwargs: dict[str, Any], rows: list[tuple[int, int]], generators: list[Any],
@@ -387,6 +495,18 @@ def _img2img_schedule(steps: int, strength: float, fixed: bool) -> tuple[int, fl
             total += 1
         return total, strength
     return steps, max(strength, 1.0 / steps)
+
+
+def _vae_encode(vae: Any, pixels: Any, generator: Any) -> Any:
+    """A picture's latent sample; a float16 VAE that must upcast (SDXL's, whose activations overflow float16)
+    encodes in float32, as diffusers' SDXL pipelines do, and hands back float16 latents."""
+    if vae.dtype != torch.float16 or not getattr(vae.config, "force_upcast", False):
+        return vae.encode(pixels).latent_dist.sample(generator)
+    vae.to(torch.float32)
+    try:
+        return vae.encode(pixels.float()).latent_dist.sample(generator).half()
+    finally:
+        vae.to(torch.float16)
 
 
 def _uses_cfg(pipe: Any, cfg_scale: float) -> bool:

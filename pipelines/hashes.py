@@ -52,3 +52,15 @@ def addnet_sha256(path: Path) -> str:
         return _sha256(p, offset=8 + header)
 
     return _cached("addnet", path, compute)
+
+
+def legacy_model_hash(path: Path) -> str:
+    """A1111's old short hash (sd_models.model_hash), which sd-webui-controlnet shows after a model's name: the first
+    8 hex digits of the SHA-256 of the 64 KiB at offset 1 MiB (of nothing, for a smaller file)."""
+
+    def compute(p: Path) -> str:
+        with p.open("rb") as f:
+            f.seek(0x100000)
+            return hashlib.sha256(f.read(0x10000)).hexdigest()[:8]
+
+    return _cached("legacy", Path(path), compute)

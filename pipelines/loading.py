@@ -29,22 +29,26 @@ TEXT_MODEL = ModelKind(
 )
 
 
+# What huggingface_hub and diffusers say when a model is neither cached nor downloadable: their own advice ("pass
+# local_files_only=False", "check the stacktrace above") is for programmers; the message says what to do instead.
+_NOT_CACHED = ("outgoing traffic has been disabled", "not fully cached", "cannot find the requested files",
+               "couldn't connect", "connection", "offline", "local_files_only", "localentrynotfound")
+
+
 def explain_load_error(model: str, err: BaseException, kind: ModelKind = IMAGE_MODEL) -> str:
-    """Turn a from_pretrained failure into a reason and a fix a user can act on."""
+    """Turn a from_pretrained failure into a reason and a fix a user can act on: what is missing, the one command
+    that fixes it, and --profile tiny to try without (the loader's own words only when they say something else)."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     looks_local = model.startswith((".", "/", "~")) or Path(model).exists()
+    try_tiny = "To try Atelier without it: python app.py --profile tiny."
     if looks_local:
-        return (
-            f"The {kind.noun} model folder {model!r} could not be loaded ({text}). "
-            f"Point {kind.flag} at {kind.folder}, "
-            "or start with --profile tiny to try Atelier with a tiny offline model."
-        )
-    return (
-        f"The {kind.noun} model {model!r} is not in the local Hugging Face cache and could not be downloaded "
-        f"({type(err).__name__}: {text}). Connect this machine to the internet once, or download the model "
-        f"elsewhere and pass its folder with {kind.flag} /path/to/model, or start with --profile tiny "
-        "to try Atelier with a tiny offline model."
-    )
+        return (f"The {kind.noun} model folder {model!r} could not be loaded ({text}). "
+                f"Point {kind.flag} at {kind.folder}. {try_tiny}")
+    said = f"{type(err).__name__}: {text}".lower()
+    cause = "" if any(words in said for words in _NOT_CACHED) else f" ({type(err).__name__}: {text[:200]})"
+    return (f"The {kind.noun} model {model} is not on this machine, and it could not be downloaded{cause}. "
+            f"To fetch it, run once with internet access: hf download {model} "
+            f"(or pass a folder that holds it with {kind.flag}). {try_tiny}")
 
 
 def hub_cache_bytes(repo_id: str) -> int:

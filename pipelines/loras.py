@@ -15,6 +15,7 @@ a remote A1111 server applies them as they are written: the bound and its check 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import threading
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts import lora_tag_weights
+from contracts import excerpt, lora_tag_weights
 from pipelines.hashes import addnet_sha256
 from pipelines.messages import data_folder, excerpts
 
@@ -114,6 +115,68 @@ def lora_hashes(prompt: str, folder: Path | None) -> str:
     return ", ".join(pairs)
 
 
+# Text widths that tell the model families apart (the input of a cross-attention's to_k).
+TEXT_WIDTH_FAMILIES = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
+# A cross-attention to_k's LoRA "down" matrix, in diffusers/peft's, kohya's (A1111's) and old diffusers' key layouts.
+_TO_K_DOWN = re.compile(
+    r"attn2[._](?:processor[._])?to_k(?:_lora)?[._](?:lora_A|lora_down|lora[._]down|down)[._]weight$")
+# A LoRA for SDXL's second text encoder (kohya's lora_te2_, diffusers' text_encoder_2): only SDXL has one.
+_SECOND_ENCODER = re.compile(r"^(?:lora_te2_|text_encoder_2\.)")
+
+
+@dataclass(frozen=True)
+class LoraShape:
+    """What a LoRA file tells of the model it was made for: the text width its UNet part reads (768 SD 1.x, 1024
+    SD 2.x, 2048 SDXL; None without a cross-attention layer) and whether it has a second text encoder (SDXL)."""
+
+    width: int | None
+    two_encoders: bool
+
+    def family(self) -> str | None:
+        """"sd15", "sd2", "sdxl", or None when the file does not tell."""
+        return "sdxl" if self.two_encoders else TEXT_WIDTH_FAMILIES.get(self.width or 0)
+
+
+def lora_shape(path: Path) -> LoraShape:
+    """A LoRA's LoraShape, read from its keys without loading its weights where the format allows."""
+    return _lora_shape(Path(path), *_version(Path(path)))
+
+
+@functools.lru_cache(maxsize=256)
+def _lora_shape(path: Path, size: int, mtime: int) -> LoraShape:
+    """lora_shape, once per file version (a .pt file is read whole)."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+            key = next((k for k in keys if _TO_K_DOWN.search(k)), None)
+            shape = f.get_slice(key).get_shape() if key is not None else None
+    else:
+        state = _read_state_dict(path)
+        keys = list(state)
+        key = next((k for k in keys if _TO_K_DOWN.search(k)), None)
+        shape = list(state[key].shape) if key is not None else None
+    width = int(shape[1]) if shape is not None and len(shape) == 2 else None
+    return LoraShape(width, any(_SECOND_ENCODER.search(k) for k in keys))
+
+
+def family_message(name: str, lora: LoraShape, model_family: str, model_width: int | None) -> str:
+    """The message for a LoRA made for another family than the checkpoint's ("sd15", "sd2", "sdxl"), or '' when
+    they fit or the file does not tell."""
+    from pipelines.checkpoints import FAMILY_LABELS
+
+    theirs = lora.family()
+    if theirs is not None and theirs in FAMILY_LABELS and theirs != model_family:
+        what = FAMILY_LABELS[theirs]
+    elif lora.width is not None and model_width is not None and lora.width != model_width:
+        what = f"a model whose text is {lora.width} wide"  # a family this table does not know, by its shape
+    else:
+        return ""
+    return (f"the LoRA {excerpt(name)} is for {what} and the checkpoint is {FAMILY_LABELS[model_family]}; use a "
+            "LoRA made for the checkpoint's family, or another checkpoint.")
+
+
 def _read_state_dict(path: Path) -> dict[str, Any]:
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
@@ -143,7 +206,16 @@ class LoraLoader:
         """The pipeline was dropped: nothing is loaded any more."""
         self._loaded.clear()
 
-    def apply(self, pipe: Any, refs: list[LoraRef]) -> None:
+    @staticmethod
+    def _check_families(pipe: Any, files: dict[str, Path], family: str) -> None:
+        """UnknownLora naming both families for a LoRA made for another family than the pipeline's (an SDXL LoRA
+        on SD 1.5 would fail deep in diffusers with a shape error, or worse, load part of itself)."""
+        width = getattr(getattr(getattr(pipe, "unet", None), "config", None), "cross_attention_dim", None)
+        for name, path in files.items():
+            if message := family_message(name, lora_shape(path), family, width):
+                raise UnknownLora(message)
+
+    def apply(self, pipe: Any, refs: list[LoraRef], family: str = "sd15") -> None:
         """Load the asked-for LoRAs (reusing loaded ones), unload the rest, and set their weights."""
         with self._lock:
             known = available_loras(self.folder)
@@ -152,6 +224,7 @@ class LoraLoader:
                 raise UnknownLora(unknown_message(missing, self.folder))
             if refs and not hasattr(pipe, "load_lora_weights"):
                 raise UnknownLora(f"{type(pipe).__name__} cannot load LoRAs; remove the <lora:…> tags.")
+            self._check_families(pipe, {r.name: known[r.name] for r in refs}, family)
             wanted = {r.name: r for r in refs}
             stale = [n for n, (_, size, mtime) in self._loaded.items()
                      if n not in wanted or (size, mtime) != _version(known.get(n))]

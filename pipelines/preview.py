@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 # Linear factors fitted to the SD 1.x/2.x and SDXL VAEs (the same approximation ComfyUI and
-# AUTOMATIC1111 use for their "cheap" previews). Rows are latent channels, columns RGB.
+# AUTOMATIC1111 use for their "cheap" previews): ComfyUI's comfy/latent_formats.py (SD15, SDXL with its bias).
+# Rows are latent channels, columns RGB.
 SD15_FACTORS = torch.tensor(
     [
         [0.3512, 0.2297, 0.3227],
@@ -29,6 +30,13 @@ SDXL_BIAS = torch.tensor([0.1084, -0.0175, -0.0011])
 
 # Previews are shown in a box about 320 px high: a bigger one costs JPEG encoding and bytes on every message.
 MAX_PREVIEW_SIDE = 384
+
+
+def latent_family(pipe: object) -> str:
+    """The preview factors a pipeline's latents need: "sdxl" for any SDXL pipeline (its UNet takes the text_time
+    embedding: txt2img, img2img, inpaint, with or without ControlNet), else "sd15"."""
+    unet = getattr(pipe, "unet", None)
+    return "sdxl" if getattr(getattr(unet, "config", None), "addition_embed_type", None) == "text_time" else "sd15"
 
 
 def latents_to_preview(latents: torch.Tensor, family: str = "sd15", scale: int = 8,

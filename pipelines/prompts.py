@@ -3,7 +3,10 @@
 Supported, with A1111's meaning (its "Original" emphasis mode):
 
 - ``(words)`` multiplies the attention to ``words`` by 1.1; nesting multiplies again: ``((words))`` is 1.21.
-- ``(words:1.5)`` sets the multiplier to 1.5 (any decimal number, also below 1: ``(words:0.5)``).
+- ``(words:1.5)`` sets the multiplier to 1.5 (any decimal number, also below 1: ``(words:0.5)``). A word's weight,
+  its brackets and numbers multiplied, must be finite and within ±10 (contracts.MAX_ATTENTION_WEIGHT): a request
+  asking for more is refused with a message naming the prompt field, since an infinite or huge weight (``(word:``
+  and 400 digits parses to infinity) turns every pixel black.
 - ``[words]`` divides the attention by 1.1; ``[[words]]`` by 1.21.
 - ``\\(``, ``\\)``, ``\\[``, ``\\]`` and ``\\\\`` are the literal characters, without any weighting.
 - An unclosed ``(`` or ``[`` weights the rest of the prompt; a stray ``)`` or ``]`` is kept as text.
@@ -15,83 +18,21 @@ Supported, with A1111's meaning (its "Original" emphasis mode):
 - ``<lora:name:weight>`` tags are taken out before this parsing (see pipelines/loras.py).
 
 Not supported: prompt editing ``[from:to:when]``, alternation ``[a|b]``, ``AND`` (composable diffusion),
-textual-inversion embeddings and CLIP skip. Weighting applies to pipelines with one CLIP text encoder (Stable
-Diffusion 1.x/2.x); other families (SDXL) get the prompt text with the tags removed and their own encoding.
+textual-inversion embeddings and CLIP skip. Here weighting applies to pipelines with one CLIP text encoder (Stable
+Diffusion 1.x/2.x); SDXL's two encoders are weighted by pipelines/sdxl.py with the same chunks.
 
 A plain prompt of up to 75 tokens gives exactly the embeddings the diffusers pipeline computes itself.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-# A1111's tokens of the attention syntax (modules/prompt_parser.py), in the order they must be tried.
-_ATTENTION = re.compile(
-    r"""
-    \\\( | \\\) | \\\[ | \\\] | \\\\ | \\      # escapes (and a lone backslash)
-    | \( | \[                                  # openers
-    | :\s*([+-]?[.\d]+)\s*\)                   # ":1.2)" closes a round bracket with an explicit weight
-    | \) | \]                                  # closers
-    | [^\\()\[\]:]+                            # plain text
-    | :                                        # a colon that is not a weight
-    """,
-    re.VERBOSE,
-)
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
-ROUND = 1.1
-SQUARE = 1 / 1.1
+from contracts import BREAK_MARK, parse_attention
+
 CHUNK = 75  # tokens per chunk between the start and end tokens
 COMMA_BACKTRACK = 20  # A1111's default "comma padding backtrack"
-BREAK_MARK = -1.0
-
-
-def parse_attention(text: str) -> list[tuple[str, float]]:
-    """Split a prompt into (text, weight) runs by A1111's rules; ``("BREAK", -1.0)`` marks a chunk break."""
-    res: list[list[Any]] = []
-    round_open: list[int] = []
-    square_open: list[int] = []
-
-    def multiply(start: int, factor: float) -> None:
-        for run in res[start:]:
-            run[1] *= factor
-
-    for match in _ATTENTION.finditer(text):
-        piece, weight = match.group(0), match.group(1)
-        if piece.startswith("\\"):
-            res.append([piece[1:], 1.0])  # a lone backslash is dropped, as in A1111
-        elif piece == "(":
-            round_open.append(len(res))
-        elif piece == "[":
-            square_open.append(len(res))
-        elif weight is not None and round_open:
-            try:
-                multiply(round_open.pop(), float(weight))
-            except ValueError:  # "(a:1.2.3)": not a number, A1111 would fail; keep it as text
-                res.append([piece, 1.0])
-        elif piece == ")" and round_open:
-            multiply(round_open.pop(), ROUND)
-        elif piece == "]" and square_open:
-            multiply(square_open.pop(), SQUARE)
-        else:
-            for i, part in enumerate(_BREAK.split(piece)):
-                if i:
-                    res.append(["BREAK", BREAK_MARK])
-                res.append([part, 1.0])
-    for start in round_open:
-        multiply(start, ROUND)
-    for start in square_open:
-        multiply(start, SQUARE)
-    if not res:
-        res = [["", 1.0]]
-    merged = [res[0]]
-    for run in res[1:]:  # join neighbours of equal weight, as A1111 does
-        if run[1] == merged[-1][1] and run[1] != BREAK_MARK:
-            merged[-1][0] += run[0]
-        else:
-            merged.append(run)
-    return [(str(t), float(w)) for t, w in merged]
 
 
 @dataclass
@@ -115,8 +56,11 @@ def chunk_tokens(tokenizer: Any, text: str) -> list[tuple[list[int], list[float]
     def close() -> None:
         nonlocal chunk, last_comma
         fill = CHUNK - len(chunk.tokens)
-        tokens = [start, *chunk.tokens, *[pad] * fill, end]
-        chunks.append((tokens, [1.0, *chunk.weights, *[1.0] * fill, 1.0]))
+        # The end token right after the words, then padding: A1111 pads with the end token and then sets everything
+        # after the first end token to the pad id, which differs where the tokenizer pads with its own token
+        # (OpenCLIP's "!" in SD 2.x and SDXL's second encoder); for SD 1.x, whose pad is the end token, it is moot.
+        tokens = [start, *chunk.tokens, end, *[pad] * fill]
+        chunks.append((tokens, [1.0, *chunk.weights, 1.0, *[1.0] * fill]))
         chunk, last_comma = _Chunk(), -1
 
     for (piece, weight), tokens in zip(runs, ids, strict=True):
@@ -151,10 +95,28 @@ def needs_own_encoding(tokenizer: Any, text: str) -> bool:
 
 
 def chunk_count(pipe: Any, text: str) -> int:
-    """How many 77-token chunks a prompt (its <lora:…> tags removed) takes; 1 where the pipeline cannot weight."""
+    """How many 77-token chunks a prompt (its <lora:…> tags removed) takes: with one CLIP encoder, or with SDXL's two
+    (the longer of their chunkings, as pipelines/sdxl.py pads); 1 where the pipeline cannot weight."""
     from pipelines.loras import strip_loras
 
-    return len(chunk_tokens(pipe.tokenizer, strip_loras(text))) if supports_weighting(pipe) else 1
+    text = strip_loras(text)
+    if supports_weighting(pipe):
+        return len(chunk_tokens(pipe.tokenizer, text))
+    tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2")]
+    if all(t is not None for t in tokenizers) and getattr(pipe, "text_encoder_2", None) is not None:
+        return max(len(chunk_tokens(t, text)) for t in tokenizers)
+    return 1
+
+
+def emphasize(z: Any, weights: list[float]) -> Any:
+    """A chunk's hidden states (1×77×width) multiplied token by token by its weights, then brought back to their
+    original mean: A1111's "Original" emphasis (modules/sd_emphasis.py)."""
+    import torch
+
+    w = torch.tensor(weights, device=z.device, dtype=z.dtype).reshape(1, -1, 1)
+    original_mean = z.mean()
+    z = z * w
+    return z * (original_mean / z.mean())
 
 
 def _encode_chunks(text_encoder: Any, chunks: list[tuple[list[int], list[float]]], device: Any) -> Any:
@@ -164,11 +126,7 @@ def _encode_chunks(text_encoder: Any, chunks: list[tuple[list[int], list[float]]
     parts = []
     for tokens, weights in chunks:
         ids = torch.tensor([tokens], device=device)
-        z = text_encoder(ids)[0]
-        w = torch.tensor(weights, device=device, dtype=z.dtype).reshape(1, -1, 1)
-        original_mean = z.mean()
-        z = z * w
-        parts.append(z * (original_mean / z.mean()))
+        parts.append(emphasize(text_encoder(ids)[0], weights))
     return torch.cat(parts, dim=1)
 
 

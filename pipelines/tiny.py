@@ -27,6 +27,7 @@ MARKER_NAME = "atelier-tiny.json"
 # Bump when a recipe below changes, so models built by an older recipe are rebuilt instead of reused.
 RECIPE_VERSION = 1
 SEED = 0
+OPEN_CLIP_PAD = "!"  # OpenCLIP pads with id 0, which is "!" in CLIP's vocabulary (SDXL's tokenizer_2 does the same)
 
 # DeepSeek-R1 special tokens, spelled as in DeepSeek's tokenizer: full-width bars (U+FF5C) and
 # U+2581 "lower one eighth block" in place of spaces.
@@ -127,6 +128,21 @@ def ensure_tiny_sd(dest: Path, report: Callable[[str], None] = no_report) -> Pat
 def ensure_tiny_sd_inpaint(dest: Path, report: Callable[[str], None] = no_report) -> Path:
     """Build (once) a tiny random-weight Stable Diffusion inpainting pipeline (9-channel UNet) at ``dest``."""
     return _ensure(Path(dest), "sd-inpaint", lambda out: _build_sd(out, inpainting=True), report)
+
+
+def ensure_tiny_sdxl(dest: Path, report: Callable[[str], None] = no_report) -> Path:
+    """Build (once) a tiny random-weight Stable Diffusion XL pipeline (two text encoders, size-conditioned UNet)."""
+    return _ensure(Path(dest), "sdxl", _build_sdxl, report)
+
+
+def ensure_tiny_sdxl_inpaint(dest: Path, report: Callable[[str], None] = no_report) -> Path:
+    """Build (once) a tiny random-weight SDXL inpainting pipeline (9-channel UNet) at ``dest``."""
+    return _ensure(Path(dest), "sdxl-inpaint", lambda out: _build_sdxl(out, inpainting=True), report)
+
+
+def ensure_tiny_controlnet(dest: Path, base: Path, report: Callable[[str], None] = no_report) -> Path:
+    """Build (once) a tiny ControlNet for the tiny SD or SDXL pipeline at ``base`` (``ControlNetModel.from_unet``)."""
+    return _ensure(Path(dest), "controlnet", lambda out: _build_controlnet(Path(base), out), report)
 
 
 def ensure_tiny_r1(dest: Path, report: Callable[[str], None] = no_report) -> Path:
@@ -361,6 +377,121 @@ def _sd15_scheduler() -> Any:
         steps_offset=1,
         skip_prk_steps=True,
         set_alpha_to_one=False,
+    )
+
+
+# --- tiny Stable Diffusion XL -----------------------------------------------------------------------
+
+# Widths of the tiny SDXL's text encoders: different, like CLIP ViT-L (768) and OpenCLIP ViT-bigG (1280), because
+# diffusers' single-file loader tells the two apart by their position-embedding width.
+SDXL_CLIP_L_WIDTH = 32
+SDXL_CLIP_G_WIDTH = 64
+SDXL_POOLED_WIDTH = 48  # OpenCLIP-G's projection (1280 in the real model); unlike its width, so a transposed
+# text_projection could not load silently
+SDXL_TIME_EMBED_DIM = 8  # per size-conditioning number (256 in the real model); six numbers: two sizes and a crop
+
+
+def _tiny_text_config(tokenizer: Any, width: int, projection: int, act: str) -> Any:
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(hidden_size=width, intermediate_size=width * 2, num_hidden_layers=2, num_attention_heads=4,
+                          projection_dim=projection, hidden_act=act, vocab_size=len(tokenizer),
+                          max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def _tiny_sdxl_unet(in_channels: int) -> Any:
+    """A two-level UNet wired like SDXL's: the text_time added embedding, linear projections, several
+    transformer layers per block (so the single-file key mapping of each is exercised)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=32, in_channels=in_channels, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4), cross_attention_dim=SDXL_CLIP_L_WIDTH + SDXL_CLIP_G_WIDTH,
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
+        projection_class_embeddings_input_dim=SDXL_POOLED_WIDTH + 6 * SDXL_TIME_EMBED_DIM,
+    )
+
+
+def _build_sdxl(out: Path, inpainting: bool = False) -> None:
+    """Write a tiny ``StableDiffusionXLPipeline`` (or, with ``inpainting``, ``StableDiffusionXLInpaintPipeline``)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    tokenizer = _tiny_clip_tokenizer(out / "tokenizer")
+    # SDXL's second tokenizer is the same BPE padded with "!" (id 0), as OpenCLIP pads, instead of the end token.
+    vocab_path, merges_path = _write_clip_vocab_files(out / "tokenizer_2")
+    tokenizer_2 = CLIPTokenizer(vocab=str(vocab_path), merges=str(merges_path), model_max_length=77,
+                                pad_token=OPEN_CLIP_PAD)
+    torch.manual_seed(SEED)
+    unet = _tiny_sdxl_unet(9 if inpainting else 4)
+    torch.manual_seed(SEED)
+    # SDXL's VAE: the SD layout with another scaling factor, and force_upcast (its fp16 decode overflows).
+    vae = AutoencoderKL(block_out_channels=(32, 32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=1,
+                        sample_size=256, scaling_factor=0.13025, force_upcast=True)
+    torch.manual_seed(SEED)
+    text_encoder = CLIPTextModel(_tiny_text_config(tokenizer, SDXL_CLIP_L_WIDTH, SDXL_CLIP_L_WIDTH, "quick_gelu"))
+    torch.manual_seed(SEED + 1)
+    text_encoder_2 = CLIPTextModelWithProjection(
+        _tiny_text_config(tokenizer_2, SDXL_CLIP_G_WIDTH, SDXL_POOLED_WIDTH, "gelu"))
+    # SDXL base's scheduler_config.json.
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
+                                       interpolation_type="linear", prediction_type="epsilon")
+    components = dict(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+                      tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler, force_zeros_for_empty_prompt=True,
+                      add_watermarker=False)
+    if inpainting:  # like diffusers/stable-diffusion-xl-1.0-inpainting-0.1
+        pipe: Any = StableDiffusionXLInpaintPipeline(**components, requires_aesthetics_score=False)
+    else:
+        pipe = StableDiffusionXLPipeline(**components)
+    pipe.save_pretrained(out, safe_serialization=True)
+    _write_readme(
+        out, "Atelier tiny Stable Diffusion XL" + (" inpainting" if inpainting else ""),
+        f"A `{type(pipe).__name__}` (diffusers) with a tiny {'9-channel ' if inpainting else ''}UNet conditioned on\n"
+        "text, a pooled text embedding and image sizes (`text_time`), two tiny text encoders (CLIP-L-like and\n"
+        "OpenCLIP-G-like with a projection), a four-block VAE and small CLIP tokenizers.",
+    )
+
+
+# --- tiny ControlNet -----------------------------------------------------------------------------------
+
+
+def _build_controlnet(base: Path, out: Path) -> None:
+    """Write a ControlNet made from ``base``'s UNet, its zero-initialised output convolutions given random weights
+    (a fresh ControlNet adds exactly nothing, which would hide a ControlNet that is never applied)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(str(base), subfolder="unet")
+    if unet.config.in_channels != 4:
+        raise ValueError(f"a ControlNet is built from a 4-channel UNet; {base} has {unet.config.in_channels}")
+    torch.manual_seed(SEED)
+    # The conditioning embedding keeps diffusers' default widths but at the small end: it only has to bring the
+    # control image down to the latent size (three stride-2 convolutions for the VAE's factor 8).
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+    generator = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                      controlnet.controlnet_cond_embedding.conv_out]
+        for conv in zero_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.5)
+            conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.1)
+    controlnet.save_pretrained(out, safe_serialization=True)
+    family = "SDXL" if unet.config.addition_embed_type == "text_time" else "Stable Diffusion 1.x"
+    _write_readme(
+        out, f"Atelier tiny ControlNet ({family})",
+        "A `ControlNetModel` (diffusers) made with `ControlNetModel.from_unet` from the tiny model's UNet; its\n"
+        "zero convolutions carry random weights so that the control image visibly changes the output.",
     )
 
 

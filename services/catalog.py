@@ -1,4 +1,5 @@
-"""What the data folders hold: checkpoints, VAEs, LoRAs and upscalers, by the names users and the API see."""
+"""What the data folders hold: checkpoints, VAEs, LoRAs, upscalers and ControlNets, by the names users and the API
+see, and which model family each checkpoint is (a LoRA or ControlNet of another family is refused before queueing)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import re
 from pathlib import Path
 
 from contracts import excerpt
-from pipelines.checkpoints import CHECKPOINT_SUFFIXES, VAE_SUFFIXES, is_diffusers_folder, model_hash
+from pipelines.checkpoints import CHECKPOINT_SUFFIXES, VAE_SUFFIXES, is_diffusers_folder, model_family, model_hash
+from pipelines.controlnet import available_controlnets
 from pipelines.hashes import sha256
-from pipelines.loras import available_loras, check_prompt, lora_hashes
+from pipelines.loras import available_loras, check_prompt, family_message, lora_hashes, lora_shape, parse_loras
 from pipelines.messages import data_folder
 
 UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
@@ -25,11 +27,17 @@ class Catalog:
     """Lists and resolves the files under the models, loras, vae and upscalers folders (read on every call, so
     files copied in while the server runs show up without a restart)."""
 
-    def __init__(self, models_dir: Path, loras_dir: Path, vae_dir: Path, upscalers_dir: Path) -> None:
+    def __init__(self, models_dir: Path, loras_dir: Path, vae_dir: Path, upscalers_dir: Path,
+                 controlnet_dir: Path | None = None, default_model: str = "", builtin: tuple[str, ...] = ()) -> None:
         self.models_dir = Path(models_dir)
         self.loras_dir = Path(loras_dir)
         self.vae_dir = Path(vae_dir)
         self.upscalers_dir = Path(upscalers_dir)
+        self.controlnet_dir = Path(controlnet_dir) if controlnet_dir is not None else None
+        self.default_model = default_model  # the configured checkpoint (a path or hub id): what "" runs
+        # Checkpoint folders under models_dir that are listed before they exist: the tiny profile builds them when a
+        # job first asks for one (services/container.py).
+        self.builtin = builtin
 
     def _model_paths(self) -> dict[str, Path]:
         found: dict[str, Path] = {}
@@ -39,6 +47,8 @@ class Catalog:
                     continue
                 if (path.is_file() and path.suffix.lower() in CHECKPOINT_SUFFIXES) or is_diffusers_folder(path):
                     found[path.name] = path
+        for name in self.builtin:
+            found.setdefault(name, self.models_dir / name)
         return found
 
     def _vae_paths(self) -> dict[str, Path]:
@@ -72,6 +82,34 @@ class Catalog:
                  if p.is_file() and not _hidden(p) and p.suffix.lower() in UPSCALER_SUFFIXES]
         return sorted((p.stem for p in files), key=str.lower)
 
+    def controlnets(self) -> dict[str, Path]:
+        """ControlNet models by the name sd-webui-controlnet lists, "name [hash]"."""
+        return available_controlnets(self.controlnet_dir)
+
+    def family(self, model: str) -> str | None:
+        """The family ("sd15", "sd2", "sdxl") of the checkpoint a job names ("" = the configured one); None when it
+        cannot be told without loading it (a .ckpt, a hub id, a model not built yet, an unknown name)."""
+        try:
+            path = self.resolve_model(model) if model else Path(self.default_model)
+        except ValueError:
+            return None
+        return model_family(path) if path.exists() else None
+
+    def listed_model(self, name: str) -> str | None:
+        """The checkpoint name in models() that `name` stands for (itself, its stem, A1111's "name [hash]" title,
+        as a PNG's Model names it); None when the folder has no such checkpoint."""
+        return self._listed(name, self._model_paths())
+
+    def listed_vae(self, name: str) -> str | None:
+        """The VAE name in vaes() that `name` stands for; None when the folder has no such VAE."""
+        return self._listed(name, self._vae_paths())
+
+    @staticmethod
+    def _listed(name: str, paths: dict[str, Path]) -> str | None:
+        key = _TITLE_HASH.sub("", name.strip())
+        stems = {Path(n).stem: n for n, p in paths.items() if not p.is_dir()}
+        return key if key in paths else stems.get(key)
+
     def resolve_model(self, name: str) -> Path:
         """The checkpoint file or folder for a name (also without extension, or as A1111's "name [hash]" title);
         ValueError listing the available ones for an unknown name."""
@@ -84,12 +122,8 @@ class Catalog:
 
     @staticmethod
     def _resolve(name: str, paths: dict[str, Path], kind: str, folder: Path, what: str) -> Path:
-        key = _TITLE_HASH.sub("", name.strip())
-        if key in paths:
-            return paths[key]
-        stems = {Path(n).stem: p for n, p in paths.items() if not p.is_dir()}
-        if key in stems:
-            return stems[key]
+        if (listed := Catalog._listed(name, paths)) is not None:
+            return paths[listed]
         listing = ", ".join(paths) if paths else f"none (put {what} in {data_folder(folder)})"
         raise ValueError(f"{kind} {excerpt(name)} is not available; choose one of: {listing}.")
 
@@ -123,7 +157,7 @@ class Catalog:
     def field_errors(self, prompt: str = "", model: str = "", vae: str = "") -> dict[str, str]:
         """{field: message} for unknown LoRAs in the prompt, an unknown model or VAE; empty when all are known."""
         errors: dict[str, str] = {}
-        if message := check_prompt(prompt, self.loras_dir):
+        if message := check_prompt(prompt, self.loras_dir) or self._lora_family(prompt, model):
             errors["prompt"] = message
         for field, value, resolve in (("model", model, self.resolve_model), ("vae", vae, self.resolve_vae)):
             if value:
@@ -132,3 +166,15 @@ class Catalog:
                 except ValueError as err:
                     errors[field] = str(err)
         return errors
+
+    def _lora_family(self, prompt: str, model: str) -> str:
+        """The message for a LoRA in the prompt made for another family than the checkpoint's ('' when they fit)."""
+        refs = parse_loras(prompt)[1]
+        family = self.family(model) if refs else None
+        if family is None:
+            return ""
+        known = available_loras(self.loras_dir)
+        for ref in refs:
+            if ref.name in known and (message := family_message(ref.name, lora_shape(known[ref.name]), family, None)):
+                return f"prompt: {message}"
+        return ""

@@ -35,6 +35,10 @@ from storage.shared_state import SharedState, open_shared_state
 log = logging.getLogger(__name__)
 
 TINY_SD_NAME = "atelier-tiny-sd (random weights, makes noise)"
+# The tiny profile's checkpoints under <data>/models, offered by name (tiny-sd is also the default), and a tiny
+# ControlNet for each under <data>/controlnet: built offline on the first load (pipelines/tiny.py).
+TINY_CHECKPOINTS = ("tiny-sd", "tiny-sdxl")
+TINY_CONTROLNETS = {"tiny-cn-sd15": "tiny-sd", "tiny-cn-sdxl": "tiny-sdxl"}
 TINY_R1_NAME = "atelier-tiny-r1-gptq-4bit (random weights, writes gibberish)"
 
 
@@ -157,7 +161,10 @@ def _compile_options(settings: Settings) -> CompileOptions:
 
 
 def _catalog(settings: Settings) -> Catalog:
-    return Catalog(settings.models_dir, settings.loras_dir, settings.vae_dir, settings.upscalers_dir)
+    tiny = settings.image_backend == "diffusers" and settings.resolved_image_model == "tiny"
+    default = str(settings.models_dir / "tiny-sd") if tiny else settings.resolved_image_model
+    return Catalog(settings.models_dir, settings.loras_dir, settings.vae_dir, settings.upscalers_dir,
+                   settings.controlnet_dir, default_model=default, builtin=TINY_CHECKPOINTS if tiny else ())
 
 
 def _model_choice(catalog: Catalog, default: str, default_label: str | None) -> ModelChoice[Any]:
@@ -180,6 +187,20 @@ def _tiny_sd_dir(settings: Settings) -> Path | None:
     """Where the tiny Stable Diffusion is built, when it is the image model."""
     local = settings.image_backend == "diffusers"
     return settings.models_dir / "tiny-sd" if local and settings.resolved_image_model == "tiny" else None
+
+
+def build_tiny_images(settings: Settings, report: Callable[[str], None]) -> None:
+    """The tiny profile's image models, each built once: tiny-sd, tiny-sdxl and a tiny ControlNet for each (a few
+    seconds of CPU in all; a model already there, or linked in by the tests, is kept)."""
+    from pipelines.tiny import ensure_tiny_controlnet, ensure_tiny_sd, ensure_tiny_sdxl
+
+    models = settings.models_dir
+    if not (models / "tiny-sd").exists() or not (models / "tiny-sdxl").exists():
+        report("building the tiny Stable Diffusion and SDXL models (first use only)")
+    ensure_tiny_sd(models / "tiny-sd", report=report)
+    ensure_tiny_sdxl(models / "tiny-sdxl", report=report)
+    for name, base in TINY_CONTROLNETS.items():
+        ensure_tiny_controlnet(settings.controlnet_dir / name, models / base, report=report)
 
 
 def _image_slot(settings: Settings, catalog: Catalog | None = None,
@@ -216,13 +237,13 @@ def _image_slot(settings: Settings, catalog: Catalog | None = None,
             "compile_warmup": (int(defaults["width"]), int(defaults["height"]), float(defaults["cfg_scale"])),
             "lora_dir": str(settings.loras_dir),
             "upscalers_dir": settings.upscalers_dir,
+            "vae_dir": settings.vae_dir,
+            "controlnet_dir": settings.controlnet_dir,
+            "annotators_dir": settings.annotators_dir,
         }
 
     def build_tiny(report: Callable[[str], None]) -> None:
-        from pipelines.tiny import ensure_tiny_sd
-
-        report("building the tiny Stable Diffusion model (first use only)")
-        ensure_tiny_sd(tiny_dir, report=report)
+        build_tiny_images(settings, report)
 
     choice = _model_choice(catalog or _catalog(settings), options["model"], options["display_name"]) if local else None
     threads = threads or TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)

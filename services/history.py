@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -77,8 +78,7 @@ class HistoryService:
         it and while it is stored."""
         if not _SHA256.match(sha):
             return None
-        used = ImageJob.select(ImageJob.id).where(((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha))
-                                                  & owned_by(ImageJob.user, user)).exists()
+        used = ImageJob.select(ImageJob.id).where(_uses(sha) & owned_by(ImageJob.user, user)).exists()
         return input_path(sha) if used and self.store.exists(input_path(sha)) else None
 
     def delete_job(self, job_id: int, user: str | None = "") -> bool:
@@ -94,8 +94,8 @@ class HistoryService:
             # Unused inputs go inside the write transaction: a job created meanwhile either committed first (its
             # row keeps the file) or commits after us and then finds the file missing and writes it again
             # (services/images.py stores a job's inputs after its row).
-            for sha in {job.init_image_sha, job.mask_sha} - {""}:
-                if not ImageJob.select().where((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha)).exists():
+            for sha in {job.init_image_sha, job.mask_sha, *_unit_pictures(job)} - {""}:
+                if not ImageJob.select().where(_uses(sha)).exists():
                     keys.append(input_path(sha))
         # Rows go first: a listed job never points at a missing file.
         for key in keys:
@@ -105,3 +105,16 @@ class HistoryService:
                 log.warning("could not delete %s", key, exc_info=True)
         return True
 
+
+
+def _uses(sha: str) -> Any:
+    """Jobs that use an input picture: as init image, mask, or a ControlNet unit's picture (its inputs/ path in the
+    units' JSON; the digest is 64 hex digits, so the text match cannot hit anything else)."""
+    return ((ImageJob.init_image_sha == sha) | (ImageJob.mask_sha == sha)
+            | ImageJob.controlnet.contains(input_path(sha)))
+
+
+def _unit_pictures(job: ImageJob) -> set[str]:
+    """The digests of a job's ControlNet unit pictures."""
+    paths = [unit.get("image") or "" for unit in json.loads(job.controlnet or "[]")]
+    return {Path(p).stem for p in paths if p}

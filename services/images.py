@@ -13,10 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
 
-from contracts import INPAINTING_FILLS, ImageLimits, ImageRequest, InvalidRequest, check_inputs, resolve_seed
+from contracts import (
+    INPAINTING_FILLS,
+    ImageLimits,
+    ImageRequest,
+    InvalidRequest,
+    check_inputs,
+    control_infotext,
+    resolve_seed,
+)
 from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
 from pipelines.messages import hide_paths
-from services import uploads
+from services import controlnet, uploads
 from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
@@ -125,6 +133,16 @@ class ImageService:
         uploaded file (a Path the caller vouches for: Gradio's upload folder), an upload's bytes or PIL images: each
         is read and decoded here, once, within the upload limits (services/uploads.py)."""
         params, errors = self._read_images(params)
+        local = self.catalog is not None and not self.remote_names
+        models = self.catalog.controlnets() if local and params.get("controlnet") else None
+        params["controlnet"], unit_errors = controlnet.read_units(params.get("controlnet"), models,
+                                                                  self.upload_limits)
+        errors |= unit_errors
+        if self.remote_names and params["controlnet"]:
+            # Not passed through to a remote WebUI yet: refused rather than silently dropped.
+            errors["controlnet"] = ("controlnet: ControlNet units run on the diffusers backend only; this "
+                                    "server's images come from a remote AUTOMATIC1111, which Atelier does not send "
+                                    "units to yet.")
         try:
             req = ImageRequest(**params)
         except Exception as err:  # pydantic's ValidationError: wrong types
@@ -138,6 +156,8 @@ class ImageService:
         if self.catalog is not None and not self.remote_names:
             # Unknown LoRAs in the prompt, checkpoint or VAE names: each message lists what there is.
             errors = self.catalog.field_errors(prompt=req.prompt, model=req.model, vae=req.vae) | errors
+            if req.controlnet:
+                errors = controlnet.check_family(req.controlnet, models or {}, self.catalog.family(req.model)) | errors
         return (None if errors else req), errors
 
     def _read_images(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -191,7 +211,7 @@ class ImageService:
         except ModelUnavailableError as err:
             job = self._create_job(req, user, self.slot.status().model, seed_used=None)
             # Kept even so: the job can be reopened and tried again.
-            self._keep_inputs(req, {"init_image": job.init_image_sha, "mask": job.mask_sha})
+            self._keep_inputs(req, req.image_digests())
             self._finish(job, "failed", started, error=str(err))
             handle.update(status="failed", message=f"❌ {err}", error=str(err), job_id=job.id)
 
@@ -298,6 +318,8 @@ class ImageService:
         # The request's `model` is the checkpoint asked for; the row's `model` is the one that ran (PNG's Model).
         settings["checkpoint"] = settings.pop("model")
         digests = req.image_digests() if digests is None else digests
+        settings["controlnet"] = json.dumps([{**unit, "image": input_path(digests.get(f"controlnet.{i}.image", ""))}
+                                             for i, unit in enumerate(settings["controlnet"])])
         with database.atomic():
             return ImageJob.create(
                 user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
@@ -309,8 +331,9 @@ class ImageService:
     def _keep_inputs(self, req: ImageRequest, digests: dict[str, str]) -> str:
         """Store the job's input images under inputs/<sha>.png (once per content); the reason when that failed."""
         try:
-            for name in INPUT_IMAGES:
-                image, sha = getattr(req, name), digests[name]
+            pictures = [(getattr(req, name), digests[name]) for name in INPUT_IMAGES]
+            pictures += [(u.image, digests.get(f"controlnet.{i}.image", "")) for i, u in enumerate(req.controlnet)]
+            for image, sha in pictures:
                 # In the image store (the folder, or S3), so that every replica can reopen the job.
                 if image is not None and sha and not self.store.exists(input_path(sha)):
                     self.store.put_png(input_path(sha), image, None)
@@ -338,6 +361,7 @@ class ImageService:
             hires_upscale=req.hr_scale if hires else None,
             hires_steps=req.hr_second_pass_steps if hires and req.hr_second_pass_steps else None,
             hires_upscaler=req.hr_upscaler if hires else None,
+            controlnet=control_infotext(req.controlnet) or None,
         )
 
     def _model_hash(self, req: ImageRequest, backend: ImageBackend) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from pipelines.loading import ModelUnavailable
 from pipelines.messages import hide_paths
 from pipelines.registry import ModelBackend
 
@@ -103,6 +104,7 @@ class ModelSlot(Generic[T]):
         self._backend = backend
         self._load = load
         self._model = model
+        self.default_model = model  # the label of the configured default, as a PNG made with it names it
         self._backend_name = backend_name
         self._describe = describe
         self._chooser = choice  # None: the backend has one model (a remote server picks its own)
@@ -158,7 +160,13 @@ class ModelSlot(Generic[T]):
                 self._load(self.backend, self._report)
             except Exception as err:
                 reason = hide_paths(str(err)) or type(err).__name__  # the log below keeps the full text
-                log.warning("%s model failed to load: %s", self.kind, reason, exc_info=True)
+                # A reason the backend explained (what is missing, what to do) is one line; its traceback, a
+                # hundred lines of the loader's internals a user cannot act on, is for debugging. Anything else
+                # is a bug worth its traceback.
+                explained = isinstance(err, ModelUnavailable)
+                log.warning("%s model failed to load: %s", self.kind, reason, exc_info=not explained)
+                if explained:
+                    log.debug("%s model: where loading failed", self.kind, exc_info=True)
                 self._set(ModelState.FAILED, reason=reason)
                 raise ModelUnavailableError(reason) from err
             self._set(ModelState.READY)

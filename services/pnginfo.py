@@ -21,12 +21,14 @@ from typing import Any
 from PIL import Image
 
 from contracts import SAMPLERS, InvalidRequest
+from pipelines.control_units import ControlUnitError, parse_infotext
 from services.uploads import DEFAULT_LIMITS, UploadLimits, open_image, read_bytes
 from storage.files import parse_parameters
 
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
+_CONTROLNET_KEY = re.compile(r"ControlNet \d{1,2}")  # sd-webui-controlnet's "ControlNet 0", "ControlNet 1", …
 # A1111 infotext key -> (API name, type). Keys not listed here come back under "extra", as written.
 _FIELDS: dict[str, tuple[str, type]] = {
     "Steps": ("steps", int), "CFG scale": ("cfg_scale", float), "Seed": ("seed", int),
@@ -165,6 +167,8 @@ def parse(text: str) -> dict[str, Any]:
             result["width"], result["height"] = int(size[1]), int(size[2])
         elif key == "Lora hashes":
             result["lora_hashes"] = _lora_hashes(value)
+        elif (unit := _control_unit(key, value)) is not None:
+            result.setdefault("controlnet", []).append(unit)
         elif key not in ("Sampler", "Schedule type", "Mask mode", "Inpaint area", "Masked content"):
             extra[key] = value
     if "Sampler" in pairs:
@@ -191,6 +195,17 @@ def parse(text: str) -> dict[str, Any]:
     result["extra"] = extra
     result["parameters"] = text
     return result
+
+
+def _control_unit(key: str, value: str) -> dict[str, Any] | None:
+    """A ``ControlNet N`` entry as sd-webui-controlnet writes it, read back into a unit's fields (without its
+    picture, which a PNG does not carry); None for any other key, or an entry that does not read as a unit."""
+    if not _CONTROLNET_KEY.fullmatch(key):
+        return None
+    try:
+        return parse_infotext(value).model_dump()
+    except (ControlUnitError, ValueError):
+        return None
 
 
 def infotext_fields(text: str) -> dict[str, str]:

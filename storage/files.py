@@ -42,6 +42,8 @@ class Parameters:
     hires_steps: int | None = None  # only when not 0 (0: as many as the first pass)
     hires_upscaler: str | None = None
     lora_hashes: str | None = None  # "name: hash, name: hash"
+    # Extensions' entries, last as A1111 writes them: {"ControlNet 0": "Module: canny, Model: …", …}.
+    controlnet: dict[str, str] | None = None
 
     def pairs(self) -> dict[str, str]:
         """The `Key: value` pairs in A1111's order (processing.create_infotext), values as A1111 prints them."""
@@ -53,7 +55,7 @@ class Parameters:
             "Mask mode": self.mask_mode, "Mask blur": self.mask_blur, "Inpaint area": self.inpaint_area,
             "Masked area padding": self.masked_area_padding, "Masked content": self.masked_content,
             "Hires upscale": self.hires_upscale, "Hires steps": self.hires_steps,
-            "Hires upscaler": self.hires_upscaler, "Lora hashes": self.lora_hashes,
+            "Hires upscaler": self.hires_upscaler, "Lora hashes": self.lora_hashes, **(self.controlnet or {}),
         }
         return {key: _format(value) for key, value in values.items() if value is not None and value != ""}
 

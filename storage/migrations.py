@@ -245,6 +245,12 @@ def m010_api_keys(db: Database) -> None:
         """)
 
 
+def cn01_controlnet_units(db: Database) -> None:
+    """An image job's ControlNet units (issue 24): their settings as JSON, each unit's picture by its inputs/ path."""
+    if "controlnet" not in {c.name for c in db.get_columns("imagejob")}:
+        ddl(db, "ALTER TABLE imagejob ADD COLUMN controlnet TEXT NOT NULL DEFAULT '[]'")
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
@@ -254,6 +260,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_image_modes", m005_image_modes),
     ("006_replica_owner", m006_replica_owner),
     ("010_api_keys", m010_api_keys),
+    ("cn01_controlnet_units", cn01_controlnet_units),
 ]
 
 

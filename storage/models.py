@@ -92,6 +92,8 @@ class ImageJob(BaseModel):
     # The checkpoint and VAE asked for ("" = the default); `model` above is the one that ran, as PNGs name it.
     checkpoint = CharField(default="")
     vae = CharField(default="")
+    # JSON list of ControlNet units in sd-webui-controlnet's names, each picture as its inputs/ path (migration cn01).
+    controlnet = TextField(default="[]")
 
     def settings_dict(self) -> dict[str, Any]:
         """The request's settings and the job's model, time and cache flag, as JSON-ready data; input images as
@@ -108,6 +110,7 @@ class ImageJob(BaseModel):
             "inpainting_mask_invert": self.inpainting_mask_invert, "enable_hr": bool(self.enable_hr),
             "hr_scale": self.hr_scale, "hr_upscaler": self.hr_upscaler,
             "hr_second_pass_steps": self.hr_second_pass_steps, "checkpoint": self.checkpoint, "vae": self.vae,
+            "controlnet": json.loads(self.controlnet or "[]"),
         }
 
     def extra_dict(self) -> dict[str, Any]:

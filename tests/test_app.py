@@ -161,6 +161,10 @@ def test_default_profile_offline_stays_up_and_says_how_to_fix(tmp_path: Path, mo
         assert image["model"] == "stabilityai/sd-turbo"
         assert "--profile tiny" in image["reason"]
         assert "--image-model" in image["reason"]
+        # In Atelier's words: the command that fetches it, not diffusers' advice to programmers.
+        assert "hf download stabilityai/sd-turbo" in image["reason"]
+        assert "local_files_only" not in image["reason"]
+        assert "stacktrace" not in image["reason"]
         page = http.get("/")
         assert page.status_code == 200
 

@@ -273,6 +273,17 @@ def test_webuiapi_txt2img_gives_the_stored_png_and_its_infotext(atelier: Atelier
     assert (read_back.parameters["Seed"], read_back.parameters["Size-1"]) == ("21", "64")
 
 
+def test_webuiapi_controlnet_units_run_unchanged(atelier: Atelier) -> None:
+    api = atelier.webui("alice")
+    plain = api.txt2img(prompt="a dancer", seed=9, **QUICK)  # loads the model, which builds the tiny ControlNets
+    picture = Image.new("RGB", (64, 64), "black")
+    picture.paste((255, 255, 255), (16, 16, 48, 48))
+    unit = webuiapi.ControlNetUnit(image=picture, module="canny", model="tiny-cn-sd15", weight=0.9)
+    made = api.txt2img(prompt="a dancer", seed=9, controlnet_units=[unit], **QUICK)
+    assert 'ControlNet 0: "Module: canny, Model: tiny-cn-sd15 [' in made.info["infotexts"][0]
+    assert made.image.tobytes() != plain.image.tobytes()
+
+
 def test_webuiapi_img2img_with_a_mask_inpaints(atelier: Atelier) -> None:
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (8, 8, 40, 40))

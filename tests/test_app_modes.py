@@ -30,7 +30,7 @@ IMG2IMG = ["init_image", "denoising_strength", "resize_mode"]
 A1111_DEFAULTS = {"enable_hr": False, "hr_scale": 2.0, "hr_upscaler": "Latent", "hr_second_pass_steps": 0,
                   "denoising_strength": 0.75, "model": "", "vae": "", "resize_mode": 0, "mask_blur": 4,
                   "inpainting_fill": 1, "inpaint_full_res": False, "inpaint_full_res_padding": 32,
-                  "inpainting_mask_invert": 0}
+                  "inpainting_mask_invert": 0, "controlnet": []}
 INPAINT = ["mask", "mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
            "inpainting_mask_invert"]
 
@@ -86,9 +86,9 @@ def pixels(item: dict[str, Any]) -> np.ndarray:
 
 def test_the_new_parameters_follow_todays_and_are_all_optional(client: Client) -> None:
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    expected = {"/generate_image": [*PARAMS, *NEW_TXT2IMG],
-                "/img2img": [*PARAMS, *IMG2IMG, "model", "vae"],
-                "/inpaint": [*PARAMS, *IMG2IMG, *INPAINT, "model", "vae"]}
+    expected = {"/generate_image": [*PARAMS, *NEW_TXT2IMG, "controlnet"],
+                "/img2img": [*PARAMS, *IMG2IMG, "model", "vae", "controlnet"],
+                "/inpaint": [*PARAMS, *IMG2IMG, *INPAINT, "model", "vae", "controlnet"]}
     for api, names in expected.items():
         parameters = endpoints[api]["parameters"]
         assert [p["parameter_name"] for p in parameters] == names, api
@@ -211,7 +211,7 @@ def test_models_and_loras_list_the_folders(client: Client, data_dir: Path) -> No
     (data_dir / "loras").mkdir(exist_ok=True)
     (data_dir / "loras" / "paper-cut.safetensors").write_bytes(b"")
     models = client.predict(api_name="/models")
-    assert set(models) == {"models", "vaes", "upscalers"}
+    assert set(models) == {"models", "vaes", "upscalers", "controlnets", "module_list", "module_detail"}
     assert {"Latent", "Lanczos"} <= set(models["upscalers"])  # the built-in ones, by A1111's names
     assert "paper-cut" in client.predict(api_name="/loras")["loras"]
 
@@ -220,7 +220,9 @@ def test_choices_are_the_contracts_lists_with_the_servers_upscalers(client: Clie
     (data_dir / "upscalers").mkdir(exist_ok=True)
     (data_dir / "upscalers" / "4x-Sharp.pth").write_bytes(b"")
     answer = client.predict(api_name="/choices")
-    assert answer == choices(["4x-Sharp"])  # what the React client offers: no copy of its own
+    # What the React client offers and starts from: no copy of its own.
+    assert answer == {**choices(["4x-Sharp"]), "defaults": {"steps": 8, "cfg_scale": 7.0, "width": 256, "height": 256,
+                                                            "sampler": "Euler a"}}
     assert answer["samplers"][0] == "Euler a"
     assert {"value": 1, "label": "Crop and resize"} in answer["resize_modes"]
     assert answer["upscalers"][-1] == "4x-Sharp"

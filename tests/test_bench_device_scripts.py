@@ -40,6 +40,6 @@ def test_the_checks_script_runs_the_benchmarks_that_exist_with_their_options() -
             assert option in help_text, f"{script} has no {option}"
     # Each mode fits one call of the device tool (600 s at most), with a minute to install and start.
     modes = re.findall(r"^  (\w+)\)\n(.*?);;", text, re.M | re.S)
-    assert {mode for mode, _ in modes} == {"smoke", "image", "text"}
+    assert {mode for mode, _ in modes} == {"smoke", "image", "sdxl", "text"}
     for mode, body in modes:
         assert sum(int(s) for s in re.findall(r"^\s+check \S+ (\d+) ", body, re.M)) <= 540, mode

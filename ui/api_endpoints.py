@@ -18,7 +18,9 @@ from contracts import InvalidRequest, choices
 from services.admission import QueueQuota
 from services.chat import MAX_PAGE as MAX_CONVERSATIONS
 from services.container import Services
+from services.controlnet import modules as controlnet_modules
 from services.history import MAX_PAGE as MAX_JOBS
+from ui import controlnet_panel
 from ui.chat_tab import OPTION_NAMES, option_values
 from ui.common import (
     RAW_INPUTS,
@@ -42,6 +44,7 @@ def register_all(services: Services, quota: QueueQuota) -> None:
     register_chat(services, quota)
     register_png_info()
     register_catalog(services)
+    controlnet_panel.register_preview(services)
 
 
 def register_history(services: Services) -> None:
@@ -198,9 +201,12 @@ def register_catalog(services: Services) -> None:
     catalog = services.catalog
 
     def models() -> dict[str, Any]:
-        """Checkpoints, VAEs and hires upscalers by the names /generate_image, /img2img and /inpaint take."""
+        """Checkpoints, VAEs, hires upscalers and ControlNet models by the names /generate_image, /img2img and
+        /inpaint take, and the ControlNet preprocessors (modules) with their sliders, as sd-webui-controlnet lists
+        them."""
         return {"models": catalog.models(), "vaes": catalog.vaes(),
-                "upscalers": [*BUILTIN_UPSCALERS, *catalog.upscalers()]}
+                "upscalers": [*BUILTIN_UPSCALERS, *catalog.upscalers()],
+                "controlnets": list(catalog.controlnets()), **controlnet_modules()}
 
     def loras() -> dict[str, Any]:
         """LoRA names for the prompt's <lora:name:weight> tags."""
@@ -208,8 +214,9 @@ def register_catalog(services: Services) -> None:
 
     def choice_lists() -> dict[str, Any]:
         """The choices a job may make, with their labels: modes, samplers, resize modes, masked content, mask modes
-        (numbered as AUTOMATIC1111's API numbers them), and the hires upscalers (built-in, then this server's)."""
-        return choices(catalog.upscalers())
+        (numbered as AUTOMATIC1111's API numbers them), and the hires upscalers (built-in, then this server's); and
+        `defaults`, the size, steps, CFG scale and sampler that suit this server's image model (its profile's)."""
+        return {**choices(catalog.upscalers()), "defaults": dict(services.images.defaults)}
 
     with gr.Row(visible=False):
         read_api(models, "models", {})

@@ -14,6 +14,22 @@ THEME = gr.themes.Default(
     font_mono=["ui-monospace", "SFMono-Regular", "monospace"],
 )
 
+# A field's refusal (a validator's message): Gradio lays it over the field, where a long one covered a short field's
+# label and was cut off (the Checkpoint's "model … is not available; choose one of: …"). In the flow instead, above
+# the label, whole: the field grows to hold it.
+CSS = """
+.block > .wrap:has(> .validation-error) {
+  position: static !important; height: auto; overflow: visible; background: none; margin-bottom: var(--spacing-md);
+}
+.block > .wrap > .validation-error { position: static; }
+/* The History table is for reading: a click selects the job (its row lights up), without the framed cell that
+   looked like an edit box. */
+#history-table .cell-selected, #history-table .cell-selected * {
+  outline: none !important; box-shadow: none !important;
+}
+#history-table .body-cell { cursor: pointer; }
+"""
+
 
 def build_ui(services: Services, quota: QueueQuota) -> gr.Blocks:
     """A fresh Blocks wired to `services` (one per app: Blocks hold per-app state), its jobs admitted by `quota`
@@ -26,7 +42,7 @@ def build_ui(services: Services, quota: QueueQuota) -> gr.Blocks:
             inpaint = inpaint_tab.render(services, quota)
             chat_tab.render(services, quota)
             history_tab.render(services, image, tabs)
-            pnginfo_tab.render(tabs, image, img2img, inpaint)
+            pnginfo_tab.render(services, tabs, image, img2img, inpaint)
             account_tab.render(services)
         api_endpoints.register_all(services, quota)
     quota.blocks = blocks

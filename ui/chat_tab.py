@@ -27,12 +27,16 @@ from ui.common import (
 )
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")
-THINKING = "💭 Thinking"
+NO_CONVERSATIONS = "None yet: your first message starts one."
+# The bubble's title: in the present while the model thinks, in the past once it has (beside its duration).
+THINKING = "Thinking"
+THOUGHT = "Thought"
 
 
 def thinking_message(reasoning: str, pending: bool, duration: float | None) -> dict[str, Any]:
-    """The collapsible "Thinking" bubble: open with a spinner while it streams, closed with its duration after."""
-    metadata: dict[str, Any] = {"title": THINKING, "status": "pending" if pending else "done"}
+    """The collapsible "Thinking" bubble: open with a spinner while it streams, closed as "Thought" with its
+    duration after."""
+    metadata: dict[str, Any] = {"title": THINKING if pending else THOUGHT, "status": "pending" if pending else "done"}
     if duration is not None and not pending:
         metadata["duration"] = round(duration, 1)
     return {"role": "assistant", "content": reasoning, "metadata": metadata}
@@ -109,7 +113,8 @@ def render(services: Services, quota: QueueQuota) -> ChatTab:
     choices = conversation_choices(services)  # one handler, so that its events share one concurrency group
     wire_turns(services, quota, tab, choices)
     wire_conversations(services, tab, choices)
-    timer = gr.Timer(1.0, active=True)
+    with tab.tab:  # inside the tab: a component left in gr.Tabs itself shifts the later tabs' places (see layout)
+        timer = gr.Timer(1.0, active=True)
 
     def refresh_status() -> tuple[str, gr.Timer]:
         slot = services.text_slot.status()
@@ -128,15 +133,17 @@ def layout(services: Services) -> ChatTab:
         model_status = gr.Markdown(html_text(services.text_slot.status().message()), elem_id="chat-model-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=220):
-                new_btn = gr.Button("＋ New chat", elem_id="chat-new")
-                conversations = gr.Radio(label="Conversations", choices=[], elem_id="chat-conversations")
+                new_btn = gr.Button("New chat", elem_id="chat-new")
+                conversations = gr.Radio(label="Conversations", choices=[], info=NO_CONVERSATIONS,
+                                         elem_id="chat-conversations")
                 delete_btn = gr.Button("Delete conversation", variant="stop", size="sm")
             with gr.Column(scale=4):
                 chatbot = gr.Chatbot(label="DeepSeek-R1", height=520, elem_id="chatbot", feedback_options=None,
                                      group_consecutive_messages=False, buttons=["copy"])
                 # lines=1 with max_lines > 1: Gradio's box sends on Enter and breaks the line on Shift+Enter (with
                 # lines > 1 it does the opposite), and still grows to max_lines as the text does.
-                message = gr.Textbox(placeholder="Ask anything… (Enter sends, Shift+Enter: new line)",
+                # The label is not shown (the placeholder says it) but names the box for screen readers.
+                message = gr.Textbox(label="Message", placeholder="Ask anything… (Enter sends, Shift+Enter: new line)",
                                      show_label=False, lines=1, max_lines=8, elem_id="chat-message")
                 with gr.Row():
                     send_btn = gr.Button("Send", variant="primary", elem_id="chat-send")
@@ -153,9 +160,12 @@ def layout(services: Services) -> ChatTab:
                                                    label="Max new tokens")
                         thinking_budget = gr.Number(defaults.thinking_budget or 0, precision=0, minimum=0,
                                                     label="Thinking budget (tokens, 0 = no limit)")
+        # In the tab, not after it: the browser places a tab by its index among gr.Tabs' children, so a state
+        # between two tabs gave each later tab a second header on its first visit.
+        conversation_id, mode = gr.State(None), gr.State("send")
     return ChatTab(tab, model_status, new_btn, conversations, delete_btn, chatbot, message, send_btn, stop_btn,
                    regen_btn, edit_btn, status, [temperature, top_p, max_new_tokens, thinking_budget],
-                   gr.State(None), gr.State("send"))
+                   conversation_id, mode)
 
 
 def wire_turns(services: Services, quota: QueueQuota, tab: ChatTab, choices: Callable[..., Any]) -> None:
@@ -230,7 +240,9 @@ def conversation_choices(services: Services) -> Callable[[gr.Request], gr.Radio]
     # Named as before the tabs were split: Gradio names a private event after its function.
     def conversation_choices(request: gr.Request) -> gr.Radio:
         page = services.chat.list_conversations(scope_of(services, request), limit=50)["conversations"]
-        return gr.Radio(choices=[(c["title"] or f"#{c['conversation_id']}", c["conversation_id"]) for c in page])
+        # An empty list says so, rather than nothing.
+        return gr.Radio(choices=[(c["title"] or f"#{c['conversation_id']}", c["conversation_id"]) for c in page],
+                        info="" if page else NO_CONVERSATIONS)
 
     return conversation_choices
 

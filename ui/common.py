@@ -121,6 +121,8 @@ def type_errors(fields: Mapping[str, gr.components.Component], values: Mapping[s
         elif isinstance(component, FILE_COMPONENTS):
             if is_file(value):
                 continue
+        elif isinstance(component, gr.JSON):
+            continue  # structured values (ControlNet units): the service checks them, naming each field
         elif isinstance(value, str):
             continue
         empty = ", or empty" if name in optional else ""

@@ -16,9 +16,17 @@ PAGE = 48
 COLUMNS = ["job", "when", "status", "prompt", "size", "steps", "sampler", "seed", "seconds"]
 
 
+def _status(job: dict[str, Any]) -> str:
+    """The job's status; a failed one's with its reason (in full under "Selected job")."""
+    reason = job.get("error") or ""
+    if not reason:
+        return job["status"]
+    return f"{job['status']}: {reason if len(reason) <= 160 else reason[:159] + '…'}"
+
+
 def _rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     return [
-        [j["job_id"], (j["created_at"] or "")[:19].replace("T", " "), j["status"], j["prompt"][:80],
+        [j["job_id"], (j["created_at"] or "")[:19].replace("T", " "), _status(j), j["prompt"][:80],
          f"{j['width']}×{j['height']}", j["steps"], j["sampler"], j["seed_used"], j["duration_s"]]
         for j in jobs
     ]
@@ -53,11 +61,11 @@ def layout() -> HistoryTab:
         selected = gr.State(None)
         with gr.Row():
             with gr.Column(scale=3):
-                details = gr.JSON(label="Selected job")
+                details = gr.JSON(label="Selected job", elem_id="history-details")
             with gr.Column(scale=2):
                 files = gr.Gallery(label="Its images", columns=2, height="auto")
                 with gr.Row():
-                    reuse_btn = gr.Button("Reuse settings", variant="primary", size="sm")
+                    reuse_btn = gr.Button("Reuse settings", variant="primary", size="sm", elem_id="history-reuse")
                     delete_btn = gr.Button("Delete", variant="stop", size="sm")
     return HistoryTab(tab, refresh_btn, thumbs, table, job_ids, selected, details, files, reuse_btn, delete_btn)
 
@@ -90,12 +98,18 @@ def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
             raise error_toast(f"Job {job_id} does not exist (or was already deleted).")
         info_toast(f"Deleted job {job_id} and its files.")
 
-    wire(view, txt2img, tabs, load, show, delete)
+    def reuse(job: dict[str, Any] | None) -> list[Any]:
+        """The selected job's settings for the Image tab, which opens."""
+        if not job:
+            raise error_toast("Select a job first.")
+        return [*settings_values(services, job), gr.Tabs(selected="image")]
+
+    wire(view, txt2img, tabs, load, show, delete, reuse)
     return view.tab
 
 
 def wire(view: HistoryTab, txt2img: Txt2ImgTab, tabs: gr.Tabs, load: Callable[..., Any], show: Callable[..., Any],
-         delete: Callable[..., Any]) -> None:
+         delete: Callable[..., Any], reuse: Callable[..., Any]) -> None:
     """The tab's events: refresh (also on opening and after a job), select a thumbnail or a row, reuse, delete."""
     outputs = [view.thumbs, view.table, view.job_ids]
     shown = [view.details, view.files, view.selected]
@@ -120,10 +134,3 @@ def pick_row(evt: gr.SelectData) -> int | None:
     """The job id of the selected row of the table."""
     row = evt.row_value if hasattr(evt, "row_value") else None
     return int(row[0]) if row else None
-
-
-def reuse(job: dict[str, Any] | None) -> list[Any]:
-    """The selected job's settings for the Image tab, which opens."""
-    if not job:
-        raise error_toast("Select a job first.")
-    return [*settings_values(job), gr.Tabs(selected="image")]

@@ -13,7 +13,16 @@ from typing import Any
 
 import gradio as gr
 
-from contracts import IMAGE_UPSCALERS, LATENT_UPSCALERS, MAX_HR_SCALE, MAX_SEED, SAMPLERS, ImageRequest, choices
+from contracts import (
+    IMAGE_UPSCALERS,
+    LATENT_UPSCALERS,
+    MAX_HR_SCALE,
+    MAX_SEED,
+    SAMPLERS,
+    ImageRequest,
+    choices,
+    excerpt,
+)
 from services.admission import PlaceTeller, QueueQuota
 from services.container import Services
 from ui.common import (
@@ -22,6 +31,7 @@ from ui.common import (
     checked_by_validator,
     error_toast,
     hand_to_handler,
+    info_toast,
     type_errors,
     user_of,
     verdicts,
@@ -35,6 +45,7 @@ IMG2IMG_NAMES = ("init_image", "denoising_strength", "resize_mode")
 INPAINT_NAMES = ("mask", "mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
                  "inpainting_mask_invert")
 IMAGE_NAMES = ("init_image", "mask")
+CONTROLNET_NAMES = ("controlnet",)  # the units, last (ui/controlnet_panel.py)
 # AUTOMATIC1111's API defaults for what a request may leave out (see ISSUE13's contract and pipelines/image_base).
 A1111_DEFAULTS: dict[str, Any] = {
     "enable_hr": False, "hr_scale": 2.0, "hr_upscaler": "Latent", "hr_second_pass_steps": 0,
@@ -64,6 +75,9 @@ PARAM_DOCS: dict[str, str] = {
     "denoising_strength": "how much to change: 0 keeps the picture, 1 replaces it",
     "model": "the checkpoint by name (the models endpoint lists them; empty: the server's default)",
     "vae": "the VAE by name (empty: the checkpoint's own)",
+    "controlnet": ("ControlNet units: a list of objects in sd-webui-controlnet's names (image as base64, module, model "
+                   "as /models lists it, weight, guidance_start, guidance_end, control_mode, resize_mode, …); "
+                   "empty: none"),
     "init_image": "the picture to start from (an uploaded image file)",
     "resize_mode": "how the picture is brought to the size: 0 just resize, 1 crop and resize, 2 resize and fill",
     "mask": "where to repaint: white is repainted, black kept (an uploaded image file)",
@@ -110,13 +124,10 @@ def run_buttons(prefix: str) -> tuple[gr.Button, gr.Button]:
                 gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop"))
 
 
-def form_head(services: Services, prefix: str) -> tuple[dict[str, gr.Dropdown], dict[str, gr.Textbox], gr.Button,
-                                                       gr.Button]:
-    """The top of an image-to-image form: checkpoint and VAE, prompts, Generate and Stop."""
-    models = model_pickers(services, prefix)
-    prompts = prompt_boxes(prefix)
-    generate, stop = run_buttons(prefix)
-    return models, prompts, generate, stop
+def form_head(services: Services, prefix: str) -> tuple[dict[str, gr.Dropdown], dict[str, gr.Textbox]]:
+    """The top of an image-to-image form: checkpoint and VAE, prompts (the picture and then run_buttons follow: the
+    image a job starts from comes before the buttons that start it)."""
+    return model_pickers(services, prefix), prompt_boxes(prefix)
 
 
 def settings_sliders(services: Services) -> dict[str, gr.components.Component]:
@@ -160,7 +171,8 @@ def model_pickers(services: Services, prefix: str) -> dict[str, gr.Dropdown]:
     with gr.Row():
         model = gr.Dropdown(models, value="", label="Checkpoint", elem_id=f"{prefix}-model", scale=4)
         vae = gr.Dropdown(vaes, value="", label="VAE", elem_id=f"{prefix}-vae", scale=3)
-        refresh = gr.Button("🔄", size="sm", scale=0, min_width=40, elem_id=f"{prefix}-refresh-models")
+        # Words, not an emoji: a machine without an emoji font drew "🔄" as an empty box, with no name to read out.
+        refresh = gr.Button("Refresh list", size="sm", scale=0, min_width=110, elem_id=f"{prefix}-refresh-models")
 
     def relist() -> tuple[gr.Dropdown, gr.Dropdown]:
         models, vaes = model_choices(services)
@@ -239,7 +251,9 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
     # A snapshot the gate held back goes out once the job has been quiet for the interval.
     async for snap in handle.watch(poll_s=None, idle_s=shown.interval_s or None):
         if snap.status == "failed":
-            raise error_toast(snap.error or snap.message)
+            said = failure_text(services, snap)
+            yield gr.skip(), f"Job {snap.job_id} failed. {said}" if snap.job_id else said, gr.skip(), gr.skip()
+            raise error_toast(said)
         if not shown.due(snap):
             continue  # coalesced: the next update carries the latest preview and step
         if snap.total and not snap.finished:
@@ -252,6 +266,23 @@ async def stream_job(services: Services, req: ImageRequest, request: gr.Request 
             # message above went out (Gradio sent it before asking for the next), which would else say "running";
             # the message once the job starts puts the client back to "running".
             tell_place(snap.place, snap.waiting, snap.eta_s)
+
+
+def open_single(info: dict[str, Any] | None) -> Any:
+    """A single result opened in the gallery's preview, whose Download button saves that PNG with its parameters
+    (the grid's button downloads every image as gallery.zip, one image too); several stay in the grid. Read from
+    the job's info, not the gallery: no event lets Gradio decode pictures (api/internal_routes.py)."""
+    files = (info or {}).get("files") if isinstance(info, dict) else None
+    return gr.Gallery(selected_index=0) if isinstance(files, list) and len(files) == 1 else gr.skip()
+
+
+def failure_text(services: Services, snap: Any) -> str:
+    """Why a job failed, for its result column and toast; for a model that could not load, a pointer to the tab's
+    model line (on the Image tab), which says what is missing and what to do: said once, not in three places."""
+    slot = services.image_slot.status()
+    if snap.error and slot.state.value == "failed" and snap.error == slot.reason:
+        return "The image model is not available: the line at the top of the Image tab says why and what to do."
+    return snap.error or snap.message
 
 
 def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any], mode: str,
@@ -276,7 +307,7 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
             yield update
 
     run.__doc__ = description + "\n\nArgs:\n" + "\n".join(f"    {name}: {PARAM_DOCS[name]}" for name in fields)
-    return trigger(
+    event = trigger(
         run, inputs_kwargs=fields, outputs=column.outputs(), api_name=api_name, validator=validate, **RAW_INPUTS,
         # Several jobs at once, so that they can wait together in the batcher (services/batcher.py), which runs
         # one pipeline call at a time; Gradio's batch=True cannot stream previews (see the README).
@@ -284,6 +315,9 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
         # The queue position and ETA show over the result, while the preview above keeps streaming.
         concurrency_id="image", show_progress="full", show_progress_on=[column.gallery],
     )
+    # A step of the UI's own, after the job: the endpoint's output stays the plain list of files.
+    event.then(open_single, inputs=[column.info], outputs=[column.gallery], show_progress="hidden", **PRIVATE)
+    return event
 
 
 def field_values(info: Mapping[str, Any], names: list[str]) -> list[Any]:
@@ -299,14 +333,43 @@ def field_values(info: Mapping[str, Any], names: list[str]) -> list[Any]:
     return out
 
 
-def wire_reuse(column: JobColumn, fields: dict[str, gr.components.Component]) -> None:
+def reused_models(services: Services, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The Checkpoint and VAE for reused settings, as the dropdowns' choices: those a job asked for (its
+    `checkpoint` and `vae`, "" being Default), or those a PNG names (its Model: the default's label is Default).
+    One this server does not have becomes Default, with a note; a PNG that names none keeps what the form shows."""
+    catalog = services.catalog
+    if "checkpoint" in info:  # a job of this server: what it asked for
+        model, vae = info["checkpoint"], info.get("vae")
+    else:  # a PNG: the checkpoint that made it, by the name PNGs carry
+        model, vae = info.get("model"), info.get("vae")
+        model = "" if model == services.image_slot.default_model else model
+    return {"model": _listed(model, catalog.listed_model, "Checkpoint", "Default"),
+            "vae": _listed(vae, catalog.listed_vae, "VAE", "Automatic")}
+
+
+def _listed(name: Any, listed: Callable[[str], str | None], what: str, default: str) -> Any:
+    """The dropdown choice for `name` ("" or one of `listed`'s), with a note when the server lacks it."""
+    if not isinstance(name, str):
+        return gr.skip()
+    if not name or (choice := listed(name)) is not None:
+        return choice if name else ""
+    info_toast(f"{what} {excerpt(name)} is not on this server (any more): {default} is selected instead.")
+    return ""
+
+
+def reuse_values(services: Services, info: Mapping[str, Any], names: list[str]) -> list[Any]:
+    """field_values, with the Checkpoint and VAE as choices of this server's dropdowns (reused_models)."""
+    return field_values({**info, **reused_models(services, info)}, names)
+
+
+def wire_reuse(services: Services, column: JobColumn, fields: dict[str, gr.components.Component]) -> None:
     """"Reuse settings" and "Reuse seed" fill the form from the last job's info."""
     names = [name for name in fields if name not in IMAGE_NAMES]
 
     def reuse_settings(info: dict[str, Any] | None) -> list[Any]:
         if not info or "prompt" not in info:
             raise error_toast("Nothing to reuse yet: generate an image first.")
-        return field_values(info, names)
+        return reuse_values(services, info, names)
 
     def reuse_seed(info: dict[str, Any] | None) -> int:
         if not info or info.get("seed") is None:

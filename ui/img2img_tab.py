@@ -8,11 +8,12 @@ import gradio as gr
 
 from services.admission import QueueQuota
 from services.container import Services
-from ui import image_form
+from ui import controlnet_panel, image_form
 from ui.common import PRIVATE
 
 # The parameters of /img2img, in order: txt2img's, then the init image and how it is used, then the model choice.
-PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.MODEL_NAMES)
+PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.MODEL_NAMES,
+               *image_form.CONTROLNET_NAMES)
 
 
 @dataclass
@@ -32,22 +33,25 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("img2img", id="img2img", elem_id="img2img-tab"), gr.Row():
         with gr.Column(scale=5):
-            models, prompts, generate_btn, stop_btn = image_form.form_head(services, "img2img")
+            models, prompts = image_form.form_head(services, "img2img")
             init_image = init_image_input("Init image", "img2img-init-image")
+            generate_btn, stop_btn = image_form.run_buttons("img2img")
             with gr.Row():
                 resize_mode = gr.Radio(image_form.RESIZE_CHOICES, value=0, label="Resize mode")
                 denoising_strength = image_form.denoising_slider()
             with gr.Accordion("Settings", open=True):
                 settings = image_form.settings_sliders(services)
+            panel = controlnet_panel.render(services, "img2img", settings["width"], settings["height"])
         with gr.Column(scale=6):
             column = image_form.job_column("img2img")
 
     given = {**prompts, **settings, **models, "init_image": init_image, "resize_mode": resize_mode,
-             "denoising_strength": denoising_strength}
+             "denoising_strength": denoising_strength, "controlnet": panel.units_json}
     fields = {name: given[name] for name in PARAM_NAMES}
-    event = image_form.job_event(services, quota, generate_btn.click, "img2img", fields, column, "img2img",
+    trigger = panel.packed(generate_btn.click)
+    event = image_form.job_event(services, quota, trigger, "img2img", fields, column, "img2img",
                                  "Rework an init image with a prompt (img2img); streams the preview and progress, "
                                  "ends with the stored PNG files and their info.")
     stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
     return Img2ImgTab(fields)

@@ -12,13 +12,13 @@ from contracts import MAX_FULL_RES_PADDING, MAX_MASK_BLUR, InvalidRequest
 from services.admission import QueueQuota
 from services.container import Services
 from services.uploads import Uploads, to_mask, to_rgb
-from ui import image_form
+from ui import controlnet_panel, image_form
 from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file, user_of
 from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.INPAINT_NAMES,
-               *image_form.MODEL_NAMES)
+               *image_form.MODEL_NAMES, *image_form.CONTROLNET_NAMES)
 # Events that decode uploaded pictures in full run this many at a time: each may hold a few images at the pixel limit.
 DECODE_CONCURRENCY = 1
 NOT_RECEIVED = ("The picture in the editor did not reach the server (too large, over the upload rate limit, or sent "
@@ -112,12 +112,13 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
     """Build the tab inside the current Blocks and wire its events."""
     with gr.Tab("Inpaint", id="inpaint", elem_id="inpaint-tab"), gr.Row():
         with gr.Column(scale=5):
-            models, prompts, generate_btn, stop_btn = image_form.form_head(services, "inpaint")
+            models, prompts = image_form.form_head(services, "inpaint")
             editor = gr.ImageEditor(label="Image: paint over what to repaint", type="pil", image_mode="RGBA",
                                     sources=["upload", "clipboard"], brush=BRUSH, layers=False,
                                     transforms=(), height=420, elem_id="inpaint-editor")
             with gr.Accordion("Upload a mask instead", open=False):
                 uploaded_mask = mask_upload()
+            generate_btn, stop_btn = image_form.run_buttons("inpaint")
             with gr.Row():
                 mask_blur = gr.Slider(0, MAX_MASK_BLUR, value=DEFAULTS["mask_blur"], step=1, label="Mask blur")
                 mask_invert = gr.Radio(image_form.MASK_MODES, value=0, label="Mask mode")
@@ -131,6 +132,7 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
             denoising_strength = image_form.denoising_slider()
             with gr.Accordion("Settings", open=True):
                 settings = image_form.settings_sliders(services)
+            panel = controlnet_panel.render(services, "inpaint", settings["width"], settings["height"])
             # What the API takes, and what Generate fills from the editor first.
             init_image = gr.Image(visible=False, type="filepath", format="png")
             mask = gr.Image(visible=False, type="filepath", format="png")
@@ -140,7 +142,7 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
     given = {**prompts, **settings, **models, "init_image": init_image, "denoising_strength": denoising_strength,
              "resize_mode": resize_mode, "mask": mask, "mask_blur": mask_blur, "inpainting_fill": fill,
              "inpaint_full_res": full_res, "inpaint_full_res_padding": padding,
-             "inpainting_mask_invert": mask_invert}
+             "inpainting_mask_invert": mask_invert, "controlnet": panel.units_json}
     fields = {name: given[name] for name in PARAM_NAMES}
     # The editor's pieces reach the server through component_server (api/internal_routes.py); this step decodes them
     # after the upload checks, a few at a time, and the job event takes the two images as files, exactly as
@@ -152,9 +154,10 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
     split_event = generate_btn.click(split, inputs=[editor, uploaded_mask], outputs=[init_image, mask],
                                      concurrency_limit=DECODE_CONCURRENCY, concurrency_id="decode",
                                      show_progress="hidden", **RAW_INPUTS, **PRIVATE)
-    event = image_form.job_event(services, quota, split_event.success, "inpaint", fields, column, "inpaint",
+    trigger = panel.packed(split_event.success)
+    event = image_form.job_event(services, quota, trigger, "inpaint", fields, column, "inpaint",
                                  "Repaint the masked part of an init image (white = repaint); streams the preview "
                                  "and progress, ends with the stored PNG files and their info.")
     stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
     return InpaintTab(fields, editor)

@@ -9,8 +9,9 @@ import gradio as gr
 
 from contracts import InvalidRequest
 from services import pnginfo
+from services.container import Services
 from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file
-from ui.image_form import IMAGE_NAMES, field_values
+from ui.image_form import IMAGE_NAMES, reuse_values
 from ui.img2img_tab import Img2ImgTab
 from ui.inpaint_tab import InpaintTab
 from ui.txt2img_tab import Txt2ImgTab
@@ -46,7 +47,7 @@ def settings_of(info: dict[str, Any] | None) -> dict[str, Any]:
     return info
 
 
-def render(tabs: gr.Tabs, txt2img: Txt2ImgTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
+def render(services: Services, tabs: gr.Tabs, txt2img: Txt2ImgTab, img2img: Img2ImgTab, inpaint: InpaintTab) -> None:
     """Build the tab inside the current Blocks and wire its events, the "Send to" buttons included."""
     with gr.Tab("PNG Info", id="pnginfo", elem_id="pnginfo-tab"), gr.Row():
         with gr.Column():
@@ -68,17 +69,17 @@ def render(tabs: gr.Tabs, txt2img: Txt2ImgTab, img2img: Img2ImgTab, inpaint: Inp
     inpaint_names = [n for n in inpaint.fields if n not in IMAGE_NAMES]
 
     def send_to_txt2img(info: dict[str, Any] | None) -> list[Any]:
-        return [*field_values(settings_of(info), txt2img_names), gr.Tabs(selected="image")]
+        return [*reuse_values(services, settings_of(info), txt2img_names), gr.Tabs(selected="image")]
 
     # The picture goes on by path, undecoded (RAW_INPUTS: Gradio's preprocess would decode it in full).
     def send_to_img2img(info: dict[str, Any] | None, png: dict[str, Any] | None) -> list[Any]:
         # As AUTOMATIC1111 does, the picture itself becomes the init image.
-        return [*field_values(settings_of(info), img2img_names), path_of(png), gr.Tabs(selected="img2img")]
+        return [*reuse_values(services, settings_of(info), img2img_names), path_of(png), gr.Tabs(selected="img2img")]
 
     def send_to_inpaint(info: dict[str, Any] | None, png: dict[str, Any] | None) -> list[Any]:
         path = path_of(png)
         editor = {"background": path, "layers": [], "composite": path}
-        return [*field_values(settings_of(info), inpaint_names), editor, gr.Tabs(selected="inpaint")]
+        return [*reuse_values(services, settings_of(info), inpaint_names), editor, gr.Tabs(selected="inpaint")]
 
     to_txt2img.click(send_to_txt2img, inputs=[info], outputs=[*txt2img.inputs(), tabs], **PRIVATE)
     to_img2img.click(send_to_img2img, inputs=[info, png],

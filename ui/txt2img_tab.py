@@ -12,7 +12,7 @@ import gradio as gr
 from services.admission import QueueQuota
 from services.chat import split_prompt_answer
 from services.container import Services
-from ui import image_form
+from ui import controlnet_panel, image_form
 from ui.common import (
     PRIVATE,
     RAW_INPUTS,
@@ -26,7 +26,8 @@ from ui.common import (
 
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.
-PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.HIRES_NAMES, *image_form.MODEL_NAMES)
+PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.HIRES_NAMES, *image_form.MODEL_NAMES,
+               *image_form.CONTROLNET_NAMES)
 
 
 @dataclass
@@ -42,14 +43,15 @@ class Txt2ImgTab:
         return [self.fields[name] for name in PARAM_NAMES]
 
 
-def settings_values(job: dict[str, Any]) -> list[Any]:
-    """Values for the settings components from a job or info dict (seed: the one actually used)."""
-    return image_form.field_values(job, list(PARAM_NAMES))
+def settings_values(services: Services, job: dict[str, Any]) -> list[Any]:
+    """Values for the settings components from a job or info dict (seed: the one actually used; the checkpoint and
+    VAE as the dropdowns' choices)."""
+    return image_form.reuse_values(services, job, list(PARAM_NAMES))
 
 
 def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
     """Build the tab inside the current Blocks and wire its events."""
-    with gr.Tab("Image", id="image"):
+    with gr.Tab("Image", id="image", elem_id="image-tab"):
         model_status = gr.Markdown(html_text(services.image_slot.status().message()), elem_id="image-model-status")
         with gr.Row():
             with gr.Column(scale=5):
@@ -57,25 +59,27 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
                 with gr.Row():
                     idea_box = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4,
                                           elem_id="image-idea")
-                    assist_btn = gr.Button("✨ Write prompt", scale=1, elem_id="image-assist")
+                    assist_btn = gr.Button("Write prompt", scale=1, elem_id="image-assist")
                 prompts = image_form.prompt_boxes("image")
                 generate_btn, stop_btn = image_form.run_buttons("image")
                 with gr.Accordion("Settings", open=True):
                     settings = image_form.settings_sliders(services)
                 hires = image_form.hires_fields(services)
+                panel = controlnet_panel.render(services, "image", settings["width"], settings["height"])
             with gr.Column(scale=6):
                 column = image_form.job_column("image")
         timer = gr.Timer(1.0, active=True)
 
-    given = {**prompts, **settings, **hires, **models}
+    given = {**prompts, **settings, **hires, **models, "controlnet": panel.units_json}
     fields = {name: given[name] for name in PARAM_NAMES}
-    event = image_form.job_event(services, quota, generate_btn.click, "txt2img", fields, column, "generate_image",
+    trigger = panel.packed(generate_btn.click)
+    event = image_form.job_event(services, quota, trigger, "txt2img", fields, column, "generate_image",
                                  "Generate images from a prompt (txt2img, optionally with hires fix); streams the "
                                  "preview and progress, ends with the stored PNG files and their info.")
 
     assist_event = wire_prompt_assist(services, quota, idea_box, assist_btn, prompts)
     stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)
-    image_form.wire_reuse(column, fields)
+    image_form.wire_reuse(services, column, fields)
 
     def refresh_status() -> tuple[str, gr.Timer]:
         status = services.image_slot.status()
@@ -91,7 +95,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
 
 def wire_prompt_assist(services: Services, quota: QueueQuota, idea_box: gr.Textbox, assist_btn: gr.Button,
                        prompts: dict[str, gr.Textbox]) -> Any:
-    """"✨ Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
+    """"Write prompt" (and `/assist_prompt`): the text model turns the idea into the prompt and negative prompt."""
 
     def validate_idea(idea: str, request: gr.Request) -> Any:
         """Runs before prompt assist is queued."""

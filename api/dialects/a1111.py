@@ -31,6 +31,7 @@ from api.dialects.a1111_requests import (
     Txt2ImgBody,
     a1111_errors,
     base_params,
+    controlnet_units,
     hires_errors,
     hires_scale,
     model_name,
@@ -123,7 +124,10 @@ def body_limit(settings: Settings) -> Callable[[str], int]:
     """The largest body of each route: img2img's carries an init image and a mask, png-info's an image."""
 
     def limit(path: str) -> int:
-        return image_body_limit(settings, 2 if path.rstrip("/").endswith(("/img2img", "/png-info")) else 0)
+        # img2img: the init image and the mask; png-info: the image; each job: one ControlNet unit's picture too.
+        path = path.rstrip("/")
+        return image_body_limit(settings, 3 if path.endswith("/img2img") else 1 if path.endswith("/txt2img") else
+                                2 if path.endswith("/png-info") else 0)
 
     return limit
 
@@ -184,7 +188,8 @@ def checked_request(ctx: DialectContext, user: str, body: A1111Body, mode: str) 
     services = ctx.services
     params, errors = base_params(body, services.images.defaults)
     params["model"], params["vae"], model_errors = model_choice(ctx, user, body)
-    errors |= model_errors
+    params["controlnet"], unit_errors = controlnet_units(body)
+    errors |= model_errors | unit_errors
     if isinstance(body, Txt2ImgBody):
         errors |= hires_errors(body, params["sampler"])
         scale, scale_errors = hires_scale(body, params["width"], params["height"])

@@ -19,6 +19,7 @@ from contracts import SAMPLERS
 
 # A1111's newer API names the schedule apart (sampler "DPM++ 2M", scheduler "Karras"); Atelier's list names the pair.
 AUTOMATIC_SCHEDULERS = ("", "automatic", "Automatic")
+CONTROLNET = "controlnet"  # sd-webui-controlnet's alwayson script, by the lowercased name A1111 matches
 SAME = ("", "Use same checkpoint", "Use same sampler", "Use same scheduler")
 # override_settings and /options keys Atelier honours, and those it accepts when they hold A1111's default.
 MODEL_OPTIONS = ("sd_model_checkpoint", "sd_vae")
@@ -155,8 +156,8 @@ def unsupported(body: A1111Body) -> dict[str, str]:
         ("styles", bool(body.styles), "Atelier has no saved prompt styles (GET /sdapi/v1/prompt-styles lists "
                                       "none); put the text in the prompt."),
         ("script_name", bool(body.script_name), "Atelier runs no scripts (GET /sdapi/v1/scripts lists none)."),
-        ("alwayson_scripts", any(_script_on(v) for v in body.alwayson_scripts.values()),
-         "Atelier runs no scripts or extensions (GET /sdapi/v1/scripts lists none)."),
+        ("alwayson_scripts", any(_script_on(v) for k, v in body.alwayson_scripts.items() if k.lower() != CONTROLNET),
+         "Atelier runs no scripts or extensions but ControlNet (alwayson_scripts.ControlNet.args: its units)."),
         ("refiner_checkpoint", bool(body.refiner_checkpoint) and body.refiner_checkpoint not in SAME,
          "a refiner is not part of Atelier; leave it empty."),
     ]
@@ -168,6 +169,18 @@ def unsupported(body: A1111Body) -> dict[str, str]:
             errors[f"override_settings.{key}"] = (f"override_settings.{key}: Atelier supports only "
                                                   f"{DEFAULT_OPTIONS[key]!r}.")
     return errors
+
+
+def controlnet_units(body: A1111Body) -> tuple[list[Any], dict[str, str]]:
+    """sd-webui-controlnet's units from ``alwayson_scripts: {"ControlNet": {"args": [unit, …]}}`` (the name in any
+    case, as A1111 matches it), each in the extension's API names; the services check them."""
+    entry = next((v for k, v in body.alwayson_scripts.items() if k.lower() == CONTROLNET), None)
+    if entry is None:
+        return [], {}
+    args = entry.get("args") if isinstance(entry, dict) else entry
+    if not isinstance(args, list):
+        return [], {"controlnet": "controlnet: alwayson_scripts.ControlNet must be {\"args\": [unit, …]}."}
+    return args, {}
 
 
 def _script_on(value: Any) -> bool:
@@ -230,6 +243,8 @@ def a1111_errors(errors: dict[str, str], body: A1111Body) -> dict[str, str]:
     renamed: dict[str, str] = {}
     for field, message in errors.items():
         name = A1111_NAMES.get(field, field)
+        if field == "controlnet" or field.startswith("controlnet."):  # controlnet.0.weight: a unit's field
+            name = "alwayson_scripts.ControlNet.args" + field.removeprefix("controlnet")
         if field == "batch_count":
             name = "n_iter" if body.n_iter > 1 else "batch_size"
             message = message.replace("batch_count", f"{name} (batch_size × n_iter images)")

@@ -4,6 +4,7 @@
 # check under its own time limit, logs and JSON under $OUT, and prints the tail of each log last.
 #
 #     bash bench/device/gpu_checks.sh image    # bench/gpu_check.py: backend + memory modes + compile × batch
+#     bash bench/device/gpu_checks.sh sdxl     # bench/gpu_check.py --only sdxl|controlnet: SDXL 1024², ControlNet per step
 #     bash bench/device/gpu_checks.sh text     # bench/text_gpu.py: R1-14B-shaped GPTQ decode, memory, batching
 #     bash bench/device/gpu_checks.sh smoke    # install + imports + the --tiny runs on CUDA (under a minute)
 set -uo pipefail
@@ -49,10 +50,15 @@ case "$what" in
   image)
     check gpu_check_backend 200 bench/gpu_check.py --only backend --out "$OUT/gpu_check_backend.json"
     check gpu_check_compile 330 bench/gpu_check.py --only compile --runs 3 --out "$OUT/gpu_check_compile.json" ;;
+  sdxl)
+    # SDXL base's architecture (random fp16 weights, ~7 GB written first) at 1024², 30 steps; ControlNet at 512².
+    check gpu_check_sdxl 330 bench/gpu_check.py --only sdxl --size 1024 --steps 30 --runs 3 \
+      --out "$OUT/gpu_check_sdxl.json"
+    check gpu_check_controlnet 200 bench/gpu_check.py --only controlnet --runs 3 --out "$OUT/gpu_check_controlnet.json" ;;
   text)
     # The ~10 GB checkpoint is written first; the first load compiles gptqmodel's kernel (minutes, once).
     check text_gpu 540 bench/text_gpu.py --runs 2 --checkpoint-dir /tmp/r1-14b-gptq --out "$OUT/text_gpu.json" ;;
-  *) echo "usage: gpu_checks.sh smoke|image|text"; exit 2 ;;
+  *) echo "usage: gpu_checks.sh smoke|image|sdxl|text"; exit 2 ;;
 esac
 for log in "$OUT"/*.log; do echo "=== $(basename "$log") (last lines)"; tail -n 30 "$log"; done
 cat "$OUT/summary.txt"

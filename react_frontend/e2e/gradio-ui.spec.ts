@@ -29,7 +29,7 @@ test("the Gradio UI at / generates an image and chats", async ({ page }) => {
   await page.locator("#chat-send").click();
   await expect(page.locator("#chat-status")).toContainText(/Done in [\d.]+ s/, { timeout: 60_000 });
   await expect(page.locator("#chatbot")).toContainText("hello");
-  await expect(page.locator("#chatbot")).toContainText("Thinking");
+  await expect(page.locator("#chatbot")).toContainText("Thought");
   await keepScreenshot(page, "gradio-chat");
 });
 

@@ -39,6 +39,8 @@ export async function setSlider(page: Page, tab: string, name: string, value: nu
 /** Drag the mouse across the editor's canvas, as a person paints a stroke with the brush. */
 export async function paintStroke(page: Page, from: [number, number], to: [number, number]) {
   const canvas = page.locator("#inpaint-editor canvas").first();
+  // In sight first, as a person scrolls to what they paint (Generate, below the editor, leaves it scrolled up).
+  await canvas.scrollIntoViewIfNeeded();
   const box = (await canvas.boundingBox())!;
   const at = ([x, y]: [number, number]) => [box.x + box.width * x, box.y + box.height * y] as const;
   await page.mouse.move(...at(from));

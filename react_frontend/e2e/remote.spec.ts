@@ -64,6 +64,6 @@ test("the Gradio UI chats through the remote server with the thinking bubble", a
   await page.locator("#chat-send").click();
   await expect(page.locator("#chat-status")).toContainText(/Done in [\d.]+ s/, { timeout: 60_000 });
   await expect(page.locator("#chatbot")).toContainText(ANSWER);
-  await expect(page.locator("#chatbot")).toContainText("Thinking");
+  await expect(page.locator("#chatbot")).toContainText("Thought");
   await keepScreenshot(page, "remote-gradio-chat");
 });

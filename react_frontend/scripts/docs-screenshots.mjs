@@ -36,11 +36,15 @@ async function gradio(page) {
   await page.locator("#image-generate").click();
   await page.locator("#image-progress").getByText(/done in [\d.]+ s/).waitFor({ timeout: 180_000 });
   await page.locator("#image-result img").first().waitFor();
+  // The single result opens in the gallery's preview, which scrolls it into sight: the picture shows the page's top.
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(out, "gradio-image.png") });
   await page.getByRole("tab", { name: "Chat" }).click();
   await page.locator("#chat-message textarea").fill("Why is the sky blue?");
   await page.locator("#chat-send").click();
   await page.locator("#chat-status").getByText(/Done in [\d.]+ s/).waitFor({ timeout: 180_000 });
+  await page.locator("#chat-conversations").getByText("Why is the sky blue?").waitFor();  // listed, and drawn
+  await page.waitForTimeout(500);
   await page.screenshot({ path: join(out, "gradio-chat.png") });
 }
 

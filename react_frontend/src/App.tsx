@@ -13,7 +13,7 @@ import { PngInfoScreen } from "@/components/PngInfoScreen";
 import { ThemeToggle } from "@/components/ThemeToggle";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
-import { catalogFrom, choicesFrom, NO_CHOICES } from "@/lib/api";
+import { catalogFrom, choicesFrom, defaultsFrom, NO_CHOICES, withServerDefaults } from "@/lib/api";
 import { useTheme } from "@/lib/theme";
 import { DEFAULT_IMAGE_SETTINGS, type ChoiceLists, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
 
@@ -73,7 +73,12 @@ export default function App() {
       () => live && setCatalog(NO_CATALOG),
     );
     conn.call<unknown>("/choices", {}).then(
-      (answer) => live && setChoices(choicesFrom(answer)),
+      (answer) => {
+        if (!live) return;
+        setChoices(choicesFrom(answer));
+        // The form starts from what suits the server's model (its profile), as the Gradio UI's does.
+        setSettings((previous) => withServerDefaults(previous, defaultsFrom(answer)));
+      },
       () => live && setChoices(NO_CHOICES),
     );
     return () => {

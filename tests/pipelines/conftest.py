@@ -1,5 +1,5 @@
-"""Fixtures for the pipeline tests. The tiny model folders (``tiny_r1_dir``, ``tiny_r1_gptq_dir``,
-``tiny_sd_dir``) are session fixtures in tests/conftest.py, shared with the service and app tests."""
+"""Fixtures for the pipeline tests. The tiny model folders (``tiny_r1_dir``, ``tiny_r1_gptq_dir``, ``tiny_sd_dir``,
+the tiny SDXL and ControlNets) are session fixtures in tests/conftest.py, shared with the service and app tests."""
 
 from __future__ import annotations
 

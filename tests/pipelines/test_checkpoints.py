@@ -75,14 +75,19 @@ def test_an_unknown_family_gets_a_clear_message(tmp_path: Path) -> None:
     sd2_like = tmp_path / "sd21.safetensors"
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
                "cond_stage_model.model.token_embedding.weight": torch.zeros(8, 1024)}, str(sd2_like))
-    with pytest.raises(ModelUnavailable, match=r"sd21.safetensors.*sd15, sd15-inpainting, tiny-sd.*diffusers folder"):
+    with pytest.raises(ModelUnavailable, match=r"sd21.safetensors.*Stable Diffusion 2.x checkpoint.*sd15, "
+                                               r"sd15-inpainting, sdxl.*diffusers folder"):
         config_for(sd2_like)
+    odd = tmp_path / "odd.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(odd))
+    with pytest.raises(ModelUnavailable, match=r"odd.safetensors.*not a checkpoint of a known family"):
+        config_for(odd)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelUnavailable, match="could not be read"):
         config_for(broken)
     backend = DiffusersBackend(str(sd2_like))
-    with pytest.raises(ModelUnavailable, match="SD 2.x and SDXL"):
+    with pytest.raises(ModelUnavailable, match="SD 2.x and the SDXL refiner"):
         backend.load(lambda phase: None)
 
 

@@ -135,7 +135,7 @@ def test_a_bad_folder_says_how_to_fix_it(tmp_path: Path) -> None:
 
 
 def test_an_uncached_hub_model_offline_says_how_to_fix_it() -> None:
-    with pytest.raises(ModelUnavailable, match="not in the local Hugging Face cache.*--profile tiny"):
+    with pytest.raises(ModelUnavailable, match="is not on this machine.*hf download.*--profile tiny"):
         DiffusersBackend("atelier-test/does-not-exist").load(lambda _: None)
 
 

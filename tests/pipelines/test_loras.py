@@ -147,3 +147,17 @@ def test_prompt_weights_and_long_prompts_reach_the_pipeline(backend: DiffusersBa
     assert np.array_equal(pixels(backend, "a (cat:1)"), plain)  # weight 1 is no weight
     long = pixels(backend, " ".join(["a cat"] * 60))  # 120+ tokens: three chunks, nothing cut off
     assert not np.array_equal(long, pixels(backend, " ".join(["a cat"] * 40)))
+
+
+def test_a_lora_of_another_family_is_named_by_family() -> None:
+    from pipelines.loras import LoraShape, family_message
+
+    assert family_message("x", LoraShape(768, False), "sd15", 768) == ""
+    assert family_message("x", LoraShape(None, False), "sdxl", 2048) == ""  # a text-encoder-only LoRA: untold
+    assert family_message("x", LoraShape(2048, False), "sd15", 768).startswith(
+        "the LoRA 'x' is for SDXL and the checkpoint is Stable Diffusion 1.x")
+    assert "is for Stable Diffusion 1.x and the checkpoint is SDXL" in family_message("x", LoraShape(768, False),
+                                                                                      "sdxl", 2048)
+    assert "is for Stable Diffusion 2.x" in family_message("x", LoraShape(1024, False), "sd15", 768)
+    assert "is for SDXL" in family_message("x", LoraShape(96, True), "sd15", 32)  # a second text encoder: SDXL
+    assert "text is 40 wide" in family_message("x", LoraShape(40, False), "sd15", 32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.preview import MAX_PREVIEW_SIDE, latents_to_preview
+from pipelines.preview import MAX_PREVIEW_SIDE, SDXL_BIAS, latent_family, latents_to_preview
 
 
 @pytest.mark.parametrize(("latent_hw", "expected_wh"), [
@@ -20,3 +20,18 @@ def test_preview_is_the_image_size_up_to_the_bound(latent_hw: tuple[int, int], e
     preview = latents_to_preview(latents)
     assert preview.size == expected_wh
     assert max(preview.size) <= max(MAX_PREVIEW_SIDE, *latent_hw)
+
+
+def test_sdxl_latents_get_sdxl_factors() -> None:
+    from types import SimpleNamespace
+
+    xl = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(addition_embed_type="text_time")))
+    sd = SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(addition_embed_type=None)))
+    assert latent_family(xl) == "sdxl"
+    assert latent_family(sd) == "sd15"
+    assert latent_family(object()) == "sd15"
+    zeros = torch.zeros(1, 4, 2, 2)
+    # A zero latent is mid-grey for SD 1.x; SDXL's factors carry a bias.
+    assert latents_to_preview(zeros, "sd15", scale=1).getpixel((0, 0)) == (128, 128, 128)
+    expected = tuple(round((float(b) + 1) * 127.5) for b in SDXL_BIAS)
+    assert latents_to_preview(zeros, latent_family(xl), scale=1).getpixel((0, 0)) == expected

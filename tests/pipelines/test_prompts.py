@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from contracts import MAX_ATTENTION_WEIGHT, ImageLimits, ImageRequest, check_attention_weights, check_inputs
 from pipelines.prompts import chunk_tokens, encode_prompts, needs_own_encoding, parse_attention, plain_text
 
 
@@ -33,6 +34,29 @@ def test_attention_parsing_matches_a1111(text: str, expected: list[tuple[str, fl
     got = parse_attention(text)
     assert [t for t, _ in got] == [t for t, _ in expected]
     assert [w for _, w in got] == pytest.approx([w for _, w in expected])
+
+
+# Weights that parse to infinity or huge numbers (a black image in float16), directly or multiplied by nesting.
+BAD_ATTENTION = ["(word:" + "9" * 400 + ")", "(word:1" + "0" * 40 + ")", "(word:10.5)", "(word:-11)",
+                 "((((word:10):10):10))", "(" * 30 + "word" + ")" * 30, "a (b:" + "9" * 400 + ") <lora:x:1>"]
+
+
+@pytest.mark.parametrize("prompt", BAD_ATTENTION)
+def test_an_attention_weight_that_is_not_finite_or_out_of_range_is_refused_naming_the_field(prompt: str) -> None:
+    message = check_attention_weights(prompt)
+    assert f"between {-MAX_ATTENTION_WEIGHT:g} and {MAX_ATTENTION_WEIGHT:g}" in message
+    assert len(message) < 300  # a 400-digit weight is not echoed back whole
+    for field in ("prompt", "negative_prompt"):
+        values = {"prompt": "a cat", field: prompt}
+        errors = check_inputs(ImageRequest(**values), ImageLimits())
+        assert set(errors) == {field}
+        assert errors[field].startswith(f"{field}: the attention weight")
+
+
+@pytest.mark.parametrize("prompt", ["(word:10)", "(word:-10)", "(word:0)", "((((((masterpiece))))))", "[[[[x]]]]",
+                                    "time: 12)", "(a:1.2.3)", "<lora:style:0.5> (b:1.3)", "a BREAK b"])
+def test_ordinary_and_edge_attention_weights_are_accepted(prompt: str) -> None:
+    assert check_attention_weights(prompt) == ""
 
 
 def test_plain_text_drops_the_syntax_only() -> None:

@@ -12,12 +12,16 @@ from settings import Settings
 
 
 def tiny_settings(data_dir: Path, tiny_sd_dir: Path, tiny_r1_gptq_dir: Path | None = None,
+                  tiny_sdxl_dir: Path | None = None, controlnets: dict[str, Path] | None = None,
                   **overrides: Any) -> Settings:
-    """Tiny-profile settings whose models folder already holds the tiny models built for the session."""
+    """Tiny-profile settings whose models folder already holds the tiny models built for the session (and the
+    tiny SDXL and ControlNets when given; else the first load builds them)."""
     models = data_dir / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    for name, built in (("tiny-sd", tiny_sd_dir), ("tiny-r1-gptq", tiny_r1_gptq_dir)):
-        link = models / name
+    links = [(models / "tiny-sd", tiny_sd_dir), (models / "tiny-r1-gptq", tiny_r1_gptq_dir),
+             (models / "tiny-sdxl", tiny_sdxl_dir),
+             *((data_dir / "controlnet" / name, path) for name, path in (controlnets or {}).items())]
+    for link, built in links:
+        link.parent.mkdir(parents=True, exist_ok=True)
         if built is not None and not link.exists():
             link.symlink_to(built, target_is_directory=True)
     return Settings(profile="tiny", data_dir=data_dir, warmup=False, **overrides)

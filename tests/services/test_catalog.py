@@ -90,3 +90,12 @@ def test_hashes_and_field_errors(catalog: Catalog) -> None:
     errors = catalog.field_errors("a <lora:gone:1>", "sdxl", "nope")
     assert set(errors) == {"prompt", "model", "vae"}
     assert "available: detail, style" in errors["prompt"]
+
+
+def test_a_name_as_a_png_or_a1111_writes_it_finds_the_listed_choice(catalog: Catalog) -> None:
+    assert catalog.listed_model("dreamshaper_8") == "dreamshaper_8.safetensors"  # A1111's Model: the stem
+    assert catalog.listed_model("dreamshaper_8.safetensors [879db523c3]") == "dreamshaper_8.safetensors"
+    assert catalog.listed_model("Realistic") == "Realistic"
+    assert catalog.listed_model("atelier-tiny-sd (random weights, makes noise)") is None
+    assert catalog.listed_vae("vae-ft-mse") == "vae-ft-mse.safetensors"
+    assert catalog.listed_vae("missing.safetensors") is None

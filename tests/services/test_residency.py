@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from services.model_slots import Deferred, ModelSlot, ModelState, ModelUnavailableError
@@ -115,3 +117,24 @@ def test_a_deferred_backend_that_cannot_be_built_fails_the_slot_with_the_reason(
         s.ensure_loaded()
     assert s.status().state is ModelState.FAILED
     assert "choose one of" in s.status().reason
+
+
+def test_a_model_that_cannot_load_logs_one_line_and_keeps_its_traceback_for_debugging(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from pipelines.loading import ModelUnavailable
+    from services.model_slots import ModelUnavailableError
+
+    def fail(_backend: object, _report: object, error: Exception) -> None:
+        raise error
+
+    for error, traceback_at in ((ModelUnavailable("The image model x is not on this machine."), logging.DEBUG),
+                                (RuntimeError("a bug"), logging.WARNING)):
+        caplog.clear()
+        failing = ModelSlot("image", FakeTextBackend(), lambda b, r, e=error: fail(b, r, e), model="x",
+                            backend_name="fake")
+        with caplog.at_level(logging.DEBUG, logger="services.model_slots"), pytest.raises(ModelUnavailableError):
+            failing.ensure_loaded()
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert [r.getMessage() for r in warnings] == [f"image model failed to load: {error}"]
+        # The loader's traceback: only at DEBUG for an explained reason, at WARNING for anything else (a bug).
+        assert [r.levelno for r in caplog.records if r.exc_info] == [traceback_at]

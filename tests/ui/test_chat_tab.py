@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from services.chat import ChatSnapshot
-from ui.chat_tab import THINKING, live_to_chatbot, stored_to_chatbot
+from ui.chat_tab import THOUGHT, live_to_chatbot, stored_to_chatbot
 
 
 def stored(role: str, content: str, reasoning: str = "", status: str = "done", error: str | None = None,
@@ -19,7 +19,7 @@ def test_a_stored_reply_shows_closed_thinking_with_its_duration_then_the_answer(
     assert out == [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "they greet me",
-         "metadata": {"title": THINKING, "status": "done", "duration": 1.2}},
+         "metadata": {"title": THOUGHT, "status": "done", "duration": 1.2}},
         {"role": "assistant", "content": "hello"},
     ]
 
@@ -52,7 +52,7 @@ def test_once_answering_the_thinking_closes_and_the_answer_streams_below() -> No
                         reasoning_s=0.5)
     out = live_to_chatbot([{"role": "user", "content": "earlier"}], "q", snap)
     assert [m["role"] for m in out] == ["user", "user", "assistant", "assistant"]
-    assert out[2]["metadata"] == {"title": THINKING, "status": "done", "duration": 0.5}
+    assert out[2]["metadata"] == {"title": THOUGHT, "status": "done", "duration": 0.5}
     assert out[3] == {"role": "assistant", "content": "Hel"}
 
 
@@ -61,3 +61,26 @@ def test_loading_shows_the_model_status_in_the_pending_bubble() -> None:
     out = live_to_chatbot([], "q", snap)
     assert out[1]["content"] == "⏳ loading the model"
     assert out[1]["metadata"]["status"] == "pending"
+
+
+def test_the_thinking_label_is_in_the_past_once_the_reply_ended() -> None:
+    from ui.chat_tab import THINKING, thinking_message
+
+    assert thinking_message("hmm", pending=True, duration=0.1)["metadata"]["title"] == THINKING == "Thinking"
+    assert thinking_message("hmm", pending=False, duration=0.1)["metadata"] == {
+        "title": "Thought", "status": "done", "duration": 0.1}
+
+
+def test_an_empty_conversation_list_says_so() -> None:
+    from types import SimpleNamespace
+
+    from ui.chat_tab import NO_CONVERSATIONS, conversation_choices
+
+    pages: list[list[dict[str, object]]] = [[], [{"title": "Sky", "conversation_id": 4}]]
+    chat = SimpleNamespace(list_conversations=lambda scope, limit: {"conversations": pages.pop(0)})
+    accounts = SimpleNamespace(viewer=lambda user: SimpleNamespace(scope=user))
+    listing = conversation_choices(SimpleNamespace(chat=chat, accounts=accounts))
+    empty = listing(None)
+    assert (empty.choices, empty.info) == ([], NO_CONVERSATIONS)
+    one = listing(None)
+    assert (one.choices, one.info) == ([("Sky", 4)], "")

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { catalogFrom, choicesFrom, ENDPOINT_KEYS, imageCall, named, NO_CHOICES, offered, settingsFromPngInfo, upscalerChoices } from "./api";
+import { catalogFrom, choicesFrom, defaultsFrom, ENDPOINT_KEYS, imageCall, named, NO_CHOICES, offered, settingsFromPngInfo, upscalerChoices, withServerDefaults } from "./api";
 import { DEFAULT_IMAGE_SETTINGS, type ImageSettings } from "./types";
 
 const settings: ImageSettings = { ...DEFAULT_IMAGE_SETTINGS, prompt: "a fox", width: 64, height: 64, steps: 4 };
@@ -143,5 +143,20 @@ describe("/models, /choices and PNG Info", () => {
     expect(out).toEqual({ prompt: "p", enable_hr: false, vae: "v.pt" });
     // PNG Info's own verdict on hires fix wins over a leftover field.
     expect(settingsFromPngInfo({ enable_hr: false, hr_scale: 2 })).toMatchObject({ enable_hr: false, hr_scale: 2 });
+  });
+});
+
+describe("the server's defaults", () => {
+  it("are read from /choices, those of known type only", () => {
+    const answer = { samplers: [], defaults: { width: 256, height: 256, steps: 8, cfg_scale: 7, sampler: "Euler a", seed: "x", extra: 1 } };
+    expect(defaultsFrom(answer)).toEqual({ width: 256, height: 256, steps: 8, cfg_scale: 7, sampler: "Euler a" });
+    expect(defaultsFrom({ defaults: { width: "256", steps: Number.NaN } })).toEqual({});
+    expect(defaultsFrom(undefined)).toEqual({});
+  });
+
+  it("fill the fields still at the client's own defaults, not those the user set", () => {
+    const set = { ...DEFAULT_IMAGE_SETTINGS, steps: 30 };
+    const out = withServerDefaults(set, { width: 256, height: 256, steps: 8, cfg_scale: 7, sampler: "Euler a" });
+    expect([out.width, out.height, out.steps, out.cfg_scale, out.sampler]).toEqual([256, 256, 30, 7, "Euler a"]);
   });
 });

@@ -8,7 +8,7 @@
  * parameters. @gradio/client refuses a keyword an endpoint does not have, so each payload has exactly its own.
  */
 import type { AppError } from "./errors";
-import type { Choice, ChoiceLists, ImageSettings, Mode, ModelCatalog, PngInfo } from "./types";
+import { DEFAULT_IMAGE_SETTINGS, type Choice, type ChoiceLists, type ImageSettings, type Mode, type ModelCatalog, type PngInfo } from "./types";
 
 export const ENDPOINTS: Record<Mode, string> = { txt2img: "/generate_image", img2img: "/img2img", inpaint: "/inpaint" };
 
@@ -76,6 +76,28 @@ export function choicesFrom(value: unknown): ChoiceLists {
     mask_modes: numbered("mask_modes"),
     upscalers: names("upscalers"),
   };
+}
+
+/** The image settings the server says suit its model (the `defaults` of /choices), those of known type only. */
+export function defaultsFrom(value: unknown): Partial<ImageSettings> {
+  const record = value && typeof value === "object" ? (value as Record<string, unknown>) : {};
+  const given = record.defaults && typeof record.defaults === "object" ? (record.defaults as Record<string, unknown>) : {};
+  const out: Partial<ImageSettings> = {};
+  for (const key of ["width", "height", "steps", "cfg_scale"] as const) {
+    if (typeof given[key] === "number" && Number.isFinite(given[key])) out[key] = given[key] as number;
+  }
+  if (typeof given.sampler === "string" && given.sampler) out.sampler = given.sampler;
+  return out;
+}
+
+/** The server's defaults put in the form, for each field still at the client's own default (not one the user set
+ * while they were on their way). */
+export function withServerDefaults(settings: ImageSettings, defaults: Partial<ImageSettings>): ImageSettings {
+  const out: ImageSettings = { ...settings };
+  for (const [key, value] of Object.entries(defaults) as [keyof ImageSettings, never][]) {
+    if (settings[key] === DEFAULT_IMAGE_SETTINGS[key]) out[key] = value;
+  }
+  return out;
 }
 
 /** The hires upscalers to offer: the server's list (built-in, then its models), then any /models names it lacks. */

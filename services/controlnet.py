@@ -1,0 +1,136 @@
+"""ControlNet units as every door sends them: checked into contracts.ControlNetUnit (their pictures read within the
+upload limits, their models looked up in ``<data>/controlnet``, their family matched to the checkpoint's), and the
+preprocessed map of one unit for a preview before generating.
+
+A unit arrives as a dict in sd-webui-controlnet's names (``module``, ``model``, ``weight``, ``guidance_start``…; its
+aliases too, see pipelines/control_units.py) whose ``image`` is a PIL image (in-process callers), an upload's bytes,
+or base64 (a data: URL or bare, as A1111's API sends it). A path is never taken from a unit: a JSON body could name
+any file of the server, and only Gradio's file components are vouched for by the gateway.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from contracts import MAX_CONTROLNET_UNITS, ControlNetUnit, InvalidRequest, excerpt
+from pipelines.control_preprocessors import PreprocessorUnavailable, module_detail, module_list
+from pipelines.control_units import ControlUnitError, unit_from_api
+from pipelines.controlnet import check_families, control_image
+from services import uploads
+
+
+def read_units(raw: Any, models: dict[str, Path] | None, limits: uploads.UploadLimits
+               ) -> tuple[list[ControlNetUnit], dict[str, str]]:
+    """The checked units of a request and {field: message} for each bad value (``controlnet.<i>.<field>``);
+    ``models`` are the available ControlNets by listed name, None to leave the names to a remote server."""
+    if raw is None or raw == "":
+        return [], {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return [], {"controlnet": "controlnet must be a list of units (JSON objects), got text that is not JSON."}
+    if not isinstance(raw, list | tuple):
+        return [], {"controlnet": f"controlnet must be a list of units, got {type(raw).__name__}."}
+    if len(raw) > MAX_CONTROLNET_UNITS:
+        return [], {"controlnet": f"controlnet has {len(raw)} units; at most {MAX_CONTROLNET_UNITS} are allowed."}
+    units: list[ControlNetUnit] = []
+    errors: dict[str, str] = {}
+    names = list(models) if models is not None else None
+    for i, values in enumerate(raw):
+        try:
+            units.append(_unit(values, i, names, limits))
+        except ControlUnitError as err:
+            errors.update(err.errors)
+        except InvalidRequest as err:
+            errors.update(err.errors)
+    return units, errors
+
+
+def _unit(values: Any, index: int, names: list[str] | None, limits: uploads.UploadLimits) -> ControlNetUnit:
+    if isinstance(values, ControlNetUnit):
+        values = {**values.model_dump(), "image": values.image}
+    if not isinstance(values, dict):
+        raise ControlUnitError({f"controlnet.{index}": f"ControlNet unit {index} must be an object of unit fields, "
+                                                       f"got {type(values).__name__}."})
+    values = dict(values)
+    key = "image" if "image" in values else "input_image" if "input_image" in values else ""
+    if key and values[key] is not None:
+        values[key] = read_picture(values[key], f"controlnet.{index}.image", limits)
+    return unit_from_api(values, index, names)
+
+
+def read_picture(value: Any, field: str, limits: uploads.UploadLimits) -> Image.Image:
+    """A unit's picture, decoded within the upload limits (type, bytes, pixels), in RGB."""
+    if isinstance(value, Image.Image):
+        if value.width * value.height > limits.max_pixels:
+            raise InvalidRequest({field: f"{field}: the image is {value.width}x{value.height}; at most "
+                                         f"{limits.max_pixels:,} pixels are allowed."})
+        return uploads.to_rgb(value, field)
+    if isinstance(value, dict) and isinstance(value.get("url"), str) and value["url"].startswith("data:"):
+        value = value["url"]  # Gradio's FileData for an image sent inline
+    elif isinstance(value, dict) and isinstance(value.get("image"), str):
+        value = value["image"]  # the extension's {"image": …, "mask": …} (its mask is for inpaint units)
+    if isinstance(value, str):
+        data = value.split(",", 1)[1] if value.startswith("data:") else value
+        try:
+            value = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest({field: f"{field}: the image must be base64 (or a data: URL), got "
+                                         f"{excerpt(value)}."}) from None
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise InvalidRequest({field: f"{field}: the image must be base64 (or a data: URL), got "
+                                     f"{type(value).__name__}."})
+    return uploads.read_image(bytes(value), field, limits, mask=False)
+
+
+def check_family(units: list[ControlNetUnit], models: dict[str, Path], family: str | None) -> dict[str, str]:
+    """{controlnet.<i>.model: message} for each unit whose ControlNet is of another family than the checkpoint
+    (``family``: "sd15", "sd2", "sdxl"; None when it is not known before loading: the backend checks then)."""
+    if family is None or not units:
+        return {}
+    try:
+        check_families(units, models, family)
+    except ControlUnitError as err:
+        return dict(err.errors)
+    return {}
+
+
+def preview_map(unit: ControlNetUnit, width: int, height: int, annotators: Path | None) -> Image.Image:
+    """The map a unit's preprocessor makes of its picture at the job's size, as the ControlNet will see it;
+    InvalidRequest naming the field when the unit has no picture or the module's weights are missing."""
+    if unit.image is None:
+        raise InvalidRequest({"controlnet.0.image": "ControlNet unit 0: give a picture to preview its map."})
+    try:
+        return control_image(unit, width, height, annotators)
+    except PreprocessorUnavailable as err:
+        raise InvalidRequest({"controlnet.0.module": f"ControlNet unit 0: {err}"}) from err
+
+
+def preview(values: dict[str, Any], width: int, height: int, annotators: Path | None,
+            limits: uploads.UploadLimits) -> Image.Image:
+    """The preprocessed map of one unit's picture (a PIL image, base64, or a Path to a file the caller vouches for:
+    an upload Gradio received) at the job's size; InvalidRequest naming each bad field."""
+    values = dict(values)
+    picture = values.get("image")
+    if isinstance(picture, Path):
+        values["image"] = uploads.read_image(picture, "controlnet.0.image", limits, mask=False)
+    elif picture is not None:
+        values["image"] = read_picture(picture, "controlnet.0.image", limits)
+    values["model"] = "None"  # a preview runs no ControlNet
+    try:
+        unit = unit_from_api(values, 0, None)
+    except ControlUnitError as err:
+        raise InvalidRequest(err.errors) from None
+    return preview_map(unit, width, height, annotators)
+
+
+def modules(alias_names: bool = False) -> dict[str, Any]:
+    """sd-webui-controlnet's /controlnet/module_list answer: the modules and their sliders."""
+    return {"module_list": module_list(alias_names), "module_detail": module_detail(alias_names)}
