@@ -65,8 +65,9 @@ ENV ATELIER_HOST=0.0.0.0 \
 VOLUME ["/data", "/hf-cache"]
 EXPOSE 7860
 
-# /api/health answers 200 as soon as the server runs, whatever the models are doing.
+# Ready: the database (and Redis, when set) answer and no model of its own failed to load; a model still loading is
+# ready (it serves once loaded). /api/health/live only says the server runs.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["curl", "-fsS", "http://127.0.0.1:7860/api/health"]
+    CMD ["curl", "-fsS", "http://127.0.0.1:7860/api/health/ready"]
 
 CMD ["python", "app.py"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from typing import Any
 
@@ -68,7 +68,10 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse flags and serve the app (or manage accounts with `users`, the database with `db`)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from api.log_format import configure_logging
+
+    # ATELIER_LOG_FORMAT before the settings are read: their own errors are logged in the chosen format.
+    configure_logging("json" if os.environ.get("ATELIER_LOG_FORMAT", "").lower() == "json" else "text")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
         from api.users_cli import users_main

@@ -33,6 +33,8 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotun
 CompileScope = Literal["regional", "full"]
 GptqBackend = Literal["auto", "machete", "marlin", "exllama_v2", "triton", "torch"]
 TextCache = Literal["dynamic", "static"]
+LogFormat = Literal["text", "json"]
+MetricsAccess = Literal["protected", "open", "off"]
 
 # The defaults each profile brings; an explicit --image-model / --text-model always wins.
 PROFILE_IMAGE_MODELS: dict[Profile, str] = {
@@ -341,6 +343,20 @@ class Settings(BaseSettings):
                                               "shows them.")
     temp_sweep_every_s: float = Field(default=300, gt=0, description="How often quiet sessions and old cached "
                                       "files go.")
+
+    # Operations (issue 26): the request log, metrics, structured logs.
+    log_format: LogFormat = Field(default="text", description="text: one readable line per record; json: one JSON "
+                                  "object per line (time, level, logger, message, request id, user, job id)")
+    request_log: bool = Field(default=True, description="record every request and job in the database "
+                              "(written in batches by a background thread, off the request path)")
+    request_log_retention_days: float = Field(default=90, ge=0, description="days the request log keeps a row; "
+                                              "0 keeps every row")
+    request_log_max_pending: int = Field(default=10000, ge=1, description="rows held in memory while the database "
+                                         "is slow; beyond that new rows are dropped and counted")
+    metrics_access: MetricsAccess = Field(default="protected", description="/metrics: protected (loopback clients, "
+                                          "an admin's login, or ATELIER_METRICS_TOKEN), open, or off (404)")
+    metrics_token: SecretStr | None = Field(default=None, description="a bearer token Prometheus sends "
+                                            "(Authorization: Bearer TOKEN) to scrape /metrics from elsewhere")
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Settings:

@@ -23,7 +23,7 @@ from slowapi import Limiter
 from starlette.routing import get_route_path
 
 from api import gradio_internals
-from api.auth import USER_STATE_KEY, Authenticator, header_dict
+from api.auth import USER_STATE_KEY, Authenticator, basic_credentials, header_dict
 from api.ownership import (
     REQUEST_USER,
     TOO_MANY_SESSIONS,
@@ -35,7 +35,10 @@ from api.ownership import (
     named_ids,
     read_replies,
 )
+from api.request_rows import Note, note_of
+from services import log_context
 from services.admission import UNAVAILABLE, UNAVAILABLE_MESSAGE, Claims, ClaimsFull
+from services.user_limits import Limits
 
 log = logging.getLogger("atelier.gateway")
 
@@ -52,7 +55,7 @@ USER_ROUTES = ("/api/", "/v1/", "/sdapi/", f"{GRADIO}/mcp")
 # may name a session, so the gateway reads them too.
 PREDICT = (f"{GRADIO}/run/", f"{GRADIO}/api/")
 # A Gradio event's concurrency group says what it costs.
-KIND_BY_CONCURRENCY = {"image": "image", "text": "chat"}
+KIND_BY_CONCURRENCY = {"image": "image", "text": "chat", "admin": "admin"}
 # queue/join, call, cancel and login bodies hold prompts and settings, never files (those go to /upload): a
 # prompt at its longest is tens of KB, so 1 MiB is roomy, and no one holds the server's memory with a huge body.
 MAX_BODY_BYTES = 1024 * 1024
@@ -93,12 +96,15 @@ class Gateway:
 
     def __init__(self, app: ASGIApp, *, auth: Authenticator, limiter: Limiter, limits: dict[str, str],
                  blocks: Any, grants: FileGrants, max_queue: int, enforce: bool = True,
-                 guard: SessionGuard | None = None, dialects: Sequence[Dialect] = ()) -> None:
+                 guard: SessionGuard | None = None, limits_of: Callable[[str], Limits] | None = None,
+                 dialects: Sequence[Dialect] = ()) -> None:
         self.app = app
         self.dialects = list(dialects)
         self.auth = auth
         self.limiter = limiter
         self.limits: dict[str, RateLimitItem] = {kind: parse(text) for kind, text in limits.items()}
+        # Each user's own limits (an admin's overrides, and whether the account may act); None: `limits` for all.
+        self.limits_of = limits_of
         self.blocks = blocks
         # Gradio's upload and cache folder: the only files it may serve, each to the users it handed it to.
         self.grants = grants
@@ -109,10 +115,14 @@ class Gateway:
         self._endpoints: dict[str, list[dict[str, Any]]] | None = None  # api_name -> parameters, read once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Check the request, then hand it (with its body replayed) to the app."""
+        """Check the request, then hand it (with its body replayed) to the app; what it learns goes into the request's
+        note (api/request_rows.py) for its row."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self._pass(scope, receive, send, note_of(scope))
+
+    async def _pass(self, scope: Scope, receive: Receive, send: Send, note: Note) -> None:
         path, method = get_route_path(scope), scope["method"]
         headers = header_dict(scope)
         dialect = next((d for d in self.dialects if path.startswith(d.prefix)), None)
@@ -124,15 +134,17 @@ class Gateway:
             await _reply(send, 404, "Atelier proxies nothing.")
             return
         if (target := gradio_file(scope)) is not None:
+            note.kind = "read"  # logged when refused
             await self._serve_file(scope, receive, send, headers, target)
             return
         try:
-            body, data, user = await self._judge(scope, receive, headers, path, method, dialect)
+            body, data, user = await self._judge(scope, receive, headers, path, method, note, dialect)
         except REFUSALS as refused:
-            await _reply(send, *_refusal(refused), shape=shape)
+            await self._refuse(send, note, refused, shape)
             return
         clean = path.rstrip("/")
         if clean == f"{GRADIO}/queue/join" and gradio_internals.queue_size(self.blocks) >= self.max_queue:
+            note.limit = "busy"
             await _reply(send, 503, f"Atelier is busy: {self.max_queue} jobs are already waiting. "
                                     "Try again shortly.", {"retry-after": "10"})
             return
@@ -140,23 +152,39 @@ class Gateway:
             await _reply(send, 403, "You can only stop your own jobs.")
             return
         receive = _replay(body, receive) if body is not None else receive
-        if user is None or not self.auth.required:  # one user: nothing to grant, nobody to tell apart
-            await self.app(scope, receive, send)
-            return
-        token = REQUEST_USER.set(user) if clean == f"{GRADIO}/component_server" else None
-        try:
-            await self.app(scope, receive, self._watched(clean, method, user, send))
-        finally:
-            if token is not None:
-                REQUEST_USER.reset(token)
+        if (context := scope["state"].get(log_context.SCOPE_KEY)) is not None:
+            context["user"] = user or ""  # the Gradio event's handler binds it too
+        with log_context.bound(user=user or ""):
+            if user is None or not self.auth.required:  # one user: nothing to grant, nobody to tell apart
+                await self.app(scope, receive, send)
+                return
+            token = REQUEST_USER.set(user) if clean == f"{GRADIO}/component_server" else None
+            try:
+                await self.app(scope, receive, self._watched(clean, method, user, send))
+            finally:
+                if token is not None:
+                    REQUEST_USER.reset(token)
+
+    async def _refuse(self, send: Send, note: Note, refused: Exception,
+                      shape: Callable[[int, str], bytes] | None = None) -> None:
+        """Answer one of REFUSALS (in another API's own error `shape` for its routes), noting which limit refused (if
+        one did) for the request's row."""
+        status, message, extra = _refusal(refused)
+        note.kind = note.kind or "read"
+        note.limit = refused.kind if isinstance(refused, TooMany) else (
+            "" if isinstance(refused, Refused | NotYours) else ("busy" if isinstance(refused, ClaimsFull)
+                                                                 else "unavailable"))
+        note.reason = message
+        await _reply(send, status, message, extra, shape=shape)
 
     async def _judge(self, scope: Scope, receive: Receive, headers: dict[str, str], path: str, method: str,
-                     dialect: Dialect | None = None) -> tuple[bytes | None, dict[str, Any], str | None]:
+                     note: Note, dialect: Dialect | None = None) -> tuple[bytes | None, dict[str, Any], str | None]:
         """The body (None when not read), its fields and the user of a request that may pass; one of REFUSALS
-        raised otherwise."""
+        raised otherwise. `note` learns what the request is and who asks."""
         body, data = await self._read(scope, receive, headers, path, method)
         kind = dialect.kind(method, path) if dialect is not None else self._kind(path, method, data)
-        user = await self._admit(scope, headers, kind, data)
+        self._describe(note, scope, path, kind, data)
+        user = await self._admit(scope, headers, kind, data, note)
         named = named_ids(path, method, scope.get("query_string", b""), data)
         if any(not 0 < len(ident) <= MAX_ID_CHARS for _, ident in named):
             raise Refused(422, f"A session, event or upload id is 1 to {MAX_ID_CHARS} characters.")
@@ -218,33 +246,90 @@ class Gateway:
         """The files Gradio keeps for every user (components' default values), as real paths."""
         return {os.path.realpath(p) for p in gradio_internals.kept_files(self.blocks)}
 
-    async def _admit(self, scope: Scope, headers: dict[str, str], kind: str | None,
-                     data: dict[str, Any]) -> str | None:
-        """Who is asking (None: nobody valid), with the request counted against its limit; TooMany when over."""
+    async def _admit(self, scope: Scope, headers: dict[str, str], kind: str | None, data: dict[str, Any],
+                     note: Note) -> str | None:
+        """Who is asking (None: nobody valid), with the request counted against its limit (the user's own, when an
+        admin set one); TooMany when over, Refused for a disabled account."""
         user: str | None = None
         path = get_route_path(scope).rstrip("/")
         # Only routes that act on a user or name a session resolve one: pages and assets never cost an argon2 check.
-        if path.startswith(USER_ROUTES) or kind not in (None, "login") or path.startswith(RESOLVED):
+        # /metrics: an admin may read it with Basic credentials, which count against the login throttle like any.
+        if (path.startswith(USER_ROUTES) or kind not in (None, "login") or path.startswith(RESOLVED)
+                or path == "/metrics"):
             user = await self.auth.authenticate(
                 headers, lambda name: self._count("login", self._login_key(scope, headers, name)))
             scope.setdefault("state", {})[USER_STATE_KEY] = user  # the REST routes read it: verified once
+            self._note_user(note, user, headers)
+        limits = self._limits(user)
+        if limits is not None and limits.disabled:
+            raise Refused(403, "This account is disabled. Ask an admin of this server.")
         # Login attempts are throttled whatever the setting: that guards passwords, not the GPU.
         if kind is not None and (self.enforce or kind == "login"):
             if kind == "login":
-                key = self._login_key(scope, headers, data.get("username", ""))
+                self._count(kind, self._login_key(scope, headers, data.get("username", "")))
             else:
                 key = f"user:{user}" if user else f"ip:{self.auth.client_ip(scope, headers)}"
-            self._count(kind, key)
+                counted = "read" if kind == "admin" else kind  # the admin panel's events count as reads
+                self._count(counted, key, limits.item(counted) if limits is not None else None)
         return user
+
+    def _limits(self, user: str | None) -> Limits | None:
+        """The user's own limits, when the gateway knows each user's (None: the settings' for everyone)."""
+        if self.limits_of is None or not user or not self.auth.required:
+            return None
+        return self.limits_of(user)
+
+    def _note_user(self, note: Note, user: str | None, headers: dict[str, str]) -> None:
+        """Who asks, for the request's row; wrong HTTP basic credentials make the request a failed login by the
+        name tried."""
+        if user is not None:
+            note.user = note.user or user
+            return
+        if self.auth.required and (credentials := basic_credentials(headers)) is not None:
+            note.kind, note.user, note.logged = "login", credentials.name, True
+            note.reason = "wrong name or password, or a disabled account (HTTP basic)"
+
+    def _describe(self, note: Note, scope: Scope, path: str, kind: str | None, data: dict[str, Any]) -> None:
+        """What the request is, for its row: its kind, its route (a Gradio event by its API name), whether it is a
+        job's (the job writes the row), the name a login tries; and for a Gradio event, the context its handler
+        binds (services/log_context.py)."""
+        clean = path.rstrip("/")
+        note.kind = kind or ("admin" if clean.startswith("/api/admin") else "read" if note.logged else None)
+        if kind == "login":
+            note.user, note.logged = str(data.get("username", ""))[:255], True
+            return
+        if kind is None:
+            if note.logged and scope["method"] != "GET":
+                note.route = f"{scope['method']} {path}"
+            return
+        note.logged = True
+        fn = self._event_of(clean, data)
+        if fn is not None:
+            note.route = f"/{fn.api_name}" if getattr(fn, "api_name", None) else path
+            note.job = kind in ("image", "chat", "admin")  # their handler writes the row (an admin event: what it did)
+            scope["state"][log_context.SCOPE_KEY] = {
+                "request_id": note.request_id, "client": note.client, "route": note.route,
+                "queued_at": note.started}
+        elif kind in ("image", "chat") and any(path.startswith(d.prefix) for d in self.dialects):
+            note.job = True  # /v1's and /sdapi/v1's jobs write their own rows (in this request's context), as above
+
+    def _event_of(self, path: str, data: dict[str, Any]) -> Any:
+        """The Gradio event a queue/join or /call runs, or None."""
+        if path == f"{GRADIO}/queue/join":
+            return self.blocks.fns.get(data.get("fn_index"))
+        if path.startswith(CALL):
+            name = _api_name(path)
+            return next((f for f in self.blocks.fns.values() if f.api_name == name), None)
+        return None
 
     def _login_key(self, scope: Scope, headers: dict[str, str], name: str) -> str:
         """Login attempts count per address and account: guessing one password is throttled, a shared address
         is not locked out, and the login form and Basic credentials share the count."""
         return f"ip:{self.auth.client_ip(scope, headers)}:login:{name}"
 
-    def _count(self, kind: str, key: str) -> None:
-        """Count one hit against `kind`'s limit for `key`; TooMany when it is over."""
-        item = self.limits[kind]
+    def _count(self, kind: str, key: str, item: RateLimitItem | None = None) -> None:
+        """Count one hit against `kind`'s limit (`item`, else the setting's) for `key`; TooMany when it is over."""
+        item = item or self.limits[kind]
         if not self.limiter.limiter.hit(item, kind, key):
             reset, _ = self.limiter.limiter.get_window_stats(item, kind, key)
             raise TooMany(kind, item, max(1, math.ceil(reset - time.time())))
@@ -345,14 +430,10 @@ class Gateway:
             return "upload"  # a piece of the image editor's picture is an upload too
         if clean in (f"{GRADIO}/cancel", f"{GRADIO}/reset"):
             return "read"
-        if clean == f"{GRADIO}/queue/join":
-            fn = self.blocks.fns.get(data.get("fn_index"))
+        if clean == f"{GRADIO}/queue/join" or clean.startswith(CALL):
+            fn = self._event_of(clean, data)
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
-        if clean.startswith(CALL):
-            api_name = _api_name(clean)
-            fn = next((f for f in self.blocks.fns.values() if f.api_name == api_name), None)
-            return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
-        return None  # REST routes under /api carry slowapi's decorator instead
+        return None  # REST routes under /api count against the read limit themselves (api/rest/common.py)
 
     def _may_cancel(self, data: dict[str, Any]) -> bool:
         """A Stop names the session its event belongs to (both the user's: the guard checked them)."""

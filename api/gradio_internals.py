@@ -35,8 +35,9 @@ SESSION_STATE_FIELDS = ("blocks_config", "config_values", "state_data", "_state_
                         "STATE_TTL_WHEN_CLOSED")
 SESSION_STATE_METHODS = ("__setitem__", "_update_config", "_update_value_in_config", "components")
 EVENT_QUEUE_ATTRIBUTES = ("queue",)
-EVENT_ATTRIBUTES = ("_id", "session_hash", "username", "request")
-APP_ATTRIBUTES = ("tokens", "cookie_id", "state_holder")
+EVENT_ATTRIBUTES = ("_id", "session_hash", "username", "request", "fn", "enqueue_time")
+FN_ATTRIBUTES = ("_id", "api_name", "concurrency_id")
+APP_ATTRIBUTES = ("tokens", "cookie_id", "state_holder", "router")
 # Gradio's MCP server (gradio/mcp.py), when it runs: adapt_mcp replaces these.
 MCP_ATTRIBUTES = ("_get_or_create_client", "_prepare_tool_call_args", "postprocess_output_data", "get_fn_description",
                   "tool_to_endpoint", "api_info", "mcp_server")
@@ -88,6 +89,9 @@ def check(blocks: Any, gradio_app: Any) -> None:
         event = _sample(Event, None, fn, None, "atelier-check")
         for name in EVENT_ATTRIBUTES:
             _require(event, name, "Event")
+        for name in FN_ATTRIBUTES:
+            _require(fn, name, "BlockFunction")
+    _cancel_route(gradio_app)
     if (mcp := getattr(blocks, "mcp_server_obj", None)) is not None:
         for name in MCP_ATTRIBUTES:
             _require(mcp, name, "GradioMCPServer")
@@ -261,6 +265,59 @@ def jobs_by_user(blocks: Any, ticket_key: str) -> dict[str, set[str]]:
         # Anonymous events belong to the one user "".
         jobs.setdefault(event.username or "", set()).add(str(state.get(ticket_key) or event._id))
     return jobs
+
+
+def queue_events(blocks: Any) -> list[dict[str, Any]]:
+    """Every event waiting in Gradio's queue or running, oldest first: its id, user, API name, concurrency group,
+    whether it runs, and the seconds since it joined the queue."""
+    import time
+
+    queue = blocks._queue
+    now = time.monotonic()
+    waiting = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
+    running = [e for job in queue.active_jobs if job for e in job]
+    found = [{"id": e._id, "user": e.username or "", "api_name": e.fn.api_name or "",
+              "concurrency": e.fn.concurrency_id or "", "status": status,
+              "seconds": round(max(0.0, now - e.enqueue_time), 3)}
+             for status, events in (("running", running), ("waiting", waiting)) for e in events]
+    return sorted(found, key=lambda e: -e["seconds"])
+
+
+async def cancel_event(gradio_app: Any, blocks: Any, event_id: str) -> bool:
+    """Stop an event waiting or running, as its own user's Stop does (Gradio's /cancel route, called directly);
+    False when there is no such event."""
+    from gradio.data_classes import CancelBody
+
+    event = blocks._queue.event_ids_to_events.get(event_id)
+    if event is None:
+        event = next((e for job in blocks._queue.active_jobs if job for e in job if e._id == event_id), None)
+    if event is None:
+        return False
+    await _cancel_route(gradio_app)(CancelBody(session_hash=event.session_hash, fn_index=event.fn._id,
+                                               event_id=event_id))
+    return True
+
+
+def _cancel_route(gradio_app: Any) -> Callable[..., Any]:
+    """The endpoint of Gradio's POST /gradio_api/cancel (FastAPI keeps an included router's routes on it)."""
+    routes = list(gradio_app.router.routes)
+    while routes:
+        route = routes.pop()
+        if getattr(route, "path", "").endswith("/cancel") and "POST" in (getattr(route, "methods", None) or ()):
+            return route.endpoint  # type: ignore[no-any-return]
+        inner = getattr(route, "original_router", None) or getattr(route, "router", None)
+        routes.extend(getattr(inner, "routes", None) or ())
+    raise _refuse("route POST /gradio_api/cancel")
+
+
+def drop_logins(gradio_app: Any, user: str) -> int:
+    """End every login session of `user` (Gradio's tokens; on Redis, every replica's); how many there were."""
+    tokens = gradio_app.tokens
+    mine = [token for token in list(tokens.keys()) if tokens.get(token) == user]
+    for token in mine:
+        with contextlib.suppress(KeyError):  # gone meanwhile (a logout, another replica)
+            del tokens[token]
+    return len(mine)
 
 
 def _events(blocks: Any) -> list[Any]:

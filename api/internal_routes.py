@@ -35,6 +35,7 @@ from api import gradio_internals
 from api.auth import USER_STATE_KEY, header_dict
 from api.gateway import GRADIO, MAX_BODY_BYTES, Dialect, Refused, _reply
 from api.ownership import SESSION, TOO_MANY_SESSIONS, NotYours, SessionGuard
+from api.request_rows import refused_here
 from contracts import InvalidRequest
 from services.admission import ClaimsFull
 from services.editor_blobs import MAX_LAYERS
@@ -218,6 +219,7 @@ class BodyLimits:
         try:
             guard = self._guard(scope, dialect)
         except Refused as refused:
+            refused_here(scope)
             await _reply(send, refused.status, refused.message, shape=shape)
             return
         try:
@@ -227,6 +229,9 @@ class BodyLimits:
                 raise
         finally:
             guard.release()
+        if guard.refusal is not None:
+            # 503: the bodies held at once are at their bound (the server is busy); else a cap for this body.
+            refused_here(scope, "busy" if guard.refusal.status == 503 else "")
         if guard.refusal is not None and not guard.started:
             retry = {"retry-after": "5"} if guard.refusal.status == 503 else None
             await _reply(send, guard.refusal.status, guard.refusal.message, retry, shape)

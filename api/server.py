@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from slowapi import Limiter
+from starlette.requests import Request
 from starlette.routing import Mount
 
 from api import gradio_internals
@@ -25,8 +26,13 @@ from api.dialects import DialectContext, mount_dialects
 from api.frontend import mount_frontend
 from api.gateway import Dialect, Gateway
 from api.internal_routes import BodyLimits, EditorBlobRoute
+from api.log_format import configure_logging
+from api.metrics_endpoint import is_local, metrics_endpoint
 from api.ownership import FileGrants, SessionGuard
+from api.request_id import RequestId
+from api.request_rows import RequestRows
 from api.rest import add_rest
+from api.server_control import GradioControl
 from api.sessions import SessionJanitor, StreamWatch
 from services.accounts import exposure_problem
 from services.admission import TICKET_STATE_KEY, QueueQuota
@@ -74,9 +80,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services, app.state.janitor, app.state.auth, app.state.limiter = services, janitor, auth, limiter
     add_rest(app, settings.limit_reads)
     dialects = add_dialects(app, blocks, auth, enforce, has_users)
+    add_metrics(app, settings, auth)
     mount_frontend(app)  # before Gradio's catch-all mount at /
     auth.gradio_app = mount_gradio(app, blocks, services, has_users)
     adopt_gradio(blocks, auth.gradio_app, services, guard)
+    services.admin.control = GradioControl(blocks, auth.gradio_app, services.running)  # its queue and sessions
     bridge.gradio_app = auth.gradio_app
     mcp.install(blocks, bridge)
     add_gateway(app, blocks, janitor, auth, limiter, enforce, guard, grants, [*dialects, mcp.DIALECT], bridge)
@@ -87,8 +95,9 @@ def build_blocks(services: Services, enforce_quota: bool) -> Any:
     """The Gradio Blocks (every tab and the named API), queued: its jobs admitted by the per-user quota."""
     from ui.app_ui import build_ui  # imports gradio: only once prepare_environment has run
 
-    # Each user's jobs in Gradio's queue, and the API jobs' reservations (services/running.py): one quota for both.
-    quota = QueueQuota(services.settings.user_queue_quota,
+    # Each user's quota (an admin's override, else the setting: services/user_limits.py), over their jobs in
+    # Gradio's queue and the API jobs' reservations (services/running.py).
+    quota = QueueQuota(lambda user: services.limits.effective(user).queue_quota,
                        lambda blocks: services.running.with_reserved(queued(blocks)),
                        enforced=enforce_quota, ledger=services.shared.jobs, tell_place=gradio_internals.tell_place)
     blocks = build_ui(services, quota)
@@ -107,7 +116,8 @@ def add_dialects(app: FastAPI, blocks: Any, auth: Authenticator, enforce: bool, 
     what the gateway and the body caps need of each."""
     services: Services = app.state.services
     settings = services.settings
-    quota = Quota(settings.user_queue_quota, enforce, lambda: queued(blocks), services.shared.jobs)
+    quota = Quota(settings.user_queue_quota, enforce, lambda: queued(blocks), services.shared.jobs,
+                  limit_of=lambda user: services.limits.effective(user).queue_quota)  # an admin's override
     return mount_dialects(app, DialectContext(services, auth, quota, lambda: gradio_internals.queue_size(blocks),
                                               settings.queue_max_size, has_users))
 
@@ -136,6 +146,7 @@ def lifespan(services: Services, blocks: Any, janitor: SessionJanitor,
             services.warm_up()
         services.residency.start()
         services.replicas.start()
+        services.request_log.start()
         sweeper = asyncio.create_task(janitor.run(services.settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
         ledger = asyncio.create_task(services.shared.jobs.run(lambda: services.running.with_reserved(queued(blocks))))
@@ -190,9 +201,9 @@ def adopt_gradio(blocks: Any, gradio_app: Any, services: Services, guard: Sessio
 def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authenticator, limiter: Limiter,
                 enforce: bool, guard: SessionGuard, grants: FileGrants, dialects: list[Dialect],
                 bridge: mcp.McpBridge) -> None:
-    """The middlewares every request passes, outermost first: the MCP loopback's login, the body caps, the gateway,
-    the stream watch, MCP's gate and the image editor's upload route (each add_middleware wraps the ones added
-    before it)."""
+    """The middlewares every request passes, outermost first: the request id, the request log's row, the MCP
+    loopback's login, the body caps, the gateway, the stream watch, MCP's gate and the image editor's upload route
+    (each add_middleware wraps the ones added before it)."""
     services: Services = app.state.services
     settings = services.settings
     # Inside the gateway, which has resolved the user and counted the request as an upload.
@@ -201,15 +212,36 @@ def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authen
     app.add_middleware(mcp.McpGate, accounts_required=bridge.accounts_required)
     app.add_middleware(StreamWatch, janitor=janitor)
     app.add_middleware(Gateway, auth=auth, limiter=limiter, blocks=blocks, max_queue=settings.queue_max_size,
-                       enforce=enforce, guard=guard, grants=grants,
+                       enforce=enforce, guard=guard, grants=grants, limits_of=services.limits.effective,
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads}, dialects=dialects)
     # Unused body routes are refused and every body is capped (the other APIs' by their own caps) before anything
     # reads it.
     app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes, dialects=dialects)
-    # Outermost: a request of MCP's loopback client logs in as its user for the gateway and Gradio to see.
+    # A request of MCP's loopback client logs in as its user for the gateway and Gradio to see.
     app.add_middleware(mcp.LoopbackLogin, bridge=bridge)
+    # Each request's request log row, refusals of the body caps and the gateway included (api/request_rows.py).
+    app.add_middleware(RequestRows, client_ip=auth.client_ip, request_log=services.request_log,
+                       replica=settings.resolved_replica_name)
+    # Outermost: every answer carries the request's id, which its row and its log lines carry too.
+    app.add_middleware(RequestId, trusted_proxies=settings.trusted_proxies)
+
+
+def add_metrics(app: FastAPI, settings: Settings, auth: Authenticator) -> None:
+    """`GET /metrics` in Prometheus' text format, for those ATELIER_METRICS_ACCESS lets in (api/metrics_endpoint.py);
+    before Gradio's catch-all mount at /."""
+    from api.auth import header_dict
+
+    async def admin(request: Request) -> bool:
+        # The user the gateway resolved: a login cookie, or Basic credentials counted by the login throttle.
+        name = auth.user_of(request)
+        return bool(name) and (await asyncio.to_thread(auth.viewer, name)).admin
+
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_route("/metrics", metrics_endpoint(
+        settings.metrics_access, token, lambda r: is_local(r.scope, header_dict(r.scope)), admin),
+        include_in_schema=False)
 
 
 def open_share_link(settings: Settings) -> str | None:
@@ -234,13 +266,16 @@ def serve(settings: Settings) -> None:
     that cannot be had stops the start with one line saying what to fix."""
     import uvicorn
 
+    configure_logging(settings.log_format)  # as main() chose it, unless .env chose otherwise
     try:
         app = create_app(settings)
     except CannotStart as err:  # what to fix, said without a traceback
         raise SystemExit(f"Atelier cannot start: {err}") from None
-    # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever.
+    # Open SSE streams (queue listeners, heartbeats) would hold a graceful shutdown forever. With JSON logs uvicorn
+    # keeps no handlers of its own: its lines reach the root logger's formatter.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5,
+                            **({"log_config": None} if settings.log_format == "json" else {}))
     server = uvicorn.Server(config)
     if settings.share:
         import threading

@@ -28,6 +28,8 @@ examples:
   python app.py users add alice            asks for the password twice (or reads two lines from stdin)
   python app.py users add root --admin     an admin sees everyone's work
   python app.py users list
+  python app.py users admin alice          alice may now use the admin panel (--revoke takes it back)
+  python app.py users disable bob          bob can no longer log in; his open sessions end within a second
   python app.py users key create alice --name laptop   prints a new API key once, on a line of its own
   python app.py users key list alice                   her keys: name, first characters, created, last used
   python app.py users key revoke alice laptop          the key stops working at once, on every replica
@@ -101,20 +103,27 @@ def keys_main(argv: list[str]) -> None:
 
 
 def users_main(argv: list[str]) -> None:
-    """`python app.py users add|list|remove|passwd [NAME] [--admin] [--data-dir DIR]`, and `users key …`."""
+    """`python app.py users ACTION [NAME] [--admin] [--revoke] [--data-dir DIR]` (ACTION: see --help), and
+    `users key …`."""
     if argv[:1] == ["key"]:
         keys_main(argv[1:])
         return
     parser = argparse.ArgumentParser(
         prog="python app.py users", description="Manage Atelier's accounts (argon2 password hashes in the database).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USERS_EPILOG)
-    parser.add_argument("action", choices=["add", "list", "remove", "passwd", "key"],
+    parser.add_argument("action", choices=["add", "list", "remove", "passwd", "admin", "disable", "enable", "key"],
                         help="add NAME: a new account (asks for the password twice); list: every account; "
                              "remove NAME: the account and its API keys (its work stays); passwd NAME: a new "
-                             "password; key create|list|revoke USER: API keys (users key --help)")
+                             "password; admin NAME: grant the admin role (--revoke: take it back); disable NAME: "
+                             "the account can no longer log in and its sessions end (its work stays); enable NAME: "
+                             "undo that; key create|list|revoke USER: API keys (users key --help)")
     parser.add_argument("name", nargs="?", help="the account's name (not for list)")
-    parser.add_argument("--admin", action="store_true", help="with add: this user sees everyone's work")
+    parser.add_argument("--admin", action="store_true", help="with add: this user sees everyone's work and may use "
+                                                             "the admin panel")
+    parser.add_argument("--revoke", action="store_true", help="with admin: take the admin role back")
     args = parse_with_data_dir(parser, argv)
+    if args.revoke and args.action != "admin":
+        raise SystemExit("--revoke goes with `users admin NAME` (it takes the admin role back).")
     accounts = open_database_of(args)
     if args.action == "list":
         for user in accounts.list():
@@ -123,14 +132,34 @@ def users_main(argv: list[str]) -> None:
     if not args.name:
         raise SystemExit(f"users {args.action} needs a NAME.")
     try:
-        if args.action == "add":
-            accounts.add(args.name, read_password(), admin=args.admin)
-            print(f"Added {args.name}{' (admin)' if args.admin else ''}. Restart Atelier if it runs without login.")
-        elif args.action == "passwd":
-            accounts.set_password(args.name, read_password("New password: "))
-            print(f"Changed the password of {args.name}.")
-        else:
-            accounts.remove(args.name)
-            print(f"Removed {args.name}; their jobs and conversations stay in the database.")
+        print(_act(accounts, args))
     except AccountError as err:
         raise SystemExit(f"Error: {err}") from None
+
+
+def _act(accounts: AccountService, args: argparse.Namespace) -> str:
+    """Do what `args` asks on the account named; the line to print."""
+    name = args.name
+    if args.action == "admin":
+        changed = accounts.set_admin(name, not args.revoke)
+        if args.revoke:
+            return f"{name} is no longer an admin." if changed else f"{name} was not an admin."
+        return f"{name} is now an admin." if changed else f"{name} is already an admin."
+    if args.action in ("disable", "enable"):
+        disable = args.action == "disable"
+        if not accounts.set_disabled(name, disable):
+            return f"{name} is already {args.action}d."
+        # The servers see the change within a second (services/accounts.py), ending a disabled user's sessions.
+        return f"{name} is disabled: no new login, open sessions end." if disable else f"{name} may log in again."
+    if args.action == "add":
+        accounts.add(name, read_password(), admin=args.admin)
+        return f"Added {name}{' (admin)' if args.admin else ''}. Restart Atelier if it runs without login."
+    if args.action == "passwd":
+        accounts.set_password(name, read_password("New password: "))
+        return f"Changed the password of {name}."
+    if args.action == "remove":
+        accounts.remove(name)
+        return f"Removed {name}; their jobs and conversations stay in the database."
+    # `key` reaches here only after another option (users --data-dir DIR key …): never read it as anything else.
+    raise SystemExit("Put `key` first: python app.py users key create|list|revoke USER [--data-dir DIR].")
+

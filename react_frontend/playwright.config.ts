@@ -76,9 +76,10 @@ export default defineConfig({
     },
     {
       // An account makes the server ask for a login; a low image-job limit shows the 429 answer.
-      // bob, carol and dave drive the UIs with an account of their own each (gradio-accounts.spec.ts).
+      // bob, carol and dave drive the UIs with an account of their own each (gradio-accounts.spec.ts); erin is the
+      // admin of admin.spec.ts.
       command:
-        [E2E_USER, "bob", "carol", "dave"]
+        [E2E_USER, "bob", "carol", "dave", "erin --admin"]
           .map((user) => `printf '%s\\n%s\\n' ${E2E_PASSWORD} ${E2E_PASSWORD} | ${python} ../app.py users add ${user} --data-dir ${authData}`)
           .join(" && ") +
         ` && exec ${python} ../app.py --profile tiny --port ${AUTH_PORT} --data-dir ${authData} --no-warmup`,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -70,23 +71,53 @@ class AccountService:
         if Account.update(password_hash=_hasher.hash(password)).where(Account.name == name).execute() == 0:
             raise AccountError(f"no user {name!r}.")
 
+    def set_admin(self, name: str, admin: bool = True) -> bool:
+        """Grant (or take back) the admin role; whether it changed. AccountError for an unknown name."""
+        return self._set_flag(name, Account.is_admin, admin)
+
+    def set_disabled(self, name: str, disabled: bool = True) -> bool:
+        """Disable an account (its password stops working; its work stays) or enable it again; whether it changed.
+        AccountError for an unknown name."""
+        return self._set_flag(name, Account.disabled, disabled)
+
+    @staticmethod
+    def _set_flag(name: str, flag: Any, value: bool) -> bool:
+        with database.atomic():
+            account = Account.get_or_none(Account.name == name)
+            if account is None:
+                raise AccountError(f"no user {name!r}.")
+            if bool(getattr(account, flag.name)) == value:
+                return False
+            Account.update({flag: value}).where(Account.id == account.id).execute()
+        return True
+
     def list(self) -> list[dict[str, object]]:
         """Every account, without its hash."""
-        return [{"name": a.name, "admin": bool(a.is_admin), "created_at": a.created_at.isoformat()}
+        return [{"name": a.name, "admin": bool(a.is_admin), "disabled": bool(a.disabled),
+                 "created_at": a.created_at.isoformat()}
                 for a in Account.select().order_by(Account.name)]
+
+    def other_admins(self, name: str) -> int:
+        """How many enabled admins there are besides `name`."""
+        return Account.select().where(Account.is_admin & ~Account.disabled & (Account.name != name)).count()
+
+    def exists(self, name: str) -> bool:
+        """Whether an account of this name exists."""
+        return bool(name) and Account.select().where(Account.name == name).exists()
 
     def any(self) -> bool:
         """Whether any account exists (if none, a loopback server runs in single-user mode)."""
         return Account.select().exists()
 
     def verify(self, name: str, password: str) -> bool:
-        """True when the password is right; as slow for an unknown name as for a wrong password."""
+        """True when the password is right and the account enabled; as slow for an unknown name or a disabled
+        account as for a wrong password."""
         account = Account.get_or_none(Account.name == name)
         try:
             _hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
-        return account is not None
+        return account is not None and not account.disabled
 
     def viewer(self, name: str) -> Viewer:
         """The Viewer for a logged-in name ('' in single-user mode, who owns everything there is)."""

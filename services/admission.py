@@ -14,11 +14,13 @@ from typing import Any
 
 from storage.shared_state import UNAVAILABLE, UNAVAILABLE_MESSAGE, Claims, ClaimsFull, JobLedger
 
-__all__ = ["TICKET_STATE_KEY", "UNAVAILABLE", "UNAVAILABLE_MESSAGE", "Claims", "ClaimsFull", "PlaceTeller",
-           "QueueQuota"]
+__all__ = ["REFUSAL_STATE_KEY", "TICKET_STATE_KEY", "UNAVAILABLE", "UNAVAILABLE_MESSAGE", "Claims", "ClaimsFull",
+           "PlaceTeller", "QueueQuota"]
 
 # Where the quota's ticket for a request is left (Starlette's request.state, shared with Gradio's Event).
 TICKET_STATE_KEY = "atelier_job_ticket"
+# Where a refusal by a limit names that limit (metrics.LIMITS: "quota" here), for the request's log row.
+REFUSAL_STATE_KEY = "atelier_refused_by"
 
 # (jobs ahead, jobs waiting, estimated seconds or None): sent to the client of the handler that calls it.
 PlaceTeller = Callable[[int, int, "float | None"], None]
@@ -32,9 +34,10 @@ class QueueQuota:
     ledger adds the user's jobs on other replicas when they share Redis (storage/shared_state.py).
     """
 
-    def __init__(self, limit: int, jobs: Callable[[Any], dict[str, set[str]]], enforced: bool = True,
-                 ledger: JobLedger | None = None, tell_place: PlaceTeller | None = None) -> None:
-        self.limit = limit
+    def __init__(self, limit: int | Callable[[str], int], jobs: Callable[[Any], dict[str, set[str]]],
+                 enforced: bool = True, ledger: JobLedger | None = None, tell_place: PlaceTeller | None = None) -> None:
+        # One number for everyone, or each user's own (an admin's override, services/user_limits.py).
+        self.limit_of: Callable[[str], int] = limit if callable(limit) else (lambda user: limit)
         self.jobs = jobs
         # Shows a running handler's job its place in a line of Atelier's own (the batcher's), as Gradio shows a
         # queued event's: the server hands in its adapter of Gradio's private queue; None (tests): not shown.
@@ -54,11 +57,14 @@ class QueueQuota:
         if not self.enforced:
             return ""
         user = getattr(request, "username", None) or ""  # without accounts everyone is the one user ''
-        admitted, count, ticket = self.ledger.admit(user, self.all_jobs().get(user, set()), self.limit)
-        if not admitted:
-            return (f"You already have {count} jobs queued or running (the limit is {self.limit}). "
-                    "Wait for one to finish, or stop one.")
+        limit = self.limit_of(user)
+        admitted, count, ticket = self.ledger.admit(user, self.all_jobs().get(user, set()), limit)
         http = getattr(request, "request", None)
+        if not admitted:
+            if http is not None:
+                http.scope.setdefault("state", {})[REFUSAL_STATE_KEY] = "quota"
+            return (f"You already have {count} jobs queued or running (the limit is {limit}). "
+                    "Wait for one to finish, or stop one.")
         if ticket and http is not None:  # the job's event carries it: the ledger then counts the ticket once
             http.scope.setdefault("state", {})[TICKET_STATE_KEY] = ticket
         return ""

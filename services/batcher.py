@@ -24,6 +24,8 @@ from pipelines.image_base import (
     JobCancelled,
     ProgressFn,
 )
+from services import metrics
+from services.jobs import JobMeter
 
 # How often a waiting job looks at its Stop while another batch runs.
 STOP_POLL_S = 0.05
@@ -67,6 +69,7 @@ class _Job:
     shape: Hashable
     arrival: int
     on_place: PlaceFn = _no_place
+    meter: JobMeter | None = None  # told when its first batch starts, and its share of each batch's time
     told: tuple[int, int] | None = None  # the (ahead, waiting) last told, None while not told to wait
     queued: int = 0  # seeds handed to batches so far
     running: int = 0  # of those, seeds in the batch now running
@@ -99,6 +102,11 @@ class ImageBatcher:
         with self._cond:
             return sum(len(job.seeds) - job.queued for job in self._waiting)
 
+    def jobs_in_line(self) -> int:
+        """Jobs waiting for their first batch."""
+        with self._cond:
+            return sum(1 for job in self._waiting if job.queued == 0 and not job.running)
+
     def record_batches(self, keep: int) -> None:
         """Remember the makeup of the last `keep` batches (0: none), for tests and benchmarks."""
         with self._cond:
@@ -106,11 +114,13 @@ class ImageBatcher:
             self.batches.clear()
 
     def run(self, backend: ImageBackend, user: str, req: ImageRequest, seeds: list[int], on_step: ProgressFn,
-            stop: threading.Event, on_place: PlaceFn = _no_place) -> list[GeneratedImage]:
+            stop: threading.Event, on_place: PlaceFn = _no_place, meter: JobMeter | None = None
+            ) -> list[GeneratedImage]:
         """Queue the job, take part in running batches until its images are made; raise JobCancelled on Stop.
-        While it waits for its first batch, `on_place` hears its place in line each time the place changes."""
+        While it waits for its first batch, `on_place` hears its place in line each time the place changes; `meter`
+        hears when its first batch starts and its share of each batch's time."""
         job = _Job(backend, user, req, list(seeds), on_step, stop, compute_shape(backend, req), next(self._arrivals),
-                   on_place)
+                   on_place, meter)
         with self._cond:
             self._waiting.append(job)
             self._tell_places()
@@ -228,6 +238,10 @@ class ImageBatcher:
                     job.on_place(None)  # its first batch starts: no longer in line
             self._tell_places()
         backend = batch[0][0].backend
+        started = time.perf_counter()
+        for job, _ in batch:
+            if job.meter is not None:
+                job.meter.running()
         try:
             outcomes: list[BatchOutcome] = backend.generate_batch(items)
         except JobCancelled:
@@ -238,6 +252,8 @@ class ImageBatcher:
                     job.error, job.running = err, 0
                     self._drop(job)
             return
+        finally:
+            _measure(batch, time.perf_counter() - started)
         with self._cond:
             for (job, _), outcome in zip(batch, outcomes, strict=True):
                 job.running = 0
@@ -250,3 +266,12 @@ class ImageBatcher:
     def _drop(self, job: _Job) -> None:
         if job in self._waiting:
             self._waiting.remove(job)
+
+
+def _measure(batch: list[tuple[_Job, int]], took: float) -> None:
+    """The batch's size for the metrics, and each job's share of its time (by images) for the request log."""
+    images = sum(count for _, count in batch)
+    metrics.batch_ran("image", images)
+    for job, count in batch:
+        if job.meter is not None:
+            job.meter.device_s += took * count / images

@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any
 
+from services import metrics
 from storage.connections import database
 from storage.models import Conversation, ImageJob, Message, utcnow
 
@@ -38,19 +39,23 @@ class ResultCache:
         """The newest finished job of this user with this key, within the age bound."""
         if not self.enabled or self.max_entries == 0:
             return None
-        return (ImageJob.select()
-                .where((ImageJob.user == user) & (ImageJob.cache_key == key) & (ImageJob.status == "done")
-                       & (ImageJob.created_at >= self._cutoff()))
-                .order_by(ImageJob.id.desc()).first())
+        hit = (ImageJob.select()
+               .where((ImageJob.user == user) & (ImageJob.cache_key == key) & (ImageJob.status == "done")
+                      & (ImageJob.created_at >= self._cutoff()))
+               .order_by(ImageJob.id.desc()).first())
+        metrics.cache_lookup("image", hit is not None)
+        return hit
 
     def find_reply(self, user: str, key: str) -> Message | None:
         """The newest finished reply of this user with this key, within the age bound."""
         if not self.enabled or self.max_entries == 0:
             return None
-        return (Message.select().join(Conversation)
-                .where((Conversation.user == user) & (Message.cache_key == key) & (Message.status == "done")
-                       & (Message.created_at >= self._cutoff()))
-                .order_by(Message.id.desc()).first())
+        hit = (Message.select().join(Conversation)
+               .where((Conversation.user == user) & (Message.cache_key == key) & (Message.status == "done")
+                      & (Message.created_at >= self._cutoff()))
+               .order_by(Message.id.desc()).first())
+        metrics.cache_lookup("chat", hit is not None)
+        return hit
 
     def trim(self, user: str) -> None:
         """Forget the oldest keys of this user beyond max_entries (the results stay in history)."""

@@ -24,9 +24,11 @@ from contracts import (
 )
 from pipelines.messages import hide_paths
 from pipelines.text_base import TextBackend, TextUsage, history_for_model
+from services import metrics
 from services.cache import ResultCache, cache_key
 from services.jobs import JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
+from services.request_log import RequestLog, RequestRecord
 from services.running import RunningJobs
 from storage.connections import database, for_update
 from storage.models import Conversation, Message, ReplyDraft, owned_by, utcnow
@@ -65,6 +67,7 @@ class ChatSnapshot:
     usage: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     cached: bool = False  # answered from an identical earlier request (temperature 0)
+    model: str = ""  # the model that wrote the reply, once it ended
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,9 @@ class ChatService:
 
     def __init__(self, slot: ModelSlot[TextBackend], limits: TextLimits, defaults: TextOptions,
                  cache: ResultCache | None = None, concurrency: int = 1, replica: str = "",
-                 running: RunningJobs | None = None) -> None:
+                 request_log: RequestLog | None = None, running: RunningJobs | None = None) -> None:
         self.slot = slot
+        self.request_log = request_log  # each finished reply's row (None: metrics only)
         self.running = running or RunningJobs()  # every reply this process writes, by user (services/running.py)
         self.replica = replica  # this process's name among replicas, recorded on each reply it streams
         self.cache = cache or ResultCache(enabled=False)
@@ -257,6 +261,23 @@ class ChatService:
         except Exception as err:  # never leave a watcher hanging, whatever went wrong
             log.exception("chat reply failed")
             self._fail(plan, handle, started, f"{type(err).__name__}: {err}")
+        self._observe(plan, handle)
+
+    def _observe(self, plan: _Plan, handle: ChatHandle) -> None:
+        """The finished reply's metrics and request log row."""
+        snap, meter = handle.snapshot(), handle.meter
+        model = snap.model or self.slot.status().model
+        status = snap.status if snap.status in ("done", "failed", "cancelled") else "failed"
+        prompt, completion = int(snap.usage.get("prompt_tokens", 0)), int(snap.usage.get("completion_tokens", 0))
+        duration = meter.elapsed()
+        metrics.job_done("chat", status, model, duration, meter.queue_wait_s, meter.device_s)
+        if not snap.cached:  # a cached reply's tokens were written before
+            metrics.produced_tokens(model, prompt, completion, int(snap.usage.get("reasoning_tokens", 0)))
+        if self.request_log is not None:
+            self.request_log.record(RequestRecord.of_job(
+                "chat", status, meter, user=plan.conversation.user if plan.conversation is not None else None,
+                reason=snap.error, model=model, prompt_tokens=prompt, completion_tokens=completion,
+                replica=self.replica, job_id=snap.message_id))
 
     def _fail(self, plan: _Plan, handle: ChatHandle, started: float, error: str) -> None:
         """Record a failed reply; when even that cannot be written (disk full), still end the watcher's wait."""
@@ -275,17 +296,21 @@ class ChatService:
             key = cache_key("chat", backend.model_name, backend.revision, plan.history,
                             plan.options.model_dump(exclude={"seed"}), *([list(plan.stop)] if plan.stop else []))
             if (hit := self.cache.find_reply(plan.conversation.user, key)) is not None:
+                handle.meter.running()
                 handle.update(reasoning=hit.reasoning, answer=hit.content, reasoning_s=hit.reasoning_s, cached=True)
                 usage = TextUsage(hit.prompt_tokens, hit.completion_tokens, hit.reasoning_tokens,
                                   hit.finish_reason or "stop")
                 self._store(plan, handle, started, status="done", model=hit.model, usage=usage)
                 return
         handle.update(status="thinking", message="Thinking…", thinking_since=time.perf_counter())
+        handle.meter.running()
         stream = backend.stream(plan.history, plan.options, handle.stop_event)
+        began = time.perf_counter()
         try:
             reasoning_s, stopped = self._consume(plan, handle, backend.model_name, stream)
         finally:
             stream.close()  # joins the generation thread even if this loop was interrupted
+            _measure_stream(handle, backend.model_name, stream.usage.completion_tokens, began)
         usage = stream.usage
         if stopped:  # a stop sequence ended the answer: a finished reply, not a stopped one
             usage = dataclasses.replace(usage, finish_reason="stop")
@@ -304,6 +329,8 @@ class ChatService:
         saved_at: float | None = None  # the first chunk is saved at once, then one save per DRAFT_EVERY_S
         stopped = False
         for chunk in stream:
+            if handle.meter.first_token_at is None:
+                handle.meter.first_token_at = time.perf_counter()
             snap = handle.snapshot()
             if chunk.kind == "reasoning":
                 handle.update(reasoning=snap.reasoning + chunk.text)
@@ -333,7 +360,7 @@ class ChatService:
             if plan.draft_id is not None:
                 ReplyDraft.delete().where(ReplyDraft.id == plan.draft_id).execute()
             handle.update(status=status, message=_STATUS_TEXT[status].format(duration=duration, error=error),
-                          usage=usage_dict, error=error)
+                          usage=usage_dict, error=error, model=model)
             return
         with database.atomic():
             # Locked while the reply replaces what follows its turn (another reply of this conversation waits);
@@ -362,7 +389,7 @@ class ChatService:
             )
             Conversation.update(updated_at=utcnow()).where(Conversation.id == plan.conversation.id).execute()
         handle.update(status=status, message=_STATUS_TEXT[status].format(duration=duration, error=error),
-                      message_id=reply.id, usage=usage_dict, error=error)
+                      message_id=reply.id, usage=usage_dict, error=error, model=model)
 
     # 3. Start-up housekeeping -------------------------------------------------------------------
     def recover(self, only_replica: str | None = None) -> int:
@@ -482,6 +509,15 @@ class ChatService:
             Message.delete().where(Message.conversation == c).execute()
             c.delete_instance()
         return True
+
+
+def _measure_stream(handle: ChatHandle, model: str, tokens: int, began: float) -> None:
+    """A reply's time to first token and decode speed for the metrics, and its seconds on the model."""
+    ended, first_at = time.perf_counter(), handle.meter.first_token_at
+    handle.meter.device_s += ended - began
+    if first_at is not None:
+        metrics.first_token(model, first_at - handle.meter.started)
+        metrics.decode_speed(model, tokens, ended - first_at)
 
 
 def cut_at_stop(before: str, new: str, stops: tuple[str, ...]) -> tuple[str, bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from contracts import ImageLimits, TextLimits, TextOptions
 from pipelines.compile import CompileOptions
 from pipelines.image_base import ImageBackend, create_image_backend
 from pipelines.text_base import TextBackend, create_text_backend
+from services import metrics
 from services.accounts import AccountService
+from services.admin import AdminService
 from services.api_keys import ApiKeyService
 from services.cache import ResultCache
 from services.catalog import Catalog
@@ -24,9 +27,11 @@ from services.images import ImageService
 from services.model_slots import Deferred, ModelChoice, ModelSlot
 from services.preferences import Preferences
 from services.replicas import ReplicaWatch
+from services.request_log import RequestLog
 from services.residency import Residency
 from services.running import RunningJobs
 from services.uploads import UploadLimits, Uploads
+from services.user_limits import Limits, UserLimits
 from settings import Profile, Settings
 from storage.blobs import BlobStore, StorageUnavailable, open_store
 from storage.db import ReplicaNameTaken, join_replicas, open_database
@@ -59,6 +64,9 @@ class Services:
     torch_threads: TorchThreads  # intra_op / inter_op (ATELIER_TORCH_THREADS), applied before any model is built
     replicas: ReplicaWatch  # recovers the work of replicas that died and never came back (PostgreSQL only)
     shared: SharedState  # rate limits, the quota's ledger and login tokens: process memory, or the replicas' Redis
+    request_log: RequestLog  # every request's and job's row, written in batches (issue 26)
+    limits: UserLimits  # each user's effective rate limits and queue quota, an admin's overrides applied
+    admin: AdminService  # the admin panel's actions (issue 26)
     running: RunningJobs  # the image jobs and replies running now, by user, from every way in
     api_keys: ApiKeyService  # keys that stand for a user on the APIs
     preferences: Preferences  # per-user API defaults (AUTOMATIC1111's options)
@@ -77,6 +85,7 @@ class Services:
             "memory": self.residency.describe(),
             "torch_threads": self.torch_threads.describe(),
             "replica_watch": self.replicas.describe(),
+            "request_log": self.request_log.describe(),
         }
 
     def memory(self) -> dict[str, Any]:
@@ -96,9 +105,11 @@ class Services:
         self.text_slot.warm_up()
 
     def shut_down(self) -> None:
-        """Stop background work, and withdraw this replica's jobs from the shared quota."""
+        """Stop background work (the request log writes what it holds first), and withdraw this replica's jobs from
+        the shared quota."""
         self.residency.stop()
         self.replicas.stop()
+        self.request_log.stop()
         self.shared.close()
 
 
@@ -122,6 +133,16 @@ class TorchThreads:
     def describe(self) -> dict[str, int]:
         """For /api/health: those in effect once applied, the ones asked for until then."""
         return dict(self.in_effect or self.wanted)
+
+
+def _gpu_memory() -> dict[str, int] | None:
+    """The GPU memory torch holds (pipelines.devices.gpu_memory); None while no model has imported torch: then it
+    holds none, and a metrics scrape must not import it (~180 MiB and ~1.5 s)."""
+    if "torch" not in sys.modules:
+        return None
+    from pipelines.devices import gpu_memory
+
+    return gpu_memory()
 
 
 def deferred(threads: TorchThreads, build: Callable[[], Any]) -> Deferred[Any]:
@@ -329,12 +350,14 @@ def _assemble(settings: Settings) -> Services:
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
     store = image_store(settings)
     upload_limits = UploadLimits.from_settings(settings)
+    request_log = RequestLog(settings.request_log, settings.request_log_max_pending,
+                             settings.request_log_retention_days)
     running = RunningJobs()  # the image jobs and replies of every way in, by user (services/running.py)
     images = ImageService(image_slot, settings.images_dir, limits, defaults=settings.image_defaults, cache=cache,
                           max_batch_images=settings.resolved_max_batch_images, store=store,
                           upload_limits=upload_limits, catalog=catalog,
                           remote_names=settings.image_backend != "diffusers", replica=settings.resolved_replica_name,
-                          running=running)
+                          request_log=request_log, running=running)
     text_slot = _text_slot(settings, threads)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
@@ -342,7 +365,7 @@ def _assemble(settings: Settings) -> Services:
     chat = ChatService(text_slot, TextLimits(max_new_tokens=settings.max_new_tokens_limit,
                                              max_message_chars=settings.max_message_chars), defaults, cache,
                        concurrency=settings.resolved_text_concurrency, replica=settings.resolved_replica_name,
-                       running=running)
+                       request_log=request_log, running=running)
     if not join_replicas(db, lambda: _recover(images, chat), name=settings.resolved_replica_name):
         # Others are running: only what this replica (by its name) left unfinished before it stopped is surely
         # over; another stopped replica's work is recovered by its own restart, or when a replica starts alone.
@@ -350,12 +373,46 @@ def _assemble(settings: Settings) -> Services:
     residency = Residency([image_slot, text_slot], settings.resolved_idle_policy, settings.keep_alive_s)
     if settings.resolved_profile is Profile.TINY:
         log.warning("tiny profile: the models have random weights and make noise; they exist for tests and demos")
-    return Services(settings=settings, accounts=AccountService(), images=images,
-                    history=HistoryService(settings.images_dir, store), chat=chat, image_slot=image_slot,
-                    text_slot=text_slot, residency=residency, catalog=catalog,
+    watch_metrics(images, [image_slot, text_slot], request_log)
+    shared = open_shared_state(settings)
+    # An admin's limit change reaches every replica within a second (a generation counter in the shared state).
+    user_limits = UserLimits(default_limits(settings), shared.generations)
+    accounts, history = AccountService(), HistoryService(settings.images_dir, store)
+    api_keys = ApiKeyService()
+    admin = AdminService(accounts, user_limits, history, chat, [image_slot, text_slot], request_log, api_keys)
+    return Services(settings=settings, accounts=accounts, images=images, history=history, chat=chat,
+                    image_slot=image_slot, text_slot=text_slot, residency=residency, catalog=catalog,
                     uploads=Uploads(upload_limits), torch_threads=threads,
-                    replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s),
-                    shared=open_shared_state(settings), running=running, api_keys=ApiKeyService(),
+                    replicas=ReplicaWatch(db, images, chat, settings.replica_sweep_s), shared=shared,
+                    request_log=request_log, limits=user_limits, admin=admin, running=running, api_keys=api_keys,
                     preferences=Preferences(), image_links=ImageLinks(),
                     default_models={"image": image_slot.status().model, "text": text_slot.status().model,
                                     "image_source": str(_tiny_sd_dir(settings) or settings.resolved_image_model)})
+
+
+def default_limits(settings: Settings) -> Limits:
+    """Every user's limits unless an admin overrides them: the settings'."""
+    return Limits(image_jobs=settings.limit_image_jobs, chat_messages=settings.limit_chat_messages,
+                  uploads=settings.limit_uploads, reads=settings.limit_reads, queue_quota=settings.user_queue_quota)
+
+
+def watch_metrics(images: ImageService, slots: list[ModelSlot[Any]], request_log: RequestLog) -> None:
+    """The live gauges a scrape reads: jobs waiting for and using each model (images waiting for a batch count
+    as waiting), each model's state, the request log's backlog and, with CUDA, the GPU's memory."""
+
+    def jobs() -> list[metrics.LiveJobs]:
+        live = []
+        for slot in slots:
+            waiting, running = slot.load_counts()
+            if slot.kind == "image":  # a job in the batcher's line holds the slot but waits for its first batch
+                in_line = images.batcher.jobs_in_line()
+                waiting, running = waiting + in_line, max(0, running - in_line)
+            live.append(metrics.LiveJobs(slot.kind, slot.status().model, waiting, running))
+        return live
+
+    metrics.watch_jobs("slots", jobs)
+    metrics.watch_models("slots", lambda: [metrics.LiveModel(s.kind, s.status().model, s.status().state.value)
+                                           for s in slots])
+    metrics.watch_gauge("atelier_request_log_pending", "Request log rows waiting to be written",
+                        lambda: request_log.pending)
+    metrics.watch_gpu_memory(_gpu_memory)

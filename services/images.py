@@ -24,11 +24,12 @@ from contracts import (
 )
 from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
 from pipelines.messages import hide_paths
-from services import controlnet, uploads
+from services import controlnet, log_context, metrics, uploads
 from services.batcher import ImageBatcher, Place
 from services.cache import ResultCache, cache_key
 from services.jobs import FINAL_STATES, JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
+from services.request_log import RequestLog, RequestRecord
 from services.running import RunningJobs
 from storage.blobs import BlobStore, LocalStore
 from storage.connections import database
@@ -89,8 +90,10 @@ class ImageService:
                  defaults: dict[str, Any] | None = None, cache: ResultCache | None = None,
                  max_batch_images: int = 1, store: BlobStore | None = None,
                  upload_limits: uploads.UploadLimits | None = None, catalog: Any | None = None,
-                 remote_names: bool = False, replica: str = "", running: RunningJobs | None = None) -> None:
+                 remote_names: bool = False, replica: str = "", request_log: RequestLog | None = None,
+                 running: RunningJobs | None = None) -> None:
         self.slot = slot
+        self.request_log = request_log  # each finished job's row (None: metrics only)
         self.images_dir = images_dir
         self.store = store or LocalStore(images_dir)
         self.limits = limits
@@ -194,13 +197,30 @@ class ImageService:
     def run(self, req: ImageRequest, user: str = "", handle: ImageJobHandle | None = None) -> JobSnapshot:
         """Run the job in this thread; the returned snapshot is final."""
         handle = handle or ImageJobHandle()
-        try:
-            self._run_job(req, user, handle, time.perf_counter())
-        except Exception as err:  # never leave a watcher hanging, whatever went wrong
-            log.exception("image job crashed")
-            reason = hide_paths(str(err))
-            handle.update(status="failed", message=f"Failed: {reason}", error=reason)
+        with log_context.bound(job_id=None):  # the job's id, once it has one, is on its log lines until it ends
+            try:
+                self._run_job(req, user, handle, time.perf_counter())
+            except Exception as err:  # never leave a watcher hanging, whatever went wrong
+                log.exception("image job crashed")
+                reason = hide_paths(str(err))
+                handle.update(status="failed", message=f"Failed: {reason}", error=reason)
+            self._observe(user, handle)
         return handle.snapshot()
+
+    def _observe(self, user: str, handle: ImageJobHandle) -> None:
+        """The finished job's metrics and request log row."""
+        snap, meter = handle.snapshot(), handle.meter
+        model = str(snap.info.get("model") or self.slot.status().model)
+        status = snap.status if snap.status in FINAL_STATES else "failed"
+        images = len(snap.files) if status == "done" else 0
+        duration = meter.elapsed()
+        metrics.job_done("image", status, model, duration, meter.queue_wait_s, meter.device_s)
+        if not snap.info.get("cached"):  # produced by the model: a cache hit's images were made before
+            metrics.produced_images(model, images)
+        if self.request_log is not None:
+            self.request_log.record(RequestRecord.of_job(
+                "image", status, meter, user=user, reason=snap.error, model=model, images=images,
+                replica=self.replica, job_id=snap.job_id))
 
     def _run_job(self, req: ImageRequest, user: str, handle: ImageJobHandle, started: float) -> None:
         handle.update(status="loading", message=self.slot.status().message())
@@ -253,7 +273,7 @@ class ImageService:
         try:
             if handle.stop_event.is_set():
                 raise JobCancelled()
-            images = self.batcher.run(backend, user, req, seeds, on_step, handle.stop_event, on_place)
+            images = self.batcher.run(backend, user, req, seeds, on_step, handle.stop_event, on_place, handle.meter)
         except JobCancelled:
             self._finish(job, "cancelled", started)
             handle.update(status="cancelled", message=f"Job {job.id}: stopped.", info=self._info(job, seeds, []))
@@ -287,6 +307,7 @@ class ImageService:
         sources = list(hit.files.order_by(ImageFile.index))
         if not sources or not all(self.store.exists(f.path) for f in sources):
             return False  # its files were deleted: compute again
+        handle.meter.running()  # answered without the pipeline: no wait for a batch
         job = self._create_job(req, user, hit.model, seed_used=hit.seed_used, cached=True, digests=digests)
         if problem := self._keep_inputs(req, digests):
             self._fail(job, handle, started, problem)
@@ -321,12 +342,14 @@ class ImageService:
         settings["controlnet"] = json.dumps([{**unit, "image": input_path(digests.get(f"controlnet.{i}.image", ""))}
                                              for i, unit in enumerate(settings["controlnet"])])
         with database.atomic():
-            return ImageJob.create(
+            job = ImageJob.create(
                 user=user, backend=self.slot.status().backend, model=model, seed_used=seed_used,
                 extra=json.dumps(self.slot.status().details, default=str), cache_key=cache_key, cached=cached,
                 replica=self.replica,
                 init_image_sha=digests["init_image"], mask_sha=digests["mask"], **settings,
             )
+        log_context.bind(job_id=job.id)
+        return job
 
     def _keep_inputs(self, req: ImageRequest, digests: dict[str, str]) -> str:
         """Store the job's input images under inputs/<sha>.png (once per content); the reason when that failed."""

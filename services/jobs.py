@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Generic, Protocol, TypeVar
+
+from services import log_context
 
 FINAL_STATES = ("done", "cancelled", "failed")
 
@@ -22,10 +26,36 @@ class Snapshot(Protocol):
 S = TypeVar("S", bound=Snapshot)
 
 
+@dataclasses.dataclass
+class JobMeter:
+    """A job's timeline for the request log and the metrics: when it began (when its request joined Gradio's queue,
+    if it did), when it first ran on the model (its wait ends there), and its seconds on the model's device."""
+
+    started: float = dataclasses.field(default_factory=lambda: log_context.QUEUED_AT.get() or time.perf_counter())
+    ran_at: float | None = None
+    first_token_at: float | None = None  # a chat reply's first token (time to first token, tokens per second)
+    device_s: float = 0.0
+
+    def running(self) -> None:
+        """The job reached the model (its first batch, its first token, or a cache hit): its wait is over."""
+        if self.ran_at is None:
+            self.ran_at = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the job began."""
+        return time.perf_counter() - self.started
+
+    @property
+    def queue_wait_s(self) -> float | None:
+        """Seconds from the job's start until it reached the model (None if it never did)."""
+        return None if self.ran_at is None else self.ran_at - self.started
+
+
 class JobHandle(Generic[S]):
-    """A job's latest snapshot, a condition to wait on it, and its stop signal."""
+    """A job's latest snapshot, a condition to wait on it, its stop signal and its meter."""
 
     def __init__(self, initial: S) -> None:
+        self.meter = JobMeter()
         self.stop_event = threading.Event()
         self._cond = threading.Condition()
         self._snap = initial
@@ -125,6 +155,9 @@ class JobHandle(Generic[S]):
                 self.stop()
 
     def start(self, target: Any, *args: Any, name: str) -> None:
-        """Run `target(*args)` in a daemon worker thread owned by this handle."""
-        self.thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        """Run `target(*args)` in a daemon worker thread owned by this handle, in a copy of the caller's context (a
+        new thread starts with an empty one): its log lines and request log row carry the request that started it
+        (services/log_context.py)."""
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=context.run, args=(target, *args), name=name, daemon=True)
         self.thread.start()

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from pipelines.loading import ModelUnavailable
 from pipelines.messages import hide_paths
 from pipelines.registry import ModelBackend
+from services import metrics
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class ModelSlot(Generic[T]):
                 return self.backend
             # From OFFLOADED too: the backend's load() moves parked weights back instead of reloading.
             self._set(ModelState.LOADING, f"loading {self._model}")
+            started = time.perf_counter()
             try:
                 self._load(self.backend, self._report)
             except Exception as err:
@@ -168,8 +170,10 @@ class ModelSlot(Generic[T]):
                 if explained:
                     log.debug("%s model: where loading failed", self.kind, exc_info=True)
                 self._set(ModelState.FAILED, reason=reason)
+                metrics.model_event(self.kind, "load_failed")
                 raise ModelUnavailableError(reason) from err
             self._set(ModelState.READY)
+            metrics.model_event(self.kind, "load", time.perf_counter() - started)
             return self.backend
 
     def warm_up(self) -> threading.Thread:
@@ -231,6 +235,7 @@ class ModelSlot(Generic[T]):
         log.info("%s model: switching from %s to %s", self.kind, self._model, label)
         self._choice, self._model = want, label
         self._set(ModelState.NOT_LOADED, f"switching to {label}")
+        metrics.model_event(self.kind, "switch")
 
     def idle_seconds(self) -> float | None:
         """Seconds since the last job ended, or None when the model is busy or not resident."""
@@ -252,4 +257,10 @@ class ModelSlot(Generic[T]):
             else:
                 raise ValueError(f"how must be 'offload' or 'unload', got {how!r}")
             log.info("%s model %s: %s", self.kind, self._model, self._phase)
+            metrics.model_event(self.kind, how)
             return True
+
+    def load_counts(self) -> tuple[int, int]:
+        """Jobs waiting for this slot (a model switch or load ahead of them) and jobs using it now."""
+        with self._lock:
+            return len(self._waiting), self._in_use

@@ -12,11 +12,12 @@ log = logging.getLogger(__name__)
 
 class Periodic:
     """Call `work()` every `interval_s` in a daemon thread named `name`; an error is logged and the next round
-    runs (upkeep must outlive a hiccup)."""
+    runs (upkeep must outlive a hiccup). The first round comes after `first_s` (default: one interval)."""
 
-    def __init__(self, name: str, interval_s: float, work: Callable[[], Any]) -> None:
+    def __init__(self, name: str, interval_s: float, work: Callable[[], Any], first_s: float | None = None) -> None:
         self.name = name
         self.interval_s = interval_s
+        self.first_s = interval_s if first_s is None else first_s
         self.work = work
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -27,7 +28,9 @@ class Periodic:
             return
 
         def loop() -> None:
-            while not self._stop.wait(self.interval_s):
+            wait = self.first_s
+            while not self._stop.wait(wait):
+                wait = self.interval_s
                 try:
                     self.work()
                 except Exception:

@@ -46,6 +46,12 @@ class Quota:
     enforced: bool
     elsewhere: Callable[[], dict[str, set[str]]] = dict
     ledger: JobLedger = field(default_factory=JobLedger)
+    # Each user's own quota (an admin's override, services/user_limits.py); None: `limit` for everyone.
+    limit_of: Callable[[str], int] | None = None
+
+    def limit_for(self, user: str) -> int:
+        """The quota that applies to `user`."""
+        return self.limit_of(user) if self.limit_of is not None and user else self.limit
 
 
 @dataclass
@@ -95,9 +101,10 @@ class RunningJobs:
             ticket = None
             if quota is not None and quota.enforced:
                 mine = quota.elsewhere().get(user, set()) | self._reserved_refs(user)
-                admitted, count, ticket = quota.ledger.admit(user, mine, quota.limit)
+                limit = quota.limit_for(user)
+                admitted, count, ticket = quota.ledger.admit(user, mine, limit)
                 if not admitted:
-                    raise QuotaExceeded(count, quota.limit)
+                    raise QuotaExceeded(count, limit)
             # The ledger's ticket is this job's id on Redis: its sync then finds the job among this replica's.
             ref = ticket or secrets.token_hex(12)
             self._jobs[ref] = RunningJob(ref, user, kind, source, self.clock(), reserved=True)

@@ -243,6 +243,58 @@ def m010_api_keys(db: Database) -> None:
             value VARCHAR(255) NOT NULL
         )
         """)
+def m030_request_log(db: Database) -> None:
+    """The request log: one row per request and per job (issue 26). PostgreSQL numbers rows with a bigint: a busy
+    server writes billions over its life, more than a 4-byte serial holds."""
+    row_id = "BIGSERIAL PRIMARY KEY" if is_postgres(db) else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    ddl(db, f"""
+        CREATE TABLE IF NOT EXISTS requestlog (
+            id {row_id},
+            started_at $datetime NOT NULL,
+            request_id VARCHAR(255) NOT NULL DEFAULT '',
+            "user" VARCHAR(255) NOT NULL DEFAULT '',
+            client VARCHAR(255) NOT NULL DEFAULT '',
+            route VARCHAR(255) NOT NULL DEFAULT '',
+            kind VARCHAR(16) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            http_status INTEGER,
+            duration_s $real,
+            queue_wait_s $real,
+            model VARCHAR(255) NOT NULL DEFAULT '',
+            images INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            gpu_s $real NOT NULL DEFAULT 0,
+            replica VARCHAR(255) NOT NULL DEFAULT '',
+            job_id $bigint
+        )
+        """
+    )
+    # The admin's filters and the usage sums read by time, or by user and time; retention deletes by time.
+    ddl(db, "CREATE INDEX IF NOT EXISTS requestlog_started_at ON requestlog (started_at)")
+    ddl(db, 'CREATE INDEX IF NOT EXISTS requestlog_user_started_at ON requestlog ("user", started_at)')
+    ddl(db, "CREATE INDEX IF NOT EXISTS requestlog_request_id ON requestlog (request_id)")
+
+
+def m031_admin_and_limits(db: Database) -> None:
+    """Accounts an admin disabled, and per-user overrides of the rate limits and queue quota."""
+    if "disabled" not in {c.name for c in db.get_columns("account")}:
+        ddl(db, "ALTER TABLE account ADD COLUMN disabled $bool NOT NULL DEFAULT $false")
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS userlimit (
+            id $id,
+            account_id INTEGER NOT NULL UNIQUE REFERENCES account (id) ON DELETE CASCADE,
+            image_jobs VARCHAR(255),
+            chat_messages VARCHAR(255),
+            uploads VARCHAR(255),
+            reads VARCHAR(255),
+            queue_quota INTEGER,
+            updated_at $datetime NOT NULL,
+            updated_by VARCHAR(255) NOT NULL DEFAULT ''
+        )
+        """
+    )
 
 
 def cn01_controlnet_units(db: Database) -> None:
@@ -261,6 +313,9 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("006_replica_owner", m006_replica_owner),
     ("010_api_keys", m010_api_keys),
     ("cn01_controlnet_units", cn01_controlnet_units),
+    # Issue 26's (030_…, 031_…) come after the API keys' (010_…) and ControlNet's; 020_… is left to search.
+    ("030_request_log", m030_request_log),
+    ("031_admin_and_limits", m031_admin_and_limits),
 ]
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from peewee import (
     AutoField,
+    BigAutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -197,6 +199,7 @@ class Account(BaseModel):
     password_hash = CharField()
     is_admin = BooleanField(default=False)
     created_at = DateTimeField(default=utcnow)
+    disabled = BooleanField(default=False)  # may not log in; keeps the account and its work (migration 031)
 
 
 class ApiKey(BaseModel):
@@ -235,5 +238,51 @@ class ServerSecret(BaseModel):
     value = CharField()
 
 
+class RequestLog(BaseModel):
+    """One request or one job, however it came in: who, from where, what, how it ended and what it cost (issue 26;
+    written in batches by services/request_log.py)."""
+
+    id = BigAutoField()
+    started_at = DateTimeField(default=utcnow)
+    request_id = CharField(default="")  # the X-Request-ID of the request (api/request_id.py)
+    # The account; for a login, the name tried (success or not); '' for anonymous and single-user requests.
+    user = CharField(default="")
+    client = CharField(default="")  # the client's address, X-Forwarded-For believed only from trusted proxies
+    route = CharField(default="")  # an HTTP path or a Gradio API name
+    kind = CharField()  # image | chat | read | login | upload | admin
+    status = CharField()  # done | failed | refused | cancelled
+    reason = TextField(default="")  # why it failed, or which limit refused it
+    http_status = IntegerField(null=True)
+    duration_s = FloatField(null=True)
+    queue_wait_s = FloatField(null=True)
+    model = CharField(default="")
+    images = IntegerField(default=0)
+    prompt_tokens = IntegerField(default=0)
+    completion_tokens = IntegerField(default=0)
+    gpu_s = FloatField(default=0.0)  # seconds on the model's device (a shared batch's time split by image)
+    replica = CharField(default="")
+    job_id = BigIntegerField(null=True)  # the image job or the assistant message
+
+    class Meta:
+        table_name = "requestlog"
+
+
+class UserLimit(BaseModel):
+    """An admin's overrides of one user's rate limits and queue quota (None keeps the server's setting)."""
+
+    id = AutoField()
+    account = ForeignKeyField(Account, unique=True, on_delete="CASCADE")
+    image_jobs = CharField(null=True)  # a `limits` rate such as "10/minute"
+    chat_messages = CharField(null=True)
+    uploads = CharField(null=True)
+    reads = CharField(null=True)
+    queue_quota = IntegerField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = CharField(default="")
+
+    class Meta:
+        table_name = "userlimit"
+
+
 ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account, ApiKey,
-                                     UserOption, ServerSecret]
+                                     UserOption, ServerSecret, RequestLog, UserLimit]

@@ -319,6 +319,36 @@ class Claims:
         return f"{PREFIX}claim:{key}"
 
 
+class Generations:
+    """Named counters that tell every replica "this changed, drop what you cached" (an admin's per-user limits):
+    bumped by the replica that changes the thing, read by the others now and then. On Redis every replica reads
+    the same counter; in process memory only this process's caches hear of a change."""
+
+    def __init__(self, redis: Redis | None = None) -> None:
+        self.redis = redis
+        self._local: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def bump(self, name: str) -> int:
+        """Count one change of `name`; the new value."""
+        if self.redis is not None:
+            return int(self.redis.incr(self._key(name)))
+        with self._lock:
+            self._local[name] = self._local.get(name, 0) + 1
+            return self._local[name]
+
+    def read(self, name: str) -> int:
+        """The count of changes of `name` so far (0 before the first)."""
+        if self.redis is not None:
+            return int(self.redis.get(self._key(name)) or 0)
+        with self._lock:
+            return self._local.get(name, 0)
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return f"{PREFIX}generation:{name}"
+
+
 class SharedState:
     """Where this replica's shared state lives: process memory (`redis` None) or one Redis."""
 
@@ -329,6 +359,7 @@ class SharedState:
         self.ratelimit_storage = ratelimit_storage
         self.jobs = JobLedger(redis)
         self.claims = Claims(redis, ttl_s=claim_ttl_s)
+        self.generations = Generations(redis)
 
     @property
     def shared(self) -> bool:

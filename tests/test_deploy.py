@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from api.request_id import VALID
 from settings import Settings
 from tests.live.haproxy import CONFIG, NATIVE_CONFIG, haproxy, haproxy_binary, render
 from tests.server import free_port
@@ -42,9 +44,10 @@ def _upstream(name: str) -> _Named:
             server = self.server
             assert isinstance(server, _Named)
             server.seen.append((self.path, self.headers.get("X-Forwarded-For")))
-            ok = server.healthy or self.path != "/api/health"
+            ok = server.healthy or self.path != "/api/health/ready"
             body = name.encode() if ok else b"down"
             self.send_response(200 if ok else 503)
+            self.send_header("X-Seen-Request-ID", self.headers.get("X-Request-ID", ""))
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             with contextlib.suppress(ConnectionError):  # HAProxy's health check hangs up once it has the status
@@ -75,8 +78,8 @@ def test_render_keeps_everything_but_addresses() -> None:
     assert "server r1 127.0.0.1:1001" in rendered
     assert "server r2 127.0.0.1:1002" in rendered
     assert not re.search(r"(?m)^\s*(server-template|resolvers) ", rendered)
-    for line in ("cookie ATELIER_REPLICA insert", "option redispatch", "option httpchk GET /api/health",
-                 "timeout tunnel 1h"):
+    for line in ("cookie ATELIER_REPLICA insert", "option redispatch", "option httpchk GET /api/health/ready\n",
+                 "timeout tunnel 1h", "http-request set-header X-Request-ID %[unique-id]"):
         assert line in shipped
         assert line in rendered
 
@@ -98,6 +101,20 @@ def test_sessions_stick_to_one_replica_and_fail_over(upstreams: dict[str, _Named
         upstreams[dead].server_close()
         after = {first.get(f"{url}/x").text for _ in range(4)}
         assert after == {"b" if dead == "a" else "a"}
+
+
+@needs_haproxy
+def test_the_proxy_gives_each_request_an_id_and_keeps_metrics_inside(upstreams: dict[str, _Named]) -> None:
+    replicas = [(name, server.server_address[1]) for name, server in upstreams.items()]
+    with haproxy(replicas) as url:
+        seen = [httpx.get(f"{url}/x", headers={"X-Request-ID": "forged"}).headers["x-seen-request-id"]
+                for _ in range(3)]
+        assert len(set(seen)) == 3
+        assert "forged" not in seen
+        assert all(VALID.match(request_id) for request_id in seen)  # what the replicas keep from a trusted proxy
+        for path in ("/metrics", "/%6Detrics", "/metrics/", "/metrics?x=1"):
+            assert httpx.get(f"{url}{path}").status_code == 403, path
+        assert httpx.get(f"{url}/metricsfoo").status_code == 200
 
 
 def test_compose_scale_profile_sets_only_real_settings() -> None:
@@ -166,7 +183,7 @@ def test_the_native_proxy_balances_sticks_and_follows_health_checks(upstreams: d
         (sticky,) = mine
         other = "b" if sticky == "a" else "a"
         for server in upstreams.values():
-            _wait_for(lambda s=server: any(path == "/api/health" for path, _ in s.seen))  # checks reach each replica
+            _wait_for(lambda s=server: any(path == "/api/health/ready" for path, _ in s.seen))  # checks reach both
             forwarded = {xff for path, xff in server.seen if path == "/x"}
             assert forwarded <= {"127.0.0.1"}  # the client's address, for ATELIER_TRUSTED_PROXIES
         # The sticky replica still serves but fails its health checks: HAProxy takes it out, and the same browser,
@@ -258,3 +275,42 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
                            str(tmp_path / "atelier.target")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout + done.stderr == ""  # an unknown key or a bad value is only a warning: none allowed
+
+
+def test_compose_scale_profile_scrapes_every_replica_and_checks_readiness() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert {"prometheus", "grafana"} <= {name for name, svc in services.items() if "scale" in svc.get("profiles", [])}
+    for name in ("atelier", "atelier-replica"):
+        assert "/api/health/ready" in services[name]["healthcheck"]["test"][-1]
+    assert services["atelier-replica"]["environment"]["ATELIER_METRICS_ACCESS"] == "open"  # behind HAProxy's deny
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    (discovery,) = job["dns_sd_configs"]
+    assert discovery["names"] == ["atelier-replica"]
+    assert str(discovery["port"]) in services["atelier-replica"]["expose"]
+    source = yaml.safe_load((ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+                            .read_text())["datasources"][0]
+    assert source["url"] == "http://prometheus:9090"
+
+
+def test_the_dashboard_reads_only_metrics_atelier_exports() -> None:
+    from services import metrics
+
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "atelier.json").read_text())
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    exported = set()
+    for family in metrics.REGISTRY.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        exported |= {family.name + suffix for suffix in suffixes}
+    exported |= {"atelier_gpu_memory_bytes", "atelier_request_log_pending"}  # read at scrape time, when present
+    used = {name for p in panels for t in p.get("targets", [])
+            for name in re.findall(r"\b((?:atelier|process)_[a-z_]+)\b", t["expr"])}
+    assert len(used) > 20
+    assert used <= exported, used - exported

@@ -27,6 +27,7 @@ from ui.common import (
     checked_by_validator,
     error_toast,
     hand_to_handler,
+    job_context,
     read_api,
     scope_of,
     type_errors,
@@ -132,7 +133,8 @@ def register_chat(services: Services, quota: QueueQuota) -> None:
             thinking_budget: reasoning tokens after which the model must answer; 0: no limit; empty: the default
         """
         try:
-            handle = chat.start(checked_by_validator(request), user=user_of(request))
+            with job_context(request):
+                handle = chat.start(checked_by_validator(request), user=user_of(request))
         except InvalidRequest as err:
             raise error_toast(str(err)) from None
         async for snap in handle.watch():

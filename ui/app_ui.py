@@ -6,7 +6,18 @@ import gradio as gr
 
 from services.admission import QueueQuota
 from services.container import Services
-from ui import account_tab, api_endpoints, chat_tab, history_tab, img2img_tab, inpaint_tab, pnginfo_tab, txt2img_tab
+from ui import (
+    account_tab,
+    admin_tab,
+    api_endpoints,
+    chat_tab,
+    history_tab,
+    img2img_tab,
+    inpaint_tab,
+    pnginfo_tab,
+    txt2img_tab,
+    usage_tab,
+)
 
 # System fonts only: the default theme would fetch Google Fonts, and Atelier makes no outside requests.
 THEME = gr.themes.Default(
@@ -43,7 +54,9 @@ def build_ui(services: Services, quota: QueueQuota) -> gr.Blocks:
             chat_tab.render(services, quota)
             history_tab.render(services, image, tabs)
             pnginfo_tab.render(services, tabs, image, img2img, inpaint)
+            usage_tab.render(services)  # issue 26: your own usage
             account_tab.render(services)
+        admin_tab.show_to_admins(services, blocks, admin_tab.render(services))  # issue 26: shown to admins only
         api_endpoints.register_all(services, quota)
     quota.blocks = blocks
     return blocks

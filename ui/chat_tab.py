@@ -21,6 +21,7 @@ from ui.common import (
     hand_to_handler,
     html_text,
     info_toast,
+    job_context,
     scope_of,
     user_of,
     whole,
@@ -225,7 +226,8 @@ async def stream_reply(services: Services, request: gr.Request) -> AsyncIterator
     """Start the turn its validator checked and stream the conversation as it grows: what it showed before the turn
     (as the chat service planned it), the turn, then the reply."""
     try:
-        handle = services.chat.start(checked_by_validator(request), user=user_of(request))
+        with job_context(request):
+            handle = services.chat.start(checked_by_validator(request), user=user_of(request))
     except InvalidRequest as err:  # the conversation is not (or no longer) the user's
         raise error_toast(str(err)) from None
     cid = handle.snapshot().conversation_id

@@ -7,9 +7,12 @@ import html
 import json
 import math
 from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
+
+from services import log_context
 
 if TYPE_CHECKING:
     from services.container import Services
@@ -171,6 +174,14 @@ def read_api(fn: Callable[..., Any], api_name: str, fields: Mapping[str, gr.comp
 def user_of(request: gr.Request | None) -> str:
     """The logged-in user's name, or '' in single-user mode: the owner of what the request creates."""
     return (getattr(request, "username", None) or "") if request is not None else ""
+
+
+def job_context(request: gr.Request | None) -> AbstractContextManager[None]:
+    """The request's context (its id, user, client address, route, when it joined the queue), bound around a job's
+    start: the job's thread inherits it, so its log lines and its request log row carry them
+    (services/log_context.py)."""
+    # The gateway's context names the user too: the handler's own word (gr.Request's) is the one bound.
+    return log_context.bound(**{**log_context.of_request(request), "user": user_of(request)})
 
 
 def scope_of(services: Services, request: gr.Request | None) -> str | None:

@@ -32,6 +32,7 @@ from ui.common import (
     error_toast,
     hand_to_handler,
     info_toast,
+    job_context,
     type_errors,
     user_of,
     verdicts,
@@ -245,7 +246,8 @@ def check_request(services: Services, mode: str, fields: Mapping[str, gr.compone
 async def stream_job(services: Services, req: ImageRequest, request: gr.Request | None, progress: gr.Progress,
                      tell_place: PlaceTeller | None = None) -> AsyncIterator[tuple[Any, str, Any, Any]]:
     """Start one checked job; stream (preview, progress text, gallery, info), ending with the stored PNGs."""
-    handle = services.images.start(req, user=user_of(request))
+    with job_context(request):
+        handle = services.images.start(req, user=user_of(request))
     shown = StreamGate(services.settings.stream_interval_s)
     # Woken by each update: the result goes out as soon as the job ends, and nothing wakes while nothing happens.
     # A snapshot the gate held back goes out once the job has been quiet for the interval.

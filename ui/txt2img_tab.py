@@ -20,6 +20,7 @@ from ui.common import (
     error_toast,
     hand_to_handler,
     html_text,
+    job_context,
     type_errors,
     verdicts,
 )
@@ -114,7 +115,8 @@ def wire_prompt_assist(services: Services, quota: QueueQuota, idea_box: gr.Textb
         Args:
             idea: the picture you have in mind, in a few words
         """
-        handle = services.chat.start_prompt_assist(checked_by_validator(request))
+        with job_context(request):  # the reply's row is the requesting user's
+            handle = services.chat.start_prompt_assist(checked_by_validator(request))
         async for snap in handle.watch():
             if snap.status == "failed":
                 raise error_toast(snap.error or snap.message)

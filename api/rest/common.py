@@ -18,7 +18,7 @@ from limits import RateLimitItem
 from pydantic import BaseModel
 
 from services.accounts import Viewer
-from services.admission import UNAVAILABLE_MESSAGE
+from services.admission import REFUSAL_STATE_KEY, UNAVAILABLE_MESSAGE
 from services.container import Services
 
 # Ids are SQLite rowids: 1 up to int64's maximum. A bigger number would overflow the query (a 500), so it is
@@ -73,12 +73,15 @@ def count_read(request: Request) -> None:
     state = request.app.state
     if not state.limiter.enabled:
         return
-    item: RateLimitItem = state.read_limit
+    user = state.auth.user_of(request)
+    # The user's own read limit when an admin set one (services/user_limits.py), else the setting's.
+    item: RateLimitItem = state.services.limits.effective(user).item("read") if user else state.read_limit
     route = request.scope["endpoint"].__name__
     key = state.auth.rate_key(request)
     strategy = state.limiter.limiter
     if not strategy.hit(item, "rest", route, key):
         reset, _ = strategy.get_window_stats(item, "rest", route, key)
+        setattr(request.state, REFUSAL_STATE_KEY, "read")  # its request log row: refused by the read limit
         raise TooManyReads(item, max(1, math.ceil(reset - time.time())))
 
 

@@ -1,8 +1,10 @@
 import { useCallback, useEffect, useState } from "react";
-import { FileSearch, History, Image as ImageIcon, KeyRound, Loader2, LogOut, MessageSquare, RefreshCw } from "lucide-react";
+import { FileSearch, History, Image as ImageIcon, KeyRound, Loader2, LogOut, MessageSquare, RefreshCw, ShieldCheck } from "lucide-react";
 import { Button } from "@/components/ui/button";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { AccountScreen } from "@/components/AccountScreen";
+import { AdminScreen } from "@/components/AdminScreen";
+import { UsageCard } from "@/components/UsageCard";
 import { ChatScreen } from "@/components/ChatScreen";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { HistoryScreen } from "@/components/HistoryScreen";
@@ -14,6 +16,7 @@ import { ThemeToggle } from "@/components/ThemeToggle";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
 import { catalogFrom, choicesFrom, defaultsFrom, NO_CHOICES, withServerDefaults } from "@/lib/api";
+import { whoAmI } from "@/lib/admin";
 import { useTheme } from "@/lib/theme";
 import { DEFAULT_IMAGE_SETTINGS, type ChoiceLists, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
 
@@ -23,7 +26,7 @@ type State =
   | { step: "ready"; conn: AtelierConnection; username: string | null }
   | { step: "error"; error: AppError };
 
-type Screen = "image" | "chat" | "history" | "png-info" | "account";
+type Screen = "image" | "chat" | "history" | "png-info" | "account" | "admin";
 
 const NO_CATALOG: ModelCatalog = { models: [], vaes: [], upscalers: [] };
 
@@ -86,6 +89,20 @@ export default function App() {
     };
   }, [conn]);
 
+  // The admin panel is shown to admins only (issue 26); the server refuses its routes to anyone else regardless.
+  const [admin, setAdmin] = useState(false);
+  useEffect(() => {
+    if (!conn) return;
+    let live = true;
+    whoAmI(root).then(
+      (me) => live && setAdmin(me.admin),
+      () => live && setAdmin(false),
+    );
+    return () => {
+      live = false;
+    };
+  }, [conn]);
+
   const setInitImage = useCallback((image: InitImage | null) => {
     setInitImageState((previous) => {
       if (previous && previous.url !== image?.url) URL.revokeObjectURL(previous.url);
@@ -121,6 +138,11 @@ export default function App() {
                 <TabsTrigger value="account" data-testid="nav-account">
                   <KeyRound /> Account
                 </TabsTrigger>
+                {admin ? (
+                  <TabsTrigger value="admin" data-testid="nav-admin">
+                    <ShieldCheck /> Admin
+                  </TabsTrigger>
+                ) : null}
               </TabsList>
             </div>
           ) : null}
@@ -218,7 +240,17 @@ export default function App() {
             </TabsContent>
             <TabsContent value="account" className="data-[state=inactive]:hidden">
               <AccountScreen root={root} username={state.username} refreshKey={historyKey} />
+              {state.username ? (
+                <div className="mt-4">
+                  <UsageCard root={root} refreshKey={historyKey} />
+                </div>
+              ) : null}
             </TabsContent>
+            {admin ? (
+              <TabsContent value="admin" className="data-[state=inactive]:hidden">
+                <AdminScreen root={root} me={state.username} />
+              </TabsContent>
+            ) : null}
           </>
         ) : null}
       </main>

@@ -77,6 +77,40 @@ def test_read_password_asks_the_terminal_twice_without_echo(monkeypatch: pytest.
     assert prompts == ["New password: ", "Again: ", "Password: ", "Again: "]
 
 
+def test_admin_grants_and_revokes_the_admin_role(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data-dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("erin-pass\nerin-pass\n"))
+    users_main(["add", "erin", *data])
+    capsys.readouterr()
+    users_main(["admin", "erin", *data])
+    assert AccountService().viewer("erin").admin
+    users_main(["admin", "erin", *data])
+    users_main(["admin", "erin", "--revoke", *data])
+    assert not AccountService().viewer("erin").admin
+    users_main(["admin", "erin", "--revoke", *data])
+    assert capsys.readouterr().out.splitlines() == ["erin is now an admin.", "erin is already an admin.",
+                                                    "erin is no longer an admin.", "erin was not an admin."]
+    with pytest.raises(SystemExit, match="no user 'frank'"):
+        users_main(["admin", "frank", *data])
+    with pytest.raises(SystemExit, match="--revoke goes with `users admin NAME`"):
+        users_main(["remove", "erin", "--revoke", *data])
+    assert AccountService().any()  # the misuse removed nothing
+
+
+def test_a_disabled_account_cannot_log_in_and_keeps_its_role(tmp_path: Path) -> None:
+    from storage.db import open_database
+
+    open_database(tmp_path / "atelier.db")
+    accounts = AccountService()
+    accounts.add("gina", "gina-password", admin=True)
+    assert accounts.set_disabled("gina")
+    assert not accounts.set_disabled("gina")
+    assert not accounts.verify("gina", "gina-password")
+    assert accounts.list()[0] == {"name": "gina", "admin": True, "disabled": True,
+                                  "created_at": accounts.list()[0]["created_at"]}
+    assert accounts.set_disabled("gina", False)
+    assert accounts.verify("gina", "gina-password")
 def test_users_key_creates_prints_once_lists_and_revokes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     from services.api_keys import ApiKeyService

@@ -92,3 +92,16 @@ def test_no_quota_where_limits_do_not_apply_and_a_foreign_ref_is_not_taken_over(
     job = running.add(handle(), "alice", "image", ref=bobs)
     assert job.ref != bobs
     assert running.get(bobs, "bob") is None
+
+
+def test_each_user_may_have_a_quota_of_their_own() -> None:
+    running = RunningJobs()
+    own = {"bob": 1}
+    quota = Quota(limit=3, enforced=True, limit_of=lambda user: own.get(user, 3))
+    running.reserve("bob", "image", "openai", quota)
+    with pytest.raises(QuotaExceeded, match=r"the limit is 1\)"):
+        running.reserve("bob", "image", "openai", quota)
+    for _ in range(3):
+        running.reserve("alice", "image", "openai", quota)  # alice keeps the setting's 3
+    with pytest.raises(QuotaExceeded, match=r"the limit is 3\)"):
+        running.reserve("alice", "image", "openai", quota)

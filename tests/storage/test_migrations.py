@@ -31,7 +31,8 @@ def tables(db: Database) -> set[str]:
 def test_open_applies_every_migration_in_order(db_location: Path | str) -> None:
     db = open_database(db_location)
     assert applied(db) == [name for name, _ in MIGRATIONS]
-    assert {"imagejob", "imagefile", "conversation", "message", "replydraft", "account", "migrations"} <= tables(db)
+    assert {"imagejob", "imagefile", "conversation", "message", "replydraft", "account", "requestlog", "userlimit",
+            "migrations"} <= tables(db)
     if not is_postgres(db):
         assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -155,7 +156,7 @@ def test_two_replicas_starting_together_apply_each_migration_exactly_once(postgr
     # One replica applied everything, the other found it done.
     assert sorted(out.strip() for out, _ in outcomes) == ["", ",".join(names)]
     db = make_database(postgres_url)
-    log = [row[0] for row in db.execute_sql("SELECT name FROM applylog ORDER BY name")]
-    assert log == names
+    log = [row[0] for row in db.execute_sql("SELECT name FROM applylog")]
+    assert sorted(log) == sorted(names)  # each once (the names of several branches do not sort in list order)
     assert applied(db) == names
     db.close()

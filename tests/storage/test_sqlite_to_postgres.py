@@ -12,7 +12,18 @@ import pytest
 from api.db_cli import db_main
 from storage.connections import make_database
 from storage.db import open_database
-from storage.models import ALL_MODELS, Account, ApiKey, Conversation, ImageFile, ImageJob, Message, UserOption
+from storage.models import (
+    ALL_MODELS,
+    Account,
+    ApiKey,
+    Conversation,
+    ImageFile,
+    ImageJob,
+    Message,
+    RequestLog,
+    UserLimit,
+    UserOption,
+)
 from storage.sqlite_to_postgres import TransferError, copy_sqlite_to
 
 OLD_DUMP = Path(__file__).parent / "data" / "v004.sql"
@@ -35,9 +46,11 @@ def populated(tmp_path: Path) -> Path:
     for position in range(4):
         Message.create(conversation=chat, position=position, role="user" if position % 2 == 0 else "assistant",
                        content=f"m{position}", reasoning_s=1 / 3 if position % 2 else None)
-    Account.create(name="bob", password_hash="$argon2id$x")
+    bob = Account.create(name="bob", password_hash="$argon2id$x")
     ApiKey.create(user="bob", name="laptop", digest="d" * 64, prefix="atl_abcd")  # keys and options are his too
     UserOption.create(user="bob", name="sd_vae", value='"Automatic"')
+    UserLimit.create(account=bob, queue_quota=2, updated_by="root")
+    RequestLog.create(kind="image", status="done", user="bob", images=1, gpu_s=0.5, job_id=job.id)
     ImageJob.get_by_id(job.id).delete_instance(recursive=True)  # SQLite never hands its id out again
     db.close()
     return path
@@ -59,7 +72,8 @@ def test_every_row_arrives_and_a_rerun_adds_nothing(populated: Path, postgres_ur
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     before = rows(populated)
     assert counts(before) == {"imagejob": 4, "imagefile": 4, "conversation": 2, "message": 6, "replydraft": 1,
-                              "account": 2, "apikey": 1, "useroption": 1, "serversecret": 0}
+                              "account": 2, "apikey": 1, "useroption": 1, "serversecret": 0, "requestlog": 1,
+                              "userlimit": 1}
     db_main(["migrate-sqlite-to", postgres_url, "--data-dir", str(populated.parent)])
     assert "imagejob: 4 copied, 0 already there" in capsys.readouterr().out
     assert rows(postgres_url) == before  # every column of every row, ids included
@@ -82,7 +96,7 @@ def test_a_target_holding_other_rows_is_refused_and_left_unchanged(populated: Pa
         copy_sqlite_to(populated, postgres_url)
     assert counts(rows(postgres_url)) == {"imagejob": 0, "imagefile": 0, "conversation": 0, "message": 0,
                                           "replydraft": 0, "account": 1, "apikey": 0, "useroption": 0,
-                                          "serversecret": 0}
+                                          "serversecret": 0, "requestlog": 0, "userlimit": 0}
 
 
 def test_bad_sources_and_targets_are_refused_with_a_message(tmp_path: Path, populated: Path) -> None:

@@ -30,7 +30,8 @@ export interface RunningJob {
   conversation_id: number | null;
 }
 
-async function request<T>(root: string, path: string, init: RequestInit, fetchImpl: typeof fetch): Promise<T> {
+/** A REST request with the login cookie; the JSON answer, or an AppError from the server's refusal. */
+export async function request<T>(root: string, path: string, init: RequestInit, fetchImpl: typeof fetch): Promise<T> {
   let response: Response;
   try {
     response = await fetchImpl(new URL(path, root), { credentials: "include", ...init });
@@ -48,7 +49,7 @@ async function request<T>(root: string, path: string, init: RequestInit, fetchIm
   return body as T;
 }
 
-const JSON_HEADERS = { "content-type": "application/json" };
+export const JSON_HEADERS = { "content-type": "application/json" };
 
 export async function listKeys(root: string, fetchImpl: typeof fetch = fetch): Promise<ApiKey[]> {
   return (await request<{ keys: ApiKey[] }>(root, "api/keys", {}, fetchImpl)).keys;

@@ -147,6 +147,13 @@ function detailOf(body: unknown): string | null {
   const record = body as Record<string, unknown>;
   const detail = record.detail ?? record.error;
   if (typeof detail === "string") return detail;
+  // FastAPI's validation errors: a list of {loc, msg}; each names its field (the last part of loc).
+  if (Array.isArray(detail)) {
+    const said = detail
+      .filter((e): e is { loc?: unknown[]; msg: string } => !!e && typeof e === "object" && typeof (e as { msg?: unknown }).msg === "string")
+      .map((e) => (Array.isArray(e.loc) && e.loc.length ? `${String(e.loc[e.loc.length - 1])}: ${e.msg}` : e.msg));
+    return said.length ? said.join("; ") : null;
+  }
   if (detail && typeof detail === "object") {
     const inner = detail as Record<string, unknown>;
     if (typeof inner.auth_message === "string") return inner.auth_message;
