@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 import socket
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -89,11 +92,33 @@ PROFILE_THINKING_BUDGET: dict[Profile, int | None] = {Profile.GPU: None, Profile
 
 def cuda_available() -> bool:
     """True when torch is importable and sees a CUDA device."""
+    if "torch" not in sys.modules and torch_build_gpus() == ():
+        # A build of torch without CUDA or ROCm never sees a GPU: no need to import it (~1.5 s and ~180 MiB that
+        # the server would otherwise carry from its start, before any model is asked for).
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a hard requirement, but settings must not crash
         return False
     return bool(torch.cuda.is_available())
+
+
+def torch_build_gpus() -> tuple[str, ...] | None:
+    """The GPU platforms the installed torch was built for ("cuda", "hip"), read from its torch/version.py without
+    importing torch; None when that file cannot be read as expected (then only torch itself can tell)."""
+    spec = importlib.util.find_spec("torch")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    try:
+        tree = ast.parse(Path(folders[0], "version.py").read_text())
+        values = {target.id: ast.literal_eval(node.value) for node in tree.body
+                  if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None
+                  for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                  if isinstance(target, ast.Name)}
+    except (IndexError, OSError, SyntaxError, ValueError):
+        return None
+    if "cuda" not in values or "hip" not in values:
+        return None
+    return tuple(name for name in ("cuda", "hip") if values[name])
 
 
 def usable_cores() -> int:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import importlib.abc
+import importlib.machinery
 import inspect
+import sys
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
@@ -27,6 +30,10 @@ QUEUE_ATTRIBUTES = ("sleep_when_free", "push", "process_events", "send_message",
 BLOCKS_ATTRIBUTES = ("state_holder", "temp_file_sets", "app", "blocks")
 HOLDER_ATTRIBUTES = ("session_data", "time_last_used", "lock", "delete_state")
 SESSION_ATTRIBUTES = ("config_values",)
+# What SessionState.__init__ sets, and the methods that write its configs: _LeanSessionState sets and replaces them.
+SESSION_STATE_FIELDS = ("blocks_config", "config_values", "state_data", "_state_ttl", "is_closed",
+                        "STATE_TTL_WHEN_CLOSED")
+SESSION_STATE_METHODS = ("__setitem__", "_update_config", "_update_value_in_config", "components")
 EVENT_QUEUE_ATTRIBUTES = ("queue",)
 EVENT_ATTRIBUTES = ("_id", "session_hash", "username", "request", "fn", "enqueue_time")
 FN_ATTRIBUTES = ("_id", "api_name", "concurrency_id")
@@ -50,10 +57,26 @@ def check(blocks: Any, gradio_app: Any) -> None:
         _require(blocks.state_holder, name, "StateHolder")
     from gradio.state_holder import SessionState
 
+    session = _sample(SessionState, blocks)
     for name in SESSION_ATTRIBUTES:
-        _require(_sample(SessionState, blocks), name, "SessionState")
+        _require(session, name, "SessionState")
+    if set(vars(session)) != set(SESSION_STATE_FIELDS):  # lean_sessions() builds them itself
+        raise _refuse(f"SessionState fields {sorted(vars(session))} (Atelier knows {sorted(SESSION_STATE_FIELDS)})")
+    for name in SESSION_STATE_METHODS:
+        _require(SessionState, name, "SessionState")
+    from gradio.blocks import Blocks, postprocess_update_dict
+    from gradio.components import _Keywords
+
+    _require(Blocks, "postprocess_data", "Blocks")
+    _require(_Keywords, "FINISHED_ITERATING", "components._Keywords")
+    if postprocess_update_dict(blocks, {"__type__": "update"}) != SKIPPED:
+        raise _refuse("answer for gr.skip() (cheap_skips() sends what it sent)")
     for name in APP_ATTRIBUTES:
         _require(gradio_app, name, "App")
+    import gradio.component_meta
+
+    if _require(gradio.component_meta, STUB_WRITER, "module global gradio.component_meta") is not _no_stubs:
+        raise _refuse(f"module global gradio.component_meta.{STUB_WRITER} (skip_stub_writing replaces it)")
     import gradio.queueing
 
     if _require(gradio.queueing, "asyncio", "module global gradio.queueing") not in (asyncio, _QUEUE_ASYNCIO):
@@ -72,6 +95,57 @@ def check(blocks: Any, gradio_app: Any) -> None:
     if (mcp := getattr(blocks, "mcp_server_obj", None)) is not None:
         for name in MCP_ATTRIBUTES:
             _require(mcp, name, "GradioMCPServer")
+
+
+# Gradio's function that rewrites a component's .pyi type stub each time the component's class is defined.
+STUB_WRITER = "create_or_modify_pyi"
+
+
+def skip_stub_writing() -> None:
+    """Keep Gradio from rewriting its components' type stubs at every start. As each component class is defined,
+    Gradio reads its source, parses it, renders a .pyi interface and compares it with the file in site-packages:
+    an aid for editors of Gradio's own code, ~0.9 s of CPU of the ~2.5 s `import gradio` takes, on every start.
+    Call before gradio is imported (the import then runs without it); later, it only spares any class still to
+    come. `check` proves it took effect."""
+    module = sys.modules.get("gradio.component_meta")
+    if module is not None:
+        if hasattr(module, STUB_WRITER):
+            setattr(module, STUB_WRITER, _no_stubs)
+    elif not any(isinstance(finder, _StubSkipper) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _StubSkipper())
+
+
+def _no_stubs(*_args: Any, **_kwargs: Any) -> None:
+    """Write no type stub."""
+
+
+class _StubSkipper(importlib.abc.MetaPathFinder):
+    """Finds gradio.component_meta as Python would, and replaces its stub writer once the module has run, before
+    any component class is defined with it."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        """The ordinary spec of gradio.component_meta, its loader wrapped; None for any other module."""
+        if name != "gradio.component_meta":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _StubSkippingLoader(spec.loader)
+        return spec
+
+
+class _StubSkippingLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        """The wrapped loader's module."""
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        """Run the module, then replace its stub writer (a Gradio without one is left as it is: check says so)."""
+        self.loader.exec_module(module)
+        if hasattr(module, STUB_WRITER):
+            setattr(module, STUB_WRITER, _no_stubs)
 
 
 def _refuse(what: str) -> SystemExit:
@@ -480,3 +554,169 @@ def editor_ids(blocks: Any) -> set[int]:
     import gradio as gr
 
     return {block_id for block_id, block in blocks.blocks.items() if isinstance(block, gr.ImageEditor)}
+
+
+# What Gradio sends for an output a handler skipped (gr.skip()): an update that changes nothing.
+SKIPPED = {"__type__": "update"}
+
+
+def cheap_skips(blocks: Any) -> None:
+    """Let an output skipped with gr.skip() cost nothing. Gradio treats a skip as an update of the component's
+    properties: it builds a new component from the old one's arguments, keeps it in the session's state and
+    computes its config (its API schema too: ~2 ms for a Gallery), on the event loop, for every skipped output of
+    every message; the Image tab's stream skips two or three outputs a message. The update carries no property, so
+    the session's copy is the component it copied: this sends the same empty update and keeps nothing."""
+    from gradio.components import _Keywords
+
+    postprocess = blocks.postprocess_data
+
+    async def postprocess_skipping(block_fn: Any, predictions: Any, state: Any) -> Any:
+        skipped = _bare_skips(block_fn, predictions)
+        if not skipped:
+            return await postprocess(block_fn, predictions, state)
+        # Gradio passes an output marked FINISHED_ITERATING through untouched (None), with no state kept.
+        values = [_Keywords.FINISHED_ITERATING if i in skipped else value for i, value in enumerate(predictions)]
+        output = await postprocess(block_fn, values, state)
+        return [dict(SKIPPED) if i in skipped else value for i, value in enumerate(output)]
+
+    blocks.postprocess_data = postprocess_skipping
+
+
+def _bare_skips(block_fn: Any, predictions: Any) -> set[int]:
+    """Positions of the outputs skipped with a bare gr.skip() in a handler's list of several outputs."""
+    if block_fn.batch or len(block_fn.outputs) < 2 or not isinstance(predictions, list | tuple):
+        return set()
+    return {i for i, value in enumerate(predictions) if isinstance(value, dict) and value == SKIPPED}
+
+
+def lean_sessions(blocks: Any) -> None:
+    """Sessions that hold what they changed, not a copy of the whole app. Gradio's SessionState builds, for every
+    session, the config of every component (their API schemas included): ~370 KiB and ~60 ms on the event loop
+    for Atelier's 240 components, for each browser tab and each gradio_client script, held for the grace period.
+    Those configs serve only a deep link, and what a session changed (its gr.State values, its updated components)
+    is kept apart from them; a _LeanSessionState keeps that and each output's last value, and builds the configs
+    when a deep link asks for them."""
+    holder = blocks.state_holder
+    holder.__class__ = _lean_holder_class()
+
+
+def _lean_holder_class() -> type:
+    global _LEAN_HOLDER
+    if _LEAN_HOLDER is None:
+        from gradio.state_holder import StateHolder
+
+        class LeanStateHolder(StateHolder):
+            """Gradio's StateHolder, whose new sessions are _LeanSessionStates."""
+
+            def __getitem__(self, session_id: str) -> Any:
+                if session_id not in self.session_data:
+                    self.session_data[session_id] = _lean_session_class()(self.blocks)
+                return super().__getitem__(session_id)
+
+        _LEAN_HOLDER = LeanStateHolder
+    return _LEAN_HOLDER
+
+
+def _lean_session_class() -> type:
+    global _LEAN_SESSION
+    if _LEAN_SESSION is None:
+        _LEAN_SESSION = _build_lean_session_class()
+    return _LEAN_SESSION
+
+
+_LEAN_HOLDER: type | None = None
+_LEAN_SESSION: type | None = None
+
+
+def _build_lean_session_class() -> type:
+    import copy
+    import datetime
+    import os
+
+    from gradio.components import State
+    from gradio.state_holder import SessionState
+
+    class LeanSessionState(SessionState):
+        """A SessionState without the config of every component: `config_values` holds only the last value of
+        each output this session was sent ({"props": {"value": ...}}, which the janitor reads for the files a
+        session shows), and `components` builds full configs when a deep link asks."""
+
+        def __init__(self, blocks: Any) -> None:  # SessionState's, less the configs (check() compares the fields)
+            self.blocks_config = copy.copy(blocks.default_config)
+            # The session's components and events are the app's until it changes one (copied then, as Gradio
+            # copies them up front: two dicts of 240 and 64 entries, ~11 KiB a session).
+            self.blocks_config.blocks = CopyOnWrite(blocks.default_config.blocks)
+            self.blocks_config.fns = CopyOnWrite(blocks.default_config.fns)
+            self.config_values: dict[int, dict[str, Any]] = {}
+            self.state_data: dict[int, Any] = {}
+            self._state_ttl: dict[int, Any] = {}
+            self.is_closed = False
+            self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
+            self._root_blocks = blocks.default_config.blocks  # the app's own, shared
+
+        def __setitem__(self, key: int, value: Any) -> None:
+            block = self.blocks_config.blocks.get(key)
+            if isinstance(block, State):
+                self._state_ttl[key] = (block.time_to_live, datetime.datetime.now())
+                self.state_data[key] = value
+            else:
+                self.blocks_config.blocks[key] = value  # the session's own copy of an updated component
+
+        def _update_config(self, key: int) -> None:
+            """Nothing to do: configs are built when asked for (components)."""
+
+        def _update_value_in_config(self, key: int, value: Any) -> None:
+            self.config_values[key] = {"props": {"value": value}}
+
+        @property
+        def components(self) -> Iterator[dict[str, Any]]:
+            """Every component's config as this session has it (its own copies and last values): a deep link."""
+            config = self.blocks_config
+            for key, block in list(config.blocks.items()):
+                if key not in self._root_blocks:
+                    continue
+                built = config.config_for_block(key, [], block)
+                if key in self.config_values and "props" in built:
+                    built["props"]["value"] = self.config_values[key]["props"]["value"]
+                if built:
+                    yield built
+
+    return LeanSessionState
+
+
+class CopyOnWrite(MutableMapping[Any, Any]):
+    """A dict's copy that reads the original until its first change, and copies it then: what a session would
+    copy up front and almost never changes."""
+
+    __slots__ = ("_data", "_own")
+
+    def __init__(self, original: dict[Any, Any]) -> None:
+        self._data = original
+        self._own = False
+
+    def _mine(self) -> dict[Any, Any]:
+        if not self._own:
+            self._data, self._own = dict(self._data), True
+        return self._data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._mine()[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._mine()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __copy__(self) -> CopyOnWrite:
+        return CopyOnWrite(self._data) if not self._own else CopyOnWrite(dict(self._data))
+

@@ -54,6 +54,7 @@ def prepare_environment(settings: Settings) -> None:
     if settings.resolved_profile is Profile.TINY:
         # The tiny profile is fully offline by contract.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    gradio_internals.skip_stub_writing()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -182,7 +183,7 @@ def mount_gradio(app: FastAPI, blocks: Any, services: Services, has_users: bool)
 
 def adopt_gradio(blocks: Any, gradio_app: Any, services: Services, guard: SessionGuard) -> None:
     """Check the private Gradio attributes Atelier uses, then set them: the session guard, shared logins, the queue's
-    idle poll, and validators run through the mounted App."""
+    idle poll, validators run through the mounted App, lean sessions and cheap skips."""
     gradio_internals.check(blocks, gradio_app)  # before serving: refuse a Gradio without what we use
     gradio_internals.guard_session_state(gradio_app, guard.check_state)  # component_server, deep_link
     shared = services.shared
@@ -193,6 +194,10 @@ def adopt_gradio(blocks: Any, gradio_app: Any, services: Services, guard: Sessio
     # worker wakes it at once instead, so the poll is only a safety net (a 20 ms poll cost each job ~10-18 ms).
     gradio_internals.set_idle_poll(blocks, QUEUE_IDLE_POLL_S)
     gradio_internals.validate_through(blocks, gradio_app)  # else each job leaves a SessionState behind
+    # A session keeps what it changed, not a config of all 240 components (~370 KiB and ~60 ms a session), and an
+    # output skipped with gr.skip() costs nothing (Gradio rebuilt the component and its API schema for each).
+    gradio_internals.lean_sessions(blocks)
+    gradio_internals.cheap_skips(blocks)
 
 
 def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authenticator, limiter: Limiter,

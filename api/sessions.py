@@ -1,8 +1,9 @@
 """Per-session memory and cached files, bounded for a server that runs for weeks.
 
-Gradio keeps a SessionState (a copy of every component's config, ~0.15-0.3 MiB) for each session hash it has
-seen, up to 10,000 of them, and marks it closed when the session's heartbeat goes but never frees it; its file
-cache keeps every preview and result until the server stops. Each script run and each browser tab is a new
+Gradio keeps a SessionState for each session hash it has seen, up to 10,000 of them (a copy of every component's
+config, ~370 KiB for Atelier, until gradio_internals.lean_sessions kept only what the session changed), and marks
+it closed when the session's heartbeat goes but never frees it; its file cache keeps every preview and result
+until the server stops. Each script run and each browser tab is a new
 session, so both grow without end. The janitor forgets a session once it has been quiet for a grace period
 (no heartbeat or event stream open, no job queued or running), sweeps old cached files that no held session
 shows, and renews the claims (storage.shared_state.Claims) of every session and event Gradio still holds.

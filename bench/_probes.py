@@ -14,6 +14,7 @@ import functools
 import importlib
 import inspect
 import json
+import os
 import socket
 import threading
 import time
@@ -21,14 +22,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import _null_model
+
 _lock = threading.Lock()
 _path = ""
 BACKENDS: dict[str, Any] = {}  # "image" / "text" -> the app's loaded backend object
 
 
-def _record(name: str, t0: float, t1: float) -> None:
+def _record(name: str, t0: float, t1: float, cpu: float | None = None) -> None:
+    row = {"name": name, "t0": t0, "t1": t1, **({"cpu": cpu} if cpu is not None else {})}
     with _lock, open(_path, "a") as out:
-        out.write(json.dumps({"name": name, "t0": t0, "t1": t1}) + "\n")
+        out.write(json.dumps(row) + "\n")
 
 
 def _timed(owner: Any, attr: str, name: str) -> None:
@@ -38,11 +42,11 @@ def _timed(owner: Any, attr: str, name: str) -> None:
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()  # the calling thread's CPU too
         try:
             return original(*args, **kwargs)
         finally:
-            _record(name, t0, time.perf_counter())
+            _record(name, t0, time.perf_counter(), time.thread_time() - c0)
 
     setattr(owner, attr, staticmethod(wrapper) if static else wrapper)
 
@@ -70,12 +74,14 @@ def _capture(cls: Any, kind: str) -> None:
     def capturing(self: Any, report: Any) -> None:
         load(self, report)
         BACKENDS[kind] = self
+        if kind == "image" and (null := _null_model.settings()) is not None:
+            _null_model.install(self.pipe, *null)
 
     cls.load = capturing
 
 
-def install_probes(path: str) -> None:
-    """Wrap the app's phases; timings go to `path`."""
+def install_gradio_probes(path: str) -> None:
+    """Wrap Gradio's own phases (the plain app in bench/_vanilla_gradio.py has them too); timings go to `path`."""
     global _path
     _path = path
     import gradio as gr
@@ -83,6 +89,26 @@ def install_probes(path: str) -> None:
     from gradio.blocks import Blocks
     from gradio.queueing import Queue
 
+    _timed(processing_utils, "save_pil_to_cache", "gradio: encode preview into its cache")
+    _timed(processing_utils, "save_file_to_cache", "gradio: copy result file into its cache")
+    _timed_async(Queue, "push", "gradio: queue/join (validator, enqueue)")
+    _timed_async(Blocks, "postprocess_data", "gradio: postprocess (all messages)")
+    for component in (gr.Image, gr.Markdown, gr.Gallery, gr.JSON):
+        _timed(component, "postprocess", f"gradio: {component.__name__}.postprocess (all messages)")
+    send_message = Queue.send_message
+
+    def send_probe(self: Any, event: Any, message: Any) -> None:
+        send_message(self, event, message)
+        now = time.perf_counter()
+        kind = getattr(message, "msg", "?")
+        _record(f"message sent: {getattr(kind, 'value', kind)}", now, now)
+
+    Queue.send_message = send_probe  # type: ignore[method-assign]
+
+
+def install_probes(path: str) -> None:
+    """Wrap the app's phases; timings go to `path`."""
+    install_gradio_probes(path)
     import pipelines.diffusers_backend as backend
     import services.images as images
 
@@ -101,22 +127,6 @@ def install_probes(path: str) -> None:
     _timed(images.ImageService, "_finish", "db: final status + file rows")
     _timed(blobs, "write_png_atomic", "png: encode + write + fsync")
     _timed(images.ImageService, "run", "job thread (lock, load check, pipeline, files, db)")
-    _timed(processing_utils, "save_pil_to_cache", "gradio: encode preview into its cache")
-    _timed(processing_utils, "save_file_to_cache", "gradio: copy result file into its cache")
-
-    _timed_async(Queue, "push", "gradio: queue/join (validator, enqueue)")
-    _timed_async(Blocks, "postprocess_data", "gradio: postprocess (all messages)")
-    for component in (gr.Image, gr.Markdown, gr.Gallery, gr.JSON):
-        _timed(component, "postprocess", f"gradio: {component.__name__}.postprocess (all messages)")
-    send_message = Queue.send_message
-
-    def send_probe(self: Any, event: Any, message: Any) -> None:
-        send_message(self, event, message)
-        now = time.perf_counter()
-        kind = getattr(message, "msg", "?")
-        _record(f"message sent: {getattr(kind, 'value', kind)}", now, now)
-
-    Queue.send_message = send_probe  # type: ignore[method-assign]
 
     update = JobHandle.update
 
@@ -157,6 +167,13 @@ def install(probes: str | None, raw: str | None, raw_port_file: str | None) -> N
 
     _capture(DiffusersBackend, "image")
     _capture(TransformersTextBackend, "text")
+    if profile := os.environ.get("ATELIER_BENCH_CPU_PROFILE"):
+        import _cpu_profile
+
+        if os.environ.get("ATELIER_BENCH_PROFILE_KIND") == "cprofile":
+            _cpu_profile.start_main_thread_profile(profile)
+        else:
+            _cpu_profile.start(profile)
     if probes:
         install_probes(probes)
     if raw and raw_port_file:

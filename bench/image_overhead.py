@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,11 +56,11 @@ def raw_call(backends: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     import torch
 
     pipe = backends["image"].pipe
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     pipe(prompt=params["prompt"], width=params["width"], height=params["height"],
          num_inference_steps=params["steps"], guidance_scale=params["cfg_scale"],
          generator=torch.Generator("cpu").manual_seed(params["seed"]))
-    return {"s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
+    return {"s": time.perf_counter() - t0, "cpu_s": time.thread_time() - c0, "threads": torch.get_num_threads(),
             "interop": torch.get_num_interop_threads()}
 
 
@@ -82,8 +84,12 @@ def phases_of(client_t0: float, client_t1: float, probes: list[dict[str, Any]]) 
     out["messages sent"] = float(sum(1 for r in probes if r["name"].startswith("message sent")))
     marks = {r["name"]: r for r in probes}
     join = marks.get("gradio: queue/join (validator, enqueue)")
-    job = next((r for r in probes if r["name"].startswith("job thread")), None)
+    pipeline = next((r for r in probes if r["name"].startswith("pipeline call")), None)
+    # The plain app has no job thread of its own: its handler is the pipeline call.
+    job = next((r for r in probes if r["name"].startswith("job thread")), pipeline)
     finished = marks.get("job finished (handle updated)")
+    if finished is None and pipeline is not None:
+        finished = {"t0": pipeline["t1"]}
     completed = marks.get("message sent: process_completed")
     if join is not None and job is not None:
         out["gap: submit → queue/join arrives (client, HTTP, gateway)"] = join["t0"] - client_t0
@@ -94,11 +100,14 @@ def phases_of(client_t0: float, client_t1: float, probes: list[dict[str, Any]]) 
     return out
 
 
-def start_vanilla_gradio(timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    """bench/_vanilla_gradio.py in its own process: a plain Gradio app with one queued echo; its process and URL."""
+def start_vanilla_gradio(*flags: str, env: dict[str, str] | None = None,
+                         timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """bench/_vanilla_gradio.py in its own process: a plain Gradio app with one queued echo (and, with
+    `--sd DIR`, the same pipeline folder behind /generate_image); its process and URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(BENCH / "_vanilla_gradio.py"), str(port)],
-                            env={**os.environ, **OFFLINE_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, str(BENCH / "_vanilla_gradio.py"), str(port), *flags],
+                            env={**os.environ, **OFFLINE_ENV, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
     while True:
@@ -112,6 +121,43 @@ def start_vanilla_gradio(timeout: float = 120) -> tuple[subprocess.Popen, str]:
                 proc.kill()
                 raise RuntimeError("the plain Gradio app never answered") from None
             time.sleep(0.1)
+
+
+def wait_for_file(path: Path, timeout: float = 30) -> None:
+    """Wait until a server wrote `path`."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {path.name} from the server")
+        time.sleep(0.05)
+
+
+def read_profile(proc: subprocess.Popen, path: Path) -> list[tuple[list[str], int]]:
+    """Ask a server's CPU sampler (bench/_cpu_profile.py) for its profile; its rows (stack, CPU ns)."""
+    path.unlink(missing_ok=True)
+    proc.send_signal(signal.SIGUSR2)
+    wait_for_file(path)
+    return [(stack, ns) for stack, ns in json.loads(path.read_text())["frames"]]
+
+
+def profile_summary(rows: list[tuple[list[str], int]], jobs: int, top: int = 40) -> dict[str, Any]:
+    """CPU ms per job in all, and by function: inclusive (the function or what it called) and self (the function
+    itself); the raw side's calls (in the same process) are left out."""
+    rows = [(stack, ns) for stack, ns in rows if not any("raw_call" in f for f in stack)]
+    total = sum(ns for _, ns in rows)
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for stack, ns in rows:
+        for name in set(stack):
+            inclusive[name] = inclusive.get(name, 0) + ns
+        own[stack[-1]] = own.get(stack[-1], 0) + ns
+
+    def per_job(table: dict[str, int]) -> dict[str, float]:
+        ranked = sorted(table.items(), key=lambda kv: -kv[1])[:top]
+        return {name: round(ns / jobs / 1e6, 2) for name, ns in ranked}
+
+    return {"cpu_ms_per_job": round(total / jobs / 1e6, 1), "inclusive_ms_per_job": per_job(inclusive),
+            "self_ms_per_job": per_job(own)}
 
 
 def gradio_traces(url: str) -> list[dict[str, Any]]:
@@ -195,6 +241,16 @@ def main() -> None:
                         help="torch intra-op threads, both sides")
     parser.add_argument("--interop", type=int, default=1, help="torch inter-op threads, both sides")
     parser.add_argument("--phases", action="store_true", help="also time the app's phases (probes, Gradio profiler)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile both servers' CPU by Python stack (bench/_cpu_profile.py), only the app and "
+                             "plain-app sides timed")
+    parser.add_argument("--null-model", default="", metavar="UNET_MS,VAE_MS",
+                        help="both apps' UNet and VAE decode only sleep this long (bench/_null_model.py): what is "
+                             "left is each app's own work")
+    parser.add_argument("--cprofile", action="store_true",
+                        help="with --profile: cProfile each server's event loop (main thread) instead of sampling; "
+                             "the pstats files land in --keep-profiles")
+    parser.add_argument("--keep-profiles", type=Path, default=None, help="copy the raw CPU profiles into this folder")
     parser.add_argument("--out", default="image_overhead", help="results file name in bench/results/")
     parser.add_argument("--against", type=Path, default=None,
                         help="another checkout (a git worktree of an older commit) to run side by side, round by round")
@@ -204,6 +260,8 @@ def main() -> None:
     threads = (args.threads, args.interop)
     from gradio_client import Client
 
+    if args.cprofile:  # the servers read it at start
+        os.environ["ATELIER_BENCH_PROFILE_KIND"] = "cprofile"
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
         # Start-up and idle memory of the app as users start it (no bootstrap, no torch imported up front).
         plain, _, startup_s = start_server(Path(tmp) / "plain", "--no-warmup")
@@ -216,13 +274,16 @@ def main() -> None:
         # No result cache: the same seed each run must compute each time, as the raw side does (with the cache on,
         # every run after the first was a cache hit, and the "app" beat the raw call).
         env = {**thread_env(args.threads), "ATELIER_CACHE_ENABLED": "false",
-               **({"GRADIO_PROFILING": "1"} if args.phases else {})}
+               **({"GRADIO_PROFILING": "1"} if args.phases else {}),
+               **({"ATELIER_BENCH_NULL_MODEL": args.null_model} if args.null_model else {}),
+               **({"ATELIER_BENCH_CPU_PROFILE": str(Path(tmp) / "app.profile")} if args.profile else {})}
         proc, url, _ = start_server(data_dir, "--no-warmup", threads=threads, env=env,
                                     probes=probe_file if args.phases else None, raw="image_overhead:raw_call",
                                     raw_port_file=Path(tmp) / "raw.port")
-        worker = None
-        other = Version(args.against, Path(tmp) / "against", env, threads, params) if args.against else None
-        vanilla, vanilla_url = start_vanilla_gradio()
+        worker = vanilla = None
+        # Another checkout's server (--against) with the same settings; no CPU profile of it (one file each).
+        other_env = {k: v for k, v in env.items() if k != "ATELIER_BENCH_CPU_PROFILE"}
+        other = Version(args.against, Path(tmp) / "against", other_env, threads, params) if args.against else None
         try:
             client = Client(url, verbose=False, download_files=False)
             # gradio_client builds a new httpx client, and with it a TLS context that loads the CA bundle, for every
@@ -230,16 +291,54 @@ def main() -> None:
             # nothing is verified either way, so this is the same call, minus that cost: the figure a script on the
             # box (or behind a proxy that ends TLS) gets.
             plain_client = Client(url, verbose=False, download_files=False, ssl_verify=False)
-            vanilla_client = Client(vanilla_url, verbose=False, download_files=False)
             client.predict(**{**params, "steps": 1}, api_name="/generate_image")  # builds + loads the model
             wait_ready(url, "image")
+            # The plain Gradio app loads the very pipeline folder the app just built, with the same threads.
+            vanilla, vanilla_url = start_vanilla_gradio(
+                "--sd", str(data_dir / "models" / "tiny-sd"), "--threads", str(args.threads),
+                "--interop", str(args.interop),
+                *(["--cpu-profile", str(Path(tmp) / "plain.profile")] if args.profile else []),
+                *(["--probes", str(Path(tmp) / "plain-probes.jsonl")] if args.phases else []),
+                env={**thread_env(args.threads),
+                     **({"ATELIER_BENCH_NULL_MODEL": args.null_model} if args.null_model else {})})
+            vanilla_client = Client(vanilla_url, verbose=False, download_files=False)
             rss_loaded = psutil.Process(proc.pid).memory_info().rss
             worker = RawSide(Path(tmp) / "raw.port")
 
+            server, plain_server = psutil.Process(proc.pid), psutil.Process(vanilla.pid)
+            cpu: dict[str, list[float]] = {"app": [], "plain_app": [], "raw": []}
+            # With --phases: each side's pipeline call and the rest of the call's time around it (the client, the
+            # queue, the app's own work), which the pipeline's noise on a busy machine does not swamp.
+            plain_pipeline_s: list[float] = []
+            plain_outside_s: list[float] = []
+            app_pipeline_s: list[float] = []
+            app_outside_s: list[float] = []
+            plain_phases: list[dict[str, float]] = []
+            # The pipeline thread's own CPU seconds in each side's call (time.thread_time()).
+            plain_pipeline_cpu: list[float] = []
+            app_pipeline_cpu: list[float] = []
+
+            faults: dict[str, list[float]] = {"app": [], "plain_app": [], "raw": []}
+            system: dict[str, list[float]] = {"app": [], "plain_app": [], "raw": []}
+            marks: dict[int, tuple[float, int]] = {}
+
+            def cpu_of(process: psutil.Process) -> float:
+                # Also notes the system time and minor page faults (/proc/PID/stat) for the next call's delta.
+                times = process.cpu_times()
+                with open(f"/proc/{process.pid}/stat") as f:
+                    minflt = int(f.read().rsplit(")", 1)[1].split()[7])
+                marks[process.pid] = (times.system, minflt)
+                return times.user + times.system
+
             def app_run() -> tuple[float, float, float]:
+                c0 = cpu_of(server)
                 t0 = time.perf_counter()
                 client.predict(**params, api_name="/generate_image")
                 t1 = time.perf_counter()
+                sys0, flt0 = marks[server.pid]
+                cpu["app"].append(cpu_of(server) - c0)
+                system["app"].append(marks[server.pid][0] - sys0)
+                faults["app"].append(marks[server.pid][1] - flt0)
                 return t1 - t0, t0, t1
 
             def app_plain_run() -> float:
@@ -254,10 +353,36 @@ def main() -> None:
                 vanilla_client.predict("x", api_name="/echo")
                 return time.perf_counter() - t0
 
+            def plain_app_run() -> float:
+                # The same call set against a plain Gradio app running the same pipeline folder: one queued event,
+                # the pipeline call, a PNG out. What Atelier adds over that is Atelier's own.
+                c0 = cpu_of(plain_server)
+                t0 = time.perf_counter()
+                vanilla_client.predict(**params, api_name="/generate_image")
+                t1 = time.perf_counter()
+                if args.phases:
+                    probes = read_probes(Path(tmp) / "plain-probes.jsonl", t0, t1)
+                    calls = [r for r in probes if r["name"].startswith("pipeline call")]
+                    plain_pipeline_s.append(sum(r["t1"] - r["t0"] for r in calls))
+                    plain_pipeline_cpu.append(sum(r["cpu"] for r in calls))
+                    plain_outside_s.append(t1 - t0 - plain_pipeline_s[-1])
+                    plain_phases.append(phases_of(t0, t1, probes))
+                sys0, flt0 = marks[plain_server.pid]
+                cpu["plain_app"].append(cpu_of(plain_server) - c0)
+                system["plain_app"].append(marks[plain_server.pid][0] - sys0)
+                faults["plain_app"].append(marks[plain_server.pid][1] - flt0)
+                return t1 - t0
+
             def raw_run() -> tuple[float, dict[str, Any]]:
+                c0 = cpu_of(server)
                 t0 = time.perf_counter()
                 answer = worker.call(params)
-                return time.perf_counter() - t0, answer
+                t1 = time.perf_counter()
+                sys0, flt0 = marks[server.pid]
+                cpu["raw"].append(cpu_of(server) - c0)
+                system["raw"].append(marks[server.pid][0] - sys0)
+                faults["raw"].append(marks[server.pid][1] - flt0)
+                return t1 - t0, answer
 
             def floor_run() -> float:
                 # What any queued call costs through gradio_client (a fresh httpx client with its SSL context
@@ -268,18 +393,30 @@ def main() -> None:
 
             for _ in range(args.warmup):
                 app_run()
+                plain_app_run()
                 raw_run()
                 app_plain_run()
                 floor_run()
                 vanilla_run()
             n_warm_traces = len(gradio_traces(url)) if args.phases else 0
+            plain_phases.clear()
+            for table in (cpu, system, faults, {"": plain_pipeline_s}, {"": plain_outside_s},
+                          {"": plain_pipeline_cpu}):
+                for times in table.values():
+                    times.clear()
+            if args.profile:
+                proc.send_signal(signal.SIGUSR1)  # profiles start after the warm-up
+                vanilla.send_signal(signal.SIGUSR1)
             app_s: list[float] = []
             raw_s: list[float] = []
             raw_inner_s: list[float] = []
+            raw_cpu_s: list[float] = []
             floor_s: list[float] = []
             plain_s: list[float] = []
             plain_ratios: list[float] = []
             vanilla_s: list[float] = []
+            plain_app_s: list[float] = []
+            over_plain_app: list[float] = []
             ratios: list[float] = []
             job_phases: list[dict[str, float]] = []
             if other is not None:
@@ -289,22 +426,48 @@ def main() -> None:
                     other.round()
                 # Alternate which side goes first, so neither always runs right after the other.
                 if i % 2:
+                    p = plain_app_run()
                     (r, answer), (a, t0, t1) = raw_run(), app_run()
                 else:
                     (a, t0, t1), (r, answer) = app_run(), raw_run()
+                    p = plain_app_run()
                 if other is not None and i % 2 == 1:
                     other.round()
-                plain_s.append(app_plain_run())
-                plain_ratios.append(plain_s[-1] / r)
-                floor_s.append(floor_run())
-                vanilla_s.append(vanilla_run())
+                plain_app_s.append(p)
+                over_plain_app.append(a / p)
+                if not args.profile:  # a profile charges the app's server with the app's calls alone
+                    plain_s.append(app_plain_run())
+                    plain_ratios.append(plain_s[-1] / r)
+                    floor_s.append(floor_run())
+                    vanilla_s.append(vanilla_run())
                 app_s.append(a)
                 raw_s.append(r)
                 raw_inner_s.append(answer["s"])
+                raw_cpu_s.append(answer["cpu_s"])
                 ratios.append(a / r)
                 if args.phases:
                     job_phases.append(phases_of(t0, t1, read_probes(probe_file, t0, t1)))
+                    app_pipeline_s.append(job_phases[-1].get("pipeline call (generate_batch, incl. previews)", 0.0))
+                    app_outside_s.append(a - app_pipeline_s[-1])
+                    app_pipeline_cpu.append(sum(row.get("cpu", 0.0) for row in read_probes(probe_file, t0, t1)
+                                                if row["name"].startswith("pipeline call (generate_batch")))
             traces = gradio_traces(url)[n_warm_traces:] if args.phases else []
+            profiles = {}
+            if args.cprofile and args.keep_profiles:
+                args.keep_profiles.mkdir(parents=True, exist_ok=True)
+                for name, server_proc in (("app", proc), ("plain", vanilla)):
+                    server_proc.send_signal(signal.SIGUSR2)
+                    wait_for_file(Path(tmp) / f"{name}.profile")
+                    shutil.copy(Path(tmp) / f"{name}.profile", args.keep_profiles / f"{name}.pstats")
+            elif args.profile and args.keep_profiles:
+                args.keep_profiles.mkdir(parents=True, exist_ok=True)
+                for name, server_proc in (("app", proc), ("plain", vanilla)):
+                    rows = read_profile(server_proc, Path(tmp) / f"{name}.profile")
+                    (args.keep_profiles / f"{name}.json").write_text(json.dumps({"runs": args.runs, "frames": rows}))
+            if args.profile and not args.cprofile:
+                profiles = {"app": profile_summary(read_profile(proc, Path(tmp) / "app.profile"), args.runs),
+                            "plain_app": profile_summary(read_profile(vanilla, Path(tmp) / "plain.profile"),
+                                                         args.runs)}
         finally:
             if worker is not None:
                 worker.close()
@@ -312,27 +475,33 @@ def main() -> None:
                 other.stop()
             proc.terminate()
             proc.wait(timeout=30)
-            vanilla.terminate()
-            vanilla.wait(timeout=30)
+            if vanilla is not None:
+                vanilla.terminate()
+                vanilla.wait(timeout=30)
 
     import torch
 
     result: dict[str, Any] = {
-        "what": f"tiny SD {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, seed 42",
+        "what": f"tiny SD {args.size}x{args.size}, {args.steps} steps, Euler a, CFG 7, seed 42"
+                + (f"; null model (UNet, VAE sleep ms: {args.null_model})" if args.null_model else ""),
         "checkout": checkout(ROOT), "interleaved_runs": args.runs, "warmup_runs_each": args.warmup,
         "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": {"intra_op": args.threads, "inter_op": args.interop, "raw_side_reported":
                     [answer["threads"], answer["interop"]]},
         "load_average_after": load_average(), "cpus": os.cpu_count(),
         "raw_ms": stats(raw_s, 1000), "raw_in_worker_ms": stats(raw_inner_s, 1000), "app_ms": stats(app_s, 1000),
-        "client_floor_ms": stats(floor_s, 1000),
-        "plain_gradio_echo_ms": stats(vanilla_s, 1000),
-        "app_ssl_verify_off_ms": stats(plain_s, 1000),
+        "plain_gradio_app_ms": stats(plain_app_s, 1000),
+        "ratio_app_over_plain_gradio_app": stats(over_plain_app, 1, 3),
+        # CPU seconds the serving process spent on each call (all its threads): what each side costs in work,
+        # which a busy shared machine stretches far less than the wall-clock time.
+        "server_cpu_ms": {side: stats(times, 1000) for side, times in cpu.items()},
+        "server_system_cpu_ms": {side: stats(times, 1000) for side, times in system.items()},
+        "server_minor_page_faults": {side: stats(times, 1, 0) for side, times in faults.items()},
+        "server_cpu_ratio_app_over_plain_gradio_app": stats(
+            [a / p for a, p in zip(cpu["app"], cpu["plain_app"], strict=True)], 1, 3),
+        "ratio_of_medians_app_over_plain_gradio_app": round(statistics.median(app_s) / statistics.median(plain_app_s),
+                                                             3),
         "ratio_app_over_raw": stats(ratios, 1, 3),
-        "ratio_app_ssl_verify_off_over_raw": stats(plain_ratios, 1, 3),
-        # The lowest ratio any app on Gradio could reach through the default client: raw + a plain Gradio echo.
-        "ratio_floor_plain_gradio": round((statistics.median(raw_s) + statistics.median(vanilla_s))
-                                          / statistics.median(raw_s), 3),
         "ratio_of_medians": round(statistics.median(app_s) / statistics.median(raw_s), 3),
         # The least disturbed run of each side: on a shared machine the closest to what each really costs.
         "ratio_of_mins": round(min(app_s) / min(raw_s), 3),
@@ -340,28 +509,64 @@ def main() -> None:
         "startup_s": round(startup_s, 2), "rss_idle_mib": round(rss_idle / 2**20),
         "rss_loaded_mib": round(rss_loaded / 2**20),
     }
+    if floor_s:  # the sides a --profile run leaves out
+        result.update({
+            "client_floor_ms": stats(floor_s, 1000), "plain_gradio_echo_ms": stats(vanilla_s, 1000),
+            "app_ssl_verify_off_ms": stats(plain_s, 1000),
+            "ratio_app_ssl_verify_off_over_raw": stats(plain_ratios, 1, 3),
+            # The lowest ratio any app on Gradio could reach through the default client: raw + a plain Gradio echo.
+            "ratio_floor_plain_gradio": round((statistics.median(raw_s) + statistics.median(vanilla_s))
+                                              / statistics.median(raw_s), 3)})
+    if profiles:
+        result["cpu_profile"] = profiles
     if other is not None:
         result["against"] = other.summary(app_s, ratios)
     if args.phases:
         names = sorted({k for p in job_phases for k in p})
         result["phases_ms"] = {k: stats([p.get(k, 0.0) for p in job_phases], 1 if k in COUNTS else 1000)
                                for k in names if not k.startswith("message sent")}
+        names = sorted({k for p in plain_phases for k in p})
+        result["plain_app_phases_ms"] = {k: stats([p.get(k, 0.0) for p in plain_phases],
+                                                  1 if k in COUNTS else 1000)
+                                         for k in names if not k.startswith("message sent")}
         keys = ["queue_wait_ms", "preprocess_ms", "fn_call_ms", "postprocess_ms", "streaming_diff_ms", "total_ms",
                 "n_iterations", "postprocess_save_pil_to_cache_ms", "save_file_to_cache_ms",
                 "postprocess_move_to_cache_ms"]
         result["gradio_profile"] = {k: stats([t[k] for t in traces]) for k in keys if traces}
+        result["pipeline_and_rest_ms"] = {
+            "app_pipeline": stats(app_pipeline_s, 1000), "plain_app_pipeline": stats(plain_pipeline_s, 1000),
+            "app_rest": stats(app_outside_s, 1000), "plain_app_rest": stats(plain_outside_s, 1000),
+            "app_rest_minus_plain_app_rest": stats([a - p for a, p in zip(app_outside_s, plain_outside_s,
+                                                                                strict=True)], 1000),
+            "app_pipeline_thread_cpu": stats(app_pipeline_cpu, 1000),
+            "raw_thread_cpu": stats(raw_cpu_s, 1000),
+            "plain_app_pipeline_thread_cpu": stats(plain_pipeline_cpu, 1000),
+            "app_pipeline_over_plain_app_pipeline": stats([a / p for a, p in zip(app_pipeline_s, plain_pipeline_s,
+                                                                                   strict=True)], 1, 3)}
     print(f"{result['what']}; {args.runs} interleaved runs after {args.warmup} warm-ups each; torch "
           f"{result['torch']} on {result['device']}, {args.threads} intra-op / {args.interop} inter-op threads on "
           f"both sides; load average {result['load_average_after']} on {result['cpus']} CPUs")
     print(f"  raw pipeline call        : {fmt(result['raw_ms'], 'ms')}")
     print(f"  /generate_image (client) : {fmt(result['app_ms'], 'ms')}")
     ratio = result["ratio_app_over_raw"]
-    print(f"  gradio_client floor      : {fmt(result['client_floor_ms'], 'ms')}  (/history, limit=1: any queued call)")
-    print(f"  plain Gradio echo        : {fmt(result['plain_gradio_echo_ms'], 'ms')}  (no Atelier: Gradio + client "
-          f"alone; raw + this = {result['ratio_floor_plain_gradio']:.2f}x raw)")
-    plain = result["ratio_app_ssl_verify_off_over_raw"]
-    print(f"  /generate_image, ssl_verify=False: {fmt(result['app_ssl_verify_off_ms'], 'ms')}; ratio per round "
-          f"{plain['median']:.2f}x (min {plain['min']:.2f}, max {plain['max']:.2f})")
+    print(f"  plain Gradio app, same pipeline: {fmt(result['plain_gradio_app_ms'], 'ms')}")
+    over = result["ratio_app_over_plain_gradio_app"]
+    print(f"  ratio app/plain app, per round : {over['median']:8.2f}x  (min {over['min']:.2f}, max {over['max']:.2f})")
+    for side, row in result["server_cpu_ms"].items():
+        print(f"  server CPU per call, {side:<9}: {fmt(row, 'ms')}; system "
+              f"{result['server_system_cpu_ms'][side]['median']:.0f} ms, minor page faults "
+              f"{result['server_minor_page_faults'][side]['median']:.0f}")
+    over = result["server_cpu_ratio_app_over_plain_gradio_app"]
+    print(f"  server CPU app/plain app, per round: {over['median']:.2f}x (min {over['min']:.2f}, "
+          f"max {over['max']:.2f})")
+    if floor_s:
+        print(f"  gradio_client floor      : {fmt(result['client_floor_ms'], 'ms')}  (/history, limit=1: any queued "
+              "call)")
+        print(f"  plain Gradio echo        : {fmt(result['plain_gradio_echo_ms'], 'ms')}  (no Atelier: Gradio + client "
+              f"alone; raw + this = {result['ratio_floor_plain_gradio']:.2f}x raw)")
+        plain = result["ratio_app_ssl_verify_off_over_raw"]
+        print(f"  /generate_image, ssl_verify=False: {fmt(result['app_ssl_verify_off_ms'], 'ms')}; ratio per round "
+              f"{plain['median']:.2f}x (min {plain['min']:.2f}, max {plain['max']:.2f})")
     print(f"  ratio app/raw, per round : {ratio['median']:8.2f}x  (min {ratio['min']:.2f}, max {ratio['max']:.2f}); "
           f"+{result['overhead_ms_median']:.0f} ms per job (medians); ratio of the fastest runs "
           f"{result['ratio_of_mins']:.2f}x")
@@ -379,12 +584,23 @@ def main() -> None:
               f"max {row['max']:.3f}); app/raw ratio over the other's: "
               f"{against['this_ratio_over_against_ratio']['median']:.3f}x")
     if args.phases:
-        print("  phases of one job (median, ms):")
-        for name, row in result["phases_ms"].items():
-            print(f"    {name:<75} {row['median']:8.1f}")
+        print(f"  phases of one job (median, ms): {'app':>8} {'plain app':>10}")
+        plain_phases_ms = result["plain_app_phases_ms"]
+        for name in sorted({*result["phases_ms"], *plain_phases_ms}):
+            app_row, plain_row = result["phases_ms"].get(name), plain_phases_ms.get(name)
+            app_ms = f"{app_row['median']:8.1f}" if app_row else f"{'-':>8}"
+            plain_ms = f"{plain_row['median']:10.1f}" if plain_row else f"{'-':>10}"
+            print(f"    {name:<75} {app_ms} {plain_ms}")
+        print("  each call's pipeline and the rest around it (median, ms):")
+        for name, row in result["pipeline_and_rest_ms"].items():
+            print(f"    {name:<75} {row['median']:8.2f}  (min {row['min']:.2f}, max {row['max']:.2f})")
         print("  Gradio's profiler, per job (median):")
         for name, row in result.get("gradio_profile", {}).items():
             print(f"    {name:<75} {row['median']:8.1f}")
+    for side, summary in profiles.items():
+        print(f"  CPU profile, {side}: {summary['cpu_ms_per_job']} ms a job; by function, inclusive (ms a job):")
+        for name, ms in list(summary["inclusive_ms_per_job"].items())[:25]:
+            print(f"    {name:<90} {ms:8.2f}")
     if result["raw_ms"]["median"] > result["app_ms"]["median"]:
         print("  WARNING: the raw side lost to the app: the baseline is broken, do not quote this ratio",
               file=sys.stderr)

@@ -3,9 +3,18 @@ tabs come and go. Every round prints the server's RSS, open files and Gradio tem
 
     python bench/soak.py                      # 200 jobs, a short look
     python bench/soak.py --jobs 1000          # the docs/benchmarks.md figure: RSS job 200 -> job 1000
+    python bench/soak.py --sessions 1000      # what a session holds: RSS growth per session, all of them held
 
 Every `--chat-every`-th job is a /chat message, the others tiny /generate_image jobs. The temp-dir sweep runs with
 a short age here (--temp-max-age) so that a soak of minutes shows what weeks would.
+
+--sessions N measures what a finished session holds while the server keeps it for a returning browser: N fresh
+gradio_client sessions, each closed after one tiny image job, against a server with the default settings but for
+the grace (--session-grace, 3600 s: the default 600 s, with a sweep every 300 s, holds every session only for runs
+under 15 minutes, and a busy machine takes longer), so every session is still held at the end; the figure is the
+RSS growth from session --baseline to the last, per session. With --against DIR (another checkout, e.g.
+`git worktree add /tmp/before a442068`) a second server runs that code, and the sessions alternate between the
+two, so both see the same machine at the same moments.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from _server import ROOT, start_server, wait_ready
+from _server import ROOT, checkout, start_server, wait_ready
 from gradio_client import Client
 
 RESULTS = ROOT / "bench" / "results"
@@ -73,6 +82,72 @@ def one_job(url: str, index: int, args: argparse.Namespace, auth: tuple[str, str
     return time.perf_counter() - start
 
 
+def session_rounds(args: argparse.Namespace, servers: list[tuple[str, psutil.Process]]) -> list[list[dict[str, float]]]:
+    """Fresh closed sessions, one job each, alternating between the servers; each server's RSS every --round."""
+    rows: list[list[dict[str, float]]] = [[] for _ in servers]
+    failures = [0 for _ in servers]
+    args.chat_every = 0
+    with ThreadPoolExecutor(args.parallel) as pool:
+        for done in range(0, args.sessions + 1, args.round):
+            if done:
+                for n, (url, _) in enumerate(servers):
+                    failures[n] += sum(math.isnan(t) for t in pool.map(lambda i, url=url: one_job(url, i, args, None),
+                                                                        range(done - args.round, done)))
+            for n, (_, server) in enumerate(servers):
+                rows[n].append({"sessions": done, "rss_mib": server.memory_info().rss / 2**20,
+                                "failures": failures[n]})
+            print(f"{done:5d} " + " ".join(f"{r[-1]['rss_mib']:9.1f}" for r in rows), flush=True)
+    return rows
+
+
+def per_session_kib(rows: list[dict[str, float]], baseline: int) -> float:
+    """RSS growth from the baseline round to the last, in KiB per session."""
+    base = next(r for r in rows if r["sessions"] >= baseline)
+    last = rows[-1]
+    return (last["rss_mib"] - base["rss_mib"]) * 1024 / max(1, last["sessions"] - base["sessions"])
+
+
+def sessions_mode(args: argparse.Namespace) -> None:
+    """What a finished session holds, on this checkout (and on --against's), with the default settings."""
+    os.environ.update(ATELIER_LIMIT_IMAGE_JOBS="100000/minute", ATELIER_LIMIT_READS="100000/minute",
+                      ATELIER_SESSION_GRACE_S=str(args.session_grace))
+    roots = [ROOT, *([args.against.resolve()] if args.against else [])]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="atelier-soak-") as tmp:
+        procs = [start_server(Path(tmp) / f"v{n}", root=root)[:2] for n, root in enumerate(roots)]
+        try:
+            servers = [(url, psutil.Process(popen.pid)) for popen, url in procs]
+            for url, _ in servers:
+                wait_ready(url, "image")
+            print(f"{'sessions':>8} " + " ".join(f"{'RSS MiB':>9}" for _ in servers) + "   (" +
+                  ", ".join(str(root) for root in roots) + ")")
+            rows = session_rounds(args, servers)
+        finally:
+            for popen, _ in procs:
+                popen.terminate()
+                popen.wait(timeout=30)
+    elapsed = time.monotonic() - started
+    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "args": {**vars(args), "against": str(
+        args.against) if args.against else None}, "elapsed_s": round(elapsed), "load_average_after": os.getloadavg(),
+        # A session closed at time t is forgotten at the first sweep (every 300 s from the start) at least the
+        # grace later: a run shorter than the grace still holds every session at its end.
+        "session_grace_s": args.session_grace, "all_held": elapsed < args.session_grace,
+        "versions": [{"checkout": checkout(root), "rounds": r, "kib_per_session": round(per_session_kib(
+            r, args.baseline), 1)} for root, r in zip(roots, rows, strict=True)]}
+    for version in result["versions"]:
+        print(f"{version['checkout']['path']} ({version['checkout']['commit']}): "
+              f"{version['kib_per_session']:.1f} KiB a session (RSS from session {args.baseline} to {args.sessions}), "
+              f"failures {version['rounds'][-1]['failures']}")
+    if not result["all_held"]:
+        print(f"WARNING: the run took {elapsed:.0f} s, longer than the {args.session_grace:.0f} s grace: the first "
+              "sessions may have been forgotten, so the figure is low", file=sys.stderr)
+    if args.save:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / "soak_sessions.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
 def main() -> None:
     """Start the tiny app, run the jobs round by round, print and save the figures."""
     parser = argparse.ArgumentParser()
@@ -87,8 +162,16 @@ def main() -> None:
     parser.add_argument("--temp-max-age", type=float, default=30, help="seconds a temp file is kept (sweep)")
     parser.add_argument("--grace", type=float, default=30, help="seconds a quiet session keeps its state")
     parser.add_argument("--login", action="store_true", help="with an account, so per-user maps are exercised")
-    parser.add_argument("--save", action="store_true", help="write bench/results/soak.json")
+    parser.add_argument("--save", action="store_true", help="write bench/results/soak.json (soak_sessions.json)")
+    parser.add_argument("--sessions", type=int, default=0,
+                        help="measure what a finished session holds over this many sessions (default settings)")
+    parser.add_argument("--against", type=Path, default=None, help="with --sessions: another checkout, alternated")
+    parser.add_argument("--session-grace", type=float, default=3600,
+                        help="with --sessions: ATELIER_SESSION_GRACE_S, long enough to hold every session")
     args = parser.parse_args()
+    if args.sessions:
+        sessions_mode(args)
+        return
     password = "soak-password-1"
     # The point is memory over many sessions, not refusals: limits out of the way.
     os.environ.update(ATELIER_LIMIT_IMAGE_JOBS="100000/minute", ATELIER_LIMIT_CHAT_MESSAGES="100000/minute",

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from _server import RawSide, fmt, load_average, save, start_server, stats, thread_env, wait_ready
+from image_overhead import start_vanilla_gradio
 
 MESSAGE = "Explain why the sky is blue."
 
@@ -64,8 +65,24 @@ def raw_call(backends: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
             first = time.perf_counter()
     thread.join()
     end = time.perf_counter()
+    choice = getattr(backend, "kernel_choice", None)
     return {"ttft_s": (first or end) - t0, "total_s": end - t0, "decode_s": end - (first or end),
-            "tokens": counted[0]}
+            "tokens": counted[0], "gptq_backend": getattr(choice, "backend", "") or ""}
+
+
+def plain_app_call(client: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """One reply from the plain Gradio app's /chat (bench/_vanilla_gradio.py), timed as api_call times /chat."""
+    t0 = time.perf_counter()
+    job = client.submit(MESSAGE, params["temperature"], params["top_p"], params["max_new_tokens"], api_name="/chat")
+    first = None
+    while not job.done():
+        if first is None and any(str(o[0]).strip() for o in job.outputs()):
+            first = time.perf_counter()
+        time.sleep(0.005)
+    _, tokens = job.result()
+    end = time.perf_counter()
+    return {"ttft_s": (first or end) - t0, "total_s": end - t0, "decode_s": end - (first or end),
+            "tokens": int(tokens)}
 
 
 def api_call(client: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -204,29 +221,37 @@ def main() -> None:
         proc, url, _ = start_server(Path(tmp) / "data", "--no-warmup", threads=(args.threads, args.interop),
                                     env=thread_env(args.threads), raw="text_overhead:raw_call",
                                     raw_port_file=port_file)
-        raw_side = None
+        raw_side = plain = None
         try:
             client = Client(url, verbose=False, download_files=False)
             api_call(client, {**params, "max_new_tokens": 8})  # builds and loads the model
             wait_ready(url, "text")
             raw_side = RawSide(port_file)
+            kernel = raw_side.call({**params, "max_new_tokens": 4})["gptq_backend"]
+            # A plain Gradio app streaming the same model folder's generate(), with the same kernel and threads.
+            plain, plain_url = start_vanilla_gradio(
+                "--text", str(Path(tmp) / "data" / "models" / "tiny-r1-gptq"), "--gptq-backend", kernel,
+                "--threads", str(args.threads), "--interop", str(args.interop), env=thread_env(args.threads))
+            plain_client = Client(plain_url, verbose=False, download_files=False)
+            sides = {"chat": lambda: api_call(client, params), "raw": lambda: raw_side.call(params),
+                     "plain_app": lambda: plain_app_call(plain_client, params)}
             for _ in range(args.warmup):
-                api_call(client, params)
-                raw_side.call(params)
-            api: list[dict[str, Any]] = []
-            raw: list[dict[str, Any]] = []
+                for call in sides.values():
+                    call()
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
             for i in range(args.runs):
-                if i % 2:  # alternate which side goes first
-                    raw.append(raw_side.call(params))
-                    api.append(api_call(client, params))
-                else:
-                    api.append(api_call(client, params))
-                    raw.append(raw_side.call(params))
+                order = list(sides) if i % 2 == 0 else list(sides)[::-1]  # alternate which side goes first
+                for name in order:
+                    runs[name].append(sides[name]())
+            api, raw, plain_runs = runs["chat"], runs["raw"], runs["plain_app"]
         finally:
             if raw_side is not None:
                 raw_side.close()
             proc.terminate()
             proc.wait(timeout=30)
+            if plain is not None:
+                plain.terminate()
+                plain.wait(timeout=30)
 
     per_token = [(a["total_s"] / max(a["tokens"], 1)) / (r["total_s"] / max(r["tokens"], 1))
                  for a, r in zip(api, raw, strict=True)]
@@ -235,8 +260,14 @@ def main() -> None:
         "interleaved_runs": args.runs, "warmup_runs_each": args.warmup,
         "threads": {"intra_op": args.threads, "inter_op": args.interop},
         "load_average_after": load_average(), "cpus": os.cpu_count(),
-        "raw": summary(raw), "chat": summary(api),
+        "raw": summary(raw), "chat": summary(api), "plain_app": summary(plain_runs),
+        "gptq_backend": kernel,
         "ratio_ms_per_token_chat_over_raw": stats(per_token, 1, 3),
+        "ratio_ms_per_token_chat_over_plain_app": stats(
+            [(a["total_s"] / max(a["tokens"], 1)) / (p["total_s"] / max(p["tokens"], 1))
+             for a, p in zip(api, plain_runs, strict=True)], 1, 3),
+        "ratio_ttft_chat_over_plain_app": stats([a["ttft_s"] / p["ttft_s"] for a, p in zip(api, plain_runs,
+                                                                                            strict=True)], 1, 3),
         "ratio_ttft_of_medians": round(statistics.median(a["ttft_s"] for a in api)
                                        / statistics.median(r["ttft_s"] for r in raw), 2),
     }
@@ -248,9 +279,15 @@ def main() -> None:
                              ("tokens per reply", "tokens", "")):
         print(f"  {label:<23} raw {fmt(result['raw'][key], unit)}")
         print(f"  {'':<23} /chat {fmt(result['chat'][key], unit)}")
+        print(f"  {'':<23} plain app {fmt(result['plain_app'][key], unit)}")
     ratio = result["ratio_ms_per_token_chat_over_raw"]
     print(f"  time per token, /chat over raw, per round: {ratio['median']:.2f}x (min {ratio['min']:.2f}, "
           f"max {ratio['max']:.2f}); first token {result['ratio_ttft_of_medians']:.2f}x (medians)")
+    for label, key in (("time per token", "ratio_ms_per_token_chat_over_plain_app"),
+                       ("time to first token", "ratio_ttft_chat_over_plain_app")):
+        row = result[key]
+        print(f"  {label}, /chat over the plain Gradio app, per round: {row['median']:.2f}x (min {row['min']:.2f}, "
+              f"max {row['max']:.2f})")
     if result["raw"]["ms_per_token"]["median"] > result["chat"]["ms_per_token"]["median"]:
         print("  WARNING: the raw side lost to the app: the baseline is broken, do not quote this ratio",
               file=sys.stderr)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +12,6 @@ from typing import Any
 
 from contracts import ImageLimits, TextLimits, TextOptions
 from pipelines.compile import CompileOptions
-from pipelines.devices import apply_threads, gpu_memory
 from pipelines.image_base import ImageBackend, create_image_backend
 from pipelines.text_base import TextBackend, create_text_backend
 from services import metrics
@@ -26,7 +27,7 @@ from services.export import ExportService
 from services.history import HistoryService
 from services.image_links import ImageLinks
 from services.images import ImageService
-from services.model_slots import ModelChoice, ModelSlot
+from services.model_slots import Deferred, ModelChoice, ModelSlot
 from services.preferences import Preferences
 from services.replicas import ReplicaWatch
 from services.request_log import RequestLog
@@ -66,7 +67,7 @@ class Services:
     residency: Residency
     catalog: Catalog
     uploads: Uploads  # read_image(data, field) under the configured upload limits
-    torch_threads: dict[str, int]  # intra_op / inter_op in effect, as set at start (ATELIER_TORCH_THREADS)
+    torch_threads: TorchThreads  # intra_op / inter_op (ATELIER_TORCH_THREADS), applied before any model is built
     replicas: ReplicaWatch  # recovers the work of replicas that died and never came back (PostgreSQL only)
     shared: SharedState  # rate limits, the quota's ledger and login tokens: process memory, or the replicas' Redis
     request_log: RequestLog  # every request's and job's row, written in batches (issue 26)
@@ -95,7 +96,7 @@ class Services:
             "replica": self.settings.resolved_replica_name,
             "models": {"image": self.image_slot.status().as_dict(), "text": self.text_slot.status().as_dict()},
             "memory": self.residency.describe(),
-            "torch_threads": dict(self.torch_threads),
+            "torch_threads": self.torch_threads.describe(),
             "replica_watch": self.replicas.describe(),
             "request_log": self.request_log.describe(),
         }
@@ -124,6 +125,48 @@ class Services:
         self.retention.stop()
         self.request_log.stop()
         self.shared.close()
+
+
+class TorchThreads:
+    """torch's intra-op and inter-op thread counts for this process, applied once, just before the first backend is
+    built: that is where torch is first imported, and no model runs before it."""
+
+    def __init__(self, intra_op: int, inter_op: int) -> None:
+        self.wanted = {"intra_op": intra_op, "inter_op": inter_op}
+        self.in_effect: dict[str, int] | None = None
+        self._lock = threading.Lock()
+
+    def apply(self) -> None:
+        """Set them (the first time only)."""
+        with self._lock:
+            if self.in_effect is None:
+                from pipelines.devices import apply_threads
+
+                self.in_effect = apply_threads(self.wanted["intra_op"], self.wanted["inter_op"])
+
+    def describe(self) -> dict[str, int]:
+        """For /api/health: those in effect once applied, the ones asked for until then."""
+        return dict(self.in_effect or self.wanted)
+
+
+def _gpu_memory() -> dict[str, int] | None:
+    """The GPU memory torch holds (pipelines.devices.gpu_memory); None while no model has imported torch: then it
+    holds none, and a metrics scrape must not import it (~180 MiB and ~1.5 s)."""
+    if "torch" not in sys.modules:
+        return None
+    from pipelines.devices import gpu_memory
+
+    return gpu_memory()
+
+
+def deferred(threads: TorchThreads, build: Callable[[], Any]) -> Deferred[Any]:
+    """A backend built on first use (services.model_slots.Deferred), with the torch threads set first."""
+
+    def build_with_threads() -> Any:
+        threads.apply()
+        return build()
+
+    return Deferred(build_with_threads)
 
 
 def _local_name(model: str) -> str | None:
@@ -195,7 +238,8 @@ def build_tiny_images(settings: Settings, report: Callable[[str], None]) -> None
         ensure_tiny_controlnet(settings.controlnet_dir / name, models / base, report=report)
 
 
-def _image_slot(settings: Settings, catalog: Catalog | None = None) -> ModelSlot[ImageBackend]:
+def _image_slot(settings: Settings, catalog: Catalog | None = None,
+                threads: TorchThreads | None = None) -> ModelSlot[ImageBackend]:
     model = settings.resolved_image_model
     local = settings.image_backend == "diffusers"
     tiny_dir = _tiny_sd_dir(settings)
@@ -237,11 +281,13 @@ def _image_slot(settings: Settings, catalog: Catalog | None = None) -> ModelSlot
         build_tiny_images(settings, report)
 
     choice = _model_choice(catalog or _catalog(settings), options["model"], options["display_name"]) if local else None
-    return _slot("image", settings.image_backend, create_image_backend(settings.image_backend, **options),
-                 options.get("display_name") or model, build_tiny if tiny_dir else None, choice)
+    threads = threads or TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)
+    backend = deferred(threads, lambda: create_image_backend(settings.image_backend, **options))
+    return _slot("image", settings.image_backend, backend, options.get("display_name") or model,
+                 build_tiny if tiny_dir else None, choice)
 
 
-def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
+def _text_slot(settings: Settings, threads: TorchThreads | None = None) -> ModelSlot[TextBackend]:
     model = settings.resolved_text_model
     local = settings.text_backend == "transformers"
     tiny_dir = settings.models_dir / "tiny-r1-gptq" if local and model == "tiny-gptq" else None
@@ -268,8 +314,10 @@ def _text_slot(settings: Settings) -> ModelSlot[TextBackend]:
         report("building the tiny DeepSeek-R1 and its 4-bit GPTQ copy (first use only)")
         ensure_tiny_r1_gptq(tiny_dir, source=settings.models_dir / "tiny-r1", report=report)
 
-    return _slot("text", settings.text_backend, create_text_backend(settings.text_backend, **options),
-                 options.get("display_name") or model, build_tiny if tiny_dir else None)
+    threads = threads or TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)
+    backend = deferred(threads, lambda: create_text_backend(settings.text_backend, **options))
+    return _slot("text", settings.text_backend, backend, options.get("display_name") or model,
+                 build_tiny if tiny_dir else None)
 
 
 def _recover(images: ImageService, chat: ChatService, only_replica: str | None = None) -> None:
@@ -306,13 +354,13 @@ def build_services(settings: Settings) -> Services:
 
 def _assemble(settings: Settings) -> Services:
     settings.ensure_dirs()
-    # Once, before any model runs: every job in this process then uses these pools.
-    threads = apply_threads(settings.resolved_torch_threads, settings.torch_interop_threads)
+    # Once, before any model runs (when the first backend is built): every job in this process uses these pools.
+    threads = TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)
     db = open_database(settings.database_location, settings.database_pool_size)
     limits = ImageLimits(min_size=settings.min_size, max_size=settings.max_size, max_steps=settings.max_steps,
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
     catalog = _catalog(settings)
-    image_slot = _image_slot(settings, catalog)
+    image_slot = _image_slot(settings, catalog, threads)
     cache = ResultCache(settings.cache_enabled, settings.cache_max_age_s, settings.cache_max_entries)
     store = image_store(settings)
     upload_limits = UploadLimits.from_settings(settings)
@@ -324,7 +372,7 @@ def _assemble(settings: Settings) -> Services:
                           upload_limits=upload_limits, catalog=catalog,
                           remote_names=settings.image_backend != "diffusers", replica=settings.resolved_replica_name,
                           request_log=request_log, running=running)
-    text_slot = _text_slot(settings)
+    text_slot = _text_slot(settings, threads)
     defaults = TextOptions(temperature=settings.temperature, top_p=settings.top_p,
                            max_new_tokens=settings.resolved_max_new_tokens,
                            thinking_budget=settings.resolved_thinking_budget)
@@ -393,4 +441,4 @@ def watch_metrics(images: ImageService, slots: list[ModelSlot[Any]], request_log
                                            for s in slots])
     metrics.watch_gauge("atelier_request_log_pending", "Request log rows waiting to be written",
                         lambda: request_log.pending)
-    metrics.watch_gpu_memory(gpu_memory)
+    metrics.watch_gpu_memory(_gpu_memory)

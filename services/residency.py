@@ -28,10 +28,10 @@ class Residency:
             return []
         released = []
         for slot in self.slots:
-            if slot.backend.remote:
+            idle = slot.idle_seconds()  # None unless loaded: an unbuilt backend is not built to ask it
+            if idle is None or slot.backend.remote:
                 continue  # a remote server holds its own memory: nothing here to offload or free
-            idle = slot.idle_seconds()
-            if idle is not None and idle >= self.keep_alive_s and slot.release(self.policy):
+            if idle >= self.keep_alive_s and slot.release(self.policy):
                 released.append(slot.kind)
         return released
 

@@ -149,3 +149,16 @@ def test_a_pushed_job_wakes_the_queue_loop_from_its_idle_sleep(tmp_path: Path) -
         for _ in range(2):  # the second also needs the first's worker announced free
             # A bound so that a queue that is never woken fails instead of hanging (not a speed check).
             assert client.submit(limit=1, api_name="/history").result(timeout=60) is not None
+
+
+def test_a_gradio_whose_stub_writer_is_not_replaced_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                               built: tuple[Any, Any]) -> None:
+    import gradio.component_meta
+
+    assert gradio.component_meta.create_or_modify_pyi is gradio_internals._no_stubs  # create_app replaced it
+    monkeypatch.setattr(gradio.component_meta, "create_or_modify_pyi", lambda *args: None)  # as a Gradio would
+    with pytest.raises(SystemExit, match=r"private module global gradio.component_meta.create_or_modify_pyi "):
+        gradio_internals.check(*built)
+    monkeypatch.delattr(gradio.component_meta, "create_or_modify_pyi")  # or a Gradio that renamed it
+    with pytest.raises(SystemExit, match=r"private attribute module global gradio.component_meta.create_or_modif"):
+        gradio_internals.check(*built)

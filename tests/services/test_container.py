@@ -221,17 +221,20 @@ def test_a_bad_torch_thread_count_is_refused_with_its_name(tmp_path: Path, bad: 
         Settings(profile="tiny", data_dir=tmp_path)
 
 
-def test_torch_threads_are_applied_at_start_and_reported_in_health(tmp_path: Path) -> None:
+def test_torch_threads_are_applied_before_a_model_is_built_and_reported_in_health(tmp_path: Path) -> None:
     import torch
 
     before = torch.get_num_threads()
     try:
         for wanted in (2, 1):
+            torch.set_num_threads(7)
             services = build_services(Settings(profile="tiny", data_dir=tmp_path / str(wanted), warmup=False,
-                                               torch_threads=wanted))
+                                               torch_threads=wanted, torch_interop_threads=1))
+            assert services.health()["torch_threads"] == {"intra_op": wanted, "inter_op": 1}  # asked for
+            assert services.image_slot.backend.model_name  # the first backend is built: threads set first
             assert torch.get_num_threads() == wanted
             reported = services.health()["torch_threads"]
-            assert reported == {"intra_op": wanted, "inter_op": torch.get_num_interop_threads()}
+            assert reported == {"intra_op": wanted, "inter_op": torch.get_num_interop_threads()}  # in effect
     finally:
         torch.set_num_threads(before)
 
@@ -243,3 +246,13 @@ def test_previews_are_computed_no_more_often_than_the_ui_streams_them(tmp_path: 
     assert (backend.runner.preview_every, backend.runner.preview_interval_s) == (2, 0.4)
     unthrottled = _image_slot(Settings(profile="tiny", data_dir=tmp_path, stream_interval_s=0)).backend
     assert unthrottled.runner.preview_interval_s == 0
+
+
+def test_torchs_gpu_build_is_read_without_importing_it_and_agrees_with_torch() -> None:
+    import torch
+
+    from settings import cuda_available, torch_build_gpus
+
+    expected = tuple(name for name in ("cuda", "hip") if getattr(torch.version, name))
+    assert torch_build_gpus() == expected
+    assert cuda_available() == torch.cuda.is_available()

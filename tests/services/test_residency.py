@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from services.model_slots import ModelSlot, ModelState
+from services.model_slots import Deferred, ModelSlot, ModelState, ModelUnavailableError
 from services.residency import Residency
 from tests.services.fakes import FakeTextBackend
 
@@ -77,6 +77,46 @@ def test_remote_backends_are_left_alone() -> None:
     assert Residency([s], "offload", keep_alive_s=0).sweep() == []
     assert b.offloaded == 0
     assert s.status().state is ModelState.READY
+
+
+def test_a_deferred_backend_is_built_once_on_first_use_and_the_sweeps_leave_it_unbuilt() -> None:
+    import threading
+
+    built: list[FakeTextBackend] = []
+    gate = threading.Event()
+
+    def build() -> FakeTextBackend:
+        gate.wait(5)  # every thread asks while the first build is under way
+        built.append(FakeTextBackend())
+        return built[-1]
+
+    s = ModelSlot("text", Deferred(build), lambda b, report: b.load(report), model="fake", backend_name="fake")
+    for policy in ("offload", "unload"):
+        assert Residency([s], policy, keep_alive_s=0).sweep() == []
+    assert s.status().state is ModelState.NOT_LOADED
+    assert not s.built
+    assert built == []
+    threads = [threading.Thread(target=s.ensure_loaded) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1
+    assert s.built
+    assert s.backend is built[0]
+    assert built[0].loaded == 1
+
+
+def test_a_deferred_backend_that_cannot_be_built_fails_the_slot_with_the_reason() -> None:
+    def build() -> FakeTextBackend:
+        raise ValueError("unknown text backend 'nope'; choose one of: openai, transformers")
+
+    s = ModelSlot("text", Deferred(build), lambda b, report: b.load(report), model="fake", backend_name="nope")
+    with pytest.raises(ModelUnavailableError, match="unknown text backend 'nope'"):
+        s.ensure_loaded()
+    assert s.status().state is ModelState.FAILED
+    assert "choose one of" in s.status().reason
 
 
 def test_a_model_that_cannot_load_logs_one_line_and_keeps_its_traceback_for_debugging(
