@@ -173,7 +173,8 @@ def test_the_container_switches_between_two_tiny_checkpoints(tmp_path: Path, tin
     services = build_services(tiny_settings(tmp_path / "data", tiny_sd_dir))
     models = services.settings.models_dir
     write_single_file(tiny_sd_dir, models / "tiny-file.safetensors")
-    assert services.catalog.models() == ["tiny-file.safetensors", "tiny-sd"]
+    # The tiny profile offers tiny-sdxl beside tiny-sd (issue 24).
+    assert services.catalog.models() == ["tiny-file.safetensors", "tiny-sd", "tiny-sdxl"]
     slot: ModelSlot[Any] = services.image_slot
     with slot.use("") as backend:
         assert backend.model_name == TINY_SD_NAME
