@@ -315,6 +315,16 @@ class Settings(BaseSettings):
                              "instead of streaming the image.")
     s3_presign_ttl_s: int = Field(default=300, ge=1, le=7 * 86400, description="How long a presigned URL works.")
 
+    # History (issue 25)
+    retention_days: int = Field(default=0, ge=0, le=36500,
+                                description="delete image jobs and conversations older than this many days "
+                                            "(favourites and collections kept); 0 keeps everything; a user may set "
+                                            "fewer days for their own")
+    retention_sweep_s: float = Field(default=3600, ge=0, description="seconds between retention sweeps; 0: none")
+    archive_max_bytes: int = Field(default=4 * 1024**3, ge=1,
+                                   description="largest account archive an import reads (all its files unpacked)")
+    archive_max_members: int = Field(default=200_000, ge=1, description="most files in an imported archive")
+
     # Serving
     warmup: bool = Field(default=True, description="Load models in the background at start (off: on the first "
                          "request).")

@@ -15,12 +15,13 @@ Gradio 6.31 serves these POST routes (gradio/routes.py), and Atelier answers eac
   inputs: the app has none), process_recording (recorded audio and video), run-history/*, vibe-*,
   undo-vibe-edit and profiling/*.
 
-The REST routes under /api take small JSON bodies at most; any body meets the 1 MiB cap. The other APIs (OpenAI's /v1,
-AUTOMATIC1111's /sdapi/v1, MCP under /gradio_api/mcp: gateway Dialects) have a cap per route, their own (base64
-images are large), refused in each one's error shape; their bodies share an in-flight budget of their own, room for
-two of their largest. Bodies read into memory (all but upload and component_server, which are spooled to disk as they
-arrive) also share an in-flight budget, so that many slow or concurrent bodies cannot add up: past it the answer is a
-503.
+The REST routes under /api take small JSON bodies (ids, names, filters): 1 MiB at most; an account import
+(POST /api/account/import) takes its archive up to ATELIER_ARCHIVE_MAX_BYTES, spooled to disk as it arrives. The
+other APIs (OpenAI's /v1, AUTOMATIC1111's /sdapi/v1, MCP under /gradio_api/mcp: gateway Dialects) have a cap per
+route, their own (base64 images are large), refused in each one's error shape; their bodies share an in-flight budget
+of their own, room for two of their largest. Bodies read into memory (all but upload, component_server and the
+import, spooled to disk as they arrive) also share an in-flight budget, so that many slow or concurrent bodies cannot
+add up: past it the answer is a 503.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 COMPONENT_SERVER = f"{GRADIO}/component_server"
 UPLOAD = f"{GRADIO}/upload"
+ACCOUNT_IMPORT = "/api/account/import"
 # The body routes the app uses; any other POST (PUT, PATCH, DELETE) under /gradio_api is refused unread.
 SERVED = {f"{GRADIO}/queue/join", f"{GRADIO}/cancel", f"{GRADIO}/reset", UPLOAD, COMPONENT_SERVER}
 CALLS = f"{GRADIO}/call/"
@@ -198,10 +200,14 @@ class BodyLimits:
     """ASGI middleware, outermost: refuses unused body routes, caps every body, bounds the bodies held at once."""
 
     def __init__(self, app: ASGIApp, *, upload_max_bytes: int, in_flight_max_bytes: int = IN_FLIGHT_MAX_BYTES,
-                 dialects: Sequence[Dialect] = ()) -> None:
+                 dialects: Sequence[Dialect] = (), archive_max_bytes: int | None = None) -> None:
         self.app = app
         self.file_limit = upload_max_bytes + FORM_ENVELOPE
         self.file_cap = Refused(413, f"The upload is too large: a file may be {_size(upload_max_bytes)} at most.")
+        self.archive_limit = (archive_max_bytes or upload_max_bytes) + FORM_ENVELOPE
+        self.archive_cap = Refused(413, f"The archive is too large: this server takes "
+                                        f"{_size(self.archive_limit - FORM_ENVELOPE)} at most "
+                                        "(ATELIER_ARCHIVE_MAX_BYTES).")
         self.body_cap = Refused(413, f"The request body is too large: the limit for this route is "
                                      f"{_size(MAX_BODY_BYTES)}.")
         self.budget = _Budget(in_flight_max_bytes)
@@ -247,8 +253,10 @@ class BodyLimits:
         if method not in BODILESS and path.startswith(f"{GRADIO}/") and path not in SERVED \
                 and not path.startswith(CALLS) and dialect is None:
             raise Refused(404, f"Atelier does not serve {method} {path}.")
-        spooled = path in (UPLOAD, COMPONENT_SERVER)  # Gradio and EditorBlobRoute spool their files to disk
+        spooled = path in (UPLOAD, COMPONENT_SERVER, ACCOUNT_IMPORT)  # their files are spooled to disk
         limit, cap = (self.file_limit, self.file_cap) if spooled else (MAX_BODY_BYTES, self.body_cap)
+        if path == ACCOUNT_IMPORT:
+            limit, cap = self.archive_limit, self.archive_cap
         if dialect is not None:
             limit = dialect.body_limit(path)
             cap = Refused(413, f"The request body is too large: the limit for this route is {_size(limit)}.")

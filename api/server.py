@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Atelier", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
                   lifespan=lifespan(services, blocks, janitor, bridge))
     app.state.services, app.state.janitor, app.state.auth, app.state.limiter = services, janitor, auth, limiter
-    add_rest(app, settings.limit_reads)
+    add_rest(app, settings.limit_reads, settings.limit_uploads)
     dialects = add_dialects(app, blocks, auth, enforce, has_users)
     add_metrics(app, settings, auth)
     mount_frontend(app)  # before Gradio's catch-all mount at /
@@ -138,7 +138,8 @@ def rate_limiter(services: Services, auth: Authenticator, enforce: bool) -> Limi
 
 def lifespan(services: Services, blocks: Any, janitor: SessionJanitor,
              bridge: mcp.McpBridge) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """What runs while the server serves: warm-up, idle policy, the replica watch, the sweeper and the quota ledger."""
+    """What runs while the server serves: warm-up, idle policy, the replica watch, retention, the sweeper and the quota
+    ledger."""
 
     @asynccontextmanager
     async def serving(_: FastAPI) -> AsyncIterator[None]:
@@ -147,6 +148,7 @@ def lifespan(services: Services, blocks: Any, janitor: SessionJanitor,
         services.residency.start()
         services.replicas.start()
         services.request_log.start()
+        services.retention.start()  # issue 25: old images and conversations go, if the server or a user says so
         sweeper = asyncio.create_task(janitor.run(services.settings.temp_sweep_every_s))
         # The quota's count of this replica's jobs, for the other replicas (nothing to do in process memory).
         ledger = asyncio.create_task(services.shared.jobs.run(lambda: services.running.with_reserved(queued(blocks))))
@@ -216,9 +218,10 @@ def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authen
                        limits={"image": settings.limit_image_jobs, "chat": settings.limit_chat_messages,
                                "upload": settings.limit_uploads, "login": settings.limit_logins,
                                "read": settings.limit_reads}, dialects=dialects)
-    # Unused body routes are refused and every body is capped (the other APIs' by their own caps) before anything
-    # reads it.
-    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes, dialects=dialects)
+    # Unused body routes are refused and every body is capped (the other APIs' by their own caps; an account import
+    # by ATELIER_ARCHIVE_MAX_BYTES) before anything reads it.
+    app.add_middleware(BodyLimits, upload_max_bytes=settings.upload_max_bytes, dialects=dialects,
+                       archive_max_bytes=settings.archive_max_bytes)
     # A request of MCP's loopback client logs in as its user for the gateway and Gradio to see.
     app.add_middleware(mcp.LoopbackLogin, bridge=bridge)
     # Each request's request log row, refusals of the body caps and the gateway included (api/request_rows.py).

@@ -8,6 +8,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from pipelines.messages import hide_paths
 from pipelines.text_base import TextBackend, TextUsage, history_for_model
 from services import metrics
 from services.cache import ResultCache, cache_key
+from services.history import ID_CHUNK, check_ids
 from services.jobs import JobHandle
 from services.model_slots import ModelSlot, ModelUnavailableError
 from services.request_log import RequestLog, RequestRecord
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE = 200
 TITLE_CHARS = 60
+MAX_TITLE_CHARS = 200  # a title the user gives (the column holds 255)
 # How often a streaming reply's text so far is saved: what a crash (kill -9, power loss) can lose at most.
 DRAFT_EVERY_S = 1.0
 INTERRUPTED = "interrupted: the server stopped while this reply was being written; the partial reply is kept."
@@ -231,7 +234,7 @@ class ChatService:
                                       params=json.dumps(request.options.model_dump()), replica=self.replica)
         new_user_text = message if mode == "edit" else None
         earlier = [m for m in turns if m.position < last_user.position]
-        history = [h for h in map(_for_model, earlier) if h is not None]
+        history = [h for h in map(as_model_turn, earlier) if h is not None]
         user_text = new_user_text if new_user_text is not None else last_user.content
         history.append({"role": "user", "content": user_text})
         turn = ChatTurn(earlier=[message_to_dict(m) for m in earlier], user_text=user_text)
@@ -481,7 +484,8 @@ class ChatService:
         return {
             "conversations": [
                 {"conversation_id": c.id, "title": c.title, "created_at": c.created_at.isoformat(),
-                 "updated_at": c.updated_at.isoformat(), "messages": c.messages.count()}
+                 "updated_at": c.updated_at.isoformat(), "messages": c.messages.count(),
+                 "favourite": bool(c.favourite)}
                 for c in page
             ],
             "next_before": page[-1].id if more and page else None,
@@ -494,21 +498,52 @@ class ChatService:
             return None
         return {
             "conversation_id": c.id, "title": c.title, "created_at": c.created_at.isoformat(),
-            "updated_at": c.updated_at.isoformat(),
+            "updated_at": c.updated_at.isoformat(), "favourite": bool(c.favourite),
             "messages": [message_to_dict(m) for m in c.messages.order_by(Message.position)],
         }
 
     def delete_conversation(self, conversation_id: int, user: str | None = "") -> bool:
         """Delete a conversation and its messages; False when there is no such conversation for this user."""
+        return bool(self.delete_conversations([conversation_id], user)["deleted"])
+
+    def delete_conversations(self, conversation_ids: Iterable[int], user: str | None = "") -> dict[str, list[int]]:
+        """Delete many conversations and their messages in one transaction; {"deleted": ids, "missing": ids that
+        are not this user's}. A reply still being written to one of them finds it gone and keeps nothing."""
+        wanted = list(dict.fromkeys(check_ids(conversation_ids, "conversation_ids")))
+        deleted: list[int] = []
         with database.atomic():
-            # Locked first, as a reply being stored locks it first: the same order, so the two never deadlock.
-            c = for_update(Conversation.select().where((Conversation.id == conversation_id)
-                                                       & owned_by(Conversation.user, user))).first()
-            if c is None:
-                return False
-            Message.delete().where(Message.conversation == c).execute()
-            c.delete_instance()
-        return True
+            for at in range(0, len(wanted), ID_CHUNK):
+                # Locked first, as a reply being stored locks its conversation first: the same order, never a
+                # deadlock.
+                ids = [c.id for c in for_update(Conversation.select(Conversation.id).where(
+                    Conversation.id.in_(wanted[at:at + ID_CHUNK]) & owned_by(Conversation.user, user))
+                    .order_by(Conversation.id))]
+                Message.delete().where(Message.conversation.in_(ids)).execute()
+                Conversation.delete().where(Conversation.id.in_(ids)).execute()
+                deleted += ids
+        gone = set(deleted)
+        return {"deleted": deleted, "missing": [i for i in wanted if i not in gone]}
+
+    def set_favourite(self, conversation_id: int, user: str, favourite: bool = True) -> bool:
+        """Mark (or unmark) one of the user's conversations as a favourite; False when it is not theirs."""
+        check_ids([conversation_id], "conversation_id")
+        return bool(Conversation.update(favourite=bool(favourite)).where(
+            (Conversation.id == conversation_id) & (Conversation.user == user)).execute())
+
+    def rename_conversation(self, conversation_id: int, user: str, title: str) -> dict[str, Any]:
+        """Give one of the user's conversations a new title (spaces tidied, at most MAX_TITLE_CHARS); the renamed
+        conversation's summary. InvalidRequest for an empty or overlong title or a conversation not theirs."""
+        check_ids([conversation_id], "conversation_id")
+        tidy = " ".join(title.split()) if isinstance(title, str) else ""
+        if not tidy:
+            raise InvalidRequest({"title": "title must not be empty."})
+        if len(tidy) > MAX_TITLE_CHARS:
+            raise InvalidRequest({"title": f"title is {len(tidy)} characters; at most {MAX_TITLE_CHARS} are "
+                                           "allowed."})
+        if not Conversation.update(title=tidy).where((Conversation.id == conversation_id)
+                                                     & (Conversation.user == user)).execute():
+            raise InvalidRequest({"conversation_id": f"conversation {conversation_id} does not exist."})
+        return {"conversation_id": conversation_id, "title": tidy}
 
 
 def _measure_stream(handle: ChatHandle, model: str, tokens: int, began: float) -> None:
@@ -539,7 +574,7 @@ def _title(message: str) -> str:
     return first_line if len(first_line) <= TITLE_CHARS else first_line[: TITLE_CHARS - 1] + "…"
 
 
-def _for_model(m: Message) -> dict[str, str] | None:
+def as_model_turn(m: Message) -> dict[str, str] | None:
     """A stored turn as the model should see it: answers only; failed or empty replies are left out."""
     if m.role == "assistant" and (m.status == "failed" or not m.content.strip()):
         return None

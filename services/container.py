@@ -18,9 +18,12 @@ from services import metrics
 from services.accounts import AccountService
 from services.admin import AdminService
 from services.api_keys import ApiKeyService
+from services.archive import ArchiveService
 from services.cache import ResultCache
 from services.catalog import Catalog
 from services.chat import ChatService
+from services.collections import CollectionService
+from services.export import ExportService
 from services.history import HistoryService
 from services.image_links import ImageLinks
 from services.images import ImageService
@@ -29,9 +32,12 @@ from services.preferences import Preferences
 from services.replicas import ReplicaWatch
 from services.request_log import RequestLog
 from services.residency import Residency
+from services.retention import Retention
 from services.running import RunningJobs
+from services.search import SearchService
 from services.uploads import UploadLimits, Uploads
 from services.user_limits import Limits, UserLimits
+from services.user_settings import UserSettings
 from settings import Profile, Settings
 from storage.blobs import BlobStore, StorageUnavailable, open_store
 from storage.db import ReplicaNameTaken, join_replicas, open_database
@@ -74,6 +80,13 @@ class Services:
     # The configured default models: their labels (as the health page and PNGs name them), and the image model's
     # source (a hub id or a folder), which the APIs list beside the checkpoints of the models folder.
     default_models: dict[str, str]
+    # Issue 25: search, organise, export and import, retention (per user, never across users).
+    search: SearchService
+    collections: CollectionService
+    exports: ExportService
+    archive: ArchiveService
+    user_settings: UserSettings
+    retention: Retention
 
     def health(self) -> dict[str, Any]:
         """Server and model states for /api/health."""
@@ -109,6 +122,7 @@ class Services:
         the shared quota."""
         self.residency.stop()
         self.replicas.stop()
+        self.retention.stop()
         self.request_log.stop()
         self.shared.close()
 
@@ -387,7 +401,19 @@ def _assemble(settings: Settings) -> Services:
                     request_log=request_log, limits=user_limits, admin=admin, running=running, api_keys=api_keys,
                     preferences=Preferences(), image_links=ImageLinks(),
                     default_models={"image": image_slot.status().model, "text": text_slot.status().model,
-                                    "image_source": str(_tiny_sd_dir(settings) or settings.resolved_image_model)})
+                                    "image_source": str(_tiny_sd_dir(settings) or settings.resolved_image_model)},
+                    **_history_services(settings, history, chat, store, upload_limits))
+
+
+def _history_services(settings: Settings, history: HistoryService, chat: ChatService, store: BlobStore,
+                      upload_limits: UploadLimits) -> dict[str, Any]:
+    """Issue 25's services over the history: search, collections, exports, the account archive, retention."""
+    search, collections, user_settings = SearchService(), CollectionService(), UserSettings()
+    return {"search": search, "collections": collections, "user_settings": user_settings,
+            "exports": ExportService(history, collections, search, store),
+            "archive": ArchiveService(history, store, upload_limits, settings.archive_max_bytes,
+                                      settings.archive_max_members, user_settings),
+            "retention": Retention(history, chat, settings.retention_days, settings.retention_sweep_s, user_settings)}
 
 
 def default_limits(settings: Settings) -> Limits:

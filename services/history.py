@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from contracts import InvalidRequest
 from storage.blobs import BlobStore, LocalStore
 from storage.connections import database
 from storage.models import ImageFile, ImageJob, input_path, owned_by
@@ -15,6 +17,9 @@ from storage.models import ImageFile, ImageJob, input_path, owned_by
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 200
+MAX_IDS = 10_000  # ids in one bulk request
+MAX_ID = 2**63 - 1
+ID_CHUNK = 500  # ids per IN (…) list: well under SQLite's bound-parameter limit
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -32,6 +37,7 @@ def job_to_dict(job: ImageJob) -> dict[str, Any]:
         "seed": job.seed,
         "seed_used": job.seed_used,
         "backend": job.backend,
+        "favourite": bool(job.favourite),
         **job.settings_dict(),
         "files": [{"id": f.id, "file": f.path, "seed": f.seed, "width": f.width, "height": f.height} for f in files],
     }
@@ -84,27 +90,62 @@ class HistoryService:
     def delete_job(self, job_id: int, user: str | None = "") -> bool:
         """Delete the job and its files, and its input images unless another job (anyone's) still uses them;
         False when there is no such job for this user."""
-        job = ImageJob.get_or_none((ImageJob.id == job_id) & owned_by(ImageJob.user, user))
-        if job is None:
-            return False
-        keys = [f.path for f in job.files]
+        return bool(self.delete_jobs([job_id], user)["deleted"])
+
+    def delete_jobs(self, job_ids: Iterable[int], user: str | None = "") -> dict[str, list[int]]:
+        """Delete many jobs at once, as delete_job does one: the rows in one transaction, then their files and
+        objects. {"deleted": ids, "missing": ids that are not this user's jobs (or no longer exist)}."""
+        wanted = list(dict.fromkeys(check_ids(job_ids, "job_ids")))
+        deleted: list[int] = []
+        keys: list[str] = []
         with database.atomic():
-            ImageFile.delete().where(ImageFile.job == job).execute()
-            job.delete_instance()
-            # Unused inputs go inside the write transaction: a job created meanwhile either committed first (its
-            # row keeps the file) or commits after us and then finds the file missing and writes it again
-            # (services/images.py stores a job's inputs after its row).
-            for sha in {job.init_image_sha, job.mask_sha, *_unit_pictures(job)} - {""}:
-                if not ImageJob.select().where(_uses(sha)).exists():
-                    keys.append(input_path(sha))
+            for at in range(0, len(wanted), ID_CHUNK):
+                chunk = wanted[at:at + ID_CHUNK]
+                columns = (ImageJob.id, ImageJob.init_image_sha, ImageJob.mask_sha, ImageJob.controlnet)
+                jobs = list(ImageJob.select(*columns).where(ImageJob.id.in_(chunk) & owned_by(ImageJob.user, user)))
+                ids = [j.id for j in jobs]
+                keys += [f.path for f in ImageFile.select(ImageFile.path).where(ImageFile.job.in_(ids))]
+                ImageFile.delete().where(ImageFile.job.in_(ids)).execute()
+                ImageJob.delete().where(ImageJob.id.in_(ids)).execute()
+                deleted += ids
+                # Unused inputs go inside the write transaction: a job created meanwhile either committed first (its
+                # row keeps the file) or commits after us and then finds the file missing and writes it again
+                # (services/images.py stores a job's inputs after its row).
+                for sha in {sha for j in jobs for sha in (j.init_image_sha, j.mask_sha, *_unit_pictures(j))} - {""}:
+                    if not ImageJob.select().where(_uses(sha)).exists():
+                        keys.append(input_path(sha))
         # Rows go first: a listed job never points at a missing file.
+        self.delete_keys(keys)
+        gone = set(deleted)
+        return {"deleted": deleted, "missing": [i for i in wanted if i not in gone]}
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Remove stored objects whose rows are gone; one that cannot go (a full disk, an unreachable bucket) stays
+        as an orphan and is logged, never a listed job without its image."""
         for key in keys:
             try:
                 self.store.delete(key)
-            except Exception:  # a full disk or an unreachable bucket: an orphan, never a listed job without image
+            except Exception:
                 log.warning("could not delete %s", key, exc_info=True)
-        return True
 
+    def set_favourite(self, job_id: int, user: str, favourite: bool = True) -> bool:
+        """Mark (or unmark) one of the user's jobs as a favourite; False when it is not theirs."""
+        check_ids([job_id], "job_id")
+        return bool(ImageJob.update(favourite=bool(favourite))
+                    .where((ImageJob.id == job_id) & (ImageJob.user == user)).execute())
+
+
+def check_ids(ids: Iterable[Any], field: str) -> list[int]:
+    """Row ids from a client: whole numbers from 1 to int64's maximum, at most MAX_IDS; InvalidRequest otherwise."""
+    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+        raise InvalidRequest({field: f"{field} must be a list of ids."})
+    checked = list(ids)
+    if len(checked) > MAX_IDS:
+        raise InvalidRequest({field: f"{field} holds {len(checked)} ids; at most {MAX_IDS} at once."})
+    for value in checked:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+            raise InvalidRequest({field: f"{field} must hold ids (whole numbers from 1), got {value!r}."})
+    return checked
 
 
 def _uses(sha: str) -> Any:

@@ -48,6 +48,11 @@ class BlobStore(ABC):
         once or not at all."""
 
     @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store `data` (an image's bytes, exactly as given: an import keeps every byte) under `key`, all at once or
+        not at all."""
+
+    @abstractmethod
     def copy(self, src: str, dest: str) -> None:
         """Give `dest` the bytes of `src`; deleting `src` later leaves `dest` whole."""
 
@@ -91,6 +96,10 @@ class LocalStore(BlobStore):
     def put_png(self, key: str, image: Image, parameters: Parameters | None) -> None:
         """Written via a temp file in the same folder and a rename."""
         write_png_atomic(image, self.root / key, parameters)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Written via a temp file in the same folder and a rename."""
+        write_bytes_atomic(self.root / key, data)
 
     def copy(self, src: str, dest: str) -> None:
         """A hard link where the filesystem allows (no extra space), else an atomic copy."""
@@ -138,6 +147,21 @@ def _remove_temp_files(root: Path) -> int:
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def write_bytes_atomic(dest: Path, data: bytes) -> None:
+    """Give `dest` exactly `data` via a temp file in the same folder and a rename: never a partial file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def link_or_copy(src: Path, dest: Path) -> None:
@@ -253,6 +277,15 @@ class S3Store(BlobStore):
         except BaseException:
             local.unlink(missing_ok=True)
             # A timeout may hide an upload that did complete: make sure no orphan stays behind.
+            self._delete_object(target)
+            raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """One PUT: the object appears whole or not at all; a failed one leaves no orphan behind."""
+        target = self.location.key(key)
+        try:
+            self.client.put_object(Bucket=self.location.bucket, Key=target, Body=data, ContentType="image/png")
+        except BaseException:
             self._delete_object(target)
             raise
 

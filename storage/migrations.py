@@ -303,6 +303,122 @@ def cn01_controlnet_units(db: Database) -> None:
         ddl(db, "ALTER TABLE imagejob ADD COLUMN controlnet TEXT NOT NULL DEFAULT '[]'")
 
 
+def _add_column(db: Database, table: str, column: str, definition: str) -> None:
+    """ALTER TABLE … ADD COLUMN unless the column is there (a migration may meet a half-built dev database)."""
+    if column not in {c.name for c in db.get_columns(table)}:
+        ddl(db, f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
+def m020_organise(db: Database) -> None:
+    """Issue 25: favourite jobs and conversations, collections of jobs, per-user settings, and the indexes that
+    history's filters use (a user's jobs by date, by seed, by favourite; files by seed)."""
+    _add_column(db, "imagejob", "favourite", "$bool NOT NULL DEFAULT $false")
+    _add_column(db, "conversation", "favourite", "$bool NOT NULL DEFAULT $false")
+    ddl(db, 'CREATE INDEX IF NOT EXISTS imagejob_user_favourite ON imagejob ("user", favourite, id)')
+    ddl(db, 'CREATE INDEX IF NOT EXISTS imagejob_user_created ON imagejob ("user", created_at, id)')
+    ddl(db, 'CREATE INDEX IF NOT EXISTS imagejob_user_seed ON imagejob ("user", seed_used)')
+    ddl(db, "CREATE INDEX IF NOT EXISTS imagefile_seed ON imagefile (seed)")
+    ddl(db, 'CREATE INDEX IF NOT EXISTS conversation_user_favourite ON conversation ("user", favourite)')
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS collection (
+            id $id,
+            "user" VARCHAR(255) NOT NULL DEFAULT '',
+            name VARCHAR(255) NOT NULL,
+            created_at $datetime NOT NULL,
+            updated_at $datetime NOT NULL,
+            UNIQUE ("user", name)
+        )
+        """
+    )
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS collectionitem (
+            id $id,
+            collection_id INTEGER NOT NULL REFERENCES collection (id) ON DELETE CASCADE,
+            job_id INTEGER NOT NULL REFERENCES imagejob (id) ON DELETE CASCADE,
+            added_at $datetime NOT NULL,
+            UNIQUE (collection_id, job_id)
+        )
+        """
+    )
+    ddl(db, "CREATE INDEX IF NOT EXISTS collectionitem_job_id ON collectionitem (job_id)")
+    ddl(db, """
+        CREATE TABLE IF NOT EXISTS usersetting (
+            id $id,
+            "user" VARCHAR(255) NOT NULL DEFAULT '',
+            key VARCHAR(255) NOT NULL,
+            value TEXT NOT NULL DEFAULT 'null',
+            updated_at $datetime NOT NULL,
+            UNIQUE ("user", key)
+        )
+        """
+    )
+
+
+# SQLite: one FTS5 index per searched table, with external content (the text stays in the table; the index holds
+# only terms) kept in step by triggers, so that every writer (the services, an import, a copy) updates it in its
+# own transaction. Porter stemming without stop words, diacritics kept: what PostgreSQL's `atelier` configuration
+# below does, so that both databases find the same rows.
+_FTS5_TOKENIZE = "porter unicode61 remove_diacritics 0"
+SEARCHED: dict[str, tuple[str, ...]] = {
+    "imagejob": ("prompt", "negative_prompt"),
+    "message": ("content", "reasoning"),
+    "conversation": ("title",),
+}
+
+
+def _fts5_index(db: Database, table: str, columns: tuple[str, ...]) -> None:
+    fts, cols = f"{table}_fts", ", ".join(columns)
+    new, old = (", ".join(f"{row}.{c}" for c in columns) for row in ("new", "old"))
+    changed = " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns)
+    add = f"INSERT INTO {fts}(rowid, {cols}) VALUES (new.id, {new});"  # noqa: S608 (names are constants)
+    remove = f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.id, {old});"  # noqa: S608
+    # Every name here is a constant of this module (SEARCHED), never input (hence the noqa: S608).
+    for statement in (
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({cols}, content='{table}', content_rowid='id', "
+        f"tokenize='{_FTS5_TOKENIZE}')",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON {table} BEGIN {add} END",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_delete AFTER DELETE ON {table} BEGIN {remove} END",
+        # Only when the text changed: a job's row is saved several times while it runs.
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF {cols} ON {table} WHEN {changed} "
+        f"BEGIN {remove} {add} END",
+        f"INSERT INTO {fts}({fts}) VALUES ('rebuild')",  # noqa: S608 (the rows already there)
+    ):
+        db.execute_sql(statement)
+
+
+# PostgreSQL: English stemming without stop words (a query of "the" finds "the", as on SQLite).
+_PG_TEXT_CONFIG = """
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_ts_dict WHERE dictname = 'atelier_english_stem') THEN
+    CREATE TEXT SEARCH DICTIONARY atelier_english_stem (TEMPLATE = snowball, Language = english);
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = 'atelier') THEN
+    CREATE TEXT SEARCH CONFIGURATION atelier (COPY = pg_catalog.english);
+    ALTER TEXT SEARCH CONFIGURATION atelier ALTER MAPPING REPLACE english_stem WITH atelier_english_stem;
+  END IF;
+END $$
+"""
+
+
+def _pg_search_column(db: Database, table: str, columns: tuple[str, ...]) -> None:
+    # A stored generated column: PostgreSQL itself keeps it in step with every write, and adding it computes it for
+    # the rows already there. The first column weighs A, the second B (the reasoning, the negative prompt).
+    vector = " || ".join(f"setweight(to_tsvector('atelier'::regconfig, {c}), '{weight}')"
+                         for c, weight in zip(columns, "AB", strict=False))
+    db.execute_sql(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS search tsvector "
+                   f"GENERATED ALWAYS AS ({vector}) STORED")
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_search ON {table} USING GIN (search)")
+
+
+def m021_full_text_search(db: Database) -> None:
+    """Issue 25: full-text indexes over prompts, messages and titles (FTS5 on SQLite, tsvector + GIN on
+    PostgreSQL), built for the rows already there."""
+    if is_postgres(db):
+        db.execute_sql(_PG_TEXT_CONFIG)
+    for table, columns in SEARCHED.items():
+        (_pg_search_column if is_postgres(db) else _fts5_index)(db, table, columns)
+
+
 # Append only: never reorder or rename an entry that has shipped.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_image_jobs", m001_image_jobs),
@@ -312,6 +428,8 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_image_modes", m005_image_modes),
     ("006_replica_owner", m006_replica_owner),
     ("010_api_keys", m010_api_keys),
+    ("020_organise", m020_organise),
+    ("021_full_text_search", m021_full_text_search),
     ("cn01_controlnet_units", cn01_controlnet_units),
     # Issue 26's (030_…, 031_…) come after the API keys' (010_…) and ControlNet's; 020_… is left to search.
     ("030_request_log", m030_request_log),

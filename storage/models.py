@@ -96,6 +96,8 @@ class ImageJob(BaseModel):
     vae = CharField(default="")
     # JSON list of ControlNet units in sd-webui-controlnet's names, each picture as its inputs/ path (migration cn01).
     controlnet = TextField(default="[]")
+    # Issue 25 (migration 020): kept by retention, listed first when the user filters by it.
+    favourite = BooleanField(default=False)
 
     def settings_dict(self) -> dict[str, Any]:
         """The request's settings and the job's model, time and cache flag, as JSON-ready data; input images as
@@ -140,6 +142,7 @@ class Conversation(BaseModel):
     title = CharField(default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    favourite = BooleanField(default=False)  # migration 020
 
 
 class Message(BaseModel):
@@ -284,5 +287,46 @@ class UserLimit(BaseModel):
         table_name = "userlimit"
 
 
+class Collection(BaseModel):
+    """A named set of image jobs a user gathers (migration 020); the name is unique per user."""
+
+    id = AutoField()
+    user = CharField(default="")
+    name = CharField()
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+
+class CollectionItem(BaseModel):
+    """One job in a collection; it goes with the job or the collection."""
+
+    id = AutoField()
+    collection = ForeignKeyField(Collection, backref="items", on_delete="CASCADE")
+    job = ForeignKeyField(ImageJob, backref="collection_items", on_delete="CASCADE")
+    added_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("collection", "job"), True),)
+
+
+class UserSetting(BaseModel):
+    """A user's own setting (retention days, …) by key, its value as JSON (migration 020); owned by the name, as
+    jobs are, so that a loopback server's one user ("") has settings too."""
+
+    id = AutoField()
+    user = CharField(default="")
+    key = CharField()
+    value = TextField(default="null")
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "key"), True),)
+
+
+# In dependency order: storage/transfer.py copies them so, and a row's references are always there before it.
 ALL_MODELS: list[type[BaseModel]] = [ImageJob, ImageFile, Conversation, Message, ReplyDraft, Account, ApiKey,
-                                     UserOption, ServerSecret, RequestLog, UserLimit]
+                                     UserOption, ServerSecret, RequestLog, UserLimit, Collection, CollectionItem,
+                                     UserSetting]

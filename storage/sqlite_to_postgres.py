@@ -15,12 +15,14 @@ from typing import Any
 from peewee import Database, OperationalError
 
 from storage.connections import is_postgres_url, make_database
-from storage.migrations import migrate
+from storage.migrations import SEARCHED, migrate
 from storage.models import ALL_MODELS, BaseModel
 
 CHUNK = 500
 # SQLite's own bookkeeping, and the migrations table, which migrate() fills in the target itself.
 NOT_COPIED = {"sqlite_sequence", "migrations"}
+# SQLite's full-text indexes (FTS5 tables and their shadow tables): PostgreSQL builds its own from the rows.
+FTS_PREFIXES = tuple(f"{table}_fts" for table in SEARCHED)
 
 
 class TransferError(ValueError):
@@ -67,7 +69,7 @@ def copy_sqlite_to(source: Path, url: str) -> list[TableCopy]:
 
 def _check_source(src: Database) -> None:
     tables = {model._meta.table_name: model for model in ALL_MODELS}
-    for table in sorted(set(src.get_tables()) - NOT_COPIED):
+    for table in sorted(t for t in set(src.get_tables()) - NOT_COPIED if not t.startswith(FTS_PREFIXES)):
         model = tables.get(table)
         if model is None:
             raise TransferError(f"table {table} has no model to copy it with; nothing was copied")

@@ -114,6 +114,17 @@ def test_history_lists_jobs_newest_first_with_paging(client: Client, server: str
     assert all(j["job_id"] < info["job_id"] for j in older["jobs"])
 
 
+def test_search_history_finds_a_job_by_its_prompt_through_gradio_client(client: Client) -> None:
+    _, (*_, info) = generate(client, prompt="a searchable albatross", seed=6)
+    page = client.predict(q="albatrosses -gull", api_name="/search_history")
+    assert [j["job_id"] for j in page["jobs"]] == [info["job_id"]]
+    assert [s["text"] for s in page["jobs"][0]["highlight"]["prompt"] if s["match"]] == ["albatross"]
+    assert client.predict(q="", seed=6, api_name="/search_history")["jobs"][0]["job_id"] == info["job_id"]
+    with pytest.raises(Exception, match="since:"):
+        client.predict(q="albatross", since="last week", api_name="/search_history")
+    assert client.predict(q="albatross", api_name="/search_conversations")["conversations"] == []
+
+
 def test_cancel_stops_the_job_frees_the_queue_and_records_it_cancelled(client: Client) -> None:
     job = client.submit(**{**PARAMS, "prompt": "very long", "steps": 400, "seed": 9}, api_name="/generate_image")
     deadline = time.monotonic() + 60

@@ -1,6 +1,6 @@
 """The named Gradio API's endpoints that no tab shows: `/history`, `/chat`, `/conversations`, `/conversation`,
-`/png_info`, `/models`, `/loras` and `/choices`. (The jobs a tab runs, `/generate_image`, `/img2img`, `/inpaint` and
-`/assist_prompt`, are the tabs' own events.)
+`/png_info`, `/models`, `/loras`, `/choices`, `/search_history` and `/search_conversations`. (The jobs a tab runs,
+`/generate_image`, `/img2img`, `/inpaint` and `/assist_prompt`, are the tabs' own events.)
 
 Each is an event on hidden components rather than gr.api, whose endpoints take no validator: the validators refuse
 a bad value before anything is queued, naming the field. They are registered outside gr.Tabs, since API-only
@@ -46,6 +46,7 @@ def register_all(services: Services, quota: QueueQuota) -> None:
     register_png_info()
     register_catalog(services)
     controlnet_panel.register_preview(services)
+    register_search(services)
 
 
 def register_history(services: Services) -> None:
@@ -224,3 +225,102 @@ def register_catalog(services: Services) -> None:
         read_api(models, "models", {})
         read_api(loras, "loras", {})
         read_api(choice_lists, "choices", {})
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The filters a caller set (empty text, None and False are not filters)."""
+    return {name: value for name, value in values.items() if value not in (None, "", False)}
+
+
+def register_search(services: Services) -> None:
+    """`/search_history` and `/search_conversations`: your own image jobs and conversations, searched (issue 25)."""
+    register_history_search(services)
+    register_conversation_search(services)
+
+
+def _refused(err: InvalidRequest) -> gr.Error:
+    return error_toast("; ".join(f"{k}: {m}" for k, m in err.errors.items()))
+
+
+TEXTS = ["q", "since", "until", "model", "mode", "sampler", "lora", "order", "cursor"]
+
+
+def register_history_search(services: Services) -> None:
+    """`/search_history`: your image jobs by the words of their prompts and by filters."""
+    search = services.search
+
+    # Defaults of None make the text parameters optional in the clients (Gradio reads them off the signature).
+    def search_history(q: str | None = None, since: str | None = None, until: str | None = None,
+                       model: str | None = None, mode: str | None = None, sampler: str | None = None,
+                       seed: int | None = None, lora: str | None = None, favourite: bool = False,
+                       collection_id: int | None = None, order: str | None = None, cursor: str | None = None,
+                       limit: int = 20, request: gr.Request = None) -> dict[str, Any]:
+        """Search your image jobs by the words of their prompts (all must match; "a phrase", pref*, -word, a OR b)
+        and by filters; the matched words marked, `next_cursor` for the next page.
+
+        Args:
+            q: the words to find; empty lists by the filters, newest first
+            since: made at or after this ISO date or time
+            until: made before this ISO date or time
+            model: the model that ran, or the checkpoint asked for
+            mode: txt2img, img2img or inpaint
+            sampler: the sampler's name
+            seed: the seed of the job or of one of its images
+            lora: a LoRA the prompt names
+            favourite: only your favourites
+            collection_id: only the jobs of this collection of yours
+            order: relevance, newest or oldest
+            cursor: next_cursor of the previous page
+            limit: how many jobs, 1 to 200
+        """
+        filters = _given(since=since, until=until, model=model, mode=mode, sampler=sampler, seed=whole(seed),
+                         lora=lora, favourite=favourite, collection_id=whole(collection_id))
+        try:
+            return search.images(user_of(request), q or "", order=order or None, cursor=cursor or None,
+                                 limit=whole(limit), **filters)
+        except InvalidRequest as err:
+            raise _refused(err) from None
+
+    with gr.Row(visible=False):
+        fields = {**{name: gr.Textbox(max_length=1000) for name in ("q", "since", "until", "model", "mode", "sampler")},
+                  "seed": gr.Number(None, precision=0, minimum=0), "lora": gr.Textbox(max_length=255),
+                  "favourite": gr.Checkbox(False), "collection_id": gr.Number(None, precision=0, minimum=1),
+                  "order": gr.Textbox(max_length=16), "cursor": gr.Textbox(max_length=512),
+                  "limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_JOBS)}
+    read_api(search_history, "search_history", fields, optional=[*TEXTS, "seed", "collection_id"])
+
+
+def register_conversation_search(services: Services) -> None:
+    """`/search_conversations`: your conversations by the words of any message and their titles."""
+    search = services.search
+
+    def search_conversations(q: str | None = None, reasoning: bool = True, since: str | None = None,
+                             until: str | None = None, favourite: bool = False, order: str | None = None,
+                             cursor: str | None = None, limit: int = 20, request: gr.Request = None) -> dict[str, Any]:
+        """Search your conversations by the words of any message and their titles; each with its marked title and
+        best message's snippet, `next_cursor` for the next page.
+
+        Args:
+            q: the words to find; empty lists the latest first
+            reasoning: search the model's reasoning too
+            since: active at or after this ISO date or time
+            until: active before this ISO date or time
+            favourite: only your favourites
+            order: relevance, newest or oldest
+            cursor: next_cursor of the previous page
+            limit: how many conversations, 1 to 200
+        """
+        try:
+            return search.conversations(user_of(request), q or "", reasoning=reasoning is not False,
+                                        since=since or None, until=until or None, favourite=favourite or None,
+                                        order=order or None, cursor=cursor or None, limit=whole(limit))
+        except InvalidRequest as err:
+            raise _refused(err) from None
+
+    with gr.Row(visible=False):
+        fields = {"q": gr.Textbox(max_length=1000), "reasoning": gr.Checkbox(True),
+                  "since": gr.Textbox(max_length=64), "until": gr.Textbox(max_length=64),
+                  "favourite": gr.Checkbox(False), "order": gr.Textbox(max_length=16),
+                  "cursor": gr.Textbox(max_length=512),
+                  "limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS)}
+    read_api(search_conversations, "search_conversations", fields, optional=TEXTS)

@@ -1,4 +1,6 @@
-"""The History tab: recent image jobs with thumbnails and settings; reuse, delete."""
+"""The History tab: recent image jobs with thumbnails and settings, searched and filtered; reuse, delete, favourites,
+collections, exports (ui/history_search.py), conversations (ui/history_conversations.py) and the account archive
+(ui/history_account.py)."""
 
 from __future__ import annotations
 
@@ -9,27 +11,11 @@ from typing import Any
 import gradio as gr
 
 from services.container import Services
+from ui import history_account, history_conversations, history_search
 from ui.common import PRIVATE, error_toast, info_toast, scope_of
 from ui.txt2img_tab import Txt2ImgTab, settings_values
 
-PAGE = 48
 COLUMNS = ["job", "when", "status", "prompt", "size", "steps", "sampler", "seed", "seconds"]
-
-
-def _status(job: dict[str, Any]) -> str:
-    """The job's status; a failed one's with its reason (in full under "Selected job")."""
-    reason = job.get("error") or ""
-    if not reason:
-        return job["status"]
-    return f"{job['status']}: {reason if len(reason) <= 160 else reason[:159] + '…'}"
-
-
-def _rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
-    return [
-        [j["job_id"], (j["created_at"] or "")[:19].replace("T", " "), _status(j), j["prompt"][:80],
-         f"{j['width']}×{j['height']}", j["steps"], j["sampler"], j["seed_used"], j["duration_s"]]
-        for j in jobs
-    ]
 
 
 @dataclass
@@ -46,11 +32,15 @@ class HistoryTab:
     files: gr.Gallery
     reuse_btn: gr.Button
     delete_btn: gr.Button
+    search: history_search.SearchPanel
+    conversations: history_conversations.ConversationsPanel
+    account: history_account.AccountPanel
 
 
 def layout() -> HistoryTab:
     """Build the tab's components inside the current Blocks."""
     with gr.Tab("History", id="history") as tab:
+        search = history_search.layout()
         with gr.Row():
             refresh_btn = gr.Button("Refresh", size="sm")
         thumbs = gr.Gallery(label="Recent images", columns=8, height="auto", allow_preview=False,
@@ -67,22 +57,15 @@ def layout() -> HistoryTab:
                 with gr.Row():
                     reuse_btn = gr.Button("Reuse settings", variant="primary", size="sm", elem_id="history-reuse")
                     delete_btn = gr.Button("Delete", variant="stop", size="sm")
-    return HistoryTab(tab, refresh_btn, thumbs, table, job_ids, selected, details, files, reuse_btn, delete_btn)
+        conversations, account = history_conversations.layout(), history_account.layout()
+    return HistoryTab(tab, refresh_btn, thumbs, table, job_ids, selected, details, files, reuse_btn, delete_btn,
+                      search, conversations, account)
 
 
 def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
     """Build the tab inside the current Blocks and wire its events."""
     history = services.history
     view = layout()
-
-    def load(request: gr.Request) -> tuple[list[Any], list[list[Any]], list[int]]:
-        jobs = history.list_jobs(scope_of(services, request), limit=PAGE)["jobs"]
-        images, ids = [], []
-        for job in jobs:
-            if job["files"]:
-                images.append((str(history.file_path(job["files"][0]["file"])), f"#{job['job_id']}"))
-                ids.append(job["job_id"])
-        return images, _rows(jobs), ids
 
     def show(job_id: int | None, request: gr.Request) -> tuple[Any, Any, Any]:
         job = history.get_job(job_id, scope_of(services, request)) if job_id is not None else None
@@ -104,6 +87,19 @@ def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
             raise error_toast("Select a job first.")
         return [*settings_values(services, job), gr.Tabs(selected="image")]
 
+    finder = history_search.wire(services, view.search, [view.thumbs, view.table, view.job_ids], view.details,
+                                 view.tab)
+
+    # Named `load`, as before the search: other tests find the private events by their functions' names.
+    def load(query: str, since: str, until: str, model: str | None, mode: str | None, sampler: str | None,
+             seed: str | None, lora: str, favourites: bool, collection: int | None, order: str,
+             request: gr.Request) -> tuple[Any, ...]:
+        """The search shown, or the newest jobs."""
+        return finder.find(query, since, until, model, mode, sampler, seed, lora, favourites, collection, order,
+                           request)
+
+    history_conversations.wire(services, view.conversations)
+    history_account.wire(services, view.account, view.tab)
     wire(view, txt2img, tabs, load, show, delete, reuse)
     return view.tab
 
@@ -111,18 +107,19 @@ def render(services: Services, txt2img: Txt2ImgTab, tabs: gr.Tabs) -> gr.Tab:
 def wire(view: HistoryTab, txt2img: Txt2ImgTab, tabs: gr.Tabs, load: Callable[..., Any], show: Callable[..., Any],
          delete: Callable[..., Any], reuse: Callable[..., Any]) -> None:
     """The tab's events: refresh (also on opening and after a job), select a thumbnail or a row, reuse, delete."""
-    outputs = [view.thumbs, view.table, view.job_ids]
+    outputs = [view.thumbs, view.table, view.job_ids, view.search.status, view.search.cursor, view.search.next_btn]
+    found = {"inputs": view.search.filters(), "outputs": outputs, **PRIVATE}
     shown = [view.details, view.files, view.selected]
-    view.refresh_btn.click(load, outputs=outputs, **PRIVATE)
-    view.tab.select(load, outputs=outputs, **PRIVATE)
-    txt2img.generate_event.then(load, outputs=outputs, **PRIVATE)
+    view.refresh_btn.click(load, **found)
+    view.tab.select(load, **found)
+    txt2img.generate_event.then(load, **found)
     view.thumbs.select(pick_thumb, inputs=[view.job_ids], outputs=[view.selected], **PRIVATE).then(
         show, inputs=[view.selected], outputs=shown, **PRIVATE)
     view.table.select(pick_row, outputs=[view.selected], **PRIVATE).then(
         show, inputs=[view.selected], outputs=shown, **PRIVATE)
     view.reuse_btn.click(reuse, inputs=[view.details], outputs=[*txt2img.inputs(), tabs], **PRIVATE)
     view.delete_btn.click(delete, inputs=[view.selected], **PRIVATE).success(
-        lambda: (None, [], None), outputs=shown, **PRIVATE).then(load, outputs=outputs, **PRIVATE)
+        lambda: (None, [], None), outputs=shown, **PRIVATE).then(load, **found)
 
 
 def pick_thumb(ids: list[int], evt: gr.SelectData) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from limits import RateLimitItem
 from pydantic import BaseModel
 
+from contracts import InvalidRequest
 from services.accounts import Viewer
 from services.admission import REFUSAL_STATE_KEY, UNAVAILABLE_MESSAGE
 from services.container import Services
@@ -40,6 +42,16 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "Over the rate limit; Retry-After says when to try again"},
 }
 NOT_YOURS: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such id of yours"}}
+# Routes that change something: also refused from another site's page (see same_site).
+CROSS_SITE: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": "Sent by a page of another site (the login cookie is not enough)"}}
+# Routes that change one item of yours.
+CHANGES = {**REFUSALS, **NOT_YOURS, **CROSS_SITE}
+# Routes that read a body.
+BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body could not be read (not JSON, or a broken form)"},
+    413: {"model": Problem, "description": "The body is larger than the route takes (1 MiB; an archive: "
+                                           "ATELIER_ARCHIVE_MAX_BYTES)"}}
 
 
 def services_of(request: Request) -> Services:
@@ -66,16 +78,21 @@ class TooManyReads(Exception):
         self.item, self.retry = item, retry
 
 
-def count_read(request: Request) -> None:
-    """Count the request against the read limit of whoever asks, per route; TooManyReads over it. Off where limits do
-    not apply (api.auth.limits_apply). Each read calls it first thing, once its parameters and its user are known
-    (as slowapi's decorator did): a refused request (401, 422) costs nothing."""
+def count_read(request: Request, kind: str = "read") -> None:
+    """Count the request against the read limit (or, for `kind` "upload", the upload limit) of whoever asks, per
+    route; TooManyReads over it. Off where limits do not apply (api.auth.limits_apply). Each route calls it first
+    thing, once its parameters and its user are known (as slowapi's decorator did): a refused request (401, 422)
+    costs nothing."""
     state = request.app.state
     if not state.limiter.enabled:
         return
     user = state.auth.user_of(request)
-    # The user's own read limit when an admin set one (services/user_limits.py), else the setting's.
-    item: RateLimitItem = state.services.limits.effective(user).item("read") if user else state.read_limit
+    # The user's own limit when an admin set one (services/user_limits.py), else the setting's; an account import
+    # counts as an upload.
+    if user:
+        item: RateLimitItem = state.services.limits.effective(user).item(kind)
+    else:
+        item = state.upload_limit if kind == "upload" else state.read_limit
     route = request.scope["endpoint"].__name__
     key = state.auth.rate_key(request)
     strategy = state.limiter.limiter
@@ -86,17 +103,59 @@ def count_read(request: Request) -> None:
 
 
 def same_origin(request: Request) -> None:
-    """A 403 for a request that changes something from another site's page (its Origin names another host): a browser
-    sends the login cookie, and remembered basic credentials, with any site's request."""
-    origin = request.headers.get("origin")
-    if request.method in ("GET", "HEAD") or not origin:
+    """Refuse (403) a request that changes something when a page of another site sent it: the login cookie (and
+    remembered basic credentials) go with such requests (Gradio sets the cookie SameSite=None over HTTPS), so they
+    alone cannot say the user meant it. Browsers name the sender in Sec-Fetch-Site and Origin; scripts and
+    gradio_client send neither and pass. Reads (GET, HEAD) change nothing and always pass."""
+    if request.method in ("GET", "HEAD"):
         return
-    if urlsplit(origin).netloc != request.headers.get("host", ""):
-        raise HTTPException(403, "This request came from another site's page; it is refused.")
+    site = request.headers.get("sec-fetch-site", "")
+    origin = request.headers.get("origin", "")
+    foreign = site == "cross-site" or (origin not in ("", "null") and urlsplit(origin).netloc.lower()
+                                        != request.headers.get("host", "").lower())
+    if foreign or origin == "null":
+        raise HTTPException(403, "This request came from a page of another site; Atelier refuses it. Use Atelier's "
+                                 "own pages, or an API client.")
+
+
+def found(done: Any, noun: str, ident: int) -> None:
+    """404 "<noun> <id> does not exist." unless `done` (what a service answers for an id that is not yours)."""
+    if not done:
+        raise HTTPException(404, f"{noun} {ident} does not exist.")
+
+
+def mark(request: Request, setter: Callable[[int, str, bool], bool], noun: str, ident: int, user: str,
+         value: bool) -> None:
+    """Count the request and set (or clear) a favourite mark through `setter`; 404 for an id that is not `user`'s."""
+    count_read(request)
+    found(setter(ident, user, value), noun, ident)
+
+
+def delete_one(request: Request, deleter: Callable[[list[int], str | None], dict[str, list[int]]], noun: str,
+               ident: int, scope: str | None) -> dict[str, list[int]]:
+    """Count the request and delete one item through a bulk `deleter`; 404 for an id outside `scope`."""
+    count_read(request)
+    done = deleter([ident], scope)
+    found(done["deleted"], noun, ident)
+    return done
+
+
+def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """A service's refusal (InvalidRequest): 404 when what it refuses is the id in the path (another user's id, or
+    one that does not exist: the same answer), else 422 with a message per field, in FastAPI's own shape."""
+    assert isinstance(exc, InvalidRequest)
+    errors: dict[str, str] = dict(exc.errors)
+    if len(errors) == 1 and next(iter(errors)) in request.path_params:
+        return JSONResponse({"detail": next(iter(errors.values()))}, status_code=404)
+    where = "query" if request.method in ("GET", "HEAD") else "body"
+    detail = [{"loc": ["path" if f in request.path_params else where, f], "msg": m, "type": "value_error"}
+              for f, m in errors.items()]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 Served = Annotated[Services, Depends(services_of)]
 Asking = Annotated[Viewer, Depends(viewer)]
+SameSite = Depends(same_origin)
 
 
 def too_many_reads(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, keepScreenshot, test, type Page } from "./fixtures";
-import { setSlider } from "./pictures";
+import { generateSmall } from "./pictures";
 
 /** The Gradio UI's tab headers, in order. */
 async function tabNames(page: Page): Promise<string[]> {
@@ -30,16 +30,6 @@ test("every tab of the Gradio UI keeps one header, each visited with the mouse o
   await expect(page.locator('[role="tab"][aria-selected="true"]')).toHaveCount(1);
   await keepScreenshot(page, "gradio-tabs");
 });
-
-/** Generate a 64×64 picture in 2 steps on the Image tab and wait for it. */
-async function generateSmall(page: Page, prompt: string): Promise<void> {
-  await page.locator("#image-prompt textarea").fill(prompt);
-  await setSlider(page, "#image-tab", "Width", 64);
-  await setSlider(page, "#image-tab", "Height", 64);
-  await setSlider(page, "#image-tab", "Steps", 2);
-  await page.locator("#image-generate").click();
-  await expect(page.locator("#image-progress")).toContainText(/done in [\d.]+ s/, { timeout: 60_000 });
-}
 
 test("History's and PNG Info's reuse select the checkpoint the job ran with, and Generate takes it", async ({ page }) => {
   await page.goto("/");

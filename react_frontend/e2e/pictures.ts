@@ -67,3 +67,13 @@ export async function openInpaint(page: Page, steps: number): Promise<void> {
   await setSlider(page, "#inpaint-tab", "Height", 64);
   await setSlider(page, "#inpaint-tab", "Steps", steps);
 }
+
+/** Generate a 64×64 picture in 2 steps on the Gradio UI's Image tab and wait for it. */
+export async function generateSmall(page: Page, prompt: string): Promise<void> {
+  await page.locator("#image-prompt textarea").fill(prompt);
+  await setSlider(page, "#image-tab", "Width", 64);
+  await setSlider(page, "#image-tab", "Height", 64);
+  await setSlider(page, "#image-tab", "Steps", 2);
+  await page.locator("#image-generate").click();
+  await expect(page.locator("#image-progress")).toContainText(/done in [\d.]+ s/, { timeout: 60_000 });
+}

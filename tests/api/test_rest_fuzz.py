@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from schemathesis.checks import unsupported_method
+from schemathesis.checks import positive_data_acceptance, unsupported_method
 
 from api.server import create_app
 from services.accounts import AccountService
@@ -59,15 +59,19 @@ def api_schema(app_and_cookie: tuple[Any, str]) -> Any:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-# 150 examples per route keep the fuzzing to seconds (the app answers in process, no server), while every
-# route still sees huge, negative, empty and non-numeric ids and query values.
+# 100 examples per route keep the fuzzing to about a minute for some thirty routes (the app answers in process, no
+# server), while every route still sees huge, negative, empty and non-numeric ids, query values and bodies.
 @schema.parametrize()
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_request_gets_a_server_error_or_an_answer_outside_the_schema(case: Any,
                                                                         app_and_cookie: tuple[Any, str]) -> None:
-    # Every check but one: a method a route lacks (TRACE /api/health) falls through to Gradio's catch-all mount
-    # at /, which answers 404 rather than 405. That is Starlette routing, not input handling.
-    case.call_and_validate(headers={"Cookie": app_and_cookie[1]}, excluded_checks=[unsupported_method])
+    # Every check but two: a method a route lacks (TRACE /api/health) falls through to Gradio's catch-all mount
+    # at /, which answers 404 rather than 405. That is Starlette routing, not input handling. And values the schema
+    # allows are still refused on their meaning (a cursor of another search, `until` before `since`, a collection
+    # name already taken, a job id in a body that is not yours), with a 422 naming the field, as the other checks
+    # see.
+    case.call_and_validate(headers={"Cookie": app_and_cookie[1]},
+                           excluded_checks=[unsupported_method, positive_data_acceptance])
 
 
 @pytest.mark.parametrize("path", ["/api/images/99999999999999999999", "/api/conversations/99999999999999999999",

@@ -16,6 +16,8 @@ from storage.models import (
     ALL_MODELS,
     Account,
     ApiKey,
+    Collection,
+    CollectionItem,
     Conversation,
     ImageFile,
     ImageJob,
@@ -23,6 +25,7 @@ from storage.models import (
     RequestLog,
     UserLimit,
     UserOption,
+    UserSetting,
 )
 from storage.sqlite_to_postgres import TransferError, copy_sqlite_to
 
@@ -51,6 +54,10 @@ def populated(tmp_path: Path) -> Path:
     UserOption.create(user="bob", name="sd_vae", value='"Automatic"')
     UserLimit.create(account=bob, queue_quota=2, updated_by="root")
     RequestLog.create(kind="image", status="done", user="bob", images=1, gpu_s=0.5, job_id=job.id)
+    # Issue 25's rows (migration 020), and a favourite.
+    ImageJob.update(favourite=True).where(ImageJob.id == job.id - 1).execute()
+    CollectionItem.create(collection=Collection.create(user="bob", name="best"), job=job.id - 1)
+    UserSetting.create(user="bob", key="retention_days", value="30")
     ImageJob.get_by_id(job.id).delete_instance(recursive=True)  # SQLite never hands its id out again
     db.close()
     return path
@@ -73,7 +80,7 @@ def test_every_row_arrives_and_a_rerun_adds_nothing(populated: Path, postgres_ur
     before = rows(populated)
     assert counts(before) == {"imagejob": 4, "imagefile": 4, "conversation": 2, "message": 6, "replydraft": 1,
                               "account": 2, "apikey": 1, "useroption": 1, "serversecret": 0, "requestlog": 1,
-                              "userlimit": 1}
+                              "userlimit": 1, "collection": 1, "collectionitem": 1, "usersetting": 1}
     db_main(["migrate-sqlite-to", postgres_url, "--data-dir", str(populated.parent)])
     assert "imagejob: 4 copied, 0 already there" in capsys.readouterr().out
     assert rows(postgres_url) == before  # every column of every row, ids included
@@ -96,7 +103,8 @@ def test_a_target_holding_other_rows_is_refused_and_left_unchanged(populated: Pa
         copy_sqlite_to(populated, postgres_url)
     assert counts(rows(postgres_url)) == {"imagejob": 0, "imagefile": 0, "conversation": 0, "message": 0,
                                           "replydraft": 0, "account": 1, "apikey": 0, "useroption": 0,
-                                          "serversecret": 0, "requestlog": 0, "userlimit": 0}
+                                          "serversecret": 0, "requestlog": 0, "userlimit": 0, "collection": 0,
+                                          "collectionitem": 0, "usersetting": 0}
 
 
 def test_bad_sources_and_targets_are_refused_with_a_message(tmp_path: Path, populated: Path) -> None:

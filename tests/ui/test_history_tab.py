@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ui.history_tab import COLUMNS, _rows
+from ui.history_search import HistorySearch
+from ui.history_tab import COLUMNS
+
+
+def _rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
+    """The table rows the tab shows (ui/history_search.py builds them; no files here, so no services needed)."""
+    return HistorySearch(None).shown(jobs)[1]  # type: ignore[arg-type]
 
 
 def job(**overrides: Any) -> dict[str, Any]:
     return {"job_id": 7, "created_at": "2026-12-06T07:00:00.123", "status": "done", "prompt": "a fox", "width": 64,
-            "height": 64, "steps": 2, "sampler": "Euler", "seed_used": 5, "duration_s": 0.4, "error": None,
+            "height": 64, "steps": 2, "sampler": "Euler", "seed_used": 5, "duration_s": 0.4, "error": None, "files": [],
             **overrides}
 
 

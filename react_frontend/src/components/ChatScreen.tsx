@@ -8,12 +8,14 @@ import { Textarea } from "@/components/ui/textarea";
 import { ChatMessage, type ChatTurnView } from "@/components/ChatMessage";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { Field } from "@/components/Field";
+import { ChatListSearch, Marked } from "@/components/HistorySearch";
 import { OptionalNumberInput } from "@/components/NumberInput";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatWhen } from "@/lib/format";
+import { conversationsPage } from "@/lib/history";
 import type { AtelierConnection, RunningJob } from "@/lib/gradio";
 import { chatUpdateFrom, describeQueue, INITIAL_PROGRESS, isThinking, type JobProgress } from "@/lib/stream";
-import type { ChatUpdate, Conversation, ConversationPage, ConversationSummary, StoredMessage } from "@/lib/types";
+import type { ChatUpdate, Conversation, ConversationSummary, StoredMessage } from "@/lib/types";
 import { cn } from "@/lib/utils";
 
 interface LiveReply {
@@ -82,7 +84,9 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
     thinking_budget: null,
   });
   const [list, setList] = useState<ConversationSummary[]>([]);
-  const [nextBefore, setNextBefore] = useState<number | null>(null);
+  const [nextBefore, setNextBefore] = useState<number | string | null>(null);
+  const [listQuery, setListQuery] = useState("");  // the sidebar's search; empty: the latest conversations
+  const listTicket = useRef(0);
   const [listError, setListError] = useState<AppError | null>(null);
   const [loadingConversation, setLoadingConversation] = useState(false);
   const job = useRef<RunningJob | null>(null);
@@ -90,17 +94,19 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
   const streaming = live !== null;
 
   const loadList = useCallback(
-    async (before: number | null = null) => {
+    async (before: number | string | null = null) => {
+      const ticket = ++listTicket.current;
       try {
-        const page = await conn.call<ConversationPage>("/conversations", { limit: PAGE, before });
+        const page = await conversationsPage(conn, listQuery, before, PAGE);
+        if (ticket !== listTicket.current) return;  // a newer list (another search) was asked for meanwhile
         setList((previous) => (before == null ? page.conversations : [...previous, ...page.conversations]));
-        setNextBefore(page.next_before);
+        setNextBefore(page.next);
         setListError(null);
       } catch (err) {
         setListError(errorFromException(err));
       }
     },
-    [conn],
+    [conn, listQuery],
   );
 
   const openConversation = useCallback(
@@ -254,9 +260,12 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
             <MessageSquarePlus />
             New chat
           </Button>
+          <ChatListSearch onSearch={setListQuery} />
           <ErrorAlert error={listError} />
           <nav className="grid max-h-[22rem] gap-0.5 overflow-y-auto md:max-h-[60vh]" aria-label="Conversations" data-testid="conversation-list">
-            {list.length === 0 && !listError ? <p className="px-2 py-1 text-sm text-muted-foreground">No conversations yet.</p> : null}
+            {list.length === 0 && !listError ? (
+              <p className="px-2 py-1 text-sm text-muted-foreground">{listQuery.trim() ? "No conversation matches." : "No conversations yet."}</p>
+            ) : null}
             {list.map((c) => (
               <button
                 key={c.conversation_id}
@@ -268,7 +277,14 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
                 )}
                 data-testid="conversation-item"
               >
-                <span className="truncate">{c.title || `Conversation ${c.conversation_id}`}</span>
+                <span className="truncate">
+                  <Marked segments={c.title_highlight} text={c.title || `Conversation ${c.conversation_id}`} />
+                </span>
+                {c.match ? (
+                  <span className="truncate text-xs" data-testid="chat-search-snippet">
+                    <Marked segments={c.match.snippet} text="" />
+                  </span>
+                ) : null}
                 <span className="text-xs text-muted-foreground">
                   {formatWhen(c.updated_at)} · {c.messages} messages
                 </span>

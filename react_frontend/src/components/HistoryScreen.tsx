@@ -1,13 +1,16 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { Download, Loader2, MessageSquare, RefreshCw, RotateCcw } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { ErrorAlert } from "@/components/ErrorAlert";
+import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
+import { DeleteShown, FavouriteButton, Marked, RenameConversation, SearchBar } from "@/components/HistorySearch";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatSeconds, formatWhen } from "@/lib/format";
 import type { AtelierConnection } from "@/lib/gradio";
+import { isSearch, searchConversations, searchJobs, type JobQuery } from "@/lib/history";
 import type { ConversationPage, ConversationSummary, HistoryJob, HistoryPage, ImageSettings } from "@/lib/types";
 
 const PAGE = 12;
@@ -19,25 +22,33 @@ function statusVariant(status: string) {
   return "secondary" as const;
 }
 
-/** A paged list read through one of the API's `{items, next_before}` endpoints. */
-function usePaged<T>(load: (before: number | null) => Promise<{ items: T[]; next: number | null }>, refreshKey: number) {
+/** Where the next page starts: a job or conversation id (`next_before`), or a search's opaque cursor. */
+type PageKey = number | string;
+
+/** A paged list read through one of the API's `{items, next_before}` endpoints, or a search's `next_cursor`. */
+function usePaged<T>(load: (before: PageKey | null) => Promise<{ items: T[]; next: PageKey | null }>, refreshKey: number) {
   const [items, setItems] = useState<T[]>([]);
-  const [next, setNext] = useState<number | null>(null);
+  const [next, setNext] = useState<PageKey | null>(null);
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<AppError | null>(null);
 
+  // Each load is numbered: an answer that arrives after a newer load began (the newest list answering after a search
+  // was typed) is dropped, never shown over the newer one's.
+  const latest = useRef(0);
   const fetchPage = useCallback(
-    async (before: number | null) => {
+    async (before: PageKey | null) => {
+      const ticket = ++latest.current;
       setLoading(true);
       try {
         const page = await load(before);
+        if (ticket !== latest.current) return;
         setItems((previous) => (before == null ? page.items : [...previous, ...page.items]));
         setNext(page.next);
         setError(null);
       } catch (err) {
-        setError(errorFromException(err));
+        if (ticket === latest.current) setError(errorFromException(err));
       } finally {
-        setLoading(false);
+        if (ticket === latest.current) setLoading(false);
       }
     },
     [load],
@@ -47,7 +58,12 @@ function usePaged<T>(load: (before: number | null) => Promise<{ items: T[]; next
     void fetchPage(null);
   }, [fetchPage, refreshKey]);
 
-  return { items, next, loading, error, refresh: () => fetchPage(null), more: () => next != null && fetchPage(next) };
+  /** Change one item in place (a favourite marked), without reading the page again. */
+  const update = (match: (item: T) => boolean, change: (item: T) => T) =>
+    setItems((previous) => previous.map((item) => (match(item) ? change(item) : item)));
+  /** Take items out of the list (deleted), without reading the page again. */
+  const remove = (match: (item: T) => boolean) => setItems((previous) => previous.filter((item) => !match(item)));
+  return { items, next, loading, error, setError, update, remove, refresh: () => fetchPage(null), more: () => next != null && fetchPage(next) };
 }
 
 interface Props {
@@ -58,19 +74,30 @@ interface Props {
 }
 
 export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }: Props) {
+  // The searches applied (each search box applies its own on Enter); none: the newest, as the named API lists them.
+  const [jobQuery, setJobQuery] = useState<JobQuery>({ q: "", favourite: false });
+  const [chatQuery, setChatQuery] = useState({ q: "", favourite: false, reasoning: true });
   const loadJobs = useCallback(
-    async (before: number | null) => {
+    async (before: PageKey | null) => {
+      if (isSearch(jobQuery)) {
+        const found = await searchJobs(conn.root, jobQuery, before == null ? null : String(before), PAGE);
+        return { items: found.jobs, next: found.next_cursor };
+      }
       const page = await conn.call<HistoryPage>("/history", { limit: PAGE, before });
       return { items: page.jobs, next: page.next_before };
     },
-    [conn],
+    [conn, jobQuery],
   );
   const loadConversations = useCallback(
-    async (before: number | null) => {
+    async (before: PageKey | null) => {
+      if (isSearch(chatQuery)) {
+        const found = await searchConversations(conn.root, chatQuery, before == null ? null : String(before), PAGE);
+        return { items: found.conversations, next: found.next_cursor };
+      }
       const page = await conn.call<ConversationPage>("/conversations", { limit: PAGE, before });
       return { items: page.conversations, next: page.next_before };
     },
-    [conn],
+    [conn, chatQuery],
   );
   const jobs = usePaged<HistoryJob>(loadJobs, refreshKey);
   const conversations = usePaged<ConversationSummary>(loadConversations, refreshKey);
@@ -84,6 +111,9 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
           </TabsTrigger>
           <TabsTrigger value="conversations" data-testid="history-conversations-tab">
             Conversations
+          </TabsTrigger>
+          <TabsTrigger value="account" data-testid="history-account-tab">
+            Account
           </TabsTrigger>
         </TabsList>
         <Button
@@ -101,11 +131,30 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
       </div>
 
       <TabsContent value="images" className="grid gap-3">
+        <SearchBar query={jobQuery} onSearch={setJobQuery} placeholder="Search prompts" testId="history-search" busy={jobs.loading} />
+        <div className="flex flex-wrap items-start gap-2">
+          <ImagesExport root={conn.root} query={jobQuery} />
+          <DeleteShown
+            root={conn.root}
+            jobIds={jobs.items.map((job) => job.job_id)}
+            onDeleted={(deleted) => jobs.remove((job) => deleted.includes(job.job_id))}
+            onError={jobs.setError}
+          />
+        </div>
         <ErrorAlert error={jobs.error} />
-        {jobs.items.length === 0 && !jobs.loading && !jobs.error ? <p className="text-sm text-muted-foreground">No image jobs yet.</p> : null}
+        {jobs.items.length === 0 && !jobs.loading && !jobs.error ? (
+          <p className="text-sm text-muted-foreground">{isSearch(jobQuery) ? "No image job matches." : "No image jobs yet."}</p>
+        ) : null}
         <div className="grid gap-3 sm:grid-cols-2 xl:grid-cols-3" data-testid="history-jobs">
           {jobs.items.map((job) => (
-            <JobCard key={job.job_id} job={job} conn={conn} onReuse={onReuse} />
+            <JobCard
+              key={job.job_id}
+              job={job}
+              conn={conn}
+              onReuse={onReuse}
+              onFavourite={(value) => jobs.update((j) => j.job_id === job.job_id, (j) => ({ ...j, favourite: value }))}
+              onError={jobs.setError}
+            />
           ))}
         </div>
         {jobs.next != null ? (
@@ -116,24 +165,63 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
       </TabsContent>
 
       <TabsContent value="conversations" className="grid gap-3">
+        <SearchBar
+          query={chatQuery}
+          onSearch={(query) => setChatQuery({ ...chatQuery, ...query })}
+          placeholder="Search conversations"
+          testId="conversation-search"
+          busy={conversations.loading}
+        />
         <ErrorAlert error={conversations.error} />
         {conversations.items.length === 0 && !conversations.loading && !conversations.error ? (
-          <p className="text-sm text-muted-foreground">No conversations yet.</p>
+          <p className="text-sm text-muted-foreground">{isSearch(chatQuery) ? "No conversation matches." : "No conversations yet."}</p>
         ) : null}
         <div className="grid gap-2" data-testid="history-conversations">
           {conversations.items.map((c) => (
             <Card key={c.conversation_id} className="py-3" data-testid="history-conversation">
               <CardContent className="flex items-center justify-between gap-3">
-                <div className="grid min-w-0">
-                  <span className="truncate font-medium">{c.title || `Conversation ${c.conversation_id}`}</span>
-                  <span className="text-xs text-muted-foreground">
-                    {formatWhen(c.updated_at)} · {c.messages} messages
-                  </span>
+                <div className="flex min-w-0 items-center gap-2">
+                  <FavouriteButton
+                    root={conn.root}
+                    kind="conversation"
+                    id={c.conversation_id}
+                    value={Boolean(c.favourite)}
+                    onChange={(value) =>
+                      conversations.update((x) => x.conversation_id === c.conversation_id, (x) => ({ ...x, favourite: value }))
+                    }
+                    onError={conversations.setError}
+                  />
+                  <div className="grid min-w-0">
+                    <span className="truncate font-medium">
+                      <Marked segments={c.title_highlight} text={c.title || `Conversation ${c.conversation_id}`} />
+                    </span>
+                    <span className="flex flex-wrap items-center gap-2 text-xs text-muted-foreground">
+                      {formatWhen(c.updated_at)} · {c.messages} messages
+                      <ConversationExportLinks root={conn.root} id={c.conversation_id} />
+                    </span>
+                    {c.match ? (
+                      <span className="line-clamp-2 text-xs" data-testid="conversation-snippet">
+                        {c.match.field === "reasoning" ? <em>reasoning: </em> : null}
+                        <Marked segments={c.match.snippet} text="" />
+                      </span>
+                    ) : null}
+                  </div>
                 </div>
+                <div className="flex items-center gap-1">
+                <RenameConversation
+                  root={conn.root}
+                  id={c.conversation_id}
+                  title={c.title}
+                  onRenamed={(title) =>
+                    conversations.update((x) => x.conversation_id === c.conversation_id, (x) => ({ ...x, title, title_highlight: undefined }))
+                  }
+                  onError={conversations.setError}
+                />
                 <Button variant="outline" size="sm" onClick={() => onOpenConversation(c.conversation_id)}>
                   <MessageSquare />
                   Open
                 </Button>
+                </div>
               </CardContent>
             </Card>
           ))}
@@ -144,17 +232,38 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
           </Button>
         ) : null}
       </TabsContent>
+
+      <TabsContent value="account" className="grid gap-3">
+        <AccountArchive
+          root={conn.root}
+          onImported={() => {
+            void jobs.refresh();
+            void conversations.refresh();
+          }}
+        />
+      </TabsContent>
     </Tabs>
   );
 }
 
-function JobCard({ job, conn, onReuse }: { job: HistoryJob; conn: AtelierConnection; onReuse: (settings: Partial<ImageSettings>) => void }) {
+interface JobCardProps {
+  job: HistoryJob;
+  conn: AtelierConnection;
+  onReuse: (settings: Partial<ImageSettings>) => void;
+  onFavourite: (value: boolean) => void;
+  onError: (error: AppError) => void;
+}
+
+function JobCard({ job, conn, onReuse, onFavourite, onError }: JobCardProps) {
   const seed = job.seed_used ?? job.seed;
   return (
     <Card className="gap-3 py-3" data-testid="history-job" data-status={job.status}>
       <CardHeader className="px-3">
         <div className="flex items-center justify-between gap-2">
-          <CardTitle className="text-sm">Job {job.job_id}</CardTitle>
+          <div className="flex items-center gap-1">
+            <FavouriteButton root={conn.root} kind="job" id={job.job_id} value={Boolean(job.favourite)} onChange={onFavourite} onError={onError} />
+            <CardTitle className="text-sm">Job {job.job_id}</CardTitle>
+          </div>
           <div className="flex gap-1">
             {job.cached ? <Badge variant="outline">cached</Badge> : null}
             <Badge variant={statusVariant(job.status)} data-testid="history-job-status">
@@ -163,7 +272,7 @@ function JobCard({ job, conn, onReuse }: { job: HistoryJob; conn: AtelierConnect
           </div>
         </div>
         <CardDescription className="line-clamp-2" title={job.prompt}>
-          {job.prompt || <em>no prompt</em>}
+          {job.prompt ? <Marked segments={job.highlight?.prompt} text={job.prompt} /> : <em>no prompt</em>}
         </CardDescription>
       </CardHeader>
       <CardContent className="grid gap-2 px-3">

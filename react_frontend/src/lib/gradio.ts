@@ -4,8 +4,9 @@
  * Same origin by default (app.py serves this client at /app, the Gradio app at /); `?gradio=<url>` or
  * VITE_GRADIO_URL points it elsewhere. Everything the screens do goes through `stream` and `call` on
  * Atelier's public named endpoints; the only plain requests are the login form (Gradio's /login, whose
- * answers @gradio/client does not pass on), the /config probe that says whether a login is needed, and the
- * stored images of history (`GET /api/images/{id}`, with the same login cookie).
+ * answers @gradio/client does not pass on), the /config probe that says whether a login is needed, the
+ * stored images of history (`GET /api/images/{id}`, with the same login cookie), and History's search,
+ * favourites, exports and import (lib/history.ts, over the REST routes under /api).
  */
 import { Client } from "@gradio/client";
 import { errorFromHttp, errorFromException, loginError, type AppError } from "./errors";

@@ -158,6 +158,32 @@ export interface ConversationSummary {
   created_at?: string;
   updated_at?: string;
   messages: number;
+  favourite?: boolean;
+  /** In a search's answer: the title with its matched words marked, and the best matching message's snippet. */
+  title_highlight?: Segment[];
+  match?: { message_id: number; field: "content" | "reasoning"; snippet: Segment[] } | null;
+}
+
+/** A piece of a searched text; `match` marks a word the search matched. Rendered as text, never as HTML. */
+export interface Segment {
+  text: string;
+  match: boolean;
+}
+
+/** One page of a search (GET /api/history?q=… or /api/conversations?q=…): `next_cursor` continues it. */
+export interface SearchPaging {
+  next_cursor: string | null;
+  order: string;
+  note?: string | null;
+  query: { terms: string[]; excluded: string[]; truncated: boolean };
+}
+
+export interface JobSearchPage extends SearchPaging {
+  jobs: HistoryJob[];
+}
+
+export interface ConversationSearchPage extends SearchPaging {
+  conversations: ConversationSummary[];
 }
 
 export interface ConversationPage {
@@ -184,6 +210,9 @@ export interface HistoryJob extends ImageSettings {
   duration_s: number | null;
   cached: boolean;
   files: HistoryFile[];
+  favourite?: boolean;
+  /** In a search's answer: the prompts with their matched words marked. */
+  highlight?: { prompt?: Segment[]; negative_prompt?: Segment[] };
 }
 
 export interface HistoryPage {
