@@ -49,6 +49,10 @@ def is_number(value: Any) -> bool:
 # sees every value and names the field and what it allows. The widgets keep their ranges. Component subclasses with
 # their own preprocess would do as well, but Gradio writes a .pyi file beside any module that subclasses one.
 RAW_INPUTS: dict[str, Any] = {"preprocess": False}
+# Events that decode uploaded pictures in full run this many at a time: each may hold a few images at the pixel limit.
+DECODE_CONCURRENCY = 1
+# What such an event passes to .click(): its raw values (our handler decodes through the upload checks), one at a time.
+DECODING: dict[str, Any] = {**RAW_INPUTS, "concurrency_limit": DECODE_CONCURRENCY, "concurrency_id": "decode"}
 # Components whose raw value is a file Gradio received: {"path": ..., "orig_name": ..., ...}, or None.
 FILE_COMPONENTS = (gr.Image, gr.File)
 
@@ -154,11 +158,12 @@ def verdicts(names: Collection[str], errors: Mapping[str, str]) -> Any:
 
 
 def read_api(fn: Callable[..., Any], api_name: str, fields: Mapping[str, gr.components.Component],
-             optional: Collection[str] = ()) -> None:
+             optional: Collection[str] = (), decodes: bool = False) -> None:
     """A public read-only endpoint on hidden `fields` (made by the caller inside a hidden Row), refused with a
     message per field before it is queued when a value has the wrong type or lies outside its component's range.
 
-    An event rather than gr.api, whose endpoints take no validator.
+    An event rather than gr.api, whose endpoints take no validator. `decodes`: it decodes an uploaded picture, so it
+    takes its turn with the other events that do (DECODING).
     """
     names = list(fields)
 
@@ -167,8 +172,8 @@ def read_api(fn: Callable[..., Any], api_name: str, fields: Mapping[str, gr.comp
         return verdicts(names, {**range_errors(fields, given), **type_errors(fields, given, optional)})
 
     gr.Button(visible=False).click(fn, inputs=list(fields.values()), outputs=[gr.JSON(visible=False)],
-                                   api_name=api_name, validator=validate if names else None, concurrency_limit=None,
-                                   **RAW_INPUTS)
+                                   api_name=api_name, validator=validate if names else None,
+                                   **(DECODING if decodes else {**RAW_INPUTS, "concurrency_limit": None}))
 
 
 def user_of(request: gr.Request | None) -> str:

@@ -13,6 +13,7 @@ import base64
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -21,7 +22,8 @@ from PIL import Image
 from contracts import CONTROL_MODES, CONTROL_RESIZE_MODES, MAX_CONTROL_WEIGHT, InvalidRequest
 from services import controlnet
 from services.container import Services
-from ui.common import PRIVATE, error_toast, read_api
+from services.uploads import UploadLimits, read_image
+from ui.common import DECODING, PRIVATE, error_toast, read_api
 
 UNITS_SHOWN = 2  # unit tabs in the panel (the API takes up to contracts.MAX_CONTROLNET_UNITS)
 # The unit fields each tab's widgets give, in order (sd-webui-controlnet's names; "image" is the picture).
@@ -51,24 +53,36 @@ class ControlNetPanel:
 
     units_json: gr.JSON
     widgets: list[list[gr.components.Component]]
+    limits: UploadLimits
 
     def packed(self, trigger: Callable[..., Any]) -> Callable[..., Any]:
         """`trigger` (a Generate button's click) made to pack the panel's units into `units_json` first; returns
         what runs the job after it (the pack event's .success)."""
         flat = [w for unit in self.widgets for w in unit]
-        return trigger(pack_units, inputs=flat, outputs=[self.units_json], **PRIVATE).success
+
+        def pack_units(*values: Any) -> list[dict[str, Any]]:
+            try:
+                return units_of(values, self.limits)
+            except InvalidRequest as err:
+                raise error_toast(str(err)) from None
+
+        # Raw values: Gradio would decode each picture in full before any check of ours (DECODING).
+        return trigger(pack_units, inputs=flat, outputs=[self.units_json], **DECODING, **PRIVATE).success
 
 
-def pack_units(*values: Any) -> list[dict[str, Any]]:
-    """The enabled units of the panel as the `controlnet` JSON (pictures as base64 PNG)."""
+def units_of(values: tuple[Any, ...], limits: UploadLimits) -> list[dict[str, Any]]:
+    """The enabled units of the panel's raw values as the `controlnet` JSON (pictures as base64 PNG, each decoded
+    through the upload limits from the file the gateway checked is this user's)."""
     units = []
     per_unit = len(UNIT_FIELDS)
-    for start in range(0, len(values), per_unit):
+    for index, start in enumerate(range(0, len(values), per_unit)):
         unit = dict(zip(UNIT_FIELDS, values[start:start + per_unit], strict=True))
         if not unit.pop("enabled"):
             continue
         picture = unit.pop("image")
-        units.append({**unit, "image": _base64(picture) if picture is not None else None})
+        path = picture.get("path") if isinstance(picture, dict) else None
+        image = read_image(Path(path), f"controlnet.{index}.image", limits, mask=False) if path else None
+        units.append({**unit, "image": _base64(image) if image is not None else None})
     return units
 
 
@@ -99,7 +113,7 @@ def render(services: Services, prefix: str, width: gr.components.Component,
         return [gr.Dropdown(choices=names) for _ in widgets]
 
     refresh.click(relist, outputs=[unit[3] for unit in widgets], concurrency_limit=None, **PRIVATE)
-    return ControlNetPanel(units, widgets)
+    return ControlNetPanel(units, widgets, services.images.upload_limits)
 
 
 def _unit(services: Services, eid: str, models: list[str], modules: list[str], width: gr.components.Component,
@@ -132,13 +146,17 @@ def _unit(services: Services, eid: str, models: list[str], modules: list[str], w
         *unit_values, w, h = values
         unit = dict(zip(UNIT_FIELDS, unit_values, strict=True))
         unit.pop("enabled")
+        # Raw values (Gradio decodes nothing here): the picture is the upload's file, which the gateway checked is
+        # this user's; services.controlnet decodes it through the upload limits.
+        picture = unit.get("image")
+        unit["image"] = Path(picture["path"]) if isinstance(picture, dict) and picture.get("path") else None
         try:
             return controlnet.preview(unit, int(w), int(h), services.settings.annotators_dir,
                                       services.images.upload_limits)
         except InvalidRequest as err:
             raise error_toast(str(err)) from None
 
-    preview.click(show_map, inputs=[*fields, width, height], outputs=[detected], concurrency_limit=None, **PRIVATE)
+    preview.click(show_map, inputs=[*fields, width, height], outputs=[detected], **DECODING, **PRIVATE)
     return fields
 
 
@@ -150,7 +168,6 @@ def register_preview(services: Services) -> None:
                            pixel_perfect: bool = False, resize_mode: str = "Crop and Resize") -> dict[str, Any]:
         """The preprocessed map of `image` through `module` at the job size (width x height), with the unit's
         resolution and thresholds (-1: the module's defaults): {"image": a PNG data URL, "width", "height"}."""
-        from pathlib import Path
 
         # The raw value of an uploaded file: the gateway checked that this user uploaded it.
         unit = {"image": Path(image["path"]) if image else None, "module": module, "processor_res": processor_res,
@@ -172,4 +189,4 @@ def register_preview(services: Services) -> None:
                   "processor_res": gr.Number(-1, minimum=-1, maximum=2048),
                   "threshold_a": gr.Number(-1), "threshold_b": gr.Number(-1), "pixel_perfect": gr.Checkbox(False),
                   "resize_mode": gr.Textbox()}
-        read_api(controlnet_preview, "controlnet_preview", fields)
+        read_api(controlnet_preview, "controlnet_preview", fields, decodes=True)

@@ -13,14 +13,12 @@ from services.admission import QueueQuota
 from services.container import Services
 from services.uploads import Uploads, to_mask, to_rgb
 from ui import controlnet_panel, image_form
-from ui.common import PRIVATE, RAW_INPUTS, error_toast, is_file, user_of
+from ui.common import DECODE_CONCURRENCY, PRIVATE, RAW_INPUTS, error_toast, is_file, user_of
 from ui.image_form import A1111_DEFAULTS as DEFAULTS
 
 # The parameters of /inpaint, in order: img2img's (before the model choice), the mask and its options, the model.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.INPAINT_NAMES,
                *image_form.MODEL_NAMES, *image_form.CONTROLNET_NAMES)
-# Events that decode uploaded pictures in full run this many at a time: each may hold a few images at the pixel limit.
-DECODE_CONCURRENCY = 1
 NOT_RECEIVED = ("The picture in the editor did not reach the server (too large, over the upload rate limit, or sent "
                 "too long ago). Drop it on the editor again.")
 # A white brush only: what is painted is the mask (its alpha), whatever the colour, but white reads as "repaint".

@@ -10,15 +10,16 @@ pages: a request whose Origin is another site's is refused (403).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.request_rows import AUDIT_STATE_KEY
-from api.rest.common import MAX_ID, REFUSALS, Problem, Served, count_read, viewer
+from api.rest.common import BODY, MAX_ID, REFUSALS, Problem, Served, count_read, viewer
 from services.accounts import MIN_PASSWORD, Viewer
 from services.admin import MODEL_ACTIONS, AdminError
 from services.request_log import MAX_PAGE
@@ -58,9 +59,14 @@ changes = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin
 
 
 def admin_refused(request: Request, exc: Exception) -> JSONResponse:
-    """An AdminError as its status and message."""
+    """An AdminError as its status and message; a 422 in FastAPI's own shape (a list of {loc, msg, type}), which the
+    routes' schema promises for that status."""
     assert isinstance(exc, AdminError)
-    return JSONResponse({"detail": str(exc), "error": str(exc)}, status_code=exc.status)
+    if exc.status != 422:
+        return JSONResponse({"detail": str(exc), "error": str(exc)}, status_code=exc.status)
+    where = "query" if request.method in ("GET", "HEAD") else "body"
+    detail = [{"loc": [where], "msg": str(exc), "type": "value_error"}]
+    return JSONResponse({"detail": detail, "error": str(exc)}, status_code=422)
 
 
 def audit(request: Request, what: str) -> None:
@@ -108,8 +114,19 @@ class ModelAction(Strict):
     action: Literal["load", "offload", "unload"] = Field(description=", ".join(MODEL_ACTIONS))
 
 
-Since = Annotated[dt.datetime | None, Query(description="start of the period (ISO 8601; default: `days` before until)")]
-Until = Annotated[dt.datetime | None, Query(description="end of the period (ISO 8601; default: now)")]
+def iso_only(value: object) -> object:
+    """A period's end as ISO 8601 text only: pydantic would also read a bare number as seconds since 1970, which the
+    schema (a date-time) does not offer and which is more likely a mistake than a wish."""
+    if isinstance(value, str) and not ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date or date-time, such as 2026-12-01 or 2026-12-01T08:00:00Z")
+    return value
+
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+Since = Annotated[dt.datetime | None, BeforeValidator(iso_only),
+                  Query(description="start of the period (ISO 8601; default: `days` before until)")]
+Until = Annotated[dt.datetime | None, BeforeValidator(iso_only),
+                  Query(description="end of the period (ISO 8601; default: now)")]
 Days = Annotated[float | None, Query(gt=0, le=MAX_SPAN_DAYS, description="the period's length (default 30)")]
 
 
@@ -121,7 +138,7 @@ def list_users(request: Request, services: Served) -> dict[str, Any]:
     return {"users": services.admin.users()}
 
 
-@changes.post("/users", status_code=201, summary="Create an account", responses=NOT_NOW)
+@changes.post("/users", status_code=201, summary="Create an account", responses={**BODY, **NOT_NOW})
 def create_user(request: Request, services: Served, new: NewUser) -> dict[str, Any]:
     """409 when the name is taken."""
     count_read(request)
@@ -138,7 +155,7 @@ def get_user(request: Request, services: Served, name: UserName) -> dict[str, An
 
 
 @changes.patch("/users/{name}", summary="Disable, enable, grant or take back admin, reset the password",
-               responses={**NO_SUCH, **NOT_NOW})
+               responses={**BODY, **NO_SUCH, **NOT_NOW})
 async def change_user(request: Request, services: Served, admin: Admin, name: UserName,
                       change: UserChange) -> dict[str, Any]:
     """Disabling ends the user's sessions and stops their jobs; you cannot disable or demote yourself (409)."""
@@ -201,7 +218,7 @@ def user_limits(request: Request, services: Served, name: UserName) -> dict[str,
     return services.admin.user_limits(name)
 
 
-@changes.patch("/limits/{name}", summary="Override some of a user's limits", responses=NO_SUCH)
+@changes.patch("/limits/{name}", summary="Override some of a user's limits", responses={**BODY, **NO_SUCH})
 def set_limits(request: Request, services: Served, admin: Admin, name: UserName,
                change: Annotated[LimitChange, Body()]) -> dict[str, Any]:
     """Applied on every replica within a second; a new rate starts a fresh window."""
@@ -248,7 +265,8 @@ def models(request: Request, services: Served) -> dict[str, Any]:
     return {"replica": services.settings.resolved_replica_name, "models": services.admin.models()}
 
 
-@changes.post("/models/{kind}", summary="Load, offload or unload a model now", responses={**NO_SUCH, **NOT_NOW})
+@changes.post("/models/{kind}", summary="Load, offload or unload a model now",
+              responses={**BODY, **NO_SUCH, **NOT_NOW})
 def model_action(request: Request, services: Served, kind: Annotated[Literal["image", "text"], Path()],
                  body: ModelAction) -> dict[str, Any]:
     """Load starts in the background (watch GET /api/admin/models); offload and unload need the model idle (409)."""

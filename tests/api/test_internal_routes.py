@@ -323,7 +323,9 @@ def test_no_event_lets_gradio_decode_an_uploaded_image_and_the_decoding_ones_tak
         assert fn.preprocess is False, fn.name
     decoding = {fn.name: fn for fn in taking if fn.name not in ("show_info", "png_info", "send_to_img2img",
                                                                  "send_to_inpaint")}  # those read text chunks or paths
-    assert set(decoding) == {"run", "split", "import_archive"}  # the last: an account archive's images (issue 25)
+    # import_archive: an account archive's images (issue 25); show_map, controlnet_preview and pack_units: a ControlNet
+    # unit's picture, made into its map or packed for the job (issue 24).
+    assert set(decoding) == {"run", "split", "import_archive", "show_map", "controlnet_preview", "pack_units"}
     assert all(fn.concurrency_limit is not None for fn in decoding.values())
     # Streaming inputs would need the stream routes, which the gateway refuses.
     assert not any(getattr(block, "streaming", False) for block in blocks.blocks.values())
