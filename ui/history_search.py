@@ -226,7 +226,7 @@ class HistorySearch:
             parts.append(page["note"])
         return " ".join(parts)
 
-    def choices(self, request: gr.Request) -> tuple[Any, Any, Any]:
+    def filter_choices(self, request: gr.Request) -> tuple[Any, Any, Any]:
         """The filters' choices from the user's own jobs and collections."""
         user = user_of(request)
         facets = self.services.search.facets(user)
@@ -267,7 +267,7 @@ class HistorySearch:
         except InvalidRequest as error:
             raise refused(error) from None
         info_toast(f"Job {job['job_id']} {'taken out of' if take_out else 'added to'} {found['name']!r}.")
-        return self.choices(request)[2]
+        return self.filter_choices(request)[2]
 
     def take_out(self, job: dict[str, Any] | None, name: str, request: gr.Request) -> Any:
         """Take the selected job out of the named collection."""
@@ -326,7 +326,7 @@ def wire(services: Services, panel: SearchPanel, outputs: list[Any], details: gr
     for trigger in (panel.search_btn.click, panel.query.submit):
         trigger(handlers.find, inputs=panel.filters(), outputs=found, **PRIVATE)
     panel.next_btn.click(handlers.next_page, inputs=[*panel.filters(), panel.cursor], outputs=found, **PRIVATE)
-    tab.select(handlers.choices, outputs=[panel.model, panel.sampler, panel.collection], **PRIVATE)
+    tab.select(handlers.filter_choices, outputs=[panel.model, panel.sampler, panel.collection], **PRIVATE)
     panel.favourite_btn.click(handlers.toggle_favourite, inputs=[details], outputs=[details], **PRIVATE).success(
         handlers.find, inputs=panel.filters(), outputs=found, **PRIVATE)
     # Events whose outputs are inputs too show no progress: a refusal would leave Gradio's error mark over them.

@@ -112,7 +112,7 @@ def test_sequential_offload_runs_eager_and_says_why(tiny_sd_dir: Path, monkeypat
                                                     caplog: pytest.LogCaptureFixture,
                                                     eager: DiffusersBackend) -> None:
     # Offload modes only exist on CUDA; here the mode is put in effect and its hooks replaced by a plain move.
-    monkeypatch.setattr(DiffusersModel, "_memory_mode_in_effect", lambda self: self.memory_mode)
+    monkeypatch.setattr(DiffusersModel, "memory_mode_in_effect", lambda self: self.memory_mode)
     monkeypatch.setattr(DiffusersModel, "_apply_memory_mode", lambda self, pipe, mode: pipe.to("cpu"))
     backend = _compiled(tiny_sd_dir, memory_mode="sequential-offload")
     with caplog.at_level(logging.WARNING, logger="pipelines.diffusers_loading"):
