@@ -12,7 +12,8 @@ const ANSWER = "Hello! How can I help?";
 
 test("the React client drives the WebUI: polled previews, the stored result, Stop interrupts our job", async ({ page }) => {
   await page.goto("/app/");
-  await fillImageForm(page, { prompt: "a remote lighthouse", steps: 20 });
+  // 12 steps: not the client's own default (20), which the server's defaults replace when /choices answers late.
+  await fillImageForm(page, { prompt: "a remote lighthouse", steps: 12 });
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("job-status")).toHaveAttribute("data-phase", "done", { timeout: 60_000 });
   const previews = Number(await page.getByTestId("preview-area").getAttribute("data-preview-count"));
@@ -40,7 +41,7 @@ test("the React client drives the WebUI: polled previews, the stored result, Sto
       const { jobs } = (await response.json()) as { jobs: { steps: number; status: string; backend: string }[] };
       return jobs.map((job) => `${job.backend} ${job.steps} ${job.status}`);
     })
-    .toEqual(["a1111 400 cancelled", "a1111 20 done"]);
+    .toEqual(["a1111 400 cancelled", "a1111 12 done"]);
 });
 
 test("the React client shows the server's reasoning apart from its answer", async ({ page }) => {

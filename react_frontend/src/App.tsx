@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { FileSearch, History, Image as ImageIcon, KeyRound, Loader2, LogOut, MessageSquare, RefreshCw, ShieldCheck } from "lucide-react";
 import { Button } from "@/components/ui/button";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
@@ -15,7 +15,7 @@ import { PngInfoScreen } from "@/components/PngInfoScreen";
 import { ThemeToggle } from "@/components/ThemeToggle";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
-import { catalogFrom, choicesFrom, defaultsFrom, NO_CHOICES, withServerDefaults } from "@/lib/api";
+import { catalogFrom, choicesFrom, defaultsFrom, NO_CHOICES, noteTouched, withServerDefaults } from "@/lib/api";
 import { whoAmI } from "@/lib/admin";
 import { useTheme } from "@/lib/theme";
 import { DEFAULT_IMAGE_SETTINGS, type ChoiceLists, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
@@ -37,6 +37,8 @@ export default function App() {
   const [state, setState] = useState<State>({ step: "checking" });
   const [screen, setScreen] = useState<Screen>("image");
   const [settings, setSettings] = useState<ImageSettings>(DEFAULT_IMAGE_SETTINGS);
+  // The fields the user (or a Reuse / Send) set: the server's defaults, when they arrive, leave those alone.
+  const touched = useRef(new Set<keyof ImageSettings>());
   const [mode, setMode] = useState<Mode>("txt2img");
   const [initImage, setInitImageState] = useState<InitImage | null>(null);
   const [catalog, setCatalog] = useState<ModelCatalog>(NO_CATALOG);
@@ -80,7 +82,7 @@ export default function App() {
         if (!live) return;
         setChoices(choicesFrom(answer));
         // The form starts from what suits the server's model (its profile), as the Gradio UI's does.
-        setSettings((previous) => withServerDefaults(previous, defaultsFrom(answer)));
+        setSettings((previous) => withServerDefaults(previous, defaultsFrom(answer), touched.current));
       },
       () => live && setChoices(NO_CHOICES),
     );
@@ -111,7 +113,11 @@ export default function App() {
   }, []);
 
   const bumpHistory = useCallback(() => setHistoryKey((k) => k + 1), []);
-  const updateSettings = useCallback((update: (previous: ImageSettings) => ImageSettings) => setSettings(update), []);
+  const updateSettings = useCallback(
+    (update: (previous: ImageSettings) => ImageSettings) =>
+      setSettings((previous) => noteTouched(touched.current, previous, update(previous))),
+    [],
+  );
 
   return (
     <Tabs value={screen} onValueChange={(v) => setScreen(v as Screen)} className="min-h-screen gap-0">
@@ -216,7 +222,7 @@ export default function App() {
                 conn={state.conn}
                 refreshKey={historyKey}
                 onReuse={(reused) => {
-                  setSettings((s) => ({ ...s, ...reused }));
+                  updateSettings((s) => ({ ...s, ...reused }));
                   setScreen("image");
                 }}
                 onOpenConversation={(id) => {
@@ -231,7 +237,7 @@ export default function App() {
                 catalog={catalog}
                 onSend={(target, sent, image) => {
                   // A PNG's settings replace those it names (hires fix off unless it used it); the rest stay.
-                  setSettings((s) => ({ ...s, ...sent }));
+                  updateSettings((s) => ({ ...s, ...sent }));
                   setMode(target);
                   if (target !== "txt2img") setInitImage({ ...image, url: URL.createObjectURL(image.file) });
                   setScreen("image");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { catalogFrom, choicesFrom, defaultsFrom, ENDPOINT_KEYS, imageCall, named, NO_CHOICES, offered, settingsFromPngInfo, upscalerChoices, withServerDefaults } from "./api";
+import { catalogFrom, choicesFrom, defaultsFrom, ENDPOINT_KEYS, imageCall, named, NO_CHOICES, offered, noteTouched, settingsFromPngInfo, upscalerChoices, withServerDefaults } from "./api";
 import { DEFAULT_IMAGE_SETTINGS, type ImageSettings } from "./types";
 
 const settings: ImageSettings = { ...DEFAULT_IMAGE_SETTINGS, prompt: "a fox", width: 64, height: 64, steps: 4 };
@@ -158,5 +158,13 @@ describe("the server's defaults", () => {
     const set = { ...DEFAULT_IMAGE_SETTINGS, steps: 30 };
     const out = withServerDefaults(set, { width: 256, height: 256, steps: 8, cfg_scale: 7, sampler: "Euler a" });
     expect([out.width, out.height, out.steps, out.cfg_scale, out.sampler]).toEqual([256, 256, 30, 7, "Euler a"]);
+  });
+
+  it("leave a field the user set, even to the client's own default, before they came", () => {
+    const touched = new Set<keyof ImageSettings>();
+    const reused = noteTouched(touched, DEFAULT_IMAGE_SETTINGS, { ...DEFAULT_IMAGE_SETTINGS, steps: 30 });
+    const back = noteTouched(touched, reused, { ...reused, steps: DEFAULT_IMAGE_SETTINGS.steps });
+    const out = withServerDefaults(back, { width: 256, steps: 8 }, touched);
+    expect([out.width, out.steps]).toEqual([256, DEFAULT_IMAGE_SETTINGS.steps]);
   });
 });

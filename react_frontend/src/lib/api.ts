@@ -90,14 +90,23 @@ export function defaultsFrom(value: unknown): Partial<ImageSettings> {
   return out;
 }
 
-/** The server's defaults put in the form, for each field still at the client's own default (not one the user set
- * while they were on their way). */
-export function withServerDefaults(settings: ImageSettings, defaults: Partial<ImageSettings>): ImageSettings {
+/** The server's defaults put in the form, for each field still at the client's own default and not `touched` (a
+ * field the user set while the defaults were on their way keeps its value, even one equal to the client's default). */
+export function withServerDefaults(settings: ImageSettings, defaults: Partial<ImageSettings>,
+  touched: ReadonlySet<keyof ImageSettings> = new Set()): ImageSettings {
   const out: ImageSettings = { ...settings };
   for (const [key, value] of Object.entries(defaults) as [keyof ImageSettings, never][]) {
-    if (settings[key] === DEFAULT_IMAGE_SETTINGS[key]) out[key] = value;
+    if (settings[key] === DEFAULT_IMAGE_SETTINGS[key] && !touched.has(key)) out[key] = value;
   }
   return out;
+}
+
+/** Add to `touched` the fields `next` changed from `previous`: what the user set, which the server's defaults leave. */
+export function noteTouched(touched: Set<keyof ImageSettings>, previous: ImageSettings, next: ImageSettings): ImageSettings {
+  for (const key of Object.keys(next) as (keyof ImageSettings)[]) {
+    if (next[key] !== previous[key]) touched.add(key);
+  }
+  return next;
 }
 
 /** The hires upscalers to offer: the server's list (built-in, then its models), then any /models names it lacks. */
