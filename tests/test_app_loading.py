@@ -32,11 +32,15 @@ def chat_and_picture_at_once(client: Client) -> None:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path,
-        tiny_r1_gptq_dir: Path) -> Iterator[tuple[Client, Any]]:
+def app(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path, tiny_r1_gptq_dir: Path, tiny_sdxl_dir: Path,
+        tiny_cn_sd15: Path, tiny_cn_sdxl: Path) -> Iterator[tuple[Client, Any]]:
     """A live app that warms both models up at start, with the two warm-up loads overlapped; its services."""
     data = tmp_path_factory.mktemp("data")
-    settings = tiny_settings(data, tiny_sd_dir, tiny_r1_gptq_dir).model_copy(update={"warmup": True})
+    # The tiny profile's other image models (tiny-sdxl, its ControlNets) are linked in, built already: the first load
+    # would build them, and the load hooks would overlap the text load with those builds instead of the real load.
+    controlnets = {"tiny-cn-sd15": tiny_cn_sd15, "tiny-cn-sdxl": tiny_cn_sdxl}
+    settings = tiny_settings(data, tiny_sd_dir, tiny_r1_gptq_dir, tiny_sdxl_dir=tiny_sdxl_dir,
+                             controlnets=controlnets).model_copy(update={"warmup": True})
     apps: list[Any] = []
     with pytest.MonkeyPatch.context() as monkeypatch:
         overlap_loads(monkeypatch)  # installed before the app's lifespan starts the warm-up
