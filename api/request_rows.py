@@ -97,7 +97,10 @@ def _message_of(body: bytes) -> str:
         return body.decode("utf-8", "replace").strip()[:MAX_REASON]
     if isinstance(data, dict):
         detail = data.get("detail", data.get("error", ""))
-        text = detail if isinstance(detail, str) else json.dumps(detail)[:MAX_REASON]
+        if isinstance(detail, list):  # FastAPI's validation errors: each field and its message, as a person reads them
+            detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" if e.get("loc") else str(e.get("msg", ""))
+                               for e in detail if isinstance(e, dict)) or json.dumps(detail)
+        text = detail if isinstance(detail, str) else json.dumps(detail)
         return text[:MAX_REASON]
     return ""
 
