@@ -1,0 +1,366 @@
+import { useCallback, useEffect, useState, type Dispatch, type SetStateAction } from "react";
+import { ChevronDown, Eye, Loader2, Plus, RefreshCw, Trash2 } from "lucide-react";
+import { Badge } from "@/components/ui/badge";
+import { Button } from "@/components/ui/button";
+import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
+import { Collapsible, CollapsibleContent, CollapsibleTrigger } from "@/components/ui/collapsible";
+import { Label } from "@/components/ui/label";
+import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
+import { CheckField, ChoiceField, SliderField } from "@/components/Controls";
+import { InitImageInput, type InitImage } from "@/components/InitImageInput";
+import { named, offered } from "@/lib/api";
+import {
+  CONTROL_MODES,
+  CONTROL_RESIZE_MODES,
+  controlCatalogFrom,
+  enabledUnits,
+  MAX_UNITS,
+  MAX_WEIGHT,
+  newUnit,
+  NO_CONTROLNETS,
+  recordedUnits,
+  reusedUnits,
+  sliders,
+  splitUnitErrors,
+  unitPayload,
+  withModule,
+  type ControlNetCatalog,
+  type ControlUnit,
+  type UnitErrors,
+  type UnitField,
+} from "@/lib/controlnet";
+import { encodePicture, PICTURES_BUDGET, recordedPictures } from "@/lib/controlnetPictures";
+import { errorFromException, type AppError } from "@/lib/errors";
+import type { AtelierConnection } from "@/lib/gradio";
+import type { Mode } from "@/lib/types";
+
+export type SetUnits = Dispatch<SetStateAction<ControlUnit[]>>;
+
+/** A job's recorded units in a line ("ControlNet: canny, tiny-cn-sd15 [1a2b] at 1"), for History and results. */
+export function ControlUnitsSummary({ value, className }: { value: unknown; className?: string }) {
+  const records = recordedUnits(value);
+  if (!records?.length) return null;
+  const text = records.map((r) => `${String(r.module ?? "none")}, ${String(r.model ?? "None")} at ${String(r.weight ?? 1)}`).join("; ");
+  return (
+    <p className={className ?? "text-xs text-muted-foreground"} data-testid="controlnet-summary">
+      ControlNet: {text}
+    </p>
+  );
+}
+
+/** A recorded job's units (a job's info, a history entry, PNG Info's `controlnet`) put into the form, with their
+ * pictures from history where it kept them; a record that says nothing about units changes nothing. */
+export async function reuseControlUnits(value: unknown, root: string, setUnits: SetUnits): Promise<void> {
+  const records = recordedUnits(value);
+  if (!records) return;
+  const pictures = await recordedPictures(records, root);
+  setUnits((current) => reusedUnits(current, records, [], pictures));
+}
+
+/** What the image screen needs of the ControlNet section: the lists, the units as a job sends them, and the
+ * server's messages about them. */
+export function useControlNet(conn: AtelierConnection, units: ControlUnit[]) {
+  const [catalog, setCatalog] = useState<ControlNetCatalog>(NO_CONTROLNETS);
+  const [errors, setErrors] = useState<UnitErrors>({});
+  const [open, setOpen] = useState(false);
+  const [active, setActive] = useState(0);
+
+  const refresh = useCallback(async () => {
+    try {
+      setCatalog(controlCatalogFrom(await conn.call<unknown>("/models", {})));
+    } catch {
+      // An older server without ControlNet lists: the pickers offer what the units hold.
+    }
+  }, [conn]);
+  useEffect(() => {
+    void refresh();
+  }, [refresh]);
+
+  /** The enabled units as the `controlnet` parameter, and each one's place in the form; the pictures encoded. */
+  async function prepare(): Promise<{ payload: Record<string, unknown>[]; sent: number[] } | null> {
+    setErrors({});
+    const chosen = enabledUnits(units);
+    const found: UnitErrors = {};
+    const payload: Record<string, unknown>[] = [];
+    for (const { unit, index } of chosen) {
+      try {
+        const image = unit.image ? await encodePicture(unit.image, Math.floor(PICTURES_BUDGET / chosen.length)) : null;
+        payload.push(unitPayload(unit, catalog, image));
+      } catch (err) {
+        found[index] = { image: errorFromException(err).message };
+      }
+    }
+    if (Object.keys(found).length) {
+      show(found);
+      return null;
+    }
+    return { payload, sent: chosen.map(({ index }) => index) };
+  }
+
+  function show(found: UnitErrors) {
+    setErrors(found);
+    const first = Object.keys(found).map(Number).sort((a, b) => a - b)[0];
+    if (first !== undefined) {
+      setOpen(true);
+      setActive(first);
+    }
+  }
+
+  /** The job's refusal with its unit messages taken onto the units (the rest stays the screen's). */
+  function refused(error: AppError, sent: number[]): AppError {
+    if (error.kind !== "validation" && error.kind !== "server") return error;
+    const split = splitUnitErrors(error, sent);
+    if (Object.keys(split.units).length) show(split.units);
+    return split.error;
+  }
+
+  return { catalog, refresh, errors, setErrors, open, setOpen, active, setActive, prepare, refused };
+}
+
+export type ControlNetState = ReturnType<typeof useControlNet>;
+
+interface Props {
+  conn: AtelierConnection;
+  state: ControlNetState;
+  units: ControlUnit[];
+  onUnits: SetUnits;
+  mode: Mode;
+  /** The job's size: the map is previewed as the unit will see it. */
+  width: number;
+  height: number;
+  /** img2img's and inpaint's picture: a unit without its own uses it. */
+  initImage: InitImage | null;
+}
+
+/** The ControlNet section of the image form: units (tabs) with their picture, preprocessor, model, weights and
+ * the preprocessed map before generating, as sd-webui-controlnet's panel offers them. */
+export function ControlNetPanel({ conn, state, units, onUnits, mode, width, height, initImage }: Props) {
+  const { catalog, errors, open, setOpen, active, setActive } = state;
+  const shown = Math.min(active, units.length - 1);
+  const on = units.filter((u) => u.enabled).length;
+
+  const update = (index: number, change: (unit: ControlUnit) => ControlUnit) =>
+    onUnits((current) => current.map((unit, i) => (i === index ? change(unit) : unit)));
+
+  function remove(index: number) {
+    onUnits((current) => current.filter((_, i) => i !== index));
+    state.setErrors({});
+    setActive(Math.max(0, index - 1));
+  }
+
+  return (
+    <Card data-testid="controlnet">
+      <Collapsible open={open} onOpenChange={setOpen}>
+        <CardHeader className="flex-row items-center justify-between gap-2">
+          <div className="grid gap-1">
+            <CardTitle>ControlNet</CardTitle>
+            <CardDescription>Guide the picture with a control map: edges, lines or a pose of your own picture.</CardDescription>
+          </div>
+          <CollapsibleTrigger asChild>
+            <Button variant="ghost" size="sm" data-testid="controlnet-toggle" aria-label={`${open ? "Hide" : "Show"} ControlNet units`}>
+              {on ? <Badge variant="secondary">{on} on</Badge> : null}
+              {open ? "Hide" : "Show"} units <ChevronDown className={open ? "rotate-180" : undefined} />
+            </Button>
+          </CollapsibleTrigger>
+        </CardHeader>
+        <CollapsibleContent>
+          <CardContent className="grid gap-3 pt-4">
+            <Tabs value={String(units[shown]?.key)} onValueChange={(key) => setActive(units.findIndex((u) => String(u.key) === key))}>
+              <div className="flex flex-wrap items-center gap-2">
+                <TabsList aria-label="ControlNet units">
+                  {units.map((unit, i) => (
+                    <TabsTrigger key={unit.key} value={String(unit.key)} data-testid={`cn-tab-${i}`} className={errors[i] ? "text-destructive" : undefined}>
+                      Unit {i}
+                      {unit.enabled ? <span className="size-1.5 rounded-full bg-primary" aria-label="enabled" /> : null}
+                    </TabsTrigger>
+                  ))}
+                </TabsList>
+                <Button
+                  variant="outline"
+                  size="sm"
+                  disabled={units.length >= MAX_UNITS}
+                  onClick={() => {
+                    onUnits((current) => [...current, newUnit()]);
+                    setActive(units.length);
+                  }}
+                  data-testid="cn-add"
+                >
+                  <Plus /> Add unit
+                </Button>
+                <Button variant="outline" size="sm" onClick={() => void state.refresh()} data-testid="cn-refresh" title="Read the ControlNet models and preprocessors again">
+                  <RefreshCw /> Refresh models
+                </Button>
+              </div>
+              {units.map((unit, i) => (
+                <TabsContent key={unit.key} value={String(unit.key)} className="pt-2">
+                  <UnitEditor
+                    conn={conn}
+                    index={i}
+                    unit={unit}
+                    catalog={catalog}
+                    errors={errors[i] ?? {}}
+                    onUnit={(change) => update(i, change)}
+                    onRemove={units.length > 1 ? () => remove(i) : undefined}
+                    mode={mode}
+                    width={width}
+                    height={height}
+                    initImage={initImage}
+                  />
+                </TabsContent>
+              ))}
+            </Tabs>
+          </CardContent>
+        </CollapsibleContent>
+      </Collapsible>
+    </Card>
+  );
+}
+
+interface UnitProps {
+  conn: AtelierConnection;
+  index: number;
+  unit: ControlUnit;
+  catalog: ControlNetCatalog;
+  errors: Partial<Record<UnitField | "", string>>;
+  onUnit: (change: (unit: ControlUnit) => ControlUnit) => void;
+  onRemove?: () => void;
+  mode: Mode;
+  width: number;
+  height: number;
+  initImage: InitImage | null;
+}
+
+function UnitEditor({ conn, index, unit, catalog, errors, onUnit, onRemove, mode, width, height, initImage }: UnitProps) {
+  const [map, setMap] = useState<{ url: string; width: number; height: number } | null>(null);
+  const [previewing, setPreviewing] = useState(false);
+  const [previewErrors, setPreviewErrors] = useState<Partial<Record<UnitField | "", string>>>({});
+  const id = `cn-${index}`;
+  const said = { ...errors, ...previewErrors };
+  const set = <K extends keyof ControlUnit>(key: K, value: ControlUnit[K]) => onUnit((u) => ({ ...u, [key]: value }));
+  const s = sliders(catalog, unit.module);
+  const picture = unit.image ?? (mode !== "txt2img" ? initImage : null);
+
+  async function preview() {
+    setPreviewErrors({});
+    if (!picture) {
+      setPreviewErrors({ image: mode === "txt2img" ? "Choose a control picture to preview its map." : "Choose a control picture, or an init image above." });
+      return;
+    }
+    setPreviewing(true);
+    try {
+      const payload = unitPayload(unit, catalog, null);
+      const answer = await conn.call<{ image?: string; width?: number; height?: number }>("/controlnet_preview", {
+        image: picture.file,
+        module: payload.module,
+        width,
+        height,
+        processor_res: payload.processor_res,
+        threshold_a: payload.threshold_a,
+        threshold_b: payload.threshold_b,
+        pixel_perfect: payload.pixel_perfect,
+        resize_mode: payload.resize_mode,
+      });
+      if (typeof answer?.image !== "string") throw new Error("The server sent no map.");
+      setMap({ url: answer.image, width: answer.width ?? width, height: answer.height ?? height });
+    } catch (err) {
+      // The preview names unit 0 (it previews one unit): its messages go on this unit's fields.
+      const split = splitUnitErrors(errorFromException(err), [index]);
+      const rest = [...Object.values(split.error.fields)].join(" ");
+      setPreviewErrors({ ...split.units[index], ...(rest || !split.units[index] ? { "": rest || split.error.message } : {}) });
+    } finally {
+      setPreviewing(false);
+    }
+  }
+
+  const moduleOptions = offered(named(catalog.modules), unit.module);
+  const modelOptions = offered(
+    [{ value: "", label: catalog.models.length ? "Choose a ControlNet" : "No ControlNet found: refresh" }, ...named(catalog.models)],
+    unit.model,
+  );
+
+  return (
+    <div className="grid grid-cols-2 gap-4" data-testid={`cn-unit-${index}`} data-enabled={unit.enabled}>
+      <div className="col-span-2 flex items-center justify-between gap-2">
+        <CheckField id={`${id}-enabled`} label={`Enable unit ${index}`} checked={unit.enabled} onChecked={(v) => set("enabled", v)} />
+        {onRemove ? (
+          <Button variant="ghost" size="sm" onClick={onRemove} data-testid={`${id}-remove`}>
+            <Trash2 /> Remove unit {index}
+          </Button>
+        ) : null}
+      </div>
+      {said[""] ? (
+        <p className="col-span-2 text-xs text-destructive" data-testid={`${id}-error`} role="alert">
+          {said[""]}
+        </p>
+      ) : null}
+      <div className="col-span-2 grid gap-1.5 sm:col-span-1">
+        <Label htmlFor={`${id}-image`}>Control picture</Label>
+        <InitImageInput
+          id={`${id}-image`}
+          image={unit.image}
+          error={said.image}
+          onImage={(image) => onUnit((u) => ({ ...u, image, enabled: image ? true : u.enabled }))}
+        />
+        {!unit.image && mode !== "txt2img" ? <p className="text-xs text-muted-foreground">Without one, the init image is used.</p> : null}
+      </div>
+      <div className="col-span-2 grid content-start gap-1.5 sm:col-span-1">
+        <span className="text-sm font-medium">Preprocessed map</span>
+        <div className="flex min-h-24 items-center justify-center overflow-hidden rounded-lg border bg-muted/40" data-testid={`${id}-map`}>
+          {map ? (
+            <img src={map.url} alt={`Preprocessed map of unit ${index}`} className="max-h-48 object-contain [image-rendering:pixelated]" data-testid={`${id}-map-image`} />
+          ) : (
+            <span className="p-3 text-xs text-muted-foreground">Preview the map the preprocessor makes.</span>
+          )}
+        </div>
+        <Button variant="secondary" size="sm" className="justify-self-start" onClick={() => void preview()} disabled={previewing} data-testid={`${id}-preview`}>
+          {previewing ? <Loader2 className="animate-spin" /> : <Eye />}
+          Preview map
+        </Button>
+      </div>
+      <ChoiceField id={`${id}-module`} label="Preprocessor" value={unit.module} options={moduleOptions} onValue={(v) => onUnit((u) => withModule(u, v, catalog))} error={said.module} />
+      <ChoiceField id={`${id}-model`} label="Model" value={unit.model} options={modelOptions} onValue={(v) => set("model", v)} error={said.model} />
+      <SliderField id={`${id}-weight`} label="Control weight" className="col-span-2" min={0} max={MAX_WEIGHT} step={0.05} integer={false} value={unit.weight} onValue={(v) => set("weight", v)} error={said.weight} />
+      <SliderField id={`${id}-start`} label="Starting control step" min={0} max={1} step={0.01} integer={false} value={unit.guidance_start} onValue={(v) => set("guidance_start", v)} error={said.guidance_start} />
+      <SliderField id={`${id}-end`} label="Ending control step" min={0} max={1} step={0.01} integer={false} value={unit.guidance_end} onValue={(v) => set("guidance_end", v)} error={said.guidance_end} />
+      <ChoiceField id={`${id}-control-mode`} label="Control mode" value={unit.control_mode} options={offered(named(CONTROL_MODES), unit.control_mode)} onValue={(v) => set("control_mode", v)} error={said.control_mode} />
+      <ChoiceField id={`${id}-resize-mode`} label="Resize mode" value={unit.resize_mode} options={offered(named(CONTROL_RESIZE_MODES), unit.resize_mode)} onValue={(v) => set("resize_mode", v)} error={said.resize_mode} />
+      {s.resolution ? (
+        <div className="col-span-2 grid gap-1.5">
+          <CheckField id={`${id}-pixel-perfect`} label="Pixel perfect (the resolution follows the image size)" checked={unit.pixel_perfect} onChecked={(v) => set("pixel_perfect", v)} />
+          {said.pixel_perfect ? <p className="text-xs text-destructive">{said.pixel_perfect}</p> : null}
+        </div>
+      ) : null}
+      {s.resolution && !unit.pixel_perfect ? (
+        <SliderField
+          id={`${id}-resolution`}
+          label="Preprocessor resolution"
+          className="col-span-2"
+          min={s.resolution.min}
+          max={s.resolution.max}
+          step={s.resolution.step}
+          value={unit.processor_res < 0 ? s.resolution.value : unit.processor_res}
+          onValue={(v) => set("processor_res", v)}
+          error={said.processor_res}
+        />
+      ) : null}
+      {(["threshold_a", "threshold_b"] as const).map((key) => {
+        const slider = s[key];
+        if (!slider) return null;
+        return (
+          <SliderField
+            key={key}
+            id={`${id}-${key.replace("_", "-")}`}
+            label={slider.name}
+            min={slider.min}
+            max={slider.max}
+            step={slider.step}
+            integer={Number.isInteger(slider.step)}
+            value={unit[key] < 0 && slider.min >= 0 ? slider.value : unit[key]}
+            onValue={(v) => set(key, v)}
+            error={said[key]}
+          />
+        );
+      })}
+    </div>
+  );
+}
