@@ -10,12 +10,15 @@ import { CheckField, ChoiceField, SliderField } from "@/components/Controls";
 import { InitImageInput, type InitImage } from "@/components/InitImageInput";
 import { named, offered } from "@/lib/api";
 import {
+  checkpointFamily,
   CONTROL_MODES,
   CONTROL_RESIZE_MODES,
   controlCatalogFrom,
   enabledUnits,
   MAX_UNITS,
   MAX_WEIGHT,
+  FAMILY_LABELS,
+  modelsFor,
   newUnit,
   NO_CONTROLNETS,
   recordedUnits,
@@ -125,6 +128,8 @@ interface Props {
   units: ControlUnit[];
   onUnits: SetUnits;
   mode: Mode;
+  /** The job's checkpoint ("" = the server's default): the models offered are those of its family. */
+  checkpoint: string;
   /** The job's size: the map is previewed as the unit will see it. */
   width: number;
   height: number;
@@ -134,7 +139,7 @@ interface Props {
 
 /** The ControlNet section of the image form: units (tabs) with their picture, preprocessor, model, weights and
  * the preprocessed map before generating, as sd-webui-controlnet's panel offers them. */
-export function ControlNetPanel({ conn, state, units, onUnits, mode, width, height, initImage }: Props) {
+export function ControlNetPanel({ conn, state, units, onUnits, mode, checkpoint, width, height, initImage }: Props) {
   const { catalog, errors, open, setOpen, active, setActive } = state;
   const shown = Math.min(active, units.length - 1);
   const on = units.filter((u) => u.enabled).length;
@@ -171,7 +176,12 @@ export function ControlNetPanel({ conn, state, units, onUnits, mode, width, heig
                   {units.map((unit, i) => (
                     <TabsTrigger key={unit.key} value={String(unit.key)} data-testid={`cn-tab-${i}`} className={errors[i] ? "text-destructive" : undefined}>
                       Unit {i}
-                      {unit.enabled ? <span className="size-1.5 rounded-full bg-primary" aria-label="enabled" /> : null}
+                      {unit.enabled ? (
+                        <>
+                          <span className="size-1.5 rounded-full bg-primary" aria-hidden />
+                          <span className="sr-only">(on)</span>
+                        </>
+                      ) : null}
                     </TabsTrigger>
                   ))}
                 </TabsList>
@@ -198,6 +208,7 @@ export function ControlNetPanel({ conn, state, units, onUnits, mode, width, heig
                     index={i}
                     unit={unit}
                     catalog={catalog}
+                    checkpoint={checkpoint}
                     errors={errors[i] ?? {}}
                     onUnit={(change) => update(i, change)}
                     onRemove={units.length > 1 ? () => remove(i) : undefined}
@@ -221,6 +232,7 @@ interface UnitProps {
   index: number;
   unit: ControlUnit;
   catalog: ControlNetCatalog;
+  checkpoint: string;
   errors: Partial<Record<UnitField | "", string>>;
   onUnit: (change: (unit: ControlUnit) => ControlUnit) => void;
   onRemove?: () => void;
@@ -230,7 +242,7 @@ interface UnitProps {
   initImage: InitImage | null;
 }
 
-function UnitEditor({ conn, index, unit, catalog, errors, onUnit, onRemove, mode, width, height, initImage }: UnitProps) {
+function UnitEditor({ conn, index, unit, catalog, checkpoint, errors, onUnit, onRemove, mode, width, height, initImage }: UnitProps) {
   const [map, setMap] = useState<{ url: string; width: number; height: number } | null>(null);
   const [previewing, setPreviewing] = useState(false);
   const [previewErrors, setPreviewErrors] = useState<Partial<Record<UnitField | "", string>>>({});
@@ -273,8 +285,10 @@ function UnitEditor({ conn, index, unit, catalog, errors, onUnit, onRemove, mode
   }
 
   const moduleOptions = offered(named(catalog.modules), unit.module);
+  const fitting = modelsFor(catalog, checkpoint);
+  const family = checkpointFamily(catalog, checkpoint);
   const modelOptions = offered(
-    [{ value: "", label: catalog.models.length ? "Choose a ControlNet" : "No ControlNet found: refresh" }, ...named(catalog.models)],
+    [{ value: "", label: fitting.length ? "Choose a ControlNet" : "No ControlNet found: refresh" }, ...named(fitting)],
     unit.model,
   );
 
@@ -318,7 +332,10 @@ function UnitEditor({ conn, index, unit, catalog, errors, onUnit, onRemove, mode
         </Button>
       </div>
       <ChoiceField id={`${id}-module`} label="Preprocessor" value={unit.module} options={moduleOptions} onValue={(v) => onUnit((u) => withModule(u, v, catalog))} error={said.module} />
-      <ChoiceField id={`${id}-model`} label="Model" value={unit.model} options={modelOptions} onValue={(v) => set("model", v)} error={said.model} />
+      <ChoiceField
+        id={`${id}-model`}
+        label={family ? `Model (for ${FAMILY_LABELS[family] ?? family})` : "Model"}
+        value={unit.model} options={modelOptions} onValue={(v) => set("model", v)} error={said.model} />
       <SliderField id={`${id}-weight`} label="Control weight" className="col-span-2" min={0} max={MAX_WEIGHT} step={0.05} integer={false} value={unit.weight} onValue={(v) => set("weight", v)} error={said.weight} />
       <SliderField id={`${id}-start`} label="Starting control step" min={0} max={1} step={0.01} integer={false} value={unit.guidance_start} onValue={(v) => set("guidance_start", v)} error={said.guidance_start} />
       <SliderField id={`${id}-end`} label="Ending control step" min={0} max={1} step={0.01} integer={false} value={unit.guidance_end} onValue={(v) => set("guidance_end", v)} error={said.guidance_end} />

@@ -375,7 +375,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
           </CardContent>
         </Card>
 
-        <ControlNetPanel conn={conn} state={controlnet} units={controlUnits} onUnits={onControlUnits} mode={mode} width={settings.width} height={settings.height} initImage={initImage} />
+        <ControlNetPanel conn={conn} state={controlnet} units={controlUnits} onUnits={onControlUnits} mode={mode} checkpoint={settings.model} width={settings.width} height={settings.height} initImage={initImage} />
       </div>
 
       <div className="grid content-start gap-4">

@@ -4,6 +4,7 @@ import {
   controlCatalogFrom,
   enabledUnits,
   firstUnits,
+  modelsFor,
   newUnit,
   pictureSha,
   recordedUnits,
@@ -41,6 +42,11 @@ const MODELS_ANSWER = {
     },
     invert: { model_free: true, sliders: [] },
   },
+  families: {
+    models: { "tiny-sd": "sd15", "tiny-sdxl": "sdxl", "old.ckpt": null },
+    controlnets: { "tiny-cn-sd15 [1a2b3c4d]": "sd15", "tiny-cn-sdxl [5e6f7a8b]": "sdxl" },
+    default: "sd15",
+  },
 };
 const catalog = controlCatalogFrom(MODELS_ANSWER);
 const SHA = "ab".repeat(32);
@@ -57,11 +63,26 @@ describe("the ControlNet lists", () => {
   });
 
   it("takes a server without ControlNet lists (or a malformed answer) as offering none", () => {
-    expect(controlCatalogFrom({ models: ["tiny-sd"] })).toEqual({ models: [], modules: [], sliders: {} });
-    expect(controlCatalogFrom(null)).toEqual({ models: [], modules: [], sliders: {} });
+    const none = { models: [], modules: [], sliders: {}, families: { models: {}, controlnets: {}, default: null } };
+    expect(controlCatalogFrom({ models: ["tiny-sd"] })).toEqual(none);
+    expect(controlCatalogFrom(null)).toEqual(none);
     const odd = controlCatalogFrom({ module_list: ["canny", 3], module_detail: { canny: { sliders: [{ name: "x" }] } } });
     expect(odd.modules).toEqual(["canny"]);
     expect(odd.sliders.canny).toEqual({ resolution: null, threshold_a: null, threshold_b: null });
+  });
+});
+
+describe("the ControlNets offered for a checkpoint", () => {
+  it("are those of its family, the default checkpoint's when none is chosen", () => {
+    expect(modelsFor(catalog, "")).toEqual(["tiny-cn-sd15 [1a2b3c4d]"]);
+    expect(modelsFor(catalog, "tiny-sdxl")).toEqual(["tiny-cn-sdxl [5e6f7a8b]"]);
+  });
+
+  it("are all of them while the server cannot tell the checkpoint's family (or a ControlNet's)", () => {
+    expect(modelsFor(catalog, "old.ckpt")).toEqual(catalog.models);
+    expect(modelsFor(controlCatalogFrom({ ...MODELS_ANSWER, families: undefined }), "tiny-sd")).toEqual(catalog.models);
+    const unknownCn = controlCatalogFrom({ ...MODELS_ANSWER, families: { ...MODELS_ANSWER.families, controlnets: {} } });
+    expect(modelsFor(unknownCn, "tiny-sdxl")).toEqual(catalog.models);
   });
 });
 

@@ -91,14 +91,25 @@ export interface ModuleSliders {
   threshold_b: ModuleSlider | null;
 }
 
-/** The ControlNet part of /models: the ControlNets, the preprocessors and their sliders. */
+/** Each checkpoint's and ControlNet's family ("sd15", "sd2", "sdxl"; null: not known until loaded), and the
+ * default checkpoint's, as /models says them. */
+export interface Families {
+  models: Record<string, string | null>;
+  controlnets: Record<string, string | null>;
+  default: string | null;
+}
+
+/** The ControlNet part of /models: the ControlNets, the preprocessors and their sliders, the families. */
 export interface ControlNetCatalog {
   models: string[];
   modules: string[];
   sliders: Record<string, ModuleSliders>;
+  families: Families;
 }
 
-export const NO_CONTROLNETS: ControlNetCatalog = { models: [], modules: [], sliders: {} };
+const NO_FAMILIES: Families = { models: {}, controlnets: {}, default: null };
+export const NO_CONTROLNETS: ControlNetCatalog = { models: [], modules: [], sliders: {}, families: NO_FAMILIES };
+export const FAMILY_LABELS: Record<string, string> = { sd15: "SD 1.5", sd2: "SD 2.x", sdxl: "SDXL" };
 
 function isSlider(value: unknown): value is ModuleSlider {
   const s = value as ModuleSlider;
@@ -125,7 +136,29 @@ export function controlCatalogFrom(value: unknown): ControlNetCatalog {
     models: names("controlnets"),
     modules,
     sliders: Object.fromEntries(modules.map((name) => [name, slidersOf(detail[name])])),
+    families: familiesFrom(record.families),
   };
+}
+
+function familiesFrom(value: unknown): Families {
+  const record = value && typeof value === "object" ? (value as Record<string, unknown>) : {};
+  const family = (x: unknown) => (typeof x === "string" && x ? x : null);
+  const map = (x: unknown) =>
+    Object.fromEntries(Object.entries(x && typeof x === "object" ? (x as Record<string, unknown>) : {}).map(([name, f]) => [name, family(f)]));
+  return { models: map(record.models), controlnets: map(record.controlnets), default: family(record.default) };
+}
+
+/** The checkpoint's family ("" = the server's default checkpoint), null when the server does not know it yet. */
+export function checkpointFamily(catalog: ControlNetCatalog, checkpoint: string): string | null {
+  return (checkpoint ? catalog.families.models[checkpoint] : catalog.families.default) ?? null;
+}
+
+/** The ControlNets to offer for a checkpoint: those of its family (and any whose family is unknown); all of them
+ * while the checkpoint's family is unknown. The server refuses another family's anyway, naming both. */
+export function modelsFor(catalog: ControlNetCatalog, checkpoint: string): string[] {
+  const family = checkpointFamily(catalog, checkpoint);
+  if (!family) return catalog.models;
+  return catalog.models.filter((name) => (catalog.families.controlnets[name] ?? family) === family);
 }
 
 const NO_SLIDERS: ModuleSliders = { resolution: null, threshold_a: null, threshold_b: null };
