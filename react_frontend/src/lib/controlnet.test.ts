@@ -208,6 +208,7 @@ describe("a job's recorded units back in the form", () => {
     expect(pictureSha(history)).toBe(SHA);
     expect(pictureSha({ image: "" })).toBeNull();
     expect(pictureSha({ image: "../etc/passwd" })).toBeNull();
+    expect(pictureSha({ image: "inputs/../../secret.png" })).toBeNull();
     expect(unitFromRecord(history, catalog.models)).toMatchObject({
       enabled: true, module: "canny", model: "tiny-cn-sd15 [1a2b3c4d]", weight: 0.5, guidance_start: 0.1, guidance_end: 0.7,
       control_mode: "My prompt is more important", resize_mode: "Just Resize", processor_res: 512, threshold_a: 60, threshold_b: 180,
