@@ -74,6 +74,7 @@ test("a unit with a picture and canny: the map previewed, the job made with it, 
   await expect(page.getByRole("option", { name: /^tiny-cn-sdxl/ })).toHaveCount(0);
   await page.getByRole("option", { name: /^tiny-cn-sd15/ }).click();
   await keepScreenshot(page, "react-controlnet-unit");
+  await page.getByTestId("controlnet").screenshot({ path: test.info().outputPath("react-controlnet-panel.png") });
 
   await generated(page);
   await expect(page.getByTestId("results").getByTestId("controlnet-summary")).toContainText("canny, tiny-cn-sd15");

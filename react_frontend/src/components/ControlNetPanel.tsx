@@ -161,46 +161,27 @@ export function ControlNetPanel({ conn, state, units, onUnits, mode, checkpoint,
             <CardTitle>ControlNet</CardTitle>
             <CardDescription>Guide the picture with a control map: edges, lines or a pose of your own picture.</CardDescription>
           </div>
-          <CollapsibleTrigger asChild>
-            <Button variant="ghost" size="sm" data-testid="controlnet-toggle" aria-label={`${open ? "Hide" : "Show"} ControlNet units`}>
-              {on ? <Badge variant="secondary">{on} on</Badge> : null}
-              {open ? "Hide" : "Show"} units <ChevronDown className={open ? "rotate-180" : undefined} />
-            </Button>
-          </CollapsibleTrigger>
+          <div className="flex items-center gap-2">
+            {on ? <Badge variant="secondary" data-testid="controlnet-on">{on} on</Badge> : null}
+            <CollapsibleTrigger asChild>
+              <Button variant="ghost" size="sm" data-testid="controlnet-toggle">
+                {open ? "Hide" : "Show"} units <ChevronDown className={open ? "rotate-180" : undefined} />
+              </Button>
+            </CollapsibleTrigger>
+          </div>
         </CardHeader>
         <CollapsibleContent>
           <CardContent className="grid gap-3 pt-4">
             <Tabs value={String(units[shown]?.key)} onValueChange={(key) => setActive(units.findIndex((u) => String(u.key) === key))}>
-              <div className="flex flex-wrap items-center gap-2">
-                <TabsList aria-label="ControlNet units">
-                  {units.map((unit, i) => (
-                    <TabsTrigger key={unit.key} value={String(unit.key)} data-testid={`cn-tab-${i}`} className={errors[i] ? "text-destructive" : undefined}>
-                      Unit {i}
-                      {unit.enabled ? (
-                        <>
-                          <span className="size-1.5 rounded-full bg-primary" aria-hidden />
-                          <span className="sr-only">(on)</span>
-                        </>
-                      ) : null}
-                    </TabsTrigger>
-                  ))}
-                </TabsList>
-                <Button
-                  variant="outline"
-                  size="sm"
-                  disabled={units.length >= MAX_UNITS}
-                  onClick={() => {
-                    onUnits((current) => [...current, newUnit()]);
-                    setActive(units.length);
-                  }}
-                  data-testid="cn-add"
-                >
-                  <Plus /> Add unit
-                </Button>
-                <Button variant="outline" size="sm" onClick={() => void state.refresh()} data-testid="cn-refresh" title="Read the ControlNet models and preprocessors again">
-                  <RefreshCw /> Refresh models
-                </Button>
-              </div>
+              <UnitBar
+                units={units}
+                errors={errors}
+                onAdd={() => {
+                  onUnits((current) => [...current, newUnit()]);
+                  setActive(units.length);
+                }}
+                onRefresh={() => void state.refresh()}
+              />
               {units.map((unit, i) => (
                 <TabsContent key={unit.key} value={String(unit.key)} className="pt-2">
                   <UnitEditor
@@ -227,13 +208,42 @@ export function ControlNetPanel({ conn, state, units, onUnits, mode, checkpoint,
   );
 }
 
+/** The units' tabs (a dot marks those on, red those with a message), "Add unit" and "Refresh models". */
+function UnitBar({ units, errors, onAdd, onRefresh }: { units: ControlUnit[]; errors: UnitErrors; onAdd: () => void; onRefresh: () => void }) {
+  return (
+    <div className="flex flex-wrap items-center gap-2">
+      <TabsList aria-label="ControlNet units">
+        {units.map((unit, i) => (
+          <TabsTrigger key={unit.key} value={String(unit.key)} data-testid={`cn-tab-${i}`} className={errors[i] ? "text-destructive" : undefined}>
+            Unit {i}
+            {unit.enabled ? (
+              <>
+                <span className="size-1.5 rounded-full bg-primary" aria-hidden />
+                <span className="sr-only">(on)</span>
+              </>
+            ) : null}
+          </TabsTrigger>
+        ))}
+      </TabsList>
+      <Button variant="outline" size="sm" disabled={units.length >= MAX_UNITS} onClick={onAdd} data-testid="cn-add">
+        <Plus /> Add unit
+      </Button>
+      <Button variant="outline" size="sm" onClick={onRefresh} data-testid="cn-refresh" title="Read the ControlNet models and preprocessors again">
+        <RefreshCw /> Refresh models
+      </Button>
+    </div>
+  );
+}
+
+type Said = Partial<Record<UnitField | "", string>>;
+
 interface UnitProps {
   conn: AtelierConnection;
   index: number;
   unit: ControlUnit;
   catalog: ControlNetCatalog;
   checkpoint: string;
-  errors: Partial<Record<UnitField | "", string>>;
+  errors: Said;
   onUnit: (change: (unit: ControlUnit) => ControlUnit) => void;
   onRemove?: () => void;
   mode: Mode;
@@ -242,60 +252,15 @@ interface UnitProps {
   initImage: InitImage | null;
 }
 
-function UnitEditor({ conn, index, unit, catalog, checkpoint, errors, onUnit, onRemove, mode, width, height, initImage }: UnitProps) {
-  const [map, setMap] = useState<{ url: string; width: number; height: number } | null>(null);
-  const [previewing, setPreviewing] = useState(false);
-  const [previewErrors, setPreviewErrors] = useState<Partial<Record<UnitField | "", string>>>({});
-  const id = `cn-${index}`;
+/** One unit: its switch, its picture and map, its pickers and numbers; the job's and the preview's messages on them. */
+function UnitEditor({ index, unit, errors, onUnit, onRemove, ...rest }: UnitProps) {
+  const [previewErrors, setPreviewErrors] = useState<Said>({});
   const said = { ...errors, ...previewErrors };
-  const set = <K extends keyof ControlUnit>(key: K, value: ControlUnit[K]) => onUnit((u) => ({ ...u, [key]: value }));
-  const s = sliders(catalog, unit.module);
-  const picture = unit.image ?? (mode !== "txt2img" ? initImage : null);
-
-  async function preview() {
-    setPreviewErrors({});
-    if (!picture) {
-      setPreviewErrors({ image: mode === "txt2img" ? "Choose a control picture to preview its map." : "Choose a control picture, or an init image above." });
-      return;
-    }
-    setPreviewing(true);
-    try {
-      const payload = unitPayload(unit, catalog, null);
-      const answer = await conn.call<{ image?: string; width?: number; height?: number }>("/controlnet_preview", {
-        image: picture.file,
-        module: payload.module,
-        width,
-        height,
-        processor_res: payload.processor_res,
-        threshold_a: payload.threshold_a,
-        threshold_b: payload.threshold_b,
-        pixel_perfect: payload.pixel_perfect,
-        resize_mode: payload.resize_mode,
-      });
-      if (typeof answer?.image !== "string") throw new Error("The server sent no map.");
-      setMap({ url: answer.image, width: answer.width ?? width, height: answer.height ?? height });
-    } catch (err) {
-      // The preview names unit 0 (it previews one unit): its messages go on this unit's fields.
-      const split = splitUnitErrors(errorFromException(err), [index]);
-      const rest = [...Object.values(split.error.fields)].join(" ");
-      setPreviewErrors({ ...split.units[index], ...(rest || !split.units[index] ? { "": rest || split.error.message } : {}) });
-    } finally {
-      setPreviewing(false);
-    }
-  }
-
-  const moduleOptions = offered(named(catalog.modules), unit.module);
-  const fitting = modelsFor(catalog, checkpoint);
-  const family = checkpointFamily(catalog, checkpoint);
-  const modelOptions = offered(
-    [{ value: "", label: fitting.length ? "Choose a ControlNet" : "No ControlNet found: refresh" }, ...named(fitting)],
-    unit.model,
-  );
-
+  const id = `cn-${index}`;
   return (
     <div className="grid grid-cols-2 gap-4" data-testid={`cn-unit-${index}`} data-enabled={unit.enabled}>
       <div className="col-span-2 flex items-center justify-between gap-2">
-        <CheckField id={`${id}-enabled`} label={`Enable unit ${index}`} checked={unit.enabled} onChecked={(v) => set("enabled", v)} />
+        <CheckField id={`${id}-enabled`} label={`Enable unit ${index}`} checked={unit.enabled} onChecked={(v) => onUnit((u) => ({ ...u, enabled: v }))} />
         {onRemove ? (
           <Button variant="ghost" size="sm" onClick={onRemove} data-testid={`${id}-remove`}>
             <Trash2 /> Remove unit {index}
@@ -307,21 +272,62 @@ function UnitEditor({ conn, index, unit, catalog, checkpoint, errors, onUnit, on
           {said[""]}
         </p>
       ) : null}
+      <UnitPictures {...rest} index={index} unit={unit} said={said} onUnit={onUnit} onPreviewErrors={setPreviewErrors} />
+      <UnitFields index={index} unit={unit} catalog={rest.catalog} checkpoint={rest.checkpoint} said={said} onUnit={onUnit} />
+    </div>
+  );
+}
+
+type PicturesProps = Omit<UnitProps, "errors" | "onRemove" | "checkpoint"> & { said: Said; onPreviewErrors: (said: Said) => void };
+
+/** The control picture (dropped or chosen) and the map its preprocessor makes, previewed at the job's size. */
+function UnitPictures({ conn, index, unit, catalog, said, onUnit, onPreviewErrors, mode, width, height, initImage }: PicturesProps) {
+  const [map, setMap] = useState<string | null>(null);
+  const [previewing, setPreviewing] = useState(false);
+  const id = `cn-${index}`;
+  const picture = unit.image ?? (mode !== "txt2img" ? initImage : null);
+  // Another picture: the map shown was another's.
+  useEffect(() => setMap(null), [picture?.url]);
+
+  async function preview() {
+    onPreviewErrors({});
+    if (!picture) {
+      onPreviewErrors({ image: mode === "txt2img" ? "Choose a control picture to preview its map." : "Choose a control picture, or an init image above." });
+      return;
+    }
+    setPreviewing(true);
+    try {
+      const sent = unitPayload(unit, catalog, null);
+      const answer = await conn.call<{ image?: string }>("/controlnet_preview", {
+        image: picture.file,
+        width,
+        height,
+        ...Object.fromEntries(["module", "processor_res", "threshold_a", "threshold_b", "pixel_perfect", "resize_mode"].map((key) => [key, sent[key]])),
+      });
+      if (typeof answer?.image !== "string") throw new Error("The server sent no map.");
+      setMap(answer.image);
+    } catch (err) {
+      // The preview names unit 0 (it previews one unit): its messages go on this unit's fields, the rest above them.
+      const split = splitUnitErrors(errorFromException(err), [index]);
+      const rest = Object.values(split.error.fields).join(" ");
+      onPreviewErrors({ ...split.units[index], ...(rest || !split.units[index] ? { "": rest || split.error.message } : {}) });
+    } finally {
+      setPreviewing(false);
+    }
+  }
+
+  return (
+    <>
       <div className="col-span-2 grid gap-1.5 sm:col-span-1">
         <Label htmlFor={`${id}-image`}>Control picture</Label>
-        <InitImageInput
-          id={`${id}-image`}
-          image={unit.image}
-          error={said.image}
-          onImage={(image) => onUnit((u) => ({ ...u, image, enabled: image ? true : u.enabled }))}
-        />
+        <InitImageInput id={`${id}-image`} image={unit.image} error={said.image} onImage={(image) => onUnit((u) => ({ ...u, image, enabled: image ? true : u.enabled }))} />
         {!unit.image && mode !== "txt2img" ? <p className="text-xs text-muted-foreground">Without one, the init image is used.</p> : null}
       </div>
       <div className="col-span-2 grid content-start gap-1.5 sm:col-span-1">
         <span className="text-sm font-medium">Preprocessed map</span>
         <div className="flex min-h-24 items-center justify-center overflow-hidden rounded-lg border bg-muted/40" data-testid={`${id}-map`}>
           {map ? (
-            <img src={map.url} alt={`Preprocessed map of unit ${index}`} className="max-h-48 object-contain [image-rendering:pixelated]" data-testid={`${id}-map-image`} />
+            <img src={map} alt={`Preprocessed map of unit ${index}`} className="max-h-48 object-contain [image-rendering:pixelated]" data-testid={`${id}-map-image`} />
           ) : (
             <span className="p-3 text-xs text-muted-foreground">Preview the map the preprocessor makes.</span>
           )}
@@ -331,16 +337,57 @@ function UnitEditor({ conn, index, unit, catalog, checkpoint, errors, onUnit, on
           Preview map
         </Button>
       </div>
-      <ChoiceField id={`${id}-module`} label="Preprocessor" value={unit.module} options={moduleOptions} onValue={(v) => onUnit((u) => withModule(u, v, catalog))} error={said.module} />
+    </>
+  );
+}
+
+interface FieldsProps {
+  index: number;
+  unit: ControlUnit;
+  catalog: ControlNetCatalog;
+  checkpoint: string;
+  said: Said;
+  onUnit: (change: (unit: ControlUnit) => ControlUnit) => void;
+}
+
+/** The preprocessor and model, weight, start and end, the modes. */
+function UnitFields({ index, unit, catalog, checkpoint, said, onUnit }: FieldsProps) {
+  const id = `cn-${index}`;
+  const set = <K extends keyof ControlUnit>(key: K, value: ControlUnit[K]) => onUnit((u) => ({ ...u, [key]: value }));
+  const fitting = modelsFor(catalog, checkpoint);
+  const family = checkpointFamily(catalog, checkpoint);
+  const modelOptions = offered(
+    [{ value: "", label: fitting.length ? "Choose a ControlNet" : "No ControlNet found: refresh" }, ...named(fitting)],
+    unit.model,
+  );
+  return (
+    <>
+      <ChoiceField id={`${id}-module`} label="Preprocessor" value={unit.module} options={offered(named(catalog.modules), unit.module)} onValue={(v) => onUnit((u) => withModule(u, v, catalog))} error={said.module} />
       <ChoiceField
         id={`${id}-model`}
         label={family ? `Model (for ${FAMILY_LABELS[family] ?? family})` : "Model"}
-        value={unit.model} options={modelOptions} onValue={(v) => set("model", v)} error={said.model} />
+        value={unit.model}
+        options={modelOptions}
+        onValue={(v) => set("model", v)}
+        error={said.model}
+      />
       <SliderField id={`${id}-weight`} label="Control weight" className="col-span-2" min={0} max={MAX_WEIGHT} step={0.05} integer={false} value={unit.weight} onValue={(v) => set("weight", v)} error={said.weight} />
       <SliderField id={`${id}-start`} label="Starting control step" min={0} max={1} step={0.01} integer={false} value={unit.guidance_start} onValue={(v) => set("guidance_start", v)} error={said.guidance_start} />
       <SliderField id={`${id}-end`} label="Ending control step" min={0} max={1} step={0.01} integer={false} value={unit.guidance_end} onValue={(v) => set("guidance_end", v)} error={said.guidance_end} />
       <ChoiceField id={`${id}-control-mode`} label="Control mode" value={unit.control_mode} options={offered(named(CONTROL_MODES), unit.control_mode)} onValue={(v) => set("control_mode", v)} error={said.control_mode} />
       <ChoiceField id={`${id}-resize-mode`} label="Resize mode" value={unit.resize_mode} options={offered(named(CONTROL_RESIZE_MODES), unit.resize_mode)} onValue={(v) => set("resize_mode", v)} error={said.resize_mode} />
+      <ModuleNumbers index={index} unit={unit} catalog={catalog} said={said} onUnit={onUnit} />
+    </>
+  );
+}
+
+/** Pixel perfect, the resolution and the module's thresholds: only those its preprocessor has, with its labels. */
+function ModuleNumbers({ index, unit, catalog, said, onUnit }: Omit<FieldsProps, "checkpoint">) {
+  const id = `cn-${index}`;
+  const s = sliders(catalog, unit.module);
+  const set = <K extends keyof ControlUnit>(key: K, value: ControlUnit[K]) => onUnit((u) => ({ ...u, [key]: value }));
+  return (
+    <>
       {s.resolution ? (
         <div className="col-span-2 grid gap-1.5">
           <CheckField id={`${id}-pixel-perfect`} label="Pixel perfect (the resolution follows the image size)" checked={unit.pixel_perfect} onChecked={(v) => set("pixel_perfect", v)} />
@@ -378,6 +425,6 @@ function UnitEditor({ conn, index, unit, catalog, checkpoint, errors, onUnit, on
           />
         );
       })}
-    </div>
+    </>
   );
 }
