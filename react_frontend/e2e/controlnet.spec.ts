@@ -74,7 +74,10 @@ test("a unit with a picture and canny: the map previewed, the job made with it, 
   await expect(page.getByRole("option", { name: /^tiny-cn-sdxl/ })).toHaveCount(0);
   await page.getByRole("option", { name: /^tiny-cn-sd15/ }).click();
   await keepScreenshot(page, "react-controlnet-unit");
-  await page.getByTestId("controlnet").screenshot({ path: test.info().outputPath("react-controlnet-panel.png") });
+  // The section alone (docs/images/react-controlnet.png), from the page's top so that the sticky header stays there.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const section = (await page.getByTestId("controlnet").boundingBox())!;
+  await page.screenshot({ path: test.info().outputPath("react-controlnet-panel.png"), fullPage: true, clip: section });
 
   await generated(page);
   await expect(page.getByTestId("results").getByTestId("controlnet-summary")).toContainText("canny, tiny-cn-sd15");
