@@ -106,6 +106,19 @@ test("a unit with a picture and canny: the map previewed, the job made with it, 
   await generated(page);
   expect((await pixelsOf(page, "[data-testid=result-image]")).data).toEqual(controlled.data);
 
+  // PNG Info reads the result's `ControlNet 0: "…"` back into a unit (a PNG carries no picture).
+  const src = (await page.getByTestId("result-image").first().getAttribute("src"))!;
+  const png = Buffer.from(await (await page.request.get(src)).body());
+  await page.locator("#cn-0-enabled").uncheck();
+  await choose(page, "cn-0-module", "invert");
+  await page.getByTestId("nav-png-info").click();
+  await page.getByTestId("png-info-input").setInputFiles({ name: "result.png", mimeType: "image/png", buffer: png });
+  await expect(page.getByTestId("png-info-parameters")).toContainText('ControlNet 0: "Module: canny');
+  await page.getByTestId("send-to-txt2img").click();
+  await expect(page.locator("#cn-0-enabled")).toBeChecked();
+  await expect(page.getByTestId("cn-0-module")).toContainText("canny");
+  await expect(page.getByTestId("cn-0-model")).toContainText("tiny-cn-sd15");
+
   await page.getByTestId("theme-toggle").click();
   await keepScreenshot(page, "react-controlnet-dark");
 });
