@@ -117,7 +117,13 @@ export function useControlNet(conn: AtelierConnection, units: ControlUnit[]) {
     return split.error;
   }
 
-  return { catalog, refresh, errors, setErrors, open, setOpen, active, setActive, prepare, refused };
+  /** After a job: the lists again while they lack what a first load builds (the tiny profile's ControlNets, the
+   * default checkpoint's family); a read each job would spend the user's read limit for nothing. */
+  function afterJob() {
+    if (!catalog.models.length || catalog.families.default === null) void refresh();
+  }
+
+  return { catalog, refresh, afterJob, errors, setErrors, open, setOpen, active, setActive, prepare, refused };
 }
 
 export type ControlNetState = ReturnType<typeof useControlNet>;

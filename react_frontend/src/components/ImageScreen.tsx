@@ -125,7 +125,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
       setPhase(outcome.kind === "cancelled" ? "cancelled" : "done");
     }
     onJobFinished?.();
-    if (outcome.kind === "complete") void controlnet.refresh(); // the first job may have built the tiny ControlNets
+    if (outcome.kind === "complete") controlnet.afterJob(); // the first job may have built the tiny ControlNets
   }
 
   /** A1111's "Send to img2img / inpaint": a result becomes the init image of the next job. */
