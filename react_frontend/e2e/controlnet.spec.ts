@@ -144,3 +144,21 @@ test("a unit the server refuses (start after end) says so on its field, and noth
   const after = (await historyJobs(page))[0]?.job_id ?? null;
   expect(after).toEqual(before);
 });
+
+test("img2img: a unit without its own picture previews and uses the init image", async ({ page }) => {
+  await page.getByTestId("mode-img2img").click();
+  await page.getByTestId("init-image-input").setInputFiles({ name: "init.png", mimeType: "image/png", buffer: await pictureBytes(page) });
+  await expect(page.getByTestId("init-image-thumb")).toBeVisible();
+  await page.getByTestId("controlnet-toggle").click();
+  await expect(page.getByTestId("cn-unit-0")).toContainText("Without one, the init image is used.");
+  await page.locator("#cn-0-enabled").check();
+  await choose(page, "cn-0-module", "canny");
+  await choose(page, "cn-0-model", /^tiny-cn-sd15/);
+  await page.getByTestId("cn-0-preview").click();
+  await expect(page.getByTestId("cn-0-map-image")).toBeVisible();
+  await generated(page);
+  await expect(page.getByTestId("results").getByTestId("controlnet-summary")).toContainText("canny, tiny-cn-sd15");
+  const [job] = await historyJobs(page);
+  expect(job.mode).toBe("img2img");
+  expect((job.controlnet as Record<string, unknown>[])[0]).toMatchObject({ module: "canny", image: "" });
+});
