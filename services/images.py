@@ -141,11 +141,6 @@ class ImageService:
         params["controlnet"], unit_errors = controlnet.read_units(params.get("controlnet"), models,
                                                                   self.upload_limits)
         errors |= unit_errors
-        if self.remote_names and params["controlnet"]:
-            # Not passed through to a remote WebUI yet: refused rather than silently dropped.
-            errors["controlnet"] = ("controlnet: ControlNet units run on the diffusers backend only; this "
-                                    "server's images come from a remote AUTOMATIC1111, which Atelier does not send "
-                                    "units to yet.")
         try:
             req = ImageRequest(**params)
         except Exception as err:  # pydantic's ValidationError: wrong types
