@@ -222,6 +222,8 @@ class A1111Backend(RemoteBackend):
         if overrides:
             # A1111 restores its own checkpoint after the job (override_settings_restore_afterwards defaults true).
             body["override_settings"] = overrides
+        if req.refiner_checkpoint:
+            body.update(refiner_checkpoint=req.refiner_checkpoint, refiner_switch_at=req.refiner_switch_at)
         if units := controlnet_args(req.controlnet):
             body["alwayson_scripts"] = {"ControlNet": {"args": units}}
         if req.mode == "txt2img":

@@ -20,8 +20,10 @@ from contracts import (
     InvalidRequest,
     check_inputs,
     control_infotext,
+    excerpt,
     resolve_seed,
 )
+from pipelines.checkpoints import FAMILY_LABELS
 from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
 from pipelines.messages import hide_paths
 from services import controlnet, log_context, metrics, uploads
@@ -156,7 +158,25 @@ class ImageService:
             errors = self.catalog.field_errors(prompt=req.prompt, model=req.model, vae=req.vae) | errors
             if req.controlnet:
                 errors = controlnet.check_family(req.controlnet, models or {}, self.catalog.family(req.model)) | errors
+            errors = self._refiner_errors(req) | errors
         return (None if errors else req), errors
+
+    def _refiner_errors(self, req: ImageRequest) -> dict[str, str]:
+        """The refiner must be a checkpoint here, and it and the base SDXL (the hand-off is SDXL's)."""
+        if not req.refiner_checkpoint or self.catalog is None:
+            return {}
+        try:
+            self.catalog.resolve_model(req.refiner_checkpoint)
+        except ValueError as err:
+            return {"refiner_checkpoint": f"refiner_checkpoint: {err}"}
+        for key, name in (("refiner_checkpoint", req.refiner_checkpoint), ("model", req.model)):
+            family = self.catalog.family(name)
+            if family is not None and family != "sdxl":
+                what = "the refiner" if key == "refiner_checkpoint" else "the checkpoint"
+                return {key: f"{key}: {what} {excerpt(name or 'default')} is {FAMILY_LABELS.get(family, family)}; "
+                             "the refiner hands SDXL latents over, so the checkpoint and the refiner must both be "
+                             "SDXL."}
+        return {}
 
     def _read_images(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Read and decode uploaded files and bytes, and bring PIL images to the request's modes (RGB; L for the mask),
@@ -380,7 +400,23 @@ class ImageService:
             hires_steps=req.hr_second_pass_steps if hires and req.hr_second_pass_steps else None,
             hires_upscaler=req.hr_upscaler if hires else None,
             controlnet=control_infotext(req.controlnet) or None,
+            refiner=self._refiner_title(req) or None,
+            refiner_switch_at=req.refiner_switch_at if req.refiner_checkpoint else None,
         )
+
+    def _refiner_title(self, req: ImageRequest) -> str:
+        """A1111's `Refiner` value: the checkpoint's file stem and short hash, "name [hash]" ('' without one)."""
+        name = req.refiner_checkpoint
+        if not name or self.catalog is None or self.remote_names:
+            return name
+        try:
+            short = str(self.catalog.model_hash(name))
+            path = self.catalog.resolve_model(name)
+        except Exception:  # metadata only: a file gone since validation must not cost the finished images
+            log.warning("no Refiner hash for %r", name, exc_info=True)
+            return name
+        stem = path.stem if path.is_file() else path.name
+        return f"{stem} [{short}]" if short else stem
 
     def _model_hash(self, req: ImageRequest, backend: ImageBackend) -> str:
         """A1111's Model hash of the checkpoint that ran: the backend's own when it tells (a single-file checkpoint

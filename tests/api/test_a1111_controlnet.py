@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,3 +252,24 @@ def test_detect_stores_nothing_anyone_could_fetch(site: tuple[TestClient, dict[s
     assert ImageJob.select().count() == jobs
     # Nothing in the answer names a file or a job for Bob to ask for.
     assert set(answer.json()) == {"images", "info"}
+
+
+def test_the_refiner_fields_of_txt2img_run_and_are_named_when_bad(site: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = site
+    body: dict[str, Any] = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2, "seed": 7,
+                            "override_settings": {"sd_model_checkpoint": "tiny-sdxl"}}
+    bearer = {"Authorization": f"Bearer {keys['alice']}"}
+    plain = client.post("/sdapi/v1/txt2img", json=body, headers=bearer)
+    refined = client.post("/sdapi/v1/txt2img", json={**body, "refiner_checkpoint": "tiny-sdxl",
+                                                      "refiner_switch_at": 0.5}, headers=bearer)
+    assert refined.status_code == 200, refined.text
+    info = json.loads(refined.json()["info"])
+    assert info["extra_generation_params"]["Refiner switch at"] == "0.5"
+    assert info["extra_generation_params"]["Refiner"] == "tiny-sdxl"
+    assert pixels(refined) == pixels(plain)  # the base handing over to itself: one schedule, split
+    for fields, field in (({"refiner_switch_at": 1.5}, "refiner_switch_at"),
+                          ({"refiner_checkpoint": "nope"}, "refiner_checkpoint")):
+        answer = client.post("/sdapi/v1/txt2img", json={**body, "refiner_checkpoint": "tiny-sdxl", **fields},
+                             headers=bearer)
+        assert answer.status_code == 422, answer.text
+        assert field in [".".join(str(p) for p in d["loc"][1:]) for d in answer.json()["detail"]]
