@@ -435,6 +435,25 @@ class A1111Backend(RemoteBackend):
             self.model = name
             self.revision = self.model_hash = ""
 
+    def controlnet_models(self) -> list[str]:
+        """The ControlNet models of the WebUI's sd-webui-controlnet (its /controlnet/model_list, without "None"), the
+        names a unit sent there takes; ModelUnavailable saying why when the WebUI cannot list them."""
+        try:
+            response = self.client().get("controlnet/model_list")
+        except httpx.HTTPError as err:
+            raise ModelUnavailable(self.http.unreachable(err)) from err
+        if response.status_code == 404:
+            raise ModelUnavailable(f"the AUTOMATIC1111 server at {self.url} has no /controlnet/model_list: install "
+                                   "the sd-webui-controlnet extension there to use ControlNet units.")
+        if response.status_code != 200:
+            raise ModelUnavailable(self.explain_status(response, "listing its ControlNet models"))
+        try:
+            names = response.json()["model_list"]
+            return [str(name) for name in names if str(name) != "None"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelUnavailable(f"the AUTOMATIC1111 server at {self.url} answered /controlnet/model_list without "
+                                   f"a model_list ({type(err).__name__}).") from err
+
     # 3. Memory (offload and unload: RemoteBackend) and health -------------------------------------
     def describe(self) -> dict[str, Any]:
         """Server, checkpoint and notes for the health page."""

@@ -25,6 +25,7 @@ from contracts import (
 )
 from pipelines.checkpoints import FAMILY_LABELS
 from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
+from pipelines.loading import ModelUnavailable
 from pipelines.messages import hide_paths
 from services import controlnet, log_context, metrics, uploads
 from services.batcher import ImageBatcher, Place
@@ -160,6 +161,19 @@ class ImageService:
                 errors = controlnet.check_family(req.controlnet, models or {}, self.catalog.family(req.model)) | errors
             errors = self._refiner_errors(req) | errors
         return (None if errors else req), errors
+
+    def controlnet_models(self) -> list[str]:
+        """The ControlNet models a unit may name: those of <data>/controlnet, or on a remote WebUI its extension's
+        (pipelines/a1111_backend.py); ModelUnavailableError saying why when the WebUI cannot list them."""
+        if not self.remote_names:
+            return list(self.catalog.controlnets()) if self.catalog is not None else []
+        backend: Any = self.slot.backend
+        if not hasattr(backend, "controlnet_models"):  # a remote backend that runs no ControlNet units
+            return []
+        try:
+            return list(backend.controlnet_models())
+        except ModelUnavailable as err:
+            raise ModelUnavailableError(str(err)) from None
 
     def _refiner_errors(self, req: ImageRequest) -> dict[str, str]:
         """The refiner must be a checkpoint here, and it and the base SDXL (the hand-off is SDXL's)."""

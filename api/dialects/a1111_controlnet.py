@@ -19,9 +19,18 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, Field
 
 from api.dialects.a1111 import A1111Error, caller, error_body, refusal
-from api.dialects.common import JSON_ALLOWANCE, DialectContext, dialect_app, image_body_limit, invalid, run_sync
+from api.dialects.common import (
+    JSON_ALLOWANCE,
+    ApiProblem,
+    DialectContext,
+    dialect_app,
+    image_body_limit,
+    invalid,
+    run_sync,
+)
 from contracts import MAX_CONTROLNET_UNITS, InvalidRequest
 from services import controlnet
+from services.model_slots import ModelUnavailableError
 from settings import Settings
 
 PREFIX = "/controlnet"
@@ -95,7 +104,7 @@ def add_listings(app: FastAPI, ctx: DialectContext, me: Any) -> None:
     async def model_list(update: bool = Query(True), user: str = me) -> dict[str, list[str]]:
         """The ControlNets of <data>/controlnet as a unit's `model` takes them, "name [hash]" (the folder is read
         on every request, so `update` changes nothing)."""
-        return {"model_list": await run_sync(lambda: list(ctx.services.catalog.controlnets()))}
+        return {"model_list": await run_sync(model_names, ctx)}
 
     @app.get("/module_list", summary="Preprocessors")
     async def module_list(alias_names: bool = Query(False), user: str = me) -> dict[str, Any]:
@@ -106,12 +115,21 @@ def add_listings(app: FastAPI, ctx: DialectContext, me: Any) -> None:
     @app.get("/control_types", summary="Control types")
     async def control_types(user: str = me) -> dict[str, Any]:
         """For each control type (Canny, Depth…): its preprocessors and models, and the defaults the UI picks."""
-        return {"control_types": controlnet.control_types(list(await run_sync(ctx.services.catalog.controlnets)))}
+        return {"control_types": controlnet.control_types(await run_sync(model_names, ctx))}
 
     @app.get("/settings", summary="ControlNet settings")
     async def settings(user: str = me) -> dict[str, int]:
         """How many units a job takes."""
         return {"control_net_unit_count": MAX_CONTROLNET_UNITS}
+
+
+def model_names(ctx: DialectContext) -> list[str]:
+    """The ControlNets a unit may name here (a remote WebUI's own on the a1111 backend); a 503 saying why when the
+    WebUI cannot list them."""
+    try:
+        return ctx.services.images.controlnet_models()
+    except ModelUnavailableError as err:
+        raise ApiProblem(503, str(err), code="model_unavailable") from None
 
 
 def detect_maps(ctx: DialectContext, body: DetectBody) -> dict[str, Any]:

@@ -349,6 +349,16 @@ def test_controlnet_units_go_in_alwayson_scripts_with_the_extensions_names(backe
     assert "alwayson_scripts" not in server.requests[-1]  # no units, no scripts
 
 
+def test_the_webuis_controlnet_models_are_listed(backend: A1111Backend, server: StandinA1111) -> None:
+    assert backend.controlnet_models() == list(server.controlnet_models)  # without the extension's "None"
+    models, server.controlnet_models = server.controlnet_models, ()
+    try:
+        with pytest.raises(ModelUnavailable, match="install the sd-webui-controlnet extension"):
+            backend.controlnet_models()
+    finally:
+        server.controlnet_models = models
+
+
 def test_a_controlnet_model_the_webui_lacks_is_reported(backend: A1111Backend, server: StandinA1111) -> None:
     from contracts import ControlNetUnit
 

@@ -147,6 +147,7 @@ class StandinA1111:
             Route("/sdapi/v1/progress", self.progress, methods=["GET"]),
             Route("/sdapi/v1/interrupt", self.interrupt, methods=["POST"]),
             Route("/sdapi/v1/options", self.options, methods=["GET"]),
+            Route("/controlnet/model_list", self.controlnet_model_list, methods=["GET"]),
         ])
 
     @property
@@ -275,6 +276,15 @@ class StandinA1111:
         if base not in SAMPLERS:
             return JSONResponse({"detail": "Sampler not found"}, status_code=404)
         return None
+
+    def controlnet_model_list(self, request: Request) -> Response:
+        """GET /controlnet/model_list (sd-webui-controlnet's): "None" first, as the extension lists it; 404 when
+        the extension is not installed (no models configured)."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        if not self.controlnet_models:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse({"model_list": ["None", *self.controlnet_models]})
 
     def _check_scripts(self, body: dict[str, Any]) -> Response | None:
         """alwayson_scripts: only ControlNet's (A1111 matches the script's title in any case), its units checked."""
