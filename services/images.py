@@ -25,7 +25,7 @@ from contracts import (
 )
 from pipelines.checkpoints import FAMILY_LABELS
 from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
-from pipelines.loading import ModelUnavailable
+from pipelines.loading import ModelUnavailable, model_revision
 from pipelines.messages import hide_paths
 from services import controlnet, log_context, metrics, uploads
 from services.batcher import ImageBatcher, Place
@@ -175,6 +175,19 @@ class ImageService:
         except ModelUnavailable as err:
             raise ModelUnavailableError(str(err)) from None
 
+    def _refiner_identity(self, req: ImageRequest) -> dict[str, str]:
+        """For the result cache, which files the refiner is (its name alone would outlive a replaced file); {} without
+        one, so other jobs keep their keys."""
+        if not req.refiner_checkpoint or self.catalog is None or self.remote_names:
+            return {}
+        try:
+            path = self.catalog.resolve_model(req.refiner_checkpoint)
+        except ValueError:
+            return {}
+        # A file's SHA-256 is computed once and cached (pipelines/hashes.py); a folder's fingerprint is its stats.
+        return {"refiner": model_revision(str(path)) if path.is_dir() else self.catalog.model_sha256(
+            req.refiner_checkpoint)}
+
     def _refiner_errors(self, req: ImageRequest) -> dict[str, str]:
         """The refiner must be a checkpoint here, and it and the base SDXL (the hand-off is SDXL's)."""
         if not req.refiner_checkpoint or self.catalog is None:
@@ -269,7 +282,7 @@ class ImageService:
         key = None
         digests = req.image_digests()  # once: hashing an image means encoding it as PNG
         if req.seed != -1:  # only a fixed seed makes a result repeatable, hence reusable
-            key = self.cache_key(req, backend, digests)
+            key = self.cache_key(req, backend, {**digests, **self._refiner_identity(req)})
             if (hit := self.cache.find_image_job(user, key)) is not None and self._reuse(hit, req, user, handle,
                                                                                         started, digests):
                 return

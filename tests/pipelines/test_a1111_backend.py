@@ -349,6 +349,14 @@ def test_controlnet_units_go_in_alwayson_scripts_with_the_extensions_names(backe
     assert "alwayson_scripts" not in server.requests[-1]  # no units, no scripts
 
 
+def test_the_refiner_goes_to_the_webui_in_its_own_fields(backend: A1111Backend, server: StandinA1111) -> None:
+    run(backend, request(refiner_checkpoint="sd_xl_refiner_1.0 [7440042bbd]", refiner_switch_at=0.7))
+    sent = server.requests[-1]
+    assert (sent["refiner_checkpoint"], sent["refiner_switch_at"]) == ("sd_xl_refiner_1.0 [7440042bbd]", 0.7)
+    run(backend, request())
+    assert "refiner_checkpoint" not in server.requests[-1]
+
+
 def test_the_webuis_controlnet_models_are_listed(backend: A1111Backend, server: StandinA1111) -> None:
     assert backend.controlnet_models() == list(server.controlnet_models)  # without the extension's "None"
     models, server.controlnet_models = server.controlnet_models, ()

@@ -119,3 +119,22 @@ def test_bad_refiner_values_are_named(services: Services, fields: dict[str, Any]
         services.images.validate(**values)
     assert field in refused.value.errors, refused.value.errors
     assert words in refused.value.errors[field]
+
+
+def test_the_result_cache_tells_refiners_apart_by_their_files(services: Services) -> None:
+    import os
+
+    services.images.cache.enabled = True
+    try:
+        fields = {"refiner_checkpoint": "tiny-xl-refiner", "refiner_switch_at": 0.5, "seed": 21}
+        first, _ = job(services, **fields)
+        again, _ = job(services, **fields)
+        assert not first.info.get("cached")
+        assert again.info.get("cached")
+        unet = services.catalog.resolve_model("tiny-xl-refiner") / UNET_FILE
+        stat = unet.stat()
+        os.utime(unet, (stat.st_atime, stat.st_mtime + 60))  # the refiner's weights replaced under the same name
+        replaced, _ = job(services, **fields)
+        assert not replaced.info.get("cached")
+    finally:
+        services.images.cache.enabled = False
