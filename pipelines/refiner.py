@@ -32,6 +32,9 @@ class Refiners:
 
     def get(self, name: str) -> DiffusersModel:
         """The loaded refiner for a checkpoint name (loaded now if it is not the one kept)."""
+        if self.base.inpainting_unet():
+            raise RefinerUnavailable("refiner_checkpoint: the checkpoint is an inpainting model, whose txt2img runs as "
+                                     "an inpaint; a refiner continues an ordinary SDXL checkpoint")
         if self.resolve is None:
             raise RefinerUnavailable("this server's image backend has no checkpoint folder to take a refiner from")
         try:
@@ -45,11 +48,13 @@ class Refiners:
         refiner = DiffusersModel(source, name, base.placement.device, base.memory_mode, base.attention_slicing,
                                  base.vae_slicing, base.vae_tiling, vae_dir=base.vae_dir)
         refiner.load(lambda phase: log.info("refiner: %s", phase))
-        if refiner.family() != "sdxl":
-            family = refiner.family()
+        problem = (f"{name!r} is a {refiner.family()} checkpoint; a refiner must be an SDXL checkpoint, as the base "
+                   "it continues" if refiner.family() != "sdxl" else
+                   f"{name!r} is an inpainting checkpoint; a refiner must be an ordinary SDXL checkpoint"
+                   if refiner.inpainting_unet() else "")
+        if problem:
             refiner.unload()
-            raise RefinerUnavailable(f"refiner_checkpoint: {name!r} is a {family} checkpoint; a refiner must be an "
-                                     "SDXL checkpoint, as the base it continues")
+            raise RefinerUnavailable(f"refiner_checkpoint: {problem}")
         self.loaded = refiner
         return refiner
 

@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from contracts import InvalidRequest
+from pipelines.tiny import ensure_tiny_sdxl_inpaint
 from services import pnginfo
 from services.container import Services, build_services
 from services.images import run_and_collect
@@ -40,6 +41,7 @@ def services(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path, tiny_s
              module_database_url: str) -> Services:
     data = tmp_path_factory.mktemp("data")
     make_refiner(tiny_sdxl_dir, data / "models" / "tiny-xl-refiner")
+    ensure_tiny_sdxl_inpaint(data / "models" / "tiny-xl-inpaint")
     settings = tiny_settings(data, tiny_sd_dir, tiny_sdxl_dir=tiny_sdxl_dir, database_url=module_database_url,
                              cache_enabled=False)
     return build_services(settings)
@@ -138,3 +140,16 @@ def test_the_result_cache_tells_refiners_apart_by_their_files(services: Services
         assert not replaced.info.get("cached")
     finally:
         services.images.cache.enabled = False
+
+
+@pytest.mark.parametrize(("fields", "words"), [
+    ({"refiner_checkpoint": "tiny-xl-inpaint"}, "'tiny-xl-inpaint' is an inpainting checkpoint"),
+    ({"model": "tiny-xl-inpaint"}, "the checkpoint is an inpainting model"),
+])
+def test_an_inpainting_checkpoint_on_either_side_fails_the_job_saying_so(services: Services, fields: dict[str, Any],
+                                                                          words: str) -> None:
+    values = {"prompt": "a cat", "width": SIZE, "height": SIZE, "steps": 2, "model": "tiny-sdxl",
+              "refiner_checkpoint": "tiny-xl-refiner", **fields}
+    snap = run_and_collect(services.images, services.images.validate(**values))
+    assert snap.status == "failed"
+    assert words in snap.error
