@@ -32,6 +32,14 @@ class PreprocessorUnavailable(RuntimeError):
     """A preprocessor that cannot run here: its annotator weights are missing, or its network is not built in."""
 
 
+class MapTooLarge(ValueError):
+    """The picture, scaled to the processor resolution, would be too many pixels to process."""
+
+
+# The most pixels a picture may have once scaled to the processor resolution (its short side at the resolution).
+MAX_MAP_PIXELS = 4096 * 4096
+
+
 @dataclass(frozen=True)
 class Slider:
     """One of a preprocessor's numbers, as sd-webui-controlnet's PreprocessorParameter (and its API's JSON)."""
@@ -512,4 +520,17 @@ def detect(module: str, image: Image.Image | np.ndarray, resolution: int, thresh
     if p is None:
         raise ValueError(f"unknown ControlNet module {module!r}; known: {', '.join(module_list())}")
     array = np.asarray(image.convert("RGBA") if isinstance(image, Image.Image) else image)
+    if p.resolution.visible:
+        check_map_size(array.shape[0], array.shape[1], int(resolution))
     return hwc3(p.run(hwc3(array), int(resolution), float(threshold_a), float(threshold_b), annotators))
+
+
+def check_map_size(height: int, width: int, resolution: int) -> None:
+    """MapTooLarge when scaling the picture's short side to the processor resolution would make more than
+    MAX_MAP_PIXELS (a long thin picture at a high resolution: gigabytes for one map)."""
+    k = float(resolution) / float(max(1, min(height, width)))
+    h, w = int(np.round(height * k)), int(np.round(width * k))
+    if h * w > MAX_MAP_PIXELS:
+        raise MapTooLarge(f"at processor resolution {resolution} the {width}x{height} picture would be processed at "
+                          f"{w}x{h} ({h * w:,} pixels); at most {MAX_MAP_PIXELS:,} are allowed: lower the resolution "
+                          "or crop the picture to a less elongated shape.")

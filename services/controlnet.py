@@ -16,10 +16,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from contracts import MAX_CONTROLNET_UNITS, ControlNetUnit, InvalidRequest, excerpt
-from pipelines.control_preprocessors import PreprocessorUnavailable, get_preprocessor, module_detail, module_list
+from pipelines.control_preprocessors import (
+    MapTooLarge,
+    PreprocessorUnavailable,
+    check_map_size,
+    get_preprocessor,
+    module_detail,
+    module_list,
+    pixel_perfect_resolution,
+)
 from pipelines.control_units import ControlUnitError, unit_from_api
 from pipelines.controlnet import check_families, control_image, detected_map
 from services import uploads
@@ -102,6 +111,28 @@ def check_family(units: list[ControlNetUnit], models: dict[str, Path], family: s
     return {}
 
 
+def map_size_errors(units: list[ControlNetUnit], sizes: list[tuple[int, int]],
+                    fallback: Image.Image | None) -> dict[str, str]:
+    """{controlnet.<i>.image: message} for each unit whose picture (else ``fallback``, the img2img picture), scaled to
+    its processor resolution at each pass's (width, height), would be more pixels than a map may have."""
+    errors: dict[str, str] = {}
+    for i, unit in enumerate(units):
+        picture = unit.image if unit.image is not None else fallback
+        preprocessor = get_preprocessor(unit.module)
+        if not unit.enabled or picture is None or preprocessor is None or not preprocessor.resolution.visible:
+            continue
+        shape = np.broadcast_to(np.uint8(0), (picture.height, picture.width))  # the shape alone, no pixels
+        for width, height in sizes:
+            resolution = pixel_perfect_resolution(shape, height, width, unit.resize_mode) if unit.pixel_perfect \
+                else int(unit.processor_res)
+            try:
+                check_map_size(picture.height, picture.width, resolution)
+            except MapTooLarge as err:
+                errors[f"controlnet.{i}.image"] = f"ControlNet unit {i}: {err}"
+                break
+    return errors
+
+
 def preview_map(unit: ControlNetUnit, width: int, height: int, annotators: Path | None) -> Image.Image:
     """The map a unit's preprocessor makes of its picture at the job's size, as the ControlNet will see it;
     InvalidRequest naming the field when the unit has no picture or the module's weights are missing."""
@@ -111,6 +142,8 @@ def preview_map(unit: ControlNetUnit, width: int, height: int, annotators: Path 
         return control_image(unit, width, height, annotators)
     except PreprocessorUnavailable as err:
         raise InvalidRequest({"controlnet.0.module": f"ControlNet unit 0: {err}"}) from err
+    except MapTooLarge as err:
+        raise InvalidRequest({"controlnet.0.image": f"ControlNet unit 0: {err}"}) from err
 
 
 def preview(values: dict[str, Any], width: int, height: int, annotators: Path | None,
@@ -164,10 +197,15 @@ def detect(module: str, pictures: list[Any], processor_res: float, threshold_a: 
             errors |= err.errors
     if errors or unit is None:
         raise InvalidRequest(errors)
-    try:
-        return [Image.fromarray(detected_map(unit, image, unit.processor_res, annotators)) for image in images]
-    except PreprocessorUnavailable as err:
-        raise InvalidRequest({DETECT_FIELDS["module"]: f"{DETECT_FIELDS['module']}: {err}"}) from err
+    maps = []
+    for i, image in enumerate(images):
+        try:
+            maps.append(Image.fromarray(detected_map(unit, image, unit.processor_res, annotators)))
+        except PreprocessorUnavailable as err:
+            raise InvalidRequest({DETECT_FIELDS["module"]: f"{DETECT_FIELDS['module']}: {err}"}) from err
+        except MapTooLarge as err:
+            raise InvalidRequest({f"{DETECT_IMAGES}.{i}": f"{DETECT_IMAGES}.{i}: {err}"}) from err
+    return maps
 
 
 def modules(alias_names: bool = False) -> dict[str, Any]:

@@ -160,6 +160,9 @@ class ImageService:
             if req.controlnet:
                 errors = controlnet.check_family(req.controlnet, models or {}, self.catalog.family(req.model)) | errors
             errors = self._refiner_errors(req) | errors
+        if req.controlnet:  # a long thin picture at a high processor resolution: gigabytes for one map
+            sizes = [(req.width, req.height), *([req.hr_size()] if req.enable_hr and req.mode == "txt2img" else [])]
+            errors = controlnet.map_size_errors(req.controlnet, sizes, req.init_image) | errors
         return (None if errors else req), errors
 
     def controlnet_models(self) -> list[str]:

@@ -57,6 +57,12 @@ def picture() -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
+def big_picture(width: int, height: int) -> str:
+    out = io.BytesIO()
+    Image.new("L", (width, height), 128).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
 def txt2img(site: tuple[TestClient, dict[str, str]], user: str = "alice", **unit: Any) -> Any:
     client, keys = site
     body: dict[str, Any] = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 2, "seed": 7}
@@ -90,6 +96,7 @@ def test_a_unit_runs_and_its_infotext_is_the_extensions(site: tuple[TestClient, 
 
 @pytest.mark.parametrize(("fields", "field"), [
     ({"weight": 5}, "alwayson_scripts.ControlNet.args.0.weight"),
+    ({"image": big_picture(4096, 2), "processor_res": 1024}, "alwayson_scripts.ControlNet.args.0.image"),
     ({"module": "nope"}, "alwayson_scripts.ControlNet.args.0.module"),
     ({"model": "nope [12345678]"}, "alwayson_scripts.ControlNet.args.0.model"),
     ({"model": "tiny-cn-sdxl"}, "alwayson_scripts.ControlNet.args.0.model"),
@@ -180,12 +187,6 @@ def test_detect_gives_the_preprocessors_maps(site: tuple[TestClient, dict[str, s
     assert [m.tobytes() for m in maps] == [decoded(picture()).convert("RGB").tobytes()] * 2
 
 
-def big_picture(width: int, height: int) -> str:
-    out = io.BytesIO()
-    Image.new("L", (width, height), 128).save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
-
-
 @pytest.mark.parametrize(("fields", "field"), [
     ({"controlnet_module": "nope"}, "controlnet_module"),
     ({"controlnet_module": ["canny"]}, "controlnet_module"),
@@ -193,6 +194,8 @@ def big_picture(width: int, height: int) -> str:
     ({"controlnet_input_images": ["not base64!"]}, "controlnet_input_images.0"),
     ({"controlnet_input_images": [picture(), base64.b64encode(b"GIF89a no").decode()]}, "controlnet_input_images.1"),
     ({"controlnet_input_images": [big_picture(1024, 1024)]}, "controlnet_input_images.0"),
+    # Within the upload limits, but a 4096-wide map per row at resolution 512: 2 gigapixels to process.
+    ({"controlnet_input_images": [big_picture(4096, 1)]}, "controlnet_input_images.0"),
     ({"controlnet_input_images": [picture()] * 5}, "controlnet_input_images"),
     ({"controlnet_images": [picture()]}, "controlnet_images"),
     ({"controlnet_processor_res": 10}, "controlnet_processor_res"),
