@@ -65,6 +65,7 @@ EXCERPT_CHARS = 40
 MAX_ATTENTION_WEIGHT = 10.0
 # ControlNet (sd-webui-controlnet's names and ranges): units per job, a unit's weight, its modes.
 MAX_CONTROLNET_UNITS = 4
+DEFAULT_REFINER_SWITCH_AT = 0.8  # A1111's "Switch at" default
 MAX_CONTROL_WEIGHT = 2.0
 CONTROL_MODES: tuple[str, ...] = ("Balanced", "My prompt is more important", "ControlNet is more important")
 CONTROL_RESIZE_MODES: tuple[str, ...] = ("Just Resize", "Crop and Resize", "Resize and Fill")
@@ -280,14 +281,21 @@ class ImageRequest(BaseModel):
     model: str = ""  # checkpoint name as listed by /models; "": the configured default
     vae: str = ""  # VAE name as listed by /models; "": the checkpoint's own
     controlnet: list[ControlNetUnit] = Field(default_factory=list)  # checked units; their images are digests
+    # A1111's refiner: another SDXL checkpoint ("" = none) that takes over at this fraction of the steps.
+    refiner_checkpoint: str = ""
+    refiner_switch_at: float = DEFAULT_REFINER_SWITCH_AT
 
     def seeds(self, first: int) -> list[int]:
         """A1111's rule: image i of a batch uses seed + i."""
         return [(first + i) % (MAX_SEED + 1) for i in range(self.batch_count)]
 
     def settings(self) -> dict[str, Any]:
-        """Every setting as JSON-able values: the dump without the two images (see image_digests)."""
-        return self.model_dump()
+        """Every setting as JSON-able values: the dump without the two images (see image_digests); the refiner's
+        fields only when there is one, so that other jobs keep their cache keys and history settings."""
+        dump = self.model_dump()
+        if not self.refiner_checkpoint:
+            del dump["refiner_checkpoint"], dump["refiner_switch_at"]
+        return dump
 
     def image_digests(self) -> dict[str, str]:
         """sha256 hex of each input image's PNG bytes ("" when absent), for cache keys and history."""
@@ -309,7 +317,8 @@ class ImageRequest(BaseModel):
     def mode_shape(self) -> Hashable:
         """What, beyond txt2img's shape, must match for jobs to share one pipeline call: every setting but the
         per-image ones, and the input images."""
-        if self.mode == "txt2img" and not self.enable_hr and not self.model and not self.vae and not self.controlnet:
+        if self.mode == "txt2img" and not (self.enable_hr or self.model or self.vae or self.controlnet
+                                           or self.refiner_checkpoint):
             return ()  # today's txt2img jobs keep today's shape
         settings = {k: v for k, v in self.settings().items() if k not in PER_IMAGE_FIELDS}
         # Hashable; with the unit images' digests below, a batch never mixes units.
@@ -363,6 +372,24 @@ def check_inputs(req: ImageRequest, limits: ImageLimits,
     errors.update(_check_mode_numbers(req))
     errors.update(_check_hires(req, limits, upscalers))
     errors.update(_check_control_units(req))
+    errors.update(_check_refiner(req))
+    return errors
+
+
+def _check_refiner(req: ImageRequest) -> dict[str, str]:
+    """The refiner's switch point, and the modes it runs in (txt2img and img2img, as the base's hand-off)."""
+    if not req.refiner_checkpoint:
+        return {}
+    errors: dict[str, str] = {}
+    if not 0 < req.refiner_switch_at < 1:
+        errors["refiner_switch_at"] = ("refiner_switch_at must be between 0 and 1 (the fraction of the steps after "
+                                       f"which the refiner takes over, e.g. 0.8), got {req.refiner_switch_at:g}.")
+    if req.enable_hr:
+        errors["refiner_checkpoint"] = ("refiner_checkpoint: a refiner with hires fix is not supported yet; turn "
+                                        "one of them off.")
+    elif req.mode == "inpaint":
+        errors["refiner_checkpoint"] = ("refiner_checkpoint: a refiner is not supported in inpaint yet; use it in "
+                                        "txt2img or img2img.")
     return errors
 
 

@@ -171,7 +171,8 @@ class Settings(BaseSettings):
     image_model: str | None = Field(default=None, description="A hub id or a local diffusers folder (SD 1.x/2.x, "
                                     "SDXL, …); unset: the profile's.")
     memory_mode: MemoryMode = Field(default="none", description="`none`, `model-offload` (A1111's medvram) or "
-                                    "`sequential-offload` (lowvram); CUDA only.")
+                                    "`sequential-offload` (lowvram); CUDA only. SDXL in float16 wants about 8 GB of "
+                                    "VRAM (Stability's published minimum): below that, `model-offload`.")
     max_batch_images: int | None = Field(default=None, ge=1, le=64,
                                          description="Images of waiting jobs that share one pipeline call; unset: "
                                                      "1 (no batching) on every profile until measured on a GPU.")

@@ -50,7 +50,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 GRADIO = "/gradio_api"
 CALL = f"{GRADIO}/call/"
 # Routes that act for a user: the gateway resolves who asks (login cookie, HTTP basic or an API key) before them.
-USER_ROUTES = ("/api/", "/v1/", "/sdapi/", f"{GRADIO}/mcp")
+USER_ROUTES = ("/api/", "/v1/", "/sdapi/", "/controlnet/", f"{GRADIO}/mcp")
 # Gradio's routes that run an event directly (refused for queued events while the API is closed): their bodies
 # may name a session, so the gateway reads them too.
 PREDICT = (f"{GRADIO}/run/", f"{GRADIO}/api/")

@@ -1,7 +1,8 @@
 """The remote image backend: an AUTOMATIC1111 WebUI started with ``--api``; no weights are loaded here.
 
 A job is one ``POST /sdapi/v1/txt2img`` (hires fix through its ``enable_hr`` fields), or ``/sdapi/v1/img2img``
-for img2img and inpaint (the init image and the mask as base64 PNG); A1111's field names, images back as
+for img2img and inpaint (the init image and the mask as base64 PNG), ControlNet units in sd-webui-controlnet's
+``alwayson_scripts.ControlNet.args`` (the WebUI must have the extension); A1111's field names, images back as
 base64 PNG, the seeds in the ``info`` JSON. A job's checkpoint and VAE go in ``override_settings``, which A1111
 restores afterwards, so other clients of the WebUI keep the checkpoint it has loaded. The call blocks until
 the job is done, so it runs in a worker thread while this thread polls
@@ -25,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from contracts import ImageRequest
+from contracts import ControlNetUnit, ImageRequest
 from pipelines.image_base import (
     BatchItem,
     BatchOutcome,
@@ -80,6 +81,20 @@ def encode_image(image: Any) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def controlnet_args(units: list[ControlNetUnit]) -> list[dict[str, Any]]:
+    """The enabled units as sd-webui-controlnet's API takes them in ``alwayson_scripts.ControlNet.args``: its field
+    names and values (modes by name), the picture as base64 PNG (none: the extension uses the img2img picture)."""
+    args = []
+    for unit in units:
+        if not unit.enabled:
+            continue
+        values: dict[str, Any] = {**unit.model_dump(), "enabled": True}  # the extension's default is False
+        if unit.image is not None:
+            values["image"] = encode_image(unit.image)
+        args.append(values)
+    return args
 
 
 def _parse_auth(auth: str | None) -> tuple[str, str] | None:
@@ -207,6 +222,10 @@ class A1111Backend(RemoteBackend):
         if overrides:
             # A1111 restores its own checkpoint after the job (override_settings_restore_afterwards defaults true).
             body["override_settings"] = overrides
+        if req.refiner_checkpoint:
+            body.update(refiner_checkpoint=req.refiner_checkpoint, refiner_switch_at=req.refiner_switch_at)
+        if units := controlnet_args(req.controlnet):
+            body["alwayson_scripts"] = {"ControlNet": {"args": units}}
         if req.mode == "txt2img":
             if req.enable_hr:
                 body.update(enable_hr=True, hr_scale=req.hr_scale, hr_upscaler=req.hr_upscaler,
@@ -415,6 +434,25 @@ class A1111Backend(RemoteBackend):
         if name not in self.model:
             self.model = name
             self.revision = self.model_hash = ""
+
+    def controlnet_models(self) -> list[str]:
+        """The ControlNet models of the WebUI's sd-webui-controlnet (its /controlnet/model_list, without "None"), the
+        names a unit sent there takes; ModelUnavailable saying why when the WebUI cannot list them."""
+        try:
+            response = self.client().get("controlnet/model_list")
+        except httpx.HTTPError as err:
+            raise ModelUnavailable(self.http.unreachable(err)) from err
+        if response.status_code == 404:
+            raise ModelUnavailable(f"the AUTOMATIC1111 server at {self.url} has no /controlnet/model_list: install "
+                                   "the sd-webui-controlnet extension there to use ControlNet units.")
+        if response.status_code != 200:
+            raise ModelUnavailable(self.explain_status(response, "listing its ControlNet models"))
+        try:
+            names = response.json()["model_list"]
+            return [str(name) for name in names if str(name) != "None"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelUnavailable(f"the AUTOMATIC1111 server at {self.url} answered /controlnet/model_list without "
+                                   f"a model_list ({type(err).__name__}).") from err
 
     # 3. Memory (offload and unload: RemoteBackend) and health -------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -11,8 +11,10 @@ Built in, no download: ``none`` (the picture is the map), ``invert``, ``canny``,
 ``scribble_xdog``, ``lineart_standard``, ``tile_resample``. Backed by an annotator network whose weights the user puts
 in ``<data>/annotators/<folder>/<file>`` (sd-webui-controlnet's ``annotator/downloads`` layout, so that folder can be
 copied over): ``softedge_hed``, ``softedge_hedsafe`` and ``scribble_hed`` (lllyasviel's Apache-2.0 HED, defined
-here). ``depth_midas`` and ``openpose`` are listed with the files they need, but their networks are not part of
-Atelier yet: asking for them says so (and, before that, which file is missing and where it goes).
+here); ``depth_midas`` runs Intel's DPT-Hybrid MiDaS through transformers' ``DPTForDepthEstimation`` (a well-kept
+implementation of the network the extension runs), from ``<data>/annotators/midas/dpt-hybrid-midas/`` in transformers'
+format. ``openpose`` is listed with the file it needs, but its network is not part of Atelier yet: asking for it says
+so (and, before that, which file is missing and where it goes).
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ from PIL import Image
 
 class PreprocessorUnavailable(RuntimeError):
     """A preprocessor that cannot run here: its annotator weights are missing, or its network is not built in."""
+
+
+class MapTooLarge(ValueError):
+    """The picture, scaled to the processor resolution, would be too many pixels to process."""
+
+
+# The most pixels a picture may have once scaled to the processor resolution (its short side at the resolution).
+MAX_MAP_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -267,6 +277,60 @@ def _hed_safe(img: np.ndarray, res: int, a: float, b: float, ann: Path | None) -
     return unpad(hed_edges(padded, ann, safe=True))
 
 
+# --- MiDaS depth through transformers' DPT (Intel's DPT-Hybrid MiDaS, the depth model ControlNet depth was trained on)
+
+MIDAS_DIR = "midas/dpt-hybrid-midas"
+_dpt_cache: dict[Path, Any] = {}
+
+
+def annotator_folder(annotators: Path | None, relative: str, what: str) -> Path:
+    """A transformers model folder under the annotators folder, or PreprocessorUnavailable saying which folder is
+    missing, where it goes and what to put in it."""
+    folder = Path(annotators) / relative if annotators is not None else None
+    if folder is not None and (folder / "config.json").is_file():
+        return folder
+    where = folder if folder is not None else f"<data>/annotators/{relative}"
+    raise PreprocessorUnavailable(f"the annotator folder {where} is missing: put {what} there.")
+
+
+def _dpt_model(annotators: Path | None) -> Any:
+    folder = annotator_folder(annotators, MIDAS_DIR, "the files of Intel/dpt-hybrid-midas (config.json and "
+                              "model.safetensors, transformers' DPT format; the extension's "
+                              "dpt_hybrid-midas-501f0c75.pt is MiDaS's own format, which it cannot read)")
+    model = _dpt_cache.get(folder)
+    if model is None:
+        from transformers import DPTForDepthEstimation
+
+        model = _dpt_cache[folder] = DPTForDepthEstimation.from_pretrained(folder, local_files_only=True).float().eval()
+    return model
+
+
+def midas_depth(img: np.ndarray, annotators: Path | None) -> np.ndarray:
+    """The relative depth (H×W uint8, near is bright) of an RGB picture, as annotator/midas apply_midas computes it
+    (pixels to [-1, 1], min-max to 0..255), the network run at its own input size (384² for DPT-Hybrid), as
+    transformers' DPT processor for it does, and the depth brought back to the picture's size."""
+    import cv2
+    import torch
+
+    model = _dpt_model(annotators)
+    side = model.config.image_size
+    side = side if isinstance(side, int) else int(side[0])
+    h, w = img.shape[:2]
+    square = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA if side < min(h, w) else cv2.INTER_CUBIC)
+    pixels = torch.from_numpy(np.ascontiguousarray(square)).float().permute(2, 0, 1)[None] / 127.5 - 1.0
+    with torch.no_grad():
+        depth = model(pixel_values=pixels).predicted_depth
+    depth = torch.nn.functional.interpolate(depth[:, None], size=(h, w), mode="bicubic", align_corners=False)[0, 0]
+    depth = depth - depth.min()
+    depth = depth / depth.max() if float(depth.max()) > 0 else depth
+    return (depth * 255.0).clip(0, 255).numpy().astype(np.uint8)
+
+
+def _depth_midas(img: np.ndarray, res: int, a: float, b: float, ann: Path | None) -> np.ndarray:
+    padded, unpad = resize_with_pad(img, res)
+    return unpad(midas_depth(padded, ann))
+
+
 def _nms(x: np.ndarray, t: float, s: float) -> np.ndarray:
     """annotator/util.py nms: blur, keep directional maxima, threshold."""
     import cv2
@@ -299,7 +363,6 @@ def _not_built_in(name: str, files: tuple[str, ...]) -> Run:
     return run
 
 
-_MIDAS = ("midas/dpt_hybrid-midas-501f0c75.pt",)
 _OPENPOSE = ("openpose/body_pose_model.pth",)
 
 _ALL = (
@@ -321,8 +384,7 @@ _ALL = (
     Preprocessor("hed_safe", "softedge_hedsafe", _hed_safe, tags=("SoftEdge",), annotator_files=(HED_FILE,)),
     Preprocessor("scribble_hed", "scribble_hed", _scribble_hed, tags=("Scribble", "SparseCtrl"),
                  annotator_files=(HED_FILE,)),
-    Preprocessor("depth", "depth_midas", _not_built_in("depth_midas", _MIDAS), priority=100, tags=("Depth",),
-                 annotator_files=_MIDAS),
+    Preprocessor("depth", "depth_midas", _depth_midas, priority=100, tags=("Depth",), annotator_files=(MIDAS_DIR,)),
     Preprocessor("openpose", "openpose", _not_built_in("openpose", _OPENPOSE), tags=("OpenPose",),
                  annotator_files=_OPENPOSE),
 )
@@ -458,4 +520,17 @@ def detect(module: str, image: Image.Image | np.ndarray, resolution: int, thresh
     if p is None:
         raise ValueError(f"unknown ControlNet module {module!r}; known: {', '.join(module_list())}")
     array = np.asarray(image.convert("RGBA") if isinstance(image, Image.Image) else image)
+    if p.resolution.visible:
+        check_map_size(array.shape[0], array.shape[1], int(resolution))
     return hwc3(p.run(hwc3(array), int(resolution), float(threshold_a), float(threshold_b), annotators))
+
+
+def check_map_size(height: int, width: int, resolution: int) -> None:
+    """MapTooLarge when scaling the picture's short side to the processor resolution would make more than
+    MAX_MAP_PIXELS (a long thin picture at a high resolution: gigabytes for one map)."""
+    k = float(resolution) / float(max(1, min(height, width)))
+    h, w = int(np.round(height * k)), int(np.round(width * k))
+    if h * w > MAX_MAP_PIXELS:
+        raise MapTooLarge(f"at processor resolution {resolution} the {width}x{height} picture would be processed at "
+                          f"{w}x{h} ({h * w:,} pixels); at most {MAX_MAP_PIXELS:,} are allowed: lower the resolution "
+                          "or crop the picture to a less elongated shape.")

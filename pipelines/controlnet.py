@@ -166,8 +166,15 @@ def control_image(unit: ControlNetUnit, width: int, height: int, annotators: Pat
     resolution = unit.processor_res
     if unit.pixel_perfect:
         resolution = pixel_perfect_resolution(array, height, width, unit.resize_mode)
+    detected = detected_map(unit, array, resolution, annotators)
+    return Image.fromarray(fit_map(detected, unit.resize_mode, height, width))
+
+
+def detected_map(unit: ControlNetUnit, picture: Image.Image | np.ndarray, resolution: int,
+                 annotators: Path | None = None) -> np.ndarray:
+    """The unit's preprocessor run on a picture at a processor resolution: the map (H×W×3 uint8) before fitting,
+    as sd-webui-controlnet's /controlnet/detect returns it."""
     preprocessor = get_preprocessor(unit.module)
     if preprocessor is not None and not preprocessor.resolution.visible:
         resolution = 512  # unused by the module (invert); any positive number
-    detected = detect(unit.module, array, int(resolution), unit.threshold_a, unit.threshold_b, annotators)
-    return Image.fromarray(fit_map(detected, unit.resize_mode, height, width))
+    return detect(unit.module, picture, int(resolution), unit.threshold_a, unit.threshold_b, annotators)

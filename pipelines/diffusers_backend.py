@@ -29,11 +29,11 @@ class DiffusersBackend:
                  compile: CompileOptions | None = None, compile_warmup: tuple[int, int, float] = (512, 512, 7.0),
                  upscalers_dir: Path | None = None, lora_dir: str | None = None, vae: str = "",
                  vae_dir: Path | None = None, controlnet_dir: Path | None = None,
-                 annotators_dir: Path | None = None) -> None:
+                 annotators_dir: Path | None = None, resolve_refiner: Callable[[str], str] | None = None) -> None:
         self.loaded = DiffusersModel(model, display_name, device, memory_mode, attention_slicing, vae_slicing,
                                      vae_tiling, compile, compile_warmup, vae, vae_dir)
         self.runner = DiffusersRunner(self.loaded, preview_every, preview_interval_s, lora_dir, upscalers_dir,
-                                      controlnet_dir, annotators_dir)
+                                      controlnet_dir, annotators_dir, resolve_refiner)
 
     @property
     def model_name(self) -> str:
@@ -62,6 +62,7 @@ class DiffusersBackend:
     def use_checkpoint(self, model: str, display_name: str | None, vae: str = "") -> None:
         """Point the (idle) backend at another checkpoint file or folder and VAE; the next load() loads them."""
         self.runner.loras.forget()
+        self.runner.refiners.forget()
         self.loaded.use_checkpoint(model, display_name, vae)
 
     def generate(self, req: ImageRequest, seeds: list[int], on_step: ProgressFn,
@@ -77,12 +78,14 @@ class DiffusersBackend:
         """Park the weights in CPU RAM to free GPU memory while idle (no-op on CPU or with an offload mode); loaded
         ControlNets are dropped (they load again when a job asks)."""
         self.runner.controlnets.forget()
+        self.runner.refiners.forget()
         self.loaded.offload()
 
     def unload(self) -> None:
         """Drop the pipeline, its LoRAs and the loaded ControlNets, and give their memory back."""
         self.runner.loras.forget()
         self.runner.controlnets.forget()
+        self.runner.refiners.forget()
         self.loaded.unload()
 
     def describe(self) -> dict[str, Any]:

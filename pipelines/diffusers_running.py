@@ -25,6 +25,7 @@ from pipelines.devices import release_memory
 from pipelines.diffusers_loading import DiffusersModel
 from pipelines.image_base import BatchItem, BatchOutcome, GeneratedImage, JobCancelled, ProgressFn
 from pipelines.preview import latent_family, latents_to_preview
+from pipelines.refiner import Refiners
 from pipelines.vae_precision import nan_fallback
 
 _clock = time.monotonic  # the preview throttle's clock (a test drives its own)
@@ -42,7 +43,7 @@ class DiffusersRunner:
 
     def __init__(self, model: DiffusersModel, preview_every: int = 2, preview_interval_s: float = 0.0,
                  lora_dir: str | None = None, upscalers_dir: Path | None = None, controlnet_dir: Path | None = None,
-                 annotators_dir: Path | None = None) -> None:
+                 annotators_dir: Path | None = None, resolve_refiner: Callable[[str], str] | None = None) -> None:
         self.model = model
         self.preview_every = max(1, preview_every)
         # At most one intermediate preview per this many seconds (the last step's always): each one copies the
@@ -53,6 +54,7 @@ class DiffusersRunner:
         self.loras = loras.LoraLoader(Path(lora_dir) if lora_dir else None)
         self.controlnets = control_apply.ControlNetCache(controlnet_dir)
         self.annotators_dir = annotators_dir  # preprocessors' annotator weights (HED…)
+        self.refiners = Refiners(model, resolve_refiner)  # the SDXL refiner kept beside the base
 
     def generate(
         self, req: ImageRequest, seeds: list[int], on_step: ProgressFn, stop: threading.Event
@@ -104,6 +106,8 @@ class DiffusersRunner:
 
     def _run_mode(self, run: _Run, req: ImageRequest) -> list[Any]:
         """The job's mode: one or two pipeline calls over the rows of `run`."""
+        if req.refiner_checkpoint:
+            return self._refined(run, req)
         if req.mode == "inpaint":
             return self._inpaint(run, req)
         if req.mode == "img2img":
@@ -166,6 +170,38 @@ class DiffusersRunner:
             upscaled = [image_ops.upscale_image(image, req.hr_upscaler, width, height, self.upscalers_dir,
                                                 self.model.placement.device) for image in base]
         return self._img2img(run, upscaled, strength, steps, offset=offset)
+
+    def _refined(self, run: _Run, req: ImageRequest) -> list[Any]:
+        """txt2img or img2img with A1111's refiner: the base denoises up to the switch, the refiner from there on the
+        same latents (diffusers' denoising_end / denoising_start hand-off); ControlNet units and LoRAs apply to the
+        base's part only."""
+        refiner = self.refiners.get(req.refiner_checkpoint)
+        from pipelines.samplers import make_scheduler
+
+        width, height = req.width, req.height
+        if req.mode == "img2img":
+            steps, strength = _img2img_schedule(req.steps, req.denoising_strength, fixed=False)
+            # A1111 switches after that fraction of the steps that run; diffusers' fractions are of the schedule.
+            switch = 1 - strength + strength * req.refiner_switch_at
+            inputs = image_ops.prepare_inputs(req)
+            run_steps = min(int(steps * strength), steps)
+            latents = self._call(self.model.task_pipe("img2img"), run, (width, height), image=[inputs.image] *
+                                 len(run.rows), strength=strength, num_inference_steps=steps, output_type="latent",
+                                 denoising_end=switch, extra_steps=run_steps - int(run_steps * req.refiner_switch_at))
+        else:
+            steps, switch = req.steps, req.refiner_switch_at
+            latents = self._call(self.model.pipe, run, (width, height), width=width, height=height,
+                                 num_inference_steps=steps, output_type="latent", denoising_end=switch,
+                                 extra_steps=steps - round(steps * switch))
+        pipe = refiner.task_pipe("img2img")
+        pipe.scheduler = make_scheduler(req.sampler, refiner.scheduler_config)
+        offset, control, run.control = run.steps_done, run.control, None  # units hook the base's UNet only
+        try:
+            with row_by_row(pipe, run.rows, self._rowwise(run.rows)), nan_fallback(pipe.vae):
+                return self._call(pipe, run, (width, height), image=latents, num_inference_steps=steps,
+                                  denoising_start=switch, output_type="pil", offset=offset)
+        finally:
+            run.control = control
 
     def _inpaint(self, run: _Run, req: ImageRequest) -> list[Any]:
         """Inpaint as A1111 does: prepare the picture and mask (crop for "only masked"), repaint, paste back."""

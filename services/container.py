@@ -280,7 +280,10 @@ def _image_slot(settings: Settings, catalog: Catalog | None = None,
     def build_tiny(report: Callable[[str], None]) -> None:
         build_tiny_images(settings, report)
 
-    choice = _model_choice(catalog or _catalog(settings), options["model"], options["display_name"]) if local else None
+    catalog = catalog or _catalog(settings)
+    if local:  # the refiner is another checkpoint of the catalog, by the names a job gives
+        options["resolve_refiner"] = lambda name: str(catalog.resolve_model(name))
+    choice = _model_choice(catalog, options["model"], options["display_name"]) if local else None
     threads = threads or TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)
     backend = deferred(threads, lambda: create_image_backend(settings.image_backend, **options))
     return _slot("image", settings.image_backend, backend, options.get("display_name") or model,

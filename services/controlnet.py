@@ -16,12 +16,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from contracts import MAX_CONTROLNET_UNITS, ControlNetUnit, InvalidRequest, excerpt
-from pipelines.control_preprocessors import PreprocessorUnavailable, module_detail, module_list
+from pipelines.control_preprocessors import (
+    MapTooLarge,
+    PreprocessorUnavailable,
+    check_map_size,
+    get_preprocessor,
+    module_detail,
+    module_list,
+    pixel_perfect_resolution,
+)
 from pipelines.control_units import ControlUnitError, unit_from_api
-from pipelines.controlnet import check_families, control_image
+from pipelines.controlnet import check_families, control_image, detected_map
 from services import uploads
 
 
@@ -102,6 +111,28 @@ def check_family(units: list[ControlNetUnit], models: dict[str, Path], family: s
     return {}
 
 
+def map_size_errors(units: list[ControlNetUnit], sizes: list[tuple[int, int]],
+                    fallback: Image.Image | None) -> dict[str, str]:
+    """{controlnet.<i>.image: message} for each unit whose picture (else ``fallback``, the img2img picture), scaled to
+    its processor resolution at each pass's (width, height), would be more pixels than a map may have."""
+    errors: dict[str, str] = {}
+    for i, unit in enumerate(units):
+        picture = unit.image if unit.image is not None else fallback
+        preprocessor = get_preprocessor(unit.module)
+        if not unit.enabled or picture is None or preprocessor is None or not preprocessor.resolution.visible:
+            continue
+        shape = np.broadcast_to(np.uint8(0), (picture.height, picture.width))  # the shape alone, no pixels
+        for width, height in sizes:
+            resolution = pixel_perfect_resolution(shape, height, width, unit.resize_mode) if unit.pixel_perfect \
+                else int(unit.processor_res)
+            try:
+                check_map_size(picture.height, picture.width, resolution)
+            except MapTooLarge as err:
+                errors[f"controlnet.{i}.image"] = f"ControlNet unit {i}: {err}"
+                break
+    return errors
+
+
 def preview_map(unit: ControlNetUnit, width: int, height: int, annotators: Path | None) -> Image.Image:
     """The map a unit's preprocessor makes of its picture at the job's size, as the ControlNet will see it;
     InvalidRequest naming the field when the unit has no picture or the module's weights are missing."""
@@ -111,6 +142,8 @@ def preview_map(unit: ControlNetUnit, width: int, height: int, annotators: Path 
         return control_image(unit, width, height, annotators)
     except PreprocessorUnavailable as err:
         raise InvalidRequest({"controlnet.0.module": f"ControlNet unit 0: {err}"}) from err
+    except MapTooLarge as err:
+        raise InvalidRequest({"controlnet.0.image": f"ControlNet unit 0: {err}"}) from err
 
 
 def preview(values: dict[str, Any], width: int, height: int, annotators: Path | None,
@@ -131,6 +164,73 @@ def preview(values: dict[str, Any], width: int, height: int, annotators: Path | 
     return preview_map(unit, width, height, annotators)
 
 
+# /controlnet/detect's field names for a unit's (sd-webui-controlnet's api.py).
+DETECT_FIELDS = {"module": "controlnet_module", "processor_res": "controlnet_processor_res",
+                 "threshold_a": "controlnet_threshold_a", "threshold_b": "controlnet_threshold_b"}
+DETECT_IMAGES = "controlnet_input_images"
+
+
+def detect(module: str, pictures: list[Any], processor_res: float, threshold_a: float, threshold_b: float,
+           annotators: Path | None, limits: uploads.UploadLimits) -> list[Image.Image]:
+    """sd-webui-controlnet's /controlnet/detect: each picture (base64, bytes or PIL) through one preprocessor at the
+    processor resolution (-1: the module's default), the maps as the preprocessor makes them (not fitted to a job
+    size); InvalidRequest naming each bad field in the route's names."""
+    if not pictures:
+        raise InvalidRequest({DETECT_IMAGES: f"{DETECT_IMAGES}: send at least one picture (base64)."})
+    if len(pictures) > MAX_CONTROLNET_UNITS:
+        raise InvalidRequest({DETECT_IMAGES: f"{DETECT_IMAGES}: {len(pictures)} pictures; at most "
+                                             f"{MAX_CONTROLNET_UNITS} per request."})
+    errors: dict[str, str] = {}
+    unit = None
+    try:
+        unit = unit_from_api({"module": module, "model": "None", "processor_res": processor_res,
+                              "threshold_a": threshold_a, "threshold_b": threshold_b})
+    except ControlUnitError as err:
+        for key, message in err.errors.items():
+            field = DETECT_FIELDS.get(key.rsplit(".", 1)[-1], key)
+            errors[field] = f"{field}: {message.removeprefix('ControlNet unit 0: ')}"
+    images = []
+    for i, picture in enumerate(pictures):  # each decoded within the upload limits, never one unbounded
+        try:
+            images.append(read_picture(picture, f"{DETECT_IMAGES}.{i}", limits))
+        except InvalidRequest as err:
+            errors |= err.errors
+    if errors or unit is None:
+        raise InvalidRequest(errors)
+    maps = []
+    for i, image in enumerate(images):
+        try:
+            maps.append(Image.fromarray(detected_map(unit, image, unit.processor_res, annotators)))
+        except PreprocessorUnavailable as err:
+            raise InvalidRequest({DETECT_FIELDS["module"]: f"{DETECT_FIELDS['module']}: {err}"}) from err
+        except MapTooLarge as err:
+            raise InvalidRequest({f"{DETECT_IMAGES}.{i}": f"{DETECT_IMAGES}.{i}: {err}"}) from err
+    return maps
+
+
 def modules(alias_names: bool = False) -> dict[str, Any]:
     """sd-webui-controlnet's /controlnet/module_list answer: the modules and their sliders."""
     return {"module_list": module_list(alias_names), "module_detail": module_detail(alias_names)}
+
+
+# Words a control type's models may carry besides its own name (the extension's Preprocessor.tag_to_filters).
+TYPE_WORDS = {"openpose": ("densepose",), "scribble": ("sketch",), "tile": ("blur",)}
+
+
+def control_types(models: list[str]) -> dict[str, Any]:
+    """sd-webui-controlnet's /controlnet/control_types for the ControlNets listed: per control type (a module tag),
+    its modules (UI labels), the models whose names carry the type, and the defaults its UI picks."""
+    labels = module_list(alias_names=True)
+    out = {"All": {"module_list": labels, "model_list": ["None", *models], "default_option": "none",
+                   "default_model": "None"}}
+    tags = sorted({tag for label in labels for tag in getattr(get_preprocessor(label), "tags", ())})
+    for tag in tags:
+        words = (tag.lower(), *TYPE_WORDS.get(tag.lower(), ()))
+        matching = ["None", *(m for m in models if any(w in m.lower() for w in words))]
+        chosen = [label for label in labels if label == "none" or tag in getattr(get_preprocessor(label), "tags", ())]
+        # The extension prefers a v1.1 model ("11" in its name) as the default, else the first.
+        default = next((m for m in matching[1:] if "11" in m.split("[")[0]), matching[1]) if len(matching) > 1 \
+            else "None"
+        out[tag] = {"module_list": chosen, "model_list": matching,
+                    "default_option": chosen[1] if len(chosen) > 1 else chosen[0], "default_model": default}
+    return out

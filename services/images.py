@@ -20,9 +20,12 @@ from contracts import (
     InvalidRequest,
     check_inputs,
     control_infotext,
+    excerpt,
     resolve_seed,
 )
+from pipelines.checkpoints import FAMILY_LABELS
 from pipelines.image_base import ImageBackend, JobCancelled, StepUpdate
+from pipelines.loading import ModelUnavailable, model_revision
 from pipelines.messages import hide_paths
 from services import controlnet, log_context, metrics, uploads
 from services.batcher import ImageBatcher, Place
@@ -141,11 +144,6 @@ class ImageService:
         params["controlnet"], unit_errors = controlnet.read_units(params.get("controlnet"), models,
                                                                   self.upload_limits)
         errors |= unit_errors
-        if self.remote_names and params["controlnet"]:
-            # Not passed through to a remote WebUI yet: refused rather than silently dropped.
-            errors["controlnet"] = ("controlnet: ControlNet units run on the diffusers backend only; this "
-                                    "server's images come from a remote AUTOMATIC1111, which Atelier does not send "
-                                    "units to yet.")
         try:
             req = ImageRequest(**params)
         except Exception as err:  # pydantic's ValidationError: wrong types
@@ -161,7 +159,54 @@ class ImageService:
             errors = self.catalog.field_errors(prompt=req.prompt, model=req.model, vae=req.vae) | errors
             if req.controlnet:
                 errors = controlnet.check_family(req.controlnet, models or {}, self.catalog.family(req.model)) | errors
+            errors = self._refiner_errors(req) | errors
+        if req.controlnet:  # a long thin picture at a high processor resolution: gigabytes for one map
+            sizes = [(req.width, req.height), *([req.hr_size()] if req.enable_hr and req.mode == "txt2img" else [])]
+            errors = controlnet.map_size_errors(req.controlnet, sizes, req.init_image) | errors
         return (None if errors else req), errors
+
+    def controlnet_models(self) -> list[str]:
+        """The ControlNet models a unit may name: those of <data>/controlnet, or on a remote WebUI its extension's
+        (pipelines/a1111_backend.py); ModelUnavailableError saying why when the WebUI cannot list them."""
+        if not self.remote_names:
+            return list(self.catalog.controlnets()) if self.catalog is not None else []
+        backend: Any = self.slot.backend
+        if not hasattr(backend, "controlnet_models"):  # a remote backend that runs no ControlNet units
+            return []
+        try:
+            return list(backend.controlnet_models())
+        except ModelUnavailable as err:
+            raise ModelUnavailableError(str(err)) from None
+
+    def _refiner_identity(self, req: ImageRequest) -> dict[str, str]:
+        """For the result cache, which files the refiner is (its name alone would outlive a replaced file); {} without
+        one, so other jobs keep their keys."""
+        if not req.refiner_checkpoint or self.catalog is None or self.remote_names:
+            return {}
+        try:
+            path = self.catalog.resolve_model(req.refiner_checkpoint)
+        except ValueError:
+            return {}
+        # A file's SHA-256 is computed once and cached (pipelines/hashes.py); a folder's fingerprint is its stats.
+        return {"refiner": model_revision(str(path)) if path.is_dir() else self.catalog.model_sha256(
+            req.refiner_checkpoint)}
+
+    def _refiner_errors(self, req: ImageRequest) -> dict[str, str]:
+        """The refiner must be a checkpoint here, and it and the base SDXL (the hand-off is SDXL's)."""
+        if not req.refiner_checkpoint or self.catalog is None:
+            return {}
+        try:
+            self.catalog.resolve_model(req.refiner_checkpoint)
+        except ValueError as err:
+            return {"refiner_checkpoint": f"refiner_checkpoint: {err}"}
+        for key, name in (("refiner_checkpoint", req.refiner_checkpoint), ("model", req.model)):
+            family = self.catalog.family(name)
+            if family is not None and family != "sdxl":
+                what = "the refiner" if key == "refiner_checkpoint" else "the checkpoint"
+                return {key: f"{key}: {what} {excerpt(name or 'default')} is {FAMILY_LABELS.get(family, family)}; "
+                             "the refiner hands SDXL latents over, so the checkpoint and the refiner must both be "
+                             "SDXL."}
+        return {}
 
     def _read_images(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Read and decode uploaded files and bytes, and bring PIL images to the request's modes (RGB; L for the mask),
@@ -240,7 +285,7 @@ class ImageService:
         key = None
         digests = req.image_digests()  # once: hashing an image means encoding it as PNG
         if req.seed != -1:  # only a fixed seed makes a result repeatable, hence reusable
-            key = self.cache_key(req, backend, digests)
+            key = self.cache_key(req, backend, {**digests, **self._refiner_identity(req)})
             if (hit := self.cache.find_image_job(user, key)) is not None and self._reuse(hit, req, user, handle,
                                                                                         started, digests):
                 return
@@ -385,7 +430,23 @@ class ImageService:
             hires_steps=req.hr_second_pass_steps if hires and req.hr_second_pass_steps else None,
             hires_upscaler=req.hr_upscaler if hires else None,
             controlnet=control_infotext(req.controlnet) or None,
+            refiner=self._refiner_title(req) or None,
+            refiner_switch_at=req.refiner_switch_at if req.refiner_checkpoint else None,
         )
+
+    def _refiner_title(self, req: ImageRequest) -> str:
+        """A1111's `Refiner` value: the checkpoint's file stem and short hash, "name [hash]" ('' without one)."""
+        name = req.refiner_checkpoint
+        if not name or self.catalog is None or self.remote_names:
+            return name
+        try:
+            short = str(self.catalog.model_hash(name))
+            path = self.catalog.resolve_model(name)
+        except Exception:  # metadata only: a file gone since validation must not cost the finished images
+            log.warning("no Refiner hash for %r", name, exc_info=True)
+            return name
+        stem = path.stem if path.is_file() else path.name
+        return f"{stem} [{short}]" if short else stem
 
     def _model_hash(self, req: ImageRequest, backend: ImageBackend) -> str:
         """A1111's Model hash of the checkpoint that ran: the backend's own when it tells (a single-file checkpoint

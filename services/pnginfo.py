@@ -36,6 +36,7 @@ _FIELDS: dict[str, tuple[str, type]] = {
     "Denoising strength": ("denoising_strength", float), "Mask blur": ("mask_blur", int),
     "Masked area padding": ("inpaint_full_res_padding", int), "Hires upscale": ("hr_scale", float),
     "Hires steps": ("hr_second_pass_steps", int), "Hires upscaler": ("hr_upscaler", str),
+    "Refiner": ("refiner_checkpoint", str), "Refiner switch at": ("refiner_switch_at", float),
 }
 _MASKED_CONTENT = {"fill": 0, "original": 1, "latent noise": 2, "latent nothing": 3}
 _INPAINT_KEYS = ("Mask blur", "Mask mode", "Inpaint area", "Masked area padding", "Masked content")

@@ -44,6 +44,8 @@ class Parameters:
     lora_hashes: str | None = None  # "name: hash, name: hash"
     # Extensions' entries, last as A1111 writes them: {"ControlNet 0": "Module: canny, Model: …", …}.
     controlnet: dict[str, str] | None = None
+    refiner: str | None = None  # A1111's "Refiner: name [hash]", with "Refiner switch at"
+    refiner_switch_at: float | None = None
 
     def pairs(self) -> dict[str, str]:
         """The `Key: value` pairs in A1111's order (processing.create_infotext), values as A1111 prints them."""
@@ -56,6 +58,8 @@ class Parameters:
             "Masked area padding": self.masked_area_padding, "Masked content": self.masked_content,
             "Hires upscale": self.hires_upscale, "Hires steps": self.hires_steps,
             "Hires upscaler": self.hires_upscaler, "Lora hashes": self.lora_hashes, **(self.controlnet or {}),
+            # Set while sampling in A1111 (processing's apply_refiner), after the entries made before it.
+            "Refiner": self.refiner, "Refiner switch at": self.refiner_switch_at,
         }
         return {key: _format(value) for key, value in values.items() if value is not None and value != ""}
 

@@ -289,6 +289,24 @@ def test_webuiapi_controlnet_units_run_unchanged(atelier: Atelier) -> None:
     assert made.image.tobytes() != plain.image.tobytes()
 
 
+def test_webuiapi_controlnet_routes_list_and_detect(atelier: Atelier) -> None:
+    api = atelier.webui("bob")
+    assert api.controlnet_version() == 3
+    # The server's warm-up load built the tiny ControlNets (the fixture waits for it).
+    assert [name.split(" [")[0] for name in api.controlnet_model_list()] == ["tiny-cn-sd15", "tiny-cn-sdxl"]
+    assert {"none", "canny", "lineart_standard"} <= set(api.controlnet_module_list())
+    picture = Image.new("RGB", (96, 64), "black")
+    picture.paste((255, 255, 255), (16, 16, 48, 48))
+    detected = api.controlnet_detect([picture], module="canny", processor_res=64, threshold_a=100, threshold_b=200)
+    assert detected.info == "Success"
+    assert detected.images[0].size == (96, 64)  # the short side at the processor resolution
+    assert set(detected.images[0].convert("L").getdata()) == {0, 255}
+    for path in ("/controlnet/model_list", "/controlnet/module_list", "/controlnet/version"):
+        assert httpx.get(atelier.url + path, timeout=30).status_code == 401
+    with pytest.raises(RuntimeError, match="controlnet_module"):
+        api.controlnet_detect([picture], module="nope")
+
+
 def test_webuiapi_img2img_with_a_mask_inpaints(atelier: Atelier) -> None:
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (8, 8, 40, 40))

@@ -95,6 +95,22 @@ def test_sdxl_and_a_controlnet_unit_through_the_api_and_back_through_png_info(al
     assert read["controlnet"][0]["model"].startswith("tiny-cn-sd15 [")
 
 
+def test_the_refiner_through_the_named_api_and_back_through_png_info(alice: Client) -> None:
+    plain, _ = run(alice, model="tiny-sdxl")
+    refined, info = run(alice, model="tiny-sdxl", refiner_checkpoint="tiny-sdxl", refiner_switch_at=0.5)
+    assert info["status"] == "done"
+    text = read_parameters(Path(refined[0]["image"]["path"]))
+    assert text.endswith("Refiner: tiny-sdxl, Refiner switch at: 0.5")
+    # The base as its own refiner: one schedule, split, so the very same pixels.
+    assert Image.open(refined[0]["image"]["path"]).tobytes() == Image.open(plain[0]["image"]["path"]).tobytes()
+    read = alice.predict(handle_file(refined[0]["image"]["path"]), api_name="/png_info")
+    assert (read["refiner_checkpoint"], read["refiner_switch_at"]) == ("tiny-sdxl", 0.5)
+    with pytest.raises(ValidationError, match="refiner_switch_at must be between 0 and 1"):
+        run(alice, model="tiny-sdxl", refiner_checkpoint="tiny-sdxl", refiner_switch_at=1.5)
+    with pytest.raises(ValidationError, match="must both be SDXL"):
+        run(alice, refiner_checkpoint="tiny-sdxl")  # the tiny profile's default checkpoint is SD 1.5
+
+
 @pytest.mark.parametrize(("fields", "words"), [
     ({"weight": 5}, "weight must be between 0 and 2"),
     ({"guidance_start": 0.9, "guidance_end": 0.1}, "must not be after guidance_end"),

@@ -86,8 +86,9 @@ def pixels(item: dict[str, Any]) -> np.ndarray:
 
 def test_the_new_parameters_follow_todays_and_are_all_optional(client: Client) -> None:
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    expected = {"/generate_image": [*PARAMS, *NEW_TXT2IMG, "controlnet"],
-                "/img2img": [*PARAMS, *IMG2IMG, "model", "vae", "controlnet"],
+    refiner = ["refiner_checkpoint", "refiner_switch_at"]
+    expected = {"/generate_image": [*PARAMS, *NEW_TXT2IMG, "controlnet", *refiner],
+                "/img2img": [*PARAMS, *IMG2IMG, "model", "vae", "controlnet", *refiner],
                 "/inpaint": [*PARAMS, *IMG2IMG, *INPAINT, "model", "vae", "controlnet"]}
     for api, names in expected.items():
         parameters = endpoints[api]["parameters"]

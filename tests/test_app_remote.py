@@ -3,14 +3,18 @@ stand-in for text, each a real HTTP server on loopback; previews, Stop, history 
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError, ValidationError
+from PIL import Image
 
 from settings import Settings
 from storage.files import parse_parameters, read_parameters
@@ -53,6 +57,21 @@ def test_images_come_from_the_webui_with_previews_metadata_and_history(client: C
     history = client.predict(limit=1, api_name="/history")["jobs"][0]
     assert history["job_id"] == info["job_id"]
     assert history["backend"] == "a1111"
+
+
+def test_controlnet_units_and_model_list_go_to_the_webui(
+        client: Client, stand_ins: tuple[StandinA1111, StandinOpenAI, str, str]) -> None:
+    a1111 = stand_ins[0]
+    listed = httpx.get(client.src.rstrip("/") + "/controlnet/model_list", timeout=30).json()
+    assert listed == {"model_list": list(a1111.controlnet_models)}  # the WebUI's, not this server's folder
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(picture, format="PNG")
+    unit = {"image": base64.b64encode(picture.getvalue()).decode(), "module": "canny",
+            "model": a1111.controlnet_models[0], "weight": 0.7}
+    *_, info = client.submit(**IMAGE, controlnet=[unit], api_name="/generate_image").result(timeout=60)
+    assert info["status"] == "done"
+    sent = a1111.requests[-1]["alwayson_scripts"]["ControlNet"]["args"]
+    assert [(u["model"], u["weight"], u["enabled"]) for u in sent] == [(a1111.controlnet_models[0], 0.7, True)]
 
 
 def test_stop_interrupts_our_webui_job(client: Client, stand_ins: tuple[StandinA1111, StandinOpenAI, str, str]

@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from contracts import (
+    DEFAULT_REFINER_SWITCH_AT,
     IMAGE_UPSCALERS,
     LATENT_UPSCALERS,
     MAX_HR_SCALE,
@@ -46,12 +47,14 @@ IMG2IMG_NAMES = ("init_image", "denoising_strength", "resize_mode")
 INPAINT_NAMES = ("mask", "mask_blur", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
                  "inpainting_mask_invert")
 IMAGE_NAMES = ("init_image", "mask")
-CONTROLNET_NAMES = ("controlnet",)  # the units, last (ui/controlnet_panel.py)
+CONTROLNET_NAMES = ("controlnet",)  # the units (ui/controlnet_panel.py)
+REFINER_NAMES = ("refiner_checkpoint", "refiner_switch_at")  # A1111's SDXL refiner, last (ui/refiner_panel.py)
 # AUTOMATIC1111's API defaults for what a request may leave out (see ISSUE13's contract and pipelines/image_base).
 A1111_DEFAULTS: dict[str, Any] = {
     "enable_hr": False, "hr_scale": 2.0, "hr_upscaler": "Latent", "hr_second_pass_steps": 0,
     "denoising_strength": 0.75, "resize_mode": 0, "mask_blur": 4, "inpainting_fill": 1, "inpaint_full_res": False,
-    "inpaint_full_res_padding": 32, "inpainting_mask_invert": 0, "model": "", "vae": "",
+    "inpaint_full_res_padding": 32, "inpainting_mask_invert": 0, "model": "", "vae": "", "refiner_checkpoint": "",
+    "refiner_switch_at": DEFAULT_REFINER_SWITCH_AT,
 }
 WHOLE_NAMES = ("width", "height", "steps", "seed", "batch_count", "hr_second_pass_steps", "resize_mode", "mask_blur",
                "inpainting_fill", "inpaint_full_res_padding", "inpainting_mask_invert")
@@ -79,6 +82,8 @@ PARAM_DOCS: dict[str, str] = {
     "controlnet": ("ControlNet units: a list of objects in sd-webui-controlnet's names (image as base64, module, model "
                    "as /models lists it, weight, guidance_start, guidance_end, control_mode, resize_mode, …); "
                    "empty: none"),
+    "refiner_checkpoint": "an SDXL checkpoint that takes over at refiner_switch_at, as A1111's refiner (empty: none)",
+    "refiner_switch_at": "the fraction of the steps after which the refiner takes over (0 to 1, A1111's 0.8)",
     "init_image": "the picture to start from (an uploaded image file)",
     "resize_mode": "how the picture is brought to the size: 0 just resize, 1 crop and resize, 2 resize and fill",
     "mask": "where to repaint: white is repainted, black kept (an uploaded image file)",
@@ -219,7 +224,7 @@ def coerce(values: Mapping[str, Any]) -> dict[str, Any]:
         value = out.get(name)
         if isinstance(value, float) and value.is_integer():
             out[name] = int(value)
-    for name in ("prompt", "negative_prompt", "model", "vae"):
+    for name in ("prompt", "negative_prompt", "model", "vae", "refiner_checkpoint"):
         if name in out and out[name] is None:
             out[name] = ""
     return out
@@ -345,8 +350,10 @@ def reused_models(services: Services, info: Mapping[str, Any]) -> dict[str, Any]
     else:  # a PNG: the checkpoint that made it, by the name PNGs carry
         model, vae = info.get("model"), info.get("vae")
         model = "" if model == services.image_slot.default_model else model
+    refiner = info.get("refiner_checkpoint") or ""  # none written: the refiner was off
     return {"model": _listed(model, catalog.listed_model, "Checkpoint", "Default"),
-            "vae": _listed(vae, catalog.listed_vae, "VAE", "Automatic")}
+            "vae": _listed(vae, catalog.listed_vae, "VAE", "Automatic"),
+            "refiner_checkpoint": _listed(refiner, catalog.listed_model, "Refiner", "None")}
 
 
 def _listed(name: Any, listed: Callable[[str], str | None], what: str, default: str) -> Any:

@@ -8,12 +8,12 @@ import gradio as gr
 
 from services.admission import QueueQuota
 from services.container import Services
-from ui import controlnet_panel, image_form
+from ui import controlnet_panel, image_form, refiner_panel
 from ui.common import PRIVATE
 
 # The parameters of /img2img, in order: txt2img's, then the init image and how it is used, then the model choice.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.MODEL_NAMES,
-               *image_form.CONTROLNET_NAMES)
+               *image_form.CONTROLNET_NAMES, *image_form.REFINER_NAMES)
 
 
 @dataclass
@@ -34,6 +34,7 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
     with gr.Tab("img2img", id="img2img", elem_id="img2img-tab"), gr.Row():
         with gr.Column(scale=5):
             models, prompts = image_form.form_head(services, "img2img")
+            refiner = refiner_panel.render(services, "img2img")
             init_image = init_image_input("Init image", "img2img-init-image")
             generate_btn, stop_btn = image_form.run_buttons("img2img")
             with gr.Row():
@@ -46,7 +47,7 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
             column = image_form.job_column("img2img")
 
     given = {**prompts, **settings, **models, "init_image": init_image, "resize_mode": resize_mode,
-             "denoising_strength": denoising_strength, "controlnet": panel.units_json}
+             "denoising_strength": denoising_strength, "controlnet": panel.units_json, **refiner}
     fields = {name: given[name] for name in PARAM_NAMES}
     trigger = panel.packed(generate_btn.click)
     event = image_form.job_event(services, quota, trigger, "img2img", fields, column, "img2img",

@@ -12,7 +12,7 @@ import gradio as gr
 from services.admission import QueueQuota
 from services.chat import split_prompt_answer
 from services.container import Services
-from ui import controlnet_panel, image_form
+from ui import controlnet_panel, image_form, refiner_panel
 from ui.common import (
     PRIVATE,
     RAW_INPUTS,
@@ -28,7 +28,7 @@ from ui.common import (
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.HIRES_NAMES, *image_form.MODEL_NAMES,
-               *image_form.CONTROLNET_NAMES)
+               *image_form.CONTROLNET_NAMES, *image_form.REFINER_NAMES)
 
 
 @dataclass
@@ -57,6 +57,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
         with gr.Row():
             with gr.Column(scale=5):
                 models = image_form.model_pickers(services, "image")
+                refiner = refiner_panel.render(services, "image")
                 with gr.Row():
                     idea_box = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4,
                                           elem_id="image-idea")
@@ -71,7 +72,7 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
                 column = image_form.job_column("image")
         timer = gr.Timer(1.0, active=True)
 
-    given = {**prompts, **settings, **hires, **models, "controlnet": panel.units_json}
+    given = {**prompts, **settings, **hires, **models, "controlnet": panel.units_json, **refiner}
     fields = {name: given[name] for name in PARAM_NAMES}
     trigger = panel.packed(generate_btn.click)
     event = image_form.job_event(services, quota, trigger, "txt2img", fields, column, "generate_image",

@@ -158,8 +158,6 @@ def unsupported(body: A1111Body) -> dict[str, str]:
         ("script_name", bool(body.script_name), "Atelier runs no scripts (GET /sdapi/v1/scripts lists none)."),
         ("alwayson_scripts", any(_script_on(v) for k, v in body.alwayson_scripts.items() if k.lower() != CONTROLNET),
          "Atelier runs no scripts or extensions but ControlNet (alwayson_scripts.ControlNet.args: its units)."),
-        ("refiner_checkpoint", bool(body.refiner_checkpoint) and body.refiner_checkpoint not in SAME,
-         "a refiner is not part of Atelier; leave it empty."),
     ]
     for field, wrong, message in checks:
         if wrong:
@@ -226,6 +224,10 @@ def base_params(body: A1111Body, defaults: dict[str, Any]) -> tuple[dict[str, An
         "sampler": sampler or defaults.get("sampler", "Euler a"),
         "seed": body.seed, "batch_count": body.batch_size * body.n_iter,
     }
+    if body.refiner_checkpoint not in (None, "None", *SAME):  # another SDXL checkpoint takes over at switch_at
+        params["refiner_checkpoint"] = body.refiner_checkpoint
+        if body.refiner_switch_at is not None:
+            params["refiner_switch_at"] = body.refiner_switch_at
     if body.batch_size < 1:
         errors["batch_size"] = f"batch_size must be at least 1, got {body.batch_size}."
     if body.n_iter < 1:

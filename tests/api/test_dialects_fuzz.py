@@ -1,7 +1,7 @@
-"""OpenAI's /v1 and AUTOMATIC1111's /sdapi/v1, fuzzed from their own OpenAPI documents (schemathesis): whatever a
-client sends, no 5xx, and every answer matches the document (status, content type, body). The server's limits are
-set so that a request the fuzzer gets right runs a small job (at most 72×72 pixels, 2 steps, 2 images) or a short
-reply (at most 32 tokens)."""
+"""OpenAI's /v1, AUTOMATIC1111's /sdapi/v1 and sd-webui-controlnet's /controlnet, fuzzed from their own OpenAPI
+documents (schemathesis): whatever a client sends, no 5xx, and every answer matches the document (status, content
+type, body). The server's limits are set so that a request the fuzzer gets right runs a small job (at most 72×72
+pixels, 2 steps, 2 images) or a short reply (at most 32 tokens)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,13 @@ def sdapi_schema(app_and_key: tuple[Any, str]) -> Any:
     return schemathesis.openapi.from_asgi("/sdapi/v1/openapi.json", app_and_key[0])
 
 
+@pytest.fixture(scope="module")
+def controlnet_schema(app_and_key: tuple[Any, str]) -> Any:
+    return schemathesis.openapi.from_asgi("/controlnet/openapi.json", app_and_key[0])
+
+
 v1 = schemathesis.pytest.from_fixture("v1_schema")
+controlnet = schemathesis.pytest.from_fixture("controlnet_schema")
 sdapi = schemathesis.pytest.from_fixture("sdapi_schema")
 # A method a route lacks falls through to Gradio's catch-all mount at /, which answers 404 rather than 405. And a
 # request the schema allows may still be refused, naming the field, for what a schema cannot say (an empty prompt, a
@@ -64,4 +70,10 @@ def test_v1_never_errs_and_answers_as_documented(case: Any, app_and_key: tuple[A
 @sdapi.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_sdapi_never_errs_and_answers_as_documented(case: Any, app_and_key: tuple[Any, str]) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {app_and_key[1]}"}, excluded_checks=EXCLUDED)
+
+
+@controlnet.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_controlnet_never_errs_and_answers_as_documented(case: Any, app_and_key: tuple[Any, str]) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {app_and_key[1]}"}, excluded_checks=EXCLUDED)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from contracts import ImageRequest
+from contracts import ImageRequest, InvalidRequest
 from pipelines.a1111_backend import A1111Backend, RemoteImageError, decode_image
 from pipelines.image_base import GeneratedImage, JobCancelled, StepUpdate, create_image_backend, image_backend_names
 from pipelines.loading import ModelUnavailable
@@ -317,6 +317,64 @@ def test_img2img_goes_to_the_img2img_route_with_its_fields(backend: A1111Backend
     assert list(images[0].image.getdata()) == list(expected.getdata())
 
 
+def test_controlnet_units_go_in_alwayson_scripts_with_the_extensions_names(backend: A1111Backend,
+                                                                           server: StandinA1111) -> None:
+    from contracts import ControlNetUnit
+
+    picture = gradient()
+    units = [ControlNetUnit(image=picture, module="canny", model="control_v11p_sd15_canny [d14c016b]", weight=0.8,
+                            guidance_start=0.1, guidance_end=0.9, control_mode="My prompt is more important",
+                            resize_mode="Resize and Fill", pixel_perfect=True, processor_res=384, threshold_a=50,
+                            threshold_b=150),
+             ControlNetUnit(image=picture, module="canny", model="control_v11p_sd15_canny [d14c016b]",
+                            enabled=False),
+             ControlNetUnit(module="depth", model="control_v11f1p_sd15_depth [cfd03158]")]
+    run(backend, request(mode="img2img", init_image=picture, denoising_strength=0.5, controlnet=units))
+    sent = server.requests[-1]
+    assert server.routes == ["img2img"]
+    args = sent["alwayson_scripts"]["ControlNet"]["args"]
+    assert len(args) == 2  # the disabled unit is not sent
+    image = args[0].pop("image")
+    assert list(decode_image(image).convert("RGB").getdata()) == list(picture.getdata())
+    assert args == [
+        {"enabled": True, "module": "canny", "model": "control_v11p_sd15_canny [d14c016b]", "weight": 0.8,
+         "guidance_start": 0.1, "guidance_end": 0.9, "control_mode": "My prompt is more important",
+         "resize_mode": "Resize and Fill", "pixel_perfect": True, "processor_res": 384, "threshold_a": 50,
+         "threshold_b": 150},
+        # No picture: the extension takes the img2img picture, as Atelier's own units do.
+        {"enabled": True, "module": "depth", "model": "control_v11f1p_sd15_depth [cfd03158]", "weight": 1.0,
+         "guidance_start": 0.0, "guidance_end": 1.0, "control_mode": "Balanced", "resize_mode": "Crop and Resize",
+         "pixel_perfect": False, "processor_res": -1, "threshold_a": -1, "threshold_b": -1}]
+    run(backend, request())
+    assert "alwayson_scripts" not in server.requests[-1]  # no units, no scripts
+
+
+def test_the_refiner_goes_to_the_webui_in_its_own_fields(backend: A1111Backend, server: StandinA1111) -> None:
+    run(backend, request(refiner_checkpoint="sd_xl_refiner_1.0 [7440042bbd]", refiner_switch_at=0.7))
+    sent = server.requests[-1]
+    assert (sent["refiner_checkpoint"], sent["refiner_switch_at"]) == ("sd_xl_refiner_1.0 [7440042bbd]", 0.7)
+    run(backend, request())
+    assert "refiner_checkpoint" not in server.requests[-1]
+
+
+def test_the_webuis_controlnet_models_are_listed(backend: A1111Backend, server: StandinA1111) -> None:
+    assert backend.controlnet_models() == list(server.controlnet_models)  # without the extension's "None"
+    models, server.controlnet_models = server.controlnet_models, ()
+    try:
+        with pytest.raises(ModelUnavailable, match="install the sd-webui-controlnet extension"):
+            backend.controlnet_models()
+    finally:
+        server.controlnet_models = models
+
+
+def test_a_controlnet_model_the_webui_lacks_is_reported(backend: A1111Backend, server: StandinA1111) -> None:
+    from contracts import ControlNetUnit
+
+    unit = ControlNetUnit(image=gradient(), module="canny", model="control_nope [00000000]")
+    with pytest.raises(RemoteImageError, match="model not found: control_nope"):
+        run(backend, request(controlnet=[unit]))
+
+
 @pytest.mark.parametrize("invert", [0, 1])
 def test_inpaint_sends_the_mask_and_the_inpaint_fields(backend: A1111Backend, server: StandinA1111,
                                                        invert: int) -> None:
@@ -498,3 +556,37 @@ def test_the_service_runs_inpaint_and_hires_on_the_webui(server: StandinA1111, u
     assert server.requests[-1]["enable_hr"] is True
     params = parse_parameters(read_parameters(hires.files[0]))
     assert (params["Hires upscale"], params["Hires steps"], params["Hires upscaler"]) == ("1.5", "2", "Lanczos")
+
+
+def test_the_service_sends_checked_units_to_the_webui(server: StandinA1111, url: str, tmp_path: Path) -> None:
+    import base64
+    import io
+
+    from services.container import build_services
+    from services.images import run_and_collect
+    from settings import Settings
+    from storage.files import parse_parameters, read_parameters
+
+    settings = Settings(profile="tiny", data_dir=tmp_path / "data", warmup=False, image_backend="a1111",
+                        a1111_url=url, a1111_auth=":".join(AUTH), a1111_poll_s=0.02)
+    services = build_services(settings)
+    out = io.BytesIO()
+    gradient().save(out, format="PNG")
+    unit = {"image": base64.b64encode(out.getvalue()).decode(), "module": "canny",
+            "model": "control_v11p_sd15_canny [d14c016b]", "weight": 1.5}
+    snap = run_and_collect(services.images, services.images.validate(prompt="a fox", width=64, height=64, steps=2,
+                                                                     seed=5, controlnet=[unit]))
+    assert snap.status == "done", snap.message
+    sent = server.requests[-1]["alwayson_scripts"]["ControlNet"]["args"][0]
+    assert (sent["module"], sent["model"], sent["weight"], sent["enabled"]) == (
+        "canny", "control_v11p_sd15_canny [d14c016b]", 1.5, True)
+    # The module's defaults filled in, as the extension's own checks would.
+    assert (sent["processor_res"], sent["threshold_a"], sent["threshold_b"]) == (512, 100, 200)
+    params = parse_parameters(read_parameters(snap.files[0]))
+    assert params["ControlNet 0"].startswith("Module: canny, Model: control_v11p_sd15_canny [d14c016b], Weight: 1.5")
+    # A bad unit is still refused here, naming the field, before anything reaches the WebUI.
+    before = len(server.requests)
+    with pytest.raises(InvalidRequest) as refused:
+        services.images.validate(prompt="a fox", width=64, height=64, steps=2, controlnet=[{**unit, "weight": 3}])
+    assert "controlnet.0.weight" in refused.value.errors
+    assert len(server.requests) == before

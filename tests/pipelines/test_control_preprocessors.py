@@ -130,12 +130,18 @@ def test_one_pixel_edges_stay_thin_when_enlarged() -> None:
 def test_annotators_say_which_file_is_missing_and_where(tmp_path: Path) -> None:
     with pytest.raises(PreprocessorUnavailable, match=r"'ControlNetHED.pth' is missing: put it at .*hed/ControlNetHED"):
         detect("softedge_hed", square(), 64, 0, 0, tmp_path)
-    with pytest.raises(PreprocessorUnavailable, match="dpt_hybrid-midas-501f0c75.pt' is missing"):
+    with pytest.raises(PreprocessorUnavailable, match=r"folder .*midas/dpt-hybrid-midas is missing: put the files "
+                                                      r"of Intel/dpt-hybrid-midas"):
         detect("depth_midas", square(), 64, 0, 0, tmp_path)
-    (tmp_path / "midas").mkdir()
-    (tmp_path / "midas" / "dpt_hybrid-midas-501f0c75.pt").write_bytes(b"")
-    with pytest.raises(PreprocessorUnavailable, match="not part of Atelier yet.*module 'none'"):
+    (tmp_path / "midas" / "dpt-hybrid-midas").mkdir(parents=True)  # an empty folder is still missing its files
+    with pytest.raises(PreprocessorUnavailable, match="config.json and model.safetensors"):
         detect("depth", square(), 64, 0, 0, tmp_path)
+    with pytest.raises(PreprocessorUnavailable, match="'body_pose_model.pth' is missing"):
+        detect("openpose", square(), 64, 0, 0, tmp_path)
+    (tmp_path / "openpose").mkdir()
+    (tmp_path / "openpose" / "body_pose_model.pth").write_bytes(b"")
+    with pytest.raises(PreprocessorUnavailable, match="not part of Atelier yet.*module 'none'"):
+        detect("openpose", square(), 64, 0, 0, tmp_path)
     with pytest.raises(ValueError, match="unknown ControlNet module 'sketchy'"):
         detect("sketchy", square(), 64, 0, 0)
 
@@ -156,3 +162,45 @@ def test_hed_runs_from_the_annotators_folder(tmp_path: Path) -> None:
     assert len(np.unique(safe)) <= 3  # safe_step quantises to thirds (0, 127, 255)
     scribble = detect("scribble_hed", square((48, 40)), 64, 0, 0, tmp_path)
     assert set(np.unique(scribble)) <= {0, 255}
+
+
+def tiny_dpt(folder: Path) -> object:
+    """A tiny random-weight DPT-Hybrid (a BiT backbone under a ViT, as Intel/dpt-hybrid-midas) in transformers'
+    format, built offline."""
+    import torch
+    from transformers import BitConfig, DPTConfig, DPTForDepthEstimation
+
+    torch.manual_seed(0)
+    bit = BitConfig(global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[16, 32, 64],
+                    out_features=["stage1", "stage2", "stage3"], embedding_dynamic_padding=True, embedding_size=8,
+                    num_groups=4)
+    config = DPTConfig(is_hybrid=True, backbone_config=bit, backbone_featmap_shape=[1, 64, 4, 4], hidden_size=32,
+                       num_hidden_layers=4, num_attention_heads=2, intermediate_size=37, image_size=64,
+                       patch_size=16, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[16, 32, 32, 32],
+                       reassemble_factors=[1, 1, 1, 0.5], fusion_hidden_size=16, readout_type="project")
+    model = DPTForDepthEstimation(config).eval()
+    model.save_pretrained(folder)
+    return model
+
+
+def test_depth_midas_runs_dpt_from_the_annotators_folder(tmp_path: Path) -> None:
+    import cv2
+    import torch
+
+    model = tiny_dpt(tmp_path / "midas" / "dpt-hybrid-midas")
+    picture = np.asarray(Image.new("RGB", (96, 64), (30, 60, 90))).copy()
+    picture[16:48, 16:80] = (220, 200, 40)
+    depth = detect("depth_midas", picture, 128, 0, 0, tmp_path)
+    assert depth.shape == (128, 192, 3)  # the short side at the processor resolution, as the extension's maps
+    assert (int(depth.min()), int(depth.max())) == (0, 255)  # normalised, as apply_midas does
+    assert np.array_equal(depth[..., 0], depth[..., 2])  # grey
+    # The network's own answer at its input size, brought to the map's size and normalised: DPT's depth.
+    resized = cv2.resize(cv2.resize(picture, (192, 128), interpolation=cv2.INTER_CUBIC), (64, 64),
+                         interpolation=cv2.INTER_AREA)
+    pixels = torch.from_numpy(resized.copy()).float().permute(2, 0, 1)[None] / 127.5 - 1.0
+    with torch.no_grad():
+        own = model(pixel_values=pixels).predicted_depth  # type: ignore[operator]
+    own = torch.nn.functional.interpolate(own[:, None], size=(128, 192), mode="bicubic")[0, 0]
+    own = (own - own.min()) / (own - own.min()).max()
+    assert np.abs(depth[..., 0].astype(int) - (own * 255).clip(0, 255).numpy().astype(np.uint8)).max() <= 1
+    assert np.array_equal(detect("depth", picture, 128, 0, 0, tmp_path), depth)  # by its internal name too

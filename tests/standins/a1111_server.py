@@ -15,7 +15,11 @@ size; ``override_settings.sd_model_checkpoint`` picks the checkpoint for one job
 the first, as A1111's ``select_checkpoint`` does). Its images tell a test what it was asked: each is the seed's
 colour, blended over the resized init image by ``denoising_strength`` for img2img, and for inpaint only where
 the (blurred, maybe inverted) mask is white, the init image's own pixels elsewhere, as A1111 pastes them back.
-It is stricter than A1111 in one way: unknown request fields are rejected (422), to catch typos.
+It is stricter than A1111 in one way: unknown request fields are rejected (422), to catch typos. With
+sd-webui-controlnet installed (as here), ``alwayson_scripts.ControlNet.args`` takes units checked as the extension's
+ControlNetUnit model checks them (internal_controlnet/args.py: its fields, weight 0..2, guidance 0..1, the modes by
+name, a picture that decodes, a model it has); unknown unit fields are rejected too, and an unknown model fails the
+job as the extension's "model not found" does.
 
 Run it alone with ``python -m tests.standins.a1111_server --port 7861`` to point Atelier at it by hand.
 """
@@ -65,6 +69,16 @@ UPSCALERS = ("Latent", "Latent (nearest)", "None", "Lanczos", "Nearest", "R-ESRG
 SAMPLERS = ("Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM++ 2S a", "DPM++ 2M", "DPM++ SDE",
             "DPM++ 2M SDE", "DDIM", "PLMS", "UniPC", "LCM")
 SCHEDULERS = ("Automatic", "Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform")
+# sd-webui-controlnet's ControlNetUnit API fields (internal_controlnet/args.py) and its enums' values.
+CONTROLNET_UNIT_FIELDS = frozenset({
+    "input_mode", "use_preview_as_input", "batch_image_dir", "batch_mask_dir", "batch_input_gallery",
+    "batch_mask_gallery", "generated_image", "mask_image", "mask_image_fg", "hr_option", "enabled", "module",
+    "model", "weight", "image", "image_fg", "resize_mode", "low_vram", "processor_res", "threshold_a",
+    "threshold_b", "guidance_start", "guidance_end", "pixel_perfect", "control_mode", "save_detected_map",
+    "inpaint_crop_input_image", "advanced_weighting", "effective_region_mask", "pulid_mode", "union_control_type",
+    "ipadapter_input", "input_image", "guidance", "lowvram"})
+CONTROL_RESIZE_MODES = ("Just Resize", "Crop and Resize", "Resize and Fill")
+CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
 
 
 def png_base64(width: int, height: int, color: tuple[int, int, int]) -> str:
@@ -106,6 +120,8 @@ class StandinA1111:
     others: dict[str, str] = field(default_factory=lambda: {
         "sd-v1-5-inpainting.ckpt [c6bbc15e32]": "c6bbc15e3224e6973459ba78de4998b80b50112b0ae5b5c67113d56b4e366b19"})
     auth: tuple[str, str] | None = None
+    # The ControlNet models of its extension, as /controlnet/model_list lists them.
+    controlnet_models: tuple[str, ...] = ("control_v11p_sd15_canny [d14c016b]", "control_v11f1p_sd15_depth [cfd03158]")
     behaviour: Behaviour = field(default_factory=Behaviour)
     requests: list[dict[str, Any]] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)  # "txt2img" or "img2img", one per request
@@ -131,6 +147,7 @@ class StandinA1111:
             Route("/sdapi/v1/progress", self.progress, methods=["GET"]),
             Route("/sdapi/v1/interrupt", self.interrupt, methods=["POST"]),
             Route("/sdapi/v1/options", self.options, methods=["GET"]),
+            Route("/controlnet/model_list", self.controlnet_model_list, methods=["GET"]),
         ])
 
     @property
@@ -232,7 +249,8 @@ class StandinA1111:
         if unknown:
             return JSONResponse({"detail": [{"loc": ["body", k], "msg": "extra fields not permitted"}
                                             for k in unknown]}, status_code=422)
-        problem = self._check(body) or (self._check_img2img(body) if kind == "img2img" else self._check_hires(body))
+        problem = (self._check(body) or (self._check_img2img(body) if kind == "img2img" else self._check_hires(body))
+                   or self._check_scripts(body))
         if problem is not None:
             return problem
         behaviour = self.behaviour
@@ -257,6 +275,50 @@ class StandinA1111:
         base = next((sampler.removesuffix(" " + s) for s in SCHEDULERS if sampler.endswith(" " + s)), sampler)
         if base not in SAMPLERS:
             return JSONResponse({"detail": "Sampler not found"}, status_code=404)
+        return None
+
+    def controlnet_model_list(self, request: Request) -> Response:
+        """GET /controlnet/model_list (sd-webui-controlnet's): "None" first, as the extension lists it; 404 when
+        the extension is not installed (no models configured)."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        if not self.controlnet_models:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse({"model_list": ["None", *self.controlnet_models]})
+
+    def _check_scripts(self, body: dict[str, Any]) -> Response | None:
+        """alwayson_scripts: only ControlNet's (A1111 matches the script's title in any case), its units checked."""
+        scripts = body.get("alwayson_scripts") or {}
+        if not isinstance(scripts, dict):
+            return _invalid("alwayson_scripts", "value is not a valid dict")
+        for name, value in scripts.items():
+            if name.lower() != "controlnet":
+                return JSONResponse({"detail": f"always on script {name} not found"}, status_code=422)
+            args = value.get("args") if isinstance(value, dict) else None
+            if not isinstance(args, list):
+                return _invalid("alwayson_scripts", f"{name}.args must be a list")
+            for unit in args:
+                if (problem := self._check_unit(unit)) is not None:
+                    return problem
+        return None
+
+    def _check_unit(self, unit: Any) -> Response | None:
+        if not isinstance(unit, dict):
+            return _error("ControlNet unit is not a dict")
+        if unknown := sorted(set(unit) - CONTROLNET_UNIT_FIELDS):
+            return _invalid("alwayson_scripts", f"unknown ControlNet unit fields {unknown}")
+        ranges = (("weight", 0.0, 2.0), ("guidance_start", 0.0, 1.0), ("guidance_end", 0.0, 1.0))
+        for name, low, high in ranges:
+            if name in unit and not (isinstance(unit[name], int | float) and low <= unit[name] <= high):
+                return _invalid("alwayson_scripts", f"{name} must be from {low} to {high}")
+        if unit.get("resize_mode", "Crop and Resize") not in CONTROL_RESIZE_MODES:
+            return _invalid("alwayson_scripts", "resize_mode is not a valid ResizeMode")
+        if unit.get("control_mode", "Balanced") not in CONTROL_MODES:
+            return _invalid("alwayson_scripts", "control_mode is not a valid ControlMode")
+        if unit.get("image") is not None and _decode(unit["image"]) is None:
+            return _error("cannot identify image file")
+        if unit.get("enabled") and unit.get("model") not in self.controlnet_models:
+            return _error(f"model not found: {unit.get('model')}")  # the extension's ValueError: a 500
         return None
 
     @staticmethod

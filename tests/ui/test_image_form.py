@@ -89,14 +89,17 @@ def test_reuse_selects_the_checkpoint_a_job_asked_for_not_the_name_of_the_model_
     job = {"prompt": "a fox", "model": TINY_SD_NAME, "checkpoint": "", "vae": ""}
     assert reuse_values(services, job, ["prompt", "model", "vae"]) == ["a fox", "", ""]
     job = {"model": "dreamshaper_8.safetensors", "checkpoint": "dreamshaper_8.safetensors", "vae": "vae-ft-mse"}
-    assert reused_models(services, job) == {"model": "dreamshaper_8.safetensors", "vae": "vae-ft-mse.safetensors"}
+    assert reused_models(services, job) == {"model": "dreamshaper_8.safetensors", "vae": "vae-ft-mse.safetensors",
+                                            "refiner_checkpoint": ""}  # no refiner written: off
+    assert reused_models(services, {**job, "refiner_checkpoint": "dreamshaper_8"})["refiner_checkpoint"] == \
+        "dreamshaper_8.safetensors"
     assert notes == []
 
 
 def test_a_checkpoint_or_vae_the_server_no_longer_has_becomes_default_with_a_note(picks: Any) -> None:
     services, notes = picks
     job = {"model": "gone.safetensors", "checkpoint": "gone.safetensors", "vae": "old-vae.safetensors"}
-    assert reused_models(services, job) == {"model": "", "vae": ""}
+    assert reused_models(services, job) == {"model": "", "vae": "", "refiner_checkpoint": ""}
     assert notes == ["Checkpoint 'gone.safetensors' is not on this server (any more): Default is selected instead.",
                      "VAE 'old-vae.safetensors' is not on this server (any more): Automatic is selected instead."]
 
@@ -111,7 +114,8 @@ def test_a_png_names_its_checkpoint_as_pngs_do(picks: Any) -> None:
     assert notes == ["Checkpoint 'v1-5-pruned-emaonly' is not on this server (any more): Default is selected "
                      "instead."]
     # A PNG that names no model or VAE leaves the form's choice as it is.
-    assert reused_models(services, {"prompt": "a fox"}) == {"model": gr.skip(), "vae": gr.skip()}
+    assert reused_models(services, {"prompt": "a fox"}) == {"model": gr.skip(), "vae": gr.skip(),
+                                                           "refiner_checkpoint": ""}
 
 
 def test_a_job_failed_for_a_model_that_did_not_load_points_to_the_tabs_model_line() -> None:
