@@ -111,6 +111,21 @@ def test_the_refiner_through_the_named_api_and_back_through_png_info(alice: Clie
         run(alice, refiner_checkpoint="tiny-sdxl")  # the tiny profile's default checkpoint is SD 1.5
 
 
+def test_the_image_tabs_have_a_refiner_accordion_by_the_checkpoint(server: str) -> None:
+    http = httpx.Client(base_url=server, timeout=30)
+    assert http.post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 200
+    components = {c.get("props", {}).get("elem_id"): c["props"] for c in http.get("/config").json()["components"]}
+    for tab in ("image", "img2img"):
+        assert components[f"{tab}-refiner"]["label"] == "Refiner"
+        assert components[f"{tab}-refiner"]["open"] is False  # closed, the refiner off
+        dropdown = components[f"{tab}-refiner-checkpoint"]
+        assert dropdown["value"] == ""
+        assert ["None", ""] in [list(c) for c in dropdown["choices"]]
+        assert ["tiny-sdxl", "tiny-sdxl"] in [list(c) for c in dropdown["choices"]]
+        switch = components[f"{tab}-refiner-switch-at"]
+        assert (switch["value"], switch["minimum"], switch["maximum"]) == (0.8, 0.01, 0.99)
+
+
 @pytest.mark.parametrize(("fields", "words"), [
     ({"weight": 5}, "weight must be between 0 and 2"),
     ({"guidance_start": 0.9, "guidance_end": 0.1}, "must not be after guidance_end"),
