@@ -6,12 +6,14 @@ import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/com
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { ControlUnitsSummary } from "@/components/ControlNetPanel";
 import { ErrorAlert } from "@/components/ErrorAlert";
+import { RefinerSummary } from "@/components/RefinerPanel";
 import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
 import { DeleteShown, FavouriteButton, Marked, RenameConversation, SearchBar } from "@/components/HistorySearch";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatSeconds, formatWhen } from "@/lib/format";
 import type { AtelierConnection } from "@/lib/gradio";
 import { isSearch, searchConversations, searchJobs, type JobQuery } from "@/lib/history";
+import { refinerFromRecord } from "@/lib/refiner";
 import type { ConversationPage, ConversationSummary, HistoryJob, HistoryPage, ImageSettings } from "@/lib/types";
 
 const PAGE = 12;
@@ -293,6 +295,7 @@ function JobCard({ job, conn, onReuse, onFavourite, onError }: JobCardProps) {
           {job.duration_s != null ? ` · ${formatSeconds(job.duration_s)}` : ""}
         </p>
         <ControlUnitsSummary value={job.controlnet} />
+        <RefinerSummary record={job} />
         {job.error ? <p className="text-xs text-destructive">{job.error}</p> : null}
         <Button
           variant="outline"
@@ -309,6 +312,7 @@ function JobCard({ job, conn, onReuse, onFavourite, onError }: JobCardProps) {
               seed: seed ?? -1,
               sampler: job.sampler,
               batch_count: job.batch_count,
+              ...refinerFromRecord({ ...job }),
             }, job.controlnet)
           }
           data-testid="history-reuse"

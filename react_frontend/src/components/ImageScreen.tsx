@@ -15,6 +15,7 @@ import { Field } from "@/components/Field";
 import { InitImageInput, loadInitImage, type InitImage } from "@/components/InitImageInput";
 import { MaskEditor, type MaskEditorHandle } from "@/components/MaskEditor";
 import { NumberInput } from "@/components/NumberInput";
+import { RefinerPanel, RefinerSummary } from "@/components/RefinerPanel";
 import { imageCall, named, offered, upscalerChoices } from "@/lib/api";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { downloadName, formatSeconds } from "@/lib/format";
@@ -372,6 +373,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
                 </CollapsibleContent>
               </Collapsible>
             ) : null}
+            <RefinerPanel mode={mode} settings={settings} catalog={catalog} set={set} fieldError={fieldError} />
           </CardContent>
         </Card>
 
@@ -431,6 +433,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
                   {info.duration_s != null ? ` · ${formatSeconds(info.duration_s)}` : ""}
                 </CardDescription>
                 <ControlUnitsSummary value={info.controlnet} />
+                <RefinerSummary record={info} />
               </div>
               <Button variant="outline" size="sm" onClick={() => {
                   onSettings((s) => ({ ...s, ...settingsFromInfo(info) }));

@@ -14,7 +14,7 @@ describe("image calls", () => {
     expect(Object.keys(call.payload).sort()).toEqual(
       [
         "prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed", "sampler", "batch_count", "model", "vae",
-        "enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength",
+        "enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "denoising_strength", "refiner_checkpoint", "refiner_switch_at",
       ].sort(),
     );
     expect(call.payload).toMatchObject({ prompt: "a fox", enable_hr: true, hr_scale: 1.5, hr_upscaler: "Latent", model: "my.safetensors", vae: "" });
@@ -26,6 +26,18 @@ describe("image calls", () => {
     expect(call.endpoint).toBe("/img2img");
     expect(call.payload).toMatchObject({ init_image: init, denoising_strength: 0.4, resize_mode: 2 });
     for (const key of ["mask", "enable_hr", "hr_scale", "mask_blur"]) expect(call.payload).not.toHaveProperty(key);
+  });
+
+  it("sends the refiner in txt2img and img2img, and never to /inpaint (which has no such parameters)", () => {
+    const chosen = { ...settings, refiner_checkpoint: "xl.safetensors", refiner_switch_at: 0.6 };
+    for (const mode of ["txt2img", "img2img"] as const) {
+      const call = imageCall(mode, chosen, { initImage: init, mask });
+      if ("error" in call) throw new Error("unexpected");
+      expect(call.payload).toMatchObject({ refiner_checkpoint: "xl.safetensors", refiner_switch_at: 0.6 });
+    }
+    const call = imageCall("inpaint", chosen, { initImage: init, mask });
+    if ("error" in call) throw new Error("unexpected");
+    for (const key of ["refiner_checkpoint", "refiner_switch_at"]) expect(call.payload).not.toHaveProperty(key);
   });
 
   it("inpaint goes to /inpaint with the mask and every inpaint parameter in A1111's names", () => {
@@ -135,12 +147,14 @@ describe("/models, /choices and PNG Info", () => {
       inpaint_full_res_padding: 48,
       inpainting_mask_invert: 1,
       model: "known.safetensors",
+      refiner_checkpoint: "",
+      refiner_switch_at: 0.8,
     });
   });
 
   it("leaves out a model the server does not have, and turns hires fix off for a PNG without it", () => {
     const out = settingsFromPngInfo({ prompt: "p", steps: "x", model: "elsewhere.ckpt", vae: "v.pt" }, { models: [], vaes: ["v.pt"], upscalers: [] });
-    expect(out).toEqual({ prompt: "p", enable_hr: false, vae: "v.pt" });
+    expect(out).toEqual({ prompt: "p", enable_hr: false, vae: "v.pt", refiner_checkpoint: "", refiner_switch_at: 0.8 });
     // PNG Info's own verdict on hires fix wins over a leftover field.
     expect(settingsFromPngInfo({ enable_hr: false, hr_scale: 2 })).toMatchObject({ enable_hr: false, hr_scale: 2 });
   });

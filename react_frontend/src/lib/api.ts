@@ -8,6 +8,7 @@
  * parameters. @gradio/client refuses a keyword an endpoint does not have, so each payload has exactly its own.
  */
 import type { AppError } from "./errors";
+import { REFINER_KEYS, refinerFromRecord } from "./refiner";
 import { DEFAULT_IMAGE_SETTINGS, type Choice, type ChoiceLists, type ImageSettings, type Mode, type ModelCatalog, type PngInfo } from "./types";
 
 export const ENDPOINTS: Record<Mode, string> = { txt2img: "/generate_image", img2img: "/img2img", inpaint: "/inpaint" };
@@ -19,8 +20,8 @@ const INPAINT_KEYS = ["mask_blur", "inpainting_fill", "inpaint_full_res", "inpai
 
 /** The parameter names each endpoint takes besides its images. */
 export const ENDPOINT_KEYS: Record<Mode, readonly (keyof ImageSettings)[]> = {
-  txt2img: [...BASE_KEYS, ...HIRES_KEYS],
-  img2img: [...BASE_KEYS, ...IMG2IMG_KEYS],
+  txt2img: [...BASE_KEYS, ...HIRES_KEYS, ...REFINER_KEYS],
+  img2img: [...BASE_KEYS, ...IMG2IMG_KEYS, ...REFINER_KEYS],
   inpaint: [...BASE_KEYS, ...IMG2IMG_KEYS, ...INPAINT_KEYS],
 };
 
@@ -59,7 +60,15 @@ export function imageCall(mode: Mode, settings: ImageSettings, inputs: ImageInpu
 export function catalogFrom(value: unknown): ModelCatalog {
   const record = value && typeof value === "object" ? (value as Record<string, unknown>) : {};
   const list = (key: string) => (Array.isArray(record[key]) ? (record[key] as unknown[]).filter((x): x is string => typeof x === "string") : []);
-  return { models: list("models"), vaes: list("vaes"), upscalers: list("upscalers") };
+  const families = record.families && typeof record.families === "object" ? (record.families as Record<string, unknown>) : null;
+  const family = (x: unknown) => (typeof x === "string" && x ? x : null);
+  const byModel = families?.models && typeof families.models === "object" ? (families.models as Record<string, unknown>) : {};
+  return {
+    models: list("models"),
+    vaes: list("vaes"),
+    upscalers: list("upscalers"),
+    ...(families ? { families: { models: Object.fromEntries(Object.entries(byModel).map(([name, f]) => [name, family(f)])), default: family(families.default) } } : {}),
+  };
 }
 
 /** No choice lists yet (before /choices answered, or from a server without it): each field offers its own value. */
@@ -175,5 +184,6 @@ export function settingsFromPngInfo(info: PngInfo, catalog: ModelCatalog = { mod
   if (model) out.model = model;
   const vae = [info.vae, info.sd_vae].map((v) => matchName(v, catalog.vaes)).find(Boolean);
   if (vae) out.vae = vae;
-  return out;
+  // The refiner is off unless the PNG used one this server lists (A1111 writes `Refiner: name [hash]`).
+  return { ...out, ...refinerFromRecord({ ...info, refiner_checkpoint: info.refiner_checkpoint ?? info.refiner }, catalog.models) };
 }

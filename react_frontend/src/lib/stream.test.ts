@@ -79,7 +79,14 @@ describe("image stream", () => {
       seed: 123,
       width: 64,
       sampler: "Euler",
+      // The info names no refiner: the job had none, so Reuse turns a picked one off.
+      refiner_checkpoint: "",
+      refiner_switch_at: 0.8,
     });
+  });
+
+  it("reuses the job's refiner and its switch", () => {
+    expect(settingsFromInfo({ prompt: "p", refiner_checkpoint: "xl", refiner_switch_at: 0.65 })).toMatchObject({ refiner_checkpoint: "xl", refiner_switch_at: 0.65 });
   });
 });
 

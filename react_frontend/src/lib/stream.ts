@@ -5,6 +5,7 @@
  * `{"__type__": "update"}` with no value (Gradio's "unchanged", from gr.skip()), which keep theirs.
  */
 import { errorFromException, errorFromStatus, type AppError } from "./errors";
+import { refinerFromRecord } from "./refiner";
 import type { ChatUpdate, FileData, GalleryItem, ImageInfo, ImageSettings } from "./types";
 
 export interface GradioMessage {
@@ -208,7 +209,7 @@ export function settingsFromInfo(info: ImageInfo): Partial<ImageSettings> {
     if (info[key] !== undefined && info[key] !== null) (out as Record<string, unknown>)[key] = info[key];
   }
   if (typeof info.seed === "number") out.seed = info.seed;
-  return out;
+  return { ...out, ...refinerFromRecord(info as Record<string, unknown>) };
 }
 
 /** The seed each result image was made with. */

@@ -68,6 +68,10 @@ export interface ImageSettings {
   inpaint_full_res_padding: number;
   /** 0 inpaint masked, 1 inpaint not masked. */
   inpainting_mask_invert: number;
+  /** A1111's SDXL refiner (txt2img, img2img; lib/refiner.ts): a checkpoint from /models, "" = none. */
+  refiner_checkpoint: string;
+  /** The fraction of the steps after which the refiner takes over (0.01 to 0.99). */
+  refiner_switch_at: number;
 }
 
 export const DEFAULT_IMAGE_SETTINGS: ImageSettings = {
@@ -93,6 +97,8 @@ export const DEFAULT_IMAGE_SETTINGS: ImageSettings = {
   inpaint_full_res: false,
   inpaint_full_res_padding: 32,
   inpainting_mask_invert: 0,
+  refiner_checkpoint: "",
+  refiner_switch_at: 0.8,
 };
 
 /** What /models lists. */
@@ -100,6 +106,8 @@ export interface ModelCatalog {
   models: string[];
   vaes: string[];
   upscalers: string[];
+  /** Each checkpoint's family ("sd15", "sd2", "sdxl"; null: not known until loaded) and the default's, when sent. */
+  families?: { models: Record<string, string | null>; default: string | null };
 }
 
 /** What /png_info answers: A1111's API names, plus the raw `parameters` text. */
