@@ -92,6 +92,22 @@ class ThinkingBudget(LogitsProcessor):
         return scores
 
 
+class SuppressRows(LogitsProcessor):
+    """Never samples the given vocabulary rows: what generate()'s ``suppress_tokens`` does, for a fraction of its cost.
+
+    transformers' processor rebuilds a vocabulary-wide mask with isin() on every token (about 30 µs on a CPU, 3 % of a
+    small model's token); here the rows' index is built once per device and filled in one index_fill."""
+
+    def __init__(self, token_ids: list[int]) -> None:
+        self.token_ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """The scores with the rows at -inf (a new tensor, as transformers' own processors return)."""
+        if self.token_ids.device != scores.device:
+            self.token_ids = self.token_ids.to(scores.device)
+        return scores.index_fill(-1, self.token_ids, float("-inf"))
+
+
 class Reply(ABC):
     """What one reply keeps whichever way it runs: usage, progress, thinking budget, splitter and the end.
 
@@ -107,6 +123,7 @@ class Reply(ABC):
         starts_in_reasoning: bool,
         think_ids: tuple[int | None, int | None],
         on_done: Callable[[], None],
+        suppress: list[int] | None = None,
     ) -> None:
         self.inputs = inputs
         self.generation_config = generation_config
@@ -125,7 +142,8 @@ class Reply(ABC):
         self.progress = ReplyProgress(
             prompt_len, self.usage, self.should_stop, starts_in_reasoning, open_id, close_id, eos_ids
         )
-        self.processors: list[LogitsProcessor] = []
+        # Run after generate()'s own processors and before its sampling warpers, where suppress_tokens would run.
+        self.processors: list[LogitsProcessor] = [SuppressRows(suppress)] if suppress else []
         if options.thinking_budget is not None and close_id is not None:
             self.processors.append(ThinkingBudget(self.progress, options.thinking_budget, close_id))
         self.splitter = ReasoningSplitter(starts_in_reasoning=starts_in_reasoning)

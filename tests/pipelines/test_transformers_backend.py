@@ -232,6 +232,50 @@ def test_padding_rows_of_the_vocabulary_are_never_sampled(tiny_text_backend: Tra
     assert max(stream.token_ids) < len(tokenizer)
 
 
+def test_suppressed_rows_sample_exactly_as_generates_suppress_tokens(
+        tiny_text_backend: TransformersTextBackend) -> None:
+    import torch
+
+    from pipelines.transformers_replies import SuppressRows
+
+    lm, tokenizer = tiny_text_backend.lm, tiny_text_backend.tokenizer
+    rows = list(range(len(tokenizer), lm.get_output_embeddings().weight.shape[0]))
+    prompt = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+
+    def sample(**how: Any) -> list[int]:
+        torch.manual_seed(5)
+        with torch.inference_mode():
+            out = lm.generate(**prompt, max_new_tokens=60, do_sample=True, temperature=2.0, top_p=1.0, top_k=0, **how)
+        return out[0, prompt["input_ids"].shape[1]:].tolist()
+
+    ours = sample(logits_processor=[SuppressRows(rows)])
+    assert ours == sample(suppress_tokens=rows)
+    assert ours != sample()  # hot sampling does reach the rows when nothing suppresses them: the check means something
+
+
+def test_a_reply_never_runs_transformers_own_suppress_processor(tiny_text_backend: TransformersTextBackend,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its isin() over the whole vocabulary on every token cost the tiny model ~3 % of its decode speed.
+    from transformers.generation import logits_process
+
+    from pipelines.transformers_replies import SuppressRows
+
+    calls = {"theirs": 0, "ours": 0}
+    theirs, ours = logits_process.SuppressTokensLogitsProcessor.__call__, SuppressRows.__call__
+
+    def count(name: str, original: Any) -> Any:
+        def counted(self: Any, *args: Any) -> Any:
+            calls[name] += 1
+            return original(self, *args)
+        return counted
+
+    monkeypatch.setattr(logits_process.SuppressTokensLogitsProcessor, "__call__", count("theirs", theirs))
+    monkeypatch.setattr(SuppressRows, "__call__", count("ours", ours))
+    stream, _ = run(tiny_text_backend, QUESTION, max_new_tokens=20, seed=3, temperature=0.6)
+    assert calls == {"theirs": 0, "ours": stream.usage.completion_tokens}
+
+
 # --- stopping ---------------------------------------------------------------------------------------
 
 
