@@ -98,7 +98,8 @@ def chat_stream(client: httpx.Client, model: str, params: dict[str, Any]) -> dic
             "stream_options": {"include_usage": True}, "max_tokens": params["max_new_tokens"],
             "temperature": params["temperature"], "top_p": params["top_p"], "thinking_budget": 0}
     t0 = time.perf_counter()
-    first, tokens = None, 0
+    first = last = None
+    tokens = 0
     with client.stream("POST", "v1/chat/completions", json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -108,15 +109,28 @@ def chat_stream(client: httpx.Client, model: str, params: dict[str, Any]) -> dic
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
             delta = chunk["choices"][0]["delta"] if chunk.get("choices") else {}
-            if first is None and ((delta.get("reasoning_content") or "").strip() or (delta.get("content") or "")
-                                  .strip()):
-                first = time.perf_counter()
+            if (delta.get("reasoning_content") or "").strip() or (delta.get("content") or "").strip():
+                last = time.perf_counter()
+                first = first or last
     end = time.perf_counter()
-    return {"ttft_s": (first or end) - t0, "total_s": end - t0, "tokens": tokens}
+    return {"ttft_s": (first or end) - t0, "total_s": end - t0, "last_s": (last or end) - t0, "tokens": tokens}
 
 
-def text_part(url: str, raw: RawSide, args: argparse.Namespace) -> dict[str, Any]:
-    """Streamed /v1/chat/completions vs a raw streamed generate(), interleaved: first token and tokens/s."""
+def cpu_s(server: psutil.Process) -> float:
+    """The server process's CPU seconds so far (user + system, all threads)."""
+    times = server.cpu_times()
+    return times.user + times.system
+
+
+def decode_rate(run: dict[str, Any]) -> float:
+    """Tokens per second from the first token to the last (the reply's decode speed, without its start and end)."""
+    return (run["tokens"] - 1) / max(run["last_s"] - run["ttft_s"], 1e-9)
+
+
+def text_part(url: str, raw: RawSide, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Streamed /v1/chat/completions vs a raw streamed generate(), interleaved: first token, tokens/s (over the whole
+    reply, and from the first token to the last), and the server's CPU time per token on each side."""
+    server = psutil.Process(pid)
     params = {"kind": "text", "max_new_tokens": args.max_new_tokens, "temperature": 0.6, "top_p": 0.95}
     with httpx.Client(base_url=url, timeout=300) as client:
         model = client.get("v1/models").json()["data"][0]["id"]
@@ -124,17 +138,24 @@ def text_part(url: str, raw: RawSide, args: argparse.Namespace) -> dict[str, Any
         raw_runs: list[dict[str, Any]] = []
 
         def api() -> float:
+            cpu = cpu_s(server)
             api_runs.append(chat_stream(client, model, params))
+            api_runs[-1]["cpu_s"] = cpu_s(server) - cpu
             return api_runs[-1]["total_s"]
 
         def rawside() -> float:
+            cpu = cpu_s(server)
             raw_runs.append(raw.call(params))
+            raw_runs[-1]["cpu_s"] = cpu_s(server) - cpu
             return raw_runs[-1]["total_s"]
 
         interleave(api, rawside, args.runs, args.warmup)
     api_runs, raw_runs = api_runs[args.warmup:], raw_runs[args.warmup:]
     api_rate = [r["tokens"] / r["total_s"] for r in api_runs]
     raw_rate = [r["tokens"] / r["total_s"] for r in raw_runs]
+    api_decode, raw_decode = [decode_rate(r) for r in api_runs], [decode_rate(r) for r in raw_runs]
+    api_cpu = [r["cpu_s"] / max(r["tokens"], 1) for r in api_runs]
+    raw_cpu = [r["cpu_s"] / max(r["tokens"], 1) for r in raw_runs]
     return {
         "what": f"tiny GPTQ R1, {args.max_new_tokens} tokens, temperature 0.6, streamed",
         "ttft_ms": {"raw": stats([r["ttft_s"] for r in raw_runs], 1000),
@@ -143,6 +164,14 @@ def text_part(url: str, raw: RawSide, args: argparse.Namespace) -> dict[str, Any
                                                       zip(api_runs, raw_runs, strict=True)], 1000)},
         "tokens_per_s": {"raw": stats(raw_rate), "api": stats(api_rate),
                          "ratio_per_round": stats([a / r for a, r in zip(api_rate, raw_rate, strict=True)], 1, 3)},
+        "decode_tokens_per_s": {"raw": stats(raw_decode), "api": stats(api_decode),
+                                "ratio_per_round": stats([a / r for a, r in zip(api_decode, raw_decode, strict=True)],
+                                                         1, 3)},
+        "server_cpu_ms_per_token": {"raw": stats(raw_cpu, 1000, 3), "api": stats(api_cpu, 1000, 3),
+                                    "ratio_per_round": stats([a / r for a, r in zip(api_cpu, raw_cpu, strict=True)],
+                                                             1, 3)},
+        "after_last_token_ms": {"raw": stats([r["total_s"] - r["last_s"] for r in raw_runs], 1000),
+                                "api": stats([r["total_s"] - r["last_s"] for r in api_runs], 1000)},
         "tokens": {"raw": stats([r["tokens"] for r in raw_runs]), "api": stats([r["tokens"] for r in api_runs])},
     }
 
@@ -203,7 +232,7 @@ def main() -> None:
                 httpx.post(url + "v1/chat/completions", timeout=600, json={
                     "model": "tiny-gptq", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
                 wait_ready(url, "text")
-                result["text"] = text_part(url, raw, args)
+                result["text"] = text_part(url, raw, proc.pid, args)
             if "rss" in parts:
                 result["rss"] = rss_part(url, proc.pid, args)
         finally:
@@ -234,6 +263,14 @@ def report(result: dict[str, Any]) -> None:
         rate = text["tokens_per_s"]
         print(f"  tokens/s raw / API      : {rate['raw']['median']:.1f} / {rate['api']['median']:.1f}; ratio per "
               f"round {rate['ratio_per_round']['median']:.3f}x (min {rate['ratio_per_round']['min']:.3f})")
+        rate = text["decode_tokens_per_s"]
+        print(f"  first to last token     : {rate['raw']['median']:.1f} / {rate['api']['median']:.1f} tokens/s; "
+              f"ratio per round {rate['ratio_per_round']['median']:.3f}x (min {rate['ratio_per_round']['min']:.3f})")
+        cpu = text["server_cpu_ms_per_token"]
+        print(f"  server CPU per token    : {cpu['raw']['median']:.3f} / {cpu['api']['median']:.3f} ms; ratio per "
+              f"round {cpu['ratio_per_round']['median']:.3f}x")
+        tail = text["after_last_token_ms"]
+        print(f"  after the last token    : {tail['raw']['median']:.1f} / {tail['api']['median']:.1f} ms")
     if rss := result.get("rss"):
         print(f"rss: {rss['calls']} calls from fresh connections, {rss['failures']} failed: RSS at call 200 "
               f"{rss['rss_200_mib']} MiB, at the end {rss['rss_end_mib']} MiB ({rss['growth_200_to_end_pct']:+.2f} %)")
