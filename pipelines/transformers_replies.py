@@ -31,7 +31,7 @@ WORKER_NAME = "atelier-text-generate"
 # model wrote meanwhile at once: one wake-up of its thread, one feed of the splitter and one update of the reply per
 # few tokens instead of per word, each of which took the GIL from the model's thread (a small model writes a token
 # a millisecond). Watchers look at most every 20 ms (the UI's poll, the API's coalescing), so nobody sees the
-# difference; the first text still goes out at once.
+# difference; the first visible text still goes out at once.
 COALESCE_S = 0.005
 
 
@@ -266,10 +266,13 @@ class GenerateReply(Reply):
                         continue
                     break  # the worker died without ending the stream: its error is raised below
                 more, ended = self.streamer.ready()
-                yield from self.splitter.feed("".join([text, *more]))
+                chunks = self.splitter.feed("".join([text, *more]))
+                yield from chunks
                 if ended:
                     break
-                self.generated.wait(COALESCE_S)  # let a few tokens gather (see COALESCE_S)
+                if any(chunk.text.strip() for chunk in chunks):
+                    # Let a few tokens gather (see COALESCE_S); not before the first visible text has gone out.
+                    self.generated.wait(COALESCE_S)
             self.thread.join()
             self.finish()
             yield from self.splitter.finish()

@@ -304,6 +304,50 @@ def test_text_written_while_the_consumer_was_away_is_taken_in_one_feed(
     assert (joined(chunks, "reasoning"), joined(chunks, "answer")) == ("Two and two ", "make four.")
 
 
+def test_the_consumer_lets_tokens_gather_only_once_visible_text_went_out(
+        tiny_text_backend: TransformersTextBackend) -> None:
+    # A reply often opens with a blank text (" "): waiting after it would hold back the first visible token.
+    import torch
+
+    stream = tiny_text_backend.stream(QUESTION, TextOptions(max_new_tokens=8), threading.Event())
+    reply = stream._generation
+    prompt = reply.inputs["input_ids"]
+    feeds: list[str] = []
+    waits_before: dict[str, int] = {}
+    waits: list[float] = []
+
+    class Recorded:  # the consumer's wait for tokens to gather, recorded (and not waited)
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return False
+
+        def set(self) -> None:
+            pass
+
+    class Writing:  # writes a blank text, then (once the consumer took it) a word, then a second word
+        def generate(self, streamer: Any, **kwargs: Any) -> torch.Tensor:
+            for text in (" ", "Two ", "more "):
+                streamer.text_queue.put(text)
+                while not any(text in fed for fed in feeds):
+                    threading.Event().wait(0.001)
+            streamer.end()
+            return torch.cat([prompt, torch.ones((1, 3), dtype=prompt.dtype)], dim=1)
+
+    reply.model, reply.generated = Writing(), Recorded()
+    feed = reply.splitter.feed
+
+    def noted(text: str) -> Any:
+        waits_before[text] = len(waits)
+        feeds.append(text)
+        return feed(text)
+
+    reply.splitter.feed = noted  # type: ignore[method-assign]
+    list(stream)
+    assert feeds[:2] == [" ", "Two "]
+    assert waits_before["Two "] == 0  # the blank text went out without a wait after it
+    assert waits  # after the visible one, the consumer let tokens gather
+
+
 # --- stopping ---------------------------------------------------------------------------------------
 
 
