@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 import psutil
-from _server import RawSide, fmt, load_average, save, start_server, stats, thread_env, wait_ready
+from _server import ROOT, RawSide, checkout, fmt, load_average, save, start_server, stats, thread_env, wait_ready
 
 MESSAGE = "Explain why the sky is blue."
 
@@ -212,14 +212,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) // 2))
     parser.add_argument("--interop", type=int, default=1)
     parser.add_argument("--out", default="api_overhead")
+    parser.add_argument("--app-root", type=Path, default=None,
+                        help="run another checkout's app.py (a git worktree of an older commit) with this benchmark")
     args = parser.parse_args()
     parts = args.parts.split(",")
-    result: dict[str, Any] = {"runs": args.runs, "warmup_runs_each": args.warmup, "cpus": os.cpu_count(),
+    app_root = args.app_root.resolve() if args.app_root else ROOT
+    result: dict[str, Any] = {"checkout": checkout(app_root), "runs": args.runs, "warmup_runs_each": args.warmup,
+                              "cpus": os.cpu_count(),
                               "threads": {"intra_op": args.threads, "inter_op": args.interop}}
     with tempfile.TemporaryDirectory(prefix="atelier-bench-") as tmp:
         env = {**thread_env(args.threads), "ATELIER_CACHE_ENABLED": "false"}
         proc, url, _ = start_server(Path(tmp) / "data", "--no-warmup", threads=(args.threads, args.interop),
-                                    env=env, raw="api_overhead:raw_call", raw_port_file=Path(tmp) / "raw.port")
+                                    env=env, raw="api_overhead:raw_call", raw_port_file=Path(tmp) / "raw.port",
+                                    root=app_root)
         raw = None
         try:
             httpx.post(url + "sdapi/v1/txt2img", json={"prompt": "warm", "steps": 1, "width": 64, "height": 64},
