@@ -4,6 +4,7 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
+import { ControlUnitsSummary } from "@/components/ControlNetPanel";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
 import { DeleteShown, FavouriteButton, Marked, RenameConversation, SearchBar } from "@/components/HistorySearch";
@@ -69,7 +70,7 @@ function usePaged<T>(load: (before: PageKey | null) => Promise<{ items: T[]; nex
 interface Props {
   conn: AtelierConnection;
   refreshKey: number;
-  onReuse: (settings: Partial<ImageSettings>) => void;
+  onReuse: (settings: Partial<ImageSettings>, controlnet?: unknown[]) => void;
   onOpenConversation: (id: number) => void;
 }
 
@@ -249,7 +250,7 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
 interface JobCardProps {
   job: HistoryJob;
   conn: AtelierConnection;
-  onReuse: (settings: Partial<ImageSettings>) => void;
+  onReuse: (settings: Partial<ImageSettings>, controlnet?: unknown[]) => void;
   onFavourite: (value: boolean) => void;
   onError: (error: AppError) => void;
 }
@@ -291,6 +292,7 @@ function JobCard({ job, conn, onReuse, onFavourite, onError }: JobCardProps) {
           {seed != null ? ` · seed ${seed}` : ""}
           {job.duration_s != null ? ` · ${formatSeconds(job.duration_s)}` : ""}
         </p>
+        <ControlUnitsSummary value={job.controlnet} />
         {job.error ? <p className="text-xs text-destructive">{job.error}</p> : null}
         <Button
           variant="outline"
@@ -307,7 +309,7 @@ function JobCard({ job, conn, onReuse, onFavourite, onError }: JobCardProps) {
               seed: seed ?? -1,
               sampler: job.sampler,
               batch_count: job.batch_count,
-            })
+            }, job.controlnet)
           }
           data-testid="history-reuse"
         >
