@@ -303,6 +303,12 @@ def cn01_controlnet_units(db: Database) -> None:
         ddl(db, "ALTER TABLE imagejob ADD COLUMN controlnet TEXT NOT NULL DEFAULT '[]'")
 
 
+def rr01_refiner(db: Database) -> None:
+    """An image job's SDXL refiner and switch point, as it asked for them ("" and NULL: none)."""
+    _add_column(db, "imagejob", "refiner_checkpoint", "VARCHAR(255) NOT NULL DEFAULT ''")
+    _add_column(db, "imagejob", "refiner_switch_at", "$real")
+
+
 def _add_column(db: Database, table: str, column: str, definition: str) -> None:
     """ALTER TABLE … ADD COLUMN unless the column is there (a migration may meet a half-built dev database)."""
     if column not in {c.name for c in db.get_columns(table)}:
@@ -434,6 +440,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     # Issue 26's (030_…, 031_…) come after the API keys' (010_…) and ControlNet's; 020_… is left to search.
     ("030_request_log", m030_request_log),
     ("031_admin_and_limits", m031_admin_and_limits),
+    ("rr01_refiner", rr01_refiner),
 ]
 
 

@@ -96,6 +96,9 @@ class ImageJob(BaseModel):
     vae = CharField(default="")
     # JSON list of ControlNet units in sd-webui-controlnet's names, each picture as its inputs/ path (migration cn01).
     controlnet = TextField(default="[]")
+    # A1111's SDXL refiner ("" = none) and its switch point (migration rr01), so that History and Reuse give it back.
+    refiner_checkpoint = CharField(default="")
+    refiner_switch_at = FloatField(null=True)
     # Issue 25 (migration 020): kept by retention, listed first when the user filters by it.
     favourite = BooleanField(default=False)
 
@@ -115,6 +118,9 @@ class ImageJob(BaseModel):
             "hr_scale": self.hr_scale, "hr_upscaler": self.hr_upscaler,
             "hr_second_pass_steps": self.hr_second_pass_steps, "checkpoint": self.checkpoint, "vae": self.vae,
             "controlnet": json.loads(self.controlnet or "[]"),
+            # As ImageRequest.settings(): the refiner's fields only when the job had one.
+            **({"refiner_checkpoint": self.refiner_checkpoint, "refiner_switch_at": self.refiner_switch_at}
+               if self.refiner_checkpoint else {}),
         }
 
     def extra_dict(self) -> dict[str, Any]:

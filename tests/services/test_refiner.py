@@ -70,6 +70,11 @@ def test_the_refiner_takes_over_at_the_switch_and_is_written_and_read_back(servi
     assert np.array_equal(again, refined)  # the same seed, the same pixels
     _, (later,) = job(services, refiner_checkpoint="tiny-xl-refiner", refiner_switch_at=0.75)
     assert not np.array_equal(later, refined)  # the switch point matters
+    # The job's record keeps it: History's row and the info that Reuse reads give it back.
+    row = services.history.get_job(snap.job_id, "")
+    assert row is not None
+    assert (row["refiner_checkpoint"], row["refiner_switch_at"]) == ("tiny-xl-refiner", 0.5)
+    assert (snap.info["refiner_checkpoint"], snap.info["refiner_switch_at"]) == ("tiny-xl-refiner", 0.5)
     text = Image.open(snap.files[0]).info["parameters"]
     assert text.endswith("Refiner: tiny-xl-refiner, Refiner switch at: 0.5")
     read = pnginfo.read(snap.files[0])
