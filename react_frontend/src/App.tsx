@@ -16,7 +16,7 @@ import { PngInfoScreen } from "@/components/PngInfoScreen";
 import { ThemeToggle } from "@/components/ThemeToggle";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
-import { catalogFrom, choicesFrom, defaultsFrom, NO_CHOICES, noteTouched, withServerDefaults } from "@/lib/api";
+import { catalogFrom, catalogUnsettled, choicesFrom, defaultsFrom, NO_CHOICES, noteTouched, withServerDefaults } from "@/lib/api";
 import { whoAmI } from "@/lib/admin";
 import { firstUnits, type ControlUnit } from "@/lib/controlnet";
 import { useTheme } from "@/lib/theme";
@@ -117,6 +117,12 @@ export default function App() {
   }, []);
 
   const bumpHistory = useCallback(() => setHistoryKey((k) => k + 1), []);
+  // After an image job, /models again while it lacks what a first job builds (the tiny profile's checkpoints and
+  // their families, which the Checkpoint and Refiner pickers need); not after every job (reads count against limits).
+  const afterImageJob = useCallback(() => {
+    bumpHistory();
+    if (conn && catalogUnsettled(catalog)) conn.call<unknown>("/models", {}).then((answer) => setCatalog(catalogFrom(answer)), () => undefined);
+  }, [bumpHistory, conn, catalog]);
   const updateSettings = useCallback(
     (update: (previous: ImageSettings) => ImageSettings) =>
       setSettings((previous) => noteTouched(touched.current, previous, update(previous))),
@@ -217,7 +223,7 @@ export default function App() {
                 choices={choices}
                 controlUnits={controlUnits}
                 onControlUnits={setControlUnits}
-                onJobFinished={bumpHistory}
+                onJobFinished={afterImageJob}
               />
             </TabsContent>
             <TabsContent value="chat" forceMount className="data-[state=inactive]:hidden">

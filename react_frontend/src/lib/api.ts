@@ -71,6 +71,12 @@ export function catalogFrom(value: unknown): ModelCatalog {
   };
 }
 
+/** Whether a /models answer lacks what a first job builds: no checkpoints yet, or the default's family not known yet
+ * (the tiny profile builds its models on the first job); a server that sends no families never settles more. */
+export function catalogUnsettled(catalog: ModelCatalog): boolean {
+  return !catalog.models.length || catalog.families?.default === null;
+}
+
 /** No choice lists yet (before /choices answered, or from a server without it): each field offers its own value. */
 export const NO_CHOICES: ChoiceLists = { samplers: [], resize_modes: [], inpainting_fills: [], mask_modes: [], upscalers: [] };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { catalogFrom, settingsFromPngInfo } from "./api";
+import { catalogFrom, catalogUnsettled, settingsFromPngInfo } from "./api";
 import { familyOf, listedRefiner, refinerApplies, refinerChoices, refinerFromRecord } from "./refiner";
 
 const catalog = catalogFrom({
@@ -13,6 +13,13 @@ describe("the refiner picker", () => {
     expect(familyOf(catalog, "")).toBe("sd15");
     expect(familyOf(catalog, "mystery.ckpt")).toBeNull();
     expect(familyOf(catalogFrom({ models: ["a"] }), "a")).toBeNull(); // a server without families
+  });
+
+  it("is read again after a job while the first job may still build the checkpoints or tell the default's family", () => {
+    expect(catalogUnsettled(catalog)).toBe(false);
+    expect(catalogUnsettled(catalogFrom({ models: [] }))).toBe(true);
+    expect(catalogUnsettled(catalogFrom({ models: ["tiny-sd"], families: { models: { "tiny-sd": null }, default: null } }))).toBe(true);
+    expect(catalogUnsettled(catalogFrom({ models: ["a.ckpt"] }))).toBe(false); // no families: nothing more to learn
   });
 
   it("offers None and the SDXL checkpoints (and those not known yet), never an SD 1.5 one", () => {
