@@ -258,8 +258,8 @@ class AdminService:
             raise AdminError(f"There is no job {job_id!r} waiting or running on this replica.", 404)
 
     def models(self) -> list[dict[str, Any]]:
-        """The model slots of this replica: state, model, backend, what they hold."""
-        return [slot.status().as_dict() for slot in self.slots.values()]
+        """The model slots of this replica: kind, state, model, backend, what they hold."""
+        return [{"kind": kind, **slot.status().as_dict()} for kind, slot in self.slots.items()]
 
     def model_action(self, kind: str, action: str) -> dict[str, Any]:
         """Load (in the background), offload or unload a model of this replica now; AdminError (409) when it is in

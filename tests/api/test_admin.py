@@ -279,7 +279,8 @@ def test_the_live_queue_lists_any_users_job_and_stops_it(app: FastAPI) -> None:
 
 def test_models_load_offload_and_unload_on_an_admins_word(app: FastAPI) -> None:
     alice = client(app, "alice")
-    assert [m["state"] for m in alice.get("/api/admin/models").json()["models"]] == ["not loaded", "not loaded"]
+    models = alice.get("/api/admin/models").json()["models"]
+    assert [(m["kind"], m["state"]) for m in models] == [("image", "not loaded"), ("text", "not loaded")]
     assert alice.post("/api/admin/models/image", json={"action": "load"}).json()["state"] in ("loading", "ready")
     deadline = time.monotonic() + 120
     while alice.get("/api/admin/models").json()["models"][0]["state"] != "ready":
