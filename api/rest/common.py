@@ -22,6 +22,7 @@ from contracts import InvalidRequest
 from services.accounts import Viewer
 from services.admission import REFUSAL_STATE_KEY, UNAVAILABLE_MESSAGE
 from services.container import Services
+from services.user_limits import looser
 
 # Ids are SQLite rowids: 1 up to int64's maximum. A bigger number would overflow the query (a 500), so it is
 # refused as a 422 before any route runs.
@@ -80,17 +81,19 @@ class TooManyReads(Exception):
 
 def count_read(request: Request, kind: str = "read") -> None:
     """Count the request against the read limit (or, for `kind` "upload", the upload limit) of whoever asks, per
-    route; TooManyReads over it. Off where limits do not apply (api.auth.limits_apply). Each route calls it first
-    thing, once its parameters and its user are known (as slowapi's decorator did): a refused request (401, 422)
-    costs nothing."""
+    route (`kind` "admin": an admin route, see services/user_limits.looser); TooManyReads over it. Off where limits
+    do not apply (api.auth.limits_apply). Each route calls it first thing, once its parameters and its user are known
+    (as slowapi's decorator did): a refused request (401, 422) costs nothing."""
     state = request.app.state
     if not state.limiter.enabled:
         return
     user = state.auth.user_of(request)
     # The user's own limit when an admin set one (services/user_limits.py), else the setting's; an account import
-    # counts as an upload.
+    # counts as an upload; an admin route as a read, never against less than the setting's (looser's why).
+    counted = "read" if kind == "admin" else kind
     if user:
-        item: RateLimitItem = state.services.limits.effective(user).item(kind)
+        item: RateLimitItem = state.services.limits.effective(user).item(counted)
+        item = looser(item, state.read_limit) if kind == "admin" else item
     else:
         item = state.upload_limit if kind == "upload" else state.read_limit
     route = request.scope["endpoint"].__name__
