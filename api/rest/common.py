@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from limits import RateLimitItem
 from pydantic import BaseModel
 
+from api.auth import bearer_token
 from contracts import InvalidRequest
 from services.accounts import Viewer
 from services.admission import REFUSAL_STATE_KEY, UNAVAILABLE_MESSAGE
@@ -106,16 +107,30 @@ def same_origin(request: Request) -> None:
     """Refuse (403) a request that changes something when a page of another site sent it: the login cookie (and
     remembered basic credentials) go with such requests (Gradio sets the cookie SameSite=None over HTTPS), so they
     alone cannot say the user meant it. Browsers name the sender in Sec-Fetch-Site and Origin; scripts and
-    gradio_client send neither and pass. Reads (GET, HEAD) change nothing and always pass."""
-    if request.method in ("GET", "HEAD"):
+    gradio_client send neither and pass. Reads (GET, HEAD) change nothing and always pass; so do a request whose API
+    key (Authorization: Bearer) proves who sent it, as no page can borrow a key, and one from a site the owner trusts
+    (ATELIER_CORS_ORIGINS)."""
+    if request.method in ("GET", "HEAD") or by_key(request):
         return
     site = request.headers.get("sec-fetch-site", "")
     origin = request.headers.get("origin", "")
+    if origin and origin.lower() in request.app.state.services.settings.cors_origins:
+        return
     foreign = site == "cross-site" or (origin not in ("", "null") and urlsplit(origin).netloc.lower()
                                         != request.headers.get("host", "").lower())
     if foreign or origin == "null":
         raise HTTPException(403, "This request came from a page of another site; Atelier refuses it. Use Atelier's "
-                                 "own pages, or an API client.")
+                                 "own pages, an API key (Authorization: Bearer), or ask the owner to trust the site "
+                                 "(ATELIER_CORS_ORIGINS).")
+
+
+def by_key(request: Request) -> bool:
+    """Whether the request carries an API key (Authorization: Bearer) of the user it was let in as: an explicit
+    credential, never sent by a browser on its own."""
+    token = bearer_token(request.headers)
+    auth = request.app.state.auth
+    user = auth.user_of(request)
+    return bool(token and user and auth.keys is not None and auth.keys.user_of(token) == user)
 
 
 def found(done: Any, noun: str, ident: int) -> None:
