@@ -9,7 +9,7 @@ endpoints have no place in a layout, and in this order, which fixes their fn_ind
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import gradio as gr
@@ -87,16 +87,10 @@ def chat_fields(services: Services) -> dict[str, gr.components.Component]:
     }
 
 
-def register_chat(services: Services, quota: QueueQuota) -> None:
-    """`/chat` (a reply, streamed), `/conversations` and `/conversation`."""
+def chat_validator(services: Services, quota: QueueQuota, fields: dict[str, gr.components.Component]
+                   ) -> Callable[..., list[Any]]:
+    """The `/chat` validator on the hidden `fields` (types, ranges, the conversation's owner, the queue quota)."""
     chat = services.chat
-    with gr.Row(visible=False):
-        fields = chat_fields(services)
-        result = gr.JSON()
-        trigger = gr.Button()
-        pages = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS),
-                 "before": gr.Number(None, precision=0, minimum=1)}
-        one = {"conversation_id": gr.Number(None, precision=0, minimum=1)}
 
     def validate_chat(message: str, conversation_id: float | None, temperature: float | None,
                       top_p: float | None, max_new_tokens: float | None, thinking_budget: float | None,
@@ -117,6 +111,22 @@ def register_chat(services: Services, quota: QueueQuota) -> None:
         if not errors:
             hand_to_handler(request, req)
         return verdicts(list(fields), errors)
+
+    return validate_chat
+
+
+def register_chat(services: Services, quota: QueueQuota) -> None:
+    """`/chat` (a reply, streamed), `/conversations` and `/conversation`."""
+    chat = services.chat
+    with gr.Row(visible=False):
+        fields = chat_fields(services)
+        result = gr.JSON()
+        trigger = gr.Button()
+        pages = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS),
+                 "before": gr.Number(None, precision=0, minimum=1)}
+        one = {"conversation_id": gr.Number(None, precision=0, minimum=1)}
+
+    validate_chat = chat_validator(services, quota, fields)
 
     # The None defaults make conversation_id and thinking_budget optional for API clients (Gradio reads them).
     async def chat_api(message: str, conversation_id: float | None = None, temperature: float | None = None,
