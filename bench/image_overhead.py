@@ -67,6 +67,50 @@ def raw_call(backends: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
 COUNTS = ("preview count", "messages sent")
 
 
+GRADIO_CLIENT_POLL_S = 0.05  # gradio_client 2.x: stream_sse_v1plus and check_for_cancel sleep this long when idle
+
+
+def set_client_poll(seconds: float) -> None:
+    """Make this process's gradio_client look for new messages every `seconds` instead of every 50 ms.
+
+    gradio_client hands each event's messages from its reader thread to the waiting call through a deque that the
+    call polls with time.sleep(0.05) whenever it is empty (gradio_client/utils.py, stream_sse_v1plus): a result
+    that arrives just after a look waits up to 50 ms more on the client, whichever server sent it. That quantum is
+    the ~50 ms step between a fast and a slow mode of both sides at 256²; a shorter poll shows the servers' own
+    times."""
+    import gradio_client.utils as client_utils
+
+    class PollingTime:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(delay: float) -> None:
+            time.sleep(seconds if delay == GRADIO_CLIENT_POLL_S else delay)
+
+    client_utils.time = PollingTime()  # type: ignore[assignment]
+
+
+RESULT_ARRIVALS: list[float] = []  # perf_counter() when gradio_client's reader thread got each process_completed
+
+
+def clock_result_arrivals() -> None:
+    """Note when each result message reaches this process's gradio_client (its reader thread queues it for the
+    waiting call), so that a call's time splits into the servers' part (submit to the result's arrival) and the
+    client's own wait after it (its idle poll, see set_client_poll)."""
+    import collections
+
+    import gradio_client.client as client_module
+
+    class ArrivalDeque(collections.deque):
+        def append(self, item: Any) -> None:
+            if isinstance(item, dict) and item.get("msg") == "process_completed":
+                RESULT_ARRIVALS.append(time.perf_counter())
+            super().append(item)
+
+    client_module.deque = ArrivalDeque  # type: ignore[attr-defined]
+
+
 def read_probes(path: Path, t0: float, t1: float) -> list[dict[str, Any]]:
     """The probe timings recorded between t0 and t1."""
     if not path.exists():
@@ -252,6 +296,8 @@ def main() -> None:
                              "the pstats files land in --keep-profiles")
     parser.add_argument("--keep-profiles", type=Path, default=None, help="copy the raw CPU profiles into this folder")
     parser.add_argument("--out", default="image_overhead", help="results file name in bench/results/")
+    parser.add_argument("--client-poll-ms", type=float, default=None,
+                        help="gradio_client's idle poll for new messages on both sides (default: its own 50 ms)")
     parser.add_argument("--against", type=Path, default=None,
                         help="another checkout (a git worktree of an older commit) to run side by side, round by round")
     args = parser.parse_args()
@@ -259,6 +305,16 @@ def main() -> None:
               "steps": args.steps, "cfg_scale": 7.0, "seed": 42, "sampler": "Euler a", "batch_count": 1}
     threads = (args.threads, args.interop)
     from gradio_client import Client
+
+    if args.client_poll_ms is not None:
+        set_client_poll(args.client_poll_ms / 1000)
+    clock_result_arrivals()
+    arrived: dict[str, list[float]] = {"app": [], "plain_app": []}  # submit to the result's arrival
+    client_wait: dict[str, list[float]] = {"app": [], "plain_app": []}  # the result's arrival to predict()'s return
+
+    def note_arrival(side: str, t0: float, t1: float) -> None:
+        arrived[side].append(RESULT_ARRIVALS[-1] - t0)
+        client_wait[side].append(t1 - RESULT_ARRIVALS[-1])
 
     if args.cprofile:  # the servers read it at start
         os.environ["ATELIER_BENCH_PROFILE_KIND"] = "cprofile"
@@ -335,6 +391,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 client.predict(**params, api_name="/generate_image")
                 t1 = time.perf_counter()
+                note_arrival("app", t0, t1)
                 sys0, flt0 = marks[server.pid]
                 cpu["app"].append(cpu_of(server) - c0)
                 system["app"].append(marks[server.pid][0] - sys0)
@@ -360,6 +417,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 vanilla_client.predict(**params, api_name="/generate_image")
                 t1 = time.perf_counter()
+                note_arrival("plain_app", t0, t1)
                 if args.phases:
                     probes = read_probes(Path(tmp) / "plain-probes.jsonl", t0, t1)
                     calls = [r for r in probes if r["name"].startswith("pipeline call")]
@@ -400,6 +458,8 @@ def main() -> None:
                 vanilla_run()
             n_warm_traces = len(gradio_traces(url)) if args.phases else 0
             plain_phases.clear()
+            for times in (*arrived.values(), *client_wait.values()):
+                times.clear()
             for table in (cpu, system, faults, {"": plain_pipeline_s}, {"": plain_outside_s},
                           {"": plain_pipeline_cpu}):
                 for times in table.values():
@@ -489,9 +549,15 @@ def main() -> None:
         "threads": {"intra_op": args.threads, "inter_op": args.interop, "raw_side_reported":
                     [answer["threads"], answer["interop"]]},
         "load_average_after": load_average(), "cpus": os.cpu_count(),
+        "gradio_client_poll_ms": GRADIO_CLIENT_POLL_S * 1000 if args.client_poll_ms is None else args.client_poll_ms,
         "raw_ms": stats(raw_s, 1000), "raw_in_worker_ms": stats(raw_inner_s, 1000), "app_ms": stats(app_s, 1000),
         "plain_gradio_app_ms": stats(plain_app_s, 1000),
         "ratio_app_over_plain_gradio_app": stats(over_plain_app, 1, 3),
+        # The same calls up to the moment the result reached gradio_client, and its wait after that (its poll).
+        "result_arrived_ms": {side: stats(times, 1000) for side, times in arrived.items()},
+        "ratio_result_arrived_app_over_plain_gradio_app": stats(
+            [a / p for a, p in zip(arrived["app"], arrived["plain_app"], strict=True)], 1, 3),
+        "client_wait_after_result_ms": {side: stats(times, 1000) for side, times in client_wait.items()},
         # CPU seconds the serving process spent on each call (all its threads): what each side costs in work,
         # which a busy shared machine stretches far less than the wall-clock time.
         "server_cpu_ms": {side: stats(times, 1000) for side, times in cpu.items()},
@@ -552,6 +618,14 @@ def main() -> None:
     print(f"  plain Gradio app, same pipeline: {fmt(result['plain_gradio_app_ms'], 'ms')}")
     over = result["ratio_app_over_plain_gradio_app"]
     print(f"  ratio app/plain app, per round : {over['median']:8.2f}x  (min {over['min']:.2f}, max {over['max']:.2f})")
+    arrived = result["result_arrived_ms"]
+    over = result["ratio_result_arrived_app_over_plain_gradio_app"]
+    print(f"  until the result reached the client, app / plain app: {arrived['app']['median']:.1f} / "
+          f"{arrived['plain_app']['median']:.1f} ms; per round {over['median']:.2f}x (min {over['min']:.2f}, max "
+          f"{over['max']:.2f})")
+    wait = result["client_wait_after_result_ms"]
+    print(f"  gradio_client's wait after the result, app / plain app: {fmt(wait['app'], 'ms')} / "
+          f"{fmt(wait['plain_app'], 'ms')}")
     for side, row in result["server_cpu_ms"].items():
         print(f"  server CPU per call, {side:<9}: {fmt(row, 'ms')}; system "
               f"{result['server_system_cpu_ms'][side]['median']:.0f} ms, minor page faults "

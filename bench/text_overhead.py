@@ -59,14 +59,16 @@ def raw_call(backends: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]
     t0 = time.perf_counter()
     thread = threading.Thread(target=generate)
     thread.start()
-    first = None
+    first = last = None
     for text in streamer:
-        if first is None and text.strip():
-            first = time.perf_counter()
+        if text.strip():
+            last = time.perf_counter()
+            first = first or last
     thread.join()
     end = time.perf_counter()
     choice = getattr(backend, "kernel_choice", None)
     return {"ttft_s": (first or end) - t0, "total_s": end - t0, "decode_s": end - (first or end),
+            "last_s": (last or end) - t0,
             "tokens": counted[0], "gptq_backend": getattr(choice, "backend", "") or ""}
 
 

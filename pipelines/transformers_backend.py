@@ -145,6 +145,9 @@ class TransformersTextBackend:
             "starts_in_reasoning": prompt.rstrip().endswith(THINK_OPEN),
             "think_ids": self.loaded.think_ids,
             "on_done": self._after_reply,
+            # Rows past the tokenizer are never sampled: by a processor of ours, not the config's suppress_tokens,
+            # whose processor costs a small model a few percent of its decode speed (SuppressRows).
+            "suppress": self.loaded.suppress,
         }
         if engine is not None:
             return TransformersTextStream(BatchedReply(engine=engine, tokenizer=self.tokenizer, **reply))
@@ -187,7 +190,7 @@ class TransformersTextBackend:
             config.do_sample = False
             config.temperature = 1.0
             config.top_p = 1.0
-        config.suppress_tokens = self.loaded.suppress or None
+        config.suppress_tokens = None  # the reply's SuppressRows does it (and the model's own list never applied)
         if config.pad_token_id is None:
             config.pad_token_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id
         if self.loaded.cache == "static" and not batched:

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 # than this only when the model is slow, and then the consumer just waits again.
 POLL_S = 0.25
 WORKER_NAME = "atelier-text-generate"
+# After the consumer has taken text, it lets this long pass (less when generation ends) and then takes everything the
+# model wrote meanwhile at once: one wake-up of its thread, one feed of the splitter and one update of the reply per
+# few tokens instead of per word, each of which took the GIL from the model's thread (a small model writes a token
+# a millisecond). Watchers look at most every 20 ms (the UI's poll, the API's coalescing), so nobody sees the
+# difference; the first visible text still goes out at once.
+COALESCE_S = 0.005
 
 
 class ReplyProgress(StoppingCriteria):
@@ -92,6 +98,22 @@ class ThinkingBudget(LogitsProcessor):
         return scores
 
 
+class SuppressRows(LogitsProcessor):
+    """Never samples the given vocabulary rows: what generate()'s ``suppress_tokens`` does, for a fraction of its cost.
+
+    transformers' processor rebuilds a vocabulary-wide mask with isin() on every token (about 30 µs on a CPU, 3 % of a
+    small model's token); here the rows' index is built once per device and filled in one index_fill."""
+
+    def __init__(self, token_ids: list[int]) -> None:
+        self.token_ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """The scores with the rows at -inf (a new tensor, as transformers' own processors return)."""
+        if self.token_ids.device != scores.device:
+            self.token_ids = self.token_ids.to(scores.device)
+        return scores.index_fill(-1, self.token_ids, float("-inf"))
+
+
 class Reply(ABC):
     """What one reply keeps whichever way it runs: usage, progress, thinking budget, splitter and the end.
 
@@ -107,6 +129,7 @@ class Reply(ABC):
         starts_in_reasoning: bool,
         think_ids: tuple[int | None, int | None],
         on_done: Callable[[], None],
+        suppress: list[int] | None = None,
     ) -> None:
         self.inputs = inputs
         self.generation_config = generation_config
@@ -125,7 +148,8 @@ class Reply(ABC):
         self.progress = ReplyProgress(
             prompt_len, self.usage, self.should_stop, starts_in_reasoning, open_id, close_id, eos_ids
         )
-        self.processors: list[LogitsProcessor] = []
+        # Run after generate()'s own processors and before its sampling warpers, where suppress_tokens would run.
+        self.processors: list[LogitsProcessor] = [SuppressRows(suppress)] if suppress else []
         if options.thinking_budget is not None and close_id is not None:
             self.processors.append(ThinkingBudget(self.progress, options.thinking_budget, close_id))
         self.splitter = ReasoningSplitter(starts_in_reasoning=starts_in_reasoning)
@@ -164,6 +188,22 @@ class Reply(ABC):
         return "stop"
 
 
+class DrainingStreamer(TextIteratorStreamer):
+    """A TextIteratorStreamer whose consumer can also take, without waiting, all the text already written."""
+
+    def ready(self) -> tuple[list[str], bool]:
+        """The texts queued now, and whether the end of the stream came among them."""
+        texts: list[str] = []
+        while True:
+            try:
+                text = self.text_queue.get_nowait()
+            except queue.Empty:
+                return texts, False
+            if text is self.stop_signal:
+                return texts, True
+            texts.append(text)
+
+
 class GenerateReply(Reply):
     """One reply run by generate() in a worker thread of its own."""
 
@@ -172,8 +212,9 @@ class GenerateReply(Reply):
         self.model = model
         # skip_special_tokens drops eos and the chat markers; <think>/</think> are ordinary tokens in R1, so
         # they reach the splitter. The timeout only bounds each wait, see chunks().
-        self.streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_S)
+        self.streamer = DrainingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_S)
         self.thread = threading.Thread(target=self.work, name=WORKER_NAME, daemon=True)
+        self.generated = threading.Event()  # set when generate() has returned (or failed): no more text comes
 
     def ran(self) -> bool:
         return bool(self.thread.ident)
@@ -204,6 +245,8 @@ class GenerateReply(Reply):
                 self.streamer.end()  # wake the consumer now instead of after its next poll
             except Exception:  # the consumer notices the dead worker on its next poll anyway
                 log.debug("streamer.end() failed after a generation error", exc_info=True)
+        finally:
+            self.generated.set()
 
     def chunks(self) -> Iterator[Chunk]:
         """Reasoning/answer chunks as the worker produces them; the finally block always joins the worker."""
@@ -222,7 +265,14 @@ class GenerateReply(Reply):
                     if self.thread.is_alive():
                         continue
                     break  # the worker died without ending the stream: its error is raised below
-                yield from self.splitter.feed(text)
+                more, ended = self.streamer.ready()
+                chunks = self.splitter.feed("".join([text, *more]))
+                yield from chunks
+                if ended:
+                    break
+                if any(chunk.text.strip() for chunk in chunks):
+                    # Let a few tokens gather (see COALESCE_S); not before the first visible text has gone out.
+                    self.generated.wait(COALESCE_S)
             self.thread.join()
             self.finish()
             yield from self.splitter.finish()

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from contracts import excerpt
 from pipelines.checkpoints import CHECKPOINT_SUFFIXES, VAE_SUFFIXES, is_diffusers_folder, model_family, model_hash
-from pipelines.controlnet import available_controlnets
+from pipelines.controlnet import available_controlnets, controlnet_family
 from pipelines.hashes import sha256
 from pipelines.loras import available_loras, check_prompt, family_message, lora_hashes, lora_shape, parse_loras
 from pipelines.messages import data_folder
@@ -95,6 +96,13 @@ class Catalog:
             return None
         return model_family(path) if path.exists() else None
 
+    def families(self) -> dict[str, Any]:
+        """Each checkpoint's and ControlNet's family ("sd15", "sd2", "sdxl"; None where it cannot be told without
+        loading) and the default checkpoint's: what a client needs to offer the ControlNets that fit a checkpoint."""
+        return {"models": {name: self.family(name) for name in self.models()},
+                "controlnets": {name: _controlnet_family(path) for name, path in self.controlnets().items()},
+                "default": self.family("")}
+
     def listed_model(self, name: str) -> str | None:
         """The checkpoint name in models() that `name` stands for (itself, its stem, A1111's "name [hash]" title,
         as a PNG's Model names it); None when the folder has no such checkpoint."""
@@ -178,3 +186,11 @@ class Catalog:
             if ref.name in known and (message := family_message(ref.name, lora_shape(known[ref.name]), family, None)):
                 return f"prompt: {message}"
         return ""
+
+
+def _controlnet_family(path: Path) -> str | None:
+    """A listed ControlNet's family, None when its file cannot be read or configured (the job using it says why)."""
+    try:
+        return controlnet_family(path)
+    except Exception:  # a listing never fails for one unreadable file (a job using it says why)
+        return None

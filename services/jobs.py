@@ -154,6 +154,25 @@ class JobHandle(Generic[S]):
             if not finished:
                 self.stop()
 
+    async def final(self) -> S:
+        """The job's final snapshot, awaited with one wake-up when the job ends rather than one per update (a caller
+        that only wants the result must not take the event loop, and with it the GIL, from the job on every token);
+        if the caller goes away first (cancelled), the job is stopped, as watch() stops it."""
+        ender = (asyncio.get_running_loop(), asyncio.Event())
+        with self._cond:
+            self._enders.add(ender)
+        snap = self.snapshot()
+        try:
+            while snap.status not in FINAL_STATES:
+                await ender[1].wait()
+                snap = self.snapshot()
+            return snap
+        finally:
+            with self._cond:
+                self._enders.discard(ender)
+            if snap.status not in FINAL_STATES:
+                self.stop()
+
     def start(self, target: Any, *args: Any, name: str) -> None:
         """Run `target(*args)` in a daemon worker thread owned by this handle, in a copy of the caller's context (a
         new thread starts with an empty one): its log lines and request log row carry the request that started it

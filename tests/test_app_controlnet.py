@@ -73,6 +73,13 @@ def test_the_models_list_offers_tiny_sdxl_its_controlnets_and_the_modules(alice:
     assert [name.split(" [")[0] for name in listed["controlnets"]] == ["tiny-cn-sd15", "tiny-cn-sdxl"]
     assert {"none", "canny", "hed"} <= set(listed["module_list"])  # the extension's /module_list names
     assert listed["module_detail"]["canny"]["sliders"][1]["name"] == "Low Threshold"
+    # Each checkpoint's and ControlNet's family, so that a client offers the ControlNets that fit the checkpoint.
+    families = listed["families"]
+    assert families["models"]["tiny-sd"] == "sd15"
+    assert families["models"]["tiny-sdxl"] == "sdxl"
+    assert families["default"] == "sd15"
+    assert {name.split(" [")[0]: f for name, f in families["controlnets"].items()} == {"tiny-cn-sd15": "sd15",
+                                                                                      "tiny-cn-sdxl": "sdxl"}
 
 
 def test_sdxl_and_a_controlnet_unit_through_the_api_and_back_through_png_info(alice: Client) -> None:

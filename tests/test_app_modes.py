@@ -211,7 +211,7 @@ def test_models_and_loras_list_the_folders(client: Client, data_dir: Path) -> No
     (data_dir / "loras").mkdir(exist_ok=True)
     (data_dir / "loras" / "paper-cut.safetensors").write_bytes(b"")
     models = client.predict(api_name="/models")
-    assert set(models) == {"models", "vaes", "upscalers", "controlnets", "module_list", "module_detail"}
+    assert set(models) == {"models", "vaes", "upscalers", "controlnets", "module_list", "module_detail", "families"}
     assert {"Latent", "Lanczos"} <= set(models["upscalers"])  # the built-in ones, by A1111's names
     assert "paper-cut" in client.predict(api_name="/loras")["loras"]
 

@@ -216,10 +216,12 @@ def register_catalog(services: Services) -> None:
     def models() -> dict[str, Any]:
         """Checkpoints, VAEs, hires upscalers and ControlNet models by the names /generate_image, /img2img and
         /inpaint take, and the ControlNet preprocessors (modules) with their sliders, as sd-webui-controlnet lists
-        them."""
+        them; `families` says each checkpoint's and ControlNet's family (sd15, sd2, sdxl; null: unknown until loaded)
+        and the default checkpoint's ("default")."""
         return {"models": catalog.models(), "vaes": catalog.vaes(),
                 "upscalers": [*BUILTIN_UPSCALERS, *catalog.upscalers()],
-                "controlnets": list(catalog.controlnets()), **controlnet_modules()}
+                "controlnets": list(catalog.controlnets()), **controlnet_modules(),
+                "families": catalog.families()}
 
     def loras() -> dict[str, Any]:
         """LoRA names for the prompt's <lora:name:weight> tags."""

@@ -135,17 +135,11 @@ def decode_base64(value: str, field: str, max_bytes: int) -> bytes:
 
 async def finish(handle: H, request: Request) -> Any:
     """The job's final snapshot; if the client goes away first, the job is stopped (as a closed tab stops it)."""
-    async def final() -> Any:
-        last = None
-        async for snap in handle.watch(poll_s=None):
-            last = snap
-        return last
-
     async def gone() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    job, watch = asyncio.ensure_future(final()), asyncio.ensure_future(gone())
+    job, watch = asyncio.ensure_future(handle.final()), asyncio.ensure_future(gone())
     try:
         await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -149,16 +149,20 @@ def message_text(message: ChatMessage, index: int) -> tuple[str, dict[str, str]]
 
 async def chat_completions(ctx: DialectContext, request: Request, user: str, body: ChatBody) -> Any:
     """Start the reply as the UI would; stream it as server-sent events, or answer once it ends."""
-    messages, options, stops = await run_sync(checked, ctx, body)
-    chat = ctx.services.chat
+    def begin() -> tuple[ChatHandle, tuple[str, ...]]:
+        # Checked and started in one trip to a worker thread: each trip is a hand-off the reply waits for.
+        messages, options, stops = checked(ctx, body)
 
-    def start(ref: str) -> ChatHandle:
-        try:
-            return chat.start_messages(messages, user, options, source="openai", ref=ref, stop=stops)
-        except InvalidRequest as err:
-            raise invalid({_param(k): v for k, v in err.errors.items()}) from None
+        def start(ref: str) -> ChatHandle:
+            try:
+                return ctx.services.chat.start_messages(messages, user, options, source="openai", ref=ref,
+                                                        stop=stops)
+            except InvalidRequest as err:
+                raise invalid({_param(k): v for k, v in err.errors.items()}) from None
 
-    handle = await run_sync(ctx.admit, user, "chat", "openai", ctx.services.text_slot, start)
+        return ctx.admit(user, "chat", "openai", ctx.services.text_slot, start), stops
+
+    handle, stops = await run_sync(begin)
     reply = Reply(body.model, handle)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -6,6 +6,7 @@ import { AccountScreen } from "@/components/AccountScreen";
 import { AdminScreen } from "@/components/AdminScreen";
 import { UsageCard } from "@/components/UsageCard";
 import { ChatScreen } from "@/components/ChatScreen";
+import { reuseControlUnits } from "@/components/ControlNetPanel";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { HistoryScreen } from "@/components/HistoryScreen";
 import { ImageScreen } from "@/components/ImageScreen";
@@ -17,6 +18,7 @@ import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
 import { catalogFrom, choicesFrom, defaultsFrom, NO_CHOICES, noteTouched, withServerDefaults } from "@/lib/api";
 import { whoAmI } from "@/lib/admin";
+import { firstUnits, type ControlUnit } from "@/lib/controlnet";
 import { useTheme } from "@/lib/theme";
 import { DEFAULT_IMAGE_SETTINGS, type ChoiceLists, type ImageSettings, type Mode, type ModelCatalog } from "@/lib/types";
 
@@ -43,6 +45,8 @@ export default function App() {
   const [initImage, setInitImageState] = useState<InitImage | null>(null);
   const [catalog, setCatalog] = useState<ModelCatalog>(NO_CATALOG);
   const [choices, setChoices] = useState<ChoiceLists>(NO_CHOICES);
+  // ControlNet units (issue 24): here, so that History's Reuse and PNG Info's Send fill them in.
+  const [controlUnits, setControlUnits] = useState<ControlUnit[]>(firstUnits);
   const [historyKey, setHistoryKey] = useState(0);
   const [openRequest, setOpenRequest] = useState<{ id: number; nonce: number } | null>(null);
 
@@ -211,6 +215,8 @@ export default function App() {
                 onInitImage={setInitImage}
                 catalog={catalog}
                 choices={choices}
+                controlUnits={controlUnits}
+                onControlUnits={setControlUnits}
                 onJobFinished={bumpHistory}
               />
             </TabsContent>
@@ -221,8 +227,9 @@ export default function App() {
               <HistoryScreen
                 conn={state.conn}
                 refreshKey={historyKey}
-                onReuse={(reused) => {
+                onReuse={(reused, units) => {
                   updateSettings((s) => ({ ...s, ...reused }));
+                  void reuseControlUnits(units, root, setControlUnits);
                   setScreen("image");
                 }}
                 onOpenConversation={(id) => {
@@ -235,9 +242,11 @@ export default function App() {
               <PngInfoScreen
                 conn={state.conn}
                 catalog={catalog}
-                onSend={(target, sent, image) => {
+                onSend={(target, sent, image, units) => {
                   // A PNG's settings replace those it names (hires fix off unless it used it); the rest stay.
                   updateSettings((s) => ({ ...s, ...sent }));
+                  void reuseControlUnits(units ?? [], root, setControlUnits); // its units, or none
+
                   setMode(target);
                   if (target !== "txt2img") setInitImage({ ...image, url: URL.createObjectURL(image.file) });
                   setScreen("image");

@@ -260,3 +260,31 @@ def test_a_model_that_is_loading_answers_503_with_retry_after(client: tuple[Test
     assert answer.status_code == 503
     assert answer.headers["retry-after"]
     assert answer.json()["error"]["code"] == "model_loading"
+
+
+def test_a_chat_completion_is_checked_and_started_in_one_trip_to_a_worker_thread(
+        client: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each trip off the event loop is a hand-off the reply waits for before its first token.
+    import api.dialects.openai_chat as openai_chat
+    from services.chat import ChatHandle, ChatService
+
+    trips: list[str] = []
+    real_run_sync = openai_chat.run_sync
+
+    async def counted(fn: Any, *args: Any) -> Any:
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await real_run_sync(fn, *args)
+
+    def answered(self: ChatService, messages: Any, user: str = "", *args: Any, **kwargs: Any) -> ChatHandle:
+        handle = ChatHandle(None)  # a reply that has ended already: no model needed
+        handle.update(status="done", answer="four", usage={"finish_reason": "stop"})
+        self.running.add(handle, user, "chat", "openai", "", kwargs.get("ref"))
+        return handle
+
+    monkeypatch.setattr(openai_chat, "run_sync", counted)
+    monkeypatch.setattr(ChatService, "start_messages", answered)
+    test_client, key = client
+    answer = test_client.post("/v1/chat/completions", json=chat(), headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "four"
+    assert len(trips) == 1, trips

@@ -218,7 +218,9 @@ def test_same_seed_same_reply(tiny_text_backend: TransformersTextBackend) -> Non
     second, second_chunks = run(tiny_text_backend, QUESTION, max_new_tokens=30, seed=11)
     other, _ = run(tiny_text_backend, QUESTION, max_new_tokens=30, seed=12)
     assert first.token_ids == second.token_ids
-    assert first_chunks == second_chunks
+    # The same text; where the chunks break depends on how much the consumer takes at once (COALESCE_S).
+    for kind in ("reasoning", "answer"):
+        assert joined(first_chunks, kind) == joined(second_chunks, kind)
     assert other.token_ids != first.token_ids
 
 
@@ -230,6 +232,120 @@ def test_padding_rows_of_the_vocabulary_are_never_sampled(tiny_text_backend: Tra
     stream, _ = run(tiny_text_backend, QUESTION, max_new_tokens=200, seed=5, temperature=2.0, top_p=1.0)
     assert len(stream.token_ids) > 50
     assert max(stream.token_ids) < len(tokenizer)
+
+
+def test_suppressed_rows_sample_exactly_as_generates_suppress_tokens(
+        tiny_text_backend: TransformersTextBackend) -> None:
+    import torch
+
+    from pipelines.transformers_replies import SuppressRows
+
+    lm, tokenizer = tiny_text_backend.lm, tiny_text_backend.tokenizer
+    rows = list(range(len(tokenizer), lm.get_output_embeddings().weight.shape[0]))
+    prompt = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+
+    def sample(**how: Any) -> list[int]:
+        torch.manual_seed(5)
+        with torch.inference_mode():
+            out = lm.generate(**prompt, max_new_tokens=60, do_sample=True, temperature=2.0, top_p=1.0, top_k=0, **how)
+        return out[0, prompt["input_ids"].shape[1]:].tolist()
+
+    ours = sample(logits_processor=[SuppressRows(rows)])
+    assert ours == sample(suppress_tokens=rows)
+    assert ours != sample()  # hot sampling does reach the rows when nothing suppresses them: the check means something
+
+
+def test_a_reply_never_runs_transformers_own_suppress_processor(tiny_text_backend: TransformersTextBackend,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its isin() over the whole vocabulary on every token cost the tiny model ~3 % of its decode speed.
+    from transformers.generation import logits_process
+
+    from pipelines.transformers_replies import SuppressRows
+
+    calls = {"theirs": 0, "ours": 0}
+    theirs, ours = logits_process.SuppressTokensLogitsProcessor.__call__, SuppressRows.__call__
+
+    def count(name: str, original: Any) -> Any:
+        def counted(self: Any, *args: Any) -> Any:
+            calls[name] += 1
+            return original(self, *args)
+        return counted
+
+    monkeypatch.setattr(logits_process.SuppressTokensLogitsProcessor, "__call__", count("theirs", theirs))
+    monkeypatch.setattr(SuppressRows, "__call__", count("ours", ours))
+    stream, _ = run(tiny_text_backend, QUESTION, max_new_tokens=20, seed=3, temperature=0.6)
+    assert calls == {"theirs": 0, "ours": stream.usage.completion_tokens}
+
+
+def test_text_written_while_the_consumer_was_away_is_taken_in_one_feed(
+        tiny_text_backend: TransformersTextBackend) -> None:
+    # One wake-up of the consumer per word took the GIL from the model's thread on every token (COALESCE_S).
+    import torch
+
+    stream = tiny_text_backend.stream(QUESTION, TextOptions(max_new_tokens=8), threading.Event())
+    reply = stream._generation
+    prompt = reply.inputs["input_ids"]
+
+    class Written:  # generate() has already written all of its text when the consumer first looks
+        def generate(self, **kwargs: Any) -> torch.Tensor:
+            return torch.cat([prompt, torch.ones((1, 8), dtype=prompt.dtype)], dim=1)
+
+    words = ["Two ", "and ", "two ", "</think>", "make ", "four."]
+    for word in words:
+        reply.streamer.text_queue.put(word)
+    reply.streamer.text_queue.put(reply.streamer.stop_signal)
+    reply.model = Written()
+    feeds: list[str] = []
+    feed = reply.splitter.feed
+    reply.splitter.feed = lambda text: feeds.append(text) or feed(text)  # type: ignore[method-assign]
+    chunks = list(stream)
+    assert feeds == ["".join(words)]
+    assert (joined(chunks, "reasoning"), joined(chunks, "answer")) == ("Two and two ", "make four.")
+
+
+def test_the_consumer_lets_tokens_gather_only_once_visible_text_went_out(
+        tiny_text_backend: TransformersTextBackend) -> None:
+    # A reply often opens with a blank text (" "): waiting after it would hold back the first visible token.
+    import torch
+
+    stream = tiny_text_backend.stream(QUESTION, TextOptions(max_new_tokens=8), threading.Event())
+    reply = stream._generation
+    prompt = reply.inputs["input_ids"]
+    feeds: list[str] = []
+    waits_before: dict[str, int] = {}
+    waits: list[float] = []
+
+    class Recorded:  # the consumer's wait for tokens to gather, recorded (and not waited)
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return False
+
+        def set(self) -> None:
+            pass
+
+    class Writing:  # writes a blank text, then (once the consumer took it) a word, then a second word
+        def generate(self, streamer: Any, **kwargs: Any) -> torch.Tensor:
+            for text in (" ", "Two ", "more "):
+                streamer.text_queue.put(text)
+                while not any(text in fed for fed in feeds):
+                    threading.Event().wait(0.001)
+            streamer.end()
+            return torch.cat([prompt, torch.ones((1, 3), dtype=prompt.dtype)], dim=1)
+
+    reply.model, reply.generated = Writing(), Recorded()
+    feed = reply.splitter.feed
+
+    def noted(text: str) -> Any:
+        waits_before[text] = len(waits)
+        feeds.append(text)
+        return feed(text)
+
+    reply.splitter.feed = noted  # type: ignore[method-assign]
+    list(stream)
+    assert feeds[:2] == [" ", "Two "]
+    assert waits_before["Two "] == 0  # the blank text went out without a wait after it
+    assert waits  # after the visible one, the consumer let tokens gather
 
 
 # --- stopping ---------------------------------------------------------------------------------------

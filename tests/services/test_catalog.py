@@ -99,3 +99,23 @@ def test_a_name_as_a_png_or_a1111_writes_it_finds_the_listed_choice(catalog: Cat
     assert catalog.listed_model("atelier-tiny-sd (random weights, makes noise)") is None
     assert catalog.listed_vae("vae-ft-mse") == "vae-ft-mse.safetensors"
     assert catalog.listed_vae("missing.safetensors") is None
+
+
+def test_families_of_checkpoints_and_controlnets_and_none_for_what_cannot_be_told(catalog: Catalog,
+                                                                                   tmp_path: Path) -> None:
+    unet = tmp_path / "models" / "Realistic" / "unet"
+    unet.mkdir()
+    unet.joinpath("config.json").write_text('{"addition_embed_type": "text_time"}')
+    controlnets = tmp_path / "controlnet"
+    for name, config in (("cn-xl", '"addition_embed_type": "text_time"'), ("cn-15", '"cross_attention_dim": 768')):
+        (controlnets / name).mkdir(parents=True)
+        (controlnets / name / "config.json").write_text('{"_class_name": "ControlNetModel", ' + config + "}")
+        (controlnets / name / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
+    (controlnets / "broken.safetensors").write_bytes(b"not a safetensors file")
+    catalog.controlnet_dir = controlnets
+    families = catalog.families()
+    # Unreadable files and a .ckpt are not told without loading them: null, and the listing still answers.
+    assert families["models"] == {"dreamshaper_8.safetensors": None, "Realistic": "sdxl", "v1-5-pruned.ckpt": None}
+    assert {name.split(" [")[0]: family for name, family in families["controlnets"].items()} == {
+        "broken": None, "cn-15": "sd15", "cn-xl": "sdxl"}
+    assert families["default"] is None

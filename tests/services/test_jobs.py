@@ -83,3 +83,51 @@ def test_an_idle_watcher_hears_the_latest_snapshot_again_after_a_quiet_spell() -
 
     asyncio.run(asyncio.wait_for(watch(), 60))
     assert seen == [0, 0, 0, 1]  # the quiet job's snapshot twice more, then the end
+
+
+def test_final_wakes_its_caller_once_when_the_job_ends_not_on_every_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A non-streamed API reply only wants the end: a wake-up of the event loop per token took the GIL from the model.
+    no_timer_sleep(monkeypatch)
+    wakes: list[Any] = []
+    original = asyncio.BaseEventLoop.call_soon_threadsafe
+
+    def counted(self: asyncio.BaseEventLoop, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakes.append(callback)
+        return original(self, callback, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "call_soon_threadsafe", counted)
+    handle: JobHandle[Snap] = JobHandle(Snap(version=0, status="running"))
+
+    def worker() -> None:
+        for step in range(1, 21):
+            handle.update(step=step)
+            threading.Event().wait(0.002)  # paced, so that a watcher woken per update would be woken many times
+        handle.update(status="done")
+
+    async def final() -> Snap:
+        handle.start(worker, name="test-worker")
+        return await handle.final()
+
+    snap = asyncio.run(asyncio.wait_for(final(), 60))
+    assert (snap.status, snap.step) == ("done", 20)
+    assert len(wakes) == 1
+    assert handle._enders == set()
+    assert handle._wakers == set()
+    assert not handle.stop_event.is_set()
+
+
+def test_final_of_a_caller_that_goes_away_stops_the_job_and_of_an_ended_job_returns_at_once() -> None:
+    handle: JobHandle[Snap] = JobHandle(Snap(version=0, status="running"))
+
+    async def leave() -> None:
+        task = asyncio.ensure_future(handle.final())
+        await asyncio.sleep(0)  # it is waiting now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(leave())
+    assert handle.stop_event.is_set()
+    assert handle._enders == set()
+    ended: JobHandle[Snap] = JobHandle(Snap(version=3, status="failed"))
+    assert asyncio.run(asyncio.wait_for(ended.final(), 60)).status == "failed"

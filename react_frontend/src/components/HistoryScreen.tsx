@@ -4,6 +4,7 @@ import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
+import { ControlUnitsSummary } from "@/components/ControlNetPanel";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { CollectionsPanel, SelectionBar, useCollections } from "@/components/Collections";
 import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
@@ -71,7 +72,7 @@ function usePaged<T>(load: (before: PageKey | null) => Promise<{ items: T[]; nex
 interface Props {
   conn: AtelierConnection;
   refreshKey: number;
-  onReuse: (settings: Partial<ImageSettings>) => void;
+  onReuse: (settings: Partial<ImageSettings>, controlnet?: unknown[]) => void;
   onOpenConversation: (id: number) => void;
 }
 
@@ -301,7 +302,7 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
 interface JobCardProps {
   job: HistoryJob;
   conn: AtelierConnection;
-  onReuse: (settings: Partial<ImageSettings>) => void;
+  onReuse: (settings: Partial<ImageSettings>, controlnet?: unknown[]) => void;
   onFavourite: (value: boolean) => void;
   onError: (error: AppError) => void;
   selected: boolean;
@@ -353,6 +354,7 @@ function JobCard({ job, conn, onReuse, onFavourite, onError, selected, onSelect 
           {seed != null ? ` · seed ${seed}` : ""}
           {job.duration_s != null ? ` · ${formatSeconds(job.duration_s)}` : ""}
         </p>
+        <ControlUnitsSummary value={job.controlnet} />
         {job.error ? <p className="text-xs text-destructive">{job.error}</p> : null}
         <Button
           variant="outline"
@@ -369,7 +371,7 @@ function JobCard({ job, conn, onReuse, onFavourite, onError, selected, onSelect 
               seed: seed ?? -1,
               sampler: job.sampler,
               batch_count: job.batch_count,
-            })
+            }, job.controlnet)
           }
           data-testid="history-reuse"
         >

@@ -9,6 +9,7 @@ import { Collapsible, CollapsibleContent, CollapsibleTrigger } from "@/component
 import { Tabs, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { Textarea } from "@/components/ui/textarea";
 import { CheckField, ChoiceField, SliderField } from "@/components/Controls";
+import { ControlNetPanel, ControlUnitsSummary, reuseControlUnits, useControlNet, type SetUnits } from "@/components/ControlNetPanel";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { Field } from "@/components/Field";
 import { InitImageInput, loadInitImage, type InitImage } from "@/components/InitImageInput";
@@ -17,6 +18,7 @@ import { NumberInput } from "@/components/NumberInput";
 import { imageCall, named, offered, upscalerChoices } from "@/lib/api";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { downloadName, formatSeconds } from "@/lib/format";
+import type { ControlUnit } from "@/lib/controlnet";
 import type { AtelierConnection, RunningJob } from "@/lib/gradio";
 import {
   describeQueue,
@@ -48,6 +50,9 @@ interface Props {
   catalog: ModelCatalog;
   /** What /choices lists: samplers, resize modes, masked content, mask modes, upscalers (empty until it answered). */
   choices: ChoiceLists;
+  /** The ControlNet units (sent when enabled), kept by the app so that Reuse and PNG Info can fill them in. */
+  controlUnits: ControlUnit[];
+  onControlUnits: SetUnits;
   onJobFinished?: () => void;
 }
 
@@ -60,7 +65,7 @@ export function fitSize(pixels: number): number {
   return Math.min(2048, Math.max(64, Math.floor(pixels / 8) * 8));
 }
 
-export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImage, onInitImage, catalog, choices, onJobFinished }: Props) {
+export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImage, onInitImage, catalog, choices, controlUnits, onControlUnits, onJobFinished }: Props) {
   const [phase, setPhase] = useState<Phase>("idle");
   const [view, setView] = useState<ImageJobView>(EMPTY_IMAGE_VIEW);
   const [progress, setProgress] = useState<JobProgress>(INITIAL_PROGRESS);
@@ -68,6 +73,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
   const [error, setError] = useState<AppError | null>(null);
   const job = useRef<RunningJob | null>(null);
   const maskEditor = useRef<MaskEditorHandle>(null);
+  const controlnet = useControlNet(conn, controlUnits);
 
   const [idea, setIdea] = useState("");
   const [assisting, setAssisting] = useState(false);
@@ -90,7 +96,9 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
       setError(errorFromException(err));
       return;
     }
-    const call = imageCall(mode, settings, { initImage: initImage?.file ?? null, mask });
+    const control = await controlnet.prepare();
+    if (!control) return; // a unit's picture could not be sent: the unit says why
+    const call = imageCall(mode, settings, { initImage: initImage?.file ?? null, mask, controlnet: control.payload });
     if ("error" in call) {
       setError(call.error); // nothing was sent: the alert and the field say what is missing
       return;
@@ -110,13 +118,14 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
     const outcome = await running.done;
     job.current = null;
     if (outcome.kind === "error") {
-      setError(outcome.error);
+      setError(controlnet.refused(outcome.error, control.sent));
       // Refused before it started (validation, limits, a full queue): nothing ran, the alert says why.
       setPhase(outcome.data === null ? "idle" : "error");
     } else {
       setPhase(outcome.kind === "cancelled" ? "cancelled" : "done");
     }
     onJobFinished?.();
+    if (outcome.kind === "complete") controlnet.afterJob(); // the first job may have built the tiny ControlNets
   }
 
   /** A1111's "Send to img2img / inpaint": a result becomes the init image of the next job. */
@@ -365,6 +374,8 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
             ) : null}
           </CardContent>
         </Card>
+
+        <ControlNetPanel conn={conn} state={controlnet} units={controlUnits} onUnits={onControlUnits} mode={mode} checkpoint={settings.model} width={settings.width} height={settings.height} initImage={initImage} />
       </div>
 
       <div className="grid content-start gap-4">
@@ -419,8 +430,12 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
                   Job {info.job_id} · seed {info.seed} · {info.width}×{info.height}, {info.steps} steps, {info.sampler}
                   {info.duration_s != null ? ` · ${formatSeconds(info.duration_s)}` : ""}
                 </CardDescription>
+                <ControlUnitsSummary value={info.controlnet} />
               </div>
-              <Button variant="outline" size="sm" onClick={() => onSettings((s) => ({ ...s, ...settingsFromInfo(info) }))} data-testid="reuse-settings">
+              <Button variant="outline" size="sm" onClick={() => {
+                  onSettings((s) => ({ ...s, ...settingsFromInfo(info) }));
+                  void reuseControlUnits(info.controlnet, conn.root, onControlUnits);
+                }} data-testid="reuse-settings">
                 <RotateCcw />
                 Reuse settings
               </Button>

@@ -13,7 +13,7 @@ interface Props {
   conn: AtelierConnection;
   catalog: ModelCatalog;
   /** "Send to": the settings the PNG gives, and the PNG itself as the init image (img2img, inpaint). */
-  onSend: (mode: Mode, settings: Partial<ImageSettings>, image: InitImage) => void;
+  onSend: (mode: Mode, settings: Partial<ImageSettings>, image: InitImage, controlnet?: unknown[]) => void;
 }
 
 const SEND_LABELS: Record<Mode, string> = { txt2img: "txt2img", img2img: "img2img", inpaint: "inpaint" };
@@ -95,7 +95,7 @@ export function PngInfoScreen({ conn, catalog, onSend }: Props) {
               ) : null}
               <div className="flex flex-wrap gap-2">
                 {(Object.keys(SEND_LABELS) as Mode[]).map((mode) => (
-                  <Button key={mode} variant="outline" size="sm" disabled={!hasSettings} onClick={() => onSend(mode, settingsFromPngInfo(info, catalog), image)} data-testid={`send-to-${mode}`}>
+                  <Button key={mode} variant="outline" size="sm" disabled={!hasSettings} onClick={() => onSend(mode, settingsFromPngInfo(info, catalog), image, Array.isArray(info.controlnet) ? info.controlnet : undefined)} data-testid={`send-to-${mode}`}>
                     {mode === "txt2img" ? <Send /> : <FileSearch />}
                     Send to {SEND_LABELS[mode]}
                   </Button>

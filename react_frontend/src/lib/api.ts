@@ -29,6 +29,8 @@ export interface ImageInputs {
   initImage: Blob | null;
   /** A PNG, white where the model repaints; null when nothing was drawn. */
   mask: Blob | null;
+  /** The enabled ControlNet units, as the `controlnet` parameter takes them (lib/controlnet.ts); sent when any. */
+  controlnet?: Record<string, unknown>[];
 }
 
 export type ImageCall = { endpoint: string; payload: Record<string, unknown> } | { error: AppError };
@@ -41,6 +43,7 @@ function missing(fields: Record<string, string>): { error: AppError } {
 export function imageCall(mode: Mode, settings: ImageSettings, inputs: ImageInputs): ImageCall {
   const payload: Record<string, unknown> = {};
   for (const key of ENDPOINT_KEYS[mode]) payload[key] = settings[key];
+  if (inputs.controlnet?.length) payload.controlnet = inputs.controlnet;
   if (mode === "txt2img") return { endpoint: ENDPOINTS[mode], payload };
   const errors: Record<string, string> = {};
   if (!inputs.initImage) errors.init_image = `${mode} needs an init image: upload or drop one.`;

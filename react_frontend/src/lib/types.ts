@@ -114,6 +114,8 @@ export interface ImageInfo extends Partial<ImageSettings> {
   duration_s?: number | null;
   cached?: boolean;
   files?: string[];
+  /** The job's ControlNet units (lib/controlnet.ts RecordedUnit), each picture as its inputs/<sha>.png. */
+  controlnet?: unknown[];
 }
 
 export type ChatStatus = "waiting" | "loading" | "thinking" | "answering" | "done" | "cancelled" | "failed";
@@ -211,6 +213,8 @@ export interface HistoryJob extends ImageSettings {
   cached: boolean;
   files: HistoryFile[];
   favourite?: boolean;
+  /** The job's ControlNet units (lib/controlnet.ts RecordedUnit), each picture as its inputs/<sha>.png. */
+  controlnet?: unknown[];
   /** In a search's answer: the prompts with their matched words marked. */
   highlight?: { prompt?: Segment[]; negative_prompt?: Segment[] };
 }
