@@ -16,6 +16,17 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def check_origin(origin: str) -> str:
+    """A web origin as browsers send it (`scheme://host[:port]`, lower case, no path); ValueError otherwise."""
+    tidy = origin.strip().rstrip("/").lower()
+    parts = urlsplit(tidy)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ValueError(f"cors_origins: {origin!r} is not an origin such as https://studio.example.com (a scheme "
+                         "and a host, an optional port, no path; \"*\" is not allowed)")
+    return tidy
+
+
 class Profile(StrEnum):
     """Which default models and devices to use."""
 
@@ -263,6 +274,13 @@ class Settings(BaseSettings):
                            "login throttling, the queue quota, login sessions; empty: process memory.")
     trusted_proxies: list[str] = Field(default_factory=list, description="Proxy addresses or networks whose "
                                        "`X-Forwarded-For` is believed, as a JSON list, e.g. `[\"10.0.0.0/8\"]`.")
+    # Pages of these sites may use Atelier with the login cookie (CORS and the cross-site check both let them); a
+    # request with an API key (Authorization: Bearer) needs no entry, as no page can borrow a key the way it borrows
+    # a cookie. Exact origins only: "*" with credentials would let every site act as the user.
+    cors_origins: list[str] = Field(default_factory=list, description="Origins of other sites whose pages may call "
+                                    "Atelier with the user's login (the React client served from elsewhere), as a "
+                                    "JSON list of `scheme://host[:port]`, e.g. `[\"https://studio.example.com\"]`; "
+                                    "empty: none (every change sent by another site's page is refused).")
     limit_image_jobs: str = Field(default="10/minute", description="Image jobs per user (or address).")
     limit_chat_messages: str = Field(default="30/minute", description="Chat messages per user (or address).")
     limit_uploads: str = Field(default="30/minute", description="Uploads per user (or address).")
@@ -375,6 +393,7 @@ class Settings(BaseSettings):
             raise ValueError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
         if self.storage_url:
             split_storage_url(self.storage_url)  # a clear ValueError for anything but s3://bucket/prefix
+        self.cors_origins = [check_origin(origin) for origin in self.cors_origins]
         if self.max_new_tokens is not None and self.max_new_tokens > self.max_new_tokens_limit:
             raise ValueError(f"max_new_tokens ({self.max_new_tokens}) must not exceed max_new_tokens_limit "
                              f"({self.max_new_tokens_limit})")

@@ -38,7 +38,7 @@ from api.ownership import (
 from api.request_rows import Note, note_of
 from services import log_context
 from services.admission import UNAVAILABLE, UNAVAILABLE_MESSAGE, Claims, ClaimsFull
-from services.user_limits import Limits
+from services.user_limits import Limits, looser
 
 log = logging.getLogger("atelier.gateway")
 
@@ -270,7 +270,10 @@ class Gateway:
             else:
                 key = f"user:{user}" if user else f"ip:{self.auth.client_ip(scope, headers)}"
                 counted = "read" if kind == "admin" else kind  # the admin panel's events count as reads
-                self._count(counted, key, limits.item(counted) if limits is not None else None)
+                item = limits.item(counted) if limits is not None else None
+                if kind == "admin" and item is not None:  # never less than the setting's (user_limits.looser)
+                    item = looser(item, self.limits["read"])
+                self._count(counted, key, item)
         return user
 
     def _limits(self, user: str | None) -> Limits | None:

@@ -66,9 +66,11 @@ def check(blocks: Any, gradio_app: Any) -> None:
         _require(SessionState, name, "SessionState")
     from gradio.blocks import Blocks, postprocess_update_dict
     from gradio.components import _Keywords
+    from gradio.context import LocalContext
 
     _require(Blocks, "postprocess_data", "Blocks")
     _require(_Keywords, "FINISHED_ITERATING", "components._Keywords")
+    _require(LocalContext, "event_id", "context.LocalContext")
     if postprocess_update_dict(blocks, {"__type__": "update"}) != SKIPPED:
         raise _refuse("answer for gr.skip() (cheap_skips() sends what it sent)")
     for name in APP_ATTRIBUTES:
@@ -296,6 +298,13 @@ async def cancel_event(gradio_app: Any, blocks: Any, event_id: str) -> bool:
     await _cancel_route(gradio_app)(CancelBody(session_hash=event.session_hash, fn_index=event.fn._id,
                                                event_id=event_id))
     return True
+
+
+def current_event_id() -> str:
+    """The id of the Gradio event whose handler is running in this context ("" outside one)."""
+    from gradio.context import LocalContext
+
+    return LocalContext.event_id.get(None) or ""
 
 
 def _cancel_route(gradio_app: Any) -> Callable[..., Any]:

@@ -22,6 +22,7 @@ from starlette.routing import Mount
 from api import gradio_internals
 from api import mcp_gate as mcp
 from api.auth import Authenticator, limits_apply
+from api.cross_origin import add_cors
 from api.dialects import DialectContext, mount_dialects
 from api.frontend import mount_frontend
 from api.gateway import Dialect, Gateway
@@ -203,7 +204,7 @@ def adopt_gradio(blocks: Any, gradio_app: Any, services: Services, guard: Sessio
 def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authenticator, limiter: Limiter,
                 enforce: bool, guard: SessionGuard, grants: FileGrants, dialects: list[Dialect],
                 bridge: mcp.McpBridge) -> None:
-    """The middlewares every request passes, outermost first: the request id, the request log's row, the MCP
+    """The middlewares every request passes, outermost first: CORS, the request id, the request log's row, the MCP
     loopback's login, the body caps, the gateway, the stream watch, MCP's gate and the image editor's upload route
     (each add_middleware wraps the ones added before it)."""
     services: Services = app.state.services
@@ -229,6 +230,7 @@ def add_gateway(app: FastAPI, blocks: Any, janitor: SessionJanitor, auth: Authen
                        replica=settings.resolved_replica_name)
     # Outermost: every answer carries the request's id, which its row and its log lines carry too.
     app.add_middleware(RequestId, trusted_proxies=settings.trusted_proxies)
+    add_cors(app, settings.cors_origins)  # outside even that: other sites' preflights (api/cross_origin.py)
 
 
 def add_metrics(app: FastAPI, settings: Settings, auth: Authenticator) -> None:

@@ -23,6 +23,7 @@ class GradioControl:
         self.blocks = blocks
         self.gradio_app = gradio_app
         self.running = running or RunningJobs()  # the jobs of every way in; the UIs' are in Gradio's queue too
+        self.running.origin = gradio_internals.current_event_id  # each UI job knows its event, to stop it by
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every event waiting or running, oldest first: id, user, route, kind, status and seconds since it joined;
@@ -39,6 +40,11 @@ class GradioControl:
     async def stop(self, job_id: str) -> bool:
         """Stop one event or API job, waiting or running, whoever's it is."""
         if self.running.stop(job_id, None):  # an API job's ref (it stops within a step, as Stop does)
+            return True
+        # A running UI event: its job stops within a step and the event ends on its own, with its last update
+        # ("stopped at step n", the partial work kept): cancelling the event would end its stream as if it had
+        # finished, and its user's page would say Done. A waiting event has no job yet: Gradio takes it out.
+        if self.running.stop_origin(job_id):
             return True
         return await gradio_internals.cancel_event(self.gradio_app, self.blocks, job_id)
 

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defineConfig, devices } from "@playwright/test";
-import { A1111_PORT, AUTH_PORT, E2E_PASSWORD, E2E_USER, OPENAI_PORT, PORT, REMOTE_PORT } from "./e2e/constants";
+import { A1111_PORT, AUTH_PORT, E2E_PASSWORD, E2E_USER, ELSEWHERE_PORT, OPENAI_PORT, PORT, REMOTE_PORT } from "./e2e/constants";
 
 /**
  * End-to-end tests against the real app (tiny random-weight models, fully offline), started by Playwright:
@@ -70,7 +70,8 @@ export default defineConfig({
       command: `${python} ../app.py --profile tiny --port ${PORT} --data-dir ${data} --no-warmup`,
       url: `http://127.0.0.1:${PORT}/api/health`,
       // The history test makes a dozen quick (cached) jobs: more than the default 10 a minute.
-      env: { ...serverEnv, ATELIER_LIMIT_IMAGE_JOBS: "120/minute" },
+      // The client served from another origin (react-elsewhere.spec.ts) is one this server trusts.
+      env: { ...serverEnv, ATELIER_LIMIT_IMAGE_JOBS: "120/minute", ATELIER_CORS_ORIGINS: JSON.stringify([`http://127.0.0.1:${ELSEWHERE_PORT}`]) },
       timeout: 120_000,
       ...quiet,
     },
@@ -117,6 +118,13 @@ export default defineConfig({
         ATELIER_OPENAI_BASE_URL: `http://127.0.0.1:${OPENAI_PORT}/v1`,
       },
       timeout: 120_000,
+      ...quiet,
+    },
+    {
+      // The built client alone, on another origin (it reaches the app at PORT through ?gradio=).
+      command: `npx vite preview --host 127.0.0.1 --port ${ELSEWHERE_PORT} --strictPort`,
+      url: `http://127.0.0.1:${ELSEWHERE_PORT}/app/`,
+      timeout: 60_000,
       ...quiet,
     },
   ],

@@ -10,7 +10,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from storage.connections import IntegrityError, database
+from storage.connections import IntegrityError, database, for_update
 from storage.db import open_database
 from storage.models import Account, ApiKey
 
@@ -23,6 +23,10 @@ _DUMMY_HASH = _hasher.hash("atelier-no-such-user")
 
 class AccountError(ValueError):
     """A bad account request; the message says what is wrong."""
+
+
+class LastAdminError(AccountError):
+    """The change would leave the server with no enabled admin to run it."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,13 @@ class AccountService:
             # PostgreSQL: another replica added the same name between the check and the insert.
             raise AccountError(f"user {name!r} already exists.") from None
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, keep_an_admin: bool = False) -> None:
         """Delete an account and its API keys (its jobs and conversations stay, owned by the name): an account made
-        again under the name later does not inherit the old keys."""
+        again under the name later does not inherit the old keys. `keep_an_admin`: LastAdminError rather than delete
+        the last enabled admin."""
         with database.atomic():
+            if keep_an_admin:
+                _keep_an_admin(name, "deleted")
             if Account.delete().where(Account.name == name).execute() == 0:
                 raise AccountError(f"no user {name!r}.")
             ApiKey.delete().where(ApiKey.user == name).execute()
@@ -71,18 +78,28 @@ class AccountService:
         if Account.update(password_hash=_hasher.hash(password)).where(Account.name == name).execute() == 0:
             raise AccountError(f"no user {name!r}.")
 
-    def set_admin(self, name: str, admin: bool = True) -> bool:
-        """Grant (or take back) the admin role; whether it changed. AccountError for an unknown name."""
-        return self._set_flag(name, Account.is_admin, admin)
+    def set_admin(self, name: str, admin: bool = True, keep_an_admin: bool = False) -> bool:
+        """Grant (or take back) the admin role; whether it changed. AccountError for an unknown name;
+        `keep_an_admin`: LastAdminError rather than demote the last enabled admin."""
+        return self._set_flag(name, Account.is_admin, admin, "demoted" if keep_an_admin and not admin else "")
 
-    def set_disabled(self, name: str, disabled: bool = True) -> bool:
+    def set_disabled(self, name: str, disabled: bool = True, keep_an_admin: bool = False) -> bool:
         """Disable an account (its password stops working; its work stays) or enable it again; whether it changed.
-        AccountError for an unknown name."""
-        return self._set_flag(name, Account.disabled, disabled)
+        AccountError for an unknown name; `keep_an_admin`: LastAdminError rather than disable the last enabled
+        admin."""
+        return self._set_flag(name, Account.disabled, disabled, "disabled" if keep_an_admin and disabled else "")
 
     @staticmethod
-    def _set_flag(name: str, flag: Any, value: bool) -> bool:
+    def keep_an_admin(name: str, what: str) -> None:
+        """LastAdminError when `name` is the last enabled admin (`what`: the change refused, in words)."""
         with database.atomic():
+            _keep_an_admin(name, what)
+
+    @staticmethod
+    def _set_flag(name: str, flag: Any, value: bool, guard: str = "") -> bool:
+        with database.atomic():
+            if guard:  # checked and changed in one transaction, the admins' rows locked (_keep_an_admin)
+                _keep_an_admin(name, guard)
             account = Account.get_or_none(Account.name == name)
             if account is None:
                 raise AccountError(f"no user {name!r}.")
@@ -96,10 +113,6 @@ class AccountService:
         return [{"name": a.name, "admin": bool(a.is_admin), "disabled": bool(a.disabled),
                  "created_at": a.created_at.isoformat()}
                 for a in Account.select().order_by(Account.name)]
-
-    def other_admins(self, name: str) -> int:
-        """How many enabled admins there are besides `name`."""
-        return Account.select().where(Account.is_admin & ~Account.disabled & (Account.name != name)).count()
 
     def exists(self, name: str) -> bool:
         """Whether an account of this name exists."""
@@ -160,3 +173,15 @@ def exposure_problem(host: str, share: bool, has_users: bool, insecure_no_auth: 
         return (f"--host {host} serves the network, and there are no accounts yet. Add one first with "
                 "`python app.py users add NAME`, serve on 127.0.0.1, or pass --insecure-no-auth.")
     return None
+
+
+def _keep_an_admin(name: str, what: str) -> None:
+    """Inside a transaction: LastAdminError when `name` is the only enabled admin. The enabled admins' rows stay locked
+    until the transaction ends (PostgreSQL's FOR UPDATE; SQLite's BEGIN IMMEDIATE holds the whole database), so two
+    admins demoting, disabling or deleting each other at the same moment take turns, and the second one sees the
+    first one's change (a waiting FOR UPDATE reads the row again once the lock is free) rather than a count that is
+    no longer true."""
+    admins = for_update(Account.select(Account.name).where(Account.is_admin & ~Account.disabled).order_by(Account.id))
+    if [admin.name for admin in admins] == [name]:
+        raise LastAdminError(f"{name} is the last enabled admin and cannot be {what}: grant another account the "
+                             "admin role first.")

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from services import usage
-from services.accounts import NAME_PATTERN, AccountError, AccountService
+from services.accounts import NAME_PATTERN, AccountError, AccountService, LastAdminError
 from services.chat import ChatService
 from services.history import HistoryService
 from services.model_slots import ModelSlot, ModelState
 from services.request_log import RequestLog, RequestRecord
 from services.user_limits import LimitsError, UserLimits
 
+T = TypeVar("T")
 MODEL_ACTIONS = ("load", "offload", "unload")
 DELETE_PAGE = 200
 
@@ -124,15 +125,15 @@ class AdminService:
         if name == by and (disabled or admin is False):
             raise AdminError("You cannot disable your own account or take back your own admin role; ask another "
                              "admin.", 409)
-        if disabled or admin is False:
+        if disabled or admin is False:  # refused before any change; each change below checks again, atomically
             await asyncio.to_thread(self._keep_an_admin, name, "disabled" if disabled else "demoted")
         done: list[str] = []
         if password is not None:
             await asyncio.to_thread(self._set_password, name, password)
             done.append(f"reset the password of {name}")
-        if admin is not None and await asyncio.to_thread(self.accounts.set_admin, name, admin):
+        if admin is not None and await asyncio.to_thread(_guarded, self.accounts.set_admin, name, admin, True):
             done.append(f"{'granted' if admin else 'took back'} the admin role {'to' if admin else 'from'} {name}")
-        if disabled is not None and await asyncio.to_thread(self.accounts.set_disabled, name, disabled):
+        if disabled is not None and await asyncio.to_thread(_guarded, self.accounts.set_disabled, name, disabled, True):
             self.limits.changed()  # every replica's gateway hears of it within a second
             done.append(f"{'disabled' if disabled else 'enabled'} {name}")
             if disabled and self.control is not None:
@@ -153,7 +154,8 @@ class AdminService:
         if name == by:
             raise AdminError("You cannot delete your own account; ask another admin.", 409)
         await asyncio.to_thread(self._keep_an_admin, name, "deleted")
-        await asyncio.to_thread(self.accounts.set_disabled, name, True)  # no new work while its data goes
+        # No new work while its data goes; disabling checks again, atomically, that an admin stays.
+        await asyncio.to_thread(_guarded, self.accounts.set_disabled, name, True, True)
         self.limits.changed()
         stopped = await self.control.end_sessions(name) if self.control is not None else 0
         removed = await asyncio.to_thread(self._delete_data, name)
@@ -173,12 +175,8 @@ class AdminService:
 
     def _keep_an_admin(self, name: str, what: str) -> None:
         """AdminError (409) when `name` is the last enabled admin: the server would have no one left to run it (the
-        self-checks above cover the usual case; this one, two admins demoting each other at once and callers other
-        than the REST routes)."""
-        is_admin = any(u["name"] == name and u["admin"] and not u["disabled"] for u in self.accounts.list())
-        if is_admin and self.accounts.other_admins(name) == 0:
-            raise AdminError(f"{name} is the last enabled admin and cannot be {what}: grant another account the "
-                             "admin role first.", 409)
+        self-checks above cover the usual case; this one, callers other than the REST routes)."""
+        _guarded(self.accounts.keep_an_admin, name, what)
 
     def _known(self, name: str) -> None:
         if not NAME_PATTERN.match(name) or not self.accounts.exists(name):
@@ -258,8 +256,8 @@ class AdminService:
             raise AdminError(f"There is no job {job_id!r} waiting or running on this replica.", 404)
 
     def models(self) -> list[dict[str, Any]]:
-        """The model slots of this replica: state, model, backend, what they hold."""
-        return [slot.status().as_dict() for slot in self.slots.values()]
+        """The model slots of this replica: kind, state, model, backend, what they hold."""
+        return [{"kind": kind, **slot.status().as_dict()} for kind, slot in self.slots.items()]
 
     def model_action(self, kind: str, action: str) -> dict[str, Any]:
         """Load (in the background), offload or unload a model of this replica now; AdminError (409) when it is in
@@ -278,6 +276,15 @@ class AdminService:
                              f"{' and in use' if state == 'ready' else ''}. Try again when it is idle and loaded.",
                              409)
         return slot.status().as_dict()
+
+
+def _guarded(change: Callable[..., T], *args: Any) -> T:
+    """An account change that keeps an enabled admin (checked and made in one transaction, services/accounts.py:
+    of two admins demoting each other at once, the second is refused), its LastAdminError as AdminError (409)."""
+    try:
+        return change(*args)
+    except LastAdminError as err:
+        raise AdminError(str(err), 409) from None  # it starts with a name: kept as written
 
 
 def _sentence(err: Exception) -> str:

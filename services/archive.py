@@ -3,14 +3,15 @@ its import into another account or another Atelier with nothing lost.
 
 The archive (format "atelier-account", version 1): jobs.jsonl and conversations.jsonl (one row a line, every column
 but the ids, the owner and the replica), collections.json, settings.json, images/<ref>-<index>.png,
-inputs/<sha>.png, and manifest.json last, naming every other member with its size and sha256. Rows refer to each
-other by the archive's own job numbers (`ref`), never by a server's ids.
+inputs/<sha>.png (init images, masks and ControlNet unit pictures), and manifest.json last, naming every other member
+with its size and sha256. Rows refer to each other by the archive's own job numbers (`ref`), never by a server's ids.
 
 An import reads the whole archive before it writes anything: paths outside the archive's root, encrypted or
 oversized members, a compression ratio of a zip bomb, a member the manifest does not vouch for (or whose bytes it
-does not match), a foreign or newer format, a row with unknown or ill-typed fields, a reference to nothing, and an
-image that fails the upload checks all refuse the archive with a message, and nothing is written. Then the images
-go to the store under new keys, the rows in one transaction; if that fails, the images written go again.
+does not match), a foreign or newer format, a row with unknown or ill-typed fields, a reference to nothing (a job's
+input picture the archive lacks, or named outside inputs/), an input picture whose bytes are not its name's sha256,
+and an image that fails the upload checks all refuse the archive with a message, and nothing is written. Then the
+images go to the store under new keys, the rows in one transaction; if that fails, the images written go again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import IO, Any
 
 from peewee import BooleanField, CharField, DateTimeField, Field, FloatField, IntegerField, Model, TextField
 
-from contracts import MODES, InvalidRequest
+from contracts import MAX_CONTROLNET_UNITS, MODES, InvalidRequest
 from services import uploads, user_settings
 from services.export import Export, ZipWriter, json_bytes, row_to_json
 from services.history import ID_CHUNK, HistoryService
@@ -56,6 +57,7 @@ MAX_JSON_BYTES = 256 * 1024 * 1024  # one JSON member (jobs.jsonl of a large acc
 BOMB_RATIO = 200  # unpacked : packed, past 1 MiB: no JSON or PNG of Atelier's compresses that far
 _IMAGE = re.compile(r"^images/(\d{1,19})-(\d{1,4})\.png$")
 _INPUT = re.compile(r"^inputs/([0-9a-f]{64})\.png$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
 _FIXED = ("manifest.json", "settings.json", "jobs.jsonl", "conversations.jsonl", "collections.json")
 _JSON_TEXT = {"extra", "params"}  # text columns that hold JSON objects
 _CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "role": ("user", "assistant"),
@@ -103,6 +105,7 @@ class ArchiveService:
         out = ZipWriter()
         yield from out.member("settings.json", [json_bytes({"settings": self.settings.all(user)})], deflate=True)
         shas: set[str] = set()
+        stored: dict[str, bool] = {}  # each input picture looked up once, however many jobs use it
         # Each job's line is written once its images are in, naming only those that were (an image whose file had
         # gone is left out and listed in export.missing): jobs.jsonl follows the images, kept on disk meanwhile.
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as lines:
@@ -114,8 +117,14 @@ class ArchiveService:
                         continue
                     yield from out.member(f"images/{job.id}-{f.index}.png", blob.chunks, job.created_at)
                     kept.append(f)
-                lines.write(_job_line(job, kept))
-                shas |= {job.init_image_sha, job.mask_sha} - {""}
+                pictures = set(job_inputs(job).values())
+                for sha in pictures - set(stored):
+                    stored[sha] = self.store.exists(input_path(sha))
+                # A picture gone from the store is named nowhere in the archive (an import refuses a dangling name).
+                gone = {sha for sha in pictures if not stored[sha]}
+                export.missing += [input_path(sha) for sha in sorted(gone)]
+                lines.write(_job_line(job, kept, gone))
+                shas |= pictures - gone
                 export.done += 1
             lines.seek(0)
             yield from out.member("jobs.jsonl", iter(lambda: lines.read(CHUNK), b""), deflate=True)
@@ -188,8 +197,32 @@ class ArchiveService:
         self.history.delete_keys(k for k in keys if k not in used)
 
 
-def _job_line(job: ImageJob, files: list[ImageFile]) -> bytes:
-    row = {"ref": job.id, "job": row_to_json(job, skip=("user", "replica")),
+def job_inputs(job: ImageJob) -> dict[str, str]:
+    """The input pictures a job names, by what they are to it ("init image", "mask", "ControlNet unit 0's picture"):
+    their sha256 (the store keeps each as inputs/<sha>.png)."""
+    named = {"init image": job.init_image_sha, "mask": job.mask_sha}
+    for index, unit in enumerate(json.loads(job.controlnet or "[]")):
+        if match := _INPUT.match(unit.get("image") or ""):
+            named[f"ControlNet unit {index}'s picture"] = match.group(1)
+    return {what: sha for what, sha in named.items() if sha}
+
+
+def _without(row: dict[str, Any], gone: set[str]) -> dict[str, Any]:
+    """A job's row naming none of the `gone` input pictures (blanked, as a job without that picture)."""
+    for column in ("init_image_sha", "mask_sha"):
+        if row.get(column) in gone:
+            row[column] = ""
+    units = json.loads(row.get("controlnet") or "[]")
+    for unit in units:
+        if (match := _INPUT.match(unit.get("image") or "")) and match.group(1) in gone:
+            unit["image"] = ""
+    row["controlnet"] = json.dumps(units)
+    return row
+
+
+def _job_line(job: ImageJob, files: list[ImageFile], gone: set[str]) -> bytes:
+    columns = row_to_json(job, skip=("user", "replica"))
+    row = {"ref": job.id, "job": _without(columns, gone) if gone else columns,
            "files": [{**row_to_json(f, skip=("path",)), "name": f"images/{job.id}-{f.index}.png"} for f in files]}
     return json.dumps(row, ensure_ascii=False).encode() + b"\n"
 
@@ -245,6 +278,7 @@ class _Reader:
         self.archive = archive
         self.service = service
         self.manifest: dict[str, Any] = {}
+        self.pictures: dict[str, str] = {}  # the input pictures the jobs name: sha256 -> the first that names it
 
     def check(self) -> _Plan:
         """Every check, every byte read; the plan to write."""
@@ -270,6 +304,10 @@ class _Reader:
         plan.collections = self._collections({ref for ref, _, _ in plan.jobs})
         plan.images = [f["name"] for _, _, files in plan.jobs for f in files]
         plan.inputs = [n for n in infos if _INPUT.match(n)]
+        for sha, what in self.pictures.items():
+            if input_path(sha) not in infos:
+                raise refuse(f"{what} (inputs/{sha}.png) is not in the archive")
+        plan.inputs = [n for n in plan.inputs if n.removeprefix("inputs/").removesuffix(".png") in self.pictures]
         if unused := set(infos) - set(_FIXED) - set(plan.images) - set(plan.inputs):
             raise refuse(f"the archive holds files no row names ({', '.join(sorted(unused)[:5])})")
         for name in [*plan.images, *plan.inputs]:
@@ -346,6 +384,8 @@ class _Reader:
                 raise refuse(f"{where}: job {line['ref']} appears twice")
             refs.add(line["ref"])
             row = row_from_json(ImageJob, line["job"], where, skip=("user", "replica"))
+            for what, sha in _inputs_of(row, where).items():
+                self.pictures.setdefault(sha, f"{where}: the job's {what}")
             if not isinstance(line["files"], list):
                 raise refuse(f"{where}: files is not a list")
             files = []
@@ -393,6 +433,10 @@ class _Reader:
 
     def _image(self, name: str) -> None:
         data = self.data(name)
+        # An input picture is kept under its digest for every job that names it, anyone's: bytes that are not the
+        # digest's would become the picture of another user's later job with the same digest.
+        if (match := _INPUT.match(name)) and hashlib.sha256(data).hexdigest() != match.group(1):
+            raise refuse(f"{name} is not the picture its name says (its bytes have another sha256)")
         try:
             image = uploads.open_image(data, name, self.service.limits)
             with image:
@@ -405,6 +449,27 @@ class _Reader:
             raise refuse(f"{name} fails the upload checks: {'; '.join(err.errors.values())}") from None
         except Exception as err:
             raise refuse(f"{name} cannot be decoded ({type(err).__name__})") from None
+
+
+def _inputs_of(row: dict[str, Any], where: str) -> dict[str, str]:
+    """The input pictures an archive's job row names (as job_inputs), each name checked: a digest, and at most
+    MAX_CONTROLNET_UNITS units, each an object whose picture, if any, is an inputs/<sha256>.png path."""
+    named = {}
+    for column, what in (("init_image_sha", "init image"), ("mask_sha", "mask")):
+        if sha := row.get(column):
+            if not _SHA.match(sha):
+                raise refuse(f"{where}: {column} is not a picture's sha256")
+            named[what] = sha
+    units = _json(str(row.get("controlnet", "[]")).encode(), f"{where}: controlnet")
+    if not isinstance(units, list) or len(units) > MAX_CONTROLNET_UNITS or not all(isinstance(u, dict) for u in units):
+        raise refuse(f"{where}: controlnet is not a list of at most {MAX_CONTROLNET_UNITS} units")
+    for index, unit in enumerate(units):
+        if path := unit.get("image"):
+            if not (isinstance(path, str) and (match := _INPUT.match(path))):
+                raise refuse(f"{where}: ControlNet unit {index}'s picture {str(path)[:80]!r} is not an "
+                             "inputs/<sha256>.png of the archive")
+            named[f"ControlNet unit {index}'s picture"] = match.group(1)
+    return named
 
 
 def _json(data: bytes, where: str) -> Any:

@@ -84,6 +84,16 @@ BATCH_SIZE = Histogram("atelier_batch_size", "Jobs' images run together in one p
 LOG_ROWS = Counter("atelier_request_log_rows", "Request log rows: written, dropped (memory bound reached while the "
                    "database was slow) or failed (the database refused the batch)", ["outcome"], registry=REGISTRY)
 
+# Every series whose labels are known at start exists from the first scrape at 0: a series that appears with its
+# first value shows rate() and increase() no increase, so the first load or job after a start would not be seen
+# (tests/test_prometheus.py: the dashboard's load-time quantile was empty for want of this).
+SLOT_KINDS = ("image", "text")
+MODEL_EVENT_NAMES = ("load", "load_failed", "offload", "unload", "switch")
+for _kind in SLOT_KINDS:
+    MODEL_LOAD.labels(_kind)
+    for _event in MODEL_EVENT_NAMES:
+        MODEL_EVENTS.labels(_kind, _event)
+BATCH_SIZE.labels("image")
 for _kind in KINDS:
     for _status in STATUSES:
         REQUESTS.labels(_kind, _status)

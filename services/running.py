@@ -66,6 +66,7 @@ class RunningJob:
     description: str = ""
     handle: JobHandle[Any] | None = None
     reserved: bool = False  # holds a quota place of its own (it did not come through Gradio's queue)
+    origin: str = ""  # the id of the web server's event that runs it (RunningJobs.origin), "" for none
 
     @property
     def finished(self) -> bool:
@@ -92,6 +93,9 @@ class RunningJobs:
         self.clock = clock
         self._lock = threading.RLock()
         self._jobs: dict[str, RunningJob] = {}
+        # The id of the web server's event running the caller of add(), "" outside one: set by the web server (its
+        # admin queue lists events, and stops a running one through its job, api/server_control.py).
+        self.origin: Callable[[], str] = str
 
     def reserve(self, user: str, kind: str, source: str, quota: Quota | None) -> str:
         """A quota place for one API job of `user` (QuotaExceeded when over the quota): its ref, to pass to the
@@ -127,6 +131,7 @@ class RunningJobs:
                 job = RunningJob(secrets.token_hex(12), user, kind, source, self.clock())
                 self._jobs[job.ref] = job
             job.handle, job.description = handle, _excerpt(description)
+            job.origin = self.origin()
             return job
 
     def of(self, user: str | None, kind: str | None = None) -> list[RunningJob]:
@@ -150,6 +155,15 @@ class RunningJobs:
             return False
         job.handle.stop()
         return True
+
+    def stop_origin(self, origin: str) -> bool:
+        """Stop the running job of the web server's event `origin` (anyone's, for an admin); False for none."""
+        with self._lock:
+            self._prune()
+            jobs = [j for j in self._jobs.values() if origin and j.origin == origin and j.handle is not None]
+        for job in jobs:
+            job.handle.stop()  # type: ignore[union-attr]  # (listed with a handle)
+        return bool(jobs)
 
     def stop_all(self, user: str, kind: str | None = None) -> int:
         """Stop every running job of `user` (of one kind); how many."""

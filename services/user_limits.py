@@ -85,6 +85,13 @@ class Limits:
                 "reads": self.reads, "queue_quota": self.queue_quota, "overridden": sorted(self.overridden)}
 
 
+def looser(own: RateLimitItem, setting: RateLimitItem) -> RateLimitItem:
+    """The rate that allows more on average (`own` on a tie). The admin panel's requests count against the looser of an
+    admin's own read limit and the setting's: no limit an admin sets can lock an admin out of the panel, the place
+    to undo it (docs/admin.md)."""
+    return own if own.amount / own.get_expiry() >= setting.amount / setting.get_expiry() else setting
+
+
 OVERRIDABLE = ("image_jobs", "chat_messages", "uploads", "reads", "queue_quota")
 
 

@@ -273,8 +273,7 @@ def wire_models(services: Services, view: ModelsView) -> None:
     guard = functools.partial(admin_only, services)
 
     def rows() -> list[list[Any]]:
-        return [[kind, m["model"], m["backend"], m["state"], m["phase"], m["reason"] or ""]
-                for kind, m in zip(services.admin.slots, services.admin.models(), strict=True)]
+        return [[m[c] or "" for c in MODEL_COLUMNS] for m in services.admin.models()]
 
     @guard("viewed the models")
     async def show(request: gr.Request) -> list[list[Any]]:

@@ -18,6 +18,7 @@ import gradio as gr
 
 from contracts import InvalidRequest
 from services.container import Services
+from ui import history_collections
 from ui.common import PRIVATE, error_toast, info_toast, scope_of, user_of
 
 PAGE = 48
@@ -118,6 +119,7 @@ class SearchPanel:
     export_file: gr.File
     delete_btn: gr.Button
     sure: gr.Checkbox
+    collections: history_collections.CollectionButtons
 
     def filters(self) -> list[Any]:
         """The inputs of a search, in HistorySearch.find's order."""
@@ -156,10 +158,11 @@ def _actions() -> tuple[Any, ...]:
     with gr.Accordion("Organise and export", open=True):
         with gr.Row():
             favourite_btn = gr.Button("Favourite / unfavourite", size="sm", elem_id="history-favourite")
-            collection_name = gr.Textbox(label="Collection name", placeholder="new or existing", max_length=200,
-                                         scale=2, elem_id="history-collection-name")
+            collection_name = gr.Textbox(label="Collection name", placeholder="new or existing; or a new name",
+                                         max_length=200, scale=2, elem_id="history-collection-name")
             add_btn = gr.Button("Add to collection", size="sm", elem_id="history-add")
             remove_btn = gr.Button("Take out of collection", size="sm")
+        collections = history_collections.layout()
         with gr.Row():
             export_way = gr.Radio(EXPORT_WAYS, value=EXPORT_WAYS[1], label="Export as a zip (PNGs + manifest.json), "
                                   "or delete, with their images", scale=3)
@@ -170,7 +173,7 @@ def _actions() -> tuple[Any, ...]:
         export_status = gr.Markdown(elem_id="history-export-status")
         export_file = gr.File(label="Download", interactive=False, elem_id="history-export-file")
     return (favourite_btn, collection_name, add_btn, remove_btn, export_way, export_btn, export_status, export_file,
-            delete_btn, sure)
+            delete_btn, sure, collections)
 
 
 class HistorySearch:
@@ -230,7 +233,7 @@ class HistorySearch:
         """The filters' choices from the user's own jobs and collections."""
         user = user_of(request)
         facets = self.services.search.facets(user)
-        mine = [(f"{c['name']} ({c['jobs']})", c["collection_id"]) for c in self.services.collections.list(user)]
+        mine = history_collections.collection_choices(self.services, user)
         return gr.Dropdown(choices=facets["models"]), gr.Dropdown(choices=facets["samplers"]), gr.Dropdown(
             choices=mine)
 
@@ -339,4 +342,7 @@ def wire(services: Services, panel: SearchPanel, outputs: list[Any], details: gr
     panel.delete_btn.click(handlers.delete_chosen, inputs=[panel.sure, panel.export_way, details, *panel.filters()],
                            outputs=[panel.export_status, panel.sure], **quiet).success(
         handlers.find, inputs=panel.filters(), outputs=found, **PRIVATE)
+    history_collections.wire(services, panel.collections, panel.collection, panel.collection_name,
+                             after={"fn": handlers.find, "inputs": panel.filters(), "outputs": found, **PRIVATE},
+                             quiet=quiet)
     return handlers

@@ -134,14 +134,14 @@ Days = Annotated[float | None, Query(gt=0, le=MAX_SPAN_DAYS, description="the pe
 def list_users(request: Request, services: Served) -> dict[str, Any]:
     """Name, admin, disabled, created, whether its limits are overridden, and its API key count (null: no keys in
     this build)."""
-    count_read(request)
+    count_read(request, "admin")
     return {"users": services.admin.users()}
 
 
 @changes.post("/users", status_code=201, summary="Create an account", responses={**BODY, **NOT_NOW})
 def create_user(request: Request, services: Served, new: NewUser) -> dict[str, Any]:
     """409 when the name is taken."""
-    count_read(request)
+    count_read(request, "admin")
     created = services.admin.create_user(new.name, new.password, new.admin)
     audit(request, f"created {new.name}{' (admin)' if new.admin else ''}")
     return created
@@ -150,7 +150,7 @@ def create_user(request: Request, services: Served, new: NewUser) -> dict[str, A
 @router.get("/users/{name}", summary="One account", responses=NO_SUCH)
 def get_user(request: Request, services: Served, name: UserName) -> dict[str, Any]:
     """As listed by GET /api/admin/users."""
-    count_read(request)
+    count_read(request, "admin")
     return services.admin.user(name)
 
 
@@ -159,7 +159,7 @@ def get_user(request: Request, services: Served, name: UserName) -> dict[str, An
 async def change_user(request: Request, services: Served, admin: Admin, name: UserName,
                       change: UserChange) -> dict[str, Any]:
     """Disabling ends the user's sessions and stops their jobs; you cannot disable or demote yourself (409)."""
-    count_read(request)
+    count_read(request, "admin")
     done = await services.admin.update_user(name, admin.name, disabled=change.disabled, admin=change.admin,
                                             password=change.password)
     audit(request, "; ".join(done))
@@ -170,7 +170,7 @@ async def change_user(request: Request, services: Served, admin: Admin, name: Us
 async def delete_user(request: Request, services: Served, admin: Admin, name: UserName) -> dict[str, Any]:
     """Its sessions end, its jobs stop; its image jobs and files, conversations, limits and keys are deleted. You
     cannot delete yourself (409)."""
-    count_read(request)
+    count_read(request, "admin")
     removed = await services.admin.delete_user(name, admin.name)
     audit(request, f"deleted {name}: {removed['image_jobs']} image job(s), {removed['conversations']} "
                    f"conversation(s), {removed['keys']} key(s); stopped {removed['stopped_jobs']} job(s)")
@@ -180,7 +180,7 @@ async def delete_user(request: Request, services: Served, admin: Admin, name: Us
 @router.get("/users/{name}/keys", summary="A user's API keys", responses=NO_SUCH)
 def user_keys(request: Request, services: Served, name: UserName) -> dict[str, Any]:
     """Name, first characters, created and last used: never the key itself."""
-    count_read(request)
+    count_read(request, "admin")
     return {"keys": services.admin.user_keys(name)}
 
 
@@ -188,7 +188,7 @@ def user_keys(request: Request, services: Served, name: UserName) -> dict[str, A
 def revoke_key(request: Request, services: Served, name: UserName,
                key: Annotated[str, Path(min_length=1, max_length=64, description="the key's name")]) -> Response:
     """It stops working at once, on every replica."""
-    count_read(request)
+    count_read(request, "admin")
     services.admin.revoke_key(name, key)
     audit(request, f"revoked the API key {key!r} of {name}")
     return Response(status_code=204)
@@ -200,21 +200,21 @@ def usage(request: Request, services: Served, since: Since = None, until: Until 
           ) -> dict[str, Any]:
     """Jobs (done, failed, cancelled), image jobs, chat replies, images, tokens and GPU seconds per user, most GPU
     seconds first, and the total; from the request log, so as far back as its retention."""
-    count_read(request)
+    count_read(request, "admin")
     return services.admin.usage(since, until, days, user)
 
 
 @router.get("/limits", summary="The default limits and every user's own")
 def all_limits(request: Request, services: Served) -> dict[str, Any]:
     """Users listed have at least one override; `overridden` names the fields."""
-    count_read(request)
+    count_read(request, "admin")
     return services.admin.all_limits()
 
 
 @router.get("/limits/{name}", summary="A user's effective limits", responses=NO_SUCH)
 def user_limits(request: Request, services: Served, name: UserName) -> dict[str, Any]:
     """The settings' limits with the user's overrides applied."""
-    count_read(request)
+    count_read(request, "admin")
     return services.admin.user_limits(name)
 
 
@@ -222,7 +222,7 @@ def user_limits(request: Request, services: Served, name: UserName) -> dict[str,
 def set_limits(request: Request, services: Served, admin: Admin, name: UserName,
                change: Annotated[LimitChange, Body()]) -> dict[str, Any]:
     """Applied on every replica within a second; a new rate starts a fresh window."""
-    count_read(request)
+    count_read(request, "admin")
     given = {field: getattr(change, field) for field in change.model_fields_set}
     limits = services.admin.set_limits(name, admin.name, given)
     audit(request, f"set the limits of {name}: " + ", ".join(f"{k}={v if v is not None else 'default'}"
@@ -233,7 +233,7 @@ def set_limits(request: Request, services: Served, admin: Admin, name: UserName,
 @changes.delete("/limits/{name}", summary="Return a user to the default limits", responses=NO_SUCH)
 def clear_limits(request: Request, services: Served, name: UserName) -> dict[str, Any]:
     """Every override of the user goes."""
-    count_read(request)
+    count_read(request, "admin")
     limits = services.admin.clear_limits(name)
     audit(request, f"returned {name} to the default limits")
     return limits
@@ -242,7 +242,7 @@ def clear_limits(request: Request, services: Served, name: UserName) -> dict[str
 @router.get("/queue", summary="The jobs waiting and running on this replica")
 def queue(request: Request, services: Served) -> dict[str, Any]:
     """Oldest first: id, user, route, kind, waiting or running, seconds since it joined the queue."""
-    count_read(request)
+    count_read(request, "admin")
     return {"replica": services.settings.resolved_replica_name, "jobs": services.admin.queue()}
 
 
@@ -251,7 +251,7 @@ async def stop_job(request: Request, services: Served,
                    job_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="an id from the queue")],
                    ) -> Response:
     """Waiting, it leaves the queue; running, it stops within a step (its partial work is kept as stopped)."""
-    count_read(request)
+    count_read(request, "admin")
     owner = next((job["user"] for job in services.admin.queue() if job["id"] == job_id), "")
     await services.admin.stop_job(job_id)
     audit(request, f"stopped job {job_id} of {owner or 'anonymous'}")
@@ -261,7 +261,7 @@ async def stop_job(request: Request, services: Served,
 @router.get("/models", summary="The models of this replica")
 def models(request: Request, services: Served) -> dict[str, Any]:
     """Each model slot's state (not loaded, loading, ready, offloaded, failed), model and backend."""
-    count_read(request)
+    count_read(request, "admin")
     return {"replica": services.settings.resolved_replica_name, "models": services.admin.models()}
 
 
@@ -270,7 +270,7 @@ def models(request: Request, services: Served) -> dict[str, Any]:
 def model_action(request: Request, services: Served, kind: Annotated[Literal["image", "text"], Path()],
                  body: ModelAction) -> dict[str, Any]:
     """Load starts in the background (watch GET /api/admin/models); offload and unload need the model idle (409)."""
-    count_read(request)
+    count_read(request, "admin")
     state = services.admin.model_action(kind, body.action)
     audit(request, f"asked the {kind} model to {body.action}")
     return state
@@ -287,6 +287,6 @@ def requests(request: Request, services: Served, since: Since = None, until: Unt
              before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="next_before of the last page")] = None,
              ) -> dict[str, Any]:
     """Newest first, a page at a time: pass `next_before` as `before` for the next page."""
-    count_read(request)
+    count_read(request, "admin")
     return services.admin.requests(start=since, end=until, user=user, kind=kind, status=status, route=route,
                                    request_id=request_id, limit=limit, before=before)

@@ -7,21 +7,25 @@ the request state; the services, the authenticator and the limiter are the app's
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from limits import RateLimitItem
 from pydantic import BaseModel
 
+from api.auth import bearer_token
 from contracts import InvalidRequest
 from services.accounts import Viewer
 from services.admission import REFUSAL_STATE_KEY, UNAVAILABLE_MESSAGE
 from services.container import Services
+from services.user_limits import looser
 
 # Ids are SQLite rowids: 1 up to int64's maximum. A bigger number would overflow the query (a 500), so it is
 # refused as a 422 before any route runs.
@@ -80,17 +84,19 @@ class TooManyReads(Exception):
 
 def count_read(request: Request, kind: str = "read") -> None:
     """Count the request against the read limit (or, for `kind` "upload", the upload limit) of whoever asks, per
-    route; TooManyReads over it. Off where limits do not apply (api.auth.limits_apply). Each route calls it first
-    thing, once its parameters and its user are known (as slowapi's decorator did): a refused request (401, 422)
-    costs nothing."""
+    route (`kind` "admin": an admin route, see services/user_limits.looser); TooManyReads over it. Off where limits
+    do not apply (api.auth.limits_apply). Each route calls it first thing, once its parameters and its user are known
+    (as slowapi's decorator did): a refused request (401, 422) costs nothing."""
     state = request.app.state
     if not state.limiter.enabled:
         return
     user = state.auth.user_of(request)
     # The user's own limit when an admin set one (services/user_limits.py), else the setting's; an account import
-    # counts as an upload.
+    # counts as an upload; an admin route as a read, never against less than the setting's (looser's why).
+    counted = "read" if kind == "admin" else kind
     if user:
-        item: RateLimitItem = state.services.limits.effective(user).item(kind)
+        item: RateLimitItem = state.services.limits.effective(user).item(counted)
+        item = looser(item, state.read_limit) if kind == "admin" else item
     else:
         item = state.upload_limit if kind == "upload" else state.read_limit
     route = request.scope["endpoint"].__name__
@@ -106,16 +112,30 @@ def same_origin(request: Request) -> None:
     """Refuse (403) a request that changes something when a page of another site sent it: the login cookie (and
     remembered basic credentials) go with such requests (Gradio sets the cookie SameSite=None over HTTPS), so they
     alone cannot say the user meant it. Browsers name the sender in Sec-Fetch-Site and Origin; scripts and
-    gradio_client send neither and pass. Reads (GET, HEAD) change nothing and always pass."""
-    if request.method in ("GET", "HEAD"):
+    gradio_client send neither and pass. Reads (GET, HEAD) change nothing and always pass; so do a request whose API
+    key (Authorization: Bearer) proves who sent it, as no page can borrow a key, and one from a site the owner trusts
+    (ATELIER_CORS_ORIGINS)."""
+    if request.method in ("GET", "HEAD") or by_key(request):
         return
     site = request.headers.get("sec-fetch-site", "")
     origin = request.headers.get("origin", "")
+    if origin and origin.lower() in request.app.state.services.settings.cors_origins:
+        return
     foreign = site == "cross-site" or (origin not in ("", "null") and urlsplit(origin).netloc.lower()
                                         != request.headers.get("host", "").lower())
     if foreign or origin == "null":
         raise HTTPException(403, "This request came from a page of another site; Atelier refuses it. Use Atelier's "
-                                 "own pages, or an API client.")
+                                 "own pages, an API key (Authorization: Bearer), or ask the owner to trust the site "
+                                 "(ATELIER_CORS_ORIGINS).")
+
+
+def by_key(request: Request) -> bool:
+    """Whether the request carries an API key (Authorization: Bearer) of the user it was let in as: an explicit
+    credential, never sent by a browser on its own."""
+    token = bearer_token(request.headers)
+    auth = request.app.state.auth
+    user = auth.user_of(request)
+    return bool(token and user and auth.keys is not None and auth.keys.user_of(token) == user)
 
 
 def found(done: Any, noun: str, ident: int) -> None:
@@ -124,20 +144,65 @@ def found(done: Any, noun: str, ident: int) -> None:
         raise HTTPException(404, f"{noun} {ident} does not exist.")
 
 
-def mark(request: Request, setter: Callable[[int, str, bool], bool], noun: str, ident: int, user: str,
-         value: bool) -> None:
-    """Count the request and set (or clear) a favourite mark through `setter`; 404 for an id that is not `user`'s."""
-    count_read(request)
-    found(setter(ident, user, value), noun, ident)
+@dataclass(frozen=True)
+class ItemRoutes:
+    """One kind of item (a job, a conversation) whose routes mark, unmark and delete one: where, and the services'
+    calls that do it."""
+
+    path: str  # "/history/{job_id}": the item's own path, with its id parameter
+    param: str  # "job_id"
+    noun: str  # "job": in summaries, 404 messages and the endpoints' names
+    setter: Callable[[Services], Callable[[int, str, bool], bool]]  # (id, user, value) -> it was the user's
+    deleter: Callable[[Services], Callable[[list[int], str | None], dict[str, list[int]]]]  # (ids, scope)
+    favourite: type[BaseModel]  # the answer of a mark: {param: id, "favourite": value}
+    deleted: type[BaseModel]  # the answer of a delete: {"deleted", "missing"}
+    delete_summary: str
+    delete_doc: str
 
 
-def delete_one(request: Request, deleter: Callable[[list[int], str | None], dict[str, list[int]]], noun: str,
-               ident: int, scope: str | None) -> dict[str, list[int]]:
-    """Count the request and delete one item through a bulk `deleter`; 404 for an id outside `scope`."""
-    count_read(request)
-    done = deleter([ident], scope)
-    found(done["deleted"], noun, ident)
-    return done
+def declare_item_routes(router: APIRouter, item: ItemRoutes) -> None:
+    """POST and DELETE `{path}/favourite` (mark, unmark) and DELETE `{path}` (delete one), each refusing another
+    site's page (403) and answering 404 for an id that is not the caller's."""
+    def mark(value: bool) -> Callable[[Request, Services, Viewer, int], BaseModel]:
+        def run(request: Request, services: Services, who: Viewer, ident: int) -> BaseModel:
+            count_read(request)
+            found(item.setter(services)(ident, who.name, value), item.noun, ident)
+            return item.favourite(**{item.param: ident, "favourite": value})
+        return run
+
+    def delete(request: Request, services: Services, who: Viewer, ident: int) -> BaseModel:
+        count_read(request)
+        done = item.deleter(services)([ident], who.scope)
+        found(done["deleted"], item.noun, ident)
+        return item.deleted(**done)
+
+    a, plural = "an" if item.noun[0] in "aeiou" else "a", f"{item.noun}s"
+    router.post(f"{item.path}/favourite", summary=f"Mark one of your {plural} as a favourite", responses=CHANGES,
+                dependencies=[SameSite], description="Favourites are kept by retention, and can be searched for "
+                f"(favourite=true); 404 for {a} {item.noun} not yours.")(
+        _endpoint(f"favourite_{item.noun}", item.param, mark(True), item.favourite))
+    router.delete(f"{item.path}/favourite", summary=f"Unmark one of your favourite {plural}", responses=CHANGES,
+                  dependencies=[SameSite], description=f"404 for {a} {item.noun} not yours.")(
+        _endpoint(f"unfavourite_{item.noun}", item.param, mark(False), item.favourite))
+    router.delete(item.path, summary=item.delete_summary, responses=CHANGES, dependencies=[SameSite],
+                  description=item.delete_doc)(_endpoint(f"delete_{item.noun}", item.param, delete, item.deleted))
+
+
+def _endpoint(name: str, param: str, run: Callable[[Request, Services, Viewer, int], BaseModel],
+              answer: type[BaseModel]) -> Callable[..., BaseModel]:
+    """An endpoint named `name` (the read limit counts per endpoint name) whose path id is called `param`: FastAPI
+    reads its parameters from the signature given here."""
+    def endpoint(request: Request, services: Services, who: Viewer, **path: int) -> BaseModel:
+        return run(request, services, who, path[param])
+
+    endpoint.__name__ = endpoint.__qualname__ = name
+    named = inspect.Parameter.KEYWORD_ONLY
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("request", named, annotation=Request),
+         inspect.Parameter("services", named, annotation=Served),
+         inspect.Parameter("who", named, annotation=Asking),
+         inspect.Parameter(param, named, annotation=Id)], return_annotation=answer)
+    return endpoint
 
 
 def invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -11,19 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.rest.common import (
     BODY,
-    CHANGES,
     CROSS_SITE,
     MAX_ID,
     NOT_YOURS,
     REFUSALS,
     Asking,
     Id,
+    ItemRoutes,
     SameSite,
     Served,
     count_read,
-    delete_one,
+    declare_item_routes,
     found,
-    mark,
 )
 from api.rest.history import BulkAnswer
 
@@ -93,28 +92,11 @@ def rename(request: Request, services: Served, who: Asking, conversation_id: Id,
     return services.chat.rename_conversation(conversation_id, who.name, body.title)
 
 
-@router.post("/conversations/{conversation_id}/favourite", summary="Mark one of your conversations as a favourite",
-             responses=CHANGES, dependencies=[SameSite])
-def favourite(request: Request, services: Served, who: Asking, conversation_id: Id) -> Favourite:
-    """Favourites are kept by retention, and can be searched for (favourite=true); 404 for one not yours."""
-    mark(request, services.chat.set_favourite, "conversation", conversation_id, who.name, True)
-    return Favourite(conversation_id=conversation_id, favourite=True)
-
-
-@router.delete("/conversations/{conversation_id}/favourite", summary="Unmark one of your favourite conversations",
-               responses=CHANGES, dependencies=[SameSite])
-def unfavourite(request: Request, services: Served, who: Asking, conversation_id: Id) -> Favourite:
-    """404 for a conversation not yours."""
-    mark(request, services.chat.set_favourite, "conversation", conversation_id, who.name, False)
-    return Favourite(conversation_id=conversation_id, favourite=False)
-
-
-@router.delete("/conversations/{conversation_id}", summary="Delete one of your conversations", responses=CHANGES,
-               dependencies=[SameSite])
-def delete_conversation(request: Request, services: Served, who: Asking, conversation_id: Id) -> BulkAnswer:
-    """With its messages; 404 for a conversation that is not yours."""
-    return BulkAnswer(**delete_one(request, services.chat.delete_conversations, "conversation", conversation_id,
-                                   who.scope))
+declare_item_routes(router, ItemRoutes(
+    "/conversations/{conversation_id}", "conversation_id", "conversation", setter=lambda s: s.chat.set_favourite,
+    deleter=lambda s: s.chat.delete_conversations, favourite=Favourite, deleted=BulkAnswer,
+    delete_summary="Delete one of your conversations",
+    delete_doc="With its messages; 404 for a conversation that is not yours."))
 
 
 @router.post("/conversations/delete", summary="Delete many of your conversations at once",

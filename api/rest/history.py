@@ -11,17 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.rest.common import (
     BODY,
-    CHANGES,
     CROSS_SITE,
     MAX_ID,
     REFUSALS,
     Asking,
-    Id,
+    ItemRoutes,
     SameSite,
     Served,
     count_read,
-    delete_one,
-    mark,
+    declare_item_routes,
 )
 
 router = APIRouter()
@@ -131,27 +129,11 @@ def facets(request: Request, services: Served, who: Asking) -> dict[str, list[An
     return services.search.facets(who.name)
 
 
-@router.post("/history/{job_id}/favourite", summary="Mark one of your jobs as a favourite", responses=CHANGES,
-             dependencies=[SameSite])
-def favourite_job(request: Request, services: Served, who: Asking, job_id: Id) -> Favourite:
-    """Favourites are kept by retention, and can be searched for (favourite=true); 404 for a job not yours."""
-    mark(request, services.history.set_favourite, "job", job_id, who.name, True)
-    return Favourite(job_id=job_id, favourite=True)
-
-
-@router.delete("/history/{job_id}/favourite", summary="Unmark one of your favourite jobs", responses=CHANGES,
-               dependencies=[SameSite])
-def unfavourite_job(request: Request, services: Served, who: Asking, job_id: Id) -> Favourite:
-    """404 for a job not yours."""
-    mark(request, services.history.set_favourite, "job", job_id, who.name, False)
-    return Favourite(job_id=job_id, favourite=False)
-
-
-@router.delete("/history/{job_id}", summary="Delete one of your jobs, its images and their stored files",
-               responses=CHANGES, dependencies=[SameSite])
-def delete_job(request: Request, services: Served, who: Asking, job_id: Id) -> BulkAnswer:
-    """404 for a job that is not yours."""
-    return BulkAnswer(**delete_one(request, services.history.delete_jobs, "job", job_id, who.scope))
+declare_item_routes(router, ItemRoutes(
+    "/history/{job_id}", "job_id", "job", setter=lambda s: s.history.set_favourite,
+    deleter=lambda s: s.history.delete_jobs, favourite=Favourite, deleted=BulkAnswer,
+    delete_summary="Delete one of your jobs, its images and their stored files",
+    delete_doc="404 for a job that is not yours."))
 
 
 @router.post("/history/delete", summary="Delete many of your jobs at once, with their files",

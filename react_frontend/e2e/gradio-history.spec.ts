@@ -47,6 +47,28 @@ test("the History tab searches prompts, marks a favourite, exports the results, 
   expect(zip.includes(Buffer.from("manifest.json"))).toBe(true);
   await keepScreenshot(page, "gradio-history-search");
 
+  // The selected job in a new collection; the collection chosen in the filters, renamed, then deleted (its job stays).
+  const collectionName = page.locator("#history-collection-name textarea");
+  await collectionName.fill("Aurora");
+  await page.locator("#history-add").click();
+  await expect(page.getByText("added to 'Aurora'")).toBeVisible();
+  const chosen = page.locator("#history-collection input");
+  await chosen.click();
+  await page.keyboard.type("Aurora");
+  await page.keyboard.press("Enter");
+  await expect(chosen).toHaveValue("Aurora (1)");
+  await collectionName.fill("Northern lights");
+  await page.locator("#history-collection-rename").click();
+  await expect(page.getByText("now named 'Northern lights'")).toBeVisible();
+  await expect(chosen).toHaveValue("Northern lights (1)");
+  await page.locator("#history-collection-delete").click();
+  await expect(page.getByText("Tick “Yes, delete the collection” first")).toBeVisible();
+  await page.getByLabel("Yes, delete the collection (its jobs stay)").check();
+  await page.locator("#history-collection-delete").click();
+  await expect(page.getByText("its jobs are still in your history")).toBeVisible();
+  await expect(chosen).toHaveValue("");
+  await expect(table).toContainText("★ a windmill");
+
   // The whole account out, and back in: everything arrives again.
   await page.getByText("Your account: archive, import, retention").click();
   await page.locator("#account-export").click();

@@ -279,7 +279,8 @@ def test_the_live_queue_lists_any_users_job_and_stops_it(app: FastAPI) -> None:
 
 def test_models_load_offload_and_unload_on_an_admins_word(app: FastAPI) -> None:
     alice = client(app, "alice")
-    assert [m["state"] for m in alice.get("/api/admin/models").json()["models"]] == ["not loaded", "not loaded"]
+    models = alice.get("/api/admin/models").json()["models"]
+    assert [(m["kind"], m["state"]) for m in models] == [("image", "not loaded"), ("text", "not loaded")]
     assert alice.post("/api/admin/models/image", json={"action": "load"}).json()["state"] in ("loading", "ready")
     deadline = time.monotonic() + 120
     while alice.get("/api/admin/models").json()["models"][0]["state"] != "ready":
@@ -485,3 +486,24 @@ def test_the_queue_lists_and_stops_the_other_apis_jobs_too(app: FastAPI) -> None
     assert alice.delete(f"/api/admin/queue/{ref}").status_code == 204
     assert job.stop_event.is_set()
     job.update(status="cancelled")  # over: the registry forgets it
+
+
+def test_an_admin_cannot_lock_themselves_out_of_the_panel_with_a_low_read_limit(app: FastAPI) -> None:
+    alice = client(app, "alice")
+    assert alice.post("/api/admin/users", json={"name": "dora", "password": PASSWORD, "admin": True}).status_code == 201
+    dora = client(app, "dora")
+    try:
+        # Dora sets her own read limit to one a minute: it holds for her reads elsewhere...
+        assert dora.patch("/api/admin/limits/dora", json={"reads": "1/minute"}).json()["reads"] == "1/minute"
+        assert dora.get("/api/history").status_code == 200
+        refused = dora.get("/api/history")
+        assert refused.status_code == 429
+        # ...but the admin routes count against the server's setting (10000/minute here), never less: she can
+        # still use the panel, and undo it there.
+        for _ in range(3):
+            assert dora.get("/api/admin/users").status_code == 200
+            assert dora.get("/api/admin/limits/dora").status_code == 200
+        assert dora.patch("/api/admin/limits/dora", json={"reads": None}).json()["overridden"] == []
+        assert dora.get("/api/history").status_code == 200
+    finally:
+        alice.delete("/api/admin/users/dora")

@@ -14,10 +14,11 @@ from fastapi.testclient import TestClient
 
 from api.server import create_app
 from services.accounts import AccountService
+from services.archive import job_inputs
 from settings import Settings
 from storage.db import open_database
 from storage.models import Collection, Conversation, ImageFile, ImageJob
-from tests.services.helpers import add_chat, add_stored_job
+from tests.services.helpers import add_chat, add_stored_job, control_units
 
 PASSWORD = "correct horse battery"
 ARCHIVE_MAX = 256 * 1024
@@ -254,6 +255,32 @@ def test_an_account_moves_to_another_user_and_bad_archives_write_nothing(app: An
     assert carol.patch("/api/account/settings", json={"retention_days": -1}).status_code == 422
     assert carol.patch("/api/account/settings", json={"retention_days": None}).json()["retention"][
         "user_days"] is None
+
+
+def test_imported_control_pictures_are_the_importers_alone(app: Any, alice: TestClient, bob: TestClient,
+                                                           store: Any) -> None:
+    job = add_stored_job(store, "alice", "a lighthouse drawn by its edges")
+    ImageJob.update(controlnet=control_units(store, "navy")).where(ImageJob.id == job.id).execute()
+    sha = job_inputs(ImageJob.get_by_id(job.id))["ControlNet unit 0's picture"]
+    picture = alice.get(f"/api/inputs/{sha}")
+    assert picture.status_code == 200
+    archive = alice.get("/api/account/export").content
+    assert len(archive) < ARCHIVE_MAX, "the test archive must fit the module's limit"
+    # Her job deleted, the picture goes from this server: only the archive still has it.
+    assert alice.delete(f"/api/history/{job.id}").status_code == 200
+    assert not store.exists(f"inputs/{sha}.png")
+    AccountService().add("erin", PASSWORD)
+    erin = client(app, "erin")
+    assert erin.get(f"/api/inputs/{sha}").status_code == 404
+    done = erin.post("/api/account/import", files={"archive": ("a.zip", archive, "application/zip")})
+    assert done.status_code == 200, done.text
+    again = erin.get(f"/api/inputs/{sha}")
+    assert again.status_code == 200
+    assert again.content == picture.content  # the job can be reused with its unit's picture
+    for other in (bob, alice):  # Alice's own job that named it is gone
+        refused = other.get(f"/api/inputs/{sha}")
+        assert refused.status_code == 404
+        assert "not one of yours" in refused.json()["detail"]
 
 
 @pytest.mark.parametrize("headers", [{"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"},

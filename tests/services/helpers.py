@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,13 +76,16 @@ def add_stored_job(store: Any, user: str, prompt: str, images: int = 1, inputs: 
     parameters in each PNG."""
     from PIL import Image
 
+    from contracts import png_bytes
     from storage.files import Parameters
     from storage.models import input_path
 
     sha = ""
     if inputs:
-        sha = hashlib.sha256(prompt.encode()).hexdigest()
-        store.put_png(input_path(sha), Image.new("RGB", (8, 8), "blue"), None)
+        # Kept under the digest of its bytes, as services/images.py keeps a job's inputs (an import checks it).
+        picture = Image.new("RGB", (8, 8), tuple(hashlib.sha256(prompt.encode()).digest()[:3]))  # one per prompt
+        sha = hashlib.sha256(png_bytes(picture)).hexdigest()
+        store.put_png(input_path(sha), picture, None)
     job = ImageJob.create(user=user, prompt=prompt, backend="diffusers", model="m", width=16, height=16, steps=1,
                           cfg_scale=7.0, seed=3, seed_used=3, sampler="Euler", status="done", init_image_sha=sha,
                           mode="img2img" if inputs else "txt2img", **fields)
@@ -92,3 +96,21 @@ def add_stored_job(store: Any, user: str, prompt: str, images: int = 1, inputs: 
         store.put_png(key, Image.new("RGB", (16, 16), (index * 40 % 256, job.id % 256, 9)), params)
         ImageFile.create(job=job, index=index, path=key, seed=3 + index, width=16, height=16)
     return job
+
+
+def control_units(store: Any, *colours: str) -> str:
+    """A job's ControlNet units (the column's JSON), each with a picture kept in `store` as services/images.py keeps
+    one (inputs/<sha256 of its PNG bytes>.png), and a last unit without a picture."""
+    from PIL import Image
+
+    from contracts import png_bytes
+    from storage.models import input_path
+
+    units = []
+    for colour in colours:
+        picture = Image.new("RGB", (16, 16), colour)
+        sha = hashlib.sha256(png_bytes(picture)).hexdigest()
+        store.put_png(input_path(sha), picture, None)
+        units.append({"enabled": True, "module": "canny", "model": "tiny-cn-sd15", "weight": 0.8,
+                      "image": input_path(sha)})
+    return json.dumps([*units, {"enabled": False, "module": "none", "model": "None", "image": ""}])

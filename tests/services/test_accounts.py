@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from services.accounts import AccountError, AccountService, exposure_problem
+import services.accounts
+from services.accounts import AccountError, AccountService, LastAdminError, exposure_problem
 from storage.db import open_database
 from storage.models import Account
 
@@ -84,3 +88,50 @@ def test_serving_without_accounts_is_refused_off_loopback(host: str, share: bool
     if refused:
         assert "users add" in problem
         assert "--insecure-no-auth" in problem
+
+
+CHANGES: dict[str, Callable[[AccountService, str], object]] = {
+    "demotes": lambda accounts, name: accounts.set_admin(name, False, keep_an_admin=True),
+    "disables": lambda accounts, name: accounts.set_disabled(name, True, keep_an_admin=True),
+    "deletes": lambda accounts, name: accounts.remove(name, keep_an_admin=True),
+}
+
+
+@pytest.mark.parametrize(("first", "second"), [("demotes", "demotes"), ("disables", "deletes")])
+def test_two_admins_removing_each_other_at_once_leave_one(accounts: AccountService, monkeypatch: pytest.MonkeyPatch,
+                                                          first: str, second: str) -> None:
+    """Each in a thread of its own (a connection of its own): the check and the change are one transaction with the
+    admins' rows locked, so the second waits for the first and is refused. Without the lock both checks would see
+    two admins, meet, and both change: no admin left. The meeting is forced: after its check each waits (a while at
+    most) for the other to have checked too."""
+    for name in ("ann", "ben"):
+        accounts.add(name, "a long enough password", admin=True)
+    checked = threading.Barrier(2)
+    check = services.accounts._keep_an_admin
+
+    def check_then_meet(name: str, what: str) -> None:
+        check(name, what)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            checked.wait(timeout=1.5)  # with the lock held, the other cannot get here: the wait times out
+
+    monkeypatch.setattr(services.accounts, "_keep_an_admin", check_then_meet)
+    outcomes: dict[str, str] = {}
+
+    def act(who: str, change: str, whom: str) -> None:
+        try:
+            CHANGES[change](AccountService(), whom)
+            outcomes[who] = "done"
+        except LastAdminError as err:
+            outcomes[who] = str(err)
+
+    threads = [threading.Thread(target=act, args=("ann", first, "ben")),
+               threading.Thread(target=act, args=("ben", second, "ann"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    done, refused = sorted(outcomes.values(), key=lambda outcome: outcome != "done")
+    assert done == "done", outcomes
+    assert "is the last enabled admin" in refused, outcomes
+    left = [a.name for a in Account.select().where(Account.is_admin & ~Account.disabled)]
+    assert len(left) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,12 +17,13 @@ import pytest
 from PIL import Image
 
 from contracts import InvalidRequest
+from services.archive import job_inputs
 from services.export import row_to_json
 from storage.blobs import LocalStore
 from storage.db import open_database
 from storage.files import parse_parameters
-from storage.models import ALL_MODELS, Collection, Conversation, ImageFile, ImageJob, Message
-from tests.services.helpers import Kit, add_chat, add_job, add_stored_job, make_kit
+from storage.models import ALL_MODELS, Collection, Conversation, ImageFile, ImageJob, Message, input_path
+from tests.services.helpers import Kit, add_chat, add_job, add_stored_job, control_units, make_kit
 
 
 @pytest.fixture
@@ -101,9 +103,11 @@ def test_images_stream_as_a_zip_with_a_manifest(kit: Kit) -> None:
 
 
 def _account(kit: Kit, user: str) -> None:
-    """A full account: jobs (one with an input image, a favourite), a collection, chats, a setting."""
+    """A full account: jobs (one with an input image, one with two ControlNet pictures, a favourite), a collection,
+    chats, a setting."""
     jobs = [add_stored_job(kit.store, user, f"castle {i}", images=2 if i == 0 else 1, inputs=i == 1,
                            favourite=i == 2, negative_prompt="blurry") for i in range(3)]
+    ImageJob.update(controlnet=control_units(kit.store, "red", "green")).where(ImageJob.id == jobs[2].id).execute()
     ImageJob.update(extra=json.dumps({"device": "cpu"}), cache_key="k" * 64).where(ImageJob.id == jobs[0].id).execute()
     cid = kit.collections.create(user, "best")["collection_id"]
     kit.collections.add(user, cid, [jobs[2].id, jobs[0].id])
@@ -120,7 +124,7 @@ def snapshot(kit: Kit, user: str) -> dict[str, Any]:
     for job in ImageJob.select().where(ImageJob.user == user).order_by(ImageJob.created_at, ImageJob.id):
         files = [(row_to_json(f, skip=("path",)), kit.store.local_path(f.path).read_bytes())
                  for f in job.files.order_by(ImageFile.index)]
-        inputs = kit.store.local_path(f"inputs/{job.init_image_sha}.png").read_bytes() if job.init_image_sha else b""
+        inputs = {what: kit.store.local_path(input_path(sha)).read_bytes() for what, sha in job_inputs(job).items()}
         jobs.append((row_to_json(job, skip=("user", "replica")), files, inputs))
     chats = [(row_to_json(c, skip=("user",)), [row_to_json(m) for m in c.messages.order_by(Message.position)])
              for c in Conversation.select().where(Conversation.user == user).order_by(Conversation.id)]
@@ -141,6 +145,8 @@ def test_an_account_round_trips_with_nothing_lost(kit: Kit, tmp_path: Path) -> N
     before, after = snapshot(kit, "alice"), snapshot(kit, "carol")
     assert after == before  # every column of every row, every image byte
     assert len(before["jobs"]) == 3
+    assert [sorted(inputs) for _, _, inputs in before["jobs"]] == [
+        [], ["init image"], ["ControlNet unit 0's picture", "ControlNet unit 1's picture"]]
     assert before["jobs"][0][1][0][1].startswith(b"\x89PNG")
     assert kit.search.images("carol", "castle")["jobs"]  # and the imports are searchable
     assert kit.archive.import_archive("alice", path)["jobs"] == 3  # into the same account: added again, one set
@@ -174,6 +180,22 @@ def _first_image(m: dict[str, bytes]) -> str:
     return next(n for n in m if n.startswith("images/"))
 
 
+def _control(m: dict[str, bytes]) -> str:
+    """The member name of the first ControlNet picture the jobs name."""
+    found = re.search(rb"inputs/[0-9a-f]{64}\.png", m["jobs.jsonl"])
+    assert found, "the account has a ControlNet job"
+    return found.group().decode()
+
+
+def _swap_control(m: dict[str, bytes], data: bytes) -> None:
+    """The first ControlNet picture replaced by `data`, under its digest, and the job naming it so."""
+    old = _control(m)
+    new = f"inputs/{hashlib.sha256(data).hexdigest()}.png"
+    del m[old]
+    m[new] = data
+    m["jobs.jsonl"] = m["jobs.jsonl"].replace(old.encode(), new.encode())
+
+
 BAD_ARCHIVES: dict[str, tuple[Callable[[dict[str, bytes]], None], str]] = {
     "zip slip": (lambda m: m.update({"../../evil.png": b"x"}), "outside its layout, or outside its root"),
     "absolute path": (lambda m: m.update({"/etc/cron.d/x": b"x"}), "outside its root"),
@@ -193,6 +215,17 @@ BAD_ARCHIVES: dict[str, tuple[Callable[[dict[str, bytes]], None], str]] = {
     "too many pixels": (lambda m: m.update({_first_image(m): _png((5000, 4000))}), "fails the upload checks"),
     "cut off png": (lambda m: m.update({_first_image(m): m[_first_image(m)][:-30]}), "cannot be decoded"),
     "stray file": (lambda m: m.update({"images/999-0.png": _png((8, 8))}), "no row names"),
+    "control picture missing": (lambda m: m.pop(_control(m)), "ControlNet unit 0's picture .* is not in the archive"),
+    "control picture outside": (lambda m: m.update({"jobs.jsonl": m["jobs.jsonl"].replace(
+        _control(m).encode(), b"../../secrets.png")}), "unit 0's picture '../../secrets.png' is not an inputs/"),
+    "control picture elsewhere": (lambda m: m.update({"jobs.jsonl": m["jobs.jsonl"].replace(
+        _control(m).encode(), b"/etc/passwd")}), "is not an inputs/<sha256>.png"),
+    "control picture not an image": (lambda m: _swap_control(m, b"GIF89a" + b"\0" * 40), "fails the upload checks"),
+    "control picture too large": (lambda m: _swap_control(m, _png((5000, 4000))), "fails the upload checks"),
+    "control picture altered": (lambda m: m.update({_control(m): _png((8, 8))}), "not the picture its name says"),
+    "control picture unnamed": (lambda m: m.update({f"inputs/{'0' * 64}.png": _png((8, 8))}), "no row names"),
+    "too many units": (lambda m: m.update({"jobs.jsonl": m["jobs.jsonl"].replace(
+        b'\\"image\\": \\"\\"}]', b'\\"image\\": \\"\\"}' + b', {}' * 4 + b']')}), "at most 4 units"),
     "foreign job in a collection": (lambda m: m.update({"collections.json": json.dumps([{"collection": {
         "name": "x", "created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:00:00+00:00"},
         "items": [{"job": 1, "added_at": "2026-01-01T00:00:00+00:00"}]}]).encode()}), "does not hold"),
@@ -249,3 +282,37 @@ def test_damage_bombs_and_non_zips_are_refused(kit: Kit, tmp_path: Path) -> None
     with pytest.raises(InvalidRequest, match="at most 1,000 are allowed"):
         small.archive.import_archive("carol", path)
     assert _state(kit, tmp_path / "images") == before
+
+
+def test_control_pictures_travel_to_another_server_for_the_importer_alone(kit: Kit, tmp_path: Path) -> None:
+    _account(kit, "alice")
+    path = tmp_path / "account.zip"
+    path.write_bytes(b"".join(kit.archive.export("alice").chunks))
+    there = make_kit(LocalStore(tmp_path / "other-server"))  # another store: nothing of Alice's pictures in it
+    there.archive.import_archive("carol", path)
+    mine = ImageJob.get((ImageJob.user == "alice") & (ImageJob.controlnet.contains("inputs/")))
+    theirs = ImageJob.get((ImageJob.user == "carol") & (ImageJob.controlnet.contains("inputs/")))
+    assert theirs.controlnet == mine.controlnet
+    pictures = job_inputs(theirs)
+    assert len(pictures) == 2
+    for sha in pictures.values():
+        key = there.history.input_key(sha, "carol")  # what GET /api/inputs/{sha} sends her, to reuse the job
+        assert key == input_path(sha)
+        assert there.store.local_path(key).read_bytes() == kit.store.local_path(key).read_bytes()
+        assert there.history.input_key(sha, "bob") is None
+
+
+def test_a_control_picture_gone_from_the_store_is_left_out_and_the_archive_still_imports(kit: Kit,
+                                                                                          tmp_path: Path) -> None:
+    _account(kit, "alice")
+    job = ImageJob.get((ImageJob.user == "alice") & (ImageJob.controlnet.contains("inputs/")))
+    gone = job_inputs(job)["ControlNet unit 1's picture"]
+    kit.store.delete(input_path(gone))
+    export = kit.archive.export("alice")
+    path = tmp_path / "account.zip"
+    path.write_bytes(b"".join(export.chunks))
+    assert export.missing == [input_path(gone)]
+    kit.archive.import_archive("carol", path)
+    theirs = ImageJob.get((ImageJob.user == "carol") & (ImageJob.controlnet.contains("inputs/")))
+    assert list(job_inputs(theirs)) == ["ControlNet unit 0's picture"]  # as a unit without a picture
+    assert [u["module"] for u in json.loads(theirs.controlnet)] == ["canny", "canny", "none"]

@@ -41,6 +41,21 @@ def test_each_user_sees_and_stops_only_their_own_jobs() -> None:
     assert bob.stop_event.is_set()
 
 
+def test_an_admin_stops_a_ui_job_by_the_event_that_runs_it() -> None:
+    running = RunningJobs()
+    event = ["ev-1"]
+    running.origin = lambda: event[0]  # the web server's event of the caller of add()
+    first, second = handle(), handle()
+    running.add(first, "alice", "image", "web", "a fox")
+    event[0] = "ev-2"
+    running.add(second, "bob", "image", "web", "a cat")
+    assert not running.stop_origin("ev-3")
+    assert not running.stop_origin("")
+    assert running.stop_origin("ev-1")
+    assert first.stop_event.is_set()
+    assert not second.stop_event.is_set()
+
+
 def test_finished_jobs_leave_the_registry() -> None:
     running = RunningJobs()
     job = handle()

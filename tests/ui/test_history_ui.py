@@ -236,3 +236,43 @@ def test_the_named_api_searches_the_callers_own_work(app: Any, services: Any) ->
         search_history(q="puffin", since="last week", request=ALICE)
     with pytest.raises(gr.Error, match="order:"):
         search_conversations(q="puffin", order="loudest", request=ALICE)
+
+
+def event(app: Any, name: str) -> Any:
+    """The handler of the History tab's collection event `name` (a CollectionActions method), as Gradio runs it."""
+    gradio_app = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "")
+    return next(f.fn for f in gradio_app.get_blocks().fns.values()
+                if getattr(f.fn, "__name__", "") == name and type(getattr(f.fn, "__self__", None)).__name__
+                == "CollectionActions")
+
+
+def test_a_collection_is_renamed_and_deleted_by_her_alone(app: Any, services: Any) -> None:
+    job = add_stored_job(services.history.store, "alice", "a heron at dawn").id
+    herons = services.collections.create("alice", "Herons")["collection_id"]
+    services.collections.add("alice", herons, [job])
+    services.collections.create("alice", "Egrets")
+    rename, delete = event(app, "rename"), event(app, "delete")
+    with pytest.raises(gr.Error, match="collection_id: collection .* does not exist"):
+        rename(herons, "Bob's now", BOB)
+    with pytest.raises(gr.Error, match="collection_id: collection .* does not exist"):
+        delete(True, herons, BOB)
+    for bad, why in (("  ", "name: name must not be empty"), ("Egrets", "name: you already have")):
+        with pytest.raises(gr.Error, match=why):
+            rename(herons, bad, ALICE)
+    with pytest.raises(gr.Error, match="Choose a collection"):
+        rename(None, "Grey herons", ALICE)
+    assert Collection.get_by_id(herons).name == "Herons"  # nothing the refusals asked for was done
+
+    shown = rename(herons, "  Grey   herons ", ALICE)
+    assert Collection.get_by_id(herons).name == "Grey herons"
+    assert ("Grey herons (1)", herons) in shown.choices
+    assert shown.value == herons
+    with pytest.raises(gr.Error, match="Tick"):
+        delete(False, herons, ALICE)
+    assert Collection.get_or_none(Collection.id == herons) is not None
+    shown, sure = delete(True, herons, ALICE)
+    assert Collection.get_or_none(Collection.id == herons) is None
+    assert shown.value is None
+    assert sure is False
+    assert herons not in [value for _, value in shown.choices]
+    assert ImageJob.get_or_none(ImageJob.id == job) is not None  # its job stays in her history

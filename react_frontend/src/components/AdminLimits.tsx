@@ -1,10 +1,6 @@
 import { useCallback, useEffect, useState } from "react";
 import { Button } from "@/components/ui/button";
-import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
-import { Input } from "@/components/ui/input";
-import { Label } from "@/components/ui/label";
-import { ErrorAlert } from "@/components/ErrorAlert";
-import { AdminTable, useAction } from "@/components/AdminCommon";
+import { AdminCard, AdminForm, AdminInput, AdminTable, useAction } from "@/components/AdminCommon";
 import { allLimits, clearLimits, LIMIT_FIELDS, setLimits, userLimits, type LimitChange, type LimitField, type Limits, type UserLimits } from "@/lib/admin";
 import { errorFromException } from "@/lib/errors";
 
@@ -53,52 +49,40 @@ export function AdminLimits({ root }: { root: string }) {
     });
 
   return (
-    <Card>
-      <CardHeader>
-        <CardTitle>Limits</CardTitle>
-        <CardDescription>
+    <AdminCard
+      title="Limits"
+      description={
+        <>
           A rate is written like 10/minute or 100/hour; an empty field keeps the server's setting
           {overview ? ` (${LIMIT_FIELDS.map((f) => `${LABELS[f].toLowerCase()} ${overview.defaults[f]}`).join(", ")})` : ""}. Applied on every replica within a second.
-        </CardDescription>
-      </CardHeader>
-      <CardContent className="grid gap-3">
-        <ErrorAlert error={action.error} onDismiss={() => action.setError(null)} />
-        <form
-          className="flex flex-wrap items-end gap-2"
-          onSubmit={(event) => {
-            event.preventDefault();
-            show(user.trim());
-          }}
-        >
-          <div className="grid gap-1">
-            <Label htmlFor="admin-limits-user">User</Label>
-            <Input id="admin-limits-user" value={user} maxLength={64} onChange={(e) => setUser(e.target.value)} />
-          </div>
+        </>
+      }
+      action={action}
+    >
+        <AdminForm onSubmit={() => show(user.trim())}>
+          <AdminInput id="admin-limits-user" label="User" value={user} maxLength={64} onChange={setUser} />
           <Button type="submit" variant="outline" disabled={action.busy || !user.trim()}>
             Show
           </Button>
-        </form>
-        <form
-          className="flex flex-wrap items-end gap-2"
-          onSubmit={(event) => {
-            event.preventDefault();
+        </AdminForm>
+        <AdminForm
+          onSubmit={() =>
             void action.act(async () => {
               setForm(formOf(await setLimits(root, user.trim(), limitChange(form))));
               return `Saved the limits of ${user.trim()}.`;
-            });
-          }}
+            })
+          }
         >
           {LIMIT_FIELDS.map((field) => (
-            <div key={field} className="grid gap-1">
-              <Label htmlFor={`admin-limit-${field}`}>{LABELS[field]}</Label>
-              <Input
-                id={`admin-limit-${field}`}
-                className="w-32"
-                value={form[field]}
-                placeholder={overview ? String(overview.defaults[field]) : ""}
-                onChange={(e) => setForm({ ...form, [field]: e.target.value })}
-              />
-            </div>
+            <AdminInput
+              key={field}
+              id={`admin-limit-${field}`}
+              label={LABELS[field]}
+              className="w-32"
+              value={form[field]}
+              placeholder={overview ? String(overview.defaults[field]) : ""}
+              onChange={(value) => setForm({ ...form, [field]: value })}
+            />
           ))}
           <Button type="submit" disabled={action.busy || !user.trim()}>
             Save limits
@@ -116,12 +100,7 @@ export function AdminLimits({ root }: { root: string }) {
           >
             Back to the defaults
           </Button>
-        </form>
-        {action.said ? (
-          <p className="text-sm" role="status">
-            {action.said}
-          </p>
-        ) : null}
+        </AdminForm>
         <AdminTable
           testId="admin-limits"
           headers={["User", ...LIMIT_FIELDS.map((f) => LABELS[f])]}
@@ -135,7 +114,6 @@ export function AdminLimits({ root }: { root: string }) {
             ...LIMIT_FIELDS.map((f) => (u.overridden.includes(f) ? <strong>{u[f]}</strong> : <span className="text-muted-foreground">{u[f]}</span>)),
           ]}
         />
-      </CardContent>
-    </Card>
+    </AdminCard>
   );
 }

@@ -1,11 +1,8 @@
 import { useCallback, useEffect, useState } from "react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
-import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
-import { Input } from "@/components/ui/input";
 import { Label } from "@/components/ui/label";
-import { ErrorAlert } from "@/components/ErrorAlert";
-import { AdminTable, useAction } from "@/components/AdminCommon";
+import { AdminCard, AdminForm, AdminInput, AdminTable, useAction } from "@/components/AdminCommon";
 import { findRequests, type RequestFilters, type RequestRow } from "@/lib/admin";
 import { formatSeconds } from "@/lib/format";
 
@@ -43,27 +40,12 @@ export function AdminRequests({ root }: { root: string }) {
     });
   useEffect(() => search(null), [root]);
   const text = (key: keyof RequestFilters, label: string) => (
-    <div className="grid gap-1">
-      <Label htmlFor={`admin-requests-${key}`}>{label}</Label>
-      <Input id={`admin-requests-${key}`} className="w-40" value={String(filters[key] ?? "")} onChange={(e) => setFilters({ ...filters, [key]: e.target.value })} />
-    </div>
+    <AdminInput id={`admin-requests-${key}`} label={label} className="w-40" value={String(filters[key] ?? "")} onChange={(value) => setFilters({ ...filters, [key]: value })} />
   );
 
   return (
-    <Card>
-      <CardHeader>
-        <CardTitle>Request log</CardTitle>
-        <CardDescription>Every request and job, however it came in: who, from where, how it ended and how long it took.</CardDescription>
-      </CardHeader>
-      <CardContent className="grid gap-3">
-        <ErrorAlert error={action.error} onDismiss={() => action.setError(null)} />
-        <form
-          className="flex flex-wrap items-end gap-2"
-          onSubmit={(event) => {
-            event.preventDefault();
-            search(null);
-          }}
-        >
+    <AdminCard title="Request log" description="Every request and job, however it came in: who, from where, how it ended and how long it took." action={action}>
+        <AdminForm onSubmit={() => search(null)}>
           {text("user", "User")}
           <Choice id="admin-requests-kind" label="Kind" value={filters.kind ?? ""} options={KINDS} onChange={(kind) => setFilters({ ...filters, kind })} />
           <Choice id="admin-requests-status" label="Status" value={filters.status ?? ""} options={STATUSES} onChange={(status) => setFilters({ ...filters, status })} />
@@ -75,7 +57,7 @@ export function AdminRequests({ root }: { root: string }) {
           <Button type="button" variant="outline" disabled={action.busy || next === null} onClick={() => search(next)}>
             Older
           </Button>
-        </form>
+        </AdminForm>
         <AdminTable
           testId="admin-requests"
           headers={["Time", "User", "Client", "Route", "Kind", "Status", "Reason", "HTTP", "Took", "Request id"]}
@@ -95,7 +77,6 @@ export function AdminRequests({ root }: { root: string }) {
             <code className="text-xs">{r.request_id}</code>,
           ]}
         />
-      </CardContent>
-    </Card>
+    </AdminCard>
   );
 }

@@ -1,10 +1,6 @@
 import { useCallback, useEffect, useState } from "react";
 import { Button } from "@/components/ui/button";
-import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
-import { Input } from "@/components/ui/input";
-import { Label } from "@/components/ui/label";
-import { ErrorAlert } from "@/components/ErrorAlert";
-import { AdminTable, useAction } from "@/components/AdminCommon";
+import { AdminCard, AdminForm, AdminInput, AdminTable, useAction } from "@/components/AdminCommon";
 import { usage, type UsageFigures, type UsageReport } from "@/lib/admin";
 
 /** Every user's jobs, images, tokens and GPU seconds over the last days, most GPU seconds first, and the total. */
@@ -17,28 +13,13 @@ export function AdminUsage({ root }: { root: string }) {
   const rows: UsageFigures[] = report ? [...report.users, ...(report.total ? [{ ...report.total, user: "everyone" }] : [])] : [];
 
   return (
-    <Card>
-      <CardHeader>
-        <CardTitle>Usage</CardTitle>
-        <CardDescription>Jobs that ran (done, failed or stopped), from the request log: as far back as its retention.</CardDescription>
-      </CardHeader>
-      <CardContent className="grid gap-3">
-        <ErrorAlert error={action.error} onDismiss={() => action.setError(null)} />
-        <form
-          className="flex items-end gap-2"
-          onSubmit={(event) => {
-            event.preventDefault();
-            load();
-          }}
-        >
-          <div className="grid gap-1">
-            <Label htmlFor="admin-usage-days">Last days</Label>
-            <Input id="admin-usage-days" className="w-24" inputMode="decimal" value={days} onChange={(e) => setDays(e.target.value)} />
-          </div>
+    <AdminCard title="Usage" description="Jobs that ran (done, failed or stopped), from the request log: as far back as its retention." action={action}>
+        <AdminForm onSubmit={load}>
+          <AdminInput id="admin-usage-days" label="Last days" className="w-24" inputMode="decimal" value={days} onChange={setDays} />
           <Button type="submit" variant="outline" disabled={action.busy}>
             Show usage
           </Button>
-        </form>
+        </AdminForm>
         {report ? <p className="text-xs text-muted-foreground">From {report.since.slice(0, 19)} until {report.until.slice(0, 19)} (UTC).</p> : null}
         <AdminTable
           testId="admin-usage"
@@ -48,7 +29,6 @@ export function AdminUsage({ root }: { root: string }) {
           empty="No jobs in this period."
           cells={(u) => [u.user ?? "(no account)", u.jobs, u.failed, u.cancelled, u.images, u.chat_replies, u.prompt_tokens, u.completion_tokens, u.gpu_seconds]}
         />
-      </CardContent>
-    </Card>
+    </AdminCard>
   );
 }

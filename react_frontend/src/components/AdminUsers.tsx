@@ -1,25 +1,28 @@
 import { useCallback, useEffect, useState } from "react";
-import { RefreshCw, Trash2, UserPlus } from "lucide-react";
+import { Trash2, UserPlus } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
-import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
-import { Input } from "@/components/ui/input";
-import { Label } from "@/components/ui/label";
-import { ErrorAlert } from "@/components/ErrorAlert";
-import { AdminTable, useAction } from "@/components/AdminCommon";
+import { AdminCard, AdminForm, AdminInput, AdminTable, RefreshButton, useAction } from "@/components/AdminCommon";
 import { changeUser, createUser, deleteUser, listUsers, type AdminUser } from "@/lib/admin";
 import { errorFromException } from "@/lib/errors";
 import { formatWhen } from "@/lib/format";
 
 /** The accounts: create one, disable or enable, grant or take back admin, reset a password, delete with their data. */
-export function AdminUsers({ root, me }: { root: string; me: string | null }) {
+export function AdminUsers({ root, me, onShowKeys, changed = 0 }: {
+  root: string;
+  me: string | null;
+  /** Show a user's keys (the API keys section). */
+  onShowKeys?: (user: string) => void;
+  /** Bumped when another section changed what this one lists (a key revoked): it lists the users again. */
+  changed?: number;
+}) {
   const [users, setUsers] = useState<AdminUser[]>([]);
   const [form, setForm] = useState({ name: "", password: "", admin: false });
   const refresh = useCallback(() => {
     listUsers(root).then(setUsers, (err) => action.setError(errorFromException(err)));
   }, [root]);
   const action = useAction(refresh);
-  useEffect(() => refresh(), [refresh]);
+  useEffect(() => refresh(), [refresh, changed]);
 
   const change = (user: string, what: Parameters<typeof changeUser>[2]) =>
     void action.act(async () => (await changeUser(root, user, what)).join("; "));
@@ -38,23 +41,13 @@ export function AdminUsers({ root, me }: { root: string; me: string | null }) {
   }
 
   return (
-    <Card>
-      <CardHeader className="flex flex-row items-start justify-between gap-2">
-        <div className="grid gap-1.5">
-          <CardTitle>Users</CardTitle>
-          <CardDescription>Disabling ends the user's sessions and stops their jobs. You cannot disable, demote or delete yourself.</CardDescription>
-        </div>
-        <Button variant="ghost" size="icon" aria-label="Refresh users" onClick={refresh}>
-          <RefreshCw />
-        </Button>
-      </CardHeader>
-      <CardContent className="grid gap-3">
-        <ErrorAlert error={action.error} onDismiss={() => action.setError(null)} />
-        {action.said ? (
-          <p className="text-sm" role="status" data-testid="admin-said">
-            {action.said}
-          </p>
-        ) : null}
+    <AdminCard
+      title="Users"
+      description="Disabling ends the user's sessions and stops their jobs. You cannot disable, demote or delete yourself."
+      action={action}
+      saidId="admin-said"
+      aside={<RefreshButton label="Refresh users" onClick={refresh} />}
+    >
         <AdminTable
           testId="admin-users"
           headers={["Name", "Role", "Created", "Keys", ""]}
@@ -69,7 +62,13 @@ export function AdminUsers({ root, me }: { root: string; me: string | null }) {
               {u.limits_overridden ? <Badge variant="outline">own limits</Badge> : null}
             </span>,
             formatWhen(u.created_at),
-            u.keys ?? "",
+            u.keys && onShowKeys ? (
+              <button type="button" className="underline-offset-2 hover:underline" onClick={() => onShowKeys(u.name)}>
+                {u.keys} <span className="sr-only">{`API keys of ${u.name}`}</span>
+              </button>
+            ) : (
+              (u.keys ?? "")
+            ),
             <span className="flex flex-wrap gap-1">
               <Button size="sm" variant="outline" disabled={action.busy || u.name === me} onClick={() => change(u.name, { disabled: !u.disabled })}>
                 {u.disabled ? "Enable" : "Disable"} <span className="sr-only">{u.name}</span>
@@ -86,33 +85,24 @@ export function AdminUsers({ root, me }: { root: string; me: string | null }) {
             </span>,
           ]}
         />
-        <form
-          className="flex flex-wrap items-end gap-2"
-          onSubmit={(event) => {
-            event.preventDefault();
+        <AdminForm
+          onSubmit={() =>
             void action.act(async () => {
               await createUser(root, form.name, form.password, form.admin);
               setForm({ name: "", password: "", admin: false });
               return `Created ${form.name.trim()}.`;
-            });
-          }}
+            })
+          }
         >
-          <div className="grid gap-1">
-            <Label htmlFor="admin-new-name">New user</Label>
-            <Input id="admin-new-name" value={form.name} maxLength={64} onChange={(e) => setForm({ ...form, name: e.target.value })} />
-          </div>
-          <div className="grid gap-1">
-            <Label htmlFor="admin-new-password">Password</Label>
-            <Input id="admin-new-password" type="password" value={form.password} onChange={(e) => setForm({ ...form, password: e.target.value })} />
-          </div>
+          <AdminInput id="admin-new-name" label="New user" value={form.name} maxLength={64} onChange={(name) => setForm({ ...form, name })} />
+          <AdminInput id="admin-new-password" label="Password" type="password" value={form.password} onChange={(password) => setForm({ ...form, password })} />
           <label className="flex items-center gap-1 pb-2 text-sm">
             <input type="checkbox" checked={form.admin} onChange={(e) => setForm({ ...form, admin: e.target.checked })} /> Admin
           </label>
           <Button type="submit" disabled={action.busy}>
             <UserPlus /> Create
           </Button>
-        </form>
-      </CardContent>
-    </Card>
+        </AdminForm>
+    </AdminCard>
   );
 }

@@ -11,6 +11,7 @@ import {
   conversationExportUrl,
   downloadStream,
   imagesExportBody,
+  isSearch,
   importArchive,
   type JobQuery,
   type Received,
@@ -54,7 +55,7 @@ export function ImagesExport({ root, query, fetchImpl }: { root: string; query: 
       <div className="flex flex-wrap items-center gap-2">
         <Button variant="outline" size="sm" onClick={() => void run()} disabled={busy} data-testid="history-export">
           {busy ? <Loader2 className="animate-spin" /> : <FileArchive />}
-          Export {query.q.trim() || query.favourite ? "these results" : "all images"} (.zip)
+          Export {isSearch(query) ? "these results" : "all images"} (.zip)
         </Button>
         {received ? (
           <span className="text-xs text-muted-foreground" data-testid="history-export-progress">

@@ -16,9 +16,13 @@ describe("HistoryScreen", () => {
       endpoint === "/history" ? new Promise((resolve) => (answerNewest = resolve)) : Promise.resolve({ conversations: [], next_before: null }),
     );
     const conn = { root: "http://h/", call, imageUrl: (id: number) => `http://h/api/images/${id}` } as unknown as AtelierConnection;
-    vi.spyOn(globalThis, "fetch").mockResolvedValue(
-      new Response(JSON.stringify({ jobs: [job(2, "a grey heron")], next_cursor: null, order: "relevance", query: { terms: [], excluded: [], truncated: false } }), { status: 200 }),
-    );
+    // Each REST read its own answer: the screen also reads the user's collections and the filters' choices.
+    const page = { jobs: [job(2, "a grey heron")], next_cursor: null, order: "relevance", query: { terms: [], excluded: [], truncated: false } };
+    vi.spyOn(globalThis, "fetch").mockImplementation(async (url) => {
+      const path = new URL(String(url)).pathname;
+      const body = path === "/api/collections" ? [] : path === "/api/history/facets" ? { models: [], samplers: [], modes: [], sizes: [] } : page;
+      return new Response(JSON.stringify(body), { status: 200 });
+    });
     render(<HistoryScreen conn={conn} refreshKey={0} onReuse={vi.fn()} onOpenConversation={vi.fn()} />);
     fireEvent.change(screen.getByTestId("history-search-input"), { target: { value: "heron" } });
     fireEvent.submit(screen.getByTestId("history-search"));

@@ -7,7 +7,9 @@ import { Tabs, TabsContent, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { ControlUnitsSummary } from "@/components/ControlNetPanel";
 import { ErrorAlert } from "@/components/ErrorAlert";
 import { RefinerSummary } from "@/components/RefinerPanel";
+import { CollectionsPanel, SelectionBar, useCollections } from "@/components/Collections";
 import { AccountArchive, ConversationExportLinks, ImagesExport } from "@/components/HistoryExport";
+import { HistoryFilters, useFacets } from "@/components/HistoryFilters";
 import { DeleteShown, FavouriteButton, Marked, RenameConversation, SearchBar } from "@/components/HistorySearch";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { formatSeconds, formatWhen } from "@/lib/format";
@@ -104,6 +106,16 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
   );
   const jobs = usePaged<HistoryJob>(loadJobs, refreshKey);
   const conversations = usePaged<ConversationSummary>(loadConversations, refreshKey);
+  const facets = useFacets(conn.root, refreshKey);
+  const collections = useCollections(conn.root, refreshKey, jobs.setError);
+  // The jobs ticked on their cards, kept across searches until added, taken out, deleted or unselected.
+  const [selected, setSelected] = useState<number[]>([]);
+  const [selectionNote, setSelectionNote] = useState("");
+  const browsingId = jobQuery.filters?.collection_id ?? null;
+  const browsing = collections.list.find((c) => c.collection_id === browsingId) ?? null;
+  // What the last add or take-out did, said until the search changes or a collection is made, renamed or deleted.
+  useEffect(() => setSelectionNote(""), [jobQuery]);
+  const browse = (id: number | null) => setJobQuery((q) => ({ ...q, filters: { ...q.filters, collection_id: id } }));
 
   return (
     <Tabs defaultValue="images">
@@ -134,13 +146,48 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
       </div>
 
       <TabsContent value="images" className="grid gap-3">
-        <SearchBar query={jobQuery} onSearch={setJobQuery} placeholder="Search prompts" testId="history-search" busy={jobs.loading} />
+        <SearchBar query={jobQuery} onSearch={(words) => setJobQuery((q) => ({ ...q, ...words }))} placeholder="Search prompts" testId="history-search" busy={jobs.loading} />
+        <HistoryFilters query={jobQuery} facets={facets} collections={collections.list} onApply={(change) => setJobQuery((q) => ({ ...q, ...change }))} />
+        <CollectionsPanel
+          root={conn.root}
+          collections={collections.list}
+          browsing={browsingId}
+          onBrowse={browse}
+          onChanged={(list) => {
+            collections.setList(list);
+            setSelectionNote("");
+          }}
+          onError={jobs.setError}
+        />
+        <SelectionBar
+          root={conn.root}
+          selected={selected}
+          collections={collections.list}
+          browsing={browsing}
+          onDone={(message, removed) => {
+            setSelectionNote(message);
+            setSelected([]);
+            if (removed.length) jobs.remove((job) => removed.includes(job.job_id));
+            void collections.reload();
+          }}
+          onClear={() => setSelected([])}
+          onError={jobs.setError}
+        />
+        {selectionNote ? (
+          <p className="text-sm text-muted-foreground" role="status" data-testid="selection-note">
+            {selectionNote}
+          </p>
+        ) : null}
         <div className="flex flex-wrap items-start gap-2">
           <ImagesExport root={conn.root} query={jobQuery} />
           <DeleteShown
             root={conn.root}
             jobIds={jobs.items.map((job) => job.job_id)}
-            onDeleted={(deleted) => jobs.remove((job) => deleted.includes(job.job_id))}
+            onDeleted={(deleted) => {
+              jobs.remove((job) => deleted.includes(job.job_id));
+              setSelected((ids) => ids.filter((id) => !deleted.includes(id)));
+              void collections.reload();
+            }}
             onError={jobs.setError}
           />
         </div>
@@ -155,6 +202,11 @@ export function HistoryScreen({ conn, refreshKey, onReuse, onOpenConversation }:
               job={job}
               conn={conn}
               onReuse={onReuse}
+              selected={selected.includes(job.job_id)}
+              onSelect={(on) => {
+                setSelectionNote("");
+                setSelected((ids) => (on ? [...ids.filter((id) => id !== job.job_id), job.job_id] : ids.filter((id) => id !== job.job_id)));
+              }}
               onFavourite={(value) => jobs.update((j) => j.job_id === job.job_id, (j) => ({ ...j, favourite: value }))}
               onError={jobs.setError}
             />
@@ -255,15 +307,25 @@ interface JobCardProps {
   onReuse: (settings: Partial<ImageSettings>, controlnet?: unknown[]) => void;
   onFavourite: (value: boolean) => void;
   onError: (error: AppError) => void;
+  selected: boolean;
+  onSelect: (selected: boolean) => void;
 }
 
-function JobCard({ job, conn, onReuse, onFavourite, onError }: JobCardProps) {
+function JobCard({ job, conn, onReuse, onFavourite, onError, selected, onSelect }: JobCardProps) {
   const seed = job.seed_used ?? job.seed;
   return (
-    <Card className="gap-3 py-3" data-testid="history-job" data-status={job.status}>
+    <Card className={`gap-3 py-3 ${selected ? "ring-2 ring-primary" : ""}`} data-testid="history-job" data-status={job.status} data-selected={selected}>
       <CardHeader className="px-3">
         <div className="flex items-center justify-between gap-2">
           <div className="flex items-center gap-1">
+            <input
+              type="checkbox"
+              className="size-4 accent-primary"
+              checked={selected}
+              onChange={(event) => onSelect(event.target.checked)}
+              aria-label={`Select job ${job.job_id}`}
+              data-testid="history-job-select"
+            />
             <FavouriteButton root={conn.root} kind="job" id={job.job_id} value={Boolean(job.favourite)} onChange={onFavourite} onError={onError} />
             <CardTitle className="text-sm">Job {job.job_id}</CardTitle>
           </div>

@@ -108,8 +108,10 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
     setProgress(INITIAL_PROGRESS);
     setPreviews(0);
     setPhase("running");
+    let stoppedThere = false; // stopped by someone else (an admin, the account screen): the server's last word says so
     const running = conn.stream(call.endpoint, call.payload, {
       onData: (data) => {
+        stoppedThere ||= (data[3] as { status?: string } | null)?.status === "cancelled";
         if (!isUnchanged(data[0]) && (data[0] as { url?: string } | null)?.url) setPreviews((n) => n + 1);
         setView((previous) => reduceImage(previous, data));
       },
@@ -123,7 +125,7 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
       // Refused before it started (validation, limits, a full queue): nothing ran, the alert says why.
       setPhase(outcome.data === null ? "idle" : "error");
     } else {
-      setPhase(outcome.kind === "cancelled" ? "cancelled" : "done");
+      setPhase(outcome.kind === "cancelled" || stoppedThere ? "cancelled" : "done");
     }
     onJobFinished?.();
     if (outcome.kind === "complete") controlnet.afterJob(); // the first job may have built the tiny ControlNets

@@ -2,7 +2,7 @@
  * The admin panel's requests, through Atelier's REST routes under `/api/admin` (admins only: anyone else gets 403 from
  * every one of them) with the same login cookie as the rest of the app, and `/api/me` to know whether to show it.
  */
-import { JSON_HEADERS, request } from "./account";
+import { JSON_HEADERS, request, type ApiKey } from "./account";
 
 export interface Me {
   /** null in single-user mode (no accounts). */
@@ -164,4 +164,63 @@ export async function findRequests(root: string, filters: RequestFilters, fetchI
   }
   const suffix = query.size ? `?${query}` : "";
   return request<RequestPage>(root, `api/admin/requests${suffix}`, {}, fetchImpl);
+}
+
+/** A job waiting or running on this replica, as the live queue lists it. */
+export interface QueueJob {
+  id: string;
+  /** Whose job ("" for an anonymous one). */
+  user: string;
+  route: string;
+  kind: string;
+  /** waiting or running (Gradio's own words: pending, processing, …). */
+  status: string;
+  /** Seconds since it joined the queue. */
+  seconds: number;
+}
+
+export type ModelKind = "image" | "text";
+export const MODEL_ACTIONS = ["load", "offload", "unload"] as const;
+export type ModelAction = (typeof MODEL_ACTIONS)[number];
+
+/** A model slot of this replica. */
+export interface ModelStatus {
+  kind: ModelKind;
+  model: string;
+  backend: string;
+  /** not_loaded, loading, ready, offloaded or failed. */
+  state: string;
+  phase: string;
+  reason: string | null;
+  seconds_in_state: number;
+}
+
+export async function listQueue(root: string, fetchImpl: typeof fetch = fetch): Promise<{ replica: string; jobs: QueueJob[] }> {
+  return request(root, "api/admin/queue", {}, fetchImpl);
+}
+
+/** Stop any user's job, waiting or running (a running one stops within a step and is kept as stopped). */
+export async function stopJob(root: string, id: string, fetchImpl: typeof fetch = fetch): Promise<void> {
+  await request<null>(root, `api/admin/queue/${encodeURIComponent(id)}`, { method: "DELETE" }, fetchImpl);
+}
+
+/** The model slots, each with its kind (the server lists them image first, then text). */
+export async function listModels(root: string, fetchImpl: typeof fetch = fetch): Promise<{ replica: string; models: ModelStatus[] }> {
+  return request(root, "api/admin/models", {}, fetchImpl);
+}
+
+/** Load (in the background), offload or unload a model now; its state afterwards. */
+export async function modelAction(root: string, kind: ModelKind, action: ModelAction, fetchImpl: typeof fetch = fetch): Promise<ModelStatus> {
+  const init = { method: "POST", headers: JSON_HEADERS, body: JSON.stringify({ action }) };
+  return request<ModelStatus>(root, `api/admin/models/${kind}`, init, fetchImpl);
+}
+
+/** A user's API keys: name, first characters, created and last used (never the key itself). */
+export async function userKeys(root: string, user: string, fetchImpl: typeof fetch = fetch): Promise<ApiKey[]> {
+  return (await request<{ keys: ApiKey[] }>(root, `api/admin/users/${name(user)}/keys`, {}, fetchImpl)).keys;
+}
+
+/** Revoke one of a user's keys: it stops working at once, on every replica. */
+export async function revokeUserKey(root: string, user: string, key: string, fetchImpl: typeof fetch = fetch): Promise<void> {
+  await request<null>(root, `api/admin/users/${name(user)}/keys/${encodeURIComponent(key)}`, { method: "DELETE" }, fetchImpl);
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 import {
   attachmentName,
+  filterParams,
   conversationsPage,
   conversationSearchUrl,
   downloadStream,
@@ -39,6 +40,41 @@ describe("history search URLs", () => {
     expect(isSearch({ q: "cat", favourite: false })).toBe(true);
     expect(isSearch({ q: "", favourite: true })).toBe(true);
     expect(isSearch({ q: "", favourite: false, mode: "inpaint" })).toBe(true);
+  });
+});
+
+describe("the image search's filters", () => {
+  it("send each filter set under REST's name: days as since/until (the last day included), the size as width and height", () => {
+    const filters = { from: "2026-12-01", to: "2026-12-06", model: " tiny-sd ", size: "64x48", sampler: "", seed: " 42 ", lora: "ink", status: "done", collection_id: 7, order: "oldest" as const };
+    expect(filterParams(filters)).toEqual({
+      since: new Date(2026, 11, 1).toISOString(),
+      until: new Date(2026, 11, 7).toISOString(),
+      model: "tiny-sd",
+      width: 64,
+      height: 48,
+      seed: "42",
+      lora: "ink",
+      status: "done",
+      collection_id: 7,
+      order: "oldest",
+    });
+    const url = new URL(jobSearchUrl(ROOT, { q: "cat", favourite: false, mode: "txt2img", filters }, null, 12));
+    expect(url.searchParams.get("until")).toBe(new Date(2026, 11, 7).toISOString());
+    expect([url.searchParams.get("width"), url.searchParams.get("collection_id"), url.searchParams.get("mode")]).toEqual(["64", "7", "txt2img"]);
+    expect(url.searchParams.has("sampler")).toBe(false);
+  });
+
+  it("leave out what is unset or not a day, and count a filter alone as a search", () => {
+    expect(filterParams({ from: "", to: "yesterday", model: "  ", collection_id: null, order: "" })).toEqual({});
+    expect(isSearch({ q: "", favourite: false, filters: { model: "" } })).toBe(false);
+    expect(isSearch({ q: "", favourite: false, filters: { collection_id: 3 } })).toBe(true);
+    expect(isSearch({ q: "", favourite: false, filters: { from: "2026-12-01" } })).toBe(true);
+  });
+
+  it("export every result of the filtered search, numbers typed and without an order", () => {
+    expect(imagesExportBody({ q: "", favourite: false, filters: { size: "64x64", seed: "7", collection_id: 2, order: "newest" } })).toEqual({
+      query: { q: "", width: 64, height: 64, seed: 7, collection_id: 2 },
+    });
   });
 });
 

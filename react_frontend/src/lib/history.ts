@@ -11,6 +11,24 @@ export interface JobQuery {
   q: string;
   favourite: boolean;
   mode?: "txt2img" | "img2img" | "inpaint" | "";
+  /** The filters beyond words and favourites (HistoryFilters sets them); empty or absent: not filtered. */
+  filters?: JobFilters;
+}
+
+/** The image search's filters as the user set them (text fields, as typed or picked). */
+export interface JobFilters {
+  /** The first day (YYYY-MM-DD, the user's own calendar), and the last day, both included. */
+  from?: string;
+  to?: string;
+  model?: string;
+  sampler?: string;
+  /** "WxH", as /api/history/facets lists the sizes. */
+  size?: string;
+  seed?: string;
+  lora?: string;
+  status?: string;
+  collection_id?: number | null;
+  order?: "" | "relevance" | "newest" | "oldest";
 }
 
 export interface ConversationQuery {
@@ -20,8 +38,43 @@ export interface ConversationQuery {
 }
 
 /** Whether a query asks anything (words or a filter); without, the screens list the newest as they always did. */
-export function isSearch(query: { q: string; favourite: boolean; mode?: string }): boolean {
-  return query.q.trim() !== "" || query.favourite || Boolean(query.mode);
+export function isSearch(query: { q: string; favourite: boolean; mode?: string; filters?: JobFilters }): boolean {
+  return query.q.trim() !== "" || query.favourite || Boolean(query.mode) || Object.keys(filterParams(query.filters)).length > 0;
+}
+
+/** Midnight at the start of a YYYY-MM-DD day in the browser's time zone (plus `days`), as an ISO time in UTC. */
+export function dayStart(day: string, days = 0): string | null {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day.trim());
+  if (!match) return null;
+  const when = new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + days);
+  return Number.isNaN(when.getTime()) ? null : when.toISOString();
+}
+
+/**
+ * The REST filters (GET /api/history's query parameters, an export's `query`) of what the user set: the days become
+ * `since` (the first day's start) and `until` (the start of the day after the last: REST's `until` is exclusive),
+ * the size its `width` and `height`; what is unset is left out.
+ */
+export function filterParams(filters: JobFilters | undefined): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  if (!filters) return out;
+  const since = filters.from ? dayStart(filters.from) : null;
+  const until = filters.to ? dayStart(filters.to, 1) : null;
+  if (since) out.since = since;
+  if (until) out.until = until;
+  for (const key of ["model", "sampler", "lora", "status", "order"] as const) {
+    const value = filters[key]?.trim();
+    if (value) out[key] = value;
+  }
+  const size = /^(\d+)x(\d+)$/.exec(filters.size ?? "");
+  if (size) {
+    out.width = Number(size[1]);
+    out.height = Number(size[2]);
+  }
+  // The seed as typed: the server checks it (a whole number) and names the field when it is not one.
+  if (filters.seed?.trim()) out.seed = filters.seed.trim();
+  if (filters.collection_id != null) out.collection_id = filters.collection_id;
+  return out;
 }
 
 function withParams(root: string, path: string, params: Record<string, string | number | boolean | null | undefined>): string {
@@ -35,7 +88,14 @@ function withParams(root: string, path: string, params: Record<string, string | 
 
 /** The URL of one page of a job search (the cursor of the previous page, or null for the first). */
 export function jobSearchUrl(root: string, query: JobQuery, cursor: string | null, limit: number): string {
-  return withParams(root, "api/history", { q: query.q.trim(), favourite: query.favourite, mode: query.mode, cursor, limit });
+  return withParams(root, "api/history", {
+    q: query.q.trim(),
+    favourite: query.favourite,
+    mode: query.mode,
+    ...filterParams(query.filters),
+    cursor,
+    limit,
+  });
 }
 
 /** The URL of one page of a conversation search; `reasoning=false` searches the answers only. */
@@ -120,7 +180,23 @@ export function accountExportUrl(root: string): string {
 /** Which jobs an images export names: the search shown (every result, not one page), or all of them. */
 export function imagesExportBody(query: JobQuery): Record<string, unknown> {
   if (!isSearch(query)) return { all: true };
-  return { query: { q: query.q.trim(), ...(query.favourite ? { favourite: true } : {}), ...(query.mode ? { mode: query.mode } : {}) } };
+  return {
+    query: {
+      q: query.q.trim(),
+      ...(query.favourite ? { favourite: true } : {}),
+      ...(query.mode ? { mode: query.mode } : {}),
+      ...exportFilters(query.filters),
+    },
+  };
+}
+
+/** The filters as an export's body takes them: typed (numbers as numbers), and without `order` (a zip has none). */
+function exportFilters(filters: JobFilters | undefined): Record<string, string | number> {
+  const { order: _order, seed, ...rest } = filterParams(filters);
+  void _order;
+  const out: Record<string, string | number> = { ...rest };
+  if (seed !== undefined) out.seed = /^\d+$/.test(String(seed)) ? Number(seed) : seed;
+  return out;
 }
 
 export interface Received {
