@@ -16,7 +16,7 @@ import { PngInfoScreen } from "@/components/PngInfoScreen";
 import { ThemeToggle } from "@/components/ThemeToggle";
 import { errorFromException, type AppError } from "@/lib/errors";
 import { checkAccess, connect, logout, resetConnection, resolveServerUrl, type AtelierConnection } from "@/lib/gradio";
-import { catalogFrom, catalogUnsettled, choicesFrom, defaultsFrom, NO_CHOICES, noteTouched, withServerDefaults } from "@/lib/api";
+import { catalogFrom, catalogUnsettled, choicesFrom, defaultsFrom, fieldsInUse, NO_CHOICES, noteTouched, withServerDefaults } from "@/lib/api";
 import { whoAmI } from "@/lib/admin";
 import { firstUnits, type ControlUnit } from "@/lib/controlnet";
 import { useTheme } from "@/lib/theme";
@@ -86,7 +86,8 @@ export default function App() {
         if (!live) return;
         setChoices(choicesFrom(answer));
         // The form starts from what suits the server's model (its profile), as the Gradio UI's does.
-        setSettings((previous) => withServerDefaults(previous, defaultsFrom(answer), touched.current));
+        const inUse = fieldsInUse(touched.current, document.activeElement?.id);
+        setSettings((previous) => withServerDefaults(previous, defaultsFrom(answer), inUse));
       },
       () => live && setChoices(NO_CHOICES),
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { catalogFrom, choicesFrom, defaultsFrom, ENDPOINT_KEYS, imageCall, named, NO_CHOICES, offered, noteTouched, settingsFromPngInfo, upscalerChoices, withServerDefaults } from "./api";
+import { catalogFrom, choicesFrom, defaultsFrom, ENDPOINT_KEYS, fieldsInUse, imageCall, named, NO_CHOICES, offered, noteTouched, settingsFromPngInfo, upscalerChoices, withServerDefaults } from "./api";
 import { DEFAULT_IMAGE_SETTINGS, type ImageSettings } from "./types";
 
 const settings: ImageSettings = { ...DEFAULT_IMAGE_SETTINGS, prompt: "a fox", width: 64, height: 64, steps: 4 };
@@ -180,5 +180,13 @@ describe("the server's defaults", () => {
     const back = noteTouched(touched, reused, { ...reused, steps: DEFAULT_IMAGE_SETTINGS.steps });
     const out = withServerDefaults(back, { width: 256, steps: 8 }, touched);
     expect([out.width, out.steps]).toEqual([256, DEFAULT_IMAGE_SETTINGS.steps]);
+  });
+
+  it("leave the field the user is in, still at the client's default (selected, about to be typed over)", () => {
+    const out = withServerDefaults(DEFAULT_IMAGE_SETTINGS, { width: 256, height: 256 }, fieldsInUse(new Set(), "width"));
+    expect([out.width, out.height]).toEqual([DEFAULT_IMAGE_SETTINGS.width, 256]);
+    // Focus outside the form (another screen's field, or nothing) leaves the fields to the defaults.
+    expect(fieldsInUse(new Set(), "chat-input")).toEqual(new Set());
+    expect(fieldsInUse(new Set(), undefined)).toEqual(new Set());
   });
 });

@@ -119,6 +119,13 @@ export function withServerDefaults(settings: ImageSettings, defaults: Partial<Im
   return out;
 }
 
+/** The fields the server's defaults must leave: those `touched`, and the one the user is in now (`activeId`, the
+ * focused element's id, which is the field's name): a default landing under the cursor would mix with what they type. */
+export function fieldsInUse(touched: ReadonlySet<keyof ImageSettings>, activeId: string | undefined): ReadonlySet<keyof ImageSettings> {
+  if (!activeId || !(activeId in DEFAULT_IMAGE_SETTINGS)) return touched;
+  return new Set([...touched, activeId as keyof ImageSettings]);
+}
+
 /** Add to `touched` the fields `next` changed from `previous`: what the user set, which the server's defaults leave. */
 export function noteTouched(touched: Set<keyof ImageSettings>, previous: ImageSettings, next: ImageSettings): ImageSettings {
   for (const key of Object.keys(next) as (keyof ImageSettings)[]) {
