@@ -7,7 +7,6 @@ import gradio as gr
 
 from contracts import DEFAULT_REFINER_SWITCH_AT
 from services.container import Services
-from ui.common import PRIVATE
 
 NAMES = ("refiner_checkpoint", "refiner_switch_at")
 
@@ -18,15 +17,12 @@ def refiner_choices(services: Services) -> list[tuple[str, str]]:
 
 
 def render(services: Services, prefix: str) -> dict[str, gr.components.Component]:
-    """The accordion, closed, with the refiner off; opening it lists the checkpoints again."""
-    with gr.Accordion("Refiner", open=False, elem_id=f"{prefix}-refiner") as accordion, gr.Row():
+    """The accordion, closed, with the refiner off."""
+    with gr.Accordion("Refiner", open=False, elem_id=f"{prefix}-refiner"), gr.Row():
         checkpoint = gr.Dropdown(refiner_choices(services), value="", label="Refiner checkpoint (SDXL)",
                                  elem_id=f"{prefix}-refiner-checkpoint", scale=3)
         switch_at = gr.Slider(0.01, 0.99, value=DEFAULT_REFINER_SWITCH_AT, step=0.01, label="Switch at",
                               info="the fraction of the steps after which the refiner takes over",
                               elem_id=f"{prefix}-refiner-switch-at", scale=2)
-    # A checkpoint added (or, on the tiny profile, built by the first job) since the page was made is offered too.
-    accordion.expand(lambda: gr.Dropdown(choices=refiner_choices(services)), outputs=[checkpoint],
-                     concurrency_limit=None, show_progress="hidden", **PRIVATE)
     return {"refiner_checkpoint": checkpoint, "refiner_switch_at": switch_at}
 
