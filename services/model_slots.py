@@ -54,6 +54,7 @@ class SlotStatus:
             "phase": self.phase,
             "reason": self.reason or None,
             "seconds_in_state": round(time.time() - self.since, 1),
+            "message": self.message(),  # the UIs' line (the Gradio page reads it here)
             **self.details,
         }
 

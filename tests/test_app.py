@@ -78,7 +78,9 @@ def test_generate_streams_previews_and_returns_the_stored_png(client: Client, se
     assert parameters["Prompt"] == PARAMS["prompt"]
     assert parameters["Negative prompt"] == "blurry"
     # The UI's health line now says ready.
-    assert get_json(server + "api/health")["models"]["image"]["state"] == "ready"
+    image = get_json(server + "api/health")["models"]["image"]
+    assert image["state"] == "ready"
+    assert image["message"] == f"✅ {image['model']} is ready."  # the Gradio page's status line reads it here
 
 
 def test_same_seed_twice_gives_identical_pixels(client: Client) -> None:

@@ -26,6 +26,7 @@ from ui.common import (
     user_of,
     whole,
 )
+from ui.model_status import keep_current
 
 OPTION_NAMES = ("temperature", "top_p", "max_new_tokens", "thinking_budget")
 NO_CONVERSATIONS = "None yet: your first message starts one."
@@ -117,12 +118,7 @@ def render(services: Services, quota: QueueQuota) -> ChatTab:
     with tab.tab:  # inside the tab: a component left in gr.Tabs itself shifts the later tabs' places (see layout)
         timer = gr.Timer(1.0, active=True)
 
-    def refresh_status() -> tuple[str, gr.Timer]:
-        slot = services.text_slot.status()
-        return html_text(slot.message()), gr.Timer(active=slot.state.value in ("loading", "not loaded"))
-
-    timer.tick(refresh_status, outputs=[tab.model_status, timer], concurrency_limit=None, show_progress="hidden",
-               **PRIVATE)
+    keep_current(tab.model_status, timer, "text")
     tab.tab.select(choices, outputs=[tab.conversations], **PRIVATE)
     return tab
 

@@ -24,6 +24,7 @@ from ui.common import (
     type_errors,
     verdicts,
 )
+from ui.model_status import keep_current
 
 # The parameters of /generate_image, in order: today's first, so that positional calls keep working, then hires
 # fix and the model choice, all optional with AUTOMATIC1111's defaults.
@@ -83,15 +84,8 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
     stop_btn.click(None, cancels=[event, assist_event], **PRIVATE)
     image_form.wire_reuse(services, column, fields)
 
-    def refresh_status() -> tuple[str, gr.Timer]:
-        status = services.image_slot.status()
-        # Poll only while there is something to watch. The status may carry a server's words: the Markdown renders HTML.
-        return html_text(status.message()), gr.Timer(active=status.state.value in ("loading", "not loaded"))
-
-    timer.tick(refresh_status, outputs=[model_status, timer], concurrency_limit=None, show_progress="hidden",
-               **PRIVATE)
-    # A job started from another client (the API) may load the model: look again after each job.
-    event.then(refresh_status, outputs=[model_status, timer], **PRIVATE)
+    # The line is read again after each job, which may have loaded the model (or failed to).
+    keep_current(model_status, timer, "image", event)
     return Txt2ImgTab(fields, model_status, event)
 
 

@@ -69,3 +69,14 @@ def walk(block: gr.blocks.Block) -> list[gr.blocks.Block]:
     for child in getattr(block, "children", []):
         found.extend(walk(child))
     return found
+
+
+def test_no_timer_sends_an_event_to_the_server(app_ui: tuple[gr.Blocks, Services]) -> None:
+    # Each event the page sends to the server rewrites the loading status of the components earlier events updated,
+    # wiping the validation messages on them: a status timer's Python tick erased a refused Checkpoint's message a
+    # second after it showed. Whatever ticks by itself runs in the browser (ui/model_status.py).
+    blocks, _ = app_ui
+    ticking = [fn for fn in blocks.fns.values() if any(event == "tick" for _, event in fn.targets)]
+    assert len(ticking) >= 2  # the image and chat status lines
+    assert [fn.name for fn in ticking if fn.fn is not None] == []
+    assert all(fn.js for fn in ticking)
