@@ -130,7 +130,7 @@ def run_buttons(prefix: str) -> tuple[gr.Button, gr.Button]:
                 gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop"))
 
 
-def form_head(services: Services, prefix: str) -> tuple[dict[str, gr.Dropdown], dict[str, gr.Textbox]]:
+def form_head(services: Services, prefix: str) -> tuple[dict[str, gr.components.Component], dict[str, gr.Textbox]]:
     """The top of an image-to-image form: checkpoint and VAE, prompts (the picture and then run_buttons follow: the
     image a job starts from comes before the buttons that start it)."""
     return model_pickers(services, prefix), prompt_boxes(prefix)
@@ -171,8 +171,9 @@ def model_choices(services: Services) -> tuple[list[tuple[str, str]], list[tuple
     return models, vaes
 
 
-def model_pickers(services: Services, prefix: str) -> dict[str, gr.Dropdown]:
-    """Checkpoint and VAE dropdowns with a refresh button that lists the folders again."""
+def model_pickers(services: Services, prefix: str) -> dict[str, gr.components.Component]:
+    """Checkpoint and VAE dropdowns with a refresh button ("refresh", for others to list again too) that lists the
+    folders again."""
     models, vaes = model_choices(services)
     with gr.Row():
         model = gr.Dropdown(models, value="", label="Checkpoint", elem_id=f"{prefix}-model", scale=4)
@@ -185,7 +186,7 @@ def model_pickers(services: Services, prefix: str) -> dict[str, gr.Dropdown]:
         return gr.Dropdown(choices=models), gr.Dropdown(choices=vaes)
 
     refresh.click(relist, outputs=[model, vae], concurrency_limit=None, **PRIVATE)
-    return {"model": model, "vae": vae}
+    return {"model": model, "vae": vae, "refresh": refresh}
 
 
 def hires_fields(services: Services) -> dict[str, gr.components.Component]:

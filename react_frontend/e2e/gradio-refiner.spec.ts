@@ -1,3 +1,5 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { expect, keepScreenshot, test, type Page } from "./fixtures";
 
 async function setSlider(page: Page, name: string, value: number) {
@@ -44,4 +46,22 @@ test("the Gradio Refiner accordion hands an SDXL job to the refiner, which the i
   await expect(page.locator("#image-model .validation-error")).toContainText(
     "the checkpoint 'tiny-sd' is Stable Diffusion 1.x; the refiner hands SDXL latents over");
   await expect(page.locator("#image-progress")).toHaveText(before ?? "");
+});
+
+test("\"Refresh list\" lists a checkpoint added to the folder in the Refiner's choices too", async ({ page }) => {
+  const folder = join(process.env.ATELIER_E2E_DATA!, "models", "new-refiner");
+  await page.goto("/");
+  await page.locator("#image-refiner").getByRole("button", { name: /Refiner/ }).first().click();
+  await page.locator("#image-refiner-checkpoint input").click();
+  await expect(page.locator("#image-refiner-checkpoint").getByRole("option", { name: "new-refiner", exact: true })).toHaveCount(0);
+  await page.keyboard.press("Escape");
+  mkdirSync(folder, { recursive: true });
+  writeFileSync(join(folder, "model_index.json"), "{}");
+  try {
+    await page.locator("#image-refresh-models").click();
+    await page.locator("#image-refiner-checkpoint input").click();
+    await expect(page.locator("#image-refiner-checkpoint").getByRole("option", { name: "new-refiner", exact: true })).toHaveCount(1);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
 });
