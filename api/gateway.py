@@ -431,12 +431,21 @@ class Gateway:
             return "login"
         if clean in (f"{GRADIO}/upload", f"{GRADIO}/component_server"):
             return "upload"  # a piece of the image editor's picture is an upload too
+        if clean == f"{GRADIO}/cancel" and self._stops_live_event(data):
+            # Free: refused for the read limit, a Stop would keep its job on the GPU (that the event is the caller's
+            # the guard checks next). A cancel that names nothing waiting or running is a read like any other.
+            return None
         if clean in (f"{GRADIO}/cancel", f"{GRADIO}/reset"):
             return "read"
         if clean == f"{GRADIO}/queue/join" or clean.startswith(CALL):
             fn = self._event_of(clean, data)
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
         return None  # REST routes under /api count against the read limit themselves (api/rest/common.py)
+
+    def _stops_live_event(self, data: dict[str, Any]) -> bool:
+        """A cancel naming an event that waits or runs in the session it names."""
+        owner_session = gradio_internals.session_of_event(self.blocks, data.get("event_id"))
+        return owner_session is not None and owner_session == data.get("session_hash")
 
     def _may_cancel(self, data: dict[str, Any]) -> bool:
         """A Stop names the session its event belongs to (both the user's: the guard checked them)."""

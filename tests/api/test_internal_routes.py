@@ -451,6 +451,37 @@ def test_pieces_and_uploads_count_as_uploads_and_resets_and_cancels_as_reads(tmp
     assert codes == [200, 200, 429]
 
 
+def test_a_stop_of_ones_own_running_job_passes_when_the_reads_are_used_up(tmp_path: Path, tiny_sd_dir: Path) -> None:
+    import sqlite3
+    import time
+
+    from gradio_client import Client
+
+    from tests.services.conftest import tiny_settings
+
+    # A Stop refused for the read limit (the React client's polls can use it up) left the job running to the end.
+    settings = tiny_settings(tmp_path, tiny_sd_dir, rate_limits="on", limit_reads="2/minute", cache_enabled=False)
+    with serve(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+        client = Client(url, verbose=False, download_files=False)
+        job = client.submit("a long one", "", 64, 64, 400, 7.0, 3, "Euler a", 1, api_name="/generate_image")
+        deadline = time.monotonic() + 60
+        while len(job.outputs()) < 2:  # a few steps in
+            assert time.monotonic() < deadline, "the long job never started"
+            time.sleep(0.05)
+        reads = [http.post("gradio_api/reset", json={"event_id": "e"}).status_code for _ in range(3)]
+        assert reads == [200, 200, 429]
+        # A cancel naming no live event is still a read, refused.
+        stray = {"session_hash": client.session_hash, "fn_index": 0, "event_id": "gone"}
+        refused(http.post("gradio_api/cancel", json=stray), 429, "requests")
+        job.cancel()
+        with sqlite3.connect(tmp_path / "atelier.db") as db:
+            while (status := db.execute("SELECT status FROM imagejob WHERE prompt = 'a long one'").fetchone()) is None \
+                    or status[0] not in ("done", "cancelled", "failed"):
+                assert time.monotonic() < deadline + 120, status
+                time.sleep(0.1)
+        assert status[0] == "cancelled"
+
+
 def test_bodies_held_at_once_share_a_budget_past_which_the_answer_is_a_503() -> None:
     import asyncio
 
