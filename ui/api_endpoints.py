@@ -38,6 +38,21 @@ from ui.common import (
 from ui.image_form import BUILTIN_UPSCALERS
 from ui.pnginfo_tab import read_info
 
+# The paged listings' descriptions for API clients (Gradio reads the Args from them).
+HISTORY_DOC = """Your recent image jobs with their settings and files, newest first; pass `next_before` from one page as
+`before` for the next.
+
+Args:
+    limit: how many jobs, 1 to 200
+    before: a job id from the last page's next_before; empty for the newest
+"""
+CONVERSATIONS_DOC = """Your conversations, most recently active first; pass `next_before` as `before` for the next page.
+
+Args:
+    limit: how many conversations, 1 to 200
+    before: a conversation id from the last page's next_before; empty for the newest
+"""
+
 
 def register_all(services: Services, quota: QueueQuota) -> None:
     """Every API-only endpoint, in the order of their fn_index."""
@@ -51,25 +66,32 @@ def register_all(services: Services, quota: QueueQuota) -> None:
 
 def register_history(services: Services) -> None:
     """`/history`: your image jobs, a page at a time."""
-    history = services.history
+    history_api = page_reader(services, services.history.list_jobs, "history_api", HISTORY_DOC)
+    with gr.Row(visible=False):
+        fields = page_fields(MAX_JOBS)
+    read_api(history_api, "history", fields, optional=["before"])
 
-    def history_api(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
-        """Your recent image jobs with their settings and files, newest first; pass `next_before` from one page as
-        `before` for the next.
 
-        Args:
-            limit: how many jobs, 1 to 200
-            before: a job id from the last page's next_before; empty for the newest
-        """
+def page_fields(most: int) -> dict[str, gr.components.Component]:
+    """A paged listing's `limit` (1 to `most`, 20 by default) and `before` (empty: the newest), on hidden fields."""
+    return {"limit": gr.Number(20, precision=0, minimum=1, maximum=most),
+            "before": gr.Number(None, precision=0, minimum=1)}
+
+
+def page_reader(services: Services, list_page: Callable[..., dict[str, Any]], name: str, doc: str
+                ) -> Callable[..., dict[str, Any]]:
+    """An endpoint's function for a page of the asker's items, `list_page(scope, limit=, before=)`, documented by
+    `doc` (its Args describe the parameters to API clients); a bad limit or before is refused with its message."""
+
+    def read_page(limit: int = 20, before: int | None = None, request: gr.Request = None) -> dict[str, Any]:
         try:
-            return history.list_jobs(scope_of(services, request), limit=whole(limit), before=whole(before))
+            return list_page(scope_of(services, request), limit=whole(limit), before=whole(before))
         except ValueError as err:
             raise error_toast(str(err)) from None
 
-    with gr.Row(visible=False):
-        fields = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_JOBS),
-                  "before": gr.Number(None, precision=0, minimum=1)}
-    read_api(history_api, "history", fields, optional=["before"])
+    read_page.__name__ = read_page.__qualname__ = name
+    read_page.__doc__ = doc
+    return read_page
 
 
 def chat_fields(services: Services) -> dict[str, gr.components.Component]:
@@ -122,8 +144,7 @@ def register_chat(services: Services, quota: QueueQuota) -> None:
         fields = chat_fields(services)
         result = gr.JSON()
         trigger = gr.Button()
-        pages = {"limit": gr.Number(20, precision=0, minimum=1, maximum=MAX_CONVERSATIONS),
-                 "before": gr.Number(None, precision=0, minimum=1)}
+        pages = page_fields(MAX_CONVERSATIONS)
         one = {"conversation_id": gr.Number(None, precision=0, minimum=1)}
 
     validate_chat = chat_validator(services, quota, fields)
@@ -164,18 +185,7 @@ def register_conversations(services: Services, pages: dict[str, gr.Number], one:
     """`/conversations` (a page of yours) and `/conversation` (one, with its messages) on the given hidden fields."""
     chat = services.chat
 
-    def conversations_api(limit: int = 20, before: int | None = None,
-                          request: gr.Request = None) -> dict[str, Any]:
-        """Your conversations, most recently active first; pass `next_before` as `before` for the next page.
-
-        Args:
-            limit: how many conversations, 1 to 200
-            before: a conversation id from the last page's next_before; empty for the newest
-        """
-        try:
-            return chat.list_conversations(scope_of(services, request), limit=whole(limit), before=whole(before))
-        except ValueError as err:
-            raise error_toast(str(err)) from None
+    conversations_api = page_reader(services, chat.list_conversations, "conversations_api", CONVERSATIONS_DOC)
 
     def conversation_api(conversation_id: int, request: gr.Request = None) -> dict[str, Any]:
         """One conversation with its messages (each reply's reasoning apart from its answer).
