@@ -328,6 +328,17 @@ def job_event(services: Services, quota: QueueQuota, trigger: Callable[..., Any]
     return event
 
 
+def wire_job(services: Services, quota: QueueQuota, trigger: Callable[..., Any], mode: str,
+             fields: dict[str, gr.components.Component], column: JobColumn, stop_btn: gr.Button,
+             description: str) -> Any:
+    """An image-to-image tab's job: its event (job_event, the API named after `mode`), Stop cancelling it, and the
+    column's Reuse buttons filling `fields`."""
+    event = job_event(services, quota, trigger, mode, fields, column, mode, description)
+    stop_btn.click(None, cancels=[event], **PRIVATE)
+    wire_reuse(services, column, fields)
+    return event
+
+
 def field_values(info: Mapping[str, Any], names: list[str]) -> list[Any]:
     """Values for the components named `names` from a job's info, history entry or PNG Info dict (A1111's names
     too); the seed is the one actually used; a field the dict lacks keeps what the form shows (gr.skip())."""

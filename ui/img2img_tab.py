@@ -9,7 +9,6 @@ import gradio as gr
 from services.admission import QueueQuota
 from services.container import Services
 from ui import controlnet_panel, image_form, refiner_panel
-from ui.common import PRIVATE
 
 # The parameters of /img2img, in order: txt2img's, then the init image and how it is used, then the model choice.
 PARAM_NAMES = (*image_form.TXT2IMG_NAMES, *image_form.IMG2IMG_NAMES, *image_form.MODEL_NAMES,
@@ -50,9 +49,7 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
              "denoising_strength": denoising_strength, "controlnet": panel.units_json, **refiner}
     fields = {name: given[name] for name in PARAM_NAMES}
     trigger = panel.packed(generate_btn.click)
-    event = image_form.job_event(services, quota, trigger, "img2img", fields, column, "img2img",
-                                 "Rework an init image with a prompt (img2img); streams the preview and progress, "
-                                 "ends with the stored PNG files and their info.")
-    stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(services, column, fields)
+    image_form.wire_job(services, quota, trigger, "img2img", fields, column, stop_btn,
+                        "Rework an init image with a prompt (img2img); streams the preview and progress, ends with "
+                        "the stored PNG files and their info.")
     return Img2ImgTab(fields)

@@ -153,9 +153,7 @@ def render(services: Services, quota: QueueQuota) -> InpaintTab:
                                      concurrency_limit=DECODE_CONCURRENCY, concurrency_id="decode",
                                      show_progress="hidden", **RAW_INPUTS, **PRIVATE)
     trigger = panel.packed(split_event.success)
-    event = image_form.job_event(services, quota, trigger, "inpaint", fields, column, "inpaint",
-                                 "Repaint the masked part of an init image (white = repaint); streams the preview "
-                                 "and progress, ends with the stored PNG files and their info.")
-    stop_btn.click(None, cancels=[event], **PRIVATE)
-    image_form.wire_reuse(services, column, fields)
+    image_form.wire_job(services, quota, trigger, "inpaint", fields, column, stop_btn,
+                        "Repaint the masked part of an init image (white = repaint); streams the preview and "
+                        "progress, ends with the stored PNG files and their info.")
     return InpaintTab(fields, editor)
