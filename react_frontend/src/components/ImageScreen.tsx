@@ -1,11 +1,10 @@
 import { useEffect, useRef, useState } from "react";
-import { Brush, ChevronDown, Dices, Download, ImageIcon, ImageUp, Loader2, RotateCcw, Sparkles, Square, Wand2 } from "lucide-react";
+import { Brush, Dices, Download, ImageIcon, ImageUp, Loader2, RotateCcw, Sparkles, Square, Wand2 } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
 import { Input } from "@/components/ui/input";
 import { Progress } from "@/components/ui/progress";
-import { Collapsible, CollapsibleContent, CollapsibleTrigger } from "@/components/ui/collapsible";
 import { Tabs, TabsList, TabsTrigger } from "@/components/ui/tabs";
 import { Textarea } from "@/components/ui/textarea";
 import { CheckField, ChoiceField, SliderField } from "@/components/Controls";
@@ -15,6 +14,7 @@ import { Field } from "@/components/Field";
 import { InitImageInput, loadInitImage, type InitImage } from "@/components/InitImageInput";
 import { MaskEditor, type MaskEditorHandle } from "@/components/MaskEditor";
 import { NumberInput } from "@/components/NumberInput";
+import { OptionsSection } from "@/components/OptionsSection";
 import { RefinerPanel, RefinerSummary } from "@/components/RefinerPanel";
 import { imageCall, named, offered, upscalerChoices } from "@/lib/api";
 import { errorFromException, type AppError } from "@/lib/errors";
@@ -351,29 +351,23 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
               </div>
             </Field>
             {mode === "txt2img" ? (
-              <Collapsible className="col-span-2 grid gap-3 rounded-lg border p-3" defaultOpen={settings.enable_hr}>
-                <div className="flex items-center justify-between gap-2">
-                  <CheckField id="enable-hr" label="Hires. fix" checked={settings.enable_hr} onChecked={(v) => set("enable_hr", v)} />
-                  <CollapsibleTrigger asChild>
-                    <Button variant="ghost" size="sm" data-testid="hires-toggle">
-                      Options <ChevronDown />
-                    </Button>
-                  </CollapsibleTrigger>
-                </div>
-                <CollapsibleContent className="grid grid-cols-2 gap-4">
-                  <ChoiceField
-                    id="hr-upscaler"
-                    label="Upscaler"
-                    value={settings.hr_upscaler}
-                    options={offered(named(upscalerChoices(choices, catalog)), settings.hr_upscaler)}
-                    onValue={(v) => set("hr_upscaler", v)}
-                    error={fieldError("hr_upscaler")}
-                  />
-                  <SliderField id="hr-scale" label="Upscale by" min={1} max={4} step={0.05} integer={false} value={settings.hr_scale} onValue={(v) => set("hr_scale", v)} error={fieldError("hr_scale")} hint={`${settings.hr_scale}× → ${fitSize(settings.width * settings.hr_scale)}×${fitSize(settings.height * settings.hr_scale)}`} />
-                  <SliderField id="hr-steps" label="Hires steps" min={0} max={150} step={1} value={settings.hr_second_pass_steps} onValue={(v) => set("hr_second_pass_steps", v)} error={fieldError("hr_second_pass_steps")} hint={settings.hr_second_pass_steps ? String(settings.hr_second_pass_steps) : "same as steps"} />
-                  <SliderField id="hr-denoising" label="Denoising strength" min={0} max={1} step={0.01} integer={false} value={settings.denoising_strength} onValue={(v) => set("denoising_strength", v)} error={fieldError("denoising_strength")} />
-                </CollapsibleContent>
-              </Collapsible>
+              <OptionsSection
+                defaultOpen={settings.enable_hr}
+                toggleTestId="hires-toggle"
+                header={<CheckField id="enable-hr" label="Hires. fix" checked={settings.enable_hr} onChecked={(v) => set("enable_hr", v)} />}
+              >
+                <ChoiceField
+                  id="hr-upscaler"
+                  label="Upscaler"
+                  value={settings.hr_upscaler}
+                  options={offered(named(upscalerChoices(choices, catalog)), settings.hr_upscaler)}
+                  onValue={(v) => set("hr_upscaler", v)}
+                  error={fieldError("hr_upscaler")}
+                />
+                <SliderField id="hr-scale" label="Upscale by" min={1} max={4} step={0.05} integer={false} value={settings.hr_scale} onValue={(v) => set("hr_scale", v)} error={fieldError("hr_scale")} hint={`${settings.hr_scale}× → ${fitSize(settings.width * settings.hr_scale)}×${fitSize(settings.height * settings.hr_scale)}`} />
+                <SliderField id="hr-steps" label="Hires steps" min={0} max={150} step={1} value={settings.hr_second_pass_steps} onValue={(v) => set("hr_second_pass_steps", v)} error={fieldError("hr_second_pass_steps")} hint={settings.hr_second_pass_steps ? String(settings.hr_second_pass_steps) : "same as steps"} />
+                <SliderField id="hr-denoising" label="Denoising strength" min={0} max={1} step={0.01} integer={false} value={settings.denoising_strength} onValue={(v) => set("denoising_strength", v)} error={fieldError("denoising_strength")} />
+              </OptionsSection>
             ) : null}
             <RefinerPanel mode={mode} settings={settings} catalog={catalog} set={set} fieldError={fieldError} />
           </CardContent>

@@ -1,8 +1,6 @@
 import { useEffect, useState } from "react";
-import { ChevronDown } from "lucide-react";
-import { Button } from "@/components/ui/button";
-import { Collapsible, CollapsibleContent, CollapsibleTrigger } from "@/components/ui/collapsible";
 import { ChoiceField, SliderField } from "@/components/Controls";
+import { OptionsSection } from "@/components/OptionsSection";
 import { FAMILY_LABELS } from "@/lib/controlnet";
 import { familyOf, refinerApplies, refinerChoices, SWITCH_MAX, SWITCH_MIN } from "@/lib/refiner";
 import type { ImageSettings, Mode, ModelCatalog } from "@/lib/types";
@@ -36,49 +34,48 @@ export function RefinerPanel({ mode, settings, catalog, set, fieldError }: Props
   if (!refinerApplies(mode)) return null;
   const note = refinerNote(settings, catalog, mode);
   return (
-    <Collapsible open={open} onOpenChange={setOpen} className="col-span-2 grid gap-3 rounded-lg border p-3" data-testid="refiner-section">
-      <div className="flex items-center justify-between gap-2">
+    <OptionsSection
+      open={open}
+      onOpenChange={setOpen}
+      data-testid="refiner-section"
+      toggleTestId="refiner-toggle"
+      toggleLabel="Refiner options"
+      header={
         <span className="text-sm font-medium">
           Refiner
           <span className="ml-2 text-xs font-normal text-muted-foreground" data-testid="refiner-state">
             {settings.refiner_checkpoint ? `${settings.refiner_checkpoint} at ${settings.refiner_switch_at}` : "off"}
           </span>
         </span>
-        <CollapsibleTrigger asChild>
-          <Button variant="ghost" size="sm" data-testid="refiner-toggle" aria-label="Refiner options">
-            Options <ChevronDown />
-          </Button>
-        </CollapsibleTrigger>
-      </div>
-      <CollapsibleContent className="grid grid-cols-2 gap-4">
-        <ChoiceField
-          id="refiner-checkpoint"
-          label="Refiner checkpoint (SDXL)"
-          value={settings.refiner_checkpoint}
-          options={refinerChoices(catalog, settings.refiner_checkpoint)}
-          onValue={(v) => set("refiner_checkpoint", v)}
-          error={fieldError("refiner_checkpoint")}
+      }
+    >
+      <ChoiceField
+        id="refiner-checkpoint"
+        label="Refiner checkpoint (SDXL)"
+        value={settings.refiner_checkpoint}
+        options={refinerChoices(catalog, settings.refiner_checkpoint)}
+        onValue={(v) => set("refiner_checkpoint", v)}
+        error={fieldError("refiner_checkpoint")}
+      />
+      {settings.refiner_checkpoint ? (
+        <SliderField
+          id="refiner-switch-at"
+          label="Switch at"
+          min={SWITCH_MIN}
+          max={SWITCH_MAX}
+          step={0.01}
+          integer={false}
+          value={settings.refiner_switch_at}
+          onValue={(v) => set("refiner_switch_at", v)}
+          error={fieldError("refiner_switch_at")}
         />
-        {settings.refiner_checkpoint ? (
-          <SliderField
-            id="refiner-switch-at"
-            label="Switch at"
-            min={SWITCH_MIN}
-            max={SWITCH_MAX}
-            step={0.01}
-            integer={false}
-            value={settings.refiner_switch_at}
-            onValue={(v) => set("refiner_switch_at", v)}
-            error={fieldError("refiner_switch_at")}
-          />
-        ) : null}
-        {note ? (
-          <p className="col-span-2 text-xs text-muted-foreground" data-testid="refiner-note">
-            {note}
-          </p>
-        ) : null}
-      </CollapsibleContent>
-    </Collapsible>
+      ) : null}
+      {note ? (
+        <p className="col-span-2 text-xs text-muted-foreground" data-testid="refiner-note">
+          {note}
+        </p>
+      ) : null}
+    </OptionsSection>
   );
 }
 
