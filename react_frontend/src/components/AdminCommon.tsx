@@ -1,4 +1,4 @@
-import { useCallback, useState, type ComponentProps, type ReactNode } from "react";
+import { useCallback, useEffect, useState, type ComponentProps, type ReactNode } from "react";
 import { RefreshCw } from "lucide-react";
 import { Button } from "@/components/ui/button";
 import { Card, CardContent, CardDescription, CardHeader, CardTitle } from "@/components/ui/card";
@@ -30,6 +30,15 @@ export function useAction(after: () => void) {
     [after],
   );
   return { busy, error, said, setError, act };
+}
+
+/** Call `refresh` every `ms` milliseconds while `ms` is not null: a section that follows what changes on the server. */
+export function usePolling(refresh: () => void, ms: number | null) {
+  useEffect(() => {
+    if (ms === null) return;
+    const timer = window.setInterval(refresh, ms);
+    return () => window.clearInterval(timer);
+  }, [ms, refresh]);
 }
 
 /** A plain table of rows: headers, one row per item, the cells as `cells(item)` gives them. */

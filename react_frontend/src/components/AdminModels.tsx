@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
-import { AdminCard, AdminTable, RefreshButton, useAction } from "@/components/AdminCommon";
+import { AdminCard, AdminTable, RefreshButton, useAction, usePolling } from "@/components/AdminCommon";
 import { listModels, MODEL_ACTIONS, modelAction, type ModelAction, type ModelStatus } from "@/lib/admin";
 import { errorFromException } from "@/lib/errors";
 import { formatSeconds } from "@/lib/format";
@@ -31,11 +31,7 @@ export function AdminModels({ root }: { root: string }) {
   const action = useAction(refresh);
   useEffect(() => refresh(), [refresh]);
   const loading = models?.models.some((m) => m.state === "loading") ?? false;
-  useEffect(() => {
-    if (!loading) return;
-    const timer = window.setInterval(refresh, LOADING_POLL_MS);
-    return () => window.clearInterval(timer);
-  }, [loading, refresh]);
+  usePolling(refresh, loading ? LOADING_POLL_MS : null);
 
   const act = (model: ModelStatus, what: ModelAction) =>
     void action.act(async () => {

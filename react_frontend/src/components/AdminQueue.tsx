@@ -2,7 +2,7 @@ import { useCallback, useEffect, useState } from "react";
 import { Square } from "lucide-react";
 import { Badge } from "@/components/ui/badge";
 import { Button } from "@/components/ui/button";
-import { AdminCard, AdminTable, RefreshButton, useAction } from "@/components/AdminCommon";
+import { AdminCard, AdminTable, RefreshButton, useAction, usePolling } from "@/components/AdminCommon";
 import { listQueue, stopJob, type QueueJob } from "@/lib/admin";
 import { errorFromException } from "@/lib/errors";
 import { formatSeconds } from "@/lib/format";
@@ -29,12 +29,7 @@ export function AdminQueue({ root }: { root: string }) {
   }, [root]);
   const action = useAction(refresh);
   useEffect(() => refresh(), [refresh]);
-  const every = stopping.size > 0 ? STOPPING_MS : live ? LIVE_MS : null;
-  useEffect(() => {
-    if (every === null) return;
-    const timer = window.setInterval(refresh, every);
-    return () => window.clearInterval(timer);
-  }, [every, refresh]);
+  usePolling(refresh, stopping.size > 0 ? STOPPING_MS : live ? LIVE_MS : null);
 
   function stop(job: QueueJob) {
     const whose = job.user || "an anonymous user";
