@@ -158,11 +158,14 @@ class ItemRoutes:
     deleted: type[BaseModel]  # the answer of a delete: {"deleted", "missing"}
     delete_summary: str
     delete_doc: str
+    selection: type[BaseModel]  # the body of a delete of many: {param + "s": [ids]}
+    bulk_summary: str
 
 
 def declare_item_routes(router: APIRouter, item: ItemRoutes) -> None:
     """POST and DELETE `{path}/favourite` (mark, unmark) and DELETE `{path}` (delete one), each refusing another
-    site's page (403) and answering 404 for an id that is not the caller's."""
+    site's page (403) and answering 404 for an id that is not the caller's; then POST `{collection}/delete` (delete
+    many, the ids not the caller's listed as missing)."""
     def mark(value: bool) -> Callable[[Request, Services, Viewer, int], BaseModel]:
         def run(request: Request, services: Services, who: Viewer, ident: int) -> BaseModel:
             count_read(request)
@@ -176,32 +179,41 @@ def declare_item_routes(router: APIRouter, item: ItemRoutes) -> None:
         found(done["deleted"], item.noun, ident)
         return item.deleted(**done)
 
+    def delete_many(request: Request, services: Services, who: Viewer, body: Any) -> BaseModel:
+        count_read(request)
+        return item.deleted(**item.deleter(services)(getattr(body, f"{item.param}s"), who.scope))
+
     a, plural = "an" if item.noun[0] in "aeiou" else "a", f"{item.noun}s"
+    ident = inspect.Parameter(item.param, inspect.Parameter.KEYWORD_ONLY, annotation=Id)
     router.post(f"{item.path}/favourite", summary=f"Mark one of your {plural} as a favourite", responses=CHANGES,
                 dependencies=[SameSite], description="Favourites are kept by retention, and can be searched for "
                 f"(favourite=true); 404 for {a} {item.noun} not yours.")(
-        _endpoint(f"favourite_{item.noun}", item.param, mark(True), item.favourite))
+        _endpoint(f"favourite_{item.noun}", ident, mark(True), item.favourite))
     router.delete(f"{item.path}/favourite", summary=f"Unmark one of your favourite {plural}", responses=CHANGES,
                   dependencies=[SameSite], description=f"404 for {a} {item.noun} not yours.")(
-        _endpoint(f"unfavourite_{item.noun}", item.param, mark(False), item.favourite))
+        _endpoint(f"unfavourite_{item.noun}", ident, mark(False), item.favourite))
     router.delete(item.path, summary=item.delete_summary, responses=CHANGES, dependencies=[SameSite],
-                  description=item.delete_doc)(_endpoint(f"delete_{item.noun}", item.param, delete, item.deleted))
+                  description=item.delete_doc)(_endpoint(f"delete_{item.noun}", ident, delete, item.deleted))
+    body = inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=item.selection)
+    router.post(f"{item.path.rsplit('/', 1)[0]}/delete", summary=item.bulk_summary,
+                responses={**REFUSALS, **CROSS_SITE, **BODY}, dependencies=[SameSite],
+                description="In one transaction; ids that are not yours come back in `missing`, untouched.")(
+        _endpoint(f"delete_{plural}", body, delete_many, item.deleted))
 
 
-def _endpoint(name: str, param: str, run: Callable[[Request, Services, Viewer, int], BaseModel],
+def _endpoint(name: str, param: inspect.Parameter, run: Callable[[Request, Services, Viewer, Any], BaseModel],
               answer: type[BaseModel]) -> Callable[..., BaseModel]:
-    """An endpoint named `name` (the read limit counts per endpoint name) whose path id is called `param`: FastAPI
-    reads its parameters from the signature given here."""
-    def endpoint(request: Request, services: Services, who: Viewer, **path: int) -> BaseModel:
-        return run(request, services, who, path[param])
+    """An endpoint named `name` (the read limit counts per endpoint name) whose one parameter of its own is `param`
+    (the path id, or the body): FastAPI reads its parameters from the signature given here."""
+    def endpoint(request: Request, services: Services, who: Viewer, **given: Any) -> BaseModel:
+        return run(request, services, who, given[param.name])
 
     endpoint.__name__ = endpoint.__qualname__ = name
     named = inspect.Parameter.KEYWORD_ONLY
     endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter("request", named, annotation=Request),
          inspect.Parameter("services", named, annotation=Served),
-         inspect.Parameter("who", named, annotation=Asking),
-         inspect.Parameter(param, named, annotation=Id)], return_annotation=answer)
+         inspect.Parameter("who", named, annotation=Asking), param], return_annotation=answer)
     return endpoint
 
 

@@ -96,15 +96,8 @@ declare_item_routes(router, ItemRoutes(
     "/conversations/{conversation_id}", "conversation_id", "conversation", setter=lambda s: s.chat.set_favourite,
     deleter=lambda s: s.chat.delete_conversations, favourite=Favourite, deleted=BulkAnswer,
     delete_summary="Delete one of your conversations",
-    delete_doc="With its messages; 404 for a conversation that is not yours."))
-
-
-@router.post("/conversations/delete", summary="Delete many of your conversations at once",
-             responses={**REFUSALS, **CROSS_SITE, **BODY}, dependencies=[SameSite])
-def delete_conversations(request: Request, services: Served, who: Asking, body: ConversationSelection) -> BulkAnswer:
-    """In one transaction; ids that are not yours come back in `missing`, untouched."""
-    count_read(request)
-    return BulkAnswer(**services.chat.delete_conversations(body.conversation_ids, who.scope))
+    delete_doc="With its messages; 404 for a conversation that is not yours.", selection=ConversationSelection,
+    bulk_summary="Delete many of your conversations at once"))
 
 
 @router.get("/conversations/{conversation_id}/export", summary="One of your conversations as a file",

@@ -133,15 +133,8 @@ declare_item_routes(router, ItemRoutes(
     "/history/{job_id}", "job_id", "job", setter=lambda s: s.history.set_favourite,
     deleter=lambda s: s.history.delete_jobs, favourite=Favourite, deleted=BulkAnswer,
     delete_summary="Delete one of your jobs, its images and their stored files",
-    delete_doc="404 for a job that is not yours."))
-
-
-@router.post("/history/delete", summary="Delete many of your jobs at once, with their files",
-             responses={**REFUSALS, **CROSS_SITE, **BODY}, dependencies=[SameSite])
-def delete_jobs(request: Request, services: Served, who: Asking, body: JobSelection) -> BulkAnswer:
-    """In one transaction; ids that are not yours come back in `missing`, untouched."""
-    count_read(request)
-    return BulkAnswer(**services.history.delete_jobs(body.job_ids, who.scope))
+    delete_doc="404 for a job that is not yours.", selection=JobSelection,
+    bulk_summary="Delete many of your jobs at once, with their files"))
 
 
 @router.post("/history/export", summary="A zip of your jobs' PNGs and a manifest.json, streamed",
