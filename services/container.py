@@ -136,6 +136,11 @@ class TorchThreads:
         self.in_effect: dict[str, int] | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, settings: Settings) -> TorchThreads:
+        """The counts the settings ask for (ATELIER_TORCH_THREADS, ATELIER_TORCH_INTEROP_THREADS)."""
+        return cls(settings.resolved_torch_threads, settings.torch_interop_threads)
+
     def apply(self) -> None:
         """Set them (the first time only)."""
         with self._lock:
@@ -284,7 +289,7 @@ def _image_slot(settings: Settings, catalog: Catalog | None = None,
     if local:  # the refiner is another checkpoint of the catalog, by the names a job gives
         options["resolve_refiner"] = lambda name: str(catalog.resolve_model(name))
     choice = _model_choice(catalog, options["model"], options["display_name"]) if local else None
-    threads = threads or TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)
+    threads = threads or TorchThreads.of(settings)
     backend = deferred(threads, lambda: create_image_backend(settings.image_backend, **options))
     return _slot("image", settings.image_backend, backend, options.get("display_name") or model,
                  build_tiny if tiny_dir else None, choice)
@@ -317,7 +322,7 @@ def _text_slot(settings: Settings, threads: TorchThreads | None = None) -> Model
         report("building the tiny DeepSeek-R1 and its 4-bit GPTQ copy (first use only)")
         ensure_tiny_r1_gptq(tiny_dir, source=settings.models_dir / "tiny-r1", report=report)
 
-    threads = threads or TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)
+    threads = threads or TorchThreads.of(settings)
     backend = deferred(threads, lambda: create_text_backend(settings.text_backend, **options))
     return _slot("text", settings.text_backend, backend, options.get("display_name") or model,
                  build_tiny if tiny_dir else None)
@@ -358,7 +363,7 @@ def build_services(settings: Settings) -> Services:
 def _assemble(settings: Settings) -> Services:
     settings.ensure_dirs()
     # Once, before any model runs (when the first backend is built): every job in this process uses these pools.
-    threads = TorchThreads(settings.resolved_torch_threads, settings.torch_interop_threads)
+    threads = TorchThreads.of(settings)
     db = open_database(settings.database_location, settings.database_pool_size)
     limits = ImageLimits(min_size=settings.min_size, max_size=settings.max_size, max_steps=settings.max_steps,
                          max_batch_count=settings.max_batch_count, max_prompt_chars=settings.max_prompt_chars)
