@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from settings import split_storage_url
-from storage.files import Parameters, write_png_atomic
+from storage.files import Parameters, atomic_file, write_png_atomic
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -151,17 +150,8 @@ def _remove_temp_files(root: Path) -> int:
 
 def write_bytes_atomic(dest: Path, data: bytes) -> None:
     """Give `dest` exactly `data` via a temp file in the same folder and a rename: never a partial file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(dest) as handle:
+        handle.write(data)
 
 
 def link_or_copy(src: Path, dest: Path) -> None:
@@ -332,16 +322,10 @@ class S3Store(BlobStore):
         if blob is None:
             return path  # not in the bucket: a path that does not exist, as for any missing file
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    for chunk in blob.chunks:
-                        handle.write(chunk)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # A cached copy, not the only one: no fsync (the bucket keeps the original).
+            with atomic_file(path, durable=False) as handle:
+                for chunk in blob.chunks:
+                    handle.write(chunk)
         finally:
             close = getattr(blob.chunks, "close", None)
             if close is not None:  # the response goes back to the pool even when the copy failed

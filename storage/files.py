@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin
 
@@ -130,21 +133,30 @@ def write_png_atomic(image: Image.Image, dest: Path, parameters: Parameters | No
     """Write `image` to `dest` via a temp file in the same folder and a rename: never a partial file.
 
     Without parameters (a job's input image, kept so that the job can be reopened) the PNG carries no text."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     if parameters is not None:
         info.add_text("parameters", parameters.to_text())
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tmp", dir=dest.parent)
+    with atomic_file(dest) as handle:
+        image.save(handle, format="PNG", pnginfo=info)
+    return dest
+
+
+@contextlib.contextmanager
+def atomic_file(dest: Path, durable: bool = True) -> Iterator[BinaryIO]:
+    """A file to write `dest` through: a temp file beside it (.*.tmp), renamed onto `dest` when the block ends (fsynced
+    first where `durable`), removed when it raises: never a partial file at `dest`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, dest)
+            yield handle
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, dest)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
-    return dest
 
 
 def read_parameters(path: Path) -> str | None:
