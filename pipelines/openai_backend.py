@@ -22,7 +22,7 @@ from contracts import TextOptions
 from pipelines.loading import ModelUnavailable
 from pipelines.reasoning import Chunk, ReasoningSplitter
 from pipelines.remote_http import RemoteBackend, RemoteHTTP, error_detail, explain_status
-from pipelines.text_base import FinishReason, TextUsage, history_for_model, register_text_backend
+from pipelines.text_base import ChunkStream, FinishReason, TextUsage, history_for_model, register_text_backend
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class _Reply:
             self.usage.finish_reason = "stop"
 
 
-class OpenAITextStream:
+class OpenAITextStream(ChunkStream):
     """One reply from the server: iterate it for reasoning/answer chunks; ``usage`` is final at the end.
 
     The request is sent with the first next(). Setting the stop event ends the iteration normally with
@@ -309,27 +309,12 @@ class OpenAITextStream:
 
     def __init__(self, reply: _Reply) -> None:
         self._reply = reply
-        self.usage = reply.usage
-        self._chunks = reply.chunks()
+        super().__init__(reply.usage, reply.chunks())
 
     @property
     def usage_is_exact(self) -> bool:
         """Whether the token counts came from the server (else they are approximate)."""
         return self._reply.usage_reported
-
-    def __iter__(self) -> Iterator[Chunk]:
-        """The stream itself."""
-        return self
-
-    def __next__(self) -> Chunk:
-        """The next piece of reasoning or answer."""
-        return next(self._chunks)
-
-    def __enter__(self) -> OpenAITextStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connection (the server aborts the generation); safe to call more than once."""
@@ -337,7 +322,7 @@ class OpenAITextStream:
         if not reply.finished:
             # Closed before the server finished: the reply is cut short, as with a Stop.
             reply.cancelled = True
-        self._chunks.close()
+        super().close()
         # A generator closed before its first next() never ran, so its finally block did not either.
         reply.finish()
 

@@ -4,9 +4,9 @@ reply runs with and their checks are contracts.py's."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 from contracts import TextOptions
 from pipelines.reasoning import Chunk, strip_reasoning
@@ -58,6 +58,33 @@ class TextStream(Protocol):
     def close(self) -> None:
         """Stop generating and release what the reply holds; safe to call more than once."""
         ...
+
+
+class ChunkStream:
+    """What a TextStream's classes share: iteration over a reply's chunk generator, and a ``with`` block that ends in
+    close(), which a backend extends to release what its reply holds."""
+
+    def __init__(self, usage: TextUsage, chunks: Generator[Chunk, None, None]) -> None:
+        self.usage = usage
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[Chunk]:
+        """The stream itself."""
+        return self
+
+    def __next__(self) -> Chunk:
+        """The next piece of reasoning or answer."""
+        return next(self._chunks)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the chunk generator (its finally block runs, if it had started)."""
+        self._chunks.close()
 
 
 class TextBackend(ModelBackend, Protocol):

@@ -18,7 +18,7 @@ from transformers import LogitsProcessor, StoppingCriteria, TextIteratorStreamer
 
 from contracts import TextOptions
 from pipelines.reasoning import Chunk, ReasoningSplitter
-from pipelines.text_base import FinishReason, TextUsage
+from pipelines.text_base import ChunkStream, FinishReason, TextUsage
 from pipelines.text_batching import ERROR, TOKEN, BatchEngine, DecodeRequest
 
 log = logging.getLogger(__name__)
@@ -378,7 +378,7 @@ class BatchedReply(Reply):
         return not self.request.done.is_set() and engine.thread is None
 
 
-class TransformersTextStream:
+class TransformersTextStream(ChunkStream):
     """One reply: iterate it for reasoning/answer chunks; ``usage`` counts grow live and are final at the end.
 
     Generation starts with the first next(). Setting the stop event ends the iteration normally with
@@ -387,30 +387,15 @@ class TransformersTextStream:
 
     def __init__(self, generation: Reply) -> None:
         self._generation = generation
-        self.usage = generation.usage
-        self._chunks = generation.chunks()
+        super().__init__(generation.usage, generation.chunks())
 
     @property
     def token_ids(self) -> list[int]:
         """The generated ids (prompt excluded), once the reply has ended: for diagnostics and tests."""
         return self._generation.token_ids
 
-    def __iter__(self) -> Iterator[Chunk]:
-        """The stream itself."""
-        return self
-
-    def __next__(self) -> Chunk:
-        """The next piece of reasoning or answer."""
-        return next(self._chunks)
-
-    def __enter__(self) -> TransformersTextStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Stop generating, join the worker and release memory; safe to call more than once."""
-        self._chunks.close()
+        super().close()
         # A generator closed before its first next() never ran, so its finally block did not either.
         self._generation.finish()
