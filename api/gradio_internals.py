@@ -223,8 +223,10 @@ class _WakeableAsyncio:
             return await asyncio.sleep(delay, result)
         wake = _queue_wake()
         if not wake.is_set():
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands as the wake comes (CPython #86296).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await wake.wait()
         wake.clear()  # the loop looks again now; a wake while it works makes its next sleep return at once
         return result
 

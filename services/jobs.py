@@ -51,6 +51,18 @@ class JobMeter:
         return None if self.ran_at is None else self.ran_at - self.started
 
 
+async def woken(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until `event` is set (True) or `timeout` seconds pass (False; None waits without a limit)."""
+    # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that lands while the event's waiter is done but
+    # not yet resumed (CPython gh-86296), so a Stop landing as a step's update woke the watcher was lost and the job
+    # ran to the end. asyncio.timeout cancels the waiting task itself and never drops a cancel from outside.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+            return True
+    return False
+
+
 class JobHandle(Generic[S]):
     """A job's latest snapshot, a condition to wait on it, its stop signal and its meter."""
 
@@ -132,19 +144,14 @@ class JobHandle(Generic[S]):
                     if finished:
                         return
                     if ender is not None and hold is not None and hold(snap):
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(ender[1].wait(), hold_s)
+                        await woken(ender[1], hold_s)
                 if waker is None:
                     await asyncio.sleep(poll_s)  # type: ignore[arg-type]
                 else:
-                    woken = True
-                    try:
-                        await asyncio.wait_for(waker[1].wait(), idle_s)
-                    except TimeoutError:
-                        woken = False
+                    updated = await woken(waker[1], idle_s)
                     # Cleared before the next look: an update after the look sets it again, so none is missed.
                     waker[1].clear()
-                    if not woken:
+                    if not updated:
                         seen = -1  # quiet for idle_s: the latest snapshot again
         finally:
             with self._cond:

@@ -46,7 +46,8 @@ async def ready(services: Served) -> JSONResponse:
             readiness, [services.image_slot, services.text_slot], redis.ping if redis is not None else None))
         _in_flight[id(services)] = pending
     try:
-        ok, checks = await asyncio.wait_for(asyncio.shield(pending), READY_TIMEOUT_S)
+        async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for, which may swallow a cancel on Python 3.11
+            ok, checks = await asyncio.shield(pending)
     except TimeoutError:
         ok, checks = False, {"timeout": f"the checks took longer than {READY_TIMEOUT_S:g} s"}
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},

@@ -56,11 +56,13 @@ export async function paintStroke(page: Page, from: [number, number], to: [numbe
 export async function openInpaint(page: Page, steps: number): Promise<void> {
   await page.getByRole("tab", { name: "Inpaint" }).click();
   await expect(page.locator("#inpaint-editor")).toBeVisible();
-  await page.locator("#inpaint-editor input[type=file]").setInputFiles({
-    name: "init.png",
-    mimeType: "image/png",
-    buffer: await pictureBytes(page),
-  });
+  const picture = { name: "init.png", mimeType: "image/png", buffer: await pictureBytes(page) };
+  // Until the editor shows the picture (its "Upload an image" placeholder gone): a file given while the tab was still
+  // mounting its editor was once dropped, and the Brush button shows without a picture too. A person drops it again.
+  await expect(async () => {
+    await page.locator("#inpaint-editor input[type=file]").setInputFiles(picture);
+    await expect(page.locator("#inpaint-editor").getByText("Upload an image")).toBeHidden({ timeout: 3_000 });
+  }).toPass({ timeout: 30_000 });
   await expect(page.getByRole("button", { name: "Brush", exact: true })).toBeVisible();
   await page.locator("#inpaint-prompt textarea").fill("a blue bird");
   await setSlider(page, "#inpaint-tab", "Width", 64);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,27 @@ def test_a_gradio_whose_stub_writer_is_not_replaced_is_refused(monkeypatch: pyte
     monkeypatch.delattr(gradio.component_meta, "create_or_modify_pyi")  # or a Gradio that renamed it
     with pytest.raises(SystemExit, match=r"private attribute module global gradio.component_meta.create_or_modif"):
         gradio_internals.check(*built)
+
+
+@pytest.mark.parametrize("turns", range(6))
+def test_the_queue_loop_stopped_as_a_push_wakes_it_stops(monkeypatch: pytest.MonkeyPatch, turns: int) -> None:
+    # Gradio stops its queue loop by cancelling it. A cancel landing `turns` loop turns after a push woke the idle
+    # sleep, while the sleep has not returned yet, must end it: on Python 3.11 asyncio.wait_for returned instead
+    # (CPython #86296). A sleep that returned before the cancel came is simply over.
+    monkeypatch.setattr(gradio_internals, "_IDLE_SLEEPS", {3600.0})
+
+    async def stop_while_woken() -> tuple[bool, bool]:
+        task = asyncio.ensure_future(gradio_internals._QUEUE_ASYNCIO.sleep(3600.0))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop sleeps now
+        gradio_internals._queue_wake().set()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        sleeping = not task.done()
+        task.cancel()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        return sleeping, task.cancelled()
+
+    sleeping, cancelled = asyncio.run(stop_while_woken())
+    assert cancelled == sleeping

@@ -131,3 +131,33 @@ def test_final_of_a_caller_that_goes_away_stops_the_job_and_of_an_ended_job_retu
     assert handle._enders == set()
     ended: JobHandle[Snap] = JobHandle(Snap(version=3, status="failed"))
     assert asyncio.run(asyncio.wait_for(ended.final(), 60)).status == "failed"
+
+
+@pytest.mark.parametrize("turns", range(6))
+def test_a_cancel_that_lands_as_an_update_wakes_the_watcher_still_stops_the_job(turns: int) -> None:
+    # Stop cancels the task that iterates the watcher (Gradio's /cancel). An update sets the watcher's event just
+    # before: the cancel then lands `turns` loop turns after it, while the watcher is being woken. On Python 3.11
+    # asyncio.wait_for returns the result instead when its future is done by then (CPython gh-86296): the cancel
+    # was lost, the job ran to the end and was recorded as done, and Gradio's /cancel waited for it all along.
+    handle: JobHandle[Snap] = JobHandle(Snap(version=0, status="running"))
+
+    async def stop_while_woken() -> tuple[bool, bool]:
+        async def watch() -> None:
+            async for _ in handle.watch(poll_s=None, idle_s=60.0):  # as the image tab watches
+                pass
+
+        task = asyncio.ensure_future(watch())
+        for _ in range(3):
+            await asyncio.sleep(0)  # the first snapshot is out: the watcher waits for the next
+        handle.update(step=1)
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        for _ in range(20):  # turns enough for the cancel to unwind (a watcher that lost it waits 60 s)
+            await asyncio.sleep(0)
+        # Looked at here: leaving asyncio.run would cancel a watcher still waiting once more.
+        return task.cancelled(), handle.stop_event.is_set()
+
+    assert asyncio.run(stop_while_woken()) == (True, True)  # the watcher ended by the cancel, and stopped the job
+    assert handle._wakers == set()
+    assert handle._enders == set()
