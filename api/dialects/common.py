@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,8 +145,9 @@ async def finish(handle: H, request: Request) -> Any:
         watch.cancel()
         if not job.done():
             handle.stop()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watch
+    # Let the cancelled watcher end; asyncio.wait raises nothing of the watcher's own, so a cancel of this request
+    # itself still goes through (a suppress around `await watch` swallowed that too).
+    await asyncio.wait({watch})
     return await job
 
 
