@@ -21,7 +21,7 @@ UPLOAD_MAX_BYTES = Settings.model_fields["upload_max_bytes"].default
 HELD_MIB = BlobBudget.for_uploads(UPLOAD_MAX_BYTES).owner_max_bytes / MIB + UPLOAD_MAX_BYTES / MIB + 64
 # At its peak, besides: the bodies held in memory at once (32 MiB) and the parts spooled by the requests in flight.
 PEAK_MIB = HELD_MIB + 32 + 16
-# What a burst after the first may add: at most one more piece's worth on memory the allocator kept from the first.
+# What two bursts past the plateau may add: at most one more piece's worth on memory the allocator kept.
 REPEAT_MIB = UPLOAD_MAX_BYTES / MIB + 12
 
 
@@ -38,7 +38,7 @@ def burst_module() -> ModuleType:
 def test_bursts_of_hostile_requests_leave_rss_within_its_bound() -> None:
     bench = burst_module()
     with bench.server(ROOT) as (url, pid):
-        result = bench.hit(url, pid, bench.Payloads.make(), bench.SMOKE, bursts=2, settle_s=2.0)
+        result = bench.hit(url, pid, bench.Payloads.make(), bench.SMOKE, bursts=5, settle_s=2.0)
     assert result["alive"]
     statuses = {status for counts in result["answers"].values() for status in counts}
     assert all(status < 500 for status in statuses), result["answers"]
@@ -48,5 +48,8 @@ def test_bursts_of_hostile_requests_leave_rss_within_its_bound() -> None:
         assert 200 not in result["answers"][name], (name, result["answers"][name])
     assert result["peak_growth_mib"] < PEAK_MIB, result
     assert max(result["after_growth_mib"]) < HELD_MIB, result
-    # A second burst finds the memory the first one used: what stays does not add up.
-    assert result["last_burst_added_mib"] < REPEAT_MIB, result
+    # What stays does not add up. It climbs to a plateau first (the owner's pending pieces and the allocator's arenas
+    # filled: here 50, 69, 88, 88, 88 MiB over five bursts, and still 88 after ten), which a second burst may or may not
+    # reach (CI once saw it add 38.6 MiB): the last two bursts of five, past it, add next to nothing.
+    after = result["after_growth_mib"]
+    assert after[-1] - after[-3] < REPEAT_MIB, result
