@@ -431,7 +431,7 @@ class Gateway:
             return "login"
         if clean in (f"{GRADIO}/upload", f"{GRADIO}/component_server"):
             return "upload"  # a piece of the image editor's picture is an upload too
-        if clean == f"{GRADIO}/cancel" and self._stops_live_event(data):
+        if clean == f"{GRADIO}/cancel" and self._cancels_own_session(data):
             # Free: refused for the read limit, a Stop would keep its job on the GPU (that the event is the caller's
             # the guard checks next). A cancel that names nothing waiting or running is a read like any other.
             return None
@@ -442,15 +442,14 @@ class Gateway:
             return KIND_BY_CONCURRENCY.get(getattr(fn, "concurrency_id", None), "read")
         return None  # REST routes under /api count against the read limit themselves (api/rest/common.py)
 
-    def _stops_live_event(self, data: dict[str, Any]) -> bool:
-        """A cancel naming an event that waits or runs in the session it names."""
+    def _cancels_own_session(self, data: dict[str, Any]) -> bool | None:
+        """Whether a cancel's event waits or runs in the session the cancel names; None when no such event lives."""
         owner_session = gradio_internals.session_of_event(self.blocks, data.get("event_id"))
-        return owner_session is not None and owner_session == data.get("session_hash")
+        return None if owner_session is None else owner_session == data.get("session_hash")
 
     def _may_cancel(self, data: dict[str, Any]) -> bool:
         """A Stop names the session its event belongs to (both the user's: the guard checked them)."""
-        owner_session = gradio_internals.session_of_event(self.blocks, data.get("event_id"))
-        return owner_session is None or owner_session == data.get("session_hash")
+        return self._cancels_own_session(data) is not False
 
 
 class TooMany(Exception):

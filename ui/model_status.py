@@ -5,7 +5,7 @@ The line is refreshed by a browser function that reads `/api/health`, not by a P
 the loading status of every component an earlier event updated whenever it sends any event to the server, and that
 wipes the validation messages shown on those components: a Checkpoint refused after "Refresh list" (or a field filled
 by "Reuse settings") lost its message at the status timer's next tick, a second after it appeared. A browser-only
-event sends nothing to the queue, so nothing is wiped, and `tests/ui/test_model_status.py` keeps every timer so."""
+event sends nothing to the queue, so nothing is wiped, and `tests/ui/test_app_ui.py` keeps every timer so."""
 
 from __future__ import annotations
 
