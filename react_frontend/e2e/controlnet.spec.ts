@@ -1,4 +1,4 @@
-import { expect, fillImageForm, keepScreenshot, pixelsOf, setNumber, test, type Page } from "./fixtures";
+import { expect, fillImageForm, historyJobs, keepScreenshot, pixelsOf, setNumber, test, type Page } from "./fixtures";
 import { pictureBytes } from "./pictures";
 
 // The React client's ControlNet section on the tiny profile: a unit with a picture and canny, its map previewed,
@@ -31,11 +31,6 @@ async function generated(page: Page): Promise<void> {
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("job-status")).toHaveAttribute("data-phase", "done", { timeout: 90_000 });
   await expect(page.getByTestId("error-alert")).toHaveCount(0);
-}
-
-async function historyJobs(page: Page): Promise<Record<string, unknown>[]> {
-  const response = await page.request.get("/api/history?limit=5");
-  return ((await response.json()) as { jobs: Record<string, unknown>[] }).jobs;
 }
 
 test.beforeEach(async ({ page }) => {

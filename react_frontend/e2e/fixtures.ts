@@ -41,6 +41,12 @@ export async function fillImageForm(
   await setNumber(page, "#steps", steps);
 }
 
+/** The last `limit` history rows (newest first), as /api/history lists them for this server's user. */
+export async function historyJobs(page: Page, limit = 5): Promise<Record<string, unknown>[]> {
+  const response = await page.request.get(`/api/history?limit=${limit}`);
+  return ((await response.json()) as { jobs: Record<string, unknown>[] }).jobs;
+}
+
 /** The RGB pixels of an <img> on the page, row-major, read through a canvas. */
 export async function pixelsOf(page: Page, selector: string): Promise<{ width: number; height: number; data: number[] }> {
   return page.locator(selector).first().evaluate(async (img: HTMLImageElement) => {

@@ -1,4 +1,4 @@
-import { expect, fillImageForm, keepScreenshot, pixelsOf, setNumber, test, type Page } from "./fixtures";
+import { expect, fillImageForm, historyJobs, keepScreenshot, pixelsOf, setNumber, test, type Page } from "./fixtures";
 
 // img2img, inpaint (a mask drawn with the mouse), hires fix and PNG Info in the React client, on the tiny profile.
 // Serial: the PNG Info test reads the PNG the inpaint test made.
@@ -32,12 +32,6 @@ async function uploadInit(page: Page, png: Buffer, name = "quadrants.png"): Prom
 async function waitDone(page: Page): Promise<void> {
   await expect(page.getByTestId("job-status")).toHaveAttribute("data-phase", "done", { timeout: 60_000 });
   await expect(page.getByTestId("error-alert")).toHaveCount(0);
-}
-
-/** The last history rows (newest first), as /api/history lists them for this single-user server. */
-async function historyJobs(page: Page): Promise<Record<string, unknown>[]> {
-  const response = await page.request.get("/api/history?limit=5");
-  return ((await response.json()) as { jobs: Record<string, unknown>[] }).jobs;
 }
 
 let inpaintResult: Buffer | null = null;

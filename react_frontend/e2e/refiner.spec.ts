@@ -1,4 +1,4 @@
-import { expect, fillImageForm, keepScreenshot, pixelsOf, setNumber, test, type Page } from "./fixtures";
+import { expect, fillImageForm, historyJobs, keepScreenshot, pixelsOf, setNumber, test, type Page } from "./fixtures";
 
 // The React client's Refiner section on the tiny profile: tiny-sdxl refined by itself (the tiny profile has one SDXL
 // checkpoint, and the server takes any SDXL checkpoint as the refiner), recorded, reused from History, read back by
@@ -16,11 +16,6 @@ async function generated(page: Page): Promise<void> {
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("job-status")).toHaveAttribute("data-phase", "done", { timeout: 90_000 });
   await expect(page.getByTestId("error-alert")).toHaveCount(0);
-}
-
-async function latestJob(page: Page): Promise<Record<string, unknown> | undefined> {
-  const response = await page.request.get("/api/history?limit=1");
-  return ((await response.json()) as { jobs: Record<string, unknown>[] }).jobs[0];
 }
 
 /** The image screen with the form filled. The tiny profile lists tiny-sd and tiny-sdxl from the start, but their
@@ -57,7 +52,7 @@ test("tiny-sdxl refined by itself: made, recorded, reused from History, read bac
   await expect(page.getByTestId("results").getByTestId("refiner-summary")).toHaveText("Refiner: tiny-sdxl, switch at 0.5");
   // The base as its own refiner splits one schedule: the picture is the base's alone (docs/sdxl-controlnet.md).
   expect((await pixelsOf(page, "[data-testid=result-image]")).data).toEqual(plain.data);
-  expect(await latestJob(page)).toMatchObject({ refiner_checkpoint: "tiny-sdxl", refiner_switch_at: 0.5 });
+  expect((await historyJobs(page, 1))[0]).toMatchObject({ refiner_checkpoint: "tiny-sdxl", refiner_switch_at: 0.5 });
 
   // Reuse from History, after the refiner was turned off.
   await choose(page, "refiner-checkpoint", "None");
@@ -82,7 +77,7 @@ test("tiny-sdxl refined by itself: made, recorded, reused from History, read bac
   await expect(page.getByTestId("model")).toContainText("tiny-sdxl");
   await generated(page);
   await expect(page.getByTestId("results").getByTestId("refiner-summary")).toHaveText("Refiner: tiny-sdxl, switch at 0.5");
-  expect(await latestJob(page)).toMatchObject({ mode: "img2img", refiner_checkpoint: "tiny-sdxl", refiner_switch_at: 0.5 });
+  expect((await historyJobs(page, 1))[0]).toMatchObject({ mode: "img2img", refiner_checkpoint: "tiny-sdxl", refiner_switch_at: 0.5 });
 
   // Inpaint has no refiner: the section is not there.
   await page.getByTestId("mode-inpaint").click();
@@ -91,7 +86,7 @@ test("tiny-sdxl refined by itself: made, recorded, reused from History, read bac
 
 test("the server's refusals show on their fields, and nothing is made", async ({ page }) => {
   await openForm(page);
-  const before = (await latestJob(page))?.job_id;
+  const before = (await historyJobs(page, 1))[0]?.job_id;
   expect(before, "the first test's jobs built the models, so the families are known").toBeDefined();
   // The default checkpoint is tiny-sd (SD 1.5): the section warns, and the server refuses it by the Checkpoint.
   await page.getByTestId("refiner-toggle").click();
@@ -106,5 +101,5 @@ test("the server's refusals show on their fields, and nothing is made", async ({
   await page.getByTestId("generate").click();
   await expect(page.getByTestId("refiner-switch-at-error")).toContainText("refiner_switch_at must be between 0 and 1");
   await keepScreenshot(page, "react-refiner-refused");
-  expect((await latestJob(page))?.job_id).toBe(before);
+  expect((await historyJobs(page, 1))[0]?.job_id).toBe(before);
 });
