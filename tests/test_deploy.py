@@ -314,3 +314,14 @@ def test_the_dashboard_reads_only_metrics_atelier_exports() -> None:
             for name in re.findall(r"\b((?:atelier|process)_[a-z_]+)\b", t["expr"])}
     assert len(used) > 20
     assert used <= exported, used - exported
+
+
+def test_the_dashboard_stats_set_their_own_colours() -> None:
+    # Grafana's default thresholds turn a stat red from 80: a busy box's "Images / min" of 173 was painted as an alarm
+    # (seen in bench/grafana_panels.py's picture). Throughput has no "too high", so each stat sets its own.
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "atelier.json").read_text())
+    stats = [p for p in dashboard["panels"] if p["type"] == "stat"]
+    assert len(stats) >= 6
+    for stat in stats:
+        steps = stat["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert [step["color"] for step in steps] == ["green"], stat["title"]
