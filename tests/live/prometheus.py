@@ -96,6 +96,7 @@ class Query:
     panel: str
     legend: str
     expr: str
+    key: str  # "<panel id>/<refId>": which panel and target it is
 
 
 def dashboard_queries(instance: str = ".*", rate_interval: str = RATE_INTERVAL) -> list[Query]:
@@ -104,7 +105,8 @@ def dashboard_queries(instance: str = ".*", rate_interval: str = RATE_INTERVAL) 
     board = json.loads(DASHBOARD.read_text())
     panels = [p for top in board["panels"] for p in (top, *top.get("panels", []))]
     return [Query(p.get("title", ""), t.get("legendFormat", ""),
-                  t["expr"].replace("$__rate_interval", rate_interval).replace("$instance", instance))
+                  t["expr"].replace("$__rate_interval", rate_interval).replace("$instance", instance),
+                  f"{p.get('id')}/{t.get('refId')}")
             for p in panels for t in p.get("targets", []) if t.get("expr")]
 
 
