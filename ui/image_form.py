@@ -172,21 +172,26 @@ def model_choices(services: Services) -> tuple[list[tuple[str, str]], list[tuple
 
 
 def model_pickers(services: Services, prefix: str) -> dict[str, gr.components.Component]:
-    """Checkpoint and VAE dropdowns with a refresh button ("refresh", for others to list again too) that lists the
-    folders again."""
+    """Checkpoint and VAE dropdowns with a "Refresh list" button ("refresh"; wire_relist wires it once the form's
+    other lists of checkpoints exist)."""
     models, vaes = model_choices(services)
     with gr.Row():
         model = gr.Dropdown(models, value="", label="Checkpoint", elem_id=f"{prefix}-model", scale=4)
         vae = gr.Dropdown(vaes, value="", label="VAE", elem_id=f"{prefix}-vae", scale=3)
         # Words, not an emoji: a machine without an emoji font drew "🔄" as an empty box, with no name to read out.
         refresh = gr.Button("Refresh list", size="sm", scale=0, min_width=110, elem_id=f"{prefix}-refresh-models")
-
-    def relist() -> tuple[gr.Dropdown, gr.Dropdown]:
-        models, vaes = model_choices(services)
-        return gr.Dropdown(choices=models), gr.Dropdown(choices=vaes)
-
-    refresh.click(relist, outputs=[model, vae], concurrency_limit=None, **PRIVATE)
     return {"model": model, "vae": vae, "refresh": refresh}
+
+
+def wire_relist(services: Services, pickers: dict[str, gr.components.Component], refiner: gr.Dropdown) -> None:
+    """"Refresh list" lists the folders again into the checkpoint, VAE and refiner dropdowns, in one event (one
+    listing of the folder, one round trip)."""
+    def relist() -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
+        models, vaes = model_choices(services)
+        return gr.Dropdown(choices=models), gr.Dropdown(choices=vaes), gr.Dropdown(choices=[("None", ""), *models[1:]])
+
+    pickers["refresh"].click(relist, outputs=[pickers["model"], pickers["vae"], refiner], concurrency_limit=None,
+                             **PRIVATE)
 
 
 def hires_fields(services: Services) -> dict[str, gr.components.Component]:

@@ -33,7 +33,8 @@ def render(services: Services, quota: QueueQuota) -> Img2ImgTab:
     with gr.Tab("img2img", id="img2img", elem_id="img2img-tab"), gr.Row():
         with gr.Column(scale=5):
             models, prompts = image_form.form_head(services, "img2img")
-            refiner = refiner_panel.render(services, "img2img", models["refresh"])
+            refiner = refiner_panel.render(services, "img2img")
+            image_form.wire_relist(services, models, refiner["refiner_checkpoint"])
             init_image = init_image_input("Init image", "img2img-init-image")
             generate_btn, stop_btn = image_form.run_buttons("img2img")
             with gr.Row():

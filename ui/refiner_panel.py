@@ -7,7 +7,6 @@ import gradio as gr
 
 from contracts import DEFAULT_REFINER_SWITCH_AT
 from services.container import Services
-from ui.common import PRIVATE
 
 NAMES = ("refiner_checkpoint", "refiner_switch_at")
 
@@ -17,14 +16,13 @@ def refiner_choices(services: Services) -> list[tuple[str, str]]:
     return [("None", ""), *((name, name) for name in services.catalog.models())]
 
 
-def render(services: Services, prefix: str, refresh: gr.Button) -> dict[str, gr.components.Component]:
-    """The accordion, closed, with the refiner off; `refresh` (the form's "Refresh list") lists its choices again."""
+def render(services: Services, prefix: str) -> dict[str, gr.components.Component]:
+    """The accordion, closed, with the refiner off (the form's "Refresh list" lists its choices again:
+    image_form.wire_relist)."""
     with gr.Accordion("Refiner", open=False, elem_id=f"{prefix}-refiner"), gr.Row():
         checkpoint = gr.Dropdown(refiner_choices(services), value="", label="Refiner checkpoint (SDXL)",
                                  elem_id=f"{prefix}-refiner-checkpoint", scale=3)
         switch_at = gr.Slider(0.01, 0.99, value=DEFAULT_REFINER_SWITCH_AT, step=0.01, label="Switch at",
                               info="the fraction of the steps after which the refiner takes over",
                               elem_id=f"{prefix}-refiner-switch-at", scale=2)
-    refresh.click(lambda: gr.Dropdown(choices=refiner_choices(services)), outputs=[checkpoint],
-                  concurrency_limit=None, **PRIVATE)
     return {"refiner_checkpoint": checkpoint, "refiner_switch_at": switch_at}

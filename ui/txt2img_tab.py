@@ -58,7 +58,8 @@ def render(services: Services, quota: QueueQuota) -> Txt2ImgTab:
         with gr.Row():
             with gr.Column(scale=5):
                 models = image_form.model_pickers(services, "image")
-                refiner = refiner_panel.render(services, "image", models["refresh"])
+                refiner = refiner_panel.render(services, "image")
+                image_form.wire_relist(services, models, refiner["refiner_checkpoint"])
                 with gr.Row():
                     idea_box = gr.Textbox(label="Idea", placeholder="a fox in the snow", scale=4,
                                           elem_id="image-idea")

@@ -80,3 +80,14 @@ def test_no_timer_sends_an_event_to_the_server(app_ui: tuple[gr.Blocks, Services
     assert len(ticking) >= 2  # the image and chat status lines
     assert [fn.name for fn in ticking if fn.fn is not None] == []
     assert all(fn.js for fn in ticking)
+
+
+def test_refresh_list_is_one_event_for_every_list_of_checkpoints(app_ui: tuple[gr.Blocks, Services]) -> None:
+    # Each form's "Refresh list" ran two events (its own lists, then the Refiner's): the folder listed twice a click.
+    blocks, _ = app_ui
+    for prefix in ("image", "img2img"):
+        (button,) = [b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == f"{prefix}-refresh-models"]
+        clicks = [fn for fn in blocks.fns.values() if (button._id, "click") in fn.targets]
+        assert len(clicks) == 1, prefix
+        outputs = {blocks.blocks[o._id].elem_id for o in clicks[0].outputs}
+        assert outputs == {f"{prefix}-model", f"{prefix}-vae", f"{prefix}-refiner-checkpoint"}
