@@ -46,6 +46,11 @@ export const ChatMessage = memo(function ChatMessage({ turn }: { turn: ChatTurnV
           <Ban className="size-3.5" /> Stopped.
         </p>
       ) : null}
+      {turn.status === "stop-sent" ? (
+        <p className="flex items-center gap-1.5 text-xs text-muted-foreground" data-testid="chat-stopped">
+          <Ban className="size-3.5" /> Stop sent, not confirmed: open the conversation again to see how the reply ended.
+        </p>
+      ) : null}
       {turn.status === "failed" ? (
         <p className="flex items-center gap-1.5 text-xs text-destructive">
           <TriangleAlert className="size-3.5" /> {turn.error || "The reply failed."}

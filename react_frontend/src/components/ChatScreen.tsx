@@ -204,7 +204,14 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
       setLive(null);
       return;
     }
-    const status = outcome.kind === "complete" ? last.status : outcome.kind === "cancelled" ? "cancelled" : "failed";
+    const status =
+      outcome.kind === "complete"
+        ? last.status
+        : outcome.kind === "cancelled"
+          ? outcome.unconfirmed
+            ? "stop-sent"
+            : "cancelled"
+          : "failed";
     const reply: StoredMessage = {
       id: last.message_id ?? undefined,
       role: "assistant",
@@ -221,6 +228,8 @@ export function ChatScreen({ conn, openRequest, onReplyFinished }: Props) {
     setLastNote(
       status === "cancelled"
         ? "Stopped: the partial reply is kept."
+        : status === "stop-sent"
+          ? "Stop sent, but the server has not confirmed it: the reply may still be finishing."
         : status === "done"
           ? `Done${tokens != null ? ` · ${tokens} tokens` : ""}${last.cached ? " · from cache" : ""}`
           : "",

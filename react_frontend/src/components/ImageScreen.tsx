@@ -36,7 +36,8 @@ import {
 } from "@/lib/stream";
 import type { ChoiceLists, ImageSettings, Mode, ModelCatalog } from "@/lib/types";
 
-type Phase = "idle" | "running" | "stopping" | "done" | "cancelled" | "error";
+// "stop-sent": Stop was pressed and the server did not confirm it in time; the job may still finish there.
+type Phase = "idle" | "running" | "stopping" | "done" | "cancelled" | "stop-sent" | "error";
 
 interface Props {
   conn: AtelierConnection;
@@ -125,7 +126,8 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
       // Refused before it started (validation, limits, a full queue): nothing ran, the alert says why.
       setPhase(outcome.data === null ? "idle" : "error");
     } else {
-      setPhase(outcome.kind === "cancelled" || stoppedThere ? "cancelled" : "done");
+      const unconfirmed = outcome.kind === "cancelled" && outcome.unconfirmed && !stoppedThere;
+      setPhase(unconfirmed ? "stop-sent" : outcome.kind === "cancelled" || stoppedThere ? "cancelled" : "done");
     }
     onJobFinished?.();
     if (outcome.kind === "complete") controlnet.afterJob(); // the first job may have built the tiny ControlNets
@@ -413,6 +415,11 @@ export function ImageScreen({ conn, settings, onSettings, mode, onMode, initImag
                   {phase === "cancelled" ? (
                     <span data-testid="cancelled-note">Stopped{stepInfo ? ` at step ${stepInfo.step}/${stepInfo.total}` : ""}.</span>
                   ) : null}
+                  {phase === "stop-sent" ? (
+                    <span data-testid="cancelled-note">
+                      Stop sent, but the server has not confirmed it: the job may still finish. History shows how it ended.
+                    </span>
+                  ) : null}
                 </div>
               </div>
             ) : null}
@@ -505,8 +512,11 @@ function StatusBadge({ phase, progress, cached }: { phase: Phase; progress: JobP
             : "Done"
           : phase === "cancelled"
             ? "Cancelled"
-            : "Failed";
-  const variant = phase === "done" ? "success" : phase === "error" ? "destructive" : phase === "cancelled" ? "warning" : "secondary";
+            : phase === "stop-sent"
+              ? "Stop sent"
+              : "Failed";
+  const variant =
+    phase === "done" ? "success" : phase === "error" ? "destructive" : phase === "cancelled" || phase === "stop-sent" ? "warning" : "secondary";
   return (
     <Badge variant={variant} data-testid="job-status" data-phase={phase}>
       {label}

@@ -53,6 +53,13 @@ describe("ChatMessage", () => {
     expect(screen.getByTestId("thinking-label").textContent).toBe("Thought for 0.8 s");
     expect(screen.getByTestId("chat-stopped").textContent).toContain("Stopped.");
   });
+
+  it("does not call a reply stopped when the server never confirmed the Stop", () => {
+    render(<ChatMessage turn={{ key: "r", role: "assistant", content: "Because", reasoning: "", status: "stop-sent", reasoningS: null }} />);
+    const note = screen.getByTestId("chat-stopped").textContent ?? "";
+    expect(note).toContain("not confirmed");
+    expect(note).not.toContain("Stopped.");
+  });
 });
 
 describe("ChatMessage", () => {

@@ -138,7 +138,10 @@ export class AtelierConnection {
       return { done: Promise.resolve({ kind: "error", error, data: null }), stop: () => undefined };
     }
     let stopped = false;
-    const done = consume(job as AsyncIterable<GradioMessage>, { ...handlers, isCancelled: () => stopped });
+    let gaveUp = false;
+    const done = consume(job as AsyncIterable<GradioMessage>, { ...handlers, isCancelled: () => stopped }).then(
+      (outcome): JobOutcome => (gaveUp && outcome.kind === "cancelled" ? { ...outcome, unconfirmed: true } : outcome),
+    );
     return {
       done,
       stop: () => {
@@ -147,8 +150,12 @@ export class AtelierConnection {
         // Cancel needs the event id, which exists once the job joined the queue.
         const ready = job.wait_for_id ? job.wait_for_id() : Promise.resolve(null);
         void ready.then(() => job.cancel()).catch(() => undefined);
-        // The server ends the stream when it stops; never leave the screen waiting if it does not.
-        const grace = setTimeout(() => void job.return?.().catch(() => undefined), STOP_GRACE_MS);
+        // The server ends the stream when it stops; never leave the screen waiting if it does not (and say so: the
+        // job may still finish there).
+        const grace = setTimeout(() => {
+          gaveUp = true;
+          void job.return?.().catch(() => undefined);
+        }, STOP_GRACE_MS);
         void done.finally(() => clearTimeout(grace));
       },
     };

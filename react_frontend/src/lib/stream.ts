@@ -120,7 +120,9 @@ export function describeQueue(progress: JobProgress): string {
 
 export type JobOutcome =
   | { kind: "complete"; data: unknown[] | null }
-  | { kind: "cancelled"; data: unknown[] | null }
+  /** `unconfirmed`: the server had not ended the stream STOP_GRACE_MS after Stop, so the client closed it; the job may
+   * still finish on the server. */
+  | { kind: "cancelled"; data: unknown[] | null; unconfirmed?: boolean }
   | { kind: "error"; error: AppError; data: unknown[] | null };
 
 export interface ConsumeOptions {
