@@ -23,6 +23,7 @@ import yaml
 from api.request_id import VALID
 from settings import Settings
 from tests.live.haproxy import CONFIG, NATIVE_CONFIG, haproxy, haproxy_binary, render
+from tests.live.prometheus import DASHBOARD
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,7 +303,7 @@ def test_compose_scale_profile_scrapes_every_replica_and_checks_readiness() -> N
 def test_the_dashboard_reads_only_metrics_atelier_exports() -> None:
     from services import metrics
 
-    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "atelier.json").read_text())
+    dashboard = json.loads(DASHBOARD.read_text())
     panels = dashboard["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
     exported = set()
@@ -319,7 +320,7 @@ def test_the_dashboard_reads_only_metrics_atelier_exports() -> None:
 def test_the_dashboard_stats_set_their_own_colours() -> None:
     # Grafana's default thresholds turn a stat red from 80: a busy box's "Images / min" of 173 was painted as an alarm
     # (seen in bench/grafana_panels.py's picture). Throughput has no "too high", so each stat sets its own.
-    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "atelier.json").read_text())
+    dashboard = json.loads(DASHBOARD.read_text())
     stats = [p for p in dashboard["panels"] if p["type"] == "stat"]
     assert len(stats) >= 6
     for stat in stats:

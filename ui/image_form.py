@@ -26,6 +26,7 @@ from contracts import (
 )
 from services.admission import PlaceTeller, QueueQuota
 from services.container import Services
+from ui import refiner_panel
 from ui.common import (
     PRIVATE,
     RAW_INPUTS,
@@ -163,10 +164,12 @@ def denoising_slider(label: str = "Denoising strength") -> gr.Slider:
     return gr.Slider(0, 1, value=A1111_DEFAULTS["denoising_strength"], step=0.01, label=label)
 
 
-def model_choices(services: Services) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(checkpoints, VAEs) as dropdown choices; the empty name means the configured default."""
+def model_choices(services: Services, checkpoints: list[str] | None = None
+                  ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(checkpoints, VAEs) as dropdown choices (the checkpoint folder listed unless `checkpoints` is given); the empty
+    name means the configured default."""
     catalog = services.catalog
-    models = [("Default", ""), *((name, name) for name in catalog.models())]
+    models = [("Default", ""), *((name, name) for name in (catalog.models() if checkpoints is None else checkpoints))]
     vaes = [("Automatic (the checkpoint's own)", ""), *((name, name) for name in catalog.vaes())]
     return models, vaes
 
@@ -187,8 +190,10 @@ def wire_relist(services: Services, pickers: dict[str, gr.components.Component],
     """"Refresh list" lists the folders again into the checkpoint, VAE and refiner dropdowns, in one event (one
     listing of the folder, one round trip)."""
     def relist() -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown]:
-        models, vaes = model_choices(services)
-        return gr.Dropdown(choices=models), gr.Dropdown(choices=vaes), gr.Dropdown(choices=[("None", ""), *models[1:]])
+        checkpoints = services.catalog.models()
+        models, vaes = model_choices(services, checkpoints)
+        return (gr.Dropdown(choices=models), gr.Dropdown(choices=vaes),
+                gr.Dropdown(choices=refiner_panel.refiner_choices(checkpoints)))
 
     pickers["refresh"].click(relist, outputs=[pickers["model"], pickers["vae"], refiner], concurrency_limit=None,
                              **PRIVATE)
